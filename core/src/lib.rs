@@ -1,0 +1,15 @@
+//! # oemesh-core
+//!
+//! Everything in oemesh that is protocol or policy, written **sans-IO**: this crate
+//! never reads a clock, opens a socket or draws randomness of its own. Time,
+//! random bytes and received datagrams come in as arguments; datagrams to send,
+//! timers to arm and events for the caller go out as return values or through
+//! `poll_*` methods. The agent (`oemesh-agent`) is the thin driver around it.
+//!
+//! Modules are named after the protocol they implement:
+//!
+//! - [`ipseckey`]: the IPSECKEY resource record (RFC 4025, RFC 9373) in wire and
+//!   presentation form, and the reverse owner names keys are published at.
+#![forbid(unsafe_code)]
+
+pub mod ipseckey;

@@ -1,0 +1,1 @@
+//! dnskeys library (stub)

@@ -1,0 +1,2 @@
+//! dnskeys (stub)
+fn main() {}
