@@ -1,0 +1,6 @@
+//! # oemesh-testkit
+//!
+//! What oemesh's integration tests and the testnet share: starting a real BIND 9,
+//! building network namespaces joined by veth pairs, running a real strongSwan
+//! `charon` inside one, and child processes that are ended (by PID) when dropped.
+//! Everything created here is removed again on drop.
