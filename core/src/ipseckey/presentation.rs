@@ -48,18 +48,23 @@ fn shown(value: &str) -> String {
     }
 }
 
+/// Digits only: `u8::from_str` would also take a leading `+`.
+fn all_digits(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// A decimal field of 0..=255, digits only (no sign, no spaces).
 fn parse_u8(field: &str, value: Option<&str>) -> Result<u8, PresentationError> {
     let value = value.ok_or_else(|| invalid(format!("missing {field}: {RDATA_SHAPE}")))?;
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(n) = value.parse::<u8>() {
-            return Ok(n);
-        }
-    }
-    Err(invalid(format!(
-        "{field} {} is not a number from 0 to 255",
-        shown(value)
-    )))
+    let n = all_digits(value)
+        .then(|| value.parse::<u8>().ok())
+        .flatten();
+    n.ok_or_else(|| {
+        invalid(format!(
+            "{field} {} is not a number from 0 to 255",
+            shown(value)
+        ))
+    })
 }
 
 fn parse_gateway(gateway_type: u8, value: &str) -> Result<Gateway, PresentationError> {
@@ -130,12 +135,8 @@ fn parse_generic(fields: &[&str]) -> Result<Ipseckey, PresentationError> {
     let (len, hex) = fields.split_first().ok_or_else(|| {
         invalid("generic RDATA \\# needs a length: \\# <octets> <hex> (RFC 3597 §5)")
     })?;
-    let declared = if !len.is_empty() && len.bytes().all(|b| b.is_ascii_digit()) {
-        len.parse::<u16>().ok()
-    } else {
-        None
-    }
-    .ok_or_else(|| {
+    let declared = all_digits(len).then(|| len.parse::<u16>().ok()).flatten();
+    let declared = declared.ok_or_else(|| {
         invalid(format!(
             "generic RDATA length {} is not a number from 0 to 65535",
             shown(len)
