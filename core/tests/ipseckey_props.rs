@@ -71,7 +71,7 @@ fn multi_line(rr: &Record, chunk: usize) -> String {
     let pieces: Vec<&str> = b64
         .as_bytes()
         .chunks(chunk)
-        .map(|c| std::str::from_utf8(c).unwrap())
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
         .collect();
     format!(
         "{} IN {} IPSECKEY ( {} {} {} ; precedence, gateway type, algorithm\n\t{gateway} ; gw\n\t{} )",
