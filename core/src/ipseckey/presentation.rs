@@ -298,7 +298,8 @@ impl Record {
     /// either order, as BIND allows; a missing TTL is an error, since there is no `$TTL` here).
     ///
     /// The type may also be written `TYPE45` (RFC 3597 §5), and the RDATA in the
-    /// generic `\#` form. A relative owner is taken as absolute.
+    /// generic `\#` form. A relative owner is taken as absolute. A TTL may use
+    /// BIND's units (`1h30m`); above 2147483647 it is refused (RFC 2181 §8).
     pub fn parse_presentation(text: &str) -> Result<Self, PresentationError> {
         let fields = tokenize(text)?;
         let (&owner_text, rest) = fields
