@@ -73,10 +73,17 @@ impl<T: AsRef<[u8]>> HeaderPacket<T> {
     pub fn check_len(&self) -> Result<(), Error> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
-            return Err(Error::Truncated { what: "IKE header", need: HEADER_LEN, have: len });
+            return Err(Error::Truncated {
+                what: "IKE header",
+                need: HEADER_LEN,
+                have: len,
+            });
         }
         if self.length() as usize != len {
-            return Err(Error::LengthMismatch { header: self.length(), datagram: len });
+            return Err(Error::LengthMismatch {
+                header: self.length(),
+                datagram: len,
+            });
         }
         Ok(())
     }
@@ -207,7 +214,11 @@ impl std::ops::BitOr for Flags {
 impl fmt::Debug for Flags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut names = Vec::new();
-        for (flag, name) in [(Self::INITIATOR, "I"), (Self::VERSION, "V"), (Self::RESPONSE, "R")] {
+        for (flag, name) in [
+            (Self::INITIATOR, "I"),
+            (Self::VERSION, "V"),
+            (Self::RESPONSE, "R"),
+        ] {
             if self.contains(flag) {
                 names.push(name.to_owned());
             }
@@ -240,8 +251,21 @@ pub struct Header {
 
 impl Header {
     /// A version 2.0 header.
-    pub fn new(spi_i: u64, spi_r: u64, exchange: ExchangeType, flags: Flags, message_id: u32) -> Self {
-        Self { spi_i, spi_r, exchange, flags, message_id, minor_version: 0 }
+    pub fn new(
+        spi_i: u64,
+        spi_r: u64,
+        exchange: ExchangeType,
+        flags: Flags,
+        message_id: u32,
+    ) -> Self {
+        Self {
+            spi_i,
+            spi_r,
+            exchange,
+            flags,
+            message_id,
+            minor_version: 0,
+        }
     }
 
     /// Reads the header from a checked view; refuses a major version other than 2.
@@ -326,18 +350,28 @@ mod tests {
     fn checks() {
         assert!(matches!(
             HeaderPacket::new_checked(&BYTES[..27]),
-            Err(Error::Truncated { need: 28, have: 27, .. })
+            Err(Error::Truncated {
+                need: 28,
+                have: 27,
+                ..
+            })
         ));
         let mut long = BYTES.to_vec();
         long.push(0);
         assert_eq!(
             HeaderPacket::new_checked(&long[..]).unwrap_err(),
-            Error::LengthMismatch { header: 28, datagram: 29 }
+            Error::LengthMismatch {
+                header: 28,
+                datagram: 29
+            }
         );
         let mut v3 = BYTES;
         v3[17] = 0x30;
         let p = HeaderPacket::new_checked(&v3[..]).unwrap();
-        assert_eq!(Header::parse(&p).unwrap_err(), Error::InvalidMajorVersion(3));
+        assert_eq!(
+            Header::parse(&p).unwrap_err(),
+            Error::InvalidMajorVersion(3)
+        );
         assert_eq!(
             Header::parse(&p).unwrap_err().notify_type(),
             Some(crate::ike::message::NotifyType::INVALID_MAJOR_VERSION)
@@ -352,6 +386,9 @@ mod tests {
         p.set_message_id(9);
         assert_eq!(p.spi_r(), 7);
         assert_eq!(p.message_id(), 9);
-        assert_eq!(format!("{:?}", Flags::INITIATOR | Flags::RESPONSE), "Flags(I|R)");
+        assert_eq!(
+            format!("{:?}", Flags::INITIATOR | Flags::RESPONSE),
+            "Flags(I|R)"
+        );
     }
 }

@@ -89,7 +89,8 @@ impl Message {
     /// Appends the message to `out`, writing Next Payload and Length fields.
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.reserve(self.buffer_len());
-        self.header.emit(first_type(&self.payloads), self.buffer_len() as u32, out);
+        self.header
+            .emit(first_type(&self.payloads), self.buffer_len() as u32, out);
         emit_chain(&self.payloads, out);
     }
 
@@ -126,7 +127,10 @@ impl Message {
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
         if iv.len() != cipher.iv_len() {
-            return Err(Error::IvLength { got: iv.len(), expected: cipher.iv_len() });
+            return Err(Error::IvLength {
+                got: iv.len(),
+                expected: cipher.iv_len(),
+            });
         }
         let block = cipher.block_size().max(1);
         let inner_len = chain_len(inner);
@@ -167,7 +171,10 @@ impl Message {
     /// An ICV failure is [`Error::Crypto`], whose [`Error::notify_type`] is `None`:
     /// such a message is dropped without an answer (RFC 7296 §2.21.2).
     pub fn parse_protected<C: SkCipher + ?Sized>(bytes: &[u8], cipher: &C) -> Result<Self, Error> {
-        let Message { header, mut payloads } = Self::parse(bytes)?;
+        let Message {
+            header,
+            mut payloads,
+        } = Self::parse(bytes)?;
         let sk = match payloads.pop() {
             Some(Payload::Sk(sk)) => sk,
             _ => return Err(Error::NotProtected),
@@ -175,7 +182,10 @@ impl Message {
         let (iv_len, icv_len) = (cipher.iv_len(), cipher.icv_len());
         let need = iv_len + icv_len + 1;
         if sk.body.len() < need {
-            return Err(Error::SkTooShort { length: sk.body.len(), need });
+            return Err(Error::SkTooShort {
+                length: sk.body.len(),
+                need,
+            });
         }
         // SK is last and the chain fills the message: its generic header ends where its body starts.
         let aad = &bytes[..bytes.len() - sk.body.len()];
@@ -183,13 +193,22 @@ impl Message {
         let mut buf = sealed.to_vec();
         cipher.open(iv, aad, &mut buf)?;
         let Some((&pad, rest)) = buf.split_last() else {
-            return Err(Error::PadLength { pad: 0, available: 0 });
+            return Err(Error::PadLength {
+                pad: 0,
+                available: 0,
+            });
         };
         if pad as usize > rest.len() {
-            return Err(Error::PadLength { pad, available: rest.len() });
+            return Err(Error::PadLength {
+                pad,
+                available: rest.len(),
+            });
         }
         let inner = parse_chain(sk.first_inner, &rest[..rest.len() - pad as usize])?;
-        if inner.iter().any(|p| matches!(p, Payload::Sk(_) | Payload::Skf(_))) {
+        if inner
+            .iter()
+            .any(|p| matches!(p, Payload::Sk(_) | Payload::Skf(_)))
+        {
             return Err(Error::NestedSk);
         }
         payloads.extend(inner);

@@ -19,7 +19,11 @@ impl<'a> Reader<'a> {
     /// The next `n` bytes.
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if self.buf.len() < n {
-            return Err(Error::Truncated { what: self.what, need: n, have: self.buf.len() });
+            return Err(Error::Truncated {
+                what: self.what,
+                need: n,
+                have: self.buf.len(),
+            });
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;

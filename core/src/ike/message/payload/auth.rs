@@ -38,7 +38,10 @@ impl Auth {
         data.push(algorithm_identifier.len() as u8);
         data.extend_from_slice(algorithm_identifier);
         data.extend_from_slice(signature);
-        Self { method: AuthMethod::DIGITAL_SIGNATURE, data }
+        Self {
+            method: AuthMethod::DIGITAL_SIGNATURE,
+            data,
+        }
     }
 
     /// For method 14: the DER AlgorithmIdentifier and the signature value. `None`
@@ -57,7 +60,10 @@ impl Auth {
         let mut r = Reader::new(body, "AUTH payload");
         let method = AuthMethod(r.u8()?);
         r.take(3)?;
-        Ok(Self { method, data: r.rest().to_vec() })
+        Ok(Self {
+            method,
+            data: r.rest().to_vec(),
+        })
     }
 
     /// Appends the body.
@@ -74,7 +80,12 @@ impl Auth {
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Auth {{ method: {:?}, data: {} bytes }}", self.method, self.data.len())
+        write!(
+            f,
+            "Auth {{ method: {:?}, data: {} bytes }}",
+            self.method,
+            self.data.len()
+        )
     }
 }
 
@@ -106,8 +117,14 @@ mod tests {
         assert_eq!(auth.method, AuthMethod::NULL);
         assert_eq!(auth.data, [1, 2, 3]);
         assert_eq!(auth.signature_parts(), None);
-        let bad = Auth { method: AuthMethod::DIGITAL_SIGNATURE, data: vec![9, 1] };
+        let bad = Auth {
+            method: AuthMethod::DIGITAL_SIGNATURE,
+            data: vec![9, 1],
+        };
         assert_eq!(bad.signature_parts(), None);
-        assert!(matches!(Auth::parse(&[14, 0, 0]), Err(Error::Truncated { .. })));
+        assert!(matches!(
+            Auth::parse(&[14, 0, 0]),
+            Err(Error::Truncated { .. })
+        ));
     }
 }

@@ -23,17 +23,32 @@ pub struct Delete {
 impl Delete {
     /// Deletes the IKE SA the message belongs to.
     pub fn ike() -> Self {
-        Self { protocol: ProtocolId::IKE, spi_size: 0, spis: Vec::new() }
+        Self {
+            protocol: ProtocolId::IKE,
+            spi_size: 0,
+            spis: Vec::new(),
+        }
     }
 
     /// Deletes ESP SAs by SPI.
     pub fn esp(spis: &[u32]) -> Self {
-        Self { protocol: ProtocolId::ESP, spi_size: 4, spis: spis.iter().map(|s| s.to_be_bytes().to_vec()).collect() }
+        Self {
+            protocol: ProtocolId::ESP,
+            spi_size: 4,
+            spis: spis.iter().map(|s| s.to_be_bytes().to_vec()).collect(),
+        }
     }
 
     /// The SPIs as 32-bit values when they are four bytes each (ESP, AH).
     pub fn spis_u32(&self) -> Option<Vec<u32>> {
-        self.spis.iter().map(|s| <[u8; 4]>::try_from(s.as_slice()).ok().map(u32::from_be_bytes)).collect()
+        self.spis
+            .iter()
+            .map(|s| {
+                <[u8; 4]>::try_from(s.as_slice())
+                    .ok()
+                    .map(u32::from_be_bytes)
+            })
+            .collect()
     }
 
     /// Parses the body; the SPIs must fill it exactly.
@@ -44,14 +59,24 @@ impl Delete {
         let count = r.u16()?;
         let rest = r.rest();
         if rest.len() != spi_size as usize * count as usize {
-            return Err(Error::DeleteSpis { size: spi_size, count, available: rest.len() });
+            return Err(Error::DeleteSpis {
+                size: spi_size,
+                count,
+                available: rest.len(),
+            });
         }
         let spis = if spi_size == 0 {
             vec![Vec::new(); count as usize]
         } else {
-            rest.chunks_exact(spi_size as usize).map(<[u8]>::to_vec).collect()
+            rest.chunks_exact(spi_size as usize)
+                .map(<[u8]>::to_vec)
+                .collect()
         };
-        Ok(Self { protocol, spi_size, spis })
+        Ok(Self {
+            protocol,
+            spi_size,
+            spis,
+        })
     }
 
     /// Appends the body.
@@ -86,7 +111,10 @@ mod tests {
     #[test]
     fn vectors() {
         round_trip(&[1, 0, 0, 0], &Delete::ike());
-        round_trip(&[3, 4, 0, 2, 0, 0, 0, 1, 0xc0, 0, 0, 2], &Delete::esp(&[1, 0xc000_0002]));
+        round_trip(
+            &[3, 4, 0, 2, 0, 0, 0, 1, 0xc0, 0, 0, 2],
+            &Delete::esp(&[1, 0xc000_0002]),
+        );
         assert_eq!(Delete::esp(&[7, 8]).spis_u32(), Some(vec![7, 8]));
     }
 
@@ -94,8 +122,15 @@ mod tests {
     fn spis_must_fill_body() {
         assert_eq!(
             Delete::parse(&[3, 4, 0, 2, 0, 0, 0, 1]).unwrap_err(),
-            Error::DeleteSpis { size: 4, count: 2, available: 4 }
+            Error::DeleteSpis {
+                size: 4,
+                count: 2,
+                available: 4
+            }
         );
-        assert!(matches!(Delete::parse(&[3, 4, 0, 0, 1]), Err(Error::DeleteSpis { .. })));
+        assert!(matches!(
+            Delete::parse(&[3, 4, 0, 0, 1]),
+            Err(Error::DeleteSpis { .. })
+        ));
     }
 }

@@ -72,7 +72,11 @@ impl Identity {
             if data.len() == expected {
                 Ok(())
             } else {
-                Err(Error::IdLength { ty, length: data.len(), expected })
+                Err(Error::IdLength {
+                    ty,
+                    length: data.len(),
+                    expected,
+                })
             }
         };
         Ok(match ty {
@@ -88,7 +92,10 @@ impl Identity {
             }
             IdType::FQDN => Identity::Fqdn(data.to_vec()),
             IdType::NULL if data.is_empty() => Identity::Null,
-            _ => Identity::Other { ty, data: data.to_vec() },
+            _ => Identity::Other {
+                ty,
+                data: data.to_vec(),
+            },
         })
     }
 
@@ -137,24 +144,55 @@ mod tests {
 
     #[test]
     fn vectors() {
-        round_trip(&[1, 0, 0, 0, 10, 0, 77, 10], Identity::Ipv4(Ipv4Addr::new(10, 0, 77, 10)));
+        round_trip(
+            &[1, 0, 0, 0, 10, 0, 77, 10],
+            Identity::Ipv4(Ipv4Addr::new(10, 0, 77, 10)),
+        );
         let mut v6 = vec![5, 0, 0, 0];
         v6.extend_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
         round_trip(&v6, Identity::Ipv6("2001:db8::1".parse().unwrap()));
         round_trip(b"\x02\0\0\0alice.example", Identity::fqdn("alice.example"));
         round_trip(&[13, 0, 0, 0], Identity::Null);
-        round_trip(&[13, 0, 0, 0, 1], Identity::Other { ty: IdType::NULL, data: vec![1] });
-        round_trip(&[11, 0, 0, 0, 0xde, 0xad], Identity::Other { ty: IdType::KEY_ID, data: vec![0xde, 0xad] });
-        round_trip(&[99, 0, 0, 0], Identity::Other { ty: IdType(99), data: vec![] });
+        round_trip(
+            &[13, 0, 0, 0, 1],
+            Identity::Other {
+                ty: IdType::NULL,
+                data: vec![1],
+            },
+        );
+        round_trip(
+            &[11, 0, 0, 0, 0xde, 0xad],
+            Identity::Other {
+                ty: IdType::KEY_ID,
+                data: vec![0xde, 0xad],
+            },
+        );
+        round_trip(
+            &[99, 0, 0, 0],
+            Identity::Other {
+                ty: IdType(99),
+                data: vec![],
+            },
+        );
     }
 
     #[test]
     fn wrong_address_size() {
         assert_eq!(
             Identity::parse(&[1, 0, 0, 0, 10, 0, 77]).unwrap_err(),
-            Error::IdLength { ty: IdType::IPV4_ADDR, length: 3, expected: 4 }
+            Error::IdLength {
+                ty: IdType::IPV4_ADDR,
+                length: 3,
+                expected: 4
+            }
         );
-        assert!(matches!(Identity::parse(&[5, 0, 0, 0, 1]), Err(Error::IdLength { .. })));
-        assert!(matches!(Identity::parse(&[1, 0]), Err(Error::Truncated { .. })));
+        assert!(matches!(
+            Identity::parse(&[5, 0, 0, 0, 1]),
+            Err(Error::IdLength { .. })
+        ));
+        assert!(matches!(
+            Identity::parse(&[1, 0]),
+            Err(Error::Truncated { .. })
+        ));
     }
 }

@@ -26,7 +26,10 @@ impl Ke {
         let mut r = Reader::new(body, "KE payload");
         let group = DhGroup(r.u16()?);
         r.take(2)?;
-        Ok(Self { group, data: r.rest().to_vec() })
+        Ok(Self {
+            group,
+            data: r.rest().to_vec(),
+        })
     }
 
     /// Appends the body.
@@ -44,7 +47,12 @@ impl Ke {
 
 impl fmt::Debug for Ke {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Ke {{ group: {:?}, data: {} bytes }}", self.group, self.data.len())
+        write!(
+            f,
+            "Ke {{ group: {:?}, data: {} bytes }}",
+            self.group,
+            self.data.len()
+        )
     }
 }
 
@@ -56,11 +64,20 @@ mod tests {
     fn bytes() {
         let body = [0, 31, 0, 0, 0xaa, 0xbb];
         let ke = Ke::parse(&body).unwrap();
-        assert_eq!(ke, Ke { group: DhGroup::CURVE25519, data: vec![0xaa, 0xbb] });
+        assert_eq!(
+            ke,
+            Ke {
+                group: DhGroup::CURVE25519,
+                data: vec![0xaa, 0xbb]
+            }
+        );
         let mut out = Vec::new();
         ke.emit(&mut out);
         assert_eq!(out, body);
         assert_eq!(ke.buffer_len(), body.len());
-        assert!(matches!(Ke::parse(&[0, 31, 0]), Err(Error::Truncated { .. })));
+        assert!(matches!(
+            Ke::parse(&[0, 31, 0]),
+            Err(Error::Truncated { .. })
+        ));
     }
 }

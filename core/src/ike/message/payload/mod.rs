@@ -129,7 +129,12 @@ impl Payload {
     /// SK and SKF keep as their first inner payload type. An uninterpreted type
     /// with `critical` set is [`Error::UnsupportedCriticalPayload`] (§2.5); on
     /// interpreted types the bit is ignored, as §3.2 requires.
-    pub fn parse(ty: PayloadType, next: PayloadType, critical: bool, body: &[u8]) -> Result<Self, Error> {
+    pub fn parse(
+        ty: PayloadType,
+        next: PayloadType,
+        critical: bool,
+        body: &[u8],
+    ) -> Result<Self, Error> {
         Ok(match ty {
             PayloadType::SA => Payload::Sa(Sa::parse(body)?),
             PayloadType::KE => Payload::Ke(Ke::parse(body)?),
@@ -145,7 +150,11 @@ impl Payload {
             PayloadType::SK => Payload::Sk(Sk::parse(next, body)),
             PayloadType::SKF => Payload::Skf(Skf::parse(next, body)?),
             _ if critical => return Err(Error::UnsupportedCriticalPayload(ty)),
-            _ => Payload::Unknown(Unknown { ty, critical: false, body: body.to_vec() }),
+            _ => Payload::Unknown(Unknown {
+                ty,
+                critical: false,
+                body: body.to_vec(),
+            }),
         })
     }
 
@@ -214,13 +223,17 @@ pub fn chain_len(payloads: &[Payload]) -> usize {
 
 /// The type of the first payload of a chain ([`PayloadType::NONE`] for an empty one).
 pub fn first_type(payloads: &[Payload]) -> PayloadType {
-    payloads.first().map_or(PayloadType::NONE, Payload::payload_type)
+    payloads
+        .first()
+        .map_or(PayloadType::NONE, Payload::payload_type)
 }
 
 /// Appends a payload chain, linking each Next Payload to the following payload.
 pub fn emit_chain(payloads: &[Payload], out: &mut Vec<u8>) {
     for (i, payload) in payloads.iter().enumerate() {
-        let next = payloads.get(i + 1).map_or(PayloadType::NONE, Payload::payload_type);
+        let next = payloads
+            .get(i + 1)
+            .map_or(PayloadType::NONE, Payload::payload_type);
         payload.emit(next, out);
     }
 }
@@ -237,7 +250,11 @@ pub fn parse_chain(first: PayloadType, bytes: &[u8]) -> Result<Vec<Payload>, Err
         let critical = reader.u8()? & CRITICAL != 0;
         let length = reader.u16()?;
         if (length as usize) < GENERIC_HEADER_LEN || length as usize > available {
-            return Err(Error::PayloadLength { payload: ty, length, available });
+            return Err(Error::PayloadLength {
+                payload: ty,
+                length,
+                available,
+            });
         }
         let body = reader.take(length as usize - GENERIC_HEADER_LEN)?;
         let payload = Payload::parse(ty, next, critical, body)?;
@@ -253,7 +270,9 @@ pub fn parse_chain(first: PayloadType, bytes: &[u8]) -> Result<Vec<Payload>, Err
         ty = next;
     }
     if !reader.is_empty() {
-        return Err(Error::TrailingBytes { count: reader.remaining() });
+        return Err(Error::TrailingBytes {
+            count: reader.remaining(),
+        });
     }
     Ok(payloads)
 }
@@ -271,7 +290,11 @@ mod tests {
         assert_eq!(
             chain,
             vec![
-                Payload::Unknown(Unknown { ty: PayloadType(200), critical: false, body: vec![0xaa, 0xbb] }),
+                Payload::Unknown(Unknown {
+                    ty: PayloadType(200),
+                    critical: false,
+                    body: vec![0xaa, 0xbb]
+                }),
                 Payload::Nonce(Nonce(vec![0x01])),
             ]
         );
@@ -291,15 +314,33 @@ mod tests {
     #[test]
     fn critical_bit_on_known_payload_is_ignored() {
         let bytes = [0, 0x80, 0, 5, 0x42];
-        assert_eq!(parse_chain(PayloadType::NONCE, &bytes).unwrap(), vec![Payload::Nonce(Nonce(vec![0x42]))]);
+        assert_eq!(
+            parse_chain(PayloadType::NONCE, &bytes).unwrap(),
+            vec![Payload::Nonce(Nonce(vec![0x42]))]
+        );
     }
 
     #[test]
     fn chain_errors() {
-        assert!(matches!(parse_chain(PayloadType::NONCE, &[0, 0, 0, 3]), Err(Error::PayloadLength { .. })));
-        assert!(matches!(parse_chain(PayloadType::NONCE, &[0, 0, 0, 9]), Err(Error::PayloadLength { .. })));
-        assert!(matches!(parse_chain(PayloadType::NONCE, &[0, 0, 0, 4, 1]), Err(Error::TrailingBytes { count: 1 })));
-        assert!(matches!(parse_chain(PayloadType::NONCE, &[40, 0, 0, 4]), Err(Error::Truncated { .. })));
-        assert_eq!(parse_chain(PayloadType::SK, &[0, 0, 0, 4, 0, 0, 0, 4]).unwrap_err(), Error::SkNotLast);
+        assert!(matches!(
+            parse_chain(PayloadType::NONCE, &[0, 0, 0, 3]),
+            Err(Error::PayloadLength { .. })
+        ));
+        assert!(matches!(
+            parse_chain(PayloadType::NONCE, &[0, 0, 0, 9]),
+            Err(Error::PayloadLength { .. })
+        ));
+        assert!(matches!(
+            parse_chain(PayloadType::NONCE, &[0, 0, 0, 4, 1]),
+            Err(Error::TrailingBytes { count: 1 })
+        ));
+        assert!(matches!(
+            parse_chain(PayloadType::NONCE, &[40, 0, 0, 4]),
+            Err(Error::Truncated { .. })
+        ));
+        assert_eq!(
+            parse_chain(PayloadType::SK, &[0, 0, 0, 4, 0, 0, 0, 4]).unwrap_err(),
+            Error::SkNotLast
+        );
     }
 }

@@ -107,7 +107,10 @@ impl Attribute {
                 available,
             });
         }
-        Ok(Attribute::Tlv { ty, value: r.take(value as usize)?.to_vec() })
+        Ok(Attribute::Tlv {
+            ty,
+            value: r.take(value as usize)?.to_vec(),
+        })
     }
 
     fn emit(&self, out: &mut Vec<u8>) {
@@ -128,17 +131,28 @@ impl Attribute {
 impl Transform {
     /// A transform without attributes.
     pub fn new(ty: TransformType, id: u16) -> Self {
-        Self { ty, id, attributes: Vec::new() }
+        Self {
+            ty,
+            id,
+            attributes: Vec::new(),
+        }
     }
 
     /// An encryption transform, with the Key Length attribute when `key_bits` is given
     /// (required for AES-GCM, absent for ChaCha20-Poly1305, RFC 7634 §4).
     pub fn encr(id: EncrId, key_bits: Option<u16>) -> Self {
         let attributes = key_bits
-            .map(|bits| Attribute::Tv { ty: AttributeType::KEY_LENGTH, value: bits })
+            .map(|bits| Attribute::Tv {
+                ty: AttributeType::KEY_LENGTH,
+                value: bits,
+            })
             .into_iter()
             .collect();
-        Self { ty: TransformType::ENCR, id: id.0, attributes }
+        Self {
+            ty: TransformType::ENCR,
+            id: id.0,
+            attributes,
+        }
     }
 
     /// A PRF transform.
@@ -164,13 +178,20 @@ impl Transform {
     /// The Key Length attribute, in bits.
     pub fn key_length(&self) -> Option<u16> {
         self.attributes.iter().find_map(|a| match a {
-            Attribute::Tv { ty: AttributeType::KEY_LENGTH, value } => Some(*value),
+            Attribute::Tv {
+                ty: AttributeType::KEY_LENGTH,
+                value,
+            } => Some(*value),
             _ => None,
         })
     }
 
     fn buffer_len(&self) -> usize {
-        8 + self.attributes.iter().map(Attribute::buffer_len).sum::<usize>()
+        8 + self
+            .attributes
+            .iter()
+            .map(Attribute::buffer_len)
+            .sum::<usize>()
     }
 
     fn parse(body: &[u8]) -> Result<Self, Error> {
@@ -210,7 +231,10 @@ impl fmt::Debug for Transform {
         }
         for a in &self.attributes {
             match a {
-                Attribute::Tv { ty: AttributeType::KEY_LENGTH, value } => write!(f, ", key {value}")?,
+                Attribute::Tv {
+                    ty: AttributeType::KEY_LENGTH,
+                    value,
+                } => write!(f, ", key {value}")?,
                 other => write!(f, ", {other:?}")?,
             }
         }
@@ -231,20 +255,34 @@ fn substructure<'a>(
     r.u8()?;
     let length = r.u16()? as usize;
     if length < min || length > available {
-        return Err(Error::SubstructureLength { what, length, min, available });
+        return Err(Error::SubstructureLength {
+            what,
+            length,
+            min,
+            available,
+        });
     }
     let body = r.take(length - 4)?;
     let last = r.is_empty();
     let expected = if last { 0 } else { more };
     if last_substruc != expected {
-        return Err(Error::LastSubstruc { what, value: last_substruc, expected });
+        return Err(Error::LastSubstruc {
+            what,
+            value: last_substruc,
+            expected,
+        });
     }
     Ok((body, last))
 }
 
 impl Proposal {
     fn buffer_len(&self) -> usize {
-        8 + self.spi.len() + self.transforms.iter().map(Transform::buffer_len).sum::<usize>()
+        8 + self.spi.len()
+            + self
+                .transforms
+                .iter()
+                .map(Transform::buffer_len)
+                .sum::<usize>()
     }
 
     fn parse(body: &[u8]) -> Result<Self, Error> {
@@ -260,15 +298,28 @@ impl Proposal {
             transforms.push(Transform::parse(body)?);
         }
         if transforms.len() != announced as usize {
-            return Err(Error::TransformCount { announced, found: transforms.len() });
+            return Err(Error::TransformCount {
+                announced,
+                found: transforms.len(),
+            });
         }
-        Ok(Self { number, protocol, spi, transforms })
+        Ok(Self {
+            number,
+            protocol,
+            spi,
+            transforms,
+        })
     }
 
     fn emit(&self, last: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(&[if last { 0 } else { MORE_PROPOSALS }, 0]);
         put_u16(out, self.buffer_len());
-        out.extend_from_slice(&[self.number, self.protocol.0, self.spi.len() as u8, self.transforms.len() as u8]);
+        out.extend_from_slice(&[
+            self.number,
+            self.protocol.0,
+            self.spi.len() as u8,
+            self.transforms.len() as u8,
+        ]);
         out.extend_from_slice(&self.spi);
         for (i, t) in self.transforms.iter().enumerate() {
             t.emit(i + 1 == self.transforms.len(), out);
@@ -345,7 +396,10 @@ mod tests {
         let parsed = Sa::parse(&PROFILE_BYTES).unwrap();
         assert_eq!(parsed, profile());
         assert_eq!(parsed.proposals[0].transforms[1].key_length(), Some(256));
-        assert_eq!(format!("{:?}", parsed.proposals[0].transforms[1]), "Transform(ENCR AES_GCM_16, key 256)");
+        assert_eq!(
+            format!("{:?}", parsed.proposals[0].transforms[1]),
+            "Transform(ENCR AES_GCM_16, key 256)"
+        );
     }
 
     #[test]
@@ -356,7 +410,10 @@ mod tests {
                     number: 1,
                     protocol: ProtocolId::ESP,
                     spi: vec![0xc1, 0xa2, 0x03, 0x04],
-                    transforms: vec![Transform::encr(EncrId(1024), None), Transform::esn(EsnId::ESN)],
+                    transforms: vec![
+                        Transform::encr(EncrId(1024), None),
+                        Transform::esn(EsnId::ESN),
+                    ],
                 },
                 Proposal {
                     number: 2,
@@ -365,7 +422,10 @@ mod tests {
                     transforms: vec![Transform {
                         ty: TransformType(77),
                         id: 5,
-                        attributes: vec![Attribute::Tlv { ty: AttributeType(300), value: vec![1, 2, 3] }],
+                        attributes: vec![Attribute::Tlv {
+                            ty: AttributeType(300),
+                            value: vec![1, 2, 3],
+                        }],
                     }],
                 },
             ],
@@ -380,19 +440,47 @@ mod tests {
     fn errors() {
         let mut bad = PROFILE_BYTES;
         bad[7] = 5;
-        assert_eq!(Sa::parse(&bad).unwrap_err(), Error::TransformCount { announced: 5, found: 4 });
+        assert_eq!(
+            Sa::parse(&bad).unwrap_err(),
+            Error::TransformCount {
+                announced: 5,
+                found: 4
+            }
+        );
         let mut bad = PROFILE_BYTES;
         bad[0] = 2;
-        assert!(matches!(Sa::parse(&bad), Err(Error::LastSubstruc { what: "proposal", value: 2, .. })));
+        assert!(matches!(
+            Sa::parse(&bad),
+            Err(Error::LastSubstruc {
+                what: "proposal",
+                value: 2,
+                ..
+            })
+        ));
         let mut bad = PROFILE_BYTES;
         bad[8] = 0;
-        assert!(matches!(Sa::parse(&bad), Err(Error::LastSubstruc { what: "transform", .. })));
+        assert!(matches!(
+            Sa::parse(&bad),
+            Err(Error::LastSubstruc {
+                what: "transform",
+                ..
+            })
+        ));
         let mut bad = PROFILE_BYTES;
         bad[3] = 45;
-        assert!(matches!(Sa::parse(&bad), Err(Error::SubstructureLength { .. })));
+        assert!(matches!(
+            Sa::parse(&bad),
+            Err(Error::SubstructureLength { .. })
+        ));
         let mut bad = PROFILE_BYTES;
         bad[27] = 7; // TLV attribute (AF cleared below) longer than the transform
         bad[24] = 0;
-        assert!(matches!(Sa::parse(&bad), Err(Error::SubstructureLength { what: "transform attribute", .. })));
+        assert!(matches!(
+            Sa::parse(&bad),
+            Err(Error::SubstructureLength {
+                what: "transform attribute",
+                ..
+            })
+        ));
     }
 }

@@ -43,7 +43,10 @@ pub struct Skf {
 impl Sk {
     /// Takes the whole body; `first_inner` comes from the generic header.
     pub fn parse(first_inner: PayloadType, body: &[u8]) -> Self {
-        Self { first_inner, body: body.to_vec() }
+        Self {
+            first_inner,
+            body: body.to_vec(),
+        }
     }
 
     /// Appends the body.
@@ -63,7 +66,12 @@ impl Skf {
         let mut r = Reader::new(body, "SKF payload");
         let number = r.u16()?;
         let total = r.u16()?;
-        Ok(Self { first_inner, number, total, body: r.rest().to_vec() })
+        Ok(Self {
+            first_inner,
+            number,
+            total,
+            body: r.rest().to_vec(),
+        })
     }
 
     /// Appends the body.
@@ -81,7 +89,12 @@ impl Skf {
 
 impl fmt::Debug for Sk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sk {{ first_inner: {:?}, body: {} bytes }}", self.first_inner, self.body.len())
+        write!(
+            f,
+            "Sk {{ first_inner: {:?}, body: {} bytes }}",
+            self.first_inner,
+            self.body.len()
+        )
     }
 }
 
@@ -106,7 +119,10 @@ mod tests {
     fn skf_bytes() {
         let body = [0, 1, 0, 3, 0xee, 0xff];
         let skf = Skf::parse(PayloadType::IDI, &body).unwrap();
-        assert_eq!((skf.number, skf.total, skf.body.as_slice()), (1, 3, &[0xee, 0xff][..]));
+        assert_eq!(
+            (skf.number, skf.total, skf.body.as_slice()),
+            (1, 3, &[0xee, 0xff][..])
+        );
         let mut out = Vec::new();
         skf.emit(&mut out);
         assert_eq!(out, body);

@@ -72,7 +72,12 @@ impl AddrSelector {
             IpAddr::V4(a) => AddrRange::V4(a, a),
             IpAddr::V6(a) => AddrRange::V6(a, a),
         };
-        Self { ip_protocol: 0, start_port: 0, end_port: u16::MAX, addrs }
+        Self {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: u16::MAX,
+            addrs,
+        }
     }
 
     /// The TS Type of this selector.
@@ -114,7 +119,11 @@ impl TrafficSelector {
         }
         let mut sel = Reader::new(r.take(length as usize - 4)?, "traffic selector");
         if expected.is_none() {
-            return Ok(TrafficSelector::Unknown { ty, second_octet, data: sel.rest().to_vec() });
+            return Ok(TrafficSelector::Unknown {
+                ty,
+                second_octet,
+                data: sel.rest().to_vec(),
+            });
         }
         let start_port = sel.u16()?;
         let end_port = sel.u16()?;
@@ -127,7 +136,12 @@ impl TrafficSelector {
             end.copy_from_slice(sel.take(16)?);
             AddrRange::V6(Ipv6Addr::from(start), Ipv6Addr::from(end))
         };
-        Ok(TrafficSelector::Addr(AddrSelector { ip_protocol: second_octet, start_port, end_port, addrs }))
+        Ok(TrafficSelector::Addr(AddrSelector {
+            ip_protocol: second_octet,
+            start_port,
+            end_port,
+            addrs,
+        }))
     }
 
     fn emit(&self, out: &mut Vec<u8>) {
@@ -149,7 +163,11 @@ impl TrafficSelector {
                     }
                 }
             }
-            TrafficSelector::Unknown { ty, second_octet, data } => {
+            TrafficSelector::Unknown {
+                ty,
+                second_octet,
+                data,
+            } => {
                 out.push(ty.0);
                 out.push(*second_octet);
                 put_u16(out, self.buffer_len());
@@ -162,7 +180,9 @@ impl TrafficSelector {
 impl Ts {
     /// A payload with one selector.
     pub fn single(selector: AddrSelector) -> Self {
-        Self { selectors: vec![TrafficSelector::Addr(selector)] }
+        Self {
+            selectors: vec![TrafficSelector::Addr(selector)],
+        }
     }
 
     /// Parses the body; Number of TSs must match the selectors present.
@@ -175,7 +195,10 @@ impl Ts {
             selectors.push(TrafficSelector::parse(&mut r)?);
         }
         if selectors.len() != announced as usize {
-            return Err(Error::SelectorCount { announced, found: selectors.len() });
+            return Err(Error::SelectorCount {
+                announced,
+                found: selectors.len(),
+            });
         }
         Ok(Self { selectors })
     }
@@ -190,7 +213,11 @@ impl Ts {
 
     /// Size of the body.
     pub fn buffer_len(&self) -> usize {
-        4 + self.selectors.iter().map(TrafficSelector::buffer_len).sum::<usize>()
+        4 + self
+            .selectors
+            .iter()
+            .map(TrafficSelector::buffer_len)
+            .sum::<usize>()
     }
 }
 
@@ -214,7 +241,10 @@ mod tests {
             1, 0, 0, 0,
             7, 0, 0, 16, 0, 0, 0xff, 0xff, 10, 0, 77, 10, 10, 0, 77, 10,
         ];
-        round_trip(&body, &Ts::single(AddrSelector::host("10.0.77.10".parse().unwrap())));
+        round_trip(
+            &body,
+            &Ts::single(AddrSelector::host("10.0.77.10".parse().unwrap())),
+        );
     }
 
     #[test]
@@ -237,7 +267,11 @@ mod tests {
                         end_port: 80,
                         addrs: AddrRange::V6(start, end),
                     }),
-                    TrafficSelector::Unknown { ty: TsType::FC_ADDR_RANGE, second_octet: 0, data: vec![0xab, 0xcd] },
+                    TrafficSelector::Unknown {
+                        ty: TsType::FC_ADDR_RANGE,
+                        second_octet: 0,
+                        data: vec![0xab, 0xcd],
+                    },
                 ],
             },
         );
@@ -247,9 +281,21 @@ mod tests {
     fn errors() {
         assert_eq!(
             Ts::parse(&[1, 0, 0, 0, 7, 0, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err(),
-            Error::SelectorLength { ty: TsType::IPV4_ADDR_RANGE, length: 15 }
+            Error::SelectorLength {
+                ty: TsType::IPV4_ADDR_RANGE,
+                length: 15
+            }
         );
-        assert_eq!(Ts::parse(&[2, 0, 0, 0, 9, 0, 0, 4]).unwrap_err(), Error::SelectorCount { announced: 2, found: 1 });
-        assert!(matches!(Ts::parse(&[1, 0, 0, 0, 7, 0, 0, 16, 0]), Err(Error::Truncated { .. })));
+        assert_eq!(
+            Ts::parse(&[2, 0, 0, 0, 9, 0, 0, 4]).unwrap_err(),
+            Error::SelectorCount {
+                announced: 2,
+                found: 1
+            }
+        );
+        assert!(matches!(
+            Ts::parse(&[1, 0, 0, 0, 7, 0, 0, 16, 0]),
+            Err(Error::Truncated { .. })
+        ));
     }
 }
