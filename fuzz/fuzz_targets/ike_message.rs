@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
         Datagram::Ike(ike) => ike,
         _ => data,
     };
-    let Ok(message) = Message::parse(ike) else { return };
+    let Ok(message) = Message::parse(ike) else {
+        return;
+    };
     let mut first = Vec::new();
     message.emit(&mut first);
     assert_eq!(first.len(), message.buffer_len());
