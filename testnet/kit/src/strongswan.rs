@@ -490,8 +490,10 @@ impl Charon {
             config,
         };
         let vici = charon.dir().join("charon.vici");
+        // The socket file appears at bind(2), before listen(2): wait until a
+        // connection is accepted.
         let started = process::wait_until("charon's vici socket", START_TIMEOUT, || {
-            vici.exists() || !charon.child.is_running()
+            std::os::unix::net::UnixStream::connect(&vici).is_ok() || !charon.child.is_running()
         });
         charon.child.check_running()?;
         started.with_context(|| charon.context())?;
