@@ -38,7 +38,9 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 static STALE_SWEEP: Once = Once::new();
 
 /// A network namespace owned by the test; deleted (and any process left in it
-/// killed) on drop.
+/// killed) on drop. A process spawned with `ip netns exec` that has not entered
+/// the namespace yet at that moment is not found: stop children explicitly
+/// ([`Child`] does so on drop) rather than relying on this sweep.
 #[derive(Debug)]
 pub struct Netns {
     name: String,

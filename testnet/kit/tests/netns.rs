@@ -78,6 +78,12 @@ fn veth_udp_ping_and_cleanup() {
         .spawn("sleep", &["sleep", "60"], out.path())
         .expect("spawn");
     let pid = sleeper.pid();
+    // Until `ip netns exec` has entered the namespace and exec'd, the process is
+    // not in it yet.
+    process::wait_until("sleep to start", Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    })
+    .expect("sleeper started");
     std::mem::forget(sleeper);
     drop(a);
     drop(b);

@@ -53,7 +53,7 @@ struct Pair {
     _files: tempfile::TempDir,
 }
 
-fn pair(aead: &str) -> Pair {
+fn pair(aead: &str, ts: (Ipv4Addr, Ipv4Addr)) -> Pair {
     strongswan::require_charon();
     process::require_programs(&["tcpdump"]);
     let a = Netns::new("alice").expect("netns");
@@ -67,16 +67,8 @@ fn pair(aead: &str) -> Pair {
     let ka = Ed25519Key::generate(files.path(), "alice").expect("pki");
     let kb = Ed25519Key::generate(files.path(), "bob").expect("pki");
     let ids = ("alice@oemesh.test", "bob@oemesh.test");
-    let ca = config(ALICE, BOB, &ka, &kb, ids, (ALICE_INNER, BOB_INNER), aead);
-    let cb = config(
-        BOB,
-        ALICE,
-        &kb,
-        &ka,
-        (ids.1, ids.0),
-        (BOB_INNER, ALICE_INNER),
-        aead,
-    );
+    let ca = config(ALICE, BOB, &ka, &kb, ids, ts, aead);
+    let cb = config(BOB, ALICE, &kb, &ka, (ids.1, ids.0), (ts.1, ts.0), aead);
 
     let capture = Capture::start(&a, &a_if, "", &files.path().join("alice.pcap")).expect("tcpdump");
     let bob = Charon::start(&b, "bob", cb).expect("charon bob");
@@ -100,7 +92,7 @@ fn tunnel_with(aead: &str, alg: &str) {
         a,
         b,
         _files,
-    } = pair(aead);
+    } = pair(aead, (ALICE_INNER, BOB_INNER));
     let ids = ("alice@oemesh.test", "bob@oemesh.test");
     alice.initiate().expect("initiate");
 
@@ -220,7 +212,7 @@ fn aes256gcm16_tunnel() {
 /// round), then `--terminate`: the SA lists follow on both sides.
 #[test]
 fn rekey_and_terminate() {
-    let p = pair("aes256gcm16");
+    let p = pair("aes256gcm16", (ALICE_INNER, BOB_INNER));
     p.alice.initiate().expect("initiate");
     let before = p.alice.wait_established(WAIT).expect("established");
     p.bob.wait_established(WAIT).expect("bob established");
@@ -263,6 +255,30 @@ fn rekey_and_terminate() {
     );
     let packets = p.capture.stop().expect("capture");
     assert!(packets.iter().filter(|p| p.ike_message().is_some()).count() >= 10);
+}
+
+/// The opportunistic case: the traffic selectors are the hosts' own (outer)
+/// addresses. Needs `allow_peer_ts` and the fwmark pair; ICMP between the two
+/// hosts then travels only inside ESP.
+#[test]
+fn host_to_host_tunnel() {
+    let (alice, bob): (Ipv4Addr, Ipv4Addr) = (ALICE.parse().expect("ip"), BOB.parse().expect("ip"));
+    let p = pair("chacha20poly1305", (alice, bob));
+    p.alice.initiate().expect("initiate");
+    let sa = p.alice.wait_established(WAIT).expect("established");
+    assert_eq!(sa.children[0].remote_ts, [format!("{BOB}/32")]);
+    p.a.ping(alice.into(), bob.into(), Duration::from_secs(3))
+        .expect("ping host to host");
+    let sa = p.alice.wait_established(WAIT).expect("still up");
+    assert!(sa.children[0].counter("packets-out") >= 1, "{sa:?}");
+    let packets = p.capture.stop().expect("capture");
+    assert!(packets.iter().any(|p| p.is_esp_in_udp()));
+    assert!(
+        !packets
+            .iter()
+            .any(|p| p.is_icmp() && !p.is_link_local_control()),
+        "ICMP in the clear"
+    );
 }
 
 #[test]
