@@ -4,3 +4,5 @@
 //! building network namespaces joined by veth pairs, running a real strongSwan
 //! `charon` inside one, and child processes that are ended (by PID) when dropped.
 //! Everything created here is removed again on drop.
+
+pub mod bind;
