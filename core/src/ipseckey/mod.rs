@@ -1,6 +1,6 @@
 //! The IPSECKEY resource record, RFC 4025, with the EdDSA algorithm of RFC 9373.
 //!
-//! RR type 45. RDATA on the wire:
+//! RR type 45. RDATA on the wire (RFC 4025 §2.1):
 //!
 //! ```text
 //!  precedence(u8) gateway-type(u8) algorithm(u8) gateway(variable) public-key(rest)
@@ -10,25 +10,46 @@
 //! write it in parentheses over several lines, and any RR may appear in the
 //! generic RFC 3597 form `\# <len> <hex>`.
 //!
-//! API CONTRACT (stub, filled in by the codec work): the signatures below are what
-//! `dnskeys` and the agent build against; keep them.
-
-// Stub bodies until the codec lands.
-#![allow(clippy::todo, unused_variables)]
+//! The module is split by concept:
+//!
+//! - `name`: [`DomainName`], the uncompressed names of gateway type 3 and owners;
+//! - `wire`: [`Ipseckey::parse_wire`] / [`Ipseckey::emit_wire`];
+//! - `text` (tokenizer) and `presentation`: zone-file text for RDATA and [`Record`];
+//! - `reverse`: [`reverse_name`], where an address's keys are published.
+//!
+//! ```
+//! use oemesh_core::ipseckey::{Gateway, Ipseckey, Record};
+//!
+//! let rr = Record::parse_presentation(
+//!     "38.2.0.192.in-addr.arpa. 7200 IN IPSECKEY ( 10 1 2\n\
+//!      192.0.2.38 ; the gateway\n\
+//!      AQNRU3mG7TVTO2BkR47usntb102uFJtugbo6BSGvgqt4AQ== )",
+//! )?;
+//! assert_eq!(rr.rdata.gateway, Gateway::Ipv4("192.0.2.38".parse().unwrap()));
+//!
+//! let mut wire = Vec::new();
+//! rr.rdata.emit_wire(&mut wire);
+//! assert_eq!(Ipseckey::parse_wire(&wire)?, rr.rdata);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! API CONTRACT: the signatures here are what `dnskeys` and the agent build against.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+mod name;
+mod presentation;
+mod reverse;
+mod text;
+mod wire;
+
+pub use name::{DomainName, NameError};
+pub use presentation::GenericRdata;
+pub use reverse::reverse_name;
 
 /// The RR TYPE code of IPSECKEY (RFC 4025 §2).
 pub const RR_TYPE: u16 = 45;
-
-/// An absolute DNS name, validated: labels of 1..=63 octets, at most 255 octets
-/// in wire form. Comparison is ASCII case-insensitive.
-#[derive(Clone)]
-pub struct DomainName {
-    /// Labels without the root, as raw octets (may hold any byte, escaped in text).
-    labels: Vec<Vec<u8>>,
-}
 
 /// The public key algorithm field (RFC 4025 §2.4, RFC 9373 §2). Unknown values are kept.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,6 +66,28 @@ impl Algorithm {
     pub const ECDSA: Self = Self(3);
     /// 4: EdDSA, the RFC 8080 §3 key form (RFC 9373). Ed25519 keys are 32 bytes.
     pub const EDDSA: Self = Self(4);
+
+    /// The IANA registry's short name for a known value (`"EdDSA"`), `None` otherwise.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("None"),
+            1 => Some("DSA"),
+            2 => Some("RSA"),
+            3 => Some("ECDSA"),
+            4 => Some("EdDSA"),
+            _ => None,
+        }
+    }
+}
+
+/// Names known values (`EdDSA(4)`) and prints unknown ones as numbers.
+impl fmt::Debug for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{name}({})", self.0),
+            None => write!(f, "Algorithm({})", self.0),
+        }
+    }
 }
 
 /// Where to send IKE for this key (RFC 4025 §2.3, §2.5).
@@ -58,6 +101,29 @@ pub enum Gateway {
     Ipv6(Ipv6Addr),
     /// Type 3: a domain name, uncompressed on the wire.
     Name(DomainName),
+}
+
+impl Gateway {
+    /// The gateway-type octet for this variant (RFC 4025 §2.3).
+    pub fn type_code(&self) -> u8 {
+        match self {
+            Gateway::None => 0,
+            Gateway::Ipv4(_) => 1,
+            Gateway::Ipv6(_) => 2,
+            Gateway::Name(_) => 3,
+        }
+    }
+}
+
+/// What each defined gateway type holds, for messages: `"IPv4"` for 1.
+fn gateway_type_name(code: u8) -> &'static str {
+    match code {
+        0 => "none",
+        1 => "IPv4",
+        2 => "IPv6",
+        3 => "domain name",
+        _ => "undefined",
+    }
 }
 
 /// One IPSECKEY RDATA.
@@ -117,148 +183,30 @@ pub enum PresentationError {
     Wire(#[from] WireError),
 }
 
-/// Why a string is not a domain name.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum NameError {
-    /// Detail names the problem (empty label, label over 63, name over 255, bad escape).
-    #[error("invalid domain name {name:?}: {reason}")]
-    Invalid {
-        /// the input
-        name: String,
-        /// what is wrong
-        reason: &'static str,
-    },
-}
-
-impl DomainName {
-    /// The root name `.`.
-    pub fn root() -> Self {
-        Self { labels: Vec::new() }
-    }
-    /// Parses presentation form (`host.example.` or `host.example`, treated as
-    /// absolute), with `\.` and `\DDD` escapes.
-    pub fn from_ascii(text: &str) -> Result<Self, NameError> {
-        todo!()
-    }
-    /// Labels without the root label.
-    pub fn labels(&self) -> impl Iterator<Item = &[u8]> {
-        self.labels.iter().map(Vec::as_slice)
-    }
-    /// True when `self` equals `zone` or lies below it (case-insensitive).
-    pub fn is_subdomain_of(&self, zone: &DomainName) -> bool {
-        todo!()
-    }
-    /// The parent name (one label less); `None` for the root.
-    pub fn parent(&self) -> Option<DomainName> {
-        todo!()
-    }
-    /// Uncompressed wire form, root label included.
-    pub fn emit_wire(&self, out: &mut Vec<u8>) {
-        todo!()
-    }
-    /// Length of the uncompressed wire form.
-    pub fn wire_len(&self) -> usize {
-        todo!()
-    }
-    /// Parses an uncompressed wire name at the start of `buf`; returns it and the bytes used.
-    pub fn parse_wire(buf: &[u8]) -> Result<(Self, usize), WireError> {
-        todo!()
-    }
-}
-
-/// Displays the absolute presentation form with the trailing dot (`.` for the root).
-impl fmt::Display for DomainName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        todo!()
-    }
-}
-
 impl Ipseckey {
     /// An EdDSA (algorithm 4) record for a 32-byte Ed25519 key.
     pub fn ed25519(precedence: u8, gateway: Gateway, public_key: [u8; 32]) -> Self {
-        Self { precedence, gateway, algorithm: Algorithm::EDDSA, public_key: public_key.to_vec() }
+        Self {
+            precedence,
+            gateway,
+            algorithm: Algorithm::EDDSA,
+            public_key: public_key.to_vec(),
+        }
     }
+
     /// The gateway-type octet (0..=3) implied by [`Ipseckey::gateway`].
     pub fn gateway_type(&self) -> u8 {
-        todo!()
+        self.gateway.type_code()
     }
-    /// Parses RDATA (the RR's RDATA bytes only).
-    pub fn parse_wire(rdata: &[u8]) -> Result<Self, WireError> {
-        todo!()
-    }
-    /// Appends the RDATA wire form to `out`.
-    pub fn emit_wire(&self, out: &mut Vec<u8>) {
-        todo!()
-    }
-    /// Length of the RDATA wire form.
-    pub fn wire_len(&self) -> usize {
-        todo!()
-    }
-    /// Parses the RDATA part of presentation form: `10 0 4 . KEY`, possibly in
-    /// parentheses across lines with `;` comments, or RFC 3597 `\# len hex`.
-    pub fn parse_presentation(text: &str) -> Result<Self, PresentationError> {
-        todo!()
-    }
+
     /// The Ed25519 key, when this is algorithm 4 with a 32-byte key.
+    ///
+    /// RFC 9373 carries every EdDSA key in the RFC 8080 §3 form, so an Ed448 key
+    /// (57 bytes) is also algorithm 4; it yields `None` here.
     pub fn ed25519_key(&self) -> Option<[u8; 32]> {
-        todo!()
-    }
-}
-
-/// Displays the one-line presentation form, `10 0 4 . BASE64`.
-impl fmt::Display for Ipseckey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        todo!()
-    }
-}
-
-impl Record {
-    /// Parses one zone-file record `owner [ttl] [IN] IPSECKEY rdata` (TTL and class in
-    /// either order, as BIND allows; a missing TTL is an error, since there is no `$TTL` here).
-    pub fn parse_presentation(text: &str) -> Result<Self, PresentationError> {
-        todo!()
-    }
-}
-
-/// Displays `owner ttl IN IPSECKEY rdata`.
-impl fmt::Display for Record {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        todo!()
-    }
-}
-
-/// The reverse owner name an address's keys live at: `d.c.b.a.in-addr.arpa.` for
-/// IPv4 (RFC 1035 §3.5), 32 nibbles under `ip6.arpa.` for IPv6 (RFC 3596 §2.5).
-pub fn reverse_name(addr: IpAddr) -> DomainName {
-    todo!()
-}
-
-/// `DomainName("host.example.")`.
-impl fmt::Debug for DomainName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DomainName({:?})", self.to_string())
-    }
-}
-
-/// ASCII case-insensitive (RFC 4343).
-impl PartialEq for DomainName {
-    fn eq(&self, other: &Self) -> bool {
-        todo!()
-    }
-}
-impl Eq for DomainName {}
-
-/// Consistent with the case-insensitive equality.
-impl std::hash::Hash for DomainName {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        todo!()
-    }
-}
-
-/// Names known values (`EdDSA(4)`) and prints unknown ones as numbers.
-impl fmt::Debug for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        todo!()
+        if self.algorithm != Algorithm::EDDSA {
+            return None;
+        }
+        self.public_key.as_slice().try_into().ok()
     }
 }
