@@ -203,15 +203,16 @@ impl Server {
     }
 
     async fn exchange_tcp(&self, message: Message) -> Result<DnsResponse, NetError> {
-        let exchange = TcpClientStream::exchange(
-            self.addr,
-            None,
-            self.timeout,
-            None,
-            TokioRuntimeProvider::new(),
-        )
-        .await?;
-        exchange.send(Self::request(message)).first_answer().await
+        // The provider owns the task set the connection's background task runs
+        // in; dropping the last handle to it cancels the task. Keep one alive
+        // until the answer is in.
+        let provider = TokioRuntimeProvider::new();
+        let exchange =
+            TcpClientStream::exchange(self.addr, None, self.timeout, None, provider.clone())
+                .await?;
+        let answer = exchange.send(Self::request(message)).first_answer().await;
+        drop(provider);
+        answer
     }
 
     fn map_error(&self, e: NetError) -> TransportError {

@@ -41,7 +41,8 @@ Examples:
   dnskeys record --key host.key --ip 192.0.2.10
     10.2.0.192.in-addr.arpa. 3600 IN IPSECKEY 10 0 4 . Bg0rrL...=
   dnskeys record --key host.key --ip 2001:db8::10 --gateway 2001:db8::1 --ttl 600
-  dnskeys record --key host.key --ip 192.0.2.10 --format nsupdate | nsupdate -k update.tsig
+  (echo server ns1.example.net; dnskeys record --key host.key --ip 192.0.2.10 \\
+      --format nsupdate) | nsupdate -k update.tsig
   dnskeys record --key host.key --ip 192.0.2.10 --format json";
 
 const PUBLISH_EXAMPLES: &str = "\

@@ -39,7 +39,12 @@ pub(super) fn render(cmd: clap::Command) -> io::Result<Vec<u8>> {
     man.render_synopsis_section(&mut out)?;
     man.render_description_section(&mut out)?;
     man.render_options_section(&mut out)?;
-    man.render_subcommands_section(&mut out)?;
+    // clap_mangen's list points at dnskeys-COMMAND(1) pages; this page has them all.
+    writeln!(out, ".SH COMMANDS")?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        writeln!(out, ".TP\n\\fB{}\\fR\n{}", sub.get_name(), roff(&about))?;
+    }
     for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
         render_command(&mut out, sub)?;
     }
@@ -99,7 +104,7 @@ fn render_command(out: &mut Vec<u8>, sub: &clap::Command) -> io::Result<()> {
             .iter()
             .map(|v| v.get_name().to_owned())
             .collect();
-        if !values.is_empty() && arg.get_long().is_some() {
+        if !values.is_empty() && arg.get_long().is_some() && arg.get_action().takes_values() {
             help.push_str(&format!(" [possible values: {}]", values.join(", ")));
         }
         writeln!(out, "{}", roff(&help))?;

@@ -30,6 +30,8 @@ pub const REVERSE_V4_ZONE: &str = "2.0.192.in-addr.arpa.";
 pub const REVERSE_V6_ZONE: &str = "8.b.d.0.1.0.0.2.ip6.arpa.";
 /// The name of the TSIG key allowed to update the zones.
 pub const TSIG_KEY_NAME: &str = "oemesh-update";
+/// The name of a TSIG key the server knows but lets update nothing.
+pub const READONLY_KEY_NAME: &str = "oemesh-readonly";
 
 /// How long `named` may take to load its zones and answer.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -67,17 +69,22 @@ impl Bind {
         let dir = tempfile::Builder::new().prefix("oemesh-bind-").tempdir()?;
         let d = dir.path();
 
-        let keygen = Command::new(which("tsig-keygen").unwrap_or_default())
-            .args(["-a", "hmac-sha256", TSIG_KEY_NAME])
-            .output()
-            .context("running tsig-keygen")?;
-        if !keygen.status.success() {
-            bail!(
-                "tsig-keygen failed: {}",
-                String::from_utf8_lossy(&keygen.stderr)
-            );
+        for (name, file) in [
+            (TSIG_KEY_NAME, "tsig.key"),
+            (READONLY_KEY_NAME, "readonly.key"),
+        ] {
+            let keygen = Command::new(which("tsig-keygen").unwrap_or_default())
+                .args(["-a", "hmac-sha256", name])
+                .output()
+                .context("running tsig-keygen")?;
+            if !keygen.status.success() {
+                bail!(
+                    "tsig-keygen failed: {}",
+                    String::from_utf8_lossy(&keygen.stderr)
+                );
+            }
+            write_private(&d.join(file), &keygen.stdout)?;
         }
-        fs::write(d.join("tsig.key"), &keygen.stdout)?;
 
         for zone in [FORWARD_ZONE, REVERSE_V4_ZONE, REVERSE_V6_ZONE] {
             fs::write(d.join(zone_file_name(zone)), zone_file(zone))?;
@@ -148,6 +155,11 @@ impl Bind {
         self.dir.path().join("tsig.key")
     }
 
+    /// A key file for [`READONLY_KEY_NAME`]: known to the server, allowed to update nothing.
+    pub fn readonly_tsig_key_file(&self) -> PathBuf {
+        self.dir.path().join("readonly.key")
+    }
+
     /// The instance's directory (config, zones, journals, log).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -213,6 +225,19 @@ impl Drop for Bind {
     }
 }
 
+/// Writes a secret file, created with mode 0600 as a careful admin would.
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents)?;
+    Ok(())
+}
+
 /// `example.test.` → `example.test.zone`.
 fn zone_file_name(zone: &str) -> String {
     format!("{}zone", zone)
@@ -248,6 +273,7 @@ fn named_conf(dir: &Path, port: u16) -> String {
 controls {{ }};
 logging {{ category default {{ default_stderr; }}; category lame-servers {{ null; }}; }};
 include "{d}/tsig.key";
+include "{d}/readonly.key";
 "#
     );
     for zone in [FORWARD_ZONE, REVERSE_V4_ZONE, REVERSE_V6_ZONE] {
