@@ -130,6 +130,30 @@ impl TsigKey {
     }
 }
 
+impl TsigKey {
+    /// The key in the form `tsig-keygen` writes (for named.conf and `nsupdate -k`).
+    pub fn to_keyfile(&self) -> Zeroizing<String> {
+        let name = self.name.to_ascii();
+        let name = name
+            .strip_suffix('.')
+            .unwrap_or(&name)
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        let secret =
+            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*self.secret));
+        Zeroizing::new(format!(
+            "key \"{name}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n",
+            secret.as_str()
+        ))
+    }
+
+    /// True when both keys have the same name and secret (the secret compared in constant time).
+    pub fn same_as(&self, other: &TsigKey) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.name == other.name && bool::from(self.secret.as_slice().ct_eq(other.secret.as_slice()))
+    }
+}
+
 impl fmt::Debug for TsigKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TsigKey")
@@ -428,6 +452,8 @@ mod tests {
         assert_eq!(k.name.to_ascii(), "oemesh-update.");
         assert_eq!(&k.secret[..9], b"KeySecret");
         assert!(!format!("{k:?}").contains("S2V5"));
+        assert_eq!(k.to_keyfile().as_str(), KEYGEN);
+        assert!(p(&k.to_keyfile()).unwrap().same_as(&k));
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("dnskeys: error: {e:#}");
+            eprintln!("dnskeys: error: {}", one_line(&e));
             ExitCode::from(exit_code(&e))
         }
     }
@@ -101,6 +101,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// The error and its causes on one line, leaving out causes whose text the
+/// message already includes (library errors name their source themselves).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 /// The exit status for an error, from the first library error in its chain.

@@ -224,6 +224,13 @@ pub async fn find_zone(server: &Server, name: &Name) -> Result<Name, UpdateError
     };
     match response.response_code {
         ResponseCode::NoError | ResponseCode::NXDomain => {}
+        ResponseCode::Refused => {
+            return Err(no_zone(
+                "it answered REFUSED, so it serves no zone that contains the name \
+                 (is --server the primary of the reverse zone?)"
+                    .into(),
+            ));
+        }
         code => return Err(no_zone(format!("it answered {code}"))),
     }
     response
