@@ -142,7 +142,7 @@ impl Report {
             "ip": self.ip.to_string(),
             "name": self.name,
             "server": self.server.addr.to_string(),
-            "rcode": self.rcode.to_string(),
+            "rcode": rcode_mnemonic(self.rcode),
             "key": self.expected.map(|k| key_base64(&k)),
             "records": records,
             "dnssec": {
@@ -156,6 +156,19 @@ impl Report {
             "aliases": self.aliases,
             "ok": self.ok(),
         })
+    }
+}
+
+/// The RFC 1035 / RFC 6895 mnemonic of a response code (`NOERROR`, `NXDOMAIN`, ...).
+pub fn rcode_mnemonic(code: ResponseCode) -> String {
+    match u16::from(code) {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        n => format!("RCODE{n}"),
     }
 }
 

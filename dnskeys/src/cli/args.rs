@@ -203,7 +203,7 @@ pub struct UpdateTarget {
     /// The host's address (IPv4 or IPv6).
     #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
     pub ip: IpAddr,
-    /// The zone's primary server, HOST[:PORT] (port 53 by default).
+    /// The zone's primary server: HOST or HOST:PORT (port 53 by default).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub server: String,
     /// The TSIG key file, as 'tsig-keygen -a hmac-sha256 NAME' writes it.
