@@ -276,3 +276,54 @@ pub async fn verify(
         .sort_by_key(|f| f.decoded.as_ref().map(|k| k.precedence).unwrap_or(u8::MAX));
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oemesh_core::ipseckey::Gateway;
+
+    fn found(rdata: Vec<u8>) -> Found {
+        let decoded = Ipseckey::parse_wire(&rdata).map_err(|e| e.to_string());
+        Found {
+            ttl: 60,
+            rdata,
+            decoded,
+            matches: false,
+        }
+    }
+
+    #[test]
+    fn undecodable_and_unusable_records_have_reasons() {
+        let bad = found(vec![10, 9, 4, 1, 2, 3]);
+        assert!(!bad.usable());
+        assert!(
+            bad.problem().unwrap().contains("gateway type 9"),
+            "{:?}",
+            bad.problem()
+        );
+        let short = found(vec![10]);
+        assert!(
+            short.problem().unwrap().contains("truncated"),
+            "{:?}",
+            short.problem()
+        );
+        let mut rsa = Vec::new();
+        Ipseckey {
+            precedence: 10,
+            gateway: Gateway::None,
+            algorithm: oemesh_core::ipseckey::Algorithm::RSA,
+            public_key: vec![1, 2, 3],
+        }
+        .emit_wire(&mut rsa);
+        assert!(found(rsa).problem().unwrap().contains("not an Ed25519 key"));
+        let mut good = Vec::new();
+        Ipseckey::ed25519(10, Gateway::None, [7; 32]).emit_wire(&mut good);
+        assert!(found(good).usable());
+    }
+
+    #[test]
+    fn rcode_names() {
+        assert_eq!(rcode_mnemonic(ResponseCode::NXDomain), "NXDOMAIN");
+        assert_eq!(rcode_mnemonic(ResponseCode::NotAuth), "RCODE9");
+    }
+}

@@ -210,9 +210,10 @@ pub(super) async fn rotate(a: &RotateArgs, timeout: Duration) -> Result<()> {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         println!(
-            "next: wait at least {ttl} s (until unix time {unix}) plus the time your secondary \
+            "next: wait at least {ttl} s (until {}) plus the time your secondary \
              servers take to pick up the change, so that no cache still holds the records \
              without the new key; then switch the host to {} and run this command again with --finish",
+            utc(unix),
             a.new.display()
         );
     }
@@ -280,4 +281,34 @@ pub(super) async fn verify(a: &VerifyArgs, timeout: Duration) -> Result<bool> {
     };
     writeln!(out, "{verdict}")?;
     Ok(report.ok())
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for a Unix time (the civil-from-days algorithm).
+fn utc(unix: u64) -> String {
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+    }
 }
