@@ -8,10 +8,13 @@
 //!
 //! Modules are named after the protocol they implement:
 //!
+//! - [`hostkey`]: the host's Ed25519 key in PKCS#8 PEM, the file format of
+//!   `openssl genpkey` and strongSwan's `pki`.
 //! - [`ipseckey`]: the IPSECKEY resource record (RFC 4025, RFC 9373) in wire and
 //!   presentation form, and the reverse owner names keys are published at.
 //! - [`ike`]: IKEv2 (RFC 7296): the message codec and UDP 4500 demultiplexing.
 #![forbid(unsafe_code)]
 
+pub mod hostkey;
 pub mod ike;
 pub mod ipseckey;

@@ -1,1 +1,28 @@
-//! dnskeys library (stub)
+//! # dnskeys
+//!
+//! The DNS admin's tool of oemesh: host keys (Ed25519, PKCS#8 PEM), the
+//! IPSECKEY records that publish them (RFC 4025, RFC 9373), RFC 2136 dynamic
+//! updates signed with TSIG (RFC 8945) to publish, roll over and remove them,
+//! and verification of what DNS serves.
+//!
+//! The binary is a thin shell around this library ([`cli::main`]); the agent
+//! reuses [`keyfile::load`] to read its host key with the same checks and
+//! messages.
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`keyfile`] | key files on disk: load, permission check, write with mode 0600 |
+//! | [`tsig`] | TSIG key files as `tsig-keygen` writes them |
+//! | [`record`] | the IPSECKEY record of a key and an address, and its printed forms |
+//! | [`transport`] | one DNS server, bounded waits, UDP/TCP |
+//! | [`update`] | RFC 2136 UPDATE: plans, prerequisites, TSIG, the server's verdict |
+//! | [`verify`] | fetching and checking the records, DNSSEC (AD bit) |
+//! | [`cli`] | the command line, exit codes, man page |
+
+pub mod cli;
+pub mod keyfile;
+pub mod record;
+pub mod transport;
+pub mod tsig;
+pub mod update;
+pub mod verify;

@@ -1,0 +1,329 @@
+//! `dnskeys verify`: fetch the IPSECKEY records at a host's reverse name, decode
+//! them, and say whether one carries the expected key and whether the answer
+//! was DNSSEC-validated.
+//!
+//! Validation here is the resolver's: the query sets DO (RFC 3225) and AD
+//! (RFC 6840 §5.7), and the answer's AD bit says whether the resolver
+//! validated it (RFC 4035 §3.2.3). That is only as trustworthy as the path to
+//! the resolver (use one on localhost); the report says so.
+
+use std::net::IpAddr;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use oemesh_core::ipseckey::{Ipseckey, reverse_name};
+use serde_json::{Value, json};
+
+use crate::record::{key_base64, rdata_json};
+use crate::transport::{Server, Transport, TransportError};
+use crate::update::{IPSECKEY, UpdateError, to_hickory_name};
+
+/// One record found at the name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// Its TTL as served.
+    pub ttl: u32,
+    /// The RDATA bytes.
+    pub rdata: Vec<u8>,
+    /// The decoded record, or why it does not decode / is not usable.
+    pub decoded: Result<Ipseckey, String>,
+    /// True when it carries the expected key.
+    pub matches: bool,
+}
+
+impl Found {
+    /// True when oemesh can use it: it decodes and holds a 32-byte Ed25519 key.
+    pub fn usable(&self) -> bool {
+        self.problem().is_none()
+    }
+
+    /// Why oemesh cannot use this record, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        match &self.decoded {
+            Err(e) => Some(e.clone()),
+            Ok(k) if k.ed25519_key().is_none() => Some(format!(
+                "not an Ed25519 key: algorithm {:?} with a {}-byte key (oemesh needs algorithm 4, 32 bytes)",
+                k.algorithm,
+                k.public_key.len()
+            )),
+            Ok(_) => None,
+        }
+    }
+}
+
+/// Everything `verify` learned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The address asked about.
+    pub ip: IpAddr,
+    /// Its reverse name.
+    pub name: String,
+    /// The server asked.
+    pub server: Server,
+    /// The response code.
+    pub rcode: ResponseCode,
+    /// The AD bit of the answer.
+    pub authentic_data: bool,
+    /// The AA bit (an authoritative server never sets AD).
+    pub authoritative: bool,
+    /// RRSIGs over the IPSECKEY RRset were present (DO was honoured and the zone is signed).
+    pub rrsig_present: bool,
+    /// CNAMEs followed to reach the records (RFC 2317 delegation).
+    pub aliases: Vec<String>,
+    /// The records.
+    pub records: Vec<Found>,
+    /// The key looked for.
+    pub expected: Option<[u8; 32]>,
+}
+
+impl Report {
+    /// The verdict: with a key, a record carries it; without, some record is usable.
+    pub fn ok(&self) -> bool {
+        match self.expected {
+            Some(_) => self.records.iter().any(|r| r.matches),
+            None => self.records.iter().any(Found::usable),
+        }
+    }
+
+    /// One sentence about DNSSEC, saying where the verdict comes from.
+    pub fn dnssec_summary(&self) -> String {
+        if self.authentic_data {
+            format!(
+                "validated by the resolver at {} (AD bit set); trust it as far as you trust the \
+                 path to that resolver",
+                self.server
+            )
+        } else if self.authoritative {
+            format!(
+                "not validated: {} answered authoritatively, and authoritative servers do not \
+                 validate (AD clear){}; ask a validating resolver to check the chain",
+                self.server,
+                if self.rrsig_present {
+                    ", though the records are signed (RRSIG present)"
+                } else {
+                    ""
+                }
+            )
+        } else if self.rrsig_present {
+            format!(
+                "not validated: the records are signed (RRSIG present) but the resolver at {} did \
+                 not validate them (AD clear): is DNSSEC validation on, and is the DS in the parent?",
+                self.server
+            )
+        } else {
+            format!(
+                "not validated: the resolver at {} did not set AD and the records carry no RRSIG (unsigned zone?)",
+                self.server
+            )
+        }
+    }
+
+    /// The JSON shape documented in docs/dnskeys.md.
+    pub fn to_json(&self) -> Value {
+        let records: Vec<Value> = self
+            .records
+            .iter()
+            .map(|r| {
+                let mut v = match &r.decoded {
+                    Ok(k) => rdata_json(k),
+                    Err(_) => json!({}),
+                };
+                if let Value::Object(m) = &mut v {
+                    m.insert("error".into(), json!(r.problem()));
+                    m.insert("ttl".into(), json!(r.ttl));
+                    m.insert("valid".into(), json!(r.usable()));
+                    m.insert("matches_key".into(), json!(r.matches));
+                    m.insert("rdata_hex".into(), json!(hex(&r.rdata)));
+                }
+                v
+            })
+            .collect();
+        json!({
+            "ip": self.ip.to_string(),
+            "name": self.name,
+            "server": self.server.addr.to_string(),
+            "rcode": rcode_mnemonic(self.rcode),
+            "key": self.expected.map(|k| key_base64(&k)),
+            "records": records,
+            "dnssec": {
+                "validated": self.authentic_data,
+                "source": "resolver-ad-bit",
+                "ad": self.authentic_data,
+                "aa": self.authoritative,
+                "rrsig_present": self.rrsig_present,
+                "summary": self.dnssec_summary(),
+            },
+            "aliases": self.aliases,
+            "ok": self.ok(),
+        })
+    }
+}
+
+/// The RFC 1035 / RFC 6895 mnemonic of a response code (`NOERROR`, `NXDOMAIN`, ...).
+pub fn rcode_mnemonic(code: ResponseCode) -> String {
+    match u16::from(code) {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        n => format!("RCODE{n}"),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why no report could be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// No answer.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The server answered with an error (SERVFAIL is what a validating
+    /// resolver returns for records that fail validation).
+    #[error("{server} answered {code} for {name} IPSECKEY{hint}")]
+    Failed {
+        /// the server
+        server: Server,
+        /// the owner name
+        name: String,
+        /// the response code
+        code: ResponseCode,
+        /// advice
+        hint: &'static str,
+    },
+    /// Building the query failed.
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+}
+
+/// Queries `server` for the IPSECKEY records of `ip` and checks them against `expected`.
+pub async fn verify(
+    server: &Server,
+    ip: IpAddr,
+    expected: Option<[u8; 32]>,
+) -> Result<Report, VerifyError> {
+    let name = to_hickory_name(&reverse_name(ip))?;
+    let mut id = [0u8; 2];
+    getrandom::fill(&mut id).map_err(|e| UpdateError::Internal(format!("OS randomness: {e}")))?;
+    let mut m = Message::new(u16::from_be_bytes(id), MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(name.clone(), IPSECKEY));
+    m.metadata.recursion_desired = true;
+    m.metadata.authentic_data = true;
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232).set_dnssec_ok(true);
+    m.set_edns(edns);
+
+    let response = server.exchange(m, Transport::Udp).await?;
+    let code = response.response_code;
+    if !matches!(code, ResponseCode::NoError | ResponseCode::NXDomain) {
+        let hint = match code {
+            ResponseCode::ServFail => {
+                ": a validating resolver answers SERVFAIL when DNSSEC validation fails (check the \
+                 zone's signatures and the DS in the parent), otherwise see the server's log"
+            }
+            ResponseCode::Refused => {
+                ": it does not answer for this name; use --server with a resolver that does"
+            }
+            _ => "",
+        };
+        return Err(VerifyError::Failed {
+            server: *server,
+            name: name.to_ascii(),
+            code,
+            hint,
+        });
+    }
+    let mut report = Report {
+        ip,
+        name: name.to_ascii(),
+        server: *server,
+        rcode: code,
+        authentic_data: response.authentic_data,
+        authoritative: response.authoritative,
+        rrsig_present: false,
+        aliases: Vec::new(),
+        records: Vec::new(),
+        expected,
+    };
+    for r in &response.answers {
+        match (&r.data, r.record_type()) {
+            (RData::CNAME(target), _) => report.aliases.push(format!("{} -> {}", r.name, target.0)),
+            (RData::Unknown { rdata, .. }, t) if t == IPSECKEY => {
+                let bytes = rdata.anything.clone();
+                let decoded = Ipseckey::parse_wire(&bytes).map_err(|e| e.to_string());
+                let matches = match (&decoded, expected) {
+                    (Ok(k), Some(want)) => k.ed25519_key() == Some(want),
+                    _ => false,
+                };
+                report.records.push(Found {
+                    ttl: r.ttl,
+                    rdata: bytes,
+                    decoded,
+                    matches,
+                });
+            }
+            (_, RecordType::RRSIG) => report.rrsig_present = true,
+            _ => {}
+        }
+    }
+    report
+        .records
+        .sort_by_key(|f| f.decoded.as_ref().map(|k| k.precedence).unwrap_or(u8::MAX));
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oemesh_core::ipseckey::Gateway;
+
+    fn found(rdata: Vec<u8>) -> Found {
+        let decoded = Ipseckey::parse_wire(&rdata).map_err(|e| e.to_string());
+        Found {
+            ttl: 60,
+            rdata,
+            decoded,
+            matches: false,
+        }
+    }
+
+    #[test]
+    fn undecodable_and_unusable_records_have_reasons() {
+        let bad = found(vec![10, 9, 4, 1, 2, 3]);
+        assert!(!bad.usable());
+        assert!(
+            bad.problem().unwrap().contains("gateway type 9"),
+            "{:?}",
+            bad.problem()
+        );
+        let short = found(vec![10]);
+        assert!(
+            short.problem().unwrap().contains("truncated"),
+            "{:?}",
+            short.problem()
+        );
+        let mut rsa = Vec::new();
+        Ipseckey {
+            precedence: 10,
+            gateway: Gateway::None,
+            algorithm: oemesh_core::ipseckey::Algorithm::RSA,
+            public_key: vec![1, 2, 3],
+        }
+        .emit_wire(&mut rsa);
+        assert!(found(rsa).problem().unwrap().contains("not an Ed25519 key"));
+        let mut good = Vec::new();
+        Ipseckey::ed25519(10, Gateway::None, [7; 32]).emit_wire(&mut good);
+        assert!(found(good).usable());
+    }
+
+    #[test]
+    fn rcode_names() {
+        assert_eq!(rcode_mnemonic(ResponseCode::NXDomain), "NXDOMAIN");
+        assert_eq!(rcode_mnemonic(ResponseCode::NotAuth), "RCODE9");
+    }
+}

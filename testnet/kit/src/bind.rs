@@ -1,0 +1,328 @@
+//! A real BIND 9 (`named -g`) on 127.0.0.1, authoritative for a forward zone
+//! and a reverse zone per address family, updatable with a TSIG key that
+//! `tsig-keygen` made.
+//!
+//! ```no_run
+//! let bind = oemesh_testkit::bind::Bind::start().expect("BIND 9 starts");
+//! let answer = bind.dig(&["10.2.0.192.in-addr.arpa.", "IPSECKEY"]).unwrap();
+//! println!("{answer} from {}", bind.server());
+//! ```
+//!
+//! Each instance has its own temporary directory and its own free port, so
+//! tests can run in parallel. On drop, `named` is killed by its PID and the
+//! directory is removed.
+
+use std::fmt;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The forward zone every instance serves.
+pub const FORWARD_ZONE: &str = "example.test.";
+/// The IPv4 reverse zone: 192.0.2.0/24 (TEST-NET-1, RFC 5737).
+pub const REVERSE_V4_ZONE: &str = "2.0.192.in-addr.arpa.";
+/// The IPv6 reverse zone: 2001:db8::/32 (documentation prefix, RFC 3849).
+pub const REVERSE_V6_ZONE: &str = "8.b.d.0.1.0.0.2.ip6.arpa.";
+/// The name of the TSIG key allowed to update the zones.
+pub const TSIG_KEY_NAME: &str = "oemesh-update";
+/// The name of a TSIG key the server knows but lets update nothing.
+pub const READONLY_KEY_NAME: &str = "oemesh-readonly";
+
+/// How long `named` may take to load its zones and answer.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running `named`. See the [module docs](self).
+pub struct Bind {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl fmt::Debug for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bind")
+            .field("pid", &self.child.id())
+            .field("server", &self.server())
+            .field("dir", &self.dir.path())
+            .finish()
+    }
+}
+
+impl Bind {
+    /// Starts `named` and waits until it answers for its zones.
+    ///
+    /// Fails (never skips) when BIND is not installed, saying how to get it.
+    pub fn start() -> Result<Self> {
+        for tool in ["named", "tsig-keygen", "dig"] {
+            if which(tool).is_none() {
+                bail!(
+                    "'{tool}' (BIND 9) is not installed; run scripts/test, which installs \
+                     the Debian packages bind9 and bind9-dnsutils (or apt-get install them)"
+                );
+            }
+        }
+        let dir = tempfile::Builder::new().prefix("oemesh-bind-").tempdir()?;
+        let d = dir.path();
+
+        for (name, file) in [
+            (TSIG_KEY_NAME, "tsig.key"),
+            (READONLY_KEY_NAME, "readonly.key"),
+        ] {
+            let keygen = Command::new(which("tsig-keygen").unwrap_or_default())
+                .args(["-a", "hmac-sha256", name])
+                .output()
+                .context("running tsig-keygen")?;
+            if !keygen.status.success() {
+                bail!(
+                    "tsig-keygen failed: {}",
+                    String::from_utf8_lossy(&keygen.stderr)
+                );
+            }
+            write_private(&d.join(file), &keygen.stdout)?;
+        }
+
+        for zone in [FORWARD_ZONE, REVERSE_V4_ZONE, REVERSE_V6_ZONE] {
+            fs::write(d.join(zone_file_name(zone)), zone_file(zone))?;
+        }
+        let port = free_port()?;
+        fs::write(d.join("named.conf"), named_conf(d, port))?;
+
+        let log = fs::File::create(d.join("named.log"))?;
+        let child = Command::new(which("named").unwrap_or_default())
+            .arg("-g")
+            .arg("-c")
+            .arg(d.join("named.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting named")?;
+        let mut bind = Self { child, dir, port };
+        bind.wait_ready()?;
+        Ok(bind)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "named exited ({status}) before answering; its log:\n{}",
+                    self.log()
+                );
+            }
+            let all_loaded = [FORWARD_ZONE, REVERSE_V4_ZONE, REVERSE_V6_ZONE]
+                .iter()
+                .all(|zone| {
+                    self.dig(&["+norecurse", zone, "SOA"])
+                        .is_ok_and(|out| out.contains("SOA"))
+                });
+            if all_loaded {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "named did not answer within {START_TIMEOUT:?}; its log:\n{}",
+                    self.log()
+                );
+            }
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The UDP/TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// `127.0.0.1:PORT` as text, for `--server`.
+    pub fn server(&self) -> String {
+        self.addr().to_string()
+    }
+
+    /// The `tsig-keygen` output (`key "oemesh-update" { algorithm hmac-sha256; secret "..."; };`).
+    pub fn tsig_key_file(&self) -> PathBuf {
+        self.dir.path().join("tsig.key")
+    }
+
+    /// A key file for [`READONLY_KEY_NAME`]: known to the server, allowed to update nothing.
+    pub fn readonly_tsig_key_file(&self) -> PathBuf {
+        self.dir.path().join("readonly.key")
+    }
+
+    /// The instance's directory (config, zones, journals, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What `named` wrote so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+    }
+
+    /// Runs `dig @127.0.0.1 -p PORT +noall +answer +time=2 +tries=1 ARGS...` and
+    /// returns its standard output; fails when dig does.
+    pub fn dig(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("dig")
+            .arg("@127.0.0.1")
+            .args(["-p", &self.port.to_string()])
+            .args(["+noall", "+answer", "+time=2", "+tries=1"])
+            .args(args)
+            .output()
+            .context("running dig")?;
+        if !out.status.success() {
+            bail!(
+                "dig {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Sends `script` (nsupdate commands, without `server` and `send`) with
+    /// `nsupdate -k` and the instance's TSIG key.
+    pub fn nsupdate(&self, script: &str) -> Result<()> {
+        use std::io::Write as _;
+        let mut child = Command::new("nsupdate")
+            .arg("-k")
+            .arg(self.tsig_key_file())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running nsupdate")?;
+        let input = format!("server 127.0.0.1 {}\n{script}\nsend\nquit\n", self.port);
+        child
+            .stdin
+            .take()
+            .context("nsupdate stdin")?
+            .write_all(input.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!("nsupdate failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Bind {
+    fn drop(&mut self) {
+        // Child::kill signals this PID only; then reap it. The TempDir field
+        // removes the directory afterwards.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a secret file, created with mode 0600 as a careful admin would.
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents)?;
+    Ok(())
+}
+
+/// `example.test.` → `example.test.zone`.
+fn zone_file_name(zone: &str) -> String {
+    format!("{}zone", zone)
+}
+
+fn zone_file(zone: &str) -> String {
+    let mut z = format!(
+        "$TTL 300\n\
+         @ IN SOA ns.{FORWARD_ZONE} hostmaster.{FORWARD_ZONE} 1 3600 600 86400 300\n\
+         @ IN NS ns.{FORWARD_ZONE}\n"
+    );
+    if zone == FORWARD_ZONE {
+        z.push_str("ns IN A 127.0.0.1\n");
+    }
+    z
+}
+
+fn named_conf(dir: &Path, port: u16) -> String {
+    let d = dir.display();
+    let mut conf = format!(
+        r#"options {{
+    directory "{d}";
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    managed-keys-directory "{d}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    allow-query {{ any; }};
+    notify no;
+}};
+controls {{ }};
+logging {{ category default {{ default_stderr; }}; category lame-servers {{ null; }}; }};
+include "{d}/tsig.key";
+include "{d}/readonly.key";
+"#
+    );
+    for zone in [FORWARD_ZONE, REVERSE_V4_ZONE, REVERSE_V6_ZONE] {
+        let apex = zone.trim_end_matches('.');
+        let file = zone_file_name(zone);
+        conf.push_str(&format!(
+            "zone \"{apex}\" {{\n    type primary;\n    file \"{d}/{file}\";\n    \
+             update-policy {{ grant {TSIG_KEY_NAME} zonesub ANY; }};\n}};\n"
+        ));
+    }
+    conf
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now.
+fn free_port() -> Result<u16> {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let port = udp.local_addr()?.port();
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no port free for both UDP and TCP on 127.0.0.1")
+}
+
+/// The full path of `tool` in PATH or the sbin directories (named lives in /usr/sbin).
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
+        .map(|dir| Path::new(dir).join(tool))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_answers_and_updates() {
+        let bind = Bind::start().expect("BIND 9 starts");
+        let soa = bind.dig(&[REVERSE_V6_ZONE, "SOA"]).unwrap();
+        assert!(soa.contains("SOA"), "{soa}");
+        bind.nsupdate("update add 7.2.0.192.in-addr.arpa. 300 IN PTR h7.example.test.")
+            .unwrap();
+        let ptr = bind.dig(&["7.2.0.192.in-addr.arpa.", "PTR"]).unwrap();
+        assert!(ptr.contains("h7.example.test."), "{ptr}");
+        let dir = bind.dir().to_path_buf();
+        drop(bind);
+        assert!(!dir.exists());
+    }
+}
