@@ -11,7 +11,10 @@
 //! - [`ipseckey`]: the IPSECKEY resource record (RFC 4025, RFC 9373) in wire and
 //!   presentation form, and the reverse owner names keys are published at.
 //! - [`ike`]: IKEv2 (RFC 7296): the message codec and UDP 4500 demultiplexing.
+//! - [`oe`]: the opportunistic-encryption decision machine: policy groups per
+//!   prefix, held packets, DNS → IKE → private / clear / blocked outcomes.
 #![forbid(unsafe_code)]
 
 pub mod ike;
 pub mod ipseckey;
+pub mod oe;

@@ -1,0 +1,286 @@
+//! Which destinations get opportunistic encryption: Libreswan's policy groups,
+//! one list of prefixes each, longest prefix wins, unlisted means `clear`.
+//!
+//! | group | initiates OE | answers OE | on failure |
+//! |---|---|---|---|
+//! | `clear` | no | no | — |
+//! | `clear-or-private` | no | yes | clear |
+//! | `private-or-clear` | yes | yes | clear (fail open) |
+//! | `private` | yes | yes | drop (fail closed) |
+//! | `block` | — | — | drop |
+//!
+//! The lookup is a per-prefix-length table: for every length in use (longest
+//! first) a sorted array of networks, binary-searched with the masked address.
+//! That is at most 33 (IPv4) or 129 (IPv6) searches, in practice a handful, and
+//! it never allocates.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use super::cidr::{Cidr, mask, to_bits};
+
+/// A policy group (Libreswan's names).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum Group {
+    /// Never encrypt; do not answer OE either.
+    Clear,
+    /// Do not initiate OE; answer it; clear otherwise.
+    ClearOrPrivate,
+    /// Initiate and answer OE; fall back to clear when it fails (fail open).
+    PrivateOrClear,
+    /// Initiate and answer OE; drop when it fails (fail closed).
+    Private,
+    /// Drop everything.
+    Block,
+}
+
+impl Group {
+    /// All groups, in table order.
+    pub const ALL: [Group; 5] = [
+        Group::Clear,
+        Group::ClearOrPrivate,
+        Group::PrivateOrClear,
+        Group::Private,
+        Group::Block,
+    ];
+
+    /// The group's name as written in configuration (`private-or-clear`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Clear => "clear",
+            Group::ClearOrPrivate => "clear-or-private",
+            Group::PrivateOrClear => "private-or-clear",
+            Group::Private => "private",
+            Group::Block => "block",
+        }
+    }
+
+    /// Whether a packet to a destination in this group starts OE.
+    pub fn initiates(self) -> bool {
+        matches!(self, Group::PrivateOrClear | Group::Private)
+    }
+
+    /// Whether an IKE request from a peer in this group is answered.
+    pub fn answers(self) -> bool {
+        matches!(
+            self,
+            Group::ClearOrPrivate | Group::PrivateOrClear | Group::Private
+        )
+    }
+
+    /// Whether a failed attempt drops traffic (`private`, `block`) rather than
+    /// letting it go in clear.
+    pub fn fails_closed(self) -> bool {
+        matches!(self, Group::Private | Group::Block)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A group name that is not one of the five.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a policy group (clear, clear-or-private, private-or-clear, private, block)")]
+pub struct UnknownGroup(pub String);
+
+impl FromStr for Group {
+    type Err = UnknownGroup;
+    fn from_str(s: &str) -> Result<Self, UnknownGroup> {
+        Group::ALL
+            .into_iter()
+            .find(|g| g.name() == s)
+            .ok_or_else(|| UnknownGroup(s.to_owned()))
+    }
+}
+
+/// Per-group options.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct GroupOptions {
+    /// Whether a peer without a published key may be private anonymously: as
+    /// initiator, try AUTH NULL when DNS has no usable key; as responder, accept
+    /// an initiator's AUTH NULL (RFC 7619). `false` is `require-authenticated`.
+    pub allow_anonymous: bool,
+}
+
+impl GroupOptions {
+    /// `require-authenticated`: no AUTH NULL peers.
+    pub const REQUIRE_AUTHENTICATED: Self = Self {
+        allow_anonymous: false,
+    };
+
+    /// Whether only authenticated (signature-checked) peers are accepted.
+    pub fn require_authenticated(&self) -> bool {
+        !self.allow_anonymous
+    }
+}
+
+impl Default for GroupOptions {
+    /// Anonymous peers allowed: opportunistic encryption protects against passive
+    /// attackers even without keys.
+    fn default() -> Self {
+        Self {
+            allow_anonymous: true,
+        }
+    }
+}
+
+/// The result of a lookup: the group and the prefix that put the address there.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PolicyMatch {
+    /// The group.
+    pub group: Group,
+    /// The longest matching prefix; `None` when no list holds the address (→ `clear`).
+    pub prefix: Option<Cidr>,
+    /// The group's options.
+    pub options: GroupOptions,
+}
+
+impl fmt::Display for PolicyMatch {
+    /// `private-or-clear (10.0.0.0/8)` or `clear (unlisted)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.prefix {
+            Some(p) => write!(f, "{} ({p})", self.group),
+            None => write!(f, "{} (unlisted)", self.group),
+        }
+    }
+}
+
+/// Why a policy could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The same prefix is listed in two groups; which one wins would be a guess.
+    #[error("{cidr} is listed in both `{first}` and `{second}`")]
+    Conflict {
+        /// the prefix
+        cidr: Cidr,
+        /// the group it was first listed in
+        first: Group,
+        /// the other group
+        second: Group,
+    },
+}
+
+/// Networks of one prefix length, sorted for binary search.
+#[derive(Clone, Debug, Default)]
+struct Level {
+    len: u8,
+    nets: Vec<(u128, Group)>,
+}
+
+/// One address family's table: levels ordered longest prefix first.
+#[derive(Clone, Debug, Default)]
+struct Table {
+    levels: Vec<Level>,
+}
+
+impl Table {
+    fn build(mut entries: Vec<(Cidr, Group)>) -> Result<Self, PolicyError> {
+        entries.sort();
+        entries.dedup();
+        for pair in entries.windows(2) {
+            if let [(a, g1), (b, g2)] = pair
+                && a == b
+            {
+                return Err(PolicyError::Conflict {
+                    cidr: *a,
+                    first: *g1,
+                    second: *g2,
+                });
+            }
+        }
+        let mut levels: Vec<Level> = Vec::new();
+        for (cidr, group) in entries {
+            match levels.iter_mut().find(|l| l.len == cidr.prefix_len()) {
+                Some(level) => level.nets.push((cidr.bits(), group)),
+                None => levels.push(Level {
+                    len: cidr.prefix_len(),
+                    nets: vec![(cidr.bits(), group)],
+                }),
+            }
+        }
+        for level in &mut levels {
+            level.nets.sort_unstable();
+        }
+        levels.sort_unstable_by_key(|l| std::cmp::Reverse(l.len));
+        Ok(Self { levels })
+    }
+
+    fn lookup(&self, addr: IpAddr) -> Option<(Group, Cidr)> {
+        let bits = to_bits(addr);
+        self.levels.iter().find_map(|level| {
+            let net = bits & mask(addr, level.len);
+            let i = level.nets.binary_search_by(|(n, _)| n.cmp(&net)).ok()?;
+            let (_, group) = level.nets.get(i)?;
+            Some((*group, Cidr::truncating(addr, level.len)))
+        })
+    }
+}
+
+/// The policy: prefixes per group for IPv4 and IPv6, and the options of each group.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    v4: Table,
+    v6: Table,
+    options: [GroupOptions; 5],
+    lists: Vec<(Cidr, Group)>,
+}
+
+impl Policy {
+    /// Builds the lookup tables. Fails if one prefix is in two groups.
+    pub fn new(
+        entries: impl IntoIterator<Item = (Group, Cidr)>,
+        options: impl IntoIterator<Item = (Group, GroupOptions)>,
+    ) -> Result<Self, PolicyError> {
+        let mut lists: Vec<(Cidr, Group)> = entries.into_iter().map(|(g, c)| (c, g)).collect();
+        lists.sort();
+        lists.dedup();
+        let (v4, v6): (Vec<_>, Vec<_>) = lists.iter().partition(|(c, _)| c.addr().is_ipv4());
+        let mut opts = [GroupOptions::default(); 5];
+        for (group, o) in options {
+            if let Some(slot) = opts.get_mut(group.index()) {
+                *slot = o;
+            }
+        }
+        Ok(Self {
+            v4: Table::build(v4)?,
+            v6: Table::build(v6)?,
+            options: opts,
+            lists,
+        })
+    }
+
+    /// The group of `addr`: the longest listed prefix that contains it, else `clear`.
+    /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are looked up as IPv4.
+    pub fn lookup(&self, addr: IpAddr) -> PolicyMatch {
+        let addr = addr.to_canonical();
+        let table = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
+        let (group, prefix) = match table.lookup(addr) {
+            Some((g, p)) => (g, Some(p)),
+            None => (Group::Clear, None),
+        };
+        PolicyMatch {
+            group,
+            prefix,
+            options: self.options(group),
+        }
+    }
+
+    /// The options of a group.
+    pub fn options(&self, group: Group) -> GroupOptions {
+        self.options.get(group.index()).copied().unwrap_or_default()
+    }
+
+    /// Every listed prefix with its group, sorted by prefix.
+    pub fn entries(&self) -> impl Iterator<Item = (Group, Cidr)> + '_ {
+        self.lists.iter().map(|(c, g)| (*g, *c))
+    }
+}
