@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use super::hold::HoldLimits;
 
-/// Configuration of [`super::Machine`]. `Config::default()` gives the documented defaults.
+/// Configuration of [`super::Machine`]. `Config::default()` gives the documented
+/// defaults; override fields with `Config { dns_timeout, ..Config::default() }`.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct Config {
     /// How long to wait for an IPSECKEY answer (default 1 s).
     pub dns_timeout: Duration,

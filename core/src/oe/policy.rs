@@ -162,9 +162,9 @@ pub enum PolicyError {
     Conflict {
         /// the prefix
         cidr: Cidr,
-        /// the group it was first listed in
+        /// one group (the earlier in table order)
         first: Group,
-        /// the other group
+        /// the other group (the later in table order)
         second: Group,
     },
 }
