@@ -611,7 +611,7 @@ fn downgrade_is_reported_loudly() {
     );
     assert_eq!(m.counters().downgrades, 1);
     // After the memory (1 h) expires, a failure is no downgrade.
-    let much_later = later + ms(2 * 3600_000);
+    let much_later = later + ms(2 * 3_600_000);
     let actions = fail_ike_for(&mut m, much_later, dst);
     let Some(Action::PassClear { outcome, .. }) = actions.last() else {
         panic!("{actions:?}")

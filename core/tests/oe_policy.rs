@@ -6,11 +6,11 @@ use std::net::IpAddr;
 use oemesh_core::oe::{Cidr, CidrError, Group, GroupOptions, Policy, PolicyError, parse_list};
 
 fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
+    s.parse().expect("test address")
 }
 
 fn cidr(s: &str) -> Cidr {
-    s.parse().unwrap()
+    s.parse().expect("test address")
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn list_with_comments_and_line_numbers() {
 }
 
 fn policy(entries: &[(Group, &str)]) -> Policy {
-    Policy::new(entries.iter().map(|(g, c)| (*g, cidr(c))), []).unwrap()
+    Policy::new(entries.iter().map(|(g, c)| (*g, cidr(c))), []).expect("test policy")
 }
 
 #[test]

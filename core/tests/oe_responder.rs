@@ -8,10 +8,11 @@ use oemesh_core::ipseckey::{DomainName, Gateway};
 use oemesh_core::oe::{Action, Config, DnsResult, Group, PeerAnswer};
 
 fn answer(actions: &[Action]) -> &PeerAnswer {
-    match actions {
-        [.., Action::AnswerPeer { answer, .. }] => answer,
-        other => panic!("no answer: {other:?}"),
-    }
+    let last = actions.last().expect("an action");
+    let Action::AnswerPeer { answer, .. } = last else {
+        unreachable!("no answer: {actions:?}")
+    };
+    answer
 }
 
 fn id(addr: &str) -> Identity {
