@@ -150,10 +150,10 @@ fn longest_prefix_wins_ipv6() {
         p.lookup(ip("2001:db8:1::8000:0:0:1")).prefix,
         Some(cidr("2001:db8:1:0:8000::/65"))
     );
-    // IPv4 is untouched by ::/0; IPv4-mapped IPv6 is looked up as IPv4.
+    // IPv4 is untouched by ::/0, and IPv4-mapped IPv6 is IPv6.
     assert_eq!(p.lookup(ip("10.0.0.1")).group, Group::Clear);
     let p = policy(&[(Group::Private, "10.0.0.0/8")]);
-    assert_eq!(p.lookup(ip("::ffff:10.1.1.1")).group, Group::Private);
+    assert_eq!(p.lookup(ip("::ffff:10.1.1.1")).group, Group::Clear);
 }
 
 #[test]

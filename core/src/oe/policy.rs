@@ -259,9 +259,9 @@ impl Policy {
     }
 
     /// The group of `addr`: the longest listed prefix that contains it, else `clear`.
-    /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are looked up as IPv4.
+    /// Families are separate: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is
+    /// an IPv6 address here, as it is in an IPv6 packet header.
     pub fn lookup(&self, addr: IpAddr) -> PolicyMatch {
-        let addr = addr.to_canonical();
         let table = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
         let (group, prefix) = match table.lookup(addr) {
             Some((g, p)) => (g, Some(p)),
