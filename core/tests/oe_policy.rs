@@ -172,13 +172,21 @@ fn many_prefixes_against_a_linear_scan() {
         let len = (next() % 33) as u8;
         let group = Group::ALL[(i % 5) as usize];
         entries.push((group, Cidr::truncating(addr, len)));
+        // The same shape in IPv6, in the top 32 bits.
+        let v6 = IpAddr::from((u128::from(next() as u32 & 0x0fff_ffff) << 96).to_be_bytes());
+        entries.push((group, Cidr::truncating(v6, (next() % 40) as u8)));
     }
     // Drop conflicting duplicates: first listing wins.
     let mut seen = std::collections::HashMap::new();
     entries.retain(|(g, c)| *seen.entry(*c).or_insert(*g) == *g);
     let p = Policy::new(entries.iter().copied(), []).unwrap();
-    for _ in 0..2000 {
-        let addr = IpAddr::from((next() as u32 & 0x0fff_ffff).to_be_bytes());
+    for i in 0..4000 {
+        let r = next() as u32 & 0x0fff_ffff;
+        let addr = if i % 2 == 0 {
+            IpAddr::from(r.to_be_bytes())
+        } else {
+            IpAddr::from((u128::from(r) << 96 | u128::from(next())).to_be_bytes())
+        };
         let expect = entries
             .iter()
             .filter(|(_, c)| c.contains(addr))
@@ -244,4 +252,52 @@ fn group_table_and_options() {
     assert!(p.lookup(ip("10.0.0.1")).options.require_authenticated());
     assert!(p.options(Group::PrivateOrClear).allow_anonymous);
     assert_eq!(p.entries().count(), 1);
+}
+
+/// Lookup cost with 10 000 IPv4 and 10 000 IPv6 prefixes of assorted lengths.
+/// `cargo test -p oemesh-core --test oe_policy -- --ignored --nocapture lookup_speed`
+#[test]
+#[ignore = "measurement, not a check"]
+fn lookup_speed() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut entries = Vec::new();
+    for _ in 0..10_000 {
+        let v4 = IpAddr::from((next() as u32).to_be_bytes());
+        entries.push((
+            Group::Private,
+            Cidr::truncating(v4, 8 + (next() % 25) as u8),
+        ));
+        let v6 = IpAddr::from((u128::from(next()) << 64 | u128::from(next())).to_be_bytes());
+        entries.push((
+            Group::Private,
+            Cidr::truncating(v6, 16 + (next() % 113) as u8),
+        ));
+    }
+    let p = Policy::new(entries, []).expect("one group");
+    let addrs: Vec<IpAddr> = (0..1_000_000)
+        .map(|i| {
+            if i % 2 == 0 {
+                IpAddr::from((next() as u32).to_be_bytes())
+            } else {
+                IpAddr::from((u128::from(next()) << 64 | u128::from(next())).to_be_bytes())
+            }
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let hits = addrs
+        .iter()
+        .filter(|a| p.lookup(**a).prefix.is_some())
+        .count();
+    let elapsed = start.elapsed();
+    println!(
+        "{} lookups in {elapsed:?}: {:.0} ns each ({hits} matched)",
+        addrs.len(),
+        elapsed.as_nanos() as f64 / addrs.len() as f64
+    );
 }

@@ -9,10 +9,9 @@
 //! | `private` | yes | yes | drop (fail closed) |
 //! | `block` | — | — | drop |
 //!
-//! The lookup is a per-prefix-length table: for every length in use (longest
-//! first) a sorted array of networks, binary-searched with the masked address.
-//! That is at most 33 (IPv4) or 129 (IPv6) searches, in practice a handful, and
-//! it never allocates.
+//! The lookup flattens each family's nested prefixes into sorted disjoint
+//! ranges, each naming its longest covering prefix: one binary search per
+//! lookup (O(log n), whatever the mix of prefix lengths), no allocation.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -169,24 +168,23 @@ pub enum PolicyError {
     },
 }
 
-/// Networks of one prefix length, sorted for binary search.
-#[derive(Clone, Debug, Default)]
-struct Level {
-    len: u8,
-    nets: Vec<(u128, Group)>,
-}
-
-/// One address family's table: levels ordered longest prefix first.
+/// One address family's table, flattened into disjoint ranges: `ranges[i]`
+/// covers addresses from its start up to the next range's start, and names the
+/// longest listed prefix covering them (`None`: unlisted). Prefixes are always
+/// nested or disjoint, so `n` prefixes give at most `2n + 1` ranges, and a
+/// lookup is one binary search whatever the mix of prefix lengths.
 #[derive(Clone, Debug, Default)]
 struct Table {
-    levels: Vec<Level>,
+    ranges: Vec<(u128, Option<u32>)>,
+    prefixes: Vec<(Cidr, Group)>,
 }
 
 impl Table {
-    fn build(mut entries: Vec<(Cidr, Group)>) -> Result<Self, PolicyError> {
-        entries.sort();
-        entries.dedup();
-        for pair in entries.windows(2) {
+    fn build(mut prefixes: Vec<(Cidr, Group)>) -> Result<Self, PolicyError> {
+        // By network, then shorter first: a prefix comes before the ones inside it.
+        prefixes.sort_by_key(|(c, g)| (c.bits(), c.prefix_len(), *g));
+        prefixes.dedup();
+        for pair in prefixes.windows(2) {
             if let [(a, g1), (b, g2)] = pair
                 && a == b
             {
@@ -197,31 +195,46 @@ impl Table {
                 });
             }
         }
-        let mut levels: Vec<Level> = Vec::new();
-        for (cidr, group) in entries {
-            match levels.iter_mut().find(|l| l.len == cidr.prefix_len()) {
-                Some(level) => level.nets.push((cidr.bits(), group)),
-                None => levels.push(Level {
-                    len: cidr.prefix_len(),
-                    nets: vec![(cidr.bits(), group)],
-                }),
+        let mut ranges: Vec<(u128, Option<u32>)> = vec![(0, None)];
+        let mut emit = |start: u128, value: Option<u32>| match ranges.last_mut() {
+            Some(last) if last.0 == start => last.1 = value,
+            Some(last) if last.1 == value => {}
+            _ => ranges.push((start, value)),
+        };
+        // The prefixes containing the current position, outermost first.
+        let mut open: Vec<(u128, u32)> = Vec::new(); // (last address, index)
+        for (i, (cidr, _)) in prefixes.iter().enumerate() {
+            let first = cidr.bits();
+            while let Some(&(last, _)) = open.last() {
+                if last >= first {
+                    break;
+                }
+                open.pop();
+                emit(last + 1, open.last().map(|o| o.1));
+            }
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            // All ones in the family's width (`mask` clamps the length).
+            let full = mask(cidr.addr(), 128);
+            open.push((
+                first | (full & !mask(cidr.addr(), cidr.prefix_len())),
+                index,
+            ));
+            emit(first, Some(index));
+        }
+        while let Some((last, _)) = open.pop() {
+            if let Some(next) = last.checked_add(1) {
+                emit(next, open.last().map(|o| o.1));
             }
         }
-        for level in &mut levels {
-            level.nets.sort_unstable();
-        }
-        levels.sort_unstable_by_key(|l| std::cmp::Reverse(l.len));
-        Ok(Self { levels })
+        Ok(Self { ranges, prefixes })
     }
 
     fn lookup(&self, addr: IpAddr) -> Option<(Group, Cidr)> {
         let bits = to_bits(addr);
-        self.levels.iter().find_map(|level| {
-            let net = bits & mask(addr, level.len);
-            let i = level.nets.binary_search_by(|(n, _)| n.cmp(&net)).ok()?;
-            let (_, group) = level.nets.get(i)?;
-            Some((*group, Cidr::truncating(addr, level.len)))
-        })
+        let after = self.ranges.partition_point(|(start, _)| *start <= bits);
+        let (_, index) = self.ranges.get(after.checked_sub(1)?)?;
+        let (cidr, group) = self.prefixes.get(usize::try_from((*index)?).ok()?)?;
+        Some((*group, *cidr))
     }
 }
 
