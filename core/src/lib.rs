@@ -16,6 +16,8 @@
 //!   wire profile.
 //! - [`ike`]: IKEv2 (RFC 7296): messages, the key schedule, UDP 4500 demultiplexing.
 //! - [`esp`]: ESP SAs (RFC 4303): encapsulation, anti-replay, lifetimes.
+//! - [`oe`]: the opportunistic-encryption decision machine: policy groups per
+//!   prefix, held packets, DNS → IKE → private / clear / blocked outcomes.
 #![forbid(unsafe_code)]
 
 pub mod crypto;
@@ -23,3 +25,4 @@ pub mod esp;
 pub mod hostkey;
 pub mod ike;
 pub mod ipseckey;
+pub mod oe;

@@ -1,0 +1,196 @@
+//! What goes in and out of the decision machine: DNS and IKE results from the
+//! agent, [`Action`]s back to it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::ipseckey::{DomainName, Ipseckey};
+
+use super::hold::Held;
+use super::outcome::{NoRecord, Outcome};
+
+/// The answer to an [`Action::LookupKey`], as the agent's resolver gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DnsResult {
+    /// IPSECKEY records (parsed from `RData::Unknown` type 45).
+    Records {
+        /// The records; order does not matter.
+        records: Vec<Ipseckey>,
+        /// Whether the resolver validated the answer with DNSSEC.
+        dnssec_validated: bool,
+        /// The answer's TTL in seconds.
+        ttl: u32,
+    },
+    /// A negative answer.
+    NoRecords {
+        /// NXDOMAIN or NODATA.
+        kind: NoRecord,
+        /// The negative-caching TTL (RFC 2308: the SOA minimum), if known.
+        negative_ttl: Option<u32>,
+    },
+    /// The lookup failed (SERVFAIL, refused, network) or the agent's resolver gave up.
+    Failed {
+        /// For people: `SERVFAIL`, `connection refused`, ...
+        reason: String,
+    },
+}
+
+/// How IKE with one peer ended, as the agent learned from the IKE engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IkeResult {
+    /// The IKE SA and its CHILD SA are up (`IkeSaEstablished`).
+    Established {
+        /// Whether the peer used AUTH NULL.
+        anonymous: bool,
+        /// Whether the key that authenticated it came from a DNSSEC-validated answer.
+        dnssec: bool,
+    },
+    /// The engine reported failure (`Failed`), with its reason.
+    Failed {
+        /// For people: the engine's `Failure` as text.
+        reason: String,
+    },
+    /// The engine's own retransmissions gave up.
+    TimedOut,
+}
+
+/// How the IKE engine should authenticate the peer we start IKE with.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerKey {
+    /// Its Ed25519 key from IPSECKEY (→ the engine's `PeerAuth::Ed25519`).
+    Ed25519([u8; 32]),
+    /// AUTH NULL (RFC 7619): anonymous (→ `PeerAuth::Null`).
+    Null,
+}
+
+impl fmt::Debug for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerKey::Ed25519(k) => {
+                write!(f, "Ed25519(")?;
+                for b in k.iter().take(4) {
+                    write!(f, "{b:02x}")?;
+                }
+                write!(f, "…)")
+            }
+            PeerKey::Null => f.write_str("Null"),
+        }
+    }
+}
+
+/// The responder's answer to an IKE peer (the engine's `AuthorizePeer` event).
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum PeerAnswer {
+    /// Check its signature against one of these keys (most preferred first);
+    /// `authorize(sa, Some(PeerAuth::Ed25519(keys[0])))`.
+    Ed25519 {
+        /// Usable keys from its IPSECKEY records, lowest precedence first.
+        keys: Vec<[u8; 32]>,
+        /// Whether the answer was DNSSEC-validated.
+        dnssec: bool,
+    },
+    /// Accept its AUTH NULL: `authorize(sa, Some(PeerAuth::Null))`.
+    Anonymous,
+    /// Refuse it: `authorize(sa, None)`.
+    Refuse {
+        /// For the log line.
+        reason: String,
+    },
+}
+
+/// Something the agent must do. Drain with [`super::Machine::poll_action`]
+/// after every call into the machine.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Action {
+    /// Look up IPSECKEY at `name`; answer with `on_dns_result(now, name, ..)`.
+    /// The machine gives up at `deadline` by itself (and says [`Action::CancelLookup`]).
+    LookupKey {
+        /// The destination (or IKE peer) the key is for.
+        dst: IpAddr,
+        /// The owner name: `reverse_name(dst)`, or an initiator's FQDN ID.
+        name: DomainName,
+        /// When the machine stops waiting.
+        deadline: Instant,
+    },
+    /// The answer is no longer wanted: the agent may cancel the query.
+    CancelLookup {
+        /// The name of the [`Action::LookupKey`].
+        name: DomainName,
+    },
+    /// Start IKE (`Endpoint::connect`) with `peer_addr` to protect traffic to `dst`;
+    /// report with `on_ike_result(now, dst, peer_addr, ..)`.
+    StartIke {
+        /// The destination whose packets are held.
+        dst: IpAddr,
+        /// The IKE peer: `dst` itself or its IPSECKEY gateway.
+        peer_addr: IpAddr,
+        /// How to authenticate the peer.
+        key: PeerKey,
+        /// Whether the key came from a DNSSEC-validated answer.
+        authenticated_by_dnssec: bool,
+        /// When the machine stops waiting for this attempt.
+        deadline: Instant,
+    },
+    /// Give up the IKE attempt with `peer_addr` for `dst` (`Endpoint::close`):
+    /// its deadline passed or another attempt succeeded.
+    CancelIke {
+        /// The destination.
+        dst: IpAddr,
+        /// The peer of the attempt.
+        peer_addr: IpAddr,
+    },
+    /// `dst` is private: send `packets` (held, oldest first) encrypted through
+    /// the new SA, in order; cache `outcome`.
+    Private {
+        /// The outcome to cache.
+        outcome: Outcome,
+        /// Held packets, oldest first.
+        packets: Held,
+    },
+    /// `dst` goes clear: install the bypass, send `packets` in cleartext in
+    /// order, cache `outcome` until it expires.
+    PassClear {
+        /// The outcome to cache.
+        outcome: Outcome,
+        /// Held packets, oldest first.
+        packets: Held,
+    },
+    /// `dst` is blocked: its held packets were dropped; cache `outcome` and drop
+    /// further packets until it expires.
+    Drop {
+        /// The outcome to cache.
+        outcome: Outcome,
+        /// How many held packets were dropped.
+        dropped: usize,
+    },
+    /// Answer the engine's `AuthorizePeer` for `request` (the `SaHandle`).
+    AnswerPeer {
+        /// The request id given to `on_ike_request`.
+        request: u64,
+        /// The peer's address.
+        peer_addr: IpAddr,
+        /// What to answer.
+        answer: PeerAnswer,
+    },
+}
+
+/// What became of the packet given to [`super::Machine::on_packet`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketFate {
+    /// Held until the decision; see the actions.
+    Held,
+    /// Decided at once from policy; the packet is in the action
+    /// ([`Action::PassClear`]) or dropped ([`Action::Drop`]).
+    Decided,
+    /// Dropped, no decision started: too many pending destinations.
+    DroppedPendingFull,
+    /// Dropped, no decision started: the DNS lookup rate limit.
+    DroppedRateLimited,
+    /// Dropped: larger than a destination's hold limit.
+    DroppedTooBig,
+}

@@ -1,0 +1,105 @@
+//! Timeouts, lifetimes and limits of the decision machine, with their defaults.
+
+use std::time::Duration;
+
+use super::hold::HoldLimits;
+
+/// Configuration of [`super::Machine`]. `Config::default()` gives the documented
+/// defaults; override fields with `Config { dns_timeout, ..Config::default() }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// How long to wait for an IPSECKEY answer (default 1 s).
+    pub dns_timeout: Duration,
+    /// How long all IKE attempts for one destination may take together
+    /// (default 2 s), shared evenly among the keys still to try.
+    pub ike_timeout: Duration,
+    /// How long a clear (or policy-blocked) outcome lasts (default 15 min, like
+    /// Libreswan's shunt lifetime); never longer than the DNS TTL that decided it.
+    pub clear_lifetime: Duration,
+    /// How long an outcome decided by a transient failure lasts: clear after a
+    /// DNS failure, blocked after a failure of `private` (default 30 s).
+    pub retry_lifetime: Duration,
+    /// Held-packet limits.
+    pub hold: HoldLimits,
+    /// Destinations being decided at once, at most (default 1024). A packet to
+    /// a new destination beyond that is dropped and counted.
+    pub max_pending: usize,
+    /// Responder requests waiting for DNS at once, at most (default 1024).
+    pub max_responder_pending: usize,
+    /// New DNS lookups per second, sustained (default 50).
+    pub lookups_per_second: u32,
+    /// New DNS lookups in a burst (default 100).
+    pub lookup_burst: u32,
+    /// How long a peer that was private is remembered for downgrade detection
+    /// (default 1 h after it was last private).
+    pub private_memory: Duration,
+    /// Peers remembered at most (default 4096; the one expiring first is forgotten).
+    pub private_memory_limit: usize,
+    /// `true`: a downgrade (a remembered private peer whose key is still in DNS
+    /// fails IKE) blocks even a `private-or-clear` destination for
+    /// `retry_lifetime` instead of going clear (default `false`: clear, loudly).
+    pub refuse_downgrade: bool,
+    /// `true`: an initiator using AUTH NULL whose address publishes a usable
+    /// IPSECKEY is refused, so nobody can pass as a keyed host anonymously
+    /// (default `true`; costs a DNS lookup per anonymous request).
+    pub refuse_anonymous_with_key: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            dns_timeout: Duration::from_secs(1),
+            ike_timeout: Duration::from_secs(2),
+            clear_lifetime: Duration::from_secs(15 * 60),
+            retry_lifetime: Duration::from_secs(30),
+            hold: HoldLimits::default(),
+            max_pending: 1024,
+            max_responder_pending: 1024,
+            lookups_per_second: 50,
+            lookup_burst: 100,
+            private_memory: Duration::from_secs(3600),
+            private_memory_limit: 4096,
+            refuse_downgrade: false,
+            refuse_anonymous_with_key: true,
+        }
+    }
+}
+
+/// Counts of every drop and noteworthy event, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Held packets dropped (oldest first) because their destination's queue was full.
+    pub hold_dst_full: u64,
+    /// Held packets dropped because the total hold limit was reached.
+    pub hold_total_full: u64,
+    /// Packets dropped for being larger than a destination's hold limit.
+    pub hold_too_big: u64,
+    /// Packets dropped because `max_pending` destinations were being decided.
+    pub pending_full: u64,
+    /// Packets dropped because the DNS lookup rate limit was exhausted.
+    pub lookup_rate_limited: u64,
+    /// Responder requests refused because `max_responder_pending` were waiting
+    /// or the lookup rate limit was exhausted.
+    pub responder_overload: u64,
+    /// Packets dropped by the `block` group.
+    pub blocked_by_policy: u64,
+    /// Held packets dropped because their destination failed closed.
+    pub failed_closed: u64,
+    /// DNS lookups that timed out.
+    pub dns_timeouts: u64,
+    /// DNS lookups that failed.
+    pub dns_failures: u64,
+    /// IPSECKEY records skipped as unusable.
+    pub unusable_records: u64,
+    /// IKE attempts that timed out.
+    pub ike_timeouts: u64,
+    /// IKE attempts that failed.
+    pub ike_failures: u64,
+    /// Downgrades detected.
+    pub downgrades: u64,
+    /// DNS or IKE results for nothing pending (late, or already decided).
+    pub stale_results: u64,
+    /// IKE peers refused by the responder side.
+    pub refused_peers: u64,
+}

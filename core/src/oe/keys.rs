@@ -1,0 +1,93 @@
+//! Choosing what to try from IPSECKEY records (RFC 4025 §1.2, §2): usable
+//! records only, lowest precedence first, each aimed at its gateway or, with
+//! no gateway, at the destination itself.
+
+use std::net::IpAddr;
+
+use crate::ipseckey::{Algorithm, Gateway, Ipseckey};
+
+use super::action::PeerKey;
+use super::outcome::{Unusable, UnusableWhy};
+
+/// One IKE attempt to make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub(crate) precedence: u8,
+    pub(crate) peer_addr: IpAddr,
+    pub(crate) key: PeerKey,
+}
+
+/// Why `record` cannot be used, or its Ed25519 key.
+fn usable_key(record: &Ipseckey) -> Result<[u8; 32], UnusableWhy> {
+    if record.algorithm != Algorithm::EDDSA {
+        return Err(UnusableWhy::Algorithm(record.algorithm));
+    }
+    record
+        .ed25519_key()
+        .ok_or(UnusableWhy::KeyLength(record.public_key.len()))
+}
+
+fn unusable(record: &Ipseckey, why: UnusableWhy) -> Unusable {
+    Unusable {
+        precedence: record.precedence,
+        gateway: record.gateway.clone(),
+        why,
+    }
+}
+
+/// The attempts for `dst`, lowest precedence first (records of equal precedence
+/// keep their order; RFC 4025 §2.2 allows any), without duplicates; and the
+/// records that were skipped, with the reason.
+pub(crate) fn candidates(dst: IpAddr, records: &[Ipseckey]) -> (Vec<Candidate>, Vec<Unusable>) {
+    let mut out: Vec<Candidate> = Vec::with_capacity(records.len());
+    let mut skipped = Vec::new();
+    for record in records {
+        let key = match usable_key(record) {
+            Ok(k) => k,
+            Err(why) => {
+                skipped.push(unusable(record, why));
+                continue;
+            }
+        };
+        let peer_addr = match &record.gateway {
+            Gateway::None => dst,
+            Gateway::Ipv4(a) => IpAddr::V4(*a),
+            Gateway::Ipv6(a) => IpAddr::V6(*a),
+            Gateway::Name(n) => {
+                skipped.push(unusable(record, UnusableWhy::NameGateway(n.clone())));
+                continue;
+            }
+        };
+        let c = Candidate {
+            precedence: record.precedence,
+            peer_addr,
+            key: PeerKey::Ed25519(key),
+        };
+        if !out
+            .iter()
+            .any(|o| o.peer_addr == c.peer_addr && o.key == c.key)
+        {
+            out.push(c);
+        }
+    }
+    out.sort_by_key(|c| c.precedence);
+    skipped.sort_by_key(|u| u.precedence);
+    (out, skipped)
+}
+
+/// The usable Ed25519 keys, lowest precedence first, without duplicates (for
+/// checking an initiator's signature: the gateway does not matter there).
+pub(crate) fn responder_keys(records: &[Ipseckey]) -> Vec<[u8; 32]> {
+    let mut usable: Vec<(u8, [u8; 32])> = records
+        .iter()
+        .filter_map(|r| usable_key(r).ok().map(|k| (r.precedence, k)))
+        .collect();
+    usable.sort_by_key(|(p, _)| *p);
+    let mut keys: Vec<[u8; 32]> = Vec::with_capacity(usable.len());
+    for (_, k) in usable {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys
+}

@@ -1,0 +1,333 @@
+//! What was decided for a destination, why, and for how long: the value the agent
+//! caches (until `expires_at`) and prints (`oemesh peers`, the decision log line).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::ipseckey::{Algorithm, DomainName, Gateway};
+
+use super::policy::PolicyMatch;
+
+/// How traffic to the destination goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Encrypted through an ESP SA.
+    Private,
+    /// In cleartext, through a bypass route.
+    Clear,
+    /// Dropped.
+    Blocked,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Private => "private",
+            State::Clear => "clear",
+            State::Blocked => "blocked",
+        })
+    }
+}
+
+/// How the peer was authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Auth {
+    /// Its signature verified against its key from DNS.
+    Authenticated,
+    /// AUTH NULL (RFC 7619): encrypted, but anyone could be on the other end.
+    Anonymous,
+    /// Not private: no peer authentication at all.
+    None,
+}
+
+/// The kind of negative DNS answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NoRecord {
+    /// The name does not exist.
+    Nxdomain,
+    /// The name exists but has no IPSECKEY.
+    Nodata,
+}
+
+impl fmt::Display for NoRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NoRecord::Nxdomain => "NXDOMAIN",
+            NoRecord::Nodata => "NODATA",
+        })
+    }
+}
+
+/// Why one IPSECKEY record could not be used.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UnusableWhy {
+    /// An algorithm other than EdDSA (4).
+    Algorithm(Algorithm),
+    /// EdDSA, but not a 32-byte Ed25519 key (Ed448 is 57).
+    KeyLength(usize),
+    /// A domain-name gateway: resolving it is not supported yet.
+    NameGateway(DomainName),
+}
+
+/// One record that could not be used, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Unusable {
+    /// Its precedence.
+    pub precedence: u8,
+    /// Its gateway.
+    pub gateway: Gateway,
+    /// Why it was skipped.
+    pub why: UnusableWhy,
+}
+
+impl fmt::Display for Unusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "precedence {}: ", self.precedence)?;
+        match &self.why {
+            UnusableWhy::Algorithm(a) => write!(f, "algorithm {a:?} is not supported"),
+            UnusableWhy::KeyLength(n) => {
+                write!(f, "EdDSA key of {n} bytes is not Ed25519 (32)")
+            }
+            UnusableWhy::NameGateway(n) => {
+                write!(f, "gateway {n} is a name (name gateways are not supported)")
+            }
+        }
+    }
+}
+
+/// Why there was no key to try.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoKey {
+    /// A negative answer.
+    NoRecord(NoRecord),
+    /// Records, none usable.
+    Unusable(Vec<Unusable>),
+}
+
+impl fmt::Display for NoKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoKey::NoRecord(kind) => write!(f, "no IPSECKEY ({kind})"),
+            NoKey::Unusable(list) => {
+                f.write_str("no usable IPSECKEY (")?;
+                for (i, u) in list.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{u}")?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// One IKE attempt that did not establish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptFailure {
+    /// Whom IKE went to.
+    pub peer_addr: IpAddr,
+    /// `None`: it timed out; else the engine's reason.
+    pub reason: Option<String>,
+}
+
+/// What decided the outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The policy group alone (`clear`, `clear-or-private`, `block`).
+    Policy,
+    /// DNS had no usable key, and no anonymous IKE was tried.
+    NoKey(NoKey),
+    /// The DNS lookup failed.
+    DnsFailed(String),
+    /// The DNS lookup did not answer in time.
+    DnsTimeout(Duration),
+    /// IKE established.
+    Established {
+        /// The IKE peer.
+        peer_addr: IpAddr,
+    },
+    /// Every IKE attempt failed or the IKE deadline passed.
+    IkeFailed {
+        /// The attempts, in order.
+        attempts: Vec<AttemptFailure>,
+        /// Time from the first attempt to giving up.
+        after: Duration,
+        /// Whether the key came from DNS (`false`: anonymous attempt).
+        key_in_dns: bool,
+    },
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Policy => f.write_str("policy"),
+            Cause::NoKey(k) => write!(f, "{k}"),
+            Cause::DnsFailed(r) => write!(f, "DNS lookup failed: {r}"),
+            Cause::DnsTimeout(d) => write!(f, "DNS timed out after {}", human(*d)),
+            Cause::Established { peer_addr } => write!(f, "IKE established with {peer_addr}"),
+            Cause::IkeFailed {
+                attempts,
+                after,
+                key_in_dns,
+            } => {
+                let key = if *key_in_dns {
+                    "key in DNS"
+                } else {
+                    "anonymous, no key in DNS"
+                };
+                match attempts.as_slice() {
+                    [AttemptFailure { reason: None, .. }] => {
+                        write!(f, "IKE timed out after {} ({key})", human(*after))
+                    }
+                    [
+                        AttemptFailure {
+                            peer_addr,
+                            reason: Some(r),
+                        },
+                    ] => write!(f, "IKE with {peer_addr} failed: {r} ({key})"),
+                    _ => {
+                        write!(f, "IKE failed after {}, ", human(*after))?;
+                        for (i, a) in attempts.iter().enumerate() {
+                            if i > 0 {
+                                f.write_str("; ")?;
+                            }
+                            let r = a.reason.as_deref().unwrap_or("timed out");
+                            write!(f, "{}: {r}", a.peer_addr)?;
+                        }
+                        write!(f, " ({key})")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The decision for one destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The destination (or, for a responder-side SA, the peer).
+    pub dst: IpAddr,
+    /// Private, clear or blocked.
+    pub state: State,
+    /// How the peer authenticated.
+    pub auth: Auth,
+    /// Whether the key came from a DNSSEC-validated answer.
+    pub dnssec: bool,
+    /// The policy group and prefix that applied.
+    pub policy: PolicyMatch,
+    /// What decided it.
+    pub cause: Cause,
+    /// A peer that was private before now is not, while its key is still in
+    /// DNS: someone may be blocking IKE. Logged loudly, counted.
+    pub downgrade: bool,
+    /// When it was decided.
+    pub decided_at: Instant,
+    /// When the agent should forget it (remove the bypass; the next packet
+    /// decides again). `None` for private: it lives as long as the SA.
+    pub expires_at: Option<Instant>,
+    /// One line for people: `no IPSECKEY (NXDOMAIN) → clear for 15m`.
+    pub reason: String,
+}
+
+impl Outcome {
+    /// Builds the outcome and its reason line.
+    pub(crate) fn new(
+        dst: IpAddr,
+        state: State,
+        auth: Auth,
+        policy: PolicyMatch,
+        cause: Cause,
+        now: Instant,
+        lifetime: Option<Duration>,
+    ) -> Self {
+        let mut reason = match &cause {
+            Cause::Policy => format!("policy {policy}"),
+            other => other.to_string(),
+        };
+        reason.push_str(" → ");
+        reason.push_str(&state.to_string());
+        match (state, auth) {
+            (State::Private, Auth::Authenticated) => reason.push_str(" (authenticated)"),
+            (State::Private, Auth::Anonymous) => reason.push_str(" (anonymous, AUTH NULL)"),
+            _ => {}
+        }
+        if let Some(d) = lifetime {
+            reason.push_str(" for ");
+            reason.push_str(&human(d));
+        }
+        Self {
+            dst,
+            state,
+            auth,
+            dnssec: false,
+            policy,
+            cause,
+            downgrade: false,
+            decided_at: now,
+            expires_at: lifetime.map(|d| now + d),
+            reason,
+        }
+    }
+
+    /// Marks the key as DNSSEC-validated.
+    pub(crate) fn with_dnssec(mut self, dnssec: bool) -> Self {
+        self.dnssec = dnssec;
+        if dnssec && self.state == State::Private {
+            self.reason.push_str(" (key DNSSEC-validated)");
+        }
+        self
+    }
+
+    /// Appends a note to the reason line.
+    pub(crate) fn note(mut self, note: &str) -> Self {
+        self.reason.push_str("; ");
+        self.reason.push_str(note);
+        self
+    }
+
+    /// Marks a downgrade and says so in the reason.
+    pub(crate) fn downgraded(mut self) -> Self {
+        self.downgrade = true;
+        self.note("DOWNGRADE: peer was private")
+    }
+
+    /// How long it is valid from `decided_at`, `None` for as long as the SA lives.
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.expires_at
+            .map(|e| e.saturating_duration_since(self.decided_at))
+    }
+}
+
+/// `10.77.0.4: no IPSECKEY (NXDOMAIN) → clear for 15m` — the decision log line.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.dst, self.reason)
+    }
+}
+
+/// A duration as people write it: `15m`, `1h`, `90s`, `2s`, `500ms`.
+pub fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || secs == 0 {
+        let ms = d.as_millis();
+        if ms.is_multiple_of(1000) {
+            return format!("{}s", ms / 1000);
+        }
+        return if secs == 0 {
+            format!("{ms}ms")
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        };
+    }
+    if secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else if secs.is_multiple_of(60) && secs >= 60 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
