@@ -5,8 +5,8 @@
 //! `charon` inside one, and child processes that are ended (by PID) when dropped.
 //! Everything created here is removed again on drop.
 
+pub mod bind;
 pub mod capture;
 pub mod netns;
 pub mod process;
 pub mod strongswan;
-pub mod bind;
