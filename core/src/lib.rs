@@ -10,6 +10,8 @@
 //!
 //! - [`ipseckey`]: the IPSECKEY resource record (RFC 4025, RFC 9373) in wire and
 //!   presentation form, and the reverse owner names keys are published at.
+//! - [`ike`]: IKEv2 (RFC 7296): the message codec and UDP 4500 demultiplexing.
 #![forbid(unsafe_code)]
 
+pub mod ike;
 pub mod ipseckey;

@@ -1,0 +1,398 @@
+//! The Security Association payload (RFC 7296 §3.3): proposals, their
+//! transforms, and transform attributes.
+//!
+//! ```text
+//! Proposal Substructure (§3.3.1)
+//! | Last Substruc |   RESERVED    |         Proposal Length       |
+//! | Proposal Num  |  Protocol ID  |    SPI Size   |Num  Transforms|
+//! |                        SPI (variable) ~                       |
+//! |                        <Transforms> ~                         |
+//!
+//! Transform Substructure (§3.3.2)
+//! | Last Substruc |   RESERVED    |        Transform Length       |
+//! |Transform Type |   RESERVED    |          Transform ID         |
+//! |                      Transform Attributes ~                   |
+//!
+//! Data Attributes (§3.3.5)
+//! |A|       Attribute Type        |    AF=0  Attribute Length     |
+//! |                               |    AF=1  Attribute Value      |
+//! |                   AF=0  Attribute Value ~                     |
+//! ```
+
+use std::fmt;
+
+use crate::ike::message::Error;
+use crate::ike::message::enums::{
+    AttributeType, DhGroup, EncrId, EsnId, IntegId, PrfId, ProtocolId, TransformType,
+};
+use crate::ike::message::reader::{Reader, put_u16};
+
+/// Last Substruc values (§3.3.1, §3.3.2).
+const MORE_PROPOSALS: u8 = 2;
+const MORE_TRANSFORMS: u8 = 3;
+/// The Attribute Format bit: set for the TV (two-octet value) form.
+const AF_TV: u16 = 0x8000;
+
+/// An SA payload: the proposals, in order of preference.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Sa {
+    /// The proposals; a response carries exactly one.
+    pub proposals: Vec<Proposal>,
+}
+
+/// One proposal: a protocol with a set of transforms (one of each type chosen).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    /// Proposal Num: 1 for the first, then the same or one more (§3.3.1).
+    pub number: u8,
+    /// IKE, ESP or AH.
+    pub protocol: ProtocolId,
+    /// Empty in IKE_SA_INIT, 8 bytes when rekeying the IKE SA, the 4-byte inbound SPI for ESP.
+    pub spi: Vec<u8>,
+    /// The transforms, any order.
+    pub transforms: Vec<Transform>,
+}
+
+/// One transform: a type, an ID in that type's number space, and attributes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Transform {
+    /// Transform Type, which decides the number space of `id`.
+    pub ty: TransformType,
+    /// Transform ID; use the helper constructors to pick it from the typed spaces.
+    pub id: u16,
+    /// Transform attributes; Key Length is the only one RFC 7296 defines.
+    pub attributes: Vec<Attribute>,
+}
+
+/// A transform attribute (§3.3.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attribute {
+    /// AF=1: a two-octet value, e.g. Key Length.
+    Tv {
+        /// Attribute Type (15 bits)
+        ty: AttributeType,
+        /// Attribute Value
+        value: u16,
+    },
+    /// AF=0: a variable-length value.
+    Tlv {
+        /// Attribute Type (15 bits)
+        ty: AttributeType,
+        /// Attribute Value
+        value: Vec<u8>,
+    },
+}
+
+impl Attribute {
+    fn buffer_len(&self) -> usize {
+        match self {
+            Attribute::Tv { .. } => 4,
+            Attribute::Tlv { value, .. } => 4 + value.len(),
+        }
+    }
+
+    fn parse(r: &mut Reader<'_>) -> Result<Self, Error> {
+        let ty_field = r.u16()?;
+        let value = r.u16()?;
+        let ty = AttributeType(ty_field & !AF_TV);
+        if ty_field & AF_TV != 0 {
+            return Ok(Attribute::Tv { ty, value });
+        }
+        let available = r.remaining();
+        if value as usize > available {
+            return Err(Error::SubstructureLength {
+                what: "transform attribute",
+                length: value as usize,
+                min: 0,
+                available,
+            });
+        }
+        Ok(Attribute::Tlv { ty, value: r.take(value as usize)?.to_vec() })
+    }
+
+    fn emit(&self, out: &mut Vec<u8>) {
+        match self {
+            Attribute::Tv { ty, value } => {
+                out.extend_from_slice(&(ty.0 | AF_TV).to_be_bytes());
+                out.extend_from_slice(&value.to_be_bytes());
+            }
+            Attribute::Tlv { ty, value } => {
+                out.extend_from_slice(&(ty.0 & !AF_TV).to_be_bytes());
+                put_u16(out, value.len());
+                out.extend_from_slice(value);
+            }
+        }
+    }
+}
+
+impl Transform {
+    /// A transform without attributes.
+    pub fn new(ty: TransformType, id: u16) -> Self {
+        Self { ty, id, attributes: Vec::new() }
+    }
+
+    /// An encryption transform, with the Key Length attribute when `key_bits` is given
+    /// (required for AES-GCM, absent for ChaCha20-Poly1305, RFC 7634 §4).
+    pub fn encr(id: EncrId, key_bits: Option<u16>) -> Self {
+        let attributes = key_bits
+            .map(|bits| Attribute::Tv { ty: AttributeType::KEY_LENGTH, value: bits })
+            .into_iter()
+            .collect();
+        Self { ty: TransformType::ENCR, id: id.0, attributes }
+    }
+
+    /// A PRF transform.
+    pub fn prf(id: PrfId) -> Self {
+        Self::new(TransformType::PRF, id.0)
+    }
+
+    /// An integrity transform.
+    pub fn integ(id: IntegId) -> Self {
+        Self::new(TransformType::INTEG, id.0)
+    }
+
+    /// A Diffie-Hellman group transform.
+    pub fn dh(group: DhGroup) -> Self {
+        Self::new(TransformType::DH, group.0)
+    }
+
+    /// An ESN transform.
+    pub fn esn(id: EsnId) -> Self {
+        Self::new(TransformType::ESN, id.0)
+    }
+
+    /// The Key Length attribute, in bits.
+    pub fn key_length(&self) -> Option<u16> {
+        self.attributes.iter().find_map(|a| match a {
+            Attribute::Tv { ty: AttributeType::KEY_LENGTH, value } => Some(*value),
+            _ => None,
+        })
+    }
+
+    fn buffer_len(&self) -> usize {
+        8 + self.attributes.iter().map(Attribute::buffer_len).sum::<usize>()
+    }
+
+    fn parse(body: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(body, "transform");
+        let ty = TransformType(r.u8()?);
+        r.u8()?;
+        let id = r.u16()?;
+        let mut attributes = Vec::new();
+        while !r.is_empty() {
+            attributes.push(Attribute::parse(&mut r)?);
+        }
+        Ok(Self { ty, id, attributes })
+    }
+
+    fn emit(&self, last: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[if last { 0 } else { MORE_TRANSFORMS }, 0]);
+        put_u16(out, self.buffer_len());
+        out.extend_from_slice(&[self.ty.0, 0]);
+        out.extend_from_slice(&self.id.to_be_bytes());
+        for a in &self.attributes {
+            a.emit(out);
+        }
+    }
+}
+
+/// Shows the ID in its type's number space: `Transform(ENCR AES_GCM_16, key 256)`.
+impl fmt::Debug for Transform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Transform({:?} ", self.ty)?;
+        match self.ty {
+            TransformType::ENCR => write!(f, "{:?}", EncrId(self.id))?,
+            TransformType::PRF => write!(f, "{:?}", PrfId(self.id))?,
+            TransformType::INTEG => write!(f, "{:?}", IntegId(self.id))?,
+            TransformType::DH => write!(f, "{:?}", DhGroup(self.id))?,
+            TransformType::ESN => write!(f, "{:?}", EsnId(self.id))?,
+            _ => write!(f, "{}", self.id)?,
+        }
+        for a in &self.attributes {
+            match a {
+                Attribute::Tv { ty: AttributeType::KEY_LENGTH, value } => write!(f, ", key {value}")?,
+                other => write!(f, ", {other:?}")?,
+            }
+        }
+        f.write_str(")")
+    }
+}
+
+/// Reads one substructure with a Last Substruc / Length header and returns its
+/// body and whether it was the last one.
+fn substructure<'a>(
+    r: &mut Reader<'a>,
+    what: &'static str,
+    more: u8,
+    min: usize,
+) -> Result<(&'a [u8], bool), Error> {
+    let available = r.remaining();
+    let last_substruc = r.u8()?;
+    r.u8()?;
+    let length = r.u16()? as usize;
+    if length < min || length > available {
+        return Err(Error::SubstructureLength { what, length, min, available });
+    }
+    let body = r.take(length - 4)?;
+    let last = r.is_empty();
+    let expected = if last { 0 } else { more };
+    if last_substruc != expected {
+        return Err(Error::LastSubstruc { what, value: last_substruc, expected });
+    }
+    Ok((body, last))
+}
+
+impl Proposal {
+    fn buffer_len(&self) -> usize {
+        8 + self.spi.len() + self.transforms.iter().map(Transform::buffer_len).sum::<usize>()
+    }
+
+    fn parse(body: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(body, "proposal");
+        let number = r.u8()?;
+        let protocol = ProtocolId(r.u8()?);
+        let spi_size = r.u8()?;
+        let announced = r.u8()?;
+        let spi = r.take(spi_size as usize)?.to_vec();
+        let mut transforms = Vec::new();
+        while !r.is_empty() {
+            let (body, _) = substructure(&mut r, "transform", MORE_TRANSFORMS, 8)?;
+            transforms.push(Transform::parse(body)?);
+        }
+        if transforms.len() != announced as usize {
+            return Err(Error::TransformCount { announced, found: transforms.len() });
+        }
+        Ok(Self { number, protocol, spi, transforms })
+    }
+
+    fn emit(&self, last: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[if last { 0 } else { MORE_PROPOSALS }, 0]);
+        put_u16(out, self.buffer_len());
+        out.extend_from_slice(&[self.number, self.protocol.0, self.spi.len() as u8, self.transforms.len() as u8]);
+        out.extend_from_slice(&self.spi);
+        for (i, t) in self.transforms.iter().enumerate() {
+            t.emit(i + 1 == self.transforms.len(), out);
+        }
+    }
+
+    /// The transforms of one type, in order.
+    pub fn transforms_of(&self, ty: TransformType) -> impl Iterator<Item = &Transform> {
+        self.transforms.iter().filter(move |t| t.ty == ty)
+    }
+}
+
+impl Sa {
+    /// Parses the body: a sequence of proposals.
+    pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(body, "SA payload");
+        let mut proposals = Vec::new();
+        while !r.is_empty() {
+            let (body, _) = substructure(&mut r, "proposal", MORE_PROPOSALS, 8)?;
+            proposals.push(Proposal::parse(body)?);
+        }
+        Ok(Self { proposals })
+    }
+
+    /// Appends the body.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        for (i, p) in self.proposals.iter().enumerate() {
+            p.emit(i + 1 == self.proposals.len(), out);
+        }
+    }
+
+    /// Size of the body.
+    pub fn buffer_len(&self) -> usize {
+        self.proposals.iter().map(Proposal::buffer_len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// oemesh's IKE proposal: ChaCha20-Poly1305, then AES-GCM-16/256, PRF SHA-256, Curve25519.
+    fn profile() -> Sa {
+        Sa {
+            proposals: vec![Proposal {
+                number: 1,
+                protocol: ProtocolId::IKE,
+                spi: vec![],
+                transforms: vec![
+                    Transform::encr(EncrId::CHACHA20_POLY1305, None),
+                    Transform::encr(EncrId::AES_GCM_16, Some(256)),
+                    Transform::prf(PrfId::HMAC_SHA2_256),
+                    Transform::dh(DhGroup::CURVE25519),
+                ],
+            }],
+        }
+    }
+
+    #[rustfmt::skip]
+    const PROFILE_BYTES: [u8; 44] = [
+        0, 0, 0, 44, 1, 1, 0, 4,                // last proposal, len 44, #1 IKE, no SPI, 4 transforms
+        3, 0, 0, 8, 1, 0, 0, 28,                // ENCR CHACHA20_POLY1305
+        3, 0, 0, 12, 1, 0, 0, 20, 0x80, 14, 1, 0, // ENCR AES_GCM_16, key length 256 (TV)
+        3, 0, 0, 8, 2, 0, 0, 5,                 // PRF HMAC_SHA2_256
+        0, 0, 0, 8, 4, 0, 0, 31,                // DH 31, last
+    ];
+
+    #[test]
+    fn profile_vector() {
+        let mut out = Vec::new();
+        profile().emit(&mut out);
+        assert_eq!(out, PROFILE_BYTES);
+        assert_eq!(profile().buffer_len(), PROFILE_BYTES.len());
+        let parsed = Sa::parse(&PROFILE_BYTES).unwrap();
+        assert_eq!(parsed, profile());
+        assert_eq!(parsed.proposals[0].transforms[1].key_length(), Some(256));
+        assert_eq!(format!("{:?}", parsed.proposals[0].transforms[1]), "Transform(ENCR AES_GCM_16, key 256)");
+    }
+
+    #[test]
+    fn esp_proposal_with_spi_unknown_transform_and_tlv() {
+        let sa = Sa {
+            proposals: vec![
+                Proposal {
+                    number: 1,
+                    protocol: ProtocolId::ESP,
+                    spi: vec![0xc1, 0xa2, 0x03, 0x04],
+                    transforms: vec![Transform::encr(EncrId(1024), None), Transform::esn(EsnId::ESN)],
+                },
+                Proposal {
+                    number: 2,
+                    protocol: ProtocolId::ESP,
+                    spi: vec![0xc1, 0xa2, 0x03, 0x04],
+                    transforms: vec![Transform {
+                        ty: TransformType(77),
+                        id: 5,
+                        attributes: vec![Attribute::Tlv { ty: AttributeType(300), value: vec![1, 2, 3] }],
+                    }],
+                },
+            ],
+        };
+        let mut out = Vec::new();
+        sa.emit(&mut out);
+        assert_eq!(out[0], 2, "more proposals follow");
+        assert_eq!(Sa::parse(&out).unwrap(), sa);
+    }
+
+    #[test]
+    fn errors() {
+        let mut bad = PROFILE_BYTES;
+        bad[7] = 5;
+        assert_eq!(Sa::parse(&bad).unwrap_err(), Error::TransformCount { announced: 5, found: 4 });
+        let mut bad = PROFILE_BYTES;
+        bad[0] = 2;
+        assert!(matches!(Sa::parse(&bad), Err(Error::LastSubstruc { what: "proposal", value: 2, .. })));
+        let mut bad = PROFILE_BYTES;
+        bad[8] = 0;
+        assert!(matches!(Sa::parse(&bad), Err(Error::LastSubstruc { what: "transform", .. })));
+        let mut bad = PROFILE_BYTES;
+        bad[3] = 45;
+        assert!(matches!(Sa::parse(&bad), Err(Error::SubstructureLength { .. })));
+        let mut bad = PROFILE_BYTES;
+        bad[27] = 7; // TLV attribute (AF cleared below) longer than the transform
+        bad[24] = 0;
+        assert!(matches!(Sa::parse(&bad), Err(Error::SubstructureLength { what: "transform attribute", .. })));
+    }
+}
