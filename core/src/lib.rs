@@ -10,8 +10,13 @@
 //!
 //! - [`ipseckey`]: the IPSECKEY resource record (RFC 4025, RFC 9373) in wire and
 //!   presentation form, and the reverse owner names keys are published at.
-//! - [`ike`]: IKEv2 (RFC 7296): the message codec and UDP 4500 demultiplexing.
+//! - [`crypto`]: the AEADs (two providers), PRF/prf+, X25519 and Ed25519 of the
+//!   wire profile.
+//! - [`ike`]: IKEv2 (RFC 7296): messages, the key schedule, UDP 4500 demultiplexing.
+//! - [`esp`]: ESP SAs (RFC 4303): encapsulation, anti-replay, lifetimes.
 #![forbid(unsafe_code)]
 
+pub mod crypto;
+pub mod esp;
 pub mod ike;
 pub mod ipseckey;

@@ -177,7 +177,12 @@ impl fmt::Display for DomainName {
 impl Ipseckey {
     /// An EdDSA (algorithm 4) record for a 32-byte Ed25519 key.
     pub fn ed25519(precedence: u8, gateway: Gateway, public_key: [u8; 32]) -> Self {
-        Self { precedence, gateway, algorithm: Algorithm::EDDSA, public_key: public_key.to_vec() }
+        Self {
+            precedence,
+            gateway,
+            algorithm: Algorithm::EDDSA,
+            public_key: public_key.to_vec(),
+        }
     }
     /// The gateway-type octet (0..=3) implied by [`Ipseckey::gateway`].
     pub fn gateway_type(&self) -> u8 {
