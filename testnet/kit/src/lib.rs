@@ -4,3 +4,8 @@
 //! building network namespaces joined by veth pairs, running a real strongSwan
 //! `charon` inside one, and child processes that are ended (by PID) when dropped.
 //! Everything created here is removed again on drop.
+
+pub mod capture;
+pub mod netns;
+pub mod process;
+pub mod strongswan;
