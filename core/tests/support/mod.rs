@@ -1,0 +1,4 @@
+//! Shared harness of the IKE engine tests.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod pair;
