@@ -25,7 +25,12 @@ fn config(seed: u8, ip: &str, alg: AeadAlg) -> Config {
 
 /// Moves `from`'s datagrams to `to` and answers its events; returns
 /// (whether anything happened, CHILD SAs established).
-fn pump(from: &mut Endpoint, to: &mut Endpoint, now: Instant, peer_key: &PeerAuth) -> (bool, usize) {
+fn pump(
+    from: &mut Endpoint,
+    to: &mut Endpoint,
+    now: Instant,
+    peer_key: &PeerAuth,
+) -> (bool, usize) {
     let (mut progress, mut established) = (false, 0);
     while let Some(t) = from.poll_transmit() {
         progress = true;
@@ -51,7 +56,13 @@ fn pump(from: &mut Endpoint, to: &mut Endpoint, now: Instant, peer_key: &PeerAut
 }
 
 /// Delivers everything each side sends to the other until both are quiet.
-fn run(a: &mut Endpoint, b: &mut Endpoint, now: Instant, b_key: &PeerAuth, a_key: &PeerAuth) -> usize {
+fn run(
+    a: &mut Endpoint,
+    b: &mut Endpoint,
+    now: Instant,
+    b_key: &PeerAuth,
+    a_key: &PeerAuth,
+) -> usize {
     let mut established = 0;
     loop {
         let (pa, ea) = pump(a, b, now, b_key);
@@ -66,8 +77,14 @@ fn run(a: &mut Endpoint, b: &mut Endpoint, now: Instant, b_key: &PeerAuth, a_key
 fn handshakes(c: &mut Criterion) {
     let a_key = PeerAuth::Ed25519(Ed25519SigningKey::from_seed(&[1; 32]).public_key());
     let b_key = PeerAuth::Ed25519(Ed25519SigningKey::from_seed(&[2; 32]).public_key());
-    let (ia, ib) = ("192.0.2.1".parse().expect("a"), "192.0.2.2".parse().expect("b"));
-    let ts = TrafficSelectors { local: vec![AddrSelector::host(ia)], remote: vec![AddrSelector::host(ib)] };
+    let (ia, ib) = (
+        "192.0.2.1".parse().expect("a"),
+        "192.0.2.2".parse().expect("b"),
+    );
+    let ts = TrafficSelectors {
+        local: vec![AddrSelector::host(ia)],
+        remote: vec![AddrSelector::host(ib)],
+    };
     let mut group = c.benchmark_group("ike");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(4));
@@ -77,11 +94,21 @@ fn handshakes(c: &mut Criterion) {
             bench.iter_batched(
                 || {
                     seed = seed.wrapping_add(1);
-                    (Endpoint::new(config(1, "192.0.2.1", alg), [seed; 32]), Endpoint::new(config(2, "192.0.2.2", alg), [!seed; 32]))
+                    (
+                        Endpoint::new(config(1, "192.0.2.1", alg), [seed; 32]),
+                        Endpoint::new(config(2, "192.0.2.2", alg), [!seed; 32]),
+                    )
                 },
                 |(mut a, mut b)| {
                     let now = Instant::now();
-                    a.connect(now, ia, ib, Some(b_key.clone()), ts.clone(), now + Duration::from_secs(2));
+                    a.connect(
+                        now,
+                        ia,
+                        ib,
+                        Some(b_key.clone()),
+                        ts.clone(),
+                        now + Duration::from_secs(2),
+                    );
                     let n = run(&mut a, &mut b, now, &b_key, &a_key);
                     assert_eq!(n, 2, "both ends installed the CHILD SA");
                     (a, b)
@@ -105,25 +132,44 @@ fn cpu_seconds() -> Option<f64> {
 fn per_cpu_second(_: &mut Criterion) {
     let a_key = PeerAuth::Ed25519(Ed25519SigningKey::from_seed(&[1; 32]).public_key());
     let b_key = PeerAuth::Ed25519(Ed25519SigningKey::from_seed(&[2; 32]).public_key());
-    let (ia, ib) = ("192.0.2.1".parse().expect("a"), "192.0.2.2".parse().expect("b"));
-    let ts = TrafficSelectors { local: vec![AddrSelector::host(ia)], remote: vec![AddrSelector::host(ib)] };
+    let (ia, ib) = (
+        "192.0.2.1".parse().expect("a"),
+        "192.0.2.2".parse().expect("b"),
+    );
+    let ts = TrafficSelectors {
+        local: vec![AddrSelector::host(ia)],
+        remote: vec![AddrSelector::host(ib)],
+    };
     for alg in AeadAlg::ALL {
         let n = 3000u32;
         let mut pairs: Vec<(Endpoint, Endpoint)> = (0..n)
             .map(|i| {
                 let seed = i.to_le_bytes()[0];
-                (Endpoint::new(config(1, "192.0.2.1", alg), [seed; 32]), Endpoint::new(config(2, "192.0.2.2", alg), [!seed; 32]))
+                (
+                    Endpoint::new(config(1, "192.0.2.1", alg), [seed; 32]),
+                    Endpoint::new(config(2, "192.0.2.2", alg), [!seed; 32]),
+                )
             })
             .collect();
         let Some(start) = cpu_seconds() else { return };
         for (a, b) in &mut pairs {
             let (a, b) = (a, b);
             let now = Instant::now();
-            a.connect(now, ia, ib, Some(b_key.clone()), ts.clone(), now + Duration::from_secs(2));
+            a.connect(
+                now,
+                ia,
+                ib,
+                Some(b_key.clone()),
+                ts.clone(),
+                now + Duration::from_secs(2),
+            );
             assert_eq!(run(a, b, now, &b_key, &a_key), 2);
         }
         let Some(end) = cpu_seconds() else { return };
-        println!("ike/handshake/{alg:?}: {:.0} handshakes per CPU second (both ends)", f64::from(n) / (end - start));
+        println!(
+            "ike/handshake/{alg:?}: {:.0} handshakes per CPU second (both ends)",
+            f64::from(n) / (end - start)
+        );
     }
 }
 

@@ -1,4 +1,9 @@
 //! IKE_SA_INIT + IKE_AUTH between two endpoints on a virtual link.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
 
 mod support;
 
@@ -12,7 +17,9 @@ use support::pair::*;
 
 /// A minimal IPv4 header so the ESP layer sees an IP packet.
 pub fn ipv4_packet(n: u32) -> Vec<u8> {
-    let mut p = vec![0x45, 0, 0, 24, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2];
+    let mut p = vec![
+        0x45, 0, 0, 24, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+    ];
     p.extend_from_slice(&n.to_be_bytes());
     p
 }
@@ -60,10 +67,22 @@ fn every_aead_combination_with_ed25519() {
             esp_round_trip(ca[0], cb[0]);
             assert!(matches!(
                 &p.a.events[0],
-                Event::IkeSaEstablished { auth: PeerAuthenticated::Ed25519, initiator: true, peer_id: Identity::Ipv4(_), .. }
+                Event::IkeSaEstablished {
+                    auth: PeerAuthenticated::Ed25519,
+                    initiator: true,
+                    peer_id: Identity::Ipv4(_),
+                    ..
+                }
             ));
             let ok = p.b.events.iter().any(|e| {
-                matches!(e, Event::IkeSaEstablished { auth: PeerAuthenticated::Ed25519, initiator: false, .. })
+                matches!(
+                    e,
+                    Event::IkeSaEstablished {
+                        auth: PeerAuthenticated::Ed25519,
+                        initiator: false,
+                        ..
+                    }
+                )
             });
             assert!(ok, "{:?}", p.b.events);
             // IKE_SA_INIT on 500 without marker, everything after on 4500 with it.
@@ -83,10 +102,28 @@ fn null_initiator_accepted_by_a_null_policy() {
     let mut p = Pair::new(null_config(), ed25519_config(2, B));
     p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Null));
     p.connect(Some(PeerAuth::Ed25519(public(2))));
-    assert!(p.run_until(Duration::from_secs(3), |p| p.a.established() == 1 && p.b.established() == 1));
-    let asked = p.b.events.iter().any(|e| matches!(e, Event::AuthorizePeer { id: Identity::Null, null_auth: true, .. }));
+    assert!(
+        p.run_until(Duration::from_secs(3), |p| p.a.established() == 1
+            && p.b.established() == 1)
+    );
+    let asked = p.b.events.iter().any(|e| {
+        matches!(
+            e,
+            Event::AuthorizePeer {
+                id: Identity::Null,
+                null_auth: true,
+                ..
+            }
+        )
+    });
     assert!(asked);
-    assert!(p.b.events.iter().any(|e| matches!(e, Event::IkeSaEstablished { auth: PeerAuthenticated::Null, .. })));
+    assert!(p.b.events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaEstablished {
+            auth: PeerAuthenticated::Null,
+            ..
+        }
+    )));
     esp_round_trip(p.a.children()[0], p.b.children()[0]);
 }
 
@@ -95,7 +132,10 @@ fn null_both_ways() {
     let mut p = Pair::new(null_config(), null_config());
     p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Null));
     p.connect(Some(PeerAuth::Null));
-    assert!(p.run_until(Duration::from_secs(3), |p| p.a.established() == 1 && p.b.established() == 1));
+    assert!(
+        p.run_until(Duration::from_secs(3), |p| p.a.established() == 1
+            && p.b.established() == 1)
+    );
 }
 
 #[test]
@@ -103,9 +143,21 @@ fn initiator_key_arrives_late() {
     let mut p = Pair::ed25519();
     p.a.authorizer = Authorizer::Manual;
     let h = p.connect(None);
-    assert!(p.run_until(Duration::from_secs(1), |p| p.a.events.iter().any(|e| matches!(e, Event::AuthorizePeer { .. }))));
-    let Event::AuthorizePeer { sa, id, null_auth, .. } = &p.a.events[0] else { panic!() };
-    assert_eq!((*sa, id.clone(), *null_auth), (h, Identity::Ipv4(B.parse().unwrap()), false));
+    assert!(p.run_until(Duration::from_secs(1), |p| {
+        p.a.events
+            .iter()
+            .any(|e| matches!(e, Event::AuthorizePeer { .. }))
+    }));
+    let Event::AuthorizePeer {
+        sa, id, null_auth, ..
+    } = &p.a.events[0]
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (*sa, id.clone(), *null_auth),
+        (h, Identity::Ipv4(B.parse().unwrap()), false)
+    );
     p.run_for(Duration::from_millis(300));
     assert_eq!(p.a.established(), 0);
     let now = p.now;
@@ -144,10 +196,17 @@ fn initiator_given_the_wrong_key_fails() {
     let mut p = Pair::ed25519();
     p.connect(Some(PeerAuth::Ed25519(public(3))));
     p.run_for(Duration::from_secs(3));
-    assert!(matches!(
-        p.a.events.as_slice(),
-        [Event::Failed { reason: Failure::AuthenticationFailed(_), .. }]
-    ), "{:?}", p.a.events);
+    assert!(
+        matches!(
+            p.a.events.as_slice(),
+            [Event::Failed {
+                reason: Failure::AuthenticationFailed(_),
+                ..
+            }]
+        ),
+        "{:?}",
+        p.a.events
+    );
     assert_eq!(p.a.ep.stats().ike_sas, 0);
 }
 
@@ -157,7 +216,13 @@ fn responder_refuses_in_authorize() {
     p.b.authorizer = Authorizer::Answer(None);
     p.connect(Some(PeerAuth::Ed25519(public(2))));
     p.run_for(Duration::from_secs(3));
-    assert!(matches!(p.a.events.as_slice(), [Event::Failed { reason: Failure::PeerRefused(_), .. }]));
+    assert!(matches!(
+        p.a.events.as_slice(),
+        [Event::Failed {
+            reason: Failure::PeerRefused(_),
+            ..
+        }]
+    ));
     assert_eq!(p.b.ep.stats().ike_sas, 0);
 }
 
@@ -172,6 +237,9 @@ fn signature_without_a_key_is_refused() {
 
 #[test]
 fn failure_sentences() {
-    let f = Failure::Timeout { exchange: "IKE_SA_INIT", sends: 4 };
+    let f = Failure::Timeout {
+        exchange: "IKE_SA_INIT",
+        sends: 4,
+    };
     assert_eq!(f.to_string(), "no response to IKE_SA_INIT after 4 sends");
 }

@@ -1,5 +1,10 @@
 //! INFORMATIONAL: deleting CHILD and IKE SAs from either side, liveness,
 //! DPD, and a peer that restarts (INITIAL_CONTACT).
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
 
 mod support;
 
@@ -26,10 +31,20 @@ fn delete_child_from_either_side() {
             p.b.ep.delete_child(now, hb, spis.outbound);
         }
         p.run_for(Duration::from_millis(50));
-        assert!(p.a.events.iter().any(|e| matches!(e, Event::ChildSaDeleted { spis: s, .. } if *s == spis)));
-        assert_eq!(count(&p.b, |e| matches!(e, Event::ChildSaDeleted { .. })), 1);
+        assert!(
+            p.a.events
+                .iter()
+                .any(|e| matches!(e, Event::ChildSaDeleted { spis: s, .. } if *s == spis))
+        );
+        assert_eq!(
+            count(&p.b, |e| matches!(e, Event::ChildSaDeleted { .. })),
+            1
+        );
         assert!(p.a.ep.child_sas(ha).is_empty() && p.b.ep.child_sas(hb).is_empty());
-        assert!(p.a.ep.is_established(ha) && p.b.ep.is_established(hb), "the IKE SA stays");
+        assert!(
+            p.a.ep.is_established(ha) && p.b.ep.is_established(hb),
+            "the IKE SA stays"
+        );
     }
 }
 
@@ -47,12 +62,30 @@ fn close_from_either_side() {
         }
         p.run_for(Duration::from_millis(50));
         let (closer, other) = if from_a { (&p.a, &p.b) } else { (&p.b, &p.a) };
-        assert!(closer.events.iter().any(|e| matches!(e, Event::IkeSaDeleted { reason: Failure::Closed, .. })));
-        assert!(other.events.iter().any(|e| matches!(e, Event::IkeSaDeleted { reason: Failure::DeletedByPeer, .. })));
+        assert!(closer.events.iter().any(|e| matches!(
+            e,
+            Event::IkeSaDeleted {
+                reason: Failure::Closed,
+                ..
+            }
+        )));
+        assert!(other.events.iter().any(|e| matches!(
+            e,
+            Event::IkeSaDeleted {
+                reason: Failure::DeletedByPeer,
+                ..
+            }
+        )));
         for node in [&p.a, &p.b] {
             // ChildSaDeleted comes before IkeSaDeleted.
-            assert!(matches!(node.events.last(), Some(Event::IkeSaDeleted { .. })));
-            assert!(matches!(node.events[node.events.len() - 2], Event::ChildSaDeleted { .. }));
+            assert!(matches!(
+                node.events.last(),
+                Some(Event::IkeSaDeleted { .. })
+            ));
+            assert!(matches!(
+                node.events[node.events.len() - 2],
+                Event::ChildSaDeleted { .. }
+            ));
             assert_eq!(node.ep.stats().ike_sas, 0);
             assert_eq!(node.ep.poll_timeout(), None);
         }
@@ -82,7 +115,11 @@ fn dpd_after_idle_interval() {
     p.handshake();
     let sent = p.a.sent.len();
     p.run_for(Duration::from_secs(35));
-    assert_eq!(p.a.sent.len(), sent + 3, "one liveness check per idle interval");
+    assert_eq!(
+        p.a.sent.len(),
+        sent + 3,
+        "one liveness check per idle interval"
+    );
     assert!(p.a.ep.is_established(Pair::handle_of(&p.a, 0)));
 }
 
@@ -95,8 +132,14 @@ fn restarted_peer_replaces_its_old_sas() {
     p.a.ep = Endpoint::new(ed25519_config(1, A), [77; 32]);
     p.connect(Some(PeerAuth::Ed25519(public(2))));
     assert!(p.run_until(Duration::from_secs(2), |p| p.b.established() == 2));
-    assert!(p.b.events.iter().any(|e| matches!(e, Event::IkeSaDeleted { sa, reason: Failure::Replaced } if *sa == old_b)));
-    assert!(p.b.events.iter().any(|e| matches!(e, Event::ChildSaDeleted { sa, .. } if *sa == old_b)));
+    assert!(p.b.events.iter().any(
+        |e| matches!(e, Event::IkeSaDeleted { sa, reason: Failure::Replaced } if *sa == old_b)
+    ));
+    assert!(
+        p.b.events
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { sa, .. } if *sa == old_b))
+    );
     assert_eq!(p.b.ep.stats().ike_sas, 1);
     assert!(!p.b.ep.is_established(old_b));
 }
@@ -111,7 +154,13 @@ fn responder_restart_then_initiator_reconnects() {
     let now = p.now;
     p.a.ep.check_liveness(now, old_a);
     p.run_for(Duration::from_secs(31));
-    assert!(p.a.events.iter().any(|e| matches!(e, Event::IkeSaDeleted { reason: Failure::Timeout { .. }, .. })));
+    assert!(p.a.events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDeleted {
+            reason: Failure::Timeout { .. },
+            ..
+        }
+    )));
     assert!(p.b.ep.stats().dropped >= 1, "unknown SPI dropped");
     p.connect(Some(PeerAuth::Ed25519(public(2))));
     assert!(p.run_until(Duration::from_secs(2), |p| p.a.established() == 2));

@@ -1,13 +1,18 @@
 //! CREATE_CHILD_SA: CHILD SA and IKE SA rekeys from either side, collisions,
 //! and a rekey under steady ESP traffic that loses no packet.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
 
 mod support;
 
 use std::time::Duration;
 
+use oemesh_core::ike::endpoint::Transmit;
 use oemesh_core::ike::endpoint::{ChildSpis, Event};
 use oemesh_core::ike::message::{ExchangeType, HeaderPacket};
-use oemesh_core::ike::endpoint::Transmit;
 use oemesh_core::ike::udp_encap::{Datagram, classify};
 use support::datapath::DataPath;
 use support::pair::*;
@@ -92,8 +97,12 @@ fn child_rekey_with_and_without_pfs() {
         let mut a = ed25519_config(1, A);
         a.pfs = pfs;
         let mut p = Pair::new(a, ed25519_config(2, B));
-        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(public(2))));
-        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(public(1))));
+        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+            public(2),
+        )));
+        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+            public(1),
+        )));
         p.handshake();
         let first = one_pair(&p);
         let (now, h) = (p.now, Pair::handle_of(&p.a, 0));
@@ -107,7 +116,10 @@ fn child_rekey_with_and_without_pfs() {
         assert_eq!(request > without + 30, pfs, "{request}");
         let ca = p.a.children();
         let cb = p.b.children();
-        assert_eq!(ca.last().unwrap().outbound_key.as_bytes(), cb.last().unwrap().inbound_key.as_bytes());
+        assert_eq!(
+            ca.last().unwrap().outbound_key.as_bytes(),
+            cb.last().unwrap().inbound_key.as_bytes()
+        );
     }
 }
 
@@ -120,8 +132,12 @@ fn child_soft_lifetime_rekeys_on_its_own() {
     b.child_lifetime = a.child_lifetime;
     b.child_lifetime.soft.time = Some(Duration::from_secs(80));
     let mut p = Pair::new(a, b);
-    p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(public(2))));
-    p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(public(1))));
+    p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+        public(2),
+    )));
+    p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+        public(1),
+    )));
     p.handshake();
     let first = one_pair(&p);
     p.run_for(Duration::from_secs(62));
@@ -145,8 +161,19 @@ fn rekey_ike_from(initiator_is_a: bool) {
     }
     p.run_for(Duration::from_secs(1));
     for node in [&p.a, &p.b] {
-        assert_eq!(count(node, |e| matches!(e, Event::IkeSaRekeyed { .. })), 1, "{:?}", node.events);
-        assert_eq!(count(node, |e| matches!(e, Event::IkeSaDeleted { .. } | Event::ChildSaDeleted { .. })), 0);
+        assert_eq!(
+            count(node, |e| matches!(e, Event::IkeSaRekeyed { .. })),
+            1,
+            "{:?}",
+            node.events
+        );
+        assert_eq!(
+            count(node, |e| matches!(
+                e,
+                Event::IkeSaDeleted { .. } | Event::ChildSaDeleted { .. }
+            )),
+            0
+        );
         assert_eq!(node.ep.stats().ike_sas, 1, "the old IKE SA is gone");
     }
     assert_eq!(one_pair(&p), first, "the CHILD SA moved to the new IKE SA");
@@ -177,8 +204,12 @@ fn ike_lifetime_rekeys_on_its_own() {
     let mut a = ed25519_config(1, A);
     a.ike_lifetime = Duration::from_secs(100);
     let mut p = Pair::new(a, ed25519_config(2, B));
-    p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(public(2))));
-    p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(public(1))));
+    p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+        public(2),
+    )));
+    p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+        public(1),
+    )));
     p.handshake();
     p.run_for(Duration::from_secs(350));
     assert!(count(&p.a, |e| matches!(e, Event::IkeSaRekeyed { .. })) >= 3);
@@ -191,8 +222,12 @@ fn simultaneous_child_rekey_leaves_one_pair() {
     for seed in 0..8u8 {
         let mut p = Pair::new(ed25519_config(1, A), ed25519_config(2, B));
         p.a.ep = oemesh_core::ike::endpoint::Endpoint::new(ed25519_config(1, A), [seed + 10; 32]);
-        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(public(2))));
-        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(public(1))));
+        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+            public(2),
+        )));
+        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+            public(1),
+        )));
         p.handshake();
         let first = one_pair(&p);
         let now = p.now;
@@ -202,10 +237,18 @@ fn simultaneous_child_rekey_leaves_one_pair() {
         p.run_for(Duration::from_secs(2));
         let survivor = one_pair(&p);
         assert_ne!(survivor, first);
-        let swapped = ChildSpis { inbound: first.outbound, outbound: first.inbound };
+        let swapped = ChildSpis {
+            inbound: first.outbound,
+            outbound: first.inbound,
+        };
         for (node, old) in [(&p.a, first), (&p.b, swapped)] {
             let r = rekeyed(node);
-            assert_eq!(r.len(), 1, "seed {seed}: exactly one rekey announced: {:?}", node.events);
+            assert_eq!(
+                r.len(),
+                1,
+                "seed {seed}: exactly one rekey announced: {:?}",
+                node.events
+            );
             assert_eq!(r[0].0, old);
             assert!(deleted(node).contains(&old));
         }
@@ -219,8 +262,12 @@ fn simultaneous_ike_rekey_leaves_one_ike_sa() {
     for seed in 0..8u8 {
         let mut p = Pair::new(ed25519_config(1, A), ed25519_config(2, B));
         p.a.ep = oemesh_core::ike::endpoint::Endpoint::new(ed25519_config(1, A), [seed + 10; 32]);
-        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(public(2))));
-        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(public(1))));
+        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+            public(2),
+        )));
+        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+            public(1),
+        )));
         p.handshake();
         let first = one_pair(&p);
         let now = p.now;
@@ -274,19 +321,32 @@ fn rekey_under_traffic_loses_no_packet() {
             } else {
                 (format!("{B}:4500"), format!("{A}:4500"))
             };
-            p.send_raw(from_a, Transmit { local: local.parse().unwrap(), remote: remote.parse().unwrap(), payload: esp });
+            p.send_raw(
+                from_a,
+                Transmit {
+                    local: local.parse().unwrap(),
+                    remote: remote.parse().unwrap(),
+                    payload: esp,
+                },
+            );
         }
         p.run_for(Duration::from_millis(1));
         da.apply(&p.a.events, p.now);
         db.apply(&p.b.events, p.now);
-        for (dp, rx, got) in [(&mut db, &mut p.b.esp_rx, &mut recv_b), (&mut da, &mut p.a.esp_rx, &mut recv_a)] {
+        for (dp, rx, got) in [
+            (&mut db, &mut p.b.esp_rx, &mut recv_b),
+            (&mut da, &mut p.a.esp_rx, &mut recv_a),
+        ] {
             for packet in rx.drain(..) {
                 got.push(dp.open(packet).unwrap_or_else(|e| panic!("ms {ms}: {e}")));
             }
         }
     }
     p.run_for(Duration::from_millis(10));
-    for (dp, rx, got) in [(&mut db, &mut p.b.esp_rx, &mut recv_b), (&mut da, &mut p.a.esp_rx, &mut recv_a)] {
+    for (dp, rx, got) in [
+        (&mut db, &mut p.b.esp_rx, &mut recv_b),
+        (&mut da, &mut p.a.esp_rx, &mut recv_a),
+    ] {
         for packet in rx.drain(..) {
             got.push(dp.open(packet).unwrap());
         }
@@ -310,6 +370,11 @@ fn rekey_exchange_is_create_child_sa() {
     p.a.ep.rekey_child(now, h, first.inbound);
     p.flush();
     let t = p.a.sent.last().unwrap();
-    let Datagram::Ike(m) = classify(&t.payload) else { panic!() };
-    assert_eq!(HeaderPacket::new_checked(m).unwrap().exchange_type(), ExchangeType::CREATE_CHILD_SA);
+    let Datagram::Ike(m) = classify(&t.payload) else {
+        panic!()
+    };
+    assert_eq!(
+        HeaderPacket::new_checked(m).unwrap().exchange_type(),
+        ExchangeType::CREATE_CHILD_SA
+    );
 }

@@ -1,5 +1,10 @@
 //! Loss, retransmission, the responder's response cache, COOKIE,
 //! INVALID_KE_PAYLOAD, NO_PROPOSAL_CHOSEN, half-open limits and hostile input.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
 
 mod support;
 
@@ -37,16 +42,26 @@ fn init_request(spi_i: u64, group: DhGroup, cookie: Option<Vec<u8>>) -> Vec<u8> 
             ],
         }],
     }));
-    payloads.push(Payload::Ke(Ke { group, data: vec![9; if group == DhGroup::CURVE25519 { 32 } else { 64 }] }));
+    payloads.push(Payload::Ke(Ke {
+        group,
+        data: vec![9; if group == DhGroup::CURVE25519 { 32 } else { 64 }],
+    }));
     payloads.push(Payload::Nonce(Nonce(vec![5; 32])));
-    let m = Message::new(Header::new(spi_i, 0, ExchangeType::IKE_SA_INIT, Flags::INITIATOR, 0), payloads);
+    let m = Message::new(
+        Header::new(spi_i, 0, ExchangeType::IKE_SA_INIT, Flags::INITIATOR, 0),
+        payloads,
+    );
     let mut out = Vec::new();
     m.emit(&mut out);
     out
 }
 
 fn to_b(payload: Vec<u8>) -> Transmit {
-    Transmit { local: addr("192.0.2.1:500"), remote: addr("192.0.2.2:500"), payload }
+    Transmit {
+        local: addr("192.0.2.1:500"),
+        remote: addr("192.0.2.2:500"),
+        payload,
+    }
 }
 
 /// The IKE message of the `n`th datagram a node sent.
@@ -55,7 +70,9 @@ fn sent_message(node: &Node, n: usize) -> Message {
     let bytes = if t.local.port() == 500 {
         &t.payload[..]
     } else {
-        let Datagram::Ike(m) = classify(&t.payload) else { panic!() };
+        let Datagram::Ike(m) = classify(&t.payload) else {
+            panic!()
+        };
         m
     };
     Message::parse(bytes).unwrap()
@@ -67,7 +84,11 @@ fn first_packets_lost_still_completes() {
         let mut p = Pair::ed25519();
         p.drop_fn = Some(Box::new(move |from_a, i, _| from_a && i < lost));
         p.connect(Some(PeerAuth::Ed25519(public(2))));
-        assert!(p.run_until(Duration::from_secs(2), |p| p.a.established() == 1), "lost {lost}: {:?}", p.a.events);
+        assert!(
+            p.run_until(Duration::from_secs(2), |p| p.a.established() == 1),
+            "lost {lost}: {:?}",
+            p.a.events
+        );
         assert_eq!(p.b.ep.stats().ike_sas, 1);
     }
 }
@@ -79,7 +100,11 @@ fn lost_responses_are_answered_from_the_cache() {
     p.drop_fn = Some(Box::new(|from_a, i, _| !from_a && (i == 0 || i == 2)));
     p.connect(Some(PeerAuth::Ed25519(public(2))));
     assert!(p.run_until(Duration::from_secs(2), |p| p.a.established() == 1));
-    assert_eq!(p.b.established(), 1, "the responder did not create a second SA");
+    assert_eq!(
+        p.b.established(),
+        1,
+        "the responder did not create a second SA"
+    );
     assert_eq!(p.b.ep.stats().ike_sas, 1);
     assert_eq!(p.b.ep.stats().established, 1);
     let auth_requests = p.a.sent.iter().filter(|t| t.local.port() == 4500).count();
@@ -107,11 +132,24 @@ fn dead_peer_times_out_at_the_deadline() {
     let t0 = p.now;
     p.connect(Some(PeerAuth::Ed25519(public(2))));
     p.run_for(Duration::from_secs(5));
-    assert!(matches!(
-        p.a.events.as_slice(),
-        [Event::Failed { reason: Failure::Timeout { exchange: "IKE_SA_INIT", sends: 4 }, .. }]
-    ), "{:?}", p.a.events);
-    assert_eq!(p.a.failures()[0], "no response to IKE_SA_INIT after 4 sends");
+    assert!(
+        matches!(
+            p.a.events.as_slice(),
+            [Event::Failed {
+                reason: Failure::Timeout {
+                    exchange: "IKE_SA_INIT",
+                    sends: 4
+                },
+                ..
+            }]
+        ),
+        "{:?}",
+        p.a.events
+    );
+    assert_eq!(
+        p.a.failures()[0],
+        "no response to IKE_SA_INIT after 4 sends"
+    );
     assert_eq!(p.a.sent.len(), 4);
     assert_eq!(p.a.ep.stats().ike_sas, 0);
     assert_eq!(p.a.ep.poll_timeout(), None);
@@ -126,8 +164,18 @@ fn peer_dying_after_the_handshake_ends_the_sa() {
     let (now, h) = (p.now, Pair::handle_of(&p.a, 0));
     p.a.ep.check_liveness(now, h);
     p.run_for(Duration::from_secs(40));
-    assert!(p.a.events.iter().any(|e| matches!(e, Event::IkeSaDeleted { reason: Failure::Timeout { .. }, .. })));
-    assert!(p.a.events.iter().any(|e| matches!(e, Event::ChildSaDeleted { .. })));
+    assert!(p.a.events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDeleted {
+            reason: Failure::Timeout { .. },
+            ..
+        }
+    )));
+    assert!(
+        p.a.events
+            .iter()
+            .any(|e| matches!(e, Event::ChildSaDeleted { .. }))
+    );
 }
 
 #[test]
@@ -137,7 +185,10 @@ fn cookie_above_the_threshold() {
     let mut p = Pair::new(ed25519_config(1, A), b);
     p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Ed25519(public(1))));
     p.connect(Some(PeerAuth::Ed25519(public(2))));
-    assert!(p.run_until(Duration::from_secs(2), |p| p.a.established() == 1 && p.b.established() == 1));
+    assert!(
+        p.run_until(Duration::from_secs(2), |p| p.a.established() == 1
+            && p.b.established() == 1)
+    );
     assert_eq!(p.b.ep.stats().cookies_sent, 1);
     // The second request starts with the cookie.
     let second = sent_message(&p.a, 1);
@@ -160,16 +211,32 @@ fn cookie_needed_once_half_open_sas_pile_up() {
     assert_eq!(p.b.ep.stats().cookies_sent, 0);
     p.send_raw(true, to_b(init_request(3, DhGroup::CURVE25519, None)));
     p.run_for(Duration::from_millis(5));
-    assert_eq!(p.b.ep.stats().half_open, 2, "no state for a request without cookie");
+    assert_eq!(
+        p.b.ep.stats().half_open,
+        2,
+        "no state for a request without cookie"
+    );
     assert_eq!(p.b.ep.stats().cookies_sent, 1);
     let answer = sent_message(&p.b, 2);
-    let Some(Payload::Notify(cookie)) = answer.payloads.first() else { panic!() };
+    let Some(Payload::Notify(cookie)) = answer.payloads.first() else {
+        panic!()
+    };
     assert_eq!(cookie.ty, NotifyType::COOKIE);
     // A wrong cookie gets a fresh one, the right one gets an SA.
-    p.send_raw(true, to_b(init_request(3, DhGroup::CURVE25519, Some(vec![0; 33]))));
+    p.send_raw(
+        true,
+        to_b(init_request(3, DhGroup::CURVE25519, Some(vec![0; 33]))),
+    );
     p.run_for(Duration::from_millis(5));
     assert_eq!(p.b.ep.stats().cookies_sent, 2);
-    p.send_raw(true, to_b(init_request(3, DhGroup::CURVE25519, Some(cookie.data.clone()))));
+    p.send_raw(
+        true,
+        to_b(init_request(
+            3,
+            DhGroup::CURVE25519,
+            Some(cookie.data.clone()),
+        )),
+    );
     p.run_for(Duration::from_millis(5));
     assert_eq!(p.b.ep.stats().half_open, 3);
     // Half-open SAs expire.
@@ -198,7 +265,9 @@ fn invalid_ke_payload_names_group_31() {
     p.send_raw(true, to_b(init_request(7, DhGroup::ECP_256, None)));
     p.run_for(Duration::from_millis(5));
     let answer = sent_message(&p.b, 0);
-    let n = answer.notify(NotifyType::INVALID_KE_PAYLOAD).expect("INVALID_KE_PAYLOAD");
+    let n = answer
+        .notify(NotifyType::INVALID_KE_PAYLOAD)
+        .expect("INVALID_KE_PAYLOAD");
     assert_eq!(n.requested_group(), Some(DhGroup::CURVE25519));
     assert_eq!(answer.header.spi_r, 0);
     assert_eq!(p.b.ep.stats().ike_sas, 0);
@@ -211,17 +280,29 @@ fn initiator_fails_readably_when_asked_for_an_unsupported_group() {
     p.connect(Some(PeerAuth::Ed25519(public(2))));
     let request = sent_message(&p.a, 0);
     let answer = Message::new(
-        Header::new(request.header.spi_i, 0, ExchangeType::IKE_SA_INIT, Flags::RESPONSE, 0),
-        vec![Payload::Notify(Notify::invalid_ke_payload(DhGroup::ECP_256))],
+        Header::new(
+            request.header.spi_i,
+            0,
+            ExchangeType::IKE_SA_INIT,
+            Flags::RESPONSE,
+            0,
+        ),
+        vec![Payload::Notify(Notify::invalid_ke_payload(
+            DhGroup::ECP_256,
+        ))],
     );
     let mut bytes = Vec::new();
     answer.emit(&mut bytes);
     let now = p.now;
-    p.a.ep.handle(now, addr("192.0.2.1:500"), addr("192.0.2.2:500"), &bytes);
+    p.a.ep
+        .handle(now, addr("192.0.2.1:500"), addr("192.0.2.2:500"), &bytes);
     p.flush();
     let f = p.a.failures();
     assert_eq!(f.len(), 1);
-    assert!(f[0].contains("ECP_256") && f[0].contains("does not support"), "{f:?}");
+    assert!(
+        f[0].contains("ECP_256") && f[0].contains("does not support"),
+        "{f:?}"
+    );
 }
 
 #[test]
@@ -233,7 +314,13 @@ fn no_proposal_chosen() {
     let mut p = Pair::new(a, b);
     p.connect(Some(PeerAuth::Ed25519(public(2))));
     p.run_for(Duration::from_secs(1));
-    assert!(matches!(p.a.events.as_slice(), [Event::Failed { reason: Failure::NoProposalChosen, .. }]));
+    assert!(matches!(
+        p.a.events.as_slice(),
+        [Event::Failed {
+            reason: Failure::NoProposalChosen,
+            ..
+        }]
+    ));
     assert_eq!(p.b.ep.stats().ike_sas, 0);
 }
 
@@ -262,7 +349,14 @@ fn ts_unacceptable() {
         remote: vec![AddrSelector::host(p.b.ip)],
     };
     let (now, deadline) = (p.now, p.now + Duration::from_secs(2));
-    p.a.ep.connect(now, p.a.ip, p.b.ip, Some(PeerAuth::Ed25519(public(2))), ts, deadline);
+    p.a.ep.connect(
+        now,
+        p.a.ip,
+        p.b.ip,
+        Some(PeerAuth::Ed25519(public(2))),
+        ts,
+        deadline,
+    );
     p.run_for(Duration::from_secs(1));
     let f = p.a.failures();
     assert!(f.len() == 1 && f[0].contains("TS_UNACCEPTABLE"), "{f:?}");
@@ -283,7 +377,9 @@ fn garbage_is_dropped_and_counted() {
         if i % 3 == 0 {
             // A truncated or bit-flipped copy of a real message.
             let t = &valid[i % valid.len()];
-            let Datagram::Ike(m) = classify(&t.payload) else { continue };
+            let Datagram::Ike(m) = classify(&t.payload) else {
+                continue;
+            };
             bytes = m.to_vec();
             let cut = rng.next_u32() as usize % bytes.len();
             if i % 2 == 0 {
@@ -293,8 +389,10 @@ fn garbage_is_dropped_and_counted() {
             }
         }
         let now = p.now;
-        p.b.ep.handle(now, addr("192.0.2.2:4500"), addr("192.0.2.1:4500"), &bytes);
-        p.a.ep.handle(now, addr("192.0.2.1:4500"), addr("192.0.2.2:4500"), &bytes);
+        p.b.ep
+            .handle(now, addr("192.0.2.2:4500"), addr("192.0.2.1:4500"), &bytes);
+        p.a.ep
+            .handle(now, addr("192.0.2.1:4500"), addr("192.0.2.2:4500"), &bytes);
         fed += 1;
         p.flush();
     }
@@ -309,7 +407,9 @@ fn tampered_ike_auth_is_dropped_and_counted() {
     let mut p = Pair::ed25519();
     // Flip one bit of the first IKE_AUTH request in flight.
     let mut tampered = false;
-    p.drop_fn = Some(Box::new(move |from_a, i, _| from_a && i == 1 && !std::mem::replace(&mut tampered, true)));
+    p.drop_fn = Some(Box::new(move |from_a, i, _| {
+        from_a && i == 1 && !std::mem::replace(&mut tampered, true)
+    }));
     p.connect(Some(PeerAuth::Ed25519(public(2))));
     p.run_until(Duration::from_millis(5), |p| p.a.sent.len() >= 2);
     let mut t = p.a.sent[1].clone();

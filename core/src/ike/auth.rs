@@ -25,7 +25,9 @@ use crate::ike::endpoint::{
 };
 use crate::ike::error::RequestError;
 use crate::ike::keys::{Side, SkP, null_auth, signed_octets, verify_null_auth};
-use crate::ike::message::{Auth, AuthMethod, ExchangeType, Identity, Message, Notify, NotifyType, Payload, PayloadType};
+use crate::ike::message::{
+    Auth, AuthMethod, ExchangeType, Identity, Message, Notify, NotifyType, Payload, PayloadType,
+};
 use crate::ike::sa::{IkeCrypto, IkeSa, Request, State};
 use crate::ike::sa_init::InitSent;
 use crate::ike::{proposal, ts};
@@ -79,11 +81,23 @@ fn id_body(id: &Identity) -> Vec<u8> {
 }
 
 /// This host's AUTH payload (§2.15 with RFC 7427 / RFC 7619).
-fn own_auth(local_auth: &LocalAuth, sk_p: &SkP, real_message: &[u8], peer_nonce: &[u8], id: &Identity) -> Auth {
+fn own_auth(
+    local_auth: &LocalAuth,
+    sk_p: &SkP,
+    real_message: &[u8],
+    peer_nonce: &[u8],
+    id: &Identity,
+) -> Auth {
     let octets = signed_octets(real_message, peer_nonce, sk_p, &id_body(id));
     match local_auth {
-        LocalAuth::Ed25519(key) => Auth { method: AuthMethod::DIGITAL_SIGNATURE, data: key.sign_auth_data(&octets).to_vec() },
-        LocalAuth::Null => Auth { method: AuthMethod::NULL, data: null_auth(sk_p, &octets).to_vec() },
+        LocalAuth::Ed25519(key) => Auth {
+            method: AuthMethod::DIGITAL_SIGNATURE,
+            data: key.sign_auth_data(&octets).to_vec(),
+        },
+        LocalAuth::Null => Auth {
+            method: AuthMethod::NULL,
+            data: null_auth(sk_p, &octets).to_vec(),
+        },
     }
 }
 
@@ -109,10 +123,12 @@ fn verify_auth(
                 Err(format!("NULL AUTH of {id:?} does not verify"))
             }
         }
-        (PeerAuth::Null, AuthMethod::DIGITAL_SIGNATURE) => {
-            Err(format!("{id:?} signed, but no key to check the signature against was given"))
-        }
-        (_, method) => Err(format!("{id:?} used AUTH method {method:?}, which was not expected")),
+        (PeerAuth::Null, AuthMethod::DIGITAL_SIGNATURE) => Err(format!(
+            "{id:?} signed, but no key to check the signature against was given"
+        )),
+        (_, method) => Err(format!(
+            "{id:?} used AUTH method {method:?}, which was not expected"
+        )),
     }
 }
 
@@ -132,10 +148,25 @@ fn local_id(auth: &LocalAuth, id: &Identity) -> Identity {
 
 impl Endpoint {
     /// Initiator: sends IKE_AUTH after a successful IKE_SA_INIT.
-    pub(crate) fn send_auth_request(&mut self, now: Instant, sa: &mut IkeSa, init: InitSent, nr: Vec<u8>, response: Vec<u8>) {
-        let Some(crypto) = sa.crypto.as_ref() else { return };
+    pub(crate) fn send_auth_request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        init: InitSent,
+        nr: Vec<u8>,
+        response: Vec<u8>,
+    ) {
+        let Some(crypto) = sa.crypto.as_ref() else {
+            return;
+        };
         let id = local_id(&self.config.local_auth, &self.config.local_id);
-        let auth = own_auth(&self.config.local_auth, &crypto.sk_pi, &init.request, &nr, &id);
+        let auth = own_auth(
+            &self.config.local_auth,
+            &crypto.sk_pi,
+            &init.request,
+            &nr,
+            &id,
+        );
         let child_spi = self.new_child_spi();
         let payloads = vec![
             Payload::IdI(id),
@@ -160,13 +191,19 @@ impl Endpoint {
     }
 
     /// Initiator: the IKE_AUTH response (already decrypted).
-    pub(crate) fn on_auth_response(&mut self, now: Instant, sa: &mut IkeSa, sent: Box<AuthSent>, response: Message) -> Result<(), Failure> {
+    pub(crate) fn on_auth_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        sent: Box<AuthSent>,
+        response: Message,
+    ) -> Result<(), Failure> {
         sa.outstanding = None;
         if response.payload(PayloadType::AUTH).is_none() {
-            let reason = response
-                .notifies()
-                .find(|n| n.is_error())
-                .map_or_else(|| "IKE_AUTH response without AUTH".to_string(), |n| format!("{:?} in answer to IKE_AUTH", n.ty));
+            let reason = response.notifies().find(|n| n.is_error()).map_or_else(
+                || "IKE_AUTH response without AUTH".to_string(),
+                |n| format!("{:?} in answer to IKE_AUTH", n.ty),
+            );
             self.release_child_spi(sent.child_spi);
             return Err(Failure::PeerRefused(reason));
         }
@@ -178,8 +215,16 @@ impl Endpoint {
             Some(peer) => self.finish_initiator(now, sa, *sent, response, peer),
             None => {
                 let null_auth = matches!(response.payload(PayloadType::AUTH), Some(Payload::Auth(a)) if a.method == AuthMethod::NULL);
-                self.out.events.push_back(Event::AuthorizePeer { sa: sa.handle, remote: sa.remote, id: id.clone(), null_auth });
-                sa.state = State::InitiatorAuthorize(Box::new(InitiatorAuthorize { sent: *sent, response }));
+                self.out.events.push_back(Event::AuthorizePeer {
+                    sa: sa.handle,
+                    remote: sa.remote,
+                    id: id.clone(),
+                    null_auth,
+                });
+                sa.state = State::InitiatorAuthorize(Box::new(InitiatorAuthorize {
+                    sent: *sent,
+                    response,
+                }));
                 Ok(())
             }
         }
@@ -198,12 +243,24 @@ impl Endpoint {
             this.release_child_spi(sent.child_spi);
             Err(f)
         };
-        let (Some(Payload::IdR(id)), Some(Payload::Auth(auth)), Some(crypto)) =
-            (response.payload(PayloadType::IDR), response.payload(PayloadType::AUTH), sa.crypto.as_ref())
-        else {
-            return fail(self, Failure::Protocol("IKE_AUTH response without IDr or AUTH".into()));
+        let (Some(Payload::IdR(id)), Some(Payload::Auth(auth)), Some(crypto)) = (
+            response.payload(PayloadType::IDR),
+            response.payload(PayloadType::AUTH),
+            sa.crypto.as_ref(),
+        ) else {
+            return fail(
+                self,
+                Failure::Protocol("IKE_AUTH response without IDr or AUTH".into()),
+            );
         };
-        let how = match verify_auth(&peer, &crypto.sk_pr, &sent.real_message2, &sent.ni, id, auth) {
+        let how = match verify_auth(
+            &peer,
+            &crypto.sk_pr,
+            &sent.real_message2,
+            &sent.ni,
+            id,
+            auth,
+        ) {
             Ok(how) => how,
             Err(reason) => {
                 self.out.stats.auth_failures += 1;
@@ -222,7 +279,10 @@ impl Endpoint {
         self.establish(now, sa, how);
         let jitter = self.rng.next_u32();
         sa.children.push(Child::new(&child, now, jitter, true));
-        self.out.events.push_back(Event::ChildSaEstablished { sa: sa.handle, child });
+        self.out.events.push_back(Event::ChildSaEstablished {
+            sa: sa.handle,
+            child,
+        });
         Ok(())
     }
 
@@ -240,14 +300,22 @@ impl Endpoint {
             return Err("no CHILD SA in the IKE_AUTH response".into());
         };
         let (choice, peer_spi) = proposal::accept_esp(answer, &self.config.esp_algs, false)?;
-        let (Some(tsi), Some(tsr)) = (ts_of(response, PayloadType::TSI), ts_of(response, PayloadType::TSR)) else {
+        let (Some(tsi), Some(tsr)) = (
+            ts_of(response, PayloadType::TSI),
+            ts_of(response, PayloadType::TSR),
+        ) else {
             return Err("IKE_AUTH response without TSi/TSr".into());
         };
         if !ts::is_subset(&tsi, &sent.ts.local) || !ts::is_subset(&tsr, &sent.ts.remote) {
-            return Err("the responder's traffic selectors are not within the proposed ones".into());
+            return Err(
+                "the responder's traffic selectors are not within the proposed ones".into(),
+            );
         }
         let params = ChildParams {
-            spis: ChildSpis { inbound: sent.child_spi, outbound: peer_spi },
+            spis: ChildSpis {
+                inbound: sent.child_spi,
+                outbound: peer_spi,
+            },
             choice,
             local_ts: tsi,
             remote_ts: tsr,
@@ -257,7 +325,13 @@ impl Endpoint {
             lifetime: self.config.child_lifetime,
             sk_d: &crypto.sk_d,
         };
-        Ok(child_sa::keyed(params, Side::Initiator, None, &sent.ni, &sent.nr))
+        Ok(child_sa::keyed(
+            params,
+            Side::Initiator,
+            None,
+            &sent.ni,
+            &sent.nr,
+        ))
     }
 
     /// Both roles: the IKE SA is authenticated.
@@ -280,7 +354,7 @@ impl Endpoint {
     pub(crate) fn on_auth_request(
         &mut self,
         sa: &mut IkeSa,
-        half: Box<HalfOpen>,
+        half: HalfOpen,
         request: Message,
         local: SocketAddr,
         remote: SocketAddr,
@@ -290,11 +364,16 @@ impl Endpoint {
         // §2.23: the initiator may have moved to port 4500; answer where it is now.
         sa.local = local;
         sa.remote = remote;
-        let (Some(Payload::IdI(id)), Some(Payload::Auth(auth))) =
-            (request.payload(PayloadType::IDI), request.payload(PayloadType::AUTH))
-        else {
+        let (Some(Payload::IdI(id)), Some(Payload::Auth(auth))) = (
+            request.payload(PayloadType::IDI),
+            request.payload(PayloadType::AUTH),
+        ) else {
             let n = RequestError::MissingPayload(PayloadType::AUTH).to_notify();
-            let t = sa.send_response(ExchangeType::IKE_AUTH, msg_id, &n.map(Payload::Notify).into_iter().collect::<Vec<_>>());
+            let t = sa.send_response(
+                ExchangeType::IKE_AUTH,
+                msg_id,
+                &n.map(Payload::Notify).into_iter().collect::<Vec<_>>(),
+            );
             self.out.transmits.push_back(t);
             return false;
         };
@@ -305,28 +384,53 @@ impl Endpoint {
             null_auth: auth.method == AuthMethod::NULL,
         });
         let expires = half.expires;
-        let mut held = ResponderAuthorize { half: *half, request, msg_id };
+        let mut held = ResponderAuthorize {
+            half,
+            request,
+            msg_id,
+        };
         held.half.expires = expires;
         sa.state = State::ResponderAuthorize(Box::new(held));
         true
     }
 
     /// Responder: the caller's answer. Returns whether the SA lives on.
-    pub(crate) fn finish_responder(&mut self, now: Instant, sa: &mut IkeSa, held: ResponderAuthorize, peer: Option<PeerAuth>) -> bool {
-        let ResponderAuthorize { half, request, msg_id } = held;
+    pub(crate) fn finish_responder(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        held: ResponderAuthorize,
+        peer: Option<PeerAuth>,
+    ) -> bool {
+        let ResponderAuthorize {
+            half,
+            request,
+            msg_id,
+        } = held;
         let refuse = |this: &mut Self, sa: &mut IkeSa| {
             let n = Notify::new(NotifyType::AUTHENTICATION_FAILED, Vec::new());
             let t = sa.send_response(ExchangeType::IKE_AUTH, msg_id, &[Payload::Notify(n)]);
             this.out.transmits.push_back(t);
             false
         };
-        let (Some(Payload::IdI(id)), Some(Payload::Auth(auth)), Some(crypto)) =
-            (request.payload(PayloadType::IDI), request.payload(PayloadType::AUTH), sa.crypto.as_ref())
-        else {
+        let (Some(Payload::IdI(id)), Some(Payload::Auth(auth)), Some(crypto)) = (
+            request.payload(PayloadType::IDI),
+            request.payload(PayloadType::AUTH),
+            sa.crypto.as_ref(),
+        ) else {
             return refuse(self, sa);
         };
-        let Some(peer) = peer else { return refuse(self, sa) };
-        let how = match verify_auth(&peer, &crypto.sk_pi, &half.real_message1, &half.nr, id, auth) {
+        let Some(peer) = peer else {
+            return refuse(self, sa);
+        };
+        let how = match verify_auth(
+            &peer,
+            &crypto.sk_pi,
+            &half.real_message1,
+            &half.nr,
+            id,
+            auth,
+        ) {
             Ok(how) => how,
             Err(_) => {
                 self.out.stats.auth_failures += 1;
@@ -334,7 +438,13 @@ impl Endpoint {
             }
         };
         let my_id = local_id(&self.config.local_auth, &self.config.local_id);
-        let my_auth = own_auth(&self.config.local_auth, &crypto.sk_pr, &half.real_message2, &half.ni, &my_id);
+        let my_auth = own_auth(
+            &self.config.local_auth,
+            &crypto.sk_pr,
+            &half.real_message2,
+            &half.ni,
+            &my_id,
+        );
         let mut payloads = vec![Payload::IdR(my_id), Payload::Auth(my_auth)];
         let child = self.responder_child(sa, &request, &half);
         match &child {
@@ -356,7 +466,10 @@ impl Endpoint {
         if let Ok((child, _)) = child {
             let jitter = self.rng.next_u32();
             sa.children.push(Child::new(&child, now, jitter, true));
-            self.out.events.push_back(Event::ChildSaEstablished { sa: sa.handle, child });
+            self.out.events.push_back(Event::ChildSaEstablished {
+                sa: sa.handle,
+                child,
+            });
         }
         true
     }
@@ -367,11 +480,16 @@ impl Endpoint {
         request: &Message,
         half: &HalfOpen,
     ) -> Result<(crate::ike::endpoint::ChildSa, crate::ike::message::Sa), RequestError> {
-        let Some(crypto) = sa.crypto.as_ref() else { return Err(RequestError::NoProposalChosen) };
+        let Some(crypto) = sa.crypto.as_ref() else {
+            return Err(RequestError::NoProposalChosen);
+        };
         let Some(Payload::Sa(offer)) = request.payload(PayloadType::SA) else {
             return Err(RequestError::MissingPayload(PayloadType::SA));
         };
-        let (Some(tsi), Some(tsr)) = (ts_of(request, PayloadType::TSI), ts_of(request, PayloadType::TSR)) else {
+        let (Some(tsi), Some(tsr)) = (
+            ts_of(request, PayloadType::TSI),
+            ts_of(request, PayloadType::TSR),
+        ) else {
             return Err(RequestError::MissingPayload(PayloadType::TSI));
         };
         let (tsi, tsr) = self
@@ -380,15 +498,19 @@ impl Endpoint {
             .apply(&tsi, &tsr, sa.remote.ip(), sa.local.ip())
             .ok_or(RequestError::TsUnacceptable)?;
         let spi = self.new_child_spi();
-        let (answer, choice, peer_spi) = match proposal::select_esp(offer, &self.config.esp_algs, spi, None) {
-            Ok(x) => x,
-            Err(e) => {
-                self.release_child_spi(spi);
-                return Err(e);
-            }
-        };
+        let (answer, choice, peer_spi) =
+            match proposal::select_esp(offer, &self.config.esp_algs, spi, None) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.release_child_spi(spi);
+                    return Err(e);
+                }
+            };
         let params = ChildParams {
-            spis: ChildSpis { inbound: spi, outbound: peer_spi },
+            spis: ChildSpis {
+                inbound: spi,
+                outbound: peer_spi,
+            },
             choice,
             local_ts: tsr,
             remote_ts: tsi,
@@ -398,6 +520,9 @@ impl Endpoint {
             lifetime: self.config.child_lifetime,
             sk_d: &crypto.sk_d,
         };
-        Ok((child_sa::keyed(params, Side::Responder, None, &half.ni, &half.nr), answer))
+        Ok((
+            child_sa::keyed(params, Side::Responder, None, &half.ni, &half.nr),
+            answer,
+        ))
     }
 }

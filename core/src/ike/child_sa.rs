@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::crypto::AeadAlg;
 use crate::crypto::x25519::SharedSecret;
 use crate::esp::LifetimeLimits;
 use crate::ike::endpoint::{ChildSa, ChildSpis};
@@ -48,8 +47,6 @@ pub(crate) struct PeerRekey {
 #[derive(Debug)]
 pub(crate) struct Child {
     pub(crate) spis: ChildSpis,
-    pub(crate) alg: AeadAlg,
-    pub(crate) esn: bool,
     pub(crate) local_ts: Vec<AddrSelector>,
     pub(crate) remote_ts: Vec<AddrSelector>,
     pub(crate) status: ChildStatus,
@@ -66,11 +63,13 @@ impl Child {
     /// Tracks a CHILD SA installed at `now`; `jitter` (0..1000) spreads rekeys
     /// so that both ends rarely start at the same moment.
     pub(crate) fn new(sa: &ChildSa, now: Instant, jitter: u32, announced: bool) -> Self {
-        let soft = sa.lifetime.soft.time.map(|t| t.saturating_sub(t.mul_f64(f64::from(jitter % 1000) / 20_000.0)));
+        let soft = sa
+            .lifetime
+            .soft
+            .time
+            .map(|t| t.saturating_sub(t.mul_f64(f64::from(jitter % 1000) / 20_000.0)));
         Self {
             spis: sa.spis,
-            alg: sa.alg,
-            esn: sa.esn,
             local_ts: sa.local_ts.clone(),
             remote_ts: sa.remote_ts.clone(),
             status: ChildStatus::Live,
@@ -104,7 +103,13 @@ pub(crate) struct ChildParams<'a> {
 
 /// Keys a CHILD SA pair (§2.17). `side` is this host's role in the exchange
 /// that created it; `ni`/`nr` that exchange's nonces.
-pub(crate) fn keyed(p: ChildParams<'_>, side: Side, g_ir: Option<&SharedSecret>, ni: &[u8], nr: &[u8]) -> ChildSa {
+pub(crate) fn keyed(
+    p: ChildParams<'_>,
+    side: Side,
+    g_ir: Option<&SharedSecret>,
+    ni: &[u8],
+    nr: &[u8],
+) -> ChildSa {
     let keys = ChildSaKeys::derive(p.sk_d, g_ir, ni, nr);
     let (outbound, inbound) = keys.split(side);
     ChildSa {

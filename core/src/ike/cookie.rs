@@ -61,7 +61,11 @@ impl CookieJar {
     pub(crate) fn new(rng: &mut impl RngCore) -> Self {
         let mut bytes = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut bytes[..]);
-        Self { current: Secret { version: 0, bytes }, previous: None, since: None }
+        Self {
+            current: Secret { version: 0, bytes },
+            previous: None,
+            since: None,
+        }
     }
 
     fn rotate_if_due(&mut self, now: Instant, rng: &mut impl RngCore) {
@@ -70,7 +74,10 @@ impl CookieJar {
             Some(since) if now.saturating_duration_since(since) >= ROTATE => {
                 let mut bytes = Zeroizing::new([0u8; 32]);
                 rng.fill_bytes(&mut bytes[..]);
-                let next = Secret { version: self.current.version.wrapping_add(1), bytes };
+                let next = Secret {
+                    version: self.current.version.wrapping_add(1),
+                    bytes,
+                };
                 self.previous = Some(std::mem::replace(&mut self.current, next));
                 self.since = Some(now);
             }
@@ -79,14 +86,23 @@ impl CookieJar {
     }
 
     /// The cookie for this initiator (§2.6).
-    pub(crate) fn make(&mut self, now: Instant, rng: &mut impl RngCore, ni: &[u8], ip: IpAddr, spi_i: u64) -> [u8; COOKIE_LEN] {
+    pub(crate) fn make(
+        &mut self,
+        now: Instant,
+        rng: &mut impl RngCore,
+        ni: &[u8],
+        ip: IpAddr,
+        spi_i: u64,
+    ) -> [u8; COOKIE_LEN] {
         self.rotate_if_due(now, rng);
         hash(&self.current, ni, ip, spi_i)
     }
 
     /// Whether `cookie` is one this responder made for this initiator.
     pub(crate) fn check(&self, cookie: &[u8], ni: &[u8], ip: IpAddr, spi_i: u64) -> bool {
-        let Some(&version) = cookie.first() else { return false };
+        let Some(&version) = cookie.first() else {
+            return false;
+        };
         [Some(&self.current), self.previous.as_ref()]
             .into_iter()
             .flatten()
@@ -114,8 +130,14 @@ mod tests {
         assert!(!jar.check(&c[..5], b"nonce", ip, 7));
         let c2 = jar.make(t0 + ROTATE, &mut rng, b"nonce", ip, 7);
         assert_ne!(c, c2);
-        assert!(jar.check(&c, b"nonce", ip, 7), "previous secret still accepted");
+        assert!(
+            jar.check(&c, b"nonce", ip, 7),
+            "previous secret still accepted"
+        );
         jar.make(t0 + ROTATE * 2, &mut rng, b"nonce", ip, 7);
-        assert!(!jar.check(&c, b"nonce", ip, 7), "two rotations later it is not");
+        assert!(
+            !jar.check(&c, b"nonce", ip, 7),
+            "two rotations later it is not"
+        );
     }
 }

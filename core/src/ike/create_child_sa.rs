@@ -110,7 +110,9 @@ impl Endpoint {
 
     /// Starts rekeying the CHILD SA with inbound SPI `spi` (§1.3.3).
     pub(crate) fn start_rekey_child(&mut self, now: Instant, sa: &mut IkeSa, spi: u32) {
-        let Some(i) = sa.child_by_inbound(spi) else { return };
+        let Some(i) = sa.child_by_inbound(spi) else {
+            return;
+        };
         if sa.children[i].status != ChildStatus::Live || !sa.children[i].announced {
             return;
         }
@@ -120,16 +122,33 @@ impl Endpoint {
         let dh = self.config.pfs.then(|| self.random_dh());
         let child = &sa.children[i];
         let mut payloads = vec![
-            Payload::Notify(Notify::with_spi(ProtocolId::ESP, spi.to_be_bytes().to_vec(), NotifyType::REKEY_SA, vec![])),
-            Payload::Sa(proposal::esp_offer(&self.config.esp_algs, new_spi, dh.is_some())),
+            Payload::Notify(Notify::with_spi(
+                ProtocolId::ESP,
+                spi.to_be_bytes().to_vec(),
+                NotifyType::REKEY_SA,
+                vec![],
+            )),
+            Payload::Sa(proposal::esp_offer(
+                &self.config.esp_algs,
+                new_spi,
+                dh.is_some(),
+            )),
             Payload::Nonce(Nonce(ni.clone())),
         ];
         if let Some(dh) = &dh {
-            payloads.push(Payload::Ke(Ke { group: proposal::GROUP, data: dh.public_key().to_vec() }));
+            payloads.push(Payload::Ke(Ke {
+                group: proposal::GROUP,
+                data: dh.public_key().to_vec(),
+            }));
         }
         payloads.push(Payload::TsI(ts::to_payload(&child.local_ts)));
         payloads.push(Payload::TsR(ts::to_payload(&child.remote_ts)));
-        let request = Request::RekeyChild(Box::new(RekeyChildRequest { old_inbound: spi, new_spi, ni, dh }));
+        let request = Request::RekeyChild(Box::new(RekeyChildRequest {
+            old_inbound: spi,
+            new_spi,
+            ni,
+            dh,
+        }));
         let timer = self.request_timer(now, None);
         let t = sa.send_request(ExchangeType::CREATE_CHILD_SA, &payloads, request, timer);
         self.out.transmits.push_back(t);
@@ -143,7 +162,10 @@ impl Endpoint {
         let payloads = vec![
             Payload::Sa(proposal::ike_offer(&self.config.ike_algs, Some(new_spi))),
             Payload::Nonce(Nonce(ni.clone())),
-            Payload::Ke(Ke { group: proposal::GROUP, data: dh.public_key().to_vec() }),
+            Payload::Ke(Ke {
+                group: proposal::GROUP,
+                data: dh.public_key().to_vec(),
+            }),
         ];
         let timer = self.request_timer(now, None);
         let request = Request::RekeyIke(Box::new(RekeyIkeRequest { new_spi, ni, dh }));
@@ -152,16 +174,25 @@ impl Endpoint {
     }
 
     /// The peer's CREATE_CHILD_SA request.
-    pub(crate) fn on_create_child_sa_request(&mut self, now: Instant, sa: &mut IkeSa, message: Message) -> Fate {
+    pub(crate) fn on_create_child_sa_request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        message: Message,
+    ) -> Fate {
         let msg_id = message.header.message_id;
         let result = if matches!(sa.state, State::Retiring { .. }) {
-            Err(RequestError::TemporaryFailure("the IKE SA is being replaced"))
+            Err(RequestError::TemporaryFailure(
+                "the IKE SA is being replaced",
+            ))
         } else {
             let ike = matches!(message.payload(PayloadType::SA), Some(Payload::Sa(s)) if s.proposals.iter().any(|p| p.protocol == ProtocolId::IKE));
             if ike {
                 self.answer_rekey_ike(now, sa, &message)
             } else if let Some(n) = message.notify(NotifyType::REKEY_SA) {
-                let spi = <[u8; 4]>::try_from(n.spi.as_slice()).map(u32::from_be_bytes).unwrap_or(0);
+                let spi = <[u8; 4]>::try_from(n.spi.as_slice())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(0);
                 self.answer_rekey_child(now, sa, &message, spi)
             } else {
                 Err(RequestError::NoAdditionalSas)
@@ -176,27 +207,50 @@ impl Endpoint {
         Fate::Keep
     }
 
-    fn answer_rekey_child(&mut self, now: Instant, sa: &mut IkeSa, m: &Message, spi: u32) -> Result<Vec<Payload>, RequestError> {
-        let i = sa.child_by_outbound(spi).ok_or(RequestError::ChildSaNotFound(spi))?;
+    fn answer_rekey_child(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        m: &Message,
+        spi: u32,
+    ) -> Result<Vec<Payload>, RequestError> {
+        let i = sa
+            .child_by_outbound(spi)
+            .ok_or(RequestError::ChildSaNotFound(spi))?;
         match sa.children[i].status {
             ChildStatus::Live | ChildStatus::Rekeying => {}
             ChildStatus::Rekeyed | ChildStatus::Deleting | ChildStatus::Redundant => {
-                return Err(RequestError::TemporaryFailure("the CHILD SA is already being replaced or deleted"));
+                return Err(RequestError::TemporaryFailure(
+                    "the CHILD SA is already being replaced or deleted",
+                ));
             }
         }
         let Some(Payload::Sa(offer)) = m.payload(PayloadType::SA) else {
             return Err(RequestError::MissingPayload(PayloadType::SA));
         };
-        let ni = nonce_of(m).ok_or(RequestError::MissingPayload(PayloadType::NONCE))?.clone();
+        let ni = nonce_of(m)
+            .ok_or(RequestError::MissingPayload(PayloadType::NONCE))?
+            .clone();
         check_nonce(&ni)?;
-        let (Some(tsi), Some(tsr)) = (selectors(m, PayloadType::TSI), selectors(m, PayloadType::TSR)) else {
+        let (Some(tsi), Some(tsr)) = (
+            selectors(m, PayloadType::TSI),
+            selectors(m, PayloadType::TSR),
+        ) else {
             return Err(RequestError::MissingPayload(PayloadType::TSI));
         };
-        let (tsi, tsr) =
-            self.config.responder_ts.apply(&tsi, &tsr, sa.remote.ip(), sa.local.ip()).ok_or(RequestError::TsUnacceptable)?;
+        let (tsi, tsr) = self
+            .config
+            .responder_ts
+            .apply(&tsi, &tsr, sa.remote.ip(), sa.local.ip())
+            .ok_or(RequestError::TsUnacceptable)?;
         let ke = ke_of(m);
         let new_spi = self.new_child_spi();
-        let (answer, choice, peer_spi) = match proposal::select_esp(offer, &self.config.esp_algs, new_spi, ke.map(|k| k.group)) {
+        let (answer, choice, peer_spi) = match proposal::select_esp(
+            offer,
+            &self.config.esp_algs,
+            new_spi,
+            ke.map(|k| k.group),
+        ) {
             Ok(x) => x,
             Err(e) => {
                 self.release_child_spi(new_spi);
@@ -211,15 +265,23 @@ impl Endpoint {
                     self.release_child_spi(new_spi);
                     RequestError::KeyExchange(e)
                 })?;
-                ke_r = Some(Ke { group: proposal::GROUP, data: dh.public_key().to_vec() });
+                ke_r = Some(Ke {
+                    group: proposal::GROUP,
+                    data: dh.public_key().to_vec(),
+                });
                 Some(g)
             }
             _ => None,
         };
         let nr = self.random_nonce();
-        let Some(crypto) = sa.crypto.as_ref() else { return Err(RequestError::NoProposalChosen) };
+        let Some(crypto) = sa.crypto.as_ref() else {
+            return Err(RequestError::NoProposalChosen);
+        };
         let params = ChildParams {
-            spis: ChildSpis { inbound: new_spi, outbound: peer_spi },
+            spis: ChildSpis {
+                inbound: new_spi,
+                outbound: peer_spi,
+            },
             choice,
             local_ts: tsr.clone(),
             remote_ts: tsi.clone(),
@@ -241,18 +303,31 @@ impl Endpoint {
         if old.status == ChildStatus::Rekeying {
             // §2.8.1: our rekey of the same SA is outstanding; decide when it is answered.
             let tracked = Child::new(&new, now, jitter, false);
-            old.peer_rekey = Some(PeerRekey { nonces: (ni, nr), new });
+            old.peer_rekey = Some(PeerRekey {
+                nonces: (ni, nr),
+                new,
+            });
             sa.children.push(tracked);
         } else {
             old.status = ChildStatus::Rekeyed;
             sa.children.push(Child::new(&new, now, jitter, true));
-            self.out.events.push_back(Event::ChildSaRekeyed { sa: sa.handle, old: old_spis, new });
+            self.out.events.push_back(Event::ChildSaRekeyed {
+                sa: sa.handle,
+                old: old_spis,
+                new,
+            });
         }
         Ok(payloads)
     }
 
     /// The answer to our CHILD SA rekey.
-    pub(crate) fn on_rekey_child_response(&mut self, now: Instant, sa: &mut IkeSa, r: RekeyChildRequest, m: Message) -> Fate {
+    pub(crate) fn on_rekey_child_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        r: RekeyChildRequest,
+        m: Message,
+    ) -> Fate {
         let old_index = sa.child_by_inbound(r.old_inbound);
         let new = match self.rekeyed_child(sa, &r, &m) {
             Ok(new) => new,
@@ -270,7 +345,11 @@ impl Endpoint {
                     old.status = ChildStatus::Live;
                     old.rekey_at = Some(now + RETRY);
                 }
-                self.out.events.push_back(Event::Failed { sa: sa.handle, remote: sa.remote, reason });
+                self.out.events.push_back(Event::Failed {
+                    sa: sa.handle,
+                    remote: sa.remote,
+                    reason,
+                });
                 return Fate::Keep;
             }
         };
@@ -278,7 +357,10 @@ impl Endpoint {
         let Some(i) = old_index else {
             // The old SA was deleted meanwhile: the new one stands on its own.
             sa.children.push(Child::new(&new, now, jitter, true));
-            self.out.events.push_back(Event::ChildSaEstablished { sa: sa.handle, child: new });
+            self.out.events.push_back(Event::ChildSaEstablished {
+                sa: sa.handle,
+                child: new,
+            });
             return Fate::Keep;
         };
         let old = &mut sa.children[i];
@@ -295,53 +377,97 @@ impl Endpoint {
                 let redundant = tracked.spis.inbound;
                 sa.children.push(tracked);
                 self.announce_child(sa, old_spis, peer.new);
-                sa.queue.push_back(crate::ike::sa::Queued::DeleteChild(redundant));
+                sa.queue
+                    .push_back(crate::ike::sa::Queued::DeleteChild(redundant));
             }
             _ => {
                 // Ours survives (the peer deletes its own if it made one); we delete the old one.
                 sa.children.push(Child::new(&new, now, jitter, true));
-                self.out.events.push_back(Event::ChildSaRekeyed { sa: sa.handle, old: old_spis, new });
-                sa.queue.push_back(crate::ike::sa::Queued::DeleteChild(r.old_inbound));
+                self.out.events.push_back(Event::ChildSaRekeyed {
+                    sa: sa.handle,
+                    old: old_spis,
+                    new,
+                });
+                sa.queue
+                    .push_back(crate::ike::sa::Queued::DeleteChild(r.old_inbound));
             }
         }
         Fate::Keep
     }
 
     /// Announces a CHILD SA that was tracked but held back.
-    fn announce_child(&mut self, sa: &mut IkeSa, old: ChildSpis, new: crate::ike::endpoint::ChildSa) {
+    fn announce_child(
+        &mut self,
+        sa: &mut IkeSa,
+        old: ChildSpis,
+        new: crate::ike::endpoint::ChildSa,
+    ) {
         if let Some(i) = sa.child_by_inbound(new.spis.inbound) {
             sa.children[i].announced = true;
         }
-        self.out.events.push_back(Event::ChildSaRekeyed { sa: sa.handle, old, new });
+        self.out.events.push_back(Event::ChildSaRekeyed {
+            sa: sa.handle,
+            old,
+            new,
+        });
     }
 
-    fn rekeyed_child(&mut self, sa: &IkeSa, r: &RekeyChildRequest, m: &Message) -> Result<crate::ike::endpoint::ChildSa, Failure> {
+    fn rekeyed_child(
+        &mut self,
+        sa: &IkeSa,
+        r: &RekeyChildRequest,
+        m: &Message,
+    ) -> Result<crate::ike::endpoint::ChildSa, Failure> {
         if let Some(ty) = error_notify(m) {
-            return Err(Failure::PeerRefused(format!("{ty:?} in answer to a CHILD SA rekey")));
+            return Err(Failure::PeerRefused(format!(
+                "{ty:?} in answer to a CHILD SA rekey"
+            )));
         }
         let Some(Payload::Sa(answer)) = m.payload(PayloadType::SA) else {
-            return Err(Failure::Protocol("CREATE_CHILD_SA response without SA".into()));
+            return Err(Failure::Protocol(
+                "CREATE_CHILD_SA response without SA".into(),
+            ));
         };
-        let (choice, peer_spi) = proposal::accept_esp(answer, &self.config.esp_algs, r.dh.is_some()).map_err(Failure::Protocol)?;
-        let nr = nonce_of(m).ok_or_else(|| Failure::Protocol("CREATE_CHILD_SA response without Nonce".into()))?;
+        let (choice, peer_spi) =
+            proposal::accept_esp(answer, &self.config.esp_algs, r.dh.is_some())
+                .map_err(Failure::Protocol)?;
+        let nr = nonce_of(m)
+            .ok_or_else(|| Failure::Protocol("CREATE_CHILD_SA response without Nonce".into()))?;
         check_nonce(nr).map_err(|e| Failure::Protocol(e.to_string()))?;
         let g_ir = match (choice.pfs, &r.dh, ke_of(m)) {
-            (true, Some(dh), Some(ke)) => Some(dh.diffie_hellman(&ke.data).map_err(|e| Failure::Protocol(e.to_string()))?),
-            (true, _, _) => return Err(Failure::Protocol("PFS chosen without a KE payload".into())),
+            (true, Some(dh), Some(ke)) => Some(
+                dh.diffie_hellman(&ke.data)
+                    .map_err(|e| Failure::Protocol(e.to_string()))?,
+            ),
+            (true, _, _) => {
+                return Err(Failure::Protocol("PFS chosen without a KE payload".into()));
+            }
             _ => None,
         };
         let old = sa.child_by_inbound(r.old_inbound).map(|i| &sa.children[i]);
-        let (Some(tsi), Some(tsr)) = (selectors(m, PayloadType::TSI), selectors(m, PayloadType::TSR)) else {
-            return Err(Failure::Protocol("CREATE_CHILD_SA response without TSi/TSr".into()));
+        let (Some(tsi), Some(tsr)) = (
+            selectors(m, PayloadType::TSI),
+            selectors(m, PayloadType::TSR),
+        ) else {
+            return Err(Failure::Protocol(
+                "CREATE_CHILD_SA response without TSi/TSr".into(),
+            ));
         };
-        if let Some(old) = old {
-            if !ts::is_subset(&tsi, &old.local_ts) || !ts::is_subset(&tsr, &old.remote_ts) {
-                return Err(Failure::Protocol("the rekeyed CHILD SA's selectors are not within the old ones".into()));
-            }
+        if let Some(old) = old
+            && (!ts::is_subset(&tsi, &old.local_ts) || !ts::is_subset(&tsr, &old.remote_ts))
+        {
+            return Err(Failure::Protocol(
+                "the rekeyed CHILD SA's selectors are not within the old ones".into(),
+            ));
         }
-        let Some(crypto) = sa.crypto.as_ref() else { return Err(Failure::Protocol("no keys".into())) };
+        let Some(crypto) = sa.crypto.as_ref() else {
+            return Err(Failure::Protocol("no keys".into()));
+        };
         let params = ChildParams {
-            spis: ChildSpis { inbound: r.new_spi, outbound: peer_spi },
+            spis: ChildSpis {
+                inbound: r.new_spi,
+                outbound: peer_spi,
+            },
             choice,
             local_ts: tsi,
             remote_ts: tsr,
@@ -351,37 +477,70 @@ impl Endpoint {
             lifetime: self.config.child_lifetime,
             sk_d: &crypto.sk_d,
         };
-        Ok(child_sa::keyed(params, Side::Initiator, g_ir.as_ref(), &r.ni, nr))
+        Ok(child_sa::keyed(
+            params,
+            Side::Initiator,
+            g_ir.as_ref(),
+            &r.ni,
+            nr,
+        ))
     }
 
-    fn answer_rekey_ike(&mut self, now: Instant, sa: &mut IkeSa, m: &Message) -> Result<Vec<Payload>, RequestError> {
-        let ours_outstanding = matches!(&sa.outstanding, Some(Outstanding { request: Request::RekeyIke(_), .. }));
+    fn answer_rekey_ike(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        m: &Message,
+    ) -> Result<Vec<Payload>, RequestError> {
+        let ours_outstanding = matches!(
+            &sa.outstanding,
+            Some(Outstanding {
+                request: Request::RekeyIke(_),
+                ..
+            })
+        );
         if sa.outstanding.is_some() && !ours_outstanding {
             // §2.25: CHILD SA exchanges in flight would lose their IKE SA.
-            return Err(RequestError::TemporaryFailure("another exchange is in progress"));
+            return Err(RequestError::TemporaryFailure(
+                "another exchange is in progress",
+            ));
         }
         if sa.children.iter().any(|c| c.peer_rekey.is_some()) {
-            return Err(RequestError::TemporaryFailure("a CHILD SA rekey collision is being settled"));
+            return Err(RequestError::TemporaryFailure(
+                "a CHILD SA rekey collision is being settled",
+            ));
         }
         let Some(Payload::Sa(offer)) = m.payload(PayloadType::SA) else {
             return Err(RequestError::MissingPayload(PayloadType::SA));
         };
-        let ni = nonce_of(m).ok_or(RequestError::MissingPayload(PayloadType::NONCE))?.clone();
+        let ni = nonce_of(m)
+            .ok_or(RequestError::MissingPayload(PayloadType::NONCE))?
+            .clone();
         check_nonce(&ni)?;
         let ke = ke_of(m).ok_or(RequestError::MissingPayload(PayloadType::KE))?;
         let new_spi_r = self.new_ike_spi();
-        let (answer, choice, peer_spi) = proposal::select_ike(offer, &self.config.ike_algs, Some(new_spi_r))?;
+        let (answer, choice, peer_spi) =
+            proposal::select_ike(offer, &self.config.ike_algs, Some(new_spi_r))?;
         if ke.group != proposal::GROUP {
-            return Err(RequestError::InvalidKe { got: ke.group, wanted: proposal::GROUP });
+            return Err(RequestError::InvalidKe {
+                got: ke.group,
+                wanted: proposal::GROUP,
+            });
         }
-        let new_spi_i = <[u8; 8]>::try_from(peer_spi.as_slice()).map(u64::from_be_bytes).unwrap_or(0);
+        let new_spi_i = <[u8; 8]>::try_from(peer_spi.as_slice())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
         if new_spi_i == 0 {
             return Err(RequestError::NoProposalChosen);
         }
         let dh = self.random_dh();
-        let g_ir = dh.diffie_hellman(&ke.data).map_err(RequestError::KeyExchange)?;
+        let g_ir = dh
+            .diffie_hellman(&ke.data)
+            .map_err(RequestError::KeyExchange)?;
         let nr = self.random_nonce();
-        let Some(old) = sa.crypto.as_ref() else { return Err(RequestError::NoProposalChosen) };
+        let Some(old) = sa.crypto.as_ref() else {
+            return Err(RequestError::NoProposalChosen);
+        };
         // §2.18: SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr).
         let keys = Skeyseed::rekey(&old.sk_d, &g_ir, &ni, &nr).ike_sa_keys(
             &ni,
@@ -389,29 +548,52 @@ impl Endpoint {
             new_spi_i.to_be_bytes(),
             new_spi_r.to_be_bytes(),
         );
-        let mut new = self.new_sa(now, sa.handle, false, new_spi_i, new_spi_r, sa.local, sa.remote);
-        new.crypto = Some(IkeCrypto::new(&keys, choice.alg, self.config.provider, false));
+        let mut new = self.new_sa(
+            now, sa.handle, false, new_spi_i, new_spi_r, sa.local, sa.remote,
+        );
+        new.crypto = Some(IkeCrypto::new(
+            &keys,
+            choice.alg,
+            self.config.provider,
+            false,
+        ));
         new.peer_id = sa.peer_id.clone();
         let payloads = vec![
             Payload::Sa(answer),
             Payload::Nonce(Nonce(nr.clone())),
-            Payload::Ke(Ke { group: proposal::GROUP, data: dh.public_key().to_vec() }),
+            Payload::Ke(Ke {
+                group: proposal::GROUP,
+                data: dh.public_key().to_vec(),
+            }),
         ];
         if ours_outstanding {
             // §2.8.2: decided when our own rekey is answered.
-            new.state = State::Retiring { until: now + self.config.exchange_timeout };
-            sa.peer_ike_rekey = Some(PeerIkeRekey { nonces: (ni, nr), sa_id: new.id });
+            new.state = State::Retiring {
+                until: now + self.config.exchange_timeout,
+            };
+            sa.peer_ike_rekey = Some(PeerIkeRekey {
+                nonces: (ni, nr),
+                sa_id: new.id,
+            });
             self.by_spi.insert(new.local_spi(), new.id);
             self.sas.insert(new.id, new);
         } else {
             self.promote(now, sa, new);
-            sa.state = State::Retiring { until: now + self.config.exchange_timeout };
+            sa.state = State::Retiring {
+                until: now + self.config.exchange_timeout,
+            };
         }
         Ok(payloads)
     }
 
     /// The answer to our IKE SA rekey.
-    pub(crate) fn on_rekey_ike_response(&mut self, now: Instant, sa: &mut IkeSa, r: RekeyIkeRequest, m: Message) -> Fate {
+    pub(crate) fn on_rekey_ike_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        r: RekeyIkeRequest,
+        m: Message,
+    ) -> Fate {
         let peer = sa.peer_ike_rekey.take();
         let new = match self.rekeyed_ike(now, sa, &r, &m) {
             Ok(new) => new,
@@ -420,12 +602,18 @@ impl Endpoint {
                     // The peer's rekey went through: its SA takes over; it deletes this one.
                     if let Some(cand) = self.sas.remove(&peer.sa_id) {
                         self.promote(now, sa, cand);
-                        sa.state = State::Retiring { until: now + self.config.exchange_timeout };
+                        sa.state = State::Retiring {
+                            until: now + self.config.exchange_timeout,
+                        };
                     }
                     return Fate::Keep;
                 }
                 sa.rekey_at = Some(now + RETRY);
-                self.out.events.push_back(Event::Failed { sa: sa.handle, remote: sa.remote, reason });
+                self.out.events.push_back(Event::Failed {
+                    sa: sa.handle,
+                    remote: sa.remote,
+                    reason,
+                });
                 return Fate::Keep;
             }
         };
@@ -437,7 +625,12 @@ impl Endpoint {
                 let mut ours = new;
                 ours.state = State::Retiring { until };
                 let timer = self.request_timer(now, None);
-                let t = ours.send_request(ExchangeType::INFORMATIONAL, &[Payload::Delete(crate::ike::message::Delete::ike())], Request::DeleteIke, timer);
+                let t = ours.send_request(
+                    ExchangeType::INFORMATIONAL,
+                    &[Payload::Delete(crate::ike::message::Delete::ike())],
+                    Request::DeleteIke,
+                    timer,
+                );
                 self.out.transmits.push_back(t);
                 self.by_spi.insert(ours.local_spi(), ours.id);
                 self.sas.insert(ours.id, ours);
@@ -451,33 +644,67 @@ impl Endpoint {
                 self.promote(now, sa, new);
                 sa.state = State::Retiring { until };
                 let timer = self.request_timer(now, None);
-                let t = sa.send_request(ExchangeType::INFORMATIONAL, &[Payload::Delete(crate::ike::message::Delete::ike())], Request::DeleteIke, timer);
+                let t = sa.send_request(
+                    ExchangeType::INFORMATIONAL,
+                    &[Payload::Delete(crate::ike::message::Delete::ike())],
+                    Request::DeleteIke,
+                    timer,
+                );
                 self.out.transmits.push_back(t);
             }
         }
         Fate::Keep
     }
 
-    fn rekeyed_ike(&mut self, now: Instant, sa: &IkeSa, r: &RekeyIkeRequest, m: &Message) -> Result<IkeSa, Failure> {
+    fn rekeyed_ike(
+        &mut self,
+        now: Instant,
+        sa: &IkeSa,
+        r: &RekeyIkeRequest,
+        m: &Message,
+    ) -> Result<IkeSa, Failure> {
         if let Some(ty) = error_notify(m) {
-            return Err(Failure::PeerRefused(format!("{ty:?} in answer to an IKE SA rekey")));
+            return Err(Failure::PeerRefused(format!(
+                "{ty:?} in answer to an IKE SA rekey"
+            )));
         }
         let Some(Payload::Sa(answer)) = m.payload(PayloadType::SA) else {
             return Err(Failure::Protocol("IKE SA rekey response without SA".into()));
         };
-        let (choice, spi) = proposal::accept_ike(answer, &self.config.ike_algs, 8).map_err(Failure::Protocol)?;
-        let spi_r = <[u8; 8]>::try_from(spi.as_slice()).map(u64::from_be_bytes).unwrap_or(0);
-        let nr = nonce_of(m).ok_or_else(|| Failure::Protocol("IKE SA rekey response without Nonce".into()))?;
+        let (choice, spi) =
+            proposal::accept_ike(answer, &self.config.ike_algs, 8).map_err(Failure::Protocol)?;
+        let spi_r = <[u8; 8]>::try_from(spi.as_slice())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        let nr = nonce_of(m)
+            .ok_or_else(|| Failure::Protocol("IKE SA rekey response without Nonce".into()))?;
         check_nonce(nr).map_err(|e| Failure::Protocol(e.to_string()))?;
-        let ke = ke_of(m).ok_or_else(|| Failure::Protocol("IKE SA rekey response without KE".into()))?;
+        let ke =
+            ke_of(m).ok_or_else(|| Failure::Protocol("IKE SA rekey response without KE".into()))?;
         if ke.group != proposal::GROUP || spi_r == 0 {
-            return Err(Failure::Protocol("bad KE group or SPI in the IKE SA rekey response".into()));
+            return Err(Failure::Protocol(
+                "bad KE group or SPI in the IKE SA rekey response".into(),
+            ));
         }
-        let g_ir = r.dh.diffie_hellman(&ke.data).map_err(|e| Failure::Protocol(e.to_string()))?;
-        let Some(old) = sa.crypto.as_ref() else { return Err(Failure::Protocol("no keys".into())) };
-        let keys = Skeyseed::rekey(&old.sk_d, &g_ir, &r.ni, nr).ike_sa_keys(&r.ni, nr, r.new_spi.to_be_bytes(), spi_r.to_be_bytes());
+        let g_ir =
+            r.dh.diffie_hellman(&ke.data)
+                .map_err(|e| Failure::Protocol(e.to_string()))?;
+        let Some(old) = sa.crypto.as_ref() else {
+            return Err(Failure::Protocol("no keys".into()));
+        };
+        let keys = Skeyseed::rekey(&old.sk_d, &g_ir, &r.ni, nr).ike_sa_keys(
+            &r.ni,
+            nr,
+            r.new_spi.to_be_bytes(),
+            spi_r.to_be_bytes(),
+        );
         let mut new = self.new_sa(now, sa.handle, true, r.new_spi, spi_r, sa.local, sa.remote);
-        new.crypto = Some(IkeCrypto::new(&keys, choice.alg, self.config.provider, true));
+        new.crypto = Some(IkeCrypto::new(
+            &keys,
+            choice.alg,
+            self.config.provider,
+            true,
+        ));
         new.peer_id = sa.peer_id.clone();
         Ok(new)
     }
@@ -498,7 +725,9 @@ impl Endpoint {
         self.schedule_ike_rekey(now, &mut new);
         self.handles.insert(new.handle, new.id);
         self.by_spi.insert(new.local_spi(), new.id);
-        self.out.events.push_back(Event::IkeSaRekeyed { sa: new.handle });
+        self.out
+            .events
+            .push_back(Event::IkeSaRekeyed { sa: new.handle });
         let mut new = new;
         self.start_next(now, &mut new);
         self.sas.insert(new.id, new);

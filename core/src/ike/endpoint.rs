@@ -18,7 +18,7 @@
 //!    [`Endpoint::rekey_ike`], [`Endpoint::delete_child`], [`Endpoint::close`];
 //!    answer [`Event::AuthorizePeer`] with [`Endpoint::authorize`].
 //!
-//! Inside, every IKE SA is an [`IkeSa`](super::sa) whose handshake state is an
+//! Inside, every IKE SA is an `IkeSa` (module `sa`) whose handshake state is an
 //! enum of per-state structs (`sa_init`, `auth`); established SAs run
 //! CREATE_CHILD_SA (`create_child_sa`) and INFORMATIONAL (`informational`)
 //! exchanges with a window of one (RFC 7296 §2.3). Datagrams are routed by
@@ -38,14 +38,21 @@ use crate::crypto::{AeadAlg, KeyAndSalt, Provider};
 use crate::esp::{LifetimeLimits, Limits};
 use crate::ike::child_sa::percent;
 use crate::ike::cookie::CookieJar;
-use crate::ike::message::{AddrSelector, Delete, ExchangeType, HeaderPacket, Identity, MAJOR_VERSION, Payload};
-use crate::ike::retransmit::{Retransmit, RetransmitAction, RetransmitConfig};
+use crate::ike::message::{
+    AddrSelector, Delete, ExchangeType, HeaderPacket, Identity, MAJOR_VERSION, Payload,
+};
+use crate::ike::retransmit::{Retransmit, RetransmitConfig};
 use crate::ike::sa::{IkeSa, Queued, Request, State};
 use crate::ike::sa_init::{InitSent, NONCE_LEN};
+use crate::ike::timers::sa_timeout;
 use crate::ike::ts::TsPolicy;
 
 /// How this host proves who it is.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per endpoint, never moved on a hot path"
+)]
 #[non_exhaustive]
 pub enum LocalAuth {
     /// RFC 7427 digital signature with Ed25519 (RFC 8420), ID = `Config::local_id`.
@@ -134,15 +141,23 @@ impl Config {
             half_open_timeout: Duration::from_secs(5),
             ike_lifetime: 4 * hour,
             child_lifetime: LifetimeLimits {
-                soft: Limits { bytes: Some(bytes / 10 * 9), packets: None, time: Some(percent(hour, 90)) },
-                hard: Limits { bytes: Some(bytes), packets: None, time: Some(hour) },
+                soft: Limits {
+                    bytes: Some(bytes / 10 * 9),
+                    packets: None,
+                    time: Some(percent(hour, 90)),
+                },
+                hard: Limits {
+                    bytes: Some(bytes),
+                    packets: None,
+                    time: Some(hour),
+                },
             },
             dpd_interval: Some(Duration::from_secs(30)),
             exchange_timeout: Duration::from_secs(30),
             pfs: false,
             responder_ts: TsPolicy::Hosts,
         }
-}
+    }
 }
 
 /// Names one IKE SA (a peer association) for its whole life, across IKE SA rekeys.
@@ -318,14 +333,22 @@ impl fmt::Display for Failure {
                 write!(f, "no response to {exchange} after {sends} send{s}")
             }
             Failure::PeerRefused(why) => write!(f, "the peer refused: {why}"),
-            Failure::AuthenticationFailed(why) => write!(f, "the peer failed authentication: {why}"),
+            Failure::AuthenticationFailed(why) => {
+                write!(f, "the peer failed authentication: {why}")
+            }
             Failure::NotAuthorized => f.write_str("the peer was not authorized"),
-            Failure::NoProposalChosen => f.write_str("no proposal in common with the peer (NO_PROPOSAL_CHOSEN)"),
+            Failure::NoProposalChosen => {
+                f.write_str("no proposal in common with the peer (NO_PROPOSAL_CHOSEN)")
+            }
             Failure::Protocol(why) => write!(f, "the peer broke the protocol: {why}"),
             Failure::DeletedByPeer => f.write_str("the peer deleted the IKE SA"),
             Failure::Closed => f.write_str("closed by this host"),
-            Failure::Replaced => f.write_str("the peer started over (INITIAL_CONTACT) and replaced the IKE SA"),
-            Failure::Expired => f.write_str("the IKE SA reached its hard lifetime without being rekeyed"),
+            Failure::Replaced => {
+                f.write_str("the peer started over (INITIAL_CONTACT) and replaced the IKE SA")
+            }
+            Failure::Expired => {
+                f.write_str("the IKE SA reached its hard lifetime without being rekeyed")
+            }
         }
     }
 }
@@ -437,7 +460,15 @@ impl Endpoint {
         let handle = self.new_handle();
         let spi_i = self.new_ike_spi();
         let port = self.config.ike_port;
-        let mut sa = self.new_sa(now, handle, true, spi_i, 0, SocketAddr::new(local, port), SocketAddr::new(remote, port));
+        let mut sa = self.new_sa(
+            now,
+            handle,
+            true,
+            spi_i,
+            0,
+            SocketAddr::new(local, port),
+            SocketAddr::new(remote, port),
+        );
         let mut secret = [0u8; 32];
         self.rng.fill_bytes(&mut secret);
         let mut ni = vec![0u8; NONCE_LEN];
@@ -468,7 +499,9 @@ impl Endpoint {
             State::InitiatorAuthorize(held) => {
                 let held = *held;
                 let result = match peer {
-                    Some(peer) => self.finish_initiator(now, &mut ike, held.sent, held.response, peer),
+                    Some(peer) => {
+                        self.finish_initiator(now, &mut ike, held.sent, held.response, peer)
+                    }
                     None => {
                         self.release_child_spi(held.sent.child_spi);
                         Err(Failure::NotAuthorized)
@@ -516,7 +549,11 @@ impl Endpoint {
             return;
         }
         // §2.6: route by this host's SPI; the I flag says which one that is.
-        let our_spi = if flags.initiator() { packet.spi_r() } else { packet.spi_i() };
+        let our_spi = if flags.initiator() {
+            packet.spi_r()
+        } else {
+            packet.spi_i()
+        };
         let Some(&id) = self.by_spi.get(&our_spi) else {
             self.out.stats.dropped += 1;
             return;
@@ -525,233 +562,48 @@ impl Endpoint {
             self.out.stats.dropped += 1;
             return;
         };
-        let spis_match = sa.spi_i == packet.spi_i() && (sa.spi_r == 0 || sa.spi_r == packet.spi_r());
+        let spis_match =
+            sa.spi_i == packet.spi_i() && (sa.spi_r == 0 || sa.spi_r == packet.spi_r());
         if flags.initiator() == sa.initiator || !spis_match {
             self.out.stats.dropped += 1;
             self.sas.insert(id, sa);
             return;
         }
-        let fate = self.on_message(now, &mut sa, local, remote, message, flags.response(), exchange);
+        let fate = self.on_message(
+            now,
+            &mut sa,
+            local,
+            remote,
+            message,
+            flags.response(),
+            exchange,
+        );
         self.settle(sa, fate);
-    }
-
-    fn on_message(
-        &mut self,
-        now: Instant,
-        sa: &mut IkeSa,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
-        response: bool,
-        exchange: ExchangeType,
-    ) -> Fate {
-        match &sa.state {
-            State::InitSent(_) => {
-                if !response || exchange != ExchangeType::IKE_SA_INIT {
-                    self.out.stats.dropped += 1;
-                    return Fate::Keep;
-                }
-                let State::InitSent(init) = std::mem::replace(&mut sa.state, State::Established) else {
-                    return Fate::Keep;
-                };
-                match self.on_init_response(now, sa, init, bytes) {
-                    Ok(()) => Fate::Keep,
-                    Err(reason) => self.fail(sa, reason),
-                }
-            }
-            State::AuthSent(_) => {
-                if !response || exchange != ExchangeType::IKE_AUTH {
-                    self.out.stats.dropped += 1;
-                    return Fate::Keep;
-                }
-                let Some(message) = self.open(sa, bytes) else { return Fate::Keep };
-                if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(message.header.message_id) {
-                    self.out.stats.dropped += 1;
-                    return Fate::Keep;
-                }
-                let State::AuthSent(sent) = std::mem::replace(&mut sa.state, State::Established) else {
-                    return Fate::Keep;
-                };
-                match self.on_auth_response(now, sa, sent, message) {
-                    Ok(()) => Fate::Keep,
-                    Err(reason) => self.fail(sa, reason),
-                }
-            }
-            State::HalfOpen(_) => {
-                if response || exchange != ExchangeType::IKE_AUTH {
-                    self.out.stats.dropped += 1;
-                    return Fate::Keep;
-                }
-                let Some(message) = self.open(sa, bytes) else { return Fate::Keep };
-                if message.header.message_id != sa.peer_msg_id {
-                    self.out.stats.dropped += 1;
-                    return Fate::Keep;
-                }
-                let State::HalfOpen(half) = std::mem::replace(&mut sa.state, State::Established) else {
-                    return Fate::Keep;
-                };
-                if self.on_auth_request(sa, half, message, local, remote) { Fate::Keep } else { Fate::Remove(None) }
-            }
-            // The caller is deciding; a retransmission changes nothing.
-            State::InitiatorAuthorize(_) | State::ResponderAuthorize(_) => Fate::Keep,
-            State::Established | State::Retiring { .. } => self.on_protected(now, sa, bytes, response),
-        }
-    }
-
-    /// Opens a protected message; a failure is dropped and counted (§2.21.2).
-    pub(crate) fn open(&mut self, sa: &IkeSa, bytes: &[u8]) -> Option<crate::ike::message::Message> {
-        match sa.open(bytes) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                self.out.stats.dropped += 1;
-                if matches!(e, crate::ike::message::Error::Crypto(_) | crate::ike::message::Error::SkTooShort { .. }) {
-                    self.out.stats.auth_failures += 1;
-                }
-                None
-            }
-        }
-    }
-
-    /// An exchange on an established (or retiring) IKE SA.
-    fn on_protected(&mut self, now: Instant, sa: &mut IkeSa, bytes: &[u8], response: bool) -> Fate {
-        let Some(message) = self.open(sa, bytes) else { return Fate::Keep };
-        sa.last_heard = now;
-        let id = message.header.message_id;
-        if response {
-            if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(id) {
-                self.out.stats.dropped += 1;
-                return Fate::Keep;
-            }
-            let Some(outstanding) = sa.outstanding.take() else { return Fate::Keep };
-            let fate = self.on_response(now, sa, outstanding.request, message);
-            if matches!(fate, Fate::Keep) {
-                self.start_next(now, sa);
-            }
-            return fate;
-        }
-        if id == sa.peer_msg_id {
-            sa.peer_msg_id = sa.peer_msg_id.wrapping_add(1);
-            let fate = self.on_request(now, sa, message);
-            if matches!(fate, Fate::Keep) {
-                self.start_next(now, sa);
-            }
-            fate
-        } else if let Some((_, datagram)) = sa.last_response.as_ref().filter(|(rid, _)| *rid == id) {
-            // §2.1: a retransmitted request gets the same response, not processed again.
-            let t = sa.transmit(datagram.clone());
-            self.out.transmits.push_back(t);
-            Fate::Keep
-        } else {
-            self.out.stats.dropped += 1;
-            Fate::Keep
-        }
-    }
-
-    fn on_request(&mut self, now: Instant, sa: &mut IkeSa, message: crate::ike::message::Message) -> Fate {
-        match message.header.exchange {
-            ExchangeType::INFORMATIONAL => self.on_informational_request(now, sa, message),
-            ExchangeType::CREATE_CHILD_SA => self.on_create_child_sa_request(now, sa, message),
-            _ => {
-                // Not an exchange for an established SA: answer it empty-handed.
-                let n = crate::ike::message::Notify::new(crate::ike::message::NotifyType::INVALID_SYNTAX, Vec::new());
-                let t = sa.send_response(message.header.exchange, message.header.message_id, &[Payload::Notify(n)]);
-                self.out.transmits.push_back(t);
-                Fate::Keep
-            }
-        }
-    }
-
-    fn on_response(&mut self, now: Instant, sa: &mut IkeSa, request: Request, message: crate::ike::message::Message) -> Fate {
-        match request {
-            Request::Handshake | Request::Liveness => Fate::Keep,
-            Request::DeleteChild(spis) => {
-                self.remove_child(sa, spis.inbound);
-                Fate::Keep
-            }
-            Request::DeleteIke => Fate::Remove(Some(Failure::Closed)),
-            Request::RekeyChild(r) => self.on_rekey_child_response(now, sa, *r, message),
-            Request::RekeyIke(r) => self.on_rekey_ike_response(now, sa, *r, message),
-        }
     }
 
     /// Call when the clock reaches [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<u64> =
-            self.sas.iter().filter(|(_, sa)| sa_timeout(&self.config, sa).is_some_and(|t| t <= now)).map(|(&id, _)| id).collect();
+        let due: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| sa_timeout(&self.config, sa).is_some_and(|t| t <= now))
+            .map(|(&id, _)| id)
+            .collect();
         for id in due {
-            let Some(mut sa) = self.sas.remove(&id) else { continue };
+            let Some(mut sa) = self.sas.remove(&id) else {
+                continue;
+            };
             let fate = self.on_sa_timeout(now, &mut sa);
             self.settle(sa, fate);
         }
     }
 
-    fn on_sa_timeout(&mut self, now: Instant, sa: &mut IkeSa) -> Fate {
-        if let Some(o) = sa.outstanding.as_mut() {
-            if o.timer.poll_timeout() <= now {
-                match o.timer.on_timeout(now) {
-                    RetransmitAction::Wait => {}
-                    RetransmitAction::Resend => {
-                        o.sends += 1;
-                        let t = Transmit { local: sa.local, remote: sa.remote, payload: o.datagram.clone() };
-                        self.out.transmits.push_back(t);
-                    }
-                    RetransmitAction::GiveUp => {
-                        let reason = Failure::Timeout { exchange: exchange_name(o.exchange), sends: o.sends };
-                        return match sa.state {
-                            State::InitSent(_) | State::AuthSent(_) => self.fail(sa, reason),
-                            State::Retiring { .. } => Fate::Remove(None),
-                            _ => Fate::Remove(Some(reason)),
-                        };
-                    }
-                }
-            }
-        }
-        match &sa.state {
-            State::InitiatorAuthorize(a) if a.sent.deadline <= now => {
-                let reason = Failure::Timeout { exchange: "authorization of the responder", sends: 1 };
-                let spi = a.sent.child_spi;
-                self.release_child_spi(spi);
-                return self.fail(sa, reason);
-            }
-            State::HalfOpen(h) if h.expires <= now => return Fate::Remove(None),
-            State::ResponderAuthorize(r) if r.half.expires <= now => return Fate::Remove(None),
-            State::Retiring { until } if *until <= now => return Fate::Remove(None),
-            State::Established => {}
-            _ => return Fate::Keep,
-        }
-        if sa.hard_expiry.is_some_and(|t| t <= now) {
-            return Fate::Remove(Some(Failure::Expired));
-        }
-        if sa.rekey_at.is_some_and(|t| t <= now) {
-            sa.rekey_at = None;
-            sa.queue.push_back(Queued::RekeyIke);
-        }
-        if let Some(t) = dpd_due(&self.config, sa) {
-            if t <= now {
-                sa.queue.push_back(Queued::Liveness);
-            }
-        }
-        for i in 0..sa.children.len() {
-            let child = &mut sa.children[i];
-            if child.expire_at.is_some_and(|t| t <= now) {
-                child.expire_at = None;
-                let spi = child.spis.inbound;
-                if !sa.queue.contains(&Queued::DeleteChild(spi)) {
-                    sa.queue.push_back(Queued::DeleteChild(spi));
-                }
-            } else if child.poll_timeout().is_some_and(|t| t <= now) {
-                child.rekey_at = None;
-                let spi = child.spis.inbound;
-                sa.queue.push_back(Queued::RekeyChild(spi));
-            }
-        }
-        self.start_next(now, sa);
-        Fate::Keep
-    }
-
     /// The next instant at which [`Self::handle_timeout`] has work; `None` when idle.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas.values().filter_map(|sa| sa_timeout(&self.config, sa)).min()
+        self.sas
+            .values()
+            .filter_map(|sa| sa_timeout(&self.config, sa))
+            .min()
     }
 
     /// The next datagram to send.
@@ -798,7 +650,11 @@ impl Endpoint {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        Stats { ike_sas: self.sas.len(), half_open: self.half_open(), ..self.out.stats.clone() }
+        Stats {
+            ike_sas: self.sas.len(),
+            half_open: self.half_open(),
+            ..self.out.stats.clone()
+        }
     }
 
     /// The CHILD SAs (by SPIs) that the IKE SA `sa` currently carries.
@@ -806,13 +662,22 @@ impl Endpoint {
         self.handles
             .get(&sa)
             .and_then(|id| self.sas.get(id))
-            .map(|ike| ike.children.iter().filter(|c| c.announced).map(|c| c.spis).collect())
+            .map(|ike| {
+                ike.children
+                    .iter()
+                    .filter(|c| c.announced)
+                    .map(|c| c.spis)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Whether the IKE SA `sa` is established.
     pub fn is_established(&self, sa: SaHandle) -> bool {
-        self.handles.get(&sa).and_then(|id| self.sas.get(id)).is_some_and(|ike| matches!(ike.state, State::Established))
+        self.handles
+            .get(&sa)
+            .and_then(|id| self.sas.get(id))
+            .is_some_and(|ike| matches!(ike.state, State::Established))
     }
 
     // ---- helpers shared by the exchange modules ----
@@ -834,11 +699,14 @@ impl Endpoint {
     /// Starts queued exchanges while the window is free (§2.3).
     pub(crate) fn start_next(&mut self, now: Instant, sa: &mut IkeSa) {
         while sa.outstanding.is_none() && matches!(sa.state, State::Established) {
-            let Some(op) = sa.queue.pop_front() else { return };
+            let Some(op) = sa.queue.pop_front() else {
+                return;
+            };
             match op {
                 Queued::Liveness => {
                     let timer = self.request_timer(now, None);
-                    let t = sa.send_request(ExchangeType::INFORMATIONAL, &[], Request::Liveness, timer);
+                    let t =
+                        sa.send_request(ExchangeType::INFORMATIONAL, &[], Request::Liveness, timer);
                     self.out.transmits.push_back(t);
                 }
                 Queued::DeleteIke => {
@@ -864,7 +732,10 @@ impl Endpoint {
         match deadline {
             Some(d) => Retransmit::new(self.config.retransmit, now, d),
             None => {
-                let config = RetransmitConfig { max_resends: u32::MAX, ..self.config.retransmit };
+                let config = RetransmitConfig {
+                    max_resends: u32::MAX,
+                    ..self.config.retransmit
+                };
                 Retransmit::new(config, now, now + self.config.exchange_timeout)
             }
         }
@@ -932,7 +803,6 @@ impl Endpoint {
             last_response: None,
             children: Vec::new(),
             peer_id: None,
-            created: now,
             last_heard: now,
             rekey_at: None,
             hard_expiry: None,
@@ -949,7 +819,10 @@ impl Endpoint {
     }
 
     pub(crate) fn half_open(&self) -> usize {
-        self.sas.values().filter(|sa| sa.state.is_half_open_responder()).count()
+        self.sas
+            .values()
+            .filter(|sa| sa.state.is_half_open_responder())
+            .count()
     }
 
     /// Sets when this host rekeys the IKE SA (lifetime minus up to 10 % jitter)
@@ -966,7 +839,11 @@ impl Endpoint {
 
     /// Reports a failed `connect` (or other exchange of ours that ends the SA).
     pub(crate) fn fail(&mut self, sa: &IkeSa, reason: Failure) -> Fate {
-        self.out.events.push_back(Event::Failed { sa: sa.handle, remote: sa.remote, reason });
+        self.out.events.push_back(Event::Failed {
+            sa: sa.handle,
+            remote: sa.remote,
+            reason,
+        });
         Fate::Remove(None)
     }
 
@@ -1005,11 +882,17 @@ impl Endpoint {
                 self.child_spis.remove(&p.new.spis.inbound);
             }
             if reason.is_some() && sa.announced && child.announced {
-                self.out.events.push_back(Event::ChildSaDeleted { sa: sa.handle, spis: child.spis });
+                self.out.events.push_back(Event::ChildSaDeleted {
+                    sa: sa.handle,
+                    spis: child.spis,
+                });
             }
         }
         if let (Some(reason), true) = (reason, sa.announced) {
-            self.out.events.push_back(Event::IkeSaDeleted { sa: sa.handle, reason });
+            self.out.events.push_back(Event::IkeSaDeleted {
+                sa: sa.handle,
+                reason,
+            });
         }
     }
 
@@ -1019,7 +902,10 @@ impl Endpoint {
             let child = sa.children.remove(i);
             self.child_spis.remove(&child.spis.inbound);
             if child.announced {
-                self.out.events.push_back(Event::ChildSaDeleted { sa: sa.handle, spis: child.spis });
+                self.out.events.push_back(Event::ChildSaDeleted {
+                    sa: sa.handle,
+                    spis: child.spis,
+                });
             }
         }
     }
@@ -1049,42 +935,4 @@ impl Endpoint {
         let t = sa.transmit(datagram);
         self.out.transmits.push_back(t);
     }
-}
-
-/// A readable name for an exchange type, for [`Failure::Timeout`].
-fn exchange_name(exchange: ExchangeType) -> &'static str {
-    match exchange {
-        ExchangeType::IKE_SA_INIT => "IKE_SA_INIT",
-        ExchangeType::IKE_AUTH => "IKE_AUTH",
-        ExchangeType::CREATE_CHILD_SA => "CREATE_CHILD_SA",
-        ExchangeType::INFORMATIONAL => "INFORMATIONAL",
-        _ => "an exchange",
-    }
-}
-
-/// When a liveness check is due: `dpd_interval` after the peer was last heard,
-/// if no exchange is running or waiting.
-fn dpd_due(config: &Config, sa: &IkeSa) -> Option<Instant> {
-    let interval = config.dpd_interval?;
-    if sa.outstanding.is_some() || !sa.queue.is_empty() || !matches!(sa.state, State::Established) {
-        return None;
-    }
-    sa.last_heard.checked_add(interval)
-}
-
-/// The next instant an SA has something to do.
-fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
-    let retransmit = sa.outstanding.as_ref().map(|o| o.timer.poll_timeout());
-    let state = match &sa.state {
-        State::InitiatorAuthorize(a) => Some(a.sent.deadline),
-        State::HalfOpen(h) => Some(h.expires),
-        State::ResponderAuthorize(r) => Some(r.half.expires),
-        State::Retiring { until } => Some(*until),
-        State::Established => {
-            let children = sa.children.iter().filter_map(|c| c.poll_timeout()).min();
-            [sa.rekey_at, sa.hard_expiry, dpd_due(config, sa), children].into_iter().flatten().min()
-        }
-        State::InitSent(_) | State::AuthSent(_) => None,
-    };
-    [retransmit, state].into_iter().flatten().min()
 }

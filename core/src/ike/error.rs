@@ -55,9 +55,9 @@ impl RequestError {
     pub fn notify_type(&self) -> Option<NotifyType> {
         Some(match self {
             RequestError::Syntax(e) => return e.notify_type(),
-            RequestError::MissingPayload(_) | RequestError::NonceLength(_) | RequestError::KeyExchange(_) => {
-                NotifyType::INVALID_SYNTAX
-            }
+            RequestError::MissingPayload(_)
+            | RequestError::NonceLength(_)
+            | RequestError::KeyExchange(_) => NotifyType::INVALID_SYNTAX,
             RequestError::NoProposalChosen => NotifyType::NO_PROPOSAL_CHOSEN,
             RequestError::InvalidKe { .. } => NotifyType::INVALID_KE_PAYLOAD,
             RequestError::Authentication(_) => NotifyType::AUTHENTICATION_FAILED,
@@ -72,7 +72,9 @@ impl RequestError {
     pub fn to_notify(&self) -> Option<message::Notify> {
         match self {
             RequestError::Syntax(e) => e.to_notify(),
-            RequestError::InvalidKe { wanted, .. } => Some(message::Notify::invalid_ke_payload(*wanted)),
+            RequestError::InvalidKe { wanted, .. } => {
+                Some(message::Notify::invalid_ke_payload(*wanted))
+            }
             other => Some(message::Notify::new(other.notify_type()?, Vec::new())),
         }
     }
@@ -80,5 +82,9 @@ impl RequestError {
 
 /// Checks a nonce's size (§2.10: at least 16 octets; §3.9: at most 256).
 pub(crate) fn check_nonce(nonce: &[u8]) -> Result<(), RequestError> {
-    if (16..=256).contains(&nonce.len()) { Ok(()) } else { Err(RequestError::NonceLength(nonce.len())) }
+    if (16..=256).contains(&nonce.len()) {
+        Ok(())
+    } else {
+        Err(RequestError::NonceLength(nonce.len()))
+    }
 }

@@ -16,7 +16,12 @@ use crate::ike::sa::{IkeSa, Request, State};
 
 impl Endpoint {
     /// The peer's INFORMATIONAL request.
-    pub(crate) fn on_informational_request(&mut self, _now: Instant, sa: &mut IkeSa, message: Message) -> Fate {
+    pub(crate) fn on_informational_request(
+        &mut self,
+        _now: Instant,
+        sa: &mut IkeSa,
+        message: Message,
+    ) -> Fate {
         let msg_id = message.header.message_id;
         let mut delete_ike = false;
         let mut ours = Vec::new();
@@ -26,7 +31,9 @@ impl Endpoint {
                 ProtocolId::IKE => delete_ike = true,
                 ProtocolId::ESP => {
                     for spi in d.spis_u32().unwrap_or_default() {
-                        let Some(i) = sa.child_by_outbound(spi) else { continue };
+                        let Some(i) = sa.child_by_outbound(spi) else {
+                            continue;
+                        };
                         let child = &sa.children[i];
                         // §1.4.1: if we are deleting it too, our request already names it.
                         if child.status != ChildStatus::Deleting {
@@ -47,7 +54,11 @@ impl Endpoint {
                 _ => Fate::Remove(Some(Failure::DeletedByPeer)),
             };
         }
-        let payloads = if ours.is_empty() { Vec::new() } else { vec![Payload::Delete(Delete::esp(&ours))] };
+        let payloads = if ours.is_empty() {
+            Vec::new()
+        } else {
+            vec![Payload::Delete(Delete::esp(&ours))]
+        };
         let t = sa.send_response(ExchangeType::INFORMATIONAL, msg_id, &payloads);
         self.out.transmits.push_back(t);
         Fate::Keep
@@ -55,7 +66,9 @@ impl Endpoint {
 
     /// Starts deleting one CHILD SA (§1.4.1).
     pub(crate) fn start_delete_child(&mut self, now: Instant, sa: &mut IkeSa, inbound: u32) {
-        let Some(i) = sa.child_by_inbound(inbound) else { return };
+        let Some(i) = sa.child_by_inbound(inbound) else {
+            return;
+        };
         sa.children[i].status = ChildStatus::Deleting;
         let spis = sa.children[i].spis;
         let timer = self.request_timer(now, None);

@@ -29,11 +29,27 @@ pub fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> [u8; 20] {
 
 /// The two NAT detection notifies for a message from `local` to `remote`.
 /// `force` replaces the source hash by one of an address no packet comes from.
-pub(crate) fn notifies(spi_i: u64, spi_r: u64, local: SocketAddr, remote: SocketAddr, force: bool) -> [Notify; 2] {
-    let source = if force { SocketAddr::new(IpAddr::from([0u8; 4]), 0) } else { local };
+pub(crate) fn notifies(
+    spi_i: u64,
+    spi_r: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+    force: bool,
+) -> [Notify; 2] {
+    let source = if force {
+        SocketAddr::new(IpAddr::from([0u8; 4]), 0)
+    } else {
+        local
+    };
     [
-        Notify::new(NotifyType::NAT_DETECTION_SOURCE_IP, nat_hash(spi_i, spi_r, source).to_vec()),
-        Notify::new(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(spi_i, spi_r, remote).to_vec()),
+        Notify::new(
+            NotifyType::NAT_DETECTION_SOURCE_IP,
+            nat_hash(spi_i, spi_r, source).to_vec(),
+        ),
+        Notify::new(
+            NotifyType::NAT_DETECTION_DESTINATION_IP,
+            nat_hash(spi_i, spi_r, remote).to_vec(),
+        ),
     ]
 }
 

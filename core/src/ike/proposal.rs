@@ -14,7 +14,9 @@
 
 use crate::crypto::AeadAlg;
 use crate::ike::error::RequestError;
-use crate::ike::message::{DhGroup, EncrId, EsnId, IntegId, PrfId, Proposal, ProtocolId, Sa, Transform, TransformType};
+use crate::ike::message::{
+    DhGroup, EncrId, EsnId, IntegId, PrfId, Proposal, ProtocolId, Sa, Transform, TransformType,
+};
 
 /// The only key exchange group of the profile: Curve25519 (RFC 8031).
 pub(crate) const GROUP: DhGroup = DhGroup::CURVE25519;
@@ -52,7 +54,14 @@ pub(crate) fn ike_offer(algs: &[AeadAlg], spi: Option<u64>) -> Sa {
     transforms.push(Transform::prf(PrfId::HMAC_SHA2_256));
     transforms.push(Transform::dh(GROUP));
     let spi = spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default();
-    Sa { proposals: vec![Proposal { number: 1, protocol: ProtocolId::IKE, spi, transforms }] }
+    Sa {
+        proposals: vec![Proposal {
+            number: 1,
+            protocol: ProtocolId::IKE,
+            spi,
+            transforms,
+        }],
+    }
 }
 
 /// The SA payload offering a CHILD SA with inbound SPI `spi`.
@@ -63,7 +72,14 @@ pub(crate) fn esp_offer(algs: &[AeadAlg], spi: u32, pfs: bool) -> Sa {
     }
     transforms.push(Transform::esn(EsnId::ESN));
     transforms.push(Transform::esn(EsnId::NO_ESN));
-    Sa { proposals: vec![Proposal { number: 1, protocol: ProtocolId::ESP, spi: spi.to_be_bytes().to_vec(), transforms }] }
+    Sa {
+        proposals: vec![Proposal {
+            number: 1,
+            protocol: ProtocolId::ESP,
+            spi: spi.to_be_bytes().to_vec(),
+            transforms,
+        }],
+    }
 }
 
 fn known_types_only(p: &Proposal, allowed: &[TransformType]) -> bool {
@@ -71,37 +87,70 @@ fn known_types_only(p: &Proposal, allowed: &[TransformType]) -> bool {
 }
 
 fn integ_ok(p: &Proposal) -> bool {
-    p.transforms_of(TransformType::INTEG).all(|t| IntegId(t.id) == IntegId::NONE)
+    p.transforms_of(TransformType::INTEG)
+        .all(|t| IntegId(t.id) == IntegId::NONE)
 }
 
 fn pick_alg(p: &Proposal, ours: &[AeadAlg]) -> Option<AeadAlg> {
-    p.transforms_of(TransformType::ENCR).filter_map(transform_alg).find(|a| ours.contains(a))
+    p.transforms_of(TransformType::ENCR)
+        .filter_map(transform_alg)
+        .find(|a| ours.contains(a))
 }
 
 /// Responder: picks an IKE proposal (IKE_SA_INIT, or an IKE SA rekey when
 /// `spi_len` is 8). Returns the response's SA payload body (with `our_spi`),
 /// the choice and the peer's SPI bytes.
-pub(crate) fn select_ike(offer: &Sa, ours: &[AeadAlg], our_spi: Option<u64>) -> Result<(Sa, IkeChoice, Vec<u8>), RequestError> {
+pub(crate) fn select_ike(
+    offer: &Sa,
+    ours: &[AeadAlg],
+    our_spi: Option<u64>,
+) -> Result<(Sa, IkeChoice, Vec<u8>), RequestError> {
     let spi_len = if our_spi.is_some() { 8 } else { 0 };
     for p in &offer.proposals {
         if p.protocol != ProtocolId::IKE
             || p.spi.len() != spi_len
-            || !known_types_only(p, &[TransformType::ENCR, TransformType::PRF, TransformType::INTEG, TransformType::DH])
+            || !known_types_only(
+                p,
+                &[
+                    TransformType::ENCR,
+                    TransformType::PRF,
+                    TransformType::INTEG,
+                    TransformType::DH,
+                ],
+            )
             || !integ_ok(p)
-            || !p.transforms_of(TransformType::PRF).any(|t| PrfId(t.id) == PrfId::HMAC_SHA2_256)
-            || !p.transforms_of(TransformType::DH).any(|t| DhGroup(t.id) == GROUP)
+            || !p
+                .transforms_of(TransformType::PRF)
+                .any(|t| PrfId(t.id) == PrfId::HMAC_SHA2_256)
+            || !p
+                .transforms_of(TransformType::DH)
+                .any(|t| DhGroup(t.id) == GROUP)
         {
             continue;
         }
-        let Some(alg) = pick_alg(p, ours) else { continue };
-        let spi = our_spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default();
+        let Some(alg) = pick_alg(p, ours) else {
+            continue;
+        };
+        let spi = our_spi
+            .map(|s| s.to_be_bytes().to_vec())
+            .unwrap_or_default();
         let chosen = Proposal {
             number: p.number,
             protocol: ProtocolId::IKE,
             spi,
-            transforms: vec![encr(alg), Transform::prf(PrfId::HMAC_SHA2_256), Transform::dh(GROUP)],
+            transforms: vec![
+                encr(alg),
+                Transform::prf(PrfId::HMAC_SHA2_256),
+                Transform::dh(GROUP),
+            ],
         };
-        return Ok((Sa { proposals: vec![chosen] }, IkeChoice { alg }, p.spi.clone()));
+        return Ok((
+            Sa {
+                proposals: vec![chosen],
+            },
+            IkeChoice { alg },
+            p.spi.clone(),
+        ));
     }
     Err(RequestError::NoProposalChosen)
 }
@@ -117,14 +166,29 @@ pub(crate) fn select_esp(
     let mut invalid_ke = None;
     for p in &offer.proposals {
         if p.protocol != ProtocolId::ESP
-            || !known_types_only(p, &[TransformType::ENCR, TransformType::INTEG, TransformType::DH, TransformType::ESN])
+            || !known_types_only(
+                p,
+                &[
+                    TransformType::ENCR,
+                    TransformType::INTEG,
+                    TransformType::DH,
+                    TransformType::ESN,
+                ],
+            )
             || !integ_ok(p)
         {
             continue;
         }
-        let Ok(peer_spi) = <[u8; 4]>::try_from(p.spi.as_slice()) else { continue };
-        let Some(alg) = pick_alg(p, ours) else { continue };
-        let esns: Vec<EsnId> = p.transforms_of(TransformType::ESN).map(|t| EsnId(t.id)).collect();
+        let Ok(peer_spi) = <[u8; 4]>::try_from(p.spi.as_slice()) else {
+            continue;
+        };
+        let Some(alg) = pick_alg(p, ours) else {
+            continue;
+        };
+        let esns: Vec<EsnId> = p
+            .transforms_of(TransformType::ESN)
+            .map(|t| EsnId(t.id))
+            .collect();
         let esn = if esns.is_empty() || esns.contains(&EsnId::ESN) {
             esns.contains(&EsnId::ESN)
         } else if esns.contains(&EsnId::NO_ESN) {
@@ -132,7 +196,10 @@ pub(crate) fn select_esp(
         } else {
             continue;
         };
-        let groups: Vec<DhGroup> = p.transforms_of(TransformType::DH).map(|t| DhGroup(t.id)).collect();
+        let groups: Vec<DhGroup> = p
+            .transforms_of(TransformType::DH)
+            .map(|t| DhGroup(t.id))
+            .collect();
         let pfs = if groups.contains(&GROUP) && ke_group == Some(GROUP) {
             true
         } else if groups.is_empty() || groups.contains(&DhGroup::NONE) {
@@ -148,58 +215,111 @@ pub(crate) fn select_esp(
             transforms.push(Transform::dh(GROUP));
         }
         transforms.push(Transform::esn(if esn { EsnId::ESN } else { EsnId::NO_ESN }));
-        let chosen = Proposal { number: p.number, protocol: ProtocolId::ESP, spi: our_spi.to_be_bytes().to_vec(), transforms };
-        return Ok((Sa { proposals: vec![chosen] }, EspChoice { alg, esn, pfs }, u32::from_be_bytes(peer_spi)));
+        let chosen = Proposal {
+            number: p.number,
+            protocol: ProtocolId::ESP,
+            spi: our_spi.to_be_bytes().to_vec(),
+            transforms,
+        };
+        return Ok((
+            Sa {
+                proposals: vec![chosen],
+            },
+            EspChoice { alg, esn, pfs },
+            u32::from_be_bytes(peer_spi),
+        ));
     }
     Err(invalid_ke.unwrap_or(RequestError::NoProposalChosen))
 }
 
 /// Initiator: checks the responder's IKE choice against what was offered.
 /// Returns the choice and the responder's SPI bytes.
-pub(crate) fn accept_ike(answer: &Sa, ours: &[AeadAlg], spi_len: usize) -> Result<(IkeChoice, Vec<u8>), String> {
+pub(crate) fn accept_ike(
+    answer: &Sa,
+    ours: &[AeadAlg],
+    spi_len: usize,
+) -> Result<(IkeChoice, Vec<u8>), String> {
     let [p] = answer.proposals.as_slice() else {
-        return Err(format!("the responder chose {} IKE proposals, not one", answer.proposals.len()));
+        return Err(format!(
+            "the responder chose {} IKE proposals, not one",
+            answer.proposals.len()
+        ));
     };
     let encrs: Vec<&Transform> = p.transforms_of(TransformType::ENCR).collect();
     let alg = match encrs.as_slice() {
         [t] => transform_alg(t).filter(|a| ours.contains(a)),
         _ => None,
     };
-    let prf_ok = p.transforms_of(TransformType::PRF).map(|t| PrfId(t.id)).eq([PrfId::HMAC_SHA2_256]);
-    let dh_ok = p.transforms_of(TransformType::DH).map(|t| DhGroup(t.id)).eq([GROUP]);
+    let prf_ok = p
+        .transforms_of(TransformType::PRF)
+        .map(|t| PrfId(t.id))
+        .eq([PrfId::HMAC_SHA2_256]);
+    let dh_ok = p
+        .transforms_of(TransformType::DH)
+        .map(|t| DhGroup(t.id))
+        .eq([GROUP]);
     match alg {
-        Some(alg) if p.protocol == ProtocolId::IKE && prf_ok && dh_ok && integ_ok(p) && p.spi.len() == spi_len => {
+        Some(alg)
+            if p.protocol == ProtocolId::IKE
+                && prf_ok
+                && dh_ok
+                && integ_ok(p)
+                && p.spi.len() == spi_len =>
+        {
             Ok((IkeChoice { alg }, p.spi.clone()))
         }
-        _ => Err(format!("the responder chose an IKE proposal that was not offered: {p:?}")),
+        _ => Err(format!(
+            "the responder chose an IKE proposal that was not offered: {p:?}"
+        )),
     }
 }
 
 /// Initiator: checks the responder's ESP choice. `pfs` says whether DH 31 was
 /// offered (a KE payload was sent). Returns the choice and the peer's SPI.
-pub(crate) fn accept_esp(answer: &Sa, ours: &[AeadAlg], pfs: bool) -> Result<(EspChoice, u32), String> {
+pub(crate) fn accept_esp(
+    answer: &Sa,
+    ours: &[AeadAlg],
+    pfs: bool,
+) -> Result<(EspChoice, u32), String> {
     let bad = || format!("the responder chose an ESP proposal that was not offered: {answer:?}");
-    let [p] = answer.proposals.as_slice() else { return Err(bad()) };
+    let [p] = answer.proposals.as_slice() else {
+        return Err(bad());
+    };
     let encrs: Vec<&Transform> = p.transforms_of(TransformType::ENCR).collect();
     let alg = match encrs.as_slice() {
         [t] => transform_alg(t).filter(|a| ours.contains(a)),
         _ => None,
     };
-    let esns: Vec<EsnId> = p.transforms_of(TransformType::ESN).map(|t| EsnId(t.id)).collect();
+    let esns: Vec<EsnId> = p
+        .transforms_of(TransformType::ESN)
+        .map(|t| EsnId(t.id))
+        .collect();
     let esn = match esns.as_slice() {
         [EsnId::ESN] => true,
         [EsnId::NO_ESN] | [] => false,
         _ => return Err(bad()),
     };
-    let groups: Vec<DhGroup> = p.transforms_of(TransformType::DH).map(|t| DhGroup(t.id)).collect();
+    let groups: Vec<DhGroup> = p
+        .transforms_of(TransformType::DH)
+        .map(|t| DhGroup(t.id))
+        .collect();
     let chosen_pfs = match groups.as_slice() {
         [] | [DhGroup::NONE] => false,
         [GROUP] if pfs => true,
         _ => return Err(bad()),
     };
-    let spi = <[u8; 4]>::try_from(p.spi.as_slice()).map(u32::from_be_bytes).map_err(|_| bad())?;
+    let spi = <[u8; 4]>::try_from(p.spi.as_slice())
+        .map(u32::from_be_bytes)
+        .map_err(|_| bad())?;
     match alg {
-        Some(alg) if p.protocol == ProtocolId::ESP && integ_ok(p) => Ok((EspChoice { alg, esn, pfs: chosen_pfs }, spi)),
+        Some(alg) if p.protocol == ProtocolId::ESP && integ_ok(p) => Ok((
+            EspChoice {
+                alg,
+                esn,
+                pfs: chosen_pfs,
+            },
+            spi,
+        )),
         _ => Err(bad()),
     }
 }
@@ -210,11 +330,25 @@ mod tests {
 
     #[test]
     fn responder_picks_the_initiators_first_aead_and_esn() {
-        let offer = esp_offer(&[AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm], 0x1234, false);
+        let offer = esp_offer(
+            &[AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm],
+            0x1234,
+            false,
+        );
         let (sa, choice, peer) = select_esp(&offer, &AeadAlg::ALL, 0xabcd, None).unwrap();
-        assert_eq!(choice, EspChoice { alg: AeadAlg::ChaCha20Poly1305, esn: true, pfs: false });
+        assert_eq!(
+            choice,
+            EspChoice {
+                alg: AeadAlg::ChaCha20Poly1305,
+                esn: true,
+                pfs: false
+            }
+        );
         assert_eq!(peer, 0x1234);
-        assert_eq!(accept_esp(&sa, &AeadAlg::ALL, false).unwrap(), (choice, 0xabcd));
+        assert_eq!(
+            accept_esp(&sa, &AeadAlg::ALL, false).unwrap(),
+            (choice, 0xabcd)
+        );
     }
 
     #[test]
@@ -223,20 +357,35 @@ mod tests {
         let (sa, choice, _) = select_ike(&offer, &AeadAlg::ALL, None).unwrap();
         assert_eq!(choice.alg, AeadAlg::Aes256Gcm);
         assert_eq!(accept_ike(&sa, &AeadAlg::ALL, 0).unwrap().0, choice);
-        assert_eq!(select_ike(&offer, &[AeadAlg::ChaCha20Poly1305], None).unwrap_err(), RequestError::NoProposalChosen);
+        assert_eq!(
+            select_ike(&offer, &[AeadAlg::ChaCha20Poly1305], None).unwrap_err(),
+            RequestError::NoProposalChosen
+        );
         let mut other_group = offer.clone();
-        other_group.proposals[0].transforms.retain(|t| t.ty != TransformType::DH);
-        other_group.proposals[0].transforms.push(Transform::dh(DhGroup::ECP_256));
+        other_group.proposals[0]
+            .transforms
+            .retain(|t| t.ty != TransformType::DH);
+        other_group.proposals[0]
+            .transforms
+            .push(Transform::dh(DhGroup::ECP_256));
         assert!(select_ike(&other_group, &AeadAlg::ALL, None).is_err());
     }
 
     #[test]
     fn pfs_needs_a_matching_ke() {
         let offer = esp_offer(&AeadAlg::ALL, 1, true);
-        assert!(select_esp(&offer, &AeadAlg::ALL, 2, Some(GROUP)).unwrap().1.pfs);
+        assert!(
+            select_esp(&offer, &AeadAlg::ALL, 2, Some(GROUP))
+                .unwrap()
+                .1
+                .pfs
+        );
         assert_eq!(
             select_esp(&offer, &AeadAlg::ALL, 2, Some(DhGroup::ECP_256)).unwrap_err(),
-            RequestError::InvalidKe { got: DhGroup::ECP_256, wanted: GROUP }
+            RequestError::InvalidKe {
+                got: DhGroup::ECP_256,
+                wanted: GROUP
+            }
         );
     }
 }

@@ -1,4 +1,3 @@
-#![allow(dead_code)] // until the endpoint uses it
 //! Retransmission of requests (RFC 7296 §2.1, §2.4).
 //!
 //! The initiator of an exchange retransmits its request until the response
@@ -25,7 +24,11 @@ impl Default for RetransmitConfig {
     /// 250 ms doubling up to 2 s, at most 7 resends: within 2 s an unanswered
     /// request is sent four times (0, 0.25, 0.75, 1.75 s).
     fn default() -> Self {
-        Self { initial: Duration::from_millis(250), max_interval: Duration::from_secs(2), max_resends: 7 }
+        Self {
+            initial: Duration::from_millis(250),
+            max_interval: Duration::from_secs(2),
+            max_resends: 7,
+        }
     }
 }
 
@@ -52,7 +55,12 @@ pub(crate) enum RetransmitAction {
 impl Retransmit {
     /// A timer for a request first sent at `now`, to be abandoned at `deadline`.
     pub(crate) fn new(config: RetransmitConfig, now: Instant, deadline: Instant) -> Self {
-        Self { config, deadline, next: now + config.initial, resends: 0 }
+        Self {
+            config,
+            deadline,
+            next: now + config.initial,
+            resends: 0,
+        }
     }
 
     /// The next instant at which [`Self::on_timeout`] has something to do.
@@ -111,7 +119,10 @@ mod tests {
     #[test]
     fn gives_up_after_max_resends() {
         let t0 = Instant::now();
-        let config = RetransmitConfig { max_resends: 2, ..RetransmitConfig::default() };
+        let config = RetransmitConfig {
+            max_resends: 2,
+            ..RetransmitConfig::default()
+        };
         let mut r = Retransmit::new(config, t0, t0 + Duration::from_secs(3600));
         assert_eq!(r.on_timeout(r.poll_timeout()), RetransmitAction::Resend);
         assert_eq!(r.on_timeout(r.poll_timeout()), RetransmitAction::Resend);
@@ -123,6 +134,9 @@ mod tests {
     fn early_timeout_waits() {
         let t0 = Instant::now();
         let mut r = Retransmit::new(RetransmitConfig::default(), t0, t0 + Duration::from_secs(2));
-        assert_eq!(r.on_timeout(t0 + Duration::from_millis(10)), RetransmitAction::Wait);
+        assert_eq!(
+            r.on_timeout(t0 + Duration::from_millis(10)),
+            RetransmitAction::Wait
+        );
     }
 }

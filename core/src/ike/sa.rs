@@ -25,7 +25,6 @@ use crate::ike::udp_encap::push_non_esp_marker;
 /// The keys of an IKE SA once IKE_SA_INIT is done, per direction.
 #[derive(Debug)]
 pub(crate) struct IkeCrypto {
-    pub(crate) alg: AeadAlg,
     pub(crate) sk_d: SkD,
     pub(crate) sk_pi: SkP,
     pub(crate) sk_pr: SkP,
@@ -39,9 +38,12 @@ pub(crate) struct IkeCrypto {
 
 impl IkeCrypto {
     pub(crate) fn new(keys: &IkeSaKeys, alg: AeadAlg, provider: Provider, initiator: bool) -> Self {
-        let (out, inb) = if initiator { (&keys.sk_ei, &keys.sk_er) } else { (&keys.sk_er, &keys.sk_ei) };
+        let (out, inb) = if initiator {
+            (&keys.sk_ei, &keys.sk_er)
+        } else {
+            (&keys.sk_er, &keys.sk_ei)
+        };
         Self {
-            alg,
             sk_d: keys.sk_d.clone(),
             sk_pi: keys.sk_pi.clone(),
             sk_pr: keys.sk_pr.clone(),
@@ -65,7 +67,6 @@ pub(crate) struct Outstanding {
     /// The datagram as sent (non-ESP marker included where the port needs it).
     pub(crate) datagram: Vec<u8>,
     pub(crate) timer: Retransmit,
-    pub(crate) sends: u32,
     pub(crate) request: Request,
 }
 
@@ -142,7 +143,6 @@ pub(crate) struct IkeSa {
     pub(crate) last_response: Option<(u32, Vec<u8>)>,
     pub(crate) children: Vec<Child>,
     pub(crate) peer_id: Option<Identity>,
-    pub(crate) created: Instant,
     /// When the peer was last heard from with an authenticated message (DPD).
     pub(crate) last_heard: Instant,
     /// When this host rekeys the IKE SA; `hard_expiry` ends it.
@@ -157,11 +157,19 @@ pub(crate) struct IkeSa {
 impl IkeSa {
     /// This host's SPI.
     pub(crate) fn local_spi(&self) -> u64 {
-        if self.initiator { self.spi_i } else { self.spi_r }
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
     }
 
     pub(crate) fn header(&self, exchange: ExchangeType, response: bool, msg_id: u32) -> Header {
-        let mut flags = if self.initiator { Flags::INITIATOR } else { Flags::NONE };
+        let mut flags = if self.initiator {
+            Flags::INITIATOR
+        } else {
+            Flags::NONE
+        };
         if response {
             flags = flags | Flags::RESPONSE;
         }
@@ -207,7 +215,11 @@ impl IkeSa {
     }
 
     pub(crate) fn transmit(&self, payload: Vec<u8>) -> Transmit {
-        Transmit { local: self.local, remote: self.remote, payload }
+        Transmit {
+            local: self.local,
+            remote: self.remote,
+            payload,
+        }
     }
 
     /// Seals and records a request, and returns the datagram to send.
@@ -222,12 +234,23 @@ impl IkeSa {
         self.next_msg_id = self.next_msg_id.wrapping_add(1);
         let header = self.header(exchange, false, msg_id);
         let datagram = self.emit_sealed(&header, payloads);
-        self.outstanding = Some(Outstanding { msg_id, exchange, datagram: datagram.clone(), timer, sends: 1, request });
+        self.outstanding = Some(Outstanding {
+            msg_id,
+            exchange,
+            datagram: datagram.clone(),
+            timer,
+            request,
+        });
         self.transmit(datagram)
     }
 
     /// Seals a response, keeps it for retransmitted requests, and returns it.
-    pub(crate) fn send_response(&mut self, exchange: ExchangeType, msg_id: u32, payloads: &[Payload]) -> Transmit {
+    pub(crate) fn send_response(
+        &mut self,
+        exchange: ExchangeType,
+        msg_id: u32,
+        payloads: &[Payload],
+    ) -> Transmit {
         let header = self.header(exchange, true, msg_id);
         let datagram = self.emit_sealed(&header, payloads);
         self.last_response = Some((msg_id, datagram.clone()));

@@ -24,8 +24,8 @@ use crate::ike::endpoint::{Endpoint, Failure, PeerAuth, TrafficSelectors, Transm
 use crate::ike::error::{RequestError, check_nonce};
 use crate::ike::keys::Skeyseed;
 use crate::ike::message::{
-    DhGroup, ExchangeType, Flags, HashAlgorithm, Header, Ke, Message, Nonce, Notify, NotifyType, Payload,
-    PayloadType,
+    DhGroup, ExchangeType, Flags, HashAlgorithm, Header, Ke, Message, Nonce, Notify, NotifyType,
+    Payload, PayloadType,
 };
 use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, State};
 use crate::ike::udp_encap::push_non_esp_marker;
@@ -58,7 +58,13 @@ fn has_nat_detection(m: &Message) -> bool {
 }
 
 /// The datagram of an unprotected IKE_SA_INIT error response (no state kept).
-fn init_error(config_ike_port: u16, local: SocketAddr, remote: SocketAddr, spi_i: u64, notify: Notify) -> Transmit {
+fn init_error(
+    config_ike_port: u16,
+    local: SocketAddr,
+    remote: SocketAddr,
+    spi_i: u64,
+    notify: Notify,
+) -> Transmit {
     let header = Header::new(spi_i, 0, ExchangeType::IKE_SA_INIT, Flags::RESPONSE, 0);
     let message = Message::new(header, vec![Payload::Notify(notify)]);
     let mut payload = Vec::new();
@@ -66,7 +72,11 @@ fn init_error(config_ike_port: u16, local: SocketAddr, remote: SocketAddr, spi_i
         push_non_esp_marker(&mut payload);
     }
     message.emit(&mut payload);
-    Transmit { local, remote, payload }
+    Transmit {
+        local,
+        remote,
+        payload,
+    }
 }
 
 impl Endpoint {
@@ -75,14 +85,26 @@ impl Endpoint {
     pub(crate) fn send_init(&mut self, now: Instant, sa: &mut IkeSa, init: &mut InitSent) {
         let mut payloads = Vec::with_capacity(7);
         if let Some(cookie) = &init.cookie {
-            payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, cookie.clone())));
+            payloads.push(Payload::Notify(Notify::new(
+                NotifyType::COOKIE,
+                cookie.clone(),
+            )));
         }
-        payloads.push(Payload::Sa(proposal::ike_offer(&self.config.ike_algs, None)));
-        payloads.push(Payload::Ke(Ke { group: init.group, data: init.dh.public_key().to_vec() }));
+        payloads.push(Payload::Sa(proposal::ike_offer(
+            &self.config.ike_algs,
+            None,
+        )));
+        payloads.push(Payload::Ke(Ke {
+            group: init.group,
+            data: init.dh.public_key().to_vec(),
+        }));
         payloads.push(Payload::Nonce(Nonce(init.ni.clone())));
         let force = self.config.force_udp_encap;
-        payloads.extend(nat::notifies(sa.spi_i, 0, sa.local, sa.remote, force).map(Payload::Notify));
-        payloads.push(Payload::Notify(Notify::signature_hash_algorithms(&[HashAlgorithm::IDENTITY])));
+        payloads
+            .extend(nat::notifies(sa.spi_i, 0, sa.local, sa.remote, force).map(Payload::Notify));
+        payloads.push(Payload::Notify(Notify::signature_hash_algorithms(&[
+            HashAlgorithm::IDENTITY,
+        ])));
         let message = Message::new(sa.header(ExchangeType::IKE_SA_INIT, false, 0), payloads);
         let mut request = Vec::new();
         message.emit(&mut request);
@@ -94,7 +116,6 @@ impl Endpoint {
             exchange: ExchangeType::IKE_SA_INIT,
             datagram: datagram.clone(),
             timer,
-            sends: 1,
             request: Request::Handshake,
         });
         sa.next_msg_id = 1;
@@ -121,7 +142,9 @@ impl Endpoint {
         }
         if let Some(cookie) = message.notify(NotifyType::COOKIE) {
             if init.retries >= MAX_INIT_RETRIES {
-                return Err(Failure::Protocol("the responder keeps asking for a COOKIE".into()));
+                return Err(Failure::Protocol(
+                    "the responder keeps asking for a COOKIE".into(),
+                ));
             }
             init.retries += 1;
             init.cookie = Some(cookie.data.clone());
@@ -153,17 +176,26 @@ impl Endpoint {
             message.payload(PayloadType::KE),
             message.payload(PayloadType::NONCE),
         ) else {
-            return Err(Failure::Protocol("IKE_SA_INIT response without SA, KE or Nonce".into()));
+            return Err(Failure::Protocol(
+                "IKE_SA_INIT response without SA, KE or Nonce".into(),
+            ));
         };
-        let (choice, _) = proposal::accept_ike(sa_r, &self.config.ike_algs, 0).map_err(Failure::Protocol)?;
+        let (choice, _) =
+            proposal::accept_ike(sa_r, &self.config.ike_algs, 0).map_err(Failure::Protocol)?;
         if ke.group != init.group {
-            return Err(Failure::Protocol(format!("the responder's KE is for {:?}", ke.group)));
+            return Err(Failure::Protocol(format!(
+                "the responder's KE is for {:?}",
+                ke.group
+            )));
         }
         check_nonce(nr).map_err(|e| Failure::Protocol(e.to_string()))?;
         if message.header.spi_r == 0 {
             return Err(Failure::Protocol("the responder's SPI is zero".into()));
         }
-        let g_ir = init.dh.diffie_hellman(&ke.data).map_err(|e| Failure::Protocol(e.to_string()))?;
+        let g_ir = init
+            .dh
+            .diffie_hellman(&ke.data)
+            .map_err(|e| Failure::Protocol(e.to_string()))?;
         sa.spi_r = message.header.spi_r;
         let keys = Skeyseed::initial(&init.ni, nr, &g_ir).ike_sa_keys(
             &init.ni,
@@ -171,7 +203,12 @@ impl Endpoint {
             sa.spi_i.to_be_bytes(),
             sa.spi_r.to_be_bytes(),
         );
-        sa.crypto = Some(IkeCrypto::new(&keys, choice.alg, self.config.provider, true));
+        sa.crypto = Some(IkeCrypto::new(
+            &keys,
+            choice.alg,
+            self.config.provider,
+            true,
+        ));
         sa.outstanding = None;
         // §2.23: with NAT-T on both sides, everything after IKE_SA_INIT uses UDP 4500.
         if has_nat_detection(&message) && sa.local.port() != self.config.natt_port {
@@ -183,11 +220,22 @@ impl Endpoint {
     }
 
     /// Responder: an IKE_SA_INIT request (Message ID 0, SPIr zero).
-    pub(crate) fn on_init_request(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, bytes: &[u8], spi_i: u64) {
+    pub(crate) fn on_init_request(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        spi_i: u64,
+    ) {
         // A retransmission of a request already answered: the same answer (§2.1).
         if let Some(id) = self.init_index.get(&(remote, spi_i)) {
             if let Some(State::HalfOpen(h)) = self.sas.get(id).map(|s| &s.state) {
-                let t = Transmit { local, remote, payload: h.datagram.clone() };
+                let t = Transmit {
+                    local,
+                    remote,
+                    payload: h.datagram.clone(),
+                };
                 self.out.transmits.push_back(t);
             }
             return;
@@ -197,7 +245,13 @@ impl Endpoint {
             Err(e) => {
                 self.out.stats.dropped += 1;
                 if let Some(n) = e.to_notify() {
-                    self.out.transmits.push_back(init_error(self.config.ike_port, local, remote, spi_i, n));
+                    self.out.transmits.push_back(init_error(
+                        self.config.ike_port,
+                        local,
+                        remote,
+                        spi_i,
+                        n,
+                    ));
                 }
                 return;
             }
@@ -220,9 +274,17 @@ impl Endpoint {
                 _ => false,
             };
             if !valid {
-                let cookie = self.cookies.make(now, &mut self.rng, &nonce, remote.ip(), spi_i);
+                let cookie = self
+                    .cookies
+                    .make(now, &mut self.rng, &nonce, remote.ip(), spi_i);
                 let n = Notify::new(NotifyType::COOKIE, cookie.to_vec());
-                self.out.transmits.push_back(init_error(self.config.ike_port, local, remote, spi_i, n));
+                self.out.transmits.push_back(init_error(
+                    self.config.ike_port,
+                    local,
+                    remote,
+                    spi_i,
+                    n,
+                ));
                 self.out.stats.cookies_sent += 1;
                 return;
             }
@@ -235,7 +297,13 @@ impl Endpoint {
             Ok(()) => {}
             Err(e) => {
                 if let Some(n) = e.to_notify() {
-                    self.out.transmits.push_back(init_error(self.config.ike_port, local, remote, spi_i, n));
+                    self.out.transmits.push_back(init_error(
+                        self.config.ike_port,
+                        local,
+                        remote,
+                        spi_i,
+                        n,
+                    ));
                 }
             }
         }
@@ -258,34 +326,54 @@ impl Endpoint {
         };
         let (answer, choice, _) = proposal::select_ike(offer, &self.config.ike_algs, None)?;
         if ke.group != proposal::GROUP {
-            return Err(RequestError::InvalidKe { got: ke.group, wanted: proposal::GROUP });
+            return Err(RequestError::InvalidKe {
+                got: ke.group,
+                wanted: proposal::GROUP,
+            });
         }
         check_nonce(ni)?;
         let mut secret = [0u8; 32];
         self.rng.fill_bytes(&mut secret);
         let dh = X25519Secret::from_random(secret);
-        let g_ir = dh.diffie_hellman(&ke.data).map_err(RequestError::KeyExchange)?;
+        let g_ir = dh
+            .diffie_hellman(&ke.data)
+            .map_err(RequestError::KeyExchange)?;
         let mut nr = vec![0u8; NONCE_LEN];
         self.rng.fill_bytes(&mut nr);
 
         let spi_i = message.header.spi_i;
         let spi_r = self.new_ike_spi();
-        let keys = Skeyseed::initial(ni, &nr, &g_ir).ike_sa_keys(ni, &nr, spi_i.to_be_bytes(), spi_r.to_be_bytes());
+        let keys = Skeyseed::initial(ni, &nr, &g_ir).ike_sa_keys(
+            ni,
+            &nr,
+            spi_i.to_be_bytes(),
+            spi_r.to_be_bytes(),
+        );
         let handle = self.new_handle();
         let mut sa = self.new_sa(now, handle, false, spi_i, spi_r, local, remote);
-        sa.crypto = Some(IkeCrypto::new(&keys, choice.alg, self.config.provider, false));
+        sa.crypto = Some(IkeCrypto::new(
+            &keys,
+            choice.alg,
+            self.config.provider,
+            false,
+        ));
         sa.peer_msg_id = 1;
 
         let mut payloads = vec![
             Payload::Sa(answer),
-            Payload::Ke(Ke { group: proposal::GROUP, data: dh.public_key().to_vec() }),
+            Payload::Ke(Ke {
+                group: proposal::GROUP,
+                data: dh.public_key().to_vec(),
+            }),
             Payload::Nonce(Nonce(nr.clone())),
         ];
         if has_nat_detection(message) {
             let force = self.config.force_udp_encap;
             payloads.extend(nat::notifies(spi_i, spi_r, local, remote, force).map(Payload::Notify));
         }
-        payloads.push(Payload::Notify(Notify::signature_hash_algorithms(&[HashAlgorithm::IDENTITY])));
+        payloads.push(Payload::Notify(Notify::signature_hash_algorithms(&[
+            HashAlgorithm::IDENTITY,
+        ])));
         let response = Message::new(sa.header(ExchangeType::IKE_SA_INIT, true, 0), payloads);
         let mut real_message2 = Vec::new();
         response.emit(&mut real_message2);

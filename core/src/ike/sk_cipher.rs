@@ -53,7 +53,10 @@ mod tests {
             assert_eq!(parsed.payloads, inner);
             let last = out.len() - 1;
             out[last] ^= 1;
-            assert!(matches!(Message::parse_protected(&out, &key), Err(Error::Crypto(CryptoError::AuthenticationFailed))));
+            assert!(matches!(
+                Message::parse_protected(&out, &key),
+                Err(Error::Crypto(CryptoError::AuthenticationFailed))
+            ));
         }
     }
 }

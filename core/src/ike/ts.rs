@@ -41,7 +41,8 @@ pub fn intersect(a: &AddrSelector, b: &AddrSelector) -> Option<AddrSelector> {
         (p, q) if p == q => p,
         _ => return None,
     };
-    let (start_port, end_port) = intersect_range((a.start_port, a.end_port), (b.start_port, b.end_port))?;
+    let (start_port, end_port) =
+        intersect_range((a.start_port, a.end_port), (b.start_port, b.end_port))?;
     let addrs = match (a.addrs, b.addrs) {
         (AddrRange::V4(s1, e1), AddrRange::V4(s2, e2)) => {
             let (s, e) = intersect_range((s1, e1), (s2, e2))?;
@@ -53,7 +54,12 @@ pub fn intersect(a: &AddrSelector, b: &AddrSelector) -> Option<AddrSelector> {
         }
         _ => return None,
     };
-    Some(AddrSelector { ip_protocol, start_port, end_port, addrs })
+    Some(AddrSelector {
+        ip_protocol,
+        start_port,
+        end_port,
+        addrs,
+    })
 }
 
 /// Whether `inner` lies inside `outer`.
@@ -74,7 +80,13 @@ pub(crate) fn addr_selectors(ts: &Ts) -> Vec<AddrSelector> {
 
 /// A TS payload holding `selectors`.
 pub(crate) fn to_payload(selectors: &[AddrSelector]) -> Ts {
-    Ts { selectors: selectors.iter().cloned().map(TrafficSelector::Addr).collect() }
+    Ts {
+        selectors: selectors
+            .iter()
+            .cloned()
+            .map(TrafficSelector::Addr)
+            .collect(),
+    }
 }
 
 /// Narrows `proposed` to `allowed`: every non-empty pairwise intersection.
@@ -82,10 +94,10 @@ pub fn narrow(proposed: &[AddrSelector], allowed: &[AddrSelector]) -> Vec<AddrSe
     let mut out: Vec<AddrSelector> = Vec::new();
     for p in proposed {
         for a in allowed {
-            if let Some(i) = intersect(p, a) {
-                if !out.contains(&i) {
-                    out.push(i);
-                }
+            if let Some(i) = intersect(p, a)
+                && !out.contains(&i)
+            {
+                out.push(i);
             }
         }
     }
@@ -103,7 +115,10 @@ impl TsPolicy {
         local: IpAddr,
     ) -> Option<(Vec<AddrSelector>, Vec<AddrSelector>)> {
         let (i, r) = match self {
-            TsPolicy::Hosts => (narrow(tsi, &[AddrSelector::host(remote)]), narrow(tsr, &[AddrSelector::host(local)])),
+            TsPolicy::Hosts => (
+                narrow(tsi, &[AddrSelector::host(remote)]),
+                narrow(tsr, &[AddrSelector::host(local)]),
+            ),
             TsPolicy::AsProposed => (tsi.to_vec(), tsr.to_vec()),
             TsPolicy::Narrow { remote, local } => (narrow(tsi, remote), narrow(tsr, local)),
         };
@@ -113,7 +128,10 @@ impl TsPolicy {
 
 /// Initiator: every selector of the answer lies inside one it proposed.
 pub(crate) fn is_subset(answer: &[AddrSelector], proposed: &[AddrSelector]) -> bool {
-    !answer.is_empty() && answer.iter().all(|a| proposed.iter().any(|p| contains(p, a)))
+    !answer.is_empty()
+        && answer
+            .iter()
+            .all(|a| proposed.iter().any(|p| contains(p, a)))
 }
 
 #[cfg(test)]
@@ -132,9 +150,26 @@ mod tests {
     #[test]
     fn narrows_a_subnet_to_the_host() {
         let host = AddrSelector::host("192.0.2.7".parse().unwrap());
-        assert_eq!(narrow(&[range("192.0.2.0", "192.0.2.255")], &[host.clone()]), vec![host.clone()]);
-        assert!(narrow(&[range("198.51.100.0", "198.51.100.255")], &[host.clone()]).is_empty());
-        let tcp = AddrSelector { ip_protocol: 6, start_port: 80, end_port: 80, ..host.clone() };
+        assert_eq!(
+            narrow(
+                &[range("192.0.2.0", "192.0.2.255")],
+                std::slice::from_ref(&host)
+            ),
+            vec![host.clone()]
+        );
+        assert!(
+            narrow(
+                &[range("198.51.100.0", "198.51.100.255")],
+                std::slice::from_ref(&host)
+            )
+            .is_empty()
+        );
+        let tcp = AddrSelector {
+            ip_protocol: 6,
+            start_port: 80,
+            end_port: 80,
+            ..host.clone()
+        };
         assert_eq!(intersect(&host, &tcp), Some(tcp.clone()));
         assert!(contains(&host, &tcp) && !contains(&tcp, &host));
         let v6 = AddrSelector::host("2001:db8::1".parse().unwrap());
@@ -144,8 +179,14 @@ mod tests {
     #[test]
     fn policy_hosts() {
         let any = range("0.0.0.0", "255.255.255.255");
+        let any = [any];
         let (i, r) = TsPolicy::Hosts
-            .apply(&[any.clone()], &[any], "192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap())
+            .apply(
+                &any,
+                &any,
+                "192.0.2.1".parse().unwrap(),
+                "192.0.2.2".parse().unwrap(),
+            )
             .unwrap();
         assert_eq!(i, [AddrSelector::host("192.0.2.1".parse().unwrap())]);
         assert_eq!(r, [AddrSelector::host("192.0.2.2".parse().unwrap())]);

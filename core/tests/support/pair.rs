@@ -29,7 +29,10 @@ pub fn public(seed: u8) -> Ed25519PublicKey {
 
 /// A config with Ed25519 (key seed `seed`) and the address as identity.
 pub fn ed25519_config(seed: u8, ip: &str) -> Config {
-    let mut c = Config::new(LocalAuth::Ed25519(key(seed)), Identity::Ipv4(ip.parse().unwrap()));
+    let mut c = Config::new(
+        LocalAuth::Ed25519(key(seed)),
+        Identity::Ipv4(ip.parse().unwrap()),
+    );
     c.dpd_interval = None;
     c
 }
@@ -73,7 +76,10 @@ impl Node {
     }
 
     pub fn established(&self) -> usize {
-        self.events.iter().filter(|e| matches!(e, Event::IkeSaEstablished { .. })).count()
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::IkeSaEstablished { .. }))
+            .count()
     }
 
     pub fn children(&self) -> Vec<&ChildSa> {
@@ -153,14 +159,20 @@ impl Pair {
     }
 
     pub fn host_ts(&self) -> TrafficSelectors {
-        TrafficSelectors { local: vec![AddrSelector::host(self.a.ip)], remote: vec![AddrSelector::host(self.b.ip)] }
+        TrafficSelectors {
+            local: vec![AddrSelector::host(self.a.ip)],
+            remote: vec![AddrSelector::host(self.b.ip)],
+        }
     }
 
     /// `a` connects to `b` with the given peer key and a 2 s deadline.
     pub fn connect(&mut self, peer: Option<PeerAuth>) -> SaHandle {
         let ts = self.host_ts();
         let deadline = self.now + Duration::from_secs(2);
-        let h = self.a.ep.connect(self.now, self.a.ip, self.b.ip, peer, ts, deadline);
+        let h = self
+            .a
+            .ep
+            .connect(self.now, self.a.ip, self.b.ip, peer, ts, deadline);
         self.flush();
         h
     }
@@ -183,7 +195,9 @@ impl Pair {
                     progress = true;
                     let now = self.now;
                     let node = self.node(is_a);
-                    if let (Event::AuthorizePeer { sa, .. }, Authorizer::Answer(answer)) = (&e, &node.authorizer) {
+                    if let (Event::AuthorizePeer { sa, .. }, Authorizer::Answer(answer)) =
+                        (&e, &node.authorizer)
+                    {
                         let (sa, answer) = (*sa, answer.clone());
                         node.events.push(e);
                         node.ep.authorize(now, sa, answer);
@@ -217,11 +231,15 @@ impl Pair {
 
     fn put_on_wire(&mut self, from_a: bool, t: Transmit) {
         let index = if from_a { self.sent_a } else { self.sent_b };
-        if from_a { self.sent_a += 1 } else { self.sent_b += 1 }
-        if let Some(f) = self.drop_fn.as_mut() {
-            if f(from_a, index, &t) {
-                return;
-            }
+        if from_a {
+            self.sent_a += 1
+        } else {
+            self.sent_b += 1
+        }
+        if let Some(f) = self.drop_fn.as_mut()
+            && f(from_a, index, &t)
+        {
+            return;
         }
         if self.chance(self.loss) {
             return;
@@ -231,13 +249,25 @@ impl Pair {
             at += self.latency * 3;
         }
         if self.chance(self.duplicate) {
-            self.insert(InFlight { at: at + self.latency, to_b: from_a, t: t.clone() });
+            self.insert(InFlight {
+                at: at + self.latency,
+                to_b: from_a,
+                t: t.clone(),
+            });
         }
-        self.insert(InFlight { at, to_b: from_a, t });
+        self.insert(InFlight {
+            at,
+            to_b: from_a,
+            t,
+        });
     }
 
     fn insert(&mut self, f: InFlight) {
-        let pos = self.wire.iter().position(|x| x.at > f.at).unwrap_or(self.wire.len());
+        let pos = self
+            .wire
+            .iter()
+            .position(|x| x.at > f.at)
+            .unwrap_or(self.wire.len());
         self.wire.insert(pos, f);
     }
 
@@ -267,14 +297,23 @@ impl Pair {
 
     /// The next instant something happens.
     fn next_at(&self) -> Option<Instant> {
-        [self.wire.front().map(|f| f.at), self.a.ep.poll_timeout(), self.b.ep.poll_timeout()].into_iter().flatten().min()
+        [
+            self.wire.front().map(|f| f.at),
+            self.a.ep.poll_timeout(),
+            self.b.ep.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs one step: advances the clock to the next wire delivery or timer.
     /// Returns false when nothing is left to do before `limit`.
     pub fn step(&mut self, limit: Instant) -> bool {
         self.flush();
-        let Some(at) = self.next_at() else { return false };
+        let Some(at) = self.next_at() else {
+            return false;
+        };
         if at > limit {
             return false;
         }
@@ -285,7 +324,12 @@ impl Pair {
             self.flush();
         }
         for is_a in [true, false] {
-            if self.node(is_a).ep.poll_timeout().is_some_and(|t| t <= self.now) {
+            if self
+                .node(is_a)
+                .ep
+                .poll_timeout()
+                .is_some_and(|t| t <= self.now)
+            {
                 let now = self.now;
                 self.node(is_a).ep.handle_timeout(now);
             }
@@ -318,7 +362,10 @@ impl Pair {
     /// Connects with Ed25519 on both sides and runs until both are up.
     pub fn handshake(&mut self) -> SaHandle {
         let h = self.connect(Some(PeerAuth::Ed25519(public(2))));
-        assert!(self.run_until(Duration::from_secs(3), |p| p.a.established() == 1 && p.b.established() == 1));
+        assert!(
+            self.run_until(Duration::from_secs(3), |p| p.a.established() == 1
+                && p.b.established() == 1)
+        );
         h
     }
 }

@@ -44,7 +44,7 @@ impl Notify {
     /// The algorithms of N(SIGNATURE_HASH_ALGORITHMS); `None` for other types or
     /// data of odd length.
     pub fn hash_algorithms(&self) -> Option<Vec<HashAlgorithm>> {
-        if self.ty != NotifyType::SIGNATURE_HASH_ALGORITHMS || self.data.len() % 2 != 0 {
+        if self.ty != NotifyType::SIGNATURE_HASH_ALGORITHMS || !self.data.len().is_multiple_of(2) {
             return None;
         }
         Some(self.data.chunks_exact(2).map(|c| HashAlgorithm(u16::from_be_bytes([c[0], c[1]]))).collect())
