@@ -1,0 +1,197 @@
+//! Routing a received message inside an IKE SA (RFC 7296 §2.1–§2.3): by
+//! handshake state, by request or response, by Message ID. A request that
+//! repeats the last one gets the cached response; a response must match the
+//! one outstanding request (window size 1).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::ike::endpoint::{Endpoint, Failure, Fate};
+use crate::ike::message::{ExchangeType, Payload};
+use crate::ike::sa::{IkeSa, Request, State};
+
+impl Endpoint {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_message(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        response: bool,
+        exchange: ExchangeType,
+    ) -> Fate {
+        match &sa.state {
+            State::InitSent(_) => {
+                if !response || exchange != ExchangeType::IKE_SA_INIT {
+                    self.out.stats.dropped += 1;
+                    return Fate::Keep;
+                }
+                let State::InitSent(init) = std::mem::replace(&mut sa.state, State::Established)
+                else {
+                    return Fate::Keep;
+                };
+                match self.on_init_response(now, sa, init, bytes) {
+                    Ok(()) => Fate::Keep,
+                    Err(reason) => self.fail(sa, reason),
+                }
+            }
+            State::AuthSent(_) => {
+                if !response || exchange != ExchangeType::IKE_AUTH {
+                    self.out.stats.dropped += 1;
+                    return Fate::Keep;
+                }
+                let Some(message) = self.open(sa, bytes) else {
+                    return Fate::Keep;
+                };
+                if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(message.header.message_id) {
+                    self.out.stats.dropped += 1;
+                    return Fate::Keep;
+                }
+                let State::AuthSent(sent) = std::mem::replace(&mut sa.state, State::Established)
+                else {
+                    return Fate::Keep;
+                };
+                match self.on_auth_response(now, sa, sent, message) {
+                    Ok(()) => Fate::Keep,
+                    Err(reason) => self.fail(sa, reason),
+                }
+            }
+            State::HalfOpen(_) => {
+                if response || exchange != ExchangeType::IKE_AUTH {
+                    self.out.stats.dropped += 1;
+                    return Fate::Keep;
+                }
+                let Some(message) = self.open(sa, bytes) else {
+                    return Fate::Keep;
+                };
+                if message.header.message_id != sa.peer_msg_id {
+                    self.out.stats.dropped += 1;
+                    return Fate::Keep;
+                }
+                let State::HalfOpen(half) = std::mem::replace(&mut sa.state, State::Established)
+                else {
+                    return Fate::Keep;
+                };
+                if self.on_auth_request(sa, *half, message, local, remote) {
+                    Fate::Keep
+                } else {
+                    Fate::Remove(None)
+                }
+            }
+            // The caller is deciding; a retransmission changes nothing.
+            State::InitiatorAuthorize(_) | State::ResponderAuthorize(_) => Fate::Keep,
+            State::Established | State::Retiring { .. } => {
+                self.on_protected(now, sa, bytes, response)
+            }
+        }
+    }
+
+    /// Opens a protected message; a failure is dropped and counted (§2.21.2).
+    pub(crate) fn open(
+        &mut self,
+        sa: &IkeSa,
+        bytes: &[u8],
+    ) -> Option<crate::ike::message::Message> {
+        match sa.open(bytes) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.out.stats.dropped += 1;
+                if matches!(
+                    e,
+                    crate::ike::message::Error::Crypto(_)
+                        | crate::ike::message::Error::SkTooShort { .. }
+                ) {
+                    self.out.stats.auth_failures += 1;
+                }
+                None
+            }
+        }
+    }
+
+    /// An exchange on an established (or retiring) IKE SA.
+    fn on_protected(&mut self, now: Instant, sa: &mut IkeSa, bytes: &[u8], response: bool) -> Fate {
+        let Some(message) = self.open(sa, bytes) else {
+            return Fate::Keep;
+        };
+        sa.last_heard = now;
+        let id = message.header.message_id;
+        if response {
+            if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(id) {
+                self.out.stats.dropped += 1;
+                return Fate::Keep;
+            }
+            let Some(outstanding) = sa.outstanding.take() else {
+                return Fate::Keep;
+            };
+            let fate = self.on_response(now, sa, outstanding.request, message);
+            if matches!(fate, Fate::Keep) {
+                self.start_next(now, sa);
+            }
+            return fate;
+        }
+        if id == sa.peer_msg_id {
+            sa.peer_msg_id = sa.peer_msg_id.wrapping_add(1);
+            let fate = self.on_request(now, sa, message);
+            if matches!(fate, Fate::Keep) {
+                self.start_next(now, sa);
+            }
+            fate
+        } else if let Some((_, datagram)) = sa.last_response.as_ref().filter(|(rid, _)| *rid == id)
+        {
+            // §2.1: a retransmitted request gets the same response, not processed again.
+            let t = sa.transmit(datagram.clone());
+            self.out.transmits.push_back(t);
+            Fate::Keep
+        } else {
+            self.out.stats.dropped += 1;
+            Fate::Keep
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        message: crate::ike::message::Message,
+    ) -> Fate {
+        match message.header.exchange {
+            ExchangeType::INFORMATIONAL => self.on_informational_request(now, sa, message),
+            ExchangeType::CREATE_CHILD_SA => self.on_create_child_sa_request(now, sa, message),
+            _ => {
+                // Not an exchange for an established SA: answer it empty-handed.
+                let n = crate::ike::message::Notify::new(
+                    crate::ike::message::NotifyType::INVALID_SYNTAX,
+                    Vec::new(),
+                );
+                let t = sa.send_response(
+                    message.header.exchange,
+                    message.header.message_id,
+                    &[Payload::Notify(n)],
+                );
+                self.out.transmits.push_back(t);
+                Fate::Keep
+            }
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        request: Request,
+        message: crate::ike::message::Message,
+    ) -> Fate {
+        match request {
+            Request::Handshake | Request::Liveness => Fate::Keep,
+            Request::DeleteChild(spis) => {
+                self.remove_child(sa, spis.inbound);
+                Fate::Keep
+            }
+            Request::DeleteIke => Fate::Remove(Some(Failure::Closed)),
+            Request::RekeyChild(r) => self.on_rekey_child_response(now, sa, *r, message),
+            Request::RekeyIke(r) => self.on_rekey_ike_response(now, sa, *r, message),
+        }
+    }
+}

@@ -1,0 +1,938 @@
+//! The IKEv2 endpoint (RFC 7296): every IKE SA of this host, driven sans-IO.
+//!
+//! API CONTRACT (stub): the signatures below are what the agent and the interop
+//! test build against. The engine work fills in the bodies and may add items;
+//! it must not rename or remove these.
+//!
+//! How to drive it (quinn-proto's model):
+//!
+//! 1. Feed every received IKE message with [`Endpoint::handle`] (after
+//!    [`super::udp_encap::classify`] took the non-ESP marker off on port 4500);
+//!    ESP packets never come here.
+//! 2. After any call, drain [`Endpoint::poll_transmit`] (send each datagram as
+//!    is: the non-ESP marker is already in front where the port needs it) and
+//!    [`Endpoint::poll_event`].
+//! 3. Arm one timer for [`Endpoint::poll_timeout`]; when it fires call
+//!    [`Endpoint::handle_timeout`].
+//! 4. Start exchanges with [`Endpoint::connect`], [`Endpoint::rekey_child`],
+//!    [`Endpoint::rekey_ike`], [`Endpoint::delete_child`], [`Endpoint::close`];
+//!    answer [`Event::AuthorizePeer`] with [`Endpoint::authorize`].
+//!
+//! Inside, every IKE SA is an `IkeSa` (module `sa`) whose handshake state is an
+//! enum of per-state structs (`sa_init`, `auth`); established SAs run
+//! CREATE_CHILD_SA (`create_child_sa`) and INFORMATIONAL (`informational`)
+//! exchanges with a window of one (RFC 7296 §2.3). Datagrams are routed by
+//! this host's IKE SPI (§2.6); a rekeyed IKE SA keeps its [`SaHandle`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::crypto::ed25519::{Ed25519PublicKey, Ed25519SigningKey};
+use crate::crypto::x25519::X25519Secret;
+use crate::crypto::{AeadAlg, KeyAndSalt, Provider};
+use crate::esp::{LifetimeLimits, Limits};
+use crate::ike::child_sa::percent;
+use crate::ike::cookie::CookieJar;
+use crate::ike::message::{
+    AddrSelector, Delete, ExchangeType, HeaderPacket, Identity, MAJOR_VERSION, Payload,
+};
+use crate::ike::retransmit::{Retransmit, RetransmitConfig};
+use crate::ike::sa::{IkeSa, Queued, Request, State};
+use crate::ike::sa_init::{InitSent, NONCE_LEN};
+use crate::ike::timers::sa_timeout;
+use crate::ike::ts::TsPolicy;
+
+/// How this host proves who it is.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per endpoint, never moved on a hot path"
+)]
+#[non_exhaustive]
+pub enum LocalAuth {
+    /// RFC 7427 digital signature with Ed25519 (RFC 8420), ID = `Config::local_id`.
+    Ed25519(Ed25519SigningKey),
+    /// AUTH NULL with ID_NULL (RFC 7619): anonymous.
+    Null,
+}
+
+/// How to authenticate the peer, as the caller decided (from DNS and policy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerAuth {
+    /// The peer must sign with this Ed25519 key (its IPSECKEY).
+    Ed25519(Ed25519PublicKey),
+    /// The peer may authenticate with AUTH NULL (anonymous). A signature that
+    /// comes without a key to check it against is refused.
+    Null,
+}
+
+/// Endpoint configuration.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// This host's credential.
+    pub local_auth: LocalAuth,
+    /// This host's IKE identity (IDi/IDr): its address or FQDN; `Identity::Null` with `LocalAuth::Null`.
+    pub local_id: Identity,
+    /// IKE SA encryption, most preferred first (PRF is HMAC-SHA2-256, DH group 31).
+    pub ike_algs: Vec<AeadAlg>,
+    /// CHILD SA (ESP) encryption, most preferred first.
+    pub esp_algs: Vec<AeadAlg>,
+    /// Which AEAD implementation seals SK payloads.
+    pub provider: Provider,
+    /// UDP port for IKE_SA_INIT (500) and for everything after it (4500).
+    pub ike_port: u16,
+    /// See `ike_port`.
+    pub natt_port: u16,
+    /// Send NAT_DETECTION hashes that cannot match, so that the peer always
+    /// encapsulates ESP in UDP (strongSwan's `encap = yes`); default true.
+    pub force_udp_encap: bool,
+    /// Request retransmission schedule.
+    pub retransmit: RetransmitConfig,
+    /// Half-open IKE SAs above which IKE_SA_INIT requests must carry a COOKIE (§2.6).
+    pub cookie_threshold: usize,
+    /// Half-open IKE SAs at most; further requests are dropped and counted.
+    pub half_open_limit: usize,
+    /// How long a responder keeps a half-open IKE SA (and one awaiting `authorize`).
+    pub half_open_timeout: Duration,
+    /// Rekey the IKE SA after this long (hard limit: 1.1x).
+    pub ike_lifetime: Duration,
+    /// CHILD SA lifetimes; the soft limit triggers a rekey by whoever hits it.
+    pub child_lifetime: LifetimeLimits,
+    /// Send an empty INFORMATIONAL (liveness check) after this long without
+    /// hearing from the peer; `None` disables.
+    pub dpd_interval: Option<Duration>,
+    /// How long an exchange after IKE_AUTH may take before the peer is taken
+    /// for dead and the IKE SA deleted (§2.4); default 30 s.
+    pub exchange_timeout: Duration,
+    /// Send a KE payload (PFS, §1.3.1) when rekeying a CHILD SA; default false.
+    /// Rekeys with and without KE are accepted either way.
+    pub pfs: bool,
+    /// How the responder narrows traffic selectors (§2.9); default host to host.
+    pub responder_ts: TsPolicy,
+}
+
+impl Config {
+    /// Defaults for the given credential and identity: both AEADs (AES-256-GCM
+    /// first), ports 500/4500, forced UDP encapsulation, cookies above 64 half-open
+    /// SAs, a limit of 4096, 5 s half-open timeout, IKE SAs rekeyed every 4 h,
+    /// CHILD SAs every hour or 2^30 bytes (soft 90 %).
+    pub fn new(local_auth: LocalAuth, local_id: Identity) -> Self {
+        let hour = Duration::from_secs(3600);
+        let bytes = 1u64 << 30;
+        Self {
+            local_auth,
+            local_id,
+            ike_algs: vec![AeadAlg::Aes256Gcm, AeadAlg::ChaCha20Poly1305],
+            esp_algs: vec![AeadAlg::Aes256Gcm, AeadAlg::ChaCha20Poly1305],
+            provider: Provider::default(),
+            ike_port: 500,
+            natt_port: 4500,
+            force_udp_encap: true,
+            retransmit: RetransmitConfig::default(),
+            cookie_threshold: 64,
+            half_open_limit: 4096,
+            half_open_timeout: Duration::from_secs(5),
+            ike_lifetime: 4 * hour,
+            child_lifetime: LifetimeLimits {
+                soft: Limits {
+                    bytes: Some(bytes / 10 * 9),
+                    packets: None,
+                    time: Some(percent(hour, 90)),
+                },
+                hard: Limits {
+                    bytes: Some(bytes),
+                    packets: None,
+                    time: Some(hour),
+                },
+            },
+            dpd_interval: Some(Duration::from_secs(30)),
+            exchange_timeout: Duration::from_secs(30),
+            pfs: false,
+            responder_ts: TsPolicy::Hosts,
+        }
+    }
+}
+
+/// Names one IKE SA (a peer association) for its whole life, across IKE SA rekeys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SaHandle(pub u64);
+
+/// The traffic selectors the initiator proposes (RFC 7296 §2.9), from its own view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrafficSelectors {
+    /// TSi: this host's side.
+    pub local: Vec<AddrSelector>,
+    /// TSr: the peer's side.
+    pub remote: Vec<AddrSelector>,
+}
+
+/// The two SPIs of a CHILD SA pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChildSpis {
+    /// The SPI this host chose; the peer's ESP packets carry it.
+    pub inbound: u32,
+    /// The SPI the peer chose; this host's ESP packets carry it.
+    pub outbound: u32,
+}
+
+/// Everything the data path needs to install one CHILD SA pair (RFC 7296 §2.17).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ChildSa {
+    /// The SPIs.
+    pub spis: ChildSpis,
+    /// The negotiated AEAD.
+    pub alg: AeadAlg,
+    /// Whether 64-bit extended sequence numbers were negotiated.
+    pub esn: bool,
+    /// Key and salt for packets from the peer.
+    pub inbound_key: KeyAndSalt,
+    /// Key and salt for packets to the peer.
+    pub outbound_key: KeyAndSalt,
+    /// The narrowed selectors for this host's side.
+    pub local_ts: Vec<AddrSelector>,
+    /// The narrowed selectors for the peer's side.
+    pub remote_ts: Vec<AddrSelector>,
+    /// This host's UDP 4500 address for ESP.
+    pub local: SocketAddr,
+    /// The peer's UDP 4500 address for ESP.
+    pub remote: SocketAddr,
+    /// Lifetimes to apply to both ESP SAs.
+    pub lifetime: LifetimeLimits,
+}
+
+/// How the peer authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerAuthenticated {
+    /// With a signature that verified against the key the caller gave.
+    Ed25519,
+    /// AUTH NULL: anonymous.
+    Null,
+}
+
+/// Something the caller must know or act on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The peer's IKE_AUTH arrived with this identity; answer with
+    /// [`Endpoint::authorize`] (within `half_open_timeout`). Raised for the
+    /// responder always, and for the initiator when `connect` had no `PeerAuth`.
+    AuthorizePeer {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// The peer's address.
+        remote: SocketAddr,
+        /// The peer's IDi/IDr.
+        id: Identity,
+        /// Whether the peer used AUTH NULL.
+        null_auth: bool,
+    },
+    /// The IKE SA is up (IKE_AUTH completed).
+    IkeSaEstablished {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// The peer's address.
+        remote: SocketAddr,
+        /// The peer's identity.
+        peer_id: Identity,
+        /// How the peer authenticated.
+        auth: PeerAuthenticated,
+        /// Whether this host initiated it.
+        initiator: bool,
+    },
+    /// A CHILD SA pair is ready to install.
+    ChildSaEstablished {
+        /// The IKE SA it belongs to.
+        sa: SaHandle,
+        /// What to install.
+        child: ChildSa,
+    },
+    /// A CHILD SA was rekeyed: install `new`; keep `old` for inbound packets
+    /// until [`Event::ChildSaDeleted`] for it, so no packet in flight is lost.
+    ChildSaRekeyed {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// The SPIs being replaced.
+        old: ChildSpis,
+        /// The new pair.
+        new: ChildSa,
+    },
+    /// A CHILD SA pair is gone: remove it.
+    ChildSaDeleted {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// Its SPIs.
+        spis: ChildSpis,
+    },
+    /// The IKE SA was rekeyed (its handle stays the same).
+    IkeSaRekeyed {
+        /// The IKE SA.
+        sa: SaHandle,
+    },
+    /// The IKE SA and all its CHILD SAs are gone (ChildSaDeleted events precede this).
+    IkeSaDeleted {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// Why.
+        reason: Failure,
+    },
+    /// An exchange this host started did not complete; for `connect` this ends the SA.
+    Failed {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// The peer's address.
+        remote: SocketAddr,
+        /// Why, for a person to read.
+        reason: Failure,
+    },
+}
+
+/// Why an IKE SA or exchange ended. `Display` is a sentence for logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// No response before the deadline.
+    Timeout {
+        /// Which exchange was outstanding.
+        exchange: &'static str,
+        /// Requests sent.
+        sends: u32,
+    },
+    /// The peer answered with an error notify (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED, …).
+    PeerRefused(String),
+    /// The peer's AUTH did not verify against the key given.
+    AuthenticationFailed(String),
+    /// The caller refused the peer in `authorize`.
+    NotAuthorized,
+    /// No proposal in common.
+    NoProposalChosen,
+    /// The peer broke the protocol.
+    Protocol(String),
+    /// The peer deleted the SA.
+    DeletedByPeer,
+    /// This host closed it.
+    Closed,
+    /// The peer started over (INITIAL_CONTACT from the same identity).
+    Replaced,
+    /// The IKE SA reached its hard lifetime without a successful rekey.
+    Expired,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Timeout { exchange, sends } => {
+                let s = if *sends == 1 { "" } else { "s" };
+                write!(f, "no response to {exchange} after {sends} send{s}")
+            }
+            Failure::PeerRefused(why) => write!(f, "the peer refused: {why}"),
+            Failure::AuthenticationFailed(why) => {
+                write!(f, "the peer failed authentication: {why}")
+            }
+            Failure::NotAuthorized => f.write_str("the peer was not authorized"),
+            Failure::NoProposalChosen => {
+                f.write_str("no proposal in common with the peer (NO_PROPOSAL_CHOSEN)")
+            }
+            Failure::Protocol(why) => write!(f, "the peer broke the protocol: {why}"),
+            Failure::DeletedByPeer => f.write_str("the peer deleted the IKE SA"),
+            Failure::Closed => f.write_str("closed by this host"),
+            Failure::Replaced => {
+                f.write_str("the peer started over (INITIAL_CONTACT) and replaced the IKE SA")
+            }
+            Failure::Expired => {
+                f.write_str("the IKE SA reached its hard lifetime without being rekeyed")
+            }
+        }
+    }
+}
+
+/// One datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Send from this address (the endpoint's `ike_port` or `natt_port`).
+    pub local: SocketAddr,
+    /// Send to this address.
+    pub remote: SocketAddr,
+    /// The UDP payload, with the non-ESP marker in front when the port is not `ike_port`.
+    pub payload: Vec<u8>,
+}
+
+/// Counters for `oemesh status` and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// IKE SAs in any state.
+    pub ike_sas: usize,
+    /// Responder IKE SAs not yet authenticated.
+    pub half_open: usize,
+    /// COOKIE notifies sent (§2.6).
+    pub cookies_sent: u64,
+    /// IKE SAs established.
+    pub established: u64,
+    /// Messages dropped: unparsable, unknown SPI, bad ICV, half-open limit, etc.
+    pub dropped: u64,
+    /// Of those, ICV or AUTH failures.
+    pub auth_failures: u64,
+}
+
+/// What the endpoint has for the caller.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: Stats,
+}
+
+/// What becomes of an IKE SA after a step.
+#[derive(Debug)]
+pub(crate) enum Fate {
+    Keep,
+    /// Forget it; with a reason, the caller is told it is gone (if it was up).
+    Remove(Option<Failure>),
+}
+
+/// All IKE SAs of this host.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub(crate) config: Config,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) sas: HashMap<u64, IkeSa>,
+    /// This host's IKE SPI → SA.
+    pub(crate) by_spi: HashMap<u64, u64>,
+    /// Responder: (initiator's address, SPIi) → half-open SA, for retransmitted IKE_SA_INIT.
+    pub(crate) init_index: HashMap<(SocketAddr, u64), u64>,
+    /// Handle → the SA that currently carries it.
+    pub(crate) handles: HashMap<SaHandle, u64>,
+    /// Inbound ESP SPIs in use (they must be unique on this host).
+    pub(crate) child_spis: HashSet<u32>,
+    pub(crate) cookies: CookieJar,
+    pub(crate) out: Output,
+    next_id: u64,
+    next_handle: u64,
+}
+
+impl Endpoint {
+    /// An endpoint with no SAs. `rng_seed` seeds the CSPRNG that draws SPIs,
+    /// nonces, DH secrets and cookie secrets (the caller takes it from the OS).
+    pub fn new(config: Config, rng_seed: [u8; 32]) -> Self {
+        let mut rng = ChaCha20Rng::from_seed(rng_seed);
+        let cookies = CookieJar::new(&mut rng);
+        Self {
+            config,
+            rng,
+            sas: HashMap::new(),
+            by_spi: HashMap::new(),
+            init_index: HashMap::new(),
+            handles: HashMap::new(),
+            child_spis: HashSet::new(),
+            cookies,
+            out: Output::default(),
+            next_id: 1,
+            next_handle: 1,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts an IKE SA with a first CHILD SA toward `remote`, from `local`.
+    /// `peer` is how to authenticate the responder; `None` means the caller does
+    /// not know yet and will answer [`Event::AuthorizePeer`]. The whole
+    /// IKE_SA_INIT + IKE_AUTH must finish by `deadline`, or [`Event::Failed`].
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        remote: IpAddr,
+        peer: Option<PeerAuth>,
+        ts: TrafficSelectors,
+        deadline: Instant,
+    ) -> SaHandle {
+        let handle = self.new_handle();
+        let spi_i = self.new_ike_spi();
+        let port = self.config.ike_port;
+        let mut sa = self.new_sa(
+            now,
+            handle,
+            true,
+            spi_i,
+            0,
+            SocketAddr::new(local, port),
+            SocketAddr::new(remote, port),
+        );
+        let mut secret = [0u8; 32];
+        self.rng.fill_bytes(&mut secret);
+        let mut ni = vec![0u8; NONCE_LEN];
+        self.rng.fill_bytes(&mut ni);
+        let mut init = InitSent {
+            dh: X25519Secret::from_random(secret),
+            group: crate::ike::proposal::GROUP,
+            ni,
+            cookie: None,
+            request: Vec::new(),
+            peer,
+            ts,
+            deadline,
+            retries: 0,
+        };
+        self.send_init(now, &mut sa, &mut init);
+        sa.state = State::InitSent(Box::new(init));
+        self.insert_sa(sa);
+        handle
+    }
+
+    /// Answers [`Event::AuthorizePeer`]: `Some` says how to check the peer's AUTH,
+    /// `None` refuses it (AUTHENTICATION_FAILED to a responder's peer).
+    pub fn authorize(&mut self, now: Instant, sa: SaHandle, peer: Option<PeerAuth>) {
+        let Some(mut ike) = self.take(sa) else { return };
+        let state = std::mem::replace(&mut ike.state, State::Established);
+        let fate = match state {
+            State::InitiatorAuthorize(held) => {
+                let held = *held;
+                let result = match peer {
+                    Some(peer) => {
+                        self.finish_initiator(now, &mut ike, held.sent, held.response, peer)
+                    }
+                    None => {
+                        self.release_child_spi(held.sent.child_spi);
+                        Err(Failure::NotAuthorized)
+                    }
+                };
+                match result {
+                    Ok(()) => Fate::Keep,
+                    Err(reason) => self.fail(&ike, reason),
+                }
+            }
+            State::ResponderAuthorize(held) => {
+                if self.finish_responder(now, &mut ike, *held, peer) {
+                    Fate::Keep
+                } else {
+                    Fate::Remove(None)
+                }
+            }
+            other => {
+                ike.state = other;
+                Fate::Keep
+            }
+        };
+        self.settle(ike, fate);
+    }
+
+    /// Feeds one received IKE message (the UDP payload without the non-ESP marker)
+    /// that arrived at `local` from `remote`. Malformed input is dropped and counted.
+    pub fn handle(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, message: &[u8]) {
+        let Ok(packet) = HeaderPacket::new_checked(message) else {
+            self.out.stats.dropped += 1;
+            return;
+        };
+        if packet.major_version() != MAJOR_VERSION {
+            self.out.stats.dropped += 1;
+            return;
+        }
+        let flags = packet.flags();
+        let exchange = packet.exchange_type();
+        if exchange == ExchangeType::IKE_SA_INIT && !flags.response() && packet.spi_r() == 0 {
+            if flags.initiator() {
+                self.on_init_request(now, local, remote, message, packet.spi_i());
+            } else {
+                self.out.stats.dropped += 1;
+            }
+            return;
+        }
+        // §2.6: route by this host's SPI; the I flag says which one that is.
+        let our_spi = if flags.initiator() {
+            packet.spi_r()
+        } else {
+            packet.spi_i()
+        };
+        let Some(&id) = self.by_spi.get(&our_spi) else {
+            self.out.stats.dropped += 1;
+            return;
+        };
+        let Some(mut sa) = self.sas.remove(&id) else {
+            self.out.stats.dropped += 1;
+            return;
+        };
+        let spis_match =
+            sa.spi_i == packet.spi_i() && (sa.spi_r == 0 || sa.spi_r == packet.spi_r());
+        if flags.initiator() == sa.initiator || !spis_match {
+            self.out.stats.dropped += 1;
+            self.sas.insert(id, sa);
+            return;
+        }
+        let fate = self.on_message(
+            now,
+            &mut sa,
+            local,
+            remote,
+            message,
+            flags.response(),
+            exchange,
+        );
+        self.settle(sa, fate);
+    }
+
+    /// Call when the clock reaches [`Self::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|(_, sa)| sa_timeout(&self.config, sa).is_some_and(|t| t <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            let Some(mut sa) = self.sas.remove(&id) else {
+                continue;
+            };
+            let fate = self.on_sa_timeout(now, &mut sa);
+            self.settle(sa, fate);
+        }
+    }
+
+    /// The next instant at which [`Self::handle_timeout`] has work; `None` when idle.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sas
+            .values()
+            .filter_map(|sa| sa_timeout(&self.config, sa))
+            .min()
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
+    }
+
+    /// Rekeys the CHILD SA whose inbound SPI is `inbound_spi` (CREATE_CHILD_SA, §1.3.3).
+    pub fn rekey_child(&mut self, now: Instant, sa: SaHandle, inbound_spi: u32) {
+        self.enqueue(now, sa, Queued::RekeyChild(inbound_spi));
+    }
+
+    /// Rekeys the IKE SA (CREATE_CHILD_SA, §1.3.2).
+    pub fn rekey_ike(&mut self, now: Instant, sa: SaHandle) {
+        self.enqueue(now, sa, Queued::RekeyIke);
+    }
+
+    /// Deletes one CHILD SA pair (INFORMATIONAL with D, §1.4.1).
+    pub fn delete_child(&mut self, now: Instant, sa: SaHandle, inbound_spi: u32) {
+        self.enqueue(now, sa, Queued::DeleteChild(inbound_spi));
+    }
+
+    /// Deletes the IKE SA and its CHILD SAs. An SA still in its handshake is
+    /// dropped without a word to the peer.
+    pub fn close(&mut self, now: Instant, sa: SaHandle) {
+        let Some(ike) = self.take(sa) else { return };
+        if matches!(ike.state, State::Established) {
+            self.sas.insert(ike.id, ike);
+            self.enqueue(now, sa, Queued::DeleteIke);
+        } else {
+            self.settle(ike, Fate::Remove(Some(Failure::Closed)));
+        }
+    }
+
+    /// Sends a liveness check (an empty INFORMATIONAL request, §1.4) now.
+    pub fn check_liveness(&mut self, now: Instant, sa: SaHandle) {
+        self.enqueue(now, sa, Queued::Liveness);
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            ike_sas: self.sas.len(),
+            half_open: self.half_open(),
+            ..self.out.stats.clone()
+        }
+    }
+
+    /// The CHILD SAs (by SPIs) that the IKE SA `sa` currently carries.
+    pub fn child_sas(&self, sa: SaHandle) -> Vec<ChildSpis> {
+        self.handles
+            .get(&sa)
+            .and_then(|id| self.sas.get(id))
+            .map(|ike| {
+                ike.children
+                    .iter()
+                    .filter(|c| c.announced)
+                    .map(|c| c.spis)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the IKE SA `sa` is established.
+    pub fn is_established(&self, sa: SaHandle) -> bool {
+        self.handles
+            .get(&sa)
+            .and_then(|id| self.sas.get(id))
+            .is_some_and(|ike| matches!(ike.state, State::Established))
+    }
+
+    // ---- helpers shared by the exchange modules ----
+
+    fn enqueue(&mut self, now: Instant, sa: SaHandle, op: Queued) {
+        let Some(mut ike) = self.take(sa) else { return };
+        if matches!(ike.state, State::Established) && !ike.queue.contains(&op) {
+            ike.queue.push_back(op);
+            self.start_next(now, &mut ike);
+        }
+        self.settle(ike, Fate::Keep);
+    }
+
+    fn take(&mut self, sa: SaHandle) -> Option<IkeSa> {
+        let id = *self.handles.get(&sa)?;
+        self.sas.remove(&id)
+    }
+
+    /// Starts queued exchanges while the window is free (§2.3).
+    pub(crate) fn start_next(&mut self, now: Instant, sa: &mut IkeSa) {
+        while sa.outstanding.is_none() && matches!(sa.state, State::Established) {
+            let Some(op) = sa.queue.pop_front() else {
+                return;
+            };
+            match op {
+                Queued::Liveness => {
+                    let timer = self.request_timer(now, None);
+                    let t =
+                        sa.send_request(ExchangeType::INFORMATIONAL, &[], Request::Liveness, timer);
+                    self.out.transmits.push_back(t);
+                }
+                Queued::DeleteIke => {
+                    let timer = self.request_timer(now, None);
+                    let t = sa.send_request(
+                        ExchangeType::INFORMATIONAL,
+                        &[Payload::Delete(Delete::ike())],
+                        Request::DeleteIke,
+                        timer,
+                    );
+                    self.out.transmits.push_back(t);
+                }
+                Queued::DeleteChild(spi) => self.start_delete_child(now, sa, spi),
+                Queued::RekeyChild(spi) => self.start_rekey_child(now, sa, spi),
+                Queued::RekeyIke => self.start_rekey_ike(now, sa),
+            }
+        }
+    }
+
+    /// The retransmission timer of a new request; `deadline` for the
+    /// handshake, `exchange_timeout` from now for later exchanges.
+    pub(crate) fn request_timer(&self, now: Instant, deadline: Option<Instant>) -> Retransmit {
+        match deadline {
+            Some(d) => Retransmit::new(self.config.retransmit, now, d),
+            None => {
+                let config = RetransmitConfig {
+                    max_resends: u32::MAX,
+                    ..self.config.retransmit
+                };
+                Retransmit::new(config, now, now + self.config.exchange_timeout)
+            }
+        }
+    }
+
+    pub(crate) fn new_handle(&mut self) -> SaHandle {
+        let h = SaHandle(self.next_handle);
+        self.next_handle += 1;
+        h
+    }
+
+    /// A fresh non-zero IKE SPI not in use here (§2.6).
+    pub(crate) fn new_ike_spi(&mut self) -> u64 {
+        loop {
+            let spi = self.rng.next_u64();
+            if spi != 0 && !self.by_spi.contains_key(&spi) {
+                return spi;
+            }
+        }
+    }
+
+    /// A fresh inbound ESP SPI (≥ 256, RFC 4303 §2.1), reserved until released.
+    pub(crate) fn new_child_spi(&mut self) -> u32 {
+        loop {
+            let spi = self.rng.next_u32();
+            if spi >= 256 && self.child_spis.insert(spi) {
+                return spi;
+            }
+        }
+    }
+
+    pub(crate) fn release_child_spi(&mut self, spi: u32) {
+        self.child_spis.remove(&spi);
+    }
+
+    /// A new IKE SA record (not yet inserted).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_sa(
+        &mut self,
+        now: Instant,
+        handle: SaHandle,
+        initiator: bool,
+        spi_i: u64,
+        spi_r: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> IkeSa {
+        let id = self.next_id;
+        self.next_id += 1;
+        IkeSa {
+            id,
+            handle,
+            initiator,
+            spi_i,
+            spi_r,
+            local,
+            remote,
+            ike_port: self.config.ike_port,
+            state: State::Established,
+            crypto: None,
+            next_msg_id: 0,
+            peer_msg_id: 0,
+            outstanding: None,
+            queue: VecDeque::new(),
+            last_response: None,
+            children: Vec::new(),
+            peer_id: None,
+            last_heard: now,
+            rekey_at: None,
+            hard_expiry: None,
+            announced: false,
+            peer_ike_rekey: None,
+        }
+    }
+
+    /// Registers an SA under its SPI and, if none does yet, as its handle's carrier.
+    pub(crate) fn insert_sa(&mut self, sa: IkeSa) {
+        self.by_spi.insert(sa.local_spi(), sa.id);
+        self.handles.entry(sa.handle).or_insert(sa.id);
+        self.sas.insert(sa.id, sa);
+    }
+
+    pub(crate) fn half_open(&self) -> usize {
+        self.sas
+            .values()
+            .filter(|sa| sa.state.is_half_open_responder())
+            .count()
+    }
+
+    /// Sets when this host rekeys the IKE SA (lifetime minus up to 10 % jitter)
+    /// and when it dies without a rekey (1.1 × lifetime).
+    pub(crate) fn schedule_ike_rekey(&mut self, now: Instant, sa: &mut IkeSa) {
+        let life = self.config.ike_lifetime;
+        if life.is_zero() {
+            return;
+        }
+        let jitter = life.mul_f64(f64::from(self.rng.next_u32() % 1000) / 10_000.0);
+        sa.rekey_at = now.checked_add(life - jitter);
+        sa.hard_expiry = now.checked_add(life + life / 10);
+    }
+
+    /// Reports a failed `connect` (or other exchange of ours that ends the SA).
+    pub(crate) fn fail(&mut self, sa: &IkeSa, reason: Failure) -> Fate {
+        self.out.events.push_back(Event::Failed {
+            sa: sa.handle,
+            remote: sa.remote,
+            reason,
+        });
+        Fate::Remove(None)
+    }
+
+    /// Puts an SA back, or forgets it.
+    pub(crate) fn settle(&mut self, sa: IkeSa, fate: Fate) {
+        match fate {
+            Fate::Keep => {
+                self.sas.insert(sa.id, sa);
+            }
+            Fate::Remove(reason) => self.discard(sa, reason),
+        }
+    }
+
+    /// Forgets an SA (already out of `sas`) and tells the caller if it was up.
+    pub(crate) fn discard(&mut self, sa: IkeSa, reason: Option<Failure>) {
+        if self.by_spi.get(&sa.local_spi()) == Some(&sa.id) {
+            self.by_spi.remove(&sa.local_spi());
+        }
+        if self.handles.get(&sa.handle) == Some(&sa.id) {
+            self.handles.remove(&sa.handle);
+        }
+        if !sa.initiator {
+            let key = (sa.remote, sa.spi_i);
+            if self.init_index.get(&key) == Some(&sa.id) {
+                self.init_index.remove(&key);
+            } else {
+                self.init_index.retain(|_, v| *v != sa.id);
+            }
+        }
+        if let State::AuthSent(a) = &sa.state {
+            self.child_spis.remove(&a.child_spi);
+        }
+        for child in &sa.children {
+            self.child_spis.remove(&child.spis.inbound);
+            if let Some(p) = &child.peer_rekey {
+                self.child_spis.remove(&p.new.spis.inbound);
+            }
+            if reason.is_some() && sa.announced && child.announced {
+                self.out.events.push_back(Event::ChildSaDeleted {
+                    sa: sa.handle,
+                    spis: child.spis,
+                });
+            }
+        }
+        if let (Some(reason), true) = (reason, sa.announced) {
+            self.out.events.push_back(Event::IkeSaDeleted {
+                sa: sa.handle,
+                reason,
+            });
+        }
+    }
+
+    /// Removes a CHILD SA and tells the data path if it knew it.
+    pub(crate) fn remove_child(&mut self, sa: &mut IkeSa, inbound: u32) {
+        if let Some(i) = sa.child_by_inbound(inbound) {
+            let child = sa.children.remove(i);
+            self.child_spis.remove(&child.spis.inbound);
+            if child.announced {
+                self.out.events.push_back(Event::ChildSaDeleted {
+                    sa: sa.handle,
+                    spis: child.spis,
+                });
+            }
+        }
+    }
+
+    /// INITIAL_CONTACT (§2.4): the peer with this identity has no other SAs
+    /// with us any more; forget them (reason `Replaced`).
+    pub(crate) fn replace_peer(&mut self, id: &Identity, except: u64) {
+        let stale: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|&(&sid, sa)| sid != except && sa.peer_id.as_ref() == Some(id))
+            .map(|(&sid, _)| sid)
+            .collect();
+        for sid in stale {
+            if let Some(sa) = self.sas.remove(&sid) {
+                self.discard(sa, Some(Failure::Replaced));
+            }
+        }
+    }
+
+    /// Tells the peer the IKE SA is gone, once, without waiting for an answer.
+    pub(crate) fn send_delete_ike_once(&mut self, sa: &mut IkeSa) {
+        let msg_id = sa.next_msg_id;
+        sa.next_msg_id = sa.next_msg_id.wrapping_add(1);
+        let header = sa.header(ExchangeType::INFORMATIONAL, false, msg_id);
+        let datagram = sa.emit_sealed(&header, &[Payload::Delete(Delete::ike())]);
+        let t = sa.transmit(datagram);
+        self.out.transmits.push_back(t);
+    }
+}
