@@ -490,8 +490,10 @@ impl Charon {
             config,
         };
         let vici = charon.dir().join("charon.vici");
+        // The socket file appears at bind(2), before listen(2): wait until a
+        // connection is accepted.
         let started = process::wait_until("charon's vici socket", START_TIMEOUT, || {
-            vici.exists() || !charon.child.is_running()
+            std::os::unix::net::UnixStream::connect(&vici).is_ok() || !charon.child.is_running()
         });
         charon.child.check_running()?;
         started.with_context(|| charon.context())?;
@@ -647,6 +649,32 @@ impl Drop for Charon {
             );
         }
     }
+}
+
+/// Reads a secret that charon logs at level 4 from a `filelog` text: the first
+/// `<label> => N bytes @ 0x…` line (e.g. `SKEYSEED`, `Sk_ei secret`,
+/// `shared Diffie Hellman secret`, `encryption initiator key`) and the hex-dump
+/// lines after it. With [`CharonConfig::LOG_KEYS`] an interop test can compare
+/// the keys it derived with charon's.
+pub fn log_secret(log: &str, label: &str) -> Option<Vec<u8>> {
+    let mut lines = log.lines();
+    let len = lines.by_ref().find_map(|line| {
+        let rest = line.split_once(&format!(" {label} => "))?.1;
+        rest.split_once(" bytes")?.0.parse::<usize>().ok()
+    })?;
+    let mut bytes = Vec::with_capacity(len);
+    for line in lines {
+        if bytes.len() >= len {
+            break;
+        }
+        // `…> <offset>: XX XX …  ascii`
+        let (_, dump) = line.split_once(": ")?;
+        let hex = dump.split("  ").next()?;
+        for byte in hex.split_whitespace() {
+            bytes.push(u8::from_str_radix(byte, 16).ok()?);
+        }
+    }
+    (bytes.len() == len).then_some(bytes)
 }
 
 /// One IKE SA from `swanctl --list-sas --raw`.
@@ -874,6 +902,25 @@ mod tests {
         assert_eq!(c.counter("packets-out"), 3);
         assert_eq!(c.local_ts, ["10.1.0.1/32"]);
         assert_eq!(c.remote_ts, ["10.2.0.1/32"]);
+    }
+
+    #[test]
+    fn reads_secrets_from_the_log() {
+        let log = "20:39:55 15[IKE] <oe|1> SKEYSEED => 32 bytes @ 0x7f391c022140
+20:39:55 15[IKE] <oe|1>    0: E9 18 06 52 FD BA 3A F8 34 F6 E4 EA B1 DA 13 E9  ...R..:.4.......
+20:39:55 15[IKE] <oe|1>   16: F3 17 7E 21 D5 32 72 47 9C CA 62 73 C1 04 F7 DB  ..~!.2rG..bs....
+20:39:55 15[IKE] <oe|1> Sk_ei secret => 36 bytes @ 0x7f391c0220b0
+20:39:55 15[IKE] <oe|1>    0: C3 3C 7A A3 70 C5 8D 55 84 EA 8A E8 EF C0 92 B2  .<z.p..U........
+20:39:55 15[IKE] <oe|1>   16: 48 E9 CA CD 4B DB F4 CF 20 7F 12 81 93 AF B8 CC  H...K... .......
+20:39:55 15[IKE] <oe|1>   32: 1D 3D C1 FD                                      .=..
+";
+        let seed = log_secret(log, "SKEYSEED").expect("found");
+        assert_eq!(seed.len(), 32);
+        assert_eq!((seed[0], seed[31]), (0xe9, 0xdb));
+        let ei = log_secret(log, "Sk_ei secret").expect("found");
+        assert_eq!(ei.len(), 36);
+        assert_eq!(&ei[32..], &[0x1d, 0x3d, 0xc1, 0xfd]);
+        assert_eq!(log_secret(log, "Sk_er secret"), None);
     }
 
     #[test]

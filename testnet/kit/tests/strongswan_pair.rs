@@ -42,8 +42,18 @@ fn config(
     c
 }
 
-/// The whole proof for one AEAD; `alg` is how strongSwan names it in `list-sas`.
-fn tunnel_with(aead: &str, alg: &str) {
+/// Two charons in two namespaces joined by a veth, keys and configs for `aead`,
+/// and a capture running on alice's veth. Fields drop in order: daemons first.
+struct Pair {
+    alice: Charon,
+    bob: Charon,
+    capture: Capture,
+    a: Netns,
+    b: Netns,
+    _files: tempfile::TempDir,
+}
+
+fn pair(aead: &str) -> Pair {
     strongswan::require_charon();
     process::require_programs(&["tcpdump"]);
     let a = Netns::new("alice").expect("netns");
@@ -71,6 +81,27 @@ fn tunnel_with(aead: &str, alg: &str) {
     let capture = Capture::start(&a, &a_if, "", &files.path().join("alice.pcap")).expect("tcpdump");
     let bob = Charon::start(&b, "bob", cb).expect("charon bob");
     let alice = Charon::start(&a, "alice", ca).expect("charon alice");
+    Pair {
+        alice,
+        bob,
+        capture,
+        a,
+        b,
+        _files: files,
+    }
+}
+
+/// The whole proof for one AEAD; `alg` is how strongSwan names it in `list-sas`.
+fn tunnel_with(aead: &str, alg: &str) {
+    let Pair {
+        alice,
+        bob,
+        capture,
+        a,
+        b,
+        _files,
+    } = pair(aead);
+    let ids = ("alice@oemesh.test", "bob@oemesh.test");
     alice.initiate().expect("initiate");
 
     let sa_a = alice.wait_established(WAIT).expect("alice established");
@@ -183,6 +214,55 @@ fn check_wire(packets: &[Packet]) {
 #[test]
 fn aes256gcm16_tunnel() {
     tunnel_with("aes256gcm16", "AES_GCM_16");
+}
+
+/// `swanctl --rekey` of the CHILD_SA and the IKE SA (CREATE_CHILD_SA both ways
+/// round), then `--terminate`: the SA lists follow on both sides.
+#[test]
+fn rekey_and_terminate() {
+    let p = pair("aes256gcm16");
+    p.alice.initiate().expect("initiate");
+    let before = p.alice.wait_established(WAIT).expect("established");
+    p.bob.wait_established(WAIT).expect("bob established");
+    let old_spi = before.children[0].spi_in.clone();
+
+    p.bob.rekey_child().expect("responder rekeys the CHILD_SA");
+    let after = process::wait_for("a new CHILD_SA at alice", WAIT, || {
+        let sas = p.alice.list_sas().ok()?;
+        sas.into_iter().find(|sa| {
+            sa.children
+                .iter()
+                .any(|c| c.state == "INSTALLED" && c.spi_in != old_spi)
+        })
+    })
+    .expect("child rekeyed");
+    assert_eq!(after.initiator_spi, before.initiator_spi, "same IKE SA");
+
+    p.alice.rekey_ike().expect("initiator rekeys the IKE SA");
+    process::wait_until("a new IKE SA at bob", WAIT, || {
+        p.bob.list_sas().is_ok_and(|sas| {
+            sas.iter()
+                .any(|sa| sa.state == "ESTABLISHED" && sa.initiator_spi != before.initiator_spi)
+        })
+    })
+    .expect("IKE SA rekeyed");
+    // The CHILD_SA moved to the new IKE SA and still carries traffic.
+    p.a.ping(ALICE_INNER.into(), BOB_INNER.into(), Duration::from_secs(3))
+        .expect("ping after rekeying");
+
+    p.alice.terminate().expect("terminate");
+    for side in [&p.alice, &p.bob] {
+        process::wait_until("no SAs left", WAIT, || {
+            side.list_sas().is_ok_and(|sas| sas.is_empty())
+        })
+        .expect("terminated");
+    }
+    assert!(
+        p.alice.log().contains("CHILD_SA oe{"),
+        "log has the CHILD_SA"
+    );
+    let packets = p.capture.stop().expect("capture");
+    assert!(packets.iter().filter(|p| p.ike_message().is_some()).count() >= 10);
 }
 
 #[test]
