@@ -17,17 +17,32 @@
 //! 4. Start exchanges with [`Endpoint::connect`], [`Endpoint::rekey_child`],
 //!    [`Endpoint::rekey_ike`], [`Endpoint::delete_child`], [`Endpoint::close`];
 //!    answer [`Event::AuthorizePeer`] with [`Endpoint::authorize`].
-#![allow(clippy::todo, unused_variables, dead_code)]
+//!
+//! Inside, every IKE SA is an [`IkeSa`](super::sa) whose handshake state is an
+//! enum of per-state structs (`sa_init`, `auth`); established SAs run
+//! CREATE_CHILD_SA (`create_child_sa`) and INFORMATIONAL (`informational`)
+//! exchanges with a window of one (RFC 7296 §2.3). Datagrams are routed by
+//! this host's IKE SPI (§2.6); a rekeyed IKE SA keeps its [`SaHandle`].
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
 use crate::crypto::ed25519::{Ed25519PublicKey, Ed25519SigningKey};
+use crate::crypto::x25519::X25519Secret;
 use crate::crypto::{AeadAlg, KeyAndSalt, Provider};
-use crate::esp::LifetimeLimits;
-use crate::ike::message::{AddrSelector, Identity};
-use crate::ike::retransmit::RetransmitConfig;
+use crate::esp::{LifetimeLimits, Limits};
+use crate::ike::child_sa::percent;
+use crate::ike::cookie::CookieJar;
+use crate::ike::message::{AddrSelector, Delete, ExchangeType, HeaderPacket, Identity, MAJOR_VERSION, Payload};
+use crate::ike::retransmit::{Retransmit, RetransmitAction, RetransmitConfig};
+use crate::ike::sa::{IkeSa, Queued, Request, State};
+use crate::ike::sa_init::{InitSent, NONCE_LEN};
+use crate::ike::ts::TsPolicy;
 
 /// How this host proves who it is.
 #[derive(Debug)]
@@ -86,6 +101,14 @@ pub struct Config {
     /// Send an empty INFORMATIONAL (liveness check) after this long without
     /// hearing from the peer; `None` disables.
     pub dpd_interval: Option<Duration>,
+    /// How long an exchange after IKE_AUTH may take before the peer is taken
+    /// for dead and the IKE SA deleted (§2.4); default 30 s.
+    pub exchange_timeout: Duration,
+    /// Send a KE payload (PFS, §1.3.1) when rekeying a CHILD SA; default false.
+    /// Rekeys with and without KE are accepted either way.
+    pub pfs: bool,
+    /// How the responder narrows traffic selectors (§2.9); default host to host.
+    pub responder_ts: TsPolicy,
 }
 
 impl Config {
@@ -94,8 +117,32 @@ impl Config {
     /// SAs, a limit of 4096, 5 s half-open timeout, IKE SAs rekeyed every 4 h,
     /// CHILD SAs every hour or 2^30 bytes (soft 90 %).
     pub fn new(local_auth: LocalAuth, local_id: Identity) -> Self {
-        todo!()
-    }
+        let hour = Duration::from_secs(3600);
+        let bytes = 1u64 << 30;
+        Self {
+            local_auth,
+            local_id,
+            ike_algs: vec![AeadAlg::Aes256Gcm, AeadAlg::ChaCha20Poly1305],
+            esp_algs: vec![AeadAlg::Aes256Gcm, AeadAlg::ChaCha20Poly1305],
+            provider: Provider::default(),
+            ike_port: 500,
+            natt_port: 4500,
+            force_udp_encap: true,
+            retransmit: RetransmitConfig::default(),
+            cookie_threshold: 64,
+            half_open_limit: 4096,
+            half_open_timeout: Duration::from_secs(5),
+            ike_lifetime: 4 * hour,
+            child_lifetime: LifetimeLimits {
+                soft: Limits { bytes: Some(bytes / 10 * 9), packets: None, time: Some(percent(hour, 90)) },
+                hard: Limits { bytes: Some(bytes), packets: None, time: Some(hour) },
+            },
+            dpd_interval: Some(Duration::from_secs(30)),
+            exchange_timeout: Duration::from_secs(30),
+            pfs: false,
+            responder_ts: TsPolicy::Hosts,
+        }
+}
 }
 
 /// Names one IKE SA (a peer association) for its whole life, across IKE SA rekeys.
@@ -259,11 +306,27 @@ pub enum Failure {
     Closed,
     /// The peer started over (INITIAL_CONTACT from the same identity).
     Replaced,
+    /// The IKE SA reached its hard lifetime without a successful rekey.
+    Expired,
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        todo!()
+        match self {
+            Failure::Timeout { exchange, sends } => {
+                let s = if *sends == 1 { "" } else { "s" };
+                write!(f, "no response to {exchange} after {sends} send{s}")
+            }
+            Failure::PeerRefused(why) => write!(f, "the peer refused: {why}"),
+            Failure::AuthenticationFailed(why) => write!(f, "the peer failed authentication: {why}"),
+            Failure::NotAuthorized => f.write_str("the peer was not authorized"),
+            Failure::NoProposalChosen => f.write_str("no proposal in common with the peer (NO_PROPOSAL_CHOSEN)"),
+            Failure::Protocol(why) => write!(f, "the peer broke the protocol: {why}"),
+            Failure::DeletedByPeer => f.write_str("the peer deleted the IKE SA"),
+            Failure::Closed => f.write_str("closed by this host"),
+            Failure::Replaced => f.write_str("the peer started over (INITIAL_CONTACT) and replaced the IKE SA"),
+            Failure::Expired => f.write_str("the IKE SA reached its hard lifetime without being rekeyed"),
+        }
     }
 }
 
@@ -296,17 +359,66 @@ pub struct Stats {
     pub auth_failures: u64,
 }
 
+/// What the endpoint has for the caller.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: Stats,
+}
+
+/// What becomes of an IKE SA after a step.
+#[derive(Debug)]
+pub(crate) enum Fate {
+    Keep,
+    /// Forget it; with a reason, the caller is told it is gone (if it was up).
+    Remove(Option<Failure>),
+}
+
 /// All IKE SAs of this host.
 #[derive(Debug)]
 pub struct Endpoint {
-    _private: (),
+    pub(crate) config: Config,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) sas: HashMap<u64, IkeSa>,
+    /// This host's IKE SPI → SA.
+    pub(crate) by_spi: HashMap<u64, u64>,
+    /// Responder: (initiator's address, SPIi) → half-open SA, for retransmitted IKE_SA_INIT.
+    pub(crate) init_index: HashMap<(SocketAddr, u64), u64>,
+    /// Handle → the SA that currently carries it.
+    pub(crate) handles: HashMap<SaHandle, u64>,
+    /// Inbound ESP SPIs in use (they must be unique on this host).
+    pub(crate) child_spis: HashSet<u32>,
+    pub(crate) cookies: CookieJar,
+    pub(crate) out: Output,
+    next_id: u64,
+    next_handle: u64,
 }
 
 impl Endpoint {
     /// An endpoint with no SAs. `rng_seed` seeds the CSPRNG that draws SPIs,
     /// nonces, DH secrets and cookie secrets (the caller takes it from the OS).
     pub fn new(config: Config, rng_seed: [u8; 32]) -> Self {
-        todo!()
+        let mut rng = ChaCha20Rng::from_seed(rng_seed);
+        let cookies = CookieJar::new(&mut rng);
+        Self {
+            config,
+            rng,
+            sas: HashMap::new(),
+            by_spi: HashMap::new(),
+            init_index: HashMap::new(),
+            handles: HashMap::new(),
+            child_spis: HashSet::new(),
+            cookies,
+            out: Output::default(),
+            next_id: 1,
+            next_handle: 1,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Starts an IKE SA with a first CHILD SA toward `remote`, from `local`.
@@ -322,63 +434,656 @@ impl Endpoint {
         ts: TrafficSelectors,
         deadline: Instant,
     ) -> SaHandle {
-        todo!()
+        let handle = self.new_handle();
+        let spi_i = self.new_ike_spi();
+        let port = self.config.ike_port;
+        let mut sa = self.new_sa(now, handle, true, spi_i, 0, SocketAddr::new(local, port), SocketAddr::new(remote, port));
+        let mut secret = [0u8; 32];
+        self.rng.fill_bytes(&mut secret);
+        let mut ni = vec![0u8; NONCE_LEN];
+        self.rng.fill_bytes(&mut ni);
+        let mut init = InitSent {
+            dh: X25519Secret::from_random(secret),
+            group: crate::ike::proposal::GROUP,
+            ni,
+            cookie: None,
+            request: Vec::new(),
+            peer,
+            ts,
+            deadline,
+            retries: 0,
+        };
+        self.send_init(now, &mut sa, &mut init);
+        sa.state = State::InitSent(Box::new(init));
+        self.insert_sa(sa);
+        handle
     }
 
     /// Answers [`Event::AuthorizePeer`]: `Some` says how to check the peer's AUTH,
     /// `None` refuses it (AUTHENTICATION_FAILED to a responder's peer).
     pub fn authorize(&mut self, now: Instant, sa: SaHandle, peer: Option<PeerAuth>) {
-        todo!()
+        let Some(mut ike) = self.take(sa) else { return };
+        let state = std::mem::replace(&mut ike.state, State::Established);
+        let fate = match state {
+            State::InitiatorAuthorize(held) => {
+                let held = *held;
+                let result = match peer {
+                    Some(peer) => self.finish_initiator(now, &mut ike, held.sent, held.response, peer),
+                    None => {
+                        self.release_child_spi(held.sent.child_spi);
+                        Err(Failure::NotAuthorized)
+                    }
+                };
+                match result {
+                    Ok(()) => Fate::Keep,
+                    Err(reason) => self.fail(&ike, reason),
+                }
+            }
+            State::ResponderAuthorize(held) => {
+                if self.finish_responder(now, &mut ike, *held, peer) {
+                    Fate::Keep
+                } else {
+                    Fate::Remove(None)
+                }
+            }
+            other => {
+                ike.state = other;
+                Fate::Keep
+            }
+        };
+        self.settle(ike, fate);
     }
 
     /// Feeds one received IKE message (the UDP payload without the non-ESP marker)
     /// that arrived at `local` from `remote`. Malformed input is dropped and counted.
     pub fn handle(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, message: &[u8]) {
-        todo!()
+        let Ok(packet) = HeaderPacket::new_checked(message) else {
+            self.out.stats.dropped += 1;
+            return;
+        };
+        if packet.major_version() != MAJOR_VERSION {
+            self.out.stats.dropped += 1;
+            return;
+        }
+        let flags = packet.flags();
+        let exchange = packet.exchange_type();
+        if exchange == ExchangeType::IKE_SA_INIT && !flags.response() && packet.spi_r() == 0 {
+            if flags.initiator() {
+                self.on_init_request(now, local, remote, message, packet.spi_i());
+            } else {
+                self.out.stats.dropped += 1;
+            }
+            return;
+        }
+        // §2.6: route by this host's SPI; the I flag says which one that is.
+        let our_spi = if flags.initiator() { packet.spi_r() } else { packet.spi_i() };
+        let Some(&id) = self.by_spi.get(&our_spi) else {
+            self.out.stats.dropped += 1;
+            return;
+        };
+        let Some(mut sa) = self.sas.remove(&id) else {
+            self.out.stats.dropped += 1;
+            return;
+        };
+        let spis_match = sa.spi_i == packet.spi_i() && (sa.spi_r == 0 || sa.spi_r == packet.spi_r());
+        if flags.initiator() == sa.initiator || !spis_match {
+            self.out.stats.dropped += 1;
+            self.sas.insert(id, sa);
+            return;
+        }
+        let fate = self.on_message(now, &mut sa, local, remote, message, flags.response(), exchange);
+        self.settle(sa, fate);
+    }
+
+    fn on_message(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        response: bool,
+        exchange: ExchangeType,
+    ) -> Fate {
+        match &sa.state {
+            State::InitSent(_) => {
+                if !response || exchange != ExchangeType::IKE_SA_INIT {
+                    self.out.stats.dropped += 1;
+                    return Fate::Keep;
+                }
+                let State::InitSent(init) = std::mem::replace(&mut sa.state, State::Established) else {
+                    return Fate::Keep;
+                };
+                match self.on_init_response(now, sa, init, bytes) {
+                    Ok(()) => Fate::Keep,
+                    Err(reason) => self.fail(sa, reason),
+                }
+            }
+            State::AuthSent(_) => {
+                if !response || exchange != ExchangeType::IKE_AUTH {
+                    self.out.stats.dropped += 1;
+                    return Fate::Keep;
+                }
+                let Some(message) = self.open(sa, bytes) else { return Fate::Keep };
+                if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(message.header.message_id) {
+                    self.out.stats.dropped += 1;
+                    return Fate::Keep;
+                }
+                let State::AuthSent(sent) = std::mem::replace(&mut sa.state, State::Established) else {
+                    return Fate::Keep;
+                };
+                match self.on_auth_response(now, sa, sent, message) {
+                    Ok(()) => Fate::Keep,
+                    Err(reason) => self.fail(sa, reason),
+                }
+            }
+            State::HalfOpen(_) => {
+                if response || exchange != ExchangeType::IKE_AUTH {
+                    self.out.stats.dropped += 1;
+                    return Fate::Keep;
+                }
+                let Some(message) = self.open(sa, bytes) else { return Fate::Keep };
+                if message.header.message_id != sa.peer_msg_id {
+                    self.out.stats.dropped += 1;
+                    return Fate::Keep;
+                }
+                let State::HalfOpen(half) = std::mem::replace(&mut sa.state, State::Established) else {
+                    return Fate::Keep;
+                };
+                if self.on_auth_request(sa, half, message, local, remote) { Fate::Keep } else { Fate::Remove(None) }
+            }
+            // The caller is deciding; a retransmission changes nothing.
+            State::InitiatorAuthorize(_) | State::ResponderAuthorize(_) => Fate::Keep,
+            State::Established | State::Retiring { .. } => self.on_protected(now, sa, bytes, response),
+        }
+    }
+
+    /// Opens a protected message; a failure is dropped and counted (§2.21.2).
+    pub(crate) fn open(&mut self, sa: &IkeSa, bytes: &[u8]) -> Option<crate::ike::message::Message> {
+        match sa.open(bytes) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.out.stats.dropped += 1;
+                if matches!(e, crate::ike::message::Error::Crypto(_) | crate::ike::message::Error::SkTooShort { .. }) {
+                    self.out.stats.auth_failures += 1;
+                }
+                None
+            }
+        }
+    }
+
+    /// An exchange on an established (or retiring) IKE SA.
+    fn on_protected(&mut self, now: Instant, sa: &mut IkeSa, bytes: &[u8], response: bool) -> Fate {
+        let Some(message) = self.open(sa, bytes) else { return Fate::Keep };
+        sa.last_heard = now;
+        let id = message.header.message_id;
+        if response {
+            if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(id) {
+                self.out.stats.dropped += 1;
+                return Fate::Keep;
+            }
+            let Some(outstanding) = sa.outstanding.take() else { return Fate::Keep };
+            let fate = self.on_response(now, sa, outstanding.request, message);
+            if matches!(fate, Fate::Keep) {
+                self.start_next(now, sa);
+            }
+            return fate;
+        }
+        if id == sa.peer_msg_id {
+            sa.peer_msg_id = sa.peer_msg_id.wrapping_add(1);
+            let fate = self.on_request(now, sa, message);
+            if matches!(fate, Fate::Keep) {
+                self.start_next(now, sa);
+            }
+            fate
+        } else if let Some((_, datagram)) = sa.last_response.as_ref().filter(|(rid, _)| *rid == id) {
+            // §2.1: a retransmitted request gets the same response, not processed again.
+            let t = sa.transmit(datagram.clone());
+            self.out.transmits.push_back(t);
+            Fate::Keep
+        } else {
+            self.out.stats.dropped += 1;
+            Fate::Keep
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, sa: &mut IkeSa, message: crate::ike::message::Message) -> Fate {
+        match message.header.exchange {
+            ExchangeType::INFORMATIONAL => self.on_informational_request(now, sa, message),
+            ExchangeType::CREATE_CHILD_SA => self.on_create_child_sa_request(now, sa, message),
+            _ => {
+                // Not an exchange for an established SA: answer it empty-handed.
+                let n = crate::ike::message::Notify::new(crate::ike::message::NotifyType::INVALID_SYNTAX, Vec::new());
+                let t = sa.send_response(message.header.exchange, message.header.message_id, &[Payload::Notify(n)]);
+                self.out.transmits.push_back(t);
+                Fate::Keep
+            }
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, sa: &mut IkeSa, request: Request, message: crate::ike::message::Message) -> Fate {
+        match request {
+            Request::Handshake | Request::Liveness => Fate::Keep,
+            Request::DeleteChild(spis) => {
+                self.remove_child(sa, spis.inbound);
+                Fate::Keep
+            }
+            Request::DeleteIke => Fate::Remove(Some(Failure::Closed)),
+            Request::RekeyChild(r) => self.on_rekey_child_response(now, sa, *r, message),
+            Request::RekeyIke(r) => self.on_rekey_ike_response(now, sa, *r, message),
+        }
     }
 
     /// Call when the clock reaches [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        todo!()
+        let due: Vec<u64> =
+            self.sas.iter().filter(|(_, sa)| sa_timeout(&self.config, sa).is_some_and(|t| t <= now)).map(|(&id, _)| id).collect();
+        for id in due {
+            let Some(mut sa) = self.sas.remove(&id) else { continue };
+            let fate = self.on_sa_timeout(now, &mut sa);
+            self.settle(sa, fate);
+        }
+    }
+
+    fn on_sa_timeout(&mut self, now: Instant, sa: &mut IkeSa) -> Fate {
+        if let Some(o) = sa.outstanding.as_mut() {
+            if o.timer.poll_timeout() <= now {
+                match o.timer.on_timeout(now) {
+                    RetransmitAction::Wait => {}
+                    RetransmitAction::Resend => {
+                        o.sends += 1;
+                        let t = Transmit { local: sa.local, remote: sa.remote, payload: o.datagram.clone() };
+                        self.out.transmits.push_back(t);
+                    }
+                    RetransmitAction::GiveUp => {
+                        let reason = Failure::Timeout { exchange: exchange_name(o.exchange), sends: o.sends };
+                        return match sa.state {
+                            State::InitSent(_) | State::AuthSent(_) => self.fail(sa, reason),
+                            State::Retiring { .. } => Fate::Remove(None),
+                            _ => Fate::Remove(Some(reason)),
+                        };
+                    }
+                }
+            }
+        }
+        match &sa.state {
+            State::InitiatorAuthorize(a) if a.sent.deadline <= now => {
+                let reason = Failure::Timeout { exchange: "authorization of the responder", sends: 1 };
+                let spi = a.sent.child_spi;
+                self.release_child_spi(spi);
+                return self.fail(sa, reason);
+            }
+            State::HalfOpen(h) if h.expires <= now => return Fate::Remove(None),
+            State::ResponderAuthorize(r) if r.half.expires <= now => return Fate::Remove(None),
+            State::Retiring { until } if *until <= now => return Fate::Remove(None),
+            State::Established => {}
+            _ => return Fate::Keep,
+        }
+        if sa.hard_expiry.is_some_and(|t| t <= now) {
+            return Fate::Remove(Some(Failure::Expired));
+        }
+        if sa.rekey_at.is_some_and(|t| t <= now) {
+            sa.rekey_at = None;
+            sa.queue.push_back(Queued::RekeyIke);
+        }
+        if let Some(t) = dpd_due(&self.config, sa) {
+            if t <= now {
+                sa.queue.push_back(Queued::Liveness);
+            }
+        }
+        for i in 0..sa.children.len() {
+            let child = &mut sa.children[i];
+            if child.expire_at.is_some_and(|t| t <= now) {
+                child.expire_at = None;
+                let spi = child.spis.inbound;
+                if !sa.queue.contains(&Queued::DeleteChild(spi)) {
+                    sa.queue.push_back(Queued::DeleteChild(spi));
+                }
+            } else if child.poll_timeout().is_some_and(|t| t <= now) {
+                child.rekey_at = None;
+                let spi = child.spis.inbound;
+                sa.queue.push_back(Queued::RekeyChild(spi));
+            }
+        }
+        self.start_next(now, sa);
+        Fate::Keep
     }
 
     /// The next instant at which [`Self::handle_timeout`] has work; `None` when idle.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        self.sas.values().filter_map(|sa| sa_timeout(&self.config, sa)).min()
     }
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        todo!()
+        self.out.transmits.pop_front()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        self.out.events.pop_front()
     }
 
     /// Rekeys the CHILD SA whose inbound SPI is `inbound_spi` (CREATE_CHILD_SA, §1.3.3).
     pub fn rekey_child(&mut self, now: Instant, sa: SaHandle, inbound_spi: u32) {
-        todo!()
+        self.enqueue(now, sa, Queued::RekeyChild(inbound_spi));
     }
 
     /// Rekeys the IKE SA (CREATE_CHILD_SA, §1.3.2).
     pub fn rekey_ike(&mut self, now: Instant, sa: SaHandle) {
-        todo!()
+        self.enqueue(now, sa, Queued::RekeyIke);
     }
 
     /// Deletes one CHILD SA pair (INFORMATIONAL with D, §1.4.1).
     pub fn delete_child(&mut self, now: Instant, sa: SaHandle, inbound_spi: u32) {
-        todo!()
+        self.enqueue(now, sa, Queued::DeleteChild(inbound_spi));
     }
 
-    /// Deletes the IKE SA and its CHILD SAs.
+    /// Deletes the IKE SA and its CHILD SAs. An SA still in its handshake is
+    /// dropped without a word to the peer.
     pub fn close(&mut self, now: Instant, sa: SaHandle) {
-        todo!()
+        let Some(ike) = self.take(sa) else { return };
+        if matches!(ike.state, State::Established) {
+            self.sas.insert(ike.id, ike);
+            self.enqueue(now, sa, Queued::DeleteIke);
+        } else {
+            self.settle(ike, Fate::Remove(Some(Failure::Closed)));
+        }
+    }
+
+    /// Sends a liveness check (an empty INFORMATIONAL request, §1.4) now.
+    pub fn check_liveness(&mut self, now: Instant, sa: SaHandle) {
+        self.enqueue(now, sa, Queued::Liveness);
     }
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        todo!()
+        Stats { ike_sas: self.sas.len(), half_open: self.half_open(), ..self.out.stats.clone() }
     }
+
+    /// The CHILD SAs (by SPIs) that the IKE SA `sa` currently carries.
+    pub fn child_sas(&self, sa: SaHandle) -> Vec<ChildSpis> {
+        self.handles
+            .get(&sa)
+            .and_then(|id| self.sas.get(id))
+            .map(|ike| ike.children.iter().filter(|c| c.announced).map(|c| c.spis).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether the IKE SA `sa` is established.
+    pub fn is_established(&self, sa: SaHandle) -> bool {
+        self.handles.get(&sa).and_then(|id| self.sas.get(id)).is_some_and(|ike| matches!(ike.state, State::Established))
+    }
+
+    // ---- helpers shared by the exchange modules ----
+
+    fn enqueue(&mut self, now: Instant, sa: SaHandle, op: Queued) {
+        let Some(mut ike) = self.take(sa) else { return };
+        if matches!(ike.state, State::Established) && !ike.queue.contains(&op) {
+            ike.queue.push_back(op);
+            self.start_next(now, &mut ike);
+        }
+        self.settle(ike, Fate::Keep);
+    }
+
+    fn take(&mut self, sa: SaHandle) -> Option<IkeSa> {
+        let id = *self.handles.get(&sa)?;
+        self.sas.remove(&id)
+    }
+
+    /// Starts queued exchanges while the window is free (§2.3).
+    pub(crate) fn start_next(&mut self, now: Instant, sa: &mut IkeSa) {
+        while sa.outstanding.is_none() && matches!(sa.state, State::Established) {
+            let Some(op) = sa.queue.pop_front() else { return };
+            match op {
+                Queued::Liveness => {
+                    let timer = self.request_timer(now, None);
+                    let t = sa.send_request(ExchangeType::INFORMATIONAL, &[], Request::Liveness, timer);
+                    self.out.transmits.push_back(t);
+                }
+                Queued::DeleteIke => {
+                    let timer = self.request_timer(now, None);
+                    let t = sa.send_request(
+                        ExchangeType::INFORMATIONAL,
+                        &[Payload::Delete(Delete::ike())],
+                        Request::DeleteIke,
+                        timer,
+                    );
+                    self.out.transmits.push_back(t);
+                }
+                Queued::DeleteChild(spi) => self.start_delete_child(now, sa, spi),
+                Queued::RekeyChild(spi) => self.start_rekey_child(now, sa, spi),
+                Queued::RekeyIke => self.start_rekey_ike(now, sa),
+            }
+        }
+    }
+
+    /// The retransmission timer of a new request; `deadline` for the
+    /// handshake, `exchange_timeout` from now for later exchanges.
+    pub(crate) fn request_timer(&self, now: Instant, deadline: Option<Instant>) -> Retransmit {
+        match deadline {
+            Some(d) => Retransmit::new(self.config.retransmit, now, d),
+            None => {
+                let config = RetransmitConfig { max_resends: u32::MAX, ..self.config.retransmit };
+                Retransmit::new(config, now, now + self.config.exchange_timeout)
+            }
+        }
+    }
+
+    pub(crate) fn new_handle(&mut self) -> SaHandle {
+        let h = SaHandle(self.next_handle);
+        self.next_handle += 1;
+        h
+    }
+
+    /// A fresh non-zero IKE SPI not in use here (§2.6).
+    pub(crate) fn new_ike_spi(&mut self) -> u64 {
+        loop {
+            let spi = self.rng.next_u64();
+            if spi != 0 && !self.by_spi.contains_key(&spi) {
+                return spi;
+            }
+        }
+    }
+
+    /// A fresh inbound ESP SPI (≥ 256, RFC 4303 §2.1), reserved until released.
+    pub(crate) fn new_child_spi(&mut self) -> u32 {
+        loop {
+            let spi = self.rng.next_u32();
+            if spi >= 256 && self.child_spis.insert(spi) {
+                return spi;
+            }
+        }
+    }
+
+    pub(crate) fn release_child_spi(&mut self, spi: u32) {
+        self.child_spis.remove(&spi);
+    }
+
+    /// A new IKE SA record (not yet inserted).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_sa(
+        &mut self,
+        now: Instant,
+        handle: SaHandle,
+        initiator: bool,
+        spi_i: u64,
+        spi_r: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> IkeSa {
+        let id = self.next_id;
+        self.next_id += 1;
+        IkeSa {
+            id,
+            handle,
+            initiator,
+            spi_i,
+            spi_r,
+            local,
+            remote,
+            ike_port: self.config.ike_port,
+            state: State::Established,
+            crypto: None,
+            next_msg_id: 0,
+            peer_msg_id: 0,
+            outstanding: None,
+            queue: VecDeque::new(),
+            last_response: None,
+            children: Vec::new(),
+            peer_id: None,
+            created: now,
+            last_heard: now,
+            rekey_at: None,
+            hard_expiry: None,
+            announced: false,
+        }
+    }
+
+    /// Registers an SA under its SPI and, if none does yet, as its handle's carrier.
+    pub(crate) fn insert_sa(&mut self, sa: IkeSa) {
+        self.by_spi.insert(sa.local_spi(), sa.id);
+        self.handles.entry(sa.handle).or_insert(sa.id);
+        self.sas.insert(sa.id, sa);
+    }
+
+    pub(crate) fn half_open(&self) -> usize {
+        self.sas.values().filter(|sa| sa.state.is_half_open_responder()).count()
+    }
+
+    /// Sets when this host rekeys the IKE SA (lifetime minus up to 10 % jitter)
+    /// and when it dies without a rekey (1.1 × lifetime).
+    pub(crate) fn schedule_ike_rekey(&mut self, now: Instant, sa: &mut IkeSa) {
+        let life = self.config.ike_lifetime;
+        if life.is_zero() {
+            return;
+        }
+        let jitter = life.mul_f64(f64::from(self.rng.next_u32() % 1000) / 10_000.0);
+        sa.rekey_at = now.checked_add(life - jitter);
+        sa.hard_expiry = now.checked_add(life + life / 10);
+    }
+
+    /// Reports a failed `connect` (or other exchange of ours that ends the SA).
+    pub(crate) fn fail(&mut self, sa: &IkeSa, reason: Failure) -> Fate {
+        self.out.events.push_back(Event::Failed { sa: sa.handle, remote: sa.remote, reason });
+        Fate::Remove(None)
+    }
+
+    /// Puts an SA back, or forgets it.
+    pub(crate) fn settle(&mut self, sa: IkeSa, fate: Fate) {
+        match fate {
+            Fate::Keep => {
+                self.sas.insert(sa.id, sa);
+            }
+            Fate::Remove(reason) => self.discard(sa, reason),
+        }
+    }
+
+    /// Forgets an SA (already out of `sas`) and tells the caller if it was up.
+    pub(crate) fn discard(&mut self, sa: IkeSa, reason: Option<Failure>) {
+        if self.by_spi.get(&sa.local_spi()) == Some(&sa.id) {
+            self.by_spi.remove(&sa.local_spi());
+        }
+        if self.handles.get(&sa.handle) == Some(&sa.id) {
+            self.handles.remove(&sa.handle);
+        }
+        if !sa.initiator {
+            let key = (sa.remote, sa.spi_i);
+            if self.init_index.get(&key) == Some(&sa.id) {
+                self.init_index.remove(&key);
+            } else {
+                self.init_index.retain(|_, v| *v != sa.id);
+            }
+        }
+        if let State::AuthSent(a) = &sa.state {
+            self.child_spis.remove(&a.child_spi);
+        }
+        for child in &sa.children {
+            self.child_spis.remove(&child.spis.inbound);
+            if let Some(p) = &child.peer_rekey {
+                self.child_spis.remove(&p.new.spis.inbound);
+            }
+            if reason.is_some() && sa.announced && child.announced {
+                self.out.events.push_back(Event::ChildSaDeleted { sa: sa.handle, spis: child.spis });
+            }
+        }
+        if let (Some(reason), true) = (reason, sa.announced) {
+            self.out.events.push_back(Event::IkeSaDeleted { sa: sa.handle, reason });
+        }
+    }
+
+    /// Removes a CHILD SA and tells the data path if it knew it.
+    pub(crate) fn remove_child(&mut self, sa: &mut IkeSa, inbound: u32) {
+        if let Some(i) = sa.child_by_inbound(inbound) {
+            let child = sa.children.remove(i);
+            self.child_spis.remove(&child.spis.inbound);
+            if child.announced {
+                self.out.events.push_back(Event::ChildSaDeleted { sa: sa.handle, spis: child.spis });
+            }
+        }
+    }
+
+    /// INITIAL_CONTACT (§2.4): the peer with this identity has no other SAs
+    /// with us any more; forget them (reason `Replaced`).
+    pub(crate) fn replace_peer(&mut self, id: &Identity, except: u64) {
+        let stale: Vec<u64> = self
+            .sas
+            .iter()
+            .filter(|&(&sid, sa)| sid != except && sa.peer_id.as_ref() == Some(id))
+            .map(|(&sid, _)| sid)
+            .collect();
+        for sid in stale {
+            if let Some(sa) = self.sas.remove(&sid) {
+                self.discard(sa, Some(Failure::Replaced));
+            }
+        }
+    }
+
+    /// Tells the peer the IKE SA is gone, once, without waiting for an answer.
+    pub(crate) fn send_delete_ike_once(&mut self, sa: &mut IkeSa) {
+        let msg_id = sa.next_msg_id;
+        sa.next_msg_id = sa.next_msg_id.wrapping_add(1);
+        let header = sa.header(ExchangeType::INFORMATIONAL, false, msg_id);
+        let datagram = sa.emit_sealed(&header, &[Payload::Delete(Delete::ike())]);
+        let t = sa.transmit(datagram);
+        self.out.transmits.push_back(t);
+    }
+}
+
+/// A readable name for an exchange type, for [`Failure::Timeout`].
+fn exchange_name(exchange: ExchangeType) -> &'static str {
+    match exchange {
+        ExchangeType::IKE_SA_INIT => "IKE_SA_INIT",
+        ExchangeType::IKE_AUTH => "IKE_AUTH",
+        ExchangeType::CREATE_CHILD_SA => "CREATE_CHILD_SA",
+        ExchangeType::INFORMATIONAL => "INFORMATIONAL",
+        _ => "an exchange",
+    }
+}
+
+/// When a liveness check is due: `dpd_interval` after the peer was last heard,
+/// if no exchange is running or waiting.
+fn dpd_due(config: &Config, sa: &IkeSa) -> Option<Instant> {
+    let interval = config.dpd_interval?;
+    if sa.outstanding.is_some() || !sa.queue.is_empty() || !matches!(sa.state, State::Established) {
+        return None;
+    }
+    sa.last_heard.checked_add(interval)
+}
+
+/// The next instant an SA has something to do.
+fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
+    let retransmit = sa.outstanding.as_ref().map(|o| o.timer.poll_timeout());
+    let state = match &sa.state {
+        State::InitiatorAuthorize(a) => Some(a.sent.deadline),
+        State::HalfOpen(h) => Some(h.expires),
+        State::ResponderAuthorize(r) => Some(r.half.expires),
+        State::Retiring { until } => Some(*until),
+        State::Established => {
+            let children = sa.children.iter().filter_map(|c| c.poll_timeout()).min();
+            [sa.rekey_at, sa.hard_expiry, dpd_due(config, sa), children].into_iter().flatten().min()
+        }
+        State::InitSent(_) | State::AuthSent(_) => None,
+    };
+    [retransmit, state].into_iter().flatten().min()
 }

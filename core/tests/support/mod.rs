@@ -1,4 +1,4 @@
-//! Pieces shared by core's network tests (not a test target of its own).
+//! Shared harness of the IKE engine tests.
+#![allow(dead_code, unreachable_pub)]
 
-pub(crate) mod icmp;
-pub(crate) mod udp_driver;
+pub mod pair;

@@ -1,0 +1,242 @@
+//! One IKE SA (RFC 7296 §2): its SPIs, keys, message IDs and window, the
+//! request it has outstanding, the response it keeps for retransmitted
+//! requests, its CHILD SAs, and the state of its handshake.
+//!
+//! The window size is 1 in both directions (§2.3): one request of ours is
+//! outstanding at a time (others wait in `queue`), and the peer's next request
+//! must carry the next message ID. A request that repeats the last one is
+//! answered from `last_response` and not processed again (§2.1).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::crypto::{AeadAlg, AeadKey, Provider};
+use crate::ike::auth::{AuthSent, HalfOpen, InitiatorAuthorize, ResponderAuthorize};
+use crate::ike::child_sa::Child;
+use crate::ike::create_child_sa::{RekeyChildRequest, RekeyIkeRequest};
+use crate::ike::endpoint::{ChildSpis, SaHandle, Transmit};
+use crate::ike::keys::{IkeSaKeys, SkD, SkP};
+use crate::ike::message::{self, ExchangeType, Flags, Header, Identity, Message, Payload};
+use crate::ike::retransmit::Retransmit;
+use crate::ike::sa_init::InitSent;
+use crate::ike::udp_encap::push_non_esp_marker;
+
+/// The keys of an IKE SA once IKE_SA_INIT is done, per direction.
+#[derive(Debug)]
+pub(crate) struct IkeCrypto {
+    pub(crate) alg: AeadAlg,
+    pub(crate) sk_d: SkD,
+    pub(crate) sk_pi: SkP,
+    pub(crate) sk_pr: SkP,
+    /// Seals what this host sends (SK_ei for the original initiator, §2.14).
+    pub(crate) outbound: AeadKey,
+    /// Opens what the peer sends.
+    pub(crate) inbound: AeadKey,
+    /// Explicit IV counter: unique per message under `outbound` (RFC 5282 §3.1).
+    iv: u64,
+}
+
+impl IkeCrypto {
+    pub(crate) fn new(keys: &IkeSaKeys, alg: AeadAlg, provider: Provider, initiator: bool) -> Self {
+        let (out, inb) = if initiator { (&keys.sk_ei, &keys.sk_er) } else { (&keys.sk_er, &keys.sk_ei) };
+        Self {
+            alg,
+            sk_d: keys.sk_d.clone(),
+            sk_pi: keys.sk_pi.clone(),
+            sk_pr: keys.sk_pr.clone(),
+            outbound: AeadKey::new(alg, provider, out),
+            inbound: AeadKey::new(alg, provider, inb),
+            iv: 0,
+        }
+    }
+
+    fn next_iv(&mut self) -> [u8; 8] {
+        self.iv += 1;
+        self.iv.to_be_bytes()
+    }
+}
+
+/// A request of ours that is waiting for its response.
+#[derive(Debug)]
+pub(crate) struct Outstanding {
+    pub(crate) msg_id: u32,
+    pub(crate) exchange: ExchangeType,
+    /// The datagram as sent (non-ESP marker included where the port needs it).
+    pub(crate) datagram: Vec<u8>,
+    pub(crate) timer: Retransmit,
+    pub(crate) sends: u32,
+    pub(crate) request: Request,
+}
+
+/// What an outstanding request is for.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// IKE_SA_INIT or IKE_AUTH: the data lives in [`State`].
+    Handshake,
+    RekeyChild(Box<RekeyChildRequest>),
+    RekeyIke(Box<RekeyIkeRequest>),
+    DeleteChild(ChildSpis),
+    DeleteIke,
+    Liveness,
+}
+
+/// An exchange waiting for the window (§2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    RekeyChild(u32),
+    RekeyIke,
+    DeleteChild(u32),
+    DeleteIke,
+    Liveness,
+}
+
+/// Where the IKE SA is (rustls style: one struct per state).
+#[derive(Debug)]
+pub(crate) enum State {
+    /// Initiator: IKE_SA_INIT request sent (§1.2).
+    InitSent(Box<InitSent>),
+    /// Initiator: IKE_AUTH request sent.
+    AuthSent(Box<AuthSent>),
+    /// Initiator: IKE_AUTH response held until the caller names the peer's key.
+    InitiatorAuthorize(Box<InitiatorAuthorize>),
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH (half-open).
+    HalfOpen(Box<HalfOpen>),
+    /// Responder: IKE_AUTH request held until the caller names the peer's key.
+    ResponderAuthorize(Box<ResponderAuthorize>),
+    /// Authenticated; CREATE_CHILD_SA and INFORMATIONAL exchanges run.
+    Established,
+    /// Replaced by a rekey, or a collision's loser: only INFORMATIONAL runs,
+    /// until it is deleted or `until` passes (§2.8).
+    Retiring { until: Instant },
+}
+
+impl State {
+    pub(crate) fn is_half_open_responder(&self) -> bool {
+        matches!(self, State::HalfOpen(_) | State::ResponderAuthorize(_))
+    }
+}
+
+/// One IKE SA.
+#[derive(Debug)]
+pub(crate) struct IkeSa {
+    /// The endpoint's key for this SA (not the handle: a rekeyed SA gets a new one).
+    pub(crate) id: u64,
+    pub(crate) handle: SaHandle,
+    /// Whether this host is the original initiator of this IKE SA (the I flag).
+    pub(crate) initiator: bool,
+    pub(crate) spi_i: u64,
+    pub(crate) spi_r: u64,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    pub(crate) ike_port: u16,
+    pub(crate) state: State,
+    pub(crate) crypto: Option<IkeCrypto>,
+    /// Message ID of our next request.
+    pub(crate) next_msg_id: u32,
+    /// Message ID the peer's next request must carry.
+    pub(crate) peer_msg_id: u32,
+    pub(crate) outstanding: Option<Outstanding>,
+    pub(crate) queue: VecDeque<Queued>,
+    /// Our last response: its message ID and the datagram.
+    pub(crate) last_response: Option<(u32, Vec<u8>)>,
+    pub(crate) children: Vec<Child>,
+    pub(crate) peer_id: Option<Identity>,
+    pub(crate) created: Instant,
+    /// When the peer was last heard from with an authenticated message (DPD).
+    pub(crate) last_heard: Instant,
+    /// When this host rekeys the IKE SA; `hard_expiry` ends it.
+    pub(crate) rekey_at: Option<Instant>,
+    pub(crate) hard_expiry: Option<Instant>,
+    /// Whether the caller was told the SA is up (then its end is an event).
+    pub(crate) announced: bool,
+}
+
+impl IkeSa {
+    /// This host's SPI.
+    pub(crate) fn local_spi(&self) -> u64 {
+        if self.initiator { self.spi_i } else { self.spi_r }
+    }
+
+    pub(crate) fn header(&self, exchange: ExchangeType, response: bool, msg_id: u32) -> Header {
+        let mut flags = if self.initiator { Flags::INITIATOR } else { Flags::NONE };
+        if response {
+            flags = flags | Flags::RESPONSE;
+        }
+        Header::new(self.spi_i, self.spi_r, exchange, flags, msg_id)
+    }
+
+    fn marker(&self) -> bool {
+        self.local.port() != self.ike_port
+    }
+
+    /// The datagram of an unprotected message (IKE_SA_INIT).
+    pub(crate) fn emit_plain(&self, message: &Message) -> Vec<u8> {
+        let mut out = Vec::with_capacity(message.buffer_len() + 4);
+        if self.marker() {
+            push_non_esp_marker(&mut out);
+        }
+        message.emit(&mut out);
+        out
+    }
+
+    /// The datagram of a message with `payloads` inside an SK payload.
+    pub(crate) fn emit_sealed(&mut self, header: &Header, payloads: &[Payload]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.marker() {
+            push_non_esp_marker(&mut out);
+        }
+        if let Some(crypto) = self.crypto.as_mut() {
+            let iv = crypto.next_iv();
+            // The IV has the cipher's length, so sealing cannot fail.
+            if Message::emit_protected(header, payloads, &crypto.outbound, &iv, &mut out).is_err() {
+                out.clear();
+            }
+        }
+        out
+    }
+
+    /// Opens a protected message from the peer.
+    pub(crate) fn open(&self, bytes: &[u8]) -> Result<Message, message::Error> {
+        match &self.crypto {
+            Some(c) => Message::parse_protected(bytes, &c.inbound),
+            None => Err(message::Error::NotProtected),
+        }
+    }
+
+    pub(crate) fn transmit(&self, payload: Vec<u8>) -> Transmit {
+        Transmit { local: self.local, remote: self.remote, payload }
+    }
+
+    /// Seals and records a request, and returns the datagram to send.
+    pub(crate) fn send_request(
+        &mut self,
+        exchange: ExchangeType,
+        payloads: &[Payload],
+        request: Request,
+        timer: Retransmit,
+    ) -> Transmit {
+        let msg_id = self.next_msg_id;
+        self.next_msg_id = self.next_msg_id.wrapping_add(1);
+        let header = self.header(exchange, false, msg_id);
+        let datagram = self.emit_sealed(&header, payloads);
+        self.outstanding = Some(Outstanding { msg_id, exchange, datagram: datagram.clone(), timer, sends: 1, request });
+        self.transmit(datagram)
+    }
+
+    /// Seals a response, keeps it for retransmitted requests, and returns it.
+    pub(crate) fn send_response(&mut self, exchange: ExchangeType, msg_id: u32, payloads: &[Payload]) -> Transmit {
+        let header = self.header(exchange, true, msg_id);
+        let datagram = self.emit_sealed(&header, payloads);
+        self.last_response = Some((msg_id, datagram.clone()));
+        self.transmit(datagram)
+    }
+
+    pub(crate) fn child_by_inbound(&self, spi: u32) -> Option<usize> {
+        self.children.iter().position(|c| c.spis.inbound == spi)
+    }
+
+    pub(crate) fn child_by_outbound(&self, spi: u32) -> Option<usize> {
+        self.children.iter().position(|c| c.spis.outbound == spi)
+    }
+}

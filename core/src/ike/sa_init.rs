@@ -1,0 +1,306 @@
+//! IKE_SA_INIT (RFC 7296 §1.2): both ends agree on the IKE SA's transforms,
+//! exchange Diffie-Hellman values and nonces, and derive the keys (§2.14).
+//!
+//! ```text
+//! Initiator                         Responder
+//! HDR, [N(COOKIE),] SAi1, KEi, Ni,
+//!   N(NAT_DETECTION_*), N(SIGNATURE_HASH_ALGORITHMS)  -->
+//!                              <--  HDR, SAr1, KEr, Nr,
+//!                                     N(NAT_DETECTION_*), N(SIGNATURE_HASH_ALGORITHMS)
+//! ```
+//!
+//! The responder may instead answer with only N(COOKIE) (§2.6, under load),
+//! N(INVALID_KE_PAYLOAD) (§1.2, wrong group) or N(NO_PROPOSAL_CHOSEN); none of
+//! these create state on the responder. The initiator repeats its request with
+//! the cookie first, or with a KE payload of the group asked for.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand_core::RngCore;
+
+use crate::crypto::x25519::X25519Secret;
+use crate::ike::endpoint::{Endpoint, Failure, PeerAuth, TrafficSelectors, Transmit};
+use crate::ike::error::{RequestError, check_nonce};
+use crate::ike::keys::Skeyseed;
+use crate::ike::message::{
+    DhGroup, ExchangeType, Flags, HashAlgorithm, Header, Ke, Message, Nonce, Notify, NotifyType, Payload,
+    PayloadType,
+};
+use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, State};
+use crate::ike::udp_encap::push_non_esp_marker;
+use crate::ike::{nat, proposal};
+
+/// Length of the nonces this host sends (§2.10: at least half the PRF key size).
+pub(crate) const NONCE_LEN: usize = 32;
+
+/// The most cookie or INVALID_KE_PAYLOAD retries before giving up.
+const MAX_INIT_RETRIES: u32 = 3;
+
+/// Initiator: IKE_SA_INIT sent.
+#[derive(Debug)]
+pub(crate) struct InitSent {
+    pub(crate) dh: X25519Secret,
+    pub(crate) group: DhGroup,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) cookie: Option<Vec<u8>>,
+    /// The request as sent, without the non-ESP marker (RealMessage1, §2.15).
+    pub(crate) request: Vec<u8>,
+    pub(crate) peer: Option<PeerAuth>,
+    pub(crate) ts: TrafficSelectors,
+    pub(crate) deadline: Instant,
+    pub(crate) retries: u32,
+}
+
+fn has_nat_detection(m: &Message) -> bool {
+    m.notify(NotifyType::NAT_DETECTION_SOURCE_IP).is_some()
+        || m.notify(NotifyType::NAT_DETECTION_DESTINATION_IP).is_some()
+}
+
+/// The datagram of an unprotected IKE_SA_INIT error response (no state kept).
+fn init_error(config_ike_port: u16, local: SocketAddr, remote: SocketAddr, spi_i: u64, notify: Notify) -> Transmit {
+    let header = Header::new(spi_i, 0, ExchangeType::IKE_SA_INIT, Flags::RESPONSE, 0);
+    let message = Message::new(header, vec![Payload::Notify(notify)]);
+    let mut payload = Vec::new();
+    if local.port() != config_ike_port {
+        push_non_esp_marker(&mut payload);
+    }
+    message.emit(&mut payload);
+    Transmit { local, remote, payload }
+}
+
+impl Endpoint {
+    /// Initiator: builds (or rebuilds, after COOKIE or INVALID_KE_PAYLOAD) the
+    /// IKE_SA_INIT request and records it as outstanding.
+    pub(crate) fn send_init(&mut self, now: Instant, sa: &mut IkeSa, init: &mut InitSent) {
+        let mut payloads = Vec::with_capacity(7);
+        if let Some(cookie) = &init.cookie {
+            payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, cookie.clone())));
+        }
+        payloads.push(Payload::Sa(proposal::ike_offer(&self.config.ike_algs, None)));
+        payloads.push(Payload::Ke(Ke { group: init.group, data: init.dh.public_key().to_vec() }));
+        payloads.push(Payload::Nonce(Nonce(init.ni.clone())));
+        let force = self.config.force_udp_encap;
+        payloads.extend(nat::notifies(sa.spi_i, 0, sa.local, sa.remote, force).map(Payload::Notify));
+        payloads.push(Payload::Notify(Notify::signature_hash_algorithms(&[HashAlgorithm::IDENTITY])));
+        let message = Message::new(sa.header(ExchangeType::IKE_SA_INIT, false, 0), payloads);
+        let mut request = Vec::new();
+        message.emit(&mut request);
+        let datagram = sa.emit_plain(&message);
+        init.request = request;
+        let timer = self.request_timer(now, Some(init.deadline));
+        sa.outstanding = Some(Outstanding {
+            msg_id: 0,
+            exchange: ExchangeType::IKE_SA_INIT,
+            datagram: datagram.clone(),
+            timer,
+            sends: 1,
+            request: Request::Handshake,
+        });
+        sa.next_msg_id = 1;
+        self.out.transmits.push_back(sa.transmit(datagram));
+    }
+
+    /// Initiator: the IKE_SA_INIT response. Returns a failure that ends the SA.
+    pub(crate) fn on_init_response(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        mut init: Box<InitSent>,
+        bytes: &[u8],
+    ) -> Result<(), Failure> {
+        let Ok(message) = Message::parse(bytes) else {
+            self.out.stats.dropped += 1;
+            sa.state = State::InitSent(init);
+            return Ok(());
+        };
+        if message.header.message_id != 0 {
+            self.out.stats.dropped += 1;
+            sa.state = State::InitSent(init);
+            return Ok(());
+        }
+        if let Some(cookie) = message.notify(NotifyType::COOKIE) {
+            if init.retries >= MAX_INIT_RETRIES {
+                return Err(Failure::Protocol("the responder keeps asking for a COOKIE".into()));
+            }
+            init.retries += 1;
+            init.cookie = Some(cookie.data.clone());
+            self.send_init(now, sa, &mut init);
+            sa.state = State::InitSent(init);
+            return Ok(());
+        }
+        if let Some(n) = message.notify(NotifyType::INVALID_KE_PAYLOAD) {
+            let group = n.requested_group().unwrap_or(DhGroup::NONE);
+            if group != proposal::GROUP || group == init.group || init.retries >= MAX_INIT_RETRIES {
+                return Err(Failure::Protocol(format!(
+                    "the responder asks for key exchange group {group:?}, which this host does not support"
+                )));
+            }
+            init.retries += 1;
+            init.group = group;
+            self.send_init(now, sa, &mut init);
+            sa.state = State::InitSent(init);
+            return Ok(());
+        }
+        if let Some(n) = message.notifies().find(|n| n.is_error()) {
+            return Err(match n.ty {
+                NotifyType::NO_PROPOSAL_CHOSEN => Failure::NoProposalChosen,
+                ty => Failure::PeerRefused(format!("{ty:?} in answer to IKE_SA_INIT")),
+            });
+        }
+        let (Some(Payload::Sa(sa_r)), Some(Payload::Ke(ke)), Some(Payload::Nonce(Nonce(nr)))) = (
+            message.payload(PayloadType::SA),
+            message.payload(PayloadType::KE),
+            message.payload(PayloadType::NONCE),
+        ) else {
+            return Err(Failure::Protocol("IKE_SA_INIT response without SA, KE or Nonce".into()));
+        };
+        let (choice, _) = proposal::accept_ike(sa_r, &self.config.ike_algs, 0).map_err(Failure::Protocol)?;
+        if ke.group != init.group {
+            return Err(Failure::Protocol(format!("the responder's KE is for {:?}", ke.group)));
+        }
+        check_nonce(nr).map_err(|e| Failure::Protocol(e.to_string()))?;
+        if message.header.spi_r == 0 {
+            return Err(Failure::Protocol("the responder's SPI is zero".into()));
+        }
+        let g_ir = init.dh.diffie_hellman(&ke.data).map_err(|e| Failure::Protocol(e.to_string()))?;
+        sa.spi_r = message.header.spi_r;
+        let keys = Skeyseed::initial(&init.ni, nr, &g_ir).ike_sa_keys(
+            &init.ni,
+            nr,
+            sa.spi_i.to_be_bytes(),
+            sa.spi_r.to_be_bytes(),
+        );
+        sa.crypto = Some(IkeCrypto::new(&keys, choice.alg, self.config.provider, true));
+        sa.outstanding = None;
+        // §2.23: with NAT-T on both sides, everything after IKE_SA_INIT uses UDP 4500.
+        if has_nat_detection(&message) && sa.local.port() != self.config.natt_port {
+            sa.local = SocketAddr::new(sa.local.ip(), self.config.natt_port);
+            sa.remote = SocketAddr::new(sa.remote.ip(), self.config.natt_port);
+        }
+        self.send_auth_request(now, sa, *init, nr.clone(), bytes.to_vec());
+        Ok(())
+    }
+
+    /// Responder: an IKE_SA_INIT request (Message ID 0, SPIr zero).
+    pub(crate) fn on_init_request(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, bytes: &[u8], spi_i: u64) {
+        // A retransmission of a request already answered: the same answer (§2.1).
+        if let Some(id) = self.init_index.get(&(remote, spi_i)) {
+            if let Some(State::HalfOpen(h)) = self.sas.get(id).map(|s| &s.state) {
+                let t = Transmit { local, remote, payload: h.datagram.clone() };
+                self.out.transmits.push_back(t);
+            }
+            return;
+        }
+        let message = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.out.stats.dropped += 1;
+                if let Some(n) = e.to_notify() {
+                    self.out.transmits.push_back(init_error(self.config.ike_port, local, remote, spi_i, n));
+                }
+                return;
+            }
+        };
+        if message.header.message_id != 0 {
+            self.out.stats.dropped += 1;
+            return;
+        }
+        let nonce = match message.payload(PayloadType::NONCE) {
+            Some(Payload::Nonce(Nonce(n))) => n.clone(),
+            _ => Vec::new(),
+        };
+        let half_open = self.half_open();
+        if half_open >= self.config.cookie_threshold {
+            // §2.6: the cookie must be the first payload.
+            let valid = match message.payloads.first() {
+                Some(Payload::Notify(n)) if n.ty == NotifyType::COOKIE => {
+                    self.cookies.check(&n.data, &nonce, remote.ip(), spi_i)
+                }
+                _ => false,
+            };
+            if !valid {
+                let cookie = self.cookies.make(now, &mut self.rng, &nonce, remote.ip(), spi_i);
+                let n = Notify::new(NotifyType::COOKIE, cookie.to_vec());
+                self.out.transmits.push_back(init_error(self.config.ike_port, local, remote, spi_i, n));
+                self.out.stats.cookies_sent += 1;
+                return;
+            }
+        }
+        if half_open >= self.config.half_open_limit {
+            self.out.stats.dropped += 1;
+            return;
+        }
+        match self.accept_init(now, local, remote, &message, bytes) {
+            Ok(()) => {}
+            Err(e) => {
+                if let Some(n) = e.to_notify() {
+                    self.out.transmits.push_back(init_error(self.config.ike_port, local, remote, spi_i, n));
+                }
+            }
+        }
+    }
+
+    fn accept_init(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        message: &Message,
+        bytes: &[u8],
+    ) -> Result<(), RequestError> {
+        let (Some(Payload::Sa(offer)), Some(Payload::Ke(ke)), Some(Payload::Nonce(Nonce(ni)))) = (
+            message.payload(PayloadType::SA),
+            message.payload(PayloadType::KE),
+            message.payload(PayloadType::NONCE),
+        ) else {
+            return Err(RequestError::MissingPayload(PayloadType::SA));
+        };
+        let (answer, choice, _) = proposal::select_ike(offer, &self.config.ike_algs, None)?;
+        if ke.group != proposal::GROUP {
+            return Err(RequestError::InvalidKe { got: ke.group, wanted: proposal::GROUP });
+        }
+        check_nonce(ni)?;
+        let mut secret = [0u8; 32];
+        self.rng.fill_bytes(&mut secret);
+        let dh = X25519Secret::from_random(secret);
+        let g_ir = dh.diffie_hellman(&ke.data).map_err(RequestError::KeyExchange)?;
+        let mut nr = vec![0u8; NONCE_LEN];
+        self.rng.fill_bytes(&mut nr);
+
+        let spi_i = message.header.spi_i;
+        let spi_r = self.new_ike_spi();
+        let keys = Skeyseed::initial(ni, &nr, &g_ir).ike_sa_keys(ni, &nr, spi_i.to_be_bytes(), spi_r.to_be_bytes());
+        let handle = self.new_handle();
+        let mut sa = self.new_sa(now, handle, false, spi_i, spi_r, local, remote);
+        sa.crypto = Some(IkeCrypto::new(&keys, choice.alg, self.config.provider, false));
+        sa.peer_msg_id = 1;
+
+        let mut payloads = vec![
+            Payload::Sa(answer),
+            Payload::Ke(Ke { group: proposal::GROUP, data: dh.public_key().to_vec() }),
+            Payload::Nonce(Nonce(nr.clone())),
+        ];
+        if has_nat_detection(message) {
+            let force = self.config.force_udp_encap;
+            payloads.extend(nat::notifies(spi_i, spi_r, local, remote, force).map(Payload::Notify));
+        }
+        payloads.push(Payload::Notify(Notify::signature_hash_algorithms(&[HashAlgorithm::IDENTITY])));
+        let response = Message::new(sa.header(ExchangeType::IKE_SA_INIT, true, 0), payloads);
+        let mut real_message2 = Vec::new();
+        response.emit(&mut real_message2);
+        let datagram = sa.emit_plain(&response);
+        self.out.transmits.push_back(sa.transmit(datagram.clone()));
+        sa.state = State::HalfOpen(Box::new(crate::ike::auth::HalfOpen {
+            ni: ni.clone(),
+            nr,
+            real_message1: bytes.to_vec(),
+            real_message2,
+            datagram,
+            expires: now + self.config.half_open_timeout,
+        }));
+        self.init_index.insert((remote, spi_i), sa.id);
+        self.insert_sa(sa);
+        Ok(())
+    }
+}

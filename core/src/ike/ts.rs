@@ -1,0 +1,153 @@
+//! Traffic selector narrowing (RFC 7296 §2.9).
+//!
+//! The responder intersects what the initiator proposed with its own view and
+//! answers with the intersection; the initiator checks the answer is a subset of
+//! its proposal. For opportunistic encryption the usual result is host to host:
+//! `TSi = initiator/32`, `TSr = responder/32` (or /128), any protocol and port.
+
+use std::net::IpAddr;
+
+use crate::ike::message::{AddrRange, AddrSelector, TrafficSelector, Ts};
+
+/// What a responder accepts as the traffic of a CHILD SA.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TsPolicy {
+    /// Host to host: TSi narrowed to the initiator's address, TSr to ours
+    /// (the addresses the IKE SA runs between). The OE default.
+    #[default]
+    Hosts,
+    /// Whatever the initiator proposes (tests, interop with subnet tunnels).
+    AsProposed,
+    /// Narrow TSi to `remote` and TSr to `local`.
+    Narrow {
+        /// The initiator's side.
+        remote: Vec<AddrSelector>,
+        /// This host's side.
+        local: Vec<AddrSelector>,
+    },
+}
+
+fn intersect_range<T: Ord + Copy>(a: (T, T), b: (T, T)) -> Option<(T, T)> {
+    let lo = a.0.max(b.0);
+    let hi = a.1.min(b.1);
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// The intersection of two address selectors, `None` when it is empty.
+pub fn intersect(a: &AddrSelector, b: &AddrSelector) -> Option<AddrSelector> {
+    let ip_protocol = match (a.ip_protocol, b.ip_protocol) {
+        (0, p) | (p, 0) => p,
+        (p, q) if p == q => p,
+        _ => return None,
+    };
+    let (start_port, end_port) = intersect_range((a.start_port, a.end_port), (b.start_port, b.end_port))?;
+    let addrs = match (a.addrs, b.addrs) {
+        (AddrRange::V4(s1, e1), AddrRange::V4(s2, e2)) => {
+            let (s, e) = intersect_range((s1, e1), (s2, e2))?;
+            AddrRange::V4(s, e)
+        }
+        (AddrRange::V6(s1, e1), AddrRange::V6(s2, e2)) => {
+            let (s, e) = intersect_range((s1, e1), (s2, e2))?;
+            AddrRange::V6(s, e)
+        }
+        _ => return None,
+    };
+    Some(AddrSelector { ip_protocol, start_port, end_port, addrs })
+}
+
+/// Whether `inner` lies inside `outer`.
+pub fn contains(outer: &AddrSelector, inner: &AddrSelector) -> bool {
+    intersect(outer, inner).as_ref() == Some(inner)
+}
+
+/// The address selectors of a TS payload (other types are ignored, §3.13.1).
+pub(crate) fn addr_selectors(ts: &Ts) -> Vec<AddrSelector> {
+    ts.selectors
+        .iter()
+        .filter_map(|s| match s {
+            TrafficSelector::Addr(a) => Some(a.clone()),
+            TrafficSelector::Unknown { .. } => None,
+        })
+        .collect()
+}
+
+/// A TS payload holding `selectors`.
+pub(crate) fn to_payload(selectors: &[AddrSelector]) -> Ts {
+    Ts { selectors: selectors.iter().cloned().map(TrafficSelector::Addr).collect() }
+}
+
+/// Narrows `proposed` to `allowed`: every non-empty pairwise intersection.
+pub fn narrow(proposed: &[AddrSelector], allowed: &[AddrSelector]) -> Vec<AddrSelector> {
+    let mut out: Vec<AddrSelector> = Vec::new();
+    for p in proposed {
+        for a in allowed {
+            if let Some(i) = intersect(p, a) {
+                if !out.contains(&i) {
+                    out.push(i);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl TsPolicy {
+    /// The responder's narrowing of `(TSi, TSr)` for an IKE SA between
+    /// `remote` (initiator) and `local`; `None` if either side ends up empty.
+    pub fn apply(
+        &self,
+        tsi: &[AddrSelector],
+        tsr: &[AddrSelector],
+        remote: IpAddr,
+        local: IpAddr,
+    ) -> Option<(Vec<AddrSelector>, Vec<AddrSelector>)> {
+        let (i, r) = match self {
+            TsPolicy::Hosts => (narrow(tsi, &[AddrSelector::host(remote)]), narrow(tsr, &[AddrSelector::host(local)])),
+            TsPolicy::AsProposed => (tsi.to_vec(), tsr.to_vec()),
+            TsPolicy::Narrow { remote, local } => (narrow(tsi, remote), narrow(tsr, local)),
+        };
+        (!i.is_empty() && !r.is_empty()).then_some((i, r))
+    }
+}
+
+/// Initiator: every selector of the answer lies inside one it proposed.
+pub(crate) fn is_subset(answer: &[AddrSelector], proposed: &[AddrSelector]) -> bool {
+    !answer.is_empty() && answer.iter().all(|a| proposed.iter().any(|p| contains(p, a)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(start: &str, end: &str) -> AddrSelector {
+        AddrSelector {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: 65535,
+            addrs: AddrRange::V4(start.parse().unwrap(), end.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn narrows_a_subnet_to_the_host() {
+        let host = AddrSelector::host("192.0.2.7".parse().unwrap());
+        assert_eq!(narrow(&[range("192.0.2.0", "192.0.2.255")], &[host.clone()]), vec![host.clone()]);
+        assert!(narrow(&[range("198.51.100.0", "198.51.100.255")], &[host.clone()]).is_empty());
+        let tcp = AddrSelector { ip_protocol: 6, start_port: 80, end_port: 80, ..host.clone() };
+        assert_eq!(intersect(&host, &tcp), Some(tcp.clone()));
+        assert!(contains(&host, &tcp) && !contains(&tcp, &host));
+        let v6 = AddrSelector::host("2001:db8::1".parse().unwrap());
+        assert_eq!(intersect(&host, &v6), None);
+    }
+
+    #[test]
+    fn policy_hosts() {
+        let any = range("0.0.0.0", "255.255.255.255");
+        let (i, r) = TsPolicy::Hosts
+            .apply(&[any.clone()], &[any], "192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap())
+            .unwrap();
+        assert_eq!(i, [AddrSelector::host("192.0.2.1".parse().unwrap())]);
+        assert_eq!(r, [AddrSelector::host("192.0.2.2".parse().unwrap())]);
+    }
+}
