@@ -33,7 +33,12 @@
 //! Needs root and strongSwan: it fails (never skips) otherwise, saying to run
 //! `sudo scripts/test`. Run alone: `cargo test -p oemesh-core --test interop_strongswan`.
 
-mod support;
+// Not `mod support;`: support/mod.rs is the engine tests' harness (`pair`);
+// these two files are this test's own.
+#[path = "support/icmp.rs"]
+mod icmp;
+#[path = "support/udp_driver.rs"]
+mod udp_driver;
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -53,8 +58,8 @@ use oemesh_testkit::process;
 use oemesh_testkit::strongswan::{self, Charon, CharonConfig, Ed25519Key, IkeSa};
 use tempfile::TempDir;
 
-use support::icmp::EchoKind;
-use support::udp_driver::{Driver, NATT_PORT, Seen};
+use icmp::EchoKind;
+use udp_driver::{Driver, NATT_PORT, Seen};
 
 /// charon's address (namespace A).
 const SWAN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -124,6 +129,11 @@ fn charon_config(aead: Aead, key: &Ed25519Key, peer_pub: std::path::PathBuf) -> 
     c
 }
 
+/// `OEMESH_INTEROP_CAPTURE=<dir>`: charon logs keys (level 4) and each test
+/// leaves the IKE messages our endpoint received, and charon's log, in `<dir>`
+/// (how `core/tests/data/strongswan-interop-*` were made).
+const CAPTURE_ENV: &str = "OEMESH_INTEROP_CAPTURE";
+
 /// One oemesh ↔ strongSwan setup. Fields drop in order: our driver (threads,
 /// sockets) first, then charon, then the namespaces and files.
 struct Interop {
@@ -151,8 +161,11 @@ impl Interop {
         let our_pub = files.path().join("oemesh.pub");
         strongswan::write_ed25519_public_pem(&our_key.public_key().to_bytes(), &our_pub)
             .expect("our public key for charon");
-        let swan = Charon::start(&a, "swan", charon_config(aead, &swan_key, our_pub))
-            .expect("charon in A");
+        let mut c = charon_config(aead, &swan_key, our_pub);
+        if std::env::var_os(CAPTURE_ENV).is_some() {
+            c.log_levels = CharonConfig::levels(CharonConfig::LOG_KEYS);
+        }
+        let swan = Charon::start(&a, "swan", c).expect("charon in A");
 
         let mut config = Config::new(LocalAuth::Ed25519(our_key), Identity::Ipv4(OURS));
         config.ike_algs = vec![aead.alg];
@@ -329,6 +342,32 @@ impl Interop {
     }
 }
 
+impl Drop for Interop {
+    /// With [`CAPTURE_ENV`] set: `<test>-<n>-<port>.bin` per IKE message
+    /// received (UDP payload, non-ESP marker removed) and `<test>-charon.log`.
+    fn drop(&mut self) {
+        let Some(dir) = std::env::var_os(CAPTURE_ENV).map(std::path::PathBuf::from) else {
+            return;
+        };
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("interop")
+            .replace("::", "-");
+        let Some(messages) = self.driver.try_call(|h| h.ike_received.clone()) else {
+            return;
+        };
+        let write = |name: String, data: &[u8]| {
+            if let Err(e) = std::fs::write(dir.join(&name), data) {
+                eprintln!("{CAPTURE_ENV}: writing {name}: {e}");
+            }
+        };
+        for (n, (port, message)) in messages.iter().enumerate() {
+            write(format!("{test}-{n:02}-{port}.bin"), message);
+        }
+        write(format!("{test}-charon.log"), self.swan.log().as_bytes());
+    }
+}
+
 /// ESP both ways for any host driven by `driver` at [`OURS`], with charon's
 /// namespace `a` at [`SWAN`].
 fn esp_both_ways(driver: &Driver, a: &Netns, round: u16) -> anyhow::Result<()> {
@@ -464,10 +503,15 @@ fn child_rekeyed(t: &Interop, old: ChildSpis, who: &str) -> ChildSpis {
         },
     );
     assert_ne!(new, old);
+    // charon may list the old pair a little longer (REKEYED, or DELETED while
+    // `delete_rekeyed_delay` keeps its inbound SA), but not as INSTALLED.
     let spi_in = hex_spi(new.outbound);
     t.wait_swan(
-        &format!("charon: only the new CHILD_SA ({who} rekeyed)"),
-        |sa| matches!(sa.children.as_slice(), [c] if c.state == "INSTALLED" && c.spi_in == spi_in),
+        &format!("charon: only the new CHILD_SA installed ({who} rekeyed)"),
+        |sa| {
+            let mut installed = sa.children.iter().filter(|c| c.state == "INSTALLED");
+            matches!((installed.next(), installed.next()), (Some(c), None) if c.spi_in == spi_in)
+        },
     );
     t.wait_seen(
         &format!("our old CHILD SA deleted ({who} rekeyed)"),
@@ -544,6 +588,15 @@ fn ike_rekeyed(t: &Interop, sa: SaHandle, n: usize, before: &IkeSa, who: &str) -
     )
 }
 
+/// Whether charon's IKE SA `ike` holds our CHILD SA pair `child`, installed.
+fn carries(ike: &IkeSa, child: ChildSpis) -> bool {
+    ike.children.iter().any(|c| {
+        c.state == "INSTALLED"
+            && c.spi_in == hex_spi(child.outbound)
+            && c.spi_out == hex_spi(child.inbound)
+    })
+}
+
 fn ike_rekeys(aead: Aead) {
     let t = Interop::start(aead);
     let sa = t.connect();
@@ -555,14 +608,14 @@ fn ike_rekeys(aead: Aead) {
     t.driver
         .call(move |h| h.endpoint().rekey_ike(Instant::now(), sa));
     let second = ike_rekeyed(&t, sa, 1, &first, "we");
-    assert_eq!(second.children[0].spi_in, hex_spi(child.outbound));
+    assert!(carries(&second, child), "{second:?}");
     t.esp_both_ways(2, child);
 
     // strongSwan's.
     let r = t.swan.rekey_ike();
     t.ok("swanctl --rekey --ike oe", r);
     let third = ike_rekeyed(&t, sa, 2, &second, "strongSwan");
-    assert_eq!(third.children[0].spi_in, hex_spi(child.outbound));
+    assert!(carries(&third, child), "{third:?}");
     t.esp_both_ways(3, child);
 
     // strongSwan deletes the CHILD SA over the rekeyed IKE SA; we see it.

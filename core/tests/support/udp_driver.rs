@@ -39,7 +39,7 @@ use oemesh_core::ike::message::Identity;
 use oemesh_core::ike::udp_encap::{self, Datagram};
 use oemesh_testkit::netns::Netns;
 
-use super::icmp::{Echo, EchoKind};
+use crate::icmp::{Echo, EchoKind};
 
 /// IKE_SA_INIT's port.
 pub(crate) const IKE_PORT: u16 = 500;
@@ -513,16 +513,24 @@ impl Driver {
         R: Send + 'static,
         F: FnOnce(&mut Host) -> R + Send + 'static,
     {
+        match self.try_call(f) {
+            Some(r) => r,
+            None => panic!("oemesh driver thread is gone: {}", self.join_panic()),
+        }
+    }
+
+    /// [`Driver::call`], but `None` if the driver thread is gone (for `Drop`s).
+    pub(crate) fn try_call<R, F>(&self, f: F) -> Option<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Host) -> R + Send + 'static,
+    {
         let (rtx, rrx) = mpsc::channel();
         let call: Call = Box::new(move |host| {
             let _ = rtx.send(f(host));
         });
-        if self.tx.send(Input::Call(call)).is_ok()
-            && let Ok(r) = rrx.recv()
-        {
-            return r;
-        }
-        panic!("oemesh driver thread is gone: {}", self.join_panic());
+        self.tx.send(Input::Call(call)).ok()?;
+        rrx.recv().ok()
     }
 
     /// Polls `f` on the driver thread until it returns `Some` (bounded by
