@@ -20,12 +20,20 @@
 //!   returning proves it.
 //!
 //! Cases, each with AES-256-GCM and with ChaCha20-Poly1305 (IKE and ESP):
-//! `we_initiate_*` (ending with our `close`), `strongswan_initiates_*` (ending
-//! with `swanctl --terminate`), `child_rekeys_*` (ours and strongSwan's, ending
-//! with our `delete_child`), `ike_rekeys_*` (ours and strongSwan's, ending with
-//! strongSwan's `--terminate --child`), and `esp_only_*`, which needs no IKE
-//! engine: a charon pair negotiates, the responder charon is killed, and our ESP
-//! SAs take over its SPIs and keys (read from its level-4 log).
+//!
+//! | test | who initiates | then | ends with |
+//! |---|---|---|---|
+//! | `we_initiate_*` | we (`connect`) | — | our `close` |
+//! | `strongswan_initiates_*` | charon (`swanctl --initiate`) | — | `swanctl --terminate --ike` |
+//! | `child_rekey_by_us_*` | we | our `rekey_child` | our `delete_child` |
+//! | `child_rekey_by_strongswan_*` | charon | `swanctl --rekey --child` | `swanctl --terminate --child` |
+//! | `ike_rekey_by_us_*` | we | our `rekey_ike` | our `close` |
+//! | `ike_rekey_by_strongswan_*` | charon | `swanctl --rekey --ike` | `--terminate --child`, our `close` |
+//! | `esp_only_*` | a charon stand-in | stand-in killed, our SAs take its keys | — |
+//!
+//! ESP is checked both ways after every step. `esp_only_*` needs no IKE
+//! engine: a charon pair negotiates, the responder charon is SIGKILLed, and our
+//! ESP SAs take over its SPIs and keys (read from its level-4 log).
 //!
 //! libipsec refuses extended sequence numbers, so charon's ESP proposals carry
 //! no ESN and the CHILD SAs must come out with `esn = false` (`docs/interop.md`).
@@ -416,7 +424,12 @@ fn we_initiate(aead: Aead) {
     let sa = t.connect();
     t.esp_both_ways(1, t.current_child());
 
-    // Our delete of the IKE SA, seen by charon.
+    close(&t, sa);
+}
+
+/// Our `close`: charon sees the Delete and has no SAs left; we report the IKE
+/// SA gone with `Failure::Closed`.
+fn close(t: &Interop, sa: SaHandle) {
     t.driver
         .call(move |h| h.endpoint().close(Instant::now(), sa));
     let r = process::wait_until("charon: no SAs left after our close", WAIT, || {
@@ -523,102 +536,55 @@ fn child_rekeyed(t: &Interop, old: ChildSpis, who: &str) -> ChildSpis {
     new
 }
 
-fn child_rekeys(aead: Aead) {
+/// Ours (CREATE_CHILD_SA with N(REKEY_SA), PFS with X25519) on the SA we
+/// initiated, then our delete of the new CHILD SA: charon keeps the IKE SA.
+fn child_rekey_by_us(aead: Aead) {
     let t = Interop::start(aead);
     let sa = t.connect();
     let first = t.current_child();
     t.esp_both_ways(1, first);
 
-    // Ours (CREATE_CHILD_SA with N(REKEY_SA), PFS with X25519).
     t.driver
         .call(move |h| h.endpoint().rekey_child(Instant::now(), sa, first.inbound));
     let second = child_rekeyed(&t, first, "we");
     t.esp_both_ways(2, second);
 
-    // strongSwan's.
-    let r = t.swan.rekey_child();
-    t.ok("swanctl --rekey --child oe", r);
-    let third = child_rekeyed(&t, second, "strongSwan");
-    t.esp_both_ways(3, third);
-
-    // Our delete of the CHILD SA: charon keeps the IKE SA without it.
-    t.driver
-        .call(move |h| h.endpoint().delete_child(Instant::now(), sa, third.inbound));
+    t.driver.call(move |h| {
+        h.endpoint()
+            .delete_child(Instant::now(), sa, second.inbound)
+    });
     t.wait_swan("charon: CHILD_SA gone after our delete_child", |sa| {
         sa.children.iter().all(|c| c.state != "INSTALLED")
     });
     t.wait_seen("our CHILD SA deleted", move |e| match e {
-        Seen::ChildDeleted { spis, .. } if *spis == third => Some(()),
+        Seen::ChildDeleted { spis, .. } if *spis == second => Some(()),
         _ => None,
     });
+    let left = t.driver.call(|h| (h.inbound.len(), h.outbound_spi()));
+    assert_eq!(left, (0, None), "ESP SAs removed");
 }
 
-#[test]
-fn child_rekeys_aes256gcm16() {
-    child_rekeys(AES);
-}
-
-#[test]
-fn child_rekeys_chacha20poly1305() {
-    child_rekeys(CHACHA);
-}
-
-// --- IKE SA rekeys ---------------------------------------------------------------
-
-/// Waits for our `n`th IkeSaRekeyed and for charon to list one IKE SA with SPIs
-/// other than `before`'s; returns charon's new IKE SA.
-fn ike_rekeyed(t: &Interop, sa: SaHandle, n: usize, before: &IkeSa, who: &str) -> IkeSa {
-    let r = t.driver.wait_for(
-        &format!("our IkeSaRekeyed #{n} ({who} rekeyed)"),
-        WAIT,
-        move |h| {
-            let count = h
-                .seen
-                .iter()
-                .filter(|e| matches!(e, Seen::IkeRekeyed { sa: s } if *s == sa))
-                .count();
-            (count >= n).then_some(())
-        },
-    );
-    t.ok("IKE SA rekey", r);
-    let old_spi = before.initiator_spi.clone();
-    t.wait_swan(
-        &format!("charon: only the new IKE SA ({who} rekeyed)"),
-        |sa| sa.initiator_spi != old_spi && sa.children.iter().any(|c| c.state == "INSTALLED"),
-    )
-}
-
-/// Whether charon's IKE SA `ike` holds our CHILD SA pair `child`, installed.
-fn carries(ike: &IkeSa, child: ChildSpis) -> bool {
-    ike.children.iter().any(|c| {
-        c.state == "INSTALLED"
-            && c.spi_in == hex_spi(child.outbound)
-            && c.spi_out == hex_spi(child.inbound)
-    })
-}
-
-fn ike_rekeys(aead: Aead) {
+/// strongSwan's (`swanctl --rekey --child`) on the SA it initiated, then its
+/// delete of the new CHILD SA (`swanctl --terminate --child`).
+fn child_rekey_by_strongswan(aead: Aead) {
     let t = Interop::start(aead);
-    let sa = t.connect();
-    let child = t.current_child();
-    t.esp_both_ways(1, child);
-    let first = t.wait_swan("charon: the first IKE SA", |_| true);
+    let r = t.swan.initiate();
+    t.ok("swanctl --initiate --child oe", r);
+    t.check_established(false);
+    let first = t.current_child();
+    t.esp_both_ways(1, first);
 
-    // Ours: the CHILD SA moves to the new IKE SA and keeps working.
-    t.driver
-        .call(move |h| h.endpoint().rekey_ike(Instant::now(), sa));
-    let second = ike_rekeyed(&t, sa, 1, &first, "we");
-    assert!(carries(&second, child), "{second:?}");
-    t.esp_both_ways(2, child);
+    let r = t.swan.rekey_child();
+    t.ok("swanctl --rekey --child oe", r);
+    let second = child_rekeyed(&t, first, "strongSwan");
+    t.esp_both_ways(2, second);
 
-    // strongSwan's.
-    let r = t.swan.rekey_ike();
-    t.ok("swanctl --rekey --ike oe", r);
-    let third = ike_rekeyed(&t, sa, 2, &second, "strongSwan");
-    assert!(carries(&third, child), "{third:?}");
-    t.esp_both_ways(3, child);
+    terminate_child(&t, second);
+}
 
-    // strongSwan deletes the CHILD SA over the rekeyed IKE SA; we see it.
+/// `swanctl --terminate --child oe`: we see the delete and drop the ESP SAs;
+/// charon keeps the IKE SA.
+fn terminate_child(t: &Interop, child: ChildSpis) {
     let r = t
         .swan
         .swanctl(&["--terminate", "--child", "oe", "--timeout", "10"]);
@@ -635,13 +601,110 @@ fn ike_rekeys(aead: Aead) {
 }
 
 #[test]
-fn ike_rekeys_aes256gcm16() {
-    ike_rekeys(AES);
+fn child_rekey_by_us_aes256gcm16() {
+    child_rekey_by_us(AES);
 }
 
 #[test]
-fn ike_rekeys_chacha20poly1305() {
-    ike_rekeys(CHACHA);
+fn child_rekey_by_us_chacha20poly1305() {
+    child_rekey_by_us(CHACHA);
+}
+
+#[test]
+fn child_rekey_by_strongswan_aes256gcm16() {
+    child_rekey_by_strongswan(AES);
+}
+
+#[test]
+fn child_rekey_by_strongswan_chacha20poly1305() {
+    child_rekey_by_strongswan(CHACHA);
+}
+
+// --- IKE SA rekeys ---------------------------------------------------------------
+
+/// Waits for our IkeSaRekeyed and for charon to list one IKE SA with SPIs
+/// other than `before`'s; returns charon's new IKE SA.
+fn ike_rekeyed(t: &Interop, sa: SaHandle, before: &IkeSa, who: &str) -> IkeSa {
+    t.wait_seen(
+        &format!("our IkeSaRekeyed ({who} rekeyed)"),
+        move |e| match e {
+            Seen::IkeRekeyed { sa: s } if *s == sa => Some(()),
+            _ => None,
+        },
+    );
+    let old_spi = before.initiator_spi.clone();
+    t.wait_swan(
+        &format!("charon: only the new IKE SA ({who} rekeyed)"),
+        |sa| sa.initiator_spi != old_spi && sa.children.iter().any(|c| c.state == "INSTALLED"),
+    )
+}
+
+/// Whether charon's IKE SA `ike` holds our CHILD SA pair `child`, installed.
+fn carries(ike: &IkeSa, child: ChildSpis) -> bool {
+    ike.children.iter().any(|c| {
+        c.state == "INSTALLED"
+            && c.spi_in == hex_spi(child.outbound)
+            && c.spi_out == hex_spi(child.inbound)
+    })
+}
+
+/// Ours on the SA we initiated: the CHILD SA moves to the new IKE SA and
+/// keeps working; then our `close` goes over the new IKE SA.
+fn ike_rekey_by_us(aead: Aead) {
+    let t = Interop::start(aead);
+    let sa = t.connect();
+    let child = t.current_child();
+    t.esp_both_ways(1, child);
+    let first = t.wait_swan("charon: the first IKE SA", |_| true);
+
+    t.driver
+        .call(move |h| h.endpoint().rekey_ike(Instant::now(), sa));
+    let second = ike_rekeyed(&t, sa, &first, "we");
+    assert!(carries(&second, child), "{second:?}");
+    t.esp_both_ways(2, child);
+
+    close(&t, sa);
+}
+
+/// strongSwan's on the SA it initiated; then its delete of the CHILD SA and
+/// our `close`, both over the new IKE SA.
+fn ike_rekey_by_strongswan(aead: Aead) {
+    let t = Interop::start(aead);
+    let r = t.swan.initiate();
+    t.ok("swanctl --initiate --child oe", r);
+    let sa = t.check_established(false);
+    let child = t.current_child();
+    t.esp_both_ways(1, child);
+    let first = t.wait_swan("charon: the first IKE SA", |_| true);
+
+    let r = t.swan.rekey_ike();
+    t.ok("swanctl --rekey --ike oe", r);
+    let second = ike_rekeyed(&t, sa, &first, "strongSwan");
+    assert!(carries(&second, child), "{second:?}");
+    t.esp_both_ways(2, child);
+
+    terminate_child(&t, child);
+    close(&t, sa);
+}
+
+#[test]
+fn ike_rekey_by_us_aes256gcm16() {
+    ike_rekey_by_us(AES);
+}
+
+#[test]
+fn ike_rekey_by_us_chacha20poly1305() {
+    ike_rekey_by_us(CHACHA);
+}
+
+#[test]
+fn ike_rekey_by_strongswan_aes256gcm16() {
+    ike_rekey_by_strongswan(AES);
+}
+
+#[test]
+fn ike_rekey_by_strongswan_chacha20poly1305() {
+    ike_rekey_by_strongswan(CHACHA);
 }
 
 // --- ESP alone (no IKE engine) ------------------------------------------------------
