@@ -937,6 +937,7 @@ impl Endpoint {
             rekey_at: None,
             hard_expiry: None,
             announced: false,
+            peer_ike_rekey: None,
         }
     }
 

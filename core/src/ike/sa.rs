@@ -14,7 +14,7 @@ use std::time::Instant;
 use crate::crypto::{AeadAlg, AeadKey, Provider};
 use crate::ike::auth::{AuthSent, HalfOpen, InitiatorAuthorize, ResponderAuthorize};
 use crate::ike::child_sa::Child;
-use crate::ike::create_child_sa::{RekeyChildRequest, RekeyIkeRequest};
+use crate::ike::create_child_sa::{PeerIkeRekey, RekeyChildRequest, RekeyIkeRequest};
 use crate::ike::endpoint::{ChildSpis, SaHandle, Transmit};
 use crate::ike::keys::{IkeSaKeys, SkD, SkP};
 use crate::ike::message::{self, ExchangeType, Flags, Header, Identity, Message, Payload};
@@ -150,6 +150,8 @@ pub(crate) struct IkeSa {
     pub(crate) hard_expiry: Option<Instant>,
     /// Whether the caller was told the SA is up (then its end is an event).
     pub(crate) announced: bool,
+    /// A rekey of this IKE SA by the peer that crossed ours (§2.8.2).
+    pub(crate) peer_ike_rekey: Option<PeerIkeRekey>,
 }
 
 impl IkeSa {

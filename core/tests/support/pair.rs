@@ -56,6 +56,8 @@ pub struct Node {
     pub authorizer: Authorizer,
     /// IKE datagrams this node sent.
     pub sent: Vec<Transmit>,
+    /// ESP datagrams that arrived for this node.
+    pub esp_rx: Vec<Vec<u8>>,
 }
 
 impl Node {
@@ -66,6 +68,7 @@ impl Node {
             events: Vec::new(),
             authorizer: Authorizer::Manual,
             sent: Vec::new(),
+            esp_rx: Vec::new(),
         }
     }
 
@@ -195,6 +198,23 @@ impl Pair {
         }
     }
 
+    /// Puts a datagram that did not come from an endpoint (ESP, crafted IKE) on the wire.
+    pub fn send_raw(&mut self, from_a: bool, t: Transmit) {
+        self.put_on_wire(from_a, t);
+    }
+
+    /// The handle of the `n`th IKE SA a node saw established.
+    pub fn handle_of(node: &Node, n: usize) -> SaHandle {
+        node.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::IkeSaEstablished { sa, .. } => Some(*sa),
+                _ => None,
+            })
+            .nth(n)
+            .expect("established")
+    }
+
     fn put_on_wire(&mut self, from_a: bool, t: Transmit) {
         let index = if from_a { self.sent_a } else { self.sent_b };
         if from_a { self.sent_a += 1 } else { self.sent_b += 1 }
@@ -235,6 +255,10 @@ impl Pair {
         } else {
             match classify(&t.payload) {
                 Datagram::Ike(m) => m,
+                Datagram::Esp(e) => {
+                    node.esp_rx.push(e.to_vec());
+                    return;
+                }
                 _ => return,
             }
         };
