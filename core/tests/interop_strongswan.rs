@@ -54,13 +54,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use oemesh_core::crypto::ed25519::{Ed25519PublicKey, Ed25519SigningKey};
-use oemesh_core::crypto::{AeadAlg, KeyAndSalt};
+use oemesh_core::crypto::{AeadAlg, AeadKey, KeyAndSalt, Provider};
 use oemesh_core::esp::LifetimeLimits;
 use oemesh_core::ike::endpoint::{
     ChildSpis, Config, Endpoint, Failure, LocalAuth, PeerAuth, PeerAuthenticated, SaHandle,
     TrafficSelectors,
 };
-use oemesh_core::ike::message::{AddrSelector, Identity};
+use oemesh_core::ike::message::{
+    AddrSelector, DhGroup, ExchangeType, Identity, Message, NotifyType, Payload, PayloadType,
+    Proposal, ProtocolId, TransformType,
+};
 use oemesh_testkit::netns::{Netns, veth};
 use oemesh_testkit::process;
 use oemesh_testkit::strongswan::{self, Charon, CharonConfig, Ed25519Key, IkeSa};
@@ -801,4 +804,150 @@ fn esp_only_aes256gcm16() {
 #[test]
 fn esp_only_chacha20poly1305() {
     esp_only(CHACHA);
+}
+
+// --- captured strongSwan requests (no root needed) ------------------------------------
+
+/// `core/tests/data/<name>`.
+#[allow(
+    clippy::panic,
+    reason = "a test helper: failing the test with context is its job"
+)]
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A `name = hex` value from `strongswan-interop-keys.txt`.
+#[allow(
+    clippy::panic,
+    reason = "a test helper: failing the test with context is its job"
+)]
+fn fixture_hex(name: &str) -> Vec<u8> {
+    let text = String::from_utf8(fixture("strongswan-interop-keys.txt")).expect("UTF-8");
+    let hex = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == name).then(|| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("{name} not in strongswan-interop-keys.txt"));
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Opens a captured charon request with our SK cipher (`AeadKey`, AES-256-GCM)
+/// and checks the header and the inner payload types.
+#[allow(
+    clippy::panic,
+    reason = "a test helper: failing the test with context is its job"
+)]
+fn open_captured(
+    file: &str,
+    key: &str,
+    exchange: ExchangeType,
+    payloads: &[PayloadType],
+) -> Message {
+    let bytes = fixture(file);
+    let material = KeyAndSalt::from_slice(&fixture_hex(key)).expect("32 + 4 bytes");
+    let cipher = AeadKey::new(AeadAlg::Aes256Gcm, Provider::default(), &material);
+    let m = Message::parse_protected(&bytes, &cipher).unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert_eq!(m.header.exchange, exchange, "{file}");
+    assert!(
+        m.header.flags.initiator() && !m.header.flags.response(),
+        "{file}"
+    );
+    let types: Vec<_> = m.payloads.iter().map(Payload::payload_type).collect();
+    assert_eq!(types, payloads, "{file}");
+    m
+}
+
+#[allow(
+    clippy::panic,
+    reason = "a test helper: failing the test with context is its job"
+)]
+fn sa_proposal(m: &Message) -> &Proposal {
+    let Some(Payload::Sa(sa)) = m.payload(PayloadType::SA) else {
+        panic!("no SA payload")
+    };
+    assert_eq!(sa.proposals.len(), 1);
+    &sa.proposals[0]
+}
+
+#[allow(
+    clippy::panic,
+    reason = "a test helper: failing the test with context is its job"
+)]
+fn check_x25519_ke(m: &Message) {
+    let Some(Payload::Ke(ke)) = m.payload(PayloadType::KE) else {
+        panic!("no KE payload")
+    };
+    assert_eq!((ke.group, ke.data.len()), (DhGroup::CURVE25519, 32));
+}
+
+/// charon's CHILD SA rekey request: N(REKEY_SA) naming the old SA, an ESP
+/// proposal with X25519 (PFS: what our own rekey_child must send too), no ESN.
+#[test]
+fn captured_strongswan_rekey_child_request() {
+    use PayloadType as P;
+    let m = open_captured(
+        "strongswan-interop-create_child_sa-rekey_child-req.bin",
+        "rekey_child_sk_ei",
+        ExchangeType::CREATE_CHILD_SA,
+        &[P::NOTIFY, P::SA, P::NONCE, P::KE, P::TSI, P::TSR],
+    );
+    let rekey = m.notify(NotifyType::REKEY_SA).expect("N(REKEY_SA)");
+    assert_eq!(rekey.protocol, ProtocolId::ESP);
+    assert_eq!(rekey.spi, fixture_hex("rekey_child_old_spi_i"));
+    let p = sa_proposal(&m);
+    assert_eq!((p.protocol, p.spi.len()), (ProtocolId::ESP, 4));
+    let dh: Vec<_> = p.transforms_of(TransformType::DH).map(|t| t.id).collect();
+    assert_eq!(dh, [DhGroup::CURVE25519.0]);
+    let esn: Vec<_> = p.transforms_of(TransformType::ESN).map(|t| t.id).collect();
+    assert_eq!(esn, [0], "libipsec: no ESN");
+    check_x25519_ke(&m);
+}
+
+/// charon's IKE SA rekey request: an IKE proposal with its new SPI, Ni, KE.
+#[test]
+fn captured_strongswan_rekey_ike_request() {
+    use PayloadType as P;
+    let m = open_captured(
+        "strongswan-interop-create_child_sa-rekey_ike-req.bin",
+        "rekey_ike_sk_ei",
+        ExchangeType::CREATE_CHILD_SA,
+        &[P::SA, P::NONCE, P::KE],
+    );
+    let p = sa_proposal(&m);
+    assert_eq!((p.protocol, p.spi.len()), (ProtocolId::IKE, 8));
+    check_x25519_ke(&m);
+}
+
+/// charon's Deletes: the old CHILD SA after its rekey (ESP, its inbound SPI),
+/// the old IKE SA after the IKE SA rekey.
+#[test]
+fn captured_strongswan_deletes() {
+    let m = open_captured(
+        "strongswan-interop-informational-delete_esp-req.bin",
+        "rekey_child_sk_ei",
+        ExchangeType::INFORMATIONAL,
+        &[PayloadType::DELETE],
+    );
+    let Some(Payload::Delete(d)) = m.payload(PayloadType::DELETE) else {
+        panic!("no Delete")
+    };
+    assert_eq!(d.protocol, ProtocolId::ESP);
+    assert_eq!(d.spis, [fixture_hex("rekey_child_old_spi_i")]);
+    let m = open_captured(
+        "strongswan-interop-informational-delete_ike-req.bin",
+        "rekey_ike_sk_ei",
+        ExchangeType::INFORMATIONAL,
+        &[PayloadType::DELETE],
+    );
+    let Some(Payload::Delete(d)) = m.payload(PayloadType::DELETE) else {
+        panic!("no Delete")
+    };
+    assert_eq!((d.protocol, d.spis.len()), (ProtocolId::IKE, 0));
 }
