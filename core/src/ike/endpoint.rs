@@ -111,7 +111,9 @@ pub struct Config {
     /// How long an exchange after IKE_AUTH may take before the peer is taken
     /// for dead and the IKE SA deleted (§2.4); default 30 s.
     pub exchange_timeout: Duration,
-    /// Send a KE payload (PFS, §1.3.1) when rekeying a CHILD SA; default false.
+    /// Send a KE payload (PFS, §1.3.1) when rekeying a CHILD SA; default true,
+    /// since a peer whose ESP proposals name a DH group (strongSwan with
+    /// `esp_proposals = aes256gcm16-x25519`) refuses a rekey without one.
     /// Rekeys with and without KE are accepted either way.
     pub pfs: bool,
     /// How the responder narrows traffic selectors (§2.9); default host to host.
@@ -154,7 +156,7 @@ impl Config {
             },
             dpd_interval: Some(Duration::from_secs(30)),
             exchange_timeout: Duration::from_secs(30),
-            pfs: false,
+            pfs: true,
             responder_ts: TsPolicy::Hosts,
         }
     }
