@@ -13,3 +13,4 @@
 //! [`run`] (setup and teardown of `oemesh run`), [`driver`] (the packet loops).
 
 pub mod config;
+pub mod control;
