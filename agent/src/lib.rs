@@ -14,3 +14,7 @@
 
 pub mod config;
 pub mod control;
+pub mod keyfile;
+pub mod logging;
+pub mod metrics;
+pub mod net;
