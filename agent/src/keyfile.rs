@@ -45,12 +45,12 @@ impl fmt::Debug for HostKeySeed {
 #[non_exhaustive]
 pub enum KeyFileError {
     /// Unreadable.
-    #[error("cannot read key file {path}: {source}")]
+    #[error("cannot read key file {path}: {error}")]
     Read {
         /// the file
         path: PathBuf,
         /// why
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not a PEM `PRIVATE KEY` block with an Ed25519 key.
     #[error(
@@ -68,9 +68,9 @@ pub enum KeyFileError {
 pub fn load(path: &Path) -> Result<HostKeySeed, KeyFileError> {
     let text =
         Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+            std::fs::read_to_string(path).map_err(|error| KeyFileError::Read {
                 path: path.to_owned(),
-                source,
+                error,
             })?,
         );
     parse_pem(&text).map_err(|why| KeyFileError::Format {

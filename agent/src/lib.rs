@@ -12,9 +12,13 @@
 //! UDP), [`dns`] (IPSECKEY lookups), [`metrics`], [`logging`], [`keyfile`],
 //! [`run`] (setup and teardown of `oemesh run`), [`driver`] (the packet loops).
 
+pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dns;
+pub mod driver;
 pub mod keyfile;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod run;

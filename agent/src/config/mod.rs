@@ -187,12 +187,12 @@ pub struct KeyError {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// the file
         path: PathBuf,
         /// why
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not TOML, a value of the wrong type, or an unknown key.
     #[error("{path}: {message}")]
@@ -232,9 +232,9 @@ impl fmt::Display for Invalid<'_> {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Config::parse(&text).map_err(|e| match e {
             ParseError::Syntax(message) => ConfigError::Syntax {

@@ -16,40 +16,40 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 #[non_exhaustive]
 pub enum ClientError {
     /// Nothing listens on the socket.
-    #[error("cannot connect to {path}: {source}: is `oemesh run` running?")]
+    #[error("cannot connect to {path}: {error}: is `oemesh run` running?")]
     Connect {
         /// the socket
         path: PathBuf,
         /// why
-        source: io::Error,
+        error: io::Error,
     },
     /// The connection broke or timed out.
-    #[error("talking to the agent on {path}: {source}")]
+    #[error("talking to the agent on {path}: {error}")]
     Io {
         /// the socket
         path: PathBuf,
         /// why
-        source: io::Error,
+        error: io::Error,
     },
     /// The agent answered with something that is not a reply.
-    #[error("the agent on {path} sent a malformed reply: {source}")]
+    #[error("the agent on {path} sent a malformed reply: {error}")]
     Malformed {
         /// the socket
         path: PathBuf,
         /// why
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
 /// Sends `request` to the agent on `path` and returns its reply.
 pub fn request(path: &Path, request: &Request) -> Result<Reply, ClientError> {
-    let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+    let stream = UnixStream::connect(path).map_err(|error| ClientError::Connect {
         path: path.to_owned(),
-        source,
+        error,
     })?;
-    let io_err = |source| ClientError::Io {
+    let io_err = |error| ClientError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     stream.set_read_timeout(Some(TIMEOUT)).map_err(io_err)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io_err)?;
@@ -66,8 +66,8 @@ pub fn request(path: &Path, request: &Request) -> Result<Reply, ClientError> {
             "the agent closed the connection without replying",
         )));
     }
-    serde_json::from_slice(&line).map_err(|source| ClientError::Malformed {
+    serde_json::from_slice(&line).map_err(|error| ClientError::Malformed {
         path: path.to_owned(),
-        source,
+        error,
     })
 }

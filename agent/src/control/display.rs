@@ -18,7 +18,7 @@ pub fn status(s: &StatusReply) -> String {
     let addr = s.address.map_or_else(|| "-".to_owned(), |a| a.to_string());
     let identity = match (&s.public_key, s.authenticated) {
         (Some(k), true) => format!("authenticated, key {k}"),
-        _ => "anonymous only (no key)".to_owned(),
+        _ => "anonymous only, no key".to_owned(),
     };
     let rows = [
         ("address", format!("{addr} ({identity})")),

@@ -45,14 +45,14 @@ pub enum ServerError {
     #[error("{0} is in use: another `oemesh run` is running")]
     InUse(PathBuf),
     /// A file system or socket call failed.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}: {error}")]
     Io {
         /// what was being done
         what: &'static str,
         /// the path involved
         path: PathBuf,
         /// the error
-        source: io::Error,
+        error: io::Error,
     },
     /// The configured group does not exist.
     #[error("control_group {0:?} is not a group in /etc/group")]
@@ -71,10 +71,10 @@ impl ControlServer {
     /// creating its directory and replacing a stale socket file left by a
     /// crashed run. Fails if another agent answers on it.
     pub fn bind(path: &Path, group: Option<&str>) -> Result<ControlServer, ServerError> {
-        let io_err = |what, source| ServerError::Io {
+        let io_err = |what, error| ServerError::Io {
             what,
             path: path.to_owned(),
-            source,
+            error,
         };
         if let Some(dir) = path.parent()
             && !dir.exists()
@@ -176,10 +176,10 @@ pub fn resolve_group(group: &str) -> Result<u32, ServerError> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
-    let text = std::fs::read_to_string("/etc/group").map_err(|source| ServerError::Io {
+    let text = std::fs::read_to_string("/etc/group").map_err(|error| ServerError::Io {
         what: "reading",
         path: "/etc/group".into(),
-        source,
+        error,
     })?;
     text.lines()
         .filter_map(|l| {

@@ -34,19 +34,26 @@ const ESRCH: i32 = -3;
 
 /// A netlink request that failed, with what it was for.
 #[derive(Debug, thiserror::Error)]
-#[error("netlink: {what}: {source}")]
+#[error("netlink: {what}: {}", errno_text(.error))]
 pub struct RouteError {
     what: String,
-    #[source]
-    source: rtnetlink::Error,
+    error: rtnetlink::Error,
 }
 
 impl RouteError {
-    fn new(what: impl Into<String>, source: rtnetlink::Error) -> Self {
+    fn new(what: impl Into<String>, error: rtnetlink::Error) -> Self {
         RouteError {
             what: what.into(),
-            source,
+            error,
         }
+    }
+}
+
+/// `Invalid argument (os error 22)` rather than rtnetlink's wordier form.
+fn errno_text(e: &rtnetlink::Error) -> String {
+    match errno(e) {
+        Some(code) => std::io::Error::from_raw_os_error(-code).to_string(),
+        None => e.to_string(),
     }
 }
 
@@ -273,11 +280,16 @@ impl Routing {
             } else {
                 throw_route(prefix, self.cfg.table)
             };
-            self.add_route(
-                route,
-                &format!("{prefix} ({group}) in table {}", self.cfg.table),
-            )
-            .await?;
+            let what = match source {
+                Some(src) if group.routed_to_tun() && src.is_ipv4() == prefix.addr().is_ipv4() => {
+                    format!(
+                        "{prefix} ({group}) via the TUN, src {src} (is `address` assigned to an interface?)"
+                    )
+                }
+                _ => format!("{prefix} ({group})"),
+            };
+            self.add_route(route, &format!("{what} in table {}", self.cfg.table))
+                .await?;
         }
         for v6 in [false, true] {
             if self.cfg.suppress_main {

@@ -31,11 +31,10 @@ const MAX_QUEUES: usize = 4;
 
 /// Why the TUN could not be opened at all.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot create TUN device {name}: {source} (needs CAP_NET_ADMIN and /dev/net/tun)")]
+#[error("cannot create TUN device {name}: {error} (needs CAP_NET_ADMIN and /dev/net/tun)")]
 pub struct TunError {
     name: String,
-    #[source]
-    source: io::Error,
+    error: io::Error,
 }
 
 /// The open TUN device: one [`AsyncDevice`] per queue.
@@ -64,9 +63,9 @@ impl Tun {
             match build(cfg, offload, multi_queue) {
                 Ok(dev) => {
                     let dev = Arc::new(dev);
-                    let index = dev.if_index().map_err(|source| TunError {
+                    let index = dev.if_index().map_err(|error| TunError {
                         name: cfg.name.clone(),
-                        source,
+                        error,
                     })?;
                     let mut queues = vec![dev.clone()];
                     if multi_queue {
@@ -121,7 +120,7 @@ impl Tun {
         }
         Err(TunError {
             name: cfg.name.clone(),
-            source: last_err.unwrap_or_else(|| io::Error::other("no attempt made")),
+            error: last_err.unwrap_or_else(|| io::Error::other("no attempt made")),
         })
     }
 
