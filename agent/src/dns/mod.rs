@@ -354,3 +354,6 @@ fn classify_error(e: NetError) -> KeyLookup {
         other => KeyLookup::Failed(LookupFailure::Other(other.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests;
