@@ -1,6 +1,8 @@
 //! The `oemesh` binary's command line: help with examples for every command,
 //! completions, the committed man page, and `check-config` exit codes.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers: failing loudly is the point
+
 use std::path::Path;
 use std::process::{Command, Output};
 

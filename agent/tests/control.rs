@@ -3,8 +3,10 @@
 //! socket file is replaced, a live one is not, and a missing agent gets the
 //! "is `oemesh run` running?" message.
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers: failing loudly is the point
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use oemesh_agent::control::server::{ControlServer, Handler, ServerError};
 
 fn peer() -> PeerInfo {
     PeerInfo {
-        peer: "192.0.2.20".parse().unwrap(),
+        peer: "192.0.2.20".parse().expect("address"),
         state: PeerState::Private,
         auth: Some(PeerAuth::Anonymous),
         dnssec: false,
@@ -55,7 +57,7 @@ async fn answer(request: Request) -> Reply {
     }
 }
 
-fn blocking(path: &PathBuf, req: Request) -> Result<Reply, ClientError> {
+fn blocking(path: &Path, req: Request) -> Result<Reply, ClientError> {
     client::request(path, &req)
 }
 

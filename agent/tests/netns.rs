@@ -4,6 +4,8 @@
 //! after SIGKILL a new start cleans the stale state and its SIGTERM leaves
 //! nothing behind. Needs root, `ip` and `nft` (`sudo scripts/test` installs them).
 
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers: failing loudly is the point
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -365,9 +365,10 @@ impl Checker {
 
 fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
     let mut c = Checker::default();
-    let mut cfg = Config::default();
-
-    cfg.key = raw.key.map(PathBuf::from);
+    let mut cfg = Config {
+        key: raw.key.map(PathBuf::from),
+        ..Config::default()
+    };
     if let Some(k) = &cfg.key
         && k.as_os_str().is_empty()
     {

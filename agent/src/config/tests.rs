@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers: failing loudly is the point
 use super::*;
 
 const EXAMPLE: &str = include_str!("../../../docs/oemesh.example.toml");

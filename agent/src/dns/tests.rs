@@ -1,5 +1,6 @@
 //! Lookups against a scripted DNS server on loopback: the query carries RD, AD
 //! and DO; answers, NXDOMAIN, NODATA, SERVFAIL and silence are told apart.
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers: failing loudly is the point
 
 use std::net::SocketAddr;
 use std::time::Duration;
