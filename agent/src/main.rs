@@ -1,5 +1,71 @@
-//! `oemesh`: the opportunistic-encryption agent (not yet implemented).
+//! `oemesh`: the opportunistic-encryption agent and its command line.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("the oemesh agent is not implemented yet; publish keys with `dnskeys` meanwhile")
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use oemesh_agent::cli::{self, Cli, Command, QueryArgs};
+use oemesh_agent::config::Config;
+use oemesh_agent::control::proto::{Reply, Request};
+use oemesh_agent::control::{client, display};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("oemesh: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run(args) => {
+            oemesh_agent::logging::init(Some(&args.log_level)).map_err(anyhow::Error::msg)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            runtime.block_on(oemesh_agent::run::run(&args.config.config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig(args) => {
+            let cfg = Config::load(&args.config)?;
+            println!("{}: valid", args.config.display());
+            for (prefix, group) in cfg.policy.entries() {
+                println!("  {prefix:<24} {group}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(q) => query(&q, &Request::Status),
+        Command::Peers(q) => query(&q, &Request::Peers),
+        Command::Check(c) => query(&c.query, &Request::Check { addr: c.addr }),
+        Command::Completions { shell } => {
+            cli::completions(shell, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let page = cli::man_page().context("rendering the man page")?;
+            std::io::stdout()
+                .write_all(&page)
+                .context("writing the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn query(q: &QueryArgs, request: &Request) -> Result<ExitCode> {
+    let reply = client::request(&q.socket, request)?;
+    let text = match (&reply, q.json) {
+        (Reply::Error { message }, _) => anyhow::bail!("the agent says: {message}"),
+        (Reply::Peers { peers }, true) => serde_json::to_string_pretty(peers)?,
+        (Reply::Status(s), true) => serde_json::to_string_pretty(s)?,
+        (Reply::Check(c), true) => serde_json::to_string_pretty(c)?,
+        (Reply::Peers { peers }, false) => display::peers(peers),
+        (Reply::Status(s), false) => display::status(s),
+        (Reply::Check(c), false) => display::check(c),
+        (other, _) => anyhow::bail!("unexpected reply from the agent: {other:?}"),
+    };
+    println!("{}", text.trim_end());
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,618 @@
+//! The agent's configuration: `oemesh.toml`, parsed with unknown keys rejected,
+//! then validated into [`Config`] with every problem reported as
+//! `key: what is wrong: what to do`.
+//!
+//! Every default lives in [`defaults`]; `docs/oemesh.example.toml` documents each
+//! key and a test parses it.
+
+mod policy;
+mod prefix;
+mod raw;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use policy::{Group, Policy};
+pub use prefix::{Prefix, PrefixError};
+use raw::RawConfig;
+
+/// Every default value, in one place.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `control_socket`.
+    pub const CONTROL_SOCKET: &str = "/run/oemesh/oemesh.sock";
+    /// `dns.timeout`: how long one IPSECKEY lookup may take.
+    pub const DNS_TIMEOUT: Duration = Duration::from_secs(1);
+    /// `ike.timeout`: how long IKE_SA_INIT + IKE_AUTH may take before going clear.
+    pub const IKE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// `ike.port` (RFC 7296 §2).
+    pub const IKE_PORT: u16 = 500;
+    /// `ike.natt_port` (RFC 3948): ESP in UDP and IKE behind the non-ESP marker.
+    pub const NATT_PORT: u16 = 4500;
+    /// `ike.ike_lifetime`: IKE SA lifetime (rekeyed before, while in use).
+    pub const IKE_LIFETIME: Duration = Duration::from_secs(4 * 3600);
+    /// `ike.child_lifetime`: CHILD SA (ESP) lifetime.
+    pub const CHILD_LIFETIME: Duration = Duration::from_secs(3600);
+    /// `ike.rekey_margin`: rekey this long before a lifetime ends.
+    pub const REKEY_MARGIN: Duration = Duration::from_secs(5 * 60);
+    /// `ike.idle_timeout`: an SA pair that carried nothing this long is deleted.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// `hold.packets`: packets held per pending destination.
+    pub const HOLD_PACKETS: usize = 64;
+    /// `hold.bytes`: bytes held per pending destination.
+    pub const HOLD_BYTES: usize = 256 * 1024;
+    /// `hold.total_bytes`: bytes held over all pending destinations.
+    pub const HOLD_TOTAL_BYTES: usize = 16 * 1024 * 1024;
+    /// `outcome.clear_lifetime`: how long a clear outcome is remembered
+    /// (Libreswan's shunt lifetime).
+    pub const CLEAR_LIFETIME: Duration = Duration::from_secs(15 * 60);
+    /// `outcome.downgrade_guard`: a peer that was private is not let go clear
+    /// silently for this long while its key is still published.
+    pub const DOWNGRADE_GUARD: Duration = Duration::from_secs(3600);
+    /// `tun.name`.
+    pub const TUN_NAME: &str = "oemesh0";
+    /// `tun.mtu`: 1500 minus the worst-case ESP-in-UDP-over-IPv6 overhead
+    /// (40 IPv6 + 8 UDP + 8 ESP + 8 IV + 2..17 trailer + 16 ICV), rounded down.
+    pub const TUN_MTU: u16 = 1400;
+    /// `routing.table` and `routing.fwmark`: 0x6f65 ("oe").
+    pub const TABLE: u32 = 0x6f65;
+    /// `routing.fwmark`.
+    pub const FWMARK: u32 = 0x6f65;
+    /// `routing.rule_priority`: our `not fwmark` rule; the optional main-table
+    /// rule takes the one before it. Before `main` (32766).
+    pub const RULE_PRIORITY: u32 = 28517;
+    /// Where `oemesh metrics` would listen when `metrics.listen = "default"`.
+    pub const METRICS_LISTEN: &str = "127.0.0.1:9618";
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The host key (Ed25519, PKCS#8 PEM); `None`: anonymous (AUTH NULL) only.
+    pub key: Option<PathBuf>,
+    /// This host's identity; `None`: the source address of the default route.
+    pub address: Option<IpAddr>,
+    /// The control socket's path.
+    pub control_socket: PathBuf,
+    /// The group (name or number) that may use the control socket.
+    pub control_group: Option<String>,
+    /// `[dns]`.
+    pub dns: DnsConfig,
+    /// `[ike]`.
+    pub ike: IkeConfig,
+    /// `[hold]`.
+    pub hold: HoldConfig,
+    /// `[outcome]`.
+    pub outcome: OutcomeConfig,
+    /// `[policy]`.
+    pub policy: Policy,
+    /// `[metrics] listen`; `None`: no metrics endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `[tun]`.
+    pub tun: TunConfig,
+    /// `[routing]`.
+    pub routing: RoutingConfig,
+}
+
+/// `[dns]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Servers to ask; empty: those in /etc/resolv.conf.
+    pub servers: Vec<SocketAddr>,
+    /// Bound on one lookup.
+    pub timeout: Duration,
+}
+
+/// `[ike]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IkeConfig {
+    /// Bound on IKE_SA_INIT + IKE_AUTH.
+    pub timeout: Duration,
+    /// UDP port for IKE (500).
+    pub port: u16,
+    /// UDP port for NAT traversal and ESP in UDP (4500).
+    pub natt_port: u16,
+    /// IKE SA lifetime.
+    pub ike_lifetime: Duration,
+    /// CHILD SA lifetime.
+    pub child_lifetime: Duration,
+    /// Rekey this long before a lifetime ends.
+    pub rekey_margin: Duration,
+    /// SAs idle this long are deleted.
+    pub idle_timeout: Duration,
+}
+
+/// `[hold]`: the bounded queue of first packets while a decision is pending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldConfig {
+    /// Packets per destination.
+    pub packets: usize,
+    /// Bytes per destination.
+    pub bytes: usize,
+    /// Bytes over all destinations.
+    pub total_bytes: usize,
+}
+
+/// `[outcome]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutcomeConfig {
+    /// How long a clear outcome is remembered.
+    pub clear_lifetime: Duration,
+    /// How long a formerly private peer is kept from going clear silently.
+    pub downgrade_guard: Duration,
+}
+
+/// `[tun]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunConfig {
+    /// Interface name.
+    pub name: String,
+    /// MTU.
+    pub mtu: u16,
+    /// Ask for IFF_VNET_HDR and TSO/USO (falls back when refused).
+    pub offload: bool,
+    /// Ask for IFF_MULTI_QUEUE (falls back when refused).
+    pub multi_queue: bool,
+}
+
+/// `[routing]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// Our routing table's number.
+    pub table: u32,
+    /// The mark the agent's own sockets carry (SO_MARK).
+    pub fwmark: u32,
+    /// Priority of the `not fwmark` rule (the main-table rule uses one less).
+    pub rule_priority: u32,
+    /// Also add `lookup main suppress_prefixlength 0` before our rule.
+    pub suppress_main: bool,
+}
+
+/// One problem with one key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct KeyError {
+    /// The key, dotted (`policy.private[2]`).
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Why a config file could not be used. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// the file
+        path: PathBuf,
+        /// why
+        error: std::io::Error,
+    },
+    /// Not TOML, a value of the wrong type, or an unknown key.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// the file
+        path: PathBuf,
+        /// the TOML parser's message (it quotes the line)
+        message: String,
+    },
+    /// Parsed, but values are invalid; all problems are listed.
+    #[error("{path}: {}", Invalid(.errors))]
+    Invalid {
+        /// the file
+        path: PathBuf,
+        /// one per key
+        errors: Vec<KeyError>,
+    },
+}
+
+struct Invalid<'a>(&'a [KeyError]);
+
+impl fmt::Display for Invalid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{} invalid values:", many.len())?;
+                for e in many {
+                    write!(f, "\n  {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ParseError::Syntax(message) => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            ParseError::Invalid(errors) => ConfigError::Invalid {
+                path: path.to_owned(),
+                errors,
+            },
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ParseError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ParseError::Syntax(e.to_string().trim().to_owned()))?;
+        validate(raw).map_err(ParseError::Invalid)
+    }
+}
+
+impl Default for Config {
+    /// The configuration of an empty file: every value from [`defaults`].
+    fn default() -> Config {
+        Config {
+            key: None,
+            address: None,
+            control_socket: defaults::CONTROL_SOCKET.into(),
+            control_group: None,
+            dns: DnsConfig {
+                servers: Vec::new(),
+                timeout: defaults::DNS_TIMEOUT,
+            },
+            ike: IkeConfig {
+                timeout: defaults::IKE_TIMEOUT,
+                port: defaults::IKE_PORT,
+                natt_port: defaults::NATT_PORT,
+                ike_lifetime: defaults::IKE_LIFETIME,
+                child_lifetime: defaults::CHILD_LIFETIME,
+                rekey_margin: defaults::REKEY_MARGIN,
+                idle_timeout: defaults::IDLE_TIMEOUT,
+            },
+            hold: HoldConfig {
+                packets: defaults::HOLD_PACKETS,
+                bytes: defaults::HOLD_BYTES,
+                total_bytes: defaults::HOLD_TOTAL_BYTES,
+            },
+            outcome: OutcomeConfig {
+                clear_lifetime: defaults::CLEAR_LIFETIME,
+                downgrade_guard: defaults::DOWNGRADE_GUARD,
+            },
+            policy: Policy::default(),
+            metrics_listen: None,
+            tun: TunConfig {
+                name: defaults::TUN_NAME.into(),
+                mtu: defaults::TUN_MTU,
+                offload: true,
+                multi_queue: true,
+            },
+            routing: RoutingConfig {
+                table: defaults::TABLE,
+                fwmark: defaults::FWMARK,
+                rule_priority: defaults::RULE_PRIORITY,
+                suppress_main: false,
+            },
+        }
+    }
+}
+
+/// Why config text was refused (without a file name; see [`ConfigError`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// TOML syntax, a wrong type or an unknown key.
+    #[error("{0}")]
+    Syntax(String),
+    /// Values that are out of range or malformed.
+    #[error("{}", Invalid(.0))]
+    Invalid(Vec<KeyError>),
+}
+
+/// Collects problems so that one run reports all of them.
+#[derive(Default)]
+struct Checker {
+    errors: Vec<KeyError>,
+}
+
+impl Checker {
+    fn fail(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(KeyError {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, value: Option<String>, default: Duration) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(&text) {
+            Ok(d) if d.is_zero() => {
+                self.fail(
+                    key,
+                    format!("{text:?} is zero; give a positive duration like \"2s\""),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.fail(
+                    key,
+                    format!("{text:?} is not a duration: {e}; write it like \"2s\", \"500ms\" or \"15m\""),
+                );
+                default
+            }
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: Option<usize>, default: usize) -> usize {
+        match value {
+            Some(0) => {
+                self.fail(key, "must be at least 1");
+                default
+            }
+            Some(v) => v,
+            None => default,
+        }
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
+    let mut c = Checker::default();
+    let mut cfg = Config {
+        key: raw.key.map(PathBuf::from),
+        ..Config::default()
+    };
+    if let Some(k) = &cfg.key
+        && k.as_os_str().is_empty()
+    {
+        c.fail("key", "is empty; remove the key for anonymous-only operation or give the path of a PKCS#8 PEM file");
+    }
+    if let Some(a) = raw.address {
+        match a.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() || ip.is_multicast() => c.fail(
+                "address",
+                format!("{a:?} cannot identify a host; give this host's unicast address or remove the key"),
+            ),
+            Ok(ip) => cfg.address = Some(ip),
+            Err(_) => c.fail(
+                "address",
+                format!("{a:?} is not an IPv4 or IPv6 address (write e.g. \"192.0.2.10\")"),
+            ),
+        }
+    }
+    if let Some(s) = raw.control_socket {
+        if s.is_empty() || !s.starts_with('/') {
+            c.fail("control_socket", format!("{s:?} is not an absolute path"));
+        } else {
+            cfg.control_socket = s.into();
+        }
+    }
+    if let Some(g) = raw.control_group {
+        if g.is_empty() || g.contains([':', '\n', ' ']) {
+            c.fail(
+                "control_group",
+                format!("{g:?} is not a group name or number"),
+            );
+        } else {
+            cfg.control_group = Some(g);
+        }
+    }
+
+    // [dns]
+    if let Some(servers) = raw.dns.servers {
+        for (i, s) in servers.iter().enumerate() {
+            match parse_server(s) {
+                Some(addr) => cfg.dns.servers.push(addr),
+                None => c.fail(
+                    format!("dns.servers[{i}]"),
+                    format!("{s:?} is not an address with an optional port (write \"192.0.2.53\", \"192.0.2.53:53\" or \"[2001:db8::53]:53\")"),
+                ),
+            }
+        }
+    }
+    cfg.dns.timeout = c.duration("dns.timeout", raw.dns.timeout, defaults::DNS_TIMEOUT);
+
+    // [ike]
+    let ike = raw.ike;
+    cfg.ike.timeout = c.duration("ike.timeout", ike.timeout, defaults::IKE_TIMEOUT);
+    cfg.ike.port = ike.port.unwrap_or(defaults::IKE_PORT);
+    cfg.ike.natt_port = ike.natt_port.unwrap_or(defaults::NATT_PORT);
+    if cfg.ike.port == 0 {
+        c.fail("ike.port", "must not be 0");
+    }
+    if cfg.ike.natt_port == 0 {
+        c.fail("ike.natt_port", "must not be 0");
+    }
+    if cfg.ike.port == cfg.ike.natt_port && cfg.ike.port != 0 {
+        c.fail(
+            "ike.natt_port",
+            format!(
+                "equals ike.port ({}); the two need separate sockets",
+                cfg.ike.port
+            ),
+        );
+    }
+    cfg.ike.ike_lifetime = c.duration("ike.ike_lifetime", ike.ike_lifetime, defaults::IKE_LIFETIME);
+    cfg.ike.child_lifetime = c.duration(
+        "ike.child_lifetime",
+        ike.child_lifetime,
+        defaults::CHILD_LIFETIME,
+    );
+    cfg.ike.rekey_margin = c.duration("ike.rekey_margin", ike.rekey_margin, defaults::REKEY_MARGIN);
+    cfg.ike.idle_timeout = c.duration("ike.idle_timeout", ike.idle_timeout, defaults::IDLE_TIMEOUT);
+    let shortest = cfg.ike.child_lifetime.min(cfg.ike.ike_lifetime);
+    if cfg.ike.rekey_margin * 2 > shortest {
+        c.fail(
+            "ike.rekey_margin",
+            format!(
+                "{} is more than half the shortest SA lifetime ({}); make it smaller or the lifetimes longer",
+                humantime::format_duration(cfg.ike.rekey_margin),
+                humantime::format_duration(shortest)
+            ),
+        );
+    }
+
+    // [hold]
+    cfg.hold.packets = c.positive("hold.packets", raw.hold.packets, defaults::HOLD_PACKETS);
+    cfg.hold.bytes = c.positive("hold.bytes", raw.hold.bytes, defaults::HOLD_BYTES);
+    cfg.hold.total_bytes = c.positive(
+        "hold.total_bytes",
+        raw.hold.total_bytes,
+        defaults::HOLD_TOTAL_BYTES,
+    );
+    if cfg.hold.total_bytes < cfg.hold.bytes {
+        c.fail(
+            "hold.total_bytes",
+            format!(
+                "{} is less than hold.bytes ({}); raise it",
+                cfg.hold.total_bytes, cfg.hold.bytes
+            ),
+        );
+    }
+
+    // [outcome]
+    cfg.outcome.clear_lifetime = c.duration(
+        "outcome.clear_lifetime",
+        raw.outcome.clear_lifetime,
+        defaults::CLEAR_LIFETIME,
+    );
+    cfg.outcome.downgrade_guard = c.duration(
+        "outcome.downgrade_guard",
+        raw.outcome.downgrade_guard,
+        defaults::DOWNGRADE_GUARD,
+    );
+
+    // [policy]
+    cfg.policy = validate_policy(&mut c, raw.policy);
+
+    // [metrics]
+    if let Some(l) = raw.metrics.listen {
+        match l.parse::<SocketAddr>() {
+            Ok(a) => cfg.metrics_listen = Some(a),
+            Err(_) => c.fail(
+                "metrics.listen",
+                format!("{l:?} is not an address:port (write e.g. \"{}\"; remove the key to turn metrics off)", defaults::METRICS_LISTEN),
+            ),
+        }
+    }
+
+    // [tun]
+    if let Some(name) = raw.tun.name {
+        if name.is_empty()
+            || name.len() > 15
+            || name.contains(['/', ':', ' ', '%'])
+            || name == "."
+            || name == ".."
+        {
+            c.fail("tun.name", format!("{name:?} is not a valid interface name (1-15 characters, no '/', ':', '%' or spaces)"));
+        } else {
+            cfg.tun.name = name;
+        }
+    }
+    if let Some(mtu) = raw.tun.mtu {
+        match u16::try_from(mtu) {
+            Ok(m) if m >= 1280 => cfg.tun.mtu = m,
+            _ => c.fail(
+                "tun.mtu",
+                format!("{mtu} is outside 1280..=65535 (IPv6 needs at least 1280)"),
+            ),
+        }
+    }
+    cfg.tun.offload = raw.tun.offload.unwrap_or(true);
+    cfg.tun.multi_queue = raw.tun.multi_queue.unwrap_or(true);
+
+    // [routing]
+    if let Some(t) = raw.routing.table {
+        if t == 0 || (253..=255).contains(&t) {
+            c.fail("routing.table", format!("{t} is reserved (0 unspec, 253 default, 254 main, 255 local); pick another number"));
+        } else {
+            cfg.routing.table = t;
+        }
+    }
+    if let Some(m) = raw.routing.fwmark {
+        if m == 0 {
+            c.fail(
+                "routing.fwmark",
+                "must not be 0 (unmarked packets must be told apart from ours)",
+            );
+        } else {
+            cfg.routing.fwmark = m;
+        }
+    }
+    if let Some(p) = raw.routing.rule_priority {
+        if !(2..=32765).contains(&p) {
+            c.fail(
+                "routing.rule_priority",
+                format!("{p} is outside 2..=32765 (the rule must come before main at 32766)"),
+            );
+        } else {
+            cfg.routing.rule_priority = p;
+        }
+    }
+    cfg.routing.suppress_main = raw.routing.suppress_main.unwrap_or(false);
+
+    if c.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(c.errors)
+    }
+}
+
+fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {
+    let lists = [
+        (Group::Clear, raw.clear),
+        (Group::ClearOrPrivate, raw.clear_or_private),
+        (Group::PrivateOrClear, raw.private_or_clear),
+        (Group::Private, raw.private),
+        (Group::Block, raw.block),
+    ];
+    let mut entries: Vec<(Prefix, Group)> = Vec::new();
+    for (group, list) in lists {
+        for (i, text) in list.iter().enumerate() {
+            let key = format!("policy.{}[{i}]", group.name());
+            match text.parse::<Prefix>() {
+                Ok(p) => {
+                    if let Some((_, other)) = entries.iter().find(|(q, _)| *q == p) {
+                        c.fail(key, format!("{p} is already listed in policy.{other}; a prefix belongs to one group"));
+                    } else {
+                        entries.push((p, group));
+                    }
+                }
+                Err(e) => c.fail(key, format!("{text:?} is not a CIDR: {e}")),
+            }
+        }
+    }
+    let mut require = BTreeSet::new();
+    for (i, name) in raw.require_authenticated.iter().enumerate() {
+        match name.parse::<Group>() {
+            Ok(g) => {
+                require.insert(g);
+            }
+            Err(()) => c.fail(
+                format!("policy.require-authenticated[{i}]"),
+                format!(
+                    "{name:?} is not a group; use one of {}",
+                    Group::ALL.map(Group::name).join(", ")
+                ),
+            ),
+        }
+    }
+    Policy::new(entries, require)
+}
+
+/// `192.0.2.53`, `192.0.2.53:53`, `2001:db8::53` or `[2001:db8::53]:53`.
+fn parse_server(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+#[cfg(test)]
+mod tests;

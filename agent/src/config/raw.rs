@@ -1,0 +1,105 @@
+//! The config file as written: serde structs that reject unknown keys, with every
+//! value that needs checking kept as text so validation can name the key.
+
+use serde::Deserialize;
+
+/// The top level of `oemesh.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) key: Option<String>,
+    pub(crate) address: Option<String>,
+    pub(crate) control_socket: Option<String>,
+    pub(crate) control_group: Option<String>,
+    #[serde(default)]
+    pub(crate) dns: RawDns,
+    #[serde(default)]
+    pub(crate) ike: RawIke,
+    #[serde(default)]
+    pub(crate) hold: RawHold,
+    #[serde(default)]
+    pub(crate) outcome: RawOutcome,
+    #[serde(default)]
+    pub(crate) policy: RawPolicy,
+    #[serde(default)]
+    pub(crate) metrics: RawMetrics,
+    #[serde(default)]
+    pub(crate) tun: RawTun,
+    #[serde(default)]
+    pub(crate) routing: RawRouting,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    pub(crate) servers: Option<Vec<String>>,
+    pub(crate) timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIke {
+    pub(crate) timeout: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) natt_port: Option<u16>,
+    pub(crate) ike_lifetime: Option<String>,
+    pub(crate) child_lifetime: Option<String>,
+    pub(crate) rekey_margin: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHold {
+    pub(crate) packets: Option<usize>,
+    pub(crate) bytes: Option<usize>,
+    pub(crate) total_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutcome {
+    pub(crate) clear_lifetime: Option<String>,
+    pub(crate) downgrade_guard: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    #[serde(default)]
+    pub(crate) clear: Vec<String>,
+    #[serde(default, rename = "clear-or-private")]
+    pub(crate) clear_or_private: Vec<String>,
+    #[serde(default, rename = "private-or-clear")]
+    pub(crate) private_or_clear: Vec<String>,
+    #[serde(default)]
+    pub(crate) private: Vec<String>,
+    #[serde(default)]
+    pub(crate) block: Vec<String>,
+    #[serde(default, rename = "require-authenticated")]
+    pub(crate) require_authenticated: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub(crate) listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTun {
+    pub(crate) name: Option<String>,
+    pub(crate) mtu: Option<u32>,
+    pub(crate) offload: Option<bool>,
+    pub(crate) multi_queue: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouting {
+    pub(crate) table: Option<u32>,
+    pub(crate) fwmark: Option<u32>,
+    pub(crate) rule_priority: Option<u32>,
+    pub(crate) suppress_main: Option<bool>,
+}

@@ -1,0 +1,234 @@
+#![allow(clippy::unwrap_used, clippy::panic)] // test helpers: failing loudly is the point
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../docs/oemesh.example.toml");
+
+fn errors(text: &str) -> Vec<KeyError> {
+    match Config::parse(text) {
+        Err(ParseError::Invalid(errors)) => errors,
+        other => panic!("expected validation errors for {text:?}, got {other:?}"),
+    }
+}
+
+fn one_error(text: &str) -> KeyError {
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    errs.into_iter().next().unwrap()
+}
+
+#[test]
+fn example_parses_with_every_key() {
+    let cfg = Config::parse(EXAMPLE).unwrap();
+    assert_eq!(cfg.key.as_deref(), Some(Path::new("/etc/oemesh/host.key")));
+    assert_eq!(cfg.address, Some("192.0.2.10".parse().unwrap()));
+    assert_eq!(cfg.dns.servers, vec!["192.0.2.53:53".parse().unwrap()]);
+    assert_eq!(cfg.control_group.as_deref(), Some("adm"));
+    assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9618".parse().unwrap()));
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(cfg.policy.lookup(ip("192.0.2.53")).0, Group::Clear);
+    assert_eq!(cfg.policy.lookup(ip("192.0.2.20")).0, Group::PrivateOrClear);
+    assert_eq!(cfg.policy.lookup(ip("198.51.100.3")).0, Group::Private);
+    assert!(!cfg.policy.accepts_anonymous(Group::Private));
+    // The values the example marks as defaults are the defaults.
+    let d = Config::default();
+    assert_eq!(cfg.ike, d.ike);
+    assert_eq!(cfg.hold, d.hold);
+    assert_eq!(cfg.outcome, d.outcome);
+    assert_eq!(cfg.tun, d.tun);
+    assert_eq!(cfg.routing, d.routing);
+    assert_eq!(cfg.dns.timeout, d.dns.timeout);
+    assert_eq!(cfg.control_socket, d.control_socket);
+}
+
+#[test]
+fn example_documents_every_key() {
+    // Each key the parser knows appears in the example, so the example is the
+    // reference: a new key without documentation fails here.
+    for key in [
+        "key",
+        "address",
+        "control_socket",
+        "control_group",
+        "servers",
+        "timeout",
+        "port",
+        "natt_port",
+        "ike_lifetime",
+        "child_lifetime",
+        "rekey_margin",
+        "idle_timeout",
+        "packets",
+        "bytes",
+        "total_bytes",
+        "clear_lifetime",
+        "downgrade_guard",
+        "private-or-clear",
+        "private",
+        "clear-or-private",
+        "clear",
+        "block",
+        "require-authenticated",
+        "listen",
+        "name",
+        "mtu",
+        "offload",
+        "multi_queue",
+        "table",
+        "fwmark",
+        "rule_priority",
+        "suppress_main",
+    ] {
+        let needle = format!("\n{key} = ");
+        assert!(
+            EXAMPLE.contains(&needle),
+            "the example does not set {key:?}"
+        );
+    }
+}
+
+#[test]
+fn empty_file_is_all_defaults() {
+    assert_eq!(Config::parse("").unwrap(), Config::default());
+    let d = Config::default();
+    assert_eq!(d.dns.timeout, Duration::from_secs(1));
+    assert_eq!(d.ike.timeout, Duration::from_secs(2));
+    assert_eq!(d.outcome.clear_lifetime, Duration::from_secs(900));
+    assert_eq!(d.tun.name, "oemesh0");
+    assert!(d.metrics_listen.is_none());
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    for text in [
+        "kee = \"/x\"",
+        "[dns]\nserver = []",
+        "[policy]\nprivate_or_clear = []",
+        "[nope]\n",
+    ] {
+        match Config::parse(text) {
+            Err(ParseError::Syntax(m)) => assert!(m.contains("unknown field"), "{text:?}: {m}"),
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn wrong_types_are_rejected_with_the_line() {
+    let Err(ParseError::Syntax(m)) = Config::parse("[ike]\nport = \"500\"") else {
+        panic!()
+    };
+    assert!(m.contains("port"), "{m}");
+}
+
+#[test]
+fn cidr_errors_name_the_key_and_the_fix() {
+    let e = one_error("[policy]\nprivate = [\"10.0.0.0/8\", \"10.0.0.0/33\"]");
+    assert_eq!(e.key, "policy.private[1]");
+    assert_eq!(
+        e.to_string(),
+        "policy.private[1]: \"10.0.0.0/33\" is not a CIDR: prefix length 33 is longer than 32"
+    );
+    let e = one_error("[policy]\nclear = [\"10.1.2.3/16\"]");
+    assert!(e.message.contains("did you mean 10.1.0.0/16"), "{e}");
+    let e = one_error("[policy]\nclear = [\"10.0.0.0/8\"]\nblock = [\"10.0.0.0/8\"]");
+    assert_eq!(e.key, "policy.block[0]");
+    assert!(e.message.contains("already listed in policy.clear"), "{e}");
+    let e = one_error("[policy]\nrequire-authenticated = [\"privat\"]");
+    assert_eq!(e.key, "policy.require-authenticated[0]");
+    assert!(e.message.contains("private-or-clear"), "{e}");
+}
+
+#[test]
+fn every_validation_error_names_its_key() {
+    let cases: &[(&str, &str)] = &[
+        ("key = \"\"", "key"),
+        ("address = \"192.0.2\"", "address"),
+        ("address = \"0.0.0.0\"", "address"),
+        ("control_socket = \"run/x.sock\"", "control_socket"),
+        ("control_group = \"a b\"", "control_group"),
+        ("[dns]\nservers = [\"ns1\"]", "dns.servers[0]"),
+        ("[dns]\ntimeout = \"1 fortnight\"", "dns.timeout"),
+        ("[dns]\ntimeout = \"0s\"", "dns.timeout"),
+        ("[ike]\ntimeout = \"2\"", "ike.timeout"),
+        ("[ike]\nport = 0", "ike.port"),
+        ("[ike]\nnatt_port = 0", "ike.natt_port"),
+        ("[ike]\nnatt_port = 500", "ike.natt_port"),
+        ("[ike]\nike_lifetime = \"x\"", "ike.ike_lifetime"),
+        ("[ike]\nchild_lifetime = \"x\"", "ike.child_lifetime"),
+        ("[ike]\nrekey_margin = \"40m\"", "ike.rekey_margin"),
+        ("[ike]\nidle_timeout = \"x\"", "ike.idle_timeout"),
+        ("[hold]\npackets = 0", "hold.packets"),
+        ("[hold]\nbytes = 0", "hold.bytes"),
+        ("[hold]\ntotal_bytes = 1000", "hold.total_bytes"),
+        (
+            "[outcome]\nclear_lifetime = \"15\"",
+            "outcome.clear_lifetime",
+        ),
+        (
+            "[outcome]\ndowngrade_guard = \"-1h\"",
+            "outcome.downgrade_guard",
+        ),
+        (
+            "[policy]\nprivate-or-clear = [\"x\"]",
+            "policy.private-or-clear[0]",
+        ),
+        (
+            "[policy]\nclear-or-private = [\"x\"]",
+            "policy.clear-or-private[0]",
+        ),
+        ("[policy]\nblock = [\"x\"]", "policy.block[0]"),
+        ("[metrics]\nlisten = \"localhost\"", "metrics.listen"),
+        ("[tun]\nname = \"a-very-long-interface-name\"", "tun.name"),
+        ("[tun]\nmtu = 576", "tun.mtu"),
+        ("[routing]\ntable = 254", "routing.table"),
+        ("[routing]\nfwmark = 0", "routing.fwmark"),
+        ("[routing]\nrule_priority = 32766", "routing.rule_priority"),
+    ];
+    for (text, key) in cases {
+        let e = one_error(text);
+        assert_eq!(&e.key, key, "{text:?} gave {e}");
+        assert!(e.to_string().starts_with(&format!("{key}: ")), "{e}");
+    }
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let errs = errors("[dns]\ntimeout = \"x\"\n[tun]\nmtu = 1\n");
+    assert_eq!(errs.len(), 2);
+    let msg = ParseError::Invalid(errs).to_string();
+    assert!(msg.starts_with("2 invalid values:"), "{msg}");
+}
+
+#[test]
+fn dns_servers_take_optional_ports() {
+    let cfg = Config::parse(
+        "[dns]\nservers = [\"192.0.2.53\", \"[2001:db8::53]:5353\", \"2001:db8::1\"]",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.dns.servers,
+        vec![
+            "192.0.2.53:53".parse().unwrap(),
+            "[2001:db8::53]:5353".parse().unwrap(),
+            "[2001:db8::1]:53".parse().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn load_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[tun]\nmtu = 1\n").unwrap();
+    let msg = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        msg.starts_with(&format!("{}: tun.mtu: ", path.display())),
+        "{msg}"
+    );
+    let missing = dir.path().join("missing.toml");
+    let msg = Config::load(&missing).unwrap_err().to_string();
+    assert!(
+        msg.contains("cannot read") && msg.contains("missing.toml"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,242 @@
+//! Human output of `oemesh status|peers|check`: aligned columns like `wg show`.
+//! Scripts use `--json` instead; this text may change.
+
+use std::fmt::Write;
+
+use super::proto::{CheckReply, PeerAuth, PeerInfo, PeerState, StatusReply};
+
+/// `oemesh status`.
+pub fn status(s: &StatusReply) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "oemesh {}, pid {}, up {}",
+        s.version,
+        s.pid,
+        duration(s.uptime_s)
+    );
+    let addr = s.address.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    let identity = match (&s.public_key, s.authenticated) {
+        (Some(k), true) => format!("authenticated, key {k}"),
+        _ => "anonymous only, no key".to_owned(),
+    };
+    let rows = [
+        ("address", format!("{addr} ({identity})")),
+        (
+            "tun",
+            format!(
+                "{} ({}, {} queue{})",
+                s.tun,
+                if s.tun_offload {
+                    "offload"
+                } else {
+                    "no offload"
+                },
+                s.tun_queues,
+                if s.tun_queues == 1 { "" } else { "s" }
+            ),
+        ),
+        (
+            "routing",
+            format!("table {}, fwmark {:#x}", s.table, s.fwmark),
+        ),
+        (
+            "dns",
+            if s.dns_servers.is_empty() {
+                "-".to_owned()
+            } else {
+                s.dns_servers.join(", ")
+            },
+        ),
+        (
+            "metrics",
+            s.metrics.clone().unwrap_or_else(|| "off".to_owned()),
+        ),
+        (
+            "peers",
+            format!(
+                "{} private, {} clear, {} pending, {} blocked",
+                s.peers.private, s.peers.clear, s.peers.pending, s.peers.blocked
+            ),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(out, "  {:<9}{v}", format!("{k}:"));
+    }
+    out
+}
+
+/// `oemesh peers`: one aligned row per peer, sorted by address.
+pub fn peers(peers: &[PeerInfo]) -> String {
+    if peers.is_empty() {
+        return "no peers\n".to_owned();
+    }
+    let mut sorted: Vec<&PeerInfo> = peers.iter().collect();
+    sorted.sort_by_key(|p| p.peer);
+    let header = [
+        "PEER", "STATE", "AUTH", "DNSSEC", "EXPIRES", "IN", "OUT", "REASON",
+    ]
+    .map(str::to_owned);
+    let mut rows = vec![header];
+    for p in sorted {
+        rows.push([
+            p.peer.to_string(),
+            state(p.state).to_owned(),
+            auth(p.auth).to_owned(),
+            if p.dnssec { "yes" } else { "no" }.to_owned(),
+            p.expires_in_s.map_or_else(|| "-".to_owned(), duration),
+            bytes(p.bytes_in),
+            bytes(p.bytes_out),
+            p.reason.clone(),
+        ]);
+    }
+    table(&rows)
+}
+
+/// `oemesh check ADDR`.
+pub fn check(c: &CheckReply) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", c.addr);
+    let by = c.prefix.as_deref().map_or_else(
+        || "no prefix matches: clear".to_owned(),
+        |p| format!("via {p}"),
+    );
+    let _ = writeln!(out, "  policy:  {} ({by})", c.group);
+    let _ = writeln!(out, "  key at:  {} IPSECKEY", c.reverse_name);
+    match &c.peer {
+        Some(p) => {
+            let expires = p
+                .expires_in_s
+                .map_or_else(String::new, |s| format!(", expires in {}", duration(s)));
+            let _ = writeln!(
+                out,
+                "  state:   {} ({}, {}{expires})",
+                state(p.state),
+                p.reason,
+                auth(p.auth)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  state:   none yet");
+        }
+    }
+    let _ = writeln!(out, "  next:    {}", c.action);
+    out
+}
+
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn state(s: PeerState) -> &'static str {
+    match s {
+        PeerState::Private => "private",
+        PeerState::Clear => "clear",
+        PeerState::Pending => "pending",
+        PeerState::Blocked => "blocked",
+    }
+}
+
+fn auth(a: Option<PeerAuth>) -> &'static str {
+    match a {
+        Some(PeerAuth::Authenticated) => "authenticated",
+        Some(PeerAuth::Anonymous) => "anonymous",
+        None => "-",
+    }
+}
+
+/// `3h12m`, `14m5s`, `42s`: the two largest units.
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) if s == 0 => format!("{m}m"),
+        (0, 0, _) => format!("{m}m{s}s"),
+        (0, _, _) if m == 0 => format!("{h}h"),
+        (0, _, _) => format!("{h}h{m}m"),
+        _ if h == 0 => format!("{d}d"),
+        _ => format!("{d}d{h}h"),
+    }
+}
+
+/// `512 B`, `1.2 KiB`, `3.4 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    #[allow(clippy::cast_precision_loss)] // display only
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(duration(42), "42s");
+        assert_eq!(duration(900), "15m");
+        assert_eq!(duration(845), "14m5s");
+        assert_eq!(duration(3600 * 3 + 720), "3h12m");
+        assert_eq!(duration(86400 * 2 + 3600), "2d1h");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn peers_are_aligned() {
+        let p = |ip: &str, st, reason: &str| PeerInfo {
+            peer: ip.parse().unwrap(),
+            state: st,
+            auth: (st == PeerState::Private).then_some(PeerAuth::Authenticated),
+            dnssec: st == PeerState::Private,
+            reason: reason.into(),
+            expires_in_s: Some(900),
+            bytes_in: 2048,
+            bytes_out: 10,
+            group: None,
+        };
+        let out = peers(&[
+            p("192.0.2.200", PeerState::Clear, "no IPSECKEY (NXDOMAIN)"),
+            p("192.0.2.20", PeerState::Private, "IKE established"),
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("PEER         STATE    AUTH"), "{out}");
+        assert!(
+            lines[1].starts_with("192.0.2.20   private  authenticated  yes"),
+            "{out}"
+        );
+        assert!(lines[2].ends_with("no IPSECKEY (NXDOMAIN)"), "{out}");
+        let col = lines[0].find("REASON").unwrap();
+        assert_eq!(lines[1].find("IKE established"), Some(col));
+        assert_eq!(peers(&[]), "no peers\n");
+    }
+}

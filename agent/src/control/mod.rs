@@ -1,0 +1,9 @@
+//! The control socket behind `oemesh status`, `oemesh peers` and `oemesh check`:
+//! newline-delimited JSON over a Unix stream socket ([`proto`]), a tokio server
+//! that hands requests to the agent ([`server`]), the blocking client the CLI
+//! uses ([`client`]) and its human output ([`display`]).
+
+pub mod client;
+pub mod display;
+pub mod proto;
+pub mod server;

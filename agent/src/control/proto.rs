@@ -1,0 +1,290 @@
+//! The control protocol: one JSON object per line over a Unix stream socket,
+//! request then reply, as many pairs per connection as the client likes.
+//!
+//! ```text
+//! → {"request":"status"}
+//! ← {"reply":"status","version":"0.1.0",...}
+//! → {"request":"peers"}
+//! ← {"reply":"peers","peers":[{"peer":"192.0.2.20","state":"private",...}]}
+//! → {"request":"check","addr":"192.0.2.20"}
+//! ← {"reply":"check","addr":"192.0.2.20","group":"private-or-clear",...}
+//! ← {"reply":"error","message":"..."}
+//! ```
+//!
+//! The names here are a contract with scripts (`oemesh peers --json` prints
+//! [`PeerInfo`] as is): fields may be added, never renamed.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line the server reads; longer ones are refused.
+pub const MAX_REQUEST_LEN: usize = 4096;
+
+/// A request from `oemesh status|peers|check`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+// Unknown fields are ignored: a newer client may add some for a newer agent.
+#[serde(tag = "request", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Request {
+    /// The agent's own state.
+    Status,
+    /// Every peer with its outcome.
+    Peers,
+    /// What the agent knows and would do for one address.
+    Check {
+        /// The address asked about.
+        addr: IpAddr,
+    },
+}
+
+/// A reply, tagged with the kind of request it answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reply {
+    /// Answers [`Request::Status`].
+    Status(StatusReply),
+    /// Answers [`Request::Peers`].
+    Peers {
+        /// One entry per peer the agent has state for.
+        peers: Vec<PeerInfo>,
+    },
+    /// Answers [`Request::Check`].
+    Check(CheckReply),
+    /// The request could not be served.
+    Error {
+        /// What went wrong, for a person.
+        message: String,
+    },
+}
+
+/// The agent's own state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// The agent's version.
+    pub version: String,
+    /// Its process ID.
+    pub pid: u32,
+    /// Seconds since it started.
+    pub uptime_s: u64,
+    /// This host's identity address.
+    pub address: Option<IpAddr>,
+    /// Whether a host key is loaded (otherwise anonymous OE only).
+    pub authenticated: bool,
+    /// The host's Ed25519 public key, base64 (as in its IPSECKEY record).
+    pub public_key: Option<String>,
+    /// The TUN device.
+    pub tun: String,
+    /// Whether the TUN runs with offload (IFF_VNET_HDR).
+    pub tun_offload: bool,
+    /// TUN queues in use.
+    pub tun_queues: u32,
+    /// Our routing table.
+    pub table: u32,
+    /// The mark on our sockets.
+    pub fwmark: u32,
+    /// DNS servers asked for IPSECKEY.
+    pub dns_servers: Vec<String>,
+    /// The metrics endpoint, if any.
+    pub metrics: Option<String>,
+    /// Peers by state.
+    pub peers: PeerCounts,
+}
+
+/// Number of peers in each state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerCounts {
+    /// With a live ESP SA pair.
+    pub private: u64,
+    /// Cleartext, remembered.
+    pub clear: u64,
+    /// Decision in progress, packets held.
+    pub pending: u64,
+    /// Dropped by policy or fail-closed.
+    pub blocked: u64,
+}
+
+/// A peer's state (the `state` field of `oemesh peers --json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerState {
+    /// ESP SA pair established.
+    Private,
+    /// Cleartext (no key, IKE failed, or policy).
+    Clear,
+    /// Decision in progress.
+    Pending,
+    /// Dropped.
+    Blocked,
+}
+
+/// How the peer authenticated in IKE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerAuth {
+    /// With a key published in DNS (RFC 7427 signature).
+    Authenticated,
+    /// AUTH NULL (RFC 7619).
+    Anonymous,
+}
+
+/// One peer, as `oemesh peers` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer's address.
+    pub peer: IpAddr,
+    /// Its state.
+    pub state: PeerState,
+    /// How it authenticated; `None` unless private.
+    pub auth: Option<PeerAuth>,
+    /// Whether the DNS answer that decided it was DNSSEC-validated (AD bit).
+    pub dnssec: bool,
+    /// Why it is in this state, for a person ("no IPSECKEY (NXDOMAIN)").
+    pub reason: String,
+    /// Seconds until the state expires (SA lifetime, clear lifetime); `None`: no expiry.
+    pub expires_in_s: Option<u64>,
+    /// Bytes received from it (decrypted, or cleartext seen by the agent).
+    pub bytes_in: u64,
+    /// Bytes sent to it.
+    pub bytes_out: u64,
+    /// The policy group of its address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// What the agent knows and would do for one address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReply {
+    /// The address asked about.
+    pub addr: IpAddr,
+    /// Its policy group.
+    pub group: String,
+    /// The configured prefix that decided the group; `None`: no prefix matched (clear).
+    pub prefix: Option<String>,
+    /// The reverse name its IPSECKEY would be published at.
+    pub reverse_name: String,
+    /// What the next packet to it would cause, for a person.
+    pub action: String,
+    /// Current state, when the agent has any.
+    pub peer: Option<PeerInfo>,
+}
+
+/// Why a request line was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// More than [`MAX_REQUEST_LEN`] bytes.
+    #[error("request longer than {MAX_REQUEST_LEN} bytes")]
+    TooLong,
+    /// Not UTF-8 JSON of a known request.
+    #[error("malformed request: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Parses one request line (with or without its trailing newline). Pure: the
+/// fuzz target calls it on arbitrary bytes.
+pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
+    if line.len() > MAX_REQUEST_LEN {
+        return Err(ParseError::TooLong);
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Ok(serde_json::from_slice(line)?)
+}
+
+/// One line of JSON (newline included) for `value`.
+pub fn encode_line<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these types cannot fail: no maps with non-string keys.
+    let mut out = serde_json::to_vec(value).unwrap_or_else(|e| {
+        serde_json::to_vec(&Reply::Error {
+            message: format!("cannot encode reply: {e}"),
+        })
+        .unwrap_or_default()
+    });
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse() {
+        assert_eq!(
+            parse_request(b"{\"request\":\"status\"}\n").unwrap(),
+            Request::Status
+        );
+        assert_eq!(
+            parse_request(b"{\"request\":\"peers\"}\r\n").unwrap(),
+            Request::Peers
+        );
+        assert_eq!(
+            parse_request(br#"{"request":"check","addr":"2001:db8::1"}"#).unwrap(),
+            Request::Check {
+                addr: "2001:db8::1".parse().unwrap()
+            }
+        );
+        for bad in [
+            &b""[..],
+            b"{}",
+            b"{\"request\":\"reboot\"}",
+            b"{\"request\":\"check\",\"addr\":\"nope\"}",
+            b"\xff\xfe",
+        ] {
+            assert!(parse_request(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            parse_request(&[b' '; 5000]),
+            Err(ParseError::TooLong)
+        ));
+        let extra = parse_request(b"{\"request\":\"status\",\"extra\":1}");
+        assert_eq!(extra.unwrap(), Request::Status);
+    }
+
+    #[test]
+    fn peer_json_field_names_are_the_contract() {
+        let p = PeerInfo {
+            peer: "192.0.2.20".parse().unwrap(),
+            state: PeerState::Private,
+            auth: Some(PeerAuth::Authenticated),
+            dnssec: true,
+            reason: "IKE established".into(),
+            expires_in_s: Some(3500),
+            bytes_in: 1,
+            bytes_out: 2,
+            group: None,
+        };
+        let v: serde_json::Value = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"peer":"192.0.2.20","state":"private","auth":"authenticated",
+                "dnssec":true,"reason":"IKE established","expires_in_s":3500,
+                "bytes_in":1,"bytes_out":2})
+        );
+        let clear = PeerInfo {
+            state: PeerState::Clear,
+            auth: None,
+            ..p
+        };
+        let v = serde_json::to_value(&clear).unwrap();
+        assert_eq!(v["state"], "clear");
+        assert_eq!(v["auth"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let r = Reply::Error {
+            message: "x".into(),
+        };
+        let line = encode_line(&r);
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(serde_json::from_slice::<Reply>(&line).unwrap(), r);
+        let s = Reply::Status(StatusReply::default());
+        assert_eq!(
+            serde_json::from_slice::<Reply>(&encode_line(&s)).unwrap(),
+            s
+        );
+    }
+}

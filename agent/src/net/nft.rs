@@ -1,0 +1,214 @@
+//! Enforcement with nftables: cleartext from a peer that has a live SA with us
+//! is dropped (design.md, "Inbound"), so a peer that "suddenly quit using
+//! IPsec" is not trusted.
+//!
+//! Table `inet oemesh`, sets `private_peers_v4` / `private_peers_v6`, and an
+//! input chain that lets through from those peers only what must pass:
+//! IKE and ESP in UDP (our ports), the ICMP errors path MTU discovery needs,
+//! IPv6 neighbour discovery, and the decrypted packets the agent writes into the
+//! TUN (which carry the peer's address). Everything else from them is dropped.
+//!
+//! Driven with the `nft` binary: one `nft -f -` script per change (atomic in
+//! the kernel), failures logged with the script.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Our table's name (family `inet`).
+pub const TABLE: &str = "oemesh";
+
+/// Bound on one `nft` run.
+const NFT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An `nft` run that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NftError {
+    /// `nft` could not be started (not installed?).
+    #[error("cannot run `nft` (install the nftables package): {0}")]
+    Spawn(std::io::Error),
+    /// `nft` exited non-zero.
+    #[error("`nft -f -` failed ({status}): {stderr}\nscript:\n{script}")]
+    Failed {
+        /// exit status
+        status: String,
+        /// what it said
+        stderr: String,
+        /// what we fed it
+        script: String,
+    },
+    /// `nft` did not finish in time.
+    #[error("`nft -f -` did not finish within {NFT_TIMEOUT:?}")]
+    Timeout,
+}
+
+/// The enforcement table; [`Enforcer::teardown`] removes it.
+#[derive(Debug)]
+pub struct Enforcer {
+    nft: String,
+}
+
+/// The parameters of the table.
+#[derive(Clone, Debug)]
+pub struct EnforceConfig {
+    /// The TUN device (its input is exempt).
+    pub tun: String,
+    /// IKE port (500).
+    pub ike_port: u16,
+    /// NAT-T / ESP-in-UDP port (4500).
+    pub natt_port: u16,
+}
+
+impl Enforcer {
+    /// Creates (or atomically replaces a stale) `inet oemesh` table.
+    pub fn install(cfg: &EnforceConfig) -> Result<Enforcer, NftError> {
+        let e = Enforcer {
+            nft: "nft".to_owned(),
+        };
+        e.run(&table_script(cfg))?;
+        Ok(e)
+    }
+
+    /// Uses `program` instead of `nft` from PATH (tests).
+    pub fn with_program(mut self, program: &str) -> Self {
+        program.clone_into(&mut self.nft);
+        self
+    }
+
+    /// A peer got a live SA: drop its cleartext from now on.
+    pub fn add_private_peer(&self, peer: IpAddr) -> Result<(), NftError> {
+        self.run(&format!(
+            "add element inet {TABLE} {} {{ {peer} }}\n",
+            set_name(peer)
+        ))
+    }
+
+    /// A peer's last SA went away: accept its cleartext again. Idempotent
+    /// (adding then deleting in one transaction never fails on absence).
+    pub fn remove_private_peer(&self, peer: IpAddr) -> Result<(), NftError> {
+        let set = set_name(peer);
+        self.run(&format!(
+            "add element inet {TABLE} {set} {{ {peer} }}\ndelete element inet {TABLE} {set} {{ {peer} }}\n"
+        ))
+    }
+
+    /// Removes the table (and so every rule and set member).
+    pub fn teardown(self) {
+        if let Err(e) = remove_table_with(&self.nft) {
+            tracing::error!("teardown: {e}");
+        }
+    }
+
+    fn run(&self, script: &str) -> Result<(), NftError> {
+        run_script(&self.nft, script)
+    }
+}
+
+/// Removes a table left by a previous run; nothing happens if there is none.
+pub fn remove_stale_table() -> Result<(), NftError> {
+    remove_table_with("nft")
+}
+
+fn remove_table_with(nft: &str) -> Result<(), NftError> {
+    // Declaring then deleting is the idempotent delete.
+    run_script(
+        nft,
+        &format!("table inet {TABLE}\ndelete table inet {TABLE}\n"),
+    )
+}
+
+fn set_name(peer: IpAddr) -> &'static str {
+    if peer.is_ipv4() {
+        "private_peers_v4"
+    } else {
+        "private_peers_v6"
+    }
+}
+
+/// The whole table, replacing any previous one in the same transaction.
+pub fn table_script(cfg: &EnforceConfig) -> String {
+    let EnforceConfig {
+        tun,
+        ike_port,
+        natt_port,
+    } = cfg;
+    format!(
+        r#"table inet {TABLE}
+delete table inet {TABLE}
+table inet {TABLE} {{
+	set private_peers_v4 {{ type ipv4_addr; }}
+	set private_peers_v6 {{ type ipv6_addr; }}
+	chain input {{
+		type filter hook input priority filter; policy accept;
+		iifname "{tun}" accept
+		ip saddr @private_peers_v4 udp dport {{ {ike_port}, {natt_port} }} accept
+		ip6 saddr @private_peers_v6 udp dport {{ {ike_port}, {natt_port} }} accept
+		ip saddr @private_peers_v4 icmp type {{ destination-unreachable, time-exceeded, parameter-problem }} accept
+		ip6 saddr @private_peers_v6 icmpv6 type {{ destination-unreachable, packet-too-big, time-exceeded, parameter-problem, nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert, nd-redirect }} accept
+		ip saddr @private_peers_v4 counter drop comment "cleartext from a peer with a live SA"
+		ip6 saddr @private_peers_v6 counter drop comment "cleartext from a peer with a live SA"
+	}}
+}}
+"#
+    )
+}
+
+fn run_script(nft: &str, script: &str) -> Result<(), NftError> {
+    let mut child = Command::new(nft)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(NftError::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A failed write shows up as nft's error below.
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    let deadline = std::time::Instant::now() + NFT_TIMEOUT;
+    let status = loop {
+        match child.try_wait().map_err(NftError::Spawn)? {
+            Some(status) => break status,
+            None if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(NftError::Timeout);
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    let err = NftError::Failed {
+        status: status.to_string(),
+        stderr: stderr.trim().to_owned(),
+        script: script.to_owned(),
+    };
+    tracing::warn!("{err}");
+    Err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_mentions_ports_and_tun() {
+        let s = table_script(&EnforceConfig {
+            tun: "oemesh0".into(),
+            ike_port: 500,
+            natt_port: 4500,
+        });
+        assert!(s.starts_with("table inet oemesh\ndelete table inet oemesh\n"));
+        assert!(s.contains("iifname \"oemesh0\" accept"));
+        assert!(s.contains("udp dport { 500, 4500 } accept"));
+        assert!(s.contains("nd-neighbor-solicit"));
+    }
+}
