@@ -10,3 +10,4 @@ pub mod capture;
 pub mod netns;
 pub mod process;
 pub mod strongswan;
+pub mod topology;
