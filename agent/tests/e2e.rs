@@ -144,9 +144,11 @@ fn carol_is_anonymous_but_encrypted() {
 /// the clear outcome has expired, they are private again.
 #[test]
 fn downgrade_when_bob_stops_then_private_again() {
-    let mut config = AgentConfig::default();
-    config.ike_timeout = "2s".into();
-    config.clear_lifetime = Some("4s".into());
+    let config = AgentConfig {
+        ike_timeout: "2s".into(),
+        clear_lifetime: Some("4s".into()),
+        ..AgentConfig::default()
+    };
     let net = testnet("down", config);
     let (alice, bob) = (net.alice(), net.bob());
     let udp = UdpEcho::start(bob, 7007);
@@ -182,8 +184,10 @@ fn downgrade_when_bob_stops_then_private_again() {
 /// in the clear, and bob is reported blocked.
 #[test]
 fn private_policy_toward_dead_peer_leaks_nothing() {
-    let mut config = AgentConfig::default();
-    config.ike_timeout = "2s".into();
+    let mut config = AgentConfig {
+        ike_timeout: "2s".into(),
+        ..AgentConfig::default()
+    };
     config.set_policy("private", &["192.0.2.20/32"]);
     let net = testnet("priv", config);
     let (alice, bob) = (net.alice(), net.bob());

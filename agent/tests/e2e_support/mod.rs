@@ -212,7 +212,12 @@ impl Drop for TcpEcho {
 
 /// Connects from `host` to `to`, sends `payload`, half-closes, and checks the
 /// echo; all within `timeout` (TCP's own retransmissions recover losses).
-pub(crate) fn tcp_exchange(host: &Host, to: SocketAddr, payload: &[u8], timeout: Duration) -> Result<()> {
+pub(crate) fn tcp_exchange(
+    host: &Host,
+    to: SocketAddr,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<()> {
     let mut stream = host
         .netns()
         .run(|| TcpStream::connect_timeout(&to, timeout))?

@@ -773,32 +773,34 @@ impl Testnet {
         &self.parts().hosts
     }
 
-    /// The end host called `name`.
-    pub fn host(&self, name: &str) -> &Host {
-        self.hosts()
-            .iter()
-            .find(|h| h.name == name)
-            .unwrap_or_else(|| panic!("no host {name} in the testnet"))
+    /// The end host called `name` (`alice`, `bob`, `carol`, `dave`).
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts().iter().find(|h| h.name == name)
+    }
+
+    fn fixed(&self, name: &str) -> &Host {
+        self.host(name)
+            .expect("every testnet has alice, bob, carol and dave")
     }
 
     /// 192.0.2.10: agent, key published.
     pub fn alice(&self) -> &Host {
-        self.host("alice")
+        self.fixed("alice")
     }
 
     /// 192.0.2.20: agent, key published.
     pub fn bob(&self) -> &Host {
-        self.host("bob")
+        self.fixed("bob")
     }
 
     /// 192.0.2.30: agent without a key (anonymous).
     pub fn carol(&self) -> &Host {
-        self.host("carol")
+        self.fixed("carol")
     }
 
     /// 192.0.2.40: no agent.
     pub fn dave(&self) -> &Host {
-        self.host("dave")
+        self.fixed("dave")
     }
 
     /// The DNS server.
