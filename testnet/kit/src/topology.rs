@@ -139,13 +139,17 @@ impl Binaries {
     }
 
     /// Both binaries from the cargo profile directory of the running test
-    /// executable (`target/debug/deps/x-HASH` → `target/debug/`), each built
+    /// executable (`target/debug/deps/x-HASH` or `target/debug/examples/x` →
+    /// `target/debug/`), each built
     /// with cargo when missing; `$OEMESH_DNSKEYS` and `$OEMESH_BIN` override.
     /// For tests outside the agent crate (which has no `CARGO_BIN_EXE_oemesh`).
     pub fn from_test_target_dir() -> Result<Binaries> {
         let exe = std::env::current_exe().context("current_exe")?;
         let deps = profile_dir_of(&exe)?;
-        let profile_dir = if deps.file_name().is_some_and(|n| n == "deps") {
+        let profile_dir = if deps
+            .file_name()
+            .is_some_and(|n| n == "deps" || n == "examples")
+        {
             profile_dir_of(deps)?
         } else {
             deps
