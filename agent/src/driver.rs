@@ -1,68 +1,50 @@
-//! The packet loops: **the integration point** for the IKE engine, the decision
-//! machine and the ESP data path (all in core). Everything around them — the
-//! TUN, sockets, routes, nftables, control socket, metrics — is set up by
-//! [`crate::run`] and handed in here.
+//! The packet loops: thin workers that read a batch, call the data path and
+//! core, and flush. Everything around them — the TUN, sockets, routes,
+//! nftables, control socket, metrics — is set up by [`crate::run`].
 //!
-//! Until core's pieces are wired in, packets read from the TUN are counted and
-//! dropped, and IKE/ESP datagrams are classified, counted and dropped. Each
-//! place to fill is marked `INTEGRATION(<part>)`:
-//!
-//! - `INTEGRATION(decision)`: [`tun_loop`], per packet read from the TUN — look up
-//!   the destination's state (SA table / decision machine): private → ESP; unknown
-//!   → hold and start a decision; block → drop.
-//! - `INTEGRATION(esp-out)`: [`tun_loop`], encrypt in place in the reader's slot
-//!   (headroom and tailroom are there for ESP) and send as one GSO batch per peer.
-//! - `INTEGRATION(engine)`: [`udp_loop`], IKE messages go to the control-plane
-//!   task that owns core's IKE endpoint; its transmits go out through
-//!   [`UdpEndpoint::send`] on the port they came in on.
-//! - `INTEGRATION(esp-in)`: [`udp_loop`], SA by SPI → anti-replay → decrypt into
-//!   [`TunWriter::push_with`] → inner packet checked against the SA's traffic
-//!   selectors.
-//! - Outcomes change kernel state through [`KernelActions`]: a clear outcome adds
-//!   a bypass route, a private one adds the peer to the nftables set, and expiry
+//! - [`tun_loop`] (one per TUN queue): per packet, [`DataPath::outbound`]:
+//!   an installed SA seals it in place in the reader's slot (headroom for the
+//!   ESP header, tailroom for the trailer) into a GSO batch for UDP 4500; a
+//!   clear outcome re-sends it marked around the TUN; a blocked one drops it;
+//!   anything else goes to the control plane ([`crate::control_plane`]),
+//!   where core's decision machine holds it.
+//! - [`udp_loop`] (UDP 500 and 4500): IKE messages go to the control plane,
+//!   which owns core's IKE endpoint; ESP finds its SA by SPI, is checked
+//!   against replay, decrypted in place, its inner packet checked against the
+//!   SA's traffic selectors and written to the TUN, one flush per batch.
+//!   Every refusal is counted, none stops the loop.
+//! - [`KernelActions`]: outcomes change kernel state — a clear outcome adds a
+//!   bypass route, a private one adds the peer to the nftables set, and expiry
 //!   undoes either.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use oemesh_core::esp::{DecapError, peek_spi};
 use oemesh_core::ike::udp_encap::{self, Datagram};
 use tokio::sync::Mutex;
 
-use crate::metrics::{Metrics, PacketOutcome};
+use crate::datapath::gso::GsoBatch;
+use crate::datapath::sa_table::OpenError;
+use crate::datapath::{DataPath, IkeDatagram};
+use crate::metrics::PacketOutcome;
 use crate::net::nft::{Enforcer, NftError};
 use crate::net::routes::{RouteError, Routing};
 use crate::net::tun::{TunReader, TunWriter};
 use crate::net::udp::UdpEndpoint;
 
-/// Reads batches from one TUN queue and decides per packet. Runs until the
-/// TUN fails; one instance per queue.
-pub async fn tun_loop(
-    mut reader: TunReader,
-    natt: Arc<UdpEndpoint>,
-    metrics: Arc<Metrics>,
-) -> io::Result<()> {
-    let _ = &natt; // INTEGRATION(esp-out): ESP leaves through the NAT-T socket.
+/// Reads batches from one TUN queue and sends each packet its way. Runs until
+/// the TUN fails; one instance per queue.
+pub async fn tun_loop(mut reader: TunReader, dp: Arc<DataPath>) -> io::Result<()> {
+    let mut gso = GsoBatch::new(dp.natt.max_gso_segments());
     loop {
         let n = reader.read_batch().await?;
         for i in 0..n {
-            let (_buf, range) = reader.slot_mut(i);
-            let len = range.len();
-            let dst = ip_destination(reader.packet(i));
-            // INTEGRATION(decision): match the destination's state:
-            //   private → INTEGRATION(esp-out): seal in place in `_buf` around
-            //             `range`, collect per peer, `natt.send(peer, None, batch, Some(seg))`;
-            //   pending/unknown → hold a copy in the peer's bounded queue
-            //             (config.hold), start the decision if new;
-            //   clear   → should not arrive (bypass route); re-send marked;
-            //   block   → drop.
-            tracing::trace!(
-                ?dst,
-                len,
-                "TUN packet dropped: decision machine not wired in"
-            );
-            metrics.packet(PacketOutcome::Dropped, len);
+            let (buf, range) = reader.slot_mut(i);
+            dp.outbound(buf, range, &mut gso).await;
         }
+        gso.flush(&dp.natt, &dp.metrics).await;
     }
 }
 
@@ -72,12 +54,20 @@ pub async fn udp_loop(
     endpoint: Arc<UdpEndpoint>,
     natt: bool,
     mut tun: TunWriter,
-    metrics: Arc<Metrics>,
+    dp: Arc<DataPath>,
 ) -> io::Result<()> {
     let mut batch = endpoint.recv_batch();
+    let port = endpoint.port();
     loop {
-        endpoint.recv(&mut batch).await?;
-        for d in batch.datagrams() {
+        if let Err(e) = endpoint.recv(&mut batch).await {
+            // ICMP errors reported on the socket (a peer without IKE) are not ours to die of.
+            if transient(&e) {
+                tracing::debug!("UDP {port}: {e}");
+                continue;
+            }
+            return Err(e);
+        }
+        for d in batch.datagrams_mut() {
             let kind = if natt {
                 udp_encap::classify(d.data)
             } else {
@@ -85,24 +75,67 @@ pub async fn udp_loop(
             };
             match kind {
                 Datagram::Ike(message) => {
-                    // INTEGRATION(engine): hand (d.from, d.to, message) to the
-                    // control-plane task owning the IKE endpoint; it replies via
-                    // `endpoint.send(d.from, d.to, ..)` (with the non-ESP marker on 4500).
-                    tracing::trace!(from = %d.from, len = message.len(), "IKE dropped: engine not wired in");
-                    metrics.packet(PacketOutcome::Dropped, d.data.len());
+                    let local = SocketAddr::new(d.to.unwrap_or(dp.address), port);
+                    let datagram = IkeDatagram {
+                        local,
+                        remote: d.from,
+                        message: message.to_vec(),
+                    };
+                    if dp.ike.try_send(datagram).is_err() {
+                        tracing::debug!(from = %d.from, "IKE dropped: control plane busy");
+                        dp.metrics.packet(PacketOutcome::Dropped, d.data.len());
+                    }
                 }
-                Datagram::Esp(esp) => {
-                    // INTEGRATION(esp-in): SA by SPI, replay check (metrics.replay_failure),
-                    // open (metrics.esp_auth_failure), then
-                    // `tun.push_with(|buf| /* decrypt into buf */)`.
-                    tracing::trace!(from = %d.from, len = esp.len(), "ESP dropped: data path not wired in");
-                    metrics.packet(PacketOutcome::Dropped, d.data.len());
-                }
+                Datagram::Esp(_) => inbound_esp(&dp, d.from, d.data, &mut tun),
                 Datagram::Keepalive => {}
-                Datagram::Invalid => metrics.packet(PacketOutcome::Dropped, d.data.len()),
+                Datagram::Invalid => dp.metrics.packet(PacketOutcome::Dropped, d.data.len()),
             }
         }
         tun.flush().await?;
+    }
+}
+
+fn transient(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        WouldBlock
+            | Interrupted
+            | ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkUnreachable
+    )
+}
+
+/// One ESP packet: SA by SPI, replay check and decryption in place, traffic
+/// selector check, then into the TUN batch.
+fn inbound_esp(dp: &DataPath, from: SocketAddr, data: &mut [u8], tun: &mut TunWriter) {
+    let len = data.len();
+    let Some(sa) = peek_spi(data).and_then(|spi| dp.sas.inbound(spi)) else {
+        tracing::trace!(%from, "ESP with unknown SPI");
+        dp.metrics.esp_unknown_spi();
+        dp.metrics.packet(PacketOutcome::Dropped, len);
+        return;
+    };
+    match sa.open(data) {
+        Ok(inner) => {
+            let packet = &data[inner];
+            dp.metrics.packet(PacketOutcome::Decrypted, packet.len());
+            tun.push_with(|buf| buf.extend_from_slice(packet));
+        }
+        Err(e) => {
+            match &e {
+                OpenError::Esp(DecapError::Replayed { .. } | DecapError::OutsideWindow { .. }) => {
+                    dp.metrics.replay_failure();
+                }
+                OpenError::Esp(DecapError::AuthenticationFailed) => dp.metrics.esp_auth_failure(),
+                OpenError::TsMismatch => dp.metrics.esp_ts_mismatch(),
+                _ => {}
+            }
+            tracing::trace!(%from, "ESP dropped: {e}");
+            dp.metrics.packet(PacketOutcome::Dropped, len);
+        }
     }
 }
 
@@ -165,41 +198,5 @@ impl KernelActions {
         if let Some(r) = self.routing.lock().await.take() {
             r.teardown().await;
         }
-    }
-}
-
-/// The destination address of an IPv4 or IPv6 packet.
-// TODO(integration): use core's IP packet helpers once they exist.
-pub fn ip_destination(packet: &[u8]) -> Option<IpAddr> {
-    match packet.first()? >> 4 {
-        4 => {
-            let b: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        6 => {
-            let b: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destinations() {
-        let mut v4 = [0u8; 20];
-        v4[0] = 0x45;
-        v4[16..20].copy_from_slice(&[192, 0, 2, 20]);
-        assert_eq!(ip_destination(&v4), Some("192.0.2.20".parse().unwrap()));
-        let mut v6 = [0u8; 40];
-        v6[0] = 0x60;
-        v6[24] = 0x20;
-        v6[25] = 0x01;
-        assert_eq!(ip_destination(&v6), Some("2001::".parse().unwrap()));
-        assert_eq!(ip_destination(&[0x45, 0]), None);
-        assert_eq!(ip_destination(&[]), None);
     }
 }

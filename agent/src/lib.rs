@@ -5,20 +5,25 @@
 //! IKE and ESP in UDP, IPSECKEY lookups, nftables enforcement, the control
 //! socket behind `oemesh status|peers|check`, Prometheus metrics and systemd
 //! integration. The protocol work (IKE, ESP, the decision machine) is core's;
-//! [`driver`] is where the loops hand packets to it.
+//! [`driver`] and [`control_plane`] are where the agent hands packets to it.
 //!
 //! Module map: [`config`] (the TOML file), [`cli`] (the command line),
 //! [`control`] (socket protocol, server, client), [`net`] (TUN, routes, nftables,
-//! UDP), [`dns`] (IPSECKEY lookups), [`metrics`], [`logging`], [`keyfile`],
-//! [`run`] (setup and teardown of `oemesh run`), [`driver`] (the packet loops).
+//! UDP), [`dns`] (IPSECKEY lookups), [`metrics`], [`logging`],
+//! [`run`] (setup and teardown of `oemesh run`), [`driver`] (the packet loops),
+//! [`datapath`] (SA table, ESP in place, GSO, cleartext around the TUN),
+//! [`control_plane`] (the task owning core's IKE endpoint and decision
+//! machine), [`outcomes`] (the outcome cache).
 
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod control_plane;
+pub mod datapath;
 pub mod dns;
 pub mod driver;
-pub mod keyfile;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+pub mod outcomes;
 pub mod run;

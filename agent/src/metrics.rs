@@ -67,6 +67,8 @@ pub struct Metrics {
     hold_drops: AtomicU64,
     replay_failures: AtomicU64,
     esp_auth_failures: AtomicU64,
+    esp_unknown_spi: AtomicU64,
+    esp_ts_mismatch: AtomicU64,
     ike_auth_failures: AtomicU64,
 }
 
@@ -121,9 +123,35 @@ impl Metrics {
         self.esp_auth_failures.fetch_add(1, Relaxed);
     }
 
+    /// `n` more held packets dropped (the decision machine's hold limits).
+    pub fn hold_drops_add(&self, n: u64) {
+        self.hold_drops.fetch_add(n, Relaxed);
+    }
+
+    /// An ESP packet whose SPI names no installed SA.
+    pub fn esp_unknown_spi(&self) {
+        self.esp_unknown_spi.fetch_add(1, Relaxed);
+    }
+
+    /// A decrypted ESP packet whose inner addresses are outside its SA's
+    /// traffic selectors.
+    pub fn esp_ts_mismatch(&self) {
+        self.esp_ts_mismatch.fetch_add(1, Relaxed);
+    }
+
     /// An IKE_AUTH that did not verify.
     pub fn ike_auth_failure(&self) {
         self.ike_auth_failures.fetch_add(1, Relaxed);
+    }
+
+    /// `n` more IKE messages that failed their ICV or AUTH.
+    pub fn ike_auth_failures_add(&self, n: u64) {
+        self.ike_auth_failures.fetch_add(n, Relaxed);
+    }
+
+    /// Packets counted with `outcome` so far.
+    pub fn packets_total(&self, outcome: PacketOutcome) -> u64 {
+        self.packets[outcome as usize].load(Relaxed)
     }
 
     /// The text exposition of every metric.
@@ -197,6 +225,16 @@ impl Metrics {
                 "oemesh_esp_auth_failures_total",
                 "ESP packets whose ICV did not verify.",
                 &self.esp_auth_failures,
+            ),
+            (
+                "oemesh_esp_unknown_spi_total",
+                "ESP packets whose SPI names no installed SA.",
+                &self.esp_unknown_spi,
+            ),
+            (
+                "oemesh_esp_ts_mismatch_total",
+                "Decrypted ESP packets outside their SA's traffic selectors.",
+                &self.esp_ts_mismatch,
             ),
             (
                 "oemesh_ike_auth_failures_total",

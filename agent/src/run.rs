@@ -4,36 +4,56 @@
 //! Order of setup: stale state of a crashed run is removed (rules, routes in
 //! our table, a leftover TUN, the nftables table); then the TUN, routes and
 //! rules, the nftables table, the UDP sockets, the DNS resolver, the control
-//! socket and the metrics listener; then the loops of [`crate::driver`] start
-//! and systemd gets READY=1. Teardown runs in reverse, also after a failed
+//! socket and the metrics listener; then the control plane
+//! ([`crate::control_plane`]: core's IKE endpoint and decision machine) and
+//! the loops of [`crate::driver`] start and systemd gets READY=1. Teardown runs in reverse, also after a failed
 //! setup, and logs rather than stops at errors.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use oemesh_core::crypto::ed25519::Ed25519SigningKey;
+use oemesh_core::hostkey::HostKey;
+use oemesh_core::ike::endpoint::{self as ike, Endpoint, LocalAuth};
+use oemesh_core::ike::message::Identity;
+use oemesh_core::oe::{self, Machine};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
+use zeroize::Zeroizing;
 
-use crate::config::{Config, Group};
-use crate::control::proto::{CheckReply, PeerCounts, Reply, Request, StatusReply};
+use crate::config::Config;
+use crate::control::proto::Reply;
 use crate::control::server::{ControlServer, Handler};
+use crate::control_plane::{ControlPlane, Inputs, Settings, StatusInfo};
+use crate::datapath::DataPath;
+use crate::datapath::clear::ClearSender;
+use crate::datapath::sa_table::SaTable;
 use crate::dns::KeyResolver;
 use crate::driver::{self, KernelActions};
-use crate::keyfile;
 use crate::metrics::{self, Metrics};
 use crate::net::nft::{self, EnforceConfig, Enforcer};
 use crate::net::routes::{self, Routing};
 use crate::net::tun::Tun;
 use crate::net::udp::UdpEndpoint;
+use crate::outcomes::OutcomeCache;
 
 /// Runs the agent with the config at `config_path` until SIGINT or SIGTERM.
 pub async fn run(config_path: &Path) -> Result<()> {
     let cfg = Config::load(config_path)?;
     let key = match &cfg.key {
-        Some(path) => Some(keyfile::load(path)?),
+        Some(path) => {
+            let loaded = dnskeys::keyfile::load(path)?;
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            Some(loaded.key)
+        }
         None => {
             tracing::warn!(
                 "no `key` in {}: anonymous OE (AUTH NULL) only",
@@ -60,12 +80,9 @@ pub async fn run(config_path: &Path) -> Result<()> {
             "anonymous only"
         }
     );
-    // INTEGRATION(engine): hand `key` (the Ed25519 seed) to core's IKE endpoint.
-    let _key = key;
-
     let mut agent = Agent::default();
     let result = async {
-        agent.setup(&cfg, address).await?;
+        agent.setup(&cfg, address, key).await?;
         notify_systemd(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&format!("running: {address}, TUN {}", cfg.tun.name)),
@@ -95,7 +112,7 @@ struct Agent {
 }
 
 impl Agent {
-    async fn setup(&mut self, cfg: &Config, address: IpAddr) -> Result<()> {
+    async fn setup(&mut self, cfg: &Config, address: IpAddr, key: Option<HostKey>) -> Result<()> {
         let started = Instant::now();
         let handle = routes::connect().context("opening a netlink socket")?;
 
@@ -118,7 +135,6 @@ impl Agent {
         let tun = Arc::new(Tun::open(&cfg.tun)?);
         self.tun = Some(tun.clone());
 
-        // TODO(integration): core's policy (branch `oe`) will take the entries.
         let entries = cfg.policy.entries();
         let routing =
             Routing::install(handle, &cfg.routing, tun.index(), entries, Some(address)).await?;
@@ -163,8 +179,6 @@ impl Agent {
                 None
             }
         };
-        // INTEGRATION(decision): the decision machine calls `resolver.lookup(peer)`.
-        let _resolver = resolver.clone();
 
         let metrics = Arc::new(Metrics::default());
         if let Some(listen) = cfg.metrics_listen {
@@ -182,10 +196,18 @@ impl Agent {
         let server = ControlServer::bind(&cfg.control_socket, cfg.control_group.as_deref())
             .with_context(|| format!("control_socket {}", cfg.control_socket.display()))?;
         self.control_path = Some(cfg.control_socket.clone());
+
         let status = StatusInfo {
             started,
-            address,
-            authenticated: cfg.key.is_some(),
+            authenticated: key.is_some(),
+            public_key: key
+                .as_ref()
+                .map(|k| base64::engine::general_purpose::STANDARD.encode(k.public_key())),
+            identity: if key.is_some() {
+                address.to_string()
+            } else {
+                "ID_NULL (anonymous)".to_owned()
+            },
             tun: tun.name().to_owned(),
             tun_offload: tun.offload(),
             tun_queues: u32::try_from(tun.queues().len()).unwrap_or(u32::MAX),
@@ -196,11 +218,80 @@ impl Agent {
                 .map(|r| r.servers().iter().map(SocketAddr::to_string).collect())
                 .unwrap_or_default(),
             metrics: cfg.metrics_listen.map(|l| l.to_string()),
-            policy: cfg.policy.clone(),
+            policy: cfg
+                .policy
+                .entries()
+                .iter()
+                .map(|(prefix, group)| format!("{prefix} {group}"))
+                .collect(),
         };
+
+        // The data path and the control plane's inputs.
+        let (notice_tx, notices) = mpsc::unbounded_channel();
+        let (undecided_tx, undecided) = mpsc::channel(UNDECIDED_QUEUE);
+        let (ike_tx, ike_rx) = mpsc::channel(IKE_QUEUE);
+        let (request_tx, requests) = mpsc::channel(REQUEST_QUEUE);
+        let clear = match ClearSender::new(cfg.routing.fwmark) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(
+                    "raw sockets for cleartext: {e}; clear outcomes cannot pass held packets"
+                );
+                None
+            }
+        };
+        let dp = Arc::new(DataPath {
+            sas: SaTable::new(notice_tx),
+            outcomes: OutcomeCache::default(),
+            clear,
+            natt: natt.clone(),
+            metrics: metrics.clone(),
+            address,
+            undecided: undecided_tx,
+            ike: ike_tx,
+            queue_drops: AtomicU64::new(0),
+        });
+        let endpoint = Endpoint::new(ike_config(cfg, address, key.as_ref()), os_seed()?);
+        let machine = Machine::new(machine_config(cfg), cfg.policy.core().clone());
+        let control = ControlPlane::new(
+            Settings {
+                address,
+                ike_port: cfg.ike.port,
+                natt_port: cfg.ike.natt_port,
+                idle_timeout: cfg.ike.idle_timeout,
+            },
+            endpoint,
+            machine,
+            dp.clone(),
+            kernel,
+            resolver,
+            ike.clone(),
+            status,
+            Inputs {
+                undecided,
+                ike: ike_rx,
+                notices,
+                requests,
+            },
+        );
+        self.tasks.spawn(async move {
+            control.run().await;
+            Ok(())
+        });
+
         let handler: Arc<dyn Handler> = Arc::new(move |req| {
-            let reply = status.answer(req);
-            async move { reply }
+            let tx = request_tx.clone();
+            async move {
+                let (reply_tx, reply_rx) = oneshot::channel();
+                if tx.send((req, reply_tx)).await.is_err() {
+                    return Reply::Error {
+                        message: "the agent is shutting down".to_owned(),
+                    };
+                }
+                reply_rx.await.unwrap_or_else(|_| Reply::Error {
+                    message: "the agent dropped the request".to_owned(),
+                })
+            }
         });
         self.tasks.spawn(async move {
             server.serve(handler, std::future::pending()).await;
@@ -208,26 +299,22 @@ impl Agent {
         });
 
         for q in 0..tun.queues().len() {
-            let (reader, natt, m) = (tun.reader(q), natt.clone(), metrics.clone());
+            let (reader, dp) = (tun.reader(q), dp.clone());
             self.tasks.spawn(async move {
-                driver::tun_loop(reader, natt, m)
+                driver::tun_loop(reader, dp)
                     .await
                     .with_context(|| format!("reading TUN queue {q}"))
             });
         }
         for (endpoint, is_natt) in [(ike, false), (natt, true)] {
-            let (writer, m) = (tun.writer(0), metrics.clone());
+            let (writer, dp) = (tun.writer(0), dp.clone());
             let port = endpoint.port();
             self.tasks.spawn(async move {
-                driver::udp_loop(endpoint, is_natt, writer, m)
+                driver::udp_loop(endpoint, is_natt, writer, dp)
                     .await
                     .with_context(|| format!("UDP port {port}"))
             });
         }
-        // INTEGRATION(decision): the control-plane task (IKE endpoint, decision
-        // machine, outcome cache) is spawned here with `kernel`, `_resolver`,
-        // `metrics` and the UDP endpoints; `handler` then asks it for peers.
-        let _ = kernel;
         Ok(())
     }
 
@@ -277,66 +364,56 @@ impl Agent {
     }
 }
 
-/// What `status` and `check` answer from before the decision machine exists.
-// INTEGRATION(decision): peers, counts and per-address state come from the
-// control-plane task; replace `answer` with a request over its channel.
-struct StatusInfo {
-    started: Instant,
-    address: IpAddr,
-    authenticated: bool,
-    tun: String,
-    tun_offload: bool,
-    tun_queues: u32,
-    table: u32,
-    fwmark: u32,
-    dns_servers: Vec<String>,
-    metrics: Option<String>,
-    policy: crate::config::Policy,
+/// Bound on packets waiting for the control plane (beyond: dropped, counted).
+const UNDECIDED_QUEUE: usize = 4096;
+/// Bound on IKE messages waiting for the control plane.
+const IKE_QUEUE: usize = 1024;
+/// Bound on control requests waiting.
+const REQUEST_QUEUE: usize = 64;
+
+/// The IKE engine's configuration: this host's credential and identity (its
+/// address with a key; ID_NULL and AUTH NULL without), ports and lifetimes.
+fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -> ike::Config {
+    let (auth, id) = match key {
+        Some(k) => {
+            let seed = Zeroizing::new(k.signing_key().to_bytes());
+            let id = match address {
+                IpAddr::V4(a) => Identity::Ipv4(a),
+                IpAddr::V6(a) => Identity::Ipv6(a),
+            };
+            (LocalAuth::Ed25519(Ed25519SigningKey::from_seed(&seed)), id)
+        }
+        None => (LocalAuth::Null, Identity::Null),
+    };
+    let mut c = ike::Config::new(auth, id);
+    c.ike_port = cfg.ike.port;
+    c.natt_port = cfg.ike.natt_port;
+    c.ike_lifetime = cfg.ike.ike_lifetime;
+    c.child_lifetime.hard.time = Some(cfg.ike.child_lifetime);
+    c.child_lifetime.soft.time = Some(cfg.ike.child_lifetime.saturating_sub(cfg.ike.rekey_margin));
+    c
 }
 
-impl StatusInfo {
-    fn answer(&self, req: Request) -> Reply {
-        match req {
-            Request::Status => Reply::Status(StatusReply {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                pid: std::process::id(),
-                uptime_s: self.started.elapsed().as_secs(),
-                address: Some(self.address),
-                authenticated: self.authenticated,
-                // TODO(integration): the public key from core::hostkey.
-                public_key: None,
-                tun: self.tun.clone(),
-                tun_offload: self.tun_offload,
-                tun_queues: self.tun_queues,
-                table: self.table,
-                fwmark: self.fwmark,
-                dns_servers: self.dns_servers.clone(),
-                metrics: self.metrics.clone(),
-                peers: PeerCounts::default(),
-            }),
-            Request::Peers => Reply::Peers { peers: Vec::new() },
-            Request::Check { addr } => {
-                let (group, prefix) = self.policy.lookup(addr);
-                let action = match group {
-                    Group::Clear => "sent in cleartext by the kernel (not routed to the agent)",
-                    Group::ClearOrPrivate => {
-                        "sent in cleartext; OE is answered if the peer starts it"
-                    }
-                    Group::PrivateOrClear => {
-                        "held; IPSECKEY lookup, then IKE, or cleartext if that fails"
-                    }
-                    Group::Private => "held; IPSECKEY lookup, then IKE, or dropped if that fails",
-                    Group::Block => "dropped",
-                };
-                Reply::Check(CheckReply {
-                    addr,
-                    group: group.to_string(),
-                    prefix: prefix.map(|p| p.to_string()),
-                    reverse_name: oemesh_core::ipseckey::reverse_name(addr).to_string(),
-                    action: action.to_owned(),
-                    peer: None,
-                })
-            }
-        }
+/// The decision machine's configuration from `[dns]`, `[ike]`, `[hold]`, `[outcome]`.
+fn machine_config(cfg: &Config) -> oe::Config {
+    oe::Config {
+        dns_timeout: cfg.dns.timeout,
+        ike_timeout: cfg.ike.timeout,
+        clear_lifetime: cfg.outcome.clear_lifetime,
+        hold: oe::HoldLimits {
+            packets_per_dst: cfg.hold.packets,
+            bytes_per_dst: cfg.hold.bytes,
+            total_bytes: cfg.hold.total_bytes,
+            ..oe::HoldLimits::default()
+        },
+        private_memory: cfg.outcome.downgrade_guard,
+        ..oe::Config::default()
     }
+}
+
+/// 32 bytes from the OS for the IKE engine's CSPRNG.
+fn os_seed() -> Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
+    Ok(seed)
 }

@@ -99,7 +99,7 @@ fn check_config_good_and_bad() {
     let err = stderr(&o);
     assert!(
         err.contains(
-            "policy.private[0]: \"10.0.0.0/33\" is not a CIDR: prefix length 33 is longer than 32"
+            "policy.private[0]: not a CIDR: `10.0.0.0/33`: prefix length 33 is longer than 32"
         ),
         "{err}"
     );

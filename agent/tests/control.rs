@@ -50,6 +50,7 @@ async fn answer(request: Request) -> Reply {
             reverse_name: "20.2.0.192.in-addr.arpa.".into(),
             action: "sent in cleartext".into(),
             peer: None,
+            ipseckey: None,
         }),
         _ => Reply::Error {
             message: "unknown".into(),

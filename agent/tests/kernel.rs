@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use oemesh_agent::config::{Config, Group, Prefix, TunConfig};
+use oemesh_agent::config::{Cidr, Config, Group, TunConfig};
 use oemesh_agent::driver::KernelActions;
 use oemesh_agent::net::nft::{EnforceConfig, Enforcer};
 use oemesh_agent::net::routes::{self, Routing};
@@ -48,7 +48,7 @@ fn bypass_routes_and_cleartext_drop() {
                 })
                 .unwrap();
                 let handle = routes::connect().unwrap();
-                let prefix: Prefix = "192.0.2.0/24".parse().unwrap();
+                let prefix: Cidr = "192.0.2.0/24".parse().unwrap();
                 let routing = Routing::install(
                     handle,
                     &cfg.routing,

@@ -232,7 +232,7 @@ fn run_sets_up_answers_and_tears_down() {
     assert_eq!(check["reverse_name"], "53.2.0.192.in-addr.arpa.");
 
     // A packet to the OE prefix takes our table into the TUN and reaches the
-    // agent (which, until the decision machine is wired in, drops it).
+    // agent, which holds it while it decides (DNS is unreachable here: clear).
     let src: IpAddr = "192.0.2.10".parse().unwrap();
     let _ = fx.ns.ping(
         src,
@@ -240,13 +240,13 @@ fn run_sets_up_answers_and_tears_down() {
         Duration::from_millis(300),
     );
     let text = metrics(&fx.ns);
-    let dropped = text
+    let held = text
         .lines()
-        .find_map(|l| l.strip_prefix("oemesh_packets_total{outcome=\"dropped\"} "))
+        .find_map(|l| l.strip_prefix("oemesh_packets_total{outcome=\"held\"} "))
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     assert!(
-        dropped >= 1,
+        held >= 1,
         "no packet reached the agent through the TUN:\n{text}"
     );
 

@@ -6,7 +6,6 @@
 //! key and a test parses it.
 
 mod policy;
-mod prefix;
 mod raw;
 
 use std::collections::BTreeSet;
@@ -15,8 +14,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use policy::{Group, Policy};
-pub use prefix::{Prefix, PrefixError};
+pub use oemesh_core::oe::{Cidr, Group};
+pub use policy::{Policy, routed_to_tun};
 use raw::RawConfig;
 
 /// Every default value, in one place.
@@ -573,11 +572,11 @@ fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {
         (Group::Private, raw.private),
         (Group::Block, raw.block),
     ];
-    let mut entries: Vec<(Prefix, Group)> = Vec::new();
+    let mut entries: Vec<(Cidr, Group)> = Vec::new();
     for (group, list) in lists {
         for (i, text) in list.iter().enumerate() {
             let key = format!("policy.{}[{i}]", group.name());
-            match text.parse::<Prefix>() {
+            match text.parse::<Cidr>() {
                 Ok(p) => {
                     if let Some((_, other)) = entries.iter().find(|(q, _)| *q == p) {
                         c.fail(key, format!("{p} is already listed in policy.{other}; a prefix belongs to one group"));
@@ -585,7 +584,7 @@ fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {
                         entries.push((p, group));
                     }
                 }
-                Err(e) => c.fail(key, format!("{text:?} is not a CIDR: {e}")),
+                Err(e) => c.fail(key, format!("not a CIDR: {e}")),
             }
         }
     }
@@ -595,7 +594,7 @@ fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {
             Ok(g) => {
                 require.insert(g);
             }
-            Err(()) => c.fail(
+            Err(_) => c.fail(
                 format!("policy.require-authenticated[{i}]"),
                 format!(
                     "{name:?} is not a group; use one of {}",

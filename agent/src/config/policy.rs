@@ -1,113 +1,90 @@
-//! The OE policy groups (Libreswan's vocabulary) and the per-CIDR table the
-//! config declares. Longest prefix wins; an address no prefix covers is `clear`.
+//! The `[policy]` table as the config declares it: Libreswan's groups, one list
+//! of prefixes each, longest prefix wins, unlisted means `clear`.
 //!
-// TODO(integration): the decision machine's policy type lives in core (branch `oe`);
-// build it from [`Policy::entries`] and drop the lookup here once it has landed.
+//! The groups, prefixes and the lookup are core's ([`oemesh_core::oe::Group`],
+//! [`oemesh_core::oe::Cidr`], [`oemesh_core::oe::Policy`]); this type keeps the
+//! validated lists (for `check-config`, the routes and equality in tests) next
+//! to the core policy built from them.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use oemesh_core::oe::{self, Cidr, Group, GroupOptions, PolicyMatch};
 
-use super::prefix::Prefix;
-
-/// What the agent does for destinations in a prefix (docs/oemesh.example.toml).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Group {
-    /// Never initiate or answer OE.
-    Clear,
-    /// Answer OE, never initiate it; cleartext otherwise.
-    ClearOrPrivate,
-    /// Initiate and answer OE; cleartext when it fails (fail open).
-    PrivateOrClear,
-    /// Initiate and answer OE; drop when it fails (fail closed).
-    Private,
-    /// Drop everything.
-    Block,
-}
-
-impl Group {
-    /// Every group, in the order the config lists them.
-    pub const ALL: [Group; 5] = [
-        Group::Clear,
-        Group::ClearOrPrivate,
-        Group::PrivateOrClear,
-        Group::Private,
-        Group::Block,
-    ];
-
-    /// The name used in the config and in output (`private-or-clear`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Group::Clear => "clear",
-            Group::ClearOrPrivate => "clear-or-private",
-            Group::PrivateOrClear => "private-or-clear",
-            Group::Private => "private",
-            Group::Block => "block",
-        }
-    }
-
-    /// Whether outbound packets to this group go through the agent (the TUN):
-    /// the groups that initiate OE, and `block`, whose drops the agent counts.
-    pub fn routed_to_tun(self) -> bool {
-        matches!(self, Group::PrivateOrClear | Group::Private | Group::Block)
-    }
-}
-
-impl fmt::Display for Group {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Group {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Group, ()> {
-        Group::ALL.into_iter().find(|g| g.name() == s).ok_or(())
-    }
+/// Whether outbound packets to `group` go through the agent (the TUN): the
+/// groups that initiate OE, and `block`, whose drops the agent counts.
+pub fn routed_to_tun(group: Group) -> bool {
+    group.initiates() || group == Group::Block
 }
 
 /// The validated `[policy]` table.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Policy {
     /// Every configured prefix with its group, longest first.
-    entries: Vec<(Prefix, Group)>,
+    entries: Vec<(Cidr, Group)>,
     /// Groups in which anonymous (AUTH NULL) peers are refused.
     require_authenticated: BTreeSet<Group>,
+    /// The decision machine's policy, built from the two above.
+    core: oe::Policy,
 }
+
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries && self.require_authenticated == other.require_authenticated
+    }
+}
+
+impl Eq for Policy {}
 
 impl Policy {
     /// Builds the table; `entries` must not list one prefix twice (validation
-    /// rejects that before calling this).
-    pub fn new(mut entries: Vec<(Prefix, Group)>, require_authenticated: BTreeSet<Group>) -> Self {
-        entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    /// rejects that before calling this, so core's conflict check cannot fail).
+    pub fn new(mut entries: Vec<(Cidr, Group)>, require_authenticated: BTreeSet<Group>) -> Self {
+        entries.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.cmp(&b.0)));
+        let options = Group::ALL.into_iter().map(|g| {
+            let o = if require_authenticated.contains(&g) {
+                GroupOptions::REQUIRE_AUTHENTICATED
+            } else {
+                GroupOptions::default()
+            };
+            (g, o)
+        });
+        let core =
+            oe::Policy::new(entries.iter().map(|&(c, g)| (g, c)), options).unwrap_or_else(|e| {
+                tracing::error!("policy: {e}");
+                oe::Policy::default()
+            });
         Policy {
             entries,
             require_authenticated,
+            core,
         }
     }
 
     /// Every prefix and its group, longest prefix first.
-    pub fn entries(&self) -> &[(Prefix, Group)] {
+    pub fn entries(&self) -> &[(Cidr, Group)] {
         &self.entries
     }
 
-    /// The group of `ip` (longest matching prefix), `clear` when none matches,
-    /// with the prefix that decided it.
-    pub fn lookup(&self, ip: IpAddr) -> (Group, Option<Prefix>) {
-        self.entries
-            .iter()
-            .find(|(p, _)| p.contains(ip))
-            .map_or((Group::Clear, None), |&(p, g)| (g, Some(p)))
+    /// The decision machine's policy.
+    pub fn core(&self) -> &oe::Policy {
+        &self.core
+    }
+
+    /// The group of `ip` (longest matching prefix, `clear` when none matches)
+    /// with the prefix that decided it and the group's options.
+    pub fn lookup(&self, ip: IpAddr) -> PolicyMatch {
+        self.core.lookup(ip)
     }
 
     /// Whether anonymous (AUTH NULL, RFC 7619) peers are accepted in `group`.
     pub fn accepts_anonymous(&self, group: Group) -> bool {
         !self.require_authenticated.contains(&group)
+    }
+
+    /// Groups that refuse anonymous peers.
+    pub fn require_authenticated(&self) -> impl Iterator<Item = Group> + '_ {
+        self.require_authenticated.iter().copied()
     }
 }
 
@@ -117,7 +94,7 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins() {
-        let p = |s: &str| s.parse::<Prefix>().unwrap();
+        let p = |s: &str| s.parse::<Cidr>().unwrap();
         let policy = Policy::new(
             vec![
                 (p("192.0.2.0/24"), Group::PrivateOrClear),
@@ -127,12 +104,15 @@ mod tests {
             [Group::Private].into(),
         );
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(policy.lookup(ip("192.0.2.53")).0, Group::Clear);
-        assert_eq!(policy.lookup(ip("192.0.2.10")).0, Group::PrivateOrClear);
-        assert_eq!(policy.lookup(ip("192.0.2.200")).0, Group::Private);
-        assert_eq!(policy.lookup(ip("198.51.100.1")), (Group::Clear, None));
+        assert_eq!(policy.lookup(ip("192.0.2.53")).group, Group::Clear);
+        assert_eq!(policy.lookup(ip("192.0.2.10")).group, Group::PrivateOrClear);
+        let m = policy.lookup(ip("192.0.2.200"));
+        assert_eq!(m.group, Group::Private);
+        assert!(m.options.require_authenticated());
+        assert_eq!(policy.lookup(ip("198.51.100.1")).prefix, None);
         assert!(!policy.accepts_anonymous(Group::Private));
         assert!(policy.accepts_anonymous(Group::PrivateOrClear));
-        assert_eq!("clear-or-private".parse(), Ok(Group::ClearOrPrivate));
+        assert_eq!(policy.entries()[0].0, p("192.0.2.53/32"));
+        assert!(routed_to_tun(Group::Block) && !routed_to_tun(Group::ClearOrPrivate));
     }
 }

@@ -25,9 +25,12 @@ fn example_parses_with_every_key() {
     assert_eq!(cfg.control_group.as_deref(), Some("adm"));
     assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9618".parse().unwrap()));
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    assert_eq!(cfg.policy.lookup(ip("192.0.2.53")).0, Group::Clear);
-    assert_eq!(cfg.policy.lookup(ip("192.0.2.20")).0, Group::PrivateOrClear);
-    assert_eq!(cfg.policy.lookup(ip("198.51.100.3")).0, Group::Private);
+    assert_eq!(cfg.policy.lookup(ip("192.0.2.53")).group, Group::Clear);
+    assert_eq!(
+        cfg.policy.lookup(ip("192.0.2.20")).group,
+        Group::PrivateOrClear
+    );
+    assert_eq!(cfg.policy.lookup(ip("198.51.100.3")).group, Group::Private);
     assert!(!cfg.policy.accepts_anonymous(Group::Private));
     // The values the example marks as defaults are the defaults.
     let d = Config::default();
@@ -126,10 +129,10 @@ fn cidr_errors_name_the_key_and_the_fix() {
     assert_eq!(e.key, "policy.private[1]");
     assert_eq!(
         e.to_string(),
-        "policy.private[1]: \"10.0.0.0/33\" is not a CIDR: prefix length 33 is longer than 32"
+        "policy.private[1]: not a CIDR: `10.0.0.0/33`: prefix length 33 is longer than 32"
     );
     let e = one_error("[policy]\nclear = [\"10.1.2.3/16\"]");
-    assert!(e.message.contains("did you mean 10.1.0.0/16"), "{e}");
+    assert!(e.message.contains("the network is 10.1.0.0/16"), "{e}");
     let e = one_error("[policy]\nclear = [\"10.0.0.0/8\"]\nblock = [\"10.0.0.0/8\"]");
     assert_eq!(e.key, "policy.block[0]");
     assert!(e.message.contains("already listed in policy.clear"), "{e}");

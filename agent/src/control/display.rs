@@ -20,8 +20,14 @@ pub fn status(s: &StatusReply) -> String {
         (Some(k), true) => format!("authenticated, key {k}"),
         _ => "anonymous only, no key".to_owned(),
     };
+    let policy = if s.policy.is_empty() {
+        "everything clear (no prefixes)".to_owned()
+    } else {
+        s.policy.join(", ")
+    };
     let rows = [
         ("address", format!("{addr} ({identity})")),
+        ("policy", policy),
         (
             "tun",
             format!(
@@ -59,6 +65,14 @@ pub fn status(s: &StatusReply) -> String {
                 s.peers.private, s.peers.clear, s.peers.pending, s.peers.blocked
             ),
         ),
+        (
+            "sas",
+            format!(
+                "{} ESP pair(s), {} IKE SA(s), {} half-open",
+                s.sas, s.ike_sas, s.half_open
+            ),
+        ),
+        ("drops", s.drops.to_string()),
     ];
     for (k, v) in rows {
         let _ = writeln!(out, "  {:<9}{v}", format!("{k}:"));
@@ -103,6 +117,9 @@ pub fn check(c: &CheckReply) -> String {
     );
     let _ = writeln!(out, "  policy:  {} ({by})", c.group);
     let _ = writeln!(out, "  key at:  {} IPSECKEY", c.reverse_name);
+    if let Some(k) = &c.ipseckey {
+        let _ = writeln!(out, "  lookup:  {k}");
+    }
     match &c.peer {
         Some(p) => {
             let expires = p

@@ -90,6 +90,24 @@ pub struct StatusReply {
     pub metrics: Option<String>,
     /// Peers by state.
     pub peers: PeerCounts,
+    /// This host's IKE identity (`192.0.2.10`, or `ID_NULL` when anonymous only).
+    #[serde(default)]
+    pub identity: String,
+    /// The policy, one `prefix group` line per entry, longest prefix first.
+    #[serde(default)]
+    pub policy: Vec<String>,
+    /// Installed ESP SA pairs (CHILD SAs, counting those kept through a rekey).
+    #[serde(default)]
+    pub sas: u64,
+    /// IKE SAs in any state.
+    #[serde(default)]
+    pub ike_sas: u64,
+    /// Responder IKE SAs not yet authenticated.
+    #[serde(default)]
+    pub half_open: u64,
+    /// Packets dropped so far (block, fail closed, hold overflow, ESP failures).
+    #[serde(default)]
+    pub drops: u64,
 }
 
 /// Number of peers in each state.
@@ -168,6 +186,10 @@ pub struct CheckReply {
     pub action: String,
     /// Current state, when the agent has any.
     pub peer: Option<PeerInfo>,
+    /// The live IPSECKEY lookup done for this request: `2 IPSECKEY record(s)
+    /// (DNSSEC-validated)`, `no IPSECKEY (NXDOMAIN)`, `DNS failure (...)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipseckey: Option<String>,
 }
 
 /// Why a request line was refused.

@@ -17,9 +17,7 @@
 //!
 //! **Outcomes.** A key set, NXDOMAIN, NODATA and failure are told apart; the
 //! negative TTL comes from the SOA minimum (RFC 2308 §5) when the answer has one.
-//!
-// TODO(integration): the decision machine in core takes the lookup result; map
-// [`KeyLookup`] onto its input type (or move this enum to core) when it lands.
+//! [`KeyLookup::into_dns_result`] hands it to core's decision machine.
 
 use std::future::Future;
 use std::io;
@@ -38,6 +36,7 @@ use hickory_resolver::proto::op::{
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use oemesh_core::ipseckey::{Ipseckey, reverse_name};
+use oemesh_core::oe;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// RR type 45 (RFC 4025 §2.1).
@@ -166,6 +165,32 @@ impl KeyLookup {
     }
 }
 
+impl KeyLookup {
+    /// The result as the decision machine takes it ([`oe::DnsResult`]).
+    pub fn into_dns_result(self) -> oe::DnsResult {
+        match self {
+            KeyLookup::Found {
+                keys, ttl, dnssec, ..
+            } => oe::DnsResult::Records {
+                records: keys,
+                dnssec_validated: dnssec,
+                ttl,
+            },
+            KeyLookup::NxDomain { negative_ttl } => oe::DnsResult::NoRecords {
+                kind: oe::NoRecord::Nxdomain,
+                negative_ttl,
+            },
+            KeyLookup::NoData { negative_ttl } => oe::DnsResult::NoRecords {
+                kind: oe::NoRecord::Nodata,
+                negative_ttl,
+            },
+            KeyLookup::Failed(f) => oe::DnsResult::Failed {
+                reason: f.to_string(),
+            },
+        }
+    }
+}
+
 /// Why a lookup produced no answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -264,7 +289,13 @@ impl KeyResolver {
 
     /// Looks up the IPSECKEY records published for `peer` (RFC 4025 §1.2).
     pub async fn lookup(&self, peer: IpAddr) -> KeyLookup {
-        let owner = reverse_name(peer).to_string();
+        self.lookup_name(&reverse_name(peer).to_string()).await
+    }
+
+    /// Looks up the IPSECKEY records at `owner` (a reverse name, or an IKE
+    /// initiator's FQDN identity).
+    pub async fn lookup_name(&self, owner: &str) -> KeyLookup {
+        let owner = owner.to_owned();
         let name = match Name::from_ascii(&owner) {
             Ok(n) => n,
             Err(e) => {

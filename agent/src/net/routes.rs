@@ -25,7 +25,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
 
-use crate::config::{Group, Prefix, RoutingConfig};
+use crate::config::{Cidr, Group, RoutingConfig, routed_to_tun};
 
 /// EEXIST, ENOENT, ESRCH as netlink reports them (negated errno).
 const EEXIST: i32 = -17;
@@ -231,7 +231,7 @@ impl Routing {
         handle: Handle,
         cfg: &RoutingConfig,
         tun_index: u32,
-        policy: &[(Prefix, Group)],
+        policy: &[(Cidr, Group)],
         source: Option<IpAddr>,
     ) -> Result<Routing, RouteError> {
         let routing = Routing {
@@ -251,13 +251,13 @@ impl Routing {
     async fn install_inner(
         &self,
         tun_index: u32,
-        policy: &[(Prefix, Group)],
+        policy: &[(Cidr, Group)],
         source: Option<IpAddr>,
     ) -> Result<(), RouteError> {
         for &(prefix, group) in policy {
-            let route = if group.routed_to_tun() {
+            let route = if routed_to_tun(group) {
                 let mut b = RouteMessageBuilder::<IpAddr>::new()
-                    .destination_prefix(prefix.addr(), prefix.len())
+                    .destination_prefix(prefix.addr(), prefix.prefix_len())
                     .map_err(|e| {
                         RouteError::new(
                             format!("route {prefix}: {e}"),
@@ -281,7 +281,7 @@ impl Routing {
                 throw_route(prefix, self.cfg.table)
             };
             let what = match source {
-                Some(src) if group.routed_to_tun() && src.is_ipv4() == prefix.addr().is_ipv4() => {
+                Some(src) if routed_to_tun(group) && src.is_ipv4() == prefix.addr().is_ipv4() => {
                     format!(
                         "{prefix} ({group}) via the TUN, src {src} (is `address` assigned to an interface?)"
                     )
@@ -352,7 +352,7 @@ impl Routing {
     /// Sends later packets to `peer` along the main table (a clear outcome):
     /// `throw peer/32` in our table. Idempotent.
     pub async fn add_bypass(&mut self, peer: IpAddr) -> Result<(), RouteError> {
-        let prefix = Prefix::host(peer);
+        let prefix = Cidr::host(peer);
         self.add_route(
             throw_route(prefix, self.cfg.table),
             &format!("throw {prefix}"),
@@ -368,7 +368,7 @@ impl Routing {
         if !self.bypasses.remove(&peer) {
             return Ok(());
         }
-        let route = throw_route(Prefix::host(peer), self.cfg.table);
+        let route = throw_route(Cidr::host(peer), self.cfg.table);
         match self.handle.route().del(route).execute().await {
             Ok(()) => Ok(()),
             Err(e) if matches!(errno(&e), Some(ENOENT | ESRCH)) => Ok(()),
@@ -393,14 +393,14 @@ impl Routing {
     }
 }
 
-fn throw_route(prefix: Prefix, table: u32) -> RouteMessage {
+fn throw_route(prefix: Cidr, table: u32) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header.address_family = if prefix.addr().is_ipv4() {
         AddressFamily::Inet
     } else {
         AddressFamily::Inet6
     };
-    m.header.destination_prefix_length = prefix.len();
+    m.header.destination_prefix_length = prefix.prefix_len();
     m.header.protocol = RouteProtocol::Static;
     m.header.scope = RouteScope::Universe;
     m.header.kind = RouteType::Throw;

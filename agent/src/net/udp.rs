@@ -153,6 +153,17 @@ pub struct RecvBatch {
     count: usize,
 }
 
+/// One received datagram, writable (ESP decrypts in place).
+#[derive(Debug)]
+pub struct DatagramMut<'a> {
+    /// Who sent it.
+    pub from: SocketAddr,
+    /// The local address it was sent to (IP_PKTINFO).
+    pub to: Option<IpAddr>,
+    /// Its payload.
+    pub data: &'a mut [u8],
+}
+
 /// One received datagram.
 #[derive(Debug)]
 pub struct Datagram<'a> {
@@ -186,6 +197,21 @@ impl RecvBatch {
                 buf[..meta.len]
                     .chunks(stride)
                     .map(move |data| Datagram { from, to, data })
+            })
+    }
+
+    /// Like [`RecvBatch::datagrams`], with each payload writable.
+    pub fn datagrams_mut(&mut self) -> impl Iterator<Item = DatagramMut<'_>> {
+        self.meta[..self.count]
+            .iter()
+            .zip(self.bufs.iter_mut())
+            .flat_map(|(meta, buf)| {
+                let stride = meta.stride.max(1);
+                let from = SocketAddr::new(meta.addr.ip().to_canonical(), meta.addr.port());
+                let to = meta.dst_ip.map(|ip| ip.to_canonical());
+                buf[..meta.len]
+                    .chunks_mut(stride)
+                    .map(move |data| DatagramMut { from, to, data })
             })
     }
 }

@@ -1,0 +1,253 @@
+//! Answers to the control socket: `status`, `peers` and `check`, from the
+//! outcome cache, the SA table and core.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use oemesh_core::oe::{Auth, Group, Outcome, State};
+use tokio::sync::oneshot;
+
+use super::ControlPlane;
+use crate::control::proto::{
+    CheckReply, PeerAuth, PeerCounts, PeerInfo, PeerState, Reply, Request, StatusReply,
+};
+use crate::dns::KeyLookup;
+use crate::metrics::PacketOutcome;
+
+/// What `status` reports that does not change while the agent runs.
+#[derive(Debug, Clone)]
+pub struct StatusInfo {
+    /// When the agent started.
+    pub started: Instant,
+    /// Whether a host key is loaded.
+    pub authenticated: bool,
+    /// The host's public key, base64.
+    pub public_key: Option<String>,
+    /// The IKE identity as text.
+    pub identity: String,
+    /// TUN name.
+    pub tun: String,
+    /// TUN offload.
+    pub tun_offload: bool,
+    /// TUN queues.
+    pub tun_queues: u32,
+    /// Routing table.
+    pub table: u32,
+    /// Socket mark.
+    pub fwmark: u32,
+    /// DNS servers.
+    pub dns_servers: Vec<String>,
+    /// Metrics endpoint.
+    pub metrics: Option<String>,
+    /// The policy, one line per prefix.
+    pub policy: Vec<String>,
+}
+
+fn state_of(s: State) -> PeerState {
+    match s {
+        State::Private => PeerState::Private,
+        State::Clear => PeerState::Clear,
+        State::Blocked => PeerState::Blocked,
+    }
+}
+
+fn auth_of(a: Auth) -> Option<PeerAuth> {
+    match a {
+        Auth::Authenticated => Some(PeerAuth::Authenticated),
+        Auth::Anonymous => Some(PeerAuth::Anonymous),
+        Auth::None => None,
+    }
+}
+
+/// `2 IPSECKEY record(s), DNSSEC-validated`, `no IPSECKEY (NXDOMAIN)`, ...
+fn describe_lookup(k: &KeyLookup) -> String {
+    match k {
+        KeyLookup::Found { dnssec, .. } => format!(
+            "{} ({})",
+            k.reason(),
+            if *dnssec {
+                "DNSSEC-validated"
+            } else {
+                "not DNSSEC-validated"
+            }
+        ),
+        other => other.reason(),
+    }
+}
+
+impl ControlPlane {
+    pub(super) fn on_request(&mut self, req: Request, reply: oneshot::Sender<Reply>) {
+        match req {
+            Request::Status => {
+                let _ = reply.send(Reply::Status(self.status_reply()));
+            }
+            Request::Peers => {
+                let _ = reply.send(Reply::Peers {
+                    peers: self.peers(),
+                });
+            }
+            Request::Check { addr } => self.check(addr, reply),
+        }
+    }
+
+    fn status_reply(&self) -> StatusReply {
+        let s = &self.status;
+        let mut counts = PeerCounts::default();
+        for o in self.dp.outcomes.all() {
+            match o.state {
+                State::Private => counts.private += 1,
+                State::Clear => counts.clear += 1,
+                State::Blocked => counts.blocked += 1,
+            }
+        }
+        counts.pending = self.pending.len() as u64;
+        let stats = self.endpoint.stats();
+        StatusReply {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_s: s.started.elapsed().as_secs(),
+            address: Some(self.settings.address),
+            authenticated: s.authenticated,
+            public_key: s.public_key.clone(),
+            tun: s.tun.clone(),
+            tun_offload: s.tun_offload,
+            tun_queues: s.tun_queues,
+            table: s.table,
+            fwmark: s.fwmark,
+            dns_servers: s.dns_servers.clone(),
+            metrics: s.metrics.clone(),
+            peers: counts,
+            identity: s.identity.clone(),
+            policy: s.policy.clone(),
+            sas: self.dp.sas.len().0 as u64,
+            ike_sas: stats.ike_sas as u64,
+            half_open: stats.half_open as u64,
+            drops: self.dp.metrics.packets_total(PacketOutcome::Dropped),
+        }
+    }
+
+    /// Bytes (in, out) per destination: removed SAs plus installed ones.
+    fn bytes(&self) -> HashMap<IpAddr, (u64, u64)> {
+        let mut bytes = self.traffic.clone();
+        for i in self.dp.sas.inbound_all() {
+            bytes.entry(i.peer).or_default().0 += i.counters().1;
+        }
+        for o in self.dp.sas.outbound_all() {
+            bytes.entry(o.dst).or_default().1 += o.counters().1;
+        }
+        bytes
+    }
+
+    fn peer_info(&self, o: &Outcome, bytes: &HashMap<IpAddr, (u64, u64)>) -> PeerInfo {
+        let now = Instant::now();
+        let (bytes_in, bytes_out) = bytes.get(&o.dst).copied().unwrap_or_default();
+        PeerInfo {
+            peer: o.dst,
+            state: state_of(o.state),
+            auth: auth_of(o.auth),
+            dnssec: o.dnssec,
+            reason: o.reason.clone(),
+            expires_in_s: o
+                .expires_at
+                .map(|e| e.saturating_duration_since(now).as_secs()),
+            bytes_in,
+            bytes_out,
+            group: Some(o.policy.group.to_string()),
+        }
+    }
+
+    fn pending_info(&self, dst: IpAddr, since: Instant) -> PeerInfo {
+        PeerInfo {
+            peer: dst,
+            state: PeerState::Pending,
+            auth: None,
+            dnssec: false,
+            reason: format!(
+                "deciding for {} ms; {} packet(s) held",
+                since.elapsed().as_millis(),
+                self.machine.hold().packets(dst)
+            ),
+            expires_in_s: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            group: Some(self.machine.check(dst).group.to_string()),
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        let bytes = self.bytes();
+        let mut peers: Vec<PeerInfo> = self
+            .dp
+            .outcomes
+            .all()
+            .iter()
+            .map(|o| self.peer_info(o, &bytes))
+            .collect();
+        for (&dst, &since) in &self.pending {
+            if !peers.iter().any(|p| p.peer == dst) {
+                peers.push(self.pending_info(dst, since));
+            }
+        }
+        peers.sort_by_key(|p| p.peer);
+        peers
+    }
+
+    /// `check ADDR`: the policy match now; the IPSECKEY lookup live (in a
+    /// task, so the control plane does not wait for DNS).
+    fn check(&self, addr: IpAddr, reply: oneshot::Sender<Reply>) {
+        let m = self.machine.check(addr);
+        let current = match (self.dp.outcomes.get(addr), self.pending.get(&addr)) {
+            (Some(o), _) => Some(self.peer_info(&o, &self.bytes())),
+            (None, Some(&since)) => Some(self.pending_info(addr, since)),
+            (None, None) => None,
+        };
+        let anonymous = if m.options.allow_anonymous {
+            "anonymous IKE (AUTH NULL) without a key"
+        } else {
+            "no anonymous IKE (require-authenticated)"
+        };
+        let action = match (m.group, &current) {
+            (_, Some(p)) if p.state == PeerState::Private => {
+                "encrypted with the installed SA".to_owned()
+            }
+            (_, Some(p)) if p.state == PeerState::Clear => {
+                "sent in cleartext until the outcome expires".to_owned()
+            }
+            (_, Some(p)) if p.state == PeerState::Pending => {
+                "held until the decision under way".to_owned()
+            }
+            (Group::Clear, _) => "sent in cleartext by the kernel (not routed to the agent)".into(),
+            (Group::ClearOrPrivate, _) => {
+                "sent in cleartext; OE is answered if the peer starts it".into()
+            }
+            (Group::PrivateOrClear, _) => {
+                format!("held; IPSECKEY lookup, then IKE ({anonymous}), or cleartext if that fails")
+            }
+            (Group::Private, _) => {
+                format!("held; IPSECKEY lookup, then IKE ({anonymous}), or dropped if that fails")
+            }
+            (Group::Block, _) => "dropped".into(),
+        };
+        let base = CheckReply {
+            addr,
+            group: m.group.to_string(),
+            prefix: m.prefix.map(|p| p.to_string()),
+            reverse_name: oemesh_core::ipseckey::reverse_name(addr).to_string(),
+            action,
+            peer: current,
+            ipseckey: None,
+        };
+        let resolver = self.resolver.clone();
+        tokio::spawn(async move {
+            let ipseckey = match resolver {
+                Some(r) => describe_lookup(&r.lookup(addr).await),
+                None => "no DNS resolver configured".to_owned(),
+            };
+            let _ = reply.send(Reply::Check(CheckReply {
+                ipseckey: Some(ipseckey),
+                ..base
+            }));
+        });
+    }
+}

@@ -1,0 +1,206 @@
+//! The few IPv4/IPv6 header fields the data path reads: addresses, the
+//! transport protocol and ports (for traffic selector checks, RFC 4301 §4.4.1).
+
+use std::net::IpAddr;
+
+use oemesh_core::ike::message::{AddrRange, AddrSelector};
+
+/// The destination address of an IPv4 or IPv6 packet.
+pub fn destination(packet: &[u8]) -> Option<IpAddr> {
+    match packet.first()? >> 4 {
+        4 => {
+            let b: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        6 => {
+            let b: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
+/// The source address of an IPv4 or IPv6 packet.
+pub fn source(packet: &[u8]) -> Option<IpAddr> {
+    match packet.first()? >> 4 {
+        4 => {
+            let b: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        6 => {
+            let b: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `dst` names one remote host: not multicast, broadcast, unspecified
+/// or IPv6 link-local. Others come out of the TUN from the kernel's own link
+/// chatter (router solicitations, MLD) and are no peer to decide about.
+pub fn is_remote_unicast(dst: IpAddr) -> bool {
+    match dst {
+        IpAddr::V4(a) => !(a.is_multicast() || a.is_broadcast() || a.is_unspecified()),
+        IpAddr::V6(a) => {
+            !(a.is_multicast() || a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// What a traffic selector looks at in one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// The transport protocol (IPv4 protocol, IPv6 next header of the fixed header).
+    pub protocol: u8,
+    /// Source and destination port for TCP (6), UDP (17), SCTP (132) and
+    /// UDP-Lite (136) when the first fragment carries them.
+    pub ports: Option<(u16, u16)>,
+}
+
+impl Flow {
+    /// Reads the flow of an IPv4 or IPv6 packet.
+    pub fn of(packet: &[u8]) -> Option<Flow> {
+        let (protocol, l4) = match packet.first()? >> 4 {
+            4 => {
+                let ihl = usize::from(packet[0] & 0x0f) * 4;
+                let frag = u16::from_be_bytes([*packet.get(6)?, *packet.get(7)?]) & 0x1fff;
+                let l4 = if frag == 0 { packet.get(ihl..) } else { None };
+                (*packet.get(9)?, l4)
+            }
+            6 => (*packet.get(6)?, packet.get(40..)),
+            _ => return None,
+        };
+        let ports = match protocol {
+            6 | 17 | 132 | 136 => l4.and_then(|l4| {
+                Some((
+                    u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
+                    u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
+                ))
+            }),
+            _ => None,
+        };
+        Some(Flow {
+            src: source(packet)?,
+            dst: destination(packet)?,
+            protocol,
+            ports,
+        })
+    }
+}
+
+/// Whether `addr` (with `protocol` and `port`) is inside `sel` (RFC 7296 §3.13.1:
+/// protocol 0 is any; ports 0..=65535 are any).
+pub fn selector_admits(sel: &AddrSelector, addr: IpAddr, protocol: u8, port: Option<u16>) -> bool {
+    let addr_ok = match (sel.addrs, addr) {
+        (AddrRange::V4(lo, hi), IpAddr::V4(a)) => lo <= a && a <= hi,
+        (AddrRange::V6(lo, hi), IpAddr::V6(a)) => lo <= a && a <= hi,
+        _ => false,
+    };
+    if !addr_ok || (sel.ip_protocol != 0 && sel.ip_protocol != protocol) {
+        return false;
+    }
+    if sel.start_port == 0 && sel.end_port == u16::MAX {
+        return true;
+    }
+    port.is_some_and(|p| sel.start_port <= p && p <= sel.end_port)
+}
+
+/// Whether an inbound packet's `flow` fits the SA: its source in the peer's
+/// selectors, its destination in ours (RFC 4301 §5.2, step 4).
+pub fn inbound_admits(flow: &Flow, local: &[AddrSelector], remote: &[AddrSelector]) -> bool {
+    let (sport, dport) = match flow.ports {
+        Some((s, d)) => (Some(s), Some(d)),
+        None => (None, None),
+    };
+    remote
+        .iter()
+        .any(|s| selector_admits(s, flow.src, flow.protocol, sport))
+        && local
+            .iter()
+            .any(|s| selector_admits(s, flow.dst, flow.protocol, dport))
+}
+
+/// The single address a list of selectors names, if it names exactly one host.
+pub fn single_host(selectors: &[AddrSelector]) -> Option<IpAddr> {
+    match selectors {
+        [one] => match one.addrs {
+            AddrRange::V4(lo, hi) if lo == hi => Some(IpAddr::V4(lo)),
+            AddrRange::V6(lo, hi) if lo == hi => Some(IpAddr::V6(lo)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p[20..22].copy_from_slice(&sport.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn addresses_and_flows() {
+        let p = v4_udp([192, 0, 2, 1], [192, 0, 2, 20], 1000, 53);
+        assert_eq!(destination(&p), Some("192.0.2.20".parse().unwrap()));
+        assert_eq!(source(&p), Some("192.0.2.1".parse().unwrap()));
+        let f = Flow::of(&p).unwrap();
+        assert_eq!((f.protocol, f.ports), (17, Some((1000, 53))));
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[6] = 58;
+        v6[8] = 0x20;
+        v6[24] = 0x20;
+        v6[25] = 0x01;
+        assert_eq!(destination(&v6), Some("2001::".parse().unwrap()));
+        assert_eq!(source(&v6), Some("2000::".parse().unwrap()));
+        assert_eq!(Flow::of(&v6).unwrap().ports, None);
+        assert_eq!(destination(&[0x45, 0]), None);
+        assert_eq!(destination(&[]), None);
+        assert_eq!(Flow::of(&[0x10]), None);
+        for (ip, unicast) in [
+            ("10.77.0.2", true),
+            ("2001:db8::1", true),
+            ("ff02::2", false),
+            ("fe80::1", false),
+            ("224.0.0.22", false),
+            ("255.255.255.255", false),
+        ] {
+            assert_eq!(is_remote_unicast(ip.parse().unwrap()), unicast, "{ip}");
+        }
+    }
+
+    #[test]
+    fn selectors() {
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.20".parse().unwrap();
+        let local = [AddrSelector::host(b)];
+        let remote = [AddrSelector::host(a)];
+        let ok = Flow::of(&v4_udp([192, 0, 2, 1], [192, 0, 2, 20], 1, 2)).unwrap();
+        assert!(inbound_admits(&ok, &local, &remote));
+        let spoofed = Flow::of(&v4_udp([192, 0, 2, 9], [192, 0, 2, 20], 1, 2)).unwrap();
+        assert!(!inbound_admits(&spoofed, &local, &remote));
+        let mut dns_only = AddrSelector::host(a);
+        dns_only.ip_protocol = 17;
+        dns_only.start_port = 53;
+        dns_only.end_port = 53;
+        assert!(selector_admits(&dns_only, a, 17, Some(53)));
+        assert!(!selector_admits(&dns_only, a, 17, Some(54)));
+        assert!(!selector_admits(&dns_only, a, 6, Some(53)));
+        assert!(!selector_admits(&dns_only, a, 17, None));
+        assert_eq!(single_host(&local), Some(b));
+        assert_eq!(single_host(&[]), None);
+    }
+}

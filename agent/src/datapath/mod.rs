@@ -1,0 +1,160 @@
+//! The ESP data path: batched, in place, no allocation per packet on the
+//! encrypted paths, no global lock.
+//!
+//! - [`sa_table`]: installed SAs, outbound by destination and inbound by SPI,
+//!   in `arc-swap` snapshots with a `Mutex` per SA (sequence number, replay window).
+//! - [`gso`]: runs of equal-sized ESP-in-UDP datagrams to one peer leave in one
+//!   UDP GSO send.
+//! - [`clear`]: raw IP sockets with the fwmark for packets that go in clear
+//!   around the TUN.
+//! - [`ip`]: header fields and the traffic selector check of inbound packets.
+//!
+//! [`DataPath`] is what the TUN and UDP workers ([`crate::driver`]) share; the
+//! control plane ([`crate::control_plane`]) installs and removes SAs and
+//! outcomes in it.
+
+pub mod clear;
+pub mod gso;
+pub mod ip;
+pub mod sa_table;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use oemesh_core::esp::{HEADER_LEN, MAX_TRAILER_LEN};
+use tokio::sync::mpsc;
+
+use crate::metrics::{Metrics, PacketOutcome};
+use crate::net::udp::UdpEndpoint;
+use crate::outcomes::OutcomeCache;
+use clear::ClearSender;
+use gso::GsoBatch;
+use sa_table::SaTable;
+
+/// A packet to a destination without an SA, for the control plane.
+#[derive(Debug)]
+pub struct Undecided {
+    /// Its destination.
+    pub dst: IpAddr,
+    /// The whole IP packet.
+    pub packet: Vec<u8>,
+}
+
+/// An IKE message received on UDP 500 or 4500 (non-ESP marker removed).
+#[derive(Debug)]
+pub struct IkeDatagram {
+    /// The local address and port it arrived at.
+    pub local: SocketAddr,
+    /// The sender.
+    pub remote: SocketAddr,
+    /// The IKE message.
+    pub message: Vec<u8>,
+}
+
+/// Everything the workers share.
+#[derive(Debug)]
+pub struct DataPath {
+    /// Installed SAs.
+    pub sas: SaTable,
+    /// Decided outcomes.
+    pub outcomes: OutcomeCache,
+    /// Cleartext around the TUN; `None` if no raw socket could be opened.
+    pub clear: Option<ClearSender>,
+    /// The NAT-T socket ESP leaves from.
+    pub natt: Arc<UdpEndpoint>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// This host's address (for datagrams whose local address is unknown).
+    pub address: IpAddr,
+    /// Packets for the control plane (bounded).
+    pub undecided: mpsc::Sender<Undecided>,
+    /// IKE messages for the control plane (bounded).
+    pub ike: mpsc::Sender<IkeDatagram>,
+    /// Packets dropped because the control plane's queue was full.
+    pub queue_drops: AtomicU64,
+}
+
+impl DataPath {
+    /// One packet from the TUN, in its slot `buf` at `range` (with headroom in
+    /// front and tailroom after): private → sealed in place and added to `gso`
+    /// (flushed first when the run breaks); clear → re-sent marked; blocked →
+    /// dropped; anything else → the control plane.
+    pub async fn outbound(
+        &self,
+        buf: &mut [u8],
+        range: std::ops::Range<usize>,
+        gso: &mut GsoBatch,
+    ) {
+        let len = range.len();
+        let Some(dst) = buf.get(range.clone()).and_then(ip::destination) else {
+            self.metrics.packet(PacketOutcome::Dropped, len);
+            return;
+        };
+        if let Some(sa) = self.sas.outbound(dst)
+            && let Some(start) = range.start.checked_sub(HEADER_LEN)
+            && buf.len() >= range.end + MAX_TRAILER_LEN
+        {
+            match sa.seal(&mut buf[start..], len) {
+                Ok(esp_len) => {
+                    let from = Some(sa.local.ip()).filter(|ip| !ip.is_unspecified());
+                    if !gso.fits(sa.remote, from, esp_len) {
+                        gso.flush(&self.natt, &self.metrics).await;
+                    }
+                    gso.push(sa.remote, from, &buf[start..start + esp_len], len);
+                    return;
+                }
+                Err(e) => {
+                    // Expired or exhausted: the control plane hears of it
+                    // (lifetime notice); this packet goes the slow way.
+                    tracing::debug!("{dst}: ESP refused: {e}");
+                }
+            }
+        }
+        if !ip::is_remote_unicast(dst) {
+            tracing::trace!("{dst}: link chatter from the TUN dropped");
+            self.metrics.packet(PacketOutcome::Dropped, len);
+            return;
+        }
+        match self.outcomes.state(dst) {
+            Some(oemesh_core::oe::State::Clear) => {
+                self.send_clear(&buf[range]);
+            }
+            Some(oemesh_core::oe::State::Blocked) => {
+                self.metrics.packet(PacketOutcome::Dropped, len);
+            }
+            _ => self.to_control(dst, &buf[range]),
+        }
+    }
+
+    /// Hands a packet to the control plane (a copy: it may be held).
+    pub fn to_control(&self, dst: IpAddr, packet: &[u8]) {
+        let len = packet.len();
+        match self.undecided.try_send(Undecided {
+            dst,
+            packet: packet.to_vec(),
+        }) {
+            Ok(()) => {}
+            Err(_) => {
+                self.queue_drops.fetch_add(1, Relaxed);
+                self.metrics.hold_drop();
+                self.metrics.packet(PacketOutcome::Dropped, len);
+            }
+        }
+    }
+
+    /// Sends a packet in clear around the TUN, counting it.
+    pub fn send_clear(&self, packet: &[u8]) {
+        let sent = match &self.clear {
+            Some(c) => c.send(packet),
+            None => Err(std::io::Error::other("no raw socket")),
+        };
+        match sent {
+            Ok(()) => self.metrics.packet(PacketOutcome::Clear, packet.len()),
+            Err(e) => {
+                tracing::debug!("cleartext send: {e}");
+                self.metrics.packet(PacketOutcome::Dropped, packet.len());
+            }
+        }
+    }
+}

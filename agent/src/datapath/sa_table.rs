@@ -1,0 +1,352 @@
+//! The installed ESP SAs, read by every TUN and UDP worker without a global
+//! lock: two `arc-swap` snapshots of `HashMap`s (outbound by destination,
+//! inbound by SPI), replaced whole by the control plane (the only writer) when
+//! an SA comes or goes. A packet takes the snapshot (a few atomic operations),
+//! finds its SA and locks that SA's own `Mutex` for the sequence number or
+//! replay window: workers only contend when they carry traffic of one peer.
+//!
+//! Lifetime events (RFC 4303 byte/packet limits) seen by a worker go to the
+//! control plane as [`Notice`]s; it rekeys or deletes through the IKE engine.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use arc_swap::ArcSwap;
+use oemesh_core::esp::{DecapError, EncapError, InboundSa, LifetimeEvent, OutboundSa};
+use oemesh_core::ike::endpoint::SaHandle;
+use oemesh_core::ike::message::AddrSelector;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::ip::{Flow, inbound_admits};
+
+/// Something the data path tells the control plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// An SA crossed a byte/packet limit: `SoftExpired` → rekey, `HardExpired` → delete.
+    Lifetime {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// The inbound SPI naming the CHILD SA pair.
+        inbound_spi: u32,
+        /// Which limit.
+        event: LifetimeEvent,
+    },
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The sending half of one CHILD SA, with where its packets go.
+#[derive(Debug)]
+pub struct Outbound {
+    /// The IKE SA it belongs to.
+    pub sa: SaHandle,
+    /// The inbound SPI of the same pair (names the pair to the engine).
+    pub inbound_spi: u32,
+    /// The destination it protects (the key of the table).
+    pub dst: IpAddr,
+    /// This host's UDP 4500 address.
+    pub local: SocketAddr,
+    /// The peer's UDP 4500 address.
+    pub remote: SocketAddr,
+    esp: Mutex<OutboundSa>,
+    notices: UnboundedSender<Notice>,
+}
+
+impl Outbound {
+    /// Encapsulates the inner packet at `buf[HEADER_LEN..HEADER_LEN + inner_len]`
+    /// in place (see [`OutboundSa::encapsulate`]); returns the ESP length.
+    pub fn seal(&self, buf: &mut [u8], inner_len: usize) -> Result<usize, EncapError> {
+        let (result, event) = {
+            let mut esp = lock(&self.esp);
+            let r = esp.encapsulate(buf, inner_len);
+            (r, esp.poll_event())
+        };
+        if let Some(event) = event {
+            let _ = self.notices.send(Notice::Lifetime {
+                sa: self.sa,
+                inbound_spi: self.inbound_spi,
+                event,
+            });
+        }
+        result
+    }
+
+    /// The outbound SPI.
+    pub fn spi(&self) -> u32 {
+        lock(&self.esp).spi()
+    }
+
+    /// Packets and inner bytes sent so far.
+    pub fn counters(&self) -> (u64, u64) {
+        let c = *lock(&self.esp).counters();
+        (c.packets, c.bytes)
+    }
+}
+
+/// Why an inbound ESP packet was dropped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// ESP refused it (replay, ICV, padding, lifetime).
+    #[error(transparent)]
+    Esp(#[from] DecapError),
+    /// The inner packet is outside the SA's traffic selectors.
+    #[error("inner packet outside the SA's traffic selectors")]
+    TsMismatch,
+}
+
+/// The receiving half of one CHILD SA.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The IKE SA it belongs to.
+    pub sa: SaHandle,
+    /// The destination (peer) its outbound half protects.
+    pub peer: IpAddr,
+    local_ts: Vec<AddrSelector>,
+    remote_ts: Vec<AddrSelector>,
+    esp: Mutex<InboundSa>,
+    notices: UnboundedSender<Notice>,
+}
+
+impl Inbound {
+    /// Checks and decrypts an ESP packet in place and checks the inner packet
+    /// against the traffic selectors; returns where the inner packet lies.
+    pub fn open(&self, packet: &mut [u8]) -> Result<Range<usize>, OpenError> {
+        let (result, event, spi) = {
+            let mut esp = lock(&self.esp);
+            let r = esp.decapsulate(packet);
+            (r, esp.poll_event(), esp.spi())
+        };
+        if let Some(event) = event {
+            let _ = self.notices.send(Notice::Lifetime {
+                sa: self.sa,
+                inbound_spi: spi,
+                event,
+            });
+        }
+        let inner = result?.inner;
+        let admitted = packet
+            .get(inner.clone())
+            .and_then(Flow::of)
+            .is_some_and(|f| inbound_admits(&f, &self.local_ts, &self.remote_ts));
+        if admitted {
+            Ok(inner)
+        } else {
+            Err(OpenError::TsMismatch)
+        }
+    }
+
+    /// Packets and inner bytes received so far.
+    pub fn counters(&self) -> (u64, u64) {
+        let c = *lock(&self.esp).counters();
+        (c.packets, c.bytes)
+    }
+}
+
+/// What to install for one CHILD SA pair.
+#[derive(Debug)]
+pub struct Install {
+    /// The IKE SA.
+    pub sa: SaHandle,
+    /// The destination it protects.
+    pub dst: IpAddr,
+    /// Sending half.
+    pub outbound: OutboundSa,
+    /// Receiving half.
+    pub inbound: InboundSa,
+    /// This host's selectors.
+    pub local_ts: Vec<AddrSelector>,
+    /// The peer's selectors.
+    pub remote_ts: Vec<AddrSelector>,
+    /// This host's UDP 4500 address.
+    pub local: SocketAddr,
+    /// The peer's UDP 4500 address.
+    pub remote: SocketAddr,
+}
+
+/// The SA table. See the module docs.
+#[derive(Debug)]
+pub struct SaTable {
+    outbound: ArcSwap<HashMap<IpAddr, Arc<Outbound>>>,
+    inbound: ArcSwap<HashMap<u32, Arc<Inbound>>>,
+    notices: UnboundedSender<Notice>,
+}
+
+impl SaTable {
+    /// An empty table whose SAs report lifetime events to `notices`.
+    pub fn new(notices: UnboundedSender<Notice>) -> SaTable {
+        SaTable {
+            outbound: ArcSwap::default(),
+            inbound: ArcSwap::default(),
+            notices,
+        }
+    }
+
+    /// The outbound SA for packets to `dst` (hot path).
+    pub fn outbound(&self, dst: IpAddr) -> Option<Arc<Outbound>> {
+        self.outbound.load().get(&dst).cloned()
+    }
+
+    /// The inbound SA with `spi` (hot path).
+    pub fn inbound(&self, spi: u32) -> Option<Arc<Inbound>> {
+        self.inbound.load().get(&spi).cloned()
+    }
+
+    /// Installs a pair; the outbound half replaces any older one for the same
+    /// destination (a rekey), older inbound halves stay until [`Self::remove_pair`].
+    pub fn install(&self, i: Install) {
+        let inbound_spi = i.inbound.spi();
+        let out = Arc::new(Outbound {
+            sa: i.sa,
+            inbound_spi,
+            dst: i.dst,
+            local: i.local,
+            remote: i.remote,
+            esp: Mutex::new(i.outbound),
+            notices: self.notices.clone(),
+        });
+        let inb = Arc::new(Inbound {
+            sa: i.sa,
+            peer: i.dst,
+            local_ts: i.local_ts,
+            remote_ts: i.remote_ts,
+            esp: Mutex::new(i.inbound),
+            notices: self.notices.clone(),
+        });
+        let mut map = HashMap::clone(&self.inbound.load());
+        map.insert(inbound_spi, inb);
+        self.inbound.store(Arc::new(map));
+        let mut map = HashMap::clone(&self.outbound.load());
+        map.insert(i.dst, out);
+        self.outbound.store(Arc::new(map));
+    }
+
+    /// Removes the inbound SA `spi` and, if it is the pair of the current
+    /// outbound SA of its destination, that one too. Returns what was removed.
+    pub fn remove_pair(&self, inbound_spi: u32) -> (Option<Arc<Inbound>>, Option<Arc<Outbound>>) {
+        let mut map = HashMap::clone(&self.inbound.load());
+        let inb = map.remove(&inbound_spi);
+        self.inbound.store(Arc::new(map));
+        let mut removed_out = None;
+        let mut map = HashMap::clone(&self.outbound.load());
+        let dst = map
+            .iter()
+            .find(|(_, o)| o.inbound_spi == inbound_spi)
+            .map(|(d, _)| *d);
+        if let Some(dst) = dst {
+            removed_out = map.remove(&dst);
+            self.outbound.store(Arc::new(map));
+        }
+        (inb, removed_out)
+    }
+
+    /// Whether any SA (either direction) still serves `peer`.
+    pub fn serves(&self, peer: IpAddr) -> bool {
+        self.outbound.load().contains_key(&peer)
+            || self.inbound.load().values().any(|i| i.peer == peer)
+    }
+
+    /// Every inbound SA (for counters and idle checks).
+    pub fn inbound_all(&self) -> Vec<Arc<Inbound>> {
+        self.inbound.load().values().cloned().collect()
+    }
+
+    /// Every outbound SA.
+    pub fn outbound_all(&self) -> Vec<Arc<Outbound>> {
+        self.outbound.load().values().cloned().collect()
+    }
+
+    /// Number of installed SAs (inbound, outbound).
+    pub fn len(&self) -> (usize, usize) {
+        (self.inbound.load().len(), self.outbound.load().len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oemesh_core::crypto::{AeadAlg, KeyAndSalt, Provider};
+    use oemesh_core::esp::{HEADER_LEN, LifetimeLimits, MAX_TRAILER_LEN, SaConfig};
+    use std::time::Instant;
+
+    fn pair(spi_in: u32, spi_out: u32, key: &KeyAndSalt) -> (OutboundSa, InboundSa) {
+        let cfg = |spi| SaConfig {
+            spi,
+            alg: AeadAlg::Aes256Gcm,
+            provider: Provider::default(),
+            esn: true,
+            limits: LifetimeLimits::UNLIMITED,
+        };
+        let now = Instant::now();
+        (
+            OutboundSa::new(cfg(spi_out), key, now),
+            InboundSa::new(cfg(spi_in), key, now),
+        )
+    }
+
+    #[test]
+    fn seal_open_and_selectors() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let table = SaTable::new(tx);
+        let key = KeyAndSalt::from_slice(&[7u8; 36]).unwrap();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.20".parse().unwrap();
+        // One table holding both ends: out SPI 2 is the in SPI of the other end.
+        let (out_ab, in_ab) = pair(1, 2, &key);
+        let (out_ba, in_ba) = pair(2, 1, &key);
+        let sock = |ip| SocketAddr::new(ip, 4500);
+        for (sa, dst, out, inb, local, remote) in [
+            (SaHandle(1), b, out_ab, in_ab, a, b),
+            (SaHandle(2), a, out_ba, in_ba, b, a),
+        ] {
+            table.install(Install {
+                sa,
+                dst,
+                outbound: out,
+                inbound: inb,
+                local_ts: vec![AddrSelector::host(local)],
+                remote_ts: vec![AddrSelector::host(remote)],
+                local: sock(local),
+                remote: sock(remote),
+            });
+        }
+        let mut inner = vec![0u8; 28];
+        inner[0] = 0x45;
+        inner[9] = 17;
+        inner[12..16].copy_from_slice(&[192, 0, 2, 1]);
+        inner[16..20].copy_from_slice(&[192, 0, 2, 20]);
+        let mut buf = vec![0u8; HEADER_LEN + inner.len() + MAX_TRAILER_LEN];
+        buf[HEADER_LEN..HEADER_LEN + inner.len()].copy_from_slice(&inner);
+        let len = table
+            .outbound(b)
+            .unwrap()
+            .seal(&mut buf, inner.len())
+            .unwrap();
+        let spi = oemesh_core::esp::peek_spi(&buf[..len]).unwrap();
+        assert_eq!(spi, 2);
+        // B's inbound SA 2: the inner packet's source A is the peer: admitted.
+        let range = table.inbound(2).unwrap().open(&mut buf[..len]).unwrap();
+        assert_eq!(&buf[range], &inner[..]);
+        // A spoofed inner source is refused.
+        inner[12..16].copy_from_slice(&[192, 0, 2, 99]);
+        buf[HEADER_LEN..HEADER_LEN + inner.len()].copy_from_slice(&inner);
+        let len = table
+            .outbound(b)
+            .unwrap()
+            .seal(&mut buf, inner.len())
+            .unwrap();
+        assert!(matches!(
+            table.inbound(2).unwrap().open(&mut buf[..len]),
+            Err(OpenError::TsMismatch)
+        ));
+        assert!(table.serves(b));
+        let (i, o) = table.remove_pair(1);
+        assert!(i.is_some() && o.is_some());
+        assert!(table.outbound(b).is_none());
+        assert_eq!(table.len(), (1, 1));
+    }
+}
