@@ -180,6 +180,54 @@ fn downgrade_when_bob_stops_then_private_again() {
     udp_until_echo(&client, udp.addr(), b"private again", DECISION).unwrap();
 }
 
+/// The same downgrade, without relying on dead-peer detection: the SA pair
+/// closes as idle while bob is up, then bob's agent stops; the next packet
+/// finds bob's key in DNS, IKE fails, alice goes clear and says DOWNGRADE;
+/// bob's agent comes back and, the clear outcome expired, they are private again.
+#[test]
+fn downgrade_after_idle_close_then_private_again() {
+    let config = AgentConfig {
+        ike_timeout: "2s".into(),
+        idle_timeout: Some("2s".into()),
+        clear_lifetime: Some("4s".into()),
+        ..AgentConfig::default()
+    };
+    let net = testnet("idle", config);
+    let (alice, bob) = (net.alice(), net.bob());
+    let udp = UdpEcho::start(bob, 7012);
+    let client = udp_client(alice);
+    udp_until_echo(&client, udp.addr(), b"private first", DECISION).unwrap();
+    wait_state(alice, bob.ip(), "private");
+    oemesh_testkit::process::wait_until("alice's SA with bob to close as idle", DECISION, || {
+        alice
+            .peer(bob.ip())
+            .is_ok_and(|p| p.is_none_or(|p| p.state != "private"))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nalice:\n{}", alice.log_tail(20)));
+
+    bob.stop_agent().unwrap();
+    udp_until_echo(&client, udp.addr(), b"bob's agent is gone", DECISION)
+        .unwrap_or_else(|e| panic!("{e:#}\nalice:\n{}", alice.log_tail(40)));
+    let p = wait_state(alice, bob.ip(), "clear");
+    assert!(
+        p.reason.to_lowercase().contains("downgrade"),
+        "the fallback is not reported as a downgrade: {p:?}"
+    );
+
+    bob.start_agent().unwrap();
+    let again = alice.wait_peer(bob.ip(), "bob private again", DECISION, |p| {
+        let _ = udp_until_echo(
+            &client,
+            udp.addr(),
+            b"are we private?",
+            Duration::from_secs(2),
+        );
+        p.state == "private"
+    });
+    again.unwrap();
+    udp_until_echo(&client, udp.addr(), b"private again", DECISION).unwrap();
+}
+
 /// `private` toward a dead peer fails closed: nothing from alice reaches bob
 /// in the clear, and bob is reported blocked.
 #[test]

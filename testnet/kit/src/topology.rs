@@ -216,6 +216,8 @@ pub struct AgentConfig {
     pub dns_timeout: String,
     /// `[ike] timeout`.
     pub ike_timeout: String,
+    /// `[ike] idle_timeout`; `None`: the agent's default.
+    pub idle_timeout: Option<String>,
     /// `[outcome] clear_lifetime`; `None`: the agent's default.
     pub clear_lifetime: Option<String>,
     /// `[outcome] downgrade_guard`; `None`: the agent's default.
@@ -233,6 +235,7 @@ impl Default for AgentConfig {
         AgentConfig {
             dns_timeout: "1s".into(),
             ike_timeout: "3s".into(),
+            idle_timeout: None,
             clear_lifetime: None,
             downgrade_guard: None,
             policy: vec![
@@ -266,6 +269,9 @@ impl AgentConfig {
         let _ = writeln!(t, "\n[dns]\nservers = [\"{DNS_V4}:53\"]");
         let _ = writeln!(t, "timeout = \"{}\"", self.dns_timeout);
         let _ = writeln!(t, "\n[ike]\ntimeout = \"{}\"", self.ike_timeout);
+        if let Some(i) = &self.idle_timeout {
+            let _ = writeln!(t, "idle_timeout = \"{i}\"");
+        }
         t.push_str("\n[outcome]\n");
         if let Some(l) = &self.clear_lifetime {
             let _ = writeln!(t, "clear_lifetime = \"{l}\"");
