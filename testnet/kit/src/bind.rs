@@ -11,16 +11,22 @@
 //! Each instance has its own temporary directory and its own free port, so
 //! tests can run in parallel. On drop, `named` is killed by its PID and the
 //! directory is removed.
+//!
+//! [`Bind::start_in`] runs the same server inside a network namespace on port 53
+//! at the namespace's own address, with a forward zone of the caller's choosing
+//! (the testnet's `dns` host, see [`crate::topology`]).
 
 use std::fmt;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use crate::netns::Netns;
 
 /// The forward zone every instance serves.
 pub const FORWARD_ZONE: &str = "example.test.";
@@ -40,7 +46,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Bind {
     child: Child,
     dir: tempfile::TempDir,
-    port: u16,
+    addr: SocketAddr,
+    /// The namespace `named` runs in (by name), `None`: the caller's.
+    netns: Option<String>,
+    zones: Vec<String>,
 }
 
 impl fmt::Debug for Bind {
@@ -58,6 +67,45 @@ impl Bind {
     ///
     /// Fails (never skips) when BIND is not installed, saying how to get it.
     pub fn start() -> Result<Self> {
+        let port = free_port()?;
+        Self::launch(Layout {
+            netns: None,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            forward_zone: FORWARD_ZONE.to_owned(),
+            hosts: vec![("ns".to_owned(), IpAddr::V4(Ipv4Addr::LOCALHOST))],
+        })
+    }
+
+    /// Starts `named` inside `ns`, listening on `addr` port 53 (an address the
+    /// namespace already has), authoritative for `forward_zone` (e.g. `oe.test.`,
+    /// with `ns` and an A/AAAA record per `hosts` entry) and the two reverse
+    /// zones [`REVERSE_V4_ZONE`] and [`REVERSE_V6_ZONE`], updatable with the
+    /// TSIG key [`TSIG_KEY_NAME`]. Waits until it answers.
+    ///
+    /// `named` is killed by PID on drop; it must not outlive `ns` (deleting the
+    /// namespace kills it anyway).
+    pub fn start_in(
+        ns: &Netns,
+        addr: IpAddr,
+        forward_zone: &str,
+        hosts: &[(&str, IpAddr)],
+    ) -> Result<Self> {
+        let mut records: Vec<(String, IpAddr)> = vec![("ns".to_owned(), addr)];
+        records.extend(hosts.iter().map(|(n, a)| ((*n).to_owned(), *a)));
+        let forward_zone = if forward_zone.ends_with('.') {
+            forward_zone.to_owned()
+        } else {
+            format!("{forward_zone}.")
+        };
+        Self::launch(Layout {
+            netns: Some(ns.name().to_owned()),
+            addr: SocketAddr::new(addr, 53),
+            forward_zone,
+            hosts: records,
+        })
+    }
+
+    fn launch(layout: Layout) -> Result<Self> {
         for tool in ["named", "tsig-keygen", "dig"] {
             if which(tool).is_none() {
                 bail!(
@@ -86,14 +134,28 @@ impl Bind {
             write_private(&d.join(file), &keygen.stdout)?;
         }
 
-        for zone in [FORWARD_ZONE, REVERSE_V4_ZONE, REVERSE_V6_ZONE] {
-            fs::write(d.join(zone_file_name(zone)), zone_file(zone))?;
+        let zones = vec![
+            layout.forward_zone.clone(),
+            REVERSE_V4_ZONE.to_owned(),
+            REVERSE_V6_ZONE.to_owned(),
+        ];
+        for zone in &zones {
+            fs::write(d.join(zone_file_name(zone)), zone_file(zone, &layout))?;
         }
-        let port = free_port()?;
-        fs::write(d.join("named.conf"), named_conf(d, port))?;
+        fs::write(d.join("named.conf"), named_conf(d, &layout, &zones))?;
 
         let log = fs::File::create(d.join("named.log"))?;
-        let child = Command::new(which("named").unwrap_or_default())
+        let named = which("named").unwrap_or_default();
+        let mut cmd = match &layout.netns {
+            // `ip netns exec` execs named, so the PID is named's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(named);
+                c
+            }
+            None => Command::new(named),
+        };
+        let child = cmd
             .arg("-g")
             .arg("-c")
             .arg(d.join("named.conf"))
@@ -102,7 +164,13 @@ impl Bind {
             .stderr(log)
             .spawn()
             .context("starting named")?;
-        let mut bind = Self { child, dir, port };
+        let mut bind = Self {
+            child,
+            dir,
+            addr: layout.addr,
+            netns: layout.netns,
+            zones,
+        };
         bind.wait_ready()?;
         Ok(bind)
     }
@@ -116,12 +184,10 @@ impl Bind {
                     self.log()
                 );
             }
-            let all_loaded = [FORWARD_ZONE, REVERSE_V4_ZONE, REVERSE_V6_ZONE]
-                .iter()
-                .all(|zone| {
-                    self.dig(&["+norecurse", zone, "SOA"])
-                        .is_ok_and(|out| out.contains("SOA"))
-                });
+            let all_loaded = self.zones.iter().all(|zone| {
+                self.dig(&["+norecurse", zone, "SOA"])
+                    .is_ok_and(|out| out.contains("SOA"))
+            });
             if all_loaded {
                 return Ok(());
             }
@@ -135,19 +201,41 @@ impl Bind {
         }
     }
 
-    /// The UDP/TCP port on 127.0.0.1.
+    /// The UDP/TCP port (on 127.0.0.1 for [`Bind::start`], 53 for [`Bind::start_in`]).
     pub fn port(&self) -> u16 {
-        self.port
+        self.addr.port()
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT`, or the namespace address and port 53.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+        self.addr
     }
 
-    /// `127.0.0.1:PORT` as text, for `--server`.
+    /// [`Bind::addr`] as text, for `--server`.
     pub fn server(&self) -> String {
         self.addr().to_string()
+    }
+
+    /// The zones served (forward, IPv4 reverse, IPv6 reverse), absolute names.
+    pub fn zones(&self) -> &[String] {
+        &self.zones
+    }
+
+    /// `named`'s process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A command that runs `program` where `named` runs (inside its namespace, if any).
+    fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, program]);
+                c
+            }
+            None => Command::new(program),
+        }
     }
 
     /// The `tsig-keygen` output (`key "oemesh-update" { algorithm hmac-sha256; secret "..."; };`).
@@ -170,12 +258,14 @@ impl Bind {
         fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
     }
 
-    /// Runs `dig @127.0.0.1 -p PORT +noall +answer +time=2 +tries=1 ARGS...` and
-    /// returns its standard output; fails when dig does.
+    /// Runs `dig @ADDR -p PORT +noall +answer +time=2 +tries=1 ARGS...` (inside
+    /// the server's namespace, if any) and returns its standard output; fails
+    /// when dig does.
     pub fn dig(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("dig")
-            .arg("@127.0.0.1")
-            .args(["-p", &self.port.to_string()])
+        let out = self
+            .command("dig")
+            .arg(format!("@{}", self.addr.ip()))
+            .args(["-p", &self.port().to_string()])
             .args(["+noall", "+answer", "+time=2", "+tries=1"])
             .args(args)
             .output()
@@ -194,7 +284,8 @@ impl Bind {
     /// `nsupdate -k` and the instance's TSIG key.
     pub fn nsupdate(&self, script: &str) -> Result<()> {
         use std::io::Write as _;
-        let mut child = Command::new("nsupdate")
+        let mut child = self
+            .command("nsupdate")
             .arg("-k")
             .arg(self.tsig_key_file())
             .stdin(Stdio::piped())
@@ -202,7 +293,11 @@ impl Bind {
             .stderr(Stdio::piped())
             .spawn()
             .context("running nsupdate")?;
-        let input = format!("server 127.0.0.1 {}\n{script}\nsend\nquit\n", self.port);
+        let input = format!(
+            "server {} {}\n{script}\nsend\nquit\n",
+            self.addr.ip(),
+            self.port()
+        );
         child
             .stdin
             .take()
@@ -238,33 +333,51 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Where and what one instance serves.
+struct Layout {
+    netns: Option<String>,
+    addr: SocketAddr,
+    forward_zone: String,
+    /// Names in the forward zone and their addresses (`ns` first).
+    hosts: Vec<(String, IpAddr)>,
+}
+
 /// `example.test.` → `example.test.zone`.
 fn zone_file_name(zone: &str) -> String {
     format!("{}zone", zone)
 }
 
-fn zone_file(zone: &str) -> String {
+fn zone_file(zone: &str, layout: &Layout) -> String {
+    let fwd = &layout.forward_zone;
     let mut z = format!(
         "$TTL 300\n\
-         @ IN SOA ns.{FORWARD_ZONE} hostmaster.{FORWARD_ZONE} 1 3600 600 86400 300\n\
-         @ IN NS ns.{FORWARD_ZONE}\n"
+         @ IN SOA ns.{fwd} hostmaster.{fwd} 1 3600 600 86400 300\n\
+         @ IN NS ns.{fwd}\n"
     );
-    if zone == FORWARD_ZONE {
-        z.push_str("ns IN A 127.0.0.1\n");
+    if zone == fwd {
+        for (name, addr) in &layout.hosts {
+            let rr = if addr.is_ipv4() { "A" } else { "AAAA" };
+            z.push_str(&format!("{name} IN {rr} {addr}\n"));
+        }
     }
     z
 }
 
-fn named_conf(dir: &Path, port: u16) -> String {
+fn named_conf(dir: &Path, layout: &Layout, zones: &[String]) -> String {
     let d = dir.display();
+    let port = layout.addr.port();
+    let (v4, v6) = match layout.addr.ip() {
+        IpAddr::V4(a) => (a.to_string(), "none".to_owned()),
+        IpAddr::V6(a) => ("none".to_owned(), a.to_string()),
+    };
     let mut conf = format!(
         r#"options {{
     directory "{d}";
     pid-file "{d}/named.pid";
     session-keyfile "{d}/session.key";
     managed-keys-directory "{d}";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
+    listen-on port {port} {{ {v4}; }};
+    listen-on-v6 port {port} {{ {v6}; }};
     recursion no;
     dnssec-validation no;
     allow-query {{ any; }};
@@ -276,7 +389,7 @@ include "{d}/tsig.key";
 include "{d}/readonly.key";
 "#
     );
-    for zone in [FORWARD_ZONE, REVERSE_V4_ZONE, REVERSE_V6_ZONE] {
+    for zone in zones {
         let apex = zone.trim_end_matches('.');
         let file = zone_file_name(zone);
         conf.push_str(&format!(

@@ -3,10 +3,12 @@
 //! What oemesh's integration tests and the testnet share: starting a real BIND 9,
 //! building network namespaces joined by veth pairs, running a real strongSwan
 //! `charon` inside one, and child processes that are ended (by PID) when dropped.
-//! Everything created here is removed again on drop.
+//! The whole namespace testnet (dns, alice, bob, carol, dave on one switch) is
+//! [`topology::Testnet`]. Everything created here is removed again on drop.
 
 pub mod bind;
 pub mod capture;
 pub mod netns;
 pub mod process;
 pub mod strongswan;
+pub mod topology;

@@ -1,0 +1,316 @@
+//! Helpers of the end-to-end tests: the testnet with this crate's `oemesh`,
+//! UDP and TCP echo servers inside namespaces, clients that run inside a
+//! namespace, and analysis of what the switch captured.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use oemesh_testkit::capture::{IKE_PORT, NAT_T_PORT, Packet};
+use oemesh_testkit::topology::{AgentConfig, Binaries, Host, Options, Testnet};
+
+/// The agent binary cargo built for these tests.
+pub(crate) const OEMESH: &str = env!("CARGO_BIN_EXE_oemesh");
+
+/// Bound on one decision (DNS + IKE + margin) in these tests.
+pub(crate) const DECISION: Duration = Duration::from_secs(20);
+
+/// A testnet whose agents all run `config`. `dnskeys` is found next to
+/// `oemesh` (or built there): see `Binaries::locate`.
+pub(crate) fn testnet(label: &str, config: AgentConfig) -> Testnet {
+    oemesh_testkit::process::require_root();
+    let bins = Binaries::locate(std::path::Path::new(OEMESH)).expect("oemesh and dnskeys binaries");
+    let mut opts = Options::new(label, bins);
+    opts.agent = config;
+    opts.keep = std::env::var_os("OEMESH_E2E_KEEP").is_some();
+    Testnet::up(opts).expect("testnet comes up")
+}
+
+/// What a [`UdpEcho`] or [`TcpEcho`] got.
+type Received = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// A UDP server in a host's namespace that records each datagram and echoes it.
+#[derive(Debug)]
+pub(crate) struct UdpEcho {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    received: Received,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    /// Binds `host:port` and serves until dropped.
+    pub(crate) fn start(host: &Host, port: u16) -> UdpEcho {
+        let addr = SocketAddr::new(host.ip(), port);
+        let socket = host.netns().bind_udp(addr).expect("bind UDP echo");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Received::default();
+        let (s, r) = (stop.clone(), received.clone());
+        let thread = thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    r.lock().expect("lock").push(buf[..n].to_vec());
+                    let _ = socket.send_to(&buf[..n], from);
+                }
+            }
+        });
+        UdpEcho {
+            addr,
+            stop,
+            received,
+            thread: Some(thread),
+        }
+    }
+
+    /// The server's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every datagram received so far.
+    pub(crate) fn received(&self) -> Vec<Vec<u8>> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A UDP client socket bound to `host`'s address inside its namespace.
+pub(crate) fn udp_client(host: &Host) -> UdpSocket {
+    host.netns()
+        .bind_udp(SocketAddr::new(host.ip(), 0))
+        .expect("bind UDP client")
+}
+
+/// Sends `payload` from `socket` to `to` once and waits (up to `timeout`) for
+/// the echo. No retry: a first datagram lost on the way fails this.
+pub(crate) fn udp_once(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<()> {
+    socket.send_to(payload, to)?;
+    recv_echo(socket, payload, Instant::now() + timeout)
+}
+
+/// Sends `payload` every 500 ms until its echo comes back (up to `timeout`).
+pub(crate) fn udp_until_echo(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        socket.send_to(payload, to)?;
+        let slot = (Instant::now() + Duration::from_millis(500)).min(deadline);
+        match recv_echo(socket, payload, slot) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("no echo from {to} within {timeout:?}")));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn recv_echo(socket: &UdpSocket, payload: &[u8], deadline: Instant) -> Result<()> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("no echo of a {}-byte datagram", payload.len());
+        }
+        socket.set_read_timeout(Some(left))?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) if &buf[..n] == payload => return Ok(()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e).context("recv"),
+        }
+    }
+}
+
+/// A TCP server in a host's namespace: per connection, reads to EOF, records
+/// the bytes and sends them back.
+#[derive(Debug)]
+pub(crate) struct TcpEcho {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    received: Received,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TcpEcho {
+    /// Listens on `host:port` until dropped.
+    pub(crate) fn start(host: &Host, port: u16) -> TcpEcho {
+        let addr = SocketAddr::new(host.ip(), port);
+        let listener = host.netns().bind_tcp(addr).expect("bind TCP echo");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Received::default();
+        let (s, r) = (stop.clone(), received.clone());
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(20)));
+                        let mut data = Vec::new();
+                        if conn.read_to_end(&mut data).is_ok() {
+                            let _ = conn.write_all(&data);
+                            r.lock().expect("lock").push(data);
+                        }
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        TcpEcho {
+            addr,
+            stop,
+            received,
+            thread: Some(thread),
+        }
+    }
+
+    /// The server's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What each connection sent so far.
+    pub(crate) fn received(&self) -> Vec<Vec<u8>> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for TcpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Connects from `host` to `to`, sends `payload`, half-closes, and checks the
+/// echo; all within `timeout` (TCP's own retransmissions recover losses).
+pub(crate) fn tcp_exchange(
+    host: &Host,
+    to: SocketAddr,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<()> {
+    let mut stream = host
+        .netns()
+        .run(|| TcpStream::connect_timeout(&to, timeout))?
+        .with_context(|| format!("{}: connecting to {to}", host.name()))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(payload)?;
+    stream.shutdown(Shutdown::Write)?;
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).context("reading the echo")?;
+    if back != payload {
+        bail!(
+            "echo differs: {} bytes back, {} sent",
+            back.len(),
+            payload.len()
+        );
+    }
+    Ok(())
+}
+
+/// A payload of `len` bytes that contains `marker` several times.
+pub(crate) fn marked_payload(marker: &[u8], len: usize) -> Vec<u8> {
+    marker
+        .iter()
+        .copied()
+        .cycle()
+        .take(len.max(marker.len()))
+        .collect()
+}
+
+/// Whether `needle` occurs in `hay`.
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether a packet is IKE or ESP-in-UDP: UDP with 500 or 4500 at both ends.
+pub(crate) fn is_ipsec(p: &Packet) -> bool {
+    let ok = |port: u16| port == IKE_PORT || port == NAT_T_PORT;
+    p.ports.is_some_and(|(s, d)| ok(s) && ok(d))
+}
+
+/// Packets between `a` and `b` (either direction).
+pub(crate) fn between(packets: &[Packet], a: IpAddr, b: IpAddr) -> Vec<&Packet> {
+    packets
+        .iter()
+        .filter(|p| (p.src == a && p.dst == b) || (p.src == b && p.dst == a))
+        .collect()
+}
+
+/// Short description of a packet for failure messages.
+pub(crate) fn show(p: &Packet) -> String {
+    format!(
+        "{} -> {} proto {} ports {:?} {} bytes",
+        p.src,
+        p.dst,
+        p.protocol,
+        p.ports,
+        p.payload.len()
+    )
+}
+
+/// Asserts that everything between `a` and `b` on the wire is IKE or
+/// ESP-in-UDP, that some of it is ESP, and that `marker` is nowhere.
+pub(crate) fn assert_only_ipsec(packets: &[Packet], a: IpAddr, b: IpAddr, marker: &[u8]) {
+    let pair = between(packets, a, b);
+    let other: Vec<String> = pair
+        .iter()
+        .filter(|p| !is_ipsec(p))
+        .map(|p| show(p))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "non-IPsec packets between {a} and {b}:\n{}",
+        other.join("\n")
+    );
+    assert!(
+        pair.iter().any(|p| p.is_esp_in_udp()),
+        "no ESP-in-UDP between {a} and {b} ({} packets)",
+        pair.len()
+    );
+    assert_marker_absent(packets, marker);
+}
+
+/// Asserts that `marker` appears in no captured packet.
+pub(crate) fn assert_marker_absent(packets: &[Packet], marker: &[u8]) {
+    let leaks: Vec<String> = packets
+        .iter()
+        .filter(|p| contains(&p.payload, marker))
+        .map(show)
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "the marker crossed the wire in the clear:\n{}",
+        leaks.join("\n")
+    );
+}
