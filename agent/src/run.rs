@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
@@ -109,6 +109,8 @@ struct Agent {
     kernel: Option<Arc<KernelActions>>,
     tasks: JoinSet<Result<()>>,
     control_path: Option<std::path::PathBuf>,
+    /// Tells the control plane to delete its IKE SAs before the tasks stop.
+    control_shutdown: Option<oneshot::Sender<oneshot::Sender<()>>>,
 }
 
 impl Agent {
@@ -252,6 +254,8 @@ impl Agent {
             queue_drops: AtomicU64::new(0),
         });
         let endpoint = Endpoint::new(ike_config(cfg, address, key.as_ref()), os_seed()?);
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        self.control_shutdown = Some(shutdown_tx);
         let machine = Machine::new(machine_config(cfg), cfg.policy.core().clone());
         let control = ControlPlane::new(
             Settings {
@@ -272,6 +276,7 @@ impl Agent {
                 ike: ike_rx,
                 notices,
                 requests,
+                shutdown: shutdown_rx,
             },
         );
         self.tasks.spawn(async move {
@@ -334,6 +339,13 @@ impl Agent {
     }
 
     async fn teardown(&mut self, cfg: &Config) {
+        if let Some(shutdown) = self.control_shutdown.take() {
+            let (done_tx, done_rx) = oneshot::channel();
+            if shutdown.send(done_tx).is_ok() {
+                // Bounded: a stuck socket must not keep the host's routes in place.
+                let _ = tokio::time::timeout(Duration::from_secs(1), done_rx).await;
+            }
+        }
         self.tasks.shutdown().await;
         if let Some(path) = self.control_path.take() {
             // The server removes it when dropped (by the shutdown above).

@@ -55,6 +55,9 @@ pub struct Inputs {
     pub notices: mpsc::UnboundedReceiver<Notice>,
     /// Control-socket requests.
     pub requests: mpsc::Receiver<ControlRequest>,
+    /// Shutdown: the control plane deletes its IKE SAs (so peers stop sending
+    /// to this host at once, RFC 7296 §1.4.1) and answers on the inner sender.
+    pub shutdown: oneshot::Receiver<oneshot::Sender<()>>,
 }
 
 /// Settings the control plane needs besides core's own configuration.
@@ -177,6 +180,13 @@ impl ControlPlane {
             let deadline = self.next_deadline();
             tokio::select! {
                 biased;
+                done = &mut self.inputs.shutdown => {
+                    self.close_all().await;
+                    if let Ok(done) = done {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
                 req = self.inputs.requests.recv() => match req {
                     Some((req, reply)) => self.on_request(req, reply),
                     None => return,
@@ -193,6 +203,30 @@ impl ControlPlane {
                 () = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()).await,
             }
             self.drive().await;
+        }
+    }
+
+    /// Deletes every IKE SA and sends the INFORMATIONAL requests once, without
+    /// waiting for answers: the host is going away, and a peer that misses the
+    /// request still finds out through its liveness checks.
+    async fn close_all(&mut self) {
+        let now = Instant::now();
+        let handles: Vec<SaHandle> = self
+            .sas
+            .keys()
+            .chain(self.attempts.keys())
+            .copied()
+            .collect();
+        for &sa in &handles {
+            self.endpoint.close(now, sa);
+        }
+        let mut sent = 0;
+        while let Some(t) = self.endpoint.poll_transmit() {
+            self.transmit(t).await;
+            sent += 1;
+        }
+        if sent > 0 {
+            tracing::info!("shutdown: sent IKE DELETE to {sent} peer(s)");
         }
     }
 
