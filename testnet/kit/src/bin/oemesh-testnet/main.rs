@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! oemesh-testnet demo [--keep] [--quiet]   # the namespace testnet demo (root)
+//! oemesh-testnet container dns|host …      # entry point of the compose containers
+//! oemesh-testnet send|expect-peer …        # run inside a container by compose-check
+//! oemesh-testnet check-pcap FILE FLOW…     # the verdict on the compose bridge's capture
 //! ```
 //!
 //! `demo` brings up the namespace testnet ([`oemesh_testkit::topology`]) with
@@ -12,6 +15,7 @@
 //! the clear one in the clear. Exit status 0: every check passed; 1: some
 //! failed; 130: interrupted (SIGINT/SIGTERM; everything is torn down first).
 
+mod container;
 mod demo;
 mod report;
 mod traffic;
@@ -52,7 +56,12 @@ fn catch_signals() -> anyhow::Result<()> {
     Ok(())
 }
 
-const USAGE: &str = "usage: oemesh-testnet demo [--keep] [--quiet]";
+const USAGE: &str = "usage: oemesh-testnet demo [--keep] [--quiet]
+       oemesh-testnet container dns
+       oemesh-testnet container host IP [--publish] [--agent]
+       oemesh-testnet send FROM TO MARKER
+       oemesh-testnet expect-peer PEER STATE [AUTH]
+       oemesh-testnet check-pcap FILE FLOW...   (FLOW: a=IP,b=IP,private|clear,AUTH|clear,MARKER)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,6 +80,33 @@ fn main() -> ExitCode {
                 }
             }
             demo::run(&d)
+        }
+        Some("container") => match args.get(1).map(String::as_str) {
+            Some("dns") => container::dns().map(|()| true),
+            Some("host") => {
+                let Some(Ok(ip)) = args.get(2).map(|a| a.parse()) else {
+                    return usage();
+                };
+                let flag = |f: &str| args[3..].iter().any(|a| a == f);
+                container::host(ip, flag("--publish"), flag("--agent")).map(|()| true)
+            }
+            _ => return usage(),
+        },
+        Some("send") => match (args.get(1), args.get(2), args.get(3)) {
+            (Some(from), Some(to), Some(marker)) => match (from.parse(), to.parse()) {
+                (Ok(from), Ok(to)) => container::send(from, to, marker).map(|()| true),
+                _ => return usage(),
+            },
+            _ => return usage(),
+        },
+        Some("expect-peer") => match (args.get(1).map(|a| a.parse()), args.get(2)) {
+            (Some(Ok(peer)), Some(state)) => {
+                container::expect_peer(peer, state, args.get(3).map(String::as_str)).map(|()| true)
+            }
+            _ => return usage(),
+        },
+        Some("check-pcap") if args.len() > 2 => {
+            container::check_pcap(std::path::Path::new(&args[1]), &args[2..])
         }
         _ => return usage(),
     };
