@@ -1,0 +1,364 @@
+//! The namespace demo: the testnet up, visible traffic on three flows, what the
+//! agents say, what the sniffer saw, and a verdict per flow.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use oemesh_testkit::topology::{Binaries, Host, Options, Testnet};
+
+use crate::report::{Row, print_table};
+use crate::traffic::{self, EchoServers};
+use crate::wire::{Evidence, Flow};
+use crate::{interrupted, say};
+
+/// Bound on one flow's first packet (DNS + IKE + the agents' margins).
+const DECISION: Duration = Duration::from_secs(15);
+/// Size of the TCP transfer of each flow.
+const TCP_BYTES: usize = 1 << 20;
+
+/// `demo` options.
+#[derive(Debug, Default)]
+pub(crate) struct DemoArgs {
+    /// Leave the testnet running at the end.
+    pub(crate) keep: bool,
+    /// Only the summary table (and failures).
+    pub(crate) quiet: bool,
+}
+
+/// What one flow produced.
+#[derive(Debug)]
+struct Outcome {
+    flow: Flow,
+    /// Traffic or agent-view failures, in order.
+    problems: Vec<String>,
+    evidence: Evidence,
+}
+
+/// Runs the demo; `Ok(true)` when every check passed.
+pub(crate) fn run(args: &DemoArgs) -> Result<bool> {
+    let started = Instant::now();
+    let quiet = args.quiet;
+    let bins = Binaries::from_test_target_dir()?;
+    let mut opts = Options::new("demo", bins);
+    opts.keep = args.keep;
+    if !quiet {
+        say!(
+            "oemesh testnet: one switch, BIND 9 on dns, agents on alice, bob and carol, none on dave"
+        );
+    }
+    let net = Testnet::up(opts).context("bringing the testnet up")?;
+    if !quiet {
+        say!(
+            "  up in {:.1} s: dns 192.0.2.53, alice .10 and bob .20 (keys made with `dnskeys keygen`,",
+            started.elapsed().as_secs_f64()
+        );
+        say!(
+            "  published with `dnskeys publish` + TSIG), carol .30 (agent, no key), dave .40 (no agent)"
+        );
+    }
+    let result = drive(&net, quiet);
+    let ok = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            say!("demo failed: {e:#}");
+            false
+        }
+    };
+    if !ok && !interrupted() {
+        save_logs(&net);
+    }
+    if interrupted() {
+        say!("interrupted: tearing the testnet down");
+        net.down()?;
+        bail!("interrupted");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if args.keep {
+        say!("\nleft running ({secs:.1} s so far); enter a host with `ip netns exec <ns> bash`:");
+        // Dropping a kept testnet prints how to reach each host and leaks it.
+        drop(net);
+    } else {
+        net.down()?;
+        if !quiet {
+            say!(
+                "\ntorn down; {} in {secs:.1} s",
+                if ok {
+                    "all checks passed"
+                } else {
+                    "SOME CHECKS FAILED"
+                }
+            );
+        } else {
+            say!(
+                "{} in {secs:.1} s",
+                if ok {
+                    "all checks passed"
+                } else {
+                    "SOME CHECKS FAILED"
+                }
+            );
+        }
+    }
+    Ok(ok)
+}
+
+fn drive(net: &Testnet, quiet: bool) -> Result<bool> {
+    let flows = [
+        flow(net.alice(), net.bob(), true, "authenticated"),
+        flow(net.alice(), net.dave(), false, "clear"),
+        flow(net.carol(), net.bob(), true, "anonymous"),
+    ];
+    let capture = net.capture("demo")?;
+    let bob = net.bob();
+    let dave = net.dave();
+    let _servers = [
+        bob.netns().run(move || EchoServers::start(bob.ip()))??,
+        dave.netns().run(move || EchoServers::start(dave.ip()))??,
+    ];
+    if !quiet {
+        say!("  sniffer: tcpdump on the switch; echo servers on bob and dave (UDP 7001, TCP 7002)");
+    }
+    let mut outcomes = Vec::new();
+    for f in &flows {
+        let from = host(net, &f.from);
+        let mut problems = traffic_of(from, f, quiet);
+        if interrupted() {
+            bail!("interrupted");
+        }
+        problems.extend(agents_view(net, f, quiet));
+        outcomes.push(Outcome {
+            flow: f.clone(),
+            problems,
+            evidence: Evidence::default(),
+        });
+    }
+    if !quiet {
+        for h in [net.alice(), net.bob()] {
+            say!("\n$ oemesh peers        # on {}", h.name());
+            match h.oemesh_cli(&["peers"]) {
+                Ok(table) => print!("{table}"),
+                Err(e) => say!("  (oemesh peers failed: {e:#})"),
+            }
+        }
+    }
+    let packets = capture.stop()?;
+    if !quiet {
+        say!(
+            "\nOn the wire (tcpdump on the switch, {} packets):",
+            packets.len()
+        );
+    }
+    let mut rows = Vec::new();
+    let mut all_ok = true;
+    for o in &mut outcomes {
+        o.evidence = Evidence::of(&o.flow, &packets);
+        let wire_ok = o.evidence.as_expected(&o.flow);
+        let ok = wire_ok && o.problems.is_empty();
+        all_ok &= ok;
+        if !quiet {
+            say!(
+                "  {:<13} {}",
+                o.flow.label().replace('→', "↔"),
+                o.evidence.summary()
+            );
+        }
+        rows.push(Row {
+            flow: o.flow.label(),
+            expected: expected(&o.flow),
+            seen: o.evidence.summary(),
+            ok,
+        });
+    }
+    say!("");
+    print_table(&rows);
+    for o in outcomes.iter().filter(|o| !o.problems.is_empty()) {
+        for p in &o.problems {
+            say!("  ✘ {}: {p}", o.flow.label());
+        }
+    }
+    Ok(all_ok)
+}
+
+fn host<'a>(net: &'a Testnet, name: &str) -> &'a Host {
+    net.host(name).unwrap_or_else(|| net.alice())
+}
+
+fn flow(from: &Host, to: &Host, private: bool, expect: &'static str) -> Flow {
+    Flow {
+        from: from.name().to_owned(),
+        to: to.name().to_owned(),
+        from_ip: from.ip(),
+        to_ip: to.ip(),
+        marker: format!("OEMESH-DEMO-MARKER[{}->{}]", from.name(), to.name()),
+        private,
+        expect,
+    }
+}
+
+fn expected(f: &Flow) -> String {
+    if f.private {
+        format!("private, {}", f.expect)
+    } else {
+        "clear".to_owned()
+    }
+}
+
+/// Ping, UDP and TCP from `from` along `f`; the problems met.
+fn traffic_of(from: &Host, f: &Flow, quiet: bool) -> Vec<String> {
+    if !quiet {
+        let why = match (f.private, f.expect) {
+            (false, _) => "no agent, no key: expect clear after a bounded wait",
+            (true, "anonymous") => "carol publishes no key: expect private, anonymous",
+            (true, _) => "both publish keys: expect private, authenticated",
+        };
+        say!("\n{}  ({why})", f.label());
+    }
+    let (src, dst) = (f.from_ip, f.to_ip);
+    let mut problems = Vec::new();
+    let marker = f.marker.clone();
+    let ping = from
+        .netns()
+        .run(move || traffic::ping(src, dst, &marker, 3, DECISION))
+        .and_then(|r| r);
+    report(
+        &mut problems,
+        quiet,
+        "ping",
+        ping.map(|first| {
+            format!(
+                "4 echo replies; the first after {:.2} s (held while DNS + IKE ran)",
+                first.as_secs_f64()
+            )
+        }),
+    );
+    if interrupted() {
+        return problems;
+    }
+    let datagram = traffic::marked(&f.marker, 200);
+    let udp = from
+        .netns()
+        .run(|| traffic::udp_exchange(src, dst, &datagram, 5, DECISION))
+        .and_then(|r| r);
+    report(
+        &mut problems,
+        quiet,
+        "udp",
+        udp.map(|()| "5 datagrams of 200 bytes echoed".to_owned()),
+    );
+    if interrupted() {
+        return problems;
+    }
+    let big = traffic::marked(&f.marker, TCP_BYTES);
+    let tcp = from
+        .netns()
+        .run(|| traffic::tcp_exchange(src, dst, &big, DECISION))
+        .and_then(|r| r);
+    report(
+        &mut problems,
+        quiet,
+        "tcp",
+        tcp.map(|t| format!("1 MiB sent and echoed back in {:.2} s", t.as_secs_f64())),
+    );
+    problems
+}
+
+fn report(problems: &mut Vec<String>, quiet: bool, what: &str, r: Result<String>) {
+    match r {
+        Ok(line) if !quiet => say!("  {what:<5} ✔ {line}"),
+        Ok(_) => {}
+        Err(e) => {
+            if !quiet {
+                say!("  {what:<5} ✘ {e:#}");
+            }
+            problems.push(format!("{what}: {e:#}"));
+        }
+    }
+}
+
+/// Whether both agents (those that run one) see the flow as expected.
+fn agents_view(net: &Testnet, f: &Flow, quiet: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let pairs = [(&f.from, f.to_ip, &f.to), (&f.to, f.from_ip, &f.from)];
+    for (viewer, peer, peer_name) in pairs {
+        let h = host(net, viewer);
+        if !h.runs_agent() {
+            continue;
+        }
+        // What this end should say: the far end's authentication, seen from here.
+        let want_auth = match (f.private, f.expect, viewer == &f.from) {
+            (false, _, _) => None,
+            // The initiator authenticated the responder either way: bob has a key.
+            (true, "anonymous", true) => Some("authenticated"),
+            (true, auth, _) => Some(auth),
+        };
+        let want_state = if f.private { "private" } else { "clear" };
+        let got = h.wait_peer(peer, "the expected state", Duration::from_secs(5), |p| {
+            p.state == want_state && want_auth.is_none_or(|a| p.auth.as_deref() == Some(a))
+        });
+        match got {
+            Ok(p) if !quiet => say!(
+                "  agent on {viewer}: {peer_name} is {}{}",
+                p.state,
+                match (&p.auth, p.state.as_str()) {
+                    (Some(a), _) => format!(", {a}"),
+                    (None, "clear") => format!(" ({})", p.reason),
+                    (None, _) => String::new(),
+                }
+            ),
+            Ok(_) => {}
+            Err(_) => {
+                let last = h.peer(peer).ok().flatten();
+                let msg = format!(
+                    "agent on {viewer} says {peer_name} is {}, expected {want_state}{}",
+                    last.map(|p| format!("{} {:?}", p.state, p.auth))
+                        .unwrap_or_else(|| "unknown".into()),
+                    want_auth.map(|a| format!(", {a}")).unwrap_or_default()
+                );
+                if !quiet {
+                    say!("  agent ✘ {msg}");
+                }
+                problems.push(msg);
+            }
+        }
+    }
+    problems
+}
+
+/// Copies the testnet's logs, configs and capture out of its temporary
+/// directory (which goes with the testnet) and prints where they are.
+fn save_logs(net: &Testnet) {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dest = PathBuf::from(format!("/tmp/oemesh-demo-failed-{stamp}"));
+    match copy_artifacts(net.dir(), &dest) {
+        Ok(files) => {
+            say!("logs kept in {}:", dest.display());
+            for f in files {
+                say!("  {}", f.display());
+            }
+        }
+        Err(e) => say!("could not keep the logs: {e:#}"),
+    }
+}
+
+fn copy_artifacts(from: &Path, to: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(to)?;
+    let mut copied = Vec::new();
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        let keep = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "log" | "toml" | "pcap"));
+        if keep && path.is_file() {
+            let target = to.join(path.file_name().context("file name")?);
+            std::fs::copy(&path, &target)?;
+            copied.push(target);
+        }
+    }
+    copied.sort();
+    Ok(copied)
+}

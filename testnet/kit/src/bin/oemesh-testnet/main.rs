@@ -1,0 +1,127 @@
+//! `oemesh-testnet`: the driver behind `testnet/demo` and `testnet/compose-check`.
+//!
+//! ```text
+//! oemesh-testnet demo [--keep] [--quiet]   # the namespace testnet demo (root)
+//! oemesh-testnet container dns|host …      # entry point of the compose containers
+//! oemesh-testnet send|expect-peer …        # run inside a container by compose-check
+//! oemesh-testnet check-pcap FILE FLOW…     # the verdict on the compose bridge's capture
+//! ```
+//!
+//! `demo` brings up the namespace testnet ([`oemesh_testkit::topology`]) with
+//! the `oemesh` and `dnskeys` binaries next to this one in the target
+//! directory (or `$OEMESH_BIN`, `$OEMESH_DNSKEYS`), sends ICMP, UDP and TCP
+//! with a marker inside along alice → bob, alice → dave and carol → bob, and
+//! checks on the switch's capture that private flows crossed as ESP only and
+//! the clear one in the clear. Exit status 0: every check passed; 1: some
+//! failed; 130: interrupted (SIGINT/SIGTERM; everything is torn down first).
+
+mod container;
+mod demo;
+mod report;
+mod traffic;
+mod wire;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Prints a line to stdout (flushing, so output interleaves sanely with tools).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+pub(crate) use say;
+
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Whether SIGINT, SIGTERM or SIGHUP arrived.
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.get().is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
+fn catch_signals() -> anyhow::Result<()> {
+    let flag = INTERRUPTED.get_or_init(Arc::default);
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(())
+}
+
+const USAGE: &str = "usage: oemesh-testnet demo [--keep] [--quiet]
+       oemesh-testnet container dns
+       oemesh-testnet container host IP [--publish] [--agent]
+       oemesh-testnet send FROM TO MARKER
+       oemesh-testnet expect-peer PEER STATE [AUTH]
+       oemesh-testnet check-pcap FILE FLOW...   (FLOW: a=IP,b=IP,private|clear,AUTH|clear,MARKER)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = catch_signals() {
+        eprintln!("oemesh-testnet: installing signal handlers: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => {
+            let mut d = demo::DemoArgs::default();
+            for a in &args[1..] {
+                match a.as_str() {
+                    "--keep" => d.keep = true,
+                    "--quiet" | "-q" => d.quiet = true,
+                    _ => return usage(),
+                }
+            }
+            demo::run(&d)
+        }
+        Some("container") => match args.get(1).map(String::as_str) {
+            Some("dns") => container::dns().map(|()| true),
+            Some("host") => {
+                let Some(Ok(ip)) = args.get(2).map(|a| a.parse()) else {
+                    return usage();
+                };
+                let flag = |f: &str| args[3..].iter().any(|a| a == f);
+                container::host(ip, flag("--publish"), flag("--agent")).map(|()| true)
+            }
+            _ => return usage(),
+        },
+        Some("send") => match (args.get(1), args.get(2), args.get(3)) {
+            (Some(from), Some(to), Some(marker)) => match (from.parse(), to.parse()) {
+                (Ok(from), Ok(to)) => container::send(from, to, marker).map(|()| true),
+                _ => return usage(),
+            },
+            _ => return usage(),
+        },
+        Some("expect-peer") => match (args.get(1).map(|a| a.parse()), args.get(2)) {
+            (Some(Ok(peer)), Some(state)) => {
+                container::expect_peer(peer, state, args.get(3).map(String::as_str)).map(|()| true)
+            }
+            _ => return usage(),
+        },
+        Some("check-pcap") if args.len() > 2 => {
+            container::check_pcap(std::path::Path::new(&args[1]), &args[2..])
+        }
+        _ => return usage(),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(_) if interrupted() => ExitCode::from(130),
+        Err(e) => {
+            eprintln!("oemesh-testnet: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("{USAGE}");
+    ExitCode::from(2)
+}
