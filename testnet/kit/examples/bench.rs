@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use oemesh_testkit::iperf;
-use oemesh_testkit::probe::{self, UdpEcho};
+use oemesh_testkit::probe::{self, Drops, UdpEcho};
 use oemesh_testkit::process::{self, Child};
 use oemesh_testkit::strongswan::{self, Charon, CharonConfig, Ed25519Key, StartAction};
 use oemesh_testkit::topology::{Binaries, Host, Options, Testnet};
@@ -154,17 +154,21 @@ const VARIANTS: [Variant; 6] = [
 ];
 
 /// The metrics, in table order: (key, column title, unit, higher is better).
-const METRICS: [(&str, &str, &str, bool); 10] = [
+const METRICS: [(&str, &str, &str, bool); 14] = [
     ("tcp1_gbps", "TCP 1 stream", "Gbit/s", true),
     ("tcp4_gbps", "TCP 4 streams", "Gbit/s", true),
     ("cpu1_s_per_gb", "CPU 1 stream", "s/GB", false),
     ("cpu4_s_per_gb", "CPU 4 streams", "s/GB", false),
     ("icmp_rtt_us", "ICMP RTT", "µs", false),
     ("udp_rtt_us", "UDP RTT", "µs", false),
-    ("cold_ms", "cold 1st packet", "ms", false),
+    ("cold0_ms", "cold: datagram 0 arrives", "ms", false),
+    ("cold_ms", "cold: 1st arrival", "ms", false),
     ("cold_lost", "1st packets lost", "pkts", false),
     ("cold_first_seq", "1st delivered #", "seq", false),
     ("cold_reordered", "reordered", "pkts", false),
+    ("retrans1", "TCP retransmits x1", "segs", false),
+    ("udp_drops1", "UDP buffer drops x1", "pkts", false),
+    ("link_drops1", "interface drops x1", "pkts", false),
 ];
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -381,18 +385,33 @@ fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> 
             (4, "tcp4_gbps", "cpu4_s_per_gb"),
         ] {
             check_interrupt()?;
+            let drops_before = [Drops::read(alice)?, Drops::read(bob)?];
             let before = tunnel.cpu()?;
             let r = iperf::run_client(alice, tunnel.dst, args.duration, streams)
                 .with_context(|| format!("{}: iperf3 -P {streams}", v.name))?;
             let cpu = tunnel.cpu()?.saturating_sub(before);
+            let drops = [
+                Drops::read(alice)?.since(drops_before[0]),
+                Drops::read(bob)?.since(drops_before[1]),
+            ];
+            let (udp_drops, link_drops) = (
+                drops[0].udp_buffer + drops[1].udp_buffer,
+                drops[0].link + drops[1].link,
+            );
             let gbps = r.bits_per_second / 1e9;
             eprintln!(
-                "  {} run {}: TCP x{streams} {gbps:.2} Gbit/s, {} retransmits, daemons {:.2} CPU-s",
+                "  {} run {}: TCP x{streams} {gbps:.2} Gbit/s, {} retransmits, daemons {:.2} CPU-s, \
+                 drops: {udp_drops} UDP buffer, {link_drops} interface",
                 v.name,
                 run + 1,
                 r.retransmits,
                 cpu.as_secs_f64()
             );
+            if streams == 1 {
+                s.entry("retrans1").or_default().push(r.retransmits as f64);
+                s.entry("udp_drops1").or_default().push(udp_drops as f64);
+                s.entry("link_drops1").or_default().push(link_drops as f64);
+            }
             s.entry(bw_key).or_default().push(gbps);
             if !tunnel.pids().is_empty() && r.bytes > 0 {
                 s.entry(cpu_key)
@@ -444,7 +463,7 @@ fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> 
             tunnel.src,
             bob,
             SocketAddr::new(tunnel.dst, COLD_PORT),
-            Duration::from_millis(5),
+            Duration::from_millis(1),
             Duration::from_secs(15),
             20,
             trigger,
@@ -460,6 +479,9 @@ fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> 
             p.sent,
             p.reordered
         );
+        if let Some(z) = p.zero_arrival {
+            s.entry("cold0_ms").or_default().push(z.as_secs_f64() * 1e3);
+        }
         s.entry("cold_ms")
             .or_default()
             .push(p.first_arrival.as_secs_f64() * 1e3);
@@ -550,7 +572,7 @@ fn fmt_cell(v: Option<&Vec<f64>>, key: &str) -> String {
     let (m, lo, hi) = stat(v);
     let digits = match key {
         "tcp1_gbps" | "tcp4_gbps" | "cpu1_s_per_gb" | "cpu4_s_per_gb" => 2,
-        "cold_ms" => 1,
+        "cold_ms" | "cold0_ms" => 1,
         _ => 0,
     };
     if v.len() == 1 {
@@ -623,6 +645,7 @@ fn report(
         "cpu4_s_per_gb",
         "icmp_rtt_us",
         "udp_rtt_us",
+        "cold0_ms",
         "cold_ms",
     ];
     let _ = writeln!(

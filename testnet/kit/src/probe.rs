@@ -40,6 +40,63 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
     Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks()))
 }
 
+/// Where packets were dropped inside one namespace, as counters so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// `/proc/net/snmp` `Udp: RcvbufErrors` + `SndbufErrors`: UDP socket
+    /// buffers full.
+    pub udp_buffer: u64,
+    /// The `dropped` counters (RX + TX) of every interface (`ip -s -j link`):
+    /// e.g. a TUN whose reader did not keep up.
+    pub link: u64,
+}
+
+impl Drops {
+    /// The counters of namespace `ns` now.
+    pub fn read(ns: &Netns) -> Result<Drops> {
+        let snmp = ns.exec(&["cat", "/proc/net/snmp"], Duration::from_secs(5))?;
+        let udp_buffer = parse_snmp_udp_buffer(&String::from_utf8_lossy(&snmp.stdout))?;
+        let links = ns.ip(&["-s", "-j", "link", "show"])?;
+        let v: serde_json::Value = serde_json::from_str(&links).context("ip -s -j link JSON")?;
+        let link = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|l| {
+                        let d = |dir: &str| l["stats64"][dir]["dropped"].as_u64().unwrap_or(0);
+                        d("rx") + d("tx")
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        Ok(Drops { udp_buffer, link })
+    }
+
+    /// `self - earlier`, counter by counter (saturating).
+    pub fn since(self, earlier: Drops) -> Drops {
+        Drops {
+            udp_buffer: self.udp_buffer.saturating_sub(earlier.udp_buffer),
+            link: self.link.saturating_sub(earlier.link),
+        }
+    }
+}
+
+/// `RcvbufErrors + SndbufErrors` from the `Udp:` lines of `/proc/net/snmp`.
+fn parse_snmp_udp_buffer(text: &str) -> Result<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = lines
+        .next()
+        .zip(lines.next())
+        .context("no Udp: lines in /proc/net/snmp")?;
+    let sum = names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .filter(|(n, _)| matches!(*n, "RcvbufErrors" | "SndbufErrors"))
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum();
+    Ok(sum)
+}
+
 /// `getconf CLK_TCK`, 100 if that fails.
 fn clock_ticks() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
@@ -236,6 +293,8 @@ pub struct ColdProbe {
     pub first_arrival: Duration,
     /// The sequence number of that first arrival.
     pub first_seq: u64,
+    /// From sending datagram 0 to its own arrival; `None` when it was lost.
+    pub zero_arrival: Option<Duration>,
     /// Datagrams sent in the probe.
     pub sent: u64,
     /// Datagrams sent that never arrived.
@@ -372,7 +431,12 @@ fn summarise(sends: &[Instant], got: &[(u64, Instant)]) -> Result<ColdProbe> {
     }
     let sent = sends.len() as u64;
     let lost = (0..sent).filter(|s| !seen.contains_key(s)).count() as u64;
+    let zero_arrival = got
+        .iter()
+        .find(|(seq, _)| *seq == 0)
+        .map(|(_, at)| at.saturating_duration_since(t0));
     Ok(ColdProbe {
+        zero_arrival,
         first_arrival: first_at.saturating_duration_since(t0),
         first_seq,
         sent,
@@ -406,5 +470,16 @@ mod tests {
         assert_eq!(p.lost, 2);
         assert_eq!(p.reordered, 1);
         assert_eq!(p.sent, 5);
+        assert_eq!(p.zero_arrival, None);
+    }
+
+    #[test]
+    fn snmp_udp_buffer_errors_parse() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+            Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors\n\
+            Udp: 10 0 7 12 5 2 0\n\
+            UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors\n\
+            UdpLite: 0 0 0 0 9 9 0\n";
+        assert_eq!(parse_snmp_udp_buffer(text).unwrap(), 7);
     }
 }
