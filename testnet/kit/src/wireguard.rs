@@ -33,6 +33,8 @@ use crate::process::{self, Child, wait_until};
 
 /// The UDP port both ends listen on.
 pub const PORT: u16 = 51820;
+/// The tunnel interface's MTU (wg-quick's default).
+pub const MTU: u16 = 1420;
 /// Where boringtun puts its UAPI sockets.
 pub const UAPI_DIR: &str = "/var/run/wireguard";
 
@@ -233,6 +235,8 @@ fn configure(end: End<'_>, iface: &str, key: &Path, peer_pub: &str, peer: End<'_
         )
         .with_context(|| format!("wg set {iface}"))?;
     end.ns.add_addr(iface, &format!("{}/24", end.inner))?;
-    end.ns.ip(&["link", "set", iface, "up"])?;
+    // What wg-quick sets: 1500 minus the worst-case (IPv6) WireGuard overhead.
+    // boringtun leaves its TUN at 1500, whose packets would then fragment.
+    end.ns.ip(&["link", "set", iface, "mtu", &MTU.to_string(), "up"])?;
     Ok(())
 }
