@@ -237,6 +237,7 @@ fn configure(end: End<'_>, iface: &str, key: &Path, peer_pub: &str, peer: End<'_
     end.ns.add_addr(iface, &format!("{}/24", end.inner))?;
     // What wg-quick sets: 1500 minus the worst-case (IPv6) WireGuard overhead.
     // boringtun leaves its TUN at 1500, whose packets would then fragment.
-    end.ns.ip(&["link", "set", iface, "mtu", &MTU.to_string(), "up"])?;
+    end.ns
+        .ip(&["link", "set", iface, "mtu", &MTU.to_string(), "up"])?;
     Ok(())
 }
