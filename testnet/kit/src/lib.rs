@@ -8,7 +8,10 @@
 
 pub mod bind;
 pub mod capture;
+pub mod iperf;
 pub mod netns;
+pub mod probe;
 pub mod process;
 pub mod strongswan;
 pub mod topology;
+pub mod wireguard;

@@ -1,0 +1,838 @@
+//! Tunnels side by side: oemesh, boringtun (userspace WireGuard) and strongSwan
+//! (charon with kernel-libipsec) measured in one run over the same path, plus
+//! the plain path as the ceiling. Run it through `testnet/bench` (root), which
+//! installs the tools and builds the binaries; see `docs/benchmarks.md`.
+//!
+//! The path: alice (192.0.2.10) and bob (192.0.2.20) of the namespace testnet
+//! (`oemesh_testkit::topology`), each on a veth into one bridge. Every tunnel
+//! runs between these two namespaces in turn, one at a time:
+//!
+//! - `veth`: no tunnel, TCP straight to 192.0.2.20;
+//! - `oemesh`: both agents running, OE to 192.0.2.20 (DNS + IKE on first packet);
+//! - `boringtun`: `boringtun-cli` on both ends, tunnel addresses 10.77.0.1/2;
+//! - `strongswan`: charon (kernel-libipsec) on both, host-to-host SA for
+//!   192.0.2.10 <-> 192.0.2.20, alice with `start_action = trap`.
+//!
+//! Every figure is the median of `--runs` runs, with min and max.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use oemesh_testkit::iperf;
+use oemesh_testkit::probe::{self, Drops, UdpEcho};
+use oemesh_testkit::process::{self, Child};
+use oemesh_testkit::strongswan::{self, Charon, CharonConfig, Ed25519Key, StartAction};
+use oemesh_testkit::topology::{Binaries, Host, Options, Testnet};
+use oemesh_testkit::wireguard::{Boringtun, End};
+use serde_json::json;
+
+const USAGE: &str = "usage: bench [--oemesh PATH] [--duration SECS] [--runs N] [--quick]
+             [--only NAME[,NAME…]] [--rtt-count N] [--json FILE] [--profile DIR]
+  NAME: veth, oemesh, boringtun, boringtun-t1, strongswan-aes, strongswan-chacha";
+
+/// The port of the UDP echo server (round trips) and the cold probe receiver.
+const ECHO_PORT: u16 = 7007;
+const COLD_PORT: u16 = 7008;
+const BT_ALICE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const BT_BOB: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+
+#[derive(Debug, Clone)]
+struct Args {
+    oemesh: Option<PathBuf>,
+    duration: u32,
+    runs: usize,
+    only: Option<Vec<String>>,
+    rtt_count: usize,
+    json: Option<PathBuf>,
+    profile: Option<PathBuf>,
+    command: String,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        oemesh: None,
+        duration: 5,
+        runs: 3,
+        only: None,
+        rtt_count: 200,
+        json: None,
+        profile: None,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--oemesh" => a.oemesh = Some(value()?.into()),
+            "--duration" => a.duration = value()?.parse().context("--duration")?,
+            "--runs" => a.runs = value()?.parse().context("--runs")?,
+            "--rtt-count" => a.rtt_count = value()?.parse().context("--rtt-count")?,
+            "--json" => a.json = Some(value()?.into()),
+            "--profile" => a.profile = Some(value()?.into()),
+            "--only" => a.only = Some(value()?.split(',').map(str::to_owned).collect()),
+            "--quick" => {
+                a.runs = 1;
+                a.duration = 2;
+                a.rtt_count = 50;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if a.runs == 0 || a.duration == 0 || a.rtt_count == 0 {
+        bail!("--runs, --duration and --rtt-count must be positive");
+    }
+    Ok(a)
+}
+
+/// One tunnel configuration to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Veth,
+    Oemesh,
+    Boringtun(Option<u32>),
+    Strongswan(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    name: &'static str,
+    label: &'static str,
+    aead: &'static str,
+    kind: Kind,
+}
+
+const VARIANTS: [Variant; 6] = [
+    Variant {
+        name: "veth",
+        label: "plain veth (no tunnel)",
+        aead: "-",
+        kind: Kind::Veth,
+    },
+    Variant {
+        name: "oemesh",
+        label: "oemesh",
+        aead: "AES-256-GCM",
+        kind: Kind::Oemesh,
+    },
+    Variant {
+        name: "boringtun",
+        label: "boringtun",
+        aead: "ChaCha20-Poly1305",
+        kind: Kind::Boringtun(None),
+    },
+    Variant {
+        name: "boringtun-t1",
+        label: "boringtun --threads 1",
+        aead: "ChaCha20-Poly1305",
+        kind: Kind::Boringtun(Some(1)),
+    },
+    Variant {
+        name: "strongswan-aes",
+        label: "strongSwan libipsec",
+        aead: "AES-256-GCM",
+        kind: Kind::Strongswan("aes256gcm16"),
+    },
+    Variant {
+        name: "strongswan-chacha",
+        label: "strongSwan libipsec",
+        aead: "ChaCha20-Poly1305",
+        kind: Kind::Strongswan("chacha20poly1305"),
+    },
+];
+
+/// The metrics, in table order: (key, column title, unit, higher is better).
+const METRICS: [(&str, &str, &str, bool); 14] = [
+    ("tcp1_gbps", "TCP 1 stream", "Gbit/s", true),
+    ("tcp4_gbps", "TCP 4 streams", "Gbit/s", true),
+    ("cpu1_s_per_gb", "CPU 1 stream", "s/GB", false),
+    ("cpu4_s_per_gb", "CPU 4 streams", "s/GB", false),
+    ("icmp_rtt_us", "ICMP RTT", "µs", false),
+    ("udp_rtt_us", "UDP RTT", "µs", false),
+    ("cold0_ms", "cold: datagram 0 arrives", "ms", false),
+    ("cold_ms", "cold: 1st arrival", "ms", false),
+    ("cold_lost", "1st packets lost", "pkts", false),
+    ("cold_first_seq", "1st delivered #", "seq", false),
+    ("cold_reordered", "reordered", "pkts", false),
+    ("retrans1", "TCP retransmits x1", "segs", false),
+    ("udp_drops1", "UDP buffer drops x1", "pkts", false),
+    ("link_drops1", "interface drops x1", "pkts", false),
+];
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn check_interrupt() -> Result<()> {
+    if STOP.load(Ordering::Relaxed) {
+        bail!("interrupted: tearing down");
+    }
+    Ok(())
+}
+
+/// A running tunnel between alice and bob.
+enum Running<'n> {
+    Veth,
+    Oemesh {
+        alice: &'n Host,
+        bob: &'n Host,
+    },
+    Boringtun {
+        wg: Option<Box<Boringtun>>,
+        threads: Option<u32>,
+        dir: PathBuf,
+    },
+    Strongswan {
+        alice: Box<Charon>,
+        bob: Box<Charon>,
+    },
+}
+
+struct Tunnel<'n> {
+    running: Running<'n>,
+    src: IpAddr,
+    dst: IpAddr,
+    net: &'n Testnet,
+}
+
+impl<'n> Tunnel<'n> {
+    fn start(net: &'n Testnet, kind: Kind, keys: &(Ed25519Key, Ed25519Key)) -> Result<Tunnel<'n>> {
+        let (alice, bob) = (net.alice(), net.bob());
+        let (mut src, mut dst) = (alice.ip(), bob.ip());
+        let running = match kind {
+            Kind::Veth => Running::Veth,
+            Kind::Oemesh => {
+                bob.start_agent().context("oemesh: starting bob's agent")?;
+                alice
+                    .start_agent()
+                    .context("oemesh: starting alice's agent")?;
+                Running::Oemesh { alice, bob }
+            }
+            Kind::Boringtun(threads) => {
+                src = BT_ALICE.into();
+                dst = BT_BOB.into();
+                let dir = net.dir().to_owned();
+                let wg = start_boringtun(net, threads, &dir)?;
+                Running::Boringtun {
+                    wg: Some(Box::new(wg)),
+                    threads,
+                    dir,
+                }
+            }
+            Kind::Strongswan(aead) => {
+                let config = |local: &Host, remote: &Host, key: &Ed25519Key, peer: &Ed25519Key| {
+                    let mut c =
+                        CharonConfig::new(&local.ip().to_string(), &remote.ip().to_string());
+                    c.local_key = Some(key.clone());
+                    c.remote_pubkey = Some(peer.public_pem.clone());
+                    c.local_id = Some(local.ip().to_string());
+                    c.remote_id = Some(remote.ip().to_string());
+                    c.local_ts = vec![format!("{}/32", local.ip())];
+                    c.remote_ts = vec![format!("{}/32", remote.ip())];
+                    c.proposals = vec![format!("{aead}-prfsha256-x25519")];
+                    c.esp_proposals = vec![format!("{aead}-x25519")];
+                    c.log_levels = CharonConfig::levels(&[
+                        ("default", 1),
+                        ("ike", 1),
+                        ("chd", 2),
+                        ("knl", 2),
+                        ("cfg", 1),
+                    ]);
+                    c
+                };
+                // Trap: charon installs the policy and the route into ipsec0,
+                // so nothing leaves in the clear before the SA is up. (libipsec
+                // raises no acquire from it: packets are dropped until an
+                // explicit initiate; see `make_cold`.)
+                let mut ca = config(alice, bob, &keys.0, &keys.1);
+                ca.start_action = StartAction::Trap;
+                let cb = config(bob, alice, &keys.1, &keys.0);
+                let bob_c = Charon::start(bob.netns(), "bench-bob", cb)
+                    .context("strongSwan: charon on bob")?;
+                let alice_c = Charon::start(alice.netns(), "bench-alice", ca)
+                    .context("strongSwan: charon on alice")?;
+                alice_c
+                    .initiate()
+                    .context("strongSwan: swanctl --initiate")?;
+                alice_c.wait_established(Duration::from_secs(10))?;
+                Running::Strongswan {
+                    alice: Box::new(alice_c),
+                    bob: Box::new(bob_c),
+                }
+            }
+        };
+        Ok(Tunnel {
+            running,
+            src,
+            dst,
+            net,
+        })
+    }
+
+    /// The daemons whose CPU time counts (both ends).
+    fn pids(&self) -> Vec<u32> {
+        match &self.running {
+            Running::Veth => vec![],
+            Running::Oemesh { alice, bob } => [alice.agent_pid(), bob.agent_pid()]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Running::Boringtun { wg, .. } => wg
+                .as_ref()
+                .map(|w| vec![w.pids().0, w.pids().1])
+                .unwrap_or_default(),
+            Running::Strongswan { alice, bob } => vec![alice.pid(), bob.pid()],
+        }
+    }
+
+    fn cpu(&self) -> Result<Duration> {
+        self.pids().into_iter().map(probe::cpu_time).sum()
+    }
+
+    /// Forgets every tunnel state, so that the next packet starts from nothing.
+    fn make_cold(&mut self) -> Result<()> {
+        match &mut self.running {
+            Running::Veth => {
+                for h in [self.net.alice(), self.net.bob()] {
+                    h.netns().ip(&["neigh", "flush", "all"])?;
+                }
+            }
+            Running::Oemesh { alice, bob } => {
+                bob.restart_agent()
+                    .context("oemesh: restarting bob's agent")?;
+                alice
+                    .restart_agent()
+                    .context("oemesh: restarting alice's agent")?;
+            }
+            Running::Boringtun { wg, threads, dir } => {
+                drop(wg.take());
+                *wg = Some(Box::new(start_boringtun(self.net, *threads, dir)?));
+            }
+            Running::Strongswan { alice, .. } => {
+                alice
+                    .terminate()
+                    .context("strongSwan: swanctl --terminate")?;
+                process::wait_until(
+                    "strongSwan: no IKE SA left on alice",
+                    Duration::from_secs(10),
+                    || alice.list_sas().is_ok_and(|s| s.is_empty()),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends pings until one comes back (the tunnel is up).
+    fn warm_up(&self) -> Result<()> {
+        let ns = self.net.alice().netns();
+        process::wait_until(
+            "the first ping through the tunnel",
+            Duration::from_secs(15),
+            || {
+                ns.ping(self.src, self.dst, Duration::from_millis(500))
+                    .is_ok()
+            },
+        )
+        .with_context(|| {
+            let extra = match &self.running {
+                Running::Strongswan { alice, .. } => alice.context(),
+                Running::Oemesh { alice, .. } => alice.log_tail(30),
+                _ => String::new(),
+            };
+            format!(
+                "no ICMP {} -> {} through the tunnel\n{extra}",
+                self.src, self.dst
+            )
+        })
+    }
+}
+
+fn start_boringtun(net: &Testnet, threads: Option<u32>, dir: &Path) -> Result<Boringtun> {
+    let a = End {
+        ns: net.alice().netns(),
+        outer: net.alice().ip(),
+        inner: BT_ALICE,
+    };
+    let b = End {
+        ns: net.bob().netns(),
+        outer: net.bob().ip(),
+        inner: BT_BOB,
+    };
+    Boringtun::start_pair(a, b, dir, threads).context("boringtun")
+}
+
+/// Samples per metric.
+type Samples = BTreeMap<&'static str, Vec<f64>>;
+
+fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> Result<Samples> {
+    let mut s = Samples::new();
+    let alice = net.alice().netns();
+    let bob = net.bob().netns();
+    tunnel.warm_up()?;
+    for run in 0..args.runs {
+        for (streams, bw_key, cpu_key) in [
+            (1, "tcp1_gbps", "cpu1_s_per_gb"),
+            (4, "tcp4_gbps", "cpu4_s_per_gb"),
+        ] {
+            check_interrupt()?;
+            let drops_before = [Drops::read(alice)?, Drops::read(bob)?];
+            let before = tunnel.cpu()?;
+            let r = iperf::run_client(alice, tunnel.dst, args.duration, streams)
+                .with_context(|| format!("{}: iperf3 -P {streams}", v.name))?;
+            let cpu = tunnel.cpu()?.saturating_sub(before);
+            let drops = [
+                Drops::read(alice)?.since(drops_before[0]),
+                Drops::read(bob)?.since(drops_before[1]),
+            ];
+            let (udp_drops, link_drops) = (
+                drops[0].udp_buffer + drops[1].udp_buffer,
+                drops[0].link + drops[1].link,
+            );
+            let gbps = r.bits_per_second / 1e9;
+            eprintln!(
+                "  {} run {}: TCP x{streams} {gbps:.2} Gbit/s, {} retransmits, daemons {:.2} CPU-s, \
+                 drops: {udp_drops} UDP buffer, {link_drops} interface",
+                v.name,
+                run + 1,
+                r.retransmits,
+                cpu.as_secs_f64()
+            );
+            if streams == 1 {
+                s.entry("retrans1").or_default().push(r.retransmits as f64);
+                s.entry("udp_drops1").or_default().push(udp_drops as f64);
+                s.entry("link_drops1").or_default().push(link_drops as f64);
+            }
+            s.entry(bw_key).or_default().push(gbps);
+            if !tunnel.pids().is_empty() && r.bytes > 0 {
+                s.entry(cpu_key)
+                    .or_default()
+                    .push(cpu.as_secs_f64() / (r.bytes as f64 / 1e9));
+            }
+        }
+    }
+    let echo = UdpEcho::start(
+        bob,
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ECHO_PORT),
+    )?;
+    for _ in 0..args.runs {
+        check_interrupt()?;
+        let icmp = probe::icmp_rtts(
+            alice,
+            tunnel.src,
+            tunnel.dst,
+            args.rtt_count,
+            Duration::from_secs(2),
+        )
+        .with_context(|| format!("{}: ICMP round trips", v.name))?;
+        s.entry("icmp_rtt_us").or_default().push(median_us(&icmp));
+        let udp = probe::udp_rtts(
+            alice,
+            tunnel.src,
+            SocketAddr::new(tunnel.dst, echo.addr().port()),
+            args.rtt_count,
+            Duration::from_secs(2),
+        )
+        .with_context(|| format!("{}: UDP round trips", v.name))?;
+        s.entry("udp_rtt_us").or_default().push(median_us(&udp));
+    }
+    drop(echo);
+    for run in 0..args.runs {
+        check_interrupt()?;
+        tunnel.make_cold()?;
+        check_interrupt()?;
+        let initiate = || match &tunnel.running {
+            Running::Strongswan { alice, .. } => alice.initiate(),
+            _ => Ok(()),
+        };
+        let trigger: Option<&(dyn Fn() -> Result<()> + Sync)> = match tunnel.running {
+            Running::Strongswan { .. } => Some(&initiate),
+            _ => None,
+        };
+        let p = probe::cold_probe(
+            alice,
+            tunnel.src,
+            bob,
+            SocketAddr::new(tunnel.dst, COLD_PORT),
+            Duration::from_millis(1),
+            Duration::from_secs(15),
+            20,
+            trigger,
+        )
+        .with_context(|| format!("{}: cold first-packet probe", v.name))?;
+        eprintln!(
+            "  {} cold run {}: first arrival after {:.2} ms (datagram #{}), {} of {} lost, {} reordered",
+            v.name,
+            run + 1,
+            p.first_arrival.as_secs_f64() * 1e3,
+            p.first_seq,
+            p.lost,
+            p.sent,
+            p.reordered
+        );
+        if let Some(z) = p.zero_arrival {
+            s.entry("cold0_ms").or_default().push(z.as_secs_f64() * 1e3);
+        }
+        s.entry("cold_ms")
+            .or_default()
+            .push(p.first_arrival.as_secs_f64() * 1e3);
+        s.entry("cold_lost").or_default().push(p.lost as f64);
+        s.entry("cold_first_seq")
+            .or_default()
+            .push(p.first_seq as f64);
+        s.entry("cold_reordered")
+            .or_default()
+            .push(p.reordered as f64);
+    }
+    Ok(s)
+}
+
+fn median_us(d: &[Duration]) -> f64 {
+    let v: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    stat(&v).0
+}
+
+/// (median, min, max).
+fn stat(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let med = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
+    (med, s[0], s[n - 1])
+}
+
+/// While one more `iperf3 -P 1` runs through oemesh, `perf record -g` on both
+/// agents; writes `perf.data` files and `perf report` text into `dir`.
+fn profile_oemesh(args: &Args, net: &Testnet, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let dst = net.bob().ip();
+    let secs = args.duration.to_string();
+    let mut perfs: Vec<(Child, PathBuf)> = Vec::new();
+    for host in [net.alice(), net.bob()] {
+        let pid = host.agent_pid().context("profile: agent not running")?;
+        let data = dir.join(format!("oemesh-{}.perf.data", host.name()));
+        let mut cmd = std::process::Command::new("perf");
+        cmd.args(["record", "-g", "-p", &pid.to_string(), "-o"])
+            .arg(&data)
+            .args(["--", "sleep", &secs]);
+        let out = dir.join(format!("perf-record-{}.out", host.name()));
+        perfs.push((
+            Child::spawn(&format!("perf record {}", host.name()), cmd, &out)?,
+            data,
+        ));
+    }
+    iperf::run_client(net.alice().netns(), dst, args.duration, 1).context("profile: iperf3")?;
+    for (child, data) in &mut perfs {
+        process::wait_until("perf record to finish", Duration::from_secs(30), || {
+            !child.is_running()
+        })?;
+        let report = process::run(
+            std::process::Command::new("perf")
+                .args([
+                    "report",
+                    "--stdio",
+                    "--no-children",
+                    "-g",
+                    "none",
+                    "--percent-limit",
+                    "1",
+                    "-i",
+                ])
+                .arg(&*data),
+            Duration::from_secs(120),
+        )
+        .context("perf report")?;
+        let txt = data.with_extension("txt");
+        std::fs::write(&txt, &report.stdout)?;
+        eprintln!("profile: {}", txt.display());
+    }
+    Ok(())
+}
+
+fn fmt_cell(v: Option<&Vec<f64>>, key: &str) -> String {
+    let Some(v) = v.filter(|v| !v.is_empty()) else {
+        return "n/a".into();
+    };
+    let (m, lo, hi) = stat(v);
+    let digits = match key {
+        "tcp1_gbps" | "tcp4_gbps" | "cpu1_s_per_gb" | "cpu4_s_per_gb" => 2,
+        "cold_ms" | "cold0_ms" => 1,
+        _ => 0,
+    };
+    if v.len() == 1 {
+        format!("{m:.digits$}")
+    } else {
+        format!("{m:.digits$} ({lo:.digits$}–{hi:.digits$})")
+    }
+}
+
+fn ratio(results: &BTreeMap<&str, Samples>, a: &str, b: &str, key: &str) -> Option<f64> {
+    let x = stat(results.get(a)?.get(key)?).0;
+    let y = stat(results.get(b)?.get(key)?).0;
+    (y != 0.0 && x.is_finite() && y.is_finite()).then(|| x / y)
+}
+
+fn report(
+    args: &Args,
+    results: &BTreeMap<&str, Samples>,
+    failures: &[(String, String)],
+) -> (String, serde_json::Value) {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\nmedian (min–max) of {} run(s); iperf3 -t {}; RTT = median of {} round trips per run\n",
+        args.runs, args.duration, args.rtt_count
+    );
+    let _ = write!(t, "| tunnel | AEAD |");
+    for (_, title, unit, _) in METRICS {
+        let _ = write!(t, " {title} ({unit}) |");
+    }
+    let _ = writeln!(t);
+    let _ = writeln!(t, "|---|---|{}", "---:|".repeat(METRICS.len()));
+    for v in VARIANTS {
+        let Some(s) = results.get(v.name) else {
+            continue;
+        };
+        let _ = write!(t, "| {} | {} |", v.label, v.aead);
+        for (key, ..) in METRICS {
+            let _ = write!(t, " {} |", fmt_cell(s.get(key), key));
+        }
+        let _ = writeln!(t);
+    }
+    let pairs: Vec<(String, &str, &str)> = [
+        ("oemesh / boringtun", "oemesh", "boringtun"),
+        ("oemesh / boringtun --threads 1", "oemesh", "boringtun-t1"),
+        (
+            "oemesh / strongSwan (AES-256-GCM)",
+            "oemesh",
+            "strongswan-aes",
+        ),
+        (
+            "oemesh / strongSwan (ChaCha20-Poly1305)",
+            "oemesh",
+            "strongswan-chacha",
+        ),
+    ]
+    .into_iter()
+    .map(|(l, a, b)| (l.to_owned(), a, b))
+    .chain(
+        VARIANTS
+            .iter()
+            .filter(|v| v.kind != Kind::Veth)
+            .map(|v| (format!("{} {} / veth", v.label, v.aead), v.name, "veth")),
+    )
+    .collect();
+    let ratio_keys = [
+        "tcp1_gbps",
+        "tcp4_gbps",
+        "cpu1_s_per_gb",
+        "cpu4_s_per_gb",
+        "icmp_rtt_us",
+        "udp_rtt_us",
+        "cold0_ms",
+        "cold_ms",
+    ];
+    let _ = writeln!(
+        t,
+        "\nRatios of medians (throughput: higher is better; CPU/GB, RTT, cold: lower is better)\n"
+    );
+    let _ = write!(t, "| ratio |");
+    for key in ratio_keys {
+        let title = METRICS.iter().find(|m| m.0 == key).map_or(key, |m| m.1);
+        let _ = write!(t, " {title} |");
+    }
+    let _ = writeln!(t);
+    let _ = writeln!(t, "|---|{}", "---:|".repeat(ratio_keys.len()));
+    let mut json_ratios = serde_json::Map::new();
+    for (label, a, b) in &pairs {
+        if !results.contains_key(a) || !results.contains_key(b) {
+            continue;
+        }
+        let _ = write!(t, "| {label} |");
+        let mut row = serde_json::Map::new();
+        for key in ratio_keys {
+            match ratio(results, a, b, key) {
+                Some(r) => {
+                    let _ = write!(t, " {r:.2}× |");
+                    row.insert(key.into(), json!(r));
+                }
+                None => {
+                    let _ = write!(t, " n/a |");
+                }
+            }
+        }
+        let _ = writeln!(t);
+        json_ratios.insert(label.clone(), row.into());
+    }
+    for (name, why) in failures {
+        let _ = writeln!(t, "\nFAILED {name}: {why}");
+    }
+    let mut json_results = serde_json::Map::new();
+    for v in VARIANTS {
+        let Some(s) = results.get(v.name) else {
+            continue;
+        };
+        let mut m = serde_json::Map::new();
+        for (key, samples) in s {
+            let (med, lo, hi) = stat(samples);
+            m.insert(
+                (*key).into(),
+                json!({"median": med, "min": lo, "max": hi, "samples": samples}),
+            );
+        }
+        json_results.insert(
+            v.name.into(),
+            json!({"label": v.label, "aead": v.aead, "metrics": m}),
+        );
+    }
+    let j = json!({
+        "command": args.command,
+        "duration_s": args.duration,
+        "runs": args.runs,
+        "rtt_count": args.rtt_count,
+        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "results": json_results,
+        "ratios": json_ratios,
+        "failures": failures.iter().map(|(n, w)| json!({"tunnel": n, "error": w})).collect::<Vec<_>>(),
+    });
+    (t, j)
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let args = parse_args()?;
+    // A flag, not a handler: the steps check it and return, so every daemon
+    // is stopped by PID and every namespace removed on the way out.
+    register_stop()?;
+    process::require_root();
+    process::require_programs(&["iperf3", "ip"]);
+    let wanted = |name: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|n| n == name))
+    };
+    let binaries = match &args.oemesh {
+        Some(p) => Binaries::locate(p)?,
+        None => Binaries::from_test_target_dir()?,
+    };
+    let mut opts = Options::new("bench", binaries);
+    opts.start_agents = false;
+    opts.log_level = "warn".into();
+    let started = Instant::now();
+    let net = Testnet::up(opts).context("building the namespace testnet")?;
+    check_interrupt()?;
+    let iperf_log = net.dir().join("iperf3-server.log");
+    let mut server = iperf::Server::start(net.bob().netns(), net.bob().ip(), &iperf_log)
+        .context("iperf3 server")?;
+    let needs_charon = VARIANTS
+        .iter()
+        .any(|v| matches!(v.kind, Kind::Strongswan(_)) && wanted(v.name));
+    let keys = if needs_charon {
+        strongswan::require_charon();
+        (
+            Ed25519Key::generate(net.dir(), "ss-alice")?,
+            Ed25519Key::generate(net.dir(), "ss-bob")?,
+        )
+    } else {
+        let k = Ed25519Key {
+            private_pem: PathBuf::new(),
+            public_pem: PathBuf::new(),
+            public_raw: [0; 32],
+        };
+        (k.clone(), k)
+    };
+    let mut results: BTreeMap<&str, Samples> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for v in VARIANTS.iter().filter(|v| wanted(v.name)) {
+        check_interrupt()?;
+        eprintln!("== {} ({})", v.label, v.aead);
+        let outcome = Tunnel::start(&net, v.kind, &keys).and_then(|mut tunnel| {
+            let s = measure(&args, &net, &mut tunnel, v);
+            if s.is_ok()
+                && v.kind == Kind::Oemesh
+                && let Some(dir) = &args.profile
+            {
+                tunnel.warm_up()?;
+                profile_oemesh(&args, &net, dir)?;
+            }
+            if let Running::Oemesh { alice, bob } = &tunnel.running {
+                let _ = alice.stop_agent();
+                let _ = bob.stop_agent();
+            }
+            s
+        });
+        check_interrupt()?;
+        server.check_running()?;
+        match outcome {
+            Ok(s) => {
+                results.insert(v.name, s);
+            }
+            Err(e) => {
+                eprintln!("!! {} failed: {e:#}", v.name);
+                failures.push((v.name.to_owned(), format!("{e:#}")));
+            }
+        }
+    }
+    let (table, j) = report(&args, &results, &failures);
+    println!("{table}");
+    eprintln!("(took {:.0} s)", started.elapsed().as_secs_f64());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&j)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("JSON: {}", path.display());
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} tunnel(s) failed: {}",
+            failures.len(),
+            failures
+                .iter()
+                .map(|f| f.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// SIGINT/SIGTERM set [`STOP`]; a second one ends the process at once.
+fn register_stop() -> Result<()> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_default(sig, flag.clone())?;
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    std::thread::Builder::new()
+        .name("signal watch".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            eprintln!("bench: signal received, stopping (again to abort at once)");
+            STOP.store(true, Ordering::Relaxed);
+        })
+        .context("spawning the signal watcher")?;
+    Ok(())
+}
