@@ -77,18 +77,20 @@ impl ControlPlane {
                 });
             }
             Event::ChildSaEstablished { sa, child } => {
-                let dst = self.install(sa, child, None);
+                let dst = self.install(sa, child, None, false);
                 self.child_established(now, sa, dst).await;
             }
             Event::ChildSaRekeyed { sa, old, new } => {
                 let dst = self.dp.sas.inbound(old.inbound).map(|i| i.peer);
-                let dst = self.install(sa, new, dst);
+                let dst = self.install(sa, new, dst, true);
                 self.machine.remember_private(now, dst);
                 self.in_span(sa, || {
                     tracing::info!("CHILD SA rekeyed (old inbound SPI {:#010x})", old.inbound);
                 });
             }
             Event::ChildSaDeleted { sa, spis } => {
+                self.unpublished
+                    .retain(|_, o| o.inbound_spi != spis.inbound);
                 let (inb, out) = self.dp.sas.remove_pair(spis.inbound);
                 let peer = inb.as_ref().map(|i| i.peer).or(out.as_ref().map(|o| o.dst));
                 if let Some(peer) = peer {
@@ -139,7 +141,14 @@ impl ControlPlane {
     }
 
     /// Installs a CHILD SA pair; returns the destination it protects.
-    fn install(&mut self, sa: SaHandle, child: ChildSa, dst: Option<IpAddr>) -> IpAddr {
+    /// Installs a CHILD SA pair for `dst`; see `SaTable::install` for `publish`.
+    fn install(
+        &mut self,
+        sa: SaHandle,
+        child: ChildSa,
+        dst: Option<IpAddr>,
+        publish: bool,
+    ) -> IpAddr {
         let dst = dst
             .or_else(|| self.attempts.get(&sa).map(|a| a.dst))
             .or_else(|| self.sas.get(&sa).and_then(|i| i.dst))
@@ -171,25 +180,28 @@ impl ControlPlane {
                 if child.esn { ", ESN" } else { "" }
             );
         });
-        self.dp.sas.install(Install {
-            sa,
-            dst,
-            outbound,
-            inbound,
-            local_ts: child.local_ts,
-            remote_ts: child.remote_ts,
-            local: child.local,
-            remote: child.remote,
-        });
+        let out = self.dp.sas.install(
+            Install {
+                sa,
+                dst,
+                outbound,
+                inbound,
+                local_ts: child.local_ts,
+                remote_ts: child.remote_ts,
+                local: child.local,
+                remote: child.remote,
+            },
+            publish,
+        );
+        if !publish {
+            self.unpublished.insert(dst, out);
+        }
         dst
     }
 
     /// The first CHILD SA of an IKE SA is in: the peer is private (nftables),
     /// and the machine decides `dst` (sending its held packets encrypted).
     async fn child_established(&mut self, now: Instant, sa: SaHandle, dst: IpAddr) {
-        if let Err(e) = self.kernel.private(dst).await {
-            tracing::error!("{dst}: adding to the private peers set: {e}");
-        }
         let (anonymous, mut dnssec) = self
             .sas
             .get(&sa)
@@ -207,6 +219,17 @@ impl ControlPlane {
             peer_addr,
             IkeResult::Established { anonymous, dnssec },
         );
+        // The held packets go out first (the machine's `Private` action), and
+        // only then may the TUN loop seal new ones with this SA: in order.
+        while let Some(action) = self.machine.poll_action() {
+            self.on_action(action).await;
+        }
+        if let Some(out) = self.unpublished.remove(&dst) {
+            self.dp.sas.publish(out);
+        }
+        if let Err(e) = self.kernel.private(dst).await {
+            tracing::error!("{dst}: adding to the private peers set: {e}");
+        }
     }
 
     /// An SA of `peer` went away: if none is left, so is its private outcome

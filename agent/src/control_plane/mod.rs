@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use crate::control::proto::{Reply, Request};
-use crate::datapath::sa_table::Notice;
+use crate::datapath::sa_table::{Notice, Outbound};
 use crate::datapath::{DataPath, IkeDatagram, Undecided};
 use crate::dns::KeyResolver;
 use crate::driver::KernelActions;
@@ -129,6 +129,9 @@ pub struct ControlPlane {
     last_ike_auth_failures: u64,
     /// Scratch buffer for sealing held packets.
     scratch: Vec<u8>,
+    /// Outbound halves of first SAs not yet visible to the data path: they
+    /// carry the held packets first (see `SaTable::install`).
+    unpublished: HashMap<IpAddr, Arc<Outbound>>,
 }
 
 impl ControlPlane {
@@ -171,6 +174,7 @@ impl ControlPlane {
             last_counters: oe::Counters::default(),
             last_ike_auth_failures: 0,
             scratch: Vec::new(),
+            unpublished: HashMap::new(),
         }
     }
 
@@ -304,7 +308,12 @@ impl ControlPlane {
     async fn send_private(&mut self, dst: IpAddr, packet: &[u8]) {
         use crate::metrics::PacketOutcome;
         use oemesh_core::esp::{HEADER_LEN, MAX_TRAILER_LEN};
-        let Some(sa) = self.dp.sas.outbound(dst) else {
+        let Some(sa) = self
+            .dp
+            .sas
+            .outbound(dst)
+            .or_else(|| self.unpublished.get(&dst).cloned())
+        else {
             self.dp.metrics.packet(PacketOutcome::Dropped, packet.len());
             return;
         };

@@ -198,7 +198,12 @@ impl SaTable {
 
     /// Installs a pair; the outbound half replaces any older one for the same
     /// destination (a rekey), older inbound halves stay until [`Self::remove_pair`].
-    pub fn install(&self, i: Install) {
+    ///
+    /// With `publish_outbound` false only the inbound half goes in, and the
+    /// outbound half is returned for [`Self::publish`]: the first SA of a
+    /// destination must not carry new packets from the TUN before the packets
+    /// held while it was negotiated, or they would arrive out of order.
+    pub fn install(&self, i: Install, publish_outbound: bool) -> Arc<Outbound> {
         let inbound_spi = i.inbound.spi();
         let out = Arc::new(Outbound {
             sa: i.sa,
@@ -220,8 +225,16 @@ impl SaTable {
         let mut map = HashMap::clone(&self.inbound.load());
         map.insert(inbound_spi, inb);
         self.inbound.store(Arc::new(map));
+        if publish_outbound {
+            self.publish(out.clone());
+        }
+        out
+    }
+
+    /// Makes an outbound half from [`Self::install`] the one the data path uses.
+    pub fn publish(&self, out: Arc<Outbound>) {
         let mut map = HashMap::clone(&self.outbound.load());
-        map.insert(i.dst, out);
+        map.insert(out.dst, out);
         self.outbound.store(Arc::new(map));
     }
 
@@ -289,6 +302,36 @@ mod tests {
     }
 
     #[test]
+    fn unpublished_outbound_is_invisible_until_published() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let table = SaTable::new(tx);
+        let key = KeyAndSalt::from_slice(&[7u8; 36]).unwrap();
+        let (local, dst): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "192.0.2.20".parse().unwrap());
+        let (outbound, inbound) = pair(1, 2, &key);
+        let out = table.install(
+            Install {
+                sa: SaHandle(1),
+                dst,
+                outbound,
+                inbound,
+                local_ts: vec![AddrSelector::host(local)],
+                remote_ts: vec![AddrSelector::host(dst)],
+                local: SocketAddr::new(local, 4500),
+                remote: SocketAddr::new(dst, 4500),
+            },
+            false,
+        );
+        assert!(
+            table.outbound(dst).is_none(),
+            "new packets must wait for the held ones"
+        );
+        assert!(table.inbound(1).is_some(), "the peer may already send");
+        table.publish(out);
+        assert_eq!(table.outbound(dst).map(|o| o.inbound_spi), Some(1));
+    }
+
+    #[test]
     fn seal_open_and_selectors() {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let table = SaTable::new(tx);
@@ -303,16 +346,19 @@ mod tests {
             (SaHandle(1), b, out_ab, in_ab, a, b),
             (SaHandle(2), a, out_ba, in_ba, b, a),
         ] {
-            table.install(Install {
-                sa,
-                dst,
-                outbound: out,
-                inbound: inb,
-                local_ts: vec![AddrSelector::host(local)],
-                remote_ts: vec![AddrSelector::host(remote)],
-                local: sock(local),
-                remote: sock(remote),
-            });
+            table.install(
+                Install {
+                    sa,
+                    dst,
+                    outbound: out,
+                    inbound: inb,
+                    local_ts: vec![AddrSelector::host(local)],
+                    remote_ts: vec![AddrSelector::host(remote)],
+                    local: sock(local),
+                    remote: sock(remote),
+                },
+                true,
+            );
         }
         let mut inner = vec![0u8; 28];
         inner[0] = 0x45;
