@@ -238,13 +238,16 @@ impl ControlPlane {
     async fn drive(&mut self) {
         loop {
             let mut busy = false;
-            while let Some(t) = self.endpoint.poll_transmit() {
-                busy = true;
-                self.transmit(t).await;
-            }
+            // Events before transmits: a responder's CHILD SA must be installed
+            // before its IKE_AUTH response leaves, or the initiator's first ESP
+            // packet (the held ones) can arrive to an unknown SPI.
             while let Some(event) = self.endpoint.poll_event() {
                 busy = true;
                 self.on_event(event).await;
+            }
+            while let Some(t) = self.endpoint.poll_transmit() {
+                busy = true;
+                self.transmit(t).await;
             }
             while let Some(action) = self.machine.poll_action() {
                 busy = true;
