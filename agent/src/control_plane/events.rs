@@ -227,9 +227,7 @@ impl ControlPlane {
         if let Some(out) = self.unpublished.remove(&dst) {
             self.dp.sas.publish(out);
         }
-        if let Err(e) = self.kernel.private(dst).await {
-            tracing::error!("{dst}: adding to the private peers set: {e}");
-        }
+        self.newly_private.push(dst);
     }
 
     /// An SA of `peer` went away: if none is left, so is its private outcome

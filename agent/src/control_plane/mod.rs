@@ -132,6 +132,9 @@ pub struct ControlPlane {
     /// Outbound halves of first SAs not yet visible to the data path: they
     /// carry the held packets first (see `SaTable::install`).
     unpublished: HashMap<IpAddr, Arc<Outbound>>,
+    /// Peers that just became private, for the nftables set once the
+    /// messages of this round are out.
+    newly_private: Vec<IpAddr>,
 }
 
 impl ControlPlane {
@@ -175,6 +178,7 @@ impl ControlPlane {
             last_ike_auth_failures: 0,
             scratch: Vec::new(),
             unpublished: HashMap::new(),
+            newly_private: Vec::new(),
         }
     }
 
@@ -255,6 +259,12 @@ impl ControlPlane {
             }
             if !busy {
                 break;
+            }
+        }
+        // Slow (an `nft` run each), so after the messages above have left.
+        for dst in std::mem::take(&mut self.newly_private) {
+            if let Err(e) = self.kernel.private(dst).await {
+                tracing::error!("{dst}: adding to the private peers set: {e}");
             }
         }
         self.sync_metrics();

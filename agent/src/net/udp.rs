@@ -141,8 +141,26 @@ fn make_socket(domain: Domain, port: u16, fwmark: u32) -> io::Result<Socket> {
         (Ipv4Addr::UNSPECIFIED, port).into()
     };
     sock.set_nonblocking(true)?;
+    size_buffers(&sock);
     sock.bind(&addr.into())?;
     Ok(sock)
+}
+
+/// Socket buffers for bursts: one GRO/GSO batch of ESP is dozens of datagrams,
+/// and the kernel default (`net.core.rmem_default`, 208 KiB here) dropped
+/// thousands per second under one TCP stream (`testnet/bench`). The FORCE
+/// options pass `rmem_max` with CAP_NET_ADMIN, which the agent has; without it
+/// the plain options get what the sysctl allows.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+fn size_buffers(sock: &Socket) {
+    use rustix::net::sockopt;
+    if sockopt::set_socket_recv_buffer_size_force(sock, SOCKET_BUFFER).is_err() {
+        let _ = sockopt::set_socket_recv_buffer_size(sock, SOCKET_BUFFER);
+    }
+    if sockopt::set_socket_send_buffer_size_force(sock, SOCKET_BUFFER).is_err() {
+        let _ = sockopt::set_socket_send_buffer_size(sock, SOCKET_BUFFER);
+    }
 }
 
 /// Reused receive buffers and their metadata.
