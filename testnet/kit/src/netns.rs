@@ -321,52 +321,96 @@ fn ip(args: &[&str]) -> Result<String> {
 
 /// One ICMP echo over a raw socket, in the calling thread's namespace.
 fn ping(src: IpAddr, dst: IpAddr, timeout: Duration) -> Result<()> {
-    let v6 = dst.is_ipv6();
-    let (domain, proto, request_type, reply_type) = if v6 {
-        (Domain::IPV6, Protocol::ICMPV6, 128u8, 129u8)
-    } else {
-        (Domain::IPV4, Protocol::ICMPV4, 8u8, 0u8)
-    };
-    let mut socket = Socket::new(domain, Type::RAW, Some(proto)).context("raw ICMP socket")?;
-    socket.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
-    let ident = u16::try_from(std::process::id() & 0xffff).unwrap_or(0);
+    let mut echo = IcmpEcho::new(
+        src,
+        dst,
+        u16::try_from(std::process::id() & 0xffff).unwrap_or(0),
+    )?;
     let seq = u16::try_from(COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff).unwrap_or(0);
-    let mut msg = vec![request_type, 0, 0, 0];
-    msg.extend_from_slice(&ident.to_be_bytes());
-    msg.extend_from_slice(&seq.to_be_bytes());
-    msg.extend_from_slice(b"oemesh-testkit ping");
-    if !v6 {
-        // ICMPv6 checksums are filled in by the kernel on raw sockets.
-        let sum = inet_checksum(&msg);
-        msg[2..4].copy_from_slice(&sum.to_be_bytes());
-    }
-    socket.send_to(&msg, &SockAddr::from(SocketAddr::new(dst, 0)))?;
-    let deadline = Instant::now() + timeout;
-    let mut buf = [0u8; 1500];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            bail!("no echo reply within {timeout:?}");
-        }
-        socket.set_read_timeout(Some(left))?;
-        let n = match socket.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(e) => return Err(anyhow!(e).context("reading ICMP")),
-        };
-        // IPv4 raw sockets deliver the IP header; IPv6 ones do not.
-        let icmp = if v6 {
-            &buf[..n]
+    echo.round_trip(seq, b"oemesh-testkit ping", timeout)
+        .map(|_| ())
+        .map_err(|e| anyhow!("{e:#}: no echo reply within {timeout:?}"))
+}
+
+/// ICMP/ICMPv6 echo requests from `src` to `dst` on a raw socket bound in the
+/// calling thread's namespace (no `ping` binary needed); shared by
+/// [`Netns::ping`] and the benchmark's round-trip probe.
+pub(crate) struct IcmpEcho {
+    socket: Socket,
+    to: SockAddr,
+    v6: bool,
+    ident: u16,
+    buf: Box<[u8; 2048]>,
+}
+
+impl IcmpEcho {
+    /// A raw socket bound to `src`; replies are matched on `ident` and sequence.
+    pub(crate) fn new(src: IpAddr, dst: IpAddr, ident: u16) -> Result<IcmpEcho> {
+        let v6 = dst.is_ipv6();
+        let (domain, proto) = if v6 {
+            (Domain::IPV6, Protocol::ICMPV6)
         } else {
-            let ihl = usize::from(buf[0] & 0x0f) * 4;
-            buf.get(ihl..n).unwrap_or(&[])
+            (Domain::IPV4, Protocol::ICMPV4)
         };
-        if icmp.len() >= 8
-            && icmp[0] == reply_type
-            && icmp[4..6] == ident.to_be_bytes()
-            && icmp[6..8] == seq.to_be_bytes()
-        {
-            return Ok(());
+        let socket = Socket::new(domain, Type::RAW, Some(proto)).context("raw ICMP socket")?;
+        socket.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
+        Ok(IcmpEcho {
+            socket,
+            to: SockAddr::from(SocketAddr::new(dst, 0)),
+            v6,
+            ident,
+            buf: Box::new([0; 2048]),
+        })
+    }
+
+    /// Sends echo request `seq` carrying `payload` and waits up to `timeout`
+    /// for its reply; returns the round-trip time.
+    pub(crate) fn round_trip(
+        &mut self,
+        seq: u16,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let (request_type, reply_type) = if self.v6 { (128u8, 129u8) } else { (8u8, 0u8) };
+        let mut msg = vec![request_type, 0, 0, 0];
+        msg.extend_from_slice(&self.ident.to_be_bytes());
+        msg.extend_from_slice(&seq.to_be_bytes());
+        msg.extend_from_slice(payload);
+        if !self.v6 {
+            // ICMPv6 checksums are filled in by the kernel on raw sockets.
+            let sum = inet_checksum(&msg);
+            msg[2..4].copy_from_slice(&sum.to_be_bytes());
+        }
+        let start = Instant::now();
+        self.socket.send_to(&msg, &self.to)?;
+        let deadline = start + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("ICMP echo {seq}: no reply within {timeout:?}");
+            }
+            self.socket.set_read_timeout(Some(left))?;
+            let n = match self.socket.read(&mut self.buf[..]) {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    continue;
+                }
+                Err(e) => return Err(anyhow!(e).context("reading ICMP")),
+            };
+            // IPv4 raw sockets deliver the IP header; IPv6 ones do not.
+            let icmp = if self.v6 {
+                &self.buf[..n]
+            } else {
+                let ihl = usize::from(self.buf[0] & 0x0f) * 4;
+                self.buf.get(ihl..n).unwrap_or(&[])
+            };
+            if icmp.len() >= 8
+                && icmp[0] == reply_type
+                && icmp[4..6] == self.ident.to_be_bytes()
+                && icmp[6..8] == seq.to_be_bytes()
+            {
+                return Ok(start.elapsed());
+            }
         }
     }
 }

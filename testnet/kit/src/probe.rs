@@ -5,7 +5,7 @@
 //! calling thread; every wait has a deadline.
 
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read as _};
+use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::Command;
 use std::sync::Arc;
@@ -14,9 +14,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::netns::Netns;
+use crate::netns::{IcmpEcho, Netns};
 
 /// CPU time (user + system) process `pid` has used so far, all threads, from
 /// `/proc/<pid>/stat` (fields 14 and 15, in clock ticks).
@@ -120,74 +119,16 @@ pub fn icmp_rtts(
     timeout: Duration,
 ) -> Result<Vec<Duration>> {
     ns.run(move || -> Result<Vec<Duration>> {
-        let v6 = dst.is_ipv6();
-        let (domain, proto, request, reply) = if v6 {
-            (Domain::IPV6, Protocol::ICMPV6, 128u8, 129u8)
-        } else {
-            (Domain::IPV4, Protocol::ICMPV4, 8u8, 0u8)
-        };
-        let mut socket = Socket::new(domain, Type::RAW, Some(proto)).context("raw ICMP socket")?;
-        socket.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
-        let to = SockAddr::from(SocketAddr::new(dst, 0));
         let ident = u16::try_from(std::process::id() & 0xffff).unwrap_or(0) ^ 0x5a5a;
-        let mut rtts = Vec::with_capacity(n);
-        let mut buf = [0u8; 2048];
-        for seq in 0..n {
-            let seq = u16::try_from(seq & 0xffff).unwrap_or(0);
-            let mut msg = vec![request, 0, 0, 0];
-            msg.extend_from_slice(&ident.to_be_bytes());
-            msg.extend_from_slice(&seq.to_be_bytes());
-            msg.extend_from_slice(&[0x42; 56]);
-            if !v6 {
-                let sum = inet_checksum(&msg);
-                msg[2..4].copy_from_slice(&sum.to_be_bytes());
-            }
-            let start = Instant::now();
-            socket.send_to(&msg, &to)?;
-            let deadline = start + timeout;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    bail!("ICMP echo {seq} {src} -> {dst}: no reply within {timeout:?}");
-                }
-                socket.set_read_timeout(Some(left))?;
-                let len = match socket.read(&mut buf) {
-                    Ok(len) => len,
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                        continue;
-                    }
-                    Err(e) => return Err(anyhow!(e).context("reading ICMP")),
-                };
-                let icmp = if v6 {
-                    &buf[..len]
-                } else {
-                    let ihl = usize::from(buf[0] & 0x0f) * 4;
-                    buf.get(ihl..len).unwrap_or(&[])
-                };
-                if icmp.len() >= 8
-                    && icmp[0] == reply
-                    && icmp[4..6] == ident.to_be_bytes()
-                    && icmp[6..8] == seq.to_be_bytes()
-                {
-                    rtts.push(start.elapsed());
-                    break;
-                }
-            }
-        }
-        Ok(rtts)
+        let mut echo = IcmpEcho::new(src, dst, ident)?;
+        (0..n)
+            .map(|seq| {
+                let seq = u16::try_from(seq & 0xffff).unwrap_or(0);
+                echo.round_trip(seq, &[0x42; 56], timeout)
+                    .with_context(|| format!("{src} -> {dst}"))
+            })
+            .collect()
     })?
-}
-
-/// The RFC 1071 Internet checksum.
-fn inet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).unwrap_or(0xffff)
 }
 
 /// A UDP echo server on a thread inside a namespace; stops (and is joined)
