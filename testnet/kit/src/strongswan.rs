@@ -69,7 +69,8 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
 
 /// Fails (never skips) unless this test can run charon: root, the binaries and the
 /// plugins from `strongswan-charon`, `strongswan-swanctl`, `strongswan-pki`,
-/// `libcharon-extra-plugins` and `libstrongswan-extra-plugins`.
+/// `libcharon-extra-plugins`, `libstrongswan-standard-plugins` (gcm) and
+/// `libstrongswan-extra-plugins`.
 pub fn require_charon() {
     process::require_root();
     process::require_programs(&[CHARON, "swanctl", "pki", "unshare", "ip"]);
@@ -80,7 +81,8 @@ pub fn require_charon() {
     assert!(
         missing.is_empty(),
         "strongSwan plugins {missing:?} missing: run `sudo scripts/test` (it installs \
-         libcharon-extra-plugins and libstrongswan-extra-plugins)"
+         libcharon-extra-plugins, libstrongswan-standard-plugins and \
+         libstrongswan-extra-plugins)"
     );
 }
 
