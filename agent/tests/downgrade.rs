@@ -28,7 +28,7 @@ fn drop_ike(net: &Testnet, a: IpAddr, b: IpAddr) {
     nft(
         net.switch().netns(),
         &format!(
-            "table bridge {ATTACKER} {{\n  chain fwd {{\n    type filter hook forward priority 0;\n    ip saddr {a} ip daddr {b} udp dport {{ 500, 4500 }} drop\n    ip saddr {b} ip daddr {a} udp dport {{ 500, 4500 }} drop\n  }}\n}}\n"
+            "table bridge {ATTACKER} {{\n  chain attack {{\n    type filter hook forward priority 0;\n    ip saddr {a} ip daddr {b} udp dport {{ 500, 4500 }} drop\n    ip saddr {b} ip daddr {a} udp dport {{ 500, 4500 }} drop\n  }}\n}}\n"
         ),
     )
     .unwrap();
