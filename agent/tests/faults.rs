@@ -124,7 +124,11 @@ fn dns_fault(
     udp_until_echo(&client, to_dave.addr(), b"dns fault, dave", DECISION)
         .unwrap_or_else(|e| panic!("{e:#}\nalice:\n{}", alice.log_tail(30)));
     let d = state_is(alice, dave.ip(), "dave clear", |p| p.state == "clear");
-    assert!(d.reason.starts_with(reason), "dave: {d:?}");
+    assert!(
+        d.reason.starts_with(reason),
+        "dave: {d:?}\nalice's lines about dave:\n{}",
+        decision_lines(alice, dave.ip(), "").join("\n")
+    );
     // Fail closed: bob gets nothing.
     poke(&client, to_bob.addr(), 1);
     let b = state_is(alice, bob.ip(), "bob blocked", |p| p.state == "blocked");
@@ -177,10 +181,33 @@ fn dns_down_fails_per_policy_and_recovers() {
 fn dns_slow_times_out_per_policy_and_recovers() {
     dns_fault(
         "dnsslow",
-        |net| kill_pid(net.dns().bind().pid(), Signal::STOP).unwrap(),
+        |net| {
+            let pid = net.dns().bind().pid();
+            kill_pid(pid, Signal::STOP).unwrap();
+            wait_until(
+                "every named thread to stop",
+                Duration::from_secs(10),
+                || all_threads_stopped(pid),
+            )
+            .unwrap();
+        },
         |net| kill_pid(net.dns().bind().pid(), Signal::CONT).unwrap(),
         "DNS timed out",
     );
+}
+
+/// Whether every thread of `pid` is in state T (stopped).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            // "tid (comm) S ...": the state follows the last ')'.
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+        })
+    })
 }
 
 /// Every query answered SERVFAIL (a resolver whose upstream is broken).
@@ -439,13 +466,14 @@ fn kernel_state(host: &Host) -> String {
     s + &String::from_utf8_lossy(&nft.stdout)
 }
 
-/// SIGKILL with a private peer (bob), a clear one (dave) and a blocked one
-/// (carol, `block`): the restart logs once that it removed stale state,
-/// leaves exactly what a fresh start has, and traffic works again.
+/// SIGKILL with a private peer (bob, `private`), a clear one (dave) and a
+/// blocked one (carol, `block`): while the agent is dead nothing reaches bob
+/// in clear (the fail-closed route outlives the TUN); the restart logs once
+/// that it removed stale state, leaves exactly what a fresh start has, and
+/// traffic works again.
 #[test]
 fn sigkill_restart_removes_stale_state_and_works() {
     let mut config = fault_config();
-    config.set_policy("private", &[]);
     config.set_policy("block", &["192.0.2.30/32"]);
     let net = testnet("sigkill", config);
     let (alice, bob, dave) = (net.alice(), net.bob(), net.dave());
@@ -462,6 +490,27 @@ fn sigkill_restart_removes_stale_state_and_works() {
     assert_ne!(dirty, fresh, "no per-peer kernel state to go stale");
 
     alice.kill_agent().unwrap();
+    // The agent is dead: bob is `private`, so nothing may leave for it in
+    // clear (bob's own agent would drop it, so look at the wire).
+    let cap = net.capture("dead-agent").unwrap();
+    poke(&client, to_bob.addr(), 5);
+    std::thread::sleep(Duration::from_millis(300));
+    let leaked: Vec<String> = cap
+        .stop()
+        .unwrap()
+        .iter()
+        .filter(|p| p.src == alice.ip() && p.dst == bob.ip() && !is_ipsec(p))
+        .map(show)
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "with the agent dead, cleartext left for bob (private):\n{}\ntable 28517:\n{}",
+        leaked.join("\n"),
+        alice
+            .netns()
+            .ip(&["route", "show", "table", "28517"])
+            .unwrap_or_default()
+    );
     alice.start_agent().unwrap();
     assert_eq!(
         kernel_state(alice),
