@@ -349,6 +349,8 @@ fn peer_restart_mid_sa_gets_a_new_sa() {
     state_is(bob, alice.ip(), "alice private (on bob)", |p| {
         p.state == "private"
     });
+    let dead = log_lines(alice, "IKE SA deleted: no response to INFORMATIONAL");
+    assert_eq!(dead.len(), 1, "one DPD line expected: {dead:?}");
 
     // Again, and this time bob speaks first.
     bob.kill_agent().unwrap();
