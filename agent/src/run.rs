@@ -332,9 +332,36 @@ impl Agent {
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); Ok(()) }
             Some(done) = self.tasks.join_next() => match done {
                 Ok(Ok(())) => bail!("a task ended unexpectedly"),
-                Ok(Err(e)) => Err(e),
+                Ok(Err(e)) => Err(self.explain(e)),
                 Err(e) => Err(e).context("a task panicked"),
             },
+        }
+    }
+
+    /// A loop failed: if the TUN device is gone (someone ran `ip link del`),
+    /// say so. The agent then exits (non-zero) after its teardown, rather
+    /// than recreating the device behind the administrator's back: a service
+    /// manager restarts it with a fresh TUN, routes and nftables table, as
+    /// after any other failure (systemd: `Restart=on-failure`).
+    fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        let Some(tun) = &self.tun else {
+            return e;
+        };
+        let bad_fd = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::raw_os_error)
+                == Some(rustix::io::Errno::BADFD.raw_os_error())
+        });
+        let listed = Path::new("/sys/class/net").join(tun.name()).exists();
+        if bad_fd || !listed {
+            e.context(format!(
+                "TUN device {} is gone (deleted under the agent?); exiting after removing \
+                 routes, rules and the nftables table, so that the service manager starts \
+                 the agent again (systemd: Restart=on-failure)",
+                tun.name()
+            ))
+        } else {
+            e
         }
     }
 
@@ -402,6 +429,8 @@ fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -> ike::Conf
     c.natt_port = cfg.ike.natt_port;
     c.ike_lifetime = cfg.ike.ike_lifetime;
     c.child_lifetime.hard.time = Some(cfg.ike.child_lifetime);
+    c.dpd_interval = Some(cfg.ike.dpd_interval);
+    c.exchange_timeout = cfg.ike.exchange_timeout;
     c.child_lifetime.soft.time = Some(cfg.ike.child_lifetime.saturating_sub(cfg.ike.rekey_margin));
     c
 }
@@ -419,6 +448,8 @@ fn machine_config(cfg: &Config) -> oe::Config {
             ..oe::HoldLimits::default()
         },
         private_memory: cfg.outcome.downgrade_guard,
+        retry_lifetime: cfg.outcome.retry_lifetime,
+        refuse_downgrade: cfg.outcome.refuse_downgrade,
         ..oe::Config::default()
     }
 }

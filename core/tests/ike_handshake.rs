@@ -208,6 +208,10 @@ fn initiator_given_the_wrong_key_fails() {
         p.a.events
     );
     assert_eq!(p.a.ep.stats().ike_sas, 0);
+    // The responder had installed its side; the initiator's Delete removes it
+    // (RFC 7296 §2.21.2), so it does not keep a dead SA (and drop our
+    // cleartext as a private peer's).
+    assert_eq!(p.b.ep.stats().ike_sas, 0, "{:?}", p.b.events);
 }
 
 #[test]

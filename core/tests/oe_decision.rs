@@ -619,6 +619,64 @@ fn downgrade_is_reported_loudly() {
     assert!(!outcome.downgrade);
 }
 
+/// A key in DNS but IKE failing (never private before): clear for
+/// `private-or-clear`, no downgrade flag, but a warning — the peer meant to be
+/// private. A key without DNSSEC is said to be so in the reason.
+#[test]
+fn key_in_dns_but_ike_failed_is_a_warning_and_unvalidated_keys_say_so() {
+    let mut m = machine();
+    let now = t0();
+    let dst = ip("10.0.2.60");
+    let actions = fail_ike_for(&mut m, now, dst);
+    let Some(Action::PassClear { outcome, .. }) = actions.last() else {
+        panic!("{actions:?}")
+    };
+    assert!(!outcome.downgrade);
+    assert!(outcome.is_warning(), "{}", outcome.reason);
+
+    // No key in DNS, anonymous IKE fails → clear is not a warning.
+    let dst = ip("10.0.2.61");
+    m.on_packet(now, dst, b"a".to_vec());
+    drain(&mut m);
+    m.on_dns_result(now, &name_of(dst), nxdomain(Some(60)));
+    drain(&mut m);
+    m.handle_timeout(now + ms(2000));
+    let actions = drain(&mut m);
+    let Some(Action::PassClear { outcome, .. }) = actions.last() else {
+        panic!("{actions:?}")
+    };
+    assert!(!outcome.is_warning(), "{}", outcome.reason);
+
+    let dst = ip("10.0.2.62");
+    m.on_packet(now, dst, b"a".to_vec());
+    drain(&mut m);
+    m.on_dns_result(
+        now,
+        &name_of(dst),
+        records(vec![ed(10, Gateway::None, 1)], false),
+    );
+    drain(&mut m);
+    m.on_ike_result(
+        now,
+        dst,
+        dst,
+        IkeResult::Established {
+            anonymous: false,
+            dnssec: false,
+        },
+    );
+    let actions = drain(&mut m);
+    let [Action::Private { outcome, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert!(!outcome.dnssec);
+    assert!(!outcome.is_warning());
+    assert_eq!(
+        outcome.reason,
+        "IKE established with 10.0.2.62 → private (authenticated) (key not DNSSEC-validated)"
+    );
+}
+
 #[test]
 fn downgrade_of_private_never_goes_clear_and_can_be_refused_for_private_or_clear() {
     let mut m = machine();

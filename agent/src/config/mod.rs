@@ -40,6 +40,10 @@ pub mod defaults {
     pub const REKEY_MARGIN: Duration = Duration::from_secs(5 * 60);
     /// `ike.idle_timeout`: an SA pair that carried nothing this long is deleted.
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// `ike.dpd_interval`: a liveness check after this long without hearing from a peer.
+    pub const DPD_INTERVAL: Duration = Duration::from_secs(30);
+    /// `ike.exchange_timeout`: an exchange unanswered this long means the peer is gone.
+    pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
     /// `hold.packets`: packets held per pending destination.
     pub const HOLD_PACKETS: usize = 64;
     /// `hold.bytes`: bytes held per pending destination.
@@ -52,6 +56,9 @@ pub mod defaults {
     /// `outcome.downgrade_guard`: a peer that was private is not let go clear
     /// silently for this long while its key is still published.
     pub const DOWNGRADE_GUARD: Duration = Duration::from_secs(3600);
+    /// `outcome.retry_lifetime`: how long an outcome decided by a transient
+    /// failure (DNS down, `private` failing closed) lasts before a retry.
+    pub const RETRY_LIFETIME: Duration = Duration::from_secs(30);
     /// `tun.name`.
     pub const TUN_NAME: &str = "oemesh0";
     /// `tun.mtu`: 1500 minus the worst-case ESP-in-UDP-over-IPv6 overhead
@@ -123,6 +130,11 @@ pub struct IkeConfig {
     pub rekey_margin: Duration,
     /// SAs idle this long are deleted.
     pub idle_timeout: Duration,
+    /// Liveness check after this long without hearing from the peer (dead
+    /// peer detection, RFC 7296 §2.4).
+    pub dpd_interval: Duration,
+    /// An exchange unanswered this long: the peer is taken for dead.
+    pub exchange_timeout: Duration,
 }
 
 /// `[hold]`: the bounded queue of first packets while a decision is pending.
@@ -143,6 +155,10 @@ pub struct OutcomeConfig {
     pub clear_lifetime: Duration,
     /// How long a formerly private peer is kept from going clear silently.
     pub downgrade_guard: Duration,
+    /// How long an outcome decided by a transient failure lasts.
+    pub retry_lifetime: Duration,
+    /// A downgrade blocks for `retry_lifetime` instead of going clear.
+    pub refuse_downgrade: bool,
 }
 
 /// `[tun]`.
@@ -275,6 +291,8 @@ impl Default for Config {
                 child_lifetime: defaults::CHILD_LIFETIME,
                 rekey_margin: defaults::REKEY_MARGIN,
                 idle_timeout: defaults::IDLE_TIMEOUT,
+                dpd_interval: defaults::DPD_INTERVAL,
+                exchange_timeout: defaults::EXCHANGE_TIMEOUT,
             },
             hold: HoldConfig {
                 packets: defaults::HOLD_PACKETS,
@@ -284,6 +302,8 @@ impl Default for Config {
             outcome: OutcomeConfig {
                 clear_lifetime: defaults::CLEAR_LIFETIME,
                 downgrade_guard: defaults::DOWNGRADE_GUARD,
+                retry_lifetime: defaults::RETRY_LIFETIME,
+                refuse_downgrade: false,
             },
             policy: Policy::default(),
             metrics_listen: None,
@@ -446,6 +466,12 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
     );
     cfg.ike.rekey_margin = c.duration("ike.rekey_margin", ike.rekey_margin, defaults::REKEY_MARGIN);
     cfg.ike.idle_timeout = c.duration("ike.idle_timeout", ike.idle_timeout, defaults::IDLE_TIMEOUT);
+    cfg.ike.dpd_interval = c.duration("ike.dpd_interval", ike.dpd_interval, defaults::DPD_INTERVAL);
+    cfg.ike.exchange_timeout = c.duration(
+        "ike.exchange_timeout",
+        ike.exchange_timeout,
+        defaults::EXCHANGE_TIMEOUT,
+    );
     let shortest = cfg.ike.child_lifetime.min(cfg.ike.ike_lifetime);
     if cfg.ike.rekey_margin * 2 > shortest {
         c.fail(
@@ -487,6 +513,12 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
         raw.outcome.downgrade_guard,
         defaults::DOWNGRADE_GUARD,
     );
+    cfg.outcome.retry_lifetime = c.duration(
+        "outcome.retry_lifetime",
+        raw.outcome.retry_lifetime,
+        defaults::RETRY_LIFETIME,
+    );
+    cfg.outcome.refuse_downgrade = raw.outcome.refuse_downgrade.unwrap_or(false);
 
     // [policy]
     cfg.policy = validate_policy(&mut c, raw.policy);

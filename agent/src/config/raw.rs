@@ -46,6 +46,8 @@ pub(crate) struct RawIke {
     pub(crate) child_lifetime: Option<String>,
     pub(crate) rekey_margin: Option<String>,
     pub(crate) idle_timeout: Option<String>,
+    pub(crate) dpd_interval: Option<String>,
+    pub(crate) exchange_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +63,8 @@ pub(crate) struct RawHold {
 pub(crate) struct RawOutcome {
     pub(crate) clear_lifetime: Option<String>,
     pub(crate) downgrade_guard: Option<String>,
+    pub(crate) retry_lifetime: Option<String>,
+    pub(crate) refuse_downgrade: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,7 +6,7 @@ use std::time::Instant;
 use oemesh_core::crypto::ed25519::Ed25519PublicKey;
 use oemesh_core::ike::endpoint::{PeerAuth, SaHandle, TrafficSelectors};
 use oemesh_core::ike::message::AddrSelector;
-use oemesh_core::oe::{Action, Cause, IkeResult, NoKey, Outcome, PeerAnswer, PeerKey, State};
+use oemesh_core::oe::{Action, Cause, IkeResult, NoKey, Outcome, PeerAnswer, PeerKey};
 
 use super::{Attempt, ControlPlane, SaInfo};
 use crate::metrics::PacketOutcome;
@@ -29,9 +29,10 @@ pub(super) fn reason_label(cause: &Cause) -> &'static str {
     }
 }
 
-/// The decision log line: info, or warn for blocks and downgrades.
+/// The decision log line: info, or warn for blocks, downgrades and peers
+/// that publish a key but went clear ([`Outcome::is_warning`]).
 pub(super) fn log_decision(outcome: &Outcome) {
-    if outcome.downgrade || outcome.state == State::Blocked {
+    if outcome.is_warning() {
         tracing::warn!("{outcome}");
     } else {
         tracing::info!("{outcome}");

@@ -206,6 +206,22 @@ pub enum LookupFailure {
     Other(String),
 }
 
+/// How much longer than `dns.timeout` the resolver itself waits (see `KeyResolver::new`).
+const RESOLVER_GRACE: Duration = Duration::from_millis(500);
+
+/// An RCODE as operators write it (RFC 1035 §4.1.1, RFC 6895 mnemonics):
+/// `SERVFAIL`, not hickory's "Server Failure".
+fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::ServFail => "SERVFAIL".to_owned(),
+        ResponseCode::Refused => "REFUSED".to_owned(),
+        ResponseCode::FormErr => "FORMERR".to_owned(),
+        ResponseCode::NotImp => "NOTIMP".to_owned(),
+        ResponseCode::NotAuth => "NOTAUTH".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// Looks up IPSECKEY records through the configured (or /etc/resolv.conf) servers.
 pub struct KeyResolver {
     pool: NameServerPool<MarkedRuntime>,
@@ -266,6 +282,10 @@ impl KeyResolver {
             NameServerConfig::new(s.ip(), true, vec![udp, tcp])
         });
         let mut opts = ResolverOpts::default();
+        // The decision machine's own DNS timer (the same `timeout`) decides
+        // first and reports "DNS timed out after …"; this bound only reclaims
+        // the query a little later.
+        let timeout = timeout + RESOLVER_GRACE;
         opts.timeout = timeout;
         opts.attempts = 1;
         opts.edns0 = true;
@@ -332,9 +352,9 @@ impl KeyResolver {
 
 fn classify_answer(response: &Message, owner: &str) -> KeyLookup {
     if response.metadata.response_code != ResponseCode::NoError {
-        return KeyLookup::Failed(LookupFailure::Rcode(
-            response.metadata.response_code.to_string(),
-        ));
+        return KeyLookup::Failed(LookupFailure::Rcode(rcode_name(
+            response.metadata.response_code,
+        )));
     }
     let mut keys = Vec::new();
     let mut malformed = 0;
@@ -376,10 +396,10 @@ fn classify_error(e: NetError) -> KeyLookup {
         })) => match response_code {
             ResponseCode::NXDomain => KeyLookup::NxDomain { negative_ttl },
             ResponseCode::NoError => KeyLookup::NoData { negative_ttl },
-            other => KeyLookup::Failed(LookupFailure::Rcode(other.to_string())),
+            other => KeyLookup::Failed(LookupFailure::Rcode(rcode_name(other))),
         },
         NetError::Dns(DnsError::ResponseCode(code)) => {
-            KeyLookup::Failed(LookupFailure::Rcode(code.to_string()))
+            KeyLookup::Failed(LookupFailure::Rcode(rcode_name(code)))
         }
         NetError::Timeout => KeyLookup::Failed(LookupFailure::Other("timeout".into())),
         other => KeyLookup::Failed(LookupFailure::Other(other.to_string())),

@@ -290,6 +290,20 @@ impl Routing {
             };
             self.add_route(route, &format!("{what} in table {}", self.cfg.table))
                 .await?;
+            if group.fails_closed() {
+                // Outlives the TUN: if the agent dies without its teardown
+                // (SIGKILL, a crash), the TUN route goes with the device and
+                // this one keeps `private` and `block` traffic from leaving in
+                // clear until the next start flushes the table.
+                self.add_route(
+                    fail_closed_route(prefix, self.cfg.table),
+                    &format!(
+                        "unreachable {prefix} ({group}, metric {FAIL_CLOSED_METRIC}) in table {}",
+                        self.cfg.table
+                    ),
+                )
+                .await?;
+            }
         }
         for v6 in [false, true] {
             if self.cfg.suppress_main {
@@ -391,6 +405,19 @@ impl Routing {
             tracing::error!("teardown: {e}");
         }
     }
+}
+
+/// Metric of the fail-closed routes: behind the TUN route (metric 0) for the
+/// same prefix, so they only apply when the TUN is gone.
+pub const FAIL_CLOSED_METRIC: u32 = 4242;
+
+/// `unreachable PREFIX metric FAIL_CLOSED_METRIC table T`.
+fn fail_closed_route(prefix: Cidr, table: u32) -> RouteMessage {
+    let mut m = throw_route(prefix, table);
+    m.header.kind = RouteType::Unreachable;
+    m.attributes
+        .push(RouteAttribute::Priority(FAIL_CLOSED_METRIC));
+    m
 }
 
 fn throw_route(prefix: Cidr, table: u32) -> RouteMessage {

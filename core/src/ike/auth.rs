@@ -264,6 +264,10 @@ impl Endpoint {
             Ok(how) => how,
             Err(reason) => {
                 self.out.stats.auth_failures += 1;
+                // The responder has installed its side already: delete the IKE
+                // SA (§2.21.2 allows a separate INFORMATIONAL here), or it
+                // keeps a dead SA and drops our cleartext as a private peer's.
+                self.send_delete_ike_once(sa);
                 return fail(self, Failure::AuthenticationFailed(reason));
             }
         };

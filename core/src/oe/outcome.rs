@@ -273,13 +273,35 @@ impl Outcome {
         }
     }
 
-    /// Marks the key as DNSSEC-validated.
+    /// Records whether the key was DNSSEC-validated, and says which in the
+    /// reason of an authenticated private outcome: without DNSSEC the
+    /// signature proves only that the peer holds the key DNS gave, and a
+    /// forged answer is indistinguishable from a real one.
     pub(crate) fn with_dnssec(mut self, dnssec: bool) -> Self {
         self.dnssec = dnssec;
-        if dnssec && self.state == State::Private {
-            self.reason.push_str(" (key DNSSEC-validated)");
+        if self.state == State::Private && self.auth == Auth::Authenticated {
+            self.reason.push_str(if dnssec {
+                " (key DNSSEC-validated)"
+            } else {
+                " (key not DNSSEC-validated)"
+            });
         }
         self
+    }
+
+    /// Whether this outcome deserves a warning rather than an info line:
+    /// blocked, a downgrade, or clear although the peer publishes a key (it
+    /// meant to be private: IKE failing toward it may be an attacker dropping
+    /// IKE, the active downgrade OE cannot prevent without `private`).
+    pub fn is_warning(&self) -> bool {
+        let key_in_dns = matches!(
+            self.cause,
+            Cause::IkeFailed {
+                key_in_dns: true,
+                ..
+            }
+        );
+        self.downgrade || self.state == State::Blocked || (self.state == State::Clear && key_in_dns)
     }
 
     /// Appends a note to the reason line.

@@ -126,6 +126,20 @@ pub struct AgentConfig {
     pub clear_lifetime: Option<String>,
     /// `[outcome] downgrade_guard`; `None`: the agent's default.
     pub downgrade_guard: Option<String>,
+    /// `[outcome] retry_lifetime`; `None`: the agent's default.
+    pub retry_lifetime: Option<String>,
+    /// `[outcome] refuse_downgrade`; `None`: the agent's default.
+    pub refuse_downgrade: Option<bool>,
+    /// `[ike] child_lifetime`, `ike_lifetime`, `rekey_margin`; `None`: the agent's defaults.
+    pub child_lifetime: Option<String>,
+    /// See `child_lifetime`.
+    pub ike_lifetime: Option<String>,
+    /// See `child_lifetime`.
+    pub rekey_margin: Option<String>,
+    /// `[ike] dpd_interval`; `None`: the agent's default.
+    pub dpd_interval: Option<String>,
+    /// `[ike] exchange_timeout`; `None`: the agent's default.
+    pub exchange_timeout: Option<String>,
     /// `[policy]`: group name → prefixes, in this order.
     pub policy: Vec<(String, Vec<String>)>,
     /// Raw TOML appended at the end (must start with a `[section]` header).
@@ -142,6 +156,13 @@ impl Default for AgentConfig {
             idle_timeout: None,
             clear_lifetime: None,
             downgrade_guard: None,
+            retry_lifetime: None,
+            refuse_downgrade: None,
+            child_lifetime: None,
+            ike_lifetime: None,
+            rekey_margin: None,
+            dpd_interval: None,
+            exchange_timeout: None,
             policy: vec![
                 ("private-or-clear".into(), vec![SUBNET_V4.into()]),
                 ("clear".into(), vec![format!("{DNS_V4}/32")]),
@@ -176,12 +197,29 @@ impl AgentConfig {
         if let Some(i) = &self.idle_timeout {
             let _ = writeln!(t, "idle_timeout = \"{i}\"");
         }
+        for (key, value) in [
+            ("child_lifetime", &self.child_lifetime),
+            ("ike_lifetime", &self.ike_lifetime),
+            ("rekey_margin", &self.rekey_margin),
+            ("dpd_interval", &self.dpd_interval),
+            ("exchange_timeout", &self.exchange_timeout),
+        ] {
+            if let Some(v) = value {
+                let _ = writeln!(t, "{key} = \"{v}\"");
+            }
+        }
         t.push_str("\n[outcome]\n");
         if let Some(l) = &self.clear_lifetime {
             let _ = writeln!(t, "clear_lifetime = \"{l}\"");
         }
         if let Some(g) = &self.downgrade_guard {
             let _ = writeln!(t, "downgrade_guard = \"{g}\"");
+        }
+        if let Some(r) = &self.retry_lifetime {
+            let _ = writeln!(t, "retry_lifetime = \"{r}\"");
+        }
+        if let Some(r) = self.refuse_downgrade {
+            let _ = writeln!(t, "refuse_downgrade = {r}");
         }
         t.push_str("\n[policy]\n");
         for (group, prefixes) in &self.policy {
