@@ -82,7 +82,8 @@ pub async fn udp_loop(
                         message: message.to_vec(),
                     };
                     if dp.ike.try_send(datagram).is_err() {
-                        tracing::debug!(from = %d.from, "IKE dropped: control plane busy");
+                        tracing::trace!(from = %d.from, "IKE dropped: control plane busy");
+                        dp.metrics.ike_queue_drop();
                         dp.metrics.packet(PacketOutcome::Dropped, d.data.len());
                     }
                 }

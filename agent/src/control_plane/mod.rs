@@ -467,7 +467,9 @@ impl ControlPlane {
             self.dp.metrics.hold_drops_add(delta);
         }
         self.last_counters = c;
-        let auth = self.endpoint.stats().auth_failures;
+        let stats = self.endpoint.stats();
+        self.dp.metrics.set_ike_cookies_sent(stats.cookies_sent);
+        let auth = stats.auth_failures;
         if auth > self.last_ike_auth_failures {
             self.dp
                 .metrics
