@@ -529,7 +529,10 @@ fn blackhole_trigger_lookups(net: &Testnet) {
     std::fs::write(&file, rules).unwrap();
     net.dns()
         .netns()
-        .exec(&["nft", "-f", file.to_str().unwrap()], Duration::from_secs(10))
+        .exec(
+            &["nft", "-f", file.to_str().unwrap()],
+            Duration::from_secs(10),
+        )
         .expect("nft rule on the DNS host");
 }
 
@@ -619,4 +622,146 @@ fn many_destinations(label: &str, count: u32) {
         Some("private".to_owned())
     );
     assert!(hwm < RSS_BOUND_KIB, "alice's peak RSS {hwm} KiB");
+}
+
+/// Seconds each measured flood lasts (`OEMESH_FLOOD_SECONDS`, default 20).
+fn measured_seconds() -> u64 {
+    std::env::var("OEMESH_FLOOD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
+
+/// Opt-in (`OEMESH_SLOW=1`; `testnet/floods` runs it): each flood at the
+/// generator's full rate for `OEMESH_FLOOD_SECONDS`, printing what
+/// `docs/floods.md` reports — rate offered, rate the agent handled, what was
+/// shed where, memory peak, and for the IKE flood the share of fresh
+/// handshakes (alice's agent restarted, then one packet to bob) that ended
+/// private during the flood.
+#[test]
+fn measured_floods() {
+    if !slow() {
+        eprintln!("measured_floods: skipped (set OEMESH_SLOW=1)");
+        return;
+    }
+    let secs = measured_seconds();
+    let net = flood_testnet("measure", AgentConfig::default());
+    let (alice, bob) = (net.alice(), net.bob());
+    let atk = attacker(&net, bob);
+    let echo = UdpEcho::start(bob, 7104);
+    let client = udp_client(alice);
+    udp_until_echo(&client, echo.addr(), b"before", DECISION).unwrap();
+    let bob_pid = field(&status(bob), "pid");
+    let (rss0, _) = rss_kib(bob_pid);
+    let mut out = String::new();
+
+    // 1. IKE_SA_INIT from spoofed sources; alice makes fresh SAs meanwhile.
+    let s0 = status(bob);
+    let k0 = udp_rcvbuf_errors(bob);
+    let half_open = Sampler::start({
+        let sock = bob.socket_path();
+        move || Some(status_fields(&sock, &["/half_open"])?[0])
+    });
+    let kind = Kind::IkeInit {
+        target: bob.v4(),
+        sources: SPOOFED,
+    };
+    let limits = Limits {
+        duration: Duration::from_secs(secs),
+        ..Limits::default()
+    };
+    let flood = start_flood(&atk, kind, limits, 11);
+    let until = Instant::now() + Duration::from_secs(secs);
+    let (mut ok, mut failed, mut times) = (0u32, 0u32, Vec::new());
+    thread::sleep(Duration::from_millis(500));
+    while Instant::now() + Duration::from_secs(3) < until {
+        alice.restart_agent().unwrap();
+        let t = Instant::now();
+        let echoed = udp_until_echo(&client, echo.addr(), b"fresh", Duration::from_secs(10));
+        let private = alice
+            .peer(bob.ip())
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.state == "private");
+        if echoed.is_ok() && private {
+            ok += 1;
+            times.push(t.elapsed());
+        } else {
+            failed += 1;
+            eprintln!("handshake failed: {echoed:?}\n{}", alice.log_tail(10));
+        }
+    }
+    let report = join_flood(flood);
+    let half_open = half_open.finish();
+    let s1 = status(bob);
+    let (_, hwm) = rss_kib(bob_pid);
+    let d = |k: &str| field(&s1, k) - field(&s0, k);
+    let kernel = udp_rcvbuf_errors(bob) - k0;
+    times.sort();
+    let median = times.get(times.len() / 2).copied().unwrap_or_default();
+    let per_s = |n: u64| n as f64 / report.elapsed.as_secs_f64();
+    out += &format!(
+        "IKE_SA_INIT flood, spoofed sources {}/{}, {secs} s:\n  \
+         offered {:.0}/s ({} sent)\n  \
+         bob answered with a cookie {:.0}/s ({}), shed at his IKE queue {:.0}/s ({}), \
+         his kernel dropped {:.0}/s ({kernel} receive-buffer overflows)\n  \
+         half-open IKE SAs: max {} (cookie threshold {COOKIE_THRESHOLD}, limit {HALF_OPEN_LIMIT})\n  \
+         bob's RSS {rss0} KiB before, peak {hwm} KiB\n  \
+         fresh handshakes alice -> bob during the flood: {ok} of {} private \
+         (median {median:?} from the first packet to its echo)\n",
+        SPOOFED.0,
+        SPOOFED.1,
+        report.rate(),
+        report.sent,
+        per_s(d("cookies_sent")),
+        d("cookies_sent"),
+        per_s(d("ike_dropped")),
+        d("ike_dropped"),
+        per_s(kernel),
+        half_open.iter().max().copied().unwrap_or(0),
+        ok + failed,
+    );
+
+    // 2. and 3. ESP with random SPIs, then replayed, at full rate; live flow.
+    udp_until_echo(&client, echo.addr(), b"settle", DECISION).unwrap();
+    let recorded = record_esp(&net, &client, echo.addr());
+    for (what, kind, counter) in [
+        (
+            "ESP with random SPIs",
+            Kind::EspRandomSpi {
+                target: bob.v4(),
+                sources: SPOOFED,
+                len: 96,
+            },
+            "oemesh_esp_unknown_spi_total",
+        ),
+        (
+            "replayed ESP (alice's own packets)",
+            Kind::Replay(recorded.clone()),
+            "oemesh_esp_replay_failures_total",
+        ),
+    ] {
+        let live = LiveFlow::start(udp_client(alice), echo.addr());
+        let (report, counted, kernel) = counted_flood(&atk, bob, kind, limits, counter);
+        let (lok, llost) = live.finish();
+        let (_, hwm) = rss_kib(bob_pid);
+        let per_s = |n: u64| n as f64 / report.elapsed.as_secs_f64();
+        out += &format!(
+            "{what}, {secs} s:\n  offered {:.0}/s ({} sent)\n  \
+             bob dropped and counted {:.0}/s ({counted}, {counter}), \
+             his kernel dropped {:.0}/s ({kernel})\n  \
+             live flow alice -> bob (one echo per 50 ms): {lok} echoed, {llost} lost\n  \
+             bob's peak RSS {hwm} KiB\n",
+            report.rate(),
+            report.sent,
+            per_s(counted),
+            per_s(kernel),
+        );
+    }
+    assert_eq!(
+        bob.agent_pid().map(u64::from),
+        Some(bob_pid),
+        "bob's agent died"
+    );
+    eprintln!("\n==== measured floods ====\n{out}");
 }
