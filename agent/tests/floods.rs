@@ -316,9 +316,10 @@ fn ike_init_flood_cookies_and_alice_still_connects() {
     let max = half_open.iter().copied().max().unwrap_or(0);
     assert!(!half_open.is_empty(), "no half-open sample");
     // The spoofed requests never return a cookie: only the first
-    // `COOKIE_THRESHOLD` get state; alice's own SA may be one more.
+    // `COOKIE_THRESHOLD` get state (far below HALF_OPEN_LIMIT); alice's own
+    // SA may be one more.
     assert!(
-        max <= COOKIE_THRESHOLD + 1 && max <= HALF_OPEN_LIMIT,
+        max <= COOKIE_THRESHOLD + 1,
         "half-open IKE SAs reached {max} (cookie threshold {COOKIE_THRESHOLD})"
     );
     assert!(

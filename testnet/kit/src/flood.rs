@@ -462,7 +462,7 @@ pub fn run(kind: Kind, limits: Limits, seed: u64) -> Result<Report> {
             break;
         }
         // Reading the clock every packet would cost more than the packet.
-        if i % 64 == 0 && Instant::now() >= deadline {
+        if i.is_multiple_of(64) && Instant::now() >= deadline {
             break;
         }
         if let Some(interval) = interval {
