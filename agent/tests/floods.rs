@@ -504,17 +504,19 @@ fn trigger_addr(i: u32) -> Ipv4Addr {
 
 /// alice sends one datagram to each of `count` trigger destinations: every
 /// one is new to her agent.
-fn trigger(alice: &Host, count: u32) -> Duration {
+/// Returns how long it took and how many sends the kernel took.
+fn trigger(alice: &Host, count: u32) -> (Duration, u32) {
     let socket = udp_client(alice);
     let start = Instant::now();
     let payload = [0x54u8; TRIGGER_LEN];
+    let mut sent = 0;
     for i in 0..count {
         let to = SocketAddr::new(IpAddr::V4(trigger_addr(i)), 9);
         // ENOBUFS when the TUN's queue is full: the packet is lost, as any
         // datagram may be; the agent's limits are what is under test.
-        let _ = socket.send_to(&payload, to);
+        sent += u32::from(socket.send_to(&payload, to).is_ok());
     }
-    start.elapsed()
+    (start.elapsed(), sent)
 }
 
 /// The DNS server never answers the trigger lookups (an nftables rule in its
@@ -575,8 +577,9 @@ fn many_destinations(label: &str, count: u32) {
     });
     let hold_drops0 = metric(alice, "oemesh_hold_drops_total");
     let live = LiveFlow::start(udp_client(alice), echo.addr());
+    let tun0 = alice.link_counters("oemesh0").unwrap().tx_packets;
     let start = Instant::now();
-    let took = trigger(alice, count);
+    let (took, sent) = trigger(alice, count);
     // The lookups under way time out (1 s) and decide.
     thread::sleep(Duration::from_millis(2500));
     let elapsed = start.elapsed();
@@ -584,6 +587,7 @@ fn many_destinations(label: &str, count: u32) {
     let samples = samples.finish();
     let queries = dns.stop().unwrap();
     let s = status(alice);
+    let tun_read = alice.link_counters("oemesh0").unwrap().tx_packets - tun0;
     let (rss, hwm) = rss_kib(alice_pid);
     let hold_drops = metric(alice, "oemesh_hold_drops_total") - hold_drops0;
     let lookups = queries
@@ -594,8 +598,8 @@ fn many_destinations(label: &str, count: u32) {
     let max_pending = samples.iter().map(|v| v & 0xffff_ffff).max().unwrap_or(0);
     let rate_limited = field(&s, "lookups_rate_limited");
     eprintln!(
-        "{count} new destinations offered in {took:?}: {rate_limited} dropped by the lookup \
-         rate limit, {} over max_pending, {hold_drops} hold/queue drops; {lookups} DNS \
+        "{count} new destinations offered in {took:?} ({sent} sends taken by the kernel, \
+         {tun_read} packets through the TUN): {rate_limited} dropped by the lookup rate limit, {} over max_pending, {hold_drops} hold/queue drops; {lookups} DNS \
          queries in {elapsed:?}; max {max_pending} pending, max {max_held} held; peers now {}; \
          alice RSS {rss} KiB (peak {hwm} KiB); live flow to bob {ok} ok, {lost} lost",
         field(&s, "pending_full"),
