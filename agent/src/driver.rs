@@ -22,6 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use oemesh_core::esp::{DecapError, peek_spi};
+use oemesh_core::ike::cookie;
 use oemesh_core::ike::udp_encap::{self, Datagram};
 use tokio::sync::Mutex;
 
@@ -75,14 +76,25 @@ pub async fn udp_loop(
             };
             match kind {
                 Datagram::Ike(message) => {
+                    // The last quarter of the queue is kept for messages
+                    // that are not plain IKE_SA_INIT requests (a spoofed
+                    // flood's), so that IKE_AUTH and requests with a
+                    // cookie still get in while a flood is being shed.
+                    let reserve = dp.ike.max_capacity() / 4;
+                    let shed = dp.ike.capacity() < reserve && cookie::sheddable(message);
                     let local = SocketAddr::new(d.to.unwrap_or(dp.address), port);
-                    let datagram = IkeDatagram {
-                        local,
-                        remote: d.from,
-                        message: message.to_vec(),
-                    };
-                    if dp.ike.try_send(datagram).is_err() {
-                        tracing::debug!(from = %d.from, "IKE dropped: control plane busy");
+                    if shed
+                        || dp
+                            .ike
+                            .try_send(IkeDatagram {
+                                local,
+                                remote: d.from,
+                                message: message.to_vec(),
+                            })
+                            .is_err()
+                    {
+                        tracing::trace!(from = %d.from, "IKE dropped: control plane busy");
+                        dp.metrics.ike_queue_drop();
                         dp.metrics.packet(PacketOutcome::Dropped, d.data.len());
                     }
                 }

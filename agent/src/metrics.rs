@@ -70,6 +70,8 @@ pub struct Metrics {
     esp_unknown_spi: AtomicU64,
     esp_ts_mismatch: AtomicU64,
     ike_auth_failures: AtomicU64,
+    ike_queue_drops: AtomicU64,
+    ike_cookies_sent: AtomicU64,
 }
 
 impl Metrics {
@@ -147,6 +149,21 @@ impl Metrics {
     /// `n` more IKE messages that failed their ICV or AUTH.
     pub fn ike_auth_failures_add(&self, n: u64) {
         self.ike_auth_failures.fetch_add(n, Relaxed);
+    }
+
+    /// An IKE message dropped because the control plane's queue was full.
+    pub fn ike_queue_drop(&self) {
+        self.ike_queue_drops.fetch_add(1, Relaxed);
+    }
+
+    /// IKE messages dropped so far because the control plane's queue was full.
+    pub fn ike_queue_drops(&self) -> u64 {
+        self.ike_queue_drops.load(Relaxed)
+    }
+
+    /// Sets the COOKIE notifies sent so far (the IKE endpoint counts them).
+    pub fn set_ike_cookies_sent(&self, n: u64) {
+        self.ike_cookies_sent.store(n, Relaxed);
     }
 
     /// Packets counted with `outcome` so far.
@@ -240,6 +257,16 @@ impl Metrics {
                 "oemesh_ike_auth_failures_total",
                 "IKE_AUTH exchanges that did not verify.",
                 &self.ike_auth_failures,
+            ),
+            (
+                "oemesh_ike_queue_drops_total",
+                "IKE messages dropped because the control plane's queue was full.",
+                &self.ike_queue_drops,
+            ),
+            (
+                "oemesh_ike_cookies_sent_total",
+                "IKE_SA_INIT requests answered with a COOKIE (too many half-open SAs).",
+                &self.ike_cookies_sent,
             ),
         ] {
             let _ = writeln!(

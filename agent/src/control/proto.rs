@@ -105,6 +105,25 @@ pub struct StatusReply {
     /// Responder IKE SAs not yet authenticated.
     #[serde(default)]
     pub half_open: u64,
+    /// COOKIE notifies sent: IKE_SA_INIT requests answered statelessly
+    /// because too many IKE SAs were half-open (RFC 7296 §2.6).
+    #[serde(default)]
+    pub cookies_sent: u64,
+    /// IKE messages dropped: unparsable, unknown SPI, half-open limit reached,
+    /// or the control plane's queue full.
+    #[serde(default)]
+    pub ike_dropped: u64,
+    /// Packets held now, over all destinations being decided.
+    #[serde(default)]
+    pub held_packets: u64,
+    /// Packets to new destinations dropped because the IPSECKEY lookup rate
+    /// limit was exhausted.
+    #[serde(default)]
+    pub lookups_rate_limited: u64,
+    /// Packets to new destinations dropped because the most destinations
+    /// were being decided already.
+    #[serde(default)]
+    pub pending_full: u64,
     /// Packets dropped so far (block, fail closed, hold overflow, ESP failures).
     #[serde(default)]
     pub drops: u64,

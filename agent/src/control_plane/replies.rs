@@ -103,6 +103,7 @@ impl ControlPlane {
         }
         counts.pending = self.pending.len() as u64;
         let stats = self.endpoint.stats();
+        let counters = self.machine.counters();
         StatusReply {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
@@ -123,6 +124,11 @@ impl ControlPlane {
             sas: self.dp.sas.len().0 as u64,
             ike_sas: stats.ike_sas as u64,
             half_open: stats.half_open as u64,
+            cookies_sent: stats.cookies_sent,
+            ike_dropped: stats.dropped + self.dp.metrics.ike_queue_drops(),
+            held_packets: self.machine.hold().total_packets() as u64,
+            lookups_rate_limited: counters.lookup_rate_limited,
+            pending_full: counters.pending_full,
             drops: self.dp.metrics.packets_total(PacketOutcome::Dropped),
         }
     }

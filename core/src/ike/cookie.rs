@@ -12,6 +12,13 @@
 //! CSPRNG. The secret is replaced every [`ROTATE`]; a cookie made with the
 //! previous secret is still accepted, so a rotation never fails an initiator
 //! that is just repeating its request.
+//!
+//! Cookies make a flood cheap to answer, not free: each request is still
+//! parsed and hashed. When requests arrive faster than the responder answers,
+//! [`sheddable`] tells the caller which to drop first before they queue: an
+//! IKE_SA_INIT request without a COOKIE, the kind a spoofed flood is made of
+//! (a real initiator retransmits it). Requests that carry a cookie and
+//! messages of existing IKE SAs (IKE_AUTH, …) keep the rest of the queue.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -21,6 +28,7 @@ use ring::digest;
 use zeroize::Zeroizing;
 
 use crate::crypto::ct_eq;
+use crate::ike::message::{ExchangeType, HEADER_LEN, HeaderPacket, NotifyType, PayloadType};
 
 /// How long one secret is used for new cookies.
 pub const ROTATE: Duration = Duration::from_secs(120);
@@ -111,11 +119,60 @@ impl CookieJar {
     }
 }
 
+/// Whether `message` (an IKE message, without the non-ESP marker) is an
+/// IKE_SA_INIT request whose first payload is not N(COOKIE): the first to
+/// drop when the responder cannot keep up. A peek at fixed offsets, no parse;
+/// anything that is not such a request (or is too short to tell) is `false`.
+pub fn sheddable(message: &[u8]) -> bool {
+    let Ok(h) = HeaderPacket::new_checked(message) else {
+        return false;
+    };
+    if h.exchange_type() != ExchangeType::IKE_SA_INIT || h.flags().response() || h.spi_r() != 0 {
+        return false;
+    }
+    // Generic payload header (4), then the Notify's protocol ID, SPI size and
+    // type (RFC 7296 §3.10).
+    let cookie_first = h.next_payload() == PayloadType::NOTIFY
+        && message
+            .get(HEADER_LEN + 6..HEADER_LEN + 8)
+            .is_some_and(|t| u16::from_be_bytes([t[0], t[1]]) == NotifyType::COOKIE.0);
+    !cookie_first
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
+
+    use crate::ike::message::{Flags, Header, Message, Nonce, Notify, Payload};
+
+    fn init(flags: Flags, spi_r: u64, cookie: bool) -> Vec<u8> {
+        let mut payloads = vec![Payload::Nonce(Nonce(vec![7; 32]))];
+        if cookie {
+            payloads.insert(
+                0,
+                Payload::Notify(Notify::new(NotifyType::COOKIE, vec![1; 33])),
+            );
+        }
+        let header = Header::new(1, spi_r, ExchangeType::IKE_SA_INIT, flags, 0);
+        let mut out = Vec::new();
+        Message::new(header, payloads).emit(&mut out);
+        out
+    }
+
+    #[test]
+    fn sheds_only_init_requests_without_a_cookie() {
+        assert!(sheddable(&init(Flags::INITIATOR, 0, false)));
+        assert!(!sheddable(&init(Flags::INITIATOR, 0, true)));
+        assert!(!sheddable(&init(Flags::RESPONSE, 2, false)), "a response");
+        assert!(!sheddable(&init(Flags::INITIATOR, 2, false)), "SPIr set");
+        let auth = Header::new(1, 2, ExchangeType::IKE_AUTH, Flags::INITIATOR, 1);
+        let mut out = Vec::new();
+        Message::new(auth, vec![]).emit(&mut out);
+        assert!(!sheddable(&out));
+        assert!(!sheddable(&[0u8; 10]), "too short to tell");
+    }
 
     #[test]
     fn accepts_its_own_cookie_across_one_rotation() {
