@@ -400,6 +400,7 @@ fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -> ike::Conf
     let mut c = ike::Config::new(auth, id);
     c.ike_port = cfg.ike.port;
     c.natt_port = cfg.ike.natt_port;
+    c.esp_algs = cfg.ike.esp_aead.proposal_order();
     c.ike_lifetime = cfg.ike.ike_lifetime;
     c.child_lifetime.hard.time = Some(cfg.ike.child_lifetime);
     c.child_lifetime.soft.time = Some(cfg.ike.child_lifetime.saturating_sub(cfg.ike.rekey_margin));
@@ -419,6 +420,8 @@ fn machine_config(cfg: &Config) -> oe::Config {
             ..oe::HoldLimits::default()
         },
         private_memory: cfg.outcome.downgrade_guard,
+        lookups_per_second: cfg.dns.lookups_per_second,
+        lookup_burst: cfg.dns.lookup_burst,
         ..oe::Config::default()
     }
 }

@@ -34,7 +34,7 @@ use serde_json::json;
 
 const USAGE: &str = "usage: bench [--oemesh PATH] [--duration SECS] [--runs N] [--quick]
              [--only NAME[,NAME…]] [--rtt-count N] [--json FILE] [--profile DIR]
-  NAME: veth, oemesh, boringtun, boringtun-t1, strongswan-aes, strongswan-chacha";
+  NAME: veth, oemesh, oemesh-chacha, boringtun, boringtun-t1, strongswan-aes, strongswan-chacha";
 
 /// The port of the UDP echo server (round trips) and the cold probe receiver.
 const ECHO_PORT: u16 = 7007;
@@ -101,7 +101,8 @@ fn parse_args() -> Result<Args> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Veth,
-    Oemesh,
+    /// The agents' `ike.esp_aead`.
+    Oemesh(&'static str),
     Boringtun(Option<u32>),
     Strongswan(&'static str),
 }
@@ -114,7 +115,7 @@ struct Variant {
     kind: Kind,
 }
 
-const VARIANTS: [Variant; 6] = [
+const VARIANTS: [Variant; 7] = [
     Variant {
         name: "veth",
         label: "plain veth (no tunnel)",
@@ -125,7 +126,13 @@ const VARIANTS: [Variant; 6] = [
         name: "oemesh",
         label: "oemesh",
         aead: "AES-256-GCM",
-        kind: Kind::Oemesh,
+        kind: Kind::Oemesh("aes-256-gcm"),
+    },
+    Variant {
+        name: "oemesh-chacha",
+        label: "oemesh",
+        aead: "ChaCha20-Poly1305",
+        kind: Kind::Oemesh("chacha20-poly1305"),
     },
     Variant {
         name: "boringtun",
@@ -211,7 +218,10 @@ impl<'n> Tunnel<'n> {
         let (mut src, mut dst) = (alice.ip(), bob.ip());
         let running = match kind {
             Kind::Veth => Running::Veth,
-            Kind::Oemesh => {
+            Kind::Oemesh(aead) => {
+                for h in [alice, bob] {
+                    set_esp_aead(h, aead)?;
+                }
                 bob.start_agent().context("oemesh: starting bob's agent")?;
                 alice
                     .start_agent()
@@ -357,6 +367,48 @@ impl<'n> Tunnel<'n> {
     }
 }
 
+/// Sets `[ike] esp_aead` in the agent's config file (written by the testnet).
+fn set_esp_aead(host: &Host, aead: &str) -> Result<()> {
+    let path = host.config_path();
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = String::new();
+    let mut done = false;
+    for line in text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("esp_aead"))
+    {
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "[ike]" {
+            let _ = writeln!(out, "esp_aead = \"{aead}\"");
+            done = true;
+        }
+    }
+    if !done {
+        let _ = writeln!(out, "[ike]\nesp_aead = \"{aead}\"");
+    }
+    std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Checks in alice's log that the SA pair uses `aead` (the agents log
+/// `control_plane::events` at debug: "ESP SA pair … (Aes256Gcm, ESN)").
+fn check_oemesh_aead(alice: &Host, aead: &str) -> Result<()> {
+    let want = match aead {
+        "chacha20-poly1305" => "ChaCha20Poly1305",
+        _ => "Aes256Gcm",
+    };
+    let log = alice.log();
+    let last = log
+        .lines()
+        .rfind(|l| l.contains("ESP SA pair"))
+        .context("oemesh: no \"ESP SA pair\" line in alice's log")?;
+    if !last.contains(want) {
+        bail!("oemesh: asked for {aead}, but alice's SA is: {last}");
+    }
+    Ok(())
+}
+
 fn start_boringtun(net: &Testnet, threads: Option<u32>, dir: &Path) -> Result<Boringtun> {
     let a = End {
         ns: net.alice().netns(),
@@ -379,6 +431,9 @@ fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> 
     let alice = net.alice().netns();
     let bob = net.bob().netns();
     tunnel.warm_up()?;
+    if let (Kind::Oemesh(aead), Running::Oemesh { alice, .. }) = (v.kind, &tunnel.running) {
+        check_oemesh_aead(alice, aead)?;
+    }
     for run in 0..args.runs {
         for (streams, bw_key, cpu_key) in [
             (1, "tcp1_gbps", "cpu1_s_per_gb"),
@@ -618,14 +673,20 @@ fn report(
     let pairs: Vec<(String, &str, &str)> = [
         ("oemesh / boringtun", "oemesh", "boringtun"),
         ("oemesh / boringtun --threads 1", "oemesh", "boringtun-t1"),
+        ("oemesh ChaCha / boringtun", "oemesh-chacha", "boringtun"),
+        (
+            "oemesh ChaCha / boringtun --threads 1",
+            "oemesh-chacha",
+            "boringtun-t1",
+        ),
         (
             "oemesh / strongSwan (AES-256-GCM)",
             "oemesh",
             "strongswan-aes",
         ),
         (
-            "oemesh / strongSwan (ChaCha20-Poly1305)",
-            "oemesh",
+            "oemesh ChaCha / strongSwan (ChaCha20-Poly1305)",
+            "oemesh-chacha",
             "strongswan-chacha",
         ),
     ]
@@ -739,7 +800,8 @@ fn real_main() -> Result<()> {
     };
     let mut opts = Options::new("bench", binaries);
     opts.start_agents = false;
-    opts.log_level = "warn".into();
+    // control_plane::events at debug: one line per SA pair, with its AEAD.
+    opts.log_level = "warn,oemesh_agent::control_plane::events=debug".into();
     let started = Instant::now();
     let net = Testnet::up(opts).context("building the namespace testnet")?;
     check_interrupt()?;
@@ -771,7 +833,7 @@ fn real_main() -> Result<()> {
         let outcome = Tunnel::start(&net, v.kind, &keys).and_then(|mut tunnel| {
             let s = measure(&args, &net, &mut tunnel, v);
             if s.is_ok()
-                && v.kind == Kind::Oemesh
+                && v.kind == Kind::Oemesh("aes-256-gcm")
                 && let Some(dir) = &args.profile
             {
                 tunnel.warm_up()?;
