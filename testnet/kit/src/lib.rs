@@ -8,6 +8,7 @@
 
 pub mod bind;
 pub mod capture;
+pub mod ikeload;
 pub mod iperf;
 pub mod netns;
 pub mod probe;
