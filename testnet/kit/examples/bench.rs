@@ -829,12 +829,16 @@ fn control_plane(args: &Args, net: &Testnet, ike: bool, memory: bool) -> Result<
         bob.set_agent_config(&AgentConfig::default())
     };
     let result = (|| -> Result<()> {
+        // A busy agent may not answer at once (EAGAIN on its control socket).
         let status = |h: &Host| -> Result<serde_json::Value> {
-            Ok(serde_json::from_str(&h.oemesh_cli(&["status", "--json"])?)?)
+            let mut last = None;
+            process::wait_until("`oemesh status --json`", Duration::from_secs(30), || {
+                last = h.oemesh_cli(&["status", "--json"]).ok();
+                last.is_some()
+            })?;
+            Ok(serde_json::from_str(&last.unwrap_or_default())?)
         };
         if ike {
-            bob.start_agent().context("ike: bob's agent")?;
-            let pid = bob.agent_pid().context("ike: bob's agent pid")?;
             let key_b64 = bob.public_key().context("bob has no key")?;
             let key: [u8; 32] =
                 base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key_b64)
@@ -849,6 +853,10 @@ fn control_plane(args: &Args, net: &Testnet, ike: bool, memory: bool) -> Result<
             let mut first = 0u32;
             for run in 0..args.runs {
                 check_interrupt()?;
+                // A fresh agent per run: every run measures 0 -> `count` SA pairs.
+                let _ = bob.stop_agent();
+                bob.start_agent().context("ike: bob's agent")?;
+                let pid = bob.agent_pid().context("ike: bob's agent pid")?;
                 let (cpu0, rss0) = (probe::cpu_time(pid)?, ikeload::rss_bytes(pid)?);
                 let sas0 = status(bob)?["sas"].as_u64().unwrap_or(0);
                 let load = Load {
