@@ -916,7 +916,8 @@ fn control_plane(args: &Args, net: &Testnet, ike: bool, memory: bool) -> Result<
             let st0 = status(bob)?;
             let (rss0, clear0) = (ikeload::rss_bytes(pid)?, clear(&st0));
             let started = Instant::now();
-            let chunk = 500u32;
+            // Below the TUN's txqueuelen (500): a larger burst overflows it.
+            let chunk = 200u32;
             let mut sent = 0u32;
             while sent < total {
                 check_interrupt()?;
