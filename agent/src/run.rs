@@ -427,6 +427,7 @@ fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -> ike::Conf
     let mut c = ike::Config::new(auth, id);
     c.ike_port = cfg.ike.port;
     c.natt_port = cfg.ike.natt_port;
+    c.esp_algs = cfg.ike.esp_aead.proposal_order();
     c.ike_lifetime = cfg.ike.ike_lifetime;
     c.child_lifetime.hard.time = Some(cfg.ike.child_lifetime);
     c.dpd_interval = Some(cfg.ike.dpd_interval);
@@ -450,6 +451,8 @@ fn machine_config(cfg: &Config) -> oe::Config {
         private_memory: cfg.outcome.downgrade_guard,
         retry_lifetime: cfg.outcome.retry_lifetime,
         refuse_downgrade: cfg.outcome.refuse_downgrade,
+        lookups_per_second: cfg.dns.lookups_per_second,
+        lookup_burst: cfg.dns.lookup_burst,
         ..oe::Config::default()
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawDns {
     pub(crate) servers: Option<Vec<String>>,
     pub(crate) timeout: Option<String>,
+    pub(crate) lookups_per_second: Option<usize>,
+    pub(crate) lookup_burst: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +50,7 @@ pub(crate) struct RawIke {
     pub(crate) idle_timeout: Option<String>,
     pub(crate) dpd_interval: Option<String>,
     pub(crate) exchange_timeout: Option<String>,
+    pub(crate) esp_aead: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

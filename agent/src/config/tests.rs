@@ -235,3 +235,21 @@ fn load_names_the_file() {
         "{msg}"
     );
 }
+
+#[test]
+fn esp_aead_orders_the_proposal() {
+    use oemesh_core::crypto::AeadAlg;
+    let cfg = Config::parse("[ike]\nesp_aead = \"chacha20-poly1305\"\n").unwrap();
+    assert_eq!(cfg.ike.esp_aead, EspAead::ChaCha20Poly1305);
+    assert_eq!(
+        cfg.ike.esp_aead.proposal_order(),
+        vec![AeadAlg::ChaCha20Poly1305, AeadAlg::Aes256Gcm]
+    );
+    assert_eq!(
+        Config::default().ike.esp_aead.proposal_order(),
+        vec![AeadAlg::Aes256Gcm, AeadAlg::ChaCha20Poly1305]
+    );
+    let e = one_error("[ike]\nesp_aead = \"aes-128-gcm\"\n");
+    assert_eq!(e.key, "ike.esp_aead");
+    assert!(e.message.contains("chacha20-poly1305"), "{e:?}");
+}

@@ -26,6 +26,10 @@ use crate::config::TunConfig;
 pub const HEADROOM: usize = 64;
 /// Bytes kept free after each packet (ESP padding, trailer, ICV).
 pub const TAILROOM: usize = 64;
+/// Slots free for one more read to be tried without waiting: a super-packet
+/// splits into at most 65535 / MTU (< 48 at MTU 1400) packets, and tun-rs wants
+/// more slots than that.
+const MIN_FREE_SLOTS: usize = 64;
 /// The most queues opened with multi-queue.
 const MAX_QUEUES: usize = 4;
 
@@ -211,7 +215,7 @@ pub struct TunReader {
 
 impl TunReader {
     fn new(dev: Arc<AsyncDevice>, offload: bool, mtu: u16) -> TunReader {
-        let slots = if offload { IDEAL_BATCH_SIZE } else { 1 };
+        let slots = if offload { 2 * IDEAL_BATCH_SIZE } else { 1 };
         let slot_len = HEADROOM + usize::from(mtu).max(1500) + TAILROOM;
         TunReader {
             dev,
@@ -226,11 +230,17 @@ impl TunReader {
         }
     }
 
-    /// Waits for the next read and returns how many packets it yielded (a GSO
-    /// super-packet yields several; without offload, one).
+    /// Waits for the next read, then takes what else is already queued without
+    /// waiting (while slots for a whole super-packet remain), and returns how
+    /// many packets that yielded (a GSO super-packet yields several; without
+    /// offload, one read of one packet).
+    ///
+    /// The draining is for the ACK path: pure ACKs come one per read, and
+    /// taking the queued ones together lets their ESP leave in one GSO send
+    /// and the loop wake once for them.
     pub async fn read_batch(&mut self) -> io::Result<usize> {
         self.count = 0;
-        let n = self
+        let mut n = self
             .dev
             .recv_multiple(
                 &mut self.original,
@@ -239,6 +249,19 @@ impl TunReader {
                 HEADROOM,
             )
             .await?;
+        while self.bufs.len() - n >= MIN_FREE_SLOTS {
+            match self.dev.try_recv_multiple(
+                &mut self.original,
+                &mut self.bufs[n..],
+                &mut self.sizes[n..],
+                HEADROOM,
+            ) {
+                Ok(k) => n += k,
+                // WouldBlock: nothing queued. Another error: the next
+                // `read_batch` meets it again; these packets go first.
+                Err(_) => break,
+            }
+        }
         self.count = n;
         Ok(n)
     }

@@ -17,24 +17,26 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use oemesh_testkit::ikeload::{self, Load};
 use oemesh_testkit::iperf;
 use oemesh_testkit::probe::{self, Drops, UdpEcho};
 use oemesh_testkit::process::{self, Child};
 use oemesh_testkit::strongswan::{self, Charon, CharonConfig, Ed25519Key, StartAction};
-use oemesh_testkit::topology::{Binaries, Host, Options, Testnet};
+use oemesh_testkit::topology::{AgentConfig, Binaries, Host, Options, SUBNET_V4, Testnet};
 use oemesh_testkit::wireguard::{Boringtun, End};
 use serde_json::json;
 
 const USAGE: &str = "usage: bench [--oemesh PATH] [--duration SECS] [--runs N] [--quick]
              [--only NAME[,NAME…]] [--rtt-count N] [--json FILE] [--profile DIR]
-  NAME: veth, oemesh, boringtun, boringtun-t1, strongswan-aes, strongswan-chacha";
+  NAME: veth, oemesh, oemesh-chacha, boringtun, boringtun-t1, strongswan-aes, strongswan-chacha,
+        ike (IKE SAs/s on one responder agent), memory (agent bytes per clear outcome)";
 
 /// The port of the UDP echo server (round trips) and the cold probe receiver.
 const ECHO_PORT: u16 = 7007;
@@ -101,7 +103,8 @@ fn parse_args() -> Result<Args> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Veth,
-    Oemesh,
+    /// The agents' `ike.esp_aead`.
+    Oemesh(&'static str),
     Boringtun(Option<u32>),
     Strongswan(&'static str),
 }
@@ -114,7 +117,7 @@ struct Variant {
     kind: Kind,
 }
 
-const VARIANTS: [Variant; 6] = [
+const VARIANTS: [Variant; 7] = [
     Variant {
         name: "veth",
         label: "plain veth (no tunnel)",
@@ -125,7 +128,13 @@ const VARIANTS: [Variant; 6] = [
         name: "oemesh",
         label: "oemesh",
         aead: "AES-256-GCM",
-        kind: Kind::Oemesh,
+        kind: Kind::Oemesh("aes-256-gcm"),
+    },
+    Variant {
+        name: "oemesh-chacha",
+        label: "oemesh",
+        aead: "ChaCha20-Poly1305",
+        kind: Kind::Oemesh("chacha20-poly1305"),
     },
     Variant {
         name: "boringtun",
@@ -211,7 +220,10 @@ impl<'n> Tunnel<'n> {
         let (mut src, mut dst) = (alice.ip(), bob.ip());
         let running = match kind {
             Kind::Veth => Running::Veth,
-            Kind::Oemesh => {
+            Kind::Oemesh(aead) => {
+                for h in [alice, bob] {
+                    set_esp_aead(h, aead)?;
+                }
                 bob.start_agent().context("oemesh: starting bob's agent")?;
                 alice
                     .start_agent()
@@ -357,6 +369,58 @@ impl<'n> Tunnel<'n> {
     }
 }
 
+/// Sets `[ike] esp_aead` in the agent's config file (written by the testnet).
+fn set_esp_aead(host: &Host, aead: &str) -> Result<()> {
+    set_config_key(host, "ike", "esp_aead", &format!("\"{aead}\""))
+}
+
+/// Sets `key = value` (TOML) in `[section]` of the agent's config file.
+fn set_config_key(host: &Host, section: &str, key: &str, value: &str) -> Result<()> {
+    let path = host.config_path();
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = String::new();
+    let mut done = false;
+    let header = format!("[{section}]");
+    let mut current = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            current = t.to_owned();
+        } else if current == header && t.split('=').next().map(str::trim) == Some(key) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if t == header {
+            let _ = writeln!(out, "{key} = {value}");
+            done = true;
+        }
+    }
+    if !done {
+        let _ = writeln!(out, "{header}\n{key} = {value}");
+    }
+    std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Checks in alice's log that the SA pair uses `aead` (the agents log
+/// `control_plane::events` at debug: "ESP SA pair … (Aes256Gcm, ESN)").
+fn check_oemesh_aead(alice: &Host, aead: &str) -> Result<()> {
+    let want = match aead {
+        "chacha20-poly1305" => "ChaCha20Poly1305",
+        _ => "Aes256Gcm",
+    };
+    let log = alice.log();
+    let last = log
+        .lines()
+        .rfind(|l| l.contains("ESP SA pair"))
+        .context("oemesh: no \"ESP SA pair\" line in alice's log")?;
+    if !last.contains(want) {
+        bail!("oemesh: asked for {aead}, but alice's SA is: {last}");
+    }
+    Ok(())
+}
+
 fn start_boringtun(net: &Testnet, threads: Option<u32>, dir: &Path) -> Result<Boringtun> {
     let a = End {
         ns: net.alice().netns(),
@@ -379,6 +443,9 @@ fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> 
     let alice = net.alice().netns();
     let bob = net.bob().netns();
     tunnel.warm_up()?;
+    if let (Kind::Oemesh(aead), Running::Oemesh { alice, .. }) = (v.kind, &tunnel.running) {
+        check_oemesh_aead(alice, aead)?;
+    }
     for run in 0..args.runs {
         for (streams, bw_key, cpu_key) in [
             (1, "tcp1_gbps", "cpu1_s_per_gb"),
@@ -618,14 +685,20 @@ fn report(
     let pairs: Vec<(String, &str, &str)> = [
         ("oemesh / boringtun", "oemesh", "boringtun"),
         ("oemesh / boringtun --threads 1", "oemesh", "boringtun-t1"),
+        ("oemesh ChaCha / boringtun", "oemesh-chacha", "boringtun"),
+        (
+            "oemesh ChaCha / boringtun --threads 1",
+            "oemesh-chacha",
+            "boringtun-t1",
+        ),
         (
             "oemesh / strongSwan (AES-256-GCM)",
             "oemesh",
             "strongswan-aes",
         ),
         (
-            "oemesh / strongSwan (ChaCha20-Poly1305)",
-            "oemesh",
+            "oemesh ChaCha / strongSwan (ChaCha20-Poly1305)",
+            "oemesh-chacha",
             "strongswan-chacha",
         ),
     ]
@@ -714,6 +787,173 @@ fn report(
     (t, j)
 }
 
+/// The initiators' addresses (`ikeload`) and the clear destinations (`memory`):
+/// off-link for bob (routed via alice), inside the reverse zone BIND serves, so
+/// that the responder's lookup of an initiator's key is a fast NXDOMAIN.
+const LOAD_PREFIX: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0);
+const CLEAR_PREFIX: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0);
+
+/// Control-plane figures: `ike` (handshakes completed by bob's agent against
+/// the load generator in alice, its CPU and memory per SA pair) and `memory`
+/// (bob's agent's memory per cached clear outcome).
+fn control_plane(args: &Args, net: &Testnet, ike: bool, memory: bool) -> Result<Samples> {
+    let (alice, bob) = (net.alice(), net.bob());
+    let mut s = Samples::new();
+    let mut cfg = AgentConfig::default();
+    // The load generator's prefix answers OE with AUTH NULL accepted; the
+    // clear destinations need a published key (so no AUTH NULL attempt: the
+    // NXDOMAIN makes them clear at once).
+    cfg.set_policy("clear-or-private", &[&format!("{LOAD_PREFIX}/64")]);
+    cfg.set_policy(
+        "private-or-clear",
+        &[SUBNET_V4, &format!("{CLEAR_PREFIX}/64")],
+    );
+    cfg.set_policy("require-authenticated", &["private-or-clear"]);
+    bob.set_agent_config(&cfg)?;
+    // Lift the lookup bucket (50/s by default): it, not the CPU, would be the limit.
+    set_config_key(bob, "dns", "lookups_per_second", "1000000")?;
+    set_config_key(bob, "dns", "lookup_burst", "1000000")?;
+    for p in [LOAD_PREFIX, CLEAR_PREFIX] {
+        bob.netns().ip(&[
+            "-6",
+            "route",
+            "replace",
+            &format!("{p}/64"),
+            "via",
+            &alice.v6().to_string(),
+        ])?;
+    }
+    ikeload::prepare_source(alice.netns(), LOAD_PREFIX)?;
+    let restore = || -> Result<()> {
+        let _ = bob.stop_agent();
+        bob.set_agent_config(&AgentConfig::default())
+    };
+    let result = (|| -> Result<()> {
+        // A busy agent may not answer at once (EAGAIN on its control socket).
+        let status = |h: &Host| -> Result<serde_json::Value> {
+            let mut last = None;
+            process::wait_until("`oemesh status --json`", Duration::from_secs(30), || {
+                last = h.oemesh_cli(&["status", "--json"]).ok();
+                last.is_some()
+            })?;
+            Ok(serde_json::from_str(&last.unwrap_or_default())?)
+        };
+        if ike {
+            let key_b64 = bob.public_key().context("bob has no key")?;
+            let key: [u8; 32] =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key_b64)
+                    .context("bob's public key")?
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("bob's public key is not 32 bytes"))?;
+            let count = if args.runs == 1 && args.duration <= 2 {
+                2_000
+            } else {
+                10_000
+            };
+            let mut first = 0u32;
+            for run in 0..args.runs {
+                check_interrupt()?;
+                // A fresh agent per run: every run measures 0 -> `count` SA pairs.
+                let _ = bob.stop_agent();
+                bob.start_agent().context("ike: bob's agent")?;
+                let pid = bob.agent_pid().context("ike: bob's agent pid")?;
+                let (cpu0, rss0) = (probe::cpu_time(pid)?, ikeload::rss_bytes(pid)?);
+                let sas0 = status(bob)?["sas"].as_u64().unwrap_or(0);
+                let load = Load {
+                    responder: IpAddr::V6(bob.v6()),
+                    responder_key: key,
+                    prefix: LOAD_PREFIX,
+                    first,
+                    count,
+                    concurrency: 32,
+                    timeout: Duration::from_secs(10),
+                };
+                first += u32::try_from(count).unwrap_or(0);
+                let o = ikeload::run(alice.netns(), &load)?;
+                let cpu = probe::cpu_time(pid)?.saturating_sub(cpu0).as_secs_f64();
+                let rss1 = ikeload::rss_bytes(pid)?;
+                let sas1 = status(bob)?["sas"].as_u64().unwrap_or(0);
+                let rate = o.completed as f64 / o.elapsed.as_secs_f64();
+                let per_cpu = o.completed as f64 / cpu.max(0.01);
+                let new_sas = sas1.saturating_sub(sas0);
+                let per_sa = rss1.saturating_sub(rss0) as f64 / (new_sas.max(1) as f64);
+                eprintln!(
+                    "  ike run {}: {} of {count} handshakes in {:.2} s = {rate:.0}/s; responder {cpu:.2} CPU-s \
+                     = {per_cpu:.0} SAs per CPU-s; SA pairs {sas0} -> {sas1}, RSS {:.1} -> {:.1} MiB \
+                     = {per_sa:.0} B per SA pair{}",
+                    run + 1,
+                    o.completed,
+                    o.elapsed.as_secs_f64(),
+                    rss0 as f64 / 1048576.0,
+                    rss1 as f64 / 1048576.0,
+                    if o.errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; failures: {:?}", o.errors)
+                    }
+                );
+                s.entry("ike_sas_per_s").or_default().push(rate);
+                s.entry("ike_sas_per_cpu_s").or_default().push(per_cpu);
+                s.entry("ike_failed").or_default().push(o.failed as f64);
+                if new_sas > 0 {
+                    s.entry("mem_per_sa_bytes").or_default().push(per_sa);
+                }
+            }
+            let _ = bob.stop_agent();
+        }
+        if memory {
+            bob.start_agent().context("memory: bob's agent")?;
+            let pid = bob.agent_pid().context("memory: bob's agent pid")?;
+            let total: u32 = if args.runs == 1 && args.duration <= 2 {
+                10_000
+            } else {
+                100_000
+            };
+            let sock = bob
+                .netns()
+                .bind_udp(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0))?;
+            let clear = |st: &serde_json::Value| st["peers"]["clear"].as_u64().unwrap_or(0);
+            let st0 = status(bob)?;
+            let (rss0, clear0) = (ikeload::rss_bytes(pid)?, clear(&st0));
+            let started = Instant::now();
+            // Below the TUN's txqueuelen (500): a larger burst overflows it.
+            let chunk = 200u32;
+            let mut sent = 0u32;
+            while sent < total {
+                check_interrupt()?;
+                for i in sent..(sent + chunk).min(total) {
+                    let dst = ikeload::address(CLEAR_PREFIX, i);
+                    let _ = sock.send_to(b"x", SocketAddr::new(IpAddr::V6(dst), 9));
+                }
+                sent = (sent + chunk).min(total);
+                process::wait_until(
+                    "memory: the pending destinations decided",
+                    Duration::from_secs(30),
+                    || status(bob).is_ok_and(|st| st["peers"]["pending"].as_u64() == Some(0)),
+                )?;
+            }
+            let st1 = status(bob)?;
+            let (rss1, clear1) = (ikeload::rss_bytes(pid)?, clear(&st1));
+            let n = clear1.saturating_sub(clear0);
+            let per = rss1.saturating_sub(rss0) as f64 / (n.max(1) as f64);
+            eprintln!(
+                "  memory: {total} destinations in {:.1} s; clear outcomes {clear0} -> {clear1}; \
+                 RSS {:.1} -> {:.1} MiB = {per:.0} B per clear outcome",
+                started.elapsed().as_secs_f64(),
+                rss0 as f64 / 1048576.0,
+                rss1 as f64 / 1048576.0
+            );
+            s.entry("clear_outcomes").or_default().push(n as f64);
+            if n > 0 {
+                s.entry("mem_per_clear_bytes").or_default().push(per);
+            }
+        }
+        Ok(())
+    })();
+    let _ = restore();
+    result.map(|()| s)
+}
+
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("bench: {e:#}");
@@ -739,7 +979,8 @@ fn real_main() -> Result<()> {
     };
     let mut opts = Options::new("bench", binaries);
     opts.start_agents = false;
-    opts.log_level = "warn".into();
+    // control_plane::events at debug: one line per SA pair, with its AEAD.
+    opts.log_level = "warn,oemesh_agent::control_plane::events=debug".into();
     let started = Instant::now();
     let net = Testnet::up(opts).context("building the namespace testnet")?;
     check_interrupt()?;
@@ -771,7 +1012,7 @@ fn real_main() -> Result<()> {
         let outcome = Tunnel::start(&net, v.kind, &keys).and_then(|mut tunnel| {
             let s = measure(&args, &net, &mut tunnel, v);
             if s.is_ok()
-                && v.kind == Kind::Oemesh
+                && v.kind == Kind::Oemesh("aes-256-gcm")
                 && let Some(dir) = &args.profile
             {
                 tunnel.warm_up()?;
@@ -795,7 +1036,67 @@ fn real_main() -> Result<()> {
             }
         }
     }
-    let (table, j) = report(&args, &results, &failures);
+    let (ike, memory) = (
+        args.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|n| n == "ike")),
+        args.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|n| n == "memory")),
+    );
+    let mut control = None;
+    if ike || memory {
+        check_interrupt()?;
+        eprintln!(
+            "== control plane ({})",
+            match (ike, memory) {
+                (true, true) => "ike, memory",
+                (true, false) => "ike",
+                _ => "memory",
+            }
+        );
+        match control_plane(&args, &net, ike, memory) {
+            Ok(s) => control = Some(s),
+            Err(e) => {
+                eprintln!("!! control plane failed: {e:#}");
+                failures.push(("control-plane".to_owned(), format!("{e:#}")));
+            }
+        }
+    }
+    let (mut table, mut j) = report(&args, &results, &failures);
+    if let Some(c) = &control {
+        let _ = writeln!(
+            table,
+            "\nControl plane (bob's agent; median (min–max) of {} run(s))\n",
+            args.runs
+        );
+        let _ = writeln!(table, "| figure | value |\n|---|---:|");
+        let mut m = serde_json::Map::new();
+        for (key, title) in [
+            (
+                "ike_sas_per_s",
+                "IKE SAs completed per second (32 initiators in flight)",
+            ),
+            ("ike_sas_per_cpu_s", "IKE SAs per responder CPU-second"),
+            ("ike_failed", "handshakes failed"),
+            ("mem_per_sa_bytes", "agent RSS per live SA pair (bytes)"),
+            ("clear_outcomes", "clear outcomes cached"),
+            (
+                "mem_per_clear_bytes",
+                "agent RSS per cached clear outcome (bytes)",
+            ),
+        ] {
+            if let Some(v) = c.get(key) {
+                let (med, lo, hi) = stat(v);
+                let _ = writeln!(table, "| {title} | {med:.0} ({lo:.0}–{hi:.0}) |");
+                m.insert(
+                    key.into(),
+                    json!({"median": med, "min": lo, "max": hi, "samples": v}),
+                );
+            }
+        }
+        j["control_plane"] = m.into();
+    }
     println!("{table}");
     eprintln!("(took {:.0} s)", started.elapsed().as_secs_f64());
     if let Some(path) = &args.json {

@@ -9,6 +9,7 @@
 pub mod bind;
 pub mod capture;
 pub mod flood;
+pub mod ikeload;
 pub mod iperf;
 pub mod netns;
 pub mod probe;
