@@ -184,9 +184,10 @@ impl KernelActions {
         }
     }
 
-    /// `peer` has a live SA: its cleartext is dropped from now on.
-    pub async fn private(&self, peer: IpAddr) -> Result<(), NftError> {
-        self.nft(move |e| e.add_private_peer(peer)).await
+    /// Peers that got live SAs: their cleartext is dropped from now on. One
+    /// `nft` transaction for all of them.
+    pub async fn private_all(&self, peers: &[IpAddr]) -> Result<(), NftError> {
+        self.nft(move |e| e.add_private_peers(peers)).await
     }
 
     /// `peer`'s last SA is gone: its cleartext is accepted again.

@@ -78,7 +78,7 @@ fn bypass_routes_and_cleartext_drop() {
     peer_ns.ping(peer, me, Duration::from_secs(2)).unwrap();
 
     // Private: its cleartext is dropped at input; removal lets it through again.
-    ns.run(|| rt.block_on(kernel.private(peer)))
+    ns.run(|| rt.block_on(kernel.private_all(&[peer])))
         .unwrap()
         .unwrap();
     let set = ns

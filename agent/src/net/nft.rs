@@ -79,10 +79,17 @@ impl Enforcer {
 
     /// A peer got a live SA: drop its cleartext from now on.
     pub fn add_private_peer(&self, peer: IpAddr) -> Result<(), NftError> {
-        self.run(&format!(
-            "add element inet {TABLE} {} {{ {peer} }}\n",
-            set_name(peer)
-        ))
+        self.add_private_peers(&[peer])
+    }
+
+    /// Peers that got a live SA, in one `nft` run (one transaction): under a
+    /// burst of new SAs, starting `nft` once per peer was most of the agent's
+    /// CPU time (`docs/benchmarks.md`, control plane).
+    pub fn add_private_peers(&self, peers: &[IpAddr]) -> Result<(), NftError> {
+        if peers.is_empty() {
+            return Ok(());
+        }
+        self.run(&add_script(peers))
     }
 
     /// A peer's last SA went away: accept its cleartext again. Idempotent
@@ -117,6 +124,18 @@ fn remove_table_with(nft: &str) -> Result<(), NftError> {
         nft,
         &format!("table inet {TABLE}\ndelete table inet {TABLE}\n"),
     )
+}
+
+/// One `add element` line per peer.
+fn add_script(peers: &[IpAddr]) -> String {
+    let mut script = String::new();
+    for peer in peers {
+        script.push_str(&format!(
+            "add element inet {TABLE} {} {{ {peer} }}\n",
+            set_name(*peer)
+        ));
+    }
+    script
 }
 
 fn set_name(peer: IpAddr) -> &'static str {
@@ -176,7 +195,9 @@ fn run_script(nft: &str, script: &str) -> Result<(), NftError> {
                 let _ = child.wait();
                 return Err(NftError::Timeout);
             }
-            None => std::thread::sleep(Duration::from_millis(5)),
+            // nft finishes in a few milliseconds; a coarser poll would
+            // add most of that again to every run.
+            None => std::thread::sleep(Duration::from_millis(1)),
         }
     };
     if status.success() {
@@ -198,6 +219,19 @@ fn run_script(nft: &str, script: &str) -> Result<(), NftError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_add_line_per_peer_in_its_family_set() {
+        let peers = [
+            "192.0.2.20".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        ];
+        assert_eq!(
+            add_script(&peers),
+            "add element inet oemesh private_peers_v4 { 192.0.2.20 }\n\
+             add element inet oemesh private_peers_v6 { 2001:db8::7 }\n"
+        );
+    }
 
     #[test]
     fn script_mentions_ports_and_tun() {
