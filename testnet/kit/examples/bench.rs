@@ -105,6 +105,9 @@ enum Kind {
     Veth,
     /// The agents' `ike.esp_aead`.
     Oemesh(&'static str),
+    /// alice's agent only: bob keeps his key in DNS but answers no IKE, so
+    /// alice decides clear once and later flows take the bypass route.
+    OemeshClear,
     Boringtun(Option<u32>),
     Strongswan(&'static str),
 }
@@ -117,7 +120,7 @@ struct Variant {
     kind: Kind,
 }
 
-const VARIANTS: [Variant; 7] = [
+const VARIANTS: [Variant; 8] = [
     Variant {
         name: "veth",
         label: "plain veth (no tunnel)",
@@ -135,6 +138,12 @@ const VARIANTS: [Variant; 7] = [
         label: "oemesh",
         aead: "ChaCha20-Poly1305",
         kind: Kind::Oemesh("chacha20-poly1305"),
+    },
+    Variant {
+        name: "oemesh-clear",
+        label: "oemesh, clear peer (bypass route)",
+        aead: "-",
+        kind: Kind::OemeshClear,
     },
     Variant {
         name: "boringtun",
@@ -195,6 +204,8 @@ enum Running<'n> {
     Oemesh {
         alice: &'n Host,
         bob: &'n Host,
+        /// bob runs no agent (`Kind::OemeshClear`).
+        clear_peer: bool,
     },
     Boringtun {
         wg: Option<Box<Boringtun>>,
@@ -228,7 +239,21 @@ impl<'n> Tunnel<'n> {
                 alice
                     .start_agent()
                     .context("oemesh: starting alice's agent")?;
-                Running::Oemesh { alice, bob }
+                Running::Oemesh {
+                    alice,
+                    bob,
+                    clear_peer: false,
+                }
+            }
+            Kind::OemeshClear => {
+                alice
+                    .start_agent()
+                    .context("oemesh: starting alice's agent")?;
+                Running::Oemesh {
+                    alice,
+                    bob,
+                    clear_peer: true,
+                }
             }
             Kind::Boringtun(threads) => {
                 src = BT_ALICE.into();
@@ -295,7 +320,7 @@ impl<'n> Tunnel<'n> {
     fn pids(&self) -> Vec<u32> {
         match &self.running {
             Running::Veth => vec![],
-            Running::Oemesh { alice, bob } => [alice.agent_pid(), bob.agent_pid()]
+            Running::Oemesh { alice, bob, .. } => [alice.agent_pid(), bob.agent_pid()]
                 .into_iter()
                 .flatten()
                 .collect(),
@@ -319,9 +344,15 @@ impl<'n> Tunnel<'n> {
                     h.netns().ip(&["neigh", "flush", "all"])?;
                 }
             }
-            Running::Oemesh { alice, bob } => {
-                bob.restart_agent()
-                    .context("oemesh: restarting bob's agent")?;
+            Running::Oemesh {
+                alice,
+                bob,
+                clear_peer,
+            } => {
+                if !*clear_peer {
+                    bob.restart_agent()
+                        .context("oemesh: restarting bob's agent")?;
+                }
                 alice
                     .restart_agent()
                     .context("oemesh: restarting alice's agent")?;
@@ -1018,7 +1049,7 @@ fn real_main() -> Result<()> {
                 tunnel.warm_up()?;
                 profile_oemesh(&args, &net, dir)?;
             }
-            if let Running::Oemesh { alice, bob } = &tunnel.running {
+            if let Running::Oemesh { alice, bob, .. } = &tunnel.running {
                 let _ = alice.stop_agent();
                 let _ = bob.stop_agent();
             }
