@@ -83,16 +83,16 @@ pub async fn udp_loop(
                     let reserve = dp.ike.max_capacity() / 4;
                     let shed = dp.ike.capacity() < reserve && cookie::sheddable(message);
                     let local = SocketAddr::new(d.to.unwrap_or(dp.address), port);
-                    if shed
-                        || dp
+                    let queued = !shed
+                        && dp
                             .ike
                             .try_send(IkeDatagram {
                                 local,
                                 remote: d.from,
                                 message: message.to_vec(),
                             })
-                            .is_err()
-                    {
+                            .is_ok();
+                    if !queued {
                         tracing::trace!(from = %d.from, "IKE dropped: control plane busy");
                         dp.metrics.ike_queue_drop();
                         dp.metrics.packet(PacketOutcome::Dropped, d.data.len());

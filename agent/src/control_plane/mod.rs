@@ -272,7 +272,9 @@ impl ControlPlane {
         // Slow (an `nft` run), so after the messages above have left; one run
         // for the whole round, so a backlog of handshakes shares it.
         let newly_private = std::mem::take(&mut self.newly_private);
-        if let Err(e) = self.kernel.private_all(&newly_private).await {
+        if !newly_private.is_empty()
+            && let Err(e) = self.kernel.private_all(&newly_private).await
+        {
             let peers: Vec<String> = newly_private.iter().map(IpAddr::to_string).collect();
             tracing::error!("adding {} to the private peers set: {e}", peers.join(", "));
         }

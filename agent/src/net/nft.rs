@@ -77,14 +77,10 @@ impl Enforcer {
         self
     }
 
-    /// A peer got a live SA: drop its cleartext from now on.
-    pub fn add_private_peer(&self, peer: IpAddr) -> Result<(), NftError> {
-        self.add_private_peers(&[peer])
-    }
-
-    /// Peers that got a live SA, in one `nft` run (one transaction): under a
-    /// burst of new SAs, starting `nft` once per peer was most of the agent's
-    /// CPU time (`docs/benchmarks.md`, control plane).
+    /// Peers that got a live SA: drop their cleartext from now on. One `nft`
+    /// run (one transaction) for all of them: under a burst of new SAs,
+    /// starting `nft` once per peer was most of the agent's CPU time
+    /// (`docs/benchmarks.md`, control plane).
     pub fn add_private_peers(&self, peers: &[IpAddr]) -> Result<(), NftError> {
         if peers.is_empty() {
             return Ok(());
