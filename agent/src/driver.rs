@@ -185,7 +185,7 @@ impl KernelActions {
     }
 
     /// Peers that got live SAs: their cleartext is dropped from now on. One
-    /// `nft` transaction for all of them.
+    /// nftables transaction (over netlink) for all of them.
     pub async fn private_all(&self, peers: &[IpAddr]) -> Result<(), NftError> {
         self.nft(move |e| e.add_private_peers(peers)).await
     }
@@ -197,8 +197,10 @@ impl KernelActions {
 
     async fn nft(&self, f: impl FnOnce(&Enforcer) -> Result<(), NftError>) -> Result<(), NftError> {
         match &self.enforcer {
-            // Short `nft` runs; rare (once per SA, not per packet).
-            Some(e) => tokio::task::block_in_place(|| f(e)),
+            // One netlink round trip to the kernel (tens of microseconds),
+            // once per control-plane round with new SAs, never per packet:
+            // cheaper done inline than handed to a blocking thread.
+            Some(e) => f(e),
             None => Ok(()),
         }
     }

@@ -78,16 +78,24 @@ fn bypass_routes_and_cleartext_drop() {
     peer_ns.ping(peer, me, Duration::from_secs(2)).unwrap();
 
     // Private: its cleartext is dropped at input; removal lets it through again.
-    ns.run(|| rt.block_on(kernel.private_all(&[peer])))
-        .unwrap()
-        .unwrap();
-    let set = ns
-        .exec(
-            &["nft", "list", "set", "inet", "oemesh", "private_peers_v4"],
-            Duration::from_secs(5),
-        )
-        .unwrap();
-    assert!(String::from_utf8_lossy(&set.stdout).contains("192.0.2.20"));
+    // (Both families in one transaction, and adding twice is no error.)
+    let v6: IpAddr = "2001:db8::20".parse().unwrap();
+    for _ in 0..2 {
+        ns.run(|| rt.block_on(kernel.private_all(&[peer, v6])))
+            .unwrap()
+            .unwrap();
+    }
+    let list = |set: &str| {
+        let out = ns
+            .exec(
+                &["nft", "list", "set", "inet", "oemesh", set],
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(list("private_peers_v4").contains("192.0.2.20"));
+    assert!(list("private_peers_v6").contains("2001:db8::20"));
     assert!(
         peer_ns.ping(peer, me, Duration::from_millis(500)).is_err(),
         "cleartext from a private peer got through"
@@ -99,6 +107,7 @@ fn bypass_routes_and_cleartext_drop() {
         .unwrap()
         .unwrap();
     peer_ns.ping(peer, me, Duration::from_secs(2)).unwrap();
+    assert!(!list("private_peers_v4").contains("192.0.2.20"));
 
     // The clear outcome expires (twice is fine): back into the TUN.
     ns.run(|| rt.block_on(kernel.clear_expired(peer)))
@@ -117,4 +126,26 @@ fn bypass_routes_and_cleartext_drop() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&tables.stdout).contains("oemesh"));
     ns.run(move || drop(rt)).unwrap();
+}
+
+/// A refused set update names the set and the addresses, and the errno.
+#[test]
+fn refused_set_update_says_what() {
+    use oemesh_agent::net::nfnl::{SetOp, SetSocket};
+    require_root();
+    let ns = Netns::new("nfnl").unwrap();
+    let err = ns
+        .run(|| {
+            let mut sock = SetSocket::open("oemesh-no-such-table").unwrap();
+            let peer: IpAddr = "192.0.2.7".parse().unwrap();
+            sock.update(SetOp::Add, &[peer], |_| "private_peers_v4")
+        })
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("add element inet oemesh-no-such-table private_peers_v4 { 192.0.2.7 }")
+            && err.contains("No such file"),
+        "{err}"
+    );
 }

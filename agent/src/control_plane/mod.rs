@@ -269,8 +269,8 @@ impl ControlPlane {
                 break;
             }
         }
-        // Slow (an `nft` run), so after the messages above have left; one run
-        // for the whole round, so a backlog of handshakes shares it.
+        // After the messages above have left (the initiator's first ESP need
+        // not wait for it); one nftables transaction for the whole round.
         let newly_private = std::mem::take(&mut self.newly_private);
         if !newly_private.is_empty()
             && let Err(e) = self.kernel.private_all(&newly_private).await

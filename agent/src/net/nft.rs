@@ -8,13 +8,18 @@
 //! IPv6 neighbour discovery, and the decrypted packets the agent writes into the
 //! TUN (which carry the peer's address). Everything else from them is dropped.
 //!
-//! Driven with the `nft` binary: one `nft -f -` script per change (atomic in
-//! the kernel), failures logged with the script.
+//! The table is written by the `nft` binary (one `nft -f -` script, atomic in
+//! the kernel) at start and removed the same way at exit; the set members
+//! change over netlink ([`super::nfnl`]), one transaction per control-plane
+//! round, without a process per change.
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use super::nfnl::{NetlinkError, SetOp, SetSocket};
 
 /// Our table's name (family `inet`).
 pub const TABLE: &str = "oemesh";
@@ -42,12 +47,16 @@ pub enum NftError {
     /// `nft` did not finish in time.
     #[error("`nft -f -` did not finish within {NFT_TIMEOUT:?}")]
     Timeout,
+    /// A set update over netlink failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
 }
 
 /// The enforcement table; [`Enforcer::teardown`] removes it.
 #[derive(Debug)]
 pub struct Enforcer {
     nft: String,
+    sets: Mutex<SetSocket>,
 }
 
 /// The parameters of the table.
@@ -66,6 +75,7 @@ impl Enforcer {
     pub fn install(cfg: &EnforceConfig) -> Result<Enforcer, NftError> {
         let e = Enforcer {
             nft: "nft".to_owned(),
+            sets: Mutex::new(SetSocket::open(TABLE)?),
         };
         e.run(&table_script(cfg))?;
         Ok(e)
@@ -77,24 +87,26 @@ impl Enforcer {
         self
     }
 
-    /// Peers that got a live SA: drop their cleartext from now on. One `nft`
-    /// run (one transaction) for all of them: under a burst of new SAs,
-    /// starting `nft` once per peer was most of the agent's CPU time
-    /// (`docs/benchmarks.md`, control plane).
+    /// Peers that got a live SA: drop their cleartext from now on. One
+    /// netlink transaction for all of them, answered before this returns, so
+    /// no spoofed cleartext is accepted once the caller goes on. (Starting
+    /// `nft` per update was most of the agent's CPU under a burst of new SAs:
+    /// `docs/benchmarks.md`, control plane.)
     pub fn add_private_peers(&self, peers: &[IpAddr]) -> Result<(), NftError> {
-        if peers.is_empty() {
-            return Ok(());
-        }
-        self.run(&add_script(peers))
+        self.update(SetOp::Add, peers)
     }
 
-    /// A peer's last SA went away: accept its cleartext again. Idempotent
-    /// (adding then deleting in one transaction never fails on absence).
+    /// A peer's last SA went away: accept its cleartext again. Idempotent.
     pub fn remove_private_peer(&self, peer: IpAddr) -> Result<(), NftError> {
-        let set = set_name(peer);
-        self.run(&format!(
-            "add element inet {TABLE} {set} {{ {peer} }}\ndelete element inet {TABLE} {set} {{ {peer} }}\n"
-        ))
+        self.update(SetOp::Delete, &[peer])
+    }
+
+    fn update(&self, op: SetOp, peers: &[IpAddr]) -> Result<(), NftError> {
+        let mut sets = self
+            .sets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(sets.update(op, peers, set_name)?)
     }
 
     /// Removes the table (and so every rule and set member).
@@ -120,18 +132,6 @@ fn remove_table_with(nft: &str) -> Result<(), NftError> {
         nft,
         &format!("table inet {TABLE}\ndelete table inet {TABLE}\n"),
     )
-}
-
-/// One `add element` line per peer.
-fn add_script(peers: &[IpAddr]) -> String {
-    let mut script = String::new();
-    for peer in peers {
-        script.push_str(&format!(
-            "add element inet {TABLE} {} {{ {peer} }}\n",
-            set_name(*peer)
-        ));
-    }
-    script
 }
 
 fn set_name(peer: IpAddr) -> &'static str {
@@ -215,19 +215,6 @@ fn run_script(nft: &str, script: &str) -> Result<(), NftError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_add_line_per_peer_in_its_family_set() {
-        let peers = [
-            "192.0.2.20".parse().unwrap(),
-            "2001:db8::7".parse().unwrap(),
-        ];
-        assert_eq!(
-            add_script(&peers),
-            "add element inet oemesh private_peers_v4 { 192.0.2.20 }\n\
-             add element inet oemesh private_peers_v6 { 2001:db8::7 }\n"
-        );
-    }
 
     #[test]
     fn script_mentions_ports_and_tun() {
