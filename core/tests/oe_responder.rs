@@ -240,3 +240,105 @@ fn cancelled_requests_and_overload() {
     );
     assert!(drain(&mut m).is_empty());
 }
+
+/// IKE_SA_INIT starts the lookup its IKE_AUTH will need: an answer that came
+/// first is used at IKE_AUTH without a second query, and one still in flight
+/// is joined.
+#[test]
+fn ike_sa_init_prefetches_the_initiators_key() {
+    let mut m = machine();
+    let now = t0();
+    let peer = ip("10.0.2.5");
+    m.on_ike_init(now, peer);
+    let actions = drain(&mut m);
+    let [Action::LookupKey { name, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(name, &name_of(peer));
+    // The answer comes before IKE_AUTH: kept, nothing answered yet.
+    m.on_dns_result(now, name, records(vec![ed(10, Gateway::None, 1)], false));
+    assert!(drain(&mut m).is_empty());
+    // IKE_AUTH: answered at once, no new lookup.
+    m.on_ike_request(now, 7, peer, &id("10.0.2.5"), false);
+    let actions = drain(&mut m);
+    let [
+        Action::AnswerPeer {
+            request: 7, answer, ..
+        },
+    ] = actions.as_slice()
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        answer,
+        &PeerAnswer::Ed25519 {
+            keys: vec![[1; 32]],
+            dnssec: false
+        }
+    );
+    // Used once: the next IKE_AUTH from there looks up again.
+    m.on_ike_request(now, 8, peer, &id("10.0.2.5"), false);
+    assert!(matches!(
+        drain(&mut m).as_slice(),
+        [Action::LookupKey { .. }]
+    ));
+
+    // In flight when IKE_AUTH comes: joined, one query, one answer.
+    let other = ip("10.0.1.9");
+    m.on_ike_init(now, other);
+    let actions = drain(&mut m);
+    let [Action::LookupKey { name, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    let name = name.clone();
+    m.on_ike_request(now, 9, other, &id("10.0.1.9"), false);
+    assert!(drain(&mut m).is_empty());
+    m.on_dns_result(now, &name, records(vec![ed(10, Gateway::None, 3)], false));
+    let actions = drain(&mut m);
+    assert!(
+        matches!(actions.as_slice(), [Action::AnswerPeer { request: 9, .. }]),
+        "{actions:?}"
+    );
+    let c = m.counters();
+    assert_eq!((c.prefetches, c.prefetch_hits), (2, 2));
+}
+
+/// No prefetch for peers the policy does not answer, nor once half the lookup
+/// burst is used up; and a kept answer expires.
+#[test]
+fn prefetch_is_bounded() {
+    let config = Config {
+        lookup_burst: 4,
+        lookups_per_second: 1,
+        ..Config::default()
+    };
+    let mut m = machine_with(config, &[]);
+    let now = t0();
+    m.on_ike_init(now, ip("10.0.0.5")); // clear: does not answer OE
+    m.on_ike_init(now, ip("10.0.4.5")); // block
+    assert!(drain(&mut m).is_empty());
+    for last in 1..=4 {
+        m.on_ike_init(now, ip(&format!("10.0.2.{last}")));
+    }
+    // A burst of 4 keeps 2 back: only the first 2 prefetch.
+    let lookups = drain(&mut m);
+    assert_eq!(lookups.len(), 2, "{lookups:?}");
+    // The reserve is still there for a lookup something waits for.
+    m.on_ike_request(now, 1, ip("10.0.2.9"), &id("10.0.2.9"), false);
+    assert!(matches!(
+        drain(&mut m).as_slice(),
+        [Action::LookupKey { .. }]
+    ));
+
+    // An answer kept past the DNS timeout is not used.
+    let Action::LookupKey { name, .. } = &lookups[0] else {
+        unreachable!()
+    };
+    m.on_dns_result(now, name, records(vec![ed(10, Gateway::None, 1)], false));
+    let later = now + Config::default().dns_timeout + std::time::Duration::from_millis(1);
+    m.on_ike_request(later, 2, ip("10.0.2.1"), &id("10.0.2.1"), false);
+    assert!(
+        matches!(drain(&mut m).as_slice(), [Action::LookupKey { .. }]),
+        "a stale prefetched answer was used"
+    );
+}

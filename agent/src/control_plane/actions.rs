@@ -145,7 +145,12 @@ impl ControlPlane {
         let owner = name.to_string();
         let key = name.clone();
         let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let result = resolver.lookup_name(&owner).await.into_dns_result();
+            tracing::debug!(
+                "{owner}: IPSECKEY lookup answered in {:.2} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            );
             let _ = tx.send((name, result));
         });
         if let Some(old) = self.lookups.insert(key, task.abort_handle()) {

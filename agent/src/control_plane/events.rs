@@ -27,6 +27,8 @@ impl ControlPlane {
     pub(super) async fn on_event(&mut self, event: Event) {
         let now = Instant::now();
         match event {
+            // The peer's key is looked up now, not after its IKE_AUTH arrives.
+            Event::IkeSaInitAccepted { remote, .. } => self.machine.on_ike_init(now, remote.ip()),
             Event::AuthorizePeer {
                 sa,
                 remote,

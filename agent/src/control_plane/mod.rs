@@ -314,7 +314,10 @@ impl ControlPlane {
         let len = u.packet.len();
         match self.machine.on_packet(now, u.dst, u.packet) {
             oe::PacketFate::Held => {
-                self.pending.entry(u.dst).or_insert(now);
+                self.pending.entry(u.dst).or_insert_with(|| {
+                    tracing::debug!("{}: first packet held, deciding", u.dst);
+                    now
+                });
                 self.dp
                     .metrics
                     .packet(crate::metrics::PacketOutcome::Held, len);

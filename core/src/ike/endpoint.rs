@@ -223,6 +223,16 @@ pub enum PeerAuthenticated {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
+    /// This host, as responder, accepted a peer's IKE_SA_INIT and answered it
+    /// (after any cookie round trip, so `remote` is not spoofed): its IKE_AUTH
+    /// is due one round trip later. A hint, e.g. to start looking up the key
+    /// that IKE_AUTH will need; nothing has to be done about it.
+    IkeSaInitAccepted {
+        /// The (half-open) IKE SA.
+        sa: SaHandle,
+        /// The peer's address.
+        remote: SocketAddr,
+    },
     /// The peer's IKE_AUTH arrived with this identity; answer with
     /// [`Endpoint::authorize`] (within `half_open_timeout`). Raised for the
     /// responder always, and for the initiator when `connect` had no `PeerAuth`.

@@ -20,7 +20,7 @@ use std::time::Instant;
 use rand_core::RngCore;
 
 use crate::crypto::x25519::X25519Secret;
-use crate::ike::endpoint::{Endpoint, Failure, PeerAuth, TrafficSelectors, Transmit};
+use crate::ike::endpoint::{Endpoint, Event, Failure, PeerAuth, TrafficSelectors, Transmit};
 use crate::ike::error::{RequestError, check_nonce};
 use crate::ike::keys::Skeyseed;
 use crate::ike::message::{
@@ -389,6 +389,9 @@ impl Endpoint {
         }));
         self.init_index.insert((remote, spi_i), sa.id);
         self.insert_sa(sa);
+        self.out
+            .events
+            .push_back(Event::IkeSaInitAccepted { sa: handle, remote });
         Ok(())
     }
 }

@@ -102,4 +102,8 @@ pub struct Counters {
     pub stale_results: u64,
     /// IKE peers refused by the responder side.
     pub refused_peers: u64,
+    /// Key lookups started at a peer's IKE_SA_INIT, ahead of its IKE_AUTH.
+    pub prefetches: u64,
+    /// IKE_AUTHs whose key lookup was already answered or in flight.
+    pub prefetch_hits: u64,
 }

@@ -27,7 +27,7 @@ use super::keys::{Candidate, candidates};
 use super::limits::{PrivateMemory, TokenBucket};
 use super::outcome::{AttemptFailure, Auth, Cause, NoKey, Outcome, State};
 use super::policy::{Group, Policy, PolicyMatch};
-use super::responder::Responder;
+use super::responder::{Prefetched, Responder};
 
 /// A timer's place in the ordered timer map: deadline, then a unique sequence.
 pub(super) type TimerKey = (Instant, u64);
@@ -98,6 +98,8 @@ pub struct Machine {
     next_timer: u64,
     hold: HoldStore,
     pub(super) bucket: TokenBucket,
+    /// Keys looked up ahead of an IKE_AUTH, waiting for it.
+    pub(super) prefetched: Prefetched,
     memory: PrivateMemory,
     pub(super) actions: VecDeque<Action>,
     pub(super) counters: Counters,
@@ -109,6 +111,7 @@ impl Machine {
         Self {
             hold: HoldStore::new(config.hold),
             bucket: TokenBucket::new(config.lookups_per_second, config.lookup_burst),
+            prefetched: Prefetched::new(config.max_responder_pending, config.dns_timeout),
             memory: PrivateMemory::new(config.private_memory_limit, config.private_memory),
             config,
             policy,
@@ -235,6 +238,26 @@ impl Machine {
         });
     }
 
+    /// Starts a lookup nobody waits for yet (see `on_ike_init`); an answer
+    /// that comes first is kept in `prefetched`.
+    pub(super) fn start_prefetch(&mut self, now: Instant, peer_addr: IpAddr, name: DomainName) {
+        let deadline = now + self.config.dns_timeout;
+        let timer = self.arm(deadline, Timer::Dns(name.clone()));
+        self.lookups.insert(
+            name.clone(),
+            Lookup {
+                timer,
+                outbound: None,
+                responders: Vec::new(),
+            },
+        );
+        self.actions.push_back(Action::LookupKey {
+            dst: peer_addr,
+            name,
+            deadline,
+        });
+    }
+
     pub(super) fn cancel_timer(&mut self, key: TimerKey) {
         self.timers.remove(&key);
     }
@@ -255,6 +278,11 @@ impl Machine {
         self.timers.remove(&lookup.timer);
         if matches!(result, DnsResult::Failed { .. }) {
             self.counters.dns_failures += 1;
+        }
+        if lookup.outbound.is_none() && lookup.responders.is_empty() {
+            // A prefetch that finished before the IKE_AUTH it is for.
+            self.prefetched.insert(now, name.clone(), result);
+            return;
         }
         self.resolve_lookup(now, name, lookup, DnsAnswer::Result(&result));
     }

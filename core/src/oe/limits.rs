@@ -34,12 +34,22 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub(crate) fn take(&mut self, now: Instant) -> bool {
+        self.take_above(now, Duration::ZERO)
+    }
+
+    /// Takes one token only if at least half the burst is left after it: for
+    /// work that may wait, so it never uses up what the rest needs.
+    pub(crate) fn take_spare(&mut self, now: Instant) -> bool {
+        self.take_above(now, self.capacity / 2)
+    }
+
+    fn take_above(&mut self, now: Instant, reserve: Duration) -> bool {
         if let Some(last) = self.last {
             let elapsed = now.saturating_duration_since(last);
             self.credit = self.credit.saturating_add(elapsed).min(self.capacity);
         }
         self.last = Some(now);
-        if self.interval != Duration::MAX && self.credit >= self.interval {
+        if self.interval != Duration::MAX && self.credit >= self.interval.saturating_add(reserve) {
             self.credit -= self.interval;
             true
         } else {

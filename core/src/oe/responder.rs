@@ -7,8 +7,9 @@
 //! | `clear`, `block` | refused | refused |
 //! | `clear-or-private`, `private-or-clear`, `private` | anonymous if allowed, but refused if its address publishes a usable key (`refuse_anonymous_with_key`) | its key from DNS (by its address ID, or its FQDN ID), refused without one |
 
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::ike::message::Identity;
 use crate::ipseckey::{DomainName, reverse_name};
@@ -25,7 +26,84 @@ pub(super) struct Responder {
     null_auth: bool,
 }
 
+/// Answers of lookups started at a peer's IKE_SA_INIT ([`Machine::on_ike_init`])
+/// that came before its IKE_AUTH did. Each is kept `keep` (the DNS timeout:
+/// IKE_AUTH follows IKE_SA_INIT within a round trip) and used once; at most
+/// `limit` at a time.
+#[derive(Debug)]
+pub(super) struct Prefetched {
+    answers: HashMap<DomainName, (Instant, DnsResult)>,
+    /// Insertion order, which is expiry order (one lifetime for all).
+    order: VecDeque<(Instant, DomainName)>,
+    limit: usize,
+    keep: Duration,
+}
+
+impl Prefetched {
+    pub(super) fn new(limit: usize, keep: Duration) -> Self {
+        Prefetched {
+            answers: HashMap::new(),
+            order: VecDeque::new(),
+            limit,
+            keep,
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((until, name)) = self.order.front() {
+            if *until > now && self.order.len() <= self.limit {
+                break;
+            }
+            if self.answers.get(name).is_some_and(|(u, _)| u == until) {
+                self.answers.remove(name);
+            }
+            self.order.pop_front();
+        }
+    }
+
+    pub(super) fn insert(&mut self, now: Instant, name: DomainName, result: DnsResult) {
+        let until = now + self.keep;
+        self.order.push_back((until, name.clone()));
+        self.answers.insert(name, (until, result));
+        self.expire(now);
+    }
+
+    fn contains(&self, name: &DomainName) -> bool {
+        self.answers.contains_key(name)
+    }
+
+    fn take(&mut self, now: Instant, name: &DomainName) -> Option<DnsResult> {
+        self.expire(now);
+        self.answers.remove(name).map(|(_, r)| r)
+    }
+}
+
 impl Machine {
+    /// A peer at `peer_addr` had its IKE_SA_INIT accepted (the engine's
+    /// `IkeSaInitAccepted`): its IKE_AUTH comes one round trip later and will
+    /// most likely need the key at its address's reverse name (an address ID,
+    /// or an AUTH NULL initiator checked for a published key). The lookup
+    /// starts now, so its answer is there or on its way when IKE_AUTH arrives,
+    /// instead of costing a DNS round trip after it. It uses a lookup token
+    /// only while half the burst is left: the rate limit stays the limit, and
+    /// prefetching never starves lookups something waits for. (Half-open SAs
+    /// are themselves bounded by cookies, so spoofed sources cannot drive
+    /// this.)
+    pub fn on_ike_init(&mut self, now: Instant, peer_addr: IpAddr) {
+        if !self.policy.lookup(peer_addr).group.answers() {
+            return;
+        }
+        let name = reverse_name(peer_addr);
+        if self.lookups.contains_key(&name)
+            || self.prefetched.contains(&name)
+            || !self.bucket.take_spare(now)
+        {
+            return;
+        }
+        self.counters.prefetches += 1;
+        self.start_prefetch(now, peer_addr, name);
+    }
+
     /// A peer at `peer_addr` started IKE with identity `peer_id` (the engine's
     /// `AuthorizePeer { sa, remote, id, null_auth }`; pass `sa.0` as `request`).
     /// The answer comes as [`Action::AnswerPeer`], at once or after a DNS lookup.
@@ -62,6 +140,20 @@ impl Machine {
         };
         if self.responders.contains_key(&request) {
             return; // already waiting for this one
+        }
+        if let Some(result) = self.prefetched.take(now, &name) {
+            self.counters.prefetch_hits += 1;
+            self.responders.insert(
+                request,
+                Responder {
+                    peer_addr,
+                    null_auth,
+                },
+            );
+            return self.responder_dns(request, &name, DnsAnswer::Result(&result));
+        }
+        if self.lookups.contains_key(&name) {
+            self.counters.prefetch_hits += 1; // joins the prefetch still in flight
         }
         if self.responders.len() >= self.config.max_responder_pending
             || (!self.lookups.contains_key(&name) && !self.bucket.take(now))

@@ -577,6 +577,15 @@ fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> 
             p.sent,
             p.reordered
         );
+        if std::env::var_os("OEMESH_BENCH_LOG").is_some()
+            && let Running::Oemesh { alice, bob, .. } = &tunnel.running
+        {
+            for (who, h) in [("alice", alice), ("bob", bob)] {
+                let path = format!("/tmp/oemesh-bench-cold-{}-{}-{who}.log", v.name, run + 1);
+                std::fs::write(&path, h.log()).with_context(|| format!("writing {path}"))?;
+                eprintln!("  {who}'s log: {path}");
+            }
+        }
         if let Some(z) = p.zero_arrival {
             s.entry("cold0_ms").or_default().push(z.as_secs_f64() * 1e3);
         }
@@ -1011,7 +1020,12 @@ fn real_main() -> Result<()> {
     let mut opts = Options::new("bench", binaries);
     opts.start_agents = false;
     // control_plane::events at debug: one line per SA pair, with its AEAD.
-    opts.log_level = "warn,oemesh_agent::control_plane::events=debug".into();
+    // OEMESH_BENCH_LOG adds directives (e.g. `oemesh_agent=debug` to time the
+    // cold path from the agents' logs, which `OEMESH_BENCH_KEEP` keeps).
+    opts.log_level = match std::env::var("OEMESH_BENCH_LOG") {
+        Ok(extra) => format!("warn,oemesh_agent::control_plane::events=debug,{extra}"),
+        Err(_) => "warn,oemesh_agent::control_plane::events=debug".into(),
+    };
     let started = Instant::now();
     let net = Testnet::up(opts).context("building the namespace testnet")?;
     check_interrupt()?;
