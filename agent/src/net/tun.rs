@@ -156,7 +156,7 @@ impl Tun {
 
     /// A batch writer on queue `queue`.
     pub fn writer(&self, queue: usize) -> TunWriter {
-        TunWriter::new(self.queue(queue))
+        TunWriter::new(self.queue(queue), self.offload)
     }
 
     fn queue(&self, i: usize) -> Arc<AsyncDevice> {
@@ -299,15 +299,29 @@ pub struct TunWriter {
     dev: Arc<AsyncDevice>,
     gro: GROTable,
     bufs: Vec<Vec<u8>>,
+    /// Capacity of each buffer ([`GRO_BUF`] or [`PLAIN_BUF`]).
+    buf_capacity: usize,
     count: usize,
 }
 
+/// Capacity of a writer's buffer with offload. GRO coalesces a flow's
+/// packets into the buffer of its first one, and tun-rs does not grow a
+/// buffer past its capacity (the packet is then written on its own): with
+/// room for one packet, nothing was coalesced and every decrypted TCP
+/// segment cost its own `write(2)` into the TUN. With room for a whole
+/// 64 KiB super-packet one `write` carries up to ~46 segments at MTU 1400.
+/// Only the pages a super-packet touches become resident.
+const GRO_BUF: usize = 2 * VIRTIO_NET_HDR_LEN + 65535;
+/// Capacity of a writer's buffer without offload (one packet each).
+const PLAIN_BUF: usize = VIRTIO_NET_HDR_LEN + 2048;
+
 impl TunWriter {
-    fn new(dev: Arc<AsyncDevice>) -> TunWriter {
+    fn new(dev: Arc<AsyncDevice>, offload: bool) -> TunWriter {
         TunWriter {
             dev,
             gro: GROTable::default(),
             bufs: Vec::new(),
+            buf_capacity: if offload { GRO_BUF } else { PLAIN_BUF },
             count: 0,
         }
     }
@@ -316,8 +330,7 @@ impl TunWriter {
     /// arrives empty); e.g. ESP decrypts straight into it.
     pub fn push_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
         if self.count == self.bufs.len() {
-            self.bufs
-                .push(Vec::with_capacity(VIRTIO_NET_HDR_LEN + 2048));
+            self.bufs.push(Vec::with_capacity(self.buf_capacity));
         }
         let buf = &mut self.bufs[self.count];
         buf.clear();
