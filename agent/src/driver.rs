@@ -134,7 +134,7 @@ fn inbound_esp(dp: &DataPath, from: SocketAddr, data: &mut [u8], tun: &mut TunWr
         Ok(inner) => {
             let packet = &data[inner];
             dp.metrics.packet(PacketOutcome::Decrypted, packet.len());
-            tun.push_with(|buf| buf.extend_from_slice(packet));
+            tun.push(packet);
         }
         Err(e) => {
             match &e {

@@ -14,6 +14,7 @@
 //! outcomes in it.
 
 pub mod clear;
+pub mod gro;
 pub mod gso;
 pub mod ip;
 pub mod sa_table;

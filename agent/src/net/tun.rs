@@ -6,9 +6,10 @@
 //!   kernel and splits it into MTU-sized packets, each in its own buffer with
 //!   [`HEADROOM`] bytes before and [`TAILROOM`] after, so that ESP can encrypt in
 //!   place (SPI, sequence number and IV in front; padding, trailer and ICV behind).
-//! - [`TunWriter`] collects packets (the driver decrypts into its buffers) and
-//!   [`TunWriter::flush`] writes them, coalescing TCP/UDP flows (GRO) when offload
-//!   is on.
+//! - [`TunWriter`] collects copies of the decrypted packets and
+//!   [`TunWriter::flush`] writes them; with offload, TCP segments are coalesced
+//!   into super-packets as they are pushed ([`crate::datapath::gro`]) and UDP by
+//!   tun-rs at the flush (GRO).
 //!
 //! Nothing is allocated per packet once the buffers have grown to a batch.
 
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
 use crate::config::TunConfig;
+use crate::datapath::gro::Coalescer;
 
 /// Bytes kept free before each packet read from the TUN (ESP header + IV, with
 /// room to spare for the outer UDP/IP headers when building them in place).
@@ -156,7 +158,7 @@ impl Tun {
 
     /// A batch writer on queue `queue`.
     pub fn writer(&self, queue: usize) -> TunWriter {
-        TunWriter::new(self.queue(queue))
+        TunWriter::new(self.queue(queue), self.offload)
     }
 
     fn queue(&self, i: usize) -> Arc<AsyncDevice> {
@@ -297,62 +299,81 @@ impl TunReader {
 /// Collects packets for one queue and writes them as a batch.
 pub struct TunWriter {
     dev: Arc<AsyncDevice>,
+    /// TCP segments, coalesced into super-packets (with offload).
+    tcp: Option<Coalescer>,
+    /// Everything else, for tun-rs's `send_multiple` (UDP GRO with offload).
     gro: GROTable,
     bufs: Vec<Vec<u8>>,
+    /// Capacity of each buffer in `bufs` ([`GRO_BUF`] or [`PLAIN_BUF`]).
+    buf_capacity: usize,
     count: usize,
 }
 
+/// Capacity of a writer's buffer with offload. tun-rs's GRO (here for what
+/// the [`Coalescer`] does not take, e.g. UDP) coalesces a flow's packets into
+/// the buffer of its first one and does not grow a buffer past its capacity
+/// (the packet is then written on its own): with room for one packet, nothing
+/// was coalesced and every decrypted segment cost its own `write(2)` into the
+/// TUN. With room for a whole 64 KiB super-packet one `write` carries up to
+/// ~46 segments at MTU 1400. Only the pages a super-packet touches become
+/// resident.
+const GRO_BUF: usize = 2 * VIRTIO_NET_HDR_LEN + 65535;
+/// Capacity of a writer's buffer without offload (one packet each).
+const PLAIN_BUF: usize = VIRTIO_NET_HDR_LEN + 2048;
+
 impl TunWriter {
-    fn new(dev: Arc<AsyncDevice>) -> TunWriter {
+    fn new(dev: Arc<AsyncDevice>, offload: bool) -> TunWriter {
         TunWriter {
             dev,
+            tcp: offload.then(Coalescer::default),
             gro: GROTable::default(),
             bufs: Vec::new(),
+            buf_capacity: if offload { GRO_BUF } else { PLAIN_BUF },
             count: 0,
         }
     }
 
-    /// Appends a packet by letting `fill` write it into a reused buffer (which
-    /// arrives empty); e.g. ESP decrypts straight into it.
-    pub fn push_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+    /// Appends a copy of `packet`: a TCP segment joins its flow's
+    /// super-packet ([`Coalescer`]) with offload; anything else waits in its
+    /// own buffer.
+    pub fn push(&mut self, packet: &[u8]) {
+        if packet.is_empty() || self.tcp.as_mut().is_some_and(|c| c.push(packet)) {
+            return;
+        }
         if self.count == self.bufs.len() {
-            self.bufs
-                .push(Vec::with_capacity(VIRTIO_NET_HDR_LEN + 2048));
+            self.bufs.push(Vec::with_capacity(self.buf_capacity));
         }
         let buf = &mut self.bufs[self.count];
         buf.clear();
         buf.resize(VIRTIO_NET_HDR_LEN, 0);
-        fill(buf);
-        if buf.len() > VIRTIO_NET_HDR_LEN {
-            self.count += 1;
-        }
+        buf.extend_from_slice(packet);
+        self.count += 1;
     }
 
-    /// Appends a copy of `packet`.
-    pub fn push(&mut self, packet: &[u8]) {
-        self.push_with(|b| b.extend_from_slice(packet));
-    }
-
-    /// Packets waiting for [`TunWriter::flush`].
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether nothing waits.
+    /// Whether nothing waits for [`TunWriter::flush`].
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.count == 0 && self.tcp.as_ref().is_none_or(Coalescer::is_empty)
     }
 
-    /// Writes every collected packet (GRO-coalesced with offload) and empties the batch.
+    /// Writes every collected packet and empties the batch: the TCP
+    /// super-packets one `write` each, then the rest through tun-rs (which
+    /// coalesces UDP with offload). A failed write does not stop the others;
+    /// the last error is returned.
     pub async fn flush(&mut self) -> io::Result<()> {
-        if self.count == 0 {
-            return Ok(());
+        let mut result = Ok(());
+        if let Some(tcp) = self.tcp.as_mut() {
+            for buf in tcp.finish() {
+                if let Err(e) = self.dev.send(buf).await {
+                    result = Err(e);
+                }
+            }
         }
-        let n = self.count;
-        self.count = 0;
-        self.dev
-            .send_multiple(&mut self.gro, &mut self.bufs[..n], VIRTIO_NET_HDR_LEN)
-            .await
-            .map(drop)
+        if self.count > 0 {
+            let n = std::mem::take(&mut self.count);
+            self.dev
+                .send_multiple(&mut self.gro, &mut self.bufs[..n], VIRTIO_NET_HDR_LEN)
+                .await?;
+        }
+        result
     }
 }
