@@ -576,7 +576,7 @@ impl Endpoint {
                 sa_id: new.id,
             });
             self.by_spi.insert(new.local_spi(), new.id);
-            self.sas.insert(new.id, new);
+            self.put(new);
         } else {
             self.promote(now, sa, new);
             sa.state = State::Retiring {
@@ -633,7 +633,7 @@ impl Endpoint {
                 );
                 self.out.transmits.push_back(t);
                 self.by_spi.insert(ours.local_spi(), ours.id);
-                self.sas.insert(ours.id, ours);
+                self.put(ours);
                 if let Some(cand) = self.sas.remove(&peer.sa_id) {
                     self.promote(now, sa, cand);
                 }
@@ -730,6 +730,6 @@ impl Endpoint {
             .push_back(Event::IkeSaRekeyed { sa: new.handle });
         let mut new = new;
         self.start_next(now, &mut new);
-        self.sas.insert(new.id, new);
+        self.put(new);
     }
 }

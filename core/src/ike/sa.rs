@@ -152,6 +152,13 @@ pub(crate) struct IkeSa {
     pub(crate) announced: bool,
     /// A rekey of this IKE SA by the peer that crossed ours (§2.8.2).
     pub(crate) peer_ike_rekey: Option<PeerIkeRekey>,
+    /// The deadline this SA has in the endpoint's timer index (see `Endpoint::put`).
+    pub(crate) timer_at: Option<Instant>,
+    /// Whether the endpoint's half-open count includes this SA.
+    pub(crate) counted_half_open: bool,
+    /// Responder: the initiator's address as its IKE_SA_INIT came (the
+    /// endpoint's `init_index` key; `remote` may move to port 4500 later).
+    pub(crate) init_remote: SocketAddr,
 }
 
 impl IkeSa {
