@@ -405,7 +405,9 @@ pub(crate) enum Fate {
 pub struct Endpoint {
     pub(crate) config: Config,
     pub(crate) rng: ChaCha20Rng,
-    pub(crate) sas: HashMap<u64, IkeSa>,
+    /// Boxed: an `IkeSa` is several hundred bytes, and a map of them inline
+    /// would keep that much again in empty slots.
+    pub(crate) sas: HashMap<u64, Box<IkeSa>>,
     /// This host's IKE SPI → SA.
     pub(crate) by_spi: HashMap<u64, u64>,
     /// Responder: (initiator's address, SPIi) → half-open SA, for retransmitted IKE_SA_INIT.
@@ -703,7 +705,7 @@ impl Endpoint {
         self.settle(ike, Fate::Keep);
     }
 
-    fn take(&mut self, sa: SaHandle) -> Option<IkeSa> {
+    fn take(&mut self, sa: SaHandle) -> Option<Box<IkeSa>> {
         let id = *self.handles.get(&sa)?;
         self.sas.remove(&id)
     }
@@ -830,7 +832,7 @@ impl Endpoint {
     pub(crate) fn insert_sa(&mut self, sa: IkeSa) {
         self.by_spi.insert(sa.local_spi(), sa.id);
         self.handles.entry(sa.handle).or_insert(sa.id);
-        self.put(sa);
+        self.put(Box::new(sa));
     }
 
     /// Responder SAs not yet authenticated.
@@ -842,7 +844,7 @@ impl Endpoint {
     /// of `half_open` brought up to date: every change to an SA happens while
     /// it is out of `sas`, so this is the one place where its deadline can
     /// have moved (O(log n), instead of a scan of all SAs per poll).
-    pub(crate) fn put(&mut self, mut sa: IkeSa) {
+    pub(crate) fn put(&mut self, mut sa: Box<IkeSa>) {
         let next = sa_timeout(&self.config, &sa);
         if sa.timer_at != next {
             if let Some(old) = sa.timer_at {
@@ -888,7 +890,7 @@ impl Endpoint {
     }
 
     /// Puts an SA back, or forgets it.
-    pub(crate) fn settle(&mut self, sa: IkeSa, fate: Fate) {
+    pub(crate) fn settle(&mut self, sa: Box<IkeSa>, fate: Fate) {
         match fate {
             Fate::Keep => self.put(sa),
             Fate::Remove(reason) => self.discard(sa, reason),
@@ -896,7 +898,7 @@ impl Endpoint {
     }
 
     /// Forgets an SA (already out of `sas`) and tells the caller if it was up.
-    pub(crate) fn discard(&mut self, sa: IkeSa, reason: Option<Failure>) {
+    pub(crate) fn discard(&mut self, sa: Box<IkeSa>, reason: Option<Failure>) {
         if let Some(at) = sa.timer_at {
             self.timers.remove(&(at, sa.id));
         }
