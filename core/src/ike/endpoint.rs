@@ -944,6 +944,8 @@ impl Endpoint {
     pub(crate) fn remove_child(&mut self, sa: &mut IkeSa, inbound: u32) {
         if let Some(i) = sa.child_by_inbound(inbound) {
             let child = sa.children.remove(i);
+            // After a rekey the list is back to one or two: give the room back.
+            sa.children.shrink_to_fit();
             self.child_spis.remove(&child.spis.inbound);
             if child.announced {
                 self.out.events.push_back(Event::ChildSaDeleted {
