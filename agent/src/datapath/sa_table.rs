@@ -1,14 +1,17 @@
 //! The installed ESP SAs, read by every TUN and UDP worker without a global
-//! lock: two `arc-swap` snapshots of `HashMap`s (outbound by destination,
-//! inbound by SPI), replaced whole by the control plane (the only writer) when
-//! an SA comes or goes. A packet takes the snapshot (a few atomic operations),
-//! finds its SA and locks that SA's own `Mutex` for the sequence number or
-//! replay window: workers only contend when they carry traffic of one peer.
+//! lock: two tables (outbound by destination, inbound by SPI), each split into
+//! [`SHARDS`] `arc-swap` snapshots of `HashMap`s. The control plane (the only
+//! writer) replaces one shard when an SA comes or goes, so an install copies
+//! about 1/[`SHARDS`] of the table, not all of it. A packet takes its shard's
+//! snapshot (a few atomic operations), finds its SA and locks that SA's own
+//! `Mutex` for the sequence number or replay window: workers only contend when
+//! they carry traffic of one peer.
 //!
 //! Lifetime events (RFC 4303 byte/packet limits) seen by a worker go to the
 //! control plane as [`Notice`]s; it rekeys or deletes through the IKE engine.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -168,11 +171,109 @@ pub struct Install {
     pub remote: SocketAddr,
 }
 
+/// Shards per table: a power of two. With 64, an install into a table of
+/// 10,000 SAs copies about 160 entries.
+pub const SHARDS: usize = 64;
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+
+/// Which shard a key lives in: the top bits of a multiplicative hash
+/// (SPIs are random already; addresses of one prefix differ in their low bits).
+trait ShardKey {
+    fn shard(&self) -> usize;
+}
+
+fn fold(x: u64) -> usize {
+    // Fibonacci hashing: the top SHARD_BITS bits of x * 2^64/phi.
+    usize::try_from(x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARD_BITS)).unwrap_or(0)
+}
+
+impl ShardKey for u32 {
+    fn shard(&self) -> usize {
+        fold(u64::from(*self))
+    }
+}
+
+impl ShardKey for IpAddr {
+    fn shard(&self) -> usize {
+        match self {
+            IpAddr::V4(a) => fold(u64::from(a.to_bits())),
+            IpAddr::V6(a) => {
+                let b = a.to_bits();
+                #[allow(clippy::cast_possible_truncation, reason = "folding 128 bits to 64")]
+                fold((b as u64) ^ ((b >> 64) as u64))
+            }
+        }
+    }
+}
+
+/// A copy-on-write map split into [`SHARDS`] snapshots.
+#[derive(Debug)]
+struct Shards<K, V> {
+    shards: Box<[ArcSwap<HashMap<K, V>>]>,
+}
+
+impl<K: Eq + Hash + Clone + ShardKey, V: Clone> Shards<K, V> {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| ArcSwap::default()).collect(),
+        }
+    }
+
+    fn shard(&self, key: &K) -> &ArcSwap<HashMap<K, V>> {
+        // `shard()` is below SHARDS by construction.
+        &self.shards[key.shard() % SHARDS]
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        self.shard(key).load().get(key).cloned()
+    }
+
+    fn contains(&self, key: &K) -> bool {
+        self.shard(key).load().contains_key(key)
+    }
+
+    fn insert(&self, key: K, value: V) {
+        let shard = self.shard(&key);
+        let mut map = HashMap::clone(&shard.load());
+        map.insert(key, value);
+        shard.store(Arc::new(map));
+    }
+
+    fn remove(&self, key: &K) -> Option<V> {
+        let shard = self.shard(key);
+        if !shard.load().contains_key(key) {
+            return None;
+        }
+        let mut map = HashMap::clone(&shard.load());
+        let removed = map.remove(key);
+        shard.store(Arc::new(map));
+        removed
+    }
+
+    fn values(&self) -> Vec<V> {
+        let mut all = Vec::new();
+        for shard in &*self.shards {
+            all.extend(shard.load().values().cloned());
+        }
+        all
+    }
+
+    fn any(&self, mut f: impl FnMut(&K, &V) -> bool) -> bool {
+        self.shards
+            .iter()
+            .any(|shard| shard.load().iter().any(|(k, v)| f(k, v)))
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.load().len()).sum()
+    }
+}
+
 /// The SA table. See the module docs.
 #[derive(Debug)]
 pub struct SaTable {
-    outbound: ArcSwap<HashMap<IpAddr, Arc<Outbound>>>,
-    inbound: ArcSwap<HashMap<u32, Arc<Inbound>>>,
+    outbound: Shards<IpAddr, Arc<Outbound>>,
+    inbound: Shards<u32, Arc<Inbound>>,
     notices: UnboundedSender<Notice>,
 }
 
@@ -180,20 +281,20 @@ impl SaTable {
     /// An empty table whose SAs report lifetime events to `notices`.
     pub fn new(notices: UnboundedSender<Notice>) -> SaTable {
         SaTable {
-            outbound: ArcSwap::default(),
-            inbound: ArcSwap::default(),
+            outbound: Shards::new(),
+            inbound: Shards::new(),
             notices,
         }
     }
 
     /// The outbound SA for packets to `dst` (hot path).
     pub fn outbound(&self, dst: IpAddr) -> Option<Arc<Outbound>> {
-        self.outbound.load().get(&dst).cloned()
+        self.outbound.get(&dst)
     }
 
     /// The inbound SA with `spi` (hot path).
     pub fn inbound(&self, spi: u32) -> Option<Arc<Inbound>> {
-        self.inbound.load().get(&spi).cloned()
+        self.inbound.get(&spi)
     }
 
     /// Installs a pair; the outbound half replaces any older one for the same
@@ -222,9 +323,7 @@ impl SaTable {
             esp: Mutex::new(i.inbound),
             notices: self.notices.clone(),
         });
-        let mut map = HashMap::clone(&self.inbound.load());
-        map.insert(inbound_spi, inb);
-        self.inbound.store(Arc::new(map));
+        self.inbound.insert(inbound_spi, inb);
         if publish_outbound {
             self.publish(out.clone());
         }
@@ -233,49 +332,50 @@ impl SaTable {
 
     /// Makes an outbound half from [`Self::install`] the one the data path uses.
     pub fn publish(&self, out: Arc<Outbound>) {
-        let mut map = HashMap::clone(&self.outbound.load());
-        map.insert(out.dst, out);
-        self.outbound.store(Arc::new(map));
+        self.outbound.insert(out.dst, out);
     }
 
     /// Removes the inbound SA `spi` and, if it is the pair of the current
     /// outbound SA of its destination, that one too. Returns what was removed.
     pub fn remove_pair(&self, inbound_spi: u32) -> (Option<Arc<Inbound>>, Option<Arc<Outbound>>) {
-        let mut map = HashMap::clone(&self.inbound.load());
-        let inb = map.remove(&inbound_spi);
-        self.inbound.store(Arc::new(map));
-        let mut removed_out = None;
-        let mut map = HashMap::clone(&self.outbound.load());
-        let dst = map
-            .iter()
-            .find(|(_, o)| o.inbound_spi == inbound_spi)
-            .map(|(d, _)| *d);
-        if let Some(dst) = dst {
-            removed_out = map.remove(&dst);
-            self.outbound.store(Arc::new(map));
-        }
+        let inb = self.inbound.remove(&inbound_spi);
+        // The pair's outbound half is under the inbound half's peer; without
+        // the inbound half, look through all of them.
+        let dst = match &inb {
+            Some(i) => Some(i.peer).filter(|dst| {
+                self.outbound
+                    .get(dst)
+                    .is_some_and(|o| o.inbound_spi == inbound_spi)
+            }),
+            None => self
+                .outbound
+                .values()
+                .into_iter()
+                .find(|o| o.inbound_spi == inbound_spi)
+                .map(|o| o.dst),
+        };
+        let removed_out = dst.and_then(|dst| self.outbound.remove(&dst));
         (inb, removed_out)
     }
 
     /// Whether any SA (either direction) still serves `peer`.
     pub fn serves(&self, peer: IpAddr) -> bool {
-        self.outbound.load().contains_key(&peer)
-            || self.inbound.load().values().any(|i| i.peer == peer)
+        self.outbound.contains(&peer) || self.inbound.any(|_, i| i.peer == peer)
     }
 
     /// Every inbound SA (for counters and idle checks).
     pub fn inbound_all(&self) -> Vec<Arc<Inbound>> {
-        self.inbound.load().values().cloned().collect()
+        self.inbound.values()
     }
 
     /// Every outbound SA.
     pub fn outbound_all(&self) -> Vec<Arc<Outbound>> {
-        self.outbound.load().values().cloned().collect()
+        self.outbound.values()
     }
 
     /// Number of installed SAs (inbound, outbound).
     pub fn len(&self) -> (usize, usize) {
-        (self.inbound.load().len(), self.outbound.load().len())
+        (self.inbound.len(), self.outbound.len())
     }
 }
 
@@ -394,5 +494,87 @@ mod tests {
         assert!(i.is_some() && o.is_some());
         assert!(table.outbound(b).is_none());
         assert_eq!(table.len(), (1, 1));
+    }
+
+    #[test]
+    fn many_pairs_across_shards() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let table = SaTable::new(tx);
+        let key = KeyAndSalt::from_slice(&[7u8; 36]).unwrap();
+        let local: IpAddr = "2001:db8::1".parse().unwrap();
+        let n = 500u32;
+        let dst = |i: u32| {
+            IpAddr::from(std::net::Ipv6Addr::from_bits(
+                (0x2001_0db8_0001u128 << 80) | u128::from(i),
+            ))
+        };
+        for i in 0..n {
+            let (outbound, inbound) = pair(1000 + i, 5000 + i, &key);
+            table.install(
+                Install {
+                    sa: SaHandle(u64::from(i)),
+                    dst: dst(i),
+                    outbound,
+                    inbound,
+                    local_ts: vec![AddrSelector::host(local)],
+                    remote_ts: vec![AddrSelector::host(dst(i))],
+                    local: SocketAddr::new(local, 4500),
+                    remote: SocketAddr::new(dst(i), 4500),
+                },
+                true,
+            );
+        }
+        assert_eq!(table.len(), (n as usize, n as usize));
+        let used = table
+            .inbound
+            .shards
+            .iter()
+            .filter(|s| !s.load().is_empty())
+            .count();
+        assert!(used > SHARDS / 2, "SPIs spread over the shards: {used}");
+        let used = table
+            .outbound
+            .shards
+            .iter()
+            .filter(|s| !s.load().is_empty())
+            .count();
+        assert!(
+            used > SHARDS / 2,
+            "addresses spread over the shards: {used}"
+        );
+        for i in 0..n {
+            assert_eq!(
+                table.outbound(dst(i)).map(|o| o.inbound_spi),
+                Some(1000 + i)
+            );
+            assert_eq!(table.inbound(1000 + i).map(|s| s.peer), Some(dst(i)));
+        }
+        // A rekey: a second pair for destination 7; the old inbound half stays.
+        let (outbound, inbound) = pair(9999, 9998, &key);
+        table.install(
+            Install {
+                sa: SaHandle(7),
+                dst: dst(7),
+                outbound,
+                inbound,
+                local_ts: vec![AddrSelector::host(local)],
+                remote_ts: vec![AddrSelector::host(dst(7))],
+                local: SocketAddr::new(local, 4500),
+                remote: SocketAddr::new(dst(7), 4500),
+            },
+            true,
+        );
+        // Removing the old pair leaves the new outbound half alone.
+        let (i, o) = table.remove_pair(1007);
+        assert!(i.is_some() && o.is_none());
+        assert_eq!(table.outbound(dst(7)).map(|o| o.inbound_spi), Some(9999));
+        assert!(table.serves(dst(7)));
+        let (i, o) = table.remove_pair(9999);
+        assert!(i.is_some() && o.is_some());
+        assert!(!table.serves(dst(7)));
+        let (i, o) = table.remove_pair(9999);
+        assert!(i.is_none() && o.is_none());
+        assert_eq!(table.len(), (n as usize - 1, n as usize - 1));
+        assert_eq!(table.inbound_all().len(), n as usize - 1);
     }
 }

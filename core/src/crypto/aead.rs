@@ -145,13 +145,16 @@ pub(crate) trait AeadBackend {
     ) -> Result<(), CryptoError>;
 }
 
+/// The RustCrypto key (1,008 bytes) is boxed, so that every key of the
+/// default provider is not as large as it (ring's: 544 bytes): two per ESP SA
+/// pair, which the memory per SA pair counts (docs/benchmarks.md).
 #[allow(
     clippy::large_enum_variant,
-    reason = "one per SA direction, never moved on the data path"
+    reason = "the large variant is the default provider's, used in place"
 )]
 enum Backend {
     Ring(RingAead),
-    RustCrypto(RustCryptoAead),
+    RustCrypto(Box<RustCryptoAead>),
 }
 
 /// An expanded AEAD key plus its salt: build one per SA direction (or per IKE SA
@@ -185,7 +188,9 @@ impl AeadKey {
     pub fn new(alg: AeadAlg, provider: Provider, material: &KeyAndSalt) -> Self {
         let backend = match provider {
             Provider::Ring => Backend::Ring(RingAead::new(alg, material.key())),
-            Provider::RustCrypto => Backend::RustCrypto(RustCryptoAead::new(alg, material.key())),
+            Provider::RustCrypto => {
+                Backend::RustCrypto(Box::new(RustCryptoAead::new(alg, material.key())))
+            }
         };
         Self {
             alg,
@@ -215,7 +220,7 @@ impl AeadKey {
     fn backend(&self) -> &dyn AeadBackend {
         match &self.backend {
             Backend::Ring(k) => k,
-            Backend::RustCrypto(k) => k,
+            Backend::RustCrypto(k) => &**k,
         }
     }
 

@@ -282,6 +282,8 @@ impl Endpoint {
         sa.peer_id = Some(id.clone());
         self.establish(now, sa, how);
         let jitter = self.rng.next_u32();
+        // The first CHILD SA: room for one, not the four a first push makes.
+        sa.children.reserve_exact(1);
         sa.children.push(Child::new(&child, now, jitter, true));
         self.out.events.push_back(Event::ChildSaEstablished {
             sa: sa.handle,
@@ -469,6 +471,8 @@ impl Endpoint {
         self.establish(now, sa, how);
         if let Ok((child, _)) = child {
             let jitter = self.rng.next_u32();
+            // The first CHILD SA: room for one, not the four a first push makes.
+            sa.children.reserve_exact(1);
             sa.children.push(Child::new(&child, now, jitter, true));
             self.out.events.push_back(Event::ChildSaEstablished {
                 sa: sa.handle,

@@ -56,7 +56,8 @@ pub(crate) struct Child {
     pub(crate) rekey_at: Option<Instant>,
     /// When it is deleted (hard time limit).
     pub(crate) expire_at: Option<Instant>,
-    pub(crate) peer_rekey: Option<PeerRekey>,
+    /// Boxed: a `ChildSa` is large and this is rare (a rekey collision).
+    pub(crate) peer_rekey: Option<Box<PeerRekey>>,
 }
 
 impl Child {

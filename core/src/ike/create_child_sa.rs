@@ -303,10 +303,10 @@ impl Endpoint {
         if old.status == ChildStatus::Rekeying {
             // §2.8.1: our rekey of the same SA is outstanding; decide when it is answered.
             let tracked = Child::new(&new, now, jitter, false);
-            old.peer_rekey = Some(PeerRekey {
+            old.peer_rekey = Some(Box::new(PeerRekey {
                 nonces: (ni, nr),
                 new,
-            });
+            }));
             sa.children.push(tracked);
         } else {
             old.status = ChildStatus::Rekeyed;
@@ -493,7 +493,7 @@ impl Endpoint {
         m: &Message,
     ) -> Result<Vec<Payload>, RequestError> {
         let ours_outstanding = matches!(
-            &sa.outstanding,
+            sa.outstanding.as_deref(),
             Some(Outstanding {
                 request: Request::RekeyIke(_),
                 ..
@@ -571,14 +571,14 @@ impl Endpoint {
             new.state = State::Retiring {
                 until: now + self.config.exchange_timeout,
             };
-            sa.peer_ike_rekey = Some(PeerIkeRekey {
+            sa.peer_ike_rekey = Some(Box::new(PeerIkeRekey {
                 nonces: (ni, nr),
                 sa_id: new.id,
-            });
+            }));
             self.by_spi.insert(new.local_spi(), new.id);
-            self.sas.insert(new.id, new);
+            self.put(Box::new(new));
         } else {
-            self.promote(now, sa, new);
+            self.promote(now, sa, Box::new(new));
             sa.state = State::Retiring {
                 until: now + self.config.exchange_timeout,
             };
@@ -633,7 +633,7 @@ impl Endpoint {
                 );
                 self.out.transmits.push_back(t);
                 self.by_spi.insert(ours.local_spi(), ours.id);
-                self.sas.insert(ours.id, ours);
+                self.put(Box::new(ours));
                 if let Some(cand) = self.sas.remove(&peer.sa_id) {
                     self.promote(now, sa, cand);
                 }
@@ -641,7 +641,7 @@ impl Endpoint {
             }
             _ => {
                 // Ours survives (a colliding one of the peer's is deleted by the peer); we delete the old SA.
-                self.promote(now, sa, new);
+                self.promote(now, sa, Box::new(new));
                 sa.state = State::Retiring { until };
                 let timer = self.request_timer(now, None);
                 let t = sa.send_request(
@@ -711,7 +711,7 @@ impl Endpoint {
 
     /// Makes `new` the IKE SA behind `old`'s handle: it takes the CHILD SAs,
     /// queued exchanges and timers (§2.18); `old` is left to be deleted.
-    fn promote(&mut self, now: Instant, old: &mut IkeSa, mut new: IkeSa) {
+    fn promote(&mut self, now: Instant, old: &mut IkeSa, mut new: Box<IkeSa>) {
         new.handle = old.handle;
         new.children = std::mem::take(&mut old.children);
         new.queue = std::mem::take(&mut old.queue);
@@ -728,8 +728,7 @@ impl Endpoint {
         self.out
             .events
             .push_back(Event::IkeSaRekeyed { sa: new.handle });
-        let mut new = new;
         self.start_next(now, &mut new);
-        self.sas.insert(new.id, new);
+        self.put(new);
     }
 }

@@ -24,7 +24,7 @@
 //! exchanges with a window of one (RFC 7296 §2.3). Datagrams are routed by
 //! this host's IKE SPI (§2.6); a rekeyed IKE SA keeps its [`SaHandle`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -415,7 +415,9 @@ pub(crate) enum Fate {
 pub struct Endpoint {
     pub(crate) config: Config,
     pub(crate) rng: ChaCha20Rng,
-    pub(crate) sas: HashMap<u64, IkeSa>,
+    /// Boxed: an `IkeSa` is several hundred bytes, and a map of them inline
+    /// would keep that much again in empty slots.
+    pub(crate) sas: HashMap<u64, Box<IkeSa>>,
     /// This host's IKE SPI → SA.
     pub(crate) by_spi: HashMap<u64, u64>,
     /// Responder: (initiator's address, SPIi) → half-open SA, for retransmitted IKE_SA_INIT.
@@ -426,6 +428,12 @@ pub struct Endpoint {
     pub(crate) child_spis: HashSet<u32>,
     pub(crate) cookies: CookieJar,
     pub(crate) out: Output,
+    /// Every SA in `sas` with something to do, by when: `(IkeSa::timer_at, id)`,
+    /// kept in step by [`Self::put`] and [`Self::discard`], so that the next
+    /// deadline is the first entry instead of a scan of every SA.
+    pub(crate) timers: BTreeSet<(Instant, u64)>,
+    /// Responder SAs in `sas` not yet authenticated (`IkeSa::counted_half_open`).
+    half_open: usize,
     next_id: u64,
     next_handle: u64,
 }
@@ -446,6 +454,8 @@ impl Endpoint {
             child_spis: HashSet::new(),
             cookies,
             out: Output::default(),
+            timers: BTreeSet::new(),
+            half_open: 0,
             next_id: 1,
             next_handle: 1,
         }
@@ -578,7 +588,7 @@ impl Endpoint {
             sa.spi_i == packet.spi_i() && (sa.spi_r == 0 || sa.spi_r == packet.spi_r());
         if flags.initiator() == sa.initiator || !spis_match {
             self.out.stats.dropped += 1;
-            self.sas.insert(id, sa);
+            self.put(sa);
             return;
         }
         let fate = self.on_message(
@@ -595,12 +605,17 @@ impl Endpoint {
 
     /// Call when the clock reaches [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|(_, sa)| sa_timeout(&self.config, sa).is_some_and(|t| t <= now))
-            .map(|(&id, _)| id)
-            .collect();
+        let mut due = Vec::new();
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(sa) = self.sas.get_mut(&id) {
+                sa.timer_at = None;
+            }
+            due.push(id);
+        }
         for id in due {
             let Some(mut sa) = self.sas.remove(&id) else {
                 continue;
@@ -612,10 +627,7 @@ impl Endpoint {
 
     /// The next instant at which [`Self::handle_timeout`] has work; `None` when idle.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas
-            .values()
-            .filter_map(|sa| sa_timeout(&self.config, sa))
-            .min()
+        self.timers.first().map(|&(at, _)| at)
     }
 
     /// The next datagram to send.
@@ -648,7 +660,7 @@ impl Endpoint {
     pub fn close(&mut self, now: Instant, sa: SaHandle) {
         let Some(ike) = self.take(sa) else { return };
         if matches!(ike.state, State::Established) {
-            self.sas.insert(ike.id, ike);
+            self.put(ike);
             self.enqueue(now, sa, Queued::DeleteIke);
         } else {
             self.settle(ike, Fate::Remove(Some(Failure::Closed)));
@@ -664,7 +676,7 @@ impl Endpoint {
     pub fn stats(&self) -> Stats {
         Stats {
             ike_sas: self.sas.len(),
-            half_open: self.half_open(),
+            half_open: self.half_open,
             ..self.out.stats.clone()
         }
     }
@@ -703,7 +715,7 @@ impl Endpoint {
         self.settle(ike, Fate::Keep);
     }
 
-    fn take(&mut self, sa: SaHandle) -> Option<IkeSa> {
+    fn take(&mut self, sa: SaHandle) -> Option<Box<IkeSa>> {
         let id = *self.handles.get(&sa)?;
         self.sas.remove(&id)
     }
@@ -820,6 +832,9 @@ impl Endpoint {
             hard_expiry: None,
             announced: false,
             peer_ike_rekey: None,
+            timer_at: None,
+            counted_half_open: false,
+            init_remote: remote,
         }
     }
 
@@ -827,14 +842,39 @@ impl Endpoint {
     pub(crate) fn insert_sa(&mut self, sa: IkeSa) {
         self.by_spi.insert(sa.local_spi(), sa.id);
         self.handles.entry(sa.handle).or_insert(sa.id);
-        self.sas.insert(sa.id, sa);
+        self.put(Box::new(sa));
     }
 
+    /// Responder SAs not yet authenticated.
     pub(crate) fn half_open(&self) -> usize {
-        self.sas
-            .values()
-            .filter(|sa| sa.state.is_half_open_responder())
-            .count()
+        self.half_open
+    }
+
+    /// Puts an SA (back) into `sas`, with its entry in `timers` and its share
+    /// of `half_open` brought up to date: every change to an SA happens while
+    /// it is out of `sas`, so this is the one place where its deadline can
+    /// have moved (O(log n), instead of a scan of all SAs per poll).
+    pub(crate) fn put(&mut self, mut sa: Box<IkeSa>) {
+        let next = sa_timeout(&self.config, &sa);
+        if sa.timer_at != next {
+            if let Some(old) = sa.timer_at {
+                self.timers.remove(&(old, sa.id));
+            }
+            if let Some(at) = next {
+                self.timers.insert((at, sa.id));
+            }
+            sa.timer_at = next;
+        }
+        let half_open = sa.state.is_half_open_responder();
+        if half_open != sa.counted_half_open {
+            if half_open {
+                self.half_open += 1;
+            } else {
+                self.half_open -= 1;
+            }
+            sa.counted_half_open = half_open;
+        }
+        self.sas.insert(sa.id, sa);
     }
 
     /// Sets when this host rekeys the IKE SA (lifetime minus up to 10 % jitter)
@@ -860,17 +900,21 @@ impl Endpoint {
     }
 
     /// Puts an SA back, or forgets it.
-    pub(crate) fn settle(&mut self, sa: IkeSa, fate: Fate) {
+    pub(crate) fn settle(&mut self, sa: Box<IkeSa>, fate: Fate) {
         match fate {
-            Fate::Keep => {
-                self.sas.insert(sa.id, sa);
-            }
+            Fate::Keep => self.put(sa),
             Fate::Remove(reason) => self.discard(sa, reason),
         }
     }
 
     /// Forgets an SA (already out of `sas`) and tells the caller if it was up.
-    pub(crate) fn discard(&mut self, sa: IkeSa, reason: Option<Failure>) {
+    pub(crate) fn discard(&mut self, sa: Box<IkeSa>, reason: Option<Failure>) {
+        if let Some(at) = sa.timer_at {
+            self.timers.remove(&(at, sa.id));
+        }
+        if sa.counted_half_open {
+            self.half_open -= 1;
+        }
         if self.by_spi.get(&sa.local_spi()) == Some(&sa.id) {
             self.by_spi.remove(&sa.local_spi());
         }
@@ -878,11 +922,9 @@ impl Endpoint {
             self.handles.remove(&sa.handle);
         }
         if !sa.initiator {
-            let key = (sa.remote, sa.spi_i);
+            let key = (sa.init_remote, sa.spi_i);
             if self.init_index.get(&key) == Some(&sa.id) {
                 self.init_index.remove(&key);
-            } else {
-                self.init_index.retain(|_, v| *v != sa.id);
             }
         }
         if let State::AuthSent(a) = &sa.state {
@@ -912,6 +954,8 @@ impl Endpoint {
     pub(crate) fn remove_child(&mut self, sa: &mut IkeSa, inbound: u32) {
         if let Some(i) = sa.child_by_inbound(inbound) {
             let child = sa.children.remove(i);
+            // After a rekey the list is back to one or two: give the room back.
+            sa.children.shrink_to_fit();
             self.child_spis.remove(&child.spis.inbound);
             if child.announced {
                 self.out.events.push_back(Event::ChildSaDeleted {

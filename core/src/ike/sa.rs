@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::crypto::{AeadAlg, AeadKey, Provider};
+use crate::crypto::{AeadAlg, AeadKey, KeyAndSalt, Provider};
 use crate::ike::auth::{AuthSent, HalfOpen, InitiatorAuthorize, ResponderAuthorize};
 use crate::ike::child_sa::Child;
 use crate::ike::create_child_sa::{PeerIkeRekey, RekeyChildRequest, RekeyIkeRequest};
@@ -23,15 +23,22 @@ use crate::ike::sa_init::InitSent;
 use crate::ike::udp_encap::push_non_esp_marker;
 
 /// The keys of an IKE SA once IKE_SA_INIT is done, per direction.
+///
+/// The SK_e keys are kept as key material and expanded for each message:
+/// an expanded AEAD key is about 1 KiB, two per IKE SA, while an established
+/// IKE SA seals or opens a message only every few seconds at most (liveness
+/// checks, rekeys); the expansion costs less than a microsecond.
 #[derive(Debug)]
 pub(crate) struct IkeCrypto {
     pub(crate) sk_d: SkD,
     pub(crate) sk_pi: SkP,
     pub(crate) sk_pr: SkP,
+    alg: AeadAlg,
+    provider: Provider,
     /// Seals what this host sends (SK_ei for the original initiator, §2.14).
-    pub(crate) outbound: AeadKey,
+    outbound: KeyAndSalt,
     /// Opens what the peer sends.
-    pub(crate) inbound: AeadKey,
+    inbound: KeyAndSalt,
     /// Explicit IV counter: unique per message under `outbound` (RFC 5282 §3.1).
     iv: u64,
 }
@@ -47,8 +54,10 @@ impl IkeCrypto {
             sk_d: keys.sk_d.clone(),
             sk_pi: keys.sk_pi.clone(),
             sk_pr: keys.sk_pr.clone(),
-            outbound: AeadKey::new(alg, provider, out),
-            inbound: AeadKey::new(alg, provider, inb),
+            alg,
+            provider,
+            outbound: out.clone(),
+            inbound: inb.clone(),
             iv: 0,
         }
     }
@@ -56,6 +65,16 @@ impl IkeCrypto {
     fn next_iv(&mut self) -> [u8; 8] {
         self.iv += 1;
         self.iv.to_be_bytes()
+    }
+
+    /// The expanded key that seals what this host sends.
+    fn outbound_key(&self) -> AeadKey {
+        AeadKey::new(self.alg, self.provider, &self.outbound)
+    }
+
+    /// The expanded key that opens what the peer sends.
+    fn inbound_key(&self) -> AeadKey {
+        AeadKey::new(self.alg, self.provider, &self.inbound)
     }
 }
 
@@ -137,7 +156,9 @@ pub(crate) struct IkeSa {
     pub(crate) next_msg_id: u32,
     /// Message ID the peer's next request must carry.
     pub(crate) peer_msg_id: u32,
-    pub(crate) outstanding: Option<Outstanding>,
+    /// Boxed (as is `peer_ike_rekey`): an established SA mostly has none,
+    /// and the SA stays small.
+    pub(crate) outstanding: Option<Box<Outstanding>>,
     pub(crate) queue: VecDeque<Queued>,
     /// Our last response: its message ID and the datagram.
     pub(crate) last_response: Option<(u32, Vec<u8>)>,
@@ -151,7 +172,14 @@ pub(crate) struct IkeSa {
     /// Whether the caller was told the SA is up (then its end is an event).
     pub(crate) announced: bool,
     /// A rekey of this IKE SA by the peer that crossed ours (§2.8.2).
-    pub(crate) peer_ike_rekey: Option<PeerIkeRekey>,
+    pub(crate) peer_ike_rekey: Option<Box<PeerIkeRekey>>,
+    /// The deadline this SA has in the endpoint's timer index (see `Endpoint::put`).
+    pub(crate) timer_at: Option<Instant>,
+    /// Whether the endpoint's half-open count includes this SA.
+    pub(crate) counted_half_open: bool,
+    /// Responder: the initiator's address as its IKE_SA_INIT came (the
+    /// endpoint's `init_index` key; `remote` may move to port 4500 later).
+    pub(crate) init_remote: SocketAddr,
 }
 
 impl IkeSa {
@@ -199,7 +227,9 @@ impl IkeSa {
         if let Some(crypto) = self.crypto.as_mut() {
             let iv = crypto.next_iv();
             // The IV has the cipher's length, so sealing cannot fail.
-            if Message::emit_protected(header, payloads, &crypto.outbound, &iv, &mut out).is_err() {
+            if Message::emit_protected(header, payloads, &crypto.outbound_key(), &iv, &mut out)
+                .is_err()
+            {
                 out.clear();
             }
         }
@@ -209,7 +239,7 @@ impl IkeSa {
     /// Opens a protected message from the peer.
     pub(crate) fn open(&self, bytes: &[u8]) -> Result<Message, message::Error> {
         match &self.crypto {
-            Some(c) => Message::parse_protected(bytes, &c.inbound),
+            Some(c) => Message::parse_protected(bytes, &c.inbound_key()),
             None => Err(message::Error::NotProtected),
         }
     }
@@ -234,13 +264,13 @@ impl IkeSa {
         self.next_msg_id = self.next_msg_id.wrapping_add(1);
         let header = self.header(exchange, false, msg_id);
         let datagram = self.emit_sealed(&header, payloads);
-        self.outstanding = Some(Outstanding {
+        self.outstanding = Some(Box::new(Outstanding {
             msg_id,
             exchange,
             datagram: datagram.clone(),
             timer,
             request,
-        });
+        }));
         self.transmit(datagram)
     }
 

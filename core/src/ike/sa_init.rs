@@ -111,13 +111,13 @@ impl Endpoint {
         let datagram = sa.emit_plain(&message);
         init.request = request;
         let timer = self.request_timer(now, Some(init.deadline));
-        sa.outstanding = Some(Outstanding {
+        sa.outstanding = Some(Box::new(Outstanding {
             msg_id: 0,
             exchange: ExchangeType::IKE_SA_INIT,
             datagram: datagram.clone(),
             timer,
             request: Request::Handshake,
-        });
+        }));
         sa.next_msg_id = 1;
         self.out.transmits.push_back(sa.transmit(datagram));
     }

@@ -123,3 +123,180 @@ pub(crate) fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
     };
     [retransmit, state].into_iter().flatten().min()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::time::{Duration, Instant};
+
+    use crate::crypto::ed25519::Ed25519SigningKey;
+    use crate::ike::endpoint::{
+        Config, Endpoint, Event, LocalAuth, PeerAuth, SaHandle, TrafficSelectors,
+    };
+    use crate::ike::message::{AddrSelector, Identity};
+    use crate::ike::udp_encap::{Datagram, classify};
+
+    use super::sa_timeout;
+
+    /// What the index must say: the earliest deadline over all SAs, by scan.
+    fn scanned(e: &Endpoint) -> Option<Instant> {
+        e.sas
+            .values()
+            .filter_map(|sa| sa_timeout(&e.config, sa))
+            .min()
+    }
+
+    fn check(e: &Endpoint) {
+        assert_eq!(e.poll_timeout(), scanned(e));
+        assert_eq!(
+            e.timers.len(),
+            e.sas
+                .values()
+                .filter(|sa| sa_timeout(&e.config, sa).is_some())
+                .count()
+        );
+        for sa in e.sas.values() {
+            assert_eq!(sa.timer_at, sa_timeout(&e.config, sa), "SA {}", sa.id);
+        }
+        let half = e
+            .sas
+            .values()
+            .filter(|s| s.state.is_half_open_responder())
+            .count();
+        assert_eq!(e.half_open(), half);
+    }
+
+    /// Delivers `from`'s datagrams to `to`; collects `from`'s events.
+    fn deliver(
+        from: &mut Endpoint,
+        to: &mut Endpoint,
+        now: Instant,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let mut moved = false;
+        while let Some(t) = from.poll_transmit() {
+            moved = true;
+            let msg = if t.remote.port() == 500 {
+                &t.payload[..]
+            } else {
+                match classify(&t.payload) {
+                    Datagram::Ike(m) => m,
+                    _ => continue,
+                }
+            };
+            to.handle(now, t.remote, t.local, msg);
+        }
+        while let Some(e) = from.poll_event() {
+            moved = true;
+            if let Event::AuthorizePeer { sa, .. } = e {
+                from.authorize(now, sa, Some(PeerAuth::Null));
+            } else {
+                events.push(e);
+            }
+        }
+        moved
+    }
+
+    #[test]
+    fn the_timer_index_follows_every_change() {
+        let t0 = Instant::now();
+        let b_ip: IpAddr = "192.0.2.2".parse().unwrap_or(IpAddr::from([0; 4]));
+        let key = Ed25519SigningKey::from_seed(&[2; 32]);
+        let b_pub = PeerAuth::Ed25519(key.public_key());
+        let mut b = Endpoint::new(
+            Config::new(
+                LocalAuth::Ed25519(key),
+                Identity::Ipv4([192, 0, 2, 2].into()),
+            ),
+            [7; 32],
+        );
+        let mut initiators = Vec::new();
+        let mut b_events = Vec::new();
+        // Handshakes at different times: each SA gets its own deadlines.
+        for i in 0..6u8 {
+            let now = t0 + Duration::from_secs(u64::from(i));
+            let a_ip = IpAddr::from([192, 0, 2, 10 + i]);
+            let mut a = Endpoint::new(Config::new(LocalAuth::Null, Identity::Null), [i; 32]);
+            let ts = TrafficSelectors {
+                local: vec![AddrSelector::host(a_ip)],
+                remote: vec![AddrSelector::host(b_ip)],
+            };
+            a.connect(
+                now,
+                a_ip,
+                b_ip,
+                Some(b_pub.clone()),
+                ts,
+                now + Duration::from_secs(2),
+            );
+            // IKE_SA_INIT only: b holds a half-open SA.
+            let mut ev = Vec::new();
+            deliver(&mut a, &mut b, now, &mut ev);
+            check(&b);
+            assert_eq!(b.half_open(), 1);
+            loop {
+                let x = deliver(&mut b, &mut a, now, &mut ev);
+                let y = deliver(&mut a, &mut b, now, &mut ev);
+                check(&b);
+                if !x && !y {
+                    break;
+                }
+            }
+            deliver(&mut b, &mut a, now, &mut b_events);
+            initiators.push(a);
+        }
+        assert_eq!(b.stats().ike_sas, 6);
+        assert_eq!(b.half_open(), 0);
+        check(&b);
+        // A half-open SA that is never completed, then expires.
+        let mut stray = Endpoint::new(Config::new(LocalAuth::Null, Identity::Null), [99; 32]);
+        let stray_ip = IpAddr::from([192, 0, 2, 99]);
+        let ts = TrafficSelectors {
+            local: vec![AddrSelector::host(stray_ip)],
+            remote: vec![AddrSelector::host(b_ip)],
+        };
+        let now = t0 + Duration::from_secs(6);
+        stray.connect(
+            now,
+            stray_ip,
+            b_ip,
+            Some(b_pub),
+            ts,
+            now + Duration::from_secs(2),
+        );
+        deliver(&mut stray, &mut b, now, &mut Vec::new());
+        check(&b);
+        let half_open_expiry = now + b.config.half_open_timeout;
+        assert_eq!(
+            b.poll_timeout(),
+            Some(half_open_expiry),
+            "the earliest deadline"
+        );
+        b.handle_timeout(half_open_expiry);
+        check(&b);
+        assert_eq!(b.half_open(), 0);
+        assert_eq!(b.stats().ike_sas, 6);
+        // Closing an SA (a DELETE goes out) and forgetting another one.
+        let handles: Vec<SaHandle> = b.sas.values().map(|sa| sa.handle).collect();
+        let now = t0 + Duration::from_secs(12);
+        b.close(now, handles[0]);
+        check(&b);
+        let id = b.handles[&handles[1]];
+        let sa = b.sas.remove(&id).expect("the SA");
+        b.discard(sa, None);
+        check(&b);
+        // The clock runs: liveness checks, retransmissions, the closed SA's
+        // DELETE timing out; the index agrees with a scan at every step.
+        let mut now = now;
+        for _ in 0..200 {
+            let Some(next) = b.poll_timeout() else { break };
+            now = now.max(next);
+            b.handle_timeout(now);
+            check(&b);
+            while b.poll_transmit().is_some() {}
+            while b.poll_event().is_some() {}
+            check(&b);
+        }
+        assert!(b.stats().ike_sas < 6, "SAs went away");
+    }
+}

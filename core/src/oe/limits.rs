@@ -1,7 +1,7 @@
 //! Small bounded helpers: the lookup rate limiter and the memory of peers that
 //! were private (for downgrade detection).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -59,11 +59,13 @@ impl TokenBucket {
 }
 
 /// Peers that were private, until when they are remembered. Bounded: when full,
-/// expired entries go first, then the one expiring soonest (an O(n) scan, only
-/// on insert into a full memory).
+/// expired entries go first, then the one expiring soonest (found in the
+/// `by_until` index, O(log n), not by a scan of the memory).
 #[derive(Debug)]
 pub(crate) struct PrivateMemory {
     until: HashMap<IpAddr, Instant>,
+    /// The same entries, by when they expire.
+    by_until: BTreeSet<(Instant, IpAddr)>,
     limit: usize,
     keep: Duration,
 }
@@ -72,6 +74,7 @@ impl PrivateMemory {
     pub(crate) fn new(limit: usize, keep: Duration) -> Self {
         Self {
             until: HashMap::new(),
+            by_until: BTreeSet::new(),
             limit,
             keep,
         }
@@ -83,14 +86,23 @@ impl PrivateMemory {
             return;
         }
         if !self.until.contains_key(&peer) && self.until.len() >= self.limit {
-            self.until.retain(|_, until| *until > now);
+            while let Some(&(until, p)) = self.by_until.first()
+                && until <= now
+            {
+                self.by_until.pop_first();
+                self.until.remove(&p);
+            }
             if self.until.len() >= self.limit
-                && let Some(oldest) = self.until.iter().min_by_key(|(_, u)| **u).map(|(p, _)| *p)
+                && let Some((_, oldest)) = self.by_until.pop_first()
             {
                 self.until.remove(&oldest);
             }
         }
-        self.until.insert(peer, now + self.keep);
+        let until = now + self.keep;
+        if let Some(old) = self.until.insert(peer, until) {
+            self.by_until.remove(&(old, peer));
+        }
+        self.by_until.insert((until, peer));
     }
 
     /// Whether `peer` was private within the memory window.
@@ -100,5 +112,39 @@ impl PrivateMemory {
 
     pub(crate) fn len(&self) -> usize {
         self.until.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memory against the plain rule it indexes: when full, expired
+    /// entries go, then the one expiring soonest.
+    #[test]
+    fn a_full_memory_forgets_the_expired_then_the_oldest() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut m = PrivateMemory::new(3, s(10));
+        let ip = |i: u8| IpAddr::from([192, 0, 2, i]);
+        m.remember(t0, ip(1));
+        m.remember(t0 + s(1), ip(2));
+        m.remember(t0 + s(2), ip(3));
+        // Refreshing an entry moves its expiry; nothing is forgotten.
+        m.remember(t0 + s(3), ip(1));
+        assert_eq!(m.len(), 3);
+        // Full: the soonest to expire (2, at 11 s) goes.
+        m.remember(t0 + s(4), ip(4));
+        assert_eq!(m.len(), 3);
+        assert!(!m.was_private(t0 + s(4), ip(2)));
+        assert!(m.was_private(t0 + s(4), ip(1)) && m.was_private(t0 + s(4), ip(3)));
+        // At 13 s, 3 (12 s) and 1 (13 s) have expired: both go at once.
+        m.remember(t0 + s(13), ip(5));
+        assert_eq!(m.len(), 2);
+        assert!(m.was_private(t0 + s(13), ip(4)) && m.was_private(t0 + s(13), ip(5)));
+        assert_eq!(m.by_until.len(), m.until.len());
+        for (p, u) in &m.until {
+            assert!(m.by_until.contains(&(*u, *p)));
+        }
     }
 }
