@@ -17,8 +17,11 @@ use moka::sync::Cache;
 use oemesh_core::oe::{Outcome, State};
 
 /// Destinations remembered at most; beyond that the least used go (their
-/// bypass routes are still removed at expiry by the control plane).
-const CAPACITY: u64 = 65_536;
+/// bypass routes are still removed at expiry by the control plane). New
+/// outcomes come at most at the DNS lookup rate (`dns.lookups_per_second`,
+/// 50/s by default), so this is reached only with long negative TTLs; at
+/// ~1 KB per clear outcome it bounds the cache near 130 MB.
+const CAPACITY: u64 = 131_072;
 
 struct UntilExpiresAt;
 
