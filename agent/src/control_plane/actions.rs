@@ -144,9 +144,18 @@ impl ControlPlane {
         };
         let owner = name.to_string();
         let key = name.clone();
+        let started = std::time::Instant::now();
+        // The query leaves now; the spawned task only waits for the answer.
+        let sent = resolver.send_query(&owner);
         let task = tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let result = resolver.lookup_name(&owner).await.into_dns_result();
+            let result = match sent {
+                Ok(q) => resolver.answer(q).await,
+                Err(e) => {
+                    tracing::debug!("{owner}: IPSECKEY query over UDP: {e}; through the pool");
+                    resolver.lookup_name(&owner).await
+                }
+            }
+            .into_dns_result();
             tracing::debug!(
                 "{owner}: IPSECKEY lookup answered in {:.2} ms",
                 started.elapsed().as_secs_f64() * 1e3

@@ -94,9 +94,26 @@ async fn outcomes_are_told_apart() {
     let addr = server().await;
     let resolver = KeyResolver::new(&[addr], Duration::from_millis(500), 0x6f65).unwrap();
     assert_eq!(resolver.servers(), [addr]);
+    told_apart(async |ip| resolver.lookup(ip).await).await;
+}
+
+/// The same through the inline UDP query (and the pool after it on silence).
+#[tokio::test]
+async fn outcomes_are_told_apart_sent_inline() {
+    let addr = server().await;
+    let resolver = KeyResolver::new(&[addr], Duration::from_millis(500), 0x6f65).unwrap();
+    told_apart(async |ip| {
+        let owner = reverse_name(ip).to_string();
+        let sent = resolver.send_query(&owner).unwrap();
+        resolver.answer(sent).await
+    })
+    .await;
+}
+
+async fn told_apart(lookup: impl AsyncFn(IpAddr) -> KeyLookup) {
     let ip = |last: u8| IpAddr::from([192, 0, 2, last]);
 
-    match resolver.lookup(ip(20)).await {
+    match lookup(ip(20)).await {
         KeyLookup::Found {
             keys,
             malformed,
@@ -112,7 +129,7 @@ async fn outcomes_are_told_apart() {
         }
         other => panic!("{other:?}"),
     }
-    let nx = resolver.lookup(ip(21)).await;
+    let nx = lookup(ip(21)).await;
     assert_eq!(
         nx,
         KeyLookup::NxDomain {
@@ -121,18 +138,18 @@ async fn outcomes_are_told_apart() {
     );
     assert_eq!(nx.reason(), "no IPSECKEY (NXDOMAIN)");
     assert_eq!(
-        resolver.lookup(ip(22)).await,
+        lookup(ip(22)).await,
         KeyLookup::NoData {
             negative_ttl: Some(300)
         }
     );
-    let fail = resolver.lookup(ip(23)).await;
+    let fail = lookup(ip(23)).await;
     assert!(
         matches!(fail, KeyLookup::Failed(LookupFailure::Rcode(_))),
         "{fail:?}"
     );
     let started = std::time::Instant::now();
-    let silent = resolver.lookup(ip(24)).await;
+    let silent = lookup(ip(24)).await;
     assert!(matches!(silent, KeyLookup::Failed(_)), "{silent:?}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
