@@ -1,5 +1,5 @@
 //! IPSECKEY lookups (RFC 4025) at a peer's reverse name, on sockets that carry
-//! the agent's fwmark: first one UDP query to the first server, sent inline by
+//! the agent's fwmark: with a single server, first one UDP query, sent inline by
 //! the caller ([`KeyResolver::send_query`]: on the cold path, hickory's pool
 //! cost ~0.15 ms a lookup in task hops before its query left); on truncation,
 //! silence or error, through hickory-resolver's name-server pool (server
@@ -34,7 +34,7 @@ use hickory_resolver::net::runtime::iocompat::AsyncIoTokioAsStd;
 use hickory_resolver::net::runtime::{RuntimeProvider, TokioHandle, TokioTime};
 use hickory_resolver::net::{DnsError, DnsHandle, NetError, NoRecords};
 use hickory_resolver::proto::op::{
-    DnsRequest, DnsRequestOptions, Edns, Message, Query, ResponseCode,
+    DnsRequest, DnsRequestOptions, Edns, Message, MessageType, Query, ResponseCode,
 };
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
@@ -380,9 +380,12 @@ impl KeyResolver {
     /// fresh socket (a random port, RFC 5452 §9.2) connected to it, so that
     /// only that server's datagrams reach it; the ID is random too. No task,
     /// no pool: the query leaves before the caller's next step. Must be
-    /// called inside the tokio runtime.
+    /// called inside the tokio runtime. Only with a single server: with
+    /// several, the pool's server selection and failover are worth its cost.
     pub fn send_query(&self, owner: &str) -> io::Result<SentQuery> {
-        let server = self.servers[0];
+        let [server] = self.servers[..] else {
+            return Err(io::Error::other("several DNS servers"));
+        };
         let name = Name::from_ascii(owner)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut message = query_message(name.clone());
@@ -423,7 +426,10 @@ impl KeyResolver {
                     .queries
                     .first()
                     .is_some_and(|x| x.name() == &q.name && u16::from(x.query_type()) == IPSECKEY);
-                if response.metadata.id != q.id || !same_question {
+                if response.metadata.id != q.id
+                    || response.metadata.message_type != MessageType::Response
+                    || !same_question
+                {
                     continue; // not the answer to this query
                 }
                 if response.metadata.truncation {
