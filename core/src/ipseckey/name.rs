@@ -15,8 +15,29 @@ const MAX_WIRE: usize = 255;
 /// in wire form. Comparison is ASCII case-insensitive.
 #[derive(Clone)]
 pub struct DomainName {
-    /// Labels without the root, as raw octets (may hold any byte, escaped in text).
-    labels: Vec<Vec<u8>>,
+    /// Uncompressed wire form without the root label: each label as its length
+    /// octet (1..=63) and its raw octets (any byte, escaped in text). One
+    /// allocation per name, not one per label: a reverse IPv6 name has 34
+    /// labels, and the responder builds, clones, hashes and drops one per
+    /// IKE request.
+    wire: Box<[u8]>,
+}
+
+/// The labels of a wire form without the root label (lengths checked at construction).
+#[derive(Clone)]
+struct Labels<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let (&len, tail) = self.rest.split_first()?;
+        let (label, rest) = tail.split_at(usize::from(len).min(tail.len()));
+        self.rest = rest;
+        Some(label)
+    }
 }
 
 /// Why a string is not a domain name.
@@ -36,7 +57,22 @@ pub enum NameError {
 impl DomainName {
     /// The root name `.`.
     pub fn root() -> Self {
-        Self { labels: Vec::new() }
+        Self {
+            wire: Box::default(),
+        }
+    }
+
+    /// A name from wire-form labels already checked against the limits.
+    fn from_checked<'a>(labels: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut wire = Vec::new();
+        for label in labels {
+            // At most 63 octets: checked by the caller.
+            wire.push(label.len() as u8);
+            wire.extend_from_slice(label);
+        }
+        Self {
+            wire: wire.into_boxed_slice(),
+        }
     }
 
     /// Parses presentation form (`host.example.` or `host.example`, treated as
@@ -54,7 +90,7 @@ impl DomainName {
         if text == "." {
             return Ok(Self::root());
         }
-        let mut labels = Vec::new();
+        let mut wire = Vec::with_capacity(text.len() + 1);
         let mut label = Vec::new();
         let mut wire_len = 1; // the root label
         let mut bytes = text.bytes();
@@ -68,7 +104,9 @@ impl DomainName {
                         return Err(fail("empty label (two dots in a row, or a leading dot)"));
                     }
                     wire_len += 1 + label.len();
-                    labels.push(std::mem::take(&mut label));
+                    // At most 63 octets: checked as each octet is added.
+                    wire.push(label.len() as u8);
+                    wire.append(&mut label);
                     ended_with_dot = true;
                     continue;
                 }
@@ -104,12 +142,15 @@ impl DomainName {
         if !ended_with_dot {
             // A relative name is taken as absolute: the last label ends here.
             wire_len += 1 + label.len();
-            labels.push(label);
+            wire.push(label.len() as u8);
+            wire.append(&mut label);
         }
         if wire_len > MAX_WIRE {
             return Err(fail("name longer than 255 octets in wire form"));
         }
-        Ok(Self { labels })
+        Ok(Self {
+            wire: wire.into_boxed_slice(),
+        })
     }
 
     /// Builds a name from raw labels, most specific first, checking the limits.
@@ -132,53 +173,51 @@ impl DomainName {
         if wire_len > MAX_WIRE {
             return Err(WireError::BadName("name longer than 255 octets"));
         }
-        Ok(Self { labels })
+        Ok(Self::from_checked(labels.iter().map(Vec::as_slice)))
     }
 
     /// Labels without the root label.
     pub fn labels(&self) -> impl Iterator<Item = &[u8]> {
-        self.labels.iter().map(Vec::as_slice)
+        Labels { rest: &self.wire }
     }
 
     /// True for the root name `.`.
     pub fn is_root(&self) -> bool {
-        self.labels.is_empty()
+        self.wire.is_empty()
     }
 
     /// True when `self` equals `zone` or lies below it (case-insensitive).
     pub fn is_subdomain_of(&self, zone: &DomainName) -> bool {
-        let Some(skip) = self.labels.len().checked_sub(zone.labels.len()) else {
+        let Some(skip) = self.labels().count().checked_sub(zone.labels().count()) else {
             return false;
         };
-        self.labels
-            .iter()
-            .skip(skip)
-            .zip(&zone.labels)
-            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        let mut rest = Labels { rest: &self.wire };
+        for _ in 0..skip {
+            rest.next();
+        }
+        // Length octets are below 64, so ASCII case folding leaves them alone.
+        rest.rest.eq_ignore_ascii_case(&zone.wire)
     }
 
     /// The parent name (one label less); `None` for the root.
     pub fn parent(&self) -> Option<DomainName> {
-        let rest = self.labels.get(1..)?;
+        let mut labels = Labels { rest: &self.wire };
+        labels.next()?;
         Some(Self {
-            labels: rest.to_vec(),
+            wire: labels.rest.into(),
         })
     }
 
     /// Uncompressed wire form, root label included.
     pub fn emit_wire(&self, out: &mut Vec<u8>) {
         out.reserve(self.wire_len());
-        for label in &self.labels {
-            // Labels are at most 63 octets: checked at construction.
-            out.push(label.len() as u8);
-            out.extend_from_slice(label);
-        }
+        out.extend_from_slice(&self.wire);
         out.push(0);
     }
 
     /// Length of the uncompressed wire form.
     pub fn wire_len(&self) -> usize {
-        1 + self.labels.iter().map(|l| 1 + l.len()).sum::<usize>()
+        1 + self.wire.len()
     }
 
     /// Parses an uncompressed wire name at the start of `buf`; returns it and the bytes used.
@@ -186,7 +225,6 @@ impl DomainName {
     /// Compression pointers are refused: RFC 4025 §2.5 says the gateway name
     /// "MUST NOT be compressed".
     pub fn parse_wire(buf: &[u8]) -> Result<(Self, usize), WireError> {
-        let mut labels = Vec::new();
         let mut pos = 0;
         loop {
             let Some(&len) = buf.get(pos) else {
@@ -213,16 +251,17 @@ impl DomainName {
             if end + 1 > MAX_WIRE {
                 return Err(WireError::BadName("name longer than 255 octets"));
             }
-            let Some(label) = buf.get(pos + 1..end) else {
+            if buf.len() < end {
                 return Err(WireError::Truncated {
                     need: end,
                     have: buf.len(),
                 });
-            };
-            labels.push(label.to_vec());
+            }
             pos = end;
         }
-        Ok((Self { labels }, pos))
+        // `buf[..pos]` is the wire form checked above, root label last.
+        let wire = buf.get(..pos - 1).unwrap_or_default().into();
+        Ok((Self { wire }, pos))
     }
 }
 
@@ -235,10 +274,10 @@ fn needs_escape(b: u8) -> bool {
 /// Displays the absolute presentation form with the trailing dot (`.` for the root).
 impl fmt::Display for DomainName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.labels.is_empty() {
+        if self.wire.is_empty() {
             return f.write_str(".");
         }
-        for label in &self.labels {
+        for label in self.labels() {
             for &b in label {
                 if needs_escape(b) {
                     write!(f, "\\{}", char::from(b))?;
@@ -264,12 +303,8 @@ impl fmt::Debug for DomainName {
 /// ASCII case-insensitive (RFC 4343).
 impl PartialEq for DomainName {
     fn eq(&self, other: &Self) -> bool {
-        self.labels.len() == other.labels.len()
-            && self
-                .labels
-                .iter()
-                .zip(&other.labels)
-                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        // Length octets are below 64, so ASCII case folding leaves them alone.
+        self.wire.eq_ignore_ascii_case(&other.wire)
     }
 }
 impl Eq for DomainName {}
@@ -277,13 +312,11 @@ impl Eq for DomainName {}
 /// Consistent with the case-insensitive equality.
 impl Hash for DomainName {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_usize(self.labels.len());
-        for label in &self.labels {
-            state.write_usize(label.len());
-            for b in label {
-                state.write_u8(b.to_ascii_lowercase());
-            }
-        }
+        let mut lower = [0u8; MAX_WIRE];
+        let lower = &mut lower[..self.wire.len()];
+        lower.copy_from_slice(&self.wire);
+        lower.make_ascii_lowercase();
+        state.write(lower);
     }
 }
 

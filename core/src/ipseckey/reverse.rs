@@ -11,24 +11,28 @@ use super::DomainName;
 /// IPv6 nibbles are written in lower case, least significant first, as `dig -x` does.
 pub fn reverse_name(addr: IpAddr) -> DomainName {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut labels: Vec<Vec<u8>> = Vec::with_capacity(34);
+    // At most 34 labels of at most 7 octets: far inside the limits. One
+    // buffer of labels, not a `Vec` per label.
+    let mut text = String::with_capacity(73);
     match addr {
         IpAddr::V4(v4) => {
-            labels.extend(v4.octets().iter().rev().map(|o| o.to_string().into_bytes()));
-            labels.extend([b"in-addr".to_vec(), b"arpa".to_vec()]);
+            for o in v4.octets().iter().rev() {
+                text.push_str(&o.to_string());
+                text.push('.');
+            }
+            text.push_str("in-addr.arpa.");
         }
         IpAddr::V6(v6) => {
             for octet in v6.octets().iter().rev() {
-                let (hi, lo) = (usize::from(octet >> 4), usize::from(octet & 0x0f));
-                for nibble in [lo, hi] {
-                    labels.push(HEX.get(nibble).map(|&c| vec![c]).unwrap_or_default());
+                for nibble in [octet & 0x0f, octet >> 4] {
+                    text.push(HEX.get(usize::from(nibble)).map_or('0', |&c| char::from(c)));
+                    text.push('.');
                 }
             }
-            labels.extend([b"ip6".to_vec(), b"arpa".to_vec()]);
+            text.push_str("ip6.arpa.");
         }
     }
-    // At most 34 labels of at most 7 octets: far inside the limits.
-    DomainName::from_labels(labels).unwrap_or_else(|_| DomainName::root())
+    DomainName::from_ascii(&text).unwrap_or_else(|_| DomainName::root())
 }
 
 #[cfg(test)]
