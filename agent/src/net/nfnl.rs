@@ -142,11 +142,12 @@ impl SetSocket {
         let begin = self.next_seq();
         batch_marker(&mut buf, NFNL_MSG_BATCH_BEGIN, begin);
         let mut sent: Vec<Sent> = Vec::new();
-        for set in [true, false] {
+        // One element message per family (each family has its own set).
+        for v4 in [true, false] {
             let elements: Vec<IpAddr> = peers
                 .iter()
                 .copied()
-                .filter(|p| p.is_ipv4() == set)
+                .filter(|p| p.is_ipv4() == v4)
                 .collect();
             let Some(&first) = elements.first() else {
                 continue;

@@ -152,8 +152,14 @@ impl Machine {
             );
             return self.responder_dns(request, &name, DnsAnswer::Result(&result));
         }
-        if self.lookups.contains_key(&name) {
-            self.counters.prefetch_hits += 1; // joins the prefetch still in flight
+        if self
+            .lookups
+            .get(&name)
+            .is_some_and(|l| l.outbound.is_none() && l.responders.is_empty())
+        {
+            // Joins a prefetch still in flight (a lookup nobody waited for);
+            // joining an outbound lookup of the same name is no prefetch hit.
+            self.counters.prefetch_hits += 1;
         }
         if self.responders.len() >= self.config.max_responder_pending
             || (!self.lookups.contains_key(&name) && !self.bucket.take(now))
