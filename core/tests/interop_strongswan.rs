@@ -183,7 +183,7 @@ impl Interop {
         config.esp_algs = vec![aead.alg];
         let endpoint = Endpoint::new(config, random32());
         let driver = Driver::start(&b, OURS, Some(endpoint)).expect("driver in B");
-        driver.call(move |h| h.authorize = Some(PeerAuth::Ed25519(swan_pub)));
+        driver.call(move |h| h.authorize = Some(PeerAuth::ed25519(swan_pub)));
         Interop {
             driver,
             swan,

@@ -136,7 +136,12 @@ fn anonymous_initiators_where_allowed_unless_they_publish_a_key() {
         panic!("{actions:?}")
     };
     m.on_dns_result(now, name, nxdomain(None));
-    assert_eq!(answer(&drain(&mut m)), &PeerAnswer::Anonymous);
+    assert_eq!(
+        answer(&drain(&mut m)),
+        &PeerAnswer::Anonymous {
+            lookup_failed: false
+        }
+    );
     // The same address publishing a key: an impostor, refused.
     m.on_ike_request(now, 2, peer, &Identity::Null, true);
     drain(&mut m);
@@ -160,7 +165,12 @@ fn anonymous_initiators_where_allowed_unless_they_publish_a_key() {
     };
     let mut m = machine_with(config, &[]);
     m.on_ike_request(now, 3, peer, &Identity::Null, true);
-    assert_eq!(answer(&drain(&mut m)), &PeerAnswer::Anonymous);
+    assert_eq!(
+        answer(&drain(&mut m)),
+        &PeerAnswer::Anonymous {
+            lookup_failed: false
+        }
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let mut responder = endpoint(1);
     let mut initiator = endpoint(2);
     let (ia, ib) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-    let peer = PeerAuth::Ed25519(Ed25519SigningKey::from_seed(&[1; 32]).public_key());
+    let peer = PeerAuth::ed25519(Ed25519SigningKey::from_seed(&[1; 32]).public_key());
     let ts = TrafficSelectors {
         local: vec![AddrSelector::host(ia)],
         remote: vec![AddrSelector::host(ib)],

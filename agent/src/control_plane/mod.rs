@@ -41,6 +41,9 @@ use crate::net::udp::UdpEndpoint;
 
 pub use replies::StatusInfo;
 
+/// An A/AAAA answer: the name, the address it must resolve to, the result.
+type AddressAnswer = (DomainName, IpAddr, oe::AddressResult);
+
 /// A control-socket request with the way back.
 pub type ControlRequest = (Request, oneshot::Sender<Reply>);
 
@@ -88,6 +91,8 @@ struct SaInfo {
     span: tracing::Span,
     anonymous: bool,
     dnssec: bool,
+    /// Anonymous, accepted although the lookup of its key failed.
+    lookup_failed: bool,
     /// The destination its CHILD SAs protect, once known.
     dst: Option<IpAddr>,
 }
@@ -113,6 +118,9 @@ pub struct ControlPlane {
     inputs: Inputs,
     dns_tx: mpsc::UnboundedSender<(DomainName, oe::DnsResult)>,
     dns_rx: mpsc::UnboundedReceiver<(DomainName, oe::DnsResult)>,
+    /// A/AAAA answers for FQDN identities: (name, address it must match, result).
+    addr_tx: mpsc::UnboundedSender<AddressAnswer>,
+    addr_rx: mpsc::UnboundedReceiver<AddressAnswer>,
     lookups: HashMap<DomainName, AbortHandle>,
     attempts: HashMap<SaHandle, Attempt>,
     sas: HashMap<SaHandle, SaInfo>,
@@ -152,6 +160,7 @@ impl ControlPlane {
         inputs: Inputs,
     ) -> ControlPlane {
         let (dns_tx, dns_rx) = mpsc::unbounded_channel();
+        let (addr_tx, addr_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         ControlPlane {
             next_idle_scan: now + idle_scan_interval(settings.idle_timeout),
@@ -166,6 +175,8 @@ impl ControlPlane {
             inputs,
             dns_tx,
             dns_rx,
+            addr_tx,
+            addr_rx,
             lookups: HashMap::new(),
             attempts: HashMap::new(),
             sas: HashMap::new(),
@@ -213,6 +224,9 @@ impl ControlPlane {
                 Some((name, result)) = self.dns_rx.recv() => {
                     self.lookups.remove(&name);
                     self.machine.on_dns_result(Instant::now(), &name, result);
+                }
+                Some((name, addr, result)) = self.addr_rx.recv() => {
+                    self.machine.on_address_result(Instant::now(), &name, addr, result);
                 }
                 Some(n) = self.inputs.notices.recv() => self.on_notice(n),
                 Some(u) = self.inputs.undecided.recv() => self.on_undecided(u).await,
@@ -461,6 +475,8 @@ impl ControlPlane {
                     packets,
                     since: now,
                 };
+                // The engine evicts the idlest anonymous SAs first.
+                self.endpoint.note_activity(now, sa);
             } else if now.saturating_duration_since(a.since) >= self.settings.idle_timeout {
                 let idle = self.settings.idle_timeout;
                 self.in_span(sa, || {
@@ -483,6 +499,20 @@ impl ControlPlane {
         self.last_counters = c;
         let stats = self.endpoint.stats();
         self.dp.metrics.set_ike_cookies_sent(stats.cookies_sent);
+        {
+            use crate::metrics::TrustEvent as T;
+            let m = &self.dp.metrics;
+            m.set_trust(T::WrongAddress, stats.wrong_address);
+            m.set_trust(T::HalfOpenSourceFull, stats.half_open_source_full);
+            m.set_trust(
+                T::IdentityRefused,
+                stats.identity_refused + c.identity_refused,
+            );
+            m.set_trust(T::InitialContactIgnored, stats.initial_contact_ignored);
+            m.set_trust(T::AnonymousEvicted, stats.anonymous_evicted);
+            m.set_trust(T::AnonymousLookupFailed, c.anonymous_lookup_failed);
+            m.set_trust(T::Downgrade, c.downgrades);
+        }
         let auth = stats.auth_failures;
         if auth > self.last_ike_auth_failures {
             self.dp

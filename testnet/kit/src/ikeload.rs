@@ -146,7 +146,7 @@ fn handshake(load: &Load, index: u32, key: &Ed25519PublicKey) -> Result<()> {
         now,
         local,
         load.responder,
-        Some(PeerAuth::Ed25519(*key)),
+        Some(PeerAuth::ed25519(*key)),
         ts,
         deadline,
     );
@@ -160,7 +160,7 @@ fn handshake(load: &Load, index: u32, key: &Ed25519PublicKey) -> Result<()> {
             match e {
                 Event::ChildSaEstablished { .. } => return Ok(()),
                 Event::AuthorizePeer { sa, .. } => {
-                    ep.authorize(Instant::now(), sa, Some(PeerAuth::Ed25519(*key)));
+                    ep.authorize(Instant::now(), sa, Some(PeerAuth::ed25519(*key)));
                 }
                 Event::Failed { reason, .. } | Event::IkeSaDeleted { reason, .. } => {
                     bail!("{local}: IKE failed: {reason}")
