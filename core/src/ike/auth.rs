@@ -194,14 +194,20 @@ impl Endpoint {
             &id,
         );
         let child_spi = self.new_child_spi();
-        let payloads = vec![
-            Payload::IdI(id),
-            Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, Vec::new())),
+        let mut payloads = Vec::with_capacity(6);
+        payloads.push(Payload::IdI(id));
+        if self.config.initial_contact {
+            payloads.push(Payload::Notify(Notify::new(
+                NotifyType::INITIAL_CONTACT,
+                Vec::new(),
+            )));
+        }
+        payloads.extend([
             Payload::Auth(auth),
             Payload::Sa(proposal::esp_offer(&self.config.esp_algs, child_spi, false)),
             Payload::TsI(ts::to_payload(&init.ts.local)),
             Payload::TsR(ts::to_payload(&init.ts.remote)),
-        ];
+        ]);
         let timer = self.request_timer(now, Some(init.deadline));
         let t = sa.send_request(ExchangeType::IKE_AUTH, &payloads, Request::Handshake, timer);
         self.out.transmits.push_back(t);

@@ -144,6 +144,10 @@ pub struct Config {
     pub pfs: bool,
     /// How the responder narrows traffic selectors (§2.9); default host to host.
     pub responder_ts: TsPolicy,
+    /// Send N(INITIAL_CONTACT) in IKE_AUTH (§2.4): this host has no other IKE
+    /// SA with the peer, which may forget the ones it still has (default true;
+    /// a responder honours it only from a peer that signed).
+    pub initial_contact: bool,
 }
 
 impl Config {
@@ -188,6 +192,7 @@ impl Config {
             exchange_timeout: Duration::from_secs(30),
             pfs: true,
             responder_ts: TsPolicy::Hosts,
+            initial_contact: true,
         }
     }
 }
