@@ -342,6 +342,67 @@ fn ike_init_flood_cookies_and_alice_still_connects() {
     );
 }
 
+/// One real source (the attacker's own address, so cookies would not stop
+/// it) opens IKE SAs with bob as fast as it can and never finishes them: the
+/// test kit's attacker, core's own initiator, sends only IKE_SA_INIT. bob
+/// keeps at most its per-source share half-open (32 of 4096), counts the
+/// rest, and alice, another source, still gets through.
+#[test]
+fn one_source_cannot_fill_the_half_open_table() {
+    use oemesh_testkit::attacker::{Attacker, Knobs, send_spoofed_udp};
+    let net = flood_testnet("halfopen", AgentConfig::default());
+    let (alice, bob) = (net.alice(), net.bob());
+    let atk = attacker(&net, bob);
+    let echo = UdpEcho::start(bob, 7105);
+    let source: Ipv4Addr = ATTACKER.parse().unwrap();
+    let half_open = Sampler::start({
+        let sock = bob.socket_path();
+        move || Some(status_fields(&sock, &["/half_open"])?[0])
+    });
+    let sent = atk
+        .run(move || -> anyhow::Result<u32> {
+            let now = Instant::now();
+            let mut sent = 0;
+            for i in 0..200u32 {
+                let mut a = Attacker::new(Knobs::anonymous(IpAddr::V4(source)), (i % 251) as u8);
+                a.start(now, bob_v4(), now + Duration::from_secs(30));
+                for d in a.outgoing(now) {
+                    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (d.from, d.to) else {
+                        continue;
+                    };
+                    send_spoofed_udp(from, to, &d.payload)?;
+                    sent += 1;
+                }
+            }
+            Ok(sent)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent, 200);
+    oemesh_testkit::process::wait_until("bob to count the excess", DECISION, || {
+        metric(
+            bob,
+            "oemesh_trust_events_total{event=\"half_open_source_full\"}",
+        ) >= 100
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nbob:\n{}", bob.log_tail(30)));
+    let client = udp_client(alice);
+    udp_until_echo(&client, echo.addr(), b"another source", DECISION)
+        .unwrap_or_else(|e| panic!("{e:#}\nalice:\n{}", alice.log_tail(30)));
+    let p = alice
+        .wait_peer(bob.ip(), "bob private", DECISION, |p| p.state == "private")
+        .unwrap();
+    assert_eq!(p.auth.as_deref(), Some("authenticated"), "{p:?}");
+    let max = half_open.finish().into_iter().max().unwrap_or(0);
+    eprintln!("one source, 200 IKE_SA_INIT: bob's half-open SAs peaked at {max}");
+    assert!(max <= 32 + 1, "half-open reached {max}");
+}
+
+/// bob's address in the testnet (the attacker thread cannot borrow the testnet).
+fn bob_v4() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20))
+}
+
 /// Records a few real ESP-in-UDP packets alice sends bob (the SA must be up).
 fn record_esp(net: &Testnet, client: &std::net::UdpSocket, to: SocketAddr) -> Vec<Datagram> {
     let cap = Capture::start(
