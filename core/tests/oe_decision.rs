@@ -129,7 +129,7 @@ fn private_releases_held_packets_encrypted_in_order() {
     };
     assert_eq!(
         (*d, *peer_addr, key.clone()),
-        (dst, dst, PeerKey::Ed25519(vec![[7; 32]]))
+        (dst, dst, PeerKey::Ed25519(vec![pk(7)]))
     );
     assert!(*authenticated_by_dnssec);
     assert_eq!(*deadline, now + ms(20) + ms(2000));
@@ -328,7 +328,7 @@ fn keys_tried_in_precedence_order_until_the_deadline() {
     else {
         panic!()
     };
-    assert_eq!((peer_addr, key), (g1, PeerKey::Ed25519(vec![[1; 32]])));
+    assert_eq!((peer_addr, key), (g1, PeerKey::Ed25519(vec![pk(1)])));
     assert_eq!(deadline, now + ms(2000) / 3);
     // It fails fast: the second gets half of what is left.
     let t = now + ms(100);
@@ -454,7 +454,7 @@ fn unusable_records_are_skipped_with_the_reason() {
     let Some(Action::StartIke { key, .. }) = m.poll_action() else {
         panic!()
     };
-    assert_eq!(key, PeerKey::Ed25519(vec![[4; 32]]));
+    assert_eq!(key, PeerKey::Ed25519(vec![pk(4)]));
     assert_eq!(m.counters().unusable_records, 3);
     // With nothing usable: no usable IPSECKEY, every reason listed.
     let dst = ip("10.0.2.31");

@@ -70,7 +70,7 @@ fn answering_groups_look_up_the_initiators_key() {
         assert_eq!(
             answer,
             &PeerAnswer::Ed25519 {
-                keys: vec![[1; 32], [2; 32]],
+                keys: vec![pk(1), pk(2)],
                 dnssec: true
             }
         );
@@ -287,7 +287,7 @@ fn ike_sa_init_prefetches_the_initiators_key() {
     assert_eq!(
         answer,
         &PeerAnswer::Ed25519 {
-            keys: vec![[1; 32]],
+            keys: vec![pk(1)],
             dnssec: false
         }
     );

@@ -148,7 +148,7 @@ fn an_fqdn_identity_must_resolve_to_the_address() {
             Some(dnssec) => assert_eq!(
                 answers(&actions),
                 vec![&PeerAnswer::Ed25519 {
-                    keys: vec![[1; 32]],
+                    keys: vec![pk(1)],
                     dnssec
                 }]
             ),
@@ -483,7 +483,7 @@ fn every_published_key_is_a_candidate() {
         panic!("one attempt: {actions:?}")
     };
     assert_eq!(*peer_addr, dst);
-    assert_eq!(key, &PeerKey::Ed25519(vec![[1; 32], [2; 32]]));
+    assert_eq!(key, &PeerKey::Ed25519(vec![pk(1), pk(2)]));
     assert_eq!(
         *deadline,
         now + Config::default().ike_timeout,
@@ -496,7 +496,7 @@ fn every_published_key_is_a_candidate() {
     assert_eq!(
         answers(&drain(&mut m)),
         vec![&PeerAnswer::Ed25519 {
-            keys: vec![[1; 32], [2; 32]],
+            keys: vec![pk(1), pk(2)],
             dnssec: false
         }]
     );
@@ -526,4 +526,38 @@ fn anonymous_in_a_group_that_requires_authentication_is_refused_without_a_lookup
     let actions = drain(&mut m);
     assert_eq!(actions.len(), 1);
     assert!(refusal(&actions).contains("requires authentication"));
+}
+
+/// A record whose key is a small-order point (it would vouch for any message)
+/// is skipped with the reason, and the next one is tried.
+#[test]
+fn a_small_order_key_is_unusable_and_the_next_record_counts() {
+    let now = t0();
+    let mut m = machine();
+    let dst = ip("10.0.2.63");
+    m.on_packet(now, dst, b"x".to_vec());
+    drain(&mut m);
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let bad = oemesh_core::ipseckey::Ipseckey::ed25519(5, Gateway::None, identity);
+    m.on_dns_result(
+        now,
+        &name_of(dst),
+        records(vec![bad.clone(), ed(10, Gateway::None, 3)], true),
+    );
+    let actions = drain(&mut m);
+    let [Action::StartIke { key, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(key, &PeerKey::Ed25519(vec![pk(3)]));
+    assert_eq!(m.counters().unusable_records, 1);
+    // Alone, it leaves no key: the reason says why.
+    let dst = ip("10.0.2.64");
+    m.on_packet(now, dst, b"x".to_vec());
+    drain(&mut m);
+    m.on_dns_result(now, &name_of(dst), records(vec![bad], true));
+    m.on_ike_result(now, dst, dst, IkeResult::TimedOut);
+    let actions = drain(&mut m);
+    let o = outcome(&actions);
+    assert!(o.reason.contains("small-order point"), "{o}");
 }

@@ -31,7 +31,7 @@ pub use aead::{
 use subtle::ConstantTimeEq;
 
 /// What went wrong in a cryptographic operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum CryptoError {
     /// The AEAD tag (ICV) did not verify: the data was modified or the key is wrong.

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use crate::crypto::ed25519::Ed25519PublicKey;
 use crate::ike::endpoint::MAX_PEER_KEYS;
 use crate::ipseckey::{Algorithm, Gateway, Ipseckey};
 
@@ -18,14 +19,18 @@ pub(crate) struct Candidate {
     pub(crate) key: PeerKey,
 }
 
-/// Why `record` cannot be used, or its Ed25519 key.
+/// Why `record` cannot be used, or its Ed25519 key: a point that is not on
+/// the curve, of small order or not canonically encoded is refused here, so
+/// the next record is tried instead of failing the attempt.
 fn usable_key(record: &Ipseckey) -> Result<[u8; 32], UnusableWhy> {
     if record.algorithm != Algorithm::EDDSA {
         return Err(UnusableWhy::Algorithm(record.algorithm));
     }
-    record
+    let key = record
         .ed25519_key()
-        .ok_or(UnusableWhy::KeyLength(record.public_key.len()))
+        .ok_or(UnusableWhy::KeyLength(record.public_key.len()))?;
+    Ed25519PublicKey::from_slice(&key).map_err(UnusableWhy::BadKey)?;
+    Ok(key)
 }
 
 fn unusable(record: &Ipseckey, why: UnusableWhy) -> Unusable {
