@@ -21,8 +21,7 @@
 #[allow(dead_code)]
 mod e2e_support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -136,25 +135,6 @@ fn rss_kib(pid: u64) -> (u64, u64) {
             .unwrap_or(0)
     };
     (get("VmRSS:"), get("VmHWM:"))
-}
-
-/// One counter from the agent's Prometheus endpoint (in its namespace).
-fn metric(host: &Host, name: &str) -> u64 {
-    let text = host
-        .netns()
-        .run(|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect("127.0.0.1:9618")?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{}: metrics: {e}", host.name()));
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
 }
 
 /// UDP datagrams the kernel dropped for full receive buffers in `host`'s

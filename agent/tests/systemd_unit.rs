@@ -33,8 +33,6 @@ mod e2e_support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -491,20 +489,6 @@ fn stop_traced_agent(host: &Host) {
         "{}: agent exited with {status}",
         host.name()
     );
-}
-
-fn scrape_metrics(host: &Host) -> String {
-    host.netns()
-        .run(|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect("127.0.0.1:9618")?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        })
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{}: metrics: {e}", host.name()))
 }
 
 /// Whether this machine lets strace trace at all: a container's seccomp

@@ -20,8 +20,7 @@ mod e2e_support;
 #[allow(dead_code)]
 mod hostile;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -33,25 +32,6 @@ use oemesh_testkit::attacker::{Attacker, Knobs};
 use oemesh_testkit::process::wait_until;
 use oemesh_testkit::strongswan::{Charon, CharonConfig, Ed25519Key, write_ed25519_public_pem};
 use oemesh_testkit::topology::{AgentConfig, Host, Testnet};
-
-/// One counter from the agent's Prometheus endpoint (in its namespace).
-fn metric(host: &Host, name: &str) -> u64 {
-    let text = host
-        .netns()
-        .run(|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect("127.0.0.1:9618")?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{}: metrics: {e}", host.name()));
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
-}
 
 fn trust_metric(host: &Host, event: &str) -> u64 {
     metric(
@@ -338,6 +318,26 @@ fn a_negative_answer_after_a_private_period_is_a_downgrade() {
     assert!(trust_metric(alice, "downgrade") >= 1);
 }
 
+/// UDP from `from` to an echo server on `to` (port `port`) until echoed; `bob`
+/// (whichever end it is) then shows alice as private and authenticated.
+fn authenticated_traffic(from: &Host, to: &Host, port: u16) {
+    let echo = UdpEcho::start(to, port);
+    let client = udp_client(from);
+    udp_until_echo(&client, echo.addr(), b"rollover", DECISION)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}:\n{}", to.name(), to.log_tail(30)));
+    let (bob, alice) = if to.name() == "bob" {
+        (to, from)
+    } else {
+        (from, to)
+    };
+    let p = bob
+        .wait_peer(alice.ip(), "alice private", DECISION, |p| {
+            p.state == "private"
+        })
+        .unwrap();
+    assert_eq!(p.auth.as_deref(), Some("authenticated"), "{p:?}");
+}
+
 /// Key rollover: alice publishes her new key next to the old one and switches
 /// to it. bob checks her AUTH against both (as responder), and tries both in
 /// one attempt (as initiator). Before issue 11 the responder took the first
@@ -359,30 +359,11 @@ fn a_rollover_with_two_published_keys_works_both_ways() {
     alice.start_agent().unwrap();
 
     // alice → bob: bob answers, and must accept the new key.
-    let echo = UdpEcho::start(bob, 7304);
-    let client = udp_client(alice);
-    udp_until_echo(&client, echo.addr(), b"new key", DECISION)
-        .unwrap_or_else(|e| panic!("{e:#}\nbob:\n{}", bob.log_tail(30)));
-    let p = bob
-        .wait_peer(alice.ip(), "alice private", DECISION, |p| {
-            p.state == "private"
-        })
-        .unwrap();
-    assert_eq!(p.auth.as_deref(), Some("authenticated"), "{p:?}");
-
+    authenticated_traffic(alice, bob, 7304);
     // bob → alice, after both forget: bob initiates, with both keys.
     alice.restart_agent().unwrap();
     bob.restart_agent().unwrap();
-    let echo = UdpEcho::start(alice, 7305);
-    let client = udp_client(bob);
-    udp_until_echo(&client, echo.addr(), b"both keys", DECISION)
-        .unwrap_or_else(|e| panic!("{e:#}\nbob:\n{}", bob.log_tail(30)));
-    let p = bob
-        .wait_peer(alice.ip(), "alice private", DECISION, |p| {
-            p.state == "private"
-        })
-        .unwrap();
-    assert_eq!(p.auth.as_deref(), Some("authenticated"), "{p:?}");
+    authenticated_traffic(bob, alice, 7305);
     let attempts = log_lines(bob, "IKE_SA_INIT to 192.0.2.10");
     assert_eq!(
         attempts.len(),
