@@ -2,6 +2,8 @@
 //! `testnet/demo --down` runs): no process, namespace, directory or record is
 //! left, even after someone deleted some of its namespaces by hand with
 //! `ip netns del` (which leaves the processes in them running: issue 16).
+//! Along the way: `oemesh peers` works in a host's shell as the printout says,
+//! and the agents' logs, written to files, carry no colour escapes.
 //!
 //! Needs root, BIND 9, tcpdump, nft (`scripts/test` installs them).
 
@@ -82,6 +84,15 @@ fn down_after_keep_leaves_nothing() {
         "oemesh from the testnet's bin dir:\n{said}"
     );
 
+    // The agents' logs go to files (checked below, once all is down).
+    let logs: Vec<(&str, String)> = ["alice", "bob", "carol"]
+        .into_iter()
+        .map(|a| {
+            let log = std::fs::read_to_string(kept.dir.join(format!("{a}-agent.log"))).unwrap();
+            (a, log)
+        })
+        .collect();
+
     // What the issue saw: the namespaces deleted by hand. Their processes live on.
     for ns in kept
         .namespaces
@@ -121,5 +132,14 @@ fn down_after_keep_leaves_nothing() {
     }
     for path in [&kept.dir, &kept.bind_dir, &kept.file] {
         assert!(!path.exists(), "{} still there:\n{said}", path.display());
+    }
+
+    // Plain text in files: no colour escapes (issue 16).
+    for (agent, log) in &logs {
+        assert!(log.contains("INFO"), "{agent}: {log}");
+        assert!(
+            !log.contains('\x1b'),
+            "{agent}'s log has escape codes:\n{log}"
+        );
     }
 }

@@ -68,14 +68,18 @@ impl KeptProcess {
     }
 
     /// Whether this very process still runs: the PID exists, started at the
-    /// same tick, runs the same executable and is not a zombie.
+    /// same tick, runs the same executable and is not a zombie. An executable
+    /// replaced on disk since (a rebuild: `/proc/PID/exe` then ends in
+    /// ` (deleted)`) is still the same.
     pub fn is_running(&self) -> bool {
         let Some((state, start)) = stat(self.pid) else {
             return false;
         };
-        !is_dead_state(state)
-            && start == self.start_ticks
-            && std::fs::read_link(format!("/proc/{}/exe", self.pid)).is_ok_and(|e| e == self.exe)
+        let same_exe = std::fs::read_link(format!("/proc/{}/exe", self.pid)).is_ok_and(|e| {
+            let e = e.to_string_lossy();
+            Path::new(e.strip_suffix(" (deleted)").unwrap_or(&e)) == self.exe
+        });
+        !is_dead_state(state) && start == self.start_ticks && same_exe
     }
 
     fn to_json(&self) -> Value {
