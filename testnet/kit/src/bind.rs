@@ -503,7 +503,7 @@ include "{d}/readonly.key";
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     for _ in 0..50 {
         let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
         let port = udp.local_addr()?.port();
@@ -515,7 +515,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// The full path of `tool` in PATH or the sbin directories (named lives in /usr/sbin).
-fn which(tool: &str) -> Option<PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
