@@ -257,7 +257,7 @@ pub struct RotateArgs {
     #[command(flatten)]
     pub target: UpdateTarget,
     /// Step 2: remove the old key. Refused until the TTL has passed since step 1
-    /// (recorded in <NEW>.rollover), unless --force.
+    /// (recorded in NEW.rollover, beside the new key), unless --force.
     #[arg(long)]
     pub finish: bool,
     /// With --finish: go ahead before the wait has passed, or without a record of

@@ -154,7 +154,10 @@ impl KeptHost {
     }
 }
 
-/// The record of a kept testnet. See the [module docs](self).
+/// The record of a kept testnet: what `testnet/demo --keep` left running, so
+/// that [`Kept::down`] (`testnet/demo --down`) can stop it by PID and remove its
+/// namespaces and directories, also after `ip netns del` removed the names
+/// that led to its processes. Saved as JSON in [`KEPT_DIR`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kept {
     /// The record's file (not stored in it).
