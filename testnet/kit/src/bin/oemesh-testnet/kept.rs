@@ -60,6 +60,7 @@ pub(crate) fn down(args: &[String]) -> Result<Verdict> {
                     r.namespaces.len(),
                     match k.namespaces.len() - r.namespaces.len() {
                         0 => String::new(),
+                        1 => " (1 was gone already)".to_owned(),
                         n => format!(" ({n} were gone already)"),
                     }
                 );
