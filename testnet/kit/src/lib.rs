@@ -6,6 +6,7 @@
 //! The whole namespace testnet (dns, alice, bob, carol, dave on one switch) is
 //! [`topology::Testnet`]. Everything created here is removed again on drop.
 
+pub mod attacker;
 pub mod bind;
 pub mod capture;
 pub mod flood;
