@@ -45,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
     let (parsed, peak) = counting::peak(|| Message::parse(ike));
     counting::assert_within("Message::parse", ike.len(), peak, bound);
     let Ok(message) = parsed else {
-        assert!(!protected, "parse_protected took a message that parse refuses");
+        assert!(
+            !protected,
+            "parse_protected took a message that parse refuses"
+        );
         return;
     };
     let mut first = Vec::new();
