@@ -139,9 +139,23 @@ fn init_bombs(bob: &Host) -> Vec<Datagram> {
 struct SkReport {
     /// IKE SAs it got half-open at bob.
     sas: u32,
+    /// IKE_SA_INIT exchanges bob did not answer within a second.
+    unanswered: u32,
     /// IKE_AUTH bombs it sent.
     sent: u64,
 }
+
+/// The bombs the SK bomber seals: those the parser refuses. (The seventh,
+/// one proposal of 170 transforms, is a legal message; bob takes it as a
+/// broken IKE_AUTH and ends the SA, after which nothing more is parsed.)
+const SK_BOMBS: [Bomb; 6] = [
+    Bomb::Delete,
+    Bomb::EmptyPayloads,
+    Bomb::Notifies,
+    Bomb::Proposals,
+    Bomb::Attributes,
+    Bomb::Selectors,
+];
 
 /// Sends `payload` (an IKE message) to `to`, behind the non-ESP marker when
 /// the port is 4500, and returns the IKE message of the answer.
@@ -169,24 +183,32 @@ fn sk_bombs(bob: SocketAddr, duration: Duration) -> anyhow::Result<SkReport> {
     let mut seed = 1u64;
     while Instant::now() < until {
         seed += 1;
-        let port = if seed % 2 == 0 { IKE_PORT } else { NAT_T_PORT };
+        let port = if seed.is_multiple_of(2) { IKE_PORT } else { NAT_T_PORT };
         let to = SocketAddr::new(bob.ip(), port);
         let socket = UdpSocket::bind((ATTACKER, port))?;
         socket.set_read_timeout(Some(Duration::from_secs(1)))?;
         let mut b = SkBomber::new(seed);
-        let mut answer = exchange(&socket, to, &b.init_request(None))?;
-        if let Some(cookie) = b.on_init_response(&answer)? {
-            answer = exchange(&socket, to, &b.init_request(Some(&cookie)))?;
-            if b.on_init_response(&answer)?.is_some() {
-                anyhow::bail!("bob asked for a cookie twice");
+        let keyed = (|| -> anyhow::Result<bool> {
+            let answer = exchange(&socket, to, &b.init_request(None))?;
+            let Some(cookie) = b.on_init_response(&answer)? else {
+                return Ok(true);
+            };
+            let answer = exchange(&socket, to, &b.init_request(Some(&cookie)))?;
+            Ok(b.on_init_response(&answer)?.is_none())
+        })();
+        match keyed {
+            Ok(true) => report.sas += 1,
+            // A busy (or broken) bob: counted, and the flood goes on.
+            Ok(false) | Err(_) => {
+                report.unanswered += 1;
+                continue;
             }
         }
-        report.sas += 1;
         let marker = port == NAT_T_PORT;
         let stop = (Instant::now() + Duration::from_millis(500)).min(until);
         let mut i = 0usize;
         while Instant::now() < stop {
-            let ike = b.auth_bomb(Bomb::ALL[i % Bomb::ALL.len()])?;
+            let ike = b.auth_bomb(SK_BOMBS[i % SK_BOMBS.len()])?;
             let datagram = if marker {
                 bombs::with_non_esp_marker(&ike)
             } else {
@@ -247,11 +269,12 @@ fn ike_bombs_leave_the_agent_s_memory_flat() {
     let dropped = field(&after, "ike_dropped") - field(&before, "ike_dropped");
     eprintln!(
         "IKE_SA_INIT bombs ({kinds} datagrams round-robin, 500 and 4500): {init}\n\
-         SK bombs: {} IKE_AUTH requests over {} half-open SAs\n\
+         SK bombs: {} IKE_AUTH requests over {} half-open SAs ({} IKE_SA_INIT unanswered)\n\
          bob: {dropped} IKE messages dropped; RSS idle {idle} KiB, peak {peak} KiB \
          (+{} KiB), now {rss} KiB",
         sk.sent,
         sk.sas,
+        sk.unanswered,
         peak.saturating_sub(idle),
     );
     assert!(
@@ -268,6 +291,7 @@ fn ike_bombs_leave_the_agent_s_memory_flat() {
         sk.sas > 0 && sk.sent > 100,
         "the SK bombs hardly ran: {sk:?}"
     );
+    assert_eq!(sk.unanswered, 0, "bob left IKE_SA_INIT unanswered");
     // Six bombs in seven are refused by the parser (the seventh, one
     // proposal of 170 transforms, is legal and answered NO_PROPOSAL_CHOSEN).
     assert!(
