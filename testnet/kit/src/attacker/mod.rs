@@ -8,8 +8,8 @@
 //!   what follows (an address it spoofs, to capture a victim's traffic);
 //! - whether IKE_AUTH carries N(INITIAL_CONTACT).
 //!
-//! Payload bombs (crafted datagrams the codec would refuse to build) are in
-//! the sibling module `bombs` where present.
+//! Payload bombs (crafted datagrams the codec would refuse to build, to bound
+//! what parsing may allocate) are in [`bombs`].
 //!
 //! Two ways to run it:
 //! - sans-IO against a core [`Endpoint`] on a virtual clock ([`run_against`]):
@@ -17,6 +17,8 @@
 //! - over real sockets inside a namespace ([`Attacker::run_udp`]): sent from a
 //!   raw socket (so any source address can be written), answers read on UDP
 //!   500/4500 of the attacker's namespace.
+
+pub mod bombs;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
