@@ -115,6 +115,7 @@ fn the_initiator_checks_idr_the_same_way() {
     // bob signs with its own key but calls itself 192.0.2.99.
     let mut config = ed25519_config(2, B);
     config.local_id = v4_id("192.0.2.99");
+    config.id_is_sa_address = false;
     let mut bob = Victim::new(config, ip(B), 2);
     let mut alice = Attacker::new(signer(A, 1), 1);
     let now = Instant::now();
@@ -395,4 +396,35 @@ fn default_config_shares() {
     assert!(c.half_open_per_source * 16 <= c.half_open_limit);
     assert!(c.anonymous_per_source < c.anonymous_limit);
     assert!(c.initial_contact);
+}
+
+/// A host configured with its IPv4 address as identity that answers IKE on
+/// its IPv6 address speaks as that address: its peers bind the ID to where
+/// IKE comes from.
+#[test]
+fn an_address_identity_is_the_address_the_sa_is_on() {
+    let bob_v6: IpAddr = "2001:db8::2".parse().unwrap();
+    let mut bob = Victim::new(ed25519_config(2, B), bob_v6, 2);
+    let knobs = Knobs {
+        claimed_id: Identity::Ipv6("2001:db8::1".parse().unwrap()),
+        ..signer(A, 1)
+    };
+    let mut alice = Attacker::new(
+        Knobs {
+            source: "2001:db8::1".parse().unwrap(),
+            ..knobs
+        },
+        1,
+    );
+    let now = Instant::now();
+    alice.start(now, bob_v6, now + Duration::from_secs(2));
+    run_against(&mut alice, &mut bob, now, |e| {
+        matches!(e, Event::AuthorizePeer { .. }).then(|| Some(PeerAuth::ed25519(public(1))))
+    });
+    assert!(alice.established(), "{:?}", alice.events);
+    let idr = alice.events.iter().find_map(|e| match e {
+        Event::IkeSaEstablished { peer_id, .. } => Some(peer_id.clone()),
+        _ => None,
+    });
+    assert_eq!(idr, Some(Identity::Ipv6("2001:db8::2".parse().unwrap())));
 }

@@ -14,15 +14,15 @@
 //! response) and nothing is sent. A responder that cannot authenticate the
 //! initiator answers N(AUTHENTICATION_FAILED) and forgets the SA (§2.21.2).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use rand_core::RngCore;
 
 use crate::ike::child_sa::{self, Child, ChildParams};
 use crate::ike::endpoint::{
-    ChildSpis, Endpoint, Event, Failure, LocalAuth, MAX_PEER_KEYS, PeerAuth, PeerAuthenticated,
-    TrafficSelectors,
+    ChildSpis, Config, Endpoint, Event, Failure, LocalAuth, MAX_PEER_KEYS, PeerAuth,
+    PeerAuthenticated, TrafficSelectors,
 };
 use crate::ike::error::RequestError;
 use crate::ike::keys::{Side, SkP, null_auth, signed_octets, verify_null_auth};
@@ -165,10 +165,23 @@ fn ts_of(m: &Message, ty: PayloadType) -> Option<Vec<crate::ike::message::AddrSe
     }
 }
 
-fn local_id(auth: &LocalAuth, id: &Identity) -> Identity {
-    match auth {
-        LocalAuth::Null => Identity::Null,
-        LocalAuth::Ed25519(_) => id.clone(),
+/// This host's IDi/IDr on an IKE SA whose local address is `sa_local`: with
+/// an address identity, the address the SA is on (peers bind the ID to the
+/// address IKE comes from, [`crate::trust`], so a dual-stack host that
+/// answers on IPv6 speaks as its IPv6 address); an FQDN as configured;
+/// ID_NULL with AUTH NULL.
+fn local_id(config: &Config, sa_local: IpAddr) -> Identity {
+    match (&config.local_auth, &config.local_id) {
+        (LocalAuth::Null, _) => Identity::Null,
+        (LocalAuth::Ed25519(_), Identity::Ipv4(_) | Identity::Ipv6(_))
+            if config.id_is_sa_address && !sa_local.is_unspecified() =>
+        {
+            match sa_local.to_canonical() {
+                IpAddr::V4(a) => Identity::Ipv4(a),
+                IpAddr::V6(a) => Identity::Ipv6(a),
+            }
+        }
+        (LocalAuth::Ed25519(_), id) => id.clone(),
     }
 }
 
@@ -185,7 +198,7 @@ impl Endpoint {
         let Some(crypto) = sa.crypto.as_ref() else {
             return;
         };
-        let id = local_id(&self.config.local_auth, &self.config.local_id);
+        let id = local_id(&self.config, sa.local.ip());
         let auth = own_auth(
             &self.config.local_auth,
             &crypto.sk_pi,
@@ -552,7 +565,7 @@ impl Endpoint {
         if how == PeerAuthenticated::Null {
             self.make_room_for_anonymous(sa.remote.ip());
         }
-        let my_id = local_id(&self.config.local_auth, &self.config.local_id);
+        let my_id = local_id(&self.config, sa.local.ip());
         let my_auth = own_auth(
             &self.config.local_auth,
             &crypto.sk_pr,

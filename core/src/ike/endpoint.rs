@@ -148,6 +148,12 @@ pub struct Config {
     /// SA with the peer, which may forget the ones it still has (default true;
     /// a responder honours it only from a peer that signed).
     pub initial_contact: bool,
+    /// With an address identity (`local_id` an ID_IPV4_ADDR or ID_IPV6_ADDR),
+    /// send the address the IKE SA is on instead, as peers bind the ID to the
+    /// address IKE comes from ([`crate::trust`]): a dual-stack host answering
+    /// on its other family speaks as that address (default true; false sends
+    /// `local_id` as it is, which only a test of a lying peer wants).
+    pub id_is_sa_address: bool,
 }
 
 impl Config {
@@ -193,6 +199,7 @@ impl Config {
             pfs: true,
             responder_ts: TsPolicy::Hosts,
             initial_contact: true,
+            id_is_sa_address: true,
         }
     }
 }

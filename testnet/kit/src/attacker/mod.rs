@@ -99,6 +99,7 @@ impl Attacker {
         };
         let mut config = Config::new(auth, knobs.claimed_id.clone());
         config.initial_contact = knobs.initial_contact;
+        config.id_is_sa_address = false; // it says what the knob says
         config.dpd_interval = None;
         Attacker {
             ep: Endpoint::new(config, [seed; 32]),
