@@ -247,7 +247,10 @@ impl ControlPlane {
         if let Some(out) = self.unpublished.remove(&dst) {
             self.dp.sas.publish(out);
         }
-        self.newly_private.push(dst);
+        self.ended_private.retain(|p| *p != dst);
+        if !self.newly_private.contains(&dst) {
+            self.newly_private.push(dst);
+        }
     }
 
     /// An SA of `peer` went away: if none is left, so is its private outcome
@@ -261,8 +264,10 @@ impl ControlPlane {
             self.dp.outcomes.remove(peer);
             tracing::info!("{peer}: no SA left → private ended; the next packet decides again");
         }
-        if let Err(e) = self.kernel.private_ended(peer).await {
-            tracing::error!("{peer}: removing from the private peers set: {e}");
+        // Out of the nftables set at the end of the round, with the others.
+        self.newly_private.retain(|p| *p != peer);
+        if !self.ended_private.contains(&peer) {
+            self.ended_private.push(peer);
         }
     }
 }

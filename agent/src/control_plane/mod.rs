@@ -143,6 +143,9 @@ pub struct ControlPlane {
     /// Peers that just became private, for the nftables set once the
     /// messages of this round are out.
     newly_private: Vec<IpAddr>,
+    /// Peers whose last SA just went, out of the nftables set at the end of
+    /// the round (a peer is in at most one of the two lists).
+    ended_private: Vec<IpAddr>,
 }
 
 impl ControlPlane {
@@ -190,6 +193,7 @@ impl ControlPlane {
             scratch: Vec::new(),
             unpublished: HashMap::new(),
             newly_private: Vec::new(),
+            ended_private: Vec::new(),
         }
     }
 
@@ -284,13 +288,15 @@ impl ControlPlane {
             }
         }
         // After the messages above have left (the initiator's first ESP need
-        // not wait for it); one nftables transaction for the whole round.
+        // not wait for it): one nftables transaction each for the peers that
+        // became private and those whose last SA went, on the set worker.
         let newly_private = std::mem::take(&mut self.newly_private);
-        if !newly_private.is_empty()
-            && let Err(e) = self.kernel.private_all(&newly_private).await
-        {
-            let peers: Vec<String> = newly_private.iter().map(IpAddr::to_string).collect();
-            tracing::error!("adding {} to the private peers set: {e}", peers.join(", "));
+        if !newly_private.is_empty() {
+            self.kernel.private_all(&newly_private);
+        }
+        let ended = std::mem::take(&mut self.ended_private);
+        if !ended.is_empty() {
+            self.kernel.private_ended_all(&ended);
         }
         self.sync_metrics();
     }
