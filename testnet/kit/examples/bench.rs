@@ -855,6 +855,9 @@ fn control_plane(args: &Args, net: &Testnet, ike: bool, memory: bool) -> Result<
     set_config_key(bob, "dns", "lookup_burst", "1000000")?;
     set_config_key(bob, "dns", "inbound_lookups_per_second", "1000000")?;
     set_config_key(bob, "dns", "inbound_lookup_burst", "1000000")?;
+    // And the anonymous SA limit (8192 by default): past it every new SA
+    // evicts the idlest, which the run would measure instead of handshakes.
+    set_config_key(bob, "ike", "anonymous_limit", "1000000")?;
     for (p, len) in [(LOAD_PREFIX, 48), (CLEAR_PREFIX, 64)] {
         bob.netns().ip(&[
             "-6",
