@@ -169,9 +169,11 @@ fn ts_of(m: &Message, ty: PayloadType) -> Option<Vec<crate::ike::message::AddrSe
 /// an address identity, the address the SA is on (peers bind the ID to the
 /// address IKE comes from, [`crate::trust`], so a dual-stack host that
 /// answers on IPv6 speaks as its IPv6 address); an FQDN as configured;
-/// ID_NULL with AUTH NULL.
+/// ID_NULL with AUTH NULL. With `id_is_sa_address` off, `local_id` as it is.
 fn local_id(config: &Config, sa_local: IpAddr) -> Identity {
     match (&config.local_auth, &config.local_id) {
+        // As configured, whatever it is (a test's lying peer).
+        (_, id) if !config.id_is_sa_address => id.clone(),
         (LocalAuth::Null, _) => Identity::Null,
         (LocalAuth::Ed25519(_), Identity::Ipv4(_) | Identity::Ipv6(_))
             if config.id_is_sa_address && !sa_local.is_unspecified() =>

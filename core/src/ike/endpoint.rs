@@ -152,7 +152,8 @@ pub struct Config {
     /// send the address the IKE SA is on instead, as peers bind the ID to the
     /// address IKE comes from ([`crate::trust`]): a dual-stack host answering
     /// on its other family speaks as that address (default true; false sends
-    /// `local_id` as it is, which only a test of a lying peer wants).
+    /// `local_id` as it is, even with AUTH NULL, which only a test of a lying
+    /// peer wants).
     pub id_is_sa_address: bool,
 }
 
@@ -1089,9 +1090,10 @@ impl Endpoint {
             }
             if let Some(at) = want {
                 self.anonymous.insert((at, sa.id));
+                // Most sources have one: room for one, not the four a first push makes.
                 self.anonymous_by_source
                     .entry(source)
-                    .or_default()
+                    .or_insert_with(|| Vec::with_capacity(1))
                     .push((at, sa.id));
             }
             sa.indexed_anonymous = want;
