@@ -1,8 +1,14 @@
 //! Logs to stderr through `tracing`: `RUST_LOG` when set, else `--log-level`,
 //! else `info`. Decisions get one line each, in the form
 //! `10.77.0.4: no IPSECKEY (NXDOMAIN) → clear for 15m`.
+//!
+//! Colour (ANSI escapes) only when stderr is a terminal, `NO_COLOR` is unset
+//! or empty (<https://no-color.org>) and the journal is not the reader: a log
+//! file or the journal gets plain text.
 
+use std::ffi::OsStr;
 use std::fmt;
+use std::io::IsTerminal as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -22,9 +28,15 @@ pub fn init(level: Option<&str>) -> Result<(), String> {
     };
     // Under systemd the journal adds its own timestamps.
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let ansi = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+        under_journal,
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false);
     let result = if under_journal {
         builder.without_time().try_init()
@@ -32,6 +44,12 @@ pub fn init(level: Option<&str>) -> Result<(), String> {
         builder.try_init()
     };
     result.map_err(|e| e.to_string())
+}
+
+/// Whether log lines get colour: only on a terminal, never when `NO_COLOR`
+/// holds anything, never into the journal (which stores the escapes verbatim).
+pub fn colour(stderr_is_terminal: bool, no_color: Option<&OsStr>, under_journal: bool) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty) && !under_journal
 }
 
 /// Where a decision sent a peer.
@@ -87,6 +105,21 @@ impl Decision<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None, false));
+        assert!(
+            !colour(false, None, false),
+            "a file or a pipe gets plain text"
+        );
+        assert!(!colour(true, Some(OsStr::new("1")), false), "NO_COLOR=1");
+        assert!(
+            colour(true, Some(OsStr::new("")), false),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!colour(true, None, true), "the journal");
+    }
 
     #[test]
     fn decision_line() {

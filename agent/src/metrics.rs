@@ -72,9 +72,59 @@ pub struct Metrics {
     ike_auth_failures: AtomicU64,
     ike_queue_drops: AtomicU64,
     ike_cookies_sent: AtomicU64,
+    trust: [AtomicU64; TrustEvent::ALL.len()],
+}
+
+/// What the trust rules refused or flagged (`oemesh_trust_events_total{event}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrustEvent {
+    /// IKE messages from another address than their SA's IKE_SA_INIT (dropped).
+    WrongAddress,
+    /// IKE_SA_INIT over a source's share of half-open SAs (dropped).
+    HalfOpenSourceFull,
+    /// Peers whose identity is not their address (refused).
+    IdentityRefused,
+    /// INITIAL_CONTACT from anonymous peers (ignored).
+    InitialContactIgnored,
+    /// Anonymous SAs evicted to make room.
+    AnonymousEvicted,
+    /// Anonymous peers accepted although the lookup of their key failed.
+    AnonymousLookupFailed,
+    /// Downgrades detected (a peer private lately gone clear or anonymous).
+    Downgrade,
+}
+
+impl TrustEvent {
+    /// Every event, in label order.
+    pub const ALL: [TrustEvent; 7] = [
+        TrustEvent::WrongAddress,
+        TrustEvent::HalfOpenSourceFull,
+        TrustEvent::IdentityRefused,
+        TrustEvent::InitialContactIgnored,
+        TrustEvent::AnonymousEvicted,
+        TrustEvent::AnonymousLookupFailed,
+        TrustEvent::Downgrade,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            TrustEvent::WrongAddress => "wrong_address",
+            TrustEvent::HalfOpenSourceFull => "half_open_source_full",
+            TrustEvent::IdentityRefused => "identity_refused",
+            TrustEvent::InitialContactIgnored => "initial_contact_ignored",
+            TrustEvent::AnonymousEvicted => "anonymous_evicted",
+            TrustEvent::AnonymousLookupFailed => "anonymous_lookup_failed",
+            TrustEvent::Downgrade => "downgrade",
+        }
+    }
 }
 
 impl Metrics {
+    /// Sets the count of `event` so far (core counts them).
+    pub fn set_trust(&self, event: TrustEvent, n: u64) {
+        self.trust[event as usize].store(n, Relaxed);
+    }
+
     /// Counts one packet of `len` bytes with `outcome`.
     pub fn packet(&self, outcome: PacketOutcome, len: usize) {
         self.packets(outcome, 1, len);
@@ -192,6 +242,18 @@ impl Metrics {
         for o in PacketOutcome::ALL {
             let v = self.bytes[o as usize].load(Relaxed);
             let _ = writeln!(out, "oemesh_bytes_total{{outcome=\"{}\"}} {v}", o.label());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP oemesh_trust_events_total What the trust rules refused, dropped or flagged (SECURITY.md).\n# TYPE oemesh_trust_events_total counter"
+        );
+        for e in TrustEvent::ALL {
+            let v = self.trust[e as usize].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "oemesh_trust_events_total{{event=\"{}\"}} {v}",
+                e.label()
+            );
         }
         let _ = writeln!(
             out,

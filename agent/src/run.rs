@@ -433,6 +433,9 @@ fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -> ike::Conf
     c.dpd_interval = Some(cfg.ike.dpd_interval);
     c.exchange_timeout = cfg.ike.exchange_timeout;
     c.child_lifetime.soft.time = Some(cfg.ike.child_lifetime.saturating_sub(cfg.ike.rekey_margin));
+    c.half_open_per_source = cfg.ike.half_open_per_source;
+    c.anonymous_limit = cfg.ike.anonymous_limit;
+    c.anonymous_per_source = cfg.ike.anonymous_per_source;
     c
 }
 
@@ -453,6 +456,8 @@ fn machine_config(cfg: &Config) -> oe::Config {
         refuse_downgrade: cfg.outcome.refuse_downgrade,
         lookups_per_second: cfg.dns.lookups_per_second,
         lookup_burst: cfg.dns.lookup_burst,
+        inbound_lookups_per_second: cfg.dns.inbound_lookups_per_second,
+        inbound_lookup_burst: cfg.dns.inbound_lookup_burst,
         ..oe::Config::default()
     }
 }

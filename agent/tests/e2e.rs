@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+#[allow(dead_code)]
 mod e2e_support;
 
 use std::net::{IpAddr, SocketAddr};

@@ -21,8 +21,7 @@
 #[allow(dead_code)]
 mod e2e_support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -136,25 +135,6 @@ fn rss_kib(pid: u64) -> (u64, u64) {
             .unwrap_or(0)
     };
     (get("VmRSS:"), get("VmHWM:"))
-}
-
-/// One counter from the agent's Prometheus endpoint (in its namespace).
-fn metric(host: &Host, name: &str) -> u64 {
-    let text = host
-        .netns()
-        .run(|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect("127.0.0.1:9618")?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{}: metrics: {e}", host.name()));
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
 }
 
 /// UDP datagrams the kernel dropped for full receive buffers in `host`'s
@@ -340,6 +320,67 @@ fn ike_init_flood_cookies_and_alice_still_connects() {
         Some(bob_pid),
         "bob's agent died"
     );
+}
+
+/// One real source (the attacker's own address, so cookies would not stop
+/// it) opens IKE SAs with bob as fast as it can and never finishes them: the
+/// test kit's attacker, core's own initiator, sends only IKE_SA_INIT. bob
+/// keeps at most its per-source share half-open (32 of 4096), counts the
+/// rest, and alice, another source, still gets through.
+#[test]
+fn one_source_cannot_fill_the_half_open_table() {
+    use oemesh_testkit::attacker::{Attacker, Knobs, send_spoofed_udp};
+    let net = flood_testnet("halfopen", AgentConfig::default());
+    let (alice, bob) = (net.alice(), net.bob());
+    let atk = attacker(&net, bob);
+    let echo = UdpEcho::start(bob, 7105);
+    let source: Ipv4Addr = ATTACKER.parse().unwrap();
+    let half_open = Sampler::start({
+        let sock = bob.socket_path();
+        move || Some(status_fields(&sock, &["/half_open"])?[0])
+    });
+    let sent = atk
+        .run(move || -> anyhow::Result<u32> {
+            let now = Instant::now();
+            let mut sent = 0;
+            for i in 0..200u32 {
+                let mut a = Attacker::new(Knobs::anonymous(IpAddr::V4(source)), (i % 251) as u8);
+                a.start(now, bob_v4(), now + Duration::from_secs(30));
+                for d in a.outgoing(now) {
+                    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (d.from, d.to) else {
+                        continue;
+                    };
+                    send_spoofed_udp(from, to, &d.payload)?;
+                    sent += 1;
+                }
+            }
+            Ok(sent)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent, 200);
+    oemesh_testkit::process::wait_until("bob to count the excess", DECISION, || {
+        metric(
+            bob,
+            "oemesh_trust_events_total{event=\"half_open_source_full\"}",
+        ) >= 100
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\nbob:\n{}", bob.log_tail(30)));
+    let client = udp_client(alice);
+    udp_until_echo(&client, echo.addr(), b"another source", DECISION)
+        .unwrap_or_else(|e| panic!("{e:#}\nalice:\n{}", alice.log_tail(30)));
+    let p = alice
+        .wait_peer(bob.ip(), "bob private", DECISION, |p| p.state == "private")
+        .unwrap();
+    assert_eq!(p.auth.as_deref(), Some("authenticated"), "{p:?}");
+    let max = half_open.finish().into_iter().max().unwrap_or(0);
+    eprintln!("one source, 200 IKE_SA_INIT: bob's half-open SAs peaked at {max}");
+    assert!(max <= 32 + 1, "half-open reached {max}");
+}
+
+/// bob's address in the testnet (the attacker thread cannot borrow the testnet).
+fn bob_v4() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20))
 }
 
 /// Records a few real ESP-in-UDP packets alice sends bob (the SA must be up).

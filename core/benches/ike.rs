@@ -75,8 +75,8 @@ fn run(
 }
 
 fn handshakes(c: &mut Criterion) {
-    let a_key = PeerAuth::Ed25519(Ed25519SigningKey::from_seed(&[1; 32]).public_key());
-    let b_key = PeerAuth::Ed25519(Ed25519SigningKey::from_seed(&[2; 32]).public_key());
+    let a_key = PeerAuth::ed25519(Ed25519SigningKey::from_seed(&[1; 32]).public_key());
+    let b_key = PeerAuth::ed25519(Ed25519SigningKey::from_seed(&[2; 32]).public_key());
     let (ia, ib) = (
         "192.0.2.1".parse().expect("a"),
         "192.0.2.2".parse().expect("b"),
@@ -130,8 +130,8 @@ fn cpu_seconds() -> Option<f64> {
 
 /// Handshakes per CPU second, which a shared machine's wall clock hides.
 fn per_cpu_second(_: &mut Criterion) {
-    let a_key = PeerAuth::Ed25519(Ed25519SigningKey::from_seed(&[1; 32]).public_key());
-    let b_key = PeerAuth::Ed25519(Ed25519SigningKey::from_seed(&[2; 32]).public_key());
+    let a_key = PeerAuth::ed25519(Ed25519SigningKey::from_seed(&[1; 32]).public_key());
+    let b_key = PeerAuth::ed25519(Ed25519SigningKey::from_seed(&[2; 32]).public_key());
     let (ia, ib) = (
         "192.0.2.1".parse().expect("a"),
         "192.0.2.2".parse().expect("b"),

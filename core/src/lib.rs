@@ -18,6 +18,8 @@
 //! - [`esp`]: ESP SAs (RFC 4303): encapsulation, anti-replay, lifetimes.
 //! - [`oe`]: the opportunistic-encryption decision machine: policy groups per
 //!   prefix, held packets, DNS → IKE → private / clear / blocked outcomes.
+//! - [`trust`]: who vouches for what: the rule that binds a peer's IKE
+//!   identity to the address its SA protects, for both roles.
 #![forbid(unsafe_code)]
 
 pub mod crypto;
@@ -26,3 +28,4 @@ pub mod hostkey;
 pub mod ike;
 pub mod ipseckey;
 pub mod oe;
+pub mod trust;

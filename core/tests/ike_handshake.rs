@@ -58,7 +58,7 @@ fn every_aead_combination_with_ed25519() {
             a.ike_algs = vec![ike];
             a.esp_algs = vec![esp];
             let mut p = Pair::new(a, ed25519_config(2, B));
-            p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Ed25519(public(1))));
+            p.b.authorizer = Authorizer::Answer(Some(PeerAuth::ed25519(public(1))));
             p.handshake();
             let (ca, cb) = (p.a.children(), p.b.children());
             assert_eq!((ca.len(), cb.len()), (1, 1));
@@ -101,7 +101,7 @@ fn every_aead_combination_with_ed25519() {
 fn null_initiator_accepted_by_a_null_policy() {
     let mut p = Pair::new(null_config(), ed25519_config(2, B));
     p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Null));
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     assert!(
         p.run_until(Duration::from_secs(3), |p| p.a.established() == 1
             && p.b.established() == 1)
@@ -161,7 +161,7 @@ fn initiator_key_arrives_late() {
     p.run_for(Duration::from_millis(300));
     assert_eq!(p.a.established(), 0);
     let now = p.now;
-    p.a.ep.authorize(now, h, Some(PeerAuth::Ed25519(public(2))));
+    p.a.ep.authorize(now, h, Some(PeerAuth::ed25519(public(2))));
     p.flush();
     assert_eq!(p.a.established(), 1);
     esp_round_trip(p.a.children()[0], p.b.children()[0]);
@@ -180,8 +180,8 @@ fn initiator_authorization_times_out_at_the_deadline() {
 #[test]
 fn responder_given_the_wrong_key_answers_authentication_failed() {
     let mut p = Pair::ed25519();
-    p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Ed25519(public(3))));
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.b.authorizer = Authorizer::Answer(Some(PeerAuth::ed25519(public(3))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     p.run_for(Duration::from_secs(3));
     let f = p.a.failures();
     assert_eq!(f.len(), 1);
@@ -194,7 +194,7 @@ fn responder_given_the_wrong_key_answers_authentication_failed() {
 #[test]
 fn initiator_given_the_wrong_key_fails() {
     let mut p = Pair::ed25519();
-    p.connect(Some(PeerAuth::Ed25519(public(3))));
+    p.connect(Some(PeerAuth::ed25519(public(3))));
     p.run_for(Duration::from_secs(3));
     assert!(
         matches!(
@@ -218,7 +218,7 @@ fn initiator_given_the_wrong_key_fails() {
 fn responder_refuses_in_authorize() {
     let mut p = Pair::ed25519();
     p.b.authorizer = Authorizer::Answer(None);
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     p.run_for(Duration::from_secs(3));
     assert!(matches!(
         p.a.events.as_slice(),
@@ -234,7 +234,7 @@ fn responder_refuses_in_authorize() {
 fn signature_without_a_key_is_refused() {
     let mut p = Pair::ed25519();
     p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Null));
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     p.run_for(Duration::from_secs(3));
     assert_eq!(p.a.failures().len(), 1);
 }

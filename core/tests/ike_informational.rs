@@ -110,8 +110,8 @@ fn dpd_after_idle_interval() {
     let mut a = ed25519_config(1, A);
     a.dpd_interval = Some(Duration::from_secs(10));
     let mut p = Pair::new(a, ed25519_config(2, B));
-    p.a.authorizer = Authorizer::Answer(Some(PeerAuth::Ed25519(public(2))));
-    p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Ed25519(public(1))));
+    p.a.authorizer = Authorizer::Answer(Some(PeerAuth::ed25519(public(2))));
+    p.b.authorizer = Authorizer::Answer(Some(PeerAuth::ed25519(public(1))));
     p.handshake();
     let sent = p.a.sent.len();
     p.run_for(Duration::from_secs(35));
@@ -130,7 +130,7 @@ fn restarted_peer_replaces_its_old_sas() {
     let old_b = Pair::handle_of(&p.b, 0);
     // The initiator loses all state and connects again.
     p.a.ep = Endpoint::new(ed25519_config(1, A), [77; 32]);
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     assert!(p.run_until(Duration::from_secs(2), |p| p.b.established() == 2));
     assert!(p.b.events.iter().any(
         |e| matches!(e, Event::IkeSaDeleted { sa, reason: Failure::Replaced } if *sa == old_b)
@@ -162,6 +162,6 @@ fn responder_restart_then_initiator_reconnects() {
         }
     )));
     assert!(p.b.ep.stats().dropped >= 1, "unknown SPI dropped");
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     assert!(p.run_until(Duration::from_secs(2), |p| p.a.established() == 2));
 }

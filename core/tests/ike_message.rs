@@ -415,7 +415,15 @@ fn payload() -> impl Strategy<Value = Payload> {
             Payload::Notify(Notify::with_spi(ProtocolId(p), spi, NotifyType(t), data))
         }),
         (any::<u8>(), 0u8..9, 0usize..4).prop_map(|(p, size, n)| {
-            let spis = (0..n).map(|i| vec![i as u8; size as usize]).collect();
+            // SPI Size as §3.11 has it: 0 and no SPIs for IKE, 4 for ESP
+            // and AH, and never SPIs of size 0.
+            let size = match p {
+                1 => 0,
+                2 | 3 => 4,
+                _ => size,
+            };
+            let n = if size == 0 { 0 } else { n };
+            let spis = (0..n).flat_map(|i| vec![i as u8; size as usize]).collect();
             Payload::Delete(Delete {
                 protocol: ProtocolId(p),
                 spi_size: size,

@@ -97,10 +97,10 @@ fn child_rekey_with_and_without_pfs() {
         let mut a = ed25519_config(1, A);
         a.pfs = pfs;
         let mut p = Pair::new(a, ed25519_config(2, B));
-        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::ed25519(
             public(2),
         )));
-        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::ed25519(
             public(1),
         )));
         p.handshake();
@@ -132,10 +132,10 @@ fn child_soft_lifetime_rekeys_on_its_own() {
     b.child_lifetime = a.child_lifetime;
     b.child_lifetime.soft.time = Some(Duration::from_secs(80));
     let mut p = Pair::new(a, b);
-    p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+    p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::ed25519(
         public(2),
     )));
-    p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+    p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::ed25519(
         public(1),
     )));
     p.handshake();
@@ -204,10 +204,10 @@ fn ike_lifetime_rekeys_on_its_own() {
     let mut a = ed25519_config(1, A);
     a.ike_lifetime = Duration::from_secs(100);
     let mut p = Pair::new(a, ed25519_config(2, B));
-    p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+    p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::ed25519(
         public(2),
     )));
-    p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+    p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::ed25519(
         public(1),
     )));
     p.handshake();
@@ -222,10 +222,10 @@ fn simultaneous_child_rekey_leaves_one_pair() {
     for seed in 0..8u8 {
         let mut p = Pair::new(ed25519_config(1, A), ed25519_config(2, B));
         p.a.ep = oemesh_core::ike::endpoint::Endpoint::new(ed25519_config(1, A), [seed + 10; 32]);
-        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::ed25519(
             public(2),
         )));
-        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::ed25519(
             public(1),
         )));
         p.handshake();
@@ -262,10 +262,10 @@ fn simultaneous_ike_rekey_leaves_one_ike_sa() {
     for seed in 0..8u8 {
         let mut p = Pair::new(ed25519_config(1, A), ed25519_config(2, B));
         p.a.ep = oemesh_core::ike::endpoint::Endpoint::new(ed25519_config(1, A), [seed + 10; 32]);
-        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+        p.a.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::ed25519(
             public(2),
         )));
-        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::Ed25519(
+        p.b.authorizer = Authorizer::Answer(Some(oemesh_core::ike::endpoint::PeerAuth::ed25519(
             public(1),
         )));
         p.handshake();

@@ -83,7 +83,7 @@ fn first_packets_lost_still_completes() {
     for lost in 1..=3usize {
         let mut p = Pair::ed25519();
         p.drop_fn = Some(Box::new(move |from_a, i, _| from_a && i < lost));
-        p.connect(Some(PeerAuth::Ed25519(public(2))));
+        p.connect(Some(PeerAuth::ed25519(public(2))));
         assert!(
             p.run_until(Duration::from_secs(2), |p| p.a.established() == 1),
             "lost {lost}: {:?}",
@@ -98,7 +98,7 @@ fn lost_responses_are_answered_from_the_cache() {
     let mut p = Pair::ed25519();
     // Drop b's IKE_SA_INIT response once and its IKE_AUTH response once.
     p.drop_fn = Some(Box::new(|from_a, i, _| !from_a && (i == 0 || i == 2)));
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     assert!(p.run_until(Duration::from_secs(2), |p| p.a.established() == 1));
     assert_eq!(
         p.b.established(),
@@ -130,7 +130,7 @@ fn dead_peer_times_out_at_the_deadline() {
     let mut p = Pair::ed25519();
     p.drop_fn = Some(Box::new(|_, _, _| true));
     let t0 = p.now;
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     p.run_for(Duration::from_secs(5));
     assert!(
         matches!(
@@ -183,8 +183,8 @@ fn cookie_above_the_threshold() {
     let mut b = ed25519_config(2, B);
     b.cookie_threshold = 0;
     let mut p = Pair::new(ed25519_config(1, A), b);
-    p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Ed25519(public(1))));
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.b.authorizer = Authorizer::Answer(Some(PeerAuth::ed25519(public(1))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     assert!(
         p.run_until(Duration::from_secs(2), |p| p.a.established() == 1
             && p.b.established() == 1)
@@ -277,7 +277,7 @@ fn invalid_ke_payload_names_group_31() {
 fn initiator_fails_readably_when_asked_for_an_unsupported_group() {
     let mut p = Pair::ed25519();
     p.drop_fn = Some(Box::new(|from_a, _, _| from_a));
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     let request = sent_message(&p.a, 0);
     let answer = Message::new(
         Header::new(
@@ -312,7 +312,7 @@ fn no_proposal_chosen() {
     let mut b = ed25519_config(2, B);
     b.ike_algs = vec![AeadAlg::Aes256Gcm];
     let mut p = Pair::new(a, b);
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     p.run_for(Duration::from_secs(1));
     assert!(matches!(
         p.a.events.as_slice(),
@@ -331,8 +331,8 @@ fn esp_no_proposal_chosen_fails_the_connect() {
     let mut b = ed25519_config(2, B);
     b.esp_algs = vec![AeadAlg::Aes256Gcm];
     let mut p = Pair::new(a, b);
-    p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Ed25519(public(1))));
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.b.authorizer = Authorizer::Answer(Some(PeerAuth::ed25519(public(1))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     p.run_for(Duration::from_secs(1));
     let f = p.a.failures();
     assert!(f.len() == 1 && f[0].contains("NO_PROPOSAL_CHOSEN"), "{f:?}");
@@ -353,7 +353,7 @@ fn ts_unacceptable() {
         now,
         p.a.ip,
         p.b.ip,
-        Some(PeerAuth::Ed25519(public(2))),
+        Some(PeerAuth::ed25519(public(2))),
         ts,
         deadline,
     );
@@ -410,7 +410,7 @@ fn tampered_ike_auth_is_dropped_and_counted() {
     p.drop_fn = Some(Box::new(move |from_a, i, _| {
         from_a && i == 1 && !std::mem::replace(&mut tampered, true)
     }));
-    p.connect(Some(PeerAuth::Ed25519(public(2))));
+    p.connect(Some(PeerAuth::ed25519(public(2))));
     p.run_until(Duration::from_millis(5), |p| p.a.sent.len() >= 2);
     let mut t = p.a.sent[1].clone();
     let last = t.payload.len() - 5;

@@ -148,6 +148,140 @@ fn ed25519_rfc8032_tests_1_and_2() {
     }
 }
 
+/// ℓ, the order of the Ed25519 base point (RFC 8032 §5.1), little-endian.
+const ELL: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// `a + b` for 256-bit little-endian numbers whose sum fits.
+fn add_le(a: &[u8], b: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let sum = u16::from(a[i]) + u16::from(b[i]) + carry;
+        out[i] = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    out
+}
+
+#[test]
+fn ed25519_malleable_signature_is_refused() {
+    // (R, S + ℓ) satisfies the verification equation as (R, S) does: a second
+    // valid-looking signature anyone can derive from the first (RFC 8032 §8.4).
+    // S < ℓ < 2^253, so S + ℓ < 2^254 keeps the top bits clear that the old
+    // "high three bits" check looked at.
+    let key = Ed25519SigningKey::from_seed(&[7; 32]);
+    let pk = key.public_key();
+    for msg in [&b""[..], b"signed octets", &[0x5a; 200]] {
+        let sig = key.sign(msg);
+        pk.verify(msg, &sig).unwrap();
+        let mut twin = sig;
+        twin[32..].copy_from_slice(&add_le(&sig[32..], &ELL));
+        assert_ne!(twin, sig);
+        assert_eq!(pk.verify(msg, &twin), Err(CryptoError::BadSignature));
+        let mut auth = key.sign_auth_data(msg);
+        auth[8 + 32..].copy_from_slice(&twin[32..]);
+        assert_eq!(
+            pk.verify_auth_data(msg, &auth),
+            Err(CryptoError::BadSignature)
+        );
+    }
+}
+
+#[test]
+fn ed25519_rfc8032_test_3_still_verifies() {
+    let pk = Ed25519PublicKey::from_slice(&hex(
+        "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+    ))
+    .unwrap();
+    pk.verify(
+        &hex("af82"),
+        &hex("6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"),
+    )
+    .unwrap();
+}
+
+/// The eight points of small order, canonically encoded (curve25519-dalek's
+/// `EIGHT_TORSION`, as listed in "Taming the many EdDSAs").
+const SMALL_ORDER: [&str; 8] = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+];
+
+#[test]
+fn ed25519_small_order_public_keys_are_refused() {
+    for k in SMALL_ORDER {
+        assert_eq!(
+            Ed25519PublicKey::from_slice(&hex(k)),
+            Err(CryptoError::SmallOrderPublicKey),
+            "{k}"
+        );
+    }
+    // Non-canonical encodings of small-order points: x = 0 with the sign bit set
+    // (y = 1, y = -1), and y + p for y = 0 and y = 1.
+    for k in [
+        "0100000000000000000000000000000000000000000000000000000000000080",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ] {
+        assert_eq!(
+            Ed25519PublicKey::from_slice(&hex(k)),
+            Err(CryptoError::SmallOrderPublicKey),
+            "{k}"
+        );
+    }
+}
+
+#[test]
+fn ed25519_non_canonical_public_keys_are_refused() {
+    // y = 3 + p and y = 4 + p (either sign): points of large order, but not the
+    // encoding RFC 8032 §5.1.2 produces for them; the canonical ones parse.
+    for (odd, canonical) in [
+        (
+            "f0ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "03",
+        ),
+        (
+            "f0ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "03",
+        ),
+        (
+            "f1ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "04",
+        ),
+    ] {
+        assert_eq!(
+            Ed25519PublicKey::from_slice(&hex(odd)),
+            Err(CryptoError::NonCanonicalPublicKey),
+            "{odd}"
+        );
+        let mut y = [0u8; 32];
+        y[0] = hex(canonical)[0];
+        let ok = (0..2).any(|sign| {
+            y[31] = sign << 7;
+            Ed25519PublicKey::from_slice(&y).is_ok()
+        });
+        assert!(ok, "the canonical y = {canonical} decodes");
+    }
+    // Not on the curve at all (y = 2 has no x).
+    let mut y2 = [0u8; 32];
+    y2[0] = 2;
+    assert_eq!(
+        Ed25519PublicKey::from_slice(&y2),
+        Err(CryptoError::InvalidPublicKey)
+    );
+}
+
 #[test]
 fn ed25519_rfc7427_auth_data() {
     // RFC 8420 Appendix A: the AlgorithmIdentifier of Ed25519, with the RFC 7427

@@ -132,7 +132,7 @@ fn responder_bytes_per_sa_pair() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000);
     let b_ip: IpAddr = B.parse().unwrap();
-    let b_key = PeerAuth::Ed25519(Ed25519SigningKey::from_seed(&[2; 32]).public_key());
+    let b_key = PeerAuth::ed25519(Ed25519SigningKey::from_seed(&[2; 32]).public_key());
     let now = Instant::now();
     let mut b = responder();
     let mut esp: HashMap<u32, EspPair> = HashMap::new();
@@ -142,8 +142,9 @@ fn responder_bytes_per_sa_pair() {
     let mut halves = [Duration::ZERO; 2];
     for i in 0..n {
         let started = Instant::now();
+        // One /64 each: per-source limits (half-open, anonymous SAs) count /64s.
         let a_ip = IpAddr::V6(Ipv6Addr::from(
-            0x2001_0db8_0001_0000_0000_0000_0000_0000u128 | u128::from(i),
+            0x2001_0db8_0000_0000_0000_0000_0000_0001u128 | (u128::from(i) << 64),
         ));
         let mut a = initiator(i);
         let ts = TrafficSelectors {

@@ -128,8 +128,8 @@ fn private_releases_held_packets_encrypted_in_order() {
         panic!("{actions:?}")
     };
     assert_eq!(
-        (*d, *peer_addr, *key),
-        (dst, dst, PeerKey::Ed25519([7; 32]))
+        (*d, *peer_addr, key.clone()),
+        (dst, dst, PeerKey::Ed25519(vec![pk(7)]))
     );
     assert!(*authenticated_by_dnssec);
     assert_eq!(*deadline, now + ms(20) + ms(2000));
@@ -141,6 +141,7 @@ fn private_releases_held_packets_encrypted_in_order() {
         IkeResult::Established {
             anonymous: false,
             dnssec: true,
+            lookup_failed: false,
         },
     );
     let actions = drain(&mut m);
@@ -327,7 +328,7 @@ fn keys_tried_in_precedence_order_until_the_deadline() {
     else {
         panic!()
     };
-    assert_eq!((peer_addr, key), (g1, PeerKey::Ed25519([1; 32])));
+    assert_eq!((peer_addr, key), (g1, PeerKey::Ed25519(vec![pk(1)])));
     assert_eq!(deadline, now + ms(2000) / 3);
     // It fails fast: the second gets half of what is left.
     let t = now + ms(100);
@@ -412,6 +413,7 @@ fn success_on_a_later_key_cancels_nothing_else_and_is_private() {
         IkeResult::Established {
             anonymous: false,
             dnssec: false,
+            lookup_failed: false,
         },
     );
     let actions = drain(&mut m);
@@ -452,7 +454,7 @@ fn unusable_records_are_skipped_with_the_reason() {
     let Some(Action::StartIke { key, .. }) = m.poll_action() else {
         panic!()
     };
-    assert_eq!(key, PeerKey::Ed25519([4; 32]));
+    assert_eq!(key, PeerKey::Ed25519(vec![pk(4)]));
     assert_eq!(m.counters().unusable_records, 3);
     // With nothing usable: no usable IPSECKEY, every reason listed.
     let dst = ip("10.0.2.31");
@@ -505,6 +507,7 @@ fn anonymous_ike_where_allowed() {
         IkeResult::Established {
             anonymous: true,
             dnssec: false,
+            lookup_failed: false,
         },
     );
     let Some(Action::Private { outcome, packets }) = m.poll_action() else {
@@ -587,6 +590,7 @@ fn become_private(
         IkeResult::Established {
             anonymous: false,
             dnssec: true,
+            lookup_failed: false,
         },
     );
     drain(m);
@@ -663,6 +667,7 @@ fn key_in_dns_but_ike_failed_is_a_warning_and_unvalidated_keys_say_so() {
         IkeResult::Established {
             anonymous: false,
             dnssec: false,
+            lookup_failed: false,
         },
     );
     let actions = drain(&mut m);
@@ -734,6 +739,7 @@ fn responder_established_sa_releases_a_pending_destination() {
         IkeResult::Established {
             anonymous: false,
             dnssec: false,
+            lookup_failed: false,
         },
     );
     let actions = drain(&mut m);
@@ -749,6 +755,7 @@ fn responder_established_sa_releases_a_pending_destination() {
         IkeResult::Established {
             anonymous: true,
             dnssec: false,
+            lookup_failed: false,
         },
     );
     let Some(Action::Private { outcome, packets }) = m.poll_action() else {

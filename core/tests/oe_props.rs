@@ -108,7 +108,7 @@ proptest! {
                 Event::Established { dst, anonymous } => {
                     let d = ip(DSTS[dst]);
                     let peer = ike_peer.get(&d).copied().unwrap_or(d);
-                    m.on_ike_result(now, d, peer, IkeResult::Established { anonymous, dnssec: false });
+                    m.on_ike_result(now, d, peer, IkeResult::Established { anonymous, dnssec: false, lookup_failed: false });
                 }
                 Event::IkeFailed { dst } => {
                     let d = ip(DSTS[dst]);

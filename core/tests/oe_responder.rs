@@ -70,7 +70,7 @@ fn answering_groups_look_up_the_initiators_key() {
         assert_eq!(
             answer,
             &PeerAnswer::Ed25519 {
-                keys: vec![[1; 32], [2; 32]],
+                keys: vec![pk(1), pk(2)],
                 dnssec: true
             }
         );
@@ -103,24 +103,29 @@ fn a_signing_initiator_without_a_key_is_refused() {
     assert!(reason.contains("timed out after 1s"), "{reason}");
 }
 
+/// An FQDN identity is no key location (issue 11): the key is looked up at
+/// the address's reverse name, and the name must resolve to the address.
 #[test]
-fn fqdn_identity_is_looked_up_by_name() {
+fn fqdn_identity_is_checked_against_the_address_and_keyed_by_it() {
     let mut m = machine();
     let now = t0();
-    m.on_ike_request(
-        now,
-        7,
-        ip("10.0.2.7"),
-        &Identity::fqdn("carol.example"),
-        false,
-    );
+    let peer = ip("10.0.2.7");
+    m.on_ike_request(now, 7, peer, &Identity::fqdn("carol.example"), false);
     let actions = drain(&mut m);
-    let [Action::LookupKey { name, .. }] = actions.as_slice() else {
+    let [
+        Action::LookupAddress {
+            name: fqdn, addr, ..
+        },
+        Action::LookupKey { name, .. },
+    ] = actions.as_slice()
+    else {
         panic!("{actions:?}")
     };
-    assert_eq!(name, &DomainName::from_ascii("carol.example.").unwrap());
+    assert_eq!(fqdn, &DomainName::from_ascii("carol.example.").unwrap());
+    assert_eq!(*addr, peer);
+    assert_eq!(name, &name_of(peer));
     // ID_NULL with a signature makes no sense: refused.
-    m.on_ike_request(now, 8, ip("10.0.2.7"), &Identity::Null, false);
+    m.on_ike_request(now, 8, peer, &Identity::Null, false);
     let actions = drain(&mut m);
     assert!(matches!(answer(&actions), PeerAnswer::Refuse { .. }));
 }
@@ -136,7 +141,12 @@ fn anonymous_initiators_where_allowed_unless_they_publish_a_key() {
         panic!("{actions:?}")
     };
     m.on_dns_result(now, name, nxdomain(None));
-    assert_eq!(answer(&drain(&mut m)), &PeerAnswer::Anonymous);
+    assert_eq!(
+        answer(&drain(&mut m)),
+        &PeerAnswer::Anonymous {
+            lookup_failed: false
+        }
+    );
     // The same address publishing a key: an impostor, refused.
     m.on_ike_request(now, 2, peer, &Identity::Null, true);
     drain(&mut m);
@@ -160,7 +170,12 @@ fn anonymous_initiators_where_allowed_unless_they_publish_a_key() {
     };
     let mut m = machine_with(config, &[]);
     m.on_ike_request(now, 3, peer, &Identity::Null, true);
-    assert_eq!(answer(&drain(&mut m)), &PeerAnswer::Anonymous);
+    assert_eq!(
+        answer(&drain(&mut m)),
+        &PeerAnswer::Anonymous {
+            lookup_failed: false
+        }
+    );
 }
 
 #[test]
@@ -272,7 +287,7 @@ fn ike_sa_init_prefetches_the_initiators_key() {
     assert_eq!(
         answer,
         &PeerAnswer::Ed25519 {
-            keys: vec![[1; 32]],
+            keys: vec![pk(1)],
             dnssec: false
         }
     );
@@ -308,8 +323,8 @@ fn ike_sa_init_prefetches_the_initiators_key() {
 #[test]
 fn prefetch_is_bounded() {
     let config = Config {
-        lookup_burst: 4,
-        lookups_per_second: 1,
+        inbound_lookup_burst: 4,
+        inbound_lookups_per_second: 1,
         ..Config::default()
     };
     let mut m = machine_with(config, &[]);

@@ -16,12 +16,14 @@
 //! | [`record`] | the IPSECKEY record of a key and an address, and its printed forms |
 //! | [`transport`] | one DNS server, bounded waits, UDP/TCP |
 //! | [`update`] | RFC 2136 UPDATE: plans, prerequisites, TSIG, the server's verdict |
+//! | [`rollover`] | when step 1 of a key rollover ran, so that step 2 waits out the TTL |
 //! | [`verify`] | fetching and checking the records, DNSSEC (AD bit) |
 //! | [`cli`] | the command line, exit codes, man page |
 
 pub mod cli;
 pub mod keyfile;
 pub mod record;
+pub mod rollover;
 pub mod transport;
 pub mod tsig;
 pub mod update;

@@ -80,7 +80,8 @@ pub enum TsigFileError {
     /// A key of another algorithm.
     #[error(
         "TSIG key '{name}' in {path} uses {algorithm}; dnskeys signs with hmac-sha256 only: \
-             make a key with 'tsig-keygen -a hmac-sha256 {name}' and allow it in named.conf"
+             make a key with 'tsig-keygen -a hmac-sha256 {name}' and give the server the same \
+             name and secret"
     )]
     Algorithm {
         /// the file

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
+use oemesh_core::crypto::ed25519::Ed25519PublicKey;
 use oemesh_core::ipseckey::{Ipseckey, reverse_name};
 use serde_json::{Value, json};
 
@@ -37,17 +38,25 @@ impl Found {
         self.problem().is_none()
     }
 
-    /// Why oemesh cannot use this record, if it cannot.
+    /// Why oemesh cannot use this record, if it cannot: it does not decode, it is
+    /// not an Ed25519 key, or its 32 bytes are a key the agents refuse (not a
+    /// curve point, a small-order point, a non-canonical encoding; see
+    /// [`Ed25519PublicKey::from_slice`]).
     pub fn problem(&self) -> Option<String> {
-        match &self.decoded {
-            Err(e) => Some(e.clone()),
-            Ok(k) if k.ed25519_key().is_none() => Some(format!(
+        let k = match &self.decoded {
+            Err(e) => return Some(e.clone()),
+            Ok(k) => k,
+        };
+        let Some(key) = k.ed25519_key() else {
+            return Some(format!(
                 "not an Ed25519 key: algorithm {:?} with a {}-byte key (oemesh needs algorithm 4, 32 bytes)",
                 k.algorithm,
                 k.public_key.len()
-            )),
-            Ok(_) => None,
-        }
+            ));
+        };
+        Ed25519PublicKey::from_slice(&key)
+            .err()
+            .map(|e| format!("the key is refused by every agent: {e}"))
     }
 }
 
@@ -280,6 +289,7 @@ pub async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oemesh_core::crypto::ed25519::Ed25519SigningKey;
     use oemesh_core::ipseckey::Gateway;
 
     fn found(rdata: Vec<u8>) -> Found {
@@ -317,8 +327,23 @@ mod tests {
         .emit_wire(&mut rsa);
         assert!(found(rsa).problem().unwrap().contains("not an Ed25519 key"));
         let mut good = Vec::new();
-        Ipseckey::ed25519(10, Gateway::None, [7; 32]).emit_wire(&mut good);
+        let key = Ed25519SigningKey::from_seed(&[7; 32])
+            .public_key()
+            .to_bytes();
+        Ipseckey::ed25519(10, Gateway::None, key).emit_wire(&mut good);
         assert!(found(good).usable());
+        // The identity point: a key under which "signatures" verify for any
+        // message with a lenient verifier; the agents refuse it, and so does this.
+        let mut identity = [0; 32];
+        identity[0] = 1;
+        let mut weak = Vec::new();
+        Ipseckey::ed25519(10, Gateway::None, identity).emit_wire(&mut weak);
+        let problem = found(weak).problem().unwrap();
+        assert!(problem.contains("small-order"), "{problem}");
+        let mut not_a_point = Vec::new();
+        Ipseckey::ed25519(10, Gateway::None, [2; 32]).emit_wire(&mut not_a_point);
+        let problem = found(not_a_point).problem();
+        assert!(problem.is_some(), "{problem:?}");
     }
 
     #[test]

@@ -231,7 +231,7 @@ fn rotate_then_finish_then_remove() {
     let (new, new_pk) = keygen(dir.path(), "new.key");
     update(&bind, "publish", &old, V4, &["--ttl", "300"]).expect_code(0);
 
-    let rotate = |finish: bool| {
+    let rotate = |finish: bool, extra: &[&str]| {
         let mut args = vec![
             "rotate".to_owned(),
             "--old".into(),
@@ -248,10 +248,11 @@ fn rotate_then_finish_then_remove() {
         if finish {
             args.push("--finish".into());
         }
+        args.extend(extra.iter().map(|s| s.to_string()));
         dnskeys(&args)
     };
     // --finish before step 1 is refused and changes nothing.
-    let run = rotate(true).expect_code(4);
+    let run = rotate(true, &[]).expect_code(4);
     assert!(
         run.error_line()
             .contains("run 'dnskeys rotate' without --finish first"),
@@ -259,8 +260,12 @@ fn rotate_then_finish_then_remove() {
         run.stderr
     );
 
-    let run = rotate(false).expect_code(0);
+    let run = rotate(false, &[]).expect_code(0);
     assert!(run.stdout.contains("wait at least 300 s"), "{}", run.stdout);
+    assert!(
+        new.with_extension("key.rollover").is_file(),
+        "step 1 is recorded"
+    );
     assert_eq!(
         dig_ipseckey(&bind, V4_NAME),
         vec![format!("10 0 4 . {old_pk}"), format!("20 0 4 . {new_pk}")]
@@ -268,11 +273,25 @@ fn rotate_then_finish_then_remove() {
     verify(&bind, V4, Some(&old), false).expect_code(0);
     verify(&bind, V4, Some(&new), false).expect_code(0);
 
-    rotate(true).expect_code(0);
+    // At once is too early: caches may still hold the RRset without the new key.
+    let run = rotate(true, &[]).expect_code(4);
+    assert!(
+        run.error_line().contains("too early") && run.error_line().contains("--force"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(dig_ipseckey(&bind, V4_NAME).len(), 2, "nothing changed");
+    rotate(true, &["--force"]).expect_code(0);
+    assert!(
+        !new.with_extension("key.rollover").exists(),
+        "--finish removes the record"
+    );
     assert_eq!(
         dig_ipseckey(&bind, V4_NAME),
         vec![format!("10 0 4 . {new_pk}")]
     );
+    // Done already: running it again changes nothing and needs no wait.
+    rotate(true, &[]).expect_code(0);
     verify(&bind, V4, Some(&old), false).expect_code(1);
     assert_eq!(dig_ttl(&bind, V4_NAME), 300, "the TTL is kept");
 
@@ -281,6 +300,77 @@ fn rotate_then_finish_then_remove() {
     assert!(dig_ipseckey(&bind, V4_NAME).is_empty());
     let run = update(&bind, "remove", &new, V4, &[]).expect_code(0);
     assert!(run.stdout.contains("nothing to change"), "{}", run.stdout);
+}
+
+#[test]
+fn finish_waits_out_the_ttl_since_step_1() {
+    let bind = start();
+    let dir = tempfile::tempdir().unwrap();
+    let (old, _) = keygen(dir.path(), "old.key");
+    let (new, new_pk) = keygen(dir.path(), "new.key");
+    update(&bind, "publish", &old, V4, &["--ttl", "2"]).expect_code(0);
+    let rotate = |extra: &[&str]| {
+        let mut args = vec![
+            "rotate",
+            "--old",
+            old.to_str().unwrap(),
+            "--new",
+            new.to_str().unwrap(),
+            "--ip",
+            V4,
+        ];
+        args.extend(extra);
+        let server = bind.server();
+        let tsig = bind.tsig_key_file();
+        args.extend(["--server", &server, "--tsig-key", tsig.to_str().unwrap()]);
+        dnskeys(&args)
+    };
+    let run = rotate(&[]).expect_code(0);
+    assert!(run.stdout.contains("wait at least 2 s"), "{}", run.stdout);
+    let run = rotate(&["--finish"]).expect_code(4);
+    assert!(run.error_line().contains("too early"), "{}", run.stderr);
+    // Step 1 again changes nothing and keeps the clock of the first run.
+    let again = rotate(&[]).expect_code(0);
+    assert!(
+        again.stdout.contains("nothing to change"),
+        "{}",
+        again.stdout
+    );
+
+    std::thread::sleep(Duration::from_millis(2100));
+    rotate(&["--finish"]).expect_code(0);
+    assert_eq!(
+        dig_ipseckey(&bind, V4_NAME),
+        vec![format!("10 0 4 . {new_pk}")]
+    );
+
+    // Without the record of step 1 (it ran elsewhere), --finish wants --force.
+    let (newer, _) = keygen(dir.path(), "newer.key");
+    let rotate2 = |extra: &[&str]| {
+        let mut args = vec![
+            "rotate",
+            "--old",
+            new.to_str().unwrap(),
+            "--new",
+            newer.to_str().unwrap(),
+            "--ip",
+            V4,
+        ];
+        args.extend(extra);
+        let server = bind.server();
+        let tsig = bind.tsig_key_file();
+        args.extend(["--server", &server, "--tsig-key", tsig.to_str().unwrap()]);
+        dnskeys(&args)
+    };
+    rotate2(&[]).expect_code(0);
+    fs::remove_file(newer.with_extension("key.rollover")).unwrap();
+    let run = rotate2(&["--finish"]).expect_code(4);
+    assert!(
+        run.error_line().contains("no record of when step 1 ran"),
+        "{}",
+        run.stderr
+    );
+    rotate2(&["--finish", "--force"]).expect_code(0);
 }
 
 /// Writes a TSIG key file with `name` and `secret`.
@@ -343,7 +433,7 @@ fn tsig_refusals_are_explained() {
     assert!(
         line.contains("BADKEY")
             && line.contains("'nobody-knows-me'")
-            && line.contains("named.conf"),
+            && line.contains("hmac-sha256"),
         "{line}"
     );
 

@@ -1,17 +1,54 @@
 //! IKE message codec: anything that parses must emit and re-parse to the same value
-//! (and, since emit is canonical, emit the same bytes twice).
+//! (and, since emit is canonical, emit the same bytes twice). Parsing, plain or
+//! protected, must hold no more heap at once than `parse_allocation_bound` of
+//! the input (issue 11); a counting allocator checks it for every input.
 #![no_main]
 
+#[path = "support/counting.rs"]
+mod counting;
+
 use libfuzzer_sys::fuzz_target;
-use oemesh_core::ike::message::Message;
+use oemesh_core::ike::message::{CryptoError, Message, SkCipher, parse_allocation_bound};
 use oemesh_core::ike::udp_encap::{self, Datagram};
+
+/// A cipher that opens anything: an 8-byte IV, no ICV, no encryption. It lets
+/// the fuzzer reach the parser of the payloads inside SK, which a real AEAD
+/// would keep it from with the ICV check.
+struct Clear;
+
+impl SkCipher for Clear {
+    fn iv_len(&self) -> usize {
+        8
+    }
+    fn icv_len(&self) -> usize {
+        0
+    }
+    fn block_size(&self) -> usize {
+        1
+    }
+    fn seal(&self, _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<(), CryptoError> {
+        Ok(())
+    }
+    fn open(&self, _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<(), CryptoError> {
+        Ok(())
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let ike = match udp_encap::classify(data) {
         Datagram::Ike(ike) => ike,
         _ => data,
     };
-    let Ok(message) = Message::parse(ike) else {
+    let bound = parse_allocation_bound(ike.len());
+    let (protected, peak) = counting::peak(|| Message::parse_protected(ike, &Clear).is_ok());
+    counting::assert_within("Message::parse_protected", ike.len(), peak, bound);
+    let (parsed, peak) = counting::peak(|| Message::parse(ike));
+    counting::assert_within("Message::parse", ike.len(), peak, bound);
+    let Ok(message) = parsed else {
+        assert!(
+            !protected,
+            "parse_protected took a message that parse refuses"
+        );
         return;
     };
     let mut first = Vec::new();

@@ -29,6 +29,17 @@ pub mod defaults {
     pub const LOOKUPS_PER_SECOND: u32 = 50;
     /// `dns.lookup_burst`: new IPSECKEY lookups in a burst.
     pub const LOOKUP_BURST: u32 = 100;
+    /// `dns.inbound_lookups_per_second`: lookups per second for peers that
+    /// start IKE with this host (a budget apart from this host's own flows).
+    pub const INBOUND_LOOKUPS_PER_SECOND: u32 = 50;
+    /// `dns.inbound_lookup_burst`.
+    pub const INBOUND_LOOKUP_BURST: u32 = 100;
+    /// `ike.half_open_per_source`: half-open IKE SAs from one address (IPv6: /64).
+    pub const HALF_OPEN_PER_SOURCE: usize = 32;
+    /// `ike.anonymous_limit`: anonymous (AUTH NULL) IKE SAs at most.
+    pub const ANONYMOUS_LIMIT: usize = 8192;
+    /// `ike.anonymous_per_source`: anonymous IKE SAs from one address (IPv6: /64).
+    pub const ANONYMOUS_PER_SOURCE: usize = 64;
     /// `dns.timeout`: how long one IPSECKEY lookup may take.
     pub const DNS_TIMEOUT: Duration = Duration::from_secs(1);
     /// `ike.timeout`: how long IKE_SA_INIT + IKE_AUTH may take before going clear.
@@ -123,6 +134,10 @@ pub struct DnsConfig {
     pub lookups_per_second: u32,
     /// New lookups in a burst.
     pub lookup_burst: u32,
+    /// New lookups per second for peers that start IKE with this host.
+    pub inbound_lookups_per_second: u32,
+    /// Their burst.
+    pub inbound_lookup_burst: u32,
 }
 
 /// `[ike]`.
@@ -149,6 +164,12 @@ pub struct IkeConfig {
     pub exchange_timeout: Duration,
     /// The ESP AEAD this host offers first (the other is offered second).
     pub esp_aead: EspAead,
+    /// Half-open IKE SAs from one source at most.
+    pub half_open_per_source: usize,
+    /// Anonymous IKE SAs at most (the idlest is evicted for a new one).
+    pub anonymous_limit: usize,
+    /// Anonymous IKE SAs from one source at most.
+    pub anonymous_per_source: usize,
 }
 
 /// `ike.esp_aead`: which AEAD the agent prefers for ESP. Both stay offered
@@ -341,6 +362,8 @@ impl Default for Config {
                 timeout: defaults::DNS_TIMEOUT,
                 lookups_per_second: defaults::LOOKUPS_PER_SECOND,
                 lookup_burst: defaults::LOOKUP_BURST,
+                inbound_lookups_per_second: defaults::INBOUND_LOOKUPS_PER_SECOND,
+                inbound_lookup_burst: defaults::INBOUND_LOOKUP_BURST,
             },
             ike: IkeConfig {
                 timeout: defaults::IKE_TIMEOUT,
@@ -353,6 +376,9 @@ impl Default for Config {
                 dpd_interval: defaults::DPD_INTERVAL,
                 exchange_timeout: defaults::EXCHANGE_TIMEOUT,
                 esp_aead: defaults::ESP_AEAD,
+                half_open_per_source: defaults::HALF_OPEN_PER_SOURCE,
+                anonymous_limit: defaults::ANONYMOUS_LIMIT,
+                anonymous_per_source: defaults::ANONYMOUS_PER_SOURCE,
             },
             hold: HoldConfig {
                 packets: defaults::HOLD_PACKETS,
@@ -512,6 +538,18 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
         raw.dns.lookup_burst,
         defaults::LOOKUP_BURST,
     );
+    cfg.dns.inbound_lookups_per_second = rate(
+        &mut c,
+        "dns.inbound_lookups_per_second",
+        raw.dns.inbound_lookups_per_second,
+        defaults::INBOUND_LOOKUPS_PER_SECOND,
+    );
+    cfg.dns.inbound_lookup_burst = rate(
+        &mut c,
+        "dns.inbound_lookup_burst",
+        raw.dns.inbound_lookup_burst,
+        defaults::INBOUND_LOOKUP_BURST,
+    );
 
     // [ike]
     let ike = raw.ike;
@@ -560,6 +598,21 @@ fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
             defaults::ESP_AEAD
         }),
     };
+    cfg.ike.half_open_per_source = c.positive(
+        "ike.half_open_per_source",
+        ike.half_open_per_source,
+        defaults::HALF_OPEN_PER_SOURCE,
+    );
+    cfg.ike.anonymous_limit = c.positive(
+        "ike.anonymous_limit",
+        ike.anonymous_limit,
+        defaults::ANONYMOUS_LIMIT,
+    );
+    cfg.ike.anonymous_per_source = c.positive(
+        "ike.anonymous_per_source",
+        ike.anonymous_per_source,
+        defaults::ANONYMOUS_PER_SOURCE,
+    );
     let shortest = cfg.ike.child_lifetime.min(cfg.ike.ike_lifetime);
     if cfg.ike.rekey_margin * 2 > shortest {
         c.fail(

@@ -36,6 +36,8 @@ pub(crate) struct RawDns {
     pub(crate) timeout: Option<String>,
     pub(crate) lookups_per_second: Option<usize>,
     pub(crate) lookup_burst: Option<usize>,
+    pub(crate) inbound_lookups_per_second: Option<usize>,
+    pub(crate) inbound_lookup_burst: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +53,9 @@ pub(crate) struct RawIke {
     pub(crate) dpd_interval: Option<String>,
     pub(crate) exchange_timeout: Option<String>,
     pub(crate) esp_aead: Option<String>,
+    pub(crate) half_open_per_source: Option<usize>,
+    pub(crate) anonymous_limit: Option<usize>,
+    pub(crate) anonymous_per_source: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

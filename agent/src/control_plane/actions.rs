@@ -121,6 +121,27 @@ impl ControlPlane {
                 peer_addr,
                 answer,
             } => self.answer_peer(now, SaHandle(request), peer_addr, answer),
+            Action::LookupAddress { name, addr, .. } => self.lookup_address(name, addr),
+            Action::IdentityChecked { request, result } => {
+                let sa = SaHandle(request);
+                let result = match result {
+                    Ok(dnssec) => {
+                        // The weaker of the key's and the name's DNSSEC status.
+                        if let Some(a) = self.attempts.get_mut(&sa) {
+                            a.dnssec &= dnssec;
+                        }
+                        if let Some(info) = self.sas.get_mut(&sa) {
+                            info.dnssec &= dnssec;
+                        }
+                        Ok(())
+                    }
+                    Err(refused) => {
+                        self.in_span(sa, || tracing::warn!("refusing the responder: {refused}"));
+                        Err(refused)
+                    }
+                };
+                self.endpoint.confirm_identity(now, sa, result);
+            }
             other => tracing::debug!("unhandled decision action {other:?}"),
         }
     }
@@ -167,6 +188,24 @@ impl ControlPlane {
         }
     }
 
+    /// Starts an A/AAAA lookup of an FQDN identity; the answer comes back on `addr_rx`.
+    fn lookup_address(&mut self, name: oemesh_core::ipseckey::DomainName, addr: IpAddr) {
+        let tx = self.addr_tx.clone();
+        let Some(resolver) = self.resolver.clone() else {
+            let failed = oemesh_core::oe::AddressResult::Failed {
+                reason: "no DNS resolver configured".to_owned(),
+            };
+            let _ = tx.send((name, addr, failed));
+            return;
+        };
+        tokio::spawn(async move {
+            let result = resolver
+                .lookup_addresses(&name.to_string(), addr.is_ipv4())
+                .await;
+            let _ = tx.send((name, addr, result));
+        });
+    }
+
     fn start_ike(
         &mut self,
         now: Instant,
@@ -178,18 +217,24 @@ impl ControlPlane {
     ) {
         let local = self.settings.address;
         let peer = match key {
-            PeerKey::Ed25519(k) => match Ed25519PublicKey::from_slice(&k) {
-                Ok(k) => PeerAuth::Ed25519(k),
-                Err(e) => {
-                    let reason = format!("the IPSECKEY is not a valid Ed25519 key: {e}");
-                    return self.machine.on_ike_result(
-                        now,
-                        dst,
-                        peer_addr,
-                        IkeResult::Failed { reason },
-                    );
+            PeerKey::Ed25519(keys) => {
+                let parsed: Result<Vec<_>, _> = keys
+                    .iter()
+                    .map(|k| Ed25519PublicKey::from_slice(k))
+                    .collect();
+                match parsed {
+                    Ok(keys) => PeerAuth::Ed25519(keys),
+                    Err(e) => {
+                        let reason = format!("an IPSECKEY is not a valid Ed25519 key: {e}");
+                        return self.machine.on_ike_result(
+                            now,
+                            dst,
+                            peer_addr,
+                            IkeResult::Failed { reason },
+                        );
+                    }
                 }
-            },
+            }
             PeerKey::Null => PeerAuth::Null,
         };
         if local.is_ipv4() != peer_addr.is_ipv4() {
@@ -223,6 +268,7 @@ impl ControlPlane {
                 span,
                 anonymous,
                 dnssec,
+                lookup_failed: false,
                 dst: Some(dst),
             },
         );
@@ -243,11 +289,26 @@ impl ControlPlane {
                 if let Some(info) = self.sas.get_mut(&sa) {
                     info.dnssec = dnssec;
                 }
-                keys.first()
-                    .and_then(|k| Ed25519PublicKey::from_slice(k).ok())
-                    .map(PeerAuth::Ed25519)
+                // Every published key is a candidate (a rollover has two).
+                let keys: Vec<Ed25519PublicKey> = keys
+                    .iter()
+                    .filter_map(|k| Ed25519PublicKey::from_slice(k).ok())
+                    .collect();
+                (!keys.is_empty()).then_some(PeerAuth::Ed25519(keys))
             }
-            PeerAnswer::Anonymous => Some(PeerAuth::Null),
+            PeerAnswer::Anonymous { lookup_failed } => {
+                if let Some(info) = self.sas.get_mut(&sa) {
+                    info.lookup_failed = lookup_failed;
+                }
+                if lookup_failed {
+                    self.in_span(sa, || {
+                        tracing::warn!(
+                            "accepting {peer_addr} as anonymous although the lookup of its key failed"
+                        );
+                    });
+                }
+                Some(PeerAuth::Null)
+            }
             PeerAnswer::Refuse { reason } => {
                 self.in_span(sa, || {
                     tracing::info!("refusing IKE from {peer_addr}: {reason}")

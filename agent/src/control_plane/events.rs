@@ -48,6 +48,7 @@ impl ControlPlane {
                         span,
                         anonymous: null_auth,
                         dnssec: false,
+                        lookup_failed: false,
                         dst: None,
                     },
                 );
@@ -78,6 +79,12 @@ impl ControlPlane {
                     );
                 });
             }
+            Event::ConfirmIdentity { sa, remote, name } => {
+                self.in_span(sa, || {
+                    tracing::debug!("{remote} signed as {name}: checking that it resolves there");
+                });
+                self.machine.on_identity_check(now, sa.0, remote.ip(), name);
+            }
             Event::ChildSaEstablished { sa, child } => {
                 let dst = self.install(sa, child, None, false);
                 self.child_established(now, sa, dst).await;
@@ -85,7 +92,9 @@ impl ControlPlane {
             Event::ChildSaRekeyed { sa, old, new } => {
                 let dst = self.dp.sas.inbound(old.inbound).map(|i| i.peer);
                 let dst = self.install(sa, new, dst, true);
-                self.machine.remember_private(now, dst);
+                if self.sas.get(&sa).is_some_and(|i| !i.anonymous) {
+                    self.machine.remember_private(now, dst);
+                }
                 self.in_span(sa, || {
                     tracing::info!("CHILD SA rekeyed (old inbound SPI {:#010x})", old.inbound);
                 });
@@ -106,7 +115,12 @@ impl ControlPlane {
                 }
             }
             Event::IkeSaRekeyed { sa } => {
-                if let Some(dst) = self.sas.get(&sa).and_then(|i| i.dst) {
+                if let Some(dst) = self
+                    .sas
+                    .get(&sa)
+                    .filter(|i| !i.anonymous)
+                    .and_then(|i| i.dst)
+                {
                     self.machine.remember_private(now, dst);
                 }
                 self.in_span(sa, || tracing::info!("IKE SA rekeyed"));
@@ -204,10 +218,10 @@ impl ControlPlane {
     /// The first CHILD SA of an IKE SA is in: the peer is private (nftables),
     /// and the machine decides `dst` (sending its held packets encrypted).
     async fn child_established(&mut self, now: Instant, sa: SaHandle, dst: IpAddr) {
-        let (anonymous, mut dnssec) = self
-            .sas
-            .get(&sa)
-            .map_or((true, false), |i| (i.anonymous, i.dnssec));
+        let (anonymous, mut dnssec, lookup_failed) =
+            self.sas.get(&sa).map_or((true, false, false), |i| {
+                (i.anonymous, i.dnssec, i.lookup_failed)
+            });
         let peer_addr = match self.attempts.remove(&sa) {
             Some(a) => {
                 dnssec = a.dnssec;
@@ -219,7 +233,11 @@ impl ControlPlane {
             now,
             dst,
             peer_addr,
-            IkeResult::Established { anonymous, dnssec },
+            IkeResult::Established {
+                anonymous,
+                dnssec,
+                lookup_failed,
+            },
         );
         // The held packets go out first (the machine's `Private` action), and
         // only then may the TUN loop seal new ones with this SA: in order.
@@ -229,7 +247,10 @@ impl ControlPlane {
         if let Some(out) = self.unpublished.remove(&dst) {
             self.dp.sas.publish(out);
         }
-        self.newly_private.push(dst);
+        self.ended_private.retain(|p| *p != dst);
+        if !self.newly_private.contains(&dst) {
+            self.newly_private.push(dst);
+        }
     }
 
     /// An SA of `peer` went away: if none is left, so is its private outcome
@@ -238,12 +259,15 @@ impl ControlPlane {
         if self.dp.sas.serves(peer) {
             return;
         }
+        self.machine.on_private_ended(Instant::now(), peer);
         if self.dp.outcomes.state(peer) == Some(oemesh_core::oe::State::Private) {
             self.dp.outcomes.remove(peer);
             tracing::info!("{peer}: no SA left → private ended; the next packet decides again");
         }
-        if let Err(e) = self.kernel.private_ended(peer).await {
-            tracing::error!("{peer}: removing from the private peers set: {e}");
+        // Out of the nftables set at the end of the round, with the others.
+        self.newly_private.retain(|p| *p != peer);
+        if !self.ended_private.contains(&peer) {
+            self.ended_private.push(peer);
         }
     }
 }

@@ -41,6 +41,9 @@ use crate::net::udp::UdpEndpoint;
 
 pub use replies::StatusInfo;
 
+/// An A/AAAA answer: the name, the address it must resolve to, the result.
+type AddressAnswer = (DomainName, IpAddr, oe::AddressResult);
+
 /// A control-socket request with the way back.
 pub type ControlRequest = (Request, oneshot::Sender<Reply>);
 
@@ -88,6 +91,8 @@ struct SaInfo {
     span: tracing::Span,
     anonymous: bool,
     dnssec: bool,
+    /// Anonymous, accepted although the lookup of its key failed.
+    lookup_failed: bool,
     /// The destination its CHILD SAs protect, once known.
     dst: Option<IpAddr>,
 }
@@ -113,6 +118,9 @@ pub struct ControlPlane {
     inputs: Inputs,
     dns_tx: mpsc::UnboundedSender<(DomainName, oe::DnsResult)>,
     dns_rx: mpsc::UnboundedReceiver<(DomainName, oe::DnsResult)>,
+    /// A/AAAA answers for FQDN identities: (name, address it must match, result).
+    addr_tx: mpsc::UnboundedSender<AddressAnswer>,
+    addr_rx: mpsc::UnboundedReceiver<AddressAnswer>,
     lookups: HashMap<DomainName, AbortHandle>,
     attempts: HashMap<SaHandle, Attempt>,
     sas: HashMap<SaHandle, SaInfo>,
@@ -135,6 +143,9 @@ pub struct ControlPlane {
     /// Peers that just became private, for the nftables set once the
     /// messages of this round are out.
     newly_private: Vec<IpAddr>,
+    /// Peers whose last SA just went, out of the nftables set at the end of
+    /// the round (a peer is in at most one of the two lists).
+    ended_private: Vec<IpAddr>,
 }
 
 impl ControlPlane {
@@ -152,6 +163,7 @@ impl ControlPlane {
         inputs: Inputs,
     ) -> ControlPlane {
         let (dns_tx, dns_rx) = mpsc::unbounded_channel();
+        let (addr_tx, addr_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
         ControlPlane {
             next_idle_scan: now + idle_scan_interval(settings.idle_timeout),
@@ -166,6 +178,8 @@ impl ControlPlane {
             inputs,
             dns_tx,
             dns_rx,
+            addr_tx,
+            addr_rx,
             lookups: HashMap::new(),
             attempts: HashMap::new(),
             sas: HashMap::new(),
@@ -179,6 +193,7 @@ impl ControlPlane {
             scratch: Vec::new(),
             unpublished: HashMap::new(),
             newly_private: Vec::new(),
+            ended_private: Vec::new(),
         }
     }
 
@@ -213,6 +228,9 @@ impl ControlPlane {
                 Some((name, result)) = self.dns_rx.recv() => {
                     self.lookups.remove(&name);
                     self.machine.on_dns_result(Instant::now(), &name, result);
+                }
+                Some((name, addr, result)) = self.addr_rx.recv() => {
+                    self.machine.on_address_result(Instant::now(), &name, addr, result);
                 }
                 Some(n) = self.inputs.notices.recv() => self.on_notice(n),
                 Some(u) = self.inputs.undecided.recv() => self.on_undecided(u).await,
@@ -270,13 +288,15 @@ impl ControlPlane {
             }
         }
         // After the messages above have left (the initiator's first ESP need
-        // not wait for it); one nftables transaction for the whole round.
+        // not wait for it): one nftables transaction each for the peers that
+        // became private and those whose last SA went, on the set worker.
         let newly_private = std::mem::take(&mut self.newly_private);
-        if !newly_private.is_empty()
-            && let Err(e) = self.kernel.private_all(&newly_private).await
-        {
-            let peers: Vec<String> = newly_private.iter().map(IpAddr::to_string).collect();
-            tracing::error!("adding {} to the private peers set: {e}", peers.join(", "));
+        if !newly_private.is_empty() {
+            self.kernel.private_all(&newly_private);
+        }
+        let ended = std::mem::take(&mut self.ended_private);
+        if !ended.is_empty() {
+            self.kernel.private_ended_all(&ended);
         }
         self.sync_metrics();
     }
@@ -461,6 +481,8 @@ impl ControlPlane {
                     packets,
                     since: now,
                 };
+                // The engine evicts the idlest anonymous SAs first.
+                self.endpoint.note_activity(now, sa);
             } else if now.saturating_duration_since(a.since) >= self.settings.idle_timeout {
                 let idle = self.settings.idle_timeout;
                 self.in_span(sa, || {
@@ -483,6 +505,20 @@ impl ControlPlane {
         self.last_counters = c;
         let stats = self.endpoint.stats();
         self.dp.metrics.set_ike_cookies_sent(stats.cookies_sent);
+        {
+            use crate::metrics::TrustEvent as T;
+            let m = &self.dp.metrics;
+            m.set_trust(T::WrongAddress, stats.wrong_address);
+            m.set_trust(T::HalfOpenSourceFull, stats.half_open_source_full);
+            m.set_trust(
+                T::IdentityRefused,
+                stats.identity_refused + c.identity_refused,
+            );
+            m.set_trust(T::InitialContactIgnored, stats.initial_contact_ignored);
+            m.set_trust(T::AnonymousEvicted, stats.anonymous_evicted);
+            m.set_trust(T::AnonymousLookupFailed, c.anonymous_lookup_failed);
+            m.set_trust(T::Downgrade, c.downgrades);
+        }
         let auth = stats.auth_failures;
         if auth > self.last_ike_auth_failures {
             self.dp

@@ -9,6 +9,11 @@
 //!
 //! Lifetime events (RFC 4303 byte/packet limits) seen by a worker go to the
 //! control plane as [`Notice`]s; it rekeys or deletes through the IKE engine.
+//!
+//! Writers (install, publish, remove) hold one `Mutex` that the data path never
+//! takes. It makes each shard's read-copy-update safe even if a second writer
+//! ever appeared, and guards a per-peer count of inbound halves, so that
+//! [`SaTable::serves`], asked on every SA removal, is a lookup, not a scan.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -239,11 +244,13 @@ impl<K: Eq + Hash + Clone + ShardKey, V: Clone> Shards<K, V> {
         self.shard(key).load().contains_key(key)
     }
 
-    fn insert(&self, key: K, value: V) {
+    /// Inserts, returning the value `key` had (callers hold the writer lock).
+    fn insert(&self, key: K, value: V) -> Option<V> {
         let shard = self.shard(&key);
         let mut map = HashMap::clone(&shard.load());
-        map.insert(key, value);
+        let old = map.insert(key, value);
         shard.store(Arc::new(map));
+        old
     }
 
     fn remove(&self, key: &K) -> Option<V> {
@@ -265,14 +272,31 @@ impl<K: Eq + Hash + Clone + ShardKey, V: Clone> Shards<K, V> {
         all
     }
 
-    fn any(&self, mut f: impl FnMut(&K, &V) -> bool) -> bool {
-        self.shards
-            .iter()
-            .any(|shard| shard.load().iter().any(|(k, v)| f(k, v)))
-    }
-
     fn len(&self) -> usize {
         self.shards.iter().map(|s| s.load().len()).sum()
+    }
+}
+
+/// What the writers keep beside the shards, under their lock.
+#[derive(Debug, Default)]
+struct Writers {
+    /// How many inbound halves each peer has in the table (`Inbound::peer`);
+    /// peers with none are absent.
+    inbound_per_peer: HashMap<IpAddr, usize>,
+}
+
+impl Writers {
+    fn added(&mut self, peer: IpAddr) {
+        *self.inbound_per_peer.entry(peer).or_default() += 1;
+    }
+
+    fn removed(&mut self, peer: IpAddr) {
+        if let Some(n) = self.inbound_per_peer.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.inbound_per_peer.remove(&peer);
+            }
+        }
     }
 }
 
@@ -281,6 +305,7 @@ impl<K: Eq + Hash + Clone + ShardKey, V: Clone> Shards<K, V> {
 pub struct SaTable {
     outbound: Shards<IpAddr, Arc<Outbound>>,
     inbound: Shards<u32, Arc<Inbound>>,
+    writers: Mutex<Writers>,
     notices: UnboundedSender<Notice>,
 }
 
@@ -290,6 +315,7 @@ impl SaTable {
         SaTable {
             outbound: Shards::new(),
             inbound: Shards::new(),
+            writers: Mutex::default(),
             notices,
         }
     }
@@ -330,22 +356,33 @@ impl SaTable {
             esp: Mutex::new(i.inbound),
             notices: self.notices.clone(),
         });
-        self.inbound.insert(inbound_spi, inb);
+        let mut writers = lock(&self.writers);
+        writers.added(inb.peer);
+        // SPIs are the engine's and unique; should one come back, the half it
+        // replaces no longer serves its peer.
+        if let Some(old) = self.inbound.insert(inbound_spi, inb) {
+            writers.removed(old.peer);
+        }
         if publish_outbound {
-            self.publish(out.clone());
+            self.outbound.insert(out.dst, out.clone());
         }
         out
     }
 
     /// Makes an outbound half from [`Self::install`] the one the data path uses.
     pub fn publish(&self, out: Arc<Outbound>) {
+        let _writers = lock(&self.writers);
         self.outbound.insert(out.dst, out);
     }
 
     /// Removes the inbound SA `spi` and, if it is the pair of the current
     /// outbound SA of its destination, that one too. Returns what was removed.
     pub fn remove_pair(&self, inbound_spi: u32) -> (Option<Arc<Inbound>>, Option<Arc<Outbound>>) {
+        let mut writers = lock(&self.writers);
         let inb = self.inbound.remove(&inbound_spi);
+        if let Some(i) = &inb {
+            writers.removed(i.peer);
+        }
         // The pair's outbound half is under the inbound half's peer; without
         // the inbound half, look through all of them.
         let dst = match &inb {
@@ -365,9 +402,11 @@ impl SaTable {
         (inb, removed_out)
     }
 
-    /// Whether any SA (either direction) still serves `peer`.
+    /// Whether any SA (either direction) still serves `peer`: a published
+    /// outbound half to it, or an inbound half from it. Two lookups, however
+    /// many SAs there are (the control plane asks on every SA removal).
     pub fn serves(&self, peer: IpAddr) -> bool {
-        self.outbound.contains(&peer) || self.inbound.any(|_, i| i.peer == peer)
+        self.outbound.contains(&peer) || lock(&self.writers).inbound_per_peer.contains_key(&peer)
     }
 
     /// Every inbound SA (for counters and idle checks).
@@ -583,5 +622,85 @@ mod tests {
         assert!(i.is_none() && o.is_none());
         assert_eq!(table.len(), (n as usize - 1, n as usize - 1));
         assert_eq!(table.inbound_all().len(), n as usize - 1);
+    }
+
+    /// `serves` as it was first written: a scan of every inbound half.
+    fn serves_by_scan(table: &SaTable, peer: IpAddr) -> bool {
+        table.outbound.contains(&peer) || table.inbound_all().iter().any(|i| i.peer == peer)
+    }
+
+    #[test]
+    fn serves_agrees_with_a_scan_under_random_installs_and_removals() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let key = KeyAndSalt::from_slice(&[7u8; 36]).unwrap();
+        let local: IpAddr = "192.0.2.1".parse().unwrap();
+        // Six peers that come and go, and one that never has an SA.
+        let peers: Vec<IpAddr> = (10..17u8).map(|i| IpAddr::from([192, 0, 2, i])).collect();
+        for seed in [1u64, 0x5eed, 0xdead_beef, 42_424_242] {
+            let table = SaTable::new(tx.clone());
+            let mut rng = seed;
+            let mut next = |n: u64| {
+                // xorshift64: a fixed sequence per seed.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % n
+            };
+            let mut unpublished: Vec<Arc<Outbound>> = Vec::new();
+            for step in 0..3000 {
+                // 24 SPIs for ~6 live pairs: removals often miss, and now and
+                // then an install reuses a live SPI (replacing that half).
+                let spi = 1 + u32::try_from(next(24)).unwrap();
+                match next(8) {
+                    0..=3 => {
+                        let dst = peers[usize::try_from(next(6)).unwrap()];
+                        let (outbound, inbound) = pair(spi, 1000 + spi, &key);
+                        let out = table.install(
+                            Install {
+                                sa: SaHandle(u64::from(spi)),
+                                dst,
+                                outbound,
+                                inbound,
+                                local_ts: vec![AddrSelector::host(local)],
+                                remote_ts: vec![AddrSelector::host(dst)],
+                                local: SocketAddr::new(local, 4500),
+                                remote: SocketAddr::new(dst, 4500),
+                            },
+                            next(2) == 0,
+                        );
+                        if table.outbound(dst).is_none_or(|o| !Arc::ptr_eq(&o, &out)) {
+                            unpublished.push(out);
+                        }
+                    }
+                    4 if !unpublished.is_empty() => {
+                        let i = usize::try_from(next(unpublished.len() as u64)).unwrap();
+                        table.publish(unpublished.swap_remove(i));
+                    }
+                    _ => {
+                        table.remove_pair(spi);
+                    }
+                }
+                for &peer in &peers {
+                    assert_eq!(
+                        table.serves(peer),
+                        serves_by_scan(&table, peer),
+                        "seed {seed:#x}, step {step}, peer {peer}"
+                    );
+                }
+            }
+            // Emptied, the table keeps no count behind.
+            for spi in 1..=24 {
+                table.remove_pair(spi);
+            }
+            let outbound_left = table.outbound_all();
+            assert!(table.inbound_all().is_empty());
+            assert!(lock(&table.writers).inbound_per_peer.is_empty());
+            for peer in &peers {
+                assert_eq!(
+                    table.serves(*peer),
+                    outbound_left.iter().any(|o| o.dst == *peer)
+                );
+            }
+        }
     }
 }

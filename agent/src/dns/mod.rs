@@ -349,12 +349,95 @@ impl KeyResolver {
     }
 }
 
+impl KeyResolver {
+    /// Looks up the A (`v4`) or AAAA records of `owner`, an FQDN identity that
+    /// must resolve to its peer's address (core's `trust` rule), through the
+    /// pool. CNAMEs are followed by the server; every address of the type in
+    /// the answer counts.
+    pub async fn lookup_addresses(&self, owner: &str, v4: bool) -> oe::AddressResult {
+        let name = match Name::from_ascii(owner) {
+            Ok(n) => n,
+            Err(e) => {
+                return oe::AddressResult::Failed {
+                    reason: format!("name {owner}: {e}"),
+                };
+            }
+        };
+        let rtype = if v4 { RecordType::A } else { RecordType::AAAA };
+        let mut options = DnsRequestOptions::default();
+        options.use_edns = true;
+        options.edns_set_dnssec_ok = true;
+        options.recursion_desired = true;
+        let request = DnsRequest::new(query_of(name, rtype), options);
+        let sent = async {
+            use futures_util::StreamExt;
+            let mut responses = self.pool.send(request);
+            responses.next().await
+        };
+        let failed = |reason: String| oe::AddressResult::Failed { reason };
+        match tokio::time::timeout(self.timeout, sent).await {
+            Err(_) => failed(LookupFailure::Timeout(self.timeout).to_string()),
+            Ok(None) => failed("no response".into()),
+            Ok(Some(Ok(response))) => classify_addresses(&response),
+            Ok(Some(Err(e))) => match classify_error(e) {
+                KeyLookup::NxDomain { .. } => oe::AddressResult::NoRecords {
+                    kind: oe::NoRecord::Nxdomain,
+                },
+                KeyLookup::NoData { .. } => oe::AddressResult::NoRecords {
+                    kind: oe::NoRecord::Nodata,
+                },
+                other => failed(other.reason()),
+            },
+        }
+    }
+}
+
+/// The addresses in an A/AAAA answer, with its AD bit.
+fn classify_addresses(response: &Message) -> oe::AddressResult {
+    match response.metadata.response_code {
+        ResponseCode::NoError => {}
+        ResponseCode::NXDomain => {
+            return oe::AddressResult::NoRecords {
+                kind: oe::NoRecord::Nxdomain,
+            };
+        }
+        other => {
+            return oe::AddressResult::Failed {
+                reason: rcode_name(other),
+            };
+        }
+    }
+    let addrs: Vec<IpAddr> = response
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect();
+    if addrs.is_empty() {
+        return oe::AddressResult::NoRecords {
+            kind: oe::NoRecord::Nodata,
+        };
+    }
+    oe::AddressResult::Addresses {
+        addrs,
+        dnssec_validated: response.metadata.authentic_data,
+    }
+}
+
 /// An IPSECKEY query for `name` with RD, AD and EDNS DO (see the module docs).
 fn query_message(name: Name) -> Message {
+    query_of(name, RecordType::from(IPSECKEY))
+}
+
+/// A query of `rtype` at `name` with RD, AD and EDNS DO.
+fn query_of(name: Name, rtype: RecordType) -> Message {
     let mut message = Message::query();
     message.metadata.recursion_desired = true;
     message.metadata.authentic_data = true;
-    message.add_query(Query::query(name, RecordType::from(IPSECKEY)));
+    message.add_query(Query::query(name, rtype));
     let mut edns = Edns::new();
     edns.set_dnssec_ok(true)
         .set_max_payload(MAX_UDP_ANSWER as u16);

@@ -96,9 +96,12 @@ impl Enforcer {
         self.update(SetOp::Add, peers)
     }
 
-    /// A peer's last SA went away: accept its cleartext again. Idempotent.
-    pub fn remove_private_peer(&self, peer: IpAddr) -> Result<(), NftError> {
-        self.update(SetOp::Delete, &[peer])
+    /// Peers whose last SA went away: accept their cleartext again, in one
+    /// transaction (each commit can wait for an RCU grace period, milliseconds:
+    /// one per peer would stall the control plane when many SAs end at once,
+    /// e.g. anonymous SAs evicted under a flood). Idempotent.
+    pub fn remove_private_peers(&self, peers: &[IpAddr]) -> Result<(), NftError> {
+        self.update(SetOp::Delete, peers)
     }
 
     fn update(&self, op: SetOp, peers: &[IpAddr]) -> Result<(), NftError> {

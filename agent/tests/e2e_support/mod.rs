@@ -314,3 +314,26 @@ pub(crate) fn assert_marker_absent(packets: &[Packet], marker: &[u8]) {
         leaks.join("\n")
     );
 }
+
+/// The agent's Prometheus text exposition, read in its namespace.
+pub(crate) fn scrape_metrics(host: &Host) -> String {
+    host.netns()
+        .run(|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect("127.0.0.1:9618")?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })
+        .unwrap_or_else(|e| panic!("{}: entering the namespace: {e}", host.name()))
+        .unwrap_or_else(|e| panic!("{}: metrics: {e}", host.name()))
+}
+
+/// One counter from the agent's metrics: `name` with its labels, as printed.
+pub(crate) fn metric(host: &Host, name: &str) -> u64 {
+    let text = scrape_metrics(host);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+}

@@ -120,6 +120,12 @@ const SERVFAIL_PORT: u16 = 5354;
 impl Servfail {
     /// Starts the server and the redirect.
     pub(crate) fn start(net: &Testnet) -> Result<Servfail> {
+        Self::start_for(net, None)
+    }
+
+    /// Starts the server and the redirect, for queries from `only` if given
+    /// (the others still reach BIND).
+    pub(crate) fn start_for(net: &Testnet, only: Option<IpAddr>) -> Result<Servfail> {
         let dns = net.dns();
         let socket = dns
             .netns()
@@ -146,7 +152,8 @@ impl Servfail {
         nft(
             dns.netns(),
             &format!(
-                "table ip {SERVFAIL_TABLE} {{\n  chain pre {{\n    type nat hook prerouting priority dstnat;\n    udp dport 53 redirect to :{SERVFAIL_PORT}\n  }}\n}}\n"
+                "table ip {SERVFAIL_TABLE} {{\n  chain pre {{\n    type nat hook prerouting priority dstnat;\n    {from}udp dport 53 redirect to :{SERVFAIL_PORT}\n  }}\n}}\n",
+                from = only.map(|a| format!("ip saddr {a} ")).unwrap_or_default(),
             ),
         )?;
         Ok(Servfail {
@@ -179,42 +186,15 @@ impl Drop for Servfail {
 }
 
 /// Sends one IPv4/UDP datagram with a forged source address from a raw socket
-/// inside `ns` (IP_HDRINCL: the kernel fills in the IP checksum and ID).
+/// inside `ns` (the test kit's attacker does the writing).
 pub(crate) fn send_spoofed_udp(
     ns: &Netns,
     src: SocketAddrV4,
     dst: SocketAddrV4,
     payload: &[u8],
 ) -> Result<()> {
-    let packet = ipv4_udp(src, dst, payload);
-    ns.run(move || -> Result<()> {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))
-            .context("raw socket (IPPROTO_RAW)")?;
-        socket
-            .send_to(&packet, &SocketAddr::V4(dst).into())
-            .context("sending the forged datagram")?;
-        Ok(())
-    })?
-}
-
-/// An IPv4 header (checksum left to the kernel) and a UDP header (checksum 0:
-/// none, allowed over IPv4) around `payload`.
-fn ipv4_udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
-    let udp_len = u16::try_from(8 + payload.len()).expect("small payload");
-    let total = 20 + udp_len;
-    let mut p = Vec::with_capacity(usize::from(total));
-    p.extend_from_slice(&[0x45, 0]);
-    p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-    p.extend_from_slice(&src.ip().octets());
-    p.extend_from_slice(&dst.ip().octets());
-    p.extend_from_slice(&src.port().to_be_bytes());
-    p.extend_from_slice(&dst.port().to_be_bytes());
-    p.extend_from_slice(&udp_len.to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(payload);
-    p
+    let payload = payload.to_vec();
+    ns.run(move || oemesh_testkit::attacker::send_spoofed_udp(src, dst, &payload))?
 }
 
 /// `host`'s IPv4 address.

@@ -31,7 +31,7 @@ pub use aead::{
 use subtle::ConstantTimeEq;
 
 /// What went wrong in a cryptographic operation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum CryptoError {
     /// The AEAD tag (ICV) did not verify: the data was modified or the key is wrong.
@@ -60,6 +60,15 @@ pub enum CryptoError {
     /// The Ed25519 public key is not a valid curve point.
     #[error("invalid Ed25519 public key")]
     InvalidPublicKey,
+    /// The Ed25519 public key is a point of small order: signatures can verify
+    /// under it for any message, so strict verification refuses it (RFC 8032
+    /// §5.1.7 with the checks of "Taming the many EdDSAs").
+    #[error("Ed25519 public key is a small-order point (it would vouch for any message)")]
+    SmallOrderPublicKey,
+    /// The Ed25519 public key is a non-canonical encoding of its point (RFC 8032
+    /// §5.1.3: `y ≥ p`, or `x = 0` with the sign bit set).
+    #[error("Ed25519 public key is not canonically encoded (RFC 8032 §5.1.3)")]
+    NonCanonicalPublicKey,
     /// The signature did not verify.
     #[error("signature verification failed")]
     BadSignature,

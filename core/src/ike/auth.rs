@@ -14,14 +14,15 @@
 //! response) and nothing is sent. A responder that cannot authenticate the
 //! initiator answers N(AUTHENTICATION_FAILED) and forgets the SA (§2.21.2).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use rand_core::RngCore;
 
 use crate::ike::child_sa::{self, Child, ChildParams};
 use crate::ike::endpoint::{
-    ChildSpis, Endpoint, Event, Failure, LocalAuth, PeerAuth, PeerAuthenticated, TrafficSelectors,
+    ChildSpis, Config, Endpoint, Event, Failure, LocalAuth, MAX_PEER_KEYS, PeerAuth,
+    PeerAuthenticated, TrafficSelectors,
 };
 use crate::ike::error::RequestError;
 use crate::ike::keys::{Side, SkP, null_auth, signed_octets, verify_null_auth};
@@ -31,6 +32,7 @@ use crate::ike::message::{
 use crate::ike::sa::{IkeCrypto, IkeSa, Request, State};
 use crate::ike::sa_init::InitSent;
 use crate::ike::{proposal, ts};
+use crate::trust::{self, Binding, IdentityRefused};
 
 /// Initiator: IKE_AUTH sent.
 #[derive(Debug)]
@@ -50,6 +52,15 @@ pub(crate) struct AuthSent {
 pub(crate) struct InitiatorAuthorize {
     pub(crate) sent: AuthSent,
     pub(crate) response: Message,
+}
+
+/// Initiator: the responder's AUTH verified under an FQDN identity, held for
+/// [`Endpoint::confirm_identity`] (the name must resolve to its address).
+#[derive(Debug)]
+pub(crate) struct InitiatorConfirm {
+    pub(crate) sent: AuthSent,
+    pub(crate) response: Message,
+    pub(crate) how: PeerAuthenticated,
 }
 
 /// Responder: IKE_SA_INIT answered.
@@ -112,10 +123,25 @@ fn verify_auth(
 ) -> Result<PeerAuthenticated, String> {
     let octets = signed_octets(real_message, own_nonce, sk_p, &id_body(id));
     match (peer, auth.method) {
-        (PeerAuth::Ed25519(key), AuthMethod::DIGITAL_SIGNATURE) => key
-            .verify_auth_data(&octets, &auth.data)
-            .map(|()| PeerAuthenticated::Ed25519)
-            .map_err(|e| format!("Ed25519 AUTH of {id:?}: {e}")),
+        (PeerAuth::Ed25519(keys), AuthMethod::DIGITAL_SIGNATURE) => {
+            // Every published key is a candidate (a rollover publishes two);
+            // at most MAX_PEER_KEYS signature checks per message.
+            let mut last = None;
+            for key in keys.iter().take(MAX_PEER_KEYS) {
+                match key.verify_auth_data(&octets, &auth.data) {
+                    Ok(()) => return Ok(PeerAuthenticated::Ed25519),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(match (last, keys.len()) {
+                (None, _) => format!("no key to check the Ed25519 AUTH of {id:?} against"),
+                (Some(e), 1) => format!("Ed25519 AUTH of {id:?}: {e}"),
+                (Some(e), n) => format!(
+                    "Ed25519 AUTH of {id:?} verifies with none of its {} published keys: {e}",
+                    n.min(MAX_PEER_KEYS)
+                ),
+            })
+        }
         (PeerAuth::Null, AuthMethod::NULL) => {
             if verify_null_auth(sk_p, &octets, &auth.data) {
                 Ok(PeerAuthenticated::Null)
@@ -139,10 +165,25 @@ fn ts_of(m: &Message, ty: PayloadType) -> Option<Vec<crate::ike::message::AddrSe
     }
 }
 
-fn local_id(auth: &LocalAuth, id: &Identity) -> Identity {
-    match auth {
-        LocalAuth::Null => Identity::Null,
-        LocalAuth::Ed25519(_) => id.clone(),
+/// This host's IDi/IDr on an IKE SA whose local address is `sa_local`: with
+/// an address identity, the address the SA is on (peers bind the ID to the
+/// address IKE comes from, [`crate::trust`], so a dual-stack host that
+/// answers on IPv6 speaks as its IPv6 address); an FQDN as configured;
+/// ID_NULL with AUTH NULL. With `id_is_sa_address` off, `local_id` as it is.
+fn local_id(config: &Config, sa_local: IpAddr) -> Identity {
+    match (&config.local_auth, &config.local_id) {
+        // As configured, whatever it is (a test's lying peer).
+        (_, id) if !config.id_is_sa_address => id.clone(),
+        (LocalAuth::Null, _) => Identity::Null,
+        (LocalAuth::Ed25519(_), Identity::Ipv4(_) | Identity::Ipv6(_))
+            if config.id_is_sa_address && !sa_local.is_unspecified() =>
+        {
+            match sa_local.to_canonical() {
+                IpAddr::V4(a) => Identity::Ipv4(a),
+                IpAddr::V6(a) => Identity::Ipv6(a),
+            }
+        }
+        (LocalAuth::Ed25519(_), id) => id.clone(),
     }
 }
 
@@ -159,7 +200,7 @@ impl Endpoint {
         let Some(crypto) = sa.crypto.as_ref() else {
             return;
         };
-        let id = local_id(&self.config.local_auth, &self.config.local_id);
+        let id = local_id(&self.config, sa.local.ip());
         let auth = own_auth(
             &self.config.local_auth,
             &crypto.sk_pi,
@@ -168,14 +209,20 @@ impl Endpoint {
             &id,
         );
         let child_spi = self.new_child_spi();
-        let payloads = vec![
-            Payload::IdI(id),
-            Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, Vec::new())),
+        let mut payloads = Vec::with_capacity(6);
+        payloads.push(Payload::IdI(id));
+        if self.config.initial_contact {
+            payloads.push(Payload::Notify(Notify::new(
+                NotifyType::INITIAL_CONTACT,
+                Vec::new(),
+            )));
+        }
+        payloads.extend([
             Payload::Auth(auth),
             Payload::Sa(proposal::esp_offer(&self.config.esp_algs, child_spi, false)),
             Payload::TsI(ts::to_payload(&init.ts.local)),
             Payload::TsR(ts::to_payload(&init.ts.remote)),
-        ];
+        ]);
         let timer = self.request_timer(now, Some(init.deadline));
         let t = sa.send_request(ExchangeType::IKE_AUTH, &payloads, Request::Handshake, timer);
         self.out.transmits.push_back(t);
@@ -195,7 +242,7 @@ impl Endpoint {
         &mut self,
         now: Instant,
         sa: &mut IkeSa,
-        sent: Box<AuthSent>,
+        sent: AuthSent,
         response: Message,
     ) -> Result<(), Failure> {
         sa.outstanding = None;
@@ -212,7 +259,7 @@ impl Endpoint {
             return Err(Failure::Protocol("IKE_AUTH response without IDr".into()));
         };
         match sent.peer.clone() {
-            Some(peer) => self.finish_initiator(now, sa, *sent, response, peer),
+            Some(peer) => self.finish_initiator(now, sa, sent, response, peer),
             None => {
                 let null_auth = matches!(response.payload(PayloadType::AUTH), Some(Payload::Auth(a)) if a.method == AuthMethod::NULL);
                 self.out.events.push_back(Event::AuthorizePeer {
@@ -221,10 +268,8 @@ impl Endpoint {
                     id: id.clone(),
                     null_auth,
                 });
-                sa.state = State::InitiatorAuthorize(Box::new(InitiatorAuthorize {
-                    sent: *sent,
-                    response,
-                }));
+                sa.state =
+                    State::InitiatorAuthorize(Box::new(InitiatorAuthorize { sent, response }));
                 Ok(())
             }
         }
@@ -271,12 +316,80 @@ impl Endpoint {
                 return fail(self, Failure::AuthenticationFailed(reason));
             }
         };
-        let child = match self.initiator_child(sa, &sent, &response, crypto) {
+        // The trust rule (crate::trust): IDr must be the address IKE went to,
+        // or a name the caller confirms resolves to it.
+        match trust::bind(id, sa.remote.ip(), how == PeerAuthenticated::Null) {
+            Ok(Binding::Address | Binding::Anonymous) => {}
+            Ok(Binding::Fqdn(name)) => {
+                sa.peer_id = Some(id.clone());
+                self.out.events.push_back(Event::ConfirmIdentity {
+                    sa: sa.handle,
+                    remote: sa.remote,
+                    name,
+                });
+                sa.state = State::InitiatorConfirm(Box::new(InitiatorConfirm {
+                    sent,
+                    response,
+                    how,
+                }));
+                return Ok(());
+            }
+            Err(refused) => {
+                self.out.stats.identity_refused += 1;
+                self.send_delete_ike_once(sa);
+                return fail(self, Failure::IdentityRefused(refused));
+            }
+        }
+        self.finish_initiator_child(now, sa, sent, &response, how)
+    }
+
+    /// Initiator: the caller's answer to [`Event::ConfirmIdentity`].
+    pub(crate) fn confirmed(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        held: InitiatorConfirm,
+        result: Result<(), IdentityRefused>,
+    ) -> Result<(), Failure> {
+        let InitiatorConfirm {
+            sent,
+            response,
+            how,
+        } = held;
+        if let Err(refused) = result {
+            self.out.stats.identity_refused += 1;
+            self.release_child_spi(sent.child_spi);
+            self.send_delete_ike_once(sa);
+            return Err(Failure::IdentityRefused(refused));
+        }
+        self.finish_initiator_child(now, sa, sent, &response, how)
+    }
+
+    /// Initiator: the responder is authenticated and bound to its address:
+    /// install the first CHILD SA.
+    fn finish_initiator_child(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        sent: AuthSent,
+        response: &Message,
+        how: PeerAuthenticated,
+    ) -> Result<(), Failure> {
+        let Some(Payload::IdR(id)) = response.payload(PayloadType::IDR) else {
+            self.release_child_spi(sent.child_spi);
+            return Err(Failure::Protocol("IKE_AUTH response without IDr".into()));
+        };
+        let Some(crypto) = sa.crypto.as_ref() else {
+            self.release_child_spi(sent.child_spi);
+            return Err(Failure::Protocol("no keys".into()));
+        };
+        let child = match self.initiator_child(sa, &sent, response, crypto) {
             Ok(c) => c,
             Err(reason) => {
                 // The IKE SA is authenticated but useless without its CHILD SA: delete it.
+                self.release_child_spi(sent.child_spi);
                 self.send_delete_ike_once(sa);
-                return fail(self, Failure::PeerRefused(reason));
+                return Err(Failure::PeerRefused(reason));
             }
         };
         sa.peer_id = Some(id.clone());
@@ -345,6 +458,8 @@ impl Endpoint {
         sa.state = State::Established;
         sa.announced = true;
         sa.last_heard = now;
+        sa.last_active = now;
+        sa.peer_auth = Some(how);
         self.schedule_ike_rekey(now, sa);
         self.out.stats.established += 1;
         self.out.events.push_back(Event::IkeSaEstablished {
@@ -443,7 +558,16 @@ impl Endpoint {
                 return refuse(self, sa);
             }
         };
-        let my_id = local_id(&self.config.local_auth, &self.config.local_id);
+        // The trust rule again, whatever the caller said: an address ID must
+        // be the address the IKE SA is pinned to (an FQDN the caller checked).
+        if trust::bind(id, sa.remote.ip(), how == PeerAuthenticated::Null).is_err() {
+            self.out.stats.identity_refused += 1;
+            return refuse(self, sa);
+        }
+        if how == PeerAuthenticated::Null {
+            self.make_room_for_anonymous(sa.remote.ip());
+        }
+        let my_id = local_id(&self.config, sa.local.ip());
         let my_auth = own_auth(
             &self.config.local_auth,
             &crypto.sk_pr,
@@ -464,9 +588,14 @@ impl Endpoint {
         let t = sa.send_response(ExchangeType::IKE_AUTH, msg_id, &payloads);
         self.out.transmits.push_back(t);
         sa.peer_id = Some(id.clone());
-        let initial_contact = request.notify(NotifyType::INITIAL_CONTACT).is_some();
-        if initial_contact && *id != Identity::Null {
-            self.replace_peer(id, sa.id);
+        // §2.4: INITIAL_CONTACT replaces the SAs of the same authenticated
+        // identity at the same address; an anonymous peer replaces nothing.
+        if request.notify(NotifyType::INITIAL_CONTACT).is_some() {
+            if how == PeerAuthenticated::Ed25519 {
+                self.replace_peer(sa.remote.ip(), id, sa.id);
+            } else {
+                self.out.stats.initial_contact_ignored += 1;
+            }
         }
         self.establish(now, sa, how);
         if let Ok((child, _)) = child {

@@ -558,6 +558,7 @@ impl Endpoint {
             false,
         ));
         new.peer_id = sa.peer_id.clone();
+        new.inherit(sa);
         let payloads = vec![
             Payload::Sa(answer),
             Payload::Nonce(Nonce(nr.clone())),
@@ -706,6 +707,7 @@ impl Endpoint {
             true,
         ));
         new.peer_id = sa.peer_id.clone();
+        new.inherit(sa);
         Ok(new)
     }
 
@@ -716,6 +718,7 @@ impl Endpoint {
         new.children = std::mem::take(&mut old.children);
         new.queue = std::mem::take(&mut old.queue);
         new.peer_id = old.peer_id.clone();
+        new.inherit(old);
         new.announced = old.announced;
         new.state = State::Established;
         new.last_heard = now;

@@ -53,7 +53,7 @@ impl Endpoint {
                 else {
                     return Fate::Keep;
                 };
-                match self.on_auth_response(now, sa, sent, message) {
+                match self.on_auth_response(now, sa, *sent, message) {
                     Ok(()) => Fate::Keep,
                     Err(reason) => self.fail(sa, reason),
                 }
@@ -81,9 +81,11 @@ impl Endpoint {
                 }
             }
             // The caller is deciding; a retransmission changes nothing.
-            State::InitiatorAuthorize(_) | State::ResponderAuthorize(_) => Fate::Keep,
+            State::InitiatorAuthorize(_)
+            | State::InitiatorConfirm(_)
+            | State::ResponderAuthorize(_) => Fate::Keep,
             State::Established | State::Retiring { .. } => {
-                self.on_protected(now, sa, bytes, response)
+                self.on_protected(now, sa, remote, bytes, response)
             }
         }
     }
@@ -111,11 +113,22 @@ impl Endpoint {
     }
 
     /// An exchange on an established (or retiring) IKE SA.
-    fn on_protected(&mut self, now: Instant, sa: &mut IkeSa, bytes: &[u8], response: bool) -> Fate {
+    fn on_protected(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        remote: SocketAddr,
+        bytes: &[u8],
+        response: bool,
+    ) -> Fate {
         let Some(message) = self.open(sa, bytes) else {
             return Fate::Keep;
         };
         sa.last_heard = now;
+        // §2.23: behind a NAT, the peer's port may change (a rebinding); an
+        // authenticated message says where it is now. `handle` admitted the
+        // address: it is the one of IKE_SA_INIT.
+        sa.remote = remote;
         let id = message.header.message_id;
         if response {
             if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(id) {

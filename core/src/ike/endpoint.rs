@@ -46,6 +46,8 @@ use crate::ike::sa::{IkeSa, Queued, Request, State};
 use crate::ike::sa_init::{InitSent, NONCE_LEN};
 use crate::ike::timers::sa_timeout;
 use crate::ike::ts::TsPolicy;
+use crate::ipseckey::DomainName;
+use crate::trust::IdentityRefused;
 
 /// How this host proves who it is.
 #[derive(Debug)]
@@ -61,15 +63,30 @@ pub enum LocalAuth {
     Null,
 }
 
+/// The most keys tried for one peer's AUTH (its usable IPSECKEYs, §2.15): a
+/// rollover publishes two, and a bound keeps a peer with many records from
+/// costing many signature checks per IKE_AUTH.
+pub const MAX_PEER_KEYS: usize = 8;
+
 /// How to authenticate the peer, as the caller decided (from DNS and policy).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PeerAuth {
-    /// The peer must sign with this Ed25519 key (its IPSECKEY).
-    Ed25519(Ed25519PublicKey),
+    /// The peer must sign with one of these Ed25519 keys (its IPSECKEYs, in the
+    /// order to try them; only the first [`MAX_PEER_KEYS`] are tried), so that
+    /// a peer that rolled over to its new key while its old one is still
+    /// published authenticates with either.
+    Ed25519(Vec<Ed25519PublicKey>),
     /// The peer may authenticate with AUTH NULL (anonymous). A signature that
     /// comes without a key to check it against is refused.
     Null,
+}
+
+impl PeerAuth {
+    /// The peer must sign with `key`, its one published key.
+    pub fn ed25519(key: Ed25519PublicKey) -> Self {
+        PeerAuth::Ed25519(vec![key])
+    }
 }
 
 /// Endpoint configuration.
@@ -99,6 +116,15 @@ pub struct Config {
     pub cookie_threshold: usize,
     /// Half-open IKE SAs at most; further requests are dropped and counted.
     pub half_open_limit: usize,
+    /// Half-open IKE SAs at most from one source (an IPv4 address, an IPv6
+    /// /64), so that one source cannot fill `half_open_limit`; default 32.
+    pub half_open_per_source: usize,
+    /// Established anonymous (AUTH NULL) IKE SAs this host answered, at most;
+    /// a new one beyond evicts the idlest (default 8192).
+    pub anonymous_limit: usize,
+    /// The same, from one source (an IPv4 address, an IPv6 /64); a new one
+    /// beyond evicts that source's idlest (default 64: hosts behind one NAT).
+    pub anonymous_per_source: usize,
     /// How long a responder keeps a half-open IKE SA (and one awaiting `authorize`).
     pub half_open_timeout: Duration,
     /// Rekey the IKE SA after this long (hard limit: 1.1x).
@@ -118,12 +144,24 @@ pub struct Config {
     pub pfs: bool,
     /// How the responder narrows traffic selectors (§2.9); default host to host.
     pub responder_ts: TsPolicy,
+    /// Send N(INITIAL_CONTACT) in IKE_AUTH (§2.4): this host has no other IKE
+    /// SA with the peer, which may forget the ones it still has (default true;
+    /// a responder honours it only from a peer that signed).
+    pub initial_contact: bool,
+    /// With an address identity (`local_id` an ID_IPV4_ADDR or ID_IPV6_ADDR),
+    /// send the address the IKE SA is on instead, as peers bind the ID to the
+    /// address IKE comes from ([`crate::trust`]): a dual-stack host answering
+    /// on its other family speaks as that address (default true; false sends
+    /// `local_id` as it is, even with AUTH NULL, which only a test of a lying
+    /// peer wants).
+    pub id_is_sa_address: bool,
 }
 
 impl Config {
     /// Defaults for the given credential and identity: both AEADs (AES-256-GCM
     /// first), ports 500/4500, forced UDP encapsulation, cookies above 64 half-open
-    /// SAs, a limit of 4096, 5 s half-open timeout, IKE SAs rekeyed every 4 h,
+    /// SAs, a limit of 4096 (32 per source), 8192 anonymous SAs (64 per source),
+    /// 5 s half-open timeout, IKE SAs rekeyed every 4 h,
     /// CHILD SAs every hour or 2^30 bytes (soft 90 %).
     pub fn new(local_auth: LocalAuth, local_id: Identity) -> Self {
         let hour = Duration::from_secs(3600);
@@ -140,6 +178,9 @@ impl Config {
             retransmit: RetransmitConfig::default(),
             cookie_threshold: 64,
             half_open_limit: 4096,
+            half_open_per_source: 32,
+            anonymous_limit: 8192,
+            anonymous_per_source: 64,
             half_open_timeout: Duration::from_secs(5),
             ike_lifetime: 4 * hour,
             child_lifetime: LifetimeLimits {
@@ -158,6 +199,8 @@ impl Config {
             exchange_timeout: Duration::from_secs(30),
             pfs: true,
             responder_ts: TsPolicy::Hosts,
+            initial_contact: true,
+            id_is_sa_address: true,
         }
     }
 }
@@ -236,6 +279,10 @@ pub enum Event {
     /// The peer's IKE_AUTH arrived with this identity; answer with
     /// [`Endpoint::authorize`] (within `half_open_timeout`). Raised for the
     /// responder always, and for the initiator when `connect` had no `PeerAuth`.
+    /// `remote` is the address the peer's IKE_SA_INIT came from: every later
+    /// message must come from it (only the port may change, behind a NAT), so
+    /// it is the address the SA protects, and the one to bind `id` to
+    /// ([`crate::trust::bind`]).
     AuthorizePeer {
         /// The IKE SA.
         sa: SaHandle,
@@ -245,6 +292,19 @@ pub enum Event {
         id: Identity,
         /// Whether the peer used AUTH NULL.
         null_auth: bool,
+    },
+    /// Initiator: the responder signed with the key given to `connect`, under
+    /// an FQDN identity. Answer with [`Endpoint::confirm_identity`] once the
+    /// name's A/AAAA records are known to include `remote` (the trust rule,
+    /// [`crate::trust`]), before the attempt's deadline; nothing is installed
+    /// until then.
+    ConfirmIdentity {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// The responder's address.
+        remote: SocketAddr,
+        /// The name it claimed.
+        name: DomainName,
     },
     /// The IKE SA is up (IKE_AUTH completed).
     IkeSaEstablished {
@@ -323,6 +383,11 @@ pub enum Failure {
     AuthenticationFailed(String),
     /// The caller refused the peer in `authorize`.
     NotAuthorized,
+    /// The peer's identity is not bound to its address ([`crate::trust`]).
+    IdentityRefused(IdentityRefused),
+    /// An anonymous SA evicted to make room for a newer one (the idlest goes
+    /// first, per source and in total).
+    Evicted,
     /// No proposal in common.
     NoProposalChosen,
     /// The peer broke the protocol.
@@ -349,6 +414,10 @@ impl fmt::Display for Failure {
                 write!(f, "the peer failed authentication: {why}")
             }
             Failure::NotAuthorized => f.write_str("the peer was not authorized"),
+            Failure::IdentityRefused(why) => write!(f, "the peer's identity is refused: {why}"),
+            Failure::Evicted => {
+                f.write_str("evicted: the idlest anonymous SA made room for a new one")
+            }
             Failure::NoProposalChosen => {
                 f.write_str("no proposal in common with the peer (NO_PROPOSAL_CHOSEN)")
             }
@@ -392,6 +461,17 @@ pub struct Stats {
     pub dropped: u64,
     /// Of those, ICV or AUTH failures.
     pub auth_failures: u64,
+    /// Of those, messages of an IKE SA from another IP address than its
+    /// IKE_SA_INIT's, or from another port without a NAT (§2.23).
+    pub wrong_address: u64,
+    /// Of those, IKE_SA_INIT requests over a source's share of half-open SAs.
+    pub half_open_source_full: u64,
+    /// Peers refused because their identity is not their address ([`crate::trust`]).
+    pub identity_refused: u64,
+    /// INITIAL_CONTACT notifies ignored (AUTH NULL: anonymous peers replace nothing).
+    pub initial_contact_ignored: u64,
+    /// Anonymous SAs evicted to make room (`anonymous_limit`, `anonymous_per_source`).
+    pub anonymous_evicted: u64,
 }
 
 /// What the endpoint has for the caller.
@@ -400,6 +480,15 @@ pub(crate) struct Output {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
+}
+
+/// The source an address counts against in per-source limits: an IPv4
+/// address itself, an IPv6 address's /64 (one host or LAN can have all of it).
+pub(crate) fn source_of(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
 }
 
 /// What becomes of an IKE SA after a step.
@@ -434,6 +523,17 @@ pub struct Endpoint {
     pub(crate) timers: BTreeSet<(Instant, u64)>,
     /// Responder SAs in `sas` not yet authenticated (`IkeSa::counted_half_open`).
     half_open: usize,
+    /// The same per source ([`source_of`]); sources with none are not kept.
+    half_open_by_source: HashMap<IpAddr, usize>,
+    /// Announced SAs of peers that signed, by (address, identity): what an
+    /// INITIAL_CONTACT from that identity at that address replaces (§2.4).
+    by_peer: HashMap<(IpAddr, Identity), Vec<u64>>,
+    /// Established anonymous responder SAs by `(last_active, id)`: the idlest first.
+    anonymous: BTreeSet<(Instant, u64)>,
+    /// The same per source, unordered (at most `anonymous_per_source` each: a
+    /// scan finds the idlest; a set per source would cost more memory than
+    /// the SAs it indexes when most sources have one).
+    anonymous_by_source: HashMap<IpAddr, Vec<(Instant, u64)>>,
     next_id: u64,
     next_handle: u64,
 }
@@ -456,6 +556,10 @@ impl Endpoint {
             out: Output::default(),
             timers: BTreeSet::new(),
             half_open: 0,
+            half_open_by_source: HashMap::new(),
+            by_peer: HashMap::new(),
+            anonymous: BTreeSet::new(),
+            anonymous_by_source: HashMap::new(),
             next_id: 1,
             next_handle: 1,
         }
@@ -549,8 +653,49 @@ impl Endpoint {
         self.settle(ike, fate);
     }
 
+    /// Answers [`Event::ConfirmIdentity`]: `Ok` when the responder's FQDN
+    /// resolves to its address (the SA is then established and its CHILD SA
+    /// installed), `Err` with why not (the SA is deleted and the attempt fails
+    /// with [`Failure::IdentityRefused`]).
+    pub fn confirm_identity(
+        &mut self,
+        now: Instant,
+        sa: SaHandle,
+        result: Result<(), IdentityRefused>,
+    ) {
+        let Some(mut ike) = self.take(sa) else { return };
+        let state = std::mem::replace(&mut ike.state, State::Established);
+        let fate = match state {
+            State::InitiatorConfirm(held) => match self.confirmed(now, &mut ike, *held, result) {
+                Ok(()) => Fate::Keep,
+                Err(reason) => self.fail(&ike, reason),
+            },
+            other => {
+                ike.state = other;
+                Fate::Keep
+            }
+        };
+        self.settle(ike, fate);
+    }
+
+    /// Tells the endpoint that the CHILD SAs of `sa` carried traffic lately
+    /// (call it for SAs whose ESP counters moved, e.g. from an idle scan). The
+    /// idlest anonymous SAs are the first evicted when their limits are reached.
+    pub fn note_activity(&mut self, now: Instant, sa: SaHandle) {
+        if let Some(mut ike) = self.take(sa) {
+            ike.last_active = now;
+            self.put(ike);
+        }
+    }
+
     /// Feeds one received IKE message (the UDP payload without the non-ESP marker)
     /// that arrived at `local` from `remote`. Malformed input is dropped and counted.
+    ///
+    /// A message of an existing IKE SA must come from the IP address of its
+    /// IKE_SA_INIT (design.md, "An SA's address is fixed at IKE_SA_INIT"); its
+    /// port may change only with the move to the NAT-T port after IKE_SA_INIT,
+    /// or when the peer is behind a NAT (§2.23). Anything else is dropped and
+    /// counted in [`Stats::wrong_address`], before any decryption.
     pub fn handle(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, message: &[u8]) {
         let Ok(packet) = HeaderPacket::new_checked(message) else {
             self.out.stats.dropped += 1;
@@ -588,6 +733,12 @@ impl Endpoint {
             sa.spi_i == packet.spi_i() && (sa.spi_r == 0 || sa.spi_r == packet.spi_r());
         if flags.initiator() == sa.initiator || !spis_match {
             self.out.stats.dropped += 1;
+            self.put(sa);
+            return;
+        }
+        if !self.admits_source(&sa, local, remote) {
+            self.out.stats.dropped += 1;
+            self.out.stats.wrong_address += 1;
             self.put(sa);
             return;
         }
@@ -705,6 +856,22 @@ impl Endpoint {
     }
 
     // ---- helpers shared by the exchange modules ----
+
+    /// Whether a message of `sa` may come from `remote` (see [`Self::handle`]).
+    fn admits_source(&self, sa: &IkeSa, local: SocketAddr, remote: SocketAddr) -> bool {
+        if remote.ip().to_canonical() != sa.remote.ip().to_canonical() {
+            return false;
+        }
+        if remote.port() == sa.remote.port() {
+            return true;
+        }
+        // §2.23: the initiator's first message after IKE_SA_INIT moves to the
+        // NAT-T port; behind a NAT its source port is then any port.
+        let floating = matches!(sa.state, State::HalfOpen(_))
+            && local.port() == self.config.natt_port
+            && sa.local.port() != self.config.natt_port;
+        floating || sa.peer_behind_nat
+    }
 
     fn enqueue(&mut self, now: Instant, sa: SaHandle, op: Queued) {
         let Some(mut ike) = self.take(sa) else { return };
@@ -835,6 +1002,11 @@ impl Endpoint {
             timer_at: None,
             counted_half_open: false,
             init_remote: remote,
+            peer_auth: None,
+            peer_behind_nat: false,
+            last_active: now,
+            indexed_peer: false,
+            indexed_anonymous: None,
         }
     }
 
@@ -865,16 +1037,102 @@ impl Endpoint {
             }
             sa.timer_at = next;
         }
-        let half_open = sa.state.is_half_open_responder();
+        self.account(&mut sa, true);
+        self.sas.insert(sa.id, sa);
+    }
+
+    /// Brings the counts and indexes that include `sa` up to date with it
+    /// (`present`) or takes it out of all of them (`!present`, when it goes).
+    fn account(&mut self, sa: &mut IkeSa, present: bool) {
+        let source = source_of(sa.init_remote.ip());
+        let half_open = present && sa.state.is_half_open_responder();
         if half_open != sa.counted_half_open {
+            let n = self.half_open_by_source.entry(source).or_insert(0);
             if half_open {
                 self.half_open += 1;
+                *n += 1;
             } else {
                 self.half_open -= 1;
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.half_open_by_source.remove(&source);
+                }
             }
             sa.counted_half_open = half_open;
         }
-        self.sas.insert(sa.id, sa);
+        let authenticated = present && sa.announced && sa.state.is_authenticated();
+        let by_peer = authenticated && sa.peer_auth == Some(PeerAuthenticated::Ed25519);
+        if by_peer != sa.indexed_peer
+            && let Some(id) = sa.peer_id.clone()
+        {
+            let key = (sa.remote.ip().to_canonical(), id);
+            if by_peer {
+                self.by_peer.entry(key).or_default().push(sa.id);
+            } else if let Some(ids) = self.by_peer.get_mut(&key) {
+                ids.retain(|&i| i != sa.id);
+                if ids.is_empty() {
+                    self.by_peer.remove(&key);
+                }
+            }
+            sa.indexed_peer = by_peer;
+        }
+        let anonymous = authenticated && sa.peer_auth == Some(PeerAuthenticated::Null);
+        let want = anonymous.then_some(sa.last_active);
+        if want != sa.indexed_anonymous {
+            if let Some(at) = sa.indexed_anonymous {
+                self.anonymous.remove(&(at, sa.id));
+                if let Some(list) = self.anonymous_by_source.get_mut(&source) {
+                    list.retain(|&(_, id)| id != sa.id);
+                    if list.is_empty() {
+                        self.anonymous_by_source.remove(&source);
+                    }
+                }
+            }
+            if let Some(at) = want {
+                self.anonymous.insert((at, sa.id));
+                // Most sources have one: room for one, not the four a first push makes.
+                self.anonymous_by_source
+                    .entry(source)
+                    .or_insert_with(|| Vec::with_capacity(1))
+                    .push((at, sa.id));
+            }
+            sa.indexed_anonymous = want;
+        }
+    }
+
+    /// Half-open SAs from `remote`'s source ([`source_of`]).
+    pub(crate) fn half_open_from(&self, remote: IpAddr) -> usize {
+        self.half_open_by_source
+            .get(&source_of(remote))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Makes room for one more anonymous SA from `remote`: evicts that source's
+    /// idlest while it has `anonymous_per_source`, then the idlest of all while
+    /// there are `anonymous_limit` (design.md: anonymous peers get no more than
+    /// their share of any limit). Each evicted peer is told (a Delete).
+    pub(crate) fn make_room_for_anonymous(&mut self, remote: IpAddr) {
+        let source = source_of(remote);
+        loop {
+            let per_source = self.anonymous_by_source.get(&source);
+            let victim = if per_source.is_some_and(|s| s.len() >= self.config.anonymous_per_source)
+            {
+                per_source.and_then(|s| s.iter().min()).map(|&(_, id)| id)
+            } else if self.anonymous.len() >= self.config.anonymous_limit {
+                self.anonymous.first().map(|&(_, id)| id)
+            } else {
+                return;
+            };
+            let Some(mut sa) = victim.and_then(|id| self.sas.remove(&id)) else {
+                return;
+            };
+            self.out.stats.anonymous_evicted += 1;
+            if matches!(sa.state, State::Established) {
+                self.send_delete_ike_once(&mut sa);
+            }
+            self.discard(sa, Some(Failure::Evicted));
+        }
     }
 
     /// Sets when this host rekeys the IKE SA (lifetime minus up to 10 % jitter)
@@ -912,9 +1170,8 @@ impl Endpoint {
         if let Some(at) = sa.timer_at {
             self.timers.remove(&(at, sa.id));
         }
-        if sa.counted_half_open {
-            self.half_open -= 1;
-        }
+        let mut sa = sa;
+        self.account(&mut sa, false);
         if self.by_spi.get(&sa.local_spi()) == Some(&sa.id) {
             self.by_spi.remove(&sa.local_spi());
         }
@@ -927,9 +1184,12 @@ impl Endpoint {
                 self.init_index.remove(&key);
             }
         }
-        if let State::AuthSent(a) = &sa.state {
-            self.child_spis.remove(&a.child_spi);
-        }
+        match &sa.state {
+            State::AuthSent(a) => self.child_spis.remove(&a.child_spi),
+            State::InitiatorAuthorize(a) => self.child_spis.remove(&a.sent.child_spi),
+            State::InitiatorConfirm(c) => self.child_spis.remove(&c.sent.child_spi),
+            _ => false,
+        };
         for child in &sa.children {
             self.child_spis.remove(&child.spis.inbound);
             if let Some(p) = &child.peer_rekey {
@@ -966,15 +1226,18 @@ impl Endpoint {
         }
     }
 
-    /// INITIAL_CONTACT (§2.4): the peer with this identity has no other SAs
-    /// with us any more; forget them (reason `Replaced`).
-    pub(crate) fn replace_peer(&mut self, id: &Identity, except: u64) {
+    /// INITIAL_CONTACT (§2.4) from a peer that signed as `id` at `addr`: it
+    /// has no other SAs with us any more; forget those of the same identity at
+    /// the same address (reason `Replaced`), found in the `by_peer` index, not
+    /// by a scan. Call it only for an authenticated peer: an anonymous one
+    /// replaces nothing.
+    pub(crate) fn replace_peer(&mut self, addr: IpAddr, id: &Identity, except: u64) {
+        let key = (addr.to_canonical(), id.clone());
         let stale: Vec<u64> = self
-            .sas
-            .iter()
-            .filter(|&(&sid, sa)| sid != except && sa.peer_id.as_ref() == Some(id))
-            .map(|(&sid, _)| sid)
-            .collect();
+            .by_peer
+            .get(&key)
+            .map(|ids| ids.iter().copied().filter(|&sid| sid != except).collect())
+            .unwrap_or_default();
         for sid in stale {
             if let Some(sa) = self.sas.remove(&sid) {
                 self.discard(sa, Some(Failure::Replaced));

@@ -12,10 +12,12 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::crypto::{AeadAlg, AeadKey, KeyAndSalt, Provider};
-use crate::ike::auth::{AuthSent, HalfOpen, InitiatorAuthorize, ResponderAuthorize};
+use crate::ike::auth::{
+    AuthSent, HalfOpen, InitiatorAuthorize, InitiatorConfirm, ResponderAuthorize,
+};
 use crate::ike::child_sa::Child;
 use crate::ike::create_child_sa::{PeerIkeRekey, RekeyChildRequest, RekeyIkeRequest};
-use crate::ike::endpoint::{ChildSpis, SaHandle, Transmit};
+use crate::ike::endpoint::{ChildSpis, PeerAuthenticated, SaHandle, Transmit};
 use crate::ike::keys::{IkeSaKeys, SkD, SkP};
 use crate::ike::message::{self, ExchangeType, Flags, Header, Identity, Message, Payload};
 use crate::ike::retransmit::Retransmit;
@@ -124,6 +126,9 @@ pub(crate) enum State {
     HalfOpen(Box<HalfOpen>),
     /// Responder: IKE_AUTH request held until the caller names the peer's key.
     ResponderAuthorize(Box<ResponderAuthorize>),
+    /// Initiator: the responder's AUTH verified, its FQDN identity held until
+    /// the caller confirms that the name resolves to its address.
+    InitiatorConfirm(Box<InitiatorConfirm>),
     /// Authenticated; CREATE_CHILD_SA and INFORMATIONAL exchanges run.
     Established,
     /// Replaced by a rekey, or a collision's loser: only INFORMATIONAL runs,
@@ -134,6 +139,11 @@ pub(crate) enum State {
 impl State {
     pub(crate) fn is_half_open_responder(&self) -> bool {
         matches!(self, State::HalfOpen(_) | State::ResponderAuthorize(_))
+    }
+
+    /// Whether the handshake is over (authenticated, live or being replaced).
+    pub(crate) fn is_authenticated(&self) -> bool {
+        matches!(self, State::Established | State::Retiring { .. })
     }
 }
 
@@ -164,6 +174,16 @@ pub(crate) struct IkeSa {
     pub(crate) last_response: Option<(u32, Vec<u8>)>,
     pub(crate) children: Vec<Child>,
     pub(crate) peer_id: Option<Identity>,
+    /// How the peer authenticated, once it has.
+    pub(crate) peer_auth: Option<PeerAuthenticated>,
+    /// Whether the peer is behind a NAT (its NAT_DETECTION_SOURCE_IP did not
+    /// match the address its IKE_SA_INIT came from, §2.23): only then may its
+    /// port change later. Its address never may.
+    pub(crate) peer_behind_nat: bool,
+    /// When the caller last reported traffic on this SA's CHILD SAs
+    /// ([`crate::ike::endpoint::Endpoint::note_activity`]), or when it was
+    /// established: which anonymous SA is the idlest.
+    pub(crate) last_active: Instant,
     /// When the peer was last heard from with an authenticated message (DPD).
     pub(crate) last_heard: Instant,
     /// When this host rekeys the IKE SA; `hard_expiry` ends it.
@@ -175,14 +195,30 @@ pub(crate) struct IkeSa {
     pub(crate) peer_ike_rekey: Option<Box<PeerIkeRekey>>,
     /// The deadline this SA has in the endpoint's timer index (see `Endpoint::put`).
     pub(crate) timer_at: Option<Instant>,
-    /// Whether the endpoint's half-open count includes this SA.
+    /// Whether the endpoint's half-open counts (total, per source) include this SA.
     pub(crate) counted_half_open: bool,
+    /// Whether the endpoint's `by_peer` index holds this SA (an announced SA
+    /// of a peer that signed: what INITIAL_CONTACT may replace).
+    pub(crate) indexed_peer: bool,
+    /// The key this SA has in the endpoint's index of anonymous responder SAs
+    /// (its `last_active` when indexed), if it is one.
+    pub(crate) indexed_anonymous: Option<Instant>,
     /// Responder: the initiator's address as its IKE_SA_INIT came (the
     /// endpoint's `init_index` key; `remote` may move to port 4500 later).
     pub(crate) init_remote: SocketAddr,
 }
 
 impl IkeSa {
+    /// What a rekeyed IKE SA (§2.18) keeps of the one it replaces: who the peer
+    /// is and how it authenticated, where it is, and when it was last active.
+    pub(crate) fn inherit(&mut self, old: &IkeSa) {
+        self.peer_id.clone_from(&old.peer_id);
+        self.peer_auth = old.peer_auth;
+        self.peer_behind_nat = old.peer_behind_nat;
+        self.last_active = old.last_active;
+        self.init_remote = old.init_remote;
+    }
+
     /// This host's SPI.
     pub(crate) fn local_spi(&self) -> u64 {
         if self.initiator {

@@ -57,6 +57,19 @@ fn has_nat_detection(m: &Message) -> bool {
         || m.notify(NotifyType::NAT_DETECTION_DESTINATION_IP).is_some()
 }
 
+/// Whether the sender of `m` is behind a NAT (§2.23): it sent
+/// NAT_DETECTION_SOURCE_IP notifies, and none matches the address its
+/// message came from (`from`) as this host saw it. A sender that forces UDP
+/// encapsulation (as this host does with `force_udp_encap`) looks the same.
+fn sender_behind_nat(m: &Message, spi_i: u64, spi_r: u64, from: SocketAddr) -> bool {
+    let expected = nat::nat_hash(spi_i, spi_r, from);
+    let mut sources = m
+        .notifies()
+        .filter(|n| n.ty == NotifyType::NAT_DETECTION_SOURCE_IP)
+        .peekable();
+    sources.peek().is_some() && !sources.any(|n| n.data == expected)
+}
+
 /// The datagram of an unprotected IKE_SA_INIT error response (no state kept).
 fn init_error(
     config_ike_port: u16,
@@ -210,6 +223,7 @@ impl Endpoint {
             true,
         ));
         sa.outstanding = None;
+        sa.peer_behind_nat = sender_behind_nat(&message, sa.spi_i, sa.spi_r, sa.remote);
         // §2.23: with NAT-T on both sides, everything after IKE_SA_INIT uses UDP 4500.
         if has_nat_detection(&message) && sa.local.port() != self.config.natt_port {
             sa.local = SocketAddr::new(sa.local.ip(), self.config.natt_port);
@@ -289,6 +303,12 @@ impl Endpoint {
                 return;
             }
         }
+        // Past the cookie, the source is real: it gets its share and no more.
+        if self.half_open_from(remote.ip()) >= self.config.half_open_per_source {
+            self.out.stats.dropped += 1;
+            self.out.stats.half_open_source_full += 1;
+            return;
+        }
         if half_open >= self.config.half_open_limit {
             self.out.stats.dropped += 1;
             return;
@@ -358,6 +378,7 @@ impl Endpoint {
             false,
         ));
         sa.peer_msg_id = 1;
+        sa.peer_behind_nat = sender_behind_nat(message, spi_i, 0, remote);
 
         let mut payloads = vec![
             Payload::Sa(answer),

@@ -48,6 +48,17 @@ impl Endpoint {
                 self.release_child_spi(spi);
                 return self.fail(sa, reason);
             }
+            State::InitiatorConfirm(c) if c.sent.deadline <= now => {
+                let reason = Failure::Timeout {
+                    exchange: "confirmation of the responder's identity",
+                    sends: 1,
+                };
+                let spi = c.sent.child_spi;
+                self.release_child_spi(spi);
+                // The responder installed its side: tell it, as for a refusal.
+                self.send_delete_ike_once(sa);
+                return self.fail(sa, reason);
+            }
             State::HalfOpen(h) if h.expires <= now => return Fate::Remove(None),
             State::ResponderAuthorize(r) if r.half.expires <= now => return Fate::Remove(None),
             State::Retiring { until } if *until <= now => return Fate::Remove(None),
@@ -109,6 +120,7 @@ pub(crate) fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
     let retransmit = sa.outstanding.as_ref().map(|o| o.timer.poll_timeout());
     let state = match &sa.state {
         State::InitiatorAuthorize(a) => Some(a.sent.deadline),
+        State::InitiatorConfirm(c) => Some(c.sent.deadline),
         State::HalfOpen(h) => Some(h.expires),
         State::ResponderAuthorize(r) => Some(r.half.expires),
         State::Retiring { until } => Some(*until),
@@ -202,7 +214,7 @@ mod tests {
         let t0 = Instant::now();
         let b_ip: IpAddr = "192.0.2.2".parse().unwrap_or(IpAddr::from([0; 4]));
         let key = Ed25519SigningKey::from_seed(&[2; 32]);
-        let b_pub = PeerAuth::Ed25519(key.public_key());
+        let b_pub = PeerAuth::ed25519(key.public_key());
         let mut b = Endpoint::new(
             Config::new(
                 LocalAuth::Ed25519(key),

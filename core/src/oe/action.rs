@@ -9,6 +9,30 @@ use crate::ipseckey::{DomainName, Ipseckey};
 
 use super::hold::Held;
 use super::outcome::{NoRecord, Outcome};
+use crate::trust::IdentityRefused;
+
+/// The answer to an [`Action::LookupAddress`], as the agent's resolver gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddressResult {
+    /// A or AAAA records.
+    Addresses {
+        /// The addresses; order does not matter.
+        addrs: Vec<IpAddr>,
+        /// Whether the answer was DNSSEC-validated.
+        dnssec_validated: bool,
+    },
+    /// NXDOMAIN or NODATA.
+    NoRecords {
+        /// Which.
+        kind: NoRecord,
+    },
+    /// The lookup failed.
+    Failed {
+        /// For people.
+        reason: String,
+    },
+}
 
 /// The answer to an [`Action::LookupKey`], as the agent's resolver gave it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +71,9 @@ pub enum IkeResult {
         anonymous: bool,
         /// Whether the key that authenticated it came from a DNSSEC-validated answer.
         dnssec: bool,
+        /// An anonymous peer accepted although the lookup of its key failed
+        /// ([`PeerAnswer::Anonymous`]).
+        lookup_failed: bool,
     },
     /// The engine reported failure (`Failed`), with its reason.
     Failed {
@@ -58,10 +85,13 @@ pub enum IkeResult {
 }
 
 /// How the IKE engine should authenticate the peer we start IKE with.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum PeerKey {
-    /// Its Ed25519 key from IPSECKEY (→ the engine's `PeerAuth::Ed25519`).
-    Ed25519([u8; 32]),
+    /// Its Ed25519 keys from IPSECKEY, lowest precedence first, at most
+    /// [`crate::ike::endpoint::MAX_PEER_KEYS`] (→ the engine's
+    /// `PeerAuth::Ed25519`): the AUTH may verify with any of them, so a peer in
+    /// the middle of a key rollover authenticates with its old or new key.
+    Ed25519(Vec<[u8; 32]>),
     /// AUTH NULL (RFC 7619): anonymous (→ `PeerAuth::Null`).
     Null,
 }
@@ -69,12 +99,18 @@ pub enum PeerKey {
 impl fmt::Debug for PeerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PeerKey::Ed25519(k) => {
+            PeerKey::Ed25519(keys) => {
                 write!(f, "Ed25519(")?;
-                for b in k.iter().take(4) {
-                    write!(f, "{b:02x}")?;
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    for b in k.iter().take(4) {
+                        write!(f, "{b:02x}")?;
+                    }
+                    f.write_str("…")?;
                 }
-                write!(f, "…)")
+                f.write_str(")")
             }
             PeerKey::Null => f.write_str("Null"),
         }
@@ -85,16 +121,26 @@ impl fmt::Debug for PeerKey {
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum PeerAnswer {
-    /// Check its signature against one of these keys (most preferred first);
-    /// `authorize(sa, Some(PeerAuth::Ed25519(keys[0])))`.
+    /// Check its signature against these keys (most preferred first):
+    /// `authorize(sa, Some(PeerAuth::Ed25519(keys)))`.
     Ed25519 {
-        /// Usable keys from its IPSECKEY records, lowest precedence first.
+        /// Usable keys from the IPSECKEY records at its address's reverse
+        /// name, lowest precedence first, at most
+        /// [`crate::ike::endpoint::MAX_PEER_KEYS`].
         keys: Vec<[u8; 32]>,
-        /// Whether the answer was DNSSEC-validated.
+        /// Whether the answers were DNSSEC-validated (the key's and, for an
+        /// FQDN identity, its address records': the weaker counts).
         dnssec: bool,
     },
     /// Accept its AUTH NULL: `authorize(sa, Some(PeerAuth::Null))`.
-    Anonymous,
+    Anonymous {
+        /// The lookup of a key at its address failed or timed out, so nobody
+        /// knows whether it publishes one: accepted only in a group that
+        /// neither requires authentication nor fails closed, and recorded as
+        /// `anonymous (key lookup failed)` (pass it on in
+        /// [`IkeResult::Established`]).
+        lookup_failed: bool,
+    },
     /// Refuse it: `authorize(sa, None)`.
     Refuse {
         /// For the log line.
@@ -167,6 +213,28 @@ pub enum Action {
         outcome: Outcome,
         /// How many held packets were dropped.
         dropped: usize,
+    },
+    /// Look up the A (for an IPv4 `addr`) or AAAA records of `name`, an FQDN
+    /// identity that must resolve to `addr` ([`crate::trust`]); answer with
+    /// `on_address_result(now, name, addr, ..)`. The machine gives up at
+    /// `deadline` by itself.
+    LookupAddress {
+        /// The name.
+        name: DomainName,
+        /// The address it must resolve to (its family is the record type).
+        addr: IpAddr,
+        /// When the machine stops waiting.
+        deadline: Instant,
+    },
+    /// Answer the engine's `ConfirmIdentity` for `request` (the `SaHandle`):
+    /// `confirm_identity(now, sa, result.map(|_| ()))`. `Ok(dnssec)` says
+    /// whether the address records were DNSSEC-validated (the attempt's key
+    /// counts as validated only if both were).
+    IdentityChecked {
+        /// The request id given to `on_identity_check`.
+        request: u64,
+        /// Whether the name resolves to the responder's address.
+        result: Result<bool, IdentityRefused>,
     },
     /// Answer the engine's `AuthorizePeer` for `request` (the `SaHandle`).
     AnswerPeer {

@@ -30,14 +30,25 @@ pub struct Config {
     pub lookups_per_second: u32,
     /// New DNS lookups in a burst (default 100).
     pub lookup_burst: u32,
-    /// How long a peer that was private is remembered for downgrade detection
-    /// (default 1 h after it was last private).
+    /// New DNS lookups per second for peers that start IKE with this host
+    /// (their keys, their FQDNs' addresses, prefetches): a budget of their
+    /// own, so that inbound IKE never starves this host's new outbound flows
+    /// (default 50).
+    pub inbound_lookups_per_second: u32,
+    /// The inbound budget's burst (default 100).
+    pub inbound_lookup_burst: u32,
+    /// How long a peer that was private and authenticated is remembered for
+    /// downgrade detection (default 1 h after it was last so; the agent's
+    /// `downgrade_guard`). Within it, the peer going clear or blocked for any
+    /// reason but policy, or coming back anonymous, is a downgrade.
     pub private_memory: Duration,
     /// Peers remembered at most (default 4096; the one expiring first is forgotten).
     pub private_memory_limit: usize,
-    /// `true`: a downgrade (a remembered private peer whose key is still in DNS
-    /// fails IKE) blocks even a `private-or-clear` destination for
-    /// `retry_lifetime` instead of going clear (default `false`: clear, loudly).
+    /// `true`: a downgrade (a remembered private peer that fails IKE, has no
+    /// key in DNS any more, or comes back anonymous) blocks even a
+    /// `private-or-clear` destination for `retry_lifetime` instead of going
+    /// clear, and refuses the peer's anonymous IKE (default `false`: clear or
+    /// anonymous, loudly).
     pub refuse_downgrade: bool,
     /// `true`: an initiator using AUTH NULL whose address publishes a usable
     /// IPSECKEY is refused, so nobody can pass as a keyed host anonymously
@@ -57,6 +68,8 @@ impl Default for Config {
             max_responder_pending: 1024,
             lookups_per_second: 50,
             lookup_burst: 100,
+            inbound_lookups_per_second: 50,
+            inbound_lookup_burst: 100,
             private_memory: Duration::from_secs(3600),
             private_memory_limit: 4096,
             refuse_downgrade: false,
@@ -102,6 +115,10 @@ pub struct Counters {
     pub stale_results: u64,
     /// IKE peers refused by the responder side.
     pub refused_peers: u64,
+    /// Of those, peers whose identity is not their address ([`crate::trust`]).
+    pub identity_refused: u64,
+    /// Anonymous peers accepted although the lookup of their key failed.
+    pub anonymous_lookup_failed: u64,
     /// Key lookups started at a peer's IKE_SA_INIT, ahead of its IKE_AUTH.
     pub prefetches: u64,
     /// IKE_AUTHs whose key lookup was already answered or in flight.

@@ -14,7 +14,7 @@
 //! and leaves the machine with one [`Action::Private`], [`Action::PassClear`] or
 //! [`Action::Drop`] carrying the outcome and the held packets.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use super::keys::{Candidate, candidates};
 use super::limits::{PrivateMemory, TokenBucket};
 use super::outcome::{AttemptFailure, Auth, Cause, NoKey, Outcome, State};
 use super::policy::{Group, Policy, PolicyMatch};
+use super::responder::AddressLookup;
 use super::responder::{Prefetched, Responder};
 
 /// A timer's place in the ordered timer map: deadline, then a unique sequence.
@@ -39,6 +40,8 @@ pub(super) enum Timer {
     Dns(DomainName),
     /// The deadline of the current IKE attempt for this destination.
     Ike(IpAddr),
+    /// The deadline of the A (`true`) or AAAA lookup of this name.
+    Address(DomainName, bool),
 }
 
 /// One DNS lookup in flight, shared by everyone waiting for the same name.
@@ -98,9 +101,16 @@ pub struct Machine {
     next_timer: u64,
     hold: HoldStore,
     pub(super) bucket: TokenBucket,
+    /// The lookup budget of peers that start IKE with us (see `Config`).
+    pub(super) inbound_bucket: TokenBucket,
     /// Keys looked up ahead of an IKE_AUTH, waiting for it.
     pub(super) prefetched: Prefetched,
-    memory: PrivateMemory,
+    /// A/AAAA lookups of FQDN identities in flight, by (name, IPv4?).
+    pub(super) address_lookups: HashMap<(DomainName, bool), AddressLookup>,
+    pub(super) memory: PrivateMemory,
+    /// Peers with a live private outcome that authenticated: an anonymous
+    /// peer may not stand in for one of them.
+    pub(super) authenticated_live: HashSet<IpAddr>,
     pub(super) actions: VecDeque<Action>,
     pub(super) counters: Counters,
 }
@@ -111,6 +121,12 @@ impl Machine {
         Self {
             hold: HoldStore::new(config.hold),
             bucket: TokenBucket::new(config.lookups_per_second, config.lookup_burst),
+            inbound_bucket: TokenBucket::new(
+                config.inbound_lookups_per_second,
+                config.inbound_lookup_burst,
+            ),
+            address_lookups: HashMap::new(),
+            authenticated_live: HashSet::new(),
             prefetched: Prefetched::new(config.max_responder_pending, config.dns_timeout),
             memory: PrivateMemory::new(config.private_memory_limit, config.private_memory),
             config,
@@ -262,7 +278,7 @@ impl Machine {
         self.timers.remove(&key);
     }
 
-    fn arm(&mut self, at: Instant, timer: Timer) -> TimerKey {
+    pub(super) fn arm(&mut self, at: Instant, timer: Timer) -> TimerKey {
         let key = (at, self.next_timer);
         self.next_timer += 1;
         self.timers.insert(key, timer);
@@ -331,11 +347,16 @@ impl Machine {
         }
     }
 
-    /// No usable key: anonymous IKE where allowed, else clear or blocked.
+    /// No usable key: anonymous IKE where allowed, else clear or blocked. A
+    /// peer remembered as private is a downgrade (its key went away): under
+    /// `refuse_downgrade` it is blocked at once, without trying AUTH NULL.
     fn no_key(&mut self, now: Instant, dst: IpAddr, why: NoKey, ttl: Option<u32>) {
         let Some(p) = self.pending.get(&dst) else {
             return;
         };
+        if self.config.refuse_downgrade && self.memory.was_private(now, dst) {
+            return self.fail(now, dst, Cause::NoKey(why), None, None);
+        }
         if p.policy.options.allow_anonymous {
             let anon = Candidate {
                 precedence: 0,
@@ -368,6 +389,7 @@ impl Machine {
         let Some(p) = self.pending.get_mut(&dst) else {
             return;
         };
+        let (peer_addr, key) = (first.peer_addr, first.key.clone());
         p.phase = Phase::Ike(IkePhase {
             current: first,
             rest,
@@ -382,8 +404,8 @@ impl Machine {
         });
         self.actions.push_back(Action::StartIke {
             dst,
-            peer_addr: first.peer_addr,
-            key: first.key,
+            peer_addr,
+            key,
             authenticated_by_dnssec: dnssec,
             deadline: attempt,
         });
@@ -400,8 +422,12 @@ impl Machine {
         result: IkeResult,
     ) {
         let failure = match result {
-            IkeResult::Established { anonymous, dnssec } => {
-                return self.established(now, dst, peer_addr, anonymous, dnssec);
+            IkeResult::Established {
+                anonymous,
+                dnssec,
+                lookup_failed,
+            } => {
+                return self.established(now, dst, peer_addr, anonymous, dnssec, lookup_failed);
             }
             IkeResult::Failed { reason } => Some(reason),
             IkeResult::TimedOut => None,
@@ -434,6 +460,7 @@ impl Machine {
         peer_addr: IpAddr,
         anonymous: bool,
         dnssec: bool,
+        lookup_failed: bool,
     ) {
         let policy = match self.pending.remove(&dst) {
             Some(p) => {
@@ -442,15 +469,27 @@ impl Machine {
             }
             None => self.policy.lookup(dst),
         };
+        // An authenticated peer seen lately that comes back anonymous, in
+        // either role, is a downgrade (flagged; `on_ike_request` refused it
+        // under `refuse_downgrade`).
+        let downgrade = anonymous && self.memory.was_private(now, dst);
         let auth = if anonymous {
             Auth::Anonymous
         } else {
             self.memory.remember(now, dst);
+            self.authenticated_live.insert(dst);
             Auth::Authenticated
         };
         let cause = Cause::Established { peer_addr };
-        let outcome = Outcome::new(dst, State::Private, auth, policy, cause, now, None);
-        let outcome = outcome.with_dnssec(dnssec && !anonymous);
+        let mut outcome = Outcome::new(dst, State::Private, auth, policy, cause, now, None);
+        outcome = outcome.with_dnssec(dnssec && !anonymous);
+        if anonymous && lookup_failed {
+            outcome = outcome.note("anonymous (key lookup failed)");
+        }
+        if downgrade {
+            self.counters.downgrades += 1;
+            outcome = outcome.downgraded();
+        }
         let packets = self.hold.take(dst);
         self.actions.push_back(Action::Private { outcome, packets });
     }
@@ -497,6 +536,7 @@ impl Machine {
             && let Some(next) = ike.rest.pop_front()
         {
             let attempt = share(now, ike.deadline, ike.rest.len() + 1);
+            let (peer_addr, key) = (next.peer_addr, next.key.clone());
             ike.current = next;
             let dnssec = ike.dnssec;
             ike.timer = (attempt, self.next_timer);
@@ -504,8 +544,8 @@ impl Machine {
             self.timers.insert(ike.timer, Timer::Ike(dst));
             self.actions.push_back(Action::StartIke {
                 dst,
-                peer_addr: next.peer_addr,
-                key: next.key,
+                peer_addr,
+                key,
                 authenticated_by_dnssec: dnssec,
                 deadline: attempt,
             });
@@ -534,14 +574,10 @@ impl Machine {
             return;
         };
         self.leave_phase(dst, p.phase, None);
-        let key_in_dns = matches!(
-            cause,
-            Cause::IkeFailed {
-                key_in_dns: true,
-                ..
-            }
-        );
-        let downgrade = key_in_dns && self.memory.was_private(now, dst);
+        // design.md: a peer that was private recently and now goes clear (or
+        // blocked) for any reason is a downgrade: IKE failing, its key gone
+        // from DNS (a forged NXDOMAIN looks just like that), DNS failing.
+        let downgrade = self.memory.was_private(now, dst);
         // A policy reloaded meanwhile may have made dst fail closed: the stricter wins.
         let closed = p.policy.group.fails_closed()
             || self.policy.lookup(dst).group.fails_closed()
@@ -549,7 +585,7 @@ impl Machine {
         let transient = match cause {
             Cause::DnsFailed(_) | Cause::DnsTimeout(_) => true,
             Cause::IkeFailed { .. } => closed,
-            _ => false,
+            _ => closed && downgrade,
         };
         let mut life = if transient {
             self.config.retry_lifetime
@@ -613,6 +649,7 @@ impl Machine {
                     let after = DnsAnswer::Timeout(self.config.dns_timeout);
                     self.resolve_lookup(now, &name, lookup, after);
                 }
+                Timer::Address(name, v4) => self.address_timeout(now, name, v4),
                 Timer::Ike(dst) => {
                     let Some(Pending {
                         phase: Phase::Ike(ike),
@@ -634,10 +671,20 @@ impl Machine {
         }
     }
 
-    /// Remembers `peer` as private now (call on every IKE or CHILD SA rekey, so
-    /// that a long-lived SA keeps its peer remembered for downgrade detection).
+    /// Remembers `peer` as private and authenticated now (call on every IKE or
+    /// CHILD SA rekey of an SA whose peer signed, so that a long-lived SA
+    /// keeps its peer remembered for downgrade detection; not for anonymous ones).
     pub fn remember_private(&mut self, now: Instant, peer: IpAddr) {
         self.memory.remember(now, peer);
+    }
+
+    /// The last SA with `peer` is gone: its private outcome ended. An
+    /// authenticated peer stays remembered (for `private_memory` from now),
+    /// and anonymous peers may again be answered for its address.
+    pub fn on_private_ended(&mut self, now: Instant, peer: IpAddr) {
+        if self.authenticated_live.remove(&peer) {
+            self.memory.remember(now, peer);
+        }
     }
 
     /// The policy group and prefix for `addr` (`oemesh check ADDR`).

@@ -4,27 +4,33 @@
 
 use std::net::IpAddr;
 
+use crate::crypto::ed25519::Ed25519PublicKey;
+use crate::ike::endpoint::MAX_PEER_KEYS;
 use crate::ipseckey::{Algorithm, Gateway, Ipseckey};
 
 use super::action::PeerKey;
 use super::outcome::{Unusable, UnusableWhy};
 
-/// One IKE attempt to make.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One IKE attempt to make: one peer, every usable key published for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Candidate {
     pub(crate) precedence: u8,
     pub(crate) peer_addr: IpAddr,
     pub(crate) key: PeerKey,
 }
 
-/// Why `record` cannot be used, or its Ed25519 key.
+/// Why `record` cannot be used, or its Ed25519 key: a point that is not on
+/// the curve, of small order or not canonically encoded is refused here, so
+/// the next record is tried instead of failing the attempt.
 fn usable_key(record: &Ipseckey) -> Result<[u8; 32], UnusableWhy> {
     if record.algorithm != Algorithm::EDDSA {
         return Err(UnusableWhy::Algorithm(record.algorithm));
     }
-    record
+    let key = record
         .ed25519_key()
-        .ok_or(UnusableWhy::KeyLength(record.public_key.len()))
+        .ok_or(UnusableWhy::KeyLength(record.public_key.len()))?;
+    Ed25519PublicKey::from_slice(&key).map_err(UnusableWhy::BadKey)?;
+    Ok(key)
 }
 
 fn unusable(record: &Ipseckey, why: UnusableWhy) -> Unusable {
@@ -36,12 +42,17 @@ fn unusable(record: &Ipseckey, why: UnusableWhy) -> Unusable {
 }
 
 /// The attempts for `dst`, lowest precedence first (records of equal precedence
-/// keep their order; RFC 4025 §2.2 allows any), without duplicates; and the
-/// records that were skipped, with the reason.
+/// keep their order; RFC 4025 §2.2 allows any): one per IKE peer (the gateway,
+/// or `dst` itself), with every usable key of that peer's records in
+/// precedence order, without duplicates, at most [`MAX_PEER_KEYS`] (a peer in
+/// a key rollover publishes two: either may sign). Also the records that were
+/// skipped, with the reason.
 pub(crate) fn candidates(dst: IpAddr, records: &[Ipseckey]) -> (Vec<Candidate>, Vec<Unusable>) {
-    let mut out: Vec<Candidate> = Vec::with_capacity(records.len());
+    let mut sorted: Vec<&Ipseckey> = records.iter().collect();
+    sorted.sort_by_key(|r| r.precedence);
+    let mut out: Vec<Candidate> = Vec::with_capacity(records.len().min(MAX_PEER_KEYS));
     let mut skipped = Vec::new();
-    for record in records {
+    for record in sorted {
         let key = match usable_key(record) {
             Ok(k) => k,
             Err(why) => {
@@ -58,34 +69,38 @@ pub(crate) fn candidates(dst: IpAddr, records: &[Ipseckey]) -> (Vec<Candidate>, 
                 continue;
             }
         };
-        let c = Candidate {
-            precedence: record.precedence,
-            peer_addr,
-            key: PeerKey::Ed25519(key),
-        };
-        if !out
-            .iter()
-            .any(|o| o.peer_addr == c.peer_addr && o.key == c.key)
-        {
-            out.push(c);
+        match out.iter_mut().find(|c| c.peer_addr == peer_addr) {
+            Some(Candidate {
+                key: PeerKey::Ed25519(keys),
+                ..
+            }) => {
+                if !keys.contains(&key) && keys.len() < MAX_PEER_KEYS {
+                    keys.push(key);
+                }
+            }
+            Some(_) => {}
+            None => out.push(Candidate {
+                precedence: record.precedence,
+                peer_addr,
+                key: PeerKey::Ed25519(vec![key]),
+            }),
         }
     }
-    out.sort_by_key(|c| c.precedence);
-    skipped.sort_by_key(|u| u.precedence);
     (out, skipped)
 }
 
-/// The usable Ed25519 keys, lowest precedence first, without duplicates (for
-/// checking an initiator's signature: the gateway does not matter there).
+/// The usable Ed25519 keys, lowest precedence first, without duplicates, at
+/// most [`MAX_PEER_KEYS`] (for checking an initiator's signature: the gateway
+/// does not matter there).
 pub(crate) fn responder_keys(records: &[Ipseckey]) -> Vec<[u8; 32]> {
     let mut usable: Vec<(u8, [u8; 32])> = records
         .iter()
         .filter_map(|r| usable_key(r).ok().map(|k| (r.precedence, k)))
         .collect();
     usable.sort_by_key(|(p, _)| *p);
-    let mut keys: Vec<[u8; 32]> = Vec::with_capacity(usable.len());
+    let mut keys: Vec<[u8; 32]> = Vec::with_capacity(usable.len().min(MAX_PEER_KEYS));
     for (_, k) in usable {
-        if !keys.contains(&k) {
+        if !keys.contains(&k) && keys.len() < MAX_PEER_KEYS {
             keys.push(k);
         }
     }

@@ -70,7 +70,7 @@ mod keys;
 mod limits;
 mod responder;
 
-pub use action::{Action, DnsResult, IkeResult, PacketFate, PeerAnswer, PeerKey};
+pub use action::{Action, AddressResult, DnsResult, IkeResult, PacketFate, PeerAnswer, PeerKey};
 pub use cidr::{Cidr, CidrError, ListError, parse_list};
 pub use config::{Config, Counters};
 pub use decision::Machine;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::crypto::CryptoError;
 use crate::ipseckey::{Algorithm, DomainName, Gateway};
 
 use super::policy::PolicyMatch;
@@ -69,6 +70,9 @@ pub enum UnusableWhy {
     KeyLength(usize),
     /// A domain-name gateway: resolving it is not supported yet.
     NameGateway(DomainName),
+    /// 32 bytes, but not an Ed25519 key to trust: not a curve point, a point
+    /// of small order (it would vouch for any message), or not canonical.
+    BadKey(CryptoError),
 }
 
 /// One record that could not be used, and why.
@@ -93,6 +97,7 @@ impl fmt::Display for Unusable {
             UnusableWhy::NameGateway(n) => {
                 write!(f, "gateway {n} is a name (name gateways are not supported)")
             }
+            UnusableWhy::BadKey(e) => write!(f, "{e}"),
         }
     }
 }

@@ -1,11 +1,22 @@
 //! The responder side: whom to answer when a peer starts IKE with us (design.md,
-//! "Inbound"). The answer goes out as [`Action::AnswerPeer`], made for the IKE
-//! engine's `AuthorizePeer` event:
+//! "Inbound", "The trust model"). The answer goes out as [`Action::AnswerPeer`],
+//! made for the IKE engine's `AuthorizePeer` event:
 //!
 //! | peer's group | AUTH NULL initiator | signing initiator |
 //! |---|---|---|
 //! | `clear`, `block` | refused | refused |
-//! | `clear-or-private`, `private-or-clear`, `private` | anonymous if allowed, but refused if its address publishes a usable key (`refuse_anonymous_with_key`) | its key from DNS (by its address ID, or its FQDN ID), refused without one |
+//! | `clear-or-private`, `private-or-clear`, `private` | anonymous if allowed (see below) | its identity bound to its address ([`crate::trust`]), then the keys at its address's reverse name; refused without one |
+//!
+//! An anonymous peer never stands in for a keyed one. It is refused when:
+//! its group requires authentication; it has a live authenticated SA; it
+//! publishes a usable key (`refuse_anonymous_with_key`); the lookup of its key
+//! failed and its group fails closed (else it is accepted, recorded as
+//! `anonymous (key lookup failed)`); or it was authenticated within
+//! `private_memory` and `refuse_downgrade` is set (else the outcome is flagged
+//! as a downgrade).
+//!
+//! Every lookup here is paid from the inbound budget, not from the one of this
+//! host's own new flows.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -13,9 +24,10 @@ use std::time::{Duration, Instant};
 
 use crate::ike::message::Identity;
 use crate::ipseckey::{DomainName, reverse_name};
+use crate::trust::{self, Binding, IdentityRefused};
 
-use super::action::{Action, DnsResult, PeerAnswer};
-use super::decision::{DnsAnswer, Machine};
+use super::action::{Action, AddressResult, DnsResult, PeerAnswer};
+use super::decision::{DnsAnswer, Machine, Timer, TimerKey};
 use super::keys::{candidates, responder_keys};
 use super::outcome::{NoKey, human};
 
@@ -24,6 +36,30 @@ use super::outcome::{NoKey, human};
 pub(super) struct Responder {
     peer_addr: IpAddr,
     null_auth: bool,
+    /// AUTH NULL whose key lookup fails is accepted (else refused: the group
+    /// requires authentication or fails closed).
+    anonymous_on_failure: bool,
+    /// The verdict of the key lookup, once in.
+    key: Option<PeerAnswer>,
+    /// An FQDN identity: its name, and whether it resolves to `peer_addr`
+    /// (with the DNSSEC status of its address records), once known.
+    fqdn: Option<(DomainName, Option<Result<bool, IdentityRefused>>)>,
+}
+
+/// Who waits for an A/AAAA lookup, and for which address.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Waiter {
+    /// A responder request ([`Machine::on_ike_request`]).
+    Responder(u64, IpAddr),
+    /// An initiator's check of its responder ([`Machine::on_identity_check`]).
+    Initiator(u64, IpAddr),
+}
+
+/// One A/AAAA lookup in flight, shared by everyone waiting for the same name.
+#[derive(Debug)]
+pub(super) struct AddressLookup {
+    timer: TimerKey,
+    waiting: Vec<Waiter>,
 }
 
 /// Answers of lookups started at a peer's IKE_SA_INIT ([`Machine::on_ike_init`])
@@ -81,14 +117,14 @@ impl Prefetched {
 impl Machine {
     /// A peer at `peer_addr` had its IKE_SA_INIT accepted (the engine's
     /// `IkeSaInitAccepted`): its IKE_AUTH comes one round trip later and will
-    /// most likely need the key at its address's reverse name (an address ID,
-    /// or an AUTH NULL initiator checked for a published key). The lookup
+    /// most likely need the key at its address's reverse name (whatever its
+    /// identity: keys are always looked up there, [`crate::trust`]; an AUTH
+    /// NULL initiator is checked for a published key there). The lookup
     /// starts now, so its answer is there or on its way when IKE_AUTH arrives,
-    /// instead of costing a DNS round trip after it. It uses a lookup token
-    /// only while half the burst is left: the rate limit stays the limit, and
-    /// prefetching never starves lookups something waits for. (Half-open SAs
-    /// are themselves bounded by cookies, so spoofed sources cannot drive
-    /// this.)
+    /// instead of costing a DNS round trip after it. It uses a token of the
+    /// inbound budget only while half its burst is left: prefetching never
+    /// starves lookups something waits for. (Half-open SAs are themselves
+    /// bounded by cookies, so spoofed sources cannot drive this.)
     pub fn on_ike_init(&mut self, now: Instant, peer_addr: IpAddr) {
         if !self.policy.lookup(peer_addr).group.answers() {
             return;
@@ -96,7 +132,7 @@ impl Machine {
         let name = reverse_name(peer_addr);
         if self.lookups.contains_key(&name)
             || self.prefetched.contains(&name)
-            || !self.bucket.take_spare(now)
+            || !self.inbound_bucket.take_spare(now)
         {
             return;
         }
@@ -105,8 +141,9 @@ impl Machine {
     }
 
     /// A peer at `peer_addr` started IKE with identity `peer_id` (the engine's
-    /// `AuthorizePeer { sa, remote, id, null_auth }`; pass `sa.0` as `request`).
-    /// The answer comes as [`Action::AnswerPeer`], at once or after a DNS lookup.
+    /// `AuthorizePeer { sa, remote, id, null_auth }`; pass `sa.0` as `request`
+    /// and `remote.ip()` as `peer_addr`, the address the IKE SA is pinned to).
+    /// The answer comes as [`Action::AnswerPeer`], at once or after DNS.
     pub fn on_ike_request(
         &mut self,
         now: Instant,
@@ -123,36 +160,57 @@ impl Machine {
                 format!("policy {policy} does not answer OE"),
             );
         }
-        let name = if null_auth {
-            if !policy.options.allow_anonymous {
-                let why = format!("AUTH NULL refused: policy {policy} requires authentication");
-                return self.refuse(request, peer_addr, why);
-            }
-            if !self.config.refuse_anonymous_with_key {
-                return self.answer(request, peer_addr, PeerAnswer::Anonymous);
-            }
-            reverse_name(peer_addr)
-        } else {
-            match lookup_name(peer_id) {
-                Ok(name) => name,
-                Err(why) => return self.refuse(request, peer_addr, why),
-            }
-        };
         if self.responders.contains_key(&request) {
             return; // already waiting for this one
         }
-        if let Some(result) = self.prefetched.take(now, &name) {
+        let fqdn = match trust::bind(peer_id, peer_addr, null_auth) {
+            Err(refused) => {
+                self.counters.identity_refused += 1;
+                return self.refuse(request, peer_addr, refused.to_string());
+            }
+            Ok(Binding::Address) => None,
+            Ok(Binding::Fqdn(name)) => Some(name),
+            Ok(Binding::Anonymous) => {
+                if !policy.options.allow_anonymous {
+                    let why = format!("AUTH NULL refused: policy {policy} requires authentication");
+                    return self.refuse(request, peer_addr, why);
+                }
+                if self.authenticated_live.contains(&peer_addr) {
+                    let why = format!(
+                        "AUTH NULL refused: {peer_addr} has a live authenticated SA, which an \
+                         anonymous peer cannot stand in for"
+                    );
+                    return self.refuse(request, peer_addr, why);
+                }
+                if self.config.refuse_downgrade && self.memory.was_private(now, peer_addr) {
+                    self.counters.downgrades += 1;
+                    let why = format!(
+                        "AUTH NULL refused: DOWNGRADE: {peer_addr} was authenticated within {} \
+                         (refuse_downgrade)",
+                        human(self.config.private_memory)
+                    );
+                    return self.refuse(request, peer_addr, why);
+                }
+                if !self.config.refuse_anonymous_with_key {
+                    let answer = PeerAnswer::Anonymous {
+                        lookup_failed: false,
+                    };
+                    return self.answer(request, peer_addr, answer);
+                }
+                None
+            }
+        };
+        let name = reverse_name(peer_addr);
+        let prefetched = self.prefetched.take(now, &name);
+        let key_lookup = prefetched.is_none() && !self.lookups.contains_key(&name);
+        let address_lookup = fqdn.as_ref().is_some_and(|f| {
+            !self
+                .address_lookups
+                .contains_key(&(f.clone(), peer_addr.is_ipv4()))
+        });
+        if prefetched.is_some() {
             self.counters.prefetch_hits += 1;
-            self.responders.insert(
-                request,
-                Responder {
-                    peer_addr,
-                    null_auth,
-                },
-            );
-            return self.responder_dns(request, &name, DnsAnswer::Result(&result));
-        }
-        if self
+        } else if self
             .lookups
             .get(&name)
             .is_some_and(|l| l.outbound.is_none() && l.responders.is_empty())
@@ -162,7 +220,8 @@ impl Machine {
             self.counters.prefetch_hits += 1;
         }
         if self.responders.len() >= self.config.max_responder_pending
-            || (!self.lookups.contains_key(&name) && !self.bucket.take(now))
+            || (key_lookup && !self.inbound_bucket.take(now))
+            || (address_lookup && !self.inbound_bucket.take(now))
         {
             self.counters.responder_overload += 1;
             return self.refuse(
@@ -176,52 +235,218 @@ impl Machine {
             Responder {
                 peer_addr,
                 null_auth,
+                anonymous_on_failure: policy.options.allow_anonymous
+                    && !policy.group.fails_closed(),
+                key: None,
+                fqdn: fqdn.clone().map(|n| (n, None)),
             },
         );
-        self.start_lookup(now, peer_addr, name, Some(request));
+        if let Some(fqdn) = fqdn {
+            self.start_address_lookup(now, fqdn, Waiter::Responder(request, peer_addr));
+        }
+        match prefetched {
+            Some(result) => self.responder_dns(request, &name, DnsAnswer::Result(&result)),
+            None => self.start_lookup(now, peer_addr, name, Some(request)),
+        }
+    }
+
+    /// The initiator's side of the trust rule: the responder at `peer_addr`
+    /// signed under the FQDN identity `name` (the engine's `ConfirmIdentity`;
+    /// pass `sa.0` as `request`). The answer comes as
+    /// [`Action::IdentityChecked`] once the name's address records are in.
+    pub fn on_identity_check(
+        &mut self,
+        now: Instant,
+        request: u64,
+        peer_addr: IpAddr,
+        name: DomainName,
+    ) {
+        self.start_address_lookup(now, name, Waiter::Initiator(request, peer_addr));
+    }
+
+    /// Starts (or joins) the A/AAAA lookup of `name` for `waiter`.
+    fn start_address_lookup(&mut self, now: Instant, name: DomainName, waiter: Waiter) {
+        let addr = match waiter {
+            Waiter::Responder(_, a) | Waiter::Initiator(_, a) => a,
+        };
+        let key = (name, addr.is_ipv4());
+        if let Some(lookup) = self.address_lookups.get_mut(&key) {
+            lookup.waiting.push(waiter);
+            return;
+        }
+        let deadline = now + self.config.dns_timeout;
+        let timer = self.arm(deadline, Timer::Address(key.0.clone(), key.1));
+        self.actions.push_back(Action::LookupAddress {
+            name: key.0.clone(),
+            addr,
+            deadline,
+        });
+        self.address_lookups.insert(
+            key,
+            AddressLookup {
+                timer,
+                waiting: vec![waiter],
+            },
+        );
+    }
+
+    /// The answer to an [`Action::LookupAddress`] for `name` and `addr` (as in
+    /// the action).
+    pub fn on_address_result(
+        &mut self,
+        _now: Instant,
+        name: &DomainName,
+        addr: IpAddr,
+        result: AddressResult,
+    ) {
+        let Some(lookup) = self.address_lookups.remove(&(name.clone(), addr.is_ipv4())) else {
+            self.counters.stale_results += 1;
+            return;
+        };
+        self.cancel_timer(lookup.timer);
+        if matches!(result, AddressResult::Failed { .. }) {
+            self.counters.dns_failures += 1;
+        }
+        for waiter in lookup.waiting {
+            let (Waiter::Responder(_, peer) | Waiter::Initiator(_, peer)) = waiter;
+            let verdict = match &result {
+                AddressResult::Addresses {
+                    addrs,
+                    dnssec_validated,
+                } => trust::fqdn_resolves_to(name, addrs, peer).map(|()| *dnssec_validated),
+                AddressResult::NoRecords { kind } => Err(IdentityRefused::FqdnElsewhere {
+                    name: name.clone(),
+                    addr: peer,
+                    found: kind.to_string(),
+                }),
+                AddressResult::Failed { reason } => Err(IdentityRefused::FqdnUnconfirmed {
+                    name: name.clone(),
+                    addr: peer,
+                    why: format!("the lookup failed: {reason}"),
+                }),
+            };
+            self.address_verdict(waiter, verdict);
+        }
+    }
+
+    /// An A/AAAA lookup's deadline passed (from `handle_timeout`).
+    pub(super) fn address_timeout(&mut self, _now: Instant, name: DomainName, v4: bool) {
+        let Some(lookup) = self.address_lookups.remove(&(name.clone(), v4)) else {
+            return;
+        };
+        self.counters.dns_timeouts += 1;
+        let after = human(self.config.dns_timeout);
+        for waiter in lookup.waiting {
+            let (Waiter::Responder(_, peer) | Waiter::Initiator(_, peer)) = waiter;
+            let verdict = Err(IdentityRefused::FqdnUnconfirmed {
+                name: name.clone(),
+                addr: peer,
+                why: format!("the lookup timed out after {after}"),
+            });
+            self.address_verdict(waiter, verdict);
+        }
+    }
+
+    fn address_verdict(&mut self, waiter: Waiter, verdict: Result<bool, IdentityRefused>) {
+        match waiter {
+            Waiter::Initiator(request, _) => {
+                if verdict.is_err() {
+                    self.counters.identity_refused += 1;
+                }
+                self.actions.push_back(Action::IdentityChecked {
+                    request,
+                    result: verdict,
+                });
+            }
+            Waiter::Responder(request, _) => {
+                let Some(r) = self.responders.get_mut(&request) else {
+                    return;
+                };
+                if let Some((_, slot)) = r.fqdn.as_mut() {
+                    *slot = Some(verdict);
+                }
+                self.maybe_answer(request);
+            }
+        }
     }
 
     /// The engine dropped `request` (half-open timeout, peer gone): stop waiting for it.
     pub fn cancel_request(&mut self, request: u64) {
-        if self.responders.remove(&request).is_none() {
+        let Some(r) = self.responders.remove(&request) else {
             return;
+        };
+        if let Some((name, _)) = r.fqdn {
+            let key = (name, r.peer_addr.is_ipv4());
+            if let Some(l) = self.address_lookups.get_mut(&key) {
+                l.waiting
+                    .retain(|w| !matches!(w, Waiter::Responder(id, _) if *id == request));
+                if l.waiting.is_empty()
+                    && let Some(l) = self.address_lookups.remove(&key)
+                {
+                    self.cancel_timer(l.timer);
+                }
+            }
         }
-        let emptied: Option<DomainName> = self.lookups.iter_mut().find_map(|(name, l)| {
-            let before = l.responders.len();
-            l.responders.retain(|r| *r != request);
-            let removed = l.responders.len() != before;
-            (removed && l.responders.is_empty() && l.outbound.is_none()).then(|| name.clone())
+        let name = reverse_name(r.peer_addr);
+        let emptied = self.lookups.get_mut(&name).is_some_and(|l| {
+            l.responders.retain(|id| *id != request);
+            l.responders.is_empty() && l.outbound.is_none()
         });
-        if let Some(name) = emptied
-            && let Some(lookup) = self.lookups.remove(&name)
-        {
+        if emptied && let Some(lookup) = self.lookups.remove(&name) {
             self.cancel_timer(lookup.timer);
             self.actions.push_back(Action::CancelLookup { name });
         }
     }
 
     pub(super) fn responder_dns(&mut self, request: u64, name: &DomainName, a: DnsAnswer<'_>) {
-        let Some(r) = self.responders.remove(&request) else {
+        let Some(r) = self.responders.get_mut(&request) else {
             return;
         };
-        let answer = if r.null_auth {
-            match a {
-                DnsAnswer::Result(DnsResult::Records { records, .. })
-                    if !responder_keys(records).is_empty() =>
-                {
-                    PeerAnswer::Refuse {
-                        reason: format!(
-                            "{} used AUTH NULL but publishes an IPSECKEY at {name}",
-                            r.peer_addr
-                        ),
-                    }
-                }
-                _ => PeerAnswer::Anonymous,
-            }
+        r.key = Some(if r.null_auth {
+            anonymous_answer(r, name, a)
         } else {
             keyed_answer(r.peer_addr, name, a)
+        });
+        self.maybe_answer(request);
+    }
+
+    /// Answers `request` once nothing it needs is missing: a refusal as soon
+    /// as one part refuses, else once the key and any FQDN check are in.
+    fn maybe_answer(&mut self, request: u64) {
+        let Some(r) = self.responders.get(&request) else {
+            return;
         };
-        self.answer(request, r.peer_addr, answer);
+        let fqdn = r.fqdn.as_ref().map(|(_, v)| v.as_ref());
+        let answer = match (&r.key, fqdn) {
+            (Some(PeerAnswer::Refuse { reason }), _) => PeerAnswer::Refuse {
+                reason: reason.clone(),
+            },
+            (_, Some(Some(Err(refused)))) => {
+                self.counters.identity_refused += 1;
+                PeerAnswer::Refuse {
+                    reason: refused.to_string(),
+                }
+            }
+            (None, _) | (_, Some(None)) => return,
+            (Some(PeerAnswer::Ed25519 { keys, dnssec }), Some(Some(Ok(fqdn_dnssec)))) => {
+                PeerAnswer::Ed25519 {
+                    keys: keys.clone(),
+                    dnssec: *dnssec && *fqdn_dnssec,
+                }
+            }
+            (Some(other), _) => other.clone(),
+        };
+        let peer_addr = r.peer_addr;
+        self.responders.remove(&request);
+        if matches!(
+            answer,
+            PeerAnswer::Anonymous {
+                lookup_failed: true
+            }
+        ) {
+            self.counters.anonymous_lookup_failed += 1;
+        }
+        self.answer(request, peer_addr, answer);
     }
 
     fn refuse(&mut self, request: u64, peer_addr: IpAddr, reason: String) {
@@ -240,26 +465,46 @@ impl Machine {
     }
 }
 
-/// Where a signing initiator's key is published: its address's reverse name,
-/// or its FQDN.
-fn lookup_name(id: &Identity) -> Result<DomainName, String> {
-    match id {
-        Identity::Ipv4(a) => Ok(reverse_name(IpAddr::V4(*a))),
-        Identity::Ipv6(a) => Ok(reverse_name(IpAddr::V6(*a))),
-        Identity::Fqdn(bytes) => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| DomainName::from_ascii(s).ok())
-            .ok_or_else(|| {
-                format!(
-                    "FQDN ID {:?} is not a domain name",
-                    String::from_utf8_lossy(bytes)
-                )
-            }),
-        Identity::Null => Err("ID_NULL without AUTH NULL".to_owned()),
-        other => Err(format!(
-            "ID type {:?} has no published key",
-            other.id_type()
-        )),
+/// The verdict on an AUTH NULL initiator from the lookup at its address: a
+/// usable key there means it may not be anonymous; no key means it may; no
+/// answer means nobody knows, and only a group that neither requires
+/// authentication nor fails closed takes the chance (and says so).
+fn anonymous_answer(r: &Responder, name: &DomainName, a: DnsAnswer<'_>) -> PeerAnswer {
+    let failure = match a {
+        DnsAnswer::Result(DnsResult::Records { records, .. }) => {
+            if responder_keys(records).is_empty() {
+                return PeerAnswer::Anonymous {
+                    lookup_failed: false,
+                };
+            }
+            return PeerAnswer::Refuse {
+                reason: format!(
+                    "{} used AUTH NULL but publishes an IPSECKEY at {name}",
+                    r.peer_addr
+                ),
+            };
+        }
+        DnsAnswer::Result(DnsResult::NoRecords { .. }) => {
+            return PeerAnswer::Anonymous {
+                lookup_failed: false,
+            };
+        }
+        DnsAnswer::Result(DnsResult::Failed { reason }) => format!("failed: {reason}"),
+        DnsAnswer::Timeout(after) => format!("timed out after {}", human(after)),
+    };
+    if r.anonymous_on_failure {
+        PeerAnswer::Anonymous {
+            lookup_failed: true,
+        }
+    } else {
+        PeerAnswer::Refuse {
+            reason: format!(
+                "AUTH NULL from {} refused: the lookup of its key at {name} {failure}, and an \
+                 anonymous peer may not stand in for one that publishes a key where \
+                 authentication is required or failure is closed",
+                r.peer_addr
+            ),
+        }
     }
 }
 

@@ -44,8 +44,16 @@ pub fn drain(m: &mut Machine) -> Vec<Action> {
     std::iter::from_fn(|| m.poll_action()).collect()
 }
 
-pub fn ed(precedence: u8, gateway: Gateway, fill: u8) -> Ipseckey {
-    Ipseckey::ed25519(precedence, gateway, [fill; 32])
+/// A real Ed25519 public key per number (small-order and non-canonical
+/// points are refused as unusable, so the tests need curve points).
+pub fn pk(n: u8) -> [u8; 32] {
+    oemesh_core::crypto::ed25519::Ed25519SigningKey::from_seed(&[n; 32])
+        .public_key()
+        .to_bytes()
+}
+
+pub fn ed(precedence: u8, gateway: Gateway, n: u8) -> Ipseckey {
+    Ipseckey::ed25519(precedence, gateway, pk(n))
 }
 
 pub fn rsa(precedence: u8) -> Ipseckey {

@@ -153,8 +153,8 @@ impl Pair {
     /// Ed25519 on both sides, each authorizing the other's key.
     pub fn ed25519() -> Self {
         let mut p = Self::new(ed25519_config(1, A), ed25519_config(2, B));
-        p.a.authorizer = Authorizer::Answer(Some(PeerAuth::Ed25519(public(2))));
-        p.b.authorizer = Authorizer::Answer(Some(PeerAuth::Ed25519(public(1))));
+        p.a.authorizer = Authorizer::Answer(Some(PeerAuth::ed25519(public(2))));
+        p.b.authorizer = Authorizer::Answer(Some(PeerAuth::ed25519(public(1))));
         p
     }
 
@@ -361,7 +361,7 @@ impl Pair {
 
     /// Connects with Ed25519 on both sides and runs until both are up.
     pub fn handshake(&mut self) -> SaHandle {
-        let h = self.connect(Some(PeerAuth::Ed25519(public(2))));
+        let h = self.connect(Some(PeerAuth::ed25519(public(2))));
         assert!(
             self.run_until(Duration::from_secs(3), |p| p.a.established() == 1
                 && p.b.established() == 1)

@@ -256,9 +256,14 @@ pub struct RotateArgs {
     pub new: PathBuf,
     #[command(flatten)]
     pub target: UpdateTarget,
-    /// Step 2: remove the old key (only once the TTL has passed since step 1).
+    /// Step 2: remove the old key. Refused until the TTL has passed since step 1
+    /// (recorded in NEW.rollover, beside the new key), unless --force.
     #[arg(long)]
     pub finish: bool,
+    /// With --finish: go ahead before the wait has passed, or without a record of
+    /// step 1 (when you know no cache still holds the records from before it).
+    #[arg(long, requires = "finish")]
+    pub force: bool,
     /// With --finish: the new key's final precedence (default: the old key's).
     #[arg(long, value_name = "N")]
     pub precedence: Option<u8>,

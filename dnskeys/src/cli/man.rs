@@ -51,7 +51,7 @@ pub(super) fn render(cmd: clap::Command) -> io::Result<Vec<u8>> {
     man.render_extra_section(&mut out)?;
     out.write_all(EXIT_STATUS.as_bytes())?;
     out.write_all(
-        b".SH \"SEE ALSO\"\nnamed.conf(5), nsupdate(1), tsig\\-keygen(8), dig(1), openssl\\-genpkey(1), pki(1)\n",
+        b".SH \"SEE ALSO\"\nnamed.conf(5), knot.conf(5), nsupdate(1), tsig\\-keygen(8), dig(1), openssl\\-genpkey(1), pki(1)\n",
     )?;
     man.render_version_section(&mut out)?;
     Ok(out)

@@ -17,7 +17,7 @@ use super::args::{
 use crate::record::{self, host_record, key_base64};
 use crate::transport::{self, Server};
 use crate::update::{self, Applied, UpdateError, Updater, plan};
-use crate::{keyfile, tsig, verify};
+use crate::{keyfile, rollover, tsig, verify};
 
 /// Loads a host key, printing its warnings.
 pub(super) fn load_key(path: &Path) -> Result<HostKey> {
@@ -185,9 +185,22 @@ pub(super) async fn rotate(a: &RotateArgs, timeout: Duration) -> Result<()> {
     let p = prepare(&a.target, timeout)?;
     let up = updater(&p).await?;
     let name = p.name.to_ascii();
+    // When step 1 ran: recorded beside the new key (see crate::rollover).
+    let record_path = rollover::record_path(&a.new);
+    let (old_b64, new_b64) = (key_base64(&old), key_base64(&new));
+    let step1 =
+        rollover::Step1::load(&record_path)?.filter(|r| r.is_for(&name, &old_b64, &new_b64));
+    let now = unix_now();
     let applied = if a.finish {
-        up.apply(|cur| plan::rotate_finish(cur, &name, &old, &new, a.precedence, a.ttl))
-            .await?
+        up.apply(|cur| {
+            let plan = plan::rotate_finish(cur, &name, &old, &new, a.precedence, a.ttl)?;
+            // Done already (the old key is gone): nothing to wait for.
+            if !plan.is_noop(cur) {
+                rollover::finish_allowed(step1.as_ref(), &record_path, now, a.force)?;
+            }
+            Ok(plan)
+        })
+        .await?
     } else {
         up.apply(|cur| plan::rotate_start(cur, &name, &old, &new, a.gateway.clone(), a.ttl))
             .await?
@@ -201,23 +214,58 @@ pub(super) async fn rotate(a: &RotateArgs, timeout: Duration) -> Result<()> {
         &applied,
         &p.name,
     );
-    if !a.finish {
-        // Caches may hold the RRset as it was before, for its TTL (or the old TTL, if lowered).
-        let ttl = applied.before.ttl.unwrap_or(0).max(applied.plan.ttl);
-        let when = SystemTime::now() + Duration::from_secs(u64::from(ttl));
-        let unix = when
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        println!(
-            "next: wait at least {ttl} s (until {}) plus the time your secondary \
-             servers take to pick up the change, so that no cache still holds the records \
-             without the new key; then switch the host to {} and run this command again with --finish",
-            utc(unix),
-            a.new.display()
-        );
+    if a.finish {
+        match std::fs::remove_file(&record_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!(
+                "dnskeys: warning: could not remove {}: {e}",
+                record_path.display()
+            ),
+        }
+        return Ok(());
     }
+    // Caches may hold the RRset as it was before, for its TTL (or the old TTL, if lowered).
+    let ttl = applied.before.ttl.unwrap_or(0).max(applied.plan.ttl);
+    // Running step 1 again (nothing changed) keeps the clock of the first run;
+    // a change in DNS, or no record of an earlier run, starts it now.
+    let record = match step1 {
+        Some(r) if applied.noop => r,
+        _ => rollover::Step1 {
+            name: name.clone(),
+            old: old_b64,
+            new: new_b64,
+            at: now,
+            wait: u64::from(ttl),
+        },
+    };
+    let recorded = match record.save(&record_path) {
+        Ok(()) => format!("recorded in {}", record_path.display()),
+        Err(e) => {
+            eprintln!(
+                "dnskeys: warning: could not record when step 1 ran ({e:#}); \
+                 --finish will then need --force"
+            );
+            "not recorded".to_owned()
+        }
+    };
+    let remaining = record.finish_after().saturating_sub(now);
+    println!(
+        "next: wait at least {remaining} s (until {}; {recorded}) plus the time your \
+         secondary servers take to pick up the change, so that no cache still holds the \
+         records without the new key; then switch the host to {} and run this command again \
+         with --finish (refused before then)",
+        rollover::utc(record.finish_after()),
+        a.new.display()
+    );
     Ok(())
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 pub(super) async fn verify(a: &VerifyArgs, timeout: Duration) -> Result<bool> {
@@ -281,34 +329,4 @@ pub(super) async fn verify(a: &VerifyArgs, timeout: Duration) -> Result<bool> {
     };
     writeln!(out, "{verdict}")?;
     Ok(report.ok())
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC` for a Unix time (the civil-from-days algorithm).
-fn utc(unix: u64) -> String {
-    let (days, secs) = (unix / 86_400, unix % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(super::utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
-    }
 }

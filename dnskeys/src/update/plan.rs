@@ -104,6 +104,32 @@ pub enum PlanError {
     /// Old and new are the same key.
     #[error("--old and --new hold the same key")]
     SameKey,
+    /// `rotate --finish` before caches may have dropped the RRset as it was
+    /// before step 1 (see [`crate::rollover`]).
+    #[error(
+        "too early to finish the rollover: step 1 ran at {step1}, and resolvers may serve \
+         the records from before it (without the new key) until {finish_after}, \
+         {remaining_s} s from now; run --finish then, or add --force if no cache can hold them"
+    )]
+    TooEarly {
+        /// when step 1 ran (UTC)
+        step1: String,
+        /// when `--finish` may run (UTC)
+        finish_after: String,
+        /// seconds until then
+        remaining_s: u64,
+    },
+    /// `rotate --finish` without a record of when step 1 ran.
+    #[error(
+        "no record of when step 1 ran: {path} is written by 'dnskeys rotate' (without \
+         --finish) beside the --new key; run that step again here (it changes nothing in DNS \
+         when done already, and says how long to wait), or add --force if it ran at least \
+         the TTL ago"
+    )]
+    NoStep1Record {
+        /// where the record was looked for
+        path: String,
+    },
 }
 
 fn prerequisite(current: &RrSet) -> Vec<Vec<u8>> {

@@ -18,9 +18,10 @@ pub enum UpdateError {
     Transport(#[from] TransportError),
     /// TSIG BADKEY (RFC 8945 §5.2.1): the server has no key of that name and algorithm.
     #[error(
-        "the server does not know TSIG key '{key}' (BADKEY); check that named.conf has \
-         key \"{key}\" {{ algorithm hmac-sha256; ... }} and that the key name in the \
-         --tsig-key file is the same"
+        "the server does not know TSIG key '{key}' (BADKEY); check that the server's \
+         configuration defines key '{key}' with algorithm hmac-sha256 (BIND: a key statement \
+         in named.conf; Knot DNS: an entry under keys: in knot.conf) and that the key name in \
+         the --tsig-key file is the same"
     )]
     BadKey {
         /// the key name we used
@@ -29,7 +30,7 @@ pub enum UpdateError {
     /// TSIG BADSIG (RFC 8945 §5.2.2): the key name is known, the MAC is wrong.
     #[error(
         "the server knows TSIG key '{key}' but our signature does not verify (BADSIG): the \
-         secret in the --tsig-key file differs from the one in named.conf; copy the key again"
+         secret in the --tsig-key file differs from the server's; copy the key again"
     )]
     BadSig {
         /// the key name we used
@@ -55,7 +56,9 @@ pub enum UpdateError {
     /// REFUSED: the policy does not allow this key to change this name.
     #[error(
         "the server refused the update (REFUSED): TSIG key '{key}' may not change {name} in \
-         zone '{zone}'; allow it in named.conf, e.g. update-policy {{ grant {key} zonesub ANY; }};"
+         zone '{zone}'; allow it in the zone's update policy (BIND: update-policy {{ grant {key} \
+         zonesub IPSECKEY; }}; Knot DNS: an acl with action: update and key: {key}, listed in \
+         the zone's acl)"
     )]
     Refused {
         /// the key name we used

@@ -843,7 +843,7 @@ fn control_plane(args: &Args, net: &Testnet, ike: bool, memory: bool) -> Result<
     // The load generator's prefix answers OE with AUTH NULL accepted; the
     // clear destinations need a published key (so no AUTH NULL attempt: the
     // NXDOMAIN makes them clear at once).
-    cfg.set_policy("clear-or-private", &[&format!("{LOAD_PREFIX}/64")]);
+    cfg.set_policy("clear-or-private", &[&format!("{LOAD_PREFIX}/48")]);
     cfg.set_policy(
         "private-or-clear",
         &[SUBNET_V4, &format!("{CLEAR_PREFIX}/64")],
@@ -853,12 +853,17 @@ fn control_plane(args: &Args, net: &Testnet, ike: bool, memory: bool) -> Result<
     // Lift the lookup bucket (50/s by default): it, not the CPU, would be the limit.
     set_config_key(bob, "dns", "lookups_per_second", "1000000")?;
     set_config_key(bob, "dns", "lookup_burst", "1000000")?;
-    for p in [LOAD_PREFIX, CLEAR_PREFIX] {
+    set_config_key(bob, "dns", "inbound_lookups_per_second", "1000000")?;
+    set_config_key(bob, "dns", "inbound_lookup_burst", "1000000")?;
+    // And the anonymous SA limit (8192 by default): past it every new SA
+    // evicts the idlest, which the run would measure instead of handshakes.
+    set_config_key(bob, "ike", "anonymous_limit", "1000000")?;
+    for (p, len) in [(LOAD_PREFIX, 48), (CLEAR_PREFIX, 64)] {
         bob.netns().ip(&[
             "-6",
             "route",
             "replace",
-            &format!("{p}/64"),
+            &format!("{p}/{len}"),
             "via",
             &alice.v6().to_string(),
         ])?;

@@ -8,9 +8,23 @@
 //! println!("{answer} from {}", bind.server());
 //! ```
 //!
-//! Each instance has its own temporary directory and its own free port, so
-//! tests can run in parallel. On drop, `named` is killed by its PID and the
-//! directory is removed.
+//! Each instance has its own directory and its own free port, so tests can run
+//! in parallel. On drop, `named` is killed by its PID and the directory is
+//! removed.
+//!
+//! **Where the files live (AppArmor).** Debian's `bind9` package confines
+//! `named` with the AppArmor profile `/etc/apparmor.d/usr.sbin.named`, which
+//! lets it read `/etc/bind` and read and write only `/var/lib/bind` and
+//! `/var/cache/bind` (plus a few fixed files); AppArmor is on by default in
+//! Debian 12. So each instance's directory is
+//! `/var/lib/bind/oemesh-bind-<creator pid>-XXXXXX` ([`BIND_STATE_DIR`]): its
+//! config, keys, zones, journals and the `-g` log (named's inherited stderr is
+//! checked against the profile too) are all inside what the profile grants.
+//! Where `/var/lib/bind` does not exist or is not writable (BIND not from
+//! Debian, or not root) the system temporary directory is used, and a `named`
+//! that fails there under an enforcing profile is reported with what to do.
+//! Directories left by a killed creator whose `named` no longer runs are
+//! removed by the next instance started.
 //!
 //! [`Bind::start_in`] runs the same server inside a network namespace on port 53
 //! at the namespace's own address, with a forward zone of the caller's choosing
@@ -41,6 +55,12 @@ pub const READONLY_KEY_NAME: &str = "oemesh-readonly";
 
 /// How long `named` may take to load its zones and answer.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The directory under which instances keep their files: Debian's AppArmor
+/// profile for `named` lets it write here (see the [module docs](self)).
+pub const BIND_STATE_DIR: &str = "/var/lib/bind";
+/// Prefix of each instance's directory (then the creator's PID and a dash).
+pub const DIR_PREFIX: &str = "oemesh-bind-";
 
 /// A running `named`. See the [module docs](self).
 pub struct Bind {
@@ -114,7 +134,7 @@ impl Bind {
                 );
             }
         }
-        let dir = tempfile::Builder::new().prefix("oemesh-bind-").tempdir()?;
+        let dir = instance_dir()?;
         let d = dir.path();
 
         for (name, file) in [
@@ -180,8 +200,9 @@ impl Bind {
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
-                    "named exited ({status}) before answering; its log:\n{}",
-                    self.log()
+                    "named exited ({status}) before answering; its log:\n{}{}",
+                    self.log(),
+                    apparmor_hint(self.dir.path())
                 );
             }
             let all_loaded = self.zones.iter().all(|zone| {
@@ -193,8 +214,9 @@ impl Bind {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "named did not answer within {START_TIMEOUT:?}; its log:\n{}",
-                    self.log()
+                    "named did not answer within {START_TIMEOUT:?}; its log:\n{}{}",
+                    self.log(),
+                    apparmor_hint(self.dir.path())
                 );
             }
             sleep(Duration::from_millis(100));
@@ -320,6 +342,86 @@ impl Drop for Bind {
     }
 }
 
+/// A fresh directory for one instance: under [`BIND_STATE_DIR`] when it can be
+/// written, else in the system temporary directory. Sweeps stale ones first.
+fn instance_dir() -> Result<tempfile::TempDir> {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    let prefix = format!("{DIR_PREFIX}{}-", std::process::id());
+    let parent = Path::new(BIND_STATE_DIR);
+    if parent.is_dir() {
+        SWEEP.call_once(|| sweep_stale(parent));
+        match tempfile::Builder::new().prefix(&prefix).tempdir_in(parent) {
+            Ok(dir) => return Ok(dir),
+            // Not root (nor in group bind): the temporary directory it is.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating a directory in {BIND_STATE_DIR}"));
+            }
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .tempdir()
+        .context("creating a temporary directory for named")
+}
+
+/// Removes `oemesh-bind-<pid>-*` directories in `parent` whose creator is gone
+/// and whose `named` (by `named.pid`) no longer runs: left by a killed test.
+/// A kept testnet's directory has a running `named`, so it stays.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
+            continue;
+        };
+        let Some(creator) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        let named_runs = fs::read_to_string(path.join("named.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .is_some_and(crate::process::pid_alive);
+        if creator != std::process::id() && !crate::process::pid_alive(creator) && !named_runs {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// When `named` runs confined by an enforcing AppArmor profile and `dir` is not
+/// where that profile lets it write, a paragraph saying so and what to do;
+/// otherwise nothing.
+fn apparmor_hint(dir: &Path) -> String {
+    let allowed = ["/var/lib/bind/", "/var/cache/bind/"];
+    if allowed.iter().any(|a| dir.starts_with(a)) {
+        return String::new();
+    }
+    match apparmor_mode("named") {
+        Some(mode) if mode == "enforce" => format!(
+            "\nAppArmor confines named (profile `named`, enforce mode), and its files are in {}, \
+             where the profile does not let it read or write. Run as root, so that they go \
+             under {BIND_STATE_DIR}, or put the profile in complain mode for the test run: \
+             `aa-complain /usr/sbin/named` (package apparmor-utils; `aa-enforce` undoes it).",
+            dir.display()
+        ),
+        _ => String::new(),
+    }
+}
+
+/// The mode (`enforce`, `complain`, …) of the loaded AppArmor profile `profile`,
+/// from `/sys/kernel/security/apparmor/profiles`; `None` without AppArmor or
+/// such a profile.
+pub fn apparmor_mode(profile: &str) -> Option<String> {
+    let list = fs::read_to_string("/sys/kernel/security/apparmor/profiles").ok()?;
+    list.lines().find_map(|line| {
+        let (name, mode) = line.rsplit_once(" (")?;
+        (name == profile).then(|| mode.trim_end_matches(')').to_owned())
+    })
+}
+
 /// Writes a secret file, created with mode 0600 as a careful admin would.
 fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write as _;
@@ -401,7 +503,7 @@ include "{d}/readonly.key";
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1 right now.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     for _ in 0..50 {
         let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
         let port = udp.local_addr()?.port();
@@ -413,7 +515,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// The full path of `tool` in PATH or the sbin directories (named lives in /usr/sbin).
-fn which(tool: &str) -> Option<PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
         .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
@@ -435,6 +537,13 @@ mod tests {
         let ptr = bind.dig(&["7.2.0.192.in-addr.arpa.", "PTR"]).unwrap();
         assert!(ptr.contains("h7.example.test."), "{ptr}");
         let dir = bind.dir().to_path_buf();
+        if rustix::process::geteuid().is_root() {
+            assert!(
+                dir.starts_with(BIND_STATE_DIR),
+                "as root, the files go where AppArmor lets named write: {}",
+                dir.display()
+            );
+        }
         drop(bind);
         assert!(!dir.exists());
     }

@@ -34,8 +34,8 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts `tcpdump -i <iface> -U -s 0 -w <pcap> <filter>` in `ns` and waits
-    /// (bounded) until it is listening. `filter` may be empty.
+    /// Starts `tcpdump -i <iface> -U -s 0 -B 32768 -w <pcap> <filter>` in `ns`
+    /// and waits (bounded) until it is listening. `filter` may be empty.
     pub fn start(ns: &Netns, iface: &str, filter: &str, pcap: &Path) -> Result<Capture> {
         process::require_programs(&["tcpdump"]);
         let log = pcap.with_extension("tcpdump.log");
@@ -51,6 +51,11 @@ impl Capture {
             "-U",
             "-s",
             "0",
+            // A 32 MiB kernel buffer (the default is 2 MiB): a 1 MiB transfer
+            // on a busy two-core machine overran the default and tcpdump
+            // dropped packets, which a "marker never seen" check cannot afford.
+            "-B",
+            "32768",
             "-Z",
             "root",
             "-w",
@@ -71,16 +76,92 @@ impl Capture {
     }
 
     /// Stops tcpdump (flushing the file) and returns the packets captured.
-    pub fn stop(mut self) -> Result<Vec<Packet>> {
+    ///
+    /// Packets the kernel dropped before tcpdump read them are not reported
+    /// here: a check that something is *absent* from the wire should use
+    /// [`Capture::stop_counted`] and distrust a capture with drops.
+    pub fn stop(self) -> Result<Vec<Packet>> {
+        Ok(self.stop_counted()?.packets)
+    }
+
+    /// Stops tcpdump and returns the packets and tcpdump's own counts, among
+    /// them the packets the kernel dropped ([`CaptureStats::complete`]).
+    pub fn stop_counted(mut self) -> Result<Captured> {
         // Let packets already on the wire reach the file first.
         std::thread::sleep(Duration::from_millis(100));
         self.child.stop()?;
-        read_pcap(&self.pcap)
+        let log = std::fs::read_to_string(self.child.output_path()).unwrap_or_default();
+        let stats = CaptureStats::parse(&log).with_context(|| {
+            format!(
+                "tcpdump printed no packet counts when it stopped; its output:\n{}",
+                self.child.output_tail(10)
+            )
+        })?;
+        Ok(Captured {
+            packets: read_pcap(&self.pcap)?,
+            stats,
+        })
     }
 
     /// The pcap file being written.
     pub fn path(&self) -> &Path {
         &self.pcap
+    }
+}
+
+/// What a stopped capture holds: the packets and tcpdump's counts.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// The IP packets in the file.
+    pub packets: Vec<Packet>,
+    /// tcpdump's counts, printed when it stopped.
+    pub stats: CaptureStats,
+}
+
+/// The counts tcpdump prints when it stops (`N packets captured`, `N packets
+/// received by filter`, `N packets dropped by kernel`, and on some systems
+/// `N packets dropped by interface`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Written to the file.
+    pub captured: u64,
+    /// Matched the filter.
+    pub received_by_filter: u64,
+    /// Lost in the kernel because tcpdump did not read them in time.
+    pub dropped_by_kernel: u64,
+    /// Lost by the interface (when the platform reports it).
+    pub dropped_by_interface: u64,
+}
+
+impl CaptureStats {
+    /// Reads the counts from tcpdump's output; `None` when the three lines
+    /// every tcpdump prints are not all there (it was killed, or never ran).
+    pub fn parse(output: &str) -> Option<CaptureStats> {
+        let count = |what: &str| {
+            output.lines().find_map(|l| {
+                let (n, rest) = l.trim().split_once(' ')?;
+                // "1 packet captured", "2 packets captured".
+                (rest.replacen("packet ", "packets ", 1) == what)
+                    .then(|| n.parse::<u64>().ok())
+                    .flatten()
+            })
+        };
+        Some(CaptureStats {
+            captured: count("packets captured")?,
+            received_by_filter: count("packets received by filter")?,
+            dropped_by_kernel: count("packets dropped by kernel")?,
+            dropped_by_interface: count("packets dropped by interface").unwrap_or(0),
+        })
+    }
+
+    /// Packets lost before they reached the file.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_by_kernel + self.dropped_by_interface
+    }
+
+    /// Whether the file holds every packet the interface saw: no drops.
+    pub fn complete(&self) -> bool {
+        self.dropped() == 0
     }
 }
 
@@ -331,6 +412,29 @@ mod tests {
         assert!(!packets[0].is_esp_in_udp());
         assert!(packets[1].is_esp_in_udp());
         assert_eq!(packets[1].ike_message(), None);
+    }
+
+    #[test]
+    fn reads_tcpdump_counts() {
+        let out = "tcpdump: listening on br0, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n\
+                   2187 packets captured\n2216 packets received by filter\n29 packets dropped by kernel\n";
+        let s = CaptureStats::parse(out).expect("counts");
+        assert_eq!(
+            s,
+            CaptureStats {
+                captured: 2187,
+                received_by_filter: 2216,
+                dropped_by_kernel: 29,
+                dropped_by_interface: 0
+            }
+        );
+        assert!(!s.complete());
+        let one = "1 packet captured\n1 packet received by filter\n0 packets dropped by kernel\n\
+                   0 packets dropped by interface\n";
+        let s = CaptureStats::parse(one).expect("singular");
+        assert_eq!((s.captured, s.dropped()), (1, 0));
+        assert!(s.complete());
+        assert_eq!(CaptureStats::parse("tcpdump: listening on br0\n"), None);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! key would (AUTH NULL, ID_NULL; the responder signs with its Ed25519 key).
 //!
 //! The initiators are core's sans-IO [`Endpoint`]s, one per handshake, each on
-//! a UDP socket bound to a fresh address of `prefix` (the namespace needs a
-//! `local` route for the prefix and `net.ipv6.ip_nonlocal_bind = 1`, see
-//! [`prepare_source`]). `concurrency` threads run handshakes back to back.
+//! a UDP socket bound to a fresh address of `prefix`, one /64 each (the
+//! responder's per-source limits count IPv6 /64s, and each initiator stands
+//! for another host; the namespace needs a `local` route for the /48 and
+//! `net.ipv6.ip_nonlocal_bind = 1`, see [`prepare_source`]). `concurrency` threads run handshakes back to back.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -29,7 +30,7 @@ pub struct Load {
     pub responder: IpAddr,
     /// The responder's Ed25519 public key (32 bytes), checked in IKE_AUTH.
     pub responder_key: [u8; 32],
-    /// Initiator addresses are `prefix` + 1 + `first` + i.
+    /// A /48: initiator `first + i` is `::1` of the /64 with that number ([`source_address`]).
     pub prefix: Ipv6Addr,
     /// Offset of the first address (so that several runs use fresh ones).
     pub first: u32,
@@ -54,10 +55,10 @@ pub struct Outcome {
     pub errors: Vec<String>,
 }
 
-/// Makes `prefix`/64 usable as source addresses in `ns`: a `local` route (the
+/// Makes `prefix`/48 usable as source addresses in `ns`: a `local` route (the
 /// whole prefix is this host's) and non-local binds.
 pub fn prepare_source(ns: &Netns, prefix: Ipv6Addr) -> Result<()> {
-    let net = format!("{prefix}/64");
+    let net = format!("{prefix}/48");
     ns.ip(&["-6", "route", "replace", "local", &net, "dev", "lo"])?;
     ns.exec(
         &["sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"],
@@ -69,6 +70,12 @@ pub fn prepare_source(ns: &Netns, prefix: Ipv6Addr) -> Result<()> {
 /// The address of initiator `i`.
 pub fn address(prefix: Ipv6Addr, i: u32) -> Ipv6Addr {
     Ipv6Addr::from(u128::from(prefix) + 1 + u128::from(i))
+}
+
+/// The address of initiator `i` of the /48 `prefix`: `::1` in the /64 number
+/// `i` (so at most 65,536 initiators).
+pub fn source_address(prefix: Ipv6Addr, i: u32) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(prefix) + 1 + (u128::from(i & 0xffff) << 64))
 }
 
 /// Runs `load.count` handshakes from `ns`, `load.concurrency` at a time.
@@ -123,7 +130,7 @@ pub fn run(ns: &Netns, load: &Load) -> Result<Outcome> {
 /// One initiator: a fresh address, socket and endpoint, IKE_SA_INIT +
 /// IKE_AUTH until the CHILD SA is established.
 fn handshake(load: &Load, index: u32, key: &Ed25519PublicKey) -> Result<()> {
-    let local = IpAddr::V6(address(load.prefix, index));
+    let local = IpAddr::V6(source_address(load.prefix, index));
     let sock = UdpSocket::bind(SocketAddr::new(local, 0))
         .with_context(|| format!("binding {local} (prepare_source first)"))?;
     let mut seed = [0u8; 32];
@@ -146,7 +153,7 @@ fn handshake(load: &Load, index: u32, key: &Ed25519PublicKey) -> Result<()> {
         now,
         local,
         load.responder,
-        Some(PeerAuth::Ed25519(*key)),
+        Some(PeerAuth::ed25519(*key)),
         ts,
         deadline,
     );
@@ -160,7 +167,7 @@ fn handshake(load: &Load, index: u32, key: &Ed25519PublicKey) -> Result<()> {
             match e {
                 Event::ChildSaEstablished { .. } => return Ok(()),
                 Event::AuthorizePeer { sa, .. } => {
-                    ep.authorize(Instant::now(), sa, Some(PeerAuth::Ed25519(*key)));
+                    ep.authorize(Instant::now(), sa, Some(PeerAuth::ed25519(*key)));
                 }
                 Event::Failed { reason, .. } | Event::IkeSaDeleted { reason, .. } => {
                     bail!("{local}: IKE failed: {reason}")

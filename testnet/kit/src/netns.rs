@@ -269,9 +269,16 @@ impl Switch {
 
 /// Deletes `oet-<pid>-…` namespaces whose PID is no longer running (left by a
 /// crashed or killed test run), killing any process still inside them.
-/// Returns the names removed.
+/// Namespaces of a kept testnet ([`crate::topology::Kept`]) are left to
+/// `testnet/demo --down`. Returns the names removed.
 pub fn cleanup_stale() -> Result<Vec<String>> {
+    cleanup_stale_where(|_| true)
+}
+
+/// [`cleanup_stale`] for the stale namespaces whose name passes `select`.
+pub fn cleanup_stale_where(select: impl Fn(&str) -> bool) -> Result<Vec<String>> {
     let list = ip(&["netns", "list"])?;
+    let kept = crate::topology::Kept::recorded_namespaces();
     let mut removed = Vec::new();
     for line in list.lines() {
         let Some(name) = line.split_whitespace().next() else {
@@ -283,7 +290,11 @@ pub fn cleanup_stale() -> Result<Vec<String>> {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if pid == std::process::id() || process::pid_alive(pid) {
+        if pid == std::process::id()
+            || process::pid_alive(pid)
+            || kept.contains(name)
+            || !select(name)
+        {
             continue;
         }
         // Another test process may be sweeping the same names right now.
@@ -297,7 +308,7 @@ pub fn cleanup_stale() -> Result<Vec<String>> {
 }
 
 /// Kills what still runs in namespace `name`, then deletes it.
-fn delete(name: &str) -> Result<()> {
+pub(crate) fn delete(name: &str) -> Result<()> {
     if let Ok(pids) = ip(&["netns", "pids", name]) {
         let me = std::process::id();
         for pid in pids

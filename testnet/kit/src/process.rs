@@ -256,7 +256,7 @@ pub fn require_root() {
     let uid = rustix::process::geteuid();
     assert!(
         uid.is_root(),
-        "this test needs root (network namespaces, daemons): run `sudo scripts/test` \
+        "this test needs root (network namespaces, daemons): run `scripts/test` as root \
          (it also installs the Debian packages the tests drive)"
     );
 }
@@ -271,7 +271,7 @@ pub fn require_programs(programs: &[&str]) {
         .collect();
     assert!(
         missing.is_empty(),
-        "missing programs {missing:?}: run `sudo scripts/test`, which installs the \
+        "missing programs {missing:?}: run `scripts/test` as root, which installs the \
          Debian packages the tests drive (bind9, strongswan-*, tcpdump, iproute2, …)"
     );
 }

@@ -80,7 +80,7 @@ pub fn require_charon() {
         .collect();
     assert!(
         missing.is_empty(),
-        "strongSwan plugins {missing:?} missing: run `sudo scripts/test` (it installs \
+        "strongSwan plugins {missing:?} missing: run `scripts/test` as root (it installs \
          libcharon-extra-plugins, libstrongswan-standard-plugins and \
          libstrongswan-extra-plugins)"
     );

@@ -1,6 +1,6 @@
 //! Why a received IKE message was refused, and which notification that causes.
 
-use super::enums::{IdType, NotifyType, PayloadType, TsType};
+use super::enums::{IdType, NotifyType, PayloadType, ProtocolId, TsType};
 use super::payload::Notify;
 use super::sk::CryptoError;
 
@@ -129,6 +129,42 @@ pub enum Error {
         /// bytes holding the SPIs
         available: usize,
     },
+    /// A Delete payload's SPI Size does not fit its protocol: 0 with SPIs
+    /// listed, anything but 0 and no SPIs for IKE, anything but 4 for ESP
+    /// and AH (§3.11).
+    #[error("Delete payload: {count} SPIs of size {size} for protocol {protocol:?}")]
+    DeleteSpiSize {
+        /// Protocol ID
+        protocol: ProtocolId,
+        /// SPI Size
+        size: u8,
+        /// Num of SPIs
+        count: u16,
+    },
+    /// More payloads than one message may carry ([`super::MAX_PAYLOADS`]),
+    /// outside and inside SK together.
+    #[error("more than {limit} payloads in one message")]
+    TooManyPayloads {
+        /// the limit
+        limit: usize,
+    },
+    /// More substructures of a kind than one payload may carry: proposals in
+    /// an SA, attributes in a transform ([`super::payload::MAX_PROPOSALS`],
+    /// [`super::payload::MAX_ATTRIBUTES`]).
+    #[error("more than {limit} {what}s in one payload")]
+    TooManySubstructures {
+        /// "proposal" or "transform attribute"
+        what: &'static str,
+        /// the limit
+        limit: usize,
+    },
+    /// The parsed message would take more memory than its size allows
+    /// ([`super::parse_allocation_bound`]).
+    #[error("the message would take more than {limit} bytes of memory to parse")]
+    AllocationLimit {
+        /// the budget of this message, in bytes
+        limit: usize,
+    },
     /// An SK or SKF payload that is not the last payload (RFC 7296 §3.14).
     #[error("encrypted payload is not the last payload")]
     SkNotLast,
@@ -188,11 +224,29 @@ impl Error {
             | Error::SelectorLength { .. }
             | Error::SelectorCount { .. }
             | Error::DeleteSpis { .. }
+            | Error::DeleteSpiSize { .. }
+            | Error::TooManyPayloads { .. }
+            | Error::TooManySubstructures { .. }
+            | Error::AllocationLimit { .. }
             | Error::SkNotLast
             | Error::NestedSk
             | Error::NotProtected
             | Error::PadLength { .. } => Some(NotifyType::INVALID_SYNTAX),
         }
+    }
+
+    /// Whether the message was refused for what it would cost to parse
+    /// rather than for its syntax: too many payloads or substructures, or
+    /// more memory than its size allows (issue 11). Such messages are
+    /// dropped and counted like any other that does not parse; this tells
+    /// them apart for logs and counters.
+    pub fn is_resource_limit(&self) -> bool {
+        matches!(
+            self,
+            Error::TooManyPayloads { .. }
+                | Error::TooManySubstructures { .. }
+                | Error::AllocationLimit { .. }
+        )
     }
 
     /// The notification payload to answer with, data included: the payload type

@@ -36,6 +36,7 @@
 //! assert_eq!(Message::parse(&datagram).unwrap(), message);
 //! ```
 
+mod budget;
 pub mod enums;
 mod error;
 mod header;
@@ -43,17 +44,19 @@ pub mod payload;
 mod reader;
 mod sk;
 
+pub use budget::{PARSE_ALLOC_PER_BYTE, PARSE_ALLOC_SLACK, parse_allocation_bound};
 pub use enums::*;
 pub use error::Error;
 pub use header::{Flags, HEADER_LEN, Header, HeaderPacket, MAJOR_VERSION};
 pub use payload::{
     AddrRange, AddrSelector, Attribute, Auth, Delete, ED25519_ALGORITHM_IDENTIFIER, Identity, Ke,
-    Nonce, Notify, Payload, Proposal, Sa, Sk, Skf, TrafficSelector, Transform, Ts, Unknown,
-    VendorId,
+    MAX_PAYLOADS, Nonce, Notify, Payload, Proposal, Sa, Sk, Skf, TrafficSelector, Transform, Ts,
+    Unknown, VendorId,
 };
 pub use sk::{CryptoError, SkCipher};
 
-use payload::{GENERIC_HEADER_LEN, chain_len, emit_chain, first_type, parse_chain};
+use budget::Budget;
+use payload::{GENERIC_HEADER_LEN, chain_len, emit_chain, first_type, parse_chain_in};
 
 /// An IKE message: the header and the payloads in order.
 ///
@@ -74,10 +77,19 @@ impl Message {
     }
 
     /// Parses one whole IKE message (without the UDP 4500 non-ESP marker).
+    ///
+    /// However the bytes are made, this holds at most
+    /// [`parse_allocation_bound`]`(bytes.len())` bytes of heap at once, and
+    /// at most [`MAX_PAYLOADS`] payloads: a message that would need more is
+    /// refused ([`Error::is_resource_limit`]) before the memory is taken.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        Self::parse_in(bytes, &mut Budget::for_input(bytes.len()))
+    }
+
+    fn parse_in(bytes: &[u8], budget: &mut Budget) -> Result<Self, Error> {
         let packet = HeaderPacket::new_checked(bytes)?;
         let header = Header::parse(&packet)?;
-        let payloads = parse_chain(packet.next_payload(), packet.payload())?;
+        let payloads = parse_chain_in(packet.next_payload(), packet.payload(), Vec::new(), budget)?;
         Ok(Self { header, payloads })
     }
 
@@ -170,11 +182,16 @@ impl Message {
     ///
     /// An ICV failure is [`Error::Crypto`], whose [`Error::notify_type`] is `None`:
     /// such a message is dropped without an answer (RFC 7296 §2.21.2).
+    ///
+    /// The payloads outside and inside SK share one allocation budget
+    /// ([`parse_allocation_bound`] of `bytes`) and one [`MAX_PAYLOADS`]; the
+    /// SK body is decrypted where it was copied, not copied again.
     pub fn parse_protected<C: SkCipher + ?Sized>(bytes: &[u8], cipher: &C) -> Result<Self, Error> {
+        let mut budget = Budget::for_input(bytes.len());
         let Message {
             header,
             mut payloads,
-        } = Self::parse(bytes)?;
+        } = Self::parse_in(bytes, &mut budget)?;
         let sk = match payloads.pop() {
             Some(Payload::Sk(sk)) => sk,
             _ => return Err(Error::NotProtected),
@@ -187,10 +204,13 @@ impl Message {
                 need,
             });
         }
-        // SK is last and the chain fills the message: its generic header ends where its body starts.
-        let aad = &bytes[..bytes.len() - sk.body.len()];
-        let (iv, sealed) = sk.body.split_at(iv_len);
-        let mut buf = sealed.to_vec();
+        // SK is last and the chain fills the message: its generic header ends
+        // where its body starts, and the body is the tail of `bytes`.
+        let aad_len = bytes.len() - sk.body.len();
+        let (aad, body) = bytes.split_at(aad_len);
+        let iv = &body[..iv_len];
+        let mut buf = sk.body;
+        buf.drain(..iv_len);
         cipher.open(iv, aad, &mut buf)?;
         let Some((&pad, rest)) = buf.split_last() else {
             return Err(Error::PadLength {
@@ -204,14 +224,14 @@ impl Message {
                 available: rest.len(),
             });
         }
-        let inner = parse_chain(sk.first_inner, &rest[..rest.len() - pad as usize])?;
-        if inner
+        let inner = &rest[..rest.len() - pad as usize];
+        let payloads = parse_chain_in(sk.first_inner, inner, payloads, &mut budget)?;
+        if payloads
             .iter()
             .any(|p| matches!(p, Payload::Sk(_) | Payload::Skf(_)))
         {
             return Err(Error::NestedSk);
         }
-        payloads.extend(inner);
         Ok(Self { header, payloads })
     }
 }

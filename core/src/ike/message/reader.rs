@@ -49,6 +49,11 @@ impl<'a> Reader<'a> {
         std::mem::take(&mut self.buf)
     }
 
+    /// Everything not read yet, without reading it.
+    pub(crate) fn peek(&self) -> &'a [u8] {
+        self.buf
+    }
+
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len()
     }

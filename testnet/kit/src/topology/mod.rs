@@ -31,20 +31,23 @@
 //!
 //! Teardown (on drop): agents get SIGTERM (so they remove their routes), then
 //! BIND and the namespaces go, then the temporary directory. With
-//! [`Options::keep`] nothing is torn down and [`Testnet::describe`] is printed:
-//! how to enter each host with `ip netns exec`. Kept namespaces carry the dead
-//! creator's PID in their name, so the next test run's sweep
-//! ([`crate::netns::cleanup_stale`]) removes them.
+//! [`Options::keep`] (or [`Testnet::leave_running`]) nothing is torn down:
+//! the testnet writes a record of what it left running ([`Kept`], in
+//! [`KEPT_DIR`]) and says how to enter each host and how to tear it all down
+//! (`testnet/demo --down`, which is [`Kept::down`]). The stale-namespace sweep
+//! ([`crate::netns::cleanup_stale`]) leaves recorded namespaces alone.
 
 mod config;
 mod host;
+mod kept;
 
 pub use config::{AgentConfig, Binaries, Options};
 pub use host::{Host, LinkCounters, Peer, parse_link_counters, parse_peers};
+pub use kept::{DownReport, KEPT_DIR, Kept, KeptHost, KeptProcess};
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -162,6 +165,8 @@ struct Parts {
 pub struct Testnet {
     parts: Option<Parts>,
     keep: bool,
+    label: String,
+    binaries: Binaries,
 }
 
 impl Testnet {
@@ -229,6 +234,8 @@ impl Testnet {
                 dir,
             }),
             keep: opts.keep,
+            label: opts.label.clone(),
+            binaries: opts.binaries.clone(),
         };
         if opts.start_agents {
             for host in net.hosts().iter().filter(|h| h.runs_agent) {
@@ -307,6 +314,21 @@ impl Testnet {
         describe(self.parts())
     }
 
+    /// Leaves everything running and returns the record of it, saved in
+    /// [`KEPT_DIR`] for `testnet/demo --down` and `--shell`
+    /// ([`Kept::instructions`] says what to do with it).
+    /// When the record cannot be made, everything is torn down instead.
+    pub fn leave_running(mut self) -> Result<Kept> {
+        self.keep = false;
+        let parts = self.parts.take().expect("testnet parts present until drop");
+        // Nothing is leaked without a record that leads back to it.
+        let kept = record(&parts, &self.label, &self.binaries).and_then(|k| k.save().map(|()| k));
+        if kept.is_ok() {
+            leak(parts);
+        }
+        kept
+    }
+
     /// Stops the agents (SIGTERM), BIND and deletes the namespaces now,
     /// reporting the first error.
     pub fn down(mut self) -> Result<()> {
@@ -331,19 +353,91 @@ impl Drop for Testnet {
             return;
         };
         if self.keep {
-            eprintln!("kept, not torn down:\n{}", describe(&parts));
-            let Parts {
-                hosts,
-                dns,
-                switch,
-                dir,
-            } = parts;
-            let _ = dir.keep();
-            // Leak everything: no SIGTERM, no namespace deletion.
-            std::mem::forget((hosts, dns, switch));
+            match record(&parts, &self.label, &self.binaries).and_then(|k| k.save().map(|()| k)) {
+                Ok(k) => {
+                    leak(parts);
+                    eprintln!("testnet left running.\n{}", k.instructions());
+                }
+                Err(e) => eprintln!("testnet NOT left running: no record of it ({e:#})"),
+            }
         }
         // Otherwise `parts` drops here in field order: agents, BIND, switch, dir.
     }
+}
+
+/// Leaks everything: no SIGTERM, no namespace deletion, no directory removal.
+fn leak(parts: Parts) {
+    let Parts {
+        hosts,
+        dns,
+        switch,
+        dir,
+    } = parts;
+    let _ = dir.keep();
+    std::mem::forget((hosts, dns, switch));
+}
+
+/// The record of `parts` as a kept testnet: every process, namespace and directory.
+fn record(parts: &Parts, label: &str, binaries: &Binaries) -> Result<Kept> {
+    let mut processes = Vec::new();
+    let mut wanted = vec![("named".to_owned(), parts.dns.bind.pid())];
+    wanted.extend(
+        parts
+            .hosts
+            .iter()
+            .filter_map(|h| Some((format!("oemesh on {}", h.name), h.agent_pid()?))),
+    );
+    for (name, pid) in wanted {
+        processes.push(
+            KeptProcess::of(&name, pid)
+                .with_context(|| format!("{name} (pid {pid}) is not running"))?,
+        );
+    }
+    let mut bin_dirs: Vec<PathBuf> = Vec::new();
+    for bin in [&binaries.oemesh, &binaries.dnskeys] {
+        let dir = std::fs::canonicalize(bin)
+            .with_context(|| format!("resolving {}", bin.display()))?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("binary without a directory")?;
+        if !bin_dirs.contains(&dir) {
+            bin_dirs.push(dir);
+        }
+    }
+    let mut hosts = vec![KeptHost {
+        name: "dns".into(),
+        netns: parts.dns.ns.name().to_owned(),
+        ip: IpAddr::V4(DNS_V4),
+        socket: None,
+        role: format!("BIND 9, files in {}", parts.dns.bind.dir().display()),
+    }];
+    hosts.extend(parts.hosts.iter().map(|h| KeptHost {
+        name: h.name.clone(),
+        netns: h.ns.name().to_owned(),
+        ip: h.ip(),
+        socket: h.runs_agent.then(|| h.socket_path()),
+        role: match (h.runs_agent, h.key.is_some()) {
+            (true, true) => "agent, key published".into(),
+            (true, false) => "agent, no key (anonymous)".into(),
+            (false, _) => "no agent".into(),
+        },
+    }));
+    let mut namespaces = vec![parts.switch.netns().name().to_owned()];
+    namespaces.extend(hosts.iter().map(|h| h.netns.clone()));
+    let dir = parts.dir.path().to_owned();
+    Ok(Kept {
+        file: Kept::file_for(&dir),
+        label: label.to_owned(),
+        kept_at: kept::unix_now(),
+        dir,
+        bind_dir: parts.dns.bind.dir().to_owned(),
+        bin_dirs,
+        switch_netns: parts.switch.netns().name().to_owned(),
+        namespaces,
+        processes,
+        hosts,
+        keeper: None,
+    })
 }
 
 fn describe(parts: &Parts) -> String {
@@ -379,10 +473,6 @@ fn describe(parts: &Parts) -> String {
         s,
         "  switch ip netns exec {} tcpdump -ni {SWITCH_IFACE}",
         parts.switch.netns().name()
-    );
-    let _ = writeln!(
-        s,
-        "  remove with `ip netns del NAME` (the next testkit run also sweeps them)"
     );
     s
 }

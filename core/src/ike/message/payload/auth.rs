@@ -13,6 +13,7 @@
 use std::fmt;
 
 use crate::ike::message::Error;
+use crate::ike::message::budget::Budget;
 use crate::ike::message::enums::AuthMethod;
 use crate::ike::message::reader::Reader;
 
@@ -57,12 +58,16 @@ impl Auth {
 
     /// Parses the body.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        Self::parse_in(body, &mut Budget::for_input(body.len()))
+    }
+
+    pub(crate) fn parse_in(body: &[u8], budget: &mut Budget) -> Result<Self, Error> {
         let mut r = Reader::new(body, "AUTH payload");
         let method = AuthMethod(r.u8()?);
         r.take(3)?;
         Ok(Self {
             method,
-            data: r.rest().to_vec(),
+            data: budget.copy(r.rest())?,
         })
     }
 

@@ -12,6 +12,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ike::message::Error;
+use crate::ike::message::budget::Budget;
 use crate::ike::message::enums::IdType;
 use crate::ike::message::reader::Reader;
 
@@ -64,6 +65,10 @@ impl Identity {
 
     /// Parses the body. Address types must have their exact size.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        Self::parse_in(body, &mut Budget::for_input(body.len()))
+    }
+
+    pub(crate) fn parse_in(body: &[u8], budget: &mut Budget) -> Result<Self, Error> {
         let mut r = Reader::new(body, "ID payload");
         let ty = IdType(r.u8()?);
         r.take(3)?;
@@ -90,11 +95,11 @@ impl Identity {
                 octets.copy_from_slice(data);
                 Identity::Ipv6(Ipv6Addr::from(octets))
             }
-            IdType::FQDN => Identity::Fqdn(data.to_vec()),
+            IdType::FQDN => Identity::Fqdn(budget.copy(data)?),
             IdType::NULL if data.is_empty() => Identity::Null,
             _ => Identity::Other {
                 ty,
-                data: data.to_vec(),
+                data: budget.copy(data)?,
             },
         })
     }

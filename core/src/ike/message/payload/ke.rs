@@ -8,6 +8,7 @@
 use std::fmt;
 
 use crate::ike::message::Error;
+use crate::ike::message::budget::Budget;
 use crate::ike::message::enums::DhGroup;
 use crate::ike::message::reader::Reader;
 
@@ -23,12 +24,16 @@ pub struct Ke {
 impl Ke {
     /// Parses the body.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        Self::parse_in(body, &mut Budget::for_input(body.len()))
+    }
+
+    pub(crate) fn parse_in(body: &[u8], budget: &mut Budget) -> Result<Self, Error> {
         let mut r = Reader::new(body, "KE payload");
         let group = DhGroup(r.u16()?);
         r.take(2)?;
         Ok(Self {
             group,
-            data: r.rest().to_vec(),
+            data: budget.copy(r.rest())?,
         })
     }
 

@@ -39,12 +39,28 @@ pub use ts::{AddrRange, AddrSelector, TrafficSelector, Ts};
 pub use unknown::Unknown;
 pub use vendor::VendorId;
 
+pub use sa::{MAX_ATTRIBUTES, MAX_PROPOSALS};
+
 use super::Error;
+use super::budget::Budget;
 use super::enums::PayloadType;
 use super::reader::{Reader, put_u16};
 
 /// Size of the generic payload header.
 pub const GENERIC_HEADER_LEN: usize = 4;
+
+/// The most payloads one message may carry, those inside its SK payload
+/// included. A real IKE_AUTH request has about ten (IDi, AUTH, SA, TSi, TSr
+/// and a few notifications); strongSwan refuses a message with more than 20
+/// Notify, 20 Delete, 20 Vendor ID or 8 CERT payloads (`message.c`). Each
+/// payload is a [`Payload`] value of 56 bytes however few bytes it came in,
+/// so without a cap a datagram of empty payloads is a list 14 times its size.
+pub const MAX_PAYLOADS: usize = 64;
+
+// The allocation budget charges each payload the size of its value, so a
+// larger `Payload` makes every message cost more: 56 bytes, Notify's two
+// vectors and its types (issue 11 measured it; keep it from growing).
+const _: () = assert!(std::mem::size_of::<Payload>() <= 56);
 
 /// The critical bit of the generic payload header (RFC 7296 §2.5, §3.2).
 const CRITICAL: u8 = 0x80;
@@ -135,25 +151,39 @@ impl Payload {
         critical: bool,
         body: &[u8],
     ) -> Result<Self, Error> {
+        Self::parse_in(ty, next, critical, body, &mut Budget::for_input(body.len()))
+    }
+
+    /// [`Payload::parse`], charging what it allocates to `budget`.
+    pub(crate) fn parse_in(
+        ty: PayloadType,
+        next: PayloadType,
+        critical: bool,
+        body: &[u8],
+        budget: &mut Budget,
+    ) -> Result<Self, Error> {
         Ok(match ty {
-            PayloadType::SA => Payload::Sa(Sa::parse(body)?),
-            PayloadType::KE => Payload::Ke(Ke::parse(body)?),
-            PayloadType::IDI => Payload::IdI(Identity::parse(body)?),
-            PayloadType::IDR => Payload::IdR(Identity::parse(body)?),
-            PayloadType::AUTH => Payload::Auth(Auth::parse(body)?),
-            PayloadType::NONCE => Payload::Nonce(Nonce::parse(body)),
-            PayloadType::NOTIFY => Payload::Notify(Notify::parse(body)?),
-            PayloadType::DELETE => Payload::Delete(Delete::parse(body)?),
-            PayloadType::VENDOR_ID => Payload::Vendor(VendorId::parse(body)),
-            PayloadType::TSI => Payload::TsI(Ts::parse(body)?),
-            PayloadType::TSR => Payload::TsR(Ts::parse(body)?),
-            PayloadType::SK => Payload::Sk(Sk::parse(next, body)),
-            PayloadType::SKF => Payload::Skf(Skf::parse(next, body)?),
+            PayloadType::SA => Payload::Sa(Sa::parse_in(body, budget)?),
+            PayloadType::KE => Payload::Ke(Ke::parse_in(body, budget)?),
+            PayloadType::IDI => Payload::IdI(Identity::parse_in(body, budget)?),
+            PayloadType::IDR => Payload::IdR(Identity::parse_in(body, budget)?),
+            PayloadType::AUTH => Payload::Auth(Auth::parse_in(body, budget)?),
+            PayloadType::NONCE => Payload::Nonce(Nonce(budget.copy(body)?)),
+            PayloadType::NOTIFY => Payload::Notify(Notify::parse_in(body, budget)?),
+            PayloadType::DELETE => Payload::Delete(Delete::parse_in(body, budget)?),
+            PayloadType::VENDOR_ID => Payload::Vendor(VendorId(budget.copy(body)?)),
+            PayloadType::TSI => Payload::TsI(Ts::parse_in(body, budget)?),
+            PayloadType::TSR => Payload::TsR(Ts::parse_in(body, budget)?),
+            PayloadType::SK => Payload::Sk(Sk {
+                first_inner: next,
+                body: budget.copy(body)?,
+            }),
+            PayloadType::SKF => Payload::Skf(Skf::parse_in(next, body, budget)?),
             _ if critical => return Err(Error::UnsupportedCriticalPayload(ty)),
             _ => Payload::Unknown(Unknown {
                 ty,
                 critical: false,
-                body: body.to_vec(),
+                body: budget.copy(body)?,
             }),
         })
     }
@@ -239,33 +269,95 @@ pub fn emit_chain(payloads: &[Payload], out: &mut Vec<u8>) {
 }
 
 /// Parses the chain in `bytes` whose first payload has type `first`. The chain
-/// must fill `bytes` exactly; an SK or SKF payload must be the last one.
+/// must fill `bytes` exactly; an SK or SKF payload must be the last one. At
+/// most [`MAX_PAYLOADS`] payloads, within [`super::parse_allocation_bound`]
+/// of `bytes`.
 pub fn parse_chain(first: PayloadType, bytes: &[u8]) -> Result<Vec<Payload>, Error> {
-    let mut payloads = Vec::new();
+    parse_chain_in(
+        first,
+        bytes,
+        Vec::new(),
+        &mut Budget::for_input(bytes.len()),
+    )
+}
+
+/// Parses a chain as [`parse_chain`] does, after the payloads in `before`
+/// (which count toward [`MAX_PAYLOADS`]), into one vector of exactly the
+/// payloads' number, charged to `budget`.
+pub(crate) fn parse_chain_in(
+    first: PayloadType,
+    bytes: &[u8],
+    before: Vec<Payload>,
+    budget: &mut Budget,
+) -> Result<Vec<Payload>, Error> {
+    let count = before.len().saturating_add(count_chain(first, bytes)?);
+    if count > MAX_PAYLOADS {
+        return Err(Error::TooManyPayloads {
+            limit: MAX_PAYLOADS,
+        });
+    }
+    let mut payloads = if before.capacity() >= count {
+        before
+    } else {
+        let mut all = budget.vec(count)?;
+        all.extend(before);
+        all
+    };
     let mut reader = Reader::new(bytes, "generic payload header");
     let mut ty = first;
     while ty != PayloadType::NONE {
-        let available = reader.remaining();
-        let next = PayloadType(reader.u8()?);
-        let critical = reader.u8()? & CRITICAL != 0;
-        let length = reader.u16()?;
-        if (length as usize) < GENERIC_HEADER_LEN || length as usize > available {
-            return Err(Error::PayloadLength {
-                payload: ty,
-                length,
-                available,
-            });
+        let (next, critical, body) = chain_step(&mut reader, ty)?;
+        payloads.push(Payload::parse_in(ty, next, critical, body, budget)?);
+        if matches!(ty, PayloadType::SK | PayloadType::SKF) {
+            // The Next Payload of SK/SKF names its first inner payload (§3.14),
+            // and count_chain has seen that nothing follows.
+            return Ok(payloads);
         }
-        let body = reader.take(length as usize - GENERIC_HEADER_LEN)?;
-        let payload = Payload::parse(ty, next, critical, body)?;
-        let encrypted = matches!(payload, Payload::Sk(_) | Payload::Skf(_));
-        payloads.push(payload);
-        if encrypted {
-            // The Next Payload of SK/SKF names its first inner payload (§3.14).
+        ty = next;
+    }
+    Ok(payloads)
+}
+
+/// Reads one generic payload header and the body it announces: (Next
+/// Payload, critical bit, body).
+fn chain_step<'a>(
+    reader: &mut Reader<'a>,
+    ty: PayloadType,
+) -> Result<(PayloadType, bool, &'a [u8]), Error> {
+    let available = reader.remaining();
+    let next = PayloadType(reader.u8()?);
+    let critical = reader.u8()? & CRITICAL != 0;
+    let length = reader.u16()?;
+    if (length as usize) < GENERIC_HEADER_LEN || length as usize > available {
+        return Err(Error::PayloadLength {
+            payload: ty,
+            length,
+            available,
+        });
+    }
+    let body = reader.take(length as usize - GENERIC_HEADER_LEN)?;
+    Ok((next, critical, body))
+}
+
+/// Walks the generic headers of a chain without looking into the bodies and
+/// returns how many payloads it holds, so that the list of them is allocated
+/// once, at its size, and only when there are few enough of them. Stops at
+/// [`MAX_PAYLOADS`] + 1: more is refused anyway.
+fn count_chain(first: PayloadType, bytes: &[u8]) -> Result<usize, Error> {
+    let mut reader = Reader::new(bytes, "generic payload header");
+    let mut ty = first;
+    let mut count = 0;
+    while ty != PayloadType::NONE {
+        if count > MAX_PAYLOADS {
+            return Ok(count);
+        }
+        let (next, _, _) = chain_step(&mut reader, ty)?;
+        count += 1;
+        if matches!(ty, PayloadType::SK | PayloadType::SKF) {
             if !reader.is_empty() {
                 return Err(Error::SkNotLast);
             }
-            return Ok(payloads);
+            return Ok(count);
         }
         ty = next;
     }
@@ -274,7 +366,7 @@ pub fn parse_chain(first: PayloadType, bytes: &[u8]) -> Result<Vec<Payload>, Err
             count: reader.remaining(),
         });
     }
-    Ok(payloads)
+    Ok(count)
 }
 
 #[cfg(test)]
@@ -318,6 +410,61 @@ mod tests {
             parse_chain(PayloadType::NONCE, &bytes).unwrap(),
             vec![Payload::Nonce(Nonce(vec![0x42]))]
         );
+    }
+
+    #[test]
+    fn payload_count_is_capped() {
+        // MAX_PAYLOADS empty Vendor IDs parse; one more is refused before
+        // anything is allocated for them.
+        let chain = |n: usize| {
+            let mut bytes = Vec::new();
+            for i in 0..n {
+                let next = if i + 1 == n { 0 } else { 43 };
+                bytes.extend_from_slice(&[next, 0, 0, 4]);
+            }
+            bytes
+        };
+        let ok = chain(MAX_PAYLOADS);
+        let mut budget = Budget::for_input(10_000);
+        let parsed = parse_chain_in(PayloadType::VENDOR_ID, &ok, Vec::new(), &mut budget).unwrap();
+        assert_eq!(parsed.len(), MAX_PAYLOADS);
+        assert_eq!(parsed.capacity(), MAX_PAYLOADS);
+        let err = parse_chain(PayloadType::VENDOR_ID, &chain(MAX_PAYLOADS + 1)).unwrap_err();
+        assert_eq!(
+            err,
+            Error::TooManyPayloads {
+                limit: MAX_PAYLOADS
+            }
+        );
+        assert!(err.is_resource_limit());
+        assert_eq!(err.notify_type(), Some(NotifyType::INVALID_SYNTAX));
+        // Payloads already parsed (outside SK) count too.
+        let before = vec![Payload::Vendor(VendorId(vec![])); 2];
+        assert!(matches!(
+            parse_chain_in(
+                PayloadType::VENDOR_ID,
+                &chain(MAX_PAYLOADS - 1),
+                before,
+                &mut budget
+            ),
+            Err(Error::TooManyPayloads { .. })
+        ));
+        // 64 empty payloads in 256 bytes are a 3.5 KiB list: within a
+        // message's budget (4 × 256 + 4 KiB), which the cap keeps so; a
+        // smaller budget refuses it before allocating.
+        assert_eq!(
+            parse_chain(PayloadType::VENDOR_ID, &ok).unwrap().len(),
+            MAX_PAYLOADS
+        );
+        assert!(matches!(
+            parse_chain_in(
+                PayloadType::VENDOR_ID,
+                &ok,
+                Vec::new(),
+                &mut Budget::with_limit(3000)
+            ),
+            Err(Error::AllocationLimit { limit: 3000 })
+        ));
     }
 
     #[test]

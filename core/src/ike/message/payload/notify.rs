@@ -7,6 +7,7 @@
 //! ```
 
 use crate::ike::message::Error;
+use crate::ike::message::budget::Budget;
 use crate::ike::message::enums::{DhGroup, HashAlgorithm, NotifyType, ProtocolId};
 use crate::ike::message::reader::Reader;
 
@@ -90,16 +91,20 @@ impl Notify {
 
     /// Parses the body.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        Self::parse_in(body, &mut Budget::for_input(body.len()))
+    }
+
+    pub(crate) fn parse_in(body: &[u8], budget: &mut Budget) -> Result<Self, Error> {
         let mut r = Reader::new(body, "Notify payload");
         let protocol = ProtocolId(r.u8()?);
         let spi_size = r.u8()?;
         let ty = NotifyType(r.u16()?);
-        let spi = r.take(spi_size as usize)?.to_vec();
+        let spi = budget.copy(r.take(spi_size as usize)?)?;
         Ok(Self {
             protocol,
             spi,
             ty,
-            data: r.rest().to_vec(),
+            data: budget.copy(r.rest())?,
         })
     }
 

@@ -22,6 +22,7 @@
 use std::fmt;
 
 use crate::ike::message::Error;
+use crate::ike::message::budget::Budget;
 use crate::ike::message::enums::{
     AttributeType, DhGroup, EncrId, EsnId, IntegId, PrfId, ProtocolId, TransformType,
 };
@@ -32,6 +33,60 @@ const MORE_PROPOSALS: u8 = 2;
 const MORE_TRANSFORMS: u8 = 3;
 /// The Attribute Format bit: set for the TV (two-octet value) form.
 const AF_TV: u16 = 0x8000;
+
+/// The most proposals one SA payload may carry. Proposal Num is one octet,
+/// and real offers have a handful (strongSwan sends one per configured
+/// proposal); each is a 56-byte [`Proposal`] however few bytes it came in.
+pub const MAX_PROPOSALS: usize = 64;
+
+/// The most attributes one transform may carry. RFC 7296 defines one (Key
+/// Length); each is a 32-byte [`Attribute`] for 4 bytes on the wire.
+/// Transforms per proposal need no cap of their own: Num Transforms is one
+/// octet, and the parser stops at the first transform beyond it.
+pub const MAX_ATTRIBUTES: usize = 16;
+
+/// Counts the substructures of `body` (each starts with Last Substruc,
+/// reserved, a 16-bit length) up to `limit`, looking only at their lengths:
+/// the vector of them is allocated once, at its size. A malformed list
+/// counts what it can; parsing it then reports the error.
+fn count_substructures(body: &[u8], what: &'static str, limit: usize) -> Result<usize, Error> {
+    let mut r = Reader::new(body, what);
+    let mut count = 0;
+    while r.remaining() >= 4 {
+        if count == limit {
+            return Err(Error::TooManySubstructures { what, limit });
+        }
+        r.u16()?;
+        let length = usize::from(r.u16()?);
+        count += 1;
+        if length < 4 || r.take(length - 4).is_err() {
+            break;
+        }
+    }
+    Ok(count)
+}
+
+/// Counts transform attributes (4 bytes in TV form, 4 + length in TLV form)
+/// as [`count_substructures`] counts substructures.
+fn count_attributes(body: &[u8]) -> Result<usize, Error> {
+    let mut r = Reader::new(body, "transform attribute");
+    let mut count = 0;
+    while r.remaining() >= 4 {
+        if count == MAX_ATTRIBUTES {
+            return Err(Error::TooManySubstructures {
+                what: "transform attribute",
+                limit: MAX_ATTRIBUTES,
+            });
+        }
+        let ty = r.u16()?;
+        let value = usize::from(r.u16()?);
+        count += 1;
+        if ty & AF_TV == 0 && r.take(value).is_err() {
+            break;
+        }
+    }
+    Ok(count)
+}
 
 /// An SA payload: the proposals, in order of preference.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -91,7 +146,7 @@ impl Attribute {
         }
     }
 
-    fn parse(r: &mut Reader<'_>) -> Result<Self, Error> {
+    fn parse(r: &mut Reader<'_>, budget: &mut Budget) -> Result<Self, Error> {
         let ty_field = r.u16()?;
         let value = r.u16()?;
         let ty = AttributeType(ty_field & !AF_TV);
@@ -109,7 +164,7 @@ impl Attribute {
         }
         Ok(Attribute::Tlv {
             ty,
-            value: r.take(value as usize)?.to_vec(),
+            value: budget.copy(r.take(value as usize)?)?,
         })
     }
 
@@ -194,14 +249,20 @@ impl Transform {
             .sum::<usize>()
     }
 
-    fn parse(body: &[u8]) -> Result<Self, Error> {
+    fn parse(body: &[u8], budget: &mut Budget) -> Result<Self, Error> {
         let mut r = Reader::new(body, "transform");
         let ty = TransformType(r.u8()?);
         r.u8()?;
         let id = r.u16()?;
-        let mut attributes = Vec::new();
+        let mut attributes = budget.vec(count_attributes(r.peek())?)?;
         while !r.is_empty() {
-            attributes.push(Attribute::parse(&mut r)?);
+            if attributes.len() == MAX_ATTRIBUTES {
+                return Err(Error::TooManySubstructures {
+                    what: "transform attribute",
+                    limit: MAX_ATTRIBUTES,
+                });
+            }
+            attributes.push(Attribute::parse(&mut r, budget)?);
         }
         Ok(Self { ty, id, attributes })
     }
@@ -285,17 +346,25 @@ impl Proposal {
                 .sum::<usize>()
     }
 
-    fn parse(body: &[u8]) -> Result<Self, Error> {
+    fn parse(body: &[u8], budget: &mut Budget) -> Result<Self, Error> {
         let mut r = Reader::new(body, "proposal");
         let number = r.u8()?;
         let protocol = ProtocolId(r.u8()?);
         let spi_size = r.u8()?;
         let announced = r.u8()?;
-        let spi = r.take(spi_size as usize)?.to_vec();
-        let mut transforms = Vec::new();
+        let spi = budget.copy(r.take(spi_size as usize)?)?;
+        // Num Transforms bounds the list; a transform takes at least 8 bytes.
+        let room = usize::from(announced).min(r.remaining() / 8);
+        let mut transforms = budget.vec(room)?;
         while !r.is_empty() {
+            if transforms.len() == usize::from(announced) {
+                return Err(Error::TransformCount {
+                    announced,
+                    found: transforms.len() + 1,
+                });
+            }
             let (body, _) = substructure(&mut r, "transform", MORE_TRANSFORMS, 8)?;
-            transforms.push(Transform::parse(body)?);
+            transforms.push(Transform::parse(body, budget)?);
         }
         if transforms.len() != announced as usize {
             return Err(Error::TransformCount {
@@ -333,13 +402,17 @@ impl Proposal {
 }
 
 impl Sa {
-    /// Parses the body: a sequence of proposals.
+    /// Parses the body: a sequence of at most [`MAX_PROPOSALS`] proposals.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        Self::parse_in(body, &mut Budget::for_input(body.len()))
+    }
+
+    pub(crate) fn parse_in(body: &[u8], budget: &mut Budget) -> Result<Self, Error> {
         let mut r = Reader::new(body, "SA payload");
-        let mut proposals = Vec::new();
+        let mut proposals = budget.vec(count_substructures(body, "proposal", MAX_PROPOSALS)?)?;
         while !r.is_empty() {
             let (body, _) = substructure(&mut r, "proposal", MORE_PROPOSALS, 8)?;
-            proposals.push(Proposal::parse(body)?);
+            proposals.push(Proposal::parse(body, budget)?);
         }
         Ok(Self { proposals })
     }
@@ -434,6 +507,90 @@ mod tests {
         sa.emit(&mut out);
         assert_eq!(out[0], 2, "more proposals follow");
         assert_eq!(Sa::parse(&out).unwrap(), sa);
+    }
+
+    /// One proposal of `transforms` ENCR transforms, each with `attributes`
+    /// Key Length attributes.
+    fn sa_bytes(proposals: usize, transforms: usize, attributes: usize) -> Vec<u8> {
+        let transform_len = 8 + 4 * attributes;
+        let proposal_len = 8 + transforms * transform_len;
+        let mut out = Vec::new();
+        for p in 0..proposals {
+            let last = if p + 1 == proposals { 0 } else { 2 };
+            out.extend_from_slice(&[last, 0]);
+            out.extend_from_slice(&(proposal_len as u16).to_be_bytes());
+            out.extend_from_slice(&[1, 1, 0, transforms as u8]);
+            for t in 0..transforms {
+                let last = if t + 1 == transforms { 0 } else { 3 };
+                out.extend_from_slice(&[last, 0]);
+                out.extend_from_slice(&(transform_len as u16).to_be_bytes());
+                out.extend_from_slice(&[1, 0, 0, 20]);
+                for _ in 0..attributes {
+                    out.extend_from_slice(&[0x80, 14, 1, 0]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Parses with room to spare, so that only the count limits apply.
+    fn parse_roomy(bytes: &[u8]) -> Result<Sa, Error> {
+        Sa::parse_in(bytes, &mut Budget::for_input(100 * bytes.len()))
+    }
+
+    #[test]
+    fn counts_are_capped() {
+        let sa = parse_roomy(&sa_bytes(MAX_PROPOSALS, 1, 1)).unwrap();
+        assert_eq!(sa.proposals.len(), MAX_PROPOSALS);
+        assert_eq!(sa.proposals.capacity(), MAX_PROPOSALS);
+        assert_eq!(
+            parse_roomy(&sa_bytes(MAX_PROPOSALS + 1, 0, 0)).unwrap_err(),
+            Error::TooManySubstructures {
+                what: "proposal",
+                limit: MAX_PROPOSALS
+            }
+        );
+        let sa = parse_roomy(&sa_bytes(1, 2, MAX_ATTRIBUTES)).unwrap();
+        assert_eq!(
+            sa.proposals[0].transforms[1].attributes.len(),
+            MAX_ATTRIBUTES
+        );
+        assert_eq!(
+            parse_roomy(&sa_bytes(1, 1, MAX_ATTRIBUTES + 1)).unwrap_err(),
+            Error::TooManySubstructures {
+                what: "transform attribute",
+                limit: MAX_ATTRIBUTES
+            }
+        );
+        // 255 transforms: as many as Num Transforms can say, and within the
+        // budget of their bytes (8 bytes each, 32 as values).
+        let sa = Sa::parse(&sa_bytes(1, 255, 0)).unwrap();
+        assert_eq!(sa.proposals[0].transforms.len(), 255);
+        assert_eq!(sa.proposals[0].transforms.capacity(), 255);
+        // 64 empty proposals (8 bytes each, 56 as values): 3.5 KiB, within
+        // the budget of 512 bytes (4 × 512 + 4 KiB); a smaller one refuses
+        // them before allocating.
+        assert!(Sa::parse(&sa_bytes(MAX_PROPOSALS, 0, 0)).is_ok());
+        assert!(matches!(
+            Sa::parse_in(
+                &sa_bytes(MAX_PROPOSALS, 0, 0),
+                &mut Budget::with_limit(3000)
+            ),
+            Err(Error::AllocationLimit { limit: 3000 })
+        ));
+    }
+
+    #[test]
+    fn transforms_beyond_the_announced_number_are_refused_at_once() {
+        let mut bytes = sa_bytes(1, 3, 0);
+        bytes[7] = 2;
+        assert_eq!(
+            Sa::parse(&bytes).unwrap_err(),
+            Error::TransformCount {
+                announced: 2,
+                found: 3
+            }
+        );
     }
 
     #[test]

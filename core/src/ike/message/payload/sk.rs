@@ -15,6 +15,7 @@
 use std::fmt;
 
 use crate::ike::message::Error;
+use crate::ike::message::budget::Budget;
 use crate::ike::message::enums::PayloadType;
 use crate::ike::message::reader::Reader;
 
@@ -63,6 +64,14 @@ impl Sk {
 impl Skf {
     /// Parses the body; `first_inner` comes from the generic header.
     pub fn parse(first_inner: PayloadType, body: &[u8]) -> Result<Self, Error> {
+        Self::parse_in(first_inner, body, &mut Budget::for_input(body.len()))
+    }
+
+    pub(crate) fn parse_in(
+        first_inner: PayloadType,
+        body: &[u8],
+        budget: &mut Budget,
+    ) -> Result<Self, Error> {
         let mut r = Reader::new(body, "SKF payload");
         let number = r.u16()?;
         let total = r.u16()?;
@@ -70,7 +79,7 @@ impl Skf {
             first_inner,
             number,
             total,
-            body: r.rest().to_vec(),
+            body: budget.copy(r.rest())?,
         })
     }
 

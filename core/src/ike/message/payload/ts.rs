@@ -17,6 +17,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::ike::message::Error;
+use crate::ike::message::budget::Budget;
 use crate::ike::message::enums::TsType;
 use crate::ike::message::reader::{Reader, put_u16};
 
@@ -105,7 +106,7 @@ impl TrafficSelector {
         }
     }
 
-    fn parse(r: &mut Reader<'_>) -> Result<Self, Error> {
+    fn parse(r: &mut Reader<'_>, budget: &mut Budget) -> Result<Self, Error> {
         let ty = TsType(r.u8()?);
         let second_octet = r.u8()?;
         let length = r.u16()?;
@@ -122,7 +123,7 @@ impl TrafficSelector {
             return Ok(TrafficSelector::Unknown {
                 ty,
                 second_octet,
-                data: sel.rest().to_vec(),
+                data: budget.copy(sel.rest())?,
             });
         }
         let start_port = sel.u16()?;
@@ -187,12 +188,24 @@ impl Ts {
 
     /// Parses the body; Number of TSs must match the selectors present.
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        Self::parse_in(body, &mut Budget::for_input(body.len()))
+    }
+
+    pub(crate) fn parse_in(body: &[u8], budget: &mut Budget) -> Result<Self, Error> {
         let mut r = Reader::new(body, "TS payload");
         let announced = r.u8()?;
         r.take(3)?;
-        let mut selectors = Vec::new();
+        // Number of TSs bounds the list; a selector takes at least 4 bytes.
+        let room = usize::from(announced).min(r.remaining() / 4);
+        let mut selectors = budget.vec(room)?;
         while !r.is_empty() {
-            selectors.push(TrafficSelector::parse(&mut r)?);
+            if selectors.len() == usize::from(announced) {
+                return Err(Error::SelectorCount {
+                    announced,
+                    found: selectors.len() + 1,
+                });
+            }
+            selectors.push(TrafficSelector::parse(&mut r, budget)?);
         }
         if selectors.len() != announced as usize {
             return Err(Error::SelectorCount {

@@ -9,7 +9,7 @@ use oemesh_testkit::topology::{Binaries, Host, Options, Testnet};
 
 use crate::report::{Row, print_table};
 use crate::traffic::{self, EchoServers};
-use crate::wire::{Evidence, Flow};
+use crate::wire::{Evidence, Flow, Verdict};
 use crate::{interrupted, say};
 
 /// Bound on one flow's first packet (DNS + IKE + the agents' margins).
@@ -35,8 +35,8 @@ struct Outcome {
     evidence: Evidence,
 }
 
-/// Runs the demo; `Ok(true)` when every check passed.
-pub(crate) fn run(args: &DemoArgs) -> Result<bool> {
+/// Runs the demo; its verdict (the worst flow's).
+pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
     let started = Instant::now();
     let quiet = args.quiet;
     let bins = Binaries::from_test_target_dir()?;
@@ -57,15 +57,14 @@ pub(crate) fn run(args: &DemoArgs) -> Result<bool> {
             "  published with `dnskeys publish` + TSIG), carol .30 (agent, no key), dave .40 (no agent)"
         );
     }
-    let result = drive(&net, quiet);
-    let ok = match result {
-        Ok(ok) => ok,
+    let verdict = match drive(&net, quiet) {
+        Ok(v) => v,
         Err(e) => {
             say!("demo failed: {e:#}");
-            false
+            Verdict::Fail
         }
     };
-    if !ok && !interrupted() {
+    if verdict != Verdict::Pass && !interrupted() {
         save_logs(&net);
     }
     if interrupted() {
@@ -74,36 +73,30 @@ pub(crate) fn run(args: &DemoArgs) -> Result<bool> {
         bail!("interrupted");
     }
     let secs = started.elapsed().as_secs_f64();
+    let summary = match verdict {
+        Verdict::Pass => "all checks passed".to_owned(),
+        Verdict::Fail => "SOME CHECKS FAILED".to_owned(),
+        Verdict::Incomplete => "INCOMPLETE: the sniffer lost packets, so what the wire did not \
+                                show is not proven; run it again"
+            .to_owned(),
+    };
     if args.keep {
-        say!("\nleft running ({secs:.1} s so far); enter a host with `ip netns exec <ns> bash`:");
-        // Dropping a kept testnet prints how to reach each host and leaks it.
-        drop(net);
+        let kept = net.leave_running()?;
+        say!("\n{summary}; left running ({secs:.1} s so far).");
+        say!("{}", kept.instructions());
+        crate::kept::keep_alive(kept, verdict)?;
     } else {
         net.down()?;
-        if !quiet {
-            say!(
-                "\ntorn down; {} in {secs:.1} s",
-                if ok {
-                    "all checks passed"
-                } else {
-                    "SOME CHECKS FAILED"
-                }
-            );
+        if quiet {
+            say!("{summary} in {secs:.1} s");
         } else {
-            say!(
-                "{} in {secs:.1} s",
-                if ok {
-                    "all checks passed"
-                } else {
-                    "SOME CHECKS FAILED"
-                }
-            );
+            say!("\ntorn down; {summary} in {secs:.1} s");
         }
     }
-    Ok(ok)
+    Ok(verdict)
 }
 
-fn drive(net: &Testnet, quiet: bool) -> Result<bool> {
+fn drive(net: &Testnet, quiet: bool) -> Result<Verdict> {
     let flows = [
         flow(net.alice(), net.bob(), true, "authenticated"),
         flow(net.alice(), net.dave(), false, "clear"),
@@ -142,20 +135,22 @@ fn drive(net: &Testnet, quiet: bool) -> Result<bool> {
             }
         }
     }
-    let packets = capture.stop()?;
+    let captured = capture.stop_counted()?;
+    let (packets, stats) = (&captured.packets, captured.stats);
     if !quiet {
         say!(
-            "\nOn the wire (tcpdump on the switch, {} packets):",
-            packets.len()
+            "\nOn the wire (tcpdump on the switch, {} packets{}):",
+            packets.len(),
+            dropped_note(stats.dropped())
         );
     }
     let mut rows = Vec::new();
-    let mut all_ok = true;
+    let mut run = Verdict::Pass;
     for o in &mut outcomes {
-        o.evidence = Evidence::of(&o.flow, &packets);
-        let wire_ok = o.evidence.as_expected(&o.flow);
-        let ok = wire_ok && o.problems.is_empty();
-        all_ok &= ok;
+        o.evidence = Evidence::of(&o.flow, packets);
+        let passed = o.evidence.as_expected(&o.flow) && o.problems.is_empty();
+        let verdict = Verdict::of(passed, stats.complete());
+        run = run.max(verdict);
         if !quiet {
             say!(
                 "  {:<13} {}",
@@ -167,17 +162,32 @@ fn drive(net: &Testnet, quiet: bool) -> Result<bool> {
             flow: o.flow.label(),
             expected: expected(&o.flow),
             seen: o.evidence.summary(),
-            ok,
+            verdict,
         });
     }
     say!("");
     print_table(&rows);
+    if !stats.complete() {
+        say!(
+            "  INCOMPLETE: tcpdump reported {} packets dropped by the kernel; a marker could \
+             have crossed in one of them",
+            stats.dropped()
+        );
+    }
     for o in outcomes.iter().filter(|o| !o.problems.is_empty()) {
         for p in &o.problems {
             say!("  ✘ {}: {p}", o.flow.label());
         }
     }
-    Ok(all_ok)
+    Ok(run)
+}
+
+/// `, 29 DROPPED by the kernel` when the capture lost packets.
+pub(crate) fn dropped_note(dropped: u64) -> String {
+    match dropped {
+        0 => String::new(),
+        n => format!(", {n} DROPPED by the kernel"),
+    }
 }
 
 fn host<'a>(net: &'a Testnet, name: &str) -> &'a Host {

@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! oemesh-testnet demo [--keep] [--quiet]   # the namespace testnet demo (root)
+//! oemesh-testnet down [--keep-capture] [RECORD…]  # tear down kept testnets
+//! oemesh-testnet shell HOST [RECORD]       # a shell in a kept host, oemesh on PATH
 //! oemesh-testnet container dns|host …      # entry point of the compose containers
 //! oemesh-testnet send|expect-peer …        # run inside a container by compose-check
-//! oemesh-testnet check-pcap FILE FLOW…     # the verdict on the compose bridge's capture
+//! oemesh-testnet check-pcap FILE [--tcpdump-log LOG] FLOW…  # the verdict on the compose bridge's capture
 //! ```
 //!
 //! `demo` brings up the namespace testnet ([`oemesh_testkit::topology`]) with
@@ -13,10 +15,13 @@
 //! with a marker inside along alice → bob, alice → dave and carol → bob, and
 //! checks on the switch's capture that private flows crossed as ESP only and
 //! the clear one in the clear. Exit status 0: every check passed; 1: some
-//! failed; 130: interrupted (SIGINT/SIGTERM; everything is torn down first).
+//! failed; 3: incomplete (the sniffer dropped packets, so an absence on the
+//! wire is not proven); 130: interrupted (SIGINT/SIGTERM; everything is torn
+//! down first).
 
 mod container;
 mod demo;
+mod kept;
 mod report;
 mod traffic;
 mod wire;
@@ -25,6 +30,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use wire::Verdict;
 
 /// Prints a line to stdout (flushing, so output interleaves sanely with tools).
 macro_rules! say {
@@ -57,11 +64,14 @@ fn catch_signals() -> anyhow::Result<()> {
 }
 
 const USAGE: &str = "usage: oemesh-testnet demo [--keep] [--quiet]
+       oemesh-testnet down [--keep-capture] [RECORD...]
+       oemesh-testnet shell HOST [RECORD]
        oemesh-testnet container dns
        oemesh-testnet container host IP [--publish] [--agent]
        oemesh-testnet send FROM TO MARKER
        oemesh-testnet expect-peer PEER STATE [AUTH]
-       oemesh-testnet check-pcap FILE FLOW...   (FLOW: a=IP,b=IP,private|clear,AUTH|clear,MARKER)";
+       oemesh-testnet check-pcap FILE [--tcpdump-log LOG] FLOW...
+                 (FLOW: a=IP,b=IP,private|clear,AUTH|clear,MARKER)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -81,38 +91,51 @@ fn main() -> ExitCode {
             }
             demo::run(&d)
         }
+        Some("down") => kept::down(&args[1..]),
+        Some("shell") => match args.get(1) {
+            Some(host) => kept::shell(host, args.get(2).map(String::as_str)),
+            None => return usage(),
+        },
         Some("container") => match args.get(1).map(String::as_str) {
-            Some("dns") => container::dns().map(|()| true),
+            Some("dns") => container::dns().map(|()| Verdict::Pass),
             Some("host") => {
                 let Some(Ok(ip)) = args.get(2).map(|a| a.parse()) else {
                     return usage();
                 };
                 let flag = |f: &str| args[3..].iter().any(|a| a == f);
-                container::host(ip, flag("--publish"), flag("--agent")).map(|()| true)
+                container::host(ip, flag("--publish"), flag("--agent")).map(|()| Verdict::Pass)
             }
             _ => return usage(),
         },
         Some("send") => match (args.get(1), args.get(2), args.get(3)) {
             (Some(from), Some(to), Some(marker)) => match (from.parse(), to.parse()) {
-                (Ok(from), Ok(to)) => container::send(from, to, marker).map(|()| true),
+                (Ok(from), Ok(to)) => container::send(from, to, marker).map(|()| Verdict::Pass),
                 _ => return usage(),
             },
             _ => return usage(),
         },
         Some("expect-peer") => match (args.get(1).map(|a| a.parse()), args.get(2)) {
             (Some(Ok(peer)), Some(state)) => {
-                container::expect_peer(peer, state, args.get(3).map(String::as_str)).map(|()| true)
+                container::expect_peer(peer, state, args.get(3).map(String::as_str))
+                    .map(|()| Verdict::Pass)
             }
             _ => return usage(),
         },
         Some("check-pcap") if args.len() > 2 => {
-            container::check_pcap(std::path::Path::new(&args[1]), &args[2..])
+            let pcap = std::path::Path::new(&args[1]);
+            match args[2..] {
+                [ref flag, ref log, ref flows @ ..]
+                    if flag == "--tcpdump-log" && !flows.is_empty() =>
+                {
+                    container::check_pcap(pcap, Some(std::path::Path::new(log)), flows)
+                }
+                ref flows => container::check_pcap(pcap, None, flows),
+            }
         }
         _ => return usage(),
     };
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(verdict) => ExitCode::from(verdict.exit_code()),
         Err(_) if interrupted() => ExitCode::from(130),
         Err(e) => {
             eprintln!("oemesh-testnet: {e:#}");

@@ -1,6 +1,7 @@
 //! The summary table at the end of a run.
 
 use crate::say;
+use crate::wire::Verdict;
 
 /// One line of the summary.
 #[derive(Debug)]
@@ -11,8 +12,8 @@ pub(crate) struct Row {
     pub(crate) expected: String,
     /// What the sniffer saw.
     pub(crate) seen: String,
-    /// Every check of the flow passed.
-    pub(crate) ok: bool,
+    /// The flow's verdict.
+    pub(crate) verdict: Verdict,
 }
 
 /// Prints the rows as an aligned table (`flow | expected | seen on the wire | result`).
@@ -38,7 +39,7 @@ pub(crate) fn print_table(rows: &[Row]) {
         "-".repeat(w2)
     );
     for r in rows {
-        line(&r.flow, &r.expected, &r.seen, if r.ok { "✔" } else { "✘" });
+        line(&r.flow, &r.expected, &r.seen, r.verdict.mark());
     }
 }
 

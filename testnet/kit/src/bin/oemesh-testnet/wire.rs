@@ -97,6 +97,49 @@ impl Evidence {
     }
 }
 
+/// The verdict on one flow, or on a whole run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Verdict {
+    /// Every check passed on a complete capture.
+    Pass,
+    /// Every check that could be made passed, but the sniffer lost packets,
+    /// so an absence ("no marker", "no ESP") is not proven.
+    Incomplete,
+    /// Some check failed.
+    Fail,
+}
+
+impl Verdict {
+    /// The result column of the summary table.
+    pub(crate) fn mark(self) -> &'static str {
+        match self {
+            Verdict::Pass => "✔",
+            Verdict::Incomplete => "INCOMPLETE",
+            Verdict::Fail => "✘",
+        }
+    }
+
+    /// A flow's verdict: what it showed (`as_expected`, the traffic and agent
+    /// checks) and whether the capture lost packets. What was seen outright
+    /// (a marker, cleartext, missing ESP) fails whatever the capture lost.
+    pub(crate) fn of(passed: bool, capture_complete: bool) -> Verdict {
+        match (passed, capture_complete) {
+            (false, _) => Verdict::Fail,
+            (true, true) => Verdict::Pass,
+            (true, false) => Verdict::Incomplete,
+        }
+    }
+
+    /// The exit status: 0 pass, 1 fail, 3 incomplete.
+    pub(crate) fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Fail => 1,
+            Verdict::Incomplete => 3,
+        }
+    }
+}
+
 /// UDP with 500 or 4500 at both ends.
 fn is_ipsec_ports(p: &Packet) -> bool {
     let ok = |port: u16| port == IKE_PORT || port == NAT_T_PORT;
@@ -165,6 +208,19 @@ mod tests {
         let e = Evidence::of(&f, &packets[..2]);
         assert!(e.as_expected(&f));
         assert!(e.summary().starts_with("ESP only"), "{}", e.summary());
+    }
+
+    #[test]
+    fn drops_make_a_pass_incomplete_but_never_hide_a_failure() {
+        assert_eq!(Verdict::of(true, true), Verdict::Pass);
+        assert_eq!(Verdict::of(true, false), Verdict::Incomplete);
+        assert_eq!(Verdict::of(false, false), Verdict::Fail);
+        // The run's verdict is its worst flow's.
+        let run = [Verdict::Pass, Verdict::Incomplete, Verdict::Pass]
+            .into_iter()
+            .max();
+        assert_eq!(run, Some(Verdict::Incomplete));
+        assert_eq!(Verdict::Incomplete.exit_code(), 3);
     }
 
     #[test]
