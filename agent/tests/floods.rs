@@ -31,7 +31,7 @@ use e2e_support::*;
 use oemesh_testkit::capture::Capture;
 use oemesh_testkit::flood::{self, Datagram, Kind, Limits, Report};
 use oemesh_testkit::netns::Netns;
-use oemesh_testkit::topology::{AgentConfig, Binaries, Host, Options, SWITCH_IFACE, Testnet};
+use oemesh_testkit::topology::{AgentConfig, Host, SWITCH_IFACE, Testnet};
 
 /// The attacker's address on the switch.
 const ATTACKER: &str = "192.0.2.66";
@@ -65,31 +65,10 @@ fn slow() -> bool {
     std::env::var_os("OEMESH_SLOW").is_some_and(|v| v != "0")
 }
 
-/// The testnet with agents logging at `info`: a flood at `debug` would be a
-/// flood of log lines, and measure the log file instead of the agent.
-fn flood_testnet(label: &str, config: AgentConfig) -> Testnet {
-    oemesh_testkit::process::require_root();
-    let bins = Binaries::locate(std::path::Path::new(OEMESH)).expect("oemesh and dnskeys binaries");
-    let mut opts = Options::new(label, bins);
-    opts.agent = config;
-    opts.log_level = "info".into();
-    opts.keep = std::env::var_os("OEMESH_E2E_KEEP").is_some();
-    Testnet::up(opts).expect("testnet comes up")
-}
-
-/// The attacker: a namespace on the switch at [`ATTACKER`]; `victim` routes
-/// the spoofed prefix to it.
+/// The attacker's namespace at [`ATTACKER`]; `victim` routes [`SPOOFED`] to it.
 fn attacker(net: &Testnet, victim: &Host) -> Netns {
-    let ns = Netns::new("atk").expect("attacker namespace");
-    net.switch()
-        .attach(&ns, &format!("{ATTACKER}/24"))
-        .expect("attacker on the switch");
-    let prefix = format!("{}/{}", SPOOFED.0, SPOOFED.1);
-    victim
-        .netns()
-        .ip(&["route", "add", &prefix, "via", ATTACKER])
-        .expect("route to the spoofed prefix");
-    ns
+    let spoofed = format!("{}/{}", SPOOFED.0, SPOOFED.1);
+    attacker_ns(net, victim, "atk", ATTACKER, &spoofed)
 }
 
 /// Starts a flood from `ns` on a thread of its own.
@@ -108,33 +87,6 @@ fn join_flood(h: thread::JoinHandle<anyhow::Result<anyhow::Result<Report>>>) -> 
         .expect("flood thread panicked")
         .expect("entering the attacker namespace")
         .expect("flood")
-}
-
-/// `oemesh status --json`.
-fn status(host: &Host) -> serde_json::Value {
-    let out = host
-        .oemesh_cli(&["status", "--json"])
-        .unwrap_or_else(|e| panic!("{}: status: {e:#}\n{}", host.name(), host.log_tail(30)));
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json: {e}: {out}"))
-}
-
-fn field(v: &serde_json::Value, k: &str) -> u64 {
-    v.get(k)
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or_else(|| panic!("status without `{k}`: {v}"))
-}
-
-/// (VmRSS, VmHWM) of a process in KiB.
-fn rss_kib(pid: u64) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let get = |k: &str| {
-        text.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (get("VmRSS:"), get("VmHWM:"))
 }
 
 /// UDP datagrams the kernel dropped for full receive buffers in `host`'s
@@ -227,7 +179,7 @@ fn ike_init_flood_cookies_and_alice_still_connects() {
         ike_timeout: "10s".into(),
         ..AgentConfig::default()
     };
-    let net = flood_testnet("ikeflood", config);
+    let net = quiet_testnet("ikeflood", config);
     let (alice, bob) = (net.alice(), net.bob());
     let atk = attacker(&net, bob);
     let echo = UdpEcho::start(bob, 7101);
@@ -330,7 +282,7 @@ fn ike_init_flood_cookies_and_alice_still_connects() {
 #[test]
 fn one_source_cannot_fill_the_half_open_table() {
     use oemesh_testkit::attacker::{Attacker, Knobs, send_spoofed_udp};
-    let net = flood_testnet("halfopen", AgentConfig::default());
+    let net = quiet_testnet("halfopen", AgentConfig::default());
     let (alice, bob) = (net.alice(), net.bob());
     let atk = attacker(&net, bob);
     let echo = UdpEcho::start(bob, 7105);
@@ -487,7 +439,7 @@ fn counted_flood(
 /// replay), the live flow keeps working.
 #[test]
 fn esp_floods_are_counted_and_live_traffic_flows() {
-    let net = flood_testnet("espflood", AgentConfig::default());
+    let net = quiet_testnet("espflood", AgentConfig::default());
     let (alice, bob) = (net.alice(), net.bob());
     let atk = attacker(&net, bob);
     let echo = UdpEcho::start(bob, 7102);
@@ -603,7 +555,7 @@ fn many_destinations(label: &str, count: u32) {
     let mut config = AgentConfig::default();
     config.set_policy("private-or-clear", &["192.0.2.0/24", TRIGGER_PREFIX]);
     config.extra = format!("[hold]\npackets = 2\nbytes = 4096\ntotal_bytes = {HOLD_TOTAL_BYTES}");
-    let net = flood_testnet(label, config);
+    let net = quiet_testnet(label, config);
     let (alice, bob) = (net.alice(), net.bob());
     blackhole_trigger_lookups(&net);
     let echo = UdpEcho::start(bob, 7103);
@@ -697,7 +649,7 @@ fn measured_seconds() -> u64 {
 #[ignore = "opt-in measured run (about a minute): sudo testnet/floods"]
 fn measured_floods() {
     let secs = measured_seconds();
-    let net = flood_testnet("measure", AgentConfig::default());
+    let net = quiet_testnet("measure", AgentConfig::default());
     let (alice, bob) = (net.alice(), net.bob());
     let atk = attacker(&net, bob);
     let echo = UdpEcho::start(bob, 7104);

@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 use e2e_support::*;
 use oemesh_testkit::attacker::bombs::{self, Bomb, SkBomber};
 use oemesh_testkit::flood::{self, Datagram, IKE_PORT, Kind, Limits, NAT_T_PORT, Report};
-use oemesh_testkit::netns::Netns;
-use oemesh_testkit::topology::{AgentConfig, Binaries, Host, Options, Testnet};
+use oemesh_testkit::topology::{AgentConfig, Host};
 
 /// The attacker's address on the switch.
 const ATTACKER: &str = "192.0.2.66";
@@ -50,58 +49,6 @@ const FLOOD: Duration = Duration::from_secs(3);
 const INIT_RATE: u64 = 2000;
 /// Distinct initiator SPIs (and spoofed sources) per bomb and port.
 const VARIANTS: u8 = 16;
-
-/// The testnet with agents logging at `info`, as the flood tests run it.
-fn bomb_testnet() -> Testnet {
-    oemesh_testkit::process::require_root();
-    let bins = Binaries::locate(std::path::Path::new(OEMESH)).expect("oemesh and dnskeys binaries");
-    let mut opts = Options::new("bombs", bins);
-    opts.agent = AgentConfig::default();
-    opts.log_level = "info".into();
-    opts.keep = std::env::var_os("OEMESH_E2E_KEEP").is_some();
-    Testnet::up(opts).expect("testnet comes up")
-}
-
-/// The attacker's namespace on the switch; `victim` routes the spoofed
-/// prefix to it.
-fn attacker(net: &Testnet, victim: &Host) -> Netns {
-    let ns = Netns::new("bomber").expect("attacker namespace");
-    net.switch()
-        .attach(&ns, &format!("{ATTACKER}/24"))
-        .expect("attacker on the switch");
-    victim
-        .netns()
-        .ip(&["route", "add", &format!("{SPOOFED}/24"), "via", ATTACKER])
-        .expect("route to the spoofed prefix");
-    ns
-}
-
-/// `oemesh status --json`.
-fn status(host: &Host) -> serde_json::Value {
-    let out = host
-        .oemesh_cli(&["status", "--json"])
-        .unwrap_or_else(|e| panic!("{}: status: {e:#}\n{}", host.name(), host.log_tail(30)));
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json: {e}: {out}"))
-}
-
-fn field(v: &serde_json::Value, k: &str) -> u64 {
-    v.get(k)
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or_else(|| panic!("status without `{k}`: {v}"))
-}
-
-/// (VmRSS, VmHWM) of a process, in KiB.
-fn rss_kib(pid: u64) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let get = |k: &str| {
-        text.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (get("VmRSS:"), get("VmHWM:"))
-}
 
 /// Resets a process's VmHWM to its current RSS (`clear_refs`, value 5,
 /// Linux 4.0 and later), so that the next reading is the peak since now.
@@ -229,9 +176,9 @@ fn sk_bombs(bob: SocketAddr, duration: Duration) -> anyhow::Result<SkReport> {
 
 #[test]
 fn ike_bombs_leave_the_agent_s_memory_flat() {
-    let net = bomb_testnet();
+    let net = quiet_testnet("bombs", AgentConfig::default());
     let (alice, bob) = (net.alice(), net.bob());
-    let atk = attacker(&net, bob);
+    let atk = attacker_ns(&net, bob, "bomber", ATTACKER, &format!("{SPOOFED}/24"));
     let bob_pid = field(&status(bob), "pid");
     let before = status(bob);
 

@@ -27,18 +27,12 @@
 //! `cargo test -p oemesh-core --test ike_bounds -- --nocapture` prints the
 //! bytes allocated per datagram byte for every bomb.
 #![allow(
-    unsafe_code,
-    reason = "the counting allocator below: GlobalAlloc is an unsafe trait (test only)"
-)]
-#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     reason = "a measurement test: failing with context is its job"
 )]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -52,73 +46,12 @@ use oemesh_core::ike::message::{
 };
 use oemesh_core::ike::udp_encap::{Datagram, classify};
 use oemesh_testkit::attacker::bombs::{self, Bomb, SkBomber};
+use oemesh_testkit::counting::{Counting, live, measure};
 
-/// Counts, per thread, the bytes allocated and not yet freed, and their
-/// peak: the tests of this file run in parallel threads and each measures
-/// only its own calls.
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(bytes: usize) {
-    let bytes = isize::try_from(bytes).unwrap_or(isize::MAX);
-    let _ = LIVE.try_with(|l| {
-        let now = l.get() + bytes;
-        l.set(now);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
-    });
-}
-
-fn sub(bytes: usize) {
-    let bytes = isize::try_from(bytes).unwrap_or(isize::MAX);
-    let _ = LIVE.try_with(|l| l.set(l.get() - bytes));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        add(layout.size());
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        add(layout.size());
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        sub(layout.size());
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // Counted as a move: old and new block live at once, as when the
-        // allocator cannot grow in place.
-        add(new_size);
-        sub(layout.size());
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+/// The test kit's counting allocator: per thread, so that the tests of this
+/// file, running in parallel threads, each measure only their own calls.
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns its result, the peak bytes live during it above
-/// those live before, and the bytes still live after it (negative: freed).
-fn measure<T>(f: impl FnOnce() -> T) -> (T, usize, isize) {
-    let before = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(before));
-    let out = f();
-    let peak = PEAK.with(Cell::get) - before;
-    let kept = LIVE.with(Cell::get) - before;
-    (out, usize::try_from(peak).unwrap_or(0), kept)
-}
 
 // ---- the bounds (see the module comment) ----
 
@@ -268,7 +201,7 @@ fn responder_refuses_init_bombs_within_bound() {
                 bombs::with_non_esp_marker(&ike)
             };
             let dropped = ep.stats().dropped;
-            let live = LIVE.with(Cell::get);
+            let before = live();
             let ((), peak, _) = measure(|| {
                 let msg = ike_of(&datagram, port);
                 ep.handle(now, addr(RESPONDER, port), addr(ATTACKER, port), msg);
@@ -277,7 +210,7 @@ fn responder_refuses_init_bombs_within_bound() {
             let (answered, longest) = (answers.len(), answers.iter().map(Vec::len).max());
             drop(answers);
             // What the endpoint keeps once its answer is sent.
-            let kept = LIVE.with(Cell::get) - live;
+            let kept = live() - before;
             check(
                 &format!("Endpoint::handle, {} bomb to {port}", bomb.name()),
                 datagram.len(),

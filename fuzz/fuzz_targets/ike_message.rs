@@ -8,31 +8,9 @@
 mod counting;
 
 use libfuzzer_sys::fuzz_target;
-use oemesh_core::ike::message::{CryptoError, Message, SkCipher, parse_allocation_bound};
+use oemesh_core::ike::message::{Message, parse_allocation_bound};
 use oemesh_core::ike::udp_encap::{self, Datagram};
-
-/// A cipher that opens anything: an 8-byte IV, no ICV, no encryption. It lets
-/// the fuzzer reach the parser of the payloads inside SK, which a real AEAD
-/// would keep it from with the ICV check.
-struct Clear;
-
-impl SkCipher for Clear {
-    fn iv_len(&self) -> usize {
-        8
-    }
-    fn icv_len(&self) -> usize {
-        0
-    }
-    fn block_size(&self) -> usize {
-        1
-    }
-    fn seal(&self, _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<(), CryptoError> {
-        Ok(())
-    }
-    fn open(&self, _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<(), CryptoError> {
-        Ok(())
-    }
-}
+use oemesh_testkit::attacker::bombs::ClearCipher;
 
 fuzz_target!(|data: &[u8]| {
     let ike = match udp_encap::classify(data) {
@@ -40,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         _ => data,
     };
     let bound = parse_allocation_bound(ike.len());
-    let (protected, peak) = counting::peak(|| Message::parse_protected(ike, &Clear).is_ok());
+    let (protected, peak) = counting::peak(|| Message::parse_protected(ike, &ClearCipher).is_ok());
     counting::assert_within("Message::parse_protected", ike.len(), peak, bound);
     let (parsed, peak) = counting::peak(|| Message::parse(ike));
     counting::assert_within("Message::parse", ike.len(), peak, bound);

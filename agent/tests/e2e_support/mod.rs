@@ -337,3 +337,65 @@ pub(crate) fn metric(host: &Host, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
 }
+
+/// A testnet whose agents log at `info`, for floods: at `debug` a flood would
+/// be a flood of log lines, and measure the log file instead of the agent.
+pub(crate) fn quiet_testnet(label: &str, config: AgentConfig) -> Testnet {
+    oemesh_testkit::process::require_root();
+    let bins = Binaries::locate(std::path::Path::new(OEMESH)).expect("oemesh and dnskeys binaries");
+    let mut opts = Options::new(label, bins);
+    opts.agent = config;
+    opts.log_level = "info".into();
+    opts.keep = std::env::var_os("OEMESH_E2E_KEEP").is_some();
+    Testnet::up(opts).expect("testnet comes up")
+}
+
+/// An attacker's namespace `name` on the switch at `addr` (a /24 of the
+/// segment); `victim` routes `spoofed` (a CIDR) to it, so that its answers to
+/// spoofed sources go back to the attacker's MAC and die there, as they would
+/// on the Internet.
+pub(crate) fn attacker_ns(
+    net: &Testnet,
+    victim: &Host,
+    name: &str,
+    addr: &str,
+    spoofed: &str,
+) -> oemesh_testkit::netns::Netns {
+    let ns = oemesh_testkit::netns::Netns::new(name).expect("attacker namespace");
+    net.switch()
+        .attach(&ns, &format!("{addr}/24"))
+        .expect("attacker on the switch");
+    victim
+        .netns()
+        .ip(&["route", "add", spoofed, "via", addr])
+        .expect("route to the spoofed prefix");
+    ns
+}
+
+/// `oemesh status --json`.
+pub(crate) fn status(host: &Host) -> serde_json::Value {
+    let out = host
+        .oemesh_cli(&["status", "--json"])
+        .unwrap_or_else(|e| panic!("{}: status: {e:#}\n{}", host.name(), host.log_tail(30)));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json: {e}: {out}"))
+}
+
+/// A number of `oemesh status --json`.
+pub(crate) fn field(v: &serde_json::Value, k: &str) -> u64 {
+    v.get(k)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("status without `{k}`: {v}"))
+}
+
+/// (VmRSS, VmHWM) of a process, in KiB.
+pub(crate) fn rss_kib(pid: u64) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let get = |k: &str| {
+        text.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}

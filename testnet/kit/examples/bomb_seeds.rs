@@ -7,7 +7,7 @@
 //!
 //! - `ike_message/bomb-<name>`: the bomb as an IKE_SA_INIT request;
 //!   `…-4500` behind the non-ESP marker; `…-sk-clear` inside an SK payload
-//!   sealed by the target's `Clear` cipher (8-byte IV, no ICV), which lets
+//!   sealed by `bombs::ClearCipher` (8-byte IV, no ICV), which lets
 //!   the fuzzer reach the parser of the payloads inside SK.
 //! - `ike_responder/bomb-<name>`: records `len | flags | bytes` as the target
 //!   reads them: the bomb as IKE_SA_INIT on 500 and on 4500 (flag bit 1; the
@@ -26,29 +26,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use oemesh_core::crypto::ed25519::Ed25519SigningKey;
 use oemesh_core::ike::endpoint::{Config, Endpoint, LocalAuth};
-use oemesh_core::ike::message::{CryptoError, ExchangeType, Flags, Header, Identity, SkCipher};
-use oemesh_testkit::attacker::bombs::{self, Bomb, SkBomber};
-
-/// The `Clear` cipher of the ike_message target.
-struct Clear;
-
-impl SkCipher for Clear {
-    fn iv_len(&self) -> usize {
-        8
-    }
-    fn icv_len(&self) -> usize {
-        0
-    }
-    fn block_size(&self) -> usize {
-        1
-    }
-    fn seal(&self, _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<(), CryptoError> {
-        Ok(())
-    }
-    fn open(&self, _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<(), CryptoError> {
-        Ok(())
-    }
-}
+use oemesh_core::ike::message::{ExchangeType, Flags, Header, Identity};
+use oemesh_testkit::attacker::bombs::{self, Bomb, ClearCipher, SkBomber};
 
 /// The ike_responder target's responder, `endpoint(1)`.
 fn fuzz_responder() -> Endpoint {
@@ -112,7 +91,7 @@ fn main() -> Result<()> {
         let init = bombs::ike_sa_init(spi, bomb);
         let marked = bombs::with_non_esp_marker(&init);
         let header = Header::new(spi, 1, ExchangeType::IKE_AUTH, Flags::INITIATOR, 1);
-        let clear = bombs::sealed(&header, bomb, &Clear, &[0; 8])?;
+        let clear = bombs::sealed(&header, bomb, &ClearCipher, &[0; 8])?;
         write(&message, &name, &init)?;
         write(&message, &format!("{name}-4500"), &marked)?;
         write(&message, &format!("{name}-sk-clear"), &clear)?;

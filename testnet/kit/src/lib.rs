@@ -10,6 +10,7 @@
 pub mod attacker;
 pub mod bind;
 pub mod capture;
+pub mod counting;
 pub mod flood;
 pub mod ikeload;
 pub mod iperf;

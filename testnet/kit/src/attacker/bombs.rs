@@ -30,8 +30,8 @@ use oemesh_core::crypto::x25519::X25519Secret;
 use oemesh_core::crypto::{AeadAlg, AeadKey, Provider};
 use oemesh_core::ike::keys::Skeyseed;
 use oemesh_core::ike::message::{
-    DhGroup, EncrId, ExchangeType, Flags, HEADER_LEN, Header, Ke, Message, Nonce, Notify,
-    NotifyType, Payload, PayloadType, PrfId, Proposal, ProtocolId, Sa, SkCipher, Transform,
+    CryptoError, DhGroup, EncrId, ExchangeType, Flags, HEADER_LEN, Header, Ke, Message, Nonce,
+    Notify, NotifyType, Payload, PayloadType, PrfId, Proposal, ProtocolId, Sa, SkCipher, Transform,
 };
 use oemesh_core::ike::udp_encap::NON_ESP_MARKER;
 
@@ -251,6 +251,32 @@ pub fn with_non_esp_marker(ike: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&NON_ESP_MARKER);
     out.extend_from_slice(ike);
     out
+}
+
+/// A cipher that seals and opens nothing: an 8-byte IV, no ICV, no
+/// encryption. With it a datagram's SK payload opens without a key, so that
+/// bombs and fuzzers reach the parser of the payloads inside SK, which a real
+/// AEAD keeps them from with its ICV check (the `ike_message` fuzz target and
+/// its seeds).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClearCipher;
+
+impl SkCipher for ClearCipher {
+    fn iv_len(&self) -> usize {
+        8
+    }
+    fn icv_len(&self) -> usize {
+        0
+    }
+    fn block_size(&self) -> usize {
+        1
+    }
+    fn seal(&self, _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<(), CryptoError> {
+        Ok(())
+    }
+    fn open(&self, _: &[u8], _: &[u8], _: &mut Vec<u8>) -> Result<(), CryptoError> {
+        Ok(())
+    }
 }
 
 /// `header` with one SK payload that holds `bomb`'s chain, sealed by `cipher`
