@@ -357,3 +357,48 @@ fn prefetch_is_bounded() {
         "a stale prefetched answer was used"
     );
 }
+
+/// A request refused as overloaded uses nothing up: the answer kept from its
+/// IKE_SA_INIT still serves the next request from there.
+#[test]
+fn an_overloaded_refusal_keeps_the_prefetched_answer() {
+    let config = Config {
+        max_responder_pending: 1,
+        ..Config::default()
+    };
+    let mut m = machine_with(config, &[]);
+    let now = t0();
+    let peer = ip("10.0.2.5");
+    m.on_ike_init(now, peer);
+    drain(&mut m);
+    m.on_dns_result(
+        now,
+        &name_of(peer),
+        records(vec![ed(10, Gateway::None, 1)], false),
+    );
+    // Another request fills the only slot; the one from `peer` is refused.
+    m.on_ike_request(now, 1, ip("10.0.2.6"), &id("10.0.2.6"), false);
+    m.on_ike_request(now, 2, peer, &id("10.0.2.5"), false);
+    let actions = drain(&mut m);
+    let PeerAnswer::Refuse { reason } = answer(&actions) else {
+        panic!("{actions:?}")
+    };
+    assert!(reason.starts_with("overloaded"), "{reason}");
+    assert_eq!(m.counters().prefetch_hits, 0);
+    m.cancel_request(1);
+    drain(&mut m);
+    m.on_ike_request(now, 3, peer, &id("10.0.2.5"), false);
+    let actions = drain(&mut m);
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [Action::AnswerPeer {
+                request: 3,
+                answer: PeerAnswer::Ed25519 { .. },
+                ..
+            }]
+        ),
+        "answered from the kept answer, no lookup: {actions:?}"
+    );
+    assert_eq!(m.counters().prefetch_hits, 1);
+}

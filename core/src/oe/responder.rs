@@ -201,24 +201,15 @@ impl Machine {
             }
         };
         let name = reverse_name(peer_addr);
-        let prefetched = self.prefetched.take(now, &name);
-        let key_lookup = prefetched.is_none() && !self.lookups.contains_key(&name);
+        self.prefetched.expire(now);
+        let key_lookup = !self.prefetched.contains(&name) && !self.lookups.contains_key(&name);
         let address_lookup = fqdn.as_ref().is_some_and(|f| {
             !self
                 .address_lookups
                 .contains_key(&(f.clone(), peer_addr.is_ipv4()))
         });
-        if prefetched.is_some() {
-            self.counters.prefetch_hits += 1;
-        } else if self
-            .lookups
-            .get(&name)
-            .is_some_and(|l| l.outbound.is_none() && l.responders.is_empty())
-        {
-            // Joins a prefetch still in flight (a lookup nobody waited for);
-            // joining an outbound lookup of the same name is no prefetch hit.
-            self.counters.prefetch_hits += 1;
-        }
+        // Refused before anything is used up: a kept answer stays for the
+        // next request from there.
         if self.responders.len() >= self.config.max_responder_pending
             || (key_lookup && !self.inbound_bucket.take(now))
             || (address_lookup && !self.inbound_bucket.take(now))
@@ -229,6 +220,18 @@ impl Machine {
                 peer_addr,
                 "overloaded: too many lookups".to_owned(),
             );
+        }
+        let prefetched = self.prefetched.take(now, &name);
+        if prefetched.is_some() {
+            self.counters.prefetch_hits += 1;
+        } else if self
+            .lookups
+            .get(&name)
+            .is_some_and(|l| l.outbound.is_none() && l.responders.is_empty())
+        {
+            // Joins a prefetch still in flight (a lookup nobody waited for);
+            // joining an outbound lookup of the same name is no prefetch hit.
+            self.counters.prefetch_hits += 1;
         }
         self.responders.insert(
             request,
@@ -349,10 +352,8 @@ impl Machine {
 
     fn address_verdict(&mut self, waiter: Waiter, verdict: Result<bool, IdentityRefused>) {
         match waiter {
+            // The engine counts an initiator's refusal (`Stats::identity_refused`).
             Waiter::Initiator(request, _) => {
-                if verdict.is_err() {
-                    self.counters.identity_refused += 1;
-                }
                 self.actions.push_back(Action::IdentityChecked {
                     request,
                     result: verdict,
