@@ -397,6 +397,8 @@ fn an_anonymous_peer_is_never_remembered_as_private() {
     let dst = ip("10.0.2.50");
     m.on_ike_result(now, dst, dst, established(true, false));
     drain(&mut m);
+    // A rekey of its SA does not make it remembered either.
+    m.remember_private(now, dst);
     m.on_private_ended(now, dst);
     m.on_packet(now, dst, b"x".to_vec());
     drain(&mut m);

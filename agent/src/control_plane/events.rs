@@ -92,9 +92,7 @@ impl ControlPlane {
             Event::ChildSaRekeyed { sa, old, new } => {
                 let dst = self.dp.sas.inbound(old.inbound).map(|i| i.peer);
                 let dst = self.install(sa, new, dst, true);
-                if self.sas.get(&sa).is_some_and(|i| !i.anonymous) {
-                    self.machine.remember_private(now, dst);
-                }
+                self.machine.remember_private(now, dst);
                 self.in_span(sa, || {
                     tracing::info!("CHILD SA rekeyed (old inbound SPI {:#010x})", old.inbound);
                 });
@@ -115,12 +113,7 @@ impl ControlPlane {
                 }
             }
             Event::IkeSaRekeyed { sa } => {
-                if let Some(dst) = self
-                    .sas
-                    .get(&sa)
-                    .filter(|i| !i.anonymous)
-                    .and_then(|i| i.dst)
-                {
+                if let Some(dst) = self.sas.get(&sa).and_then(|i| i.dst) {
                     self.machine.remember_private(now, dst);
                 }
                 self.in_span(sa, || tracing::info!("IKE SA rekeyed"));
@@ -247,10 +240,10 @@ impl ControlPlane {
         if let Some(out) = self.unpublished.remove(&dst) {
             self.dp.sas.publish(out);
         }
+        // A peer is in at most one of the two lists (the set worker keeps
+        // their order and names each peer once per transaction).
         self.ended_private.retain(|p| *p != dst);
-        if !self.newly_private.contains(&dst) {
-            self.newly_private.push(dst);
-        }
+        self.newly_private.push(dst);
     }
 
     /// An SA of `peer` went away: if none is left, so is its private outcome
@@ -266,8 +259,6 @@ impl ControlPlane {
         }
         // Out of the nftables set at the end of the round, with the others.
         self.newly_private.retain(|p| *p != peer);
-        if !self.ended_private.contains(&peer) {
-            self.ended_private.push(peer);
-        }
+        self.ended_private.push(peer);
     }
 }

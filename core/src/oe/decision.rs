@@ -671,11 +671,14 @@ impl Machine {
         }
     }
 
-    /// Remembers `peer` as private and authenticated now (call on every IKE or
-    /// CHILD SA rekey of an SA whose peer signed, so that a long-lived SA
-    /// keeps its peer remembered for downgrade detection; not for anonymous ones).
+    /// Remembers `peer` as private now, if it is private and authenticated
+    /// (call on every IKE or CHILD SA rekey, so that a long-lived SA keeps its
+    /// peer remembered for downgrade detection; an anonymous peer is never
+    /// remembered: it was never more than anonymous).
     pub fn remember_private(&mut self, now: Instant, peer: IpAddr) {
-        self.memory.remember(now, peer);
+        if self.authenticated_live.contains(&peer) {
+            self.memory.remember(now, peer);
+        }
     }
 
     /// The last SA with `peer` is gone: its private outcome ended. An
