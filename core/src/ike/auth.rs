@@ -21,8 +21,8 @@ use rand_core::RngCore;
 
 use crate::ike::child_sa::{self, Child, ChildParams};
 use crate::ike::endpoint::{
-    ChildSpis, Config, Endpoint, Event, Failure, LocalAuth, MAX_PEER_KEYS, PeerAuth,
-    PeerAuthenticated, TrafficSelectors,
+    AuthFailure, ChildSpis, Config, Endpoint, Event, Exchange, Failure, LocalAuth, MAX_PEER_KEYS,
+    PeerAuth, PeerAuthenticated, ProtocolError, Refusal, TrafficSelectors,
 };
 use crate::ike::error::RequestError;
 use crate::ike::keys::{Side, SkP, null_auth, signed_octets, verify_null_auth};
@@ -120,7 +120,7 @@ fn verify_auth(
     own_nonce: &[u8],
     id: &Identity,
     auth: &Auth,
-) -> Result<PeerAuthenticated, String> {
+) -> Result<PeerAuthenticated, AuthFailure> {
     let octets = signed_octets(real_message, own_nonce, sk_p, &id_body(id));
     match (peer, auth.method) {
         (PeerAuth::Ed25519(keys), AuthMethod::DIGITAL_SIGNATURE) => {
@@ -133,28 +133,30 @@ fn verify_auth(
                     Err(e) => last = Some(e),
                 }
             }
-            Err(match (last, keys.len()) {
-                (None, _) => format!("no key to check the Ed25519 AUTH of {id:?} against"),
-                (Some(e), 1) => format!("Ed25519 AUTH of {id:?}: {e}"),
-                (Some(e), n) => format!(
-                    "Ed25519 AUTH of {id:?} verifies with none of its {} published keys: {e}",
-                    n.min(MAX_PEER_KEYS)
-                ),
+            let id = id.clone();
+            Err(match last {
+                None => AuthFailure::NoKey { id },
+                Some(error) => AuthFailure::BadSignature {
+                    id,
+                    keys: keys.len().min(MAX_PEER_KEYS),
+                    error,
+                },
             })
         }
         (PeerAuth::Null, AuthMethod::NULL) => {
             if verify_null_auth(sk_p, &octets, &auth.data) {
                 Ok(PeerAuthenticated::Null)
             } else {
-                Err(format!("NULL AUTH of {id:?} does not verify"))
+                Err(AuthFailure::NullAuth { id: id.clone() })
             }
         }
-        (PeerAuth::Null, AuthMethod::DIGITAL_SIGNATURE) => Err(format!(
-            "{id:?} signed, but no key to check the signature against was given"
-        )),
-        (_, method) => Err(format!(
-            "{id:?} used AUTH method {method:?}, which was not expected"
-        )),
+        (PeerAuth::Null, AuthMethod::DIGITAL_SIGNATURE) => {
+            Err(AuthFailure::UnexpectedSignature { id: id.clone() })
+        }
+        (_, method) => Err(AuthFailure::UnexpectedMethod {
+            id: id.clone(),
+            method,
+        }),
     }
 }
 
@@ -247,16 +249,19 @@ impl Endpoint {
     ) -> Result<(), Failure> {
         sa.outstanding = None;
         if response.payload(PayloadType::AUTH).is_none() {
-            let reason = response.notifies().find(|n| n.is_error()).map_or_else(
-                || "IKE_AUTH response without AUTH".to_string(),
-                |n| format!("{:?} in answer to IKE_AUTH", n.ty),
-            );
+            let reason = response
+                .notifies()
+                .find(|n| n.is_error())
+                .map_or(Refusal::NoAuth, |n| Refusal::Notify {
+                    exchange: Exchange::IkeAuth,
+                    notify: n.ty,
+                });
             self.release_child_spi(sent.child_spi);
             return Err(Failure::PeerRefused(reason));
         }
         let Some(Payload::IdR(id)) = response.payload(PayloadType::IDR) else {
             self.release_child_spi(sent.child_spi);
-            return Err(Failure::Protocol("IKE_AUTH response without IDr".into()));
+            return Err(Failure::missing(Exchange::IkeAuth, "IDr"));
         };
         match sent.peer.clone() {
             Some(peer) => self.finish_initiator(now, sa, sent, response, peer),
@@ -293,10 +298,7 @@ impl Endpoint {
             response.payload(PayloadType::AUTH),
             sa.crypto.as_ref(),
         ) else {
-            return fail(
-                self,
-                Failure::Protocol("IKE_AUTH response without IDr or AUTH".into()),
-            );
+            return fail(self, Failure::missing(Exchange::IkeAuth, "IDr or AUTH"));
         };
         let how = match verify_auth(
             &peer,
@@ -377,11 +379,11 @@ impl Endpoint {
     ) -> Result<(), Failure> {
         let Some(Payload::IdR(id)) = response.payload(PayloadType::IDR) else {
             self.release_child_spi(sent.child_spi);
-            return Err(Failure::Protocol("IKE_AUTH response without IDr".into()));
+            return Err(Failure::missing(Exchange::IkeAuth, "IDr"));
         };
         let Some(crypto) = sa.crypto.as_ref() else {
             self.release_child_spi(sent.child_spi);
-            return Err(Failure::Protocol("no keys".into()));
+            return Err(ProtocolError::NoKeys.into());
         };
         let child = match self.initiator_child(sa, &sent, response, crypto) {
             Ok(c) => c,
@@ -411,24 +413,33 @@ impl Endpoint {
         sent: &AuthSent,
         response: &Message,
         crypto: &IkeCrypto,
-    ) -> Result<crate::ike::endpoint::ChildSa, String> {
+    ) -> Result<crate::ike::endpoint::ChildSa, Refusal> {
         if let Some(n) = response.notifies().find(|n| n.is_error()) {
-            return Err(format!("{:?} for the first CHILD SA", n.ty));
+            return Err(Refusal::Notify {
+                exchange: Exchange::FirstChildSa,
+                notify: n.ty,
+            });
         }
+        let refused = Refusal::FirstChildSa;
         let Some(Payload::Sa(answer)) = response.payload(PayloadType::SA) else {
-            return Err("no CHILD SA in the IKE_AUTH response".into());
+            return Err(refused(ProtocolError::MissingPayload {
+                exchange: Exchange::FirstChildSa,
+                missing: "SA",
+            }));
         };
-        let (choice, peer_spi) = proposal::accept_esp(answer, &self.config.esp_algs, false)?;
+        let (choice, peer_spi) =
+            proposal::accept_esp(answer, &self.config.esp_algs, false).map_err(refused)?;
         let (Some(tsi), Some(tsr)) = (
             ts_of(response, PayloadType::TSI),
             ts_of(response, PayloadType::TSR),
         ) else {
-            return Err("IKE_AUTH response without TSi/TSr".into());
+            return Err(refused(ProtocolError::MissingPayload {
+                exchange: Exchange::FirstChildSa,
+                missing: "TSi/TSr",
+            }));
         };
         if !ts::is_subset(&tsi, &sent.ts.local) || !ts::is_subset(&tsr, &sent.ts.remote) {
-            return Err(
-                "the responder's traffic selectors are not within the proposed ones".into(),
-            );
+            return Err(refused(ProtocolError::TsNotProposed));
         }
         let params = ChildParams {
             spis: ChildSpis {

@@ -26,7 +26,9 @@ use rand_core::RngCore;
 
 use crate::crypto::x25519::X25519Secret;
 use crate::ike::child_sa::{self, Child, ChildParams, ChildStatus, PeerRekey};
-use crate::ike::endpoint::{ChildSpis, Endpoint, Event, Failure, Fate};
+use crate::ike::endpoint::{
+    ChildSpis, Endpoint, Event, Exchange, Failure, Fate, ProtocolError, Refusal,
+};
 use crate::ike::error::{RequestError, check_nonce};
 use crate::ike::keys::{Side, Skeyseed};
 use crate::ike::message::{
@@ -418,29 +420,26 @@ impl Endpoint {
         r: &RekeyChildRequest,
         m: &Message,
     ) -> Result<crate::ike::endpoint::ChildSa, Failure> {
-        if let Some(ty) = error_notify(m) {
-            return Err(Failure::PeerRefused(format!(
-                "{ty:?} in answer to a CHILD SA rekey"
-            )));
+        if let Some(notify) = error_notify(m) {
+            return Err(Failure::PeerRefused(Refusal::Notify {
+                exchange: Exchange::RekeyChildSa,
+                notify,
+            }));
         }
         let Some(Payload::Sa(answer)) = m.payload(PayloadType::SA) else {
-            return Err(Failure::Protocol(
-                "CREATE_CHILD_SA response without SA".into(),
-            ));
+            return Err(Failure::missing(Exchange::RekeyChildSa, "SA"));
         };
         let (choice, peer_spi) =
-            proposal::accept_esp(answer, &self.config.esp_algs, r.dh.is_some())
-                .map_err(Failure::Protocol)?;
-        let nr = nonce_of(m)
-            .ok_or_else(|| Failure::Protocol("CREATE_CHILD_SA response without Nonce".into()))?;
-        check_nonce(nr).map_err(|e| Failure::Protocol(e.to_string()))?;
+            proposal::accept_esp(answer, &self.config.esp_algs, r.dh.is_some())?;
+        let nr = nonce_of(m).ok_or_else(|| Failure::missing(Exchange::RekeyChildSa, "Nonce"))?;
+        check_nonce(nr).map_err(|_| ProtocolError::NonceLength(nr.len()))?;
         let g_ir = match (choice.pfs, &r.dh, ke_of(m)) {
             (true, Some(dh), Some(ke)) => Some(
                 dh.diffie_hellman(&ke.data)
-                    .map_err(|e| Failure::Protocol(e.to_string()))?,
+                    .map_err(ProtocolError::KeyExchange)?,
             ),
             (true, _, _) => {
-                return Err(Failure::Protocol("PFS chosen without a KE payload".into()));
+                return Err(ProtocolError::PfsWithoutKe.into());
             }
             _ => None,
         };
@@ -449,19 +448,15 @@ impl Endpoint {
             selectors(m, PayloadType::TSI),
             selectors(m, PayloadType::TSR),
         ) else {
-            return Err(Failure::Protocol(
-                "CREATE_CHILD_SA response without TSi/TSr".into(),
-            ));
+            return Err(Failure::missing(Exchange::RekeyChildSa, "TSi/TSr"));
         };
         if let Some(old) = old
             && (!ts::is_subset(&tsi, &old.local_ts) || !ts::is_subset(&tsr, &old.remote_ts))
         {
-            return Err(Failure::Protocol(
-                "the rekeyed CHILD SA's selectors are not within the old ones".into(),
-            ));
+            return Err(ProtocolError::RekeyedTsWider.into());
         }
         let Some(crypto) = sa.crypto.as_ref() else {
-            return Err(Failure::Protocol("no keys".into()));
+            return Err(ProtocolError::NoKeys.into());
         };
         let params = ChildParams {
             spis: ChildSpis {
@@ -664,34 +659,30 @@ impl Endpoint {
         r: &RekeyIkeRequest,
         m: &Message,
     ) -> Result<IkeSa, Failure> {
-        if let Some(ty) = error_notify(m) {
-            return Err(Failure::PeerRefused(format!(
-                "{ty:?} in answer to an IKE SA rekey"
-            )));
+        if let Some(notify) = error_notify(m) {
+            return Err(Failure::PeerRefused(Refusal::Notify {
+                exchange: Exchange::RekeyIkeSa,
+                notify,
+            }));
         }
         let Some(Payload::Sa(answer)) = m.payload(PayloadType::SA) else {
-            return Err(Failure::Protocol("IKE SA rekey response without SA".into()));
+            return Err(Failure::missing(Exchange::RekeyIkeSa, "SA"));
         };
-        let (choice, spi) =
-            proposal::accept_ike(answer, &self.config.ike_algs, 8).map_err(Failure::Protocol)?;
+        let (choice, spi) = proposal::accept_ike(answer, &self.config.ike_algs, 8)?;
         let spi_r = <[u8; 8]>::try_from(spi.as_slice())
             .map(u64::from_be_bytes)
             .unwrap_or(0);
-        let nr = nonce_of(m)
-            .ok_or_else(|| Failure::Protocol("IKE SA rekey response without Nonce".into()))?;
-        check_nonce(nr).map_err(|e| Failure::Protocol(e.to_string()))?;
-        let ke =
-            ke_of(m).ok_or_else(|| Failure::Protocol("IKE SA rekey response without KE".into()))?;
+        let nr = nonce_of(m).ok_or_else(|| Failure::missing(Exchange::RekeyIkeSa, "Nonce"))?;
+        check_nonce(nr).map_err(|_| ProtocolError::NonceLength(nr.len()))?;
+        let ke = ke_of(m).ok_or_else(|| Failure::missing(Exchange::RekeyIkeSa, "KE"))?;
         if ke.group != proposal::GROUP || spi_r == 0 {
-            return Err(Failure::Protocol(
-                "bad KE group or SPI in the IKE SA rekey response".into(),
-            ));
+            return Err(ProtocolError::RekeyIkeKeOrSpi.into());
         }
         let g_ir =
             r.dh.diffie_hellman(&ke.data)
-                .map_err(|e| Failure::Protocol(e.to_string()))?;
+                .map_err(ProtocolError::KeyExchange)?;
         let Some(old) = sa.crypto.as_ref() else {
-            return Err(Failure::Protocol("no keys".into()));
+            return Err(ProtocolError::NoKeys.into());
         };
         let keys = Skeyseed::rekey(&old.sk_d, &g_ir, &r.ni, nr).ike_sa_keys(
             &r.ni,

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::ike::endpoint::{Endpoint, Failure, Fate};
+use crate::ike::endpoint::{DropReason, Endpoint, Failure, Fate};
 use crate::ike::message::{ExchangeType, Payload};
 use crate::ike::sa::{IkeSa, Request, State};
 
@@ -25,7 +25,7 @@ impl Endpoint {
         match &sa.state {
             State::InitSent(_) => {
                 if !response || exchange != ExchangeType::IKE_SA_INIT {
-                    self.out.stats.dropped += 1;
+                    self.out.stats.count_drop(DropReason::NotInitResponse);
                     return Fate::Keep;
                 }
                 let State::InitSent(init) = std::mem::replace(&mut sa.state, State::Established)
@@ -39,14 +39,14 @@ impl Endpoint {
             }
             State::AuthSent(_) => {
                 if !response || exchange != ExchangeType::IKE_AUTH {
-                    self.out.stats.dropped += 1;
+                    self.out.stats.count_drop(DropReason::NotAuthResponse);
                     return Fate::Keep;
                 }
                 let Some(message) = self.open(sa, bytes) else {
                     return Fate::Keep;
                 };
                 if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(message.header.message_id) {
-                    self.out.stats.dropped += 1;
+                    self.out.stats.count_drop(DropReason::AuthResponseMessageId);
                     return Fate::Keep;
                 }
                 let State::AuthSent(sent) = std::mem::replace(&mut sa.state, State::Established)
@@ -60,14 +60,14 @@ impl Endpoint {
             }
             State::HalfOpen(_) => {
                 if response || exchange != ExchangeType::IKE_AUTH {
-                    self.out.stats.dropped += 1;
+                    self.out.stats.count_drop(DropReason::NotAuthRequest);
                     return Fate::Keep;
                 }
                 let Some(message) = self.open(sa, bytes) else {
                     return Fate::Keep;
                 };
                 if message.header.message_id != sa.peer_msg_id {
-                    self.out.stats.dropped += 1;
+                    self.out.stats.count_drop(DropReason::AuthRequestMessageId);
                     return Fate::Keep;
                 }
                 let State::HalfOpen(half) = std::mem::replace(&mut sa.state, State::Established)
@@ -99,13 +99,16 @@ impl Endpoint {
         match sa.open(bytes) {
             Ok(m) => Some(m),
             Err(e) => {
-                self.out.stats.dropped += 1;
-                if matches!(
+                let icv = matches!(
                     e,
                     crate::ike::message::Error::Crypto(_)
                         | crate::ike::message::Error::SkTooShort { .. }
-                ) {
+                );
+                if icv {
+                    self.out.stats.count_drop(DropReason::Icv);
                     self.out.stats.auth_failures += 1;
+                } else {
+                    self.out.stats.count_drop(DropReason::MalformedProtected);
                 }
                 None
             }
@@ -132,7 +135,7 @@ impl Endpoint {
         let id = message.header.message_id;
         if response {
             if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(id) {
-                self.out.stats.dropped += 1;
+                self.out.stats.count_drop(DropReason::UnexpectedResponse);
                 return Fate::Keep;
             }
             let Some(outstanding) = sa.outstanding.take() else {
@@ -158,7 +161,7 @@ impl Endpoint {
             self.out.transmits.push_back(t);
             Fate::Keep
         } else {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::RequestOutOfWindow);
             Fate::Keep
         }
     }

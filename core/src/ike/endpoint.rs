@@ -25,7 +25,6 @@
 //! this host's IKE SPI (§2.6); a rekeyed IKE SA keeps its [`SaHandle`].
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -48,6 +47,9 @@ use crate::ike::timers::sa_timeout;
 use crate::ike::ts::TsPolicy;
 use crate::ipseckey::DomainName;
 use crate::trust::IdentityRefused;
+
+pub use crate::ike::failure::{AuthFailure, Exchange, Failure, ProtocolError, Refusal};
+pub use crate::ike::stats::{DropReason, Stats};
 
 /// How this host proves who it is.
 #[derive(Debug)]
@@ -264,7 +266,6 @@ pub enum PeerAuthenticated {
 
 /// Something the caller must know or act on.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum Event {
     /// This host, as responder, accepted a peer's IKE_SA_INIT and answered it
     /// (after any cookie round trip, so `remote` is not spoofed): its IKE_AUTH
@@ -366,74 +367,6 @@ pub enum Event {
     },
 }
 
-/// Why an IKE SA or exchange ended. `Display` is a sentence for logs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Failure {
-    /// No response before the deadline.
-    Timeout {
-        /// Which exchange was outstanding.
-        exchange: &'static str,
-        /// Requests sent.
-        sends: u32,
-    },
-    /// The peer answered with an error notify (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED, …).
-    PeerRefused(String),
-    /// The peer's AUTH did not verify against the key given.
-    AuthenticationFailed(String),
-    /// The caller refused the peer in `authorize`.
-    NotAuthorized,
-    /// The peer's identity is not bound to its address ([`crate::trust`]).
-    IdentityRefused(IdentityRefused),
-    /// An anonymous SA evicted to make room for a newer one (the idlest goes
-    /// first, per source and in total).
-    Evicted,
-    /// No proposal in common.
-    NoProposalChosen,
-    /// The peer broke the protocol.
-    Protocol(String),
-    /// The peer deleted the SA.
-    DeletedByPeer,
-    /// This host closed it.
-    Closed,
-    /// The peer started over (INITIAL_CONTACT from the same identity).
-    Replaced,
-    /// The IKE SA reached its hard lifetime without a successful rekey.
-    Expired,
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Timeout { exchange, sends } => {
-                let s = if *sends == 1 { "" } else { "s" };
-                write!(f, "no response to {exchange} after {sends} send{s}")
-            }
-            Failure::PeerRefused(why) => write!(f, "the peer refused: {why}"),
-            Failure::AuthenticationFailed(why) => {
-                write!(f, "the peer failed authentication: {why}")
-            }
-            Failure::NotAuthorized => f.write_str("the peer was not authorized"),
-            Failure::IdentityRefused(why) => write!(f, "the peer's identity is refused: {why}"),
-            Failure::Evicted => {
-                f.write_str("evicted: the idlest anonymous SA made room for a new one")
-            }
-            Failure::NoProposalChosen => {
-                f.write_str("no proposal in common with the peer (NO_PROPOSAL_CHOSEN)")
-            }
-            Failure::Protocol(why) => write!(f, "the peer broke the protocol: {why}"),
-            Failure::DeletedByPeer => f.write_str("the peer deleted the IKE SA"),
-            Failure::Closed => f.write_str("closed by this host"),
-            Failure::Replaced => {
-                f.write_str("the peer started over (INITIAL_CONTACT) and replaced the IKE SA")
-            }
-            Failure::Expired => {
-                f.write_str("the IKE SA reached its hard lifetime without being rekeyed")
-            }
-        }
-    }
-}
-
 /// One datagram to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
@@ -443,35 +376,6 @@ pub struct Transmit {
     pub remote: SocketAddr,
     /// The UDP payload, with the non-ESP marker in front when the port is not `ike_port`.
     pub payload: Vec<u8>,
-}
-
-/// Counters for `oemesh status` and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// IKE SAs in any state.
-    pub ike_sas: usize,
-    /// Responder IKE SAs not yet authenticated.
-    pub half_open: usize,
-    /// COOKIE notifies sent (§2.6).
-    pub cookies_sent: u64,
-    /// IKE SAs established.
-    pub established: u64,
-    /// Messages dropped: unparsable, unknown SPI, bad ICV, half-open limit, etc.
-    pub dropped: u64,
-    /// Of those, ICV or AUTH failures.
-    pub auth_failures: u64,
-    /// Of those, messages of an IKE SA from another IP address than its
-    /// IKE_SA_INIT's, or from another port without a NAT (§2.23).
-    pub wrong_address: u64,
-    /// Of those, IKE_SA_INIT requests over a source's share of half-open SAs.
-    pub half_open_source_full: u64,
-    /// Peers refused because their identity is not their address ([`crate::trust`]).
-    pub identity_refused: u64,
-    /// INITIAL_CONTACT notifies ignored (AUTH NULL: anonymous peers replace nothing).
-    pub initial_contact_ignored: u64,
-    /// Anonymous SAs evicted to make room (`anonymous_limit`, `anonymous_per_source`).
-    pub anonymous_evicted: u64,
 }
 
 /// What the endpoint has for the caller.
@@ -698,11 +602,11 @@ impl Endpoint {
     /// counted in [`Stats::wrong_address`], before any decryption.
     pub fn handle(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, message: &[u8]) {
         let Ok(packet) = HeaderPacket::new_checked(message) else {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::MalformedHeader);
             return;
         };
         if packet.major_version() != MAJOR_VERSION {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::MajorVersion);
             return;
         }
         let flags = packet.flags();
@@ -711,7 +615,9 @@ impl Endpoint {
             if flags.initiator() {
                 self.on_init_request(now, local, remote, message, packet.spi_i());
             } else {
-                self.out.stats.dropped += 1;
+                self.out
+                    .stats
+                    .count_drop(DropReason::InitRequestNotInitiator);
             }
             return;
         }
@@ -722,22 +628,22 @@ impl Endpoint {
             packet.spi_i()
         };
         let Some(&id) = self.by_spi.get(&our_spi) else {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::UnknownSpi);
             return;
         };
         let Some(mut sa) = self.sas.remove(&id) else {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::StaleSpi);
             return;
         };
         let spis_match =
             sa.spi_i == packet.spi_i() && (sa.spi_r == 0 || sa.spi_r == packet.spi_r());
         if flags.initiator() == sa.initiator || !spis_match {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::SpiMismatch);
             self.put(sa);
             return;
         }
         if !self.admits_source(&sa, local, remote) {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::WrongAddress);
             self.out.stats.wrong_address += 1;
             self.put(sa);
             return;

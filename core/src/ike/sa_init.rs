@@ -20,7 +20,10 @@ use std::time::Instant;
 use rand_core::RngCore;
 
 use crate::crypto::x25519::X25519Secret;
-use crate::ike::endpoint::{Endpoint, Event, Failure, PeerAuth, TrafficSelectors, Transmit};
+use crate::ike::endpoint::{
+    DropReason, Endpoint, Event, Exchange, Failure, PeerAuth, ProtocolError, Refusal,
+    TrafficSelectors, Transmit,
+};
 use crate::ike::error::{RequestError, check_nonce};
 use crate::ike::keys::Skeyseed;
 use crate::ike::message::{
@@ -144,20 +147,18 @@ impl Endpoint {
         bytes: &[u8],
     ) -> Result<(), Failure> {
         let Ok(message) = Message::parse(bytes) else {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::MalformedInitResponse);
             sa.state = State::InitSent(init);
             return Ok(());
         };
         if message.header.message_id != 0 {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::InitResponseMessageId);
             sa.state = State::InitSent(init);
             return Ok(());
         }
         if let Some(cookie) = message.notify(NotifyType::COOKIE) {
             if init.retries >= MAX_INIT_RETRIES {
-                return Err(Failure::Protocol(
-                    "the responder keeps asking for a COOKIE".into(),
-                ));
+                return Err(ProtocolError::CookieLoop.into());
             }
             init.retries += 1;
             init.cookie = Some(cookie.data.clone());
@@ -168,9 +169,7 @@ impl Endpoint {
         if let Some(n) = message.notify(NotifyType::INVALID_KE_PAYLOAD) {
             let group = n.requested_group().unwrap_or(DhGroup::NONE);
             if group != proposal::GROUP || group == init.group || init.retries >= MAX_INIT_RETRIES {
-                return Err(Failure::Protocol(format!(
-                    "the responder asks for key exchange group {group:?}, which this host does not support"
-                )));
+                return Err(ProtocolError::UnsupportedGroup(group).into());
             }
             init.retries += 1;
             init.group = group;
@@ -181,7 +180,10 @@ impl Endpoint {
         if let Some(n) = message.notifies().find(|n| n.is_error()) {
             return Err(match n.ty {
                 NotifyType::NO_PROPOSAL_CHOSEN => Failure::NoProposalChosen,
-                ty => Failure::PeerRefused(format!("{ty:?} in answer to IKE_SA_INIT")),
+                notify => Failure::PeerRefused(Refusal::Notify {
+                    exchange: Exchange::IkeSaInit,
+                    notify,
+                }),
             });
         }
         let (Some(Payload::Sa(sa_r)), Some(Payload::Ke(ke)), Some(Payload::Nonce(Nonce(nr)))) = (
@@ -189,26 +191,24 @@ impl Endpoint {
             message.payload(PayloadType::KE),
             message.payload(PayloadType::NONCE),
         ) else {
-            return Err(Failure::Protocol(
-                "IKE_SA_INIT response without SA, KE or Nonce".into(),
-            ));
+            return Err(ProtocolError::MissingPayload {
+                exchange: Exchange::IkeSaInit,
+                missing: "SA, KE or Nonce",
+            }
+            .into());
         };
-        let (choice, _) =
-            proposal::accept_ike(sa_r, &self.config.ike_algs, 0).map_err(Failure::Protocol)?;
+        let (choice, _) = proposal::accept_ike(sa_r, &self.config.ike_algs, 0)?;
         if ke.group != init.group {
-            return Err(Failure::Protocol(format!(
-                "the responder's KE is for {:?}",
-                ke.group
-            )));
+            return Err(ProtocolError::KeGroup(ke.group).into());
         }
-        check_nonce(nr).map_err(|e| Failure::Protocol(e.to_string()))?;
+        check_nonce(nr).map_err(|_| ProtocolError::NonceLength(nr.len()))?;
         if message.header.spi_r == 0 {
-            return Err(Failure::Protocol("the responder's SPI is zero".into()));
+            return Err(ProtocolError::ZeroSpi.into());
         }
         let g_ir = init
             .dh
             .diffie_hellman(&ke.data)
-            .map_err(|e| Failure::Protocol(e.to_string()))?;
+            .map_err(ProtocolError::KeyExchange)?;
         sa.spi_r = message.header.spi_r;
         let keys = Skeyseed::initial(&init.ni, nr, &g_ir).ike_sa_keys(
             &init.ni,
@@ -257,7 +257,7 @@ impl Endpoint {
         let message = match Message::parse(bytes) {
             Ok(m) => m,
             Err(e) => {
-                self.out.stats.dropped += 1;
+                self.out.stats.count_drop(DropReason::MalformedInitRequest);
                 if let Some(n) = e.to_notify() {
                     self.out.transmits.push_back(init_error(
                         self.config.ike_port,
@@ -271,7 +271,7 @@ impl Endpoint {
             }
         };
         if message.header.message_id != 0 {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::InitRequestMessageId);
             return;
         }
         let nonce = match message.payload(PayloadType::NONCE) {
@@ -305,12 +305,12 @@ impl Endpoint {
         }
         // Past the cookie, the source is real: it gets its share and no more.
         if self.half_open_from(remote.ip()) >= self.config.half_open_per_source {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::HalfOpenSourceFull);
             self.out.stats.half_open_source_full += 1;
             return;
         }
         if half_open >= self.config.half_open_limit {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::HalfOpenLimit);
             return;
         }
         match self.accept_init(now, local, remote, &message, bytes) {
