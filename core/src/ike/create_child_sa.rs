@@ -26,15 +26,13 @@ use rand_core::RngCore;
 
 use crate::crypto::x25519::X25519Secret;
 use crate::ike::child_sa::{self, Child, ChildParams, ChildStatus, PeerRekey};
-use crate::ike::endpoint::{
-    ChildSpis, Endpoint, Event, Exchange, Failure, Fate, ProtocolError, Refusal,
-};
+use crate::ike::endpoint::{ChildSpis, Endpoint, Event, Exchange, Failure, ProtocolError, Refusal};
 use crate::ike::error::{RequestError, check_nonce};
 use crate::ike::keys::{Side, Skeyseed};
 use crate::ike::message::{
     ExchangeType, Ke, Message, Nonce, Notify, NotifyType, Payload, PayloadType, ProtocolId,
 };
-use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, State};
+use crate::ike::sa::{Fate, IkeCrypto, IkeSa, Outstanding, Request, State};
 use crate::ike::sa_init::NONCE_LEN;
 use crate::ike::{proposal, ts};
 
@@ -543,9 +541,8 @@ impl Endpoint {
             new_spi_i.to_be_bytes(),
             new_spi_r.to_be_bytes(),
         );
-        let mut new = self.new_sa(
-            now, sa.handle, false, new_spi_i, new_spi_r, sa.local, sa.remote,
-        );
+        let spis = (new_spi_i, new_spi_r);
+        let mut new = self.new_sa(now, sa.handle, false, spis, (sa.local, sa.remote));
         new.crypto = Some(IkeCrypto::new(
             &keys,
             choice.alg,
@@ -690,7 +687,13 @@ impl Endpoint {
             r.new_spi.to_be_bytes(),
             spi_r.to_be_bytes(),
         );
-        let mut new = self.new_sa(now, sa.handle, true, r.new_spi, spi_r, sa.local, sa.remote);
+        let mut new = self.new_sa(
+            now,
+            sa.handle,
+            true,
+            (r.new_spi, spi_r),
+            (sa.local, sa.remote),
+        );
         new.crypto = Some(IkeCrypto::new(
             &keys,
             choice.alg,

@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::ike::endpoint::{DropReason, Endpoint, Failure, Fate};
-use crate::ike::message::{ExchangeType, Payload};
-use crate::ike::sa::{IkeSa, Request, State};
+use crate::ike::endpoint::{DropReason, Endpoint, Failure, SaHandle};
+use crate::ike::message::{Delete, ExchangeType, Payload};
+use crate::ike::sa::{Fate, IkeSa, Queued, Request, State};
 
 impl Endpoint {
     #[allow(clippy::too_many_arguments)]
@@ -209,5 +209,46 @@ impl Endpoint {
             Request::RekeyChild(r) => self.on_rekey_child_response(now, sa, *r, message),
             Request::RekeyIke(r) => self.on_rekey_ike_response(now, sa, *r, message),
         }
+    }
+}
+
+impl Endpoint {
+    /// Starts queued exchanges while the window is free (§2.3).
+    pub(crate) fn start_next(&mut self, now: Instant, sa: &mut IkeSa) {
+        while sa.outstanding.is_none() && matches!(sa.state, State::Established) {
+            let Some(op) = sa.queue.pop_front() else {
+                return;
+            };
+            match op {
+                Queued::Liveness => {
+                    let timer = self.request_timer(now, None);
+                    let t =
+                        sa.send_request(ExchangeType::INFORMATIONAL, &[], Request::Liveness, timer);
+                    self.out.transmits.push_back(t);
+                }
+                Queued::DeleteIke => {
+                    let timer = self.request_timer(now, None);
+                    let t = sa.send_request(
+                        ExchangeType::INFORMATIONAL,
+                        &[Payload::Delete(Delete::ike())],
+                        Request::DeleteIke,
+                        timer,
+                    );
+                    self.out.transmits.push_back(t);
+                }
+                Queued::DeleteChild(spi) => self.start_delete_child(now, sa, spi),
+                Queued::RekeyChild(spi) => self.start_rekey_child(now, sa, spi),
+                Queued::RekeyIke => self.start_rekey_ike(now, sa),
+            }
+        }
+    }
+
+    pub(crate) fn enqueue(&mut self, now: Instant, sa: SaHandle, op: Queued) {
+        let Some(mut ike) = self.take(sa) else { return };
+        if matches!(ike.state, State::Established) && !ike.queue.contains(&op) {
+            ike.queue.push_back(op);
+            self.start_next(now, &mut ike);
+        }
+        self.settle(ike, Fate::Keep);
     }
 }

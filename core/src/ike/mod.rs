@@ -16,12 +16,15 @@
 
 mod auth;
 mod child_sa;
+mod config;
 pub mod cookie;
 mod create_child_sa;
 mod dispatch;
 pub mod endpoint;
 pub mod error;
+mod event;
 mod failure;
+mod index;
 mod informational;
 pub mod keys;
 pub mod message;

@@ -17,7 +17,7 @@ use crate::ike::auth::{
 };
 use crate::ike::child_sa::Child;
 use crate::ike::create_child_sa::{PeerIkeRekey, RekeyChildRequest, RekeyIkeRequest};
-use crate::ike::endpoint::{ChildSpis, PeerAuthenticated, SaHandle, Transmit};
+use crate::ike::endpoint::{ChildSpis, Failure, PeerAuthenticated, SaHandle, Transmit};
 use crate::ike::keys::{IkeSaKeys, SkD, SkP};
 use crate::ike::message::{self, ExchangeType, Flags, Header, Identity, Message, Payload};
 use crate::ike::retransmit::Retransmit;
@@ -111,6 +111,14 @@ pub(crate) enum Queued {
     DeleteChild(u32),
     DeleteIke,
     Liveness,
+}
+
+/// What becomes of an IKE SA after a step.
+#[derive(Debug)]
+pub(crate) enum Fate {
+    Keep,
+    /// Forget it; with a reason, the caller is told it is gone (if it was up).
+    Remove(Option<Failure>),
 }
 
 /// Where the IKE SA is (rustls style: one struct per state).
@@ -209,6 +217,51 @@ pub(crate) struct IkeSa {
 }
 
 impl IkeSa {
+    /// A new IKE SA with the endpoint's key `id`, in no state yet (its
+    /// creator sets it): no keys, no message IDs used, no CHILD SAs.
+    pub(crate) fn new(
+        id: u64,
+        now: Instant,
+        handle: SaHandle,
+        initiator: bool,
+        (spi_i, spi_r): (u64, u64),
+        (local, remote): (SocketAddr, SocketAddr),
+        ike_port: u16,
+    ) -> Self {
+        IkeSa {
+            id,
+            handle,
+            initiator,
+            spi_i,
+            spi_r,
+            local,
+            remote,
+            ike_port,
+            state: State::Established,
+            crypto: None,
+            next_msg_id: 0,
+            peer_msg_id: 0,
+            outstanding: None,
+            queue: VecDeque::new(),
+            last_response: None,
+            children: Vec::new(),
+            peer_id: None,
+            last_heard: now,
+            rekey_at: None,
+            hard_expiry: None,
+            announced: false,
+            peer_ike_rekey: None,
+            timer_at: None,
+            counted_half_open: false,
+            init_remote: remote,
+            peer_auth: None,
+            peer_behind_nat: false,
+            last_active: now,
+            indexed_peer: false,
+            indexed_anonymous: None,
+        }
+    }
+
     /// What a rekeyed IKE SA (§2.18) keeps of the one it replaces: who the peer
     /// is and how it authenticated, where it is, and when it was last active.
     pub(crate) fn inherit(&mut self, old: &IkeSa) {

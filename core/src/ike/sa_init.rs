@@ -304,7 +304,7 @@ impl Endpoint {
             }
         }
         // Past the cookie, the source is real: it gets its share and no more.
-        if self.half_open_from(remote.ip()) >= self.config.half_open_per_source {
+        if self.index.half_open_from(remote.ip()) >= self.config.half_open_per_source {
             self.out.stats.count_drop(DropReason::HalfOpenSourceFull);
             self.out.stats.half_open_source_full += 1;
             return;
@@ -370,7 +370,7 @@ impl Endpoint {
             spi_r.to_be_bytes(),
         );
         let handle = self.new_handle();
-        let mut sa = self.new_sa(now, handle, false, spi_i, spi_r, local, remote);
+        let mut sa = self.new_sa(now, handle, false, (spi_i, spi_r), (local, remote));
         sa.crypto = Some(IkeCrypto::new(
             &keys,
             choice.alg,

@@ -3,10 +3,12 @@
 
 use std::time::Instant;
 
-use crate::ike::endpoint::{Config, Endpoint, Failure, Fate, Transmit};
+use rand_core::RngCore;
+
+use crate::ike::endpoint::{Config, Endpoint, Failure, Transmit};
 use crate::ike::message::ExchangeType;
-use crate::ike::retransmit::RetransmitAction;
-use crate::ike::sa::{IkeSa, Queued, State};
+use crate::ike::retransmit::{Retransmit, RetransmitAction, RetransmitConfig};
+use crate::ike::sa::{Fate, IkeSa, Queued, State};
 
 impl Endpoint {
     pub(crate) fn on_sa_timeout(&mut self, now: Instant, sa: &mut IkeSa) -> Fate {
@@ -134,6 +136,37 @@ pub(crate) fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
         State::InitSent(_) | State::AuthSent(_) => None,
     };
     [retransmit, state].into_iter().flatten().min()
+}
+
+impl Endpoint {
+    /// Sets when this host rekeys the IKE SA (lifetime minus up to 10 % jitter)
+    /// and when it dies without a rekey (1.1 × lifetime).
+    pub(crate) fn schedule_ike_rekey(&mut self, now: Instant, sa: &mut IkeSa) {
+        let life = self.config.ike_lifetime;
+        if life.is_zero() {
+            return;
+        }
+        let jitter = life.mul_f64(f64::from(self.rng.next_u32() % 1000) / 10_000.0);
+        sa.rekey_at = now.checked_add(life - jitter);
+        sa.hard_expiry = now.checked_add(life + life / 10);
+    }
+}
+
+impl Endpoint {
+    /// The retransmission timer of a new request; `deadline` for the
+    /// handshake, `exchange_timeout` from now for later exchanges.
+    pub(crate) fn request_timer(&self, now: Instant, deadline: Option<Instant>) -> Retransmit {
+        match deadline {
+            Some(d) => Retransmit::new(self.config.retransmit, now, d),
+            None => {
+                let config = RetransmitConfig {
+                    max_resends: u32::MAX,
+                    ..self.config.retransmit
+                };
+                Retransmit::new(config, now, now + self.config.exchange_timeout)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
