@@ -29,7 +29,7 @@ use crate::ike::keys::{Side, SkP, null_auth, signed_octets, verify_null_auth};
 use crate::ike::message::{
     Auth, AuthMethod, ExchangeType, Identity, Message, Notify, NotifyType, Payload, PayloadType,
 };
-use crate::ike::sa::{IkeCrypto, IkeSa, Request, State};
+use crate::ike::sa::{IkeCrypto, Request, SaCore, State};
 use crate::ike::sa_init::InitSent;
 use crate::ike::{proposal, ts};
 use crate::trust::{self, Binding, IdentityRefused};
@@ -194,13 +194,13 @@ impl Endpoint {
     pub(crate) fn send_auth_request(
         &mut self,
         now: Instant,
-        sa: &mut IkeSa,
+        sa: &mut SaCore,
         init: InitSent,
         nr: Vec<u8>,
         response: Vec<u8>,
-    ) {
+    ) -> Result<State, Failure> {
         let Some(crypto) = sa.crypto.as_ref() else {
-            return;
+            return Err(ProtocolError::NoKeys.into());
         };
         let id = local_id(&self.config, sa.local.ip());
         let auth = own_auth(
@@ -228,7 +228,7 @@ impl Endpoint {
         let timer = self.request_timer(now, Some(init.deadline));
         let t = sa.send_request(ExchangeType::IKE_AUTH, &payloads, Request::Handshake, timer);
         self.out.transmits.push_back(t);
-        sa.state = State::AuthSent(Box::new(AuthSent {
+        Ok(State::AuthSent(Box::new(AuthSent {
             ni: init.ni,
             nr,
             real_message2: response,
@@ -236,17 +236,17 @@ impl Endpoint {
             ts: init.ts,
             child_spi,
             deadline: init.deadline,
-        }));
+        })))
     }
 
     /// Initiator: the IKE_AUTH response (already decrypted).
     pub(crate) fn on_auth_response(
         &mut self,
         now: Instant,
-        sa: &mut IkeSa,
+        sa: &mut SaCore,
         sent: AuthSent,
         response: Message,
-    ) -> Result<(), Failure> {
+    ) -> Result<State, Failure> {
         sa.outstanding = None;
         if response.payload(PayloadType::AUTH).is_none() {
             let reason = response
@@ -273,9 +273,10 @@ impl Endpoint {
                     id: id.clone(),
                     null_auth,
                 });
-                sa.state =
-                    State::InitiatorAuthorize(Box::new(InitiatorAuthorize { sent, response }));
-                Ok(())
+                Ok(State::InitiatorAuthorize(Box::new(InitiatorAuthorize {
+                    sent,
+                    response,
+                })))
             }
         }
     }
@@ -284,11 +285,11 @@ impl Endpoint {
     pub(crate) fn finish_initiator(
         &mut self,
         now: Instant,
-        sa: &mut IkeSa,
+        sa: &mut SaCore,
         sent: AuthSent,
         response: Message,
         peer: PeerAuth,
-    ) -> Result<(), Failure> {
+    ) -> Result<State, Failure> {
         let fail = |this: &mut Self, f: Failure| {
             this.release_child_spi(sent.child_spi);
             Err(f)
@@ -329,12 +330,11 @@ impl Endpoint {
                     remote: sa.remote,
                     name,
                 });
-                sa.state = State::InitiatorConfirm(Box::new(InitiatorConfirm {
+                return Ok(State::InitiatorConfirm(Box::new(InitiatorConfirm {
                     sent,
                     response,
                     how,
-                }));
-                return Ok(());
+                })));
             }
             Err(refused) => {
                 self.out.stats.identity_refused += 1;
@@ -349,10 +349,10 @@ impl Endpoint {
     pub(crate) fn confirmed(
         &mut self,
         now: Instant,
-        sa: &mut IkeSa,
+        sa: &mut SaCore,
         held: InitiatorConfirm,
         result: Result<(), IdentityRefused>,
-    ) -> Result<(), Failure> {
+    ) -> Result<State, Failure> {
         let InitiatorConfirm {
             sent,
             response,
@@ -372,11 +372,11 @@ impl Endpoint {
     fn finish_initiator_child(
         &mut self,
         now: Instant,
-        sa: &mut IkeSa,
+        sa: &mut SaCore,
         sent: AuthSent,
         response: &Message,
         how: PeerAuthenticated,
-    ) -> Result<(), Failure> {
+    ) -> Result<State, Failure> {
         let Some(Payload::IdR(id)) = response.payload(PayloadType::IDR) else {
             self.release_child_spi(sent.child_spi);
             return Err(Failure::missing(Exchange::IkeAuth, "IDr"));
@@ -404,12 +404,12 @@ impl Endpoint {
             sa: sa.handle,
             child,
         });
-        Ok(())
+        Ok(State::Established)
     }
 
     fn initiator_child(
         &self,
-        sa: &IkeSa,
+        sa: &SaCore,
         sent: &AuthSent,
         response: &Message,
         crypto: &IkeCrypto,
@@ -464,9 +464,9 @@ impl Endpoint {
         ))
     }
 
-    /// Both roles: the IKE SA is authenticated.
-    fn establish(&mut self, now: Instant, sa: &mut IkeSa, how: PeerAuthenticated) {
-        sa.state = State::Established;
+    /// Both roles: the IKE SA is authenticated (its next state is
+    /// `State::Established`).
+    fn establish(&mut self, now: Instant, sa: &mut SaCore, how: PeerAuthenticated) {
         sa.announced = true;
         sa.last_heard = now;
         sa.last_active = now;
@@ -485,12 +485,12 @@ impl Endpoint {
     /// Responder: the IKE_AUTH request (decrypted). Holds it and asks the caller.
     pub(crate) fn on_auth_request(
         &mut self,
-        sa: &mut IkeSa,
+        sa: &mut SaCore,
         half: HalfOpen,
         request: Message,
         local: SocketAddr,
         remote: SocketAddr,
-    ) -> bool {
+    ) -> Option<State> {
         let msg_id = request.header.message_id;
         sa.peer_msg_id = msg_id.wrapping_add(1);
         // §2.23: the initiator may have moved to port 4500; answer where it is now.
@@ -507,7 +507,7 @@ impl Endpoint {
                 &n.map(Payload::Notify).into_iter().collect::<Vec<_>>(),
             );
             self.out.transmits.push_back(t);
-            return false;
+            return None;
         };
         self.out.events.push_back(Event::AuthorizePeer {
             sa: sa.handle,
@@ -522,28 +522,27 @@ impl Endpoint {
             msg_id,
         };
         held.half.expires = expires;
-        sa.state = State::ResponderAuthorize(Box::new(held));
-        true
+        Some(State::ResponderAuthorize(Box::new(held)))
     }
 
     /// Responder: the caller's answer. Returns whether the SA lives on.
     pub(crate) fn finish_responder(
         &mut self,
         now: Instant,
-        sa: &mut IkeSa,
+        sa: &mut SaCore,
         held: ResponderAuthorize,
         peer: Option<PeerAuth>,
-    ) -> bool {
+    ) -> Option<State> {
         let ResponderAuthorize {
             half,
             request,
             msg_id,
         } = held;
-        let refuse = |this: &mut Self, sa: &mut IkeSa| {
+        let refuse = |this: &mut Self, sa: &mut SaCore| {
             let n = Notify::new(NotifyType::AUTHENTICATION_FAILED, Vec::new());
             let t = sa.send_response(ExchangeType::IKE_AUTH, msg_id, &[Payload::Notify(n)]);
             this.out.transmits.push_back(t);
-            false
+            None
         };
         let (Some(Payload::IdI(id)), Some(Payload::Auth(auth)), Some(crypto)) = (
             request.payload(PayloadType::IDI),
@@ -619,12 +618,12 @@ impl Endpoint {
                 child,
             });
         }
-        true
+        Some(State::Established)
     }
 
     fn responder_child(
         &mut self,
-        sa: &IkeSa,
+        sa: &SaCore,
         request: &Message,
         half: &HalfOpen,
     ) -> Result<(crate::ike::endpoint::ChildSa, crate::ike::message::Sa), RequestError> {

@@ -32,7 +32,7 @@ use crate::ike::keys::{Side, Skeyseed};
 use crate::ike::message::{
     ExchangeType, Ke, Message, Nonce, Notify, NotifyType, Payload, PayloadType, ProtocolId,
 };
-use crate::ike::sa::{Fate, IkeCrypto, IkeSa, Outstanding, Request, State};
+use crate::ike::sa::{Fate, IkeCrypto, IkeSa, Outstanding, Request, SaCore, State};
 use crate::ike::sa_init::NONCE_LEN;
 use crate::ike::{proposal, ts};
 
@@ -561,17 +561,18 @@ impl Endpoint {
         ];
         if ours_outstanding {
             // §2.8.2: decided when our own rekey is answered.
-            new.state = State::Retiring {
-                until: now + self.config.exchange_timeout,
-            };
+            let until = now + self.config.exchange_timeout;
             sa.peer_ike_rekey = Some(Box::new(PeerIkeRekey {
                 nonces: (ni, nr),
                 sa_id: new.id,
             }));
             self.by_spi.insert(new.local_spi(), new.id);
-            self.put(Box::new(new));
+            self.put(Box::new(IkeSa {
+                core: new,
+                state: State::Retiring { until },
+            }));
         } else {
-            self.promote(now, sa, Box::new(new));
+            self.promote(now, sa, new);
             sa.state = State::Retiring {
                 until: now + self.config.exchange_timeout,
             };
@@ -615,8 +616,10 @@ impl Endpoint {
         match peer {
             Some(peer) if ours_is_redundant((&r.ni, &nr), (&peer.nonces.0, &peer.nonces.1)) => {
                 // Ours is redundant: the peer's takes over, and we delete ours.
-                let mut ours = new;
-                ours.state = State::Retiring { until };
+                let mut ours = IkeSa {
+                    core: new,
+                    state: State::Retiring { until },
+                };
                 let timer = self.request_timer(now, None);
                 let t = ours.send_request(
                     ExchangeType::INFORMATIONAL,
@@ -634,7 +637,7 @@ impl Endpoint {
             }
             _ => {
                 // Ours survives (a colliding one of the peer's is deleted by the peer); we delete the old SA.
-                self.promote(now, sa, Box::new(new));
+                self.promote(now, sa, new);
                 sa.state = State::Retiring { until };
                 let timer = self.request_timer(now, None);
                 let t = sa.send_request(
@@ -655,7 +658,7 @@ impl Endpoint {
         sa: &IkeSa,
         r: &RekeyIkeRequest,
         m: &Message,
-    ) -> Result<IkeSa, Failure> {
+    ) -> Result<SaCore, Failure> {
         if let Some(notify) = error_notify(m) {
             return Err(Failure::PeerRefused(Refusal::Notify {
                 exchange: Exchange::RekeyIkeSa,
@@ -707,7 +710,8 @@ impl Endpoint {
 
     /// Makes `new` the IKE SA behind `old`'s handle: it takes the CHILD SAs,
     /// queued exchanges and timers (§2.18); `old` is left to be deleted.
-    fn promote(&mut self, now: Instant, old: &mut IkeSa, mut new: Box<IkeSa>) {
+    fn promote(&mut self, now: Instant, old: &mut IkeSa, new: impl Into<Box<IkeSa>>) {
+        let mut new = new.into();
         new.handle = old.handle;
         new.children = std::mem::take(&mut old.children);
         new.queue = std::mem::take(&mut old.queue);

@@ -6,94 +6,128 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::ike::auth::{AuthSent, HalfOpen};
 use crate::ike::endpoint::{DropReason, Endpoint, Failure, SaHandle};
 use crate::ike::message::{Delete, ExchangeType, Payload};
-use crate::ike::sa::{Fate, IkeSa, Queued, Request, State};
+use crate::ike::sa::{Fate, IkeSa, Queued, Request, SaCore, State, Step};
+use crate::ike::sa_init::InitSent;
 
 impl Endpoint {
+    /// Routes a message of `sa` by its state, and puts the SA back in the
+    /// state the step leads to (or forgets it).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_message(
         &mut self,
         now: Instant,
-        sa: &mut IkeSa,
+        mut sa: Box<IkeSa>,
         local: SocketAddr,
         remote: SocketAddr,
         bytes: &[u8],
         response: bool,
         exchange: ExchangeType,
-    ) -> Fate {
-        match &sa.state {
-            State::InitSent(_) => {
-                if !response || exchange != ExchangeType::IKE_SA_INIT {
-                    self.out.stats.count_drop(DropReason::NotInitResponse);
-                    return Fate::Keep;
-                }
-                let State::InitSent(init) = std::mem::replace(&mut sa.state, State::Established)
-                else {
-                    return Fate::Keep;
-                };
-                match self.on_init_response(now, sa, init, bytes) {
-                    Ok(()) => Fate::Keep,
-                    Err(reason) => self.fail(sa, reason),
-                }
+    ) {
+        let step = match sa.state {
+            State::InitSent(init) => {
+                self.in_init_sent(now, &mut sa.core, init, bytes, response, exchange)
             }
-            State::AuthSent(_) => {
-                if !response || exchange != ExchangeType::IKE_AUTH {
-                    self.out.stats.count_drop(DropReason::NotAuthResponse);
-                    return Fate::Keep;
-                }
-                let Some(message) = self.open(sa, bytes) else {
-                    return Fate::Keep;
-                };
-                if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(message.header.message_id) {
-                    self.out.stats.count_drop(DropReason::AuthResponseMessageId);
-                    return Fate::Keep;
-                }
-                let State::AuthSent(sent) = std::mem::replace(&mut sa.state, State::Established)
-                else {
-                    return Fate::Keep;
-                };
-                match self.on_auth_response(now, sa, *sent, message) {
-                    Ok(()) => Fate::Keep,
-                    Err(reason) => self.fail(sa, reason),
-                }
+            State::AuthSent(sent) => {
+                self.in_auth_sent(now, &mut sa.core, sent, bytes, response, exchange)
             }
-            State::HalfOpen(_) => {
-                if response || exchange != ExchangeType::IKE_AUTH {
-                    self.out.stats.count_drop(DropReason::NotAuthRequest);
-                    return Fate::Keep;
-                }
-                let Some(message) = self.open(sa, bytes) else {
-                    return Fate::Keep;
-                };
-                if message.header.message_id != sa.peer_msg_id {
-                    self.out.stats.count_drop(DropReason::AuthRequestMessageId);
-                    return Fate::Keep;
-                }
-                let State::HalfOpen(half) = std::mem::replace(&mut sa.state, State::Established)
-                else {
-                    return Fate::Keep;
-                };
-                if self.on_auth_request(sa, *half, message, local, remote) {
-                    Fate::Keep
-                } else {
-                    Fate::Remove(None)
-                }
+            State::HalfOpen(half) => {
+                let at = (local, remote);
+                self.in_half_open(&mut sa.core, half, bytes, at, response, exchange)
             }
             // The caller is deciding; a retransmission changes nothing.
-            State::InitiatorAuthorize(_)
+            held @ (State::InitiatorAuthorize(_)
             | State::InitiatorConfirm(_)
-            | State::ResponderAuthorize(_) => Fate::Keep,
-            State::Established | State::Retiring { .. } => {
-                self.on_protected(now, sa, remote, bytes, response)
+            | State::ResponderAuthorize(_)) => Ok(held),
+            up @ (State::Established | State::Retiring { .. }) => {
+                sa.state = up;
+                let fate = self.on_protected(now, &mut sa, remote, bytes, response);
+                return self.settle(sa, fate);
             }
+        };
+        match step {
+            Ok(next) => {
+                sa.state = next;
+                self.put(sa);
+            }
+            Err(reason) => self.forget(&mut sa.core, reason),
         }
+    }
+
+    /// Initiator, IKE_SA_INIT sent: only its response moves the SA on.
+    fn in_init_sent(
+        &mut self,
+        now: Instant,
+        sa: &mut SaCore,
+        init: Box<InitSent>,
+        bytes: &[u8],
+        response: bool,
+        exchange: ExchangeType,
+    ) -> Step {
+        if !response || exchange != ExchangeType::IKE_SA_INIT {
+            self.out.stats.count_drop(DropReason::NotInitResponse);
+            return Ok(State::InitSent(init));
+        }
+        self.on_init_response(now, sa, init, bytes)
+            .map_err(|reason| self.fail(sa, reason))
+    }
+
+    /// Initiator, IKE_AUTH sent: only its response moves the SA on.
+    fn in_auth_sent(
+        &mut self,
+        now: Instant,
+        sa: &mut SaCore,
+        sent: Box<AuthSent>,
+        bytes: &[u8],
+        response: bool,
+        exchange: ExchangeType,
+    ) -> Step {
+        if !response || exchange != ExchangeType::IKE_AUTH {
+            self.out.stats.count_drop(DropReason::NotAuthResponse);
+            return Ok(State::AuthSent(sent));
+        }
+        let Some(message) = self.open(sa, bytes) else {
+            return Ok(State::AuthSent(sent));
+        };
+        if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(message.header.message_id) {
+            self.out.stats.count_drop(DropReason::AuthResponseMessageId);
+            return Ok(State::AuthSent(sent));
+        }
+        self.on_auth_response(now, sa, *sent, message)
+            .map_err(|reason| self.fail(sa, reason))
+    }
+
+    /// Responder, half-open: only the IKE_AUTH request moves the SA on.
+    fn in_half_open(
+        &mut self,
+        sa: &mut SaCore,
+        half: Box<HalfOpen>,
+        bytes: &[u8],
+        (local, remote): (SocketAddr, SocketAddr),
+        response: bool,
+        exchange: ExchangeType,
+    ) -> Step {
+        if response || exchange != ExchangeType::IKE_AUTH {
+            self.out.stats.count_drop(DropReason::NotAuthRequest);
+            return Ok(State::HalfOpen(half));
+        }
+        let Some(message) = self.open(sa, bytes) else {
+            return Ok(State::HalfOpen(half));
+        };
+        if message.header.message_id != sa.peer_msg_id {
+            self.out.stats.count_drop(DropReason::AuthRequestMessageId);
+            return Ok(State::HalfOpen(half));
+        }
+        self.on_auth_request(sa, *half, message, local, remote)
+            .ok_or(None)
     }
 
     /// Opens a protected message; a failure is dropped and counted (§2.21.2).
     pub(crate) fn open(
         &mut self,
-        sa: &IkeSa,
+        sa: &SaCore,
         bytes: &[u8],
     ) -> Option<crate::ike::message::Message> {
         match sa.open(bytes) {

@@ -28,10 +28,11 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::crypto::x25519::X25519Secret;
+use crate::ike::auth::InitiatorAuthorize;
 use crate::ike::cookie::CookieJar;
 use crate::ike::index::SaIndex;
 use crate::ike::message::{ExchangeType, HeaderPacket, Identity, MAJOR_VERSION};
-use crate::ike::sa::{Fate, IkeSa, Queued, State};
+use crate::ike::sa::{Fate, IkeSa, Queued, SaCore, State};
 use crate::ike::sa_init::{InitSent, NONCE_LEN};
 use crate::ike::timers::sa_timeout;
 use crate::trust::IdentityRefused;
@@ -141,8 +142,10 @@ impl Endpoint {
             retries: 0,
         };
         self.send_init(now, &mut sa, &mut init);
-        sa.state = State::InitSent(Box::new(init));
-        self.insert_sa(sa);
+        self.insert_sa(IkeSa {
+            core: sa,
+            state: State::InitSent(Box::new(init)),
+        });
         handle
     }
 
@@ -150,37 +153,30 @@ impl Endpoint {
     /// `None` refuses it (AUTHENTICATION_FAILED to a responder's peer).
     pub fn authorize(&mut self, now: Instant, sa: SaHandle, peer: Option<PeerAuth>) {
         let Some(mut ike) = self.take(sa) else { return };
-        let state = std::mem::replace(&mut ike.state, State::Established);
-        let fate = match state {
+        let step = match ike.state {
             State::InitiatorAuthorize(held) => {
-                let held = *held;
+                let InitiatorAuthorize { sent, response } = *held;
                 let result = match peer {
-                    Some(peer) => {
-                        self.finish_initiator(now, &mut ike, held.sent, held.response, peer)
-                    }
+                    Some(peer) => self.finish_initiator(now, &mut ike.core, sent, response, peer),
                     None => {
-                        self.release_child_spi(held.sent.child_spi);
+                        self.release_child_spi(sent.child_spi);
                         Err(Failure::NotAuthorized)
                     }
                 };
-                match result {
-                    Ok(()) => Fate::Keep,
-                    Err(reason) => self.fail(&ike, reason),
-                }
+                result.map_err(|reason| self.fail(&ike.core, reason))
             }
-            State::ResponderAuthorize(held) => {
-                if self.finish_responder(now, &mut ike, *held, peer) {
-                    Fate::Keep
-                } else {
-                    Fate::Remove(None)
-                }
-            }
-            other => {
-                ike.state = other;
-                Fate::Keep
-            }
+            State::ResponderAuthorize(held) => self
+                .finish_responder(now, &mut ike.core, *held, peer)
+                .ok_or(None),
+            other => Ok(other),
         };
-        self.settle(ike, fate);
+        match step {
+            Ok(next) => {
+                ike.state = next;
+                self.put(ike);
+            }
+            Err(reason) => self.forget(&mut ike.core, reason),
+        }
     }
 
     /// Answers [`Event::ConfirmIdentity`]: `Ok` when the responder's FQDN
@@ -194,18 +190,19 @@ impl Endpoint {
         result: Result<(), IdentityRefused>,
     ) {
         let Some(mut ike) = self.take(sa) else { return };
-        let state = std::mem::replace(&mut ike.state, State::Established);
-        let fate = match state {
-            State::InitiatorConfirm(held) => match self.confirmed(now, &mut ike, *held, result) {
-                Ok(()) => Fate::Keep,
-                Err(reason) => self.fail(&ike, reason),
-            },
-            other => {
-                ike.state = other;
-                Fate::Keep
-            }
+        let step = match ike.state {
+            State::InitiatorConfirm(held) => self
+                .confirmed(now, &mut ike.core, *held, result)
+                .map_err(|reason| self.fail(&ike.core, reason)),
+            other => Ok(other),
         };
-        self.settle(ike, fate);
+        match step {
+            Ok(next) => {
+                ike.state = next;
+                self.put(ike);
+            }
+            Err(reason) => self.forget(&mut ike.core, reason),
+        }
     }
 
     /// Tells the endpoint that the CHILD SAs of `sa` carried traffic lately
@@ -257,7 +254,7 @@ impl Endpoint {
             self.out.stats.count_drop(DropReason::UnknownSpi);
             return;
         };
-        let Some(mut sa) = self.sas.remove(&id) else {
+        let Some(sa) = self.sas.remove(&id) else {
             self.out.stats.count_drop(DropReason::StaleSpi);
             return;
         };
@@ -274,16 +271,8 @@ impl Endpoint {
             self.put(sa);
             return;
         }
-        let fate = self.on_message(
-            now,
-            &mut sa,
-            local,
-            remote,
-            message,
-            flags.response(),
-            exchange,
-        );
-        self.settle(sa, fate);
+        let response = flags.response();
+        self.on_message(now, sa, local, remote, message, response, exchange);
     }
 
     /// Call when the clock reaches [`Self::poll_timeout`].
@@ -440,7 +429,7 @@ impl Endpoint {
         self.child_spis.remove(&spi);
     }
 
-    /// A new IKE SA record (not yet inserted): see [`IkeSa::new`].
+    /// A new IKE SA's record (to insert with a state): see [`SaCore::new`].
     pub(crate) fn new_sa(
         &mut self,
         now: Instant,
@@ -448,9 +437,9 @@ impl Endpoint {
         initiator: bool,
         spis: (u64, u64),
         addrs: (SocketAddr, SocketAddr),
-    ) -> IkeSa {
+    ) -> SaCore {
         self.next_id += 1;
-        IkeSa::new(
+        SaCore::new(
             self.next_id - 1,
             now,
             handle,
@@ -488,7 +477,8 @@ impl Endpoint {
             }
             sa.timer_at = next;
         }
-        self.index.account(&mut sa, true);
+        let IkeSa { core, state } = &mut *sa;
+        self.index.account(core, Some(state));
         self.sas.insert(sa.id, sa);
     }
 
@@ -514,14 +504,15 @@ impl Endpoint {
         }
     }
 
-    /// Reports a failed `connect` (or other exchange of ours that ends the SA).
-    pub(crate) fn fail(&mut self, sa: &IkeSa, reason: Failure) -> Fate {
+    /// Reports a failed `connect` (or other exchange of ours that ends the
+    /// SA); the SA then goes without a further event (the `None`).
+    pub(crate) fn fail(&mut self, sa: &SaCore, reason: Failure) -> Option<Failure> {
         self.out.events.push_back(Event::Failed {
             sa: sa.handle,
             remote: sa.remote,
             reason,
         });
-        Fate::Remove(None)
+        None
     }
 
     /// Puts an SA back, or forgets it.
@@ -533,12 +524,23 @@ impl Endpoint {
     }
 
     /// Forgets an SA (already out of `sas`) and tells the caller if it was up.
-    pub(crate) fn discard(&mut self, sa: Box<IkeSa>, reason: Option<Failure>) {
+    pub(crate) fn discard(&mut self, mut sa: Box<IkeSa>, reason: Option<Failure>) {
+        match &sa.state {
+            State::AuthSent(a) => self.child_spis.remove(&a.child_spi),
+            State::InitiatorAuthorize(a) => self.child_spis.remove(&a.sent.child_spi),
+            State::InitiatorConfirm(c) => self.child_spis.remove(&c.sent.child_spi),
+            _ => false,
+        };
+        self.forget(&mut sa.core, reason);
+    }
+
+    /// Forgets an SA whose state is gone (a handshake step ended it, and
+    /// released what its state held) or was released by [`Self::discard`].
+    pub(crate) fn forget(&mut self, sa: &mut SaCore, reason: Option<Failure>) {
         if let Some(at) = sa.timer_at {
             self.timers.remove(&(at, sa.id));
         }
-        let mut sa = sa;
-        self.index.account(&mut sa, false);
+        self.index.account(sa, None);
         if self.by_spi.get(&sa.local_spi()) == Some(&sa.id) {
             self.by_spi.remove(&sa.local_spi());
         }
@@ -551,12 +553,6 @@ impl Endpoint {
                 self.init_index.remove(&key);
             }
         }
-        match &sa.state {
-            State::AuthSent(a) => self.child_spis.remove(&a.child_spi),
-            State::InitiatorAuthorize(a) => self.child_spis.remove(&a.sent.child_spi),
-            State::InitiatorConfirm(c) => self.child_spis.remove(&c.sent.child_spi),
-            _ => false,
-        };
         for child in &sa.children {
             self.child_spis.remove(&child.spis.inbound);
             if let Some(p) = &child.peer_rekey {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::ike::event::PeerAuthenticated;
 use crate::ike::message::Identity;
-use crate::ike::sa::IkeSa;
+use crate::ike::sa::{SaCore, State};
 
 /// The source an address counts against in per-source limits: an IPv4
 /// address itself, an IPv6 address's /64 (one host or LAN can have all of it).
@@ -46,10 +46,10 @@ impl SaIndex {
     }
 
     /// Brings the counts and indexes that include `sa` up to date with it
-    /// (`present`) or takes it out of all of them (`!present`, when it goes).
-    pub(crate) fn account(&mut self, sa: &mut IkeSa, present: bool) {
+    /// and its `state`, or takes it out of all of them (no state: it goes).
+    pub(crate) fn account(&mut self, sa: &mut SaCore, state: Option<&State>) {
         let source = source_of(sa.init_remote.ip());
-        let half_open = present && sa.state.is_half_open_responder();
+        let half_open = state.is_some_and(State::is_half_open_responder);
         if half_open != sa.counted_half_open {
             let n = self.half_open_by_source.entry(source).or_insert(0);
             if half_open {
@@ -64,7 +64,7 @@ impl SaIndex {
             }
             sa.counted_half_open = half_open;
         }
-        let authenticated = present && sa.announced && sa.state.is_authenticated();
+        let authenticated = sa.announced && state.is_some_and(State::is_authenticated);
         let by_peer = authenticated && sa.peer_auth == Some(PeerAuthenticated::Ed25519);
         if by_peer != sa.indexed_peer
             && let Some(id) = sa.peer_id.clone()

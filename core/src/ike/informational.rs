@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::ike::child_sa::ChildStatus;
 use crate::ike::endpoint::{Endpoint, Event, Failure};
 use crate::ike::message::{Delete, ExchangeType, Message, Payload, ProtocolId};
-use crate::ike::sa::{Fate, IkeSa, Request, State};
+use crate::ike::sa::{Fate, IkeSa, Request, SaCore, State};
 
 impl Endpoint {
     /// The peer's INFORMATIONAL request.
@@ -84,7 +84,7 @@ impl Endpoint {
 
 impl Endpoint {
     /// Tells the peer the IKE SA is gone, once, without waiting for an answer.
-    pub(crate) fn send_delete_ike_once(&mut self, sa: &mut IkeSa) {
+    pub(crate) fn send_delete_ike_once(&mut self, sa: &mut SaCore) {
         let msg_id = sa.next_msg_id;
         sa.next_msg_id = sa.next_msg_id.wrapping_add(1);
         let header = sa.header(ExchangeType::INFORMATIONAL, false, msg_id);

@@ -121,6 +121,10 @@ pub(crate) enum Fate {
     Remove(Option<Failure>),
 }
 
+/// Where a handshake step leads: the SA's next state, or its end (with a
+/// reason the caller is told, if the SA was up).
+pub(crate) type Step = Result<State, Option<Failure>>;
+
 /// Where the IKE SA is (rustls style: one struct per state).
 #[derive(Debug)]
 pub(crate) enum State {
@@ -155,9 +159,44 @@ impl State {
     }
 }
 
-/// One IKE SA.
+/// One IKE SA: what it keeps whatever its state ([`SaCore`]), and the state
+/// of its handshake. Handling a message in the handshake moves the state out
+/// (`let state = sa.state`), hands it by value with `&mut sa.core` to the
+/// exchange's handler, and puts back the state the handler returns: while
+/// the state is out, the compiler refuses any use of the SA as a whole, so
+/// no code can see it in a state it has not reached.
 #[derive(Debug)]
 pub(crate) struct IkeSa {
+    pub(crate) core: SaCore,
+    pub(crate) state: State,
+}
+
+impl std::ops::Deref for IkeSa {
+    type Target = SaCore;
+    fn deref(&self) -> &SaCore {
+        &self.core
+    }
+}
+
+impl std::ops::DerefMut for IkeSa {
+    fn deref_mut(&mut self) -> &mut SaCore {
+        &mut self.core
+    }
+}
+
+/// A rekeyed IKE SA's record as it takes over (§2.18): established.
+impl From<SaCore> for Box<IkeSa> {
+    fn from(core: SaCore) -> Self {
+        Box::new(IkeSa {
+            core,
+            state: State::Established,
+        })
+    }
+}
+
+/// What an IKE SA keeps whatever its state.
+#[derive(Debug)]
+pub(crate) struct SaCore {
     /// The endpoint's key for this SA (not the handle: a rekeyed SA gets a new one).
     pub(crate) id: u64,
     pub(crate) handle: SaHandle,
@@ -168,7 +207,6 @@ pub(crate) struct IkeSa {
     pub(crate) local: SocketAddr,
     pub(crate) remote: SocketAddr,
     pub(crate) ike_port: u16,
-    pub(crate) state: State,
     pub(crate) crypto: Option<IkeCrypto>,
     /// Message ID of our next request.
     pub(crate) next_msg_id: u32,
@@ -216,9 +254,9 @@ pub(crate) struct IkeSa {
     pub(crate) init_remote: SocketAddr,
 }
 
-impl IkeSa {
-    /// A new IKE SA with the endpoint's key `id`, in no state yet (its
-    /// creator sets it): no keys, no message IDs used, no CHILD SAs.
+impl SaCore {
+    /// A new IKE SA's record with the endpoint's key `id` (its creator gives
+    /// it a state): no keys, no message IDs used, no CHILD SAs.
     pub(crate) fn new(
         id: u64,
         now: Instant,
@@ -228,7 +266,7 @@ impl IkeSa {
         (local, remote): (SocketAddr, SocketAddr),
         ike_port: u16,
     ) -> Self {
-        IkeSa {
+        SaCore {
             id,
             handle,
             initiator,
@@ -237,7 +275,6 @@ impl IkeSa {
             local,
             remote,
             ike_port,
-            state: State::Established,
             crypto: None,
             next_msg_id: 0,
             peer_msg_id: 0,
@@ -264,7 +301,7 @@ impl IkeSa {
 
     /// What a rekeyed IKE SA (§2.18) keeps of the one it replaces: who the peer
     /// is and how it authenticated, where it is, and when it was last active.
-    pub(crate) fn inherit(&mut self, old: &IkeSa) {
+    pub(crate) fn inherit(&mut self, old: &SaCore) {
         self.peer_id.clone_from(&old.peer_id);
         self.peer_auth = old.peer_auth;
         self.peer_behind_nat = old.peer_behind_nat;

@@ -30,7 +30,7 @@ use crate::ike::message::{
     DhGroup, ExchangeType, Flags, HashAlgorithm, Header, Ke, Message, Nonce, Notify, NotifyType,
     Payload, PayloadType,
 };
-use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, State};
+use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, SaCore, State};
 use crate::ike::udp_encap::push_non_esp_marker;
 use crate::ike::{nat, proposal};
 
@@ -98,7 +98,7 @@ fn init_error(
 impl Endpoint {
     /// Initiator: builds (or rebuilds, after COOKIE or INVALID_KE_PAYLOAD) the
     /// IKE_SA_INIT request and records it as outstanding.
-    pub(crate) fn send_init(&mut self, now: Instant, sa: &mut IkeSa, init: &mut InitSent) {
+    pub(crate) fn send_init(&mut self, now: Instant, sa: &mut SaCore, init: &mut InitSent) {
         let mut payloads = Vec::with_capacity(7);
         if let Some(cookie) = &init.cookie {
             payloads.push(Payload::Notify(Notify::new(
@@ -142,19 +142,17 @@ impl Endpoint {
     pub(crate) fn on_init_response(
         &mut self,
         now: Instant,
-        sa: &mut IkeSa,
+        sa: &mut SaCore,
         mut init: Box<InitSent>,
         bytes: &[u8],
-    ) -> Result<(), Failure> {
+    ) -> Result<State, Failure> {
         let Ok(message) = Message::parse(bytes) else {
             self.out.stats.count_drop(DropReason::MalformedInitResponse);
-            sa.state = State::InitSent(init);
-            return Ok(());
+            return Ok(State::InitSent(init));
         };
         if message.header.message_id != 0 {
             self.out.stats.count_drop(DropReason::InitResponseMessageId);
-            sa.state = State::InitSent(init);
-            return Ok(());
+            return Ok(State::InitSent(init));
         }
         if let Some(cookie) = message.notify(NotifyType::COOKIE) {
             if init.retries >= MAX_INIT_RETRIES {
@@ -163,8 +161,7 @@ impl Endpoint {
             init.retries += 1;
             init.cookie = Some(cookie.data.clone());
             self.send_init(now, sa, &mut init);
-            sa.state = State::InitSent(init);
-            return Ok(());
+            return Ok(State::InitSent(init));
         }
         if let Some(n) = message.notify(NotifyType::INVALID_KE_PAYLOAD) {
             let group = n.requested_group().unwrap_or(DhGroup::NONE);
@@ -174,8 +171,7 @@ impl Endpoint {
             init.retries += 1;
             init.group = group;
             self.send_init(now, sa, &mut init);
-            sa.state = State::InitSent(init);
-            return Ok(());
+            return Ok(State::InitSent(init));
         }
         if let Some(n) = message.notifies().find(|n| n.is_error()) {
             return Err(match n.ty {
@@ -229,8 +225,7 @@ impl Endpoint {
             sa.local = SocketAddr::new(sa.local.ip(), self.config.natt_port);
             sa.remote = SocketAddr::new(sa.remote.ip(), self.config.natt_port);
         }
-        self.send_auth_request(now, sa, *init, nr.clone(), bytes.to_vec());
-        Ok(())
+        self.send_auth_request(now, sa, *init, nr.clone(), bytes.to_vec())
     }
 
     /// Responder: an IKE_SA_INIT request (Message ID 0, SPIr zero).
@@ -400,16 +395,19 @@ impl Endpoint {
         response.emit(&mut real_message2);
         let datagram = sa.emit_plain(&response);
         self.out.transmits.push_back(sa.transmit(datagram.clone()));
-        sa.state = State::HalfOpen(Box::new(crate::ike::auth::HalfOpen {
+        let half = crate::ike::auth::HalfOpen {
             ni: ni.clone(),
             nr,
             real_message1: bytes.to_vec(),
             real_message2,
             datagram,
             expires: now + self.config.half_open_timeout,
-        }));
+        };
         self.init_index.insert((remote, spi_i), sa.id);
-        self.insert_sa(sa);
+        self.insert_sa(IkeSa {
+            core: sa,
+            state: State::HalfOpen(Box::new(half)),
+        });
         self.out
             .events
             .push_back(Event::IkeSaInitAccepted { sa: handle, remote });

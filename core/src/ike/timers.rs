@@ -8,11 +8,11 @@ use rand_core::RngCore;
 use crate::ike::endpoint::{Config, Endpoint, Failure, Transmit};
 use crate::ike::message::ExchangeType;
 use crate::ike::retransmit::{Retransmit, RetransmitAction, RetransmitConfig};
-use crate::ike::sa::{Fate, IkeSa, Queued, State};
+use crate::ike::sa::{Fate, IkeSa, Queued, SaCore, State};
 
 impl Endpoint {
     pub(crate) fn on_sa_timeout(&mut self, now: Instant, sa: &mut IkeSa) -> Fate {
-        if let Some(o) = sa.outstanding.as_mut()
+        if let Some(o) = sa.core.outstanding.as_mut()
             && o.timer.poll_timeout() <= now
         {
             {
@@ -20,8 +20,8 @@ impl Endpoint {
                     RetransmitAction::Wait => {}
                     RetransmitAction::Resend => {
                         let t = Transmit {
-                            local: sa.local,
-                            remote: sa.remote,
+                            local: sa.core.local,
+                            remote: sa.core.remote,
                             payload: o.datagram.clone(),
                         };
                         self.out.transmits.push_back(t);
@@ -32,7 +32,9 @@ impl Endpoint {
                             sends: o.timer.resends() + 1,
                         };
                         return match sa.state {
-                            State::InitSent(_) | State::AuthSent(_) => self.fail(sa, reason),
+                            State::InitSent(_) | State::AuthSent(_) => {
+                                Fate::Remove(self.fail(sa, reason))
+                            }
                             State::Retiring { .. } => Fate::Remove(None),
                             _ => Fate::Remove(Some(reason)),
                         };
@@ -48,7 +50,7 @@ impl Endpoint {
                 };
                 let spi = a.sent.child_spi;
                 self.release_child_spi(spi);
-                return self.fail(sa, reason);
+                return Fate::Remove(self.fail(sa, reason));
             }
             State::InitiatorConfirm(c) if c.sent.deadline <= now => {
                 let reason = Failure::Timeout {
@@ -59,7 +61,7 @@ impl Endpoint {
                 self.release_child_spi(spi);
                 // The responder installed its side: tell it, as for a refusal.
                 self.send_delete_ike_once(sa);
-                return self.fail(sa, reason);
+                return Fate::Remove(self.fail(sa, reason));
             }
             State::HalfOpen(h) if h.expires <= now => return Fate::Remove(None),
             State::ResponderAuthorize(r) if r.half.expires <= now => return Fate::Remove(None),
@@ -141,7 +143,7 @@ pub(crate) fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
 impl Endpoint {
     /// Sets when this host rekeys the IKE SA (lifetime minus up to 10 % jitter)
     /// and when it dies without a rekey (1.1 × lifetime).
-    pub(crate) fn schedule_ike_rekey(&mut self, now: Instant, sa: &mut IkeSa) {
+    pub(crate) fn schedule_ike_rekey(&mut self, now: Instant, sa: &mut SaCore) {
         let life = self.config.ike_lifetime;
         if life.is_zero() {
             return;
