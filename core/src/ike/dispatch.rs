@@ -6,11 +6,15 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::ike::auth::{AuthSent, HalfOpen};
-use crate::ike::endpoint::{DropReason, Endpoint, Failure, SaHandle};
+use crate::ike::endpoint::Endpoint;
+use crate::ike::event::SaHandle;
+use crate::ike::failure::Failure;
 use crate::ike::message::{Delete, ExchangeType, Payload};
-use crate::ike::sa::{Fate, IkeSa, Queued, Request, SaCore, State, Step};
-use crate::ike::sa_init::InitSent;
+use crate::ike::sa::{IkeSa, Queued, Request, SaCore};
+use crate::ike::state::InitSent;
+use crate::ike::state::{AuthSent, HalfOpen};
+use crate::ike::state::{Fate, State, Step};
+use crate::ike::stats::DropReason;
 
 impl Endpoint {
     /// Routes a message of `sa` by its state, and puts the SA back in the

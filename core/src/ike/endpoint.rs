@@ -28,13 +28,15 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::crypto::x25519::X25519Secret;
-use crate::ike::auth::InitiatorAuthorize;
 use crate::ike::cookie::CookieJar;
 use crate::ike::index::SaIndex;
+use crate::ike::keys::NONCE_LEN;
 use crate::ike::message::{ExchangeType, HeaderPacket, Identity, MAJOR_VERSION};
-use crate::ike::sa::{Fate, IkeSa, Queued, SaCore, State};
-use crate::ike::sa_init::{InitSent, NONCE_LEN};
-use crate::ike::timers::sa_timeout;
+use crate::ike::sa::sa_timeout;
+use crate::ike::sa::{IkeSa, Queued, SaCore};
+use crate::ike::state::InitSent;
+use crate::ike::state::InitiatorAuthorize;
+use crate::ike::state::{Fate, State};
 use crate::trust::IdentityRefused;
 
 pub use crate::ike::config::{Config, LocalAuth, MAX_PEER_KEYS, PeerAuth};

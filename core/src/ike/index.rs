@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use crate::ike::event::PeerAuthenticated;
 use crate::ike::message::Identity;
-use crate::ike::sa::{SaCore, State};
+use crate::ike::sa::SaCore;
+use crate::ike::state::State;
 
 /// The source an address counts against in per-source limits: an IPv4
 /// address itself, an IPv6 address's /64 (one host or LAN can have all of it).

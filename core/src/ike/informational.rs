@@ -10,9 +10,12 @@
 use std::time::Instant;
 
 use crate::ike::child_sa::ChildStatus;
-use crate::ike::endpoint::{Endpoint, Event, Failure};
+use crate::ike::endpoint::Endpoint;
+use crate::ike::event::Event;
+use crate::ike::failure::Failure;
 use crate::ike::message::{Delete, ExchangeType, Message, Payload, ProtocolId};
-use crate::ike::sa::{Fate, IkeSa, Request, SaCore, State};
+use crate::ike::sa::{IkeSa, Request, SaCore};
+use crate::ike::state::{Fate, State};
 
 impl Endpoint {
     /// The peer's INFORMATIONAL request.

@@ -34,6 +34,7 @@ pub mod retransmit;
 mod sa;
 mod sa_init;
 mod sk_cipher;
+mod state;
 mod stats;
 mod timers;
 pub mod ts;

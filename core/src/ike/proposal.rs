@@ -13,8 +13,8 @@
 //! A proposal with a transform type this host does not know is skipped (§3.3.6).
 
 use crate::crypto::AeadAlg;
-use crate::ike::endpoint::ProtocolError;
 use crate::ike::error::RequestError;
+use crate::ike::failure::ProtocolError;
 use crate::ike::message::{
     DhGroup, EncrId, EsnId, IntegId, PrfId, Proposal, ProtocolId, Sa, Transform, TransformType,
 };

@@ -7,21 +7,20 @@
 //! must carry the next message ID. A request that repeats the last one is
 //! answered from `last_response` and not processed again (§2.1).
 
+use crate::crypto::x25519::X25519Secret;
+use crate::ike::config::Config;
+use crate::ike::state::State;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::crypto::{AeadAlg, AeadKey, KeyAndSalt, Provider};
-use crate::ike::auth::{
-    AuthSent, HalfOpen, InitiatorAuthorize, InitiatorConfirm, ResponderAuthorize,
-};
 use crate::ike::child_sa::Child;
-use crate::ike::create_child_sa::{PeerIkeRekey, RekeyChildRequest, RekeyIkeRequest};
-use crate::ike::endpoint::{ChildSpis, Failure, PeerAuthenticated, SaHandle, Transmit};
+
+use crate::ike::event::{ChildSpis, PeerAuthenticated, SaHandle, Transmit};
 use crate::ike::keys::{IkeSaKeys, SkD, SkP};
 use crate::ike::message::{self, ExchangeType, Flags, Header, Identity, Message, Payload};
 use crate::ike::retransmit::Retransmit;
-use crate::ike::sa_init::InitSent;
 use crate::ike::udp_encap::push_non_esp_marker;
 
 /// The keys of an IKE SA once IKE_SA_INIT is done, per direction.
@@ -80,6 +79,31 @@ impl IkeCrypto {
     }
 }
 
+/// A rekey of a CHILD SA that this host started.
+#[derive(Debug)]
+pub(crate) struct RekeyChildRequest {
+    pub(crate) old_inbound: u32,
+    pub(crate) new_spi: u32,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) dh: Option<X25519Secret>,
+}
+
+/// A rekey of the IKE SA that this host started.
+#[derive(Debug)]
+pub(crate) struct RekeyIkeRequest {
+    pub(crate) new_spi: u64,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) dh: X25519Secret,
+}
+
+/// The peer's rekey of the IKE SA that crossed ours: its nonces and the new
+/// SA it made (in `sas`, retiring until the collision is decided).
+#[derive(Debug)]
+pub(crate) struct PeerIkeRekey {
+    pub(crate) nonces: (Vec<u8>, Vec<u8>),
+    pub(crate) sa_id: u64,
+}
+
 /// A request of ours that is waiting for its response.
 #[derive(Debug)]
 pub(crate) struct Outstanding {
@@ -111,52 +135,6 @@ pub(crate) enum Queued {
     DeleteChild(u32),
     DeleteIke,
     Liveness,
-}
-
-/// What becomes of an IKE SA after a step.
-#[derive(Debug)]
-pub(crate) enum Fate {
-    Keep,
-    /// Forget it; with a reason, the caller is told it is gone (if it was up).
-    Remove(Option<Failure>),
-}
-
-/// Where a handshake step leads: the SA's next state, or its end (with a
-/// reason the caller is told, if the SA was up).
-pub(crate) type Step = Result<State, Option<Failure>>;
-
-/// Where the IKE SA is (rustls style: one struct per state).
-#[derive(Debug)]
-pub(crate) enum State {
-    /// Initiator: IKE_SA_INIT request sent (§1.2).
-    InitSent(Box<InitSent>),
-    /// Initiator: IKE_AUTH request sent.
-    AuthSent(Box<AuthSent>),
-    /// Initiator: IKE_AUTH response held until the caller names the peer's key.
-    InitiatorAuthorize(Box<InitiatorAuthorize>),
-    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH (half-open).
-    HalfOpen(Box<HalfOpen>),
-    /// Responder: IKE_AUTH request held until the caller names the peer's key.
-    ResponderAuthorize(Box<ResponderAuthorize>),
-    /// Initiator: the responder's AUTH verified, its FQDN identity held until
-    /// the caller confirms that the name resolves to its address.
-    InitiatorConfirm(Box<InitiatorConfirm>),
-    /// Authenticated; CREATE_CHILD_SA and INFORMATIONAL exchanges run.
-    Established,
-    /// Replaced by a rekey, or a collision's loser: only INFORMATIONAL runs,
-    /// until it is deleted or `until` passes (§2.8).
-    Retiring { until: Instant },
-}
-
-impl State {
-    pub(crate) fn is_half_open_responder(&self) -> bool {
-        matches!(self, State::HalfOpen(_) | State::ResponderAuthorize(_))
-    }
-
-    /// Whether the handshake is over (authenticated, live or being replaced).
-    pub(crate) fn is_authenticated(&self) -> bool {
-        matches!(self, State::Established | State::Retiring { .. })
-    }
 }
 
 /// One IKE SA: what it keeps whatever its state ([`SaCore`]), and the state
@@ -420,4 +398,35 @@ impl SaCore {
     pub(crate) fn child_by_outbound(&self, spi: u32) -> Option<usize> {
         self.children.iter().position(|c| c.spis.outbound == spi)
     }
+}
+
+/// The next instant an SA has something to do.
+pub(crate) fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
+    let retransmit = sa.outstanding.as_ref().map(|o| o.timer.poll_timeout());
+    let state = match &sa.state {
+        State::InitiatorAuthorize(a) => Some(a.sent.deadline),
+        State::InitiatorConfirm(c) => Some(c.sent.deadline),
+        State::HalfOpen(h) => Some(h.expires),
+        State::ResponderAuthorize(r) => Some(r.half.expires),
+        State::Retiring { until } => Some(*until),
+        State::Established => {
+            let children = sa.children.iter().filter_map(|c| c.poll_timeout()).min();
+            [sa.rekey_at, sa.hard_expiry, dpd_due(config, sa), children]
+                .into_iter()
+                .flatten()
+                .min()
+        }
+        State::InitSent(_) | State::AuthSent(_) => None,
+    };
+    [retransmit, state].into_iter().flatten().min()
+}
+
+/// When a liveness check is due: `dpd_interval` after the peer was last heard,
+/// if no exchange is running or waiting.
+pub(crate) fn dpd_due(config: &Config, sa: &IkeSa) -> Option<Instant> {
+    let interval = config.dpd_interval?;
+    if sa.outstanding.is_some() || !sa.queue.is_empty() || !matches!(sa.state, State::Established) {
+        return None;
+    }
+    sa.last_heard.checked_add(interval)
 }

@@ -20,40 +20,25 @@ use std::time::Instant;
 use rand_core::RngCore;
 
 use crate::crypto::x25519::X25519Secret;
-use crate::ike::endpoint::{
-    DropReason, Endpoint, Event, Exchange, Failure, PeerAuth, ProtocolError, Refusal,
-    TrafficSelectors, Transmit,
-};
+use crate::ike::endpoint::Endpoint;
 use crate::ike::error::{RequestError, check_nonce};
+use crate::ike::event::{Event, Transmit};
+use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
+use crate::ike::keys::NONCE_LEN;
 use crate::ike::keys::Skeyseed;
 use crate::ike::message::{
     DhGroup, ExchangeType, Flags, HashAlgorithm, Header, Ke, Message, Nonce, Notify, NotifyType,
     Payload, PayloadType,
 };
-use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, SaCore, State};
+use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, SaCore};
+use crate::ike::state::InitSent;
+use crate::ike::state::State;
+use crate::ike::stats::DropReason;
 use crate::ike::udp_encap::push_non_esp_marker;
 use crate::ike::{nat, proposal};
 
-/// Length of the nonces this host sends (§2.10: at least half the PRF key size).
-pub(crate) const NONCE_LEN: usize = 32;
-
 /// The most cookie or INVALID_KE_PAYLOAD retries before giving up.
 const MAX_INIT_RETRIES: u32 = 3;
-
-/// Initiator: IKE_SA_INIT sent.
-#[derive(Debug)]
-pub(crate) struct InitSent {
-    pub(crate) dh: X25519Secret,
-    pub(crate) group: DhGroup,
-    pub(crate) ni: Vec<u8>,
-    pub(crate) cookie: Option<Vec<u8>>,
-    /// The request as sent, without the non-ESP marker (RealMessage1, §2.15).
-    pub(crate) request: Vec<u8>,
-    pub(crate) peer: Option<PeerAuth>,
-    pub(crate) ts: TrafficSelectors,
-    pub(crate) deadline: Instant,
-    pub(crate) retries: u32,
-}
 
 fn has_nat_detection(m: &Message) -> bool {
     m.notify(NotifyType::NAT_DETECTION_SOURCE_IP).is_some()
@@ -395,7 +380,7 @@ impl Endpoint {
         response.emit(&mut real_message2);
         let datagram = sa.emit_plain(&response);
         self.out.transmits.push_back(sa.transmit(datagram.clone()));
-        let half = crate::ike::auth::HalfOpen {
+        let half = crate::ike::state::HalfOpen {
             ni: ni.clone(),
             nr,
             real_message1: bytes.to_vec(),

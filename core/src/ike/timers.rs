@@ -5,10 +5,14 @@ use std::time::Instant;
 
 use rand_core::RngCore;
 
-use crate::ike::endpoint::{Config, Endpoint, Failure, Transmit};
+use crate::ike::endpoint::Endpoint;
+use crate::ike::event::Transmit;
+use crate::ike::failure::Failure;
 use crate::ike::message::ExchangeType;
 use crate::ike::retransmit::{Retransmit, RetransmitAction, RetransmitConfig};
-use crate::ike::sa::{Fate, IkeSa, Queued, SaCore, State};
+use crate::ike::sa::dpd_due;
+use crate::ike::sa::{IkeSa, Queued, SaCore};
+use crate::ike::state::{Fate, State};
 
 impl Endpoint {
     pub(crate) fn on_sa_timeout(&mut self, now: Instant, sa: &mut IkeSa) -> Fate {
@@ -109,37 +113,6 @@ pub(crate) fn exchange_name(exchange: ExchangeType) -> &'static str {
     }
 }
 
-/// When a liveness check is due: `dpd_interval` after the peer was last heard,
-/// if no exchange is running or waiting.
-pub(crate) fn dpd_due(config: &Config, sa: &IkeSa) -> Option<Instant> {
-    let interval = config.dpd_interval?;
-    if sa.outstanding.is_some() || !sa.queue.is_empty() || !matches!(sa.state, State::Established) {
-        return None;
-    }
-    sa.last_heard.checked_add(interval)
-}
-
-/// The next instant an SA has something to do.
-pub(crate) fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
-    let retransmit = sa.outstanding.as_ref().map(|o| o.timer.poll_timeout());
-    let state = match &sa.state {
-        State::InitiatorAuthorize(a) => Some(a.sent.deadline),
-        State::InitiatorConfirm(c) => Some(c.sent.deadline),
-        State::HalfOpen(h) => Some(h.expires),
-        State::ResponderAuthorize(r) => Some(r.half.expires),
-        State::Retiring { until } => Some(*until),
-        State::Established => {
-            let children = sa.children.iter().filter_map(|c| c.poll_timeout()).min();
-            [sa.rekey_at, sa.hard_expiry, dpd_due(config, sa), children]
-                .into_iter()
-                .flatten()
-                .min()
-        }
-        State::InitSent(_) | State::AuthSent(_) => None,
-    };
-    [retransmit, state].into_iter().flatten().min()
-}
-
 impl Endpoint {
     /// Sets when this host rekeys the IKE SA (lifetime minus up to 10 % jitter)
     /// and when it dies without a rekey (1.1 × lifetime).
@@ -177,13 +150,13 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use crate::crypto::ed25519::Ed25519SigningKey;
-    use crate::ike::endpoint::{
-        Config, Endpoint, Event, LocalAuth, PeerAuth, SaHandle, TrafficSelectors,
-    };
+    use crate::ike::config::{Config, LocalAuth, PeerAuth};
+    use crate::ike::endpoint::Endpoint;
+    use crate::ike::event::{Event, SaHandle, TrafficSelectors};
     use crate::ike::message::{AddrSelector, Identity};
     use crate::ike::udp_encap::{Datagram, classify};
 
-    use super::sa_timeout;
+    use crate::ike::sa::sa_timeout;
 
     /// What the index must say: the earliest deadline over all SAs, by scan.
     fn scanned(e: &Endpoint) -> Option<Instant> {

@@ -4,27 +4,27 @@
 //! its identity bound to its address ([`crate::trust`]), and the first CHILD
 //! SA installed.
 
+use crate::ike::state::{AuthSent, InitiatorAuthorize, InitiatorConfirm};
 use std::time::Instant;
 
 use rand_core::RngCore;
 
 use crate::ike::child_sa::{self, Child, ChildParams};
-use crate::ike::endpoint::{
-    ChildSpis, Endpoint, Event, Exchange, Failure, PeerAuth, PeerAuthenticated, ProtocolError,
-    Refusal,
-};
+use crate::ike::config::PeerAuth;
+use crate::ike::endpoint::Endpoint;
+use crate::ike::event::{ChildSpis, Event, PeerAuthenticated};
+use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
 use crate::ike::keys::Side;
 use crate::ike::message::{
     AuthMethod, ExchangeType, Message, Notify, NotifyType, Payload, PayloadType,
 };
-use crate::ike::sa::{IkeCrypto, Request, SaCore, State};
-use crate::ike::sa_init::InitSent;
+use crate::ike::sa::{IkeCrypto, Request, SaCore};
+use crate::ike::state::InitSent;
+use crate::ike::state::State;
 use crate::ike::{proposal, ts};
 use crate::trust::{self, Binding, IdentityRefused};
 
-use super::{
-    AuthSent, InitiatorAuthorize, InitiatorConfirm, local_id, own_auth, ts_of, verify_auth,
-};
+use super::{local_id, own_auth, ts_of, verify_auth};
 
 impl Endpoint {
     /// Initiator: sends IKE_AUTH after a successful IKE_SA_INIT.
@@ -250,7 +250,7 @@ impl Endpoint {
         sent: &AuthSent,
         response: &Message,
         crypto: &IkeCrypto,
-    ) -> Result<crate::ike::endpoint::ChildSa, Refusal> {
+    ) -> Result<crate::ike::event::ChildSa, Refusal> {
         if let Some(n) = response.notifies().find(|n| n.is_error()) {
             return Err(Refusal::Notify {
                 exchange: Exchange::FirstChildSa,

@@ -17,65 +17,14 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::ike::endpoint::{
-    AuthFailure, Config, Endpoint, Event, LocalAuth, MAX_PEER_KEYS, PeerAuth, PeerAuthenticated,
-    TrafficSelectors,
-};
+use crate::ike::config::{Config, LocalAuth, MAX_PEER_KEYS, PeerAuth};
+use crate::ike::endpoint::Endpoint;
+use crate::ike::event::{Event, PeerAuthenticated};
+use crate::ike::failure::AuthFailure;
 use crate::ike::keys::{SkP, null_auth, signed_octets, verify_null_auth};
 use crate::ike::message::{Auth, AuthMethod, Identity, Message, Payload, PayloadType};
 use crate::ike::sa::SaCore;
 use crate::ike::ts;
-
-/// Initiator: IKE_AUTH sent.
-#[derive(Debug)]
-pub(crate) struct AuthSent {
-    pub(crate) ni: Vec<u8>,
-    pub(crate) nr: Vec<u8>,
-    /// The responder's IKE_SA_INIT response as received (RealMessage2, §2.15).
-    pub(crate) real_message2: Vec<u8>,
-    pub(crate) peer: Option<PeerAuth>,
-    pub(crate) ts: TrafficSelectors,
-    pub(crate) child_spi: u32,
-    pub(crate) deadline: Instant,
-}
-
-/// Initiator: the IKE_AUTH response, held for [`Endpoint::authorize`].
-#[derive(Debug)]
-pub(crate) struct InitiatorAuthorize {
-    pub(crate) sent: AuthSent,
-    pub(crate) response: Message,
-}
-
-/// Initiator: the responder's AUTH verified under an FQDN identity, held for
-/// [`Endpoint::confirm_identity`] (the name must resolve to its address).
-#[derive(Debug)]
-pub(crate) struct InitiatorConfirm {
-    pub(crate) sent: AuthSent,
-    pub(crate) response: Message,
-    pub(crate) how: PeerAuthenticated,
-}
-
-/// Responder: IKE_SA_INIT answered.
-#[derive(Debug)]
-pub(crate) struct HalfOpen {
-    pub(crate) ni: Vec<u8>,
-    pub(crate) nr: Vec<u8>,
-    /// The initiator's request as received (RealMessage1).
-    pub(crate) real_message1: Vec<u8>,
-    /// Our response as sent, without marker (RealMessage2).
-    pub(crate) real_message2: Vec<u8>,
-    /// Our response as sent, for a retransmitted request.
-    pub(crate) datagram: Vec<u8>,
-    pub(crate) expires: Instant,
-}
-
-/// Responder: the IKE_AUTH request, held for [`Endpoint::authorize`].
-#[derive(Debug)]
-pub(crate) struct ResponderAuthorize {
-    pub(crate) half: HalfOpen,
-    pub(crate) request: Message,
-    pub(crate) msg_id: u32,
-}
 
 pub(super) fn id_body(id: &Identity) -> Vec<u8> {
     let mut out = Vec::with_capacity(id.buffer_len());

@@ -3,23 +3,27 @@
 //! AUTH and identity, answering with IDr, AUTH and the first CHILD SA, or
 //! with N(AUTHENTICATION_FAILED).
 
+use crate::ike::state::{HalfOpen, ResponderAuthorize};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand_core::RngCore;
 
 use crate::ike::child_sa::{self, Child, ChildParams};
-use crate::ike::endpoint::{ChildSpis, Endpoint, Event, PeerAuth, PeerAuthenticated};
+use crate::ike::config::PeerAuth;
+use crate::ike::endpoint::Endpoint;
 use crate::ike::error::RequestError;
+use crate::ike::event::{ChildSpis, Event, PeerAuthenticated};
 use crate::ike::keys::Side;
 use crate::ike::message::{
     AuthMethod, ExchangeType, Message, Notify, NotifyType, Payload, PayloadType,
 };
-use crate::ike::sa::{SaCore, State};
+use crate::ike::sa::SaCore;
+use crate::ike::state::State;
 use crate::ike::{proposal, ts};
 use crate::trust::{self};
 
-use super::{HalfOpen, ResponderAuthorize, local_id, own_auth, ts_of, verify_auth};
+use super::{local_id, own_auth, ts_of, verify_auth};
 
 impl Endpoint {
     /// Responder: the IKE_AUTH request (decrypted). Holds it and asks the caller.
@@ -166,7 +170,7 @@ impl Endpoint {
         sa: &SaCore,
         request: &Message,
         half: &HalfOpen,
-    ) -> Result<(crate::ike::endpoint::ChildSa, crate::ike::message::Sa), RequestError> {
+    ) -> Result<(crate::ike::event::ChildSa, crate::ike::message::Sa), RequestError> {
         let Some(crypto) = sa.crypto.as_ref() else {
             return Err(RequestError::NoProposalChosen);
         };

@@ -27,40 +27,16 @@ use rand_core::RngCore;
 use crate::crypto::x25519::X25519Secret;
 use crate::ike::endpoint::Endpoint;
 use crate::ike::error::RequestError;
+use crate::ike::keys::NONCE_LEN;
 use crate::ike::message::{
     ExchangeType, Ke, Message, Nonce, NotifyType, Payload, PayloadType, ProtocolId,
 };
-use crate::ike::sa::{Fate, IkeSa, State};
-use crate::ike::sa_init::NONCE_LEN;
+use crate::ike::sa::IkeSa;
+use crate::ike::state::{Fate, State};
 use crate::ike::ts;
 
 /// How long to wait before trying a refused rekey again (§2.25).
 pub(super) const RETRY: Duration = Duration::from_secs(2);
-
-/// A rekey of a CHILD SA that this host started.
-#[derive(Debug)]
-pub(crate) struct RekeyChildRequest {
-    old_inbound: u32,
-    new_spi: u32,
-    ni: Vec<u8>,
-    dh: Option<X25519Secret>,
-}
-
-/// A rekey of the IKE SA that this host started.
-#[derive(Debug)]
-pub(crate) struct RekeyIkeRequest {
-    new_spi: u64,
-    ni: Vec<u8>,
-    dh: X25519Secret,
-}
-
-/// The peer's rekey of the IKE SA that crossed ours: its nonces and the new
-/// SA it made (in `sas`, retiring until the collision is decided).
-#[derive(Debug)]
-pub(crate) struct PeerIkeRekey {
-    nonces: (Vec<u8>, Vec<u8>),
-    sa_id: u64,
-}
 
 /// §2.8.1/§2.8.2: whether our exchange made the redundant SA, i.e. holds the
 /// lowest of the four nonces.

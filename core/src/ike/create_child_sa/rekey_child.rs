@@ -6,23 +6,25 @@
 //!                       <--  HDR, SK {SA, Nr, [KEr,] TSi, TSr}
 //! ```
 
+use crate::ike::sa::RekeyChildRequest;
 use std::time::Instant;
 
 use rand_core::RngCore;
 
 use crate::ike::child_sa::{self, Child, ChildParams, ChildStatus, PeerRekey};
-use crate::ike::endpoint::{ChildSpis, Endpoint, Event, Exchange, Failure, ProtocolError, Refusal};
+use crate::ike::endpoint::Endpoint;
 use crate::ike::error::{RequestError, check_nonce};
+use crate::ike::event::{ChildSpis, Event};
+use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
 use crate::ike::keys::Side;
 use crate::ike::message::{
     ExchangeType, Ke, Message, Nonce, Notify, NotifyType, Payload, PayloadType, ProtocolId,
 };
-use crate::ike::sa::{Fate, IkeSa, Request};
+use crate::ike::sa::{IkeSa, Request};
+use crate::ike::state::Fate;
 use crate::ike::{proposal, ts};
 
-use super::{
-    RETRY, RekeyChildRequest, error_notify, ke_of, nonce_of, ours_is_redundant, selectors,
-};
+use super::{RETRY, error_notify, ke_of, nonce_of, ours_is_redundant, selectors};
 
 impl Endpoint {
     /// Starts rekeying the CHILD SA with inbound SPI `spi` (§1.3.3).
@@ -264,7 +266,7 @@ impl Endpoint {
         &mut self,
         sa: &mut IkeSa,
         old: ChildSpis,
-        new: crate::ike::endpoint::ChildSa,
+        new: crate::ike::event::ChildSa,
     ) {
         if let Some(i) = sa.child_by_inbound(new.spis.inbound) {
             sa.children[i].announced = true;
@@ -281,7 +283,7 @@ impl Endpoint {
         sa: &IkeSa,
         r: &RekeyChildRequest,
         m: &Message,
-    ) -> Result<crate::ike::endpoint::ChildSa, Failure> {
+    ) -> Result<crate::ike::event::ChildSa, Failure> {
         if let Some(notify) = error_notify(m) {
             return Err(Failure::PeerRefused(Refusal::Notify {
                 exchange: Exchange::RekeyChildSa,

@@ -6,18 +6,20 @@
 //! HDR, SK {SA, Ni, KEi}  -->  <--  HDR, SK {SA, Nr, KEr}
 //! ```
 
+use crate::ike::sa::{PeerIkeRekey, RekeyIkeRequest};
 use std::time::Instant;
 
-use crate::ike::endpoint::{Endpoint, Event, Exchange, Failure, ProtocolError, Refusal};
+use crate::ike::endpoint::Endpoint;
 use crate::ike::error::{RequestError, check_nonce};
+use crate::ike::event::Event;
+use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
 use crate::ike::keys::Skeyseed;
 use crate::ike::message::{ExchangeType, Ke, Message, Nonce, Payload, PayloadType};
 use crate::ike::proposal;
-use crate::ike::sa::{Fate, IkeCrypto, IkeSa, Outstanding, Request, SaCore, State};
+use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, SaCore};
+use crate::ike::state::{Fate, State};
 
-use super::{
-    PeerIkeRekey, RETRY, RekeyIkeRequest, error_notify, ke_of, nonce_of, ours_is_redundant,
-};
+use super::{RETRY, error_notify, ke_of, nonce_of, ours_is_redundant};
 
 impl Endpoint {
     /// Starts rekeying the IKE SA (§1.3.2).
