@@ -14,8 +14,9 @@
 //!    [`Endpoint::rekey_ike`], [`Endpoint::delete_child`], [`Endpoint::close`];
 //!    answer [`Event::AuthorizePeer`] with [`Endpoint::authorize`].
 //!
-//! Inside, every IKE SA is an `IkeSa` (module `sa`) whose handshake state is an
-//! enum of per-state structs (`sa_init`, `auth`); established SAs run
+//! Inside, every IKE SA is an `IkeSa` (module `sa`): its record and its state,
+//! one struct per handshake state (`state`), moved by value through each step
+//! of IKE_SA_INIT (`sa_init`) and IKE_AUTH (`auth`); established SAs run
 //! CREATE_CHILD_SA (`create_child_sa`) and INFORMATIONAL (`informational`)
 //! exchanges with a window of one (RFC 7296 §2.3). Datagrams are routed by
 //! this host's IKE SPI (§2.6); a rekeyed IKE SA keeps its [`SaHandle`].

@@ -81,7 +81,7 @@ pub enum Event {
         remote: SocketAddr,
     },
     /// The peer's IKE_AUTH arrived with this identity; answer with
-    /// [`Endpoint::authorize`] (within `half_open_timeout`). Raised for the
+    /// [`Endpoint::authorize`](crate::ike::endpoint::Endpoint::authorize) (within `half_open_timeout`). Raised for the
     /// responder always, and for the initiator when `connect` had no `PeerAuth`.
     /// `remote` is the address the peer's IKE_SA_INIT came from: every later
     /// message must come from it (only the port may change, behind a NAT), so
@@ -98,7 +98,7 @@ pub enum Event {
         null_auth: bool,
     },
     /// Initiator: the responder signed with the key given to `connect`, under
-    /// an FQDN identity. Answer with [`Endpoint::confirm_identity`] once the
+    /// an FQDN identity. Answer with [`Endpoint::confirm_identity`](crate::ike::endpoint::Endpoint::confirm_identity) once the
     /// name's A/AAAA records are known to include `remote` (the trust rule,
     /// [`crate::trust`]), before the attempt's deadline; nothing is installed
     /// until then.

@@ -86,7 +86,7 @@ pub(crate) struct AuthSent {
     pub(crate) deadline: Instant,
 }
 
-/// Initiator: the IKE_AUTH response, held for [`Endpoint::authorize`].
+/// Initiator: the IKE_AUTH response, held for [`Endpoint::authorize`](crate::ike::endpoint::Endpoint::authorize).
 #[derive(Debug)]
 pub(crate) struct InitiatorAuthorize {
     pub(crate) sent: AuthSent,
@@ -94,7 +94,7 @@ pub(crate) struct InitiatorAuthorize {
 }
 
 /// Initiator: the responder's AUTH verified under an FQDN identity, held for
-/// [`Endpoint::confirm_identity`] (the name must resolve to its address).
+/// [`Endpoint::confirm_identity`](crate::ike::endpoint::Endpoint::confirm_identity) (the name must resolve to its address).
 #[derive(Debug)]
 pub(crate) struct InitiatorConfirm {
     pub(crate) sent: AuthSent,
@@ -116,7 +116,7 @@ pub(crate) struct HalfOpen {
     pub(crate) expires: Instant,
 }
 
-/// Responder: the IKE_AUTH request, held for [`Endpoint::authorize`].
+/// Responder: the IKE_AUTH request, held for [`Endpoint::authorize`](crate::ike::endpoint::Endpoint::authorize).
 #[derive(Debug)]
 pub(crate) struct ResponderAuthorize {
     pub(crate) half: HalfOpen,
