@@ -11,9 +11,7 @@ use crate::ike::event::SaHandle;
 use crate::ike::failure::Failure;
 use crate::ike::message::{Delete, ExchangeType, Payload};
 use crate::ike::sa::{IkeSa, Queued, Request, SaCore};
-use crate::ike::state::InitSent;
-use crate::ike::state::{AuthSent, HalfOpen};
-use crate::ike::state::{Fate, State, Step};
+use crate::ike::state::{AuthSent, Fate, HalfOpen, InitSent, State, Step};
 use crate::ike::stats::DropReason;
 
 impl Endpoint {
@@ -30,34 +28,21 @@ impl Endpoint {
         response: bool,
         exchange: ExchangeType,
     ) {
-        let step = match sa.state {
-            State::InitSent(init) => {
-                self.in_init_sent(now, &mut sa.core, init, bytes, response, exchange)
-            }
-            State::AuthSent(sent) => {
-                self.in_auth_sent(now, &mut sa.core, sent, bytes, response, exchange)
-            }
+        if sa.state.is_authenticated() {
+            let fate = self.on_protected(now, &mut sa, remote, bytes, response);
+            return self.settle(sa, fate);
+        }
+        self.step(sa, |this, sa, state| match state {
+            State::InitSent(init) => this.in_init_sent(now, sa, init, bytes, response, exchange),
+            State::AuthSent(sent) => this.in_auth_sent(now, sa, sent, bytes, response, exchange),
             State::HalfOpen(half) => {
                 let at = (local, remote);
-                self.in_half_open(&mut sa.core, half, bytes, at, response, exchange)
+                this.in_half_open(sa, half, bytes, at, response, exchange)
             }
-            // The caller is deciding; a retransmission changes nothing.
-            held @ (State::InitiatorAuthorize(_)
-            | State::InitiatorConfirm(_)
-            | State::ResponderAuthorize(_)) => Ok(held),
-            up @ (State::Established | State::Retiring { .. }) => {
-                sa.state = up;
-                let fate = self.on_protected(now, &mut sa, remote, bytes, response);
-                return self.settle(sa, fate);
-            }
-        };
-        match step {
-            Ok(next) => {
-                sa.state = next;
-                self.put(sa);
-            }
-            Err(reason) => self.forget(&mut sa.core, reason),
-        }
+            // The caller is deciding (or the SA is up, which was handled
+            // above); a retransmission changes nothing.
+            other => Ok(other),
+        });
     }
 
     /// Initiator, IKE_SA_INIT sent: only its response moves the SA on.

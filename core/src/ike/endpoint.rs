@@ -33,11 +33,8 @@ use crate::ike::cookie::CookieJar;
 use crate::ike::index::SaIndex;
 use crate::ike::keys::NONCE_LEN;
 use crate::ike::message::{ExchangeType, HeaderPacket, Identity, MAJOR_VERSION};
-use crate::ike::sa::sa_timeout;
-use crate::ike::sa::{IkeSa, Queued, SaCore};
-use crate::ike::state::InitSent;
-use crate::ike::state::InitiatorAuthorize;
-use crate::ike::state::{Fate, State};
+use crate::ike::sa::{IkeSa, Queued, SaCore, sa_timeout};
+use crate::ike::state::{Fate, InitSent, InitiatorAuthorize, State, Step};
 use crate::trust::IdentityRefused;
 
 pub use crate::ike::config::{Config, LocalAuth, MAX_PEER_KEYS, PeerAuth};
@@ -155,31 +152,24 @@ impl Endpoint {
     /// Answers [`Event::AuthorizePeer`]: `Some` says how to check the peer's AUTH,
     /// `None` refuses it (AUTHENTICATION_FAILED to a responder's peer).
     pub fn authorize(&mut self, now: Instant, sa: SaHandle, peer: Option<PeerAuth>) {
-        let Some(mut ike) = self.take(sa) else { return };
-        let step = match ike.state {
+        let Some(ike) = self.take(sa) else { return };
+        self.step(ike, |this, core, state| match state {
             State::InitiatorAuthorize(held) => {
                 let InitiatorAuthorize { sent, response } = *held;
                 let result = match peer {
-                    Some(peer) => self.finish_initiator(now, &mut ike.core, sent, response, peer),
+                    Some(peer) => this.finish_initiator(now, core, sent, response, peer),
                     None => {
-                        self.release_child_spi(sent.child_spi);
+                        this.release_child_spi(sent.child_spi);
                         Err(Failure::NotAuthorized)
                     }
                 };
-                result.map_err(|reason| self.fail(&ike.core, reason))
+                result.map_err(|reason| this.fail(core, reason))
             }
-            State::ResponderAuthorize(held) => self
-                .finish_responder(now, &mut ike.core, *held, peer)
-                .ok_or(None),
+            State::ResponderAuthorize(held) => {
+                this.finish_responder(now, core, *held, peer).ok_or(None)
+            }
             other => Ok(other),
-        };
-        match step {
-            Ok(next) => {
-                ike.state = next;
-                self.put(ike);
-            }
-            Err(reason) => self.forget(&mut ike.core, reason),
-        }
+        });
     }
 
     /// Answers [`Event::ConfirmIdentity`]: `Ok` when the responder's FQDN
@@ -192,20 +182,13 @@ impl Endpoint {
         sa: SaHandle,
         result: Result<(), IdentityRefused>,
     ) {
-        let Some(mut ike) = self.take(sa) else { return };
-        let step = match ike.state {
-            State::InitiatorConfirm(held) => self
-                .confirmed(now, &mut ike.core, *held, result)
-                .map_err(|reason| self.fail(&ike.core, reason)),
+        let Some(ike) = self.take(sa) else { return };
+        self.step(ike, |this, core, state| match state {
+            State::InitiatorConfirm(held) => this
+                .confirmed(now, core, *held, result)
+                .map_err(|reason| this.fail(core, reason)),
             other => Ok(other),
-        };
-        match step {
-            Ok(next) => {
-                ike.state = next;
-                self.put(ike);
-            }
-            Err(reason) => self.forget(&mut ike.core, reason),
-        }
+        });
     }
 
     /// Tells the endpoint that the CHILD SAs of `sa` carried traffic lately
@@ -516,6 +499,24 @@ impl Endpoint {
             reason,
         });
         None
+    }
+
+    /// One step of `sa`'s handshake: `f` gets its state by value with its
+    /// record, and the SA goes back in the state `f` returns, or is forgotten.
+    /// While `f` runs the SA is out of `sas` and has no state at all.
+    pub(crate) fn step(
+        &mut self,
+        mut sa: Box<IkeSa>,
+        f: impl FnOnce(&mut Self, &mut SaCore, State) -> Step,
+    ) {
+        let state = sa.state;
+        match f(self, &mut sa.core, state) {
+            Ok(next) => {
+                sa.state = next;
+                self.put(sa);
+            }
+            Err(reason) => self.forget(&mut sa.core, reason),
+        }
     }
 
     /// Puts an SA back, or forgets it.

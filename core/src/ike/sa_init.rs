@@ -24,15 +24,13 @@ use crate::ike::endpoint::Endpoint;
 use crate::ike::error::{RequestError, check_nonce};
 use crate::ike::event::{Event, Transmit};
 use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
-use crate::ike::keys::NONCE_LEN;
-use crate::ike::keys::Skeyseed;
+use crate::ike::keys::{NONCE_LEN, Skeyseed};
 use crate::ike::message::{
     DhGroup, ExchangeType, Flags, HashAlgorithm, Header, Ke, Message, Nonce, Notify, NotifyType,
     Payload, PayloadType,
 };
 use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, SaCore};
-use crate::ike::state::InitSent;
-use crate::ike::state::State;
+use crate::ike::state::{InitSent, State};
 use crate::ike::stats::DropReason;
 use crate::ike::udp_encap::push_non_esp_marker;
 use crate::ike::{nat, proposal};

@@ -10,8 +10,7 @@ use crate::ike::event::Transmit;
 use crate::ike::failure::Failure;
 use crate::ike::message::ExchangeType;
 use crate::ike::retransmit::{Retransmit, RetransmitAction, RetransmitConfig};
-use crate::ike::sa::dpd_due;
-use crate::ike::sa::{IkeSa, Queued, SaCore};
+use crate::ike::sa::{IkeSa, Queued, SaCore, dpd_due};
 use crate::ike::state::{Fate, State};
 
 impl Endpoint {

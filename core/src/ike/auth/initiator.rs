@@ -4,7 +4,7 @@
 //! its identity bound to its address ([`crate::trust`]), and the first CHILD
 //! SA installed.
 
-use crate::ike::state::{AuthSent, InitiatorAuthorize, InitiatorConfirm};
+use crate::ike::state::{AuthSent, InitSent, InitiatorAuthorize, InitiatorConfirm, State};
 use std::time::Instant;
 
 use rand_core::RngCore;
@@ -19,8 +19,6 @@ use crate::ike::message::{
     AuthMethod, ExchangeType, Message, Notify, NotifyType, Payload, PayloadType,
 };
 use crate::ike::sa::{IkeCrypto, Request, SaCore};
-use crate::ike::state::InitSent;
-use crate::ike::state::State;
 use crate::ike::{proposal, ts};
 use crate::trust::{self, Binding, IdentityRefused};
 

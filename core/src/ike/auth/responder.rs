@@ -3,7 +3,7 @@
 //! AUTH and identity, answering with IDr, AUTH and the first CHILD SA, or
 //! with N(AUTHENTICATION_FAILED).
 
-use crate::ike::state::{HalfOpen, ResponderAuthorize};
+use crate::ike::state::{HalfOpen, ResponderAuthorize, State};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -19,7 +19,6 @@ use crate::ike::message::{
     AuthMethod, ExchangeType, Message, Notify, NotifyType, Payload, PayloadType,
 };
 use crate::ike::sa::SaCore;
-use crate::ike::state::State;
 use crate::ike::{proposal, ts};
 use crate::trust::{self};
 

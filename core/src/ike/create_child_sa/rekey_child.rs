@@ -6,7 +6,7 @@
 //!                       <--  HDR, SK {SA, Nr, [KEr,] TSi, TSr}
 //! ```
 
-use crate::ike::sa::RekeyChildRequest;
+use crate::ike::sa::{IkeSa, RekeyChildRequest, Request};
 use std::time::Instant;
 
 use rand_core::RngCore;
@@ -20,7 +20,6 @@ use crate::ike::keys::Side;
 use crate::ike::message::{
     ExchangeType, Ke, Message, Nonce, Notify, NotifyType, Payload, PayloadType, ProtocolId,
 };
-use crate::ike::sa::{IkeSa, Request};
 use crate::ike::state::Fate;
 use crate::ike::{proposal, ts};
 

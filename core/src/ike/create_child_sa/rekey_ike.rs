@@ -6,7 +6,9 @@
 //! HDR, SK {SA, Ni, KEi}  -->  <--  HDR, SK {SA, Nr, KEr}
 //! ```
 
-use crate::ike::sa::{PeerIkeRekey, RekeyIkeRequest};
+use crate::ike::sa::{
+    IkeCrypto, IkeSa, Outstanding, PeerIkeRekey, RekeyIkeRequest, Request, SaCore,
+};
 use std::time::Instant;
 
 use crate::ike::endpoint::Endpoint;
@@ -16,7 +18,6 @@ use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
 use crate::ike::keys::Skeyseed;
 use crate::ike::message::{ExchangeType, Ke, Message, Nonce, Payload, PayloadType};
 use crate::ike::proposal;
-use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, SaCore};
 use crate::ike::state::{Fate, State};
 
 use super::{RETRY, error_notify, ke_of, nonce_of, ours_is_redundant};
