@@ -275,3 +275,74 @@ impl Endpoint {
         self.settle(ike, Fate::Keep);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, SocketAddr};
+    use std::time::{Duration, Instant};
+
+    use crate::ike::config::{Config, LocalAuth};
+    use crate::ike::endpoint::Endpoint;
+    use crate::ike::event::TrafficSelectors;
+    use crate::ike::message::{ExchangeType, Flags, Header, Identity, Message};
+    use crate::ike::state::State;
+    use crate::ike::stats::DropReason;
+
+    fn initiator(now: Instant) -> (Endpoint, u64, SocketAddr, SocketAddr) {
+        let mut e = Endpoint::new(Config::new(LocalAuth::Null, Identity::Null), [7; 32]);
+        let (local, remote): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let ts = TrafficSelectors {
+            local: Vec::new(),
+            remote: Vec::new(),
+        };
+        e.connect(now, local, remote, None, ts, now + Duration::from_secs(10));
+        let spi_i = e.sas.values().next().map(|sa| sa.spi_i).unwrap();
+        while e.poll_transmit().is_some() {}
+        (
+            e,
+            spi_i,
+            SocketAddr::new(local, 500),
+            SocketAddr::new(remote, 500),
+        )
+    }
+
+    fn state_name(e: &Endpoint) -> &'static str {
+        match &e.sas.values().next().unwrap().state {
+            State::InitSent(_) => "InitSent",
+            State::AuthSent(_) => "AuthSent",
+            State::HalfOpen(_) => "HalfOpen",
+            State::InitiatorAuthorize(_) => "InitiatorAuthorize",
+            State::ResponderAuthorize(_) => "ResponderAuthorize",
+            State::InitiatorConfirm(_) => "InitiatorConfirm",
+            State::Established => "Established",
+            State::Retiring { .. } => "Retiring",
+        }
+    }
+
+    /// A message the state does not wait for is dropped, counted under its
+    /// reason, and the state it found is the state it leaves (no stand-in).
+    #[test]
+    fn a_dropped_message_leaves_the_handshake_state_as_it_was() {
+        let now = Instant::now();
+        let (mut e, spi_i, local, remote) = initiator(now);
+        assert_eq!(state_name(&e), "InitSent");
+        for (exchange, msg_id, reason) in [
+            (ExchangeType::IKE_AUTH, 1, DropReason::NotInitResponse),
+            (
+                ExchangeType::IKE_SA_INIT,
+                5,
+                DropReason::InitResponseMessageId,
+            ),
+        ] {
+            let header = Header::new(spi_i, 0x1234, exchange, Flags::RESPONSE, msg_id);
+            let mut bytes = Vec::new();
+            Message::new(header, Vec::new()).emit(&mut bytes);
+            e.handle(now, local, remote, &bytes);
+            assert_eq!(e.stats().drops_for(reason), 1, "{reason:?}");
+            assert_eq!(state_name(&e), "InitSent", "after {reason:?}");
+            assert!(e.poll_event().is_none(), "after {reason:?}");
+        }
+        assert_eq!(e.stats().dropped, 2);
+    }
+}
