@@ -257,3 +257,69 @@ pub enum ProtocolError {
     #[error("no keys")]
     NoKeys,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sentences logs had when these payloads were strings.
+    #[test]
+    fn display_reads_as_the_strings_did() {
+        let id = Identity::Ipv4("192.0.2.7".parse().expect("address"));
+        let cases = [
+            (
+                Failure::PeerRefused(Refusal::Notify {
+                    exchange: Exchange::IkeSaInit,
+                    notify: NotifyType::TEMPORARY_FAILURE,
+                }),
+                "the peer refused: TEMPORARY_FAILURE in answer to IKE_SA_INIT".to_string(),
+            ),
+            (
+                Failure::PeerRefused(Refusal::Notify {
+                    exchange: Exchange::FirstChildSa,
+                    notify: NotifyType::TS_UNACCEPTABLE,
+                }),
+                "the peer refused: TS_UNACCEPTABLE for the first CHILD SA".to_string(),
+            ),
+            (
+                Failure::PeerRefused(Refusal::NoAuth),
+                "the peer refused: IKE_AUTH response without AUTH".to_string(),
+            ),
+            (
+                Failure::missing(Exchange::IkeSaInit, "SA, KE or Nonce"),
+                "the peer broke the protocol: IKE_SA_INIT response without SA, KE or Nonce"
+                    .to_string(),
+            ),
+            (
+                Failure::missing(Exchange::RekeyIkeSa, "KE"),
+                "the peer broke the protocol: IKE SA rekey response without KE".to_string(),
+            ),
+            (
+                ProtocolError::NonceLength(8).into(),
+                "the peer broke the protocol: nonce of 8 bytes outside 16..=256".to_string(),
+            ),
+            (
+                Failure::AuthenticationFailed(AuthFailure::BadSignature {
+                    id: id.clone(),
+                    keys: 2,
+                    error: CryptoError::BadSignature,
+                }),
+                format!(
+                    "the peer failed authentication: Ed25519 AUTH of {id:?} verifies with none \
+                     of its 2 published keys: {}",
+                    CryptoError::BadSignature
+                ),
+            ),
+            (
+                Failure::AuthenticationFailed(AuthFailure::UnexpectedSignature { id: id.clone() }),
+                format!(
+                    "the peer failed authentication: {id:?} signed, but no key to check the \
+                     signature against was given"
+                ),
+            ),
+        ];
+        for (failure, sentence) in cases {
+            assert_eq!(failure.to_string(), sentence);
+        }
+    }
+}
