@@ -430,3 +430,85 @@ pub(crate) fn dpd_due(config: &Config, sa: &IkeSa) -> Option<Instant> {
     }
     sa.last_heard.checked_add(interval)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use super::{IkeCrypto, Request, SaCore};
+    use crate::crypto::x25519::X25519Secret;
+    use crate::crypto::{AeadAlg, Provider};
+    use crate::ike::event::SaHandle;
+    use crate::ike::keys::Skeyseed;
+    use crate::ike::message::ExchangeType;
+    use crate::ike::retransmit::{Retransmit, RetransmitConfig};
+
+    /// Both ends of one IKE SA, keyed as after IKE_SA_INIT, without an endpoint.
+    fn pair(now: Instant) -> (SaCore, SaCore) {
+        let (a, b) = (
+            X25519Secret::from_random([1; 32]),
+            X25519Secret::from_random([2; 32]),
+        );
+        let g_ir = a.diffie_hellman(&b.public_key()).expect("shared secret");
+        let (ni, nr) = ([3u8; 32], [4u8; 32]);
+        let (spi_i, spi_r) = (0x1111, 0x2222);
+        let keys = Skeyseed::initial(&ni, &nr, &g_ir).ike_sa_keys(
+            &ni,
+            &nr,
+            u64::to_be_bytes(spi_i),
+            u64::to_be_bytes(spi_r),
+        );
+        let (i_addr, r_addr): (SocketAddr, SocketAddr) = (
+            "192.0.2.1:4500".parse().expect("i"),
+            "192.0.2.2:4500".parse().expect("r"),
+        );
+        let side = |id, initiator, addrs| {
+            let mut sa = SaCore::new(id, now, SaHandle(id), initiator, (spi_i, spi_r), addrs, 500);
+            let alg = AeadAlg::Aes256Gcm;
+            sa.crypto = Some(IkeCrypto::new(&keys, alg, Provider::default(), initiator));
+            sa
+        };
+        (
+            side(1, true, (i_addr, r_addr)),
+            side(2, false, (r_addr, i_addr)),
+        )
+    }
+
+    /// One request and its response between the two ends of an SA: Message
+    /// IDs advance, the request waits as outstanding, the response is kept
+    /// for a retransmitted request (§2.1, §2.3), and each end opens what the
+    /// other sealed.
+    #[test]
+    fn a_request_and_its_response_on_one_sa() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        let timer = Retransmit::new(
+            RetransmitConfig::default(),
+            now,
+            now + Duration::from_secs(5),
+        );
+        let req = i.send_request(ExchangeType::INFORMATIONAL, &[], Request::Liveness, timer);
+        assert_eq!((req.local, req.remote), (i.local, i.remote));
+        assert_eq!(i.next_msg_id, 1);
+        assert_eq!(i.outstanding.as_ref().map(|o| o.msg_id), Some(0));
+        // On port 4500 the datagram carries the non-ESP marker.
+        assert_eq!(req.payload[..4], [0; 4]);
+        let request = r
+            .open(&req.payload[4..])
+            .expect("the responder opens the request");
+        assert_eq!(request.header.message_id, 0);
+        assert!(request.header.flags.initiator() && !request.header.flags.response());
+        let resp = r.send_response(ExchangeType::INFORMATIONAL, 0, &[]);
+        assert_eq!(
+            r.last_response.as_ref().map(|(id, d)| (*id, d)),
+            Some((0, &resp.payload))
+        );
+        let response = i
+            .open(&resp.payload[4..])
+            .expect("the initiator opens the response");
+        assert!(response.header.flags.response() && !response.header.flags.initiator());
+        // A message sealed by one end does not open as the other's.
+        assert!(i.open(&req.payload[4..]).is_err());
+    }
+}
