@@ -145,7 +145,6 @@ impl ControlPlane {
                     self.machine.on_ike_result(now, a.dst, a.peer_addr, result);
                 }
             }
-            other => tracing::debug!("unhandled IKE event {other:?}"),
         }
     }
 

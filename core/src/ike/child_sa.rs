@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::crypto::x25519::SharedSecret;
 use crate::esp::LifetimeLimits;
-use crate::ike::endpoint::{ChildSa, ChildSpis};
+use crate::ike::event::{ChildSa, ChildSpis};
 use crate::ike::keys::{ChildSaKeys, Side, SkD};
 use crate::ike::message::AddrSelector;
 use crate::ike::proposal::EspChoice;

@@ -1,9 +1,5 @@
 //! The IKEv2 endpoint (RFC 7296): every IKE SA of this host, driven sans-IO.
 //!
-//! API CONTRACT (stub): the signatures below are what the agent and the interop
-//! test build against. The engine work fills in the bodies and may add items;
-//! it must not rename or remove these.
-//!
 //! How to drive it (quinn-proto's model):
 //!
 //! 1. Feed every received IKE message with [`Endpoint::handle`] (after
@@ -18,461 +14,35 @@
 //!    [`Endpoint::rekey_ike`], [`Endpoint::delete_child`], [`Endpoint::close`];
 //!    answer [`Event::AuthorizePeer`] with [`Endpoint::authorize`].
 //!
-//! Inside, every IKE SA is an `IkeSa` (module `sa`) whose handshake state is an
-//! enum of per-state structs (`sa_init`, `auth`); established SAs run
+//! Inside, every IKE SA is an `IkeSa` (module `sa`): its record and its state,
+//! one struct per handshake state (`state`), moved by value through each step
+//! of IKE_SA_INIT (`sa_init`) and IKE_AUTH (`auth`); established SAs run
 //! CREATE_CHILD_SA (`create_child_sa`) and INFORMATIONAL (`informational`)
 //! exchanges with a window of one (RFC 7296 §2.3). Datagrams are routed by
 //! this host's IKE SPI (§2.6); a rekeyed IKE SA keeps its [`SaHandle`].
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::crypto::ed25519::{Ed25519PublicKey, Ed25519SigningKey};
 use crate::crypto::x25519::X25519Secret;
-use crate::crypto::{AeadAlg, KeyAndSalt, Provider};
-use crate::esp::{LifetimeLimits, Limits};
-use crate::ike::child_sa::percent;
 use crate::ike::cookie::CookieJar;
-use crate::ike::message::{
-    AddrSelector, Delete, ExchangeType, HeaderPacket, Identity, MAJOR_VERSION, Payload,
-};
-use crate::ike::retransmit::{Retransmit, RetransmitConfig};
-use crate::ike::sa::{IkeSa, Queued, Request, State};
-use crate::ike::sa_init::{InitSent, NONCE_LEN};
-use crate::ike::timers::sa_timeout;
-use crate::ike::ts::TsPolicy;
-use crate::ipseckey::DomainName;
+use crate::ike::index::SaIndex;
+use crate::ike::keys::NONCE_LEN;
+use crate::ike::message::{ExchangeType, HeaderPacket, Identity, MAJOR_VERSION};
+use crate::ike::sa::{IkeSa, Queued, SaCore, sa_timeout};
+use crate::ike::state::{Fate, InitSent, InitiatorAuthorize, State, Step};
 use crate::trust::IdentityRefused;
 
-/// How this host proves who it is.
-#[derive(Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one per endpoint, never moved on a hot path"
-)]
-#[non_exhaustive]
-pub enum LocalAuth {
-    /// RFC 7427 digital signature with Ed25519 (RFC 8420), ID = `Config::local_id`.
-    Ed25519(Ed25519SigningKey),
-    /// AUTH NULL with ID_NULL (RFC 7619): anonymous.
-    Null,
-}
-
-/// The most keys tried for one peer's AUTH (its usable IPSECKEYs, §2.15): a
-/// rollover publishes two, and a bound keeps a peer with many records from
-/// costing many signature checks per IKE_AUTH.
-pub const MAX_PEER_KEYS: usize = 8;
-
-/// How to authenticate the peer, as the caller decided (from DNS and policy).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PeerAuth {
-    /// The peer must sign with one of these Ed25519 keys (its IPSECKEYs, in the
-    /// order to try them; only the first [`MAX_PEER_KEYS`] are tried), so that
-    /// a peer that rolled over to its new key while its old one is still
-    /// published authenticates with either.
-    Ed25519(Vec<Ed25519PublicKey>),
-    /// The peer may authenticate with AUTH NULL (anonymous). A signature that
-    /// comes without a key to check it against is refused.
-    Null,
-}
-
-impl PeerAuth {
-    /// The peer must sign with `key`, its one published key.
-    pub fn ed25519(key: Ed25519PublicKey) -> Self {
-        PeerAuth::Ed25519(vec![key])
-    }
-}
-
-/// Endpoint configuration.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Config {
-    /// This host's credential.
-    pub local_auth: LocalAuth,
-    /// This host's IKE identity (IDi/IDr): its address or FQDN; `Identity::Null` with `LocalAuth::Null`.
-    pub local_id: Identity,
-    /// IKE SA encryption, most preferred first (PRF is HMAC-SHA2-256, DH group 31).
-    pub ike_algs: Vec<AeadAlg>,
-    /// CHILD SA (ESP) encryption, most preferred first.
-    pub esp_algs: Vec<AeadAlg>,
-    /// Which AEAD implementation seals SK payloads.
-    pub provider: Provider,
-    /// UDP port for IKE_SA_INIT (500) and for everything after it (4500).
-    pub ike_port: u16,
-    /// See `ike_port`.
-    pub natt_port: u16,
-    /// Send NAT_DETECTION hashes that cannot match, so that the peer always
-    /// encapsulates ESP in UDP (strongSwan's `encap = yes`); default true.
-    pub force_udp_encap: bool,
-    /// Request retransmission schedule.
-    pub retransmit: RetransmitConfig,
-    /// Half-open IKE SAs above which IKE_SA_INIT requests must carry a COOKIE (§2.6).
-    pub cookie_threshold: usize,
-    /// Half-open IKE SAs at most; further requests are dropped and counted.
-    pub half_open_limit: usize,
-    /// Half-open IKE SAs at most from one source (an IPv4 address, an IPv6
-    /// /64), so that one source cannot fill `half_open_limit`; default 32.
-    pub half_open_per_source: usize,
-    /// Established anonymous (AUTH NULL) IKE SAs this host answered, at most;
-    /// a new one beyond evicts the idlest (default 8192).
-    pub anonymous_limit: usize,
-    /// The same, from one source (an IPv4 address, an IPv6 /64); a new one
-    /// beyond evicts that source's idlest (default 64: hosts behind one NAT).
-    pub anonymous_per_source: usize,
-    /// How long a responder keeps a half-open IKE SA (and one awaiting `authorize`).
-    pub half_open_timeout: Duration,
-    /// Rekey the IKE SA after this long (hard limit: 1.1x).
-    pub ike_lifetime: Duration,
-    /// CHILD SA lifetimes; the soft limit triggers a rekey by whoever hits it.
-    pub child_lifetime: LifetimeLimits,
-    /// Send an empty INFORMATIONAL (liveness check) after this long without
-    /// hearing from the peer; `None` disables.
-    pub dpd_interval: Option<Duration>,
-    /// How long an exchange after IKE_AUTH may take before the peer is taken
-    /// for dead and the IKE SA deleted (§2.4); default 30 s.
-    pub exchange_timeout: Duration,
-    /// Send a KE payload (PFS, §1.3.1) when rekeying a CHILD SA; default true,
-    /// since a peer whose ESP proposals name a DH group (strongSwan with
-    /// `esp_proposals = aes256gcm16-x25519`) refuses a rekey without one.
-    /// Rekeys with and without KE are accepted either way.
-    pub pfs: bool,
-    /// How the responder narrows traffic selectors (§2.9); default host to host.
-    pub responder_ts: TsPolicy,
-    /// Send N(INITIAL_CONTACT) in IKE_AUTH (§2.4): this host has no other IKE
-    /// SA with the peer, which may forget the ones it still has (default true;
-    /// a responder honours it only from a peer that signed).
-    pub initial_contact: bool,
-    /// With an address identity (`local_id` an ID_IPV4_ADDR or ID_IPV6_ADDR),
-    /// send the address the IKE SA is on instead, as peers bind the ID to the
-    /// address IKE comes from ([`crate::trust`]): a dual-stack host answering
-    /// on its other family speaks as that address (default true; false sends
-    /// `local_id` as it is, even with AUTH NULL, which only a test of a lying
-    /// peer wants).
-    pub id_is_sa_address: bool,
-}
-
-impl Config {
-    /// Defaults for the given credential and identity: both AEADs (AES-256-GCM
-    /// first), ports 500/4500, forced UDP encapsulation, cookies above 64 half-open
-    /// SAs, a limit of 4096 (32 per source), 8192 anonymous SAs (64 per source),
-    /// 5 s half-open timeout, IKE SAs rekeyed every 4 h,
-    /// CHILD SAs every hour or 2^30 bytes (soft 90 %).
-    pub fn new(local_auth: LocalAuth, local_id: Identity) -> Self {
-        let hour = Duration::from_secs(3600);
-        let bytes = 1u64 << 30;
-        Self {
-            local_auth,
-            local_id,
-            ike_algs: vec![AeadAlg::Aes256Gcm, AeadAlg::ChaCha20Poly1305],
-            esp_algs: vec![AeadAlg::Aes256Gcm, AeadAlg::ChaCha20Poly1305],
-            provider: Provider::default(),
-            ike_port: 500,
-            natt_port: 4500,
-            force_udp_encap: true,
-            retransmit: RetransmitConfig::default(),
-            cookie_threshold: 64,
-            half_open_limit: 4096,
-            half_open_per_source: 32,
-            anonymous_limit: 8192,
-            anonymous_per_source: 64,
-            half_open_timeout: Duration::from_secs(5),
-            ike_lifetime: 4 * hour,
-            child_lifetime: LifetimeLimits {
-                soft: Limits {
-                    bytes: Some(bytes / 10 * 9),
-                    packets: None,
-                    time: Some(percent(hour, 90)),
-                },
-                hard: Limits {
-                    bytes: Some(bytes),
-                    packets: None,
-                    time: Some(hour),
-                },
-            },
-            dpd_interval: Some(Duration::from_secs(30)),
-            exchange_timeout: Duration::from_secs(30),
-            pfs: true,
-            responder_ts: TsPolicy::Hosts,
-            initial_contact: true,
-            id_is_sa_address: true,
-        }
-    }
-}
-
-/// Names one IKE SA (a peer association) for its whole life, across IKE SA rekeys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SaHandle(pub u64);
-
-/// The traffic selectors the initiator proposes (RFC 7296 §2.9), from its own view.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrafficSelectors {
-    /// TSi: this host's side.
-    pub local: Vec<AddrSelector>,
-    /// TSr: the peer's side.
-    pub remote: Vec<AddrSelector>,
-}
-
-/// The two SPIs of a CHILD SA pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ChildSpis {
-    /// The SPI this host chose; the peer's ESP packets carry it.
-    pub inbound: u32,
-    /// The SPI the peer chose; this host's ESP packets carry it.
-    pub outbound: u32,
-}
-
-/// Everything the data path needs to install one CHILD SA pair (RFC 7296 §2.17).
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct ChildSa {
-    /// The SPIs.
-    pub spis: ChildSpis,
-    /// The negotiated AEAD.
-    pub alg: AeadAlg,
-    /// Whether 64-bit extended sequence numbers were negotiated.
-    pub esn: bool,
-    /// Key and salt for packets from the peer.
-    pub inbound_key: KeyAndSalt,
-    /// Key and salt for packets to the peer.
-    pub outbound_key: KeyAndSalt,
-    /// The narrowed selectors for this host's side.
-    pub local_ts: Vec<AddrSelector>,
-    /// The narrowed selectors for the peer's side.
-    pub remote_ts: Vec<AddrSelector>,
-    /// This host's UDP 4500 address for ESP.
-    pub local: SocketAddr,
-    /// The peer's UDP 4500 address for ESP.
-    pub remote: SocketAddr,
-    /// Lifetimes to apply to both ESP SAs.
-    pub lifetime: LifetimeLimits,
-}
-
-/// How the peer authenticated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerAuthenticated {
-    /// With a signature that verified against the key the caller gave.
-    Ed25519,
-    /// AUTH NULL: anonymous.
-    Null,
-}
-
-/// Something the caller must know or act on.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Event {
-    /// This host, as responder, accepted a peer's IKE_SA_INIT and answered it
-    /// (after any cookie round trip, so `remote` is not spoofed): its IKE_AUTH
-    /// is due one round trip later. A hint, e.g. to start looking up the key
-    /// that IKE_AUTH will need; nothing has to be done about it.
-    IkeSaInitAccepted {
-        /// The (half-open) IKE SA.
-        sa: SaHandle,
-        /// The peer's address.
-        remote: SocketAddr,
-    },
-    /// The peer's IKE_AUTH arrived with this identity; answer with
-    /// [`Endpoint::authorize`] (within `half_open_timeout`). Raised for the
-    /// responder always, and for the initiator when `connect` had no `PeerAuth`.
-    /// `remote` is the address the peer's IKE_SA_INIT came from: every later
-    /// message must come from it (only the port may change, behind a NAT), so
-    /// it is the address the SA protects, and the one to bind `id` to
-    /// ([`crate::trust::bind`]).
-    AuthorizePeer {
-        /// The IKE SA.
-        sa: SaHandle,
-        /// The peer's address.
-        remote: SocketAddr,
-        /// The peer's IDi/IDr.
-        id: Identity,
-        /// Whether the peer used AUTH NULL.
-        null_auth: bool,
-    },
-    /// Initiator: the responder signed with the key given to `connect`, under
-    /// an FQDN identity. Answer with [`Endpoint::confirm_identity`] once the
-    /// name's A/AAAA records are known to include `remote` (the trust rule,
-    /// [`crate::trust`]), before the attempt's deadline; nothing is installed
-    /// until then.
-    ConfirmIdentity {
-        /// The IKE SA.
-        sa: SaHandle,
-        /// The responder's address.
-        remote: SocketAddr,
-        /// The name it claimed.
-        name: DomainName,
-    },
-    /// The IKE SA is up (IKE_AUTH completed).
-    IkeSaEstablished {
-        /// The IKE SA.
-        sa: SaHandle,
-        /// The peer's address.
-        remote: SocketAddr,
-        /// The peer's identity.
-        peer_id: Identity,
-        /// How the peer authenticated.
-        auth: PeerAuthenticated,
-        /// Whether this host initiated it.
-        initiator: bool,
-    },
-    /// A CHILD SA pair is ready to install.
-    ChildSaEstablished {
-        /// The IKE SA it belongs to.
-        sa: SaHandle,
-        /// What to install.
-        child: ChildSa,
-    },
-    /// A CHILD SA was rekeyed: install `new`; keep `old` for inbound packets
-    /// until [`Event::ChildSaDeleted`] for it, so no packet in flight is lost.
-    ChildSaRekeyed {
-        /// The IKE SA.
-        sa: SaHandle,
-        /// The SPIs being replaced.
-        old: ChildSpis,
-        /// The new pair.
-        new: ChildSa,
-    },
-    /// A CHILD SA pair is gone: remove it.
-    ChildSaDeleted {
-        /// The IKE SA.
-        sa: SaHandle,
-        /// Its SPIs.
-        spis: ChildSpis,
-    },
-    /// The IKE SA was rekeyed (its handle stays the same).
-    IkeSaRekeyed {
-        /// The IKE SA.
-        sa: SaHandle,
-    },
-    /// The IKE SA and all its CHILD SAs are gone (ChildSaDeleted events precede this).
-    IkeSaDeleted {
-        /// The IKE SA.
-        sa: SaHandle,
-        /// Why.
-        reason: Failure,
-    },
-    /// An exchange this host started did not complete; for `connect` this ends the SA.
-    Failed {
-        /// The IKE SA.
-        sa: SaHandle,
-        /// The peer's address.
-        remote: SocketAddr,
-        /// Why, for a person to read.
-        reason: Failure,
-    },
-}
-
-/// Why an IKE SA or exchange ended. `Display` is a sentence for logs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Failure {
-    /// No response before the deadline.
-    Timeout {
-        /// Which exchange was outstanding.
-        exchange: &'static str,
-        /// Requests sent.
-        sends: u32,
-    },
-    /// The peer answered with an error notify (NO_PROPOSAL_CHOSEN, AUTHENTICATION_FAILED, …).
-    PeerRefused(String),
-    /// The peer's AUTH did not verify against the key given.
-    AuthenticationFailed(String),
-    /// The caller refused the peer in `authorize`.
-    NotAuthorized,
-    /// The peer's identity is not bound to its address ([`crate::trust`]).
-    IdentityRefused(IdentityRefused),
-    /// An anonymous SA evicted to make room for a newer one (the idlest goes
-    /// first, per source and in total).
-    Evicted,
-    /// No proposal in common.
-    NoProposalChosen,
-    /// The peer broke the protocol.
-    Protocol(String),
-    /// The peer deleted the SA.
-    DeletedByPeer,
-    /// This host closed it.
-    Closed,
-    /// The peer started over (INITIAL_CONTACT from the same identity).
-    Replaced,
-    /// The IKE SA reached its hard lifetime without a successful rekey.
-    Expired,
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Timeout { exchange, sends } => {
-                let s = if *sends == 1 { "" } else { "s" };
-                write!(f, "no response to {exchange} after {sends} send{s}")
-            }
-            Failure::PeerRefused(why) => write!(f, "the peer refused: {why}"),
-            Failure::AuthenticationFailed(why) => {
-                write!(f, "the peer failed authentication: {why}")
-            }
-            Failure::NotAuthorized => f.write_str("the peer was not authorized"),
-            Failure::IdentityRefused(why) => write!(f, "the peer's identity is refused: {why}"),
-            Failure::Evicted => {
-                f.write_str("evicted: the idlest anonymous SA made room for a new one")
-            }
-            Failure::NoProposalChosen => {
-                f.write_str("no proposal in common with the peer (NO_PROPOSAL_CHOSEN)")
-            }
-            Failure::Protocol(why) => write!(f, "the peer broke the protocol: {why}"),
-            Failure::DeletedByPeer => f.write_str("the peer deleted the IKE SA"),
-            Failure::Closed => f.write_str("closed by this host"),
-            Failure::Replaced => {
-                f.write_str("the peer started over (INITIAL_CONTACT) and replaced the IKE SA")
-            }
-            Failure::Expired => {
-                f.write_str("the IKE SA reached its hard lifetime without being rekeyed")
-            }
-        }
-    }
-}
-
-/// One datagram to send.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// Send from this address (the endpoint's `ike_port` or `natt_port`).
-    pub local: SocketAddr,
-    /// Send to this address.
-    pub remote: SocketAddr,
-    /// The UDP payload, with the non-ESP marker in front when the port is not `ike_port`.
-    pub payload: Vec<u8>,
-}
-
-/// Counters for `oemesh status` and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// IKE SAs in any state.
-    pub ike_sas: usize,
-    /// Responder IKE SAs not yet authenticated.
-    pub half_open: usize,
-    /// COOKIE notifies sent (§2.6).
-    pub cookies_sent: u64,
-    /// IKE SAs established.
-    pub established: u64,
-    /// Messages dropped: unparsable, unknown SPI, bad ICV, half-open limit, etc.
-    pub dropped: u64,
-    /// Of those, ICV or AUTH failures.
-    pub auth_failures: u64,
-    /// Of those, messages of an IKE SA from another IP address than its
-    /// IKE_SA_INIT's, or from another port without a NAT (§2.23).
-    pub wrong_address: u64,
-    /// Of those, IKE_SA_INIT requests over a source's share of half-open SAs.
-    pub half_open_source_full: u64,
-    /// Peers refused because their identity is not their address ([`crate::trust`]).
-    pub identity_refused: u64,
-    /// INITIAL_CONTACT notifies ignored (AUTH NULL: anonymous peers replace nothing).
-    pub initial_contact_ignored: u64,
-    /// Anonymous SAs evicted to make room (`anonymous_limit`, `anonymous_per_source`).
-    pub anonymous_evicted: u64,
-}
+pub use crate::ike::config::{Config, LocalAuth, MAX_PEER_KEYS, PeerAuth};
+pub use crate::ike::event::{
+    ChildSa, ChildSpis, Event, PeerAuthenticated, SaHandle, TrafficSelectors, Transmit,
+};
+pub use crate::ike::failure::{AuthFailure, Exchange, Failure, ProtocolError, Refusal};
+pub use crate::ike::stats::{DropReason, Stats};
 
 /// What the endpoint has for the caller.
 #[derive(Debug, Default)]
@@ -480,23 +50,6 @@ pub(crate) struct Output {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
-}
-
-/// The source an address counts against in per-source limits: an IPv4
-/// address itself, an IPv6 address's /64 (one host or LAN can have all of it).
-pub(crate) fn source_of(addr: IpAddr) -> IpAddr {
-    match addr.to_canonical() {
-        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & !((1u128 << 64) - 1)).into()),
-        v4 => v4,
-    }
-}
-
-/// What becomes of an IKE SA after a step.
-#[derive(Debug)]
-pub(crate) enum Fate {
-    Keep,
-    /// Forget it; with a reason, the caller is told it is gone (if it was up).
-    Remove(Option<Failure>),
 }
 
 /// All IKE SAs of this host.
@@ -521,19 +74,8 @@ pub struct Endpoint {
     /// kept in step by [`Self::put`] and [`Self::discard`], so that the next
     /// deadline is the first entry instead of a scan of every SA.
     pub(crate) timers: BTreeSet<(Instant, u64)>,
-    /// Responder SAs in `sas` not yet authenticated (`IkeSa::counted_half_open`).
-    half_open: usize,
-    /// The same per source ([`source_of`]); sources with none are not kept.
-    half_open_by_source: HashMap<IpAddr, usize>,
-    /// Announced SAs of peers that signed, by (address, identity): what an
-    /// INITIAL_CONTACT from that identity at that address replaces (§2.4).
-    by_peer: HashMap<(IpAddr, Identity), Vec<u64>>,
-    /// Established anonymous responder SAs by `(last_active, id)`: the idlest first.
-    anonymous: BTreeSet<(Instant, u64)>,
-    /// The same per source, unordered (at most `anonymous_per_source` each: a
-    /// scan finds the idlest; a set per source would cost more memory than
-    /// the SAs it indexes when most sources have one).
-    anonymous_by_source: HashMap<IpAddr, Vec<(Instant, u64)>>,
+    /// The counts and indexes over `sas` that limits and INITIAL_CONTACT use.
+    pub(crate) index: SaIndex,
     next_id: u64,
     next_handle: u64,
 }
@@ -555,11 +97,7 @@ impl Endpoint {
             cookies,
             out: Output::default(),
             timers: BTreeSet::new(),
-            half_open: 0,
-            half_open_by_source: HashMap::new(),
-            by_peer: HashMap::new(),
-            anonymous: BTreeSet::new(),
-            anonymous_by_source: HashMap::new(),
+            index: SaIndex::default(),
             next_id: 1,
             next_handle: 1,
         }
@@ -586,15 +124,8 @@ impl Endpoint {
         let handle = self.new_handle();
         let spi_i = self.new_ike_spi();
         let port = self.config.ike_port;
-        let mut sa = self.new_sa(
-            now,
-            handle,
-            true,
-            spi_i,
-            0,
-            SocketAddr::new(local, port),
-            SocketAddr::new(remote, port),
-        );
+        let addrs = (SocketAddr::new(local, port), SocketAddr::new(remote, port));
+        let mut sa = self.new_sa(now, handle, true, (spi_i, 0), addrs);
         let mut secret = [0u8; 32];
         self.rng.fill_bytes(&mut secret);
         let mut ni = vec![0u8; NONCE_LEN];
@@ -611,46 +142,34 @@ impl Endpoint {
             retries: 0,
         };
         self.send_init(now, &mut sa, &mut init);
-        sa.state = State::InitSent(Box::new(init));
-        self.insert_sa(sa);
+        self.insert_sa(IkeSa {
+            core: sa,
+            state: State::InitSent(Box::new(init)),
+        });
         handle
     }
 
     /// Answers [`Event::AuthorizePeer`]: `Some` says how to check the peer's AUTH,
     /// `None` refuses it (AUTHENTICATION_FAILED to a responder's peer).
     pub fn authorize(&mut self, now: Instant, sa: SaHandle, peer: Option<PeerAuth>) {
-        let Some(mut ike) = self.take(sa) else { return };
-        let state = std::mem::replace(&mut ike.state, State::Established);
-        let fate = match state {
+        let Some(ike) = self.take(sa) else { return };
+        self.step(ike, |this, core, state| match state {
             State::InitiatorAuthorize(held) => {
-                let held = *held;
+                let InitiatorAuthorize { sent, response } = *held;
                 let result = match peer {
-                    Some(peer) => {
-                        self.finish_initiator(now, &mut ike, held.sent, held.response, peer)
-                    }
+                    Some(peer) => this.finish_initiator(now, core, sent, response, peer),
                     None => {
-                        self.release_child_spi(held.sent.child_spi);
+                        this.release_child_spi(sent.child_spi);
                         Err(Failure::NotAuthorized)
                     }
                 };
-                match result {
-                    Ok(()) => Fate::Keep,
-                    Err(reason) => self.fail(&ike, reason),
-                }
+                result.map_err(|reason| this.fail(core, reason))
             }
             State::ResponderAuthorize(held) => {
-                if self.finish_responder(now, &mut ike, *held, peer) {
-                    Fate::Keep
-                } else {
-                    Fate::Remove(None)
-                }
+                this.finish_responder(now, core, *held, peer).ok_or(None)
             }
-            other => {
-                ike.state = other;
-                Fate::Keep
-            }
-        };
-        self.settle(ike, fate);
+            other => Ok(other),
+        });
     }
 
     /// Answers [`Event::ConfirmIdentity`]: `Ok` when the responder's FQDN
@@ -663,19 +182,13 @@ impl Endpoint {
         sa: SaHandle,
         result: Result<(), IdentityRefused>,
     ) {
-        let Some(mut ike) = self.take(sa) else { return };
-        let state = std::mem::replace(&mut ike.state, State::Established);
-        let fate = match state {
-            State::InitiatorConfirm(held) => match self.confirmed(now, &mut ike, *held, result) {
-                Ok(()) => Fate::Keep,
-                Err(reason) => self.fail(&ike, reason),
-            },
-            other => {
-                ike.state = other;
-                Fate::Keep
-            }
-        };
-        self.settle(ike, fate);
+        let Some(ike) = self.take(sa) else { return };
+        self.step(ike, |this, core, state| match state {
+            State::InitiatorConfirm(held) => this
+                .confirmed(now, core, *held, result)
+                .map_err(|reason| this.fail(core, reason)),
+            other => Ok(other),
+        });
     }
 
     /// Tells the endpoint that the CHILD SAs of `sa` carried traffic lately
@@ -698,11 +211,11 @@ impl Endpoint {
     /// counted in [`Stats::wrong_address`], before any decryption.
     pub fn handle(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, message: &[u8]) {
         let Ok(packet) = HeaderPacket::new_checked(message) else {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::MalformedHeader);
             return;
         };
         if packet.major_version() != MAJOR_VERSION {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::MajorVersion);
             return;
         }
         let flags = packet.flags();
@@ -711,7 +224,9 @@ impl Endpoint {
             if flags.initiator() {
                 self.on_init_request(now, local, remote, message, packet.spi_i());
             } else {
-                self.out.stats.dropped += 1;
+                self.out
+                    .stats
+                    .count_drop(DropReason::InitRequestNotInitiator);
             }
             return;
         }
@@ -722,36 +237,28 @@ impl Endpoint {
             packet.spi_i()
         };
         let Some(&id) = self.by_spi.get(&our_spi) else {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::UnknownSpi);
             return;
         };
-        let Some(mut sa) = self.sas.remove(&id) else {
-            self.out.stats.dropped += 1;
+        let Some(sa) = self.sas.remove(&id) else {
+            self.out.stats.count_drop(DropReason::StaleSpi);
             return;
         };
         let spis_match =
             sa.spi_i == packet.spi_i() && (sa.spi_r == 0 || sa.spi_r == packet.spi_r());
         if flags.initiator() == sa.initiator || !spis_match {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::SpiMismatch);
             self.put(sa);
             return;
         }
         if !self.admits_source(&sa, local, remote) {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::WrongAddress);
             self.out.stats.wrong_address += 1;
             self.put(sa);
             return;
         }
-        let fate = self.on_message(
-            now,
-            &mut sa,
-            local,
-            remote,
-            message,
-            flags.response(),
-            exchange,
-        );
-        self.settle(sa, fate);
+        let response = flags.response();
+        self.on_message(now, sa, local, remote, message, response, exchange);
     }
 
     /// Call when the clock reaches [`Self::poll_timeout`].
@@ -827,7 +334,7 @@ impl Endpoint {
     pub fn stats(&self) -> Stats {
         Stats {
             ike_sas: self.sas.len(),
-            half_open: self.half_open,
+            half_open: self.index.half_open(),
             ..self.out.stats.clone()
         }
     }
@@ -873,63 +380,9 @@ impl Endpoint {
         floating || sa.peer_behind_nat
     }
 
-    fn enqueue(&mut self, now: Instant, sa: SaHandle, op: Queued) {
-        let Some(mut ike) = self.take(sa) else { return };
-        if matches!(ike.state, State::Established) && !ike.queue.contains(&op) {
-            ike.queue.push_back(op);
-            self.start_next(now, &mut ike);
-        }
-        self.settle(ike, Fate::Keep);
-    }
-
-    fn take(&mut self, sa: SaHandle) -> Option<Box<IkeSa>> {
+    pub(crate) fn take(&mut self, sa: SaHandle) -> Option<Box<IkeSa>> {
         let id = *self.handles.get(&sa)?;
         self.sas.remove(&id)
-    }
-
-    /// Starts queued exchanges while the window is free (§2.3).
-    pub(crate) fn start_next(&mut self, now: Instant, sa: &mut IkeSa) {
-        while sa.outstanding.is_none() && matches!(sa.state, State::Established) {
-            let Some(op) = sa.queue.pop_front() else {
-                return;
-            };
-            match op {
-                Queued::Liveness => {
-                    let timer = self.request_timer(now, None);
-                    let t =
-                        sa.send_request(ExchangeType::INFORMATIONAL, &[], Request::Liveness, timer);
-                    self.out.transmits.push_back(t);
-                }
-                Queued::DeleteIke => {
-                    let timer = self.request_timer(now, None);
-                    let t = sa.send_request(
-                        ExchangeType::INFORMATIONAL,
-                        &[Payload::Delete(Delete::ike())],
-                        Request::DeleteIke,
-                        timer,
-                    );
-                    self.out.transmits.push_back(t);
-                }
-                Queued::DeleteChild(spi) => self.start_delete_child(now, sa, spi),
-                Queued::RekeyChild(spi) => self.start_rekey_child(now, sa, spi),
-                Queued::RekeyIke => self.start_rekey_ike(now, sa),
-            }
-        }
-    }
-
-    /// The retransmission timer of a new request; `deadline` for the
-    /// handshake, `exchange_timeout` from now for later exchanges.
-    pub(crate) fn request_timer(&self, now: Instant, deadline: Option<Instant>) -> Retransmit {
-        match deadline {
-            Some(d) => Retransmit::new(self.config.retransmit, now, d),
-            None => {
-                let config = RetransmitConfig {
-                    max_resends: u32::MAX,
-                    ..self.config.retransmit
-                };
-                Retransmit::new(config, now, now + self.config.exchange_timeout)
-            }
-        }
     }
 
     pub(crate) fn new_handle(&mut self) -> SaHandle {
@@ -962,52 +415,25 @@ impl Endpoint {
         self.child_spis.remove(&spi);
     }
 
-    /// A new IKE SA record (not yet inserted).
-    #[allow(clippy::too_many_arguments)]
+    /// A new IKE SA's record (to insert with a state): see [`SaCore::new`].
     pub(crate) fn new_sa(
         &mut self,
         now: Instant,
         handle: SaHandle,
         initiator: bool,
-        spi_i: u64,
-        spi_r: u64,
-        local: SocketAddr,
-        remote: SocketAddr,
-    ) -> IkeSa {
-        let id = self.next_id;
+        spis: (u64, u64),
+        addrs: (SocketAddr, SocketAddr),
+    ) -> SaCore {
         self.next_id += 1;
-        IkeSa {
-            id,
+        SaCore::new(
+            self.next_id - 1,
+            now,
             handle,
             initiator,
-            spi_i,
-            spi_r,
-            local,
-            remote,
-            ike_port: self.config.ike_port,
-            state: State::Established,
-            crypto: None,
-            next_msg_id: 0,
-            peer_msg_id: 0,
-            outstanding: None,
-            queue: VecDeque::new(),
-            last_response: None,
-            children: Vec::new(),
-            peer_id: None,
-            last_heard: now,
-            rekey_at: None,
-            hard_expiry: None,
-            announced: false,
-            peer_ike_rekey: None,
-            timer_at: None,
-            counted_half_open: false,
-            init_remote: remote,
-            peer_auth: None,
-            peer_behind_nat: false,
-            last_active: now,
-            indexed_peer: false,
-            indexed_anonymous: None,
-        }
+            spis,
+            addrs,
+            self.config.ike_port,
+        )
     }
 
     /// Registers an SA under its SPI and, if none does yet, as its handle's carrier.
@@ -1019,7 +445,7 @@ impl Endpoint {
 
     /// Responder SAs not yet authenticated.
     pub(crate) fn half_open(&self) -> usize {
-        self.half_open
+        self.index.half_open()
     }
 
     /// Puts an SA (back) into `sas`, with its entry in `timers` and its share
@@ -1037,75 +463,9 @@ impl Endpoint {
             }
             sa.timer_at = next;
         }
-        self.account(&mut sa, true);
+        let IkeSa { core, state } = &mut *sa;
+        self.index.account(core, Some(state));
         self.sas.insert(sa.id, sa);
-    }
-
-    /// Brings the counts and indexes that include `sa` up to date with it
-    /// (`present`) or takes it out of all of them (`!present`, when it goes).
-    fn account(&mut self, sa: &mut IkeSa, present: bool) {
-        let source = source_of(sa.init_remote.ip());
-        let half_open = present && sa.state.is_half_open_responder();
-        if half_open != sa.counted_half_open {
-            let n = self.half_open_by_source.entry(source).or_insert(0);
-            if half_open {
-                self.half_open += 1;
-                *n += 1;
-            } else {
-                self.half_open -= 1;
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.half_open_by_source.remove(&source);
-                }
-            }
-            sa.counted_half_open = half_open;
-        }
-        let authenticated = present && sa.announced && sa.state.is_authenticated();
-        let by_peer = authenticated && sa.peer_auth == Some(PeerAuthenticated::Ed25519);
-        if by_peer != sa.indexed_peer
-            && let Some(id) = sa.peer_id.clone()
-        {
-            let key = (sa.remote.ip().to_canonical(), id);
-            if by_peer {
-                self.by_peer.entry(key).or_default().push(sa.id);
-            } else if let Some(ids) = self.by_peer.get_mut(&key) {
-                ids.retain(|&i| i != sa.id);
-                if ids.is_empty() {
-                    self.by_peer.remove(&key);
-                }
-            }
-            sa.indexed_peer = by_peer;
-        }
-        let anonymous = authenticated && sa.peer_auth == Some(PeerAuthenticated::Null);
-        let want = anonymous.then_some(sa.last_active);
-        if want != sa.indexed_anonymous {
-            if let Some(at) = sa.indexed_anonymous {
-                self.anonymous.remove(&(at, sa.id));
-                if let Some(list) = self.anonymous_by_source.get_mut(&source) {
-                    list.retain(|&(_, id)| id != sa.id);
-                    if list.is_empty() {
-                        self.anonymous_by_source.remove(&source);
-                    }
-                }
-            }
-            if let Some(at) = want {
-                self.anonymous.insert((at, sa.id));
-                // Most sources have one: room for one, not the four a first push makes.
-                self.anonymous_by_source
-                    .entry(source)
-                    .or_insert_with(|| Vec::with_capacity(1))
-                    .push((at, sa.id));
-            }
-            sa.indexed_anonymous = want;
-        }
-    }
-
-    /// Half-open SAs from `remote`'s source ([`source_of`]).
-    pub(crate) fn half_open_from(&self, remote: IpAddr) -> usize {
-        self.half_open_by_source
-            .get(&source_of(remote))
-            .copied()
-            .unwrap_or(0)
     }
 
     /// Makes room for one more anonymous SA from `remote`: evicts that source's
@@ -1113,17 +473,12 @@ impl Endpoint {
     /// there are `anonymous_limit` (design.md: anonymous peers get no more than
     /// their share of any limit). Each evicted peer is told (a Delete).
     pub(crate) fn make_room_for_anonymous(&mut self, remote: IpAddr) {
-        let source = source_of(remote);
         loop {
-            let per_source = self.anonymous_by_source.get(&source);
-            let victim = if per_source.is_some_and(|s| s.len() >= self.config.anonymous_per_source)
-            {
-                per_source.and_then(|s| s.iter().min()).map(|&(_, id)| id)
-            } else if self.anonymous.len() >= self.config.anonymous_limit {
-                self.anonymous.first().map(|&(_, id)| id)
-            } else {
-                return;
-            };
+            let victim = self.index.anonymous_victim(
+                remote,
+                self.config.anonymous_per_source,
+                self.config.anonymous_limit,
+            );
             let Some(mut sa) = victim.and_then(|id| self.sas.remove(&id)) else {
                 return;
             };
@@ -1135,26 +490,33 @@ impl Endpoint {
         }
     }
 
-    /// Sets when this host rekeys the IKE SA (lifetime minus up to 10 % jitter)
-    /// and when it dies without a rekey (1.1 × lifetime).
-    pub(crate) fn schedule_ike_rekey(&mut self, now: Instant, sa: &mut IkeSa) {
-        let life = self.config.ike_lifetime;
-        if life.is_zero() {
-            return;
-        }
-        let jitter = life.mul_f64(f64::from(self.rng.next_u32() % 1000) / 10_000.0);
-        sa.rekey_at = now.checked_add(life - jitter);
-        sa.hard_expiry = now.checked_add(life + life / 10);
-    }
-
-    /// Reports a failed `connect` (or other exchange of ours that ends the SA).
-    pub(crate) fn fail(&mut self, sa: &IkeSa, reason: Failure) -> Fate {
+    /// Reports a failed `connect` (or other exchange of ours that ends the
+    /// SA); the SA then goes without a further event (the `None`).
+    pub(crate) fn fail(&mut self, sa: &SaCore, reason: Failure) -> Option<Failure> {
         self.out.events.push_back(Event::Failed {
             sa: sa.handle,
             remote: sa.remote,
             reason,
         });
-        Fate::Remove(None)
+        None
+    }
+
+    /// One step of `sa`'s handshake: `f` gets its state by value with its
+    /// record, and the SA goes back in the state `f` returns, or is forgotten.
+    /// While `f` runs the SA is out of `sas` and has no state at all.
+    pub(crate) fn step(
+        &mut self,
+        mut sa: Box<IkeSa>,
+        f: impl FnOnce(&mut Self, &mut SaCore, State) -> Step,
+    ) {
+        let state = sa.state;
+        match f(self, &mut sa.core, state) {
+            Ok(next) => {
+                sa.state = next;
+                self.put(sa);
+            }
+            Err(reason) => self.forget(&mut sa.core, reason),
+        }
     }
 
     /// Puts an SA back, or forgets it.
@@ -1166,12 +528,23 @@ impl Endpoint {
     }
 
     /// Forgets an SA (already out of `sas`) and tells the caller if it was up.
-    pub(crate) fn discard(&mut self, sa: Box<IkeSa>, reason: Option<Failure>) {
+    pub(crate) fn discard(&mut self, mut sa: Box<IkeSa>, reason: Option<Failure>) {
+        match &sa.state {
+            State::AuthSent(a) => self.child_spis.remove(&a.child_spi),
+            State::InitiatorAuthorize(a) => self.child_spis.remove(&a.sent.child_spi),
+            State::InitiatorConfirm(c) => self.child_spis.remove(&c.sent.child_spi),
+            _ => false,
+        };
+        self.forget(&mut sa.core, reason);
+    }
+
+    /// Forgets an SA whose state is gone (a handshake step ended it, and
+    /// released what its state held) or was released by [`Self::discard`].
+    pub(crate) fn forget(&mut self, sa: &mut SaCore, reason: Option<Failure>) {
         if let Some(at) = sa.timer_at {
             self.timers.remove(&(at, sa.id));
         }
-        let mut sa = sa;
-        self.account(&mut sa, false);
+        self.index.account(sa, None);
         if self.by_spi.get(&sa.local_spi()) == Some(&sa.id) {
             self.by_spi.remove(&sa.local_spi());
         }
@@ -1184,12 +557,6 @@ impl Endpoint {
                 self.init_index.remove(&key);
             }
         }
-        match &sa.state {
-            State::AuthSent(a) => self.child_spis.remove(&a.child_spi),
-            State::InitiatorAuthorize(a) => self.child_spis.remove(&a.sent.child_spi),
-            State::InitiatorConfirm(c) => self.child_spis.remove(&c.sent.child_spi),
-            _ => false,
-        };
         for child in &sa.children {
             self.child_spis.remove(&child.spis.inbound);
             if let Some(p) = &child.peer_rekey {
@@ -1210,48 +577,17 @@ impl Endpoint {
         }
     }
 
-    /// Removes a CHILD SA and tells the data path if it knew it.
-    pub(crate) fn remove_child(&mut self, sa: &mut IkeSa, inbound: u32) {
-        if let Some(i) = sa.child_by_inbound(inbound) {
-            let child = sa.children.remove(i);
-            // After a rekey the list is back to one or two: give the room back.
-            sa.children.shrink_to_fit();
-            self.child_spis.remove(&child.spis.inbound);
-            if child.announced {
-                self.out.events.push_back(Event::ChildSaDeleted {
-                    sa: sa.handle,
-                    spis: child.spis,
-                });
-            }
-        }
-    }
-
     /// INITIAL_CONTACT (§2.4) from a peer that signed as `id` at `addr`: it
     /// has no other SAs with us any more; forget those of the same identity at
     /// the same address (reason `Replaced`), found in the `by_peer` index, not
     /// by a scan. Call it only for an authenticated peer: an anonymous one
     /// replaces nothing.
     pub(crate) fn replace_peer(&mut self, addr: IpAddr, id: &Identity, except: u64) {
-        let key = (addr.to_canonical(), id.clone());
-        let stale: Vec<u64> = self
-            .by_peer
-            .get(&key)
-            .map(|ids| ids.iter().copied().filter(|&sid| sid != except).collect())
-            .unwrap_or_default();
+        let stale = self.index.peers(addr, id, except);
         for sid in stale {
             if let Some(sa) = self.sas.remove(&sid) {
                 self.discard(sa, Some(Failure::Replaced));
             }
         }
-    }
-
-    /// Tells the peer the IKE SA is gone, once, without waiting for an answer.
-    pub(crate) fn send_delete_ike_once(&mut self, sa: &mut IkeSa) {
-        let msg_id = sa.next_msg_id;
-        sa.next_msg_id = sa.next_msg_id.wrapping_add(1);
-        let header = sa.header(ExchangeType::INFORMATIONAL, false, msg_id);
-        let datagram = sa.emit_sealed(&header, &[Payload::Delete(Delete::ike())]);
-        let t = sa.transmit(datagram);
-        self.out.transmits.push_back(t);
     }
 }

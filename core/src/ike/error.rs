@@ -2,6 +2,7 @@
 //! reason puts in the response (RFC 7296 §2.21, §3.10.1).
 
 use crate::crypto::CryptoError;
+use crate::ike::failure::AuthFailure;
 use crate::ike::message::{self, DhGroup, NotifyType, PayloadType};
 
 /// A refused request. [`RequestError::notify_type`] names the notification the
@@ -35,7 +36,7 @@ pub enum RequestError {
     KeyExchange(CryptoError),
     /// The peer's AUTH did not verify, or the caller refused the peer (§2.15, §2.21.2).
     #[error("authentication failed: {0}")]
-    Authentication(String),
+    Authentication(AuthFailure),
     /// Narrowing left no traffic selector (§2.9).
     #[error("traffic selectors unacceptable")]
     TsUnacceptable,

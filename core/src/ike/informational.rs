@@ -10,9 +10,12 @@
 use std::time::Instant;
 
 use crate::ike::child_sa::ChildStatus;
-use crate::ike::endpoint::{Endpoint, Failure, Fate};
+use crate::ike::endpoint::Endpoint;
+use crate::ike::event::Event;
+use crate::ike::failure::Failure;
 use crate::ike::message::{Delete, ExchangeType, Message, Payload, ProtocolId};
-use crate::ike::sa::{IkeSa, Request, State};
+use crate::ike::sa::{IkeSa, Request, SaCore};
+use crate::ike::state::{Fate, State};
 
 impl Endpoint {
     /// The peer's INFORMATIONAL request.
@@ -79,5 +82,32 @@ impl Endpoint {
             timer,
         );
         self.out.transmits.push_back(t);
+    }
+}
+
+impl Endpoint {
+    /// Tells the peer the IKE SA is gone, once, without waiting for an answer.
+    pub(crate) fn send_delete_ike_once(&mut self, sa: &mut SaCore) {
+        let msg_id = sa.next_msg_id;
+        sa.next_msg_id = sa.next_msg_id.wrapping_add(1);
+        let header = sa.header(ExchangeType::INFORMATIONAL, false, msg_id);
+        let datagram = sa.emit_sealed(&header, &[Payload::Delete(Delete::ike())]);
+        let t = sa.transmit(datagram);
+        self.out.transmits.push_back(t);
+    }
+    /// Removes a CHILD SA and tells the data path if it knew it.
+    pub(crate) fn remove_child(&mut self, sa: &mut IkeSa, inbound: u32) {
+        if let Some(i) = sa.child_by_inbound(inbound) {
+            let child = sa.children.remove(i);
+            // After a rekey the list is back to one or two: give the room back.
+            sa.children.shrink_to_fit();
+            self.child_spis.remove(&child.spis.inbound);
+            if child.announced {
+                self.out.events.push_back(Event::ChildSaDeleted {
+                    sa: sa.handle,
+                    spis: child.spis,
+                });
+            }
+        }
     }
 }

@@ -23,6 +23,9 @@ use crate::crypto::prf::{PRF_LEN, prf, prf_plus};
 use crate::crypto::x25519::SharedSecret;
 use crate::crypto::{KeyAndSalt, ct_eq};
 
+/// Length of the nonces this host sends (§2.10: at least half the PRF key size).
+pub(crate) const NONCE_LEN: usize = 32;
+
 /// Which end of an exchange we are. For CHILD SA keys this is the initiator of
 /// the exchange that created the CHILD SA (IKE_AUTH or CREATE_CHILD_SA), whose
 /// nonce is `Ni`, not necessarily the original IKE SA initiator.

@@ -14,6 +14,7 @@
 
 use crate::crypto::AeadAlg;
 use crate::ike::error::RequestError;
+use crate::ike::failure::ProtocolError;
 use crate::ike::message::{
     DhGroup, EncrId, EsnId, IntegId, PrfId, Proposal, ProtocolId, Sa, Transform, TransformType,
 };
@@ -238,12 +239,9 @@ pub(crate) fn accept_ike(
     answer: &Sa,
     ours: &[AeadAlg],
     spi_len: usize,
-) -> Result<(IkeChoice, Vec<u8>), String> {
+) -> Result<(IkeChoice, Vec<u8>), ProtocolError> {
     let [p] = answer.proposals.as_slice() else {
-        return Err(format!(
-            "the responder chose {} IKE proposals, not one",
-            answer.proposals.len()
-        ));
+        return Err(ProtocolError::IkeProposalCount(answer.proposals.len()));
     };
     let encrs: Vec<&Transform> = p.transforms_of(TransformType::ENCR).collect();
     let alg = match encrs.as_slice() {
@@ -268,9 +266,7 @@ pub(crate) fn accept_ike(
         {
             Ok((IkeChoice { alg }, p.spi.clone()))
         }
-        _ => Err(format!(
-            "the responder chose an IKE proposal that was not offered: {p:?}"
-        )),
+        _ => Err(ProtocolError::IkeProposalNotOffered(Box::new(p.clone()))),
     }
 }
 
@@ -280,8 +276,8 @@ pub(crate) fn accept_esp(
     answer: &Sa,
     ours: &[AeadAlg],
     pfs: bool,
-) -> Result<(EspChoice, u32), String> {
-    let bad = || format!("the responder chose an ESP proposal that was not offered: {answer:?}");
+) -> Result<(EspChoice, u32), ProtocolError> {
+    let bad = || ProtocolError::EspProposalNotOffered(Box::new(answer.clone()));
     let [p] = answer.proposals.as_slice() else {
         return Err(bad());
     };

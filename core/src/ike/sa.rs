@@ -7,21 +7,20 @@
 //! must carry the next message ID. A request that repeats the last one is
 //! answered from `last_response` and not processed again (§2.1).
 
+use crate::crypto::x25519::X25519Secret;
+use crate::ike::config::Config;
+use crate::ike::state::State;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::crypto::{AeadAlg, AeadKey, KeyAndSalt, Provider};
-use crate::ike::auth::{
-    AuthSent, HalfOpen, InitiatorAuthorize, InitiatorConfirm, ResponderAuthorize,
-};
 use crate::ike::child_sa::Child;
-use crate::ike::create_child_sa::{PeerIkeRekey, RekeyChildRequest, RekeyIkeRequest};
-use crate::ike::endpoint::{ChildSpis, PeerAuthenticated, SaHandle, Transmit};
+
+use crate::ike::event::{ChildSpis, PeerAuthenticated, SaHandle, Transmit};
 use crate::ike::keys::{IkeSaKeys, SkD, SkP};
 use crate::ike::message::{self, ExchangeType, Flags, Header, Identity, Message, Payload};
 use crate::ike::retransmit::Retransmit;
-use crate::ike::sa_init::InitSent;
 use crate::ike::udp_encap::push_non_esp_marker;
 
 /// The keys of an IKE SA once IKE_SA_INIT is done, per direction.
@@ -80,6 +79,31 @@ impl IkeCrypto {
     }
 }
 
+/// A rekey of a CHILD SA that this host started.
+#[derive(Debug)]
+pub(crate) struct RekeyChildRequest {
+    pub(crate) old_inbound: u32,
+    pub(crate) new_spi: u32,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) dh: Option<X25519Secret>,
+}
+
+/// A rekey of the IKE SA that this host started.
+#[derive(Debug)]
+pub(crate) struct RekeyIkeRequest {
+    pub(crate) new_spi: u64,
+    pub(crate) ni: Vec<u8>,
+    pub(crate) dh: X25519Secret,
+}
+
+/// The peer's rekey of the IKE SA that crossed ours: its nonces and the new
+/// SA it made (in `sas`, retiring until the collision is decided).
+#[derive(Debug)]
+pub(crate) struct PeerIkeRekey {
+    pub(crate) nonces: (Vec<u8>, Vec<u8>),
+    pub(crate) sa_id: u64,
+}
+
 /// A request of ours that is waiting for its response.
 #[derive(Debug)]
 pub(crate) struct Outstanding {
@@ -113,43 +137,44 @@ pub(crate) enum Queued {
     Liveness,
 }
 
-/// Where the IKE SA is (rustls style: one struct per state).
-#[derive(Debug)]
-pub(crate) enum State {
-    /// Initiator: IKE_SA_INIT request sent (§1.2).
-    InitSent(Box<InitSent>),
-    /// Initiator: IKE_AUTH request sent.
-    AuthSent(Box<AuthSent>),
-    /// Initiator: IKE_AUTH response held until the caller names the peer's key.
-    InitiatorAuthorize(Box<InitiatorAuthorize>),
-    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH (half-open).
-    HalfOpen(Box<HalfOpen>),
-    /// Responder: IKE_AUTH request held until the caller names the peer's key.
-    ResponderAuthorize(Box<ResponderAuthorize>),
-    /// Initiator: the responder's AUTH verified, its FQDN identity held until
-    /// the caller confirms that the name resolves to its address.
-    InitiatorConfirm(Box<InitiatorConfirm>),
-    /// Authenticated; CREATE_CHILD_SA and INFORMATIONAL exchanges run.
-    Established,
-    /// Replaced by a rekey, or a collision's loser: only INFORMATIONAL runs,
-    /// until it is deleted or `until` passes (§2.8).
-    Retiring { until: Instant },
-}
-
-impl State {
-    pub(crate) fn is_half_open_responder(&self) -> bool {
-        matches!(self, State::HalfOpen(_) | State::ResponderAuthorize(_))
-    }
-
-    /// Whether the handshake is over (authenticated, live or being replaced).
-    pub(crate) fn is_authenticated(&self) -> bool {
-        matches!(self, State::Established | State::Retiring { .. })
-    }
-}
-
-/// One IKE SA.
+/// One IKE SA: what it keeps whatever its state ([`SaCore`]), and the state
+/// of its handshake. Handling a message in the handshake moves the state out
+/// (`let state = sa.state`), hands it by value with `&mut sa.core` to the
+/// exchange's handler, and puts back the state the handler returns: while
+/// the state is out, the compiler refuses any use of the SA as a whole, so
+/// no code can see it in a state it has not reached.
 #[derive(Debug)]
 pub(crate) struct IkeSa {
+    pub(crate) core: SaCore,
+    pub(crate) state: State,
+}
+
+impl std::ops::Deref for IkeSa {
+    type Target = SaCore;
+    fn deref(&self) -> &SaCore {
+        &self.core
+    }
+}
+
+impl std::ops::DerefMut for IkeSa {
+    fn deref_mut(&mut self) -> &mut SaCore {
+        &mut self.core
+    }
+}
+
+/// A rekeyed IKE SA's record as it takes over (§2.18): established.
+impl From<SaCore> for Box<IkeSa> {
+    fn from(core: SaCore) -> Self {
+        Box::new(IkeSa {
+            core,
+            state: State::Established,
+        })
+    }
+}
+
+/// What an IKE SA keeps whatever its state.
+#[derive(Debug)]
+pub(crate) struct SaCore {
     /// The endpoint's key for this SA (not the handle: a rekeyed SA gets a new one).
     pub(crate) id: u64,
     pub(crate) handle: SaHandle,
@@ -160,7 +185,6 @@ pub(crate) struct IkeSa {
     pub(crate) local: SocketAddr,
     pub(crate) remote: SocketAddr,
     pub(crate) ike_port: u16,
-    pub(crate) state: State,
     pub(crate) crypto: Option<IkeCrypto>,
     /// Message ID of our next request.
     pub(crate) next_msg_id: u32,
@@ -208,10 +232,54 @@ pub(crate) struct IkeSa {
     pub(crate) init_remote: SocketAddr,
 }
 
-impl IkeSa {
+impl SaCore {
+    /// A new IKE SA's record with the endpoint's key `id` (its creator gives
+    /// it a state): no keys, no message IDs used, no CHILD SAs.
+    pub(crate) fn new(
+        id: u64,
+        now: Instant,
+        handle: SaHandle,
+        initiator: bool,
+        (spi_i, spi_r): (u64, u64),
+        (local, remote): (SocketAddr, SocketAddr),
+        ike_port: u16,
+    ) -> Self {
+        SaCore {
+            id,
+            handle,
+            initiator,
+            spi_i,
+            spi_r,
+            local,
+            remote,
+            ike_port,
+            crypto: None,
+            next_msg_id: 0,
+            peer_msg_id: 0,
+            outstanding: None,
+            queue: VecDeque::new(),
+            last_response: None,
+            children: Vec::new(),
+            peer_id: None,
+            last_heard: now,
+            rekey_at: None,
+            hard_expiry: None,
+            announced: false,
+            peer_ike_rekey: None,
+            timer_at: None,
+            counted_half_open: false,
+            init_remote: remote,
+            peer_auth: None,
+            peer_behind_nat: false,
+            last_active: now,
+            indexed_peer: false,
+            indexed_anonymous: None,
+        }
+    }
+
     /// What a rekeyed IKE SA (§2.18) keeps of the one it replaces: who the peer
     /// is and how it authenticated, where it is, and when it was last active.
-    pub(crate) fn inherit(&mut self, old: &IkeSa) {
+    pub(crate) fn inherit(&mut self, old: &SaCore) {
         self.peer_id.clone_from(&old.peer_id);
         self.peer_auth = old.peer_auth;
         self.peer_behind_nat = old.peer_behind_nat;
@@ -329,5 +397,118 @@ impl IkeSa {
 
     pub(crate) fn child_by_outbound(&self, spi: u32) -> Option<usize> {
         self.children.iter().position(|c| c.spis.outbound == spi)
+    }
+}
+
+/// The next instant an SA has something to do.
+pub(crate) fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
+    let retransmit = sa.outstanding.as_ref().map(|o| o.timer.poll_timeout());
+    let state = match &sa.state {
+        State::InitiatorAuthorize(a) => Some(a.sent.deadline),
+        State::InitiatorConfirm(c) => Some(c.sent.deadline),
+        State::HalfOpen(h) => Some(h.expires),
+        State::ResponderAuthorize(r) => Some(r.half.expires),
+        State::Retiring { until } => Some(*until),
+        State::Established => {
+            let children = sa.children.iter().filter_map(|c| c.poll_timeout()).min();
+            [sa.rekey_at, sa.hard_expiry, dpd_due(config, sa), children]
+                .into_iter()
+                .flatten()
+                .min()
+        }
+        State::InitSent(_) | State::AuthSent(_) => None,
+    };
+    [retransmit, state].into_iter().flatten().min()
+}
+
+/// When a liveness check is due: `dpd_interval` after the peer was last heard,
+/// if no exchange is running or waiting.
+pub(crate) fn dpd_due(config: &Config, sa: &IkeSa) -> Option<Instant> {
+    let interval = config.dpd_interval?;
+    if sa.outstanding.is_some() || !sa.queue.is_empty() || !matches!(sa.state, State::Established) {
+        return None;
+    }
+    sa.last_heard.checked_add(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use super::{IkeCrypto, Request, SaCore};
+    use crate::crypto::x25519::X25519Secret;
+    use crate::crypto::{AeadAlg, Provider};
+    use crate::ike::event::SaHandle;
+    use crate::ike::keys::Skeyseed;
+    use crate::ike::message::ExchangeType;
+    use crate::ike::retransmit::{Retransmit, RetransmitConfig};
+
+    /// Both ends of one IKE SA, keyed as after IKE_SA_INIT, without an endpoint.
+    fn pair(now: Instant) -> (SaCore, SaCore) {
+        let (a, b) = (
+            X25519Secret::from_random([1; 32]),
+            X25519Secret::from_random([2; 32]),
+        );
+        let g_ir = a.diffie_hellman(&b.public_key()).expect("shared secret");
+        let (ni, nr) = ([3u8; 32], [4u8; 32]);
+        let (spi_i, spi_r) = (0x1111, 0x2222);
+        let keys = Skeyseed::initial(&ni, &nr, &g_ir).ike_sa_keys(
+            &ni,
+            &nr,
+            u64::to_be_bytes(spi_i),
+            u64::to_be_bytes(spi_r),
+        );
+        let (i_addr, r_addr): (SocketAddr, SocketAddr) = (
+            "192.0.2.1:4500".parse().expect("i"),
+            "192.0.2.2:4500".parse().expect("r"),
+        );
+        let side = |id, initiator, addrs| {
+            let mut sa = SaCore::new(id, now, SaHandle(id), initiator, (spi_i, spi_r), addrs, 500);
+            let alg = AeadAlg::Aes256Gcm;
+            sa.crypto = Some(IkeCrypto::new(&keys, alg, Provider::default(), initiator));
+            sa
+        };
+        (
+            side(1, true, (i_addr, r_addr)),
+            side(2, false, (r_addr, i_addr)),
+        )
+    }
+
+    /// One request and its response between the two ends of an SA: Message
+    /// IDs advance, the request waits as outstanding, the response is kept
+    /// for a retransmitted request (§2.1, §2.3), and each end opens what the
+    /// other sealed.
+    #[test]
+    fn a_request_and_its_response_on_one_sa() {
+        let now = Instant::now();
+        let (mut i, mut r) = pair(now);
+        let timer = Retransmit::new(
+            RetransmitConfig::default(),
+            now,
+            now + Duration::from_secs(5),
+        );
+        let req = i.send_request(ExchangeType::INFORMATIONAL, &[], Request::Liveness, timer);
+        assert_eq!((req.local, req.remote), (i.local, i.remote));
+        assert_eq!(i.next_msg_id, 1);
+        assert_eq!(i.outstanding.as_ref().map(|o| o.msg_id), Some(0));
+        // On port 4500 the datagram carries the non-ESP marker.
+        assert_eq!(req.payload[..4], [0; 4]);
+        let request = r
+            .open(&req.payload[4..])
+            .expect("the responder opens the request");
+        assert_eq!(request.header.message_id, 0);
+        assert!(request.header.flags.initiator() && !request.header.flags.response());
+        let resp = r.send_response(ExchangeType::INFORMATIONAL, 0, &[]);
+        assert_eq!(
+            r.last_response.as_ref().map(|(id, d)| (*id, d)),
+            Some((0, &resp.payload))
+        );
+        let response = i
+            .open(&resp.payload[4..])
+            .expect("the initiator opens the response");
+        assert!(response.header.flags.response() && !response.header.flags.initiator());
+        // A message sealed by one end does not open as the other's.
+        assert!(i.open(&req.payload[4..]).is_err());
     }
 }

@@ -20,37 +20,23 @@ use std::time::Instant;
 use rand_core::RngCore;
 
 use crate::crypto::x25519::X25519Secret;
-use crate::ike::endpoint::{Endpoint, Event, Failure, PeerAuth, TrafficSelectors, Transmit};
+use crate::ike::endpoint::Endpoint;
 use crate::ike::error::{RequestError, check_nonce};
-use crate::ike::keys::Skeyseed;
+use crate::ike::event::{Event, Transmit};
+use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
+use crate::ike::keys::{NONCE_LEN, Skeyseed};
 use crate::ike::message::{
     DhGroup, ExchangeType, Flags, HashAlgorithm, Header, Ke, Message, Nonce, Notify, NotifyType,
     Payload, PayloadType,
 };
-use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, State};
+use crate::ike::sa::{IkeCrypto, IkeSa, Outstanding, Request, SaCore};
+use crate::ike::state::{InitSent, State};
+use crate::ike::stats::DropReason;
 use crate::ike::udp_encap::push_non_esp_marker;
 use crate::ike::{nat, proposal};
 
-/// Length of the nonces this host sends (§2.10: at least half the PRF key size).
-pub(crate) const NONCE_LEN: usize = 32;
-
 /// The most cookie or INVALID_KE_PAYLOAD retries before giving up.
 const MAX_INIT_RETRIES: u32 = 3;
-
-/// Initiator: IKE_SA_INIT sent.
-#[derive(Debug)]
-pub(crate) struct InitSent {
-    pub(crate) dh: X25519Secret,
-    pub(crate) group: DhGroup,
-    pub(crate) ni: Vec<u8>,
-    pub(crate) cookie: Option<Vec<u8>>,
-    /// The request as sent, without the non-ESP marker (RealMessage1, §2.15).
-    pub(crate) request: Vec<u8>,
-    pub(crate) peer: Option<PeerAuth>,
-    pub(crate) ts: TrafficSelectors,
-    pub(crate) deadline: Instant,
-    pub(crate) retries: u32,
-}
 
 fn has_nat_detection(m: &Message) -> bool {
     m.notify(NotifyType::NAT_DETECTION_SOURCE_IP).is_some()
@@ -95,7 +81,7 @@ fn init_error(
 impl Endpoint {
     /// Initiator: builds (or rebuilds, after COOKIE or INVALID_KE_PAYLOAD) the
     /// IKE_SA_INIT request and records it as outstanding.
-    pub(crate) fn send_init(&mut self, now: Instant, sa: &mut IkeSa, init: &mut InitSent) {
+    pub(crate) fn send_init(&mut self, now: Instant, sa: &mut SaCore, init: &mut InitSent) {
         let mut payloads = Vec::with_capacity(7);
         if let Some(cookie) = &init.cookie {
             payloads.push(Payload::Notify(Notify::new(
@@ -139,49 +125,44 @@ impl Endpoint {
     pub(crate) fn on_init_response(
         &mut self,
         now: Instant,
-        sa: &mut IkeSa,
+        sa: &mut SaCore,
         mut init: Box<InitSent>,
         bytes: &[u8],
-    ) -> Result<(), Failure> {
+    ) -> Result<State, Failure> {
         let Ok(message) = Message::parse(bytes) else {
-            self.out.stats.dropped += 1;
-            sa.state = State::InitSent(init);
-            return Ok(());
+            self.out.stats.count_drop(DropReason::MalformedInitResponse);
+            return Ok(State::InitSent(init));
         };
         if message.header.message_id != 0 {
-            self.out.stats.dropped += 1;
-            sa.state = State::InitSent(init);
-            return Ok(());
+            self.out.stats.count_drop(DropReason::InitResponseMessageId);
+            return Ok(State::InitSent(init));
         }
         if let Some(cookie) = message.notify(NotifyType::COOKIE) {
             if init.retries >= MAX_INIT_RETRIES {
-                return Err(Failure::Protocol(
-                    "the responder keeps asking for a COOKIE".into(),
-                ));
+                return Err(ProtocolError::CookieLoop.into());
             }
             init.retries += 1;
             init.cookie = Some(cookie.data.clone());
             self.send_init(now, sa, &mut init);
-            sa.state = State::InitSent(init);
-            return Ok(());
+            return Ok(State::InitSent(init));
         }
         if let Some(n) = message.notify(NotifyType::INVALID_KE_PAYLOAD) {
             let group = n.requested_group().unwrap_or(DhGroup::NONE);
             if group != proposal::GROUP || group == init.group || init.retries >= MAX_INIT_RETRIES {
-                return Err(Failure::Protocol(format!(
-                    "the responder asks for key exchange group {group:?}, which this host does not support"
-                )));
+                return Err(ProtocolError::UnsupportedGroup(group).into());
             }
             init.retries += 1;
             init.group = group;
             self.send_init(now, sa, &mut init);
-            sa.state = State::InitSent(init);
-            return Ok(());
+            return Ok(State::InitSent(init));
         }
         if let Some(n) = message.notifies().find(|n| n.is_error()) {
             return Err(match n.ty {
                 NotifyType::NO_PROPOSAL_CHOSEN => Failure::NoProposalChosen,
-                ty => Failure::PeerRefused(format!("{ty:?} in answer to IKE_SA_INIT")),
+                notify => Failure::PeerRefused(Refusal::Notify {
+                    exchange: Exchange::IkeSaInit,
+                    notify,
+                }),
             });
         }
         let (Some(Payload::Sa(sa_r)), Some(Payload::Ke(ke)), Some(Payload::Nonce(Nonce(nr)))) = (
@@ -189,26 +170,24 @@ impl Endpoint {
             message.payload(PayloadType::KE),
             message.payload(PayloadType::NONCE),
         ) else {
-            return Err(Failure::Protocol(
-                "IKE_SA_INIT response without SA, KE or Nonce".into(),
-            ));
+            return Err(ProtocolError::MissingPayload {
+                exchange: Exchange::IkeSaInit,
+                missing: "SA, KE or Nonce",
+            }
+            .into());
         };
-        let (choice, _) =
-            proposal::accept_ike(sa_r, &self.config.ike_algs, 0).map_err(Failure::Protocol)?;
+        let (choice, _) = proposal::accept_ike(sa_r, &self.config.ike_algs, 0)?;
         if ke.group != init.group {
-            return Err(Failure::Protocol(format!(
-                "the responder's KE is for {:?}",
-                ke.group
-            )));
+            return Err(ProtocolError::KeGroup(ke.group).into());
         }
-        check_nonce(nr).map_err(|e| Failure::Protocol(e.to_string()))?;
+        check_nonce(nr).map_err(|_| ProtocolError::NonceLength(nr.len()))?;
         if message.header.spi_r == 0 {
-            return Err(Failure::Protocol("the responder's SPI is zero".into()));
+            return Err(ProtocolError::ZeroSpi.into());
         }
         let g_ir = init
             .dh
             .diffie_hellman(&ke.data)
-            .map_err(|e| Failure::Protocol(e.to_string()))?;
+            .map_err(ProtocolError::KeyExchange)?;
         sa.spi_r = message.header.spi_r;
         let keys = Skeyseed::initial(&init.ni, nr, &g_ir).ike_sa_keys(
             &init.ni,
@@ -229,8 +208,7 @@ impl Endpoint {
             sa.local = SocketAddr::new(sa.local.ip(), self.config.natt_port);
             sa.remote = SocketAddr::new(sa.remote.ip(), self.config.natt_port);
         }
-        self.send_auth_request(now, sa, *init, nr.clone(), bytes.to_vec());
-        Ok(())
+        self.send_auth_request(now, sa, *init, nr.clone(), bytes.to_vec())
     }
 
     /// Responder: an IKE_SA_INIT request (Message ID 0, SPIr zero).
@@ -257,7 +235,7 @@ impl Endpoint {
         let message = match Message::parse(bytes) {
             Ok(m) => m,
             Err(e) => {
-                self.out.stats.dropped += 1;
+                self.out.stats.count_drop(DropReason::MalformedInitRequest);
                 if let Some(n) = e.to_notify() {
                     self.out.transmits.push_back(init_error(
                         self.config.ike_port,
@@ -271,7 +249,7 @@ impl Endpoint {
             }
         };
         if message.header.message_id != 0 {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::InitRequestMessageId);
             return;
         }
         let nonce = match message.payload(PayloadType::NONCE) {
@@ -304,13 +282,13 @@ impl Endpoint {
             }
         }
         // Past the cookie, the source is real: it gets its share and no more.
-        if self.half_open_from(remote.ip()) >= self.config.half_open_per_source {
-            self.out.stats.dropped += 1;
+        if self.index.half_open_from(remote.ip()) >= self.config.half_open_per_source {
+            self.out.stats.count_drop(DropReason::HalfOpenSourceFull);
             self.out.stats.half_open_source_full += 1;
             return;
         }
         if half_open >= self.config.half_open_limit {
-            self.out.stats.dropped += 1;
+            self.out.stats.count_drop(DropReason::HalfOpenLimit);
             return;
         }
         match self.accept_init(now, local, remote, &message, bytes) {
@@ -370,7 +348,7 @@ impl Endpoint {
             spi_r.to_be_bytes(),
         );
         let handle = self.new_handle();
-        let mut sa = self.new_sa(now, handle, false, spi_i, spi_r, local, remote);
+        let mut sa = self.new_sa(now, handle, false, (spi_i, spi_r), (local, remote));
         sa.crypto = Some(IkeCrypto::new(
             &keys,
             choice.alg,
@@ -400,16 +378,19 @@ impl Endpoint {
         response.emit(&mut real_message2);
         let datagram = sa.emit_plain(&response);
         self.out.transmits.push_back(sa.transmit(datagram.clone()));
-        sa.state = State::HalfOpen(Box::new(crate::ike::auth::HalfOpen {
+        let half = crate::ike::state::HalfOpen {
             ni: ni.clone(),
             nr,
             real_message1: bytes.to_vec(),
             real_message2,
             datagram,
             expires: now + self.config.half_open_timeout,
-        }));
+        };
         self.init_index.insert((remote, spi_i), sa.id);
-        self.insert_sa(sa);
+        self.insert_sa(IkeSa {
+            core: sa,
+            state: State::HalfOpen(Box::new(half)),
+        });
         self.out
             .events
             .push_back(Event::IkeSaInitAccepted { sa: handle, remote });

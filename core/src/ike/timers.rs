@@ -3,14 +3,19 @@
 
 use std::time::Instant;
 
-use crate::ike::endpoint::{Config, Endpoint, Failure, Fate, Transmit};
+use rand_core::RngCore;
+
+use crate::ike::endpoint::Endpoint;
+use crate::ike::event::Transmit;
+use crate::ike::failure::Failure;
 use crate::ike::message::ExchangeType;
-use crate::ike::retransmit::RetransmitAction;
-use crate::ike::sa::{IkeSa, Queued, State};
+use crate::ike::retransmit::{Retransmit, RetransmitAction, RetransmitConfig};
+use crate::ike::sa::{IkeSa, Queued, SaCore, dpd_due};
+use crate::ike::state::{Fate, State};
 
 impl Endpoint {
     pub(crate) fn on_sa_timeout(&mut self, now: Instant, sa: &mut IkeSa) -> Fate {
-        if let Some(o) = sa.outstanding.as_mut()
+        if let Some(o) = sa.core.outstanding.as_mut()
             && o.timer.poll_timeout() <= now
         {
             {
@@ -18,8 +23,8 @@ impl Endpoint {
                     RetransmitAction::Wait => {}
                     RetransmitAction::Resend => {
                         let t = Transmit {
-                            local: sa.local,
-                            remote: sa.remote,
+                            local: sa.core.local,
+                            remote: sa.core.remote,
                             payload: o.datagram.clone(),
                         };
                         self.out.transmits.push_back(t);
@@ -30,7 +35,9 @@ impl Endpoint {
                             sends: o.timer.resends() + 1,
                         };
                         return match sa.state {
-                            State::InitSent(_) | State::AuthSent(_) => self.fail(sa, reason),
+                            State::InitSent(_) | State::AuthSent(_) => {
+                                Fate::Remove(self.fail(sa, reason))
+                            }
                             State::Retiring { .. } => Fate::Remove(None),
                             _ => Fate::Remove(Some(reason)),
                         };
@@ -46,7 +53,7 @@ impl Endpoint {
                 };
                 let spi = a.sent.child_spi;
                 self.release_child_spi(spi);
-                return self.fail(sa, reason);
+                return Fate::Remove(self.fail(sa, reason));
             }
             State::InitiatorConfirm(c) if c.sent.deadline <= now => {
                 let reason = Failure::Timeout {
@@ -57,7 +64,7 @@ impl Endpoint {
                 self.release_child_spi(spi);
                 // The responder installed its side: tell it, as for a refusal.
                 self.send_delete_ike_once(sa);
-                return self.fail(sa, reason);
+                return Fate::Remove(self.fail(sa, reason));
             }
             State::HalfOpen(h) if h.expires <= now => return Fate::Remove(None),
             State::ResponderAuthorize(r) if r.half.expires <= now => return Fate::Remove(None),
@@ -105,35 +112,35 @@ pub(crate) fn exchange_name(exchange: ExchangeType) -> &'static str {
     }
 }
 
-/// When a liveness check is due: `dpd_interval` after the peer was last heard,
-/// if no exchange is running or waiting.
-pub(crate) fn dpd_due(config: &Config, sa: &IkeSa) -> Option<Instant> {
-    let interval = config.dpd_interval?;
-    if sa.outstanding.is_some() || !sa.queue.is_empty() || !matches!(sa.state, State::Established) {
-        return None;
+impl Endpoint {
+    /// Sets when this host rekeys the IKE SA (lifetime minus up to 10 % jitter)
+    /// and when it dies without a rekey (1.1 × lifetime).
+    pub(crate) fn schedule_ike_rekey(&mut self, now: Instant, sa: &mut SaCore) {
+        let life = self.config.ike_lifetime;
+        if life.is_zero() {
+            return;
+        }
+        let jitter = life.mul_f64(f64::from(self.rng.next_u32() % 1000) / 10_000.0);
+        sa.rekey_at = now.checked_add(life - jitter);
+        sa.hard_expiry = now.checked_add(life + life / 10);
     }
-    sa.last_heard.checked_add(interval)
 }
 
-/// The next instant an SA has something to do.
-pub(crate) fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
-    let retransmit = sa.outstanding.as_ref().map(|o| o.timer.poll_timeout());
-    let state = match &sa.state {
-        State::InitiatorAuthorize(a) => Some(a.sent.deadline),
-        State::InitiatorConfirm(c) => Some(c.sent.deadline),
-        State::HalfOpen(h) => Some(h.expires),
-        State::ResponderAuthorize(r) => Some(r.half.expires),
-        State::Retiring { until } => Some(*until),
-        State::Established => {
-            let children = sa.children.iter().filter_map(|c| c.poll_timeout()).min();
-            [sa.rekey_at, sa.hard_expiry, dpd_due(config, sa), children]
-                .into_iter()
-                .flatten()
-                .min()
+impl Endpoint {
+    /// The retransmission timer of a new request; `deadline` for the
+    /// handshake, `exchange_timeout` from now for later exchanges.
+    pub(crate) fn request_timer(&self, now: Instant, deadline: Option<Instant>) -> Retransmit {
+        match deadline {
+            Some(d) => Retransmit::new(self.config.retransmit, now, d),
+            None => {
+                let config = RetransmitConfig {
+                    max_resends: u32::MAX,
+                    ..self.config.retransmit
+                };
+                Retransmit::new(config, now, now + self.config.exchange_timeout)
+            }
         }
-        State::InitSent(_) | State::AuthSent(_) => None,
-    };
-    [retransmit, state].into_iter().flatten().min()
+    }
 }
 
 #[cfg(test)]
@@ -142,13 +149,13 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use crate::crypto::ed25519::Ed25519SigningKey;
-    use crate::ike::endpoint::{
-        Config, Endpoint, Event, LocalAuth, PeerAuth, SaHandle, TrafficSelectors,
-    };
+    use crate::ike::config::{Config, LocalAuth, PeerAuth};
+    use crate::ike::endpoint::Endpoint;
+    use crate::ike::event::{Event, SaHandle, TrafficSelectors};
     use crate::ike::message::{AddrSelector, Identity};
     use crate::ike::udp_encap::{Datagram, classify};
 
-    use super::sa_timeout;
+    use crate::ike::sa::sa_timeout;
 
     /// What the index must say: the earliest deadline over all SAs, by scan.
     fn scanned(e: &Endpoint) -> Option<Instant> {

@@ -1,0 +1,301 @@
+//! IKE_AUTH, the initiator's side (RFC 7296 §1.2, §2.15): sending IDi and
+//! AUTH with the first CHILD SA's proposal, and taking the response: the
+//! caller names the responder's key (or has already), its AUTH is verified,
+//! its identity bound to its address ([`crate::trust`]), and the first CHILD
+//! SA installed.
+
+use crate::ike::state::{AuthSent, InitSent, InitiatorAuthorize, InitiatorConfirm, State};
+use std::time::Instant;
+
+use rand_core::RngCore;
+
+use crate::ike::child_sa::{self, Child, ChildParams};
+use crate::ike::config::PeerAuth;
+use crate::ike::endpoint::Endpoint;
+use crate::ike::event::{ChildSpis, Event, PeerAuthenticated};
+use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
+use crate::ike::keys::Side;
+use crate::ike::message::{
+    AuthMethod, ExchangeType, Message, Notify, NotifyType, Payload, PayloadType,
+};
+use crate::ike::sa::{IkeCrypto, Request, SaCore};
+use crate::ike::{proposal, ts};
+use crate::trust::{self, Binding, IdentityRefused};
+
+use super::{local_id, own_auth, ts_of, verify_auth};
+
+impl Endpoint {
+    /// Initiator: sends IKE_AUTH after a successful IKE_SA_INIT.
+    pub(crate) fn send_auth_request(
+        &mut self,
+        now: Instant,
+        sa: &mut SaCore,
+        init: InitSent,
+        nr: Vec<u8>,
+        response: Vec<u8>,
+    ) -> Result<State, Failure> {
+        let Some(crypto) = sa.crypto.as_ref() else {
+            return Err(ProtocolError::NoKeys.into());
+        };
+        let id = local_id(&self.config, sa.local.ip());
+        let auth = own_auth(
+            &self.config.local_auth,
+            &crypto.sk_pi,
+            &init.request,
+            &nr,
+            &id,
+        );
+        let child_spi = self.new_child_spi();
+        let mut payloads = Vec::with_capacity(6);
+        payloads.push(Payload::IdI(id));
+        if self.config.initial_contact {
+            payloads.push(Payload::Notify(Notify::new(
+                NotifyType::INITIAL_CONTACT,
+                Vec::new(),
+            )));
+        }
+        payloads.extend([
+            Payload::Auth(auth),
+            Payload::Sa(proposal::esp_offer(&self.config.esp_algs, child_spi, false)),
+            Payload::TsI(ts::to_payload(&init.ts.local)),
+            Payload::TsR(ts::to_payload(&init.ts.remote)),
+        ]);
+        let timer = self.request_timer(now, Some(init.deadline));
+        let t = sa.send_request(ExchangeType::IKE_AUTH, &payloads, Request::Handshake, timer);
+        self.out.transmits.push_back(t);
+        Ok(State::AuthSent(Box::new(AuthSent {
+            ni: init.ni,
+            nr,
+            real_message2: response,
+            peer: init.peer,
+            ts: init.ts,
+            child_spi,
+            deadline: init.deadline,
+        })))
+    }
+
+    /// Initiator: the IKE_AUTH response (already decrypted).
+    pub(crate) fn on_auth_response(
+        &mut self,
+        now: Instant,
+        sa: &mut SaCore,
+        sent: AuthSent,
+        response: Message,
+    ) -> Result<State, Failure> {
+        sa.outstanding = None;
+        if response.payload(PayloadType::AUTH).is_none() {
+            let reason = response
+                .notifies()
+                .find(|n| n.is_error())
+                .map_or(Refusal::NoAuth, |n| Refusal::Notify {
+                    exchange: Exchange::IkeAuth,
+                    notify: n.ty,
+                });
+            self.release_child_spi(sent.child_spi);
+            return Err(Failure::PeerRefused(reason));
+        }
+        let Some(Payload::IdR(id)) = response.payload(PayloadType::IDR) else {
+            self.release_child_spi(sent.child_spi);
+            return Err(Failure::missing(Exchange::IkeAuth, "IDr"));
+        };
+        match sent.peer.clone() {
+            Some(peer) => self.finish_initiator(now, sa, sent, response, peer),
+            None => {
+                let null_auth = matches!(response.payload(PayloadType::AUTH), Some(Payload::Auth(a)) if a.method == AuthMethod::NULL);
+                self.out.events.push_back(Event::AuthorizePeer {
+                    sa: sa.handle,
+                    remote: sa.remote,
+                    id: id.clone(),
+                    null_auth,
+                });
+                Ok(State::InitiatorAuthorize(Box::new(InitiatorAuthorize {
+                    sent,
+                    response,
+                })))
+            }
+        }
+    }
+
+    /// Initiator: verifies the responder and installs the first CHILD SA.
+    pub(crate) fn finish_initiator(
+        &mut self,
+        now: Instant,
+        sa: &mut SaCore,
+        sent: AuthSent,
+        response: Message,
+        peer: PeerAuth,
+    ) -> Result<State, Failure> {
+        let fail = |this: &mut Self, f: Failure| {
+            this.release_child_spi(sent.child_spi);
+            Err(f)
+        };
+        let (Some(Payload::IdR(id)), Some(Payload::Auth(auth)), Some(crypto)) = (
+            response.payload(PayloadType::IDR),
+            response.payload(PayloadType::AUTH),
+            sa.crypto.as_ref(),
+        ) else {
+            return fail(self, Failure::missing(Exchange::IkeAuth, "IDr or AUTH"));
+        };
+        let how = match verify_auth(
+            &peer,
+            &crypto.sk_pr,
+            &sent.real_message2,
+            &sent.ni,
+            id,
+            auth,
+        ) {
+            Ok(how) => how,
+            Err(reason) => {
+                self.out.stats.auth_failures += 1;
+                // The responder has installed its side already: delete the IKE
+                // SA (§2.21.2 allows a separate INFORMATIONAL here), or it
+                // keeps a dead SA and drops our cleartext as a private peer's.
+                self.send_delete_ike_once(sa);
+                return fail(self, Failure::AuthenticationFailed(reason));
+            }
+        };
+        // The trust rule (crate::trust): IDr must be the address IKE went to,
+        // or a name the caller confirms resolves to it.
+        match trust::bind(id, sa.remote.ip(), how == PeerAuthenticated::Null) {
+            Ok(Binding::Address | Binding::Anonymous) => {}
+            Ok(Binding::Fqdn(name)) => {
+                sa.peer_id = Some(id.clone());
+                self.out.events.push_back(Event::ConfirmIdentity {
+                    sa: sa.handle,
+                    remote: sa.remote,
+                    name,
+                });
+                return Ok(State::InitiatorConfirm(Box::new(InitiatorConfirm {
+                    sent,
+                    response,
+                    how,
+                })));
+            }
+            Err(refused) => {
+                self.out.stats.identity_refused += 1;
+                self.send_delete_ike_once(sa);
+                return fail(self, Failure::IdentityRefused(refused));
+            }
+        }
+        self.finish_initiator_child(now, sa, sent, &response, how)
+    }
+
+    /// Initiator: the caller's answer to [`Event::ConfirmIdentity`].
+    pub(crate) fn confirmed(
+        &mut self,
+        now: Instant,
+        sa: &mut SaCore,
+        held: InitiatorConfirm,
+        result: Result<(), IdentityRefused>,
+    ) -> Result<State, Failure> {
+        let InitiatorConfirm {
+            sent,
+            response,
+            how,
+        } = held;
+        if let Err(refused) = result {
+            self.out.stats.identity_refused += 1;
+            self.release_child_spi(sent.child_spi);
+            self.send_delete_ike_once(sa);
+            return Err(Failure::IdentityRefused(refused));
+        }
+        self.finish_initiator_child(now, sa, sent, &response, how)
+    }
+
+    /// Initiator: the responder is authenticated and bound to its address:
+    /// install the first CHILD SA.
+    pub(super) fn finish_initiator_child(
+        &mut self,
+        now: Instant,
+        sa: &mut SaCore,
+        sent: AuthSent,
+        response: &Message,
+        how: PeerAuthenticated,
+    ) -> Result<State, Failure> {
+        let Some(Payload::IdR(id)) = response.payload(PayloadType::IDR) else {
+            self.release_child_spi(sent.child_spi);
+            return Err(Failure::missing(Exchange::IkeAuth, "IDr"));
+        };
+        let Some(crypto) = sa.crypto.as_ref() else {
+            self.release_child_spi(sent.child_spi);
+            return Err(ProtocolError::NoKeys.into());
+        };
+        let child = match self.initiator_child(sa, &sent, response, crypto) {
+            Ok(c) => c,
+            Err(reason) => {
+                // The IKE SA is authenticated but useless without its CHILD SA: delete it.
+                self.release_child_spi(sent.child_spi);
+                self.send_delete_ike_once(sa);
+                return Err(Failure::PeerRefused(reason));
+            }
+        };
+        sa.peer_id = Some(id.clone());
+        self.establish(now, sa, how);
+        let jitter = self.rng.next_u32();
+        // The first CHILD SA: room for one, not the four a first push makes.
+        sa.children.reserve_exact(1);
+        sa.children.push(Child::new(&child, now, jitter, true));
+        self.out.events.push_back(Event::ChildSaEstablished {
+            sa: sa.handle,
+            child,
+        });
+        Ok(State::Established)
+    }
+
+    pub(super) fn initiator_child(
+        &self,
+        sa: &SaCore,
+        sent: &AuthSent,
+        response: &Message,
+        crypto: &IkeCrypto,
+    ) -> Result<crate::ike::event::ChildSa, Refusal> {
+        if let Some(n) = response.notifies().find(|n| n.is_error()) {
+            return Err(Refusal::Notify {
+                exchange: Exchange::FirstChildSa,
+                notify: n.ty,
+            });
+        }
+        let refused = Refusal::FirstChildSa;
+        let Some(Payload::Sa(answer)) = response.payload(PayloadType::SA) else {
+            return Err(refused(ProtocolError::MissingPayload {
+                exchange: Exchange::FirstChildSa,
+                missing: "SA",
+            }));
+        };
+        let (choice, peer_spi) =
+            proposal::accept_esp(answer, &self.config.esp_algs, false).map_err(refused)?;
+        let (Some(tsi), Some(tsr)) = (
+            ts_of(response, PayloadType::TSI),
+            ts_of(response, PayloadType::TSR),
+        ) else {
+            return Err(refused(ProtocolError::MissingPayload {
+                exchange: Exchange::FirstChildSa,
+                missing: "TSi/TSr",
+            }));
+        };
+        if !ts::is_subset(&tsi, &sent.ts.local) || !ts::is_subset(&tsr, &sent.ts.remote) {
+            return Err(refused(ProtocolError::TsNotProposed));
+        }
+        let params = ChildParams {
+            spis: ChildSpis {
+                inbound: sent.child_spi,
+                outbound: peer_spi,
+            },
+            choice,
+            local_ts: tsi,
+            remote_ts: tsr,
+            local: sa.local,
+            remote: sa.remote,
+            natt_port: self.config.natt_port,
+            lifetime: self.config.child_lifetime,
+            sk_d: &crypto.sk_d,
+        };
+        Ok(child_sa::keyed(
+            params,
+            Side::Initiator,
+            None,
+            &sent.ni,
+            &sent.nr,
+        ))
+    }
+}

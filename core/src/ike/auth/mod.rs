@@ -1,0 +1,157 @@
+//! IKE_AUTH (RFC 7296 §1.2, §2.15): each side proves its identity over the
+//! IKE_SA_INIT messages, and the first CHILD SA is created.
+//!
+//! ```text
+//! Initiator                         Responder
+//! HDR, SK {IDi, N(INITIAL_CONTACT), AUTH, SAi2, TSi, TSr}  -->
+//!                              <--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}
+//! ```
+//!
+//! Authentication is RFC 7427 method 14 with Ed25519 (RFC 8420) or NULL
+//! (method 13, RFC 7619). The peer's key comes from the caller: with
+//! `connect(peer: Some(..))` or in answer to [`Event::AuthorizePeer`]; while the
+//! caller decides, the message is held (responder: the request; initiator: the
+//! response) and nothing is sent. A responder that cannot authenticate the
+//! initiator answers N(AUTHENTICATION_FAILED) and forgets the SA (§2.21.2).
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::ike::config::{Config, LocalAuth, MAX_PEER_KEYS, PeerAuth};
+use crate::ike::endpoint::Endpoint;
+use crate::ike::event::{Event, PeerAuthenticated};
+use crate::ike::failure::AuthFailure;
+use crate::ike::keys::{SkP, null_auth, signed_octets, verify_null_auth};
+use crate::ike::message::{Auth, AuthMethod, Identity, Message, Payload, PayloadType};
+use crate::ike::sa::SaCore;
+use crate::ike::ts;
+
+pub(super) fn id_body(id: &Identity) -> Vec<u8> {
+    let mut out = Vec::with_capacity(id.buffer_len());
+    id.emit(&mut out);
+    out
+}
+
+/// This host's AUTH payload (§2.15 with RFC 7427 / RFC 7619).
+pub(super) fn own_auth(
+    local_auth: &LocalAuth,
+    sk_p: &SkP,
+    real_message: &[u8],
+    peer_nonce: &[u8],
+    id: &Identity,
+) -> Auth {
+    let octets = signed_octets(real_message, peer_nonce, sk_p, &id_body(id));
+    match local_auth {
+        LocalAuth::Ed25519(key) => Auth {
+            method: AuthMethod::DIGITAL_SIGNATURE,
+            data: key.sign_auth_data(&octets).to_vec(),
+        },
+        LocalAuth::Null => Auth {
+            method: AuthMethod::NULL,
+            data: null_auth(sk_p, &octets).to_vec(),
+        },
+    }
+}
+
+/// Checks the peer's AUTH payload against what the caller said about the peer.
+pub(super) fn verify_auth(
+    peer: &PeerAuth,
+    sk_p: &SkP,
+    real_message: &[u8],
+    own_nonce: &[u8],
+    id: &Identity,
+    auth: &Auth,
+) -> Result<PeerAuthenticated, AuthFailure> {
+    let octets = signed_octets(real_message, own_nonce, sk_p, &id_body(id));
+    match (peer, auth.method) {
+        (PeerAuth::Ed25519(keys), AuthMethod::DIGITAL_SIGNATURE) => {
+            // Every published key is a candidate (a rollover publishes two);
+            // at most MAX_PEER_KEYS signature checks per message.
+            let mut last = None;
+            for key in keys.iter().take(MAX_PEER_KEYS) {
+                match key.verify_auth_data(&octets, &auth.data) {
+                    Ok(()) => return Ok(PeerAuthenticated::Ed25519),
+                    Err(e) => last = Some(e),
+                }
+            }
+            let id = id.clone();
+            Err(match last {
+                None => AuthFailure::NoKey { id },
+                Some(error) => AuthFailure::BadSignature {
+                    id,
+                    keys: keys.len().min(MAX_PEER_KEYS),
+                    error,
+                },
+            })
+        }
+        (PeerAuth::Null, AuthMethod::NULL) => {
+            if verify_null_auth(sk_p, &octets, &auth.data) {
+                Ok(PeerAuthenticated::Null)
+            } else {
+                Err(AuthFailure::NullAuth { id: id.clone() })
+            }
+        }
+        (PeerAuth::Null, AuthMethod::DIGITAL_SIGNATURE) => {
+            Err(AuthFailure::UnexpectedSignature { id: id.clone() })
+        }
+        (_, method) => Err(AuthFailure::UnexpectedMethod {
+            id: id.clone(),
+            method,
+        }),
+    }
+}
+
+pub(super) fn ts_of(
+    m: &Message,
+    ty: PayloadType,
+) -> Option<Vec<crate::ike::message::AddrSelector>> {
+    match m.payload(ty) {
+        Some(Payload::TsI(t) | Payload::TsR(t)) => Some(ts::addr_selectors(t)),
+        _ => None,
+    }
+}
+
+/// This host's IDi/IDr on an IKE SA whose local address is `sa_local`: with
+/// an address identity, the address the SA is on (peers bind the ID to the
+/// address IKE comes from, [`crate::trust`], so a dual-stack host that
+/// answers on IPv6 speaks as its IPv6 address); an FQDN as configured;
+/// ID_NULL with AUTH NULL. With `id_is_sa_address` off, `local_id` as it is.
+pub(super) fn local_id(config: &Config, sa_local: IpAddr) -> Identity {
+    match (&config.local_auth, &config.local_id) {
+        // As configured, whatever it is (a test's lying peer).
+        (_, id) if !config.id_is_sa_address => id.clone(),
+        (LocalAuth::Null, _) => Identity::Null,
+        (LocalAuth::Ed25519(_), Identity::Ipv4(_) | Identity::Ipv6(_))
+            if config.id_is_sa_address && !sa_local.is_unspecified() =>
+        {
+            match sa_local.to_canonical() {
+                IpAddr::V4(a) => Identity::Ipv4(a),
+                IpAddr::V6(a) => Identity::Ipv6(a),
+            }
+        }
+        (LocalAuth::Ed25519(_), id) => id.clone(),
+    }
+}
+
+mod initiator;
+mod responder;
+
+impl Endpoint {
+    /// Both roles: the IKE SA is authenticated (its next state is
+    /// `State::Established`).
+    pub(super) fn establish(&mut self, now: Instant, sa: &mut SaCore, how: PeerAuthenticated) {
+        sa.announced = true;
+        sa.last_heard = now;
+        sa.last_active = now;
+        sa.peer_auth = Some(how);
+        self.schedule_ike_rekey(now, sa);
+        self.out.stats.established += 1;
+        self.out.events.push_back(Event::IkeSaEstablished {
+            sa: sa.handle,
+            remote: sa.remote,
+            peer_id: sa.peer_id.clone().unwrap_or(Identity::Null),
+            auth: how,
+            initiator: sa.initiator,
+        });
+    }
+}

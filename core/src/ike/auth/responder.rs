@@ -1,0 +1,218 @@
+//! IKE_AUTH, the responder's side (RFC 7296 §1.2, §2.15, §2.21.2): holding
+//! the initiator's request until the caller names its key, verifying its
+//! AUTH and identity, answering with IDr, AUTH and the first CHILD SA, or
+//! with N(AUTHENTICATION_FAILED).
+
+use crate::ike::state::{HalfOpen, ResponderAuthorize, State};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand_core::RngCore;
+
+use crate::ike::child_sa::{self, Child, ChildParams};
+use crate::ike::config::PeerAuth;
+use crate::ike::endpoint::Endpoint;
+use crate::ike::error::RequestError;
+use crate::ike::event::{ChildSpis, Event, PeerAuthenticated};
+use crate::ike::keys::Side;
+use crate::ike::message::{
+    AuthMethod, ExchangeType, Message, Notify, NotifyType, Payload, PayloadType,
+};
+use crate::ike::sa::SaCore;
+use crate::ike::{proposal, ts};
+use crate::trust::{self};
+
+use super::{local_id, own_auth, ts_of, verify_auth};
+
+impl Endpoint {
+    /// Responder: the IKE_AUTH request (decrypted). Holds it and asks the caller.
+    pub(crate) fn on_auth_request(
+        &mut self,
+        sa: &mut SaCore,
+        half: HalfOpen,
+        request: Message,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<State> {
+        let msg_id = request.header.message_id;
+        sa.peer_msg_id = msg_id.wrapping_add(1);
+        // §2.23: the initiator may have moved to port 4500; answer where it is now.
+        sa.local = local;
+        sa.remote = remote;
+        let (Some(Payload::IdI(id)), Some(Payload::Auth(auth))) = (
+            request.payload(PayloadType::IDI),
+            request.payload(PayloadType::AUTH),
+        ) else {
+            let n = RequestError::MissingPayload(PayloadType::AUTH).to_notify();
+            let t = sa.send_response(
+                ExchangeType::IKE_AUTH,
+                msg_id,
+                &n.map(Payload::Notify).into_iter().collect::<Vec<_>>(),
+            );
+            self.out.transmits.push_back(t);
+            return None;
+        };
+        self.out.events.push_back(Event::AuthorizePeer {
+            sa: sa.handle,
+            remote,
+            id: id.clone(),
+            null_auth: auth.method == AuthMethod::NULL,
+        });
+        let expires = half.expires;
+        let mut held = ResponderAuthorize {
+            half,
+            request,
+            msg_id,
+        };
+        held.half.expires = expires;
+        Some(State::ResponderAuthorize(Box::new(held)))
+    }
+
+    /// Responder: the caller's answer. Returns whether the SA lives on.
+    pub(crate) fn finish_responder(
+        &mut self,
+        now: Instant,
+        sa: &mut SaCore,
+        held: ResponderAuthorize,
+        peer: Option<PeerAuth>,
+    ) -> Option<State> {
+        let ResponderAuthorize {
+            half,
+            request,
+            msg_id,
+        } = held;
+        let refuse = |this: &mut Self, sa: &mut SaCore| {
+            let n = Notify::new(NotifyType::AUTHENTICATION_FAILED, Vec::new());
+            let t = sa.send_response(ExchangeType::IKE_AUTH, msg_id, &[Payload::Notify(n)]);
+            this.out.transmits.push_back(t);
+            None
+        };
+        let (Some(Payload::IdI(id)), Some(Payload::Auth(auth)), Some(crypto)) = (
+            request.payload(PayloadType::IDI),
+            request.payload(PayloadType::AUTH),
+            sa.crypto.as_ref(),
+        ) else {
+            return refuse(self, sa);
+        };
+        let Some(peer) = peer else {
+            return refuse(self, sa);
+        };
+        let how = match verify_auth(
+            &peer,
+            &crypto.sk_pi,
+            &half.real_message1,
+            &half.nr,
+            id,
+            auth,
+        ) {
+            Ok(how) => how,
+            Err(_) => {
+                self.out.stats.auth_failures += 1;
+                return refuse(self, sa);
+            }
+        };
+        // The trust rule again, whatever the caller said: an address ID must
+        // be the address the IKE SA is pinned to (an FQDN the caller checked).
+        if trust::bind(id, sa.remote.ip(), how == PeerAuthenticated::Null).is_err() {
+            self.out.stats.identity_refused += 1;
+            return refuse(self, sa);
+        }
+        if how == PeerAuthenticated::Null {
+            self.make_room_for_anonymous(sa.remote.ip());
+        }
+        let my_id = local_id(&self.config, sa.local.ip());
+        let my_auth = own_auth(
+            &self.config.local_auth,
+            &crypto.sk_pr,
+            &half.real_message2,
+            &half.ni,
+            &my_id,
+        );
+        let mut payloads = vec![Payload::IdR(my_id), Payload::Auth(my_auth)];
+        let child = self.responder_child(sa, &request, &half);
+        match &child {
+            Ok((c, answer)) => {
+                payloads.push(Payload::Sa(answer.clone()));
+                payloads.push(Payload::TsI(ts::to_payload(&c.remote_ts)));
+                payloads.push(Payload::TsR(ts::to_payload(&c.local_ts)));
+            }
+            Err(e) => payloads.extend(e.to_notify().map(Payload::Notify)),
+        }
+        let t = sa.send_response(ExchangeType::IKE_AUTH, msg_id, &payloads);
+        self.out.transmits.push_back(t);
+        sa.peer_id = Some(id.clone());
+        // §2.4: INITIAL_CONTACT replaces the SAs of the same authenticated
+        // identity at the same address; an anonymous peer replaces nothing.
+        if request.notify(NotifyType::INITIAL_CONTACT).is_some() {
+            if how == PeerAuthenticated::Ed25519 {
+                self.replace_peer(sa.remote.ip(), id, sa.id);
+            } else {
+                self.out.stats.initial_contact_ignored += 1;
+            }
+        }
+        self.establish(now, sa, how);
+        if let Ok((child, _)) = child {
+            let jitter = self.rng.next_u32();
+            // The first CHILD SA: room for one, not the four a first push makes.
+            sa.children.reserve_exact(1);
+            sa.children.push(Child::new(&child, now, jitter, true));
+            self.out.events.push_back(Event::ChildSaEstablished {
+                sa: sa.handle,
+                child,
+            });
+        }
+        Some(State::Established)
+    }
+
+    pub(super) fn responder_child(
+        &mut self,
+        sa: &SaCore,
+        request: &Message,
+        half: &HalfOpen,
+    ) -> Result<(crate::ike::event::ChildSa, crate::ike::message::Sa), RequestError> {
+        let Some(crypto) = sa.crypto.as_ref() else {
+            return Err(RequestError::NoProposalChosen);
+        };
+        let Some(Payload::Sa(offer)) = request.payload(PayloadType::SA) else {
+            return Err(RequestError::MissingPayload(PayloadType::SA));
+        };
+        let (Some(tsi), Some(tsr)) = (
+            ts_of(request, PayloadType::TSI),
+            ts_of(request, PayloadType::TSR),
+        ) else {
+            return Err(RequestError::MissingPayload(PayloadType::TSI));
+        };
+        let (tsi, tsr) = self
+            .config
+            .responder_ts
+            .apply(&tsi, &tsr, sa.remote.ip(), sa.local.ip())
+            .ok_or(RequestError::TsUnacceptable)?;
+        let spi = self.new_child_spi();
+        let (answer, choice, peer_spi) =
+            match proposal::select_esp(offer, &self.config.esp_algs, spi, None) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.release_child_spi(spi);
+                    return Err(e);
+                }
+            };
+        let params = ChildParams {
+            spis: ChildSpis {
+                inbound: spi,
+                outbound: peer_spi,
+            },
+            choice,
+            local_ts: tsr,
+            remote_ts: tsi,
+            local: sa.local,
+            remote: sa.remote,
+            natt_port: self.config.natt_port,
+            lifetime: self.config.child_lifetime,
+            sk_d: &crypto.sk_d,
+        };
+        Ok((
+            child_sa::keyed(params, Side::Responder, None, &half.ni, &half.nr),
+            answer,
+        ))
+    }
+}
