@@ -14,8 +14,8 @@
 //!
 //! The test talks to the driver thread with [`Driver::call`] (run a closure on
 //! the [`Host`], get its result) and [`Driver::wait_for`] (poll a condition,
-//! bounded). A panic on the driver thread (e.g. the engine's `todo!()`) is
-//! re-raised in the test with its message.
+//! bounded). A panic on the driver thread is re-raised in the test with its
+//! message.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
