@@ -24,4 +24,4 @@ mod net;
 mod peer;
 
 pub use net::{Filter, Net};
-pub use peer::{Host, Node, Peer, demux};
+pub use peer::{Host, Node, Peer, answer_and_record, answer_authorize, demux};

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use crate::ike::endpoint::{Endpoint, Event, Transmit};
+use crate::ike::endpoint::{Endpoint, Event, PeerAuth, Transmit};
 use crate::ike::udp_encap::{Datagram, classify};
 
 /// A sans-IO protocol machine driven by datagrams and time: an IKE
@@ -68,6 +68,39 @@ impl Peer for Endpoint {
     fn handle_timeout(&mut self, now: Instant) {
         Endpoint::handle_timeout(self, now);
     }
+}
+
+/// Answers `e` if it is `AuthorizePeer` and `answer` (shown every event)
+/// returns `Some(answer)`; `None` leaves it to the caller.
+pub fn answer_authorize(
+    ep: &mut Endpoint,
+    now: Instant,
+    e: &Event,
+    answer: impl FnOnce(&Event) -> Option<Option<PeerAuth>>,
+) {
+    if let Some(answer) = answer(e)
+        && let Event::AuthorizePeer { sa, .. } = e
+    {
+        ep.authorize(now, *sa, answer);
+    }
+}
+
+/// Takes every event `ep` has reported into `events`, answering
+/// `AuthorizePeer` first ([`answer_authorize`]). Returns whether there was
+/// any event.
+pub fn answer_and_record(
+    ep: &mut Endpoint,
+    now: Instant,
+    events: &mut Vec<Event>,
+    mut answer: impl FnMut(&Event) -> Option<Option<PeerAuth>>,
+) -> bool {
+    let mut any = false;
+    while let Some(e) = ep.poll_event() {
+        any = true;
+        answer_authorize(ep, now, &e, &mut answer);
+        events.push(e);
+    }
+    any
 }
 
 /// A peer borrowed for a run (a responder that outlives many of them).

@@ -14,7 +14,7 @@ use oemesh_core::ike::endpoint::{
 };
 use oemesh_core::ike::message::{AddrSelector, Identity};
 use oemesh_core::ike::udp_encap::Datagram;
-use oemesh_core::test_util::{self, Net, demux};
+use oemesh_core::test_util::{self, Net, answer_and_record, demux};
 
 pub const A: &str = "192.0.2.1";
 pub const B: &str = "192.0.2.2";
@@ -128,20 +128,11 @@ impl test_util::Node for Node {
     }
 
     fn poll_events(&mut self, now: Instant) -> bool {
-        let mut any = false;
-        while let Some(e) = self.ep.poll_event() {
-            any = true;
-            if let (Event::AuthorizePeer { sa, .. }, Authorizer::Answer(answer)) =
-                (&e, &self.authorizer)
-            {
-                let (sa, answer) = (*sa, answer.clone());
-                self.events.push(e);
-                self.ep.authorize(now, sa, answer);
-            } else {
-                self.events.push(e);
-            }
-        }
-        any
+        let authorizer = &self.authorizer;
+        answer_and_record(&mut self.ep, now, &mut self.events, |_| match authorizer {
+            Authorizer::Answer(answer) => Some(answer.clone()),
+            Authorizer::Manual => None,
+        })
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

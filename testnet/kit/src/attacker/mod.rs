@@ -30,7 +30,7 @@ use oemesh_core::ike::endpoint::{
 };
 use oemesh_core::ike::message::{AddrSelector, ExchangeType, HeaderPacket, Identity};
 use oemesh_core::ike::udp_encap::push_non_esp_marker;
-use oemesh_core::test_util::{Host, Net, Node, Peer};
+use oemesh_core::test_util::{Host, Net, Node, Peer, answer_and_record, answer_authorize};
 
 /// UDP port of IKE.
 pub const IKE_PORT: u16 = 500;
@@ -232,20 +232,17 @@ impl Node for Attacker {
     /// Answers `AuthorizePeer` with the victim's key (AUTH NULL where the
     /// victim used it) and keeps every event.
     fn poll_events(&mut self, now: Instant) -> bool {
-        let mut any = false;
-        while let Some(e) = self.ep.poll_event() {
-            any = true;
-            if let Event::AuthorizePeer { sa, null_auth, .. } = &e {
-                let answer = match (&self.knobs.victim_key, null_auth) {
-                    (_, true) => Some(PeerAuth::Null),
-                    (Some(k), false) => Some(PeerAuth::ed25519(*k)),
-                    (None, false) => None,
-                };
-                self.ep.authorize(now, *sa, answer);
-            }
-            self.events.push(e);
-        }
-        any
+        let victim_key = self.knobs.victim_key;
+        answer_and_record(&mut self.ep, now, &mut self.events, |e| {
+            let Event::AuthorizePeer { null_auth, .. } = e else {
+                return None;
+            };
+            Some(match (victim_key, null_auth) {
+                (_, true) => Some(PeerAuth::Null),
+                (Some(k), false) => Some(PeerAuth::ed25519(k)),
+                (None, false) => None,
+            })
+        })
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -394,11 +391,7 @@ pub fn run_for(
         victim.addr,
         &mut victim.ep,
         |ep: &mut &mut Endpoint, now, e| {
-            if let Some(answer) = authorize(&e)
-                && let Event::AuthorizePeer { sa, .. } = &e
-            {
-                ep.authorize(now, *sa, answer);
-            }
+            answer_authorize(ep, now, &e, &mut authorize);
             events.push(e);
         },
     );
