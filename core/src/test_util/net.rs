@@ -225,3 +225,106 @@ impl Net {
         self.flush(nodes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, SocketAddr};
+
+    use super::*;
+
+    /// Answers every datagram with the same bytes, until `echoes` run out.
+    struct Echo {
+        addr: IpAddr,
+        echoes: usize,
+        out: VecDeque<Transmit>,
+        received: Vec<(Instant, Vec<u8>)>,
+    }
+
+    impl Echo {
+        fn new(addr: &str, echoes: usize) -> Echo {
+            Echo {
+                addr: addr.parse().expect("address"),
+                echoes,
+                out: VecDeque::new(),
+                received: Vec::new(),
+            }
+        }
+    }
+
+    impl Node for Echo {
+        fn addr(&self) -> IpAddr {
+            self.addr
+        }
+
+        fn receive(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, d: &[u8]) {
+            self.received.push((now, d.to_vec()));
+            if self.echoes > 0 {
+                self.echoes -= 1;
+                self.out.push_back(to(local, remote, d));
+            }
+        }
+
+        fn poll_transmit(&mut self) -> Option<Transmit> {
+            self.out.pop_front()
+        }
+
+        fn poll_events(&mut self, _: Instant) -> bool {
+            false
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+
+        fn handle_timeout(&mut self, _: Instant) {}
+    }
+
+    fn to(local: SocketAddr, remote: SocketAddr, payload: &[u8]) -> Transmit {
+        Transmit {
+            local,
+            remote,
+            payload: payload.to_vec(),
+        }
+    }
+
+    fn sock(s: &str) -> SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    #[test]
+    fn delivers_by_address_after_the_latency() {
+        let (mut a, mut b) = (Echo::new("192.0.2.1", 0), Echo::new("192.0.2.2", 1));
+        let t0 = Instant::now();
+        let mut net = Net::new(t0);
+        net.latency = Duration::from_millis(5);
+        net.send(0, to(sock("192.0.2.1:500"), sock("192.0.2.2:500"), b"hi"));
+        net.run_for(&mut [&mut a, &mut b], Duration::from_secs(1));
+        let ms = |at: Instant| (at - t0).as_millis();
+        assert_eq!(b.received.len(), 1);
+        assert_eq!(ms(b.received[0].0), 5);
+        assert_eq!(a.received.len(), 1, "the echo came back");
+        assert_eq!(
+            (ms(a.received[0].0), &a.received[0].1[..]),
+            (10, &b"hi"[..])
+        );
+        assert_eq!(ms(net.now), 1000);
+    }
+
+    #[test]
+    fn the_filter_drops_and_alters_and_the_fallback_takes_the_rest() {
+        let (mut a, mut b) = (Echo::new("192.0.2.1", 0), Echo::new("192.0.2.2", 0));
+        let mut net = Net::new(Instant::now());
+        net.filter = Some(Box::new(|from, i, t| {
+            t.payload.push(u8::try_from(i).unwrap_or(u8::MAX));
+            from == 0 && i == 0
+        }));
+        net.fallback = Some(0);
+        for dst in ["192.0.2.2:500", "192.0.2.2:500", "198.51.100.1:500"] {
+            net.send(0, to(sock("192.0.2.1:500"), sock(dst), b"x"));
+        }
+        net.run(&mut [&mut a, &mut b], net.now);
+        let payloads = |n: &Echo| n.received.iter().map(|r| r.1.clone()).collect::<Vec<_>>();
+        assert_eq!(payloads(&b), [b"x\x01".to_vec()], "the first was dropped");
+        assert_eq!(payloads(&a), [b"x\x02".to_vec()], "to nobody: the fallback");
+    }
+}
