@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p oemesh-core --bench ike`
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -11,7 +12,7 @@ use oemesh_core::crypto::AeadAlg;
 use oemesh_core::crypto::ed25519::Ed25519SigningKey;
 use oemesh_core::ike::endpoint::{Config, Endpoint, Event, LocalAuth, PeerAuth, TrafficSelectors};
 use oemesh_core::ike::message::{AddrSelector, Identity};
-use oemesh_core::ike::udp_encap::{Datagram, classify};
+use oemesh_core::test_util::{Host, Net};
 
 fn config(seed: u8, ip: &str, alg: AeadAlg) -> Config {
     let mut c = Config::new(
@@ -23,55 +24,36 @@ fn config(seed: u8, ip: &str, alg: AeadAlg) -> Config {
     c
 }
 
-/// Moves `from`'s datagrams to `to` and answers its events; returns
-/// (whether anything happened, CHILD SAs established).
-fn pump(
-    from: &mut Endpoint,
-    to: &mut Endpoint,
-    now: Instant,
-    peer_key: &PeerAuth,
-) -> (bool, usize) {
-    let (mut progress, mut established) = (false, 0);
-    while let Some(t) = from.poll_transmit() {
-        progress = true;
-        let msg = if t.remote.port() == 500 {
-            &t.payload[..]
-        } else {
-            match classify(&t.payload) {
-                Datagram::Ike(m) => m,
-                _ => continue,
-            }
-        };
-        to.handle(now, t.remote, t.local, msg);
+/// Answers `AuthorizePeer` with `peer_key` and counts the CHILD SAs established.
+fn on_event(ep: &mut Endpoint, now: Instant, e: Event, peer_key: &PeerAuth, children: &mut usize) {
+    match e {
+        Event::AuthorizePeer { sa, .. } => ep.authorize(now, sa, Some(peer_key.clone())),
+        Event::ChildSaEstablished { .. } => *children += 1,
+        _ => {}
     }
-    while let Some(e) = from.poll_event() {
-        progress = true;
-        match e {
-            Event::AuthorizePeer { sa, .. } => from.authorize(now, sa, Some(peer_key.clone())),
-            Event::ChildSaEstablished { .. } => established += 1,
-            _ => {}
-        }
-    }
-    (progress, established)
 }
 
-/// Delivers everything each side sends to the other until both are quiet.
+/// Delivers everything each side sends to the other (core's harness, no
+/// latency, the clock standing at `now`) until both are quiet; returns the
+/// CHILD SAs established.
 fn run(
-    a: &mut Endpoint,
-    b: &mut Endpoint,
+    (a, ia): (&mut Endpoint, IpAddr),
+    (b, ib): (&mut Endpoint, IpAddr),
     now: Instant,
     b_key: &PeerAuth,
     a_key: &PeerAuth,
 ) -> usize {
-    let mut established = 0;
-    loop {
-        let (pa, ea) = pump(a, b, now, b_key);
-        let (pb, eb) = pump(b, a, now, a_key);
-        established += ea + eb;
-        if !pa && !pb {
-            return established;
-        }
+    let (mut ca, mut cb) = (0, 0);
+    {
+        let mut ha = Host::new(ia, a, |ep: &mut &mut Endpoint, now, e| {
+            on_event(ep, now, e, b_key, &mut ca);
+        });
+        let mut hb = Host::new(ib, b, |ep: &mut &mut Endpoint, now, e| {
+            on_event(ep, now, e, a_key, &mut cb);
+        });
+        Net::new(now).run(&mut [&mut ha, &mut hb], now);
     }
+    ca + cb
 }
 
 fn handshakes(c: &mut Criterion) {
@@ -109,7 +91,7 @@ fn handshakes(c: &mut Criterion) {
                         ts.clone(),
                         now + Duration::from_secs(2),
                     );
-                    let n = run(&mut a, &mut b, now, &b_key, &a_key);
+                    let n = run((&mut a, ia), (&mut b, ib), now, &b_key, &a_key);
                     assert_eq!(n, 2, "both ends installed the CHILD SA");
                     (a, b)
                 },
@@ -163,7 +145,7 @@ fn per_cpu_second(_: &mut Criterion) {
                 ts.clone(),
                 now + Duration::from_secs(2),
             );
-            assert_eq!(run(a, b, now, &b_key, &a_key), 2);
+            assert_eq!(run((a, ia), (b, ib), now, &b_key, &a_key), 2);
         }
         let Some(end) = cpu_seconds() else { return };
         println!(

@@ -20,6 +20,8 @@
 //!   prefix, held packets, DNS → IKE → private / clear / blocked outcomes.
 //! - [`trust`]: who vouches for what: the rule that binds a peer's IKE
 //!   identity to the address its SA protects, for both roles.
+//! - `test_util` (feature `test-util`): the harness that drives IKE
+//!   endpoints against each other on a virtual clock, for tests and benches.
 #![forbid(unsafe_code)]
 
 pub mod crypto;
@@ -28,4 +30,6 @@ pub mod hostkey;
 pub mod ike;
 pub mod ipseckey;
 pub mod oe;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod trust;

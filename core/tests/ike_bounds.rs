@@ -45,6 +45,7 @@ use oemesh_core::ike::message::{
     Sa, Transform, Ts,
 };
 use oemesh_core::ike::udp_encap::{Datagram, classify};
+use oemesh_core::test_util::{Host, Net, Node};
 use oemesh_testkit::attacker::bombs::{self, Bomb, SkBomber};
 use oemesh_testkit::counting::{Counting, live, measure};
 
@@ -526,61 +527,63 @@ fn handshake_steps_are_bounded() {
         ts,
         now + std::time::Duration::from_secs(5),
     );
-    let mut established = 0;
-    for _ in 0..10 {
-        let moved = [
-            deliver_measured(&mut a, &mut b, "responder"),
-            deliver_measured(&mut b, &mut a, "initiator"),
-            handle_events(&mut a, &key(2), now, &mut established),
-            handle_events(&mut b, &key(1), now, &mut established),
-        ];
-        if !moved.contains(&true) {
-            break;
+    let (mut up_a, mut up_b) = (0, 0);
+    {
+        let mut ha = Host::new(
+            a_ip.parse().unwrap(),
+            &mut a,
+            |ep: &mut &mut Endpoint, now, e| {
+                handle_event(ep, e, &key(2), now, &mut up_a);
+            },
+        );
+        let mut hb = Host::new(
+            b_ip.parse().unwrap(),
+            &mut b,
+            |ep: &mut &mut Endpoint, now, e| {
+                handle_event(ep, e, &key(1), now, &mut up_b);
+            },
+        );
+        let mut net = Net::new(now);
+        let nodes: &mut [&mut dyn Node] = &mut [&mut ha, &mut hb];
+        // One message at a time, checking what each costs the side that takes it.
+        net.flush(nodes);
+        while let Some(t) = net.pop_due() {
+            let to = net.route(nodes, &t).expect("a node at the address");
+            let len = ike_of(&t.payload, t.local.port()).len();
+            let ((), peak, _) = measure(|| net.deliver_to(nodes, to, &t));
+            check(
+                &format!(
+                    "handshake: {} takes a {len}-byte message",
+                    ["initiator", "responder"][to]
+                ),
+                len,
+                peak,
+                parse_bound(len) + STATE_SLACK,
+            );
+            net.flush(nodes);
         }
     }
-    assert_eq!(established, 2, "the handshake completed on both sides");
+    assert_eq!(up_a + up_b, 2, "the handshake completed on both sides");
     assert_within_bounds();
-}
-
-/// Delivers what `from` sends to `to`, checking what each message costs `to`.
-fn deliver_measured(from: &mut Endpoint, to: &mut Endpoint, name: &str) -> bool {
-    let now = Instant::now();
-    let mut moved = false;
-    while let Some(t) = from.poll_transmit() {
-        moved = true;
-        let msg = ike_of(&t.payload, t.local.port()).to_vec();
-        let ((), peak, _) = measure(|| to.handle(now, t.remote, t.local, &msg));
-        check(
-            &format!("handshake: {name} takes a {}-byte message", msg.len()),
-            msg.len(),
-            peak,
-            parse_bound(msg.len()) + STATE_SLACK,
-        );
-    }
-    moved
 }
 
 /// Answers AuthorizePeer with `peer`'s key (checking what `authorize`
 /// costs) and counts established IKE SAs.
-fn handle_events(
+fn handle_event(
     ep: &mut Endpoint,
+    e: Event,
     peer: &Ed25519SigningKey,
     now: Instant,
     established: &mut u32,
-) -> bool {
-    let mut moved = false;
-    while let Some(e) = ep.poll_event() {
-        moved = true;
-        match e {
-            Event::AuthorizePeer { sa, .. } => {
-                let auth = PeerAuth::ed25519(peer.public_key());
-                let ((), peak, _) = measure(|| ep.authorize(now, sa, Some(auth)));
-                eprintln!("handshake: authorize -> peak {peak} bytes");
-                assert!(peak <= STATE_SLACK, "authorize: {peak} bytes");
-            }
-            Event::IkeSaEstablished { .. } => *established += 1,
-            _ => {}
+) {
+    match e {
+        Event::AuthorizePeer { sa, .. } => {
+            let auth = PeerAuth::ed25519(peer.public_key());
+            let ((), peak, _) = measure(|| ep.authorize(now, sa, Some(auth)));
+            eprintln!("handshake: authorize -> peak {peak} bytes");
+            assert!(peak <= STATE_SLACK, "authorize: {peak} bytes");
         }
+        Event::IkeSaEstablished { .. } => *established += 1,
+        _ => {}
     }
-    moved
 }

@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 use oemesh_core::crypto::ed25519::Ed25519SigningKey;
 use oemesh_core::crypto::{AeadAlg, Provider};
 use oemesh_core::esp::{InboundSa, OutboundSa, SaConfig};
-use oemesh_core::ike::endpoint::{Config, Endpoint, Event, LocalAuth, PeerAuth, TrafficSelectors};
+use oemesh_core::ike::endpoint::{
+    Config, Endpoint, Event, LocalAuth, PeerAuth, TrafficSelectors, Transmit,
+};
 use oemesh_core::ike::message::{AddrSelector, Identity};
-use oemesh_core::ike::udp_encap::{Datagram, classify};
+use oemesh_core::test_util::{Host, Net};
 
 /// Counts the bytes allocated and not yet freed (all threads).
 struct Counting;
@@ -98,27 +100,6 @@ fn initiator(seed: u32) -> Endpoint {
     Endpoint::new(Config::new(LocalAuth::Null, Identity::Null), s)
 }
 
-/// Delivers `from`'s datagrams to `to`; returns whether anything moved.
-fn deliver(from: &mut Endpoint, to: &mut Endpoint, now: Instant) -> bool {
-    let mut progress = false;
-    while let Some(t) = from.poll_transmit() {
-        progress = true;
-        if t.local.port() == 4500 {
-            LAST_4500_LEN.store(t.payload.len(), Ordering::Relaxed);
-        }
-        let msg = if t.remote.port() == 500 {
-            &t.payload[..]
-        } else {
-            match classify(&t.payload) {
-                Datagram::Ike(m) => m,
-                _ => continue,
-            }
-        };
-        to.handle(now, t.remote, t.local, msg);
-    }
-    progress
-}
-
 /// The ESP SA pair the data path keeps for one CHILD SA.
 struct EspPair {
     _outbound: OutboundSa,
@@ -159,54 +140,52 @@ fn responder_bytes_per_sa_pair() {
             ts,
             now + Duration::from_secs(2),
         );
-        let mut children = 0;
-        loop {
-            let pa = deliver(&mut a, &mut b, now);
-            while let Some(e) = a.poll_event() {
+        let (mut children_a, mut children_b) = (0, 0);
+        {
+            let mut ha = Host::new(a_ip, &mut a, |_: &mut &mut Endpoint, _, e| {
                 if let Event::ChildSaEstablished { .. } = e {
-                    children += 1;
+                    children_a += 1;
                 }
-            }
-            let pb = deliver(&mut b, &mut a, now);
-            let mut pe = false;
-            while let Some(e) = b.poll_event() {
-                pe = true;
-                match e {
-                    Event::AuthorizePeer { sa, .. } => b.authorize(now, sa, Some(PeerAuth::Null)),
-                    Event::ChildSaEstablished { child, .. } => {
-                        children += 1;
-                        let (l0, _) = live();
-                        let config = |spi| SaConfig {
-                            spi,
-                            alg: child.alg,
-                            provider: Provider::default(),
-                            esn: child.esn,
-                            limits: child.lifetime,
-                        };
-                        let pair = EspPair {
-                            _outbound: OutboundSa::new(
-                                config(child.spis.outbound),
-                                &child.outbound_key,
-                                now,
-                            ),
-                            _inbound: InboundSa::new(
-                                config(child.spis.inbound),
-                                &child.inbound_key,
-                                now,
-                            ),
-                        };
-                        esp.insert(child.spis.inbound, pair);
-                        esp_bytes += live().0 - l0;
-                    }
-                    _ => {}
+            });
+            let mut hb = Host::new(b_ip, &mut b, |b: &mut &mut Endpoint, now, e| match e {
+                Event::AuthorizePeer { sa, .. } => b.authorize(now, sa, Some(PeerAuth::Null)),
+                Event::ChildSaEstablished { child, .. } => {
+                    children_b += 1;
+                    let (l0, _) = live();
+                    let config = |spi| SaConfig {
+                        spi,
+                        alg: child.alg,
+                        provider: Provider::default(),
+                        esn: child.esn,
+                        limits: child.lifetime,
+                    };
+                    let pair = EspPair {
+                        _outbound: OutboundSa::new(
+                            config(child.spis.outbound),
+                            &child.outbound_key,
+                            now,
+                        ),
+                        _inbound: InboundSa::new(
+                            config(child.spis.inbound),
+                            &child.inbound_key,
+                            now,
+                        ),
+                    };
+                    esp.insert(child.spis.inbound, pair);
+                    esp_bytes += live().0 - l0;
                 }
-            }
-            // What the agent does after every round: its timer and metrics.
-            std::hint::black_box((b.poll_timeout(), b.stats()));
-            if !pa && !pb && !pe {
-                break;
-            }
+                _ => {}
+            });
+            let mut net = Net::new(now);
+            net.filter = Some(Box::new(|_, _, t: &mut Transmit| {
+                if t.local.port() == 4500 {
+                    LAST_4500_LEN.store(t.payload.len(), Ordering::Relaxed);
+                }
+                false
+            }));
+            net.run(&mut [&mut ha, &mut hb], now);
         }
+        let children = children_a + children_b;
         halves[usize::from(i >= n / 2)] += started.elapsed();
         assert_eq!(children, 2, "handshake {i} completed on both ends");
     }

@@ -1,9 +1,11 @@
 //! Two IKE endpoints joined by a virtual link, driven by a virtual clock
 //! (quinn's `tests/util.rs` `Pair`): deterministic, seeded loss, duplication
-//! and reordering.
+//! and reordering. The link and the clock are core's harness
+//! (`oemesh_core::test_util::Net`); this file adds the nodes the engine tests
+//! look into.
 
-use std::collections::VecDeque;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use oemesh_core::crypto::ed25519::{Ed25519PublicKey, Ed25519SigningKey};
@@ -11,9 +13,8 @@ use oemesh_core::ike::endpoint::{
     ChildSa, Config, Endpoint, Event, LocalAuth, PeerAuth, SaHandle, TrafficSelectors, Transmit,
 };
 use oemesh_core::ike::message::{AddrSelector, Identity};
-use oemesh_core::ike::udp_encap::{Datagram, classify};
-use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use oemesh_core::ike::udp_encap::Datagram;
+use oemesh_core::test_util::{self, Net, answer_and_record, demux};
 
 pub const A: &str = "192.0.2.1";
 pub const B: &str = "192.0.2.2";
@@ -104,50 +105,92 @@ impl Node {
     }
 }
 
-/// One datagram on the wire.
-struct InFlight {
-    at: Instant,
-    to_b: bool,
-    t: Transmit,
+/// A node on the pair's net: it keeps what it sent, its events and the ESP
+/// that reached it, and answers `AuthorizePeer` as its [`Authorizer`] says.
+impl test_util::Node for Node {
+    fn addr(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// As a UDP receiver would: the marker off on 4500, ESP kept aside.
+    fn receive(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, datagram: &[u8]) {
+        match demux(datagram, local.port(), self.ep.config().ike_port) {
+            Datagram::Ike(m) => self.ep.handle(now, local, remote, m),
+            Datagram::Esp(e) => self.esp_rx.push(e.to_vec()),
+            _ => {}
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.ep.poll_transmit()?;
+        self.sent.push(t.clone());
+        Some(t)
+    }
+
+    fn poll_events(&mut self, now: Instant) -> bool {
+        let authorizer = &self.authorizer;
+        answer_and_record(&mut self.ep, now, &mut self.events, |_| match authorizer {
+            Authorizer::Answer(answer) => Some(answer.clone()),
+            Authorizer::Manual => None,
+        })
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+    }
 }
 
 /// Decides per datagram whether to drop it: `(from_a, index of the datagram from that side)`.
 pub type DropFn = Box<dyn FnMut(bool, usize, &Transmit) -> bool>;
 
+/// `a` and `b` on core's harness net ([`Net`]: the clock `now`, `latency`,
+/// `loss`, `duplicate` and `reorder`, through `Deref`), 1 ms apart.
 pub struct Pair {
-    pub t0: Instant,
-    pub now: Instant,
     pub a: Node,
     pub b: Node,
-    pub latency: Duration,
-    pub loss: f64,
-    pub duplicate: f64,
-    pub reorder: f64,
+    /// Handed to the net's filter at the next step.
     pub drop_fn: Option<DropFn>,
-    rng: ChaCha20Rng,
-    wire: VecDeque<InFlight>,
-    sent_a: usize,
-    sent_b: usize,
+    net: Net,
+}
+
+impl Deref for Pair {
+    type Target = Net;
+
+    fn deref(&self) -> &Net {
+        &self.net
+    }
+}
+
+impl DerefMut for Pair {
+    fn deref_mut(&mut self) -> &mut Net {
+        &mut self.net
+    }
 }
 
 impl Pair {
     pub fn new(a: Config, b: Config) -> Self {
-        let t0 = Instant::now();
+        let mut net = Net::new(Instant::now());
+        net.latency = Duration::from_millis(1);
         Self {
-            t0,
-            now: t0,
             a: Node::new(a, A, 1),
             b: Node::new(b, B, 2),
-            latency: Duration::from_millis(1),
-            loss: 0.0,
-            duplicate: 0.0,
-            reorder: 0.0,
             drop_fn: None,
-            rng: ChaCha20Rng::from_seed([9; 32]),
-            wire: VecDeque::new(),
-            sent_a: 0,
-            sent_b: 0,
+            net,
         }
+    }
+
+    /// The net and the nodes (`a` is node 0), the drop function handed over.
+    fn parts(&mut self) -> (&mut Net, [&mut dyn test_util::Node; 2]) {
+        if let Some(mut f) = self.drop_fn.take() {
+            self.net.filter = Some(Box::new(move |from, i, t: &mut Transmit| {
+                f(from == 0, i, t)
+            }));
+        }
+        (&mut self.net, [&mut self.a, &mut self.b])
     }
 
     /// Ed25519 on both sides, each authorizing the other's key.
@@ -177,44 +220,16 @@ impl Pair {
         h
     }
 
-    fn node(&mut self, is_a: bool) -> &mut Node {
-        if is_a { &mut self.a } else { &mut self.b }
-    }
-
     /// Moves transmits onto the wire and answers/collects events, until quiet.
     pub fn flush(&mut self) {
-        loop {
-            let mut progress = false;
-            for is_a in [true, false] {
-                while let Some(t) = self.node(is_a).ep.poll_transmit() {
-                    progress = true;
-                    self.node(is_a).sent.push(t.clone());
-                    self.put_on_wire(is_a, t);
-                }
-                while let Some(e) = self.node(is_a).ep.poll_event() {
-                    progress = true;
-                    let now = self.now;
-                    let node = self.node(is_a);
-                    if let (Event::AuthorizePeer { sa, .. }, Authorizer::Answer(answer)) =
-                        (&e, &node.authorizer)
-                    {
-                        let (sa, answer) = (*sa, answer.clone());
-                        node.events.push(e);
-                        node.ep.authorize(now, sa, answer);
-                    } else {
-                        node.events.push(e);
-                    }
-                }
-            }
-            if !progress {
-                return;
-            }
-        }
+        let (net, mut nodes) = self.parts();
+        net.flush(&mut nodes);
     }
 
     /// Puts a datagram that did not come from an endpoint (ESP, crafted IKE) on the wire.
     pub fn send_raw(&mut self, from_a: bool, t: Transmit) {
-        self.put_on_wire(from_a, t);
+        let (net, _) = self.parts();
+        net.send(usize::from(!from_a), t);
     }
 
     /// The handle of the `n`th IKE SA a node saw established.
@@ -229,121 +244,23 @@ impl Pair {
             .expect("established")
     }
 
-    fn put_on_wire(&mut self, from_a: bool, t: Transmit) {
-        let index = if from_a { self.sent_a } else { self.sent_b };
-        if from_a {
-            self.sent_a += 1
-        } else {
-            self.sent_b += 1
-        }
-        if let Some(f) = self.drop_fn.as_mut()
-            && f(from_a, index, &t)
-        {
-            return;
-        }
-        if self.chance(self.loss) {
-            return;
-        }
-        let mut at = self.now + self.latency;
-        if self.chance(self.reorder) {
-            at += self.latency * 3;
-        }
-        if self.chance(self.duplicate) {
-            self.insert(InFlight {
-                at: at + self.latency,
-                to_b: from_a,
-                t: t.clone(),
-            });
-        }
-        self.insert(InFlight {
-            at,
-            to_b: from_a,
-            t,
-        });
-    }
-
-    fn insert(&mut self, f: InFlight) {
-        let pos = self
-            .wire
-            .iter()
-            .position(|x| x.at > f.at)
-            .unwrap_or(self.wire.len());
-        self.wire.insert(pos, f);
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && (self.rng.next_u32() as f64 / u32::MAX as f64) < p
-    }
-
     /// Delivers one datagram to its node, as a UDP receiver would (marker off on 4500).
     pub fn deliver(&mut self, to_b: bool, t: &Transmit) {
-        let now = self.now;
-        let node = if to_b { &mut self.b } else { &mut self.a };
-        let ike_port = node.ep.config().ike_port;
-        let payload = if t.remote.port() == ike_port {
-            &t.payload[..]
-        } else {
-            match classify(&t.payload) {
-                Datagram::Ike(m) => m,
-                Datagram::Esp(e) => {
-                    node.esp_rx.push(e.to_vec());
-                    return;
-                }
-                _ => return,
-            }
-        };
-        node.ep.handle(now, t.remote, t.local, payload);
-    }
-
-    /// The next instant something happens.
-    fn next_at(&self) -> Option<Instant> {
-        [
-            self.wire.front().map(|f| f.at),
-            self.a.ep.poll_timeout(),
-            self.b.ep.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let (net, mut nodes) = self.parts();
+        net.deliver_to(&mut nodes, usize::from(to_b), t);
     }
 
     /// Runs one step: advances the clock to the next wire delivery or timer.
     /// Returns false when nothing is left to do before `limit`.
     pub fn step(&mut self, limit: Instant) -> bool {
-        self.flush();
-        let Some(at) = self.next_at() else {
-            return false;
-        };
-        if at > limit {
-            return false;
-        }
-        self.now = self.now.max(at);
-        while self.wire.front().is_some_and(|f| f.at <= self.now) {
-            let f = self.wire.pop_front().unwrap();
-            self.deliver(f.to_b, &f.t);
-            self.flush();
-        }
-        for is_a in [true, false] {
-            if self
-                .node(is_a)
-                .ep
-                .poll_timeout()
-                .is_some_and(|t| t <= self.now)
-            {
-                let now = self.now;
-                self.node(is_a).ep.handle_timeout(now);
-            }
-        }
-        self.flush();
-        true
+        let (net, mut nodes) = self.parts();
+        net.step(&mut nodes, limit)
     }
 
     /// Runs for `d` of virtual time (or until nothing is left to do).
     pub fn run_for(&mut self, d: Duration) {
-        let limit = self.now + d;
-        while self.step(limit) {}
-        self.now = self.now.max(limit);
-        self.flush();
+        let (net, mut nodes) = self.parts();
+        net.run_for(&mut nodes, d);
     }
 
     /// Runs until `done` holds, at most `d` of virtual time. Returns whether it held.

@@ -14,8 +14,8 @@
 //!
 //! The test talks to the driver thread with [`Driver::call`] (run a closure on
 //! the [`Host`], get its result) and [`Driver::wait_for`] (poll a condition,
-//! bounded). A panic on the driver thread (e.g. the engine's `todo!()`) is
-//! re-raised in the test with its message.
+//! bounded). A panic on the driver thread is re-raised in the test with its
+//! message.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -36,7 +36,8 @@ use oemesh_core::ike::endpoint::{
     ChildSa, ChildSpis, Endpoint, Event, Failure, PeerAuth, PeerAuthenticated, SaHandle,
 };
 use oemesh_core::ike::message::Identity;
-use oemesh_core::ike::udp_encap::{self, Datagram};
+use oemesh_core::ike::udp_encap::Datagram;
+use oemesh_core::test_util::demux;
 use oemesh_testkit::netns::Netns;
 
 use crate::icmp::{Echo, EchoKind};
@@ -219,11 +220,7 @@ impl Host {
     }
 
     fn on_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
-        if local.port() != NATT_PORT {
-            self.on_ike(now, local, remote, data);
-            return;
-        }
-        match udp_encap::classify(data) {
+        match demux(data, local.port(), IKE_PORT) {
             Datagram::Ike(message) => self.on_ike(now, local, remote, message),
             Datagram::Esp(packet) => {
                 let mut packet = packet.to_vec();

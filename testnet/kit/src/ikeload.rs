@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use oemesh_core::crypto::ed25519::Ed25519PublicKey;
 use oemesh_core::ike::endpoint::{Config, Endpoint, Event, LocalAuth, PeerAuth, TrafficSelectors};
 use oemesh_core::ike::message::{AddrSelector, Identity};
-use oemesh_core::ike::udp_encap::{Datagram, classify};
+use oemesh_core::test_util::Peer;
 
 use crate::netns::Netns;
 
@@ -186,16 +186,11 @@ fn handshake(load: &Load, index: u32, key: &Ed25519PublicKey) -> Result<()> {
         sock.set_read_timeout(Some(wait))?;
         match sock.recv_from(&mut buf) {
             Ok((n, from)) => {
-                let data = &buf[..n];
-                let (port, message) = if from.port() == 500 {
-                    (500, data)
-                } else {
-                    match classify(data) {
-                        Datagram::Ike(m) => (4500, m),
-                        _ => continue,
-                    }
-                };
-                ep.handle(Instant::now(), SocketAddr::new(local, port), from, message);
+                // The socket's port is ephemeral: the responder's tells IKE
+                // on 500 from NAT-T on 4500.
+                let port = if from.port() == 500 { 500 } else { 4500 };
+                let local = SocketAddr::new(local, port);
+                Peer::handle(&mut ep, Instant::now(), local, from, &buf[..n]);
             }
             Err(e)
                 if matches!(

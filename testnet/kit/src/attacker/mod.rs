@@ -12,8 +12,8 @@
 //! what parsing may allocate) are in [`bombs`].
 //!
 //! Two ways to run it:
-//! - sans-IO against a core [`Endpoint`] on a virtual clock ([`run_against`]):
-//!   deterministic, for core's tests;
+//! - sans-IO against a core [`Endpoint`] on a virtual clock ([`run_against`],
+//!   core's harness `oemesh_core::test_util`): deterministic, for core's tests;
 //! - over real sockets inside a namespace ([`Attacker::run_udp`]): sent from a
 //!   raw socket (so any source address can be written), answers read on UDP
 //!   500/4500 of the attacker's namespace.
@@ -29,7 +29,8 @@ use oemesh_core::ike::endpoint::{
     Config, Endpoint, Event, LocalAuth, PeerAuth, SaHandle, TrafficSelectors, Transmit,
 };
 use oemesh_core::ike::message::{AddrSelector, ExchangeType, HeaderPacket, Identity};
-use oemesh_core::ike::udp_encap::{Datagram as Classified, classify, push_non_esp_marker};
+use oemesh_core::ike::udp_encap::push_non_esp_marker;
+use oemesh_core::test_util::{Host, Net, Node, Peer, answer_and_record, answer_authorize};
 
 /// UDP port of IKE.
 pub const IKE_PORT: u16 = 500;
@@ -144,51 +145,37 @@ impl Attacker {
 
     /// The datagrams to send now, each from the source the knobs say.
     pub fn outgoing(&mut self, now: Instant) -> Vec<Datagram> {
-        while let Some(e) = self.ep.poll_event() {
-            if let Event::AuthorizePeer { sa, null_auth, .. } = &e {
-                let answer = match (&self.knobs.victim_key, null_auth) {
-                    (_, true) => Some(PeerAuth::Null),
-                    (Some(k), false) => Some(PeerAuth::ed25519(*k)),
-                    (None, false) => None,
-                };
-                self.ep.authorize(now, *sa, answer);
-            }
-            self.events.push(e);
-        }
+        self.poll_events(now);
         let mut out = Vec::new();
-        while let Some(t) = self.ep.poll_transmit() {
-            out.push(self.spoof(t));
+        while let Some(t) = Node::poll_transmit(self) {
+            out.push(Datagram {
+                from: t.local,
+                to: t.remote,
+                payload: t.payload,
+            });
         }
         // Events the sends above may have caused (a failure, established).
-        while let Some(e) = self.ep.poll_event() {
-            self.events.push(e);
-        }
+        self.poll_events(now);
         out
     }
 
-    fn spoof(&self, t: Transmit) -> Datagram {
+    /// `t` as sent from the source the knobs say.
+    fn spoof(&self, mut t: Transmit) -> Transmit {
         let later = self.knobs.later_source.unwrap_or(self.knobs.source);
         let from_ip = if is_ike_sa_init(&t) {
             self.knobs.source
         } else {
             later
         };
-        Datagram {
-            from: SocketAddr::new(from_ip, t.local.port()),
-            to: t.remote,
-            payload: t.payload,
-        }
+        t.local = SocketAddr::new(from_ip, t.local.port());
+        t
     }
 
     /// A datagram for the attacker (the victim's answer, wherever it was sent:
     /// an attacker on the path sees it).
     pub fn incoming(&mut self, now: Instant, from: SocketAddr, port: u16, payload: &[u8]) {
         let local = SocketAddr::new(self.knobs.source, port);
-        if port == IKE_PORT {
-            self.ep.handle(now, local, from, payload);
-        } else if let Classified::Ike(m) = classify(payload) {
-            self.ep.handle(now, local, from, m);
-        }
+        Peer::handle(&mut self.ep, now, local, from, payload);
     }
 
     /// Runs the attack over real sockets from the calling thread's namespace
@@ -223,6 +210,47 @@ impl Attacker {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+}
+
+/// On core's harness net ([`run_against`]): at its first source address, its
+/// datagrams spoofed as the knobs say.
+impl Node for Attacker {
+    fn addr(&self) -> IpAddr {
+        self.knobs.source
+    }
+
+    fn receive(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, datagram: &[u8]) {
+        self.incoming(now, remote, local.port(), datagram);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.ep.poll_transmit()?;
+        Some(self.spoof(t))
+    }
+
+    /// Answers `AuthorizePeer` with the victim's key (AUTH NULL where the
+    /// victim used it) and keeps every event.
+    fn poll_events(&mut self, now: Instant) -> bool {
+        let victim_key = self.knobs.victim_key;
+        answer_and_record(&mut self.ep, now, &mut self.events, |e| {
+            let Event::AuthorizePeer { null_auth, .. } = e else {
+                return None;
+            };
+            Some(match (victim_key, null_auth) {
+                (_, true) => Some(PeerAuth::Null),
+                (Some(k), false) => Some(PeerAuth::ed25519(k)),
+                (None, false) => None,
+            })
+        })
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
     }
 }
 
@@ -354,55 +382,24 @@ pub fn run_against(
 pub fn run_for(
     attacker: &mut Attacker,
     victim: &mut Victim,
-    mut now: Instant,
+    now: Instant,
     d: Duration,
     mut authorize: impl FnMut(&Event) -> Option<Option<PeerAuth>>,
 ) -> Instant {
-    let limit = now + d;
-    loop {
-        let mut progress = false;
-        for d in attacker.outgoing(now) {
-            progress = true;
-            let local = d.to;
-            let msg = if local.port() == IKE_PORT {
-                &d.payload[..]
-            } else {
-                match classify(&d.payload) {
-                    Classified::Ike(m) => m,
-                    _ => continue,
-                }
-            };
-            victim.ep.handle(now, local, d.from, msg);
-        }
-        while let Some(e) = victim.ep.poll_event() {
-            progress = true;
-            if let Some(answer) = authorize(&e)
-                && let Event::AuthorizePeer { sa, .. } = &e
-            {
-                victim.ep.authorize(now, *sa, answer);
-            }
-            victim.events.push(e);
-        }
-        while let Some(t) = victim.ep.poll_transmit() {
-            progress = true;
-            attacker.incoming(now, t.local, t.remote.port(), &t.payload);
-        }
-        if progress {
-            continue;
-        }
-        let next = [attacker.ep.poll_timeout(), victim.ep.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
-        match next {
-            Some(at) if at <= limit => {
-                now = now.max(at);
-                attacker.ep.handle_timeout(now);
-                victim.ep.handle_timeout(now);
-            }
-            _ => return now,
-        }
-    }
+    let events = &mut victim.events;
+    let mut victim = Host::new(
+        victim.addr,
+        &mut victim.ep,
+        |ep: &mut &mut Endpoint, now, e| {
+            answer_authorize(ep, now, &e, &mut authorize);
+            events.push(e);
+        },
+    );
+    let mut net = Net::new(now);
+    // The attacker (node 0) sees the victim's answers wherever they go.
+    net.fallback = Some(0);
+    net.run(&mut [attacker, &mut victim], now + d);
+    net.now
 }
 
 /// The datagram of `payload` as sent on port `port` (with the non-ESP marker on NAT-T).
