@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use oemesh_core::oe::{Cidr, Group};
+use oemesh_core::resolv::{self, ServerSpec};
 pub use policy::{Policy, routed_to_tun};
 use raw::RawConfig;
 
@@ -779,11 +780,13 @@ fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {
     Policy::new(entries, require)
 }
 
-/// `192.0.2.53`, `192.0.2.53:53`, `2001:db8::53` or `[2001:db8::53]:53`.
+/// `192.0.2.53`, `192.0.2.53:53`, `2001:db8::53` or `[2001:db8::53]:53`: an
+/// address, not a name (the agent resolves no names to find its resolver).
 fn parse_server(s: &str) -> Option<SocketAddr> {
-    s.parse::<SocketAddr>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+    match resolv::parse_server(s)? {
+        ServerSpec::Addr(addr) => Some(addr),
+        ServerSpec::Host { .. } => None,
+    }
 }
 
 #[cfg(test)]

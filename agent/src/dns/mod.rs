@@ -40,6 +40,7 @@ use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use oemesh_core::ipseckey::{Ipseckey, reverse_name};
 use oemesh_core::oe;
+use oemesh_core::resolv;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// RR type 45 (RFC 4025 §2.1).
@@ -242,6 +243,9 @@ impl std::fmt::Debug for KeyResolver {
     }
 }
 
+/// Where the servers come from when `dns.servers` names none.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
 /// Why the resolver could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -260,23 +264,18 @@ impl KeyResolver {
         fwmark: u32,
     ) -> Result<KeyResolver, ResolverError> {
         let servers: Vec<SocketAddr> = if servers.is_empty() {
-            let (config, _) = hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| ResolverError::NoServers(e.to_string()))?;
-            config
-                .name_servers()
-                .iter()
-                .map(|ns| {
-                    let port = ns.connections.first().map_or(53, |c| c.port);
-                    SocketAddr::new(ns.ip, port)
-                })
+            let text = std::fs::read_to_string(RESOLV_CONF)
+                .map_err(|e| ResolverError::NoServers(format!("{RESOLV_CONF}: {e}")))?;
+            resolv::nameservers(&text)
+                .map(|ip| SocketAddr::new(ip, resolv::DNS_PORT))
                 .collect()
         } else {
             servers.to_vec()
         };
         if servers.is_empty() {
-            return Err(ResolverError::NoServers(
-                "/etc/resolv.conf lists no nameserver".into(),
-            ));
+            return Err(ResolverError::NoServers(format!(
+                "{RESOLV_CONF} lists no nameserver"
+            )));
         }
         let configs = servers.iter().map(|s| {
             let mut udp = ConnectionConfig::new(ProtocolConfig::Udp);
