@@ -2,16 +2,23 @@
 //! packet path) and the text exposition format served over HTTP on
 //! `metrics.listen` (`GET /metrics`).
 //!
-//! Written by hand rather than with a client library: a few counters and one
-//! histogram, in a format that is a page of text
-//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>).
+//! Built on `prometheus-client`: each metric is declared once, in
+//! [`Metrics::default`], where it is registered with its name and help. The
+//! labelled counters the data path bumps are created there too and kept as
+//! handles in arrays indexed by enum, so counting a packet is one atomic add
+//! with no lock or hash lookup. The exposition is the Prometheus text format
+//! 0.0.4 (<https://prometheus.io/docs/instrumenting/exposition_formats/>).
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -55,26 +62,76 @@ impl PacketOutcome {
 const HANDSHAKE_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0];
 
 /// Everything the agent counts. Share it as `Arc<Metrics>`; every method takes `&self`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    packets: [AtomicU64; 5],
-    bytes: [AtomicU64; 5],
-    /// Decisions by reason; decisions are rare, so a small locked list is fine.
-    decisions: Mutex<Vec<(String, u64)>>,
-    handshake_buckets: [AtomicU64; HANDSHAKE_BUCKETS.len()],
-    handshake_count: AtomicU64,
-    handshake_sum_us: AtomicU64,
-    hold_drops: AtomicU64,
-    replay_failures: AtomicU64,
-    esp_auth_failures: AtomicU64,
-    esp_unknown_spi: AtomicU64,
-    esp_ts_mismatch: AtomicU64,
-    ike_auth_failures: AtomicU64,
-    ike_queue_drops: AtomicU64,
-    ike_cookies_sent: AtomicU64,
-    trust: [AtomicU64; TrustEvent::ALL.len()],
+    /// Every metric below, registered once, in exposition order.
+    registry: Registry,
+    packets: [Counter; PacketOutcome::ALL.len()],
+    bytes: [Counter; PacketOutcome::ALL.len()],
+    /// Decisions by reason; decisions are rare, so the family's lookup is fine.
+    decisions: Family<DecisionLabel, Counter>,
+    handshakes: Histogram,
+    hold_drops: Counter,
+    replay_failures: Counter,
+    esp_auth_failures: Counter,
+    esp_unknown_spi: Counter,
+    esp_ts_mismatch: Counter,
+    ike_auth_failures: Counter,
+    ike_queue_drops: Counter,
+    ike_cookies_sent: Counter,
+    /// IKE messages core dropped, by reason (core counts them).
+    ike_drops: Family<DropLabel, Counter>,
+    trust: [Counter; TrustEvent::ALL.len()],
 }
 
+/// `N` counters told apart by one label with fixed values, created once and
+/// exposed in the order given (a `Family` would need a lookup per increment
+/// and expose its members in hash order).
+#[derive(Debug)]
+struct Labelled<const N: usize> {
+    key: &'static str,
+    members: [(&'static str, Counter); N],
+}
+
+impl<const N: usize> Labelled<N> {
+    /// Registers `name{key=value}` for each of `values`; returns the counters.
+    fn register(
+        registry: &mut Registry,
+        name: &str,
+        help: &str,
+        key: &'static str,
+        values: [&'static str; N],
+    ) -> [Counter; N] {
+        let members = values.map(|v| (v, Counter::default()));
+        let counters = members.each_ref().map(|(_, c)| c.clone());
+        registry.register(name, help, Labelled { key, members });
+        counters
+    }
+}
+
+impl<const N: usize> EncodeMetric for Labelled<N> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (value, counter) in &self.members {
+            let labels = [(self.key, *value)];
+            counter.encode(encoder.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabel {
+    reason: &'static str,
+}
 /// What the trust rules refused or flagged (`oemesh_trust_events_total{event}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrustEvent {
@@ -119,10 +176,112 @@ impl TrustEvent {
     }
 }
 
+impl Default for Metrics {
+    /// Registers every metric (names without the `_total` the encoder adds to
+    /// counters) and creates the labelled counters the hot paths use.
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let outcomes = PacketOutcome::ALL.map(PacketOutcome::label);
+        let packets = Labelled::register(
+            &mut registry,
+            "oemesh_packets",
+            "Packets by what the agent did with them",
+            "outcome",
+            outcomes,
+        );
+        let bytes = Labelled::register(
+            &mut registry,
+            "oemesh_bytes",
+            "Bytes by what the agent did with them",
+            "outcome",
+            outcomes,
+        );
+        let trust = Labelled::register(
+            &mut registry,
+            "oemesh_trust_events",
+            "What the trust rules refused, dropped or flagged (SECURITY.md)",
+            "event",
+            TrustEvent::ALL.map(TrustEvent::label),
+        );
+        let decisions = Family::default();
+        registry.register(
+            "oemesh_decisions",
+            "Per-destination decisions by reason",
+            decisions.clone(),
+        );
+        let handshakes = Histogram::new(HANDSHAKE_BUCKETS);
+        registry.register(
+            "oemesh_handshake_seconds",
+            "IKE handshake latency (IKE_SA_INIT to IKE_AUTH)",
+            handshakes.clone(),
+        );
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let hold_drops = counter(
+            "oemesh_hold_drops",
+            "Held packets dropped because the hold queue was full",
+        );
+        let replay_failures = counter(
+            "oemesh_esp_replay_failures",
+            "ESP packets refused by the anti-replay window",
+        );
+        let esp_auth_failures = counter(
+            "oemesh_esp_auth_failures",
+            "ESP packets whose ICV did not verify",
+        );
+        let esp_unknown_spi = counter(
+            "oemesh_esp_unknown_spi",
+            "ESP packets whose SPI names no installed SA",
+        );
+        let esp_ts_mismatch = counter(
+            "oemesh_esp_ts_mismatch",
+            "Decrypted ESP packets outside their SA's traffic selectors",
+        );
+        let ike_auth_failures = counter(
+            "oemesh_ike_auth_failures",
+            "IKE_AUTH exchanges that did not verify",
+        );
+        let ike_queue_drops = counter(
+            "oemesh_ike_queue_drops",
+            "IKE messages dropped because the control plane's queue was full",
+        );
+        let ike_cookies_sent = counter(
+            "oemesh_ike_cookies_sent",
+            "IKE_SA_INIT requests answered with a COOKIE (too many half-open SAs)",
+        );
+        let ike_drops = Family::default();
+        registry.register(
+            "oemesh_ike_drops",
+            "IKE messages dropped by the IKE endpoint, by reason",
+            ike_drops.clone(),
+        );
+        Metrics {
+            registry,
+            packets,
+            bytes,
+            decisions,
+            handshakes,
+            hold_drops,
+            replay_failures,
+            esp_auth_failures,
+            esp_unknown_spi,
+            esp_ts_mismatch,
+            ike_auth_failures,
+            ike_queue_drops,
+            ike_cookies_sent,
+            ike_drops,
+            trust,
+        }
+    }
+}
+
 impl Metrics {
     /// Sets the count of `event` so far (core counts them).
     pub fn set_trust(&self, event: TrustEvent, n: u64) {
-        self.trust[event as usize].store(n, Relaxed);
+        self.trust[event as usize].inner().store(n, Relaxed);
     }
 
     /// Counts one packet of `len` bytes with `outcome`.
@@ -133,219 +292,105 @@ impl Metrics {
     /// Counts `count` packets totalling `bytes` (one call per batch).
     pub fn packets(&self, outcome: PacketOutcome, count: u64, bytes: usize) {
         let i = outcome as usize;
-        self.packets[i].fetch_add(count, Relaxed);
-        self.bytes[i].fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Relaxed);
+        self.packets[i].inc_by(count);
+        self.bytes[i].inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
     }
 
     /// Counts a decision; `reason` is a short stable label (`no_ipseckey`,
     /// `ike_established`, `ike_timeout`, …).
     pub fn decision(&self, reason: &str) {
-        let mut d = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
-        match d.iter_mut().find(|(r, _)| r == reason) {
-            Some((_, n)) => *n += 1,
-            None => d.push((reason.to_owned(), 1)),
-        }
+        self.decisions
+            .get_or_create(&DecisionLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Records how long an IKE handshake (IKE_SA_INIT to IKE_AUTH done) took.
     pub fn handshake(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        for (bound, bucket) in HANDSHAKE_BUCKETS.iter().zip(&self.handshake_buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Relaxed);
-            }
-        }
-        self.handshake_count.fetch_add(1, Relaxed);
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.handshake_sum_us.fetch_add(us, Relaxed);
+        self.handshakes.observe(took.as_secs_f64());
     }
 
     /// A held packet dropped because the hold queue was full.
     pub fn hold_drop(&self) {
-        self.hold_drops.fetch_add(1, Relaxed);
+        self.hold_drops.inc();
     }
 
     /// An ESP packet refused by the anti-replay window.
     pub fn replay_failure(&self) {
-        self.replay_failures.fetch_add(1, Relaxed);
+        self.replay_failures.inc();
     }
 
     /// An ESP packet whose ICV did not verify.
     pub fn esp_auth_failure(&self) {
-        self.esp_auth_failures.fetch_add(1, Relaxed);
+        self.esp_auth_failures.inc();
     }
 
     /// `n` more held packets dropped (the decision machine's hold limits).
     pub fn hold_drops_add(&self, n: u64) {
-        self.hold_drops.fetch_add(n, Relaxed);
+        self.hold_drops.inc_by(n);
     }
 
     /// An ESP packet whose SPI names no installed SA.
     pub fn esp_unknown_spi(&self) {
-        self.esp_unknown_spi.fetch_add(1, Relaxed);
+        self.esp_unknown_spi.inc();
     }
 
     /// A decrypted ESP packet whose inner addresses are outside its SA's
     /// traffic selectors.
     pub fn esp_ts_mismatch(&self) {
-        self.esp_ts_mismatch.fetch_add(1, Relaxed);
+        self.esp_ts_mismatch.inc();
     }
 
     /// An IKE_AUTH that did not verify.
     pub fn ike_auth_failure(&self) {
-        self.ike_auth_failures.fetch_add(1, Relaxed);
+        self.ike_auth_failures.inc();
     }
 
     /// `n` more IKE messages that failed their ICV or AUTH.
     pub fn ike_auth_failures_add(&self, n: u64) {
-        self.ike_auth_failures.fetch_add(n, Relaxed);
+        self.ike_auth_failures.inc_by(n);
     }
 
     /// An IKE message dropped because the control plane's queue was full.
     pub fn ike_queue_drop(&self) {
-        self.ike_queue_drops.fetch_add(1, Relaxed);
+        self.ike_queue_drops.inc();
     }
 
     /// IKE messages dropped so far because the control plane's queue was full.
     pub fn ike_queue_drops(&self) -> u64 {
-        self.ike_queue_drops.load(Relaxed)
+        self.ike_queue_drops.get()
     }
 
     /// Sets the COOKIE notifies sent so far (the IKE endpoint counts them).
     pub fn set_ike_cookies_sent(&self, n: u64) {
-        self.ike_cookies_sent.store(n, Relaxed);
+        self.ike_cookies_sent.inner().store(n, Relaxed);
+    }
+
+    /// Sets the IKE messages dropped so far, per reason, as
+    /// `oemesh_ike_drops_total{reason}` (the IKE endpoint counts them; call
+    /// this where its other counts are copied, not per packet).
+    pub fn set_ike_drops(&self, by_reason: &[(&'static str, u64)]) {
+        for &(reason, n) in by_reason {
+            self.ike_drops
+                .get_or_create(&DropLabel { reason })
+                .inner()
+                .store(n, Relaxed);
+        }
     }
 
     /// Packets counted with `outcome` so far.
     pub fn packets_total(&self, outcome: PacketOutcome) -> u64 {
-        self.packets[outcome as usize].load(Relaxed)
+        self.packets[outcome as usize].get()
     }
 
-    /// The text exposition of every metric.
+    /// The text exposition (format 0.0.4) of every metric.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut counter = |name: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        };
-        counter(
-            "oemesh_packets_total",
-            "Packets by what the agent did with them.",
-        );
-        for o in PacketOutcome::ALL {
-            let v = self.packets[o as usize].load(Relaxed);
-            let _ = writeln!(out, "oemesh_packets_total{{outcome=\"{}\"}} {v}", o.label());
-        }
-        let _ = writeln!(
-            out,
-            "# HELP oemesh_bytes_total Bytes by what the agent did with them.\n# TYPE oemesh_bytes_total counter"
-        );
-        for o in PacketOutcome::ALL {
-            let v = self.bytes[o as usize].load(Relaxed);
-            let _ = writeln!(out, "oemesh_bytes_total{{outcome=\"{}\"}} {v}", o.label());
-        }
-        let _ = writeln!(
-            out,
-            "# HELP oemesh_trust_events_total What the trust rules refused, dropped or flagged (SECURITY.md).\n# TYPE oemesh_trust_events_total counter"
-        );
-        for e in TrustEvent::ALL {
-            let v = self.trust[e as usize].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "oemesh_trust_events_total{{event=\"{}\"}} {v}",
-                e.label()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP oemesh_decisions_total Per-destination decisions by reason.\n# TYPE oemesh_decisions_total counter"
-        );
-        {
-            let d = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
-            for (reason, n) in d.iter() {
-                let _ = writeln!(
-                    out,
-                    "oemesh_decisions_total{{reason=\"{}\"}} {n}",
-                    escape(reason)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP oemesh_handshake_seconds IKE handshake latency (IKE_SA_INIT to IKE_AUTH).\n# TYPE oemesh_handshake_seconds histogram"
-        );
-        for (bound, bucket) in HANDSHAKE_BUCKETS.iter().zip(&self.handshake_buckets) {
-            let _ = writeln!(
-                out,
-                "oemesh_handshake_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Relaxed)
-            );
-        }
-        let count = self.handshake_count.load(Relaxed);
-        #[allow(clippy::cast_precision_loss)] // exposition only
-        let sum = self.handshake_sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "oemesh_handshake_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(out, "oemesh_handshake_seconds_sum {sum}");
-        let _ = writeln!(out, "oemesh_handshake_seconds_count {count}");
-        for (name, help, v) in [
-            (
-                "oemesh_hold_drops_total",
-                "Held packets dropped because the hold queue was full.",
-                &self.hold_drops,
-            ),
-            (
-                "oemesh_esp_replay_failures_total",
-                "ESP packets refused by the anti-replay window.",
-                &self.replay_failures,
-            ),
-            (
-                "oemesh_esp_auth_failures_total",
-                "ESP packets whose ICV did not verify.",
-                &self.esp_auth_failures,
-            ),
-            (
-                "oemesh_esp_unknown_spi_total",
-                "ESP packets whose SPI names no installed SA.",
-                &self.esp_unknown_spi,
-            ),
-            (
-                "oemesh_esp_ts_mismatch_total",
-                "Decrypted ESP packets outside their SA's traffic selectors.",
-                &self.esp_ts_mismatch,
-            ),
-            (
-                "oemesh_ike_auth_failures_total",
-                "IKE_AUTH exchanges that did not verify.",
-                &self.ike_auth_failures,
-            ),
-            (
-                "oemesh_ike_queue_drops_total",
-                "IKE messages dropped because the control plane's queue was full.",
-                &self.ike_queue_drops,
-            ),
-            (
-                "oemesh_ike_cookies_sent_total",
-                "IKE_SA_INIT requests answered with a COOKIE (too many half-open SAs).",
-                &self.ike_cookies_sent,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
-            );
-        }
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
         out
     }
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Serves `GET /metrics` on `listener` until the task is dropped. Requests are
@@ -390,7 +435,7 @@ fn response_for(request: &[u8], metrics: &Metrics) -> String {
     let (method, path) = (parts.next(), parts.next());
     let (status, ctype, body) = match (method, path) {
         (Some(b"GET"), Some(b"/metrics")) => {
-            ("200 OK", "text/plain; version=0.0.4", metrics.render())
+            ("200 OK", prometheus_text::CONTENT_TYPE, metrics.render())
         }
         _ => ("404 Not Found", "text/plain", "GET /metrics\n".to_owned()),
     };
@@ -406,55 +451,4 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_exposition_format() {
-        let m = Metrics::default();
-        m.packet(PacketOutcome::Encrypted, 100);
-        m.packets(PacketOutcome::Encrypted, 2, 300);
-        m.decision("no_ipseckey");
-        m.decision("no_ipseckey");
-        m.decision("ike_established");
-        m.handshake(Duration::from_millis(30));
-        m.handshake(Duration::from_secs(3));
-        m.hold_drop();
-        let text = m.render();
-        for line in [
-            "oemesh_packets_total{outcome=\"encrypted\"} 3",
-            "oemesh_bytes_total{outcome=\"encrypted\"} 400",
-            "oemesh_packets_total{outcome=\"dropped\"} 0",
-            "oemesh_decisions_total{reason=\"no_ipseckey\"} 2",
-            "oemesh_decisions_total{reason=\"ike_established\"} 1",
-            "oemesh_handshake_seconds_bucket{le=\"0.025\"} 0",
-            "oemesh_handshake_seconds_bucket{le=\"0.05\"} 1",
-            "oemesh_handshake_seconds_bucket{le=\"5\"} 2",
-            "oemesh_handshake_seconds_bucket{le=\"+Inf\"} 2",
-            "oemesh_handshake_seconds_sum 3.03",
-            "oemesh_handshake_seconds_count 2",
-            "oemesh_hold_drops_total 1",
-            "# TYPE oemesh_handshake_seconds histogram",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
-        }
-        // Every sample line is `name{labels} value` or `name value`.
-        for l in text.lines().filter(|l| !l.starts_with('#')) {
-            let value = l.rsplit(' ').next().unwrap();
-            assert!(value.parse::<f64>().is_ok(), "{l}");
-        }
-    }
-
-    #[test]
-    fn http_routes() {
-        let m = Metrics::default();
-        let r = response_for(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &m);
-        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"));
-        assert!(r.contains("oemesh_packets_total"));
-        let r = response_for(b"GET / HTTP/1.1\r\n\r\n", &m);
-        assert!(r.starts_with("HTTP/1.1 404"));
-    }
-}
+mod tests;

@@ -18,6 +18,8 @@
 //! - [`esp`]: ESP SAs (RFC 4303): encapsulation, anti-replay, lifetimes.
 //! - [`oe`]: the opportunistic-encryption decision machine: policy groups per
 //!   prefix, held packets, DNS → IKE → private / clear / blocked outcomes.
+//! - [`resolv`]: how DNS servers are written: `HOST[:PORT]` and resolv.conf's
+//!   `nameserver` lines.
 //! - [`trust`]: who vouches for what: the rule that binds a peer's IKE
 //!   identity to the address its SA protects, for both roles.
 //! - `test_util` (feature `test-util`): the harness that drives IKE
@@ -30,6 +32,7 @@ pub mod hostkey;
 pub mod ike;
 pub mod ipseckey;
 pub mod oe;
+pub mod resolv;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod trust;

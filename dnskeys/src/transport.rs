@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::FirstAnswer as _;
 use hickory_net::{DnsHandle as _, NetError};
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message};
+use oemesh_core::resolv::{self, ServerSpec};
 
 /// How long to wait for a server when `--timeout` is not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -97,31 +98,16 @@ pub enum TransportError {
     },
 }
 
-/// Parses `HOST[:PORT]`: an IPv4 or IPv6 address (`[v6]:port` with a port), or
-/// a host name resolved by the system. The default port is 53.
+/// Parses `HOST[:PORT]` ([`oemesh_core::resolv::parse_server`]): an IPv4 or
+/// IPv6 address (`[v6]:port` with a port), or a host name resolved by the
+/// system. The default port is 53.
 pub fn parse_server(text: &str, timeout: Duration) -> Result<Server, ServerError> {
     let server = |addr| Server { addr, timeout };
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(server(addr));
-    }
-    if let Ok(ip) = text
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return Ok(server(SocketAddr::new(ip, 53)));
-    }
-    let (host, port) = match text.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| ServerError::Syntax(text.into()))?,
-        ),
-        None => (text, 53),
+    let (host, port) = match resolv::parse_server(text) {
+        Some(ServerSpec::Addr(addr)) => return Ok(server(addr)),
+        Some(ServerSpec::Host { name, port }) => (name, port),
+        None => return Err(ServerError::Syntax(text.into())),
     };
-    if host.is_empty() || host.contains(':') || host.contains(char::is_whitespace) {
-        return Err(ServerError::Syntax(text.into()));
-    }
     let mut addrs = (host, port)
         .to_socket_addrs()
         .map_err(|source| ServerError::Resolve {
@@ -140,18 +126,10 @@ pub fn parse_server(text: &str, timeout: Duration) -> Result<Server, ServerError
 /// The first `nameserver` of a resolv.conf file (normally `/etc/resolv.conf`).
 pub fn system_resolver(resolv_conf: &Path, timeout: Duration) -> Result<Server, ServerError> {
     let text = std::fs::read_to_string(resolv_conf).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split('#').next())
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            (words.next() == Some("nameserver"))
-                .then(|| words.next())
-                .flatten()
-        })
-        // A scoped IPv6 address (fe80::1%eth0) is not a SocketAddr we can parse; skip it.
-        .find_map(|ns| ns.parse::<IpAddr>().ok())
+    resolv::nameservers(&text)
+        .next()
         .map(|ip| Server {
-            addr: SocketAddr::new(ip, 53),
+            addr: SocketAddr::new(ip, resolv::DNS_PORT),
             timeout,
         })
         .ok_or_else(|| ServerError::NoResolver(resolv_conf.display().to_string()))

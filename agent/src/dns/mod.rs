@@ -34,13 +34,18 @@ use hickory_resolver::net::runtime::iocompat::AsyncIoTokioAsStd;
 use hickory_resolver::net::runtime::{RuntimeProvider, TokioHandle, TokioTime};
 use hickory_resolver::net::{DnsError, DnsHandle, NetError, NoRecords};
 use hickory_resolver::proto::op::{
-    DnsRequest, DnsRequestOptions, Edns, Message, MessageType, Query, ResponseCode,
+    DnsRequest, DnsRequestOptions, Edns, Message, Query, ResponseCode,
 };
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use oemesh_core::ipseckey::{Ipseckey, reverse_name};
 use oemesh_core::oe;
+use oemesh_core::resolv;
 use socket2::{Domain, Protocol, Socket, Type};
+
+mod inline;
+
+pub use inline::SentQuery;
 
 /// RR type 45 (RFC 4025 §2.1).
 pub const IPSECKEY: u16 = 45;
@@ -242,6 +247,9 @@ impl std::fmt::Debug for KeyResolver {
     }
 }
 
+/// Where the servers come from when `dns.servers` names none.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
 /// Why the resolver could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -260,23 +268,18 @@ impl KeyResolver {
         fwmark: u32,
     ) -> Result<KeyResolver, ResolverError> {
         let servers: Vec<SocketAddr> = if servers.is_empty() {
-            let (config, _) = hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| ResolverError::NoServers(e.to_string()))?;
-            config
-                .name_servers()
-                .iter()
-                .map(|ns| {
-                    let port = ns.connections.first().map_or(53, |c| c.port);
-                    SocketAddr::new(ns.ip, port)
-                })
+            let text = std::fs::read_to_string(RESOLV_CONF)
+                .map_err(|e| ResolverError::NoServers(format!("{RESOLV_CONF}: {e}")))?;
+            resolv::nameservers(&text)
+                .map(|ip| SocketAddr::new(ip, resolv::DNS_PORT))
                 .collect()
         } else {
             servers.to_vec()
         };
         if servers.is_empty() {
-            return Err(ResolverError::NoServers(
-                "/etc/resolv.conf lists no nameserver".into(),
-            ));
+            return Err(ResolverError::NoServers(format!(
+                "{RESOLV_CONF} lists no nameserver"
+            )));
         }
         let configs = servers.iter().map(|s| {
             let mut udp = ConnectionConfig::new(ProtocolConfig::Udp);
@@ -447,109 +450,6 @@ fn query_of(name: Name, rtype: RecordType) -> Message {
 
 /// The EDNS payload size offered (DNS flag day 2020).
 const MAX_UDP_ANSWER: usize = 1232;
-
-/// A query already sent over UDP to the first server; its answer is read by
-/// [`KeyResolver::answer`].
-#[derive(Debug)]
-pub struct SentQuery {
-    socket: tokio::net::UdpSocket,
-    id: u16,
-    name: Name,
-    owner: String,
-}
-
-impl KeyResolver {
-    /// Sends the IPSECKEY query for `owner` to the first server now, from a
-    /// fresh socket (a random port, RFC 5452 §9.2) connected to it, so that
-    /// only that server's datagrams reach it; the ID is random too. No task,
-    /// no pool: the query leaves before the caller's next step. Must be
-    /// called inside the tokio runtime. Only with a single server: with
-    /// several, the pool's server selection and failover are worth its cost.
-    pub fn send_query(&self, owner: &str) -> io::Result<SentQuery> {
-        let [server] = self.servers[..] else {
-            return Err(io::Error::other("several DNS servers"));
-        };
-        let name = Name::from_ascii(owner)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let mut message = query_message(name.clone());
-        let mut id = [0u8; 2];
-        getrandom::fill(&mut id).map_err(|e| io::Error::other(e.to_string()))?;
-        message.metadata.id = u16::from_ne_bytes(id);
-        let bytes = message
-            .to_vec()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        let local: SocketAddr = match server {
-            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let s = marked_socket(&server, Type::DGRAM, Protocol::UDP, self.mark)?;
-        s.bind(&local.into())?;
-        s.connect(&server.into())?;
-        s.send(&bytes)?;
-        Ok(SentQuery {
-            socket: tokio::net::UdpSocket::from_std(s.into())?,
-            id: message.metadata.id,
-            name,
-            owner: owner.to_owned(),
-        })
-    }
-
-    /// The answer to a [`SentQuery`]. A truncated answer, no answer within
-    /// half the timeout, or a socket error: the lookup is made again through
-    /// the pool (other servers, TCP).
-    pub async fn answer(&self, q: SentQuery) -> KeyLookup {
-        let direct = async {
-            let mut buf = vec![0u8; MAX_UDP_ANSWER.max(4096)];
-            loop {
-                let len = q.socket.recv(&mut buf).await.ok()?;
-                let Ok(response) = Message::from_vec(&buf[..len]) else {
-                    continue;
-                };
-                let same_question = response
-                    .queries
-                    .first()
-                    .is_some_and(|x| x.name() == &q.name && u16::from(x.query_type()) == IPSECKEY);
-                if response.metadata.id != q.id
-                    || response.metadata.message_type != MessageType::Response
-                    || !same_question
-                {
-                    continue; // not the answer to this query
-                }
-                if response.metadata.truncation {
-                    return None;
-                }
-                return Some(classify_udp_answer(&response, &q.owner));
-            }
-        };
-        match tokio::time::timeout(self.timeout / 2, direct).await {
-            Ok(Some(answer)) => answer,
-            _ => self.lookup_name(&q.owner).await,
-        }
-    }
-}
-
-/// A whole answer read off the wire: NXDOMAIN and NODATA with the negative
-/// TTL from the SOA (RFC 2308 §5: the smaller of its TTL and MINIMUM).
-fn classify_udp_answer(response: &Message, owner: &str) -> KeyLookup {
-    let negative_ttl = || {
-        response.authorities.iter().find_map(|r| match &r.data {
-            RData::SOA(soa) => Some(soa.minimum.min(r.ttl)),
-            _ => None,
-        })
-    };
-    match response.metadata.response_code {
-        ResponseCode::NXDomain => KeyLookup::NxDomain {
-            negative_ttl: negative_ttl(),
-        },
-        ResponseCode::NoError => match classify_answer(response, owner) {
-            KeyLookup::NoData { .. } => KeyLookup::NoData {
-                negative_ttl: negative_ttl(),
-            },
-            other => other,
-        },
-        _ => classify_answer(response, owner),
-    }
-}
 
 fn classify_answer(response: &Message, owner: &str) -> KeyLookup {
     if response.metadata.response_code != ResponseCode::NoError {

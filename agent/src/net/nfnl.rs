@@ -12,35 +12,33 @@
 //! The table and its chain are still written by `nft` once at start
 //! ([`super::nft`]): their rules are rare, large, and easier to read as a script.
 //!
-//! Message layout (include/uapi/linux/netfilter/nf_tables.h, nfnetlink.h):
-//! `nlmsghdr` (16 bytes), `nfgenmsg` (family, version 0, resource id),
-//! then attributes `NFTA_SET_ELEM_LIST_TABLE`, `NFTA_SET_ELEM_LIST_SET` and
-//! the nested list `NFTA_SET_ELEM_LIST_ELEMENTS` → `NFTA_LIST_ELEM` →
-//! `NFTA_SET_ELEM_KEY` → `NFTA_DATA_VALUE` (the address, network byte order).
+//! The netlink framing (message headers, attributes, alignment, the
+//! kernel's `NLMSG_ERROR` answers) is netlink-packet-core's and the socket
+//! netlink-sys's; this file holds only what nf_tables adds
+//! (include/uapi/linux/netfilter/nf_tables.h, nfnetlink.h): the `nfgenmsg`
+//! after each header, and the attributes `NFTA_SET_ELEM_LIST_TABLE`,
+//! `NFTA_SET_ELEM_LIST_SET` and the nested list `NFTA_SET_ELEM_LIST_ELEMENTS`
+//! → `NFTA_LIST_ELEM` → `NFTA_SET_ELEM_KEY` → `NFTA_DATA_VALUE` (the address,
+//! network byte order).
 
 use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
-
-// netlink(7)
-const AF_NETLINK: i32 = 16;
-const NETLINK_NETFILTER: i32 = 12;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_CREATE: u16 = 0x400;
-const NLA_F_NESTED: u16 = 0x8000;
-const NLMSG_HDRLEN: usize = 16;
-const NFGENMSG_LEN: usize = 4;
+use netlink_packet_core::{
+    DecodeError, Emitable, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkBuffer,
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable, Nla,
+};
+use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
 
 // nfnetlink.h
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNETLINK_V0: u8 = 0;
 const NFPROTO_UNSPEC: u8 = 0;
 const NFPROTO_INET: u8 = 1;
+const NFGENMSG_LEN: usize = 4;
 
 // nf_tables.h
 const NFT_MSG_NEWSETELEM: u16 = 12;
@@ -111,13 +109,9 @@ struct Sent {
 impl SetSocket {
     /// Opens the socket for table `inet <table>`.
     pub fn open(table: &str) -> Result<SetSocket, NetlinkError> {
-        let sock = Socket::new(
-            Domain::from(AF_NETLINK),
-            Type::RAW.cloexec(),
-            Some(Protocol::from(NETLINK_NETFILTER)),
-        )
-        .map_err(NetlinkError::Socket)?;
-        sock.set_read_timeout(Some(ACK_TIMEOUT))
+        let sock = Socket::new(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
+        socket2::SockRef::from(&sock)
+            .set_read_timeout(Some(ACK_TIMEOUT))
             .map_err(NetlinkError::Socket)?;
         Ok(SetSocket {
             sock,
@@ -138,9 +132,7 @@ impl SetSocket {
         if peers.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(256 + peers.len() * 48);
-        let begin = self.next_seq();
-        batch_marker(&mut buf, NFNL_MSG_BATCH_BEGIN, begin);
+        let mut batch = vec![NfMessage::BatchBegin.framed(self.next_seq(), NLM_F_REQUEST)];
         let mut sent: Vec<Sent> = Vec::new();
         // One element message per family (each family has its own set).
         for v4 in [true, false] {
@@ -154,12 +146,13 @@ impl SetSocket {
             };
             let seq = self.next_seq();
             let set = set_of(first);
-            element_message(&mut buf, op, seq, &self.table, set, &elements);
+            batch.push(element_message(op, seq, &self.table, set, &elements));
             sent.push(Sent { seq, set, elements });
         }
-        let end = self.next_seq();
-        batch_marker(&mut buf, NFNL_MSG_BATCH_END, end);
-        self.sock.send(&buf).map_err(NetlinkError::Socket)?;
+        batch.push(NfMessage::BatchEnd.framed(self.next_seq(), NLM_F_REQUEST));
+        self.sock
+            .send(&serialize(&batch), 0)
+            .map_err(NetlinkError::Socket)?;
         self.await_acks(op, &sent)
     }
 
@@ -175,7 +168,7 @@ impl SetSocket {
         let mut refusal = None;
         let mut buf = vec![0u8; 8192];
         while !pending.is_empty() {
-            let n = match std::io::Read::read(&mut &self.sock, &mut buf) {
+            let n = match self.sock.recv(&mut &mut buf[..], 0) {
                 Ok(n) => n,
                 Err(e)
                     if matches!(
@@ -226,131 +219,178 @@ const ENOENT: i32 = 2;
 /// an acknowledgement). Anything malformed ends the walk.
 fn acks(mut data: &[u8]) -> Vec<(u32, i32)> {
     let mut out = Vec::new();
-    while data.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        if len < NLMSG_HDRLEN || len > data.len() {
-            break;
+    while let Ok(framed) = NetlinkBuffer::new_checked(data) {
+        let len = framed.length() as usize;
+        // Other messages (not ours to read) are skipped.
+        if let Ok(message) = NetlinkMessage::<NfMessage>::deserialize(&data[..len])
+            && let NetlinkPayload::Error(e) = message.payload
+        {
+            let errno = e.code.map_or(0, |c| c.get().saturating_neg());
+            out.push((message.header.sequence_number, errno));
         }
-        let kind = u16::from_ne_bytes([data[4], data[5]]);
-        let seq = u32::from_ne_bytes([data[8], data[9], data[10], data[11]]);
-        if kind == NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 {
-            let e = &data[NLMSG_HDRLEN..NLMSG_HDRLEN + 4];
-            let error = i32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
-            out.push((seq, error.saturating_neg()));
-        }
-        data = &data[align(len).min(data.len())..];
+        data = &data[len.next_multiple_of(4).min(data.len())..];
     }
     out
 }
 
-fn align(n: usize) -> usize {
-    (n + 3) & !3
+/// The body of one nfnetlink message we send: the batch markers, or one set
+/// element list. (The kernel sends us only `NLMSG_ERROR`, which
+/// netlink-packet-core parses itself.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum NfMessage {
+    BatchBegin,
+    BatchEnd,
+    Elements { op: SetOp, attrs: Vec<Attr> },
 }
 
-/// Starts a netlink message; returns its offset (for [`finish`]).
-fn header(buf: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> usize {
-    let at = buf.len();
-    buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set by `finish`
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(&flags.to_ne_bytes());
-    buf.extend_from_slice(&seq.to_ne_bytes());
-    buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
-    // nfgenmsg
-    buf.push(family);
-    buf.push(0); // NFNETLINK_V0
-    buf.extend_from_slice(&res_id.to_be_bytes());
-    at
+impl NfMessage {
+    /// This body behind a netlink header with `seq` and `flags`.
+    fn framed(self, seq: u32, flags: u16) -> NetlinkMessage<NfMessage> {
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = seq;
+        let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(self));
+        message.finalize();
+        message
+    }
+
+    /// `nfgenmsg`: the address family and the resource id (the subsystem for
+    /// batch markers), big-endian.
+    fn nfgenmsg(&self) -> [u8; NFGENMSG_LEN] {
+        let (family, res_id) = match self {
+            NfMessage::BatchBegin | NfMessage::BatchEnd => (NFPROTO_UNSPEC, NFNL_SUBSYS_NFTABLES),
+            NfMessage::Elements { .. } => (NFPROTO_INET, 0),
+        };
+        let [hi, lo] = res_id.to_be_bytes();
+        [family, NFNETLINK_V0, hi, lo]
+    }
 }
 
-/// Writes the length of the message (or nested attribute) that starts at `at`.
-fn finish(buf: &mut [u8], at: usize, width: Width) {
-    let len = buf.len() - at;
-    match width {
-        Width::Message => {
-            let len = u32::try_from(len).unwrap_or(u32::MAX);
-            buf[at..at + 4].copy_from_slice(&len.to_ne_bytes());
+impl NetlinkSerializable for NfMessage {
+    fn message_type(&self) -> u16 {
+        match self {
+            NfMessage::BatchBegin => NFNL_MSG_BATCH_BEGIN,
+            NfMessage::BatchEnd => NFNL_MSG_BATCH_END,
+            NfMessage::Elements { op: SetOp::Add, .. } => {
+                (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM
+            }
+            NfMessage::Elements {
+                op: SetOp::Delete, ..
+            } => (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSETELEM,
         }
-        Width::Attribute => {
-            let len = u16::try_from(len).unwrap_or(u16::MAX);
-            buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    fn buffer_len(&self) -> usize {
+        NFGENMSG_LEN
+            + match self {
+                NfMessage::Elements { attrs, .. } => attrs.as_slice().buffer_len(),
+                NfMessage::BatchBegin | NfMessage::BatchEnd => 0,
+            }
+    }
+
+    fn serialize(&self, buffer: &mut [u8]) {
+        buffer[..NFGENMSG_LEN].copy_from_slice(&self.nfgenmsg());
+        if let NfMessage::Elements { attrs, .. } = self {
+            attrs.as_slice().emit(&mut buffer[NFGENMSG_LEN..]);
         }
     }
 }
 
-#[derive(Clone, Copy)]
-enum Width {
-    Message,
-    Attribute,
+impl NetlinkDeserializable for NfMessage {
+    type Error = DecodeError;
+
+    /// We send requests only; anything but `NLMSG_ERROR` back is not ours.
+    fn deserialize(header: &NetlinkHeader, _payload: &[u8]) -> Result<Self, DecodeError> {
+        Err(DecodeError::from(format!(
+            "unexpected nfnetlink message type {:#x}",
+            header.message_type
+        )))
+    }
 }
 
-fn batch_marker(buf: &mut Vec<u8>, kind: u16, seq: u32) {
-    let at = header(
-        buf,
-        kind,
-        NLM_F_REQUEST,
-        seq,
-        NFPROTO_UNSPEC,
-        NFNL_SUBSYS_NFTABLES,
-    );
-    finish(buf, at, Width::Message);
+/// One nf_tables attribute of a set element list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Attr {
+    /// A NUL-terminated string.
+    Str(u16, String),
+    /// Raw bytes.
+    Bytes(u16, Vec<u8>),
+    /// Attributes inside this one (`NLA_F_NESTED`).
+    Nested(u16, Vec<Attr>),
 }
 
+impl Nla for Attr {
+    fn value_len(&self) -> usize {
+        match self {
+            Attr::Str(_, s) => s.len() + 1,
+            Attr::Bytes(_, b) => b.len(),
+            Attr::Nested(_, inner) => inner.as_slice().buffer_len(),
+        }
+    }
+
+    fn kind(&self) -> u16 {
+        match self {
+            Attr::Str(k, _) | Attr::Bytes(k, _) | Attr::Nested(k, _) => *k,
+        }
+    }
+
+    fn is_nested(&self) -> bool {
+        matches!(self, Attr::Nested(..))
+    }
+
+    fn emit_value(&self, buffer: &mut [u8]) {
+        match self {
+            Attr::Str(_, s) => {
+                buffer[..s.len()].copy_from_slice(s.as_bytes());
+                buffer[s.len()] = 0;
+            }
+            Attr::Bytes(_, b) => buffer[..b.len()].copy_from_slice(b),
+            Attr::Nested(_, inner) => inner.as_slice().emit(buffer),
+        }
+    }
+}
+
+/// `add element` / `delete element inet <table> <set> { elements }`.
 fn element_message(
-    buf: &mut Vec<u8>,
     op: SetOp,
     seq: u32,
     table: &str,
     set: &str,
     elements: &[IpAddr],
-) {
-    let (msg, flags) = match op {
-        SetOp::Add => (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE),
-        SetOp::Delete => (NFT_MSG_DELSETELEM, NLM_F_REQUEST | NLM_F_ACK),
+) -> NetlinkMessage<NfMessage> {
+    let flags = match op {
+        SetOp::Add => NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
+        SetOp::Delete => NLM_F_REQUEST | NLM_F_ACK,
     };
-    let kind = (NFNL_SUBSYS_NFTABLES << 8) | msg;
-    let at = header(buf, kind, flags, seq, NFPROTO_INET, 0);
-    debug_assert_eq!(buf.len() - at, NLMSG_HDRLEN + NFGENMSG_LEN);
-    string_attr(buf, NFTA_SET_ELEM_LIST_TABLE, table);
-    string_attr(buf, NFTA_SET_ELEM_LIST_SET, set);
-    let list = nest_start(buf, NFTA_SET_ELEM_LIST_ELEMENTS);
-    for peer in elements {
-        let elem = nest_start(buf, NFTA_LIST_ELEM);
-        let key = nest_start(buf, NFTA_SET_ELEM_KEY);
-        match peer {
-            IpAddr::V4(a) => attr(buf, NFTA_DATA_VALUE, &a.octets()),
-            IpAddr::V6(a) => attr(buf, NFTA_DATA_VALUE, &a.octets()),
-        }
-        finish(buf, key, Width::Attribute);
-        finish(buf, elem, Width::Attribute);
+    let element = |peer: &IpAddr| {
+        let value = match peer {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let key = Attr::Nested(NFTA_SET_ELEM_KEY, vec![Attr::Bytes(NFTA_DATA_VALUE, value)]);
+        Attr::Nested(NFTA_LIST_ELEM, vec![key])
+    };
+    let attrs = vec![
+        Attr::Str(NFTA_SET_ELEM_LIST_TABLE, table.to_owned()),
+        Attr::Str(NFTA_SET_ELEM_LIST_SET, set.to_owned()),
+        Attr::Nested(
+            NFTA_SET_ELEM_LIST_ELEMENTS,
+            elements.iter().map(element).collect(),
+        ),
+    ];
+    NfMessage::Elements { op, attrs }.framed(seq, flags)
+}
+
+/// The batch as one datagram (each message's length is already 4-aligned).
+fn serialize(batch: &[NetlinkMessage<NfMessage>]) -> Vec<u8> {
+    let mut buf = vec![0u8; batch.iter().map(NetlinkMessage::buffer_len).sum()];
+    let mut at = 0;
+    for message in batch {
+        let len = message.buffer_len();
+        message.serialize(&mut buf[at..at + len]);
+        at += len;
     }
-    finish(buf, list, Width::Attribute);
-    finish(buf, at, Width::Message);
-}
-
-fn attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
-    let len = u16::try_from(4 + value.len()).unwrap_or(u16::MAX);
-    buf.extend_from_slice(&len.to_ne_bytes());
-    buf.extend_from_slice(&kind.to_ne_bytes());
-    buf.extend_from_slice(value);
-    pad(buf);
-}
-
-fn string_attr(buf: &mut Vec<u8>, kind: u16, value: &str) {
-    let mut v = Vec::with_capacity(value.len() + 1);
-    v.extend_from_slice(value.as_bytes());
-    v.push(0);
-    attr(buf, kind, &v);
-}
-
-fn nest_start(buf: &mut Vec<u8>, kind: u16) -> usize {
-    let at = buf.len();
-    buf.extend_from_slice(&0u16.to_ne_bytes());
-    buf.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-    at
-}
-
-fn pad(buf: &mut Vec<u8>) {
-    buf.resize(align(buf.len()), 0);
+    buf
 }
 
 #[cfg(test)]
@@ -359,15 +399,13 @@ mod tests {
 
     #[test]
     fn element_message_layout() {
-        let mut buf = Vec::new();
-        element_message(
-            &mut buf,
+        let buf = serialize(&[element_message(
             SetOp::Add,
             7,
             "oemesh",
             "private_peers_v4",
             &["192.0.2.20".parse().unwrap()],
-        );
+        )]);
         // header: length, type (subsys 10 << 8 | 12), flags, seq
         assert_eq!(
             u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize,
@@ -386,12 +424,31 @@ mod tests {
         assert_eq!(buf.len() % 4, 0);
     }
 
+    /// The bytes the hand-written encoder sent before netlink-packet-core
+    /// (batch begin, one two-element add, batch end), on a little-endian host.
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn batch_bytes_unchanged() {
+        let peers = ["192.0.2.20".parse().unwrap(), "192.0.2.21".parse().unwrap()];
+        let batch = serialize(&[
+            NfMessage::BatchBegin.framed(6, NLM_F_REQUEST),
+            element_message(SetOp::Add, 7, "oemesh", "private_peers_v4", &peers),
+            NfMessage::BatchEnd.framed(8, NLM_F_REQUEST),
+        ]);
+        let before = "140000001000010006000000000000000000000a5c0000000c0a0504070000000000000001000000\
+                      0b0001006f656d657368000015000200707269766174655f70656572735f76340000000024000380\
+                      100001800c00018008000100c0000214100001800c00018008000100c0000215140000001100010008\
+                      000000000000000000000a";
+        let hex: String = batch.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, before);
+    }
+
     #[test]
     fn acks_are_read_per_message() {
         let mut d = Vec::new();
         for (seq, err) in [(5u32, 0i32), (6, -17)] {
             d.extend_from_slice(&36u32.to_ne_bytes());
-            d.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+            d.extend_from_slice(&netlink_packet_core::NLMSG_ERROR.to_ne_bytes());
             d.extend_from_slice(&0u16.to_ne_bytes());
             d.extend_from_slice(&seq.to_ne_bytes());
             d.extend_from_slice(&0u32.to_ne_bytes());

@@ -11,7 +11,9 @@
 //! The table is written by the `nft` binary (one `nft -f -` script, atomic in
 //! the kernel) at start and removed the same way at exit; the set members
 //! change over netlink ([`super::nfnl`]), one transaction per control-plane
-//! round, without a process per change.
+//! round, without a process per change. (`rustables` could write the table
+//! over netlink too and retire `nft`, but it is GPL-3.0-or-later; oemesh is
+//! Apache-2.0 and deny.toml allows permissive licences only.)
 
 use std::io::Write;
 use std::net::IpAddr;
