@@ -101,9 +101,9 @@ impl ControlPlane {
                 State::Blocked => counts.blocked += 1,
             }
         }
-        counts.pending = self.pending.len() as u64;
-        let stats = self.endpoint.stats();
-        let counters = self.machine.counters();
+        counts.pending = self.node.pending().len() as u64;
+        let stats = self.node.endpoint().stats();
+        let counters = self.node.machine().counters();
         StatusReply {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
@@ -126,7 +126,7 @@ impl ControlPlane {
             half_open: stats.half_open as u64,
             cookies_sent: stats.cookies_sent,
             ike_dropped: stats.dropped + self.dp.metrics.ike_queue_drops(),
-            held_packets: self.machine.hold().total_packets() as u64,
+            held_packets: self.node.machine().hold().total_packets() as u64,
             lookups_rate_limited: counters.lookup_rate_limited,
             pending_full: counters.pending_full,
             drops: self.dp.metrics.packets_total(PacketOutcome::Dropped),
@@ -172,12 +172,12 @@ impl ControlPlane {
             reason: format!(
                 "deciding for {} ms; {} packet(s) held",
                 since.elapsed().as_millis(),
-                self.machine.hold().packets(dst)
+                self.node.machine().hold().packets(dst)
             ),
             expires_in_s: None,
             bytes_in: 0,
             bytes_out: 0,
-            group: Some(self.machine.check(dst).group.to_string()),
+            group: Some(self.node.machine().check(dst).group.to_string()),
         }
     }
 
@@ -190,7 +190,7 @@ impl ControlPlane {
             .iter()
             .map(|o| self.peer_info(o, &bytes))
             .collect();
-        for (&dst, &since) in &self.pending {
+        for (&dst, &since) in self.node.pending() {
             if !peers.iter().any(|p| p.peer == dst) {
                 peers.push(self.pending_info(dst, since));
             }
@@ -202,8 +202,8 @@ impl ControlPlane {
     /// `check ADDR`: the policy match now; the IPSECKEY lookup live (in a
     /// task, so the control plane does not wait for DNS).
     fn check(&self, addr: IpAddr, reply: oneshot::Sender<Reply>) {
-        let m = self.machine.check(addr);
-        let current = match (self.dp.outcomes.get(addr), self.pending.get(&addr)) {
+        let m = self.node.machine().check(addr);
+        let current = match (self.dp.outcomes.get(addr), self.node.pending().get(&addr)) {
             (Some(o), _) => Some(self.peer_info(&o, &self.bytes())),
             (None, Some(&since)) => Some(self.pending_info(addr, since)),
             (None, None) => None,

@@ -429,7 +429,8 @@ impl Machine {
             } => {
                 return self.established(now, dst, peer_addr, anonymous, dnssec, lookup_failed);
             }
-            IkeResult::Failed { reason } => Some(reason),
+            IkeResult::Failed { reason } => Some(reason.to_string()),
+            IkeResult::NotStarted { reason } => Some(reason.to_string()),
             IkeResult::TimedOut => None,
         };
         match self.pending.get(&dst).map(|p| &p.phase) {

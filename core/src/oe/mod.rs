@@ -60,6 +60,7 @@
 
 pub mod cidr;
 pub mod hold;
+pub mod node;
 pub mod outcome;
 pub mod policy;
 
@@ -70,11 +71,14 @@ mod keys;
 mod limits;
 mod responder;
 
-pub use action::{Action, AddressResult, DnsResult, IkeResult, PacketFate, PeerAnswer, PeerKey};
+pub use action::{
+    Action, AddressResult, DnsResult, IkeResult, NotStarted, PacketFate, PeerAnswer, PeerKey,
+};
 pub use cidr::{Cidr, CidrError, ListError, parse_list};
 pub use config::{Config, Counters};
 pub use decision::Machine;
 pub use hold::{Held, HoldDrops, HoldLimits, HoldStore};
+pub use node::{Command, Node, NodeConfig};
 pub use outcome::{
     AttemptFailure, Auth, Cause, NoKey, NoRecord, Outcome, State, Unusable, UnusableWhy,
 };

@@ -1,0 +1,304 @@
+//! Carrying out the node's [`Command`]s: sockets, the SA table, the outcome
+//! cache, routes, nftables, DNS tasks, logs and metrics.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use oemesh_core::crypto::Provider;
+use oemesh_core::esp::{InboundSa, LifetimeLimits, Limits, OutboundSa, SaConfig};
+use oemesh_core::ike::endpoint::{ChildSa, SaHandle, Transmit};
+use oemesh_core::ipseckey::DomainName;
+use oemesh_core::oe::node::{Level, Note};
+use oemesh_core::oe::{AddressResult, Cause, Command, DnsResult, NoKey, State};
+
+use super::ControlPlane;
+use crate::datapath::sa_table::Install;
+use crate::metrics::PacketOutcome;
+
+/// A short, stable label of what decided an outcome, for
+/// `oemesh_decisions_total{reason=...}`.
+fn reason_label(cause: &Cause) -> &'static str {
+    match cause {
+        Cause::Policy => "policy",
+        Cause::NoKey(NoKey::NoRecord(_)) => "no_ipseckey",
+        Cause::NoKey(NoKey::Unusable(_)) => "unusable_ipseckey",
+        Cause::DnsFailed(_) => "dns_failed",
+        Cause::DnsTimeout(_) => "dns_timeout",
+        Cause::Established { .. } => "ike_established",
+        Cause::IkeFailed { attempts, .. } if attempts.iter().all(|a| a.reason.is_none()) => {
+            "ike_timeout"
+        }
+        Cause::IkeFailed { .. } => "ike_failed",
+        _ => "other",
+    }
+}
+
+/// The data path's limits: bytes and packets only. Time limits are the IKE
+/// engine's (it rekeys at the soft one and deletes at the hard one itself).
+fn data_limits(l: &LifetimeLimits) -> LifetimeLimits {
+    let strip = |l: &Limits| Limits { time: None, ..*l };
+    LifetimeLimits {
+        soft: strip(&l.soft),
+        hard: strip(&l.hard),
+    }
+}
+
+fn log(note: &Note) {
+    match note.level() {
+        Level::Debug => tracing::debug!("{note}"),
+        Level::Info => tracing::info!("{note}"),
+        Level::Warn => tracing::warn!("{note}"),
+    }
+}
+
+impl ControlPlane {
+    pub(super) async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Transmit(t) => self.transmit(t).await,
+            Command::LookupKey { name } => self.lookup(name),
+            Command::CancelLookup { name } => {
+                if let Some(task) = self.lookups.remove(&name) {
+                    task.abort();
+                }
+            }
+            Command::LookupAddress { name, addr } => self.lookup_address(name, addr),
+            Command::Track { sa, peer } => {
+                let span = tracing::info_span!("ike", peer = %peer, sa = sa.0, spi = tracing::field::Empty);
+                self.spans.insert(sa, span);
+            }
+            Command::Forget { sa } => {
+                self.spans.remove(&sa);
+            }
+            Command::Log { sa: Some(sa), note } => self.in_span(sa, || log(&note)),
+            Command::Log { sa: None, note } => log(&note),
+            Command::Handshake { took } => self.dp.metrics.handshake(took),
+            Command::InstallChild {
+                sa,
+                dst,
+                child,
+                publish,
+            } => self.install(sa, dst, child, publish),
+            Command::PublishOutbound { dst } => {
+                if let Some(out) = self.unpublished.remove(&dst) {
+                    self.dp.sas.publish(out);
+                }
+            }
+            Command::RemoveChild { inbound_spi } => {
+                self.unpublished.retain(|_, o| o.inbound_spi != inbound_spi);
+                let (inb, out) = self.dp.sas.remove_pair(inbound_spi);
+                let peer = inb.as_ref().map(|i| i.peer).or(out.as_ref().map(|o| o.dst));
+                if let Some(peer) = peer {
+                    let t = self.traffic.entry(peer).or_default();
+                    t.0 += inb.map_or(0, |i| i.counters().1);
+                    t.1 += out.map_or(0, |o| o.counters().1);
+                }
+            }
+            Command::SendHeld { dst, mut packets } => {
+                for packet in packets.drain() {
+                    self.send_private(dst, &packet).await;
+                }
+                self.node.recycle(packets);
+            }
+            Command::SendClear { mut packets } => {
+                for packet in packets.iter() {
+                    self.dp.send_clear(packet);
+                }
+                packets.drain().for_each(drop);
+                self.node.recycle(packets);
+            }
+            Command::Dropped { packets } => {
+                let n = packets as u64;
+                self.dp.metrics.packets(PacketOutcome::Dropped, n, 0);
+            }
+            Command::Bypass { dst } => match self.kernel.clear(dst).await {
+                Ok(()) => {
+                    self.bypassed.insert(dst);
+                }
+                Err(e) => tracing::error!("{dst}: adding the bypass route: {e}"),
+            },
+            Command::Unbypass { dst } => self.unbypass(dst).await,
+            Command::Decided { outcome } => {
+                // Info, or warn for blocks, downgrades and peers that publish
+                // a key but went clear.
+                if outcome.is_warning() {
+                    tracing::warn!("{outcome}");
+                } else {
+                    tracing::info!("{outcome}");
+                }
+                self.dp.metrics.decision(reason_label(&outcome.cause));
+            }
+            Command::CacheOutcome { outcome } => self.dp.outcomes.insert(outcome),
+            Command::OutcomeExpired { dst } => {
+                if self.dp.outcomes.state(dst) == Some(State::Clear) {
+                    return; // decided again meanwhile, with a later expiry
+                }
+                self.dp.outcomes.remove(dst);
+                if self.bypassed.contains(&dst) {
+                    self.unbypass(dst).await;
+                    tracing::debug!("{dst}: clear outcome expired; the next packet decides again");
+                }
+            }
+            Command::PrivateEnded { dst } => {
+                if self.dp.outcomes.state(dst) == Some(State::Private) {
+                    self.dp.outcomes.remove(dst);
+                    tracing::info!(
+                        "{dst}: no SA left → private ended; the next packet decides again"
+                    );
+                }
+            }
+            Command::SetPrivatePeers { added, removed } => {
+                if !added.is_empty() {
+                    self.kernel.private_all(&added);
+                }
+                if !removed.is_empty() {
+                    self.kernel.private_ended_all(&removed);
+                }
+            }
+        }
+    }
+
+    pub(super) async fn transmit(&self, t: Transmit) {
+        let socket = if t.local.port() == self.settings.ike_port {
+            &self.ike_socket
+        } else {
+            &self.dp.natt
+        };
+        let from = Some(t.local.ip()).filter(|ip| !ip.is_unspecified());
+        if let Err(e) = socket.send(t.remote, from, &t.payload, None).await {
+            tracing::debug!("IKE to {}: {e}", t.remote);
+        }
+    }
+
+    async fn unbypass(&mut self, dst: IpAddr) {
+        if self.bypassed.remove(&dst)
+            && let Err(e) = self.kernel.clear_expired(dst).await
+        {
+            tracing::error!("{dst}: removing the bypass route: {e}");
+        }
+    }
+
+    /// Seals one packet with `dst`'s outbound SA and sends it (held packets and
+    /// stragglers: not the hot path, which is the TUN workers').
+    pub(super) async fn send_private(&mut self, dst: IpAddr, packet: &[u8]) {
+        use oemesh_core::esp::{HEADER_LEN, MAX_TRAILER_LEN};
+        let Some(sa) = self
+            .dp
+            .sas
+            .outbound(dst)
+            .or_else(|| self.unpublished.get(&dst).cloned())
+        else {
+            self.dp.metrics.packet(PacketOutcome::Dropped, packet.len());
+            return;
+        };
+        let buf = &mut self.scratch;
+        buf.clear();
+        buf.resize(HEADER_LEN + packet.len() + MAX_TRAILER_LEN, 0);
+        buf[HEADER_LEN..HEADER_LEN + packet.len()].copy_from_slice(packet);
+        let fate = match sa.seal(buf, packet.len()) {
+            Ok(len) => {
+                let from = Some(sa.local.ip()).filter(|ip| !ip.is_unspecified());
+                match self.dp.natt.send(sa.remote, from, &buf[..len], None).await {
+                    Ok(()) => PacketOutcome::Encrypted,
+                    Err(e) => {
+                        tracing::debug!("ESP to {}: {e}", sa.remote);
+                        PacketOutcome::Dropped
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!("{dst}: ESP refused: {e}");
+                PacketOutcome::Dropped
+            }
+        };
+        self.dp.metrics.packet(fate, packet.len());
+    }
+
+    /// Starts an IPSECKEY lookup; the answer comes back on `dns_rx`.
+    fn lookup(&mut self, name: DomainName) {
+        let tx = self.dns_tx.clone();
+        let Some(resolver) = self.resolver.clone() else {
+            let reason = "no DNS resolver configured".to_owned();
+            let _ = tx.send((name, DnsResult::Failed { reason }));
+            return;
+        };
+        let owner = name.to_string();
+        let key = name.clone();
+        let started = Instant::now();
+        // The query leaves now; the spawned task only waits for the answer.
+        let sent = resolver.send_query(&owner);
+        let task = tokio::spawn(async move {
+            let result = match sent {
+                Ok(q) => resolver.answer(q).await,
+                Err(e) => {
+                    tracing::debug!("{owner}: IPSECKEY query over UDP: {e}; through the pool");
+                    resolver.lookup_name(&owner).await
+                }
+            }
+            .into_dns_result();
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            tracing::debug!("{owner}: IPSECKEY lookup answered in {ms:.2} ms");
+            let _ = tx.send((name, result));
+        });
+        if let Some(old) = self.lookups.insert(key, task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// Starts an A/AAAA lookup of an FQDN identity; the answer comes back on `addr_rx`.
+    fn lookup_address(&mut self, name: DomainName, addr: IpAddr) {
+        let tx = self.addr_tx.clone();
+        let Some(resolver) = self.resolver.clone() else {
+            let reason = "no DNS resolver configured".to_owned();
+            let _ = tx.send((name, addr, AddressResult::Failed { reason }));
+            return;
+        };
+        tokio::spawn(async move {
+            let result = resolver
+                .lookup_addresses(&name.to_string(), addr.is_ipv4())
+                .await;
+            let _ = tx.send((name, addr, result));
+        });
+    }
+
+    /// Installs a CHILD SA pair for `dst`; see `SaTable::install` for `publish`.
+    fn install(&mut self, sa: SaHandle, dst: IpAddr, child: ChildSa, publish: bool) {
+        let limits = data_limits(&child.lifetime);
+        let config = |spi| SaConfig {
+            spi,
+            alg: child.alg,
+            provider: Provider::default(),
+            esn: child.esn,
+            limits,
+        };
+        let now = Instant::now();
+        let outbound = OutboundSa::new(config(child.spis.outbound), &child.outbound_key, now);
+        let inbound = InboundSa::new(config(child.spis.inbound), &child.inbound_key, now);
+        if let Some(span) = self.spans.get(&sa) {
+            span.record("spi", format!("{:08x}", child.spis.inbound));
+        }
+        self.in_span(sa, || {
+            tracing::debug!(
+                "ESP SA pair for {dst}: in {:#010x}, out {:#010x} to {} ({:?}{})",
+                child.spis.inbound,
+                child.spis.outbound,
+                child.remote,
+                child.alg,
+                if child.esn { ", ESN" } else { "" }
+            );
+        });
+        let install = Install {
+            sa,
+            dst,
+            outbound,
+            inbound,
+            local_ts: child.local_ts,
+            remote_ts: child.remote_ts,
+            local: child.local,
+            remote: child.remote,
+        };
+        let out = self.dp.sas.install(install, publish);
+        if !publish {
+            self.unpublished.insert(dst, out);
+        }
+    }
+}
