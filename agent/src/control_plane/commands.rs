@@ -4,44 +4,14 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use oemesh_core::crypto::Provider;
-use oemesh_core::esp::{InboundSa, LifetimeLimits, Limits, OutboundSa, SaConfig};
 use oemesh_core::ike::endpoint::{ChildSa, SaHandle, Transmit};
 use oemesh_core::ipseckey::DomainName;
-use oemesh_core::oe::node::{Level, Note};
-use oemesh_core::oe::{AddressResult, Cause, Command, DnsResult, NoKey, State};
+use oemesh_core::oe::node::{Level, Note, esp_sas};
+use oemesh_core::oe::{AddressResult, Command, DnsResult, State};
 
 use super::ControlPlane;
 use crate::datapath::sa_table::Install;
 use crate::metrics::PacketOutcome;
-
-/// A short, stable label of what decided an outcome, for
-/// `oemesh_decisions_total{reason=...}`.
-fn reason_label(cause: &Cause) -> &'static str {
-    match cause {
-        Cause::Policy => "policy",
-        Cause::NoKey(NoKey::NoRecord(_)) => "no_ipseckey",
-        Cause::NoKey(NoKey::Unusable(_)) => "unusable_ipseckey",
-        Cause::DnsFailed(_) => "dns_failed",
-        Cause::DnsTimeout(_) => "dns_timeout",
-        Cause::Established { .. } => "ike_established",
-        Cause::IkeFailed { attempts, .. } if attempts.iter().all(|a| a.reason.is_none()) => {
-            "ike_timeout"
-        }
-        Cause::IkeFailed { .. } => "ike_failed",
-        _ => "other",
-    }
-}
-
-/// The data path's limits: bytes and packets only. Time limits are the IKE
-/// engine's (it rekeys at the soft one and deletes at the hard one itself).
-fn data_limits(l: &LifetimeLimits) -> LifetimeLimits {
-    let strip = |l: &Limits| Limits { time: None, ..*l };
-    LifetimeLimits {
-        soft: strip(&l.soft),
-        hard: strip(&l.hard),
-    }
-}
 
 fn log(note: &Note) {
     match note.level() {
@@ -125,7 +95,7 @@ impl ControlPlane {
                 } else {
                     tracing::info!("{outcome}");
                 }
-                self.dp.metrics.decision(reason_label(&outcome.cause));
+                self.dp.metrics.decision(outcome.cause.label());
             }
             Command::CacheOutcome { outcome } => self.dp.outcomes.insert(outcome),
             Command::OutcomeExpired { dst } => {
@@ -262,30 +232,10 @@ impl ControlPlane {
 
     /// Installs a CHILD SA pair for `dst`; see `SaTable::install` for `publish`.
     fn install(&mut self, sa: SaHandle, dst: IpAddr, child: ChildSa, publish: bool) {
-        let limits = data_limits(&child.lifetime);
-        let config = |spi| SaConfig {
-            spi,
-            alg: child.alg,
-            provider: Provider::default(),
-            esn: child.esn,
-            limits,
-        };
-        let now = Instant::now();
-        let outbound = OutboundSa::new(config(child.spis.outbound), &child.outbound_key, now);
-        let inbound = InboundSa::new(config(child.spis.inbound), &child.inbound_key, now);
+        let (outbound, inbound) = esp_sas(&child, Instant::now());
         if let Some(span) = self.spans.get(&sa) {
             span.record("spi", format!("{:08x}", child.spis.inbound));
         }
-        self.in_span(sa, || {
-            tracing::debug!(
-                "ESP SA pair for {dst}: in {:#010x}, out {:#010x} to {} ({:?}{})",
-                child.spis.inbound,
-                child.spis.outbound,
-                child.remote,
-                child.alg,
-                if child.esn { ", ESN" } else { "" }
-            );
-        });
         let install = Install {
             sa,
             dst,

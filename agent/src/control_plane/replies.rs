@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use oemesh_core::oe::{Auth, Group, Outcome, State};
+use oemesh_core::oe::{Auth, Outcome, State};
 use tokio::sync::oneshot;
 
 use super::ControlPlane;
@@ -203,38 +203,15 @@ impl ControlPlane {
     /// task, so the control plane does not wait for DNS).
     fn check(&self, addr: IpAddr, reply: oneshot::Sender<Reply>) {
         let m = self.node.machine().check(addr);
-        let current = match (self.dp.outcomes.get(addr), self.node.pending().get(&addr)) {
-            (Some(o), _) => Some(self.peer_info(&o, &self.bytes())),
-            (None, Some(&since)) => Some(self.pending_info(addr, since)),
+        let outcome = self.dp.outcomes.get(addr);
+        let since = self.node.pending().get(&addr).copied();
+        let current = match (&outcome, since) {
+            (Some(o), _) => Some(self.peer_info(o, &self.bytes())),
+            (None, Some(since)) => Some(self.pending_info(addr, since)),
             (None, None) => None,
         };
-        let anonymous = if m.options.allow_anonymous {
-            "anonymous IKE (AUTH NULL) without a key"
-        } else {
-            "no anonymous IKE (require-authenticated)"
-        };
-        let action = match (m.group, &current) {
-            (_, Some(p)) if p.state == PeerState::Private => {
-                "encrypted with the installed SA".to_owned()
-            }
-            (_, Some(p)) if p.state == PeerState::Clear => {
-                "sent in cleartext until the outcome expires".to_owned()
-            }
-            (_, Some(p)) if p.state == PeerState::Pending => {
-                "held until the decision under way".to_owned()
-            }
-            (Group::Clear, _) => "sent in cleartext by the kernel (not routed to the agent)".into(),
-            (Group::ClearOrPrivate, _) => {
-                "sent in cleartext; OE is answered if the peer starts it".into()
-            }
-            (Group::PrivateOrClear, _) => {
-                format!("held; IPSECKEY lookup, then IKE ({anonymous}), or cleartext if that fails")
-            }
-            (Group::Private, _) => {
-                format!("held; IPSECKEY lookup, then IKE ({anonymous}), or dropped if that fails")
-            }
-            (Group::Block, _) => "dropped".into(),
-        };
+        let pending = outcome.is_none() && since.is_some();
+        let action = m.treatment(outcome.map(|o| o.state), pending);
         let base = CheckReply {
             addr,
             group: m.group.to_string(),

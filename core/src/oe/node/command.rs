@@ -3,8 +3,10 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::crypto::{AeadAlg, Provider};
+use crate::esp::{InboundSa, OutboundSa, SaConfig};
 use crate::ike::endpoint::{ChildSa, Failure, SaHandle, Transmit};
 use crate::ike::message::Identity;
 use crate::ipseckey::DomainName;
@@ -62,7 +64,9 @@ pub enum Command {
         /// From `StartIke` to established.
         took: Duration,
     },
-    /// Install the ESP SA pair of `child` for packets to and from `dst`. With
+    /// Install the ESP SA pair of `child` ([`esp_sas`]) for packets to and
+    /// from `dst`; its lifetime holds only byte and packet limits (time limits
+    /// are the engine's: it rekeys and deletes the pair itself). With
     /// `publish` false only the inbound half serves at once; the outbound one
     /// waits for [`Command::PublishOutbound`] (held packets first) but already
     /// carries [`Command::SendHeld`].
@@ -212,6 +216,21 @@ pub enum Note {
         /// Why.
         reason: String,
     },
+    /// An ESP SA pair was installed.
+    EspPair {
+        /// The destination.
+        dst: IpAddr,
+        /// Inbound SPI.
+        inbound: u32,
+        /// Outbound SPI.
+        outbound: u32,
+        /// Where ESP goes.
+        remote: SocketAddr,
+        /// The AEAD.
+        alg: AeadAlg,
+        /// Extended sequence numbers.
+        esn: bool,
+    },
     /// A CHILD SA was rekeyed.
     ChildRekeyed {
         /// The old pair's inbound SPI.
@@ -253,6 +272,7 @@ impl Note {
             | Note::IkeAuthFrom { .. }
             | Note::CheckingIdentity { .. }
             | Note::ChildDeleted { .. }
+            | Note::EspPair { .. }
             | Note::FirstHeld { .. } => Level::Debug,
             Note::RefusingResponder(_) | Note::AnonymousLookupFailed { .. } => Level::Warn,
             Note::Established { .. }
@@ -314,6 +334,20 @@ impl fmt::Display for Note {
             Note::Refusing { peer_addr, reason } => {
                 write!(f, "refusing IKE from {peer_addr}: {reason}")
             }
+            Note::EspPair {
+                dst,
+                inbound,
+                outbound,
+                remote,
+                alg,
+                esn,
+            } => {
+                let esn = if *esn { ", ESN" } else { "" };
+                write!(
+                    f,
+                    "ESP SA pair for {dst}: in {inbound:#010x}, out {outbound:#010x} to {remote} ({alg:?}{esn})"
+                )
+            }
             Note::ChildRekeyed { old_inbound } => {
                 write!(f, "CHILD SA rekeyed (old inbound SPI {old_inbound:#010x})")
             }
@@ -325,4 +359,18 @@ impl fmt::Display for Note {
             Note::Idle { idle } => write!(f, "idle for {}: closing", human(*idle)),
         }
     }
+}
+
+/// The ESP SAs of a [`Command::InstallChild`], created at `now`.
+pub fn esp_sas(child: &ChildSa, now: Instant) -> (OutboundSa, InboundSa) {
+    let config = |spi| SaConfig {
+        spi,
+        alg: child.alg,
+        provider: Provider::default(),
+        esn: child.esn,
+        limits: child.lifetime,
+    };
+    let outbound = OutboundSa::new(config(child.spis.outbound), &child.outbound_key, now);
+    let inbound = InboundSa::new(config(child.spis.inbound), &child.inbound_key, now);
+    (outbound, inbound)
 }

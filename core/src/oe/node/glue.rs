@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::children::single_host;
 use super::{Attempt, Command, Node, Note, SaInfo};
 use crate::crypto::ed25519::Ed25519PublicKey;
+use crate::esp::{LifetimeLimits, Limits};
 use crate::ike::endpoint::{
     ChildSa, Event, Failure, PeerAuth, PeerAuthenticated, SaHandle, TrafficSelectors,
 };
@@ -318,7 +319,7 @@ impl Node {
     fn install(
         &mut self,
         sa: SaHandle,
-        child: ChildSa,
+        mut child: ChildSa,
         dst: Option<IpAddr>,
         publish: bool,
     ) -> IpAddr {
@@ -332,12 +333,28 @@ impl Node {
         }
         self.children
             .install(dst, child.spis.inbound, child.remote.ip(), publish);
+        // The data path's limits are bytes and packets only. Time limits are
+        // the engine's (it rekeys at the soft one and deletes at the hard one).
+        let strip = |l: &Limits| Limits { time: None, ..*l };
+        child.lifetime = LifetimeLimits {
+            soft: strip(&child.lifetime.soft),
+            hard: strip(&child.lifetime.hard),
+        };
+        let note = Note::EspPair {
+            dst,
+            inbound: child.spis.inbound,
+            outbound: child.spis.outbound,
+            remote: child.remote,
+            alg: child.alg,
+            esn: child.esn,
+        };
         self.commands.push_back(Command::InstallChild {
             sa,
             dst,
             child,
             publish,
         });
+        self.log(Some(sa), note);
         dst
     }
 

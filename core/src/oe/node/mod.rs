@@ -45,7 +45,7 @@ use crate::ipseckey::DomainName;
 use crate::oe::{AddressResult, DnsResult, Held, Machine, PacketFate};
 
 use children::Children;
-pub use command::{Command, Level, Note};
+pub use command::{Command, Level, Note, esp_sas};
 
 /// What the node needs besides the engine's and the machine's configuration.
 #[derive(Clone, Copy, Debug)]
