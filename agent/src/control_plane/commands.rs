@@ -5,9 +5,8 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use oemesh_core::ike::endpoint::{ChildSa, SaHandle, Transmit};
-use oemesh_core::ipseckey::DomainName;
 use oemesh_core::oe::node::{Level, Note, esp_sas};
-use oemesh_core::oe::{AddressResult, Command, DnsResult, State};
+use oemesh_core::oe::{Command, State};
 
 use super::ControlPlane;
 use crate::datapath::sa_table::Install;
@@ -25,20 +24,14 @@ impl ControlPlane {
     pub(super) async fn on_command(&mut self, command: Command) {
         match command {
             Command::Transmit(t) => self.transmit(t).await,
-            Command::LookupKey { name } => self.lookup(name),
-            Command::CancelLookup { name } => {
-                if let Some(task) = self.lookups.remove(&name) {
-                    task.abort();
-                }
-            }
-            Command::LookupAddress { name, addr } => self.lookup_address(name, addr),
+            Command::LookupKey { name } => self.lookups.key(name),
+            Command::CancelLookup { name } => self.lookups.cancel(&name),
+            Command::LookupAddress { name, addr } => self.lookups.address(name, addr),
             Command::Track { sa, peer } => {
                 let span = tracing::info_span!("ike", peer = %peer, sa = sa.0, spi = tracing::field::Empty);
                 self.spans.insert(sa, span);
             }
-            Command::Forget { sa } => {
-                self.spans.remove(&sa);
-            }
+            Command::Forget { sa } => drop(self.spans.remove(&sa)),
             Command::Log { sa: Some(sa), note } => self.in_span(sa, || log(&note)),
             Command::Log { sa: None, note } => log(&note),
             Command::Handshake { took } => self.dp.metrics.handshake(took),
@@ -80,13 +73,8 @@ impl ControlPlane {
                 let n = packets as u64;
                 self.dp.metrics.packets(PacketOutcome::Dropped, n, 0);
             }
-            Command::Bypass { dst } => match self.kernel.clear(dst).await {
-                Ok(()) => {
-                    self.bypassed.insert(dst);
-                }
-                Err(e) => tracing::error!("{dst}: adding the bypass route: {e}"),
-            },
-            Command::Unbypass { dst } => self.unbypass(dst).await,
+            Command::Bypass { dst } => self.kernel.bypass(dst).await,
+            Command::Unbypass { dst } => drop(self.kernel.unbypass(dst).await),
             Command::Decided { outcome } => {
                 // Info, or warn for blocks, downgrades and peers that publish
                 // a key but went clear.
@@ -103,8 +91,7 @@ impl ControlPlane {
                     return; // decided again meanwhile, with a later expiry
                 }
                 self.dp.outcomes.remove(dst);
-                if self.bypassed.contains(&dst) {
-                    self.unbypass(dst).await;
+                if self.kernel.unbypass(dst).await {
                     tracing::debug!("{dst}: clear outcome expired; the next packet decides again");
                 }
             }
@@ -136,14 +123,6 @@ impl ControlPlane {
         let from = Some(t.local.ip()).filter(|ip| !ip.is_unspecified());
         if let Err(e) = socket.send(t.remote, from, &t.payload, None).await {
             tracing::debug!("IKE to {}: {e}", t.remote);
-        }
-    }
-
-    async fn unbypass(&mut self, dst: IpAddr) {
-        if self.bypassed.remove(&dst)
-            && let Err(e) = self.kernel.clear_expired(dst).await
-        {
-            tracing::error!("{dst}: removing the bypass route: {e}");
         }
     }
 
@@ -181,53 +160,6 @@ impl ControlPlane {
             }
         };
         self.dp.metrics.packet(fate, packet.len());
-    }
-
-    /// Starts an IPSECKEY lookup; the answer comes back on `dns_rx`.
-    fn lookup(&mut self, name: DomainName) {
-        let tx = self.dns_tx.clone();
-        let Some(resolver) = self.resolver.clone() else {
-            let reason = "no DNS resolver configured".to_owned();
-            let _ = tx.send((name, DnsResult::Failed { reason }));
-            return;
-        };
-        let owner = name.to_string();
-        let key = name.clone();
-        let started = Instant::now();
-        // The query leaves now; the spawned task only waits for the answer.
-        let sent = resolver.send_query(&owner);
-        let task = tokio::spawn(async move {
-            let result = match sent {
-                Ok(q) => resolver.answer(q).await,
-                Err(e) => {
-                    tracing::debug!("{owner}: IPSECKEY query over UDP: {e}; through the pool");
-                    resolver.lookup_name(&owner).await
-                }
-            }
-            .into_dns_result();
-            let ms = started.elapsed().as_secs_f64() * 1e3;
-            tracing::debug!("{owner}: IPSECKEY lookup answered in {ms:.2} ms");
-            let _ = tx.send((name, result));
-        });
-        if let Some(old) = self.lookups.insert(key, task.abort_handle()) {
-            old.abort();
-        }
-    }
-
-    /// Starts an A/AAAA lookup of an FQDN identity; the answer comes back on `addr_rx`.
-    fn lookup_address(&mut self, name: DomainName, addr: IpAddr) {
-        let tx = self.addr_tx.clone();
-        let Some(resolver) = self.resolver.clone() else {
-            let reason = "no DNS resolver configured".to_owned();
-            let _ = tx.send((name, addr, AddressResult::Failed { reason }));
-            return;
-        };
-        tokio::spawn(async move {
-            let result = resolver
-                .lookup_addresses(&name.to_string(), addr.is_ipv4())
-                .await;
-            let _ = tx.send((name, addr, result));
-        });
     }
 
     /// Installs a CHILD SA pair for `dst`; see `SaTable::install` for `publish`.

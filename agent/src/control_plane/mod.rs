@@ -18,31 +18,26 @@
 //! lookups spawned, and the nftables set of private peers updated once.
 
 mod commands;
-mod replies;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oemesh_core::ike::endpoint::{Endpoint, SaHandle};
-use oemesh_core::ipseckey::DomainName;
 use oemesh_core::oe::{self, Machine, Node, NodeConfig};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
 
+use crate::control::answers::View;
 use crate::control::proto::{Reply, Request};
 use crate::datapath::sa_table::{Notice, Outbound};
 use crate::datapath::{DataPath, IkeDatagram, Undecided};
 use crate::dns::KeyResolver;
-use crate::driver::KernelActions;
+use crate::driver::{Answer, KernelActions, Lookups};
 use crate::metrics::PacketOutcome;
 use crate::net::udp::UdpEndpoint;
 
-pub use replies::StatusInfo;
-
-/// An A/AAAA answer: the name, the address it must resolve to, the result.
-type AddressAnswer = (DomainName, IpAddr, oe::AddressResult);
+pub use crate::control::answers::StatusInfo;
 
 /// A control-socket request with the way back.
 pub type ControlRequest = (Request, oneshot::Sender<Reply>);
@@ -83,19 +78,12 @@ pub struct ControlPlane {
     node: Node,
     dp: Arc<DataPath>,
     kernel: Arc<KernelActions>,
-    resolver: Option<Arc<KeyResolver>>,
     ike_socket: Arc<UdpEndpoint>,
     status: StatusInfo,
     inputs: Inputs,
-    dns_tx: mpsc::UnboundedSender<(DomainName, oe::DnsResult)>,
-    dns_rx: mpsc::UnboundedReceiver<(DomainName, oe::DnsResult)>,
-    addr_tx: mpsc::UnboundedSender<AddressAnswer>,
-    addr_rx: mpsc::UnboundedReceiver<AddressAnswer>,
-    lookups: HashMap<DomainName, AbortHandle>,
+    lookups: Lookups,
     /// One log span per IKE SA the node tracks.
     spans: HashMap<SaHandle, tracing::Span>,
-    /// Destinations with a bypass route.
-    bypassed: HashSet<IpAddr>,
     /// Bytes (in, out) of SAs already removed, per destination.
     traffic: HashMap<IpAddr, (u64, u64)>,
     last_counters: oe::Counters,
@@ -121,8 +109,6 @@ impl ControlPlane {
         status: StatusInfo,
         inputs: Inputs,
     ) -> ControlPlane {
-        let (dns_tx, dns_rx) = mpsc::unbounded_channel();
-        let (addr_tx, addr_rx) = mpsc::unbounded_channel();
         let config = NodeConfig {
             address: settings.address,
             idle_timeout: settings.idle_timeout,
@@ -132,17 +118,11 @@ impl ControlPlane {
             settings,
             dp,
             kernel,
-            resolver,
+            lookups: Lookups::new(resolver),
             ike_socket,
             status,
             inputs,
-            dns_tx,
-            dns_rx,
-            addr_tx,
-            addr_rx,
-            lookups: HashMap::new(),
             spans: HashMap::new(),
-            bypassed: HashSet::new(),
             traffic: HashMap::new(),
             last_counters: oe::Counters::default(),
             last_ike_auth_failures: 0,
@@ -165,7 +145,7 @@ impl ControlPlane {
                     return;
                 }
                 req = self.inputs.requests.recv() => match req {
-                    Some((req, reply)) => self.on_request(req, reply),
+                    Some((req, reply)) => self.view().answer(req, reply),
                     None => return,
                 },
                 Some(d) = self.inputs.ike.recv() => {
@@ -179,13 +159,12 @@ impl ControlPlane {
                         self.node.handle_ike(now, d.local, d.remote, &d.message);
                     }
                 }
-                Some((name, result)) = self.dns_rx.recv() => {
-                    self.lookups.remove(&name);
-                    self.node.handle_dns(Instant::now(), &name, result);
-                }
-                Some((name, addr, result)) = self.addr_rx.recv() => {
-                    self.node.handle_address(Instant::now(), &name, addr, result);
-                }
+                answer = self.lookups.next() => match answer {
+                    Answer::Key(name, r) => self.node.handle_dns(Instant::now(), &name, r),
+                    Answer::Address(name, addr, r) => {
+                        self.node.handle_address(Instant::now(), &name, addr, r);
+                    }
+                },
                 Some(n) = self.inputs.notices.recv() => self.on_notice(n),
                 Some(u) = self.inputs.undecided.recv() => self.on_undecided(u).await,
                 () = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()),
@@ -304,6 +283,18 @@ impl ControlPlane {
             let new = auth - self.last_ike_auth_failures;
             self.dp.metrics.ike_auth_failures_add(new);
             self.last_ike_auth_failures = auth;
+        }
+    }
+
+    /// What the control socket's answers read.
+    fn view(&self) -> View<'_> {
+        View {
+            status: &self.status,
+            address: self.settings.address,
+            node: &self.node,
+            dp: &self.dp,
+            traffic: &self.traffic,
+            resolver: self.lookups.resolver(),
         }
     }
 

@@ -1,18 +1,20 @@
-//! Answers to the control socket: `status`, `peers` and `check`, from the
-//! outcome cache, the SA table and core.
+//! Answers to the control socket: `status`, `peers` and `check`, from a
+//! [`View`] of the control plane: the outcome cache, the SA table and core's
+//! OE node.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use oemesh_core::oe::{Auth, Outcome, State};
+use oemesh_core::oe::{Auth, Node, Outcome, State};
 use tokio::sync::oneshot;
 
-use super::ControlPlane;
 use crate::control::proto::{
     CheckReply, PeerAuth, PeerCounts, PeerInfo, PeerState, Reply, Request, StatusReply,
 };
-use crate::dns::KeyLookup;
+use crate::datapath::DataPath;
+use crate::dns::{KeyLookup, KeyResolver};
 use crate::metrics::PacketOutcome;
 
 /// What `status` reports that does not change while the agent runs.
@@ -76,8 +78,26 @@ fn describe_lookup(k: &KeyLookup) -> String {
     }
 }
 
-impl ControlPlane {
-    pub(super) fn on_request(&mut self, req: Request, reply: oneshot::Sender<Reply>) {
+/// What the answers read, borrowed from the control plane for one request.
+#[derive(Debug)]
+pub struct View<'a> {
+    /// What does not change.
+    pub status: &'a StatusInfo,
+    /// This host's address.
+    pub address: IpAddr,
+    /// The OE node (pending destinations, IKE and decision counters).
+    pub node: &'a Node,
+    /// The data path (outcomes, SAs, metrics).
+    pub dp: &'a DataPath,
+    /// Bytes (in, out) of SAs already removed, per destination.
+    pub traffic: &'a HashMap<IpAddr, (u64, u64)>,
+    /// For `check`'s live lookup.
+    pub resolver: Option<Arc<KeyResolver>>,
+}
+
+impl View<'_> {
+    /// Answers `req` on `reply` (`check` from a task: it waits for DNS).
+    pub fn answer(&self, req: Request, reply: oneshot::Sender<Reply>) {
         match req {
             Request::Status => {
                 let _ = reply.send(Reply::Status(self.status_reply()));
@@ -108,7 +128,7 @@ impl ControlPlane {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             uptime_s: s.started.elapsed().as_secs(),
-            address: Some(self.settings.address),
+            address: Some(self.address),
             authenticated: s.authenticated,
             public_key: s.public_key.clone(),
             tun: s.tun.clone(),
