@@ -6,16 +6,17 @@
 //! |---|---|
 //! | a packet to a destination without SA (TUN workers, bounded channel) | `Node::handle_packet` |
 //! | an IKE message (UDP workers) | `Node::handle_ike` |
-//! | a DNS answer (spawned lookups) | `Node::handle_dns` / `handle_address` |
-//! | a control-socket request | replies from the outcome cache, SA table and node |
+//! | a DNS answer (`driver::Lookups`) | `Node::handle_dns` / `handle_address` |
+//! | a control-socket request | `control::answers`, from the outcome cache, SA table and node |
 //! | the timer (`Node::poll_timeout`) | `handle_timeout`, and `handle_activity` with the SAs' packet counts |
 //! | a data-path notice (byte/packet lifetime) | `Node::handle_lifetime` |
 //!
 //! After each input, `ControlPlane::drive` carries out `Node::poll_command`
 //! until the round ends (`commands`): IKE datagrams sent on UDP 500/4500,
 //! SA pairs installed into and removed from the data path, held packets sent
-//! encrypted or in clear, bypass routes, outcomes cached and logged, DNS
-//! lookups spawned, and the nftables set of private peers updated once.
+//! encrypted or in clear, bypass routes (`KernelActions`), outcomes cached
+//! and logged, DNS lookups started, and the nftables set of private peers
+//! updated once at the end of the round.
 
 mod commands;
 
