@@ -26,6 +26,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// What a node asked its driver to do, in short.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Did {
+    Transmit,
     Install {
         dst: IpAddr,
         publish: bool,
@@ -123,7 +124,10 @@ impl Host {
             let mut answers = Vec::new();
             while let Some(c) = self.node.poll_command(now) {
                 match c {
-                    Command::Transmit(t) => wire.push(t),
+                    Command::Transmit(t) => {
+                        self.did.push(Did::Transmit);
+                        wire.push(t);
+                    }
                     Command::LookupKey { name } => {
                         if let Some(a) = self.dns.get(&name) {
                             answers.push((name, a.clone()));
@@ -315,6 +319,22 @@ fn an_oe_handshake_installs_a_child_on_both_sides() {
         added: vec![a],
         removed: vec![],
     });
+}
+
+#[test]
+fn a_responder_installs_its_child_before_its_ike_auth_response_leaves() {
+    let mut w = World::authenticated();
+    w.a_sends(b"x");
+    w.settle();
+    let a = w.a.ip;
+    let install = w.b.position(&Did::Install {
+        dst: a,
+        publish: false,
+    });
+    // B's last datagram is its IKE_AUTH response: A's first ESP (the held
+    // packet) may follow it at once, and must find the SA.
+    let last = w.b.did.iter().rposition(|d| *d == Did::Transmit);
+    assert!(Some(install) < last, "{:#?}", w.b.did);
 }
 
 #[test]
