@@ -13,27 +13,143 @@
 //!   against replay, decrypted in place, its inner packet checked against the
 //!   SA's traffic selectors and written to the TUN, one flush per batch.
 //!   Every refusal is counted, none stops the loop.
+//! - [`Lookups`]: the DNS queries core's OE node asks for (IPSECKEY, and
+//!   A/AAAA of FQDN identities), each waited for in a task; the answers come
+//!   back to the control plane in arrival order.
 //! - [`KernelActions`]: outcomes change kernel state — a clear outcome adds a
 //!   bypass route, a private one adds the peer to the nftables set, and expiry
 //!   undoes either.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use oemesh_core::esp::{DecapError, peek_spi};
 use oemesh_core::ike::cookie;
 use oemesh_core::ike::udp_encap::{self, Datagram};
-use tokio::sync::Mutex;
+use oemesh_core::ipseckey::DomainName;
+use oemesh_core::oe::{AddressResult, DnsResult};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::AbortHandle;
 
 use crate::datapath::gso::GsoBatch;
 use crate::datapath::sa_table::OpenError;
 use crate::datapath::{DataPath, IkeDatagram};
+use crate::dns::KeyResolver;
 use crate::metrics::PacketOutcome;
 use crate::net::nft::Enforcer;
 use crate::net::routes::{RouteError, Routing};
 use crate::net::tun::{TunReader, TunWriter};
 use crate::net::udp::UdpEndpoint;
+
+/// An answer from [`Lookups::next`].
+#[derive(Debug)]
+pub enum Answer {
+    /// IPSECKEY records at a name.
+    Key(DomainName, DnsResult),
+    /// A/AAAA records of a name that must resolve to the address.
+    Address(DomainName, IpAddr, AddressResult),
+}
+
+/// DNS lookups in flight, each in a task. See the module docs.
+#[derive(Debug)]
+pub struct Lookups {
+    resolver: Option<Arc<KeyResolver>>,
+    keys: HashMap<DomainName, AbortHandle>,
+    keys_tx: mpsc::UnboundedSender<(DomainName, DnsResult)>,
+    keys_rx: mpsc::UnboundedReceiver<(DomainName, DnsResult)>,
+    addrs_tx: mpsc::UnboundedSender<(DomainName, IpAddr, AddressResult)>,
+    addrs_rx: mpsc::UnboundedReceiver<(DomainName, IpAddr, AddressResult)>,
+}
+
+impl Lookups {
+    /// Lookups through `resolver`; without one, each fails at once.
+    pub fn new(resolver: Option<Arc<KeyResolver>>) -> Lookups {
+        let (keys_tx, keys_rx) = mpsc::unbounded_channel();
+        let (addrs_tx, addrs_rx) = mpsc::unbounded_channel();
+        Lookups {
+            resolver,
+            keys: HashMap::new(),
+            keys_tx,
+            keys_rx,
+            addrs_tx,
+            addrs_rx,
+        }
+    }
+
+    /// The resolver, if one is configured.
+    pub fn resolver(&self) -> Option<Arc<KeyResolver>> {
+        self.resolver.clone()
+    }
+
+    /// The next answer (IPSECKEY answers first).
+    pub async fn next(&mut self) -> Answer {
+        tokio::select! {
+            biased;
+            Some((name, result)) = self.keys_rx.recv() => {
+                self.keys.remove(&name);
+                Answer::Key(name, result)
+            }
+            Some((name, addr, result)) = self.addrs_rx.recv() => Answer::Address(name, addr, result),
+        }
+    }
+
+    /// Starts an IPSECKEY lookup at `name` (replacing one under way).
+    pub fn key(&mut self, name: DomainName) {
+        let tx = self.keys_tx.clone();
+        let Some(resolver) = self.resolver.clone() else {
+            let reason = "no DNS resolver configured".to_owned();
+            let _ = tx.send((name, DnsResult::Failed { reason }));
+            return;
+        };
+        let owner = name.to_string();
+        let key = name.clone();
+        let started = Instant::now();
+        // The query leaves now; the spawned task only waits for the answer.
+        let sent = resolver.send_query(&owner);
+        let task = tokio::spawn(async move {
+            let result = match sent {
+                Ok(q) => resolver.answer(q).await,
+                Err(e) => {
+                    tracing::debug!("{owner}: IPSECKEY query over UDP: {e}; through the pool");
+                    resolver.lookup_name(&owner).await
+                }
+            }
+            .into_dns_result();
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            tracing::debug!("{owner}: IPSECKEY lookup answered in {ms:.2} ms");
+            let _ = tx.send((name, result));
+        });
+        if let Some(old) = self.keys.insert(key, task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// The IPSECKEY answer at `name` is no longer wanted.
+    pub fn cancel(&mut self, name: &DomainName) {
+        if let Some(task) = self.keys.remove(name) {
+            task.abort();
+        }
+    }
+
+    /// Starts an A (IPv4 `addr`) or AAAA lookup of `name`.
+    pub fn address(&mut self, name: DomainName, addr: IpAddr) {
+        let tx = self.addrs_tx.clone();
+        let Some(resolver) = self.resolver.clone() else {
+            let reason = "no DNS resolver configured".to_owned();
+            let _ = tx.send((name, addr, AddressResult::Failed { reason }));
+            return;
+        };
+        tokio::spawn(async move {
+            let result = resolver
+                .lookup_addresses(&name.to_string(), addr.is_ipv4())
+                .await;
+            let _ = tx.send((name, addr, result));
+        });
+    }
+}
 
 /// Reads batches from one TUN queue and sends each packet its way. Runs until
 /// the TUN fails; one instance per queue.
@@ -163,6 +279,8 @@ fn inbound_esp(dp: &DataPath, from: SocketAddr, data: &mut [u8], tun: &mut TunWr
 #[derive(Debug)]
 pub struct KernelActions {
     routing: Mutex<Option<Routing>>,
+    /// Peers with a bypass route.
+    bypassed: std::sync::Mutex<HashSet<IpAddr>>,
     sets: std::sync::Mutex<Option<SetWorker>>,
 }
 
@@ -266,15 +384,13 @@ impl KernelActions {
     pub fn new(routing: Routing, enforcer: Enforcer) -> Self {
         KernelActions {
             routing: Mutex::new(Some(routing)),
+            bypassed: std::sync::Mutex::default(),
             sets: std::sync::Mutex::new(Some(SetWorker::start(enforcer))),
         }
     }
 
     fn send(&self, update: SetUpdate) {
-        let sets = self
-            .sets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sets = lock(&self.sets);
         match sets.as_ref() {
             Some(SetWorker {
                 thread: Some((tx, _)),
@@ -285,6 +401,29 @@ impl KernelActions {
             Some(w) => apply(&w.enforcer, vec![update]),
             None => {}
         }
+    }
+
+    /// `peer` went clear: its packets take the main table from now on (a
+    /// failure is logged).
+    pub async fn bypass(&self, peer: IpAddr) {
+        match self.clear(peer).await {
+            Ok(()) => {
+                lock(&self.bypassed).insert(peer);
+            }
+            Err(e) => tracing::error!("{peer}: adding the bypass route: {e}"),
+        }
+    }
+
+    /// Removes `peer`'s bypass route, if [`Self::bypass`] added one; whether
+    /// it had (a failure to remove it is logged).
+    pub async fn unbypass(&self, peer: IpAddr) -> bool {
+        if !lock(&self.bypassed).remove(&peer) {
+            return false;
+        }
+        if let Err(e) = self.clear_expired(peer).await {
+            tracing::error!("{peer}: removing the bypass route: {e}");
+        }
+        true
     }
 
     /// `peer` went clear: its packets take the main table from now on.
@@ -326,11 +465,7 @@ impl KernelActions {
     /// Removes everything (at exit): the set worker finishes what is queued,
     /// then the table and the routes go.
     pub async fn teardown(self) {
-        let worker = self
-            .sets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let worker = lock(&self.sets).take();
         if let Some(SetWorker { thread, enforcer }) = worker {
             if let Some((tx, handle)) = thread {
                 drop(tx);
@@ -345,4 +480,8 @@ impl KernelActions {
             r.teardown().await;
         }
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -6,6 +6,7 @@
 mod oe_common;
 
 use oe_common::*;
+use oemesh_core::ike::endpoint::Failure;
 use oemesh_core::ipseckey::{DomainName, Gateway};
 use oemesh_core::oe::{
     Action, Auth, Cause, Config, DnsResult, Group, IkeResult, NoRecord, PacketFate, PeerKey, State,
@@ -337,7 +338,7 @@ fn keys_tried_in_precedence_order_until_the_deadline() {
         dst,
         g1,
         IkeResult::Failed {
-            reason: "NO_PROPOSAL_CHOSEN".into(),
+            reason: Failure::NoProposalChosen,
         },
     );
     let Some(Action::StartIke {
@@ -381,7 +382,7 @@ fn keys_tried_in_precedence_order_until_the_deadline() {
     assert_eq!(bytes(packets), vec![b"a".to_vec()]);
     assert_eq!(
         outcome.reason,
-        "IKE failed after 2s, 192.0.2.1: NO_PROPOSAL_CHOSEN; 192.0.2.2: timed out; \
+        "IKE failed after 2s, 192.0.2.1: no proposal in common with the peer (NO_PROPOSAL_CHOSEN); 192.0.2.2: timed out; \
          2001:db8::3: timed out (key in DNS) → clear for 15m"
     );
     assert!(!outcome.downgrade);

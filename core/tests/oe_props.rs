@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use oe_common::*;
+use oemesh_core::ike::endpoint::Failure;
 use oemesh_core::ipseckey::Gateway;
 use oemesh_core::oe::{
     Action, Config, DnsResult, Group, HoldLimits, IkeResult, Machine, NoRecord, State,
@@ -113,7 +114,7 @@ proptest! {
                 Event::IkeFailed { dst } => {
                     let d = ip(DSTS[dst]);
                     let peer = ike_peer.get(&d).copied().unwrap_or(d);
-                    m.on_ike_result(now, d, peer, IkeResult::Failed { reason: "AUTHENTICATION_FAILED".into() });
+                    m.on_ike_result(now, d, peer, IkeResult::Failed { reason: Failure::Closed });
                 }
                 Event::IkeTimedOut { dst } => {
                     let d = ip(DSTS[dst]);

@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use crate::crypto::CryptoError;
+use crate::ike::endpoint::Failure;
 use crate::ipseckey::{DomainName, Ipseckey};
 
 use super::hold::Held;
@@ -75,13 +77,33 @@ pub enum IkeResult {
         /// ([`PeerAnswer::Anonymous`]).
         lookup_failed: bool,
     },
-    /// The engine reported failure (`Failed`), with its reason.
+    /// The engine reported failure (`Failed`, or `IkeSaDeleted` before the
+    /// CHILD SA was up), with its reason.
     Failed {
-        /// For people: the engine's `Failure` as text.
-        reason: String,
+        /// Why.
+        reason: Failure,
+    },
+    /// IKE could not even start.
+    NotStarted {
+        /// Why.
+        reason: NotStarted,
     },
     /// The engine's own retransmissions gave up.
     TimedOut,
+}
+
+/// Why an IKE attempt the machine asked for ([`Action::StartIke`]) could not start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotStarted {
+    /// A key from IPSECKEY is not a usable Ed25519 public key.
+    #[error("an IPSECKEY is not a valid Ed25519 key: {0}")]
+    InvalidKey(CryptoError),
+    /// The peer's address family is not this host's.
+    #[error("this host has no address of {peer_addr}'s family")]
+    NoAddressOfFamily {
+        /// The peer.
+        peer_addr: IpAddr,
+    },
 }
 
 /// How the IKE engine should authenticate the peer we start IKE with.
@@ -119,7 +141,6 @@ impl fmt::Debug for PeerKey {
 
 /// The responder's answer to an IKE peer (the engine's `AuthorizePeer` event).
 #[derive(Clone, PartialEq, Eq, Debug)]
-#[non_exhaustive]
 pub enum PeerAnswer {
     /// Check its signature against these keys (most preferred first):
     /// `authorize(sa, Some(PeerAuth::Ed25519(keys)))`.
@@ -151,7 +172,6 @@ pub enum PeerAnswer {
 /// Something the agent must do. Drain with [`super::Machine::poll_action`]
 /// after every call into the machine.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum Action {
     /// Look up IPSECKEY at `name`; answer with `on_dns_result(now, name, ..)`.
     /// The machine gives up at `deadline` by itself (and says [`Action::CancelLookup`]).

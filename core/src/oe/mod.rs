@@ -1,12 +1,12 @@
 //! Opportunistic encryption: the decision, per destination, between private
 //! (IKE + ESP), clear and blocked — sans-IO, like the rest of the crate.
 //!
-//! The agent catches packets to destinations without a cached [`Outcome`] and
-//! hands them to [`Machine::on_packet`]. The machine consults the [`Policy`],
-//! holds the packets ([`hold`]), and tells the agent what to start through
+//! Packets to destinations without a cached [`Outcome`] go to
+//! [`Machine::on_packet`]. The machine consults the [`Policy`], holds the
+//! packets ([`hold`]), and tells its driver what to start through
 //! [`Machine::poll_action`]: a DNS lookup of the destination's IPSECKEY
 //! ([`Action::LookupKey`]), then IKE with the key's host or gateway
-//! ([`Action::StartIke`]). The agent feeds the results back and finally gets one
+//! ([`Action::StartIke`]). The driver feeds the results back and finally gets one
 //! of [`Action::Private`] (send the held packets encrypted), [`Action::PassClear`]
 //! (install the bypass, send them in clear) or [`Action::Drop`], each with the
 //! [`Outcome`] to cache until its `expires_at`.
@@ -53,13 +53,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! The agent does not drive the machine directly: [`node`] joins it with the
+//! IKE engine ([`Node`]) and speaks to the agent in plain [`Command`]s.
+//!
 //! The modules, one concept each: [`cidr`] (prefixes), [`policy`] (groups and
 //! the longest-prefix lookup), [`hold`] (held packets), `decision` (the
 //! outbound state machine), `responder` (answering IKE peers), `keys` (which
-//! IPSECKEY records to try), [`outcome`] (what was decided and why).
+//! IPSECKEY records to try), [`outcome`] (what was decided and why), [`node`]
+//! (the machine and the IKE engine joined, sans-IO).
 
 pub mod cidr;
 pub mod hold;
+pub mod node;
 pub mod outcome;
 pub mod policy;
 
@@ -70,11 +75,14 @@ mod keys;
 mod limits;
 mod responder;
 
-pub use action::{Action, AddressResult, DnsResult, IkeResult, PacketFate, PeerAnswer, PeerKey};
+pub use action::{
+    Action, AddressResult, DnsResult, IkeResult, NotStarted, PacketFate, PeerAnswer, PeerKey,
+};
 pub use cidr::{Cidr, CidrError, ListError, parse_list};
 pub use config::{Config, Counters};
 pub use decision::Machine;
 pub use hold::{Held, HoldDrops, HoldLimits, HoldStore};
+pub use node::{Command, Node, NodeConfig};
 pub use outcome::{
     AttemptFailure, Auth, Cause, NoKey, NoRecord, Outcome, State, Unusable, UnusableWhy,
 };

@@ -166,6 +166,25 @@ pub enum Cause {
     },
 }
 
+impl Cause {
+    /// A short, stable label of what decided an outcome, for metrics
+    /// (`oemesh_decisions_total{reason=...}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Cause::Policy => "policy",
+            Cause::NoKey(NoKey::NoRecord(_)) => "no_ipseckey",
+            Cause::NoKey(NoKey::Unusable(_)) => "unusable_ipseckey",
+            Cause::DnsFailed(_) => "dns_failed",
+            Cause::DnsTimeout(_) => "dns_timeout",
+            Cause::Established { .. } => "ike_established",
+            Cause::IkeFailed { attempts, .. } if attempts.iter().all(|a| a.reason.is_none()) => {
+                "ike_timeout"
+            }
+            Cause::IkeFailed { .. } => "ike_failed",
+        }
+    }
+}
+
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -142,6 +142,36 @@ pub struct PolicyMatch {
     pub options: GroupOptions,
 }
 
+impl PolicyMatch {
+    /// What becomes of a packet to the address, for `oemesh check`: `current`
+    /// is the state of its cached outcome, `pending` whether a decision is
+    /// under way (and none is cached).
+    pub fn treatment(&self, current: Option<crate::oe::State>, pending: bool) -> String {
+        use crate::oe::State;
+        let anonymous = if self.options.allow_anonymous {
+            "anonymous IKE (AUTH NULL) without a key"
+        } else {
+            "no anonymous IKE (require-authenticated)"
+        };
+        match (self.group, current) {
+            (_, Some(State::Private)) => "encrypted with the installed SA".to_owned(),
+            (_, Some(State::Clear)) => "sent in cleartext until the outcome expires".to_owned(),
+            _ if pending => "held until the decision under way".to_owned(),
+            (Group::Clear, _) => "sent in cleartext by the kernel (not routed to the agent)".into(),
+            (Group::ClearOrPrivate, _) => {
+                "sent in cleartext; OE is answered if the peer starts it".into()
+            }
+            (Group::PrivateOrClear, _) => {
+                format!("held; IPSECKEY lookup, then IKE ({anonymous}), or cleartext if that fails")
+            }
+            (Group::Private, _) => {
+                format!("held; IPSECKEY lookup, then IKE ({anonymous}), or dropped if that fails")
+            }
+            (Group::Block, _) => "dropped".into(),
+        }
+    }
+}
+
 impl fmt::Display for PolicyMatch {
     /// `private-or-clear (10.0.0.0/8)` or `clear (unlisted)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

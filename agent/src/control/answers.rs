@@ -1,18 +1,20 @@
-//! Answers to the control socket: `status`, `peers` and `check`, from the
-//! outcome cache, the SA table and core.
+//! Answers to the control socket: `status`, `peers` and `check`, from a
+//! [`View`] of the control plane: the outcome cache, the SA table and core's
+//! OE node.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use oemesh_core::oe::{Auth, Group, Outcome, State};
+use oemesh_core::oe::{Auth, Node, Outcome, State};
 use tokio::sync::oneshot;
 
-use super::ControlPlane;
 use crate::control::proto::{
     CheckReply, PeerAuth, PeerCounts, PeerInfo, PeerState, Reply, Request, StatusReply,
 };
-use crate::dns::KeyLookup;
+use crate::datapath::DataPath;
+use crate::dns::{KeyLookup, KeyResolver};
 use crate::metrics::PacketOutcome;
 
 /// What `status` reports that does not change while the agent runs.
@@ -76,8 +78,26 @@ fn describe_lookup(k: &KeyLookup) -> String {
     }
 }
 
-impl ControlPlane {
-    pub(super) fn on_request(&mut self, req: Request, reply: oneshot::Sender<Reply>) {
+/// What the answers read, borrowed from the control plane for one request.
+#[derive(Debug)]
+pub struct View<'a> {
+    /// What does not change.
+    pub status: &'a StatusInfo,
+    /// This host's address.
+    pub address: IpAddr,
+    /// The OE node (pending destinations, IKE and decision counters).
+    pub node: &'a Node,
+    /// The data path (outcomes, SAs, metrics).
+    pub dp: &'a DataPath,
+    /// Bytes (in, out) of SAs already removed, per destination.
+    pub traffic: &'a HashMap<IpAddr, (u64, u64)>,
+    /// For `check`'s live lookup.
+    pub resolver: Option<Arc<KeyResolver>>,
+}
+
+impl View<'_> {
+    /// Answers `req` on `reply` (`check` from a task: it waits for DNS).
+    pub fn answer(&self, req: Request, reply: oneshot::Sender<Reply>) {
         match req {
             Request::Status => {
                 let _ = reply.send(Reply::Status(self.status_reply()));
@@ -101,14 +121,14 @@ impl ControlPlane {
                 State::Blocked => counts.blocked += 1,
             }
         }
-        counts.pending = self.pending.len() as u64;
-        let stats = self.endpoint.stats();
-        let counters = self.machine.counters();
+        counts.pending = self.node.pending().len() as u64;
+        let stats = self.node.endpoint().stats();
+        let counters = self.node.machine().counters();
         StatusReply {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             uptime_s: s.started.elapsed().as_secs(),
-            address: Some(self.settings.address),
+            address: Some(self.address),
             authenticated: s.authenticated,
             public_key: s.public_key.clone(),
             tun: s.tun.clone(),
@@ -126,7 +146,7 @@ impl ControlPlane {
             half_open: stats.half_open as u64,
             cookies_sent: stats.cookies_sent,
             ike_dropped: stats.dropped + self.dp.metrics.ike_queue_drops(),
-            held_packets: self.machine.hold().total_packets() as u64,
+            held_packets: self.node.machine().hold().total_packets() as u64,
             lookups_rate_limited: counters.lookup_rate_limited,
             pending_full: counters.pending_full,
             drops: self.dp.metrics.packets_total(PacketOutcome::Dropped),
@@ -172,12 +192,12 @@ impl ControlPlane {
             reason: format!(
                 "deciding for {} ms; {} packet(s) held",
                 since.elapsed().as_millis(),
-                self.machine.hold().packets(dst)
+                self.node.machine().hold().packets(dst)
             ),
             expires_in_s: None,
             bytes_in: 0,
             bytes_out: 0,
-            group: Some(self.machine.check(dst).group.to_string()),
+            group: Some(self.node.machine().check(dst).group.to_string()),
         }
     }
 
@@ -190,7 +210,7 @@ impl ControlPlane {
             .iter()
             .map(|o| self.peer_info(o, &bytes))
             .collect();
-        for (&dst, &since) in &self.pending {
+        for (&dst, &since) in self.node.pending() {
             if !peers.iter().any(|p| p.peer == dst) {
                 peers.push(self.pending_info(dst, since));
             }
@@ -202,39 +222,16 @@ impl ControlPlane {
     /// `check ADDR`: the policy match now; the IPSECKEY lookup live (in a
     /// task, so the control plane does not wait for DNS).
     fn check(&self, addr: IpAddr, reply: oneshot::Sender<Reply>) {
-        let m = self.machine.check(addr);
-        let current = match (self.dp.outcomes.get(addr), self.pending.get(&addr)) {
-            (Some(o), _) => Some(self.peer_info(&o, &self.bytes())),
-            (None, Some(&since)) => Some(self.pending_info(addr, since)),
+        let m = self.node.machine().check(addr);
+        let outcome = self.dp.outcomes.get(addr);
+        let since = self.node.pending().get(&addr).copied();
+        let current = match (&outcome, since) {
+            (Some(o), _) => Some(self.peer_info(o, &self.bytes())),
+            (None, Some(since)) => Some(self.pending_info(addr, since)),
             (None, None) => None,
         };
-        let anonymous = if m.options.allow_anonymous {
-            "anonymous IKE (AUTH NULL) without a key"
-        } else {
-            "no anonymous IKE (require-authenticated)"
-        };
-        let action = match (m.group, &current) {
-            (_, Some(p)) if p.state == PeerState::Private => {
-                "encrypted with the installed SA".to_owned()
-            }
-            (_, Some(p)) if p.state == PeerState::Clear => {
-                "sent in cleartext until the outcome expires".to_owned()
-            }
-            (_, Some(p)) if p.state == PeerState::Pending => {
-                "held until the decision under way".to_owned()
-            }
-            (Group::Clear, _) => "sent in cleartext by the kernel (not routed to the agent)".into(),
-            (Group::ClearOrPrivate, _) => {
-                "sent in cleartext; OE is answered if the peer starts it".into()
-            }
-            (Group::PrivateOrClear, _) => {
-                format!("held; IPSECKEY lookup, then IKE ({anonymous}), or cleartext if that fails")
-            }
-            (Group::Private, _) => {
-                format!("held; IPSECKEY lookup, then IKE ({anonymous}), or dropped if that fails")
-            }
-            (Group::Block, _) => "dropped".into(),
-        };
+        let pending = outcome.is_none() && since.is_some();
+        let action = m.treatment(outcome.map(|o| o.state), pending);
         let base = CheckReply {
             addr,
             group: m.group.to_string(),

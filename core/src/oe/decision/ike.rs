@@ -1,0 +1,273 @@
+//! The IKE phase of an outbound decision: the attempts with each candidate
+//! peer in turn (RFC 7296 IKE_SA_INIT + IKE_AUTH, run by the engine), their
+//! results, and the outcome when one succeeds or all fail.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::{IkePhase, Machine, Pending, Phase, Timer};
+use crate::oe::action::{Action, IkeResult};
+use crate::oe::keys::Candidate;
+use crate::oe::outcome::{AttemptFailure, Auth, Cause, NoKey, Outcome, State};
+
+impl Machine {
+    pub(super) fn start_ike(
+        &mut self,
+        now: Instant,
+        dst: IpAddr,
+        found: Vec<Candidate>,
+        dnssec: bool,
+        no_key: Option<NoKey>,
+        ttl_cap: Option<u32>,
+    ) {
+        let mut rest: VecDeque<Candidate> = found.into();
+        let Some(first) = rest.pop_front() else {
+            return;
+        };
+        let deadline = now + self.config.ike_timeout;
+        let attempt = share(now, deadline, rest.len() + 1);
+        let timer = self.arm(attempt, Timer::Ike(dst));
+        let Some(p) = self.pending.get_mut(&dst) else {
+            return;
+        };
+        let (peer_addr, key) = (first.peer_addr, first.key.clone());
+        p.phase = Phase::Ike(IkePhase {
+            current: first,
+            rest,
+            started: now,
+            deadline,
+            timer,
+            dnssec,
+            key_in_dns: no_key.is_none(),
+            no_key,
+            ttl_cap,
+            failures: Vec::new(),
+        });
+        self.actions.push_back(Action::StartIke {
+            dst,
+            peer_addr,
+            key,
+            authenticated_by_dnssec: dnssec,
+            deadline: attempt,
+        });
+    }
+
+    /// How IKE for `dst` with `peer_addr` ended. Also call it when an IKE SA with
+    /// `dst` was established by the peer (this host the responder): held packets
+    /// then go out encrypted, and the outcome is private either way.
+    pub fn on_ike_result(
+        &mut self,
+        now: Instant,
+        dst: IpAddr,
+        peer_addr: IpAddr,
+        result: IkeResult,
+    ) {
+        let failure = match result {
+            IkeResult::Established {
+                anonymous,
+                dnssec,
+                lookup_failed,
+            } => {
+                return self.established(now, dst, peer_addr, anonymous, dnssec, lookup_failed);
+            }
+            IkeResult::Failed { reason } => Some(reason.to_string()),
+            IkeResult::NotStarted { reason } => Some(reason.to_string()),
+            IkeResult::TimedOut => None,
+        };
+        match self.pending.get(&dst).map(|p| &p.phase) {
+            Some(Phase::Ike(ike)) if ike.current.peer_addr == peer_addr => {}
+            _ => {
+                self.counters.stale_results += 1;
+                return;
+            }
+        }
+        match failure {
+            Some(_) => self.counters.ike_failures += 1,
+            None => self.counters.ike_timeouts += 1,
+        }
+        self.next_attempt(
+            now,
+            dst,
+            AttemptFailure {
+                peer_addr,
+                reason: failure,
+            },
+        );
+    }
+
+    pub(super) fn established(
+        &mut self,
+        now: Instant,
+        dst: IpAddr,
+        peer_addr: IpAddr,
+        anonymous: bool,
+        dnssec: bool,
+        lookup_failed: bool,
+    ) {
+        let policy = match self.pending.remove(&dst) {
+            Some(p) => {
+                self.leave_phase(dst, p.phase, Some(peer_addr));
+                p.policy
+            }
+            None => self.policy.lookup(dst),
+        };
+        // An authenticated peer seen lately that comes back anonymous, in
+        // either role, is a downgrade (flagged; `on_ike_request` refused it
+        // under `refuse_downgrade`).
+        let downgrade = anonymous && self.memory.was_private(now, dst);
+        let auth = if anonymous {
+            Auth::Anonymous
+        } else {
+            self.memory.remember(now, dst);
+            self.authenticated_live.insert(dst);
+            Auth::Authenticated
+        };
+        let cause = Cause::Established { peer_addr };
+        let mut outcome = Outcome::new(dst, State::Private, auth, policy, cause, now, None);
+        outcome = outcome.with_dnssec(dnssec && !anonymous);
+        if anonymous && lookup_failed {
+            outcome = outcome.note("anonymous (key lookup failed)");
+        }
+        if downgrade {
+            self.counters.downgrades += 1;
+            outcome = outcome.downgraded();
+        }
+        let packets = self.hold.take(dst);
+        self.actions.push_back(Action::Private { outcome, packets });
+    }
+
+    /// Cleans up after a pending entry that is decided: its lookup or its IKE
+    /// attempt (cancelled unless it is the one that `succeeded`).
+    pub(super) fn leave_phase(&mut self, dst: IpAddr, phase: Phase, succeeded: Option<IpAddr>) {
+        match phase {
+            Phase::Dns { name } => {
+                let Some(lookup) = self.lookups.get_mut(&name) else {
+                    return;
+                };
+                lookup.outbound = None;
+                if lookup.responders.is_empty() {
+                    self.timers.remove(&lookup.timer);
+                    self.lookups.remove(&name);
+                    self.actions.push_back(Action::CancelLookup { name });
+                }
+            }
+            Phase::Ike(ike) => {
+                self.timers.remove(&ike.timer);
+                if succeeded.is_some_and(|a| a != ike.current.peer_addr) {
+                    self.actions.push_back(Action::CancelIke {
+                        dst,
+                        peer_addr: ike.current.peer_addr,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The current attempt failed: the next candidate if time remains, else fail.
+    pub(super) fn next_attempt(&mut self, now: Instant, dst: IpAddr, failure: AttemptFailure) {
+        let Some(Pending {
+            phase: Phase::Ike(ike),
+            ..
+        }) = self.pending.get_mut(&dst)
+        else {
+            return;
+        };
+        self.timers.remove(&ike.timer);
+        ike.failures.push(failure);
+        if now < ike.deadline
+            && let Some(next) = ike.rest.pop_front()
+        {
+            let attempt = share(now, ike.deadline, ike.rest.len() + 1);
+            let (peer_addr, key) = (next.peer_addr, next.key.clone());
+            ike.current = next;
+            let dnssec = ike.dnssec;
+            ike.timer = (attempt, self.next_timer);
+            self.next_timer += 1;
+            self.timers.insert(ike.timer, Timer::Ike(dst));
+            self.actions.push_back(Action::StartIke {
+                dst,
+                peer_addr,
+                key,
+                authenticated_by_dnssec: dnssec,
+                deadline: attempt,
+            });
+            return;
+        }
+        let cause = Cause::IkeFailed {
+            attempts: std::mem::take(&mut ike.failures),
+            after: now.saturating_duration_since(ike.started),
+            key_in_dns: ike.key_in_dns,
+        };
+        let note = ike.no_key.as_ref().map(ToString::to_string);
+        let ttl = ike.ttl_cap;
+        self.fail(now, dst, cause, ttl, note.as_deref());
+    }
+
+    /// Ends `dst` as clear (fail open) or blocked (fail closed), per its group.
+    pub(super) fn fail(
+        &mut self,
+        now: Instant,
+        dst: IpAddr,
+        cause: Cause,
+        ttl: Option<u32>,
+        note: Option<&str>,
+    ) {
+        let Some(p) = self.pending.remove(&dst) else {
+            return;
+        };
+        self.leave_phase(dst, p.phase, None);
+        // design.md: a peer that was private recently and now goes clear (or
+        // blocked) for any reason is a downgrade: IKE failing, its key gone
+        // from DNS (a forged NXDOMAIN looks just like that), DNS failing.
+        let downgrade = self.memory.was_private(now, dst);
+        // A policy reloaded meanwhile may have made dst fail closed: the stricter wins.
+        let closed = p.policy.group.fails_closed()
+            || self.policy.lookup(dst).group.fails_closed()
+            || (downgrade && self.config.refuse_downgrade);
+        let transient = match cause {
+            Cause::DnsFailed(_) | Cause::DnsTimeout(_) => true,
+            Cause::IkeFailed { .. } => closed,
+            _ => closed && downgrade,
+        };
+        let mut life = if transient {
+            self.config.retry_lifetime
+        } else {
+            self.config.clear_lifetime
+        };
+        if let Some(ttl) = ttl {
+            life = life.min(Duration::from_secs(ttl.into()));
+        }
+        let state = if closed { State::Blocked } else { State::Clear };
+        let mut outcome = Outcome::new(dst, state, Auth::None, p.policy, cause, now, Some(life));
+        if let Some(note) = note {
+            outcome = outcome.note(note);
+        }
+        if closed {
+            outcome = outcome.note(if downgrade && !p.policy.group.fails_closed() {
+                "downgrade refused"
+            } else {
+                "policy private fails closed"
+            });
+        }
+        if downgrade {
+            self.counters.downgrades += 1;
+            outcome = outcome.downgraded();
+        }
+        if closed {
+            let dropped = self.hold.discard(dst);
+            self.counters.failed_closed += dropped as u64;
+            self.actions.push_back(Action::Drop { outcome, dropped });
+        } else {
+            let packets = self.hold.take(dst);
+            self.actions
+                .push_back(Action::PassClear { outcome, packets });
+        }
+    }
+}
+
+/// The deadline of one of `n` attempts sharing the time from `now` to `deadline`.
+fn share(now: Instant, deadline: Instant, n: usize) -> Instant {
+    let left = deadline.saturating_duration_since(now);
+    now + left / u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,351 @@
+//! The OE node: the IKE [`Endpoint`] and the decision [`Machine`] joined,
+//! sans-IO. It turns the engine's events into the machine's inputs and the
+//! machine's actions into the engine's calls, keeps what that needs (which
+//! destination an IKE SA protects, who is anonymous, which SAs are idle), and
+//! tells its driver what to do in plain [`Command`]s: install or remove an
+//! ESP SA pair, send held packets, publish an outbound SA, add or remove a
+//! bypass route, change the set of private peers, send an IKE datagram, look
+//! up DNS.
+//!
+//! How to drive it (quinn-proto's model; nothing here reads a clock):
+//!
+//! | input | call |
+//! |---|---|
+//! | a packet to a destination without SA or outcome | [`Node::handle_packet`] |
+//! | an IKE datagram | [`Node::handle_ike`] |
+//! | an IPSECKEY answer / an A or AAAA answer | [`Node::handle_dns`] / [`Node::handle_address`] |
+//! | an ESP SA reached a byte or packet limit | [`Node::handle_lifetime`] |
+//! | the timer at [`Node::poll_timeout`] | [`Node::handle_timeout`], then, if [`Node::idle_scan_due`], [`Node::handle_activity`] |
+//!
+//! After each input, drain [`Node::poll_command`] and carry the commands out
+//! in order. A round ends when it returns `None`; its last command is
+//! [`Command::SetPrivatePeers`] when the set changed, so that the nftables
+//! update follows the round's messages.
+//!
+//! The policy it holds:
+//! - the destination a CHILD SA protects: the attempt's, else the IKE SA's,
+//!   else the one host its remote selector names, else the peer;
+//! - the first CHILD SA of a destination is installed with its outbound half
+//!   unpublished; the held packets go out through it, and only then is it
+//!   published (packets stay in order);
+//! - a private outcome ends with the last SA of its peer;
+//! - an IKE SA whose ESP carried nothing for the idle timeout is closed.
+
+mod children;
+mod command;
+mod glue;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::esp::LifetimeEvent;
+use crate::ike::endpoint::{Endpoint, SaHandle, Transmit};
+use crate::ipseckey::DomainName;
+use crate::oe::{AddressResult, DnsResult, Held, Machine, PacketFate};
+
+use children::Children;
+pub use command::{Command, Level, Note, esp_sas};
+
+/// What the node needs besides the engine's and the machine's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeConfig {
+    /// This host's address (IKE source, traffic selector).
+    pub address: IpAddr,
+    /// An IKE SA whose ESP carried nothing this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// An IKE attempt this host started for a destination.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    dst: IpAddr,
+    peer_addr: IpAddr,
+    started: Instant,
+    dnssec: bool,
+}
+
+/// What the node knows of one IKE SA.
+#[derive(Debug, Clone, Copy)]
+struct SaInfo {
+    anonymous: bool,
+    dnssec: bool,
+    /// Anonymous, accepted although the lookup of its key failed.
+    lookup_failed: bool,
+    /// The destination its CHILD SAs protect, once known.
+    dst: Option<IpAddr>,
+}
+
+/// Traffic of one IKE SA at the last idle scan.
+#[derive(Debug, Clone, Copy)]
+struct Activity {
+    packets: u64,
+    since: Instant,
+}
+
+/// Where [`Node::poll_command`] is in a round: engine events, then engine
+/// transmits, then machine actions, again until all three are empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Events,
+    Transmits,
+    Actions,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Node {
+    config: NodeConfig,
+    endpoint: Endpoint,
+    machine: Machine,
+    attempts: HashMap<SaHandle, Attempt>,
+    sas: HashMap<SaHandle, SaInfo>,
+    children: Children,
+    /// Destinations being decided, since when.
+    pending: HashMap<IpAddr, Instant>,
+    /// Clear and blocked outcomes by expiry.
+    expiries: BTreeSet<(Instant, IpAddr)>,
+    activity: HashMap<SaHandle, Activity>,
+    next_idle_scan: Instant,
+    /// Peers that became private this round.
+    newly_private: Vec<IpAddr>,
+    /// Peers whose last SA went this round (a peer is in at most one list).
+    ended_private: Vec<IpAddr>,
+    commands: VecDeque<Command>,
+    phase: Phase,
+    busy: bool,
+}
+
+impl Node {
+    /// A node around a configured engine and machine, started at `now`.
+    pub fn new(config: NodeConfig, endpoint: Endpoint, machine: Machine, now: Instant) -> Node {
+        Node {
+            next_idle_scan: now + idle_scan_interval(config.idle_timeout),
+            config,
+            endpoint,
+            machine,
+            attempts: HashMap::new(),
+            sas: HashMap::new(),
+            children: Children::default(),
+            pending: HashMap::new(),
+            expiries: BTreeSet::new(),
+            activity: HashMap::new(),
+            newly_private: Vec::new(),
+            ended_private: Vec::new(),
+            commands: VecDeque::new(),
+            phase: Phase::Events,
+            busy: false,
+        }
+    }
+
+    /// A packet to `dst`, which has neither an SA nor a cached outcome.
+    pub fn handle_packet(&mut self, now: Instant, dst: IpAddr, packet: Vec<u8>) -> PacketFate {
+        let fate = self.machine.on_packet(now, dst, packet);
+        if fate == PacketFate::Held && !self.pending.contains_key(&dst) {
+            self.pending.insert(dst, now);
+            self.log(None, Note::FirstHeld { dst });
+        }
+        fate
+    }
+
+    /// An IKE datagram from `remote` to `local`.
+    pub fn handle_ike(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, msg: &[u8]) {
+        self.endpoint.handle(now, local, remote, msg);
+    }
+
+    /// The answer to a [`Command::LookupKey`].
+    pub fn handle_dns(&mut self, now: Instant, name: &DomainName, result: DnsResult) {
+        self.machine.on_dns_result(now, name, result);
+    }
+
+    /// The answer to a [`Command::LookupAddress`].
+    pub fn handle_address(
+        &mut self,
+        now: Instant,
+        name: &DomainName,
+        addr: IpAddr,
+        result: AddressResult,
+    ) {
+        self.machine.on_address_result(now, name, addr, result);
+    }
+
+    /// An ESP SA of IKE SA `sa` reached its soft (rekey) or hard (delete)
+    /// byte or packet limit.
+    pub fn handle_lifetime(
+        &mut self,
+        now: Instant,
+        sa: SaHandle,
+        inbound_spi: u32,
+        event: LifetimeEvent,
+    ) {
+        match event {
+            LifetimeEvent::SoftExpired => self.endpoint.rekey_child(now, sa, inbound_spi),
+            LifetimeEvent::HardExpired => self.endpoint.delete_child(now, sa, inbound_spi),
+        }
+    }
+
+    /// When [`Node::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Instant {
+        [
+            self.endpoint.poll_timeout(),
+            self.machine.poll_timeout(),
+            self.expiries.first().map(|(at, _)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.next_idle_scan, Instant::min)
+    }
+
+    /// The timer fired: the engine's and the machine's timeouts, and
+    /// [`Command::OutcomeExpired`] for each outcome that ran out.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        if self.machine.poll_timeout().is_some_and(|t| t <= now) {
+            self.machine.handle_timeout(now);
+        }
+        while let Some(&(at, dst)) = self.expiries.first() {
+            if at > now {
+                break;
+            }
+            self.expiries.remove(&(at, dst));
+            self.commands.push_back(Command::OutcomeExpired { dst });
+        }
+    }
+
+    /// Whether the driver should count each IKE SA's ESP packets now and
+    /// pass them to [`Node::handle_activity`].
+    pub fn idle_scan_due(&self, now: Instant) -> bool {
+        self.next_idle_scan <= now
+    }
+
+    /// Packets carried so far (both directions) by the ESP SAs of each IKE
+    /// SA that has any: closes those idle for the idle timeout.
+    pub fn handle_activity(&mut self, now: Instant, totals: HashMap<SaHandle, u64>) {
+        self.activity.retain(|sa, _| totals.contains_key(sa));
+        for (sa, packets) in totals {
+            let a = self.activity.entry(sa).or_insert(Activity {
+                packets,
+                since: now,
+            });
+            if a.packets != packets {
+                *a = Activity {
+                    packets,
+                    since: now,
+                };
+                // The engine evicts the idlest anonymous SAs first.
+                self.endpoint.note_activity(now, sa);
+            } else if now.saturating_duration_since(a.since) >= self.config.idle_timeout {
+                let idle = self.config.idle_timeout;
+                self.log(Some(sa), Note::Idle { idle });
+                self.endpoint.close(now, sa);
+                self.activity.remove(&sa);
+            }
+        }
+        self.next_idle_scan = now + idle_scan_interval(self.config.idle_timeout);
+    }
+
+    /// The next thing to do, or `None` at the end of a round. See
+    /// [`Command`] for the order.
+    pub fn poll_command(&mut self, now: Instant) -> Option<Command> {
+        loop {
+            if let Some(c) = self.commands.pop_front() {
+                return Some(c);
+            }
+            match self.phase {
+                // Events before transmits: a responder's CHILD SA must be
+                // installed before its IKE_AUTH response leaves, or the
+                // initiator's first ESP packets (the held ones) can arrive
+                // to an unknown SPI.
+                Phase::Events => match self.endpoint.poll_event() {
+                    Some(event) => {
+                        self.busy = true;
+                        self.on_event(now, event);
+                    }
+                    None => self.phase = Phase::Transmits,
+                },
+                Phase::Transmits => match self.endpoint.poll_transmit() {
+                    Some(t) => {
+                        self.busy = true;
+                        return Some(Command::Transmit(t));
+                    }
+                    None => self.phase = Phase::Actions,
+                },
+                Phase::Actions => match self.machine.poll_action() {
+                    Some(action) => {
+                        self.busy = true;
+                        self.on_action(now, action);
+                    }
+                    None => {
+                        self.phase = Phase::Events;
+                        if std::mem::take(&mut self.busy) {
+                            continue;
+                        }
+                        return self.end_round();
+                    }
+                },
+            }
+        }
+    }
+
+    /// After the round's messages have left (the initiator's first ESP need
+    /// not wait for it): the private peers that changed, in one command.
+    fn end_round(&mut self) -> Option<Command> {
+        if self.newly_private.is_empty() && self.ended_private.is_empty() {
+            return None;
+        }
+        Some(Command::SetPrivatePeers {
+            added: std::mem::take(&mut self.newly_private),
+            removed: std::mem::take(&mut self.ended_private),
+        })
+    }
+
+    /// Closes every IKE SA (the host shuts down); the DELETE requests come
+    /// from [`Node::poll_transmit`].
+    pub fn close_all(&mut self, now: Instant) {
+        let handles: Vec<SaHandle> = self
+            .sas
+            .keys()
+            .chain(self.attempts.keys())
+            .copied()
+            .collect();
+        for sa in handles {
+            self.endpoint.close(now, sa);
+        }
+    }
+
+    /// An IKE datagram to send, bypassing the round (for shutdown only).
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.endpoint.poll_transmit()
+    }
+
+    /// Gives back the emptied packets of [`Command::SendHeld`] or
+    /// [`Command::SendClear`], so their storage is reused.
+    pub fn recycle(&mut self, held: Held) {
+        self.machine.recycle(held);
+    }
+
+    /// Destinations being decided, and since when.
+    pub fn pending(&self) -> &HashMap<IpAddr, Instant> {
+        &self.pending
+    }
+
+    /// The IKE engine (statistics).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The decision machine (counters, held packets, policy).
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    fn log(&mut self, sa: Option<SaHandle>, note: Note) {
+        self.commands.push_back(Command::Log { sa, note });
+    }
+}
+
+fn idle_scan_interval(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}

@@ -1,0 +1,502 @@
+//! The OE node on a virtual clock: two nodes exchange IKE through a small
+//! in-memory driver, DNS answers come from the test, and each node's
+//! commands are recorded in order.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+mod oe_common;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use oe_common::{ed, ip, nxdomain, policy, records};
+use oemesh_core::crypto::ed25519::Ed25519SigningKey;
+use oemesh_core::ike::endpoint::{Config as IkeConfig, Endpoint, LocalAuth, SaHandle, Transmit};
+use oemesh_core::ike::message::Identity;
+use oemesh_core::ike::udp_encap::{Datagram, classify};
+use oemesh_core::ipseckey::{DomainName, Gateway, reverse_name};
+use oemesh_core::oe::node::Note;
+use oemesh_core::oe::{
+    Cause, Command, Config, DnsResult, Group, GroupOptions, Machine, Node, NodeConfig, Outcome,
+    PacketFate, State,
+};
+
+const IDLE: Duration = Duration::from_secs(60);
+
+/// What a node asked its driver to do, in short.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Did {
+    Transmit,
+    Install {
+        dst: IpAddr,
+        publish: bool,
+    },
+    Publish {
+        dst: IpAddr,
+    },
+    Remove {
+        spi: u32,
+    },
+    SendHeld {
+        dst: IpAddr,
+        packets: Vec<Vec<u8>>,
+    },
+    SendClear {
+        packets: usize,
+    },
+    Decided {
+        state: State,
+    },
+    PrivateEnded {
+        dst: IpAddr,
+    },
+    SetPrivate {
+        added: Vec<IpAddr>,
+        removed: Vec<IpAddr>,
+    },
+    Idle,
+    Bypass,
+    Unbypass,
+    Expired {
+        dst: IpAddr,
+    },
+}
+
+/// One host: its node, what it did, and the ESP packets its SAs carried.
+struct Host {
+    node: Node,
+    ip: IpAddr,
+    did: Vec<Did>,
+    outcomes: Vec<Outcome>,
+    /// Installed pairs: IKE SA and inbound SPI.
+    installed: Vec<(SaHandle, u32)>,
+    /// Packets per IKE SA, as the data path would count them.
+    packets: HashMap<SaHandle, u64>,
+    /// IPSECKEY answers by owner name; a name without one is never answered.
+    dns: HashMap<DomainName, DnsResult>,
+}
+
+impl Host {
+    fn new(ip_s: &str, seed: u8, anonymous: bool, now: Instant) -> Host {
+        let addr = ip(ip_s);
+        let IpAddr::V4(v4) = addr else { panic!() };
+        let mut ike = if anonymous {
+            IkeConfig::new(LocalAuth::Null, Identity::Null)
+        } else {
+            let key = Ed25519SigningKey::from_seed(&[seed; 32]);
+            IkeConfig::new(LocalAuth::Ed25519(key), Identity::Ipv4(v4))
+        };
+        ike.dpd_interval = None;
+        let endpoint = Endpoint::new(ike, [seed; 32]);
+        let options = [(Group::PrivateOrClear, GroupOptions::default())];
+        let machine = Machine::new(Config::default(), policy(&options));
+        let config = NodeConfig {
+            address: addr,
+            idle_timeout: IDLE,
+        };
+        Host {
+            node: Node::new(config, endpoint, machine, now),
+            ip: addr,
+            did: Vec::new(),
+            outcomes: Vec::new(),
+            installed: Vec::new(),
+            packets: HashMap::new(),
+            dns: HashMap::new(),
+        }
+    }
+
+    /// Publishes `peer`'s Ed25519 key (seed `seed`) at its reverse name.
+    fn knows(&mut self, peer: &Host, seed: u8) {
+        let name = reverse_name(peer.ip);
+        let answer = records(vec![ed(10, Gateway::None, seed)], true);
+        self.dns.insert(name, answer);
+    }
+
+    /// `peer` publishes no key.
+    fn knows_no_key(&mut self, peer: &Host) {
+        self.dns.insert(reverse_name(peer.ip), nxdomain(Some(300)));
+    }
+
+    /// Carries out the node's commands until the round ends: IKE to `wire`,
+    /// DNS answers fed back at once.
+    fn drive(&mut self, now: Instant, wire: &mut Vec<Transmit>) {
+        loop {
+            let mut answers = Vec::new();
+            while let Some(c) = self.node.poll_command(now) {
+                match c {
+                    Command::Transmit(t) => {
+                        self.did.push(Did::Transmit);
+                        wire.push(t);
+                    }
+                    Command::LookupKey { name } => {
+                        if let Some(a) = self.dns.get(&name) {
+                            answers.push((name, a.clone()));
+                        }
+                    }
+                    Command::InstallChild {
+                        sa,
+                        dst,
+                        publish,
+                        child,
+                    } => {
+                        self.packets.entry(sa).or_insert(0);
+                        self.installed.push((sa, child.spis.inbound));
+                        self.did.push(Did::Install { dst, publish });
+                    }
+                    Command::PublishOutbound { dst } => self.did.push(Did::Publish { dst }),
+                    Command::RemoveChild { inbound_spi } => {
+                        self.did.push(Did::Remove { spi: inbound_spi });
+                    }
+                    Command::SendHeld { dst, mut packets } => {
+                        let packets = packets.drain().collect();
+                        self.did.push(Did::SendHeld { dst, packets });
+                    }
+                    Command::SendClear { mut packets } => {
+                        let packets = packets.drain().count();
+                        self.did.push(Did::SendClear { packets });
+                    }
+                    Command::Decided { outcome } => {
+                        self.did.push(Did::Decided {
+                            state: outcome.state,
+                        });
+                        self.outcomes.push(outcome);
+                    }
+                    Command::PrivateEnded { dst } => self.did.push(Did::PrivateEnded { dst }),
+                    Command::SetPrivatePeers { added, removed } => {
+                        self.did.push(Did::SetPrivate { added, removed });
+                    }
+                    Command::Log {
+                        note: Note::Idle { .. },
+                        ..
+                    } => self.did.push(Did::Idle),
+                    Command::Bypass { .. } => self.did.push(Did::Bypass),
+                    Command::Unbypass { .. } => self.did.push(Did::Unbypass),
+                    Command::OutcomeExpired { dst } => self.did.push(Did::Expired { dst }),
+                    _ => {}
+                }
+            }
+            if answers.is_empty() {
+                return;
+            }
+            for (name, answer) in answers {
+                self.node.handle_dns(now, &name, answer);
+            }
+        }
+    }
+
+    fn position(&self, what: &Did) -> usize {
+        self.did
+            .iter()
+            .position(|d| d == what)
+            .unwrap_or_else(|| panic!("{what:?} not in {:#?}", self.did))
+    }
+
+    fn count(&self, pred: impl Fn(&Did) -> bool) -> usize {
+        self.did.iter().filter(|d| pred(d)).count()
+    }
+}
+
+/// Two hosts on a link that may drop everything, and the virtual clock.
+struct World {
+    now: Instant,
+    a: Host,
+    b: Host,
+    link_up: bool,
+}
+
+impl World {
+    fn new(anonymous: bool) -> World {
+        let now = Instant::now();
+        let a = Host::new("10.0.2.1", 1, anonymous, now);
+        let b = Host::new("10.0.2.2", 2, anonymous, now);
+        World {
+            now,
+            a,
+            b,
+            link_up: true,
+        }
+    }
+
+    /// Both publish their keys, and each finds the other's.
+    fn authenticated() -> World {
+        let mut w = World::new(false);
+        let (a, b) = (&mut w.a, &mut w.b);
+        a.knows(b, 2);
+        b.knows(a, 1);
+        w
+    }
+
+    /// Neither publishes a key: anonymous IKE.
+    fn anonymous() -> World {
+        let mut w = World::new(true);
+        let (a, b) = (&mut w.a, &mut w.b);
+        a.knows_no_key(b);
+        b.knows_no_key(a);
+        w
+    }
+
+    /// Runs both drivers until no datagram is in flight.
+    fn settle(&mut self) {
+        for _ in 0..100 {
+            let mut to_b = Vec::new();
+            let mut to_a = Vec::new();
+            self.a.drive(self.now, &mut to_b);
+            self.b.drive(self.now, &mut to_a);
+            if to_a.is_empty() && to_b.is_empty() {
+                return;
+            }
+            if self.link_up {
+                deliver(&mut self.b, self.now, &to_b);
+                deliver(&mut self.a, self.now, &to_a);
+            }
+        }
+        panic!("the nodes never went quiet");
+    }
+
+    /// Moves the clock by `d` in steps of at most a second, firing timers and
+    /// idle scans with the hosts' packet counts.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now = end.min(self.now + Duration::from_secs(1));
+            for h in [&mut self.a, &mut self.b] {
+                if h.node.poll_timeout() <= self.now {
+                    h.node.handle_timeout(self.now);
+                }
+                if h.node.idle_scan_due(self.now) {
+                    h.node.handle_activity(self.now, h.packets.clone());
+                }
+            }
+            self.settle();
+        }
+    }
+
+    /// A packet from A to B (held: B is undecided).
+    fn a_sends(&mut self, packet: &[u8]) -> PacketFate {
+        let dst = self.b.ip;
+        self.a.node.handle_packet(self.now, dst, packet.to_vec())
+    }
+}
+
+fn deliver(to: &mut Host, now: Instant, wire: &[Transmit]) {
+    for t in wire {
+        let remote: SocketAddr = t.local;
+        let message = if t.remote.port() == 500 {
+            &t.payload[..]
+        } else {
+            match classify(&t.payload) {
+                Datagram::Ike(m) => m,
+                _ => continue,
+            }
+        };
+        to.node.handle_ike(now, t.remote, remote, message);
+    }
+}
+
+#[test]
+fn an_oe_handshake_installs_a_child_on_both_sides() {
+    let mut w = World::authenticated();
+    assert_eq!(w.a_sends(b"hello"), PacketFate::Held);
+    assert_eq!(w.a.node.pending().len(), 1);
+    w.settle();
+    let (a, b) = (w.a.ip, w.b.ip);
+    w.a.position(&Did::Install {
+        dst: b,
+        publish: false,
+    });
+    w.b.position(&Did::Install {
+        dst: a,
+        publish: false,
+    });
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Private);
+    assert!(matches!(outcome.cause, Cause::Established { .. }));
+    assert!(w.a.node.pending().is_empty());
+    // B answered A's IKE: it is private too, with A in its set.
+    w.b.position(&Did::SetPrivate {
+        added: vec![a],
+        removed: vec![],
+    });
+}
+
+#[test]
+fn a_responder_installs_its_child_before_its_ike_auth_response_leaves() {
+    let mut w = World::authenticated();
+    w.a_sends(b"x");
+    w.settle();
+    let a = w.a.ip;
+    let install = w.b.position(&Did::Install {
+        dst: a,
+        publish: false,
+    });
+    // B's last datagram is its IKE_AUTH response: A's first ESP (the held
+    // packet) may follow it at once, and must find the SA.
+    let last = w.b.did.iter().rposition(|d| *d == Did::Transmit);
+    assert!(Some(install) < last, "{:#?}", w.b.did);
+}
+
+#[test]
+fn held_packets_go_out_after_install_and_before_publish() {
+    let mut w = World::authenticated();
+    w.a_sends(b"one");
+    w.a_sends(b"two");
+    w.settle();
+    let b = w.b.ip;
+    let install = w.a.position(&Did::Install {
+        dst: b,
+        publish: false,
+    });
+    let decided = w.a.position(&Did::Decided {
+        state: State::Private,
+    });
+    let held = w.a.position(&Did::SendHeld {
+        dst: b,
+        packets: vec![b"one".to_vec(), b"two".to_vec()],
+    });
+    let publish = w.a.position(&Did::Publish { dst: b });
+    let set = w.a.position(&Did::SetPrivate {
+        added: vec![b],
+        removed: vec![],
+    });
+    assert!(install < decided && decided < held && held < publish && publish < set);
+    // The nftables update closes the round.
+    assert_eq!(set, w.a.did.len() - 1, "{:#?}", w.a.did);
+}
+
+#[test]
+fn an_idle_sa_is_closed_and_a_busy_one_is_not() {
+    let mut w = World::authenticated();
+    w.a_sends(b"x");
+    w.settle();
+    // Traffic on A's SA every scan: nothing closes for twice the timeout.
+    for _ in 0..8 {
+        for n in w.a.packets.values_mut() {
+            *n += 1;
+        }
+        w.advance(IDLE / 4);
+    }
+    assert_eq!(w.a.count(|d| *d == Did::Idle), 0, "{:#?}", w.a.did);
+    // Silence: A closes it after the idle timeout and a scan interval.
+    w.advance(IDLE + IDLE / 2);
+    assert_eq!(w.a.count(|d| *d == Did::Idle), 1, "{:#?}", w.a.did);
+    assert_eq!(w.a.count(|d| matches!(d, Did::Remove { .. })), 1);
+    assert_eq!(w.b.count(|d| matches!(d, Did::Remove { .. })), 1);
+}
+
+#[test]
+fn a_private_outcome_ends_with_its_last_sa() {
+    let mut w = World::authenticated();
+    w.a_sends(b"x");
+    w.settle();
+    let (a, b) = (w.a.ip, w.b.ip);
+    assert_eq!(w.a.count(|d| matches!(d, Did::PrivateEnded { .. })), 0);
+    w.advance(IDLE * 2);
+    let removed = w.a.position(&Did::Remove {
+        spi: removed_spi(&w.a),
+    });
+    let ended = w.a.position(&Did::PrivateEnded { dst: b });
+    let set = w.a.did.iter().rposition(|d| match d {
+        Did::SetPrivate { added, removed } => added.is_empty() && removed.contains(&b),
+        _ => false,
+    });
+    assert!(removed < ended && Some(ended) < set, "{:#?}", w.a.did);
+    w.b.position(&Did::PrivateEnded { dst: a });
+    // The authenticated peer stays remembered (downgrade detection).
+    assert_eq!(w.a.node.machine().remembered_private(), 1);
+    // The next packet decides again.
+    assert_eq!(w.a_sends(b"again"), PacketFate::Held);
+}
+
+#[test]
+fn a_rekeyed_pair_keeps_the_outcome_when_the_old_one_goes() {
+    let mut w = World::authenticated();
+    w.a_sends(b"x");
+    w.settle();
+    let [(sa, old)] = w.a.installed[..] else {
+        panic!("{:?}", w.a.installed)
+    };
+    // The data path says the pair reached its soft byte limit: rekey.
+    let soft = oemesh_core::esp::LifetimeEvent::SoftExpired;
+    w.a.node.handle_lifetime(w.now, sa, old, soft);
+    w.settle();
+    let b = w.b.ip;
+    assert_eq!(w.a.installed.len(), 2, "{:#?}", w.a.did);
+    w.a.position(&Did::Install {
+        dst: b,
+        publish: true,
+    });
+    w.a.position(&Did::Remove { spi: old });
+    assert_eq!(w.a.count(|d| matches!(d, Did::PrivateEnded { .. })), 0);
+}
+
+fn removed_spi(h: &Host) -> u32 {
+    h.did
+        .iter()
+        .find_map(|d| match d {
+            Did::Remove { spi } => Some(*spi),
+            _ => None,
+        })
+        .expect("a removal")
+}
+
+#[test]
+fn an_anonymous_peer_is_never_remembered_as_private() {
+    let mut w = World::anonymous();
+    w.a_sends(b"x");
+    w.settle();
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Private);
+    assert_eq!(outcome.auth, oemesh_core::oe::Auth::Anonymous);
+    w.advance(IDLE * 2);
+    let b = w.b.ip;
+    w.a.position(&Did::PrivateEnded { dst: b });
+    assert_eq!(w.a.node.machine().remembered_private(), 0);
+    assert_eq!(w.b.node.machine().remembered_private(), 0);
+}
+
+#[test]
+fn a_wrong_key_fails_the_attempt_and_the_destination_goes_clear() {
+    let mut w = World::authenticated();
+    w.a.knows(&w.b, 9); // not B's key
+    w.a_sends(b"x");
+    w.settle();
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Clear);
+    let Cause::IkeFailed { attempts, .. } = &outcome.cause else {
+        panic!("{outcome}")
+    };
+    assert!(attempts.iter().all(|a| a.reason.is_some()), "{outcome}");
+    let bypass = w.a.position(&Did::Bypass);
+    let clear = w.a.position(&Did::SendClear { packets: 1 });
+    assert!(bypass < clear);
+    assert_eq!(w.a.count(|d| matches!(d, Did::Install { .. })), 0);
+}
+
+#[test]
+fn an_unanswered_attempt_times_out_and_the_outcome_says_so() {
+    let mut w = World::authenticated();
+    w.link_up = false;
+    w.a_sends(b"x");
+    w.settle();
+    w.advance(Duration::from_secs(30));
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Clear);
+    let Cause::IkeFailed { attempts, .. } = &outcome.cause else {
+        panic!("{outcome}")
+    };
+    assert!(attempts.iter().all(|a| a.reason.is_none()), "{outcome}");
+    // The clear outcome expires: its bypass is undone by the driver.
+    let expires = outcome.expires_at.expect("a clear outcome expires");
+    let left = expires.saturating_duration_since(w.now);
+    w.advance(left + Duration::from_secs(1));
+    let b = w.b.ip;
+    assert!(w.a.position(&Did::Bypass) < w.a.position(&Did::Expired { dst: b }));
+}
