@@ -18,6 +18,8 @@
 //! - [`esp`]: ESP SAs (RFC 4303): encapsulation, anti-replay, lifetimes.
 //! - [`oe`]: the opportunistic-encryption decision machine: policy groups per
 //!   prefix, held packets, DNS → IKE → private / clear / blocked outcomes.
+//! - [`wire`]: zero-copy views of IPv4, IPv6, TCP and UDP for the data path,
+//!   and the one RFC 1071 checksum.
 //! - [`trust`]: who vouches for what: the rule that binds a peer's IKE
 //!   identity to the address its SA protects, for both roles.
 #![forbid(unsafe_code)]
@@ -29,3 +31,4 @@ pub mod ike;
 pub mod ipseckey;
 pub mod oe;
 pub mod trust;
+pub mod wire;

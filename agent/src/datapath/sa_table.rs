@@ -430,6 +430,7 @@ mod tests {
     use super::*;
     use oemesh_core::crypto::{AeadAlg, KeyAndSalt, Provider};
     use oemesh_core::esp::{HEADER_LEN, LifetimeLimits, MAX_TRAILER_LEN, SaConfig};
+    use oemesh_core::wire::{Ipv4Repr, protocol};
     use std::time::Instant;
 
     fn pair(spi_in: u32, spi_out: u32, key: &KeyAndSalt) -> (OutboundSa, InboundSa) {
@@ -506,11 +507,21 @@ mod tests {
                 true,
             );
         }
-        let mut inner = vec![0u8; 28];
-        inner[0] = 0x45;
-        inner[9] = 17;
-        inner[12..16].copy_from_slice(&[192, 0, 2, 1]);
-        inner[16..20].copy_from_slice(&[192, 0, 2, 20]);
+        let udp = |src: [u8; 4]| {
+            let repr = Ipv4Repr {
+                src_addr: src.into(),
+                dst_addr: [192, 0, 2, 20].into(),
+                protocol: protocol::UDP,
+                payload_len: 8,
+                ttl: 64,
+                ident: 0,
+                dont_frag: false,
+            };
+            let mut p = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut p).unwrap();
+            p
+        };
+        let mut inner = udp([192, 0, 2, 1]);
         let mut buf = vec![0u8; HEADER_LEN + inner.len() + MAX_TRAILER_LEN];
         buf[HEADER_LEN..HEADER_LEN + inner.len()].copy_from_slice(&inner);
         let len = table
@@ -524,7 +535,7 @@ mod tests {
         let range = table.inbound(2).unwrap().open(&mut buf[..len]).unwrap();
         assert_eq!(&buf[range], &inner[..]);
         // A spoofed inner source is refused.
-        inner[12..16].copy_from_slice(&[192, 0, 2, 99]);
+        inner = udp([192, 0, 2, 99]);
         buf[HEADER_LEN..HEADER_LEN + inner.len()].copy_from_slice(&inner);
         let len = table
             .outbound(b)
