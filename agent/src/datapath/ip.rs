@@ -114,11 +114,12 @@ pub fn single_host(selectors: &[AddrSelector]) -> Option<IpAddr> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use oemesh_core::wire::Ipv4Repr;
 
-    fn v4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    /// A UDP datagram over IPv4 with 8 bytes of header and no data.
+    pub(crate) fn v4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
         let repr = Ipv4Repr {
             src_addr: src.into(),
             dst_addr: dst.into(),

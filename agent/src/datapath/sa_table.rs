@@ -327,9 +327,9 @@ impl SaTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datapath::ip::tests::v4_udp;
     use oemesh_core::crypto::{AeadAlg, KeyAndSalt, Provider};
     use oemesh_core::esp::{HEADER_LEN, LifetimeLimits, MAX_TRAILER_LEN, SaConfig};
-    use oemesh_core::wire::{Ipv4Repr, protocol};
     use std::time::Instant;
 
     fn pair(spi_in: u32, spi_out: u32, key: &KeyAndSalt) -> (OutboundSa, InboundSa) {
@@ -396,20 +396,7 @@ mod tests {
         // One table holding both ends: out SPI 2 is the in SPI of the other end.
         install(&table, 1, (1, 2), (a, b), true);
         install(&table, 2, (2, 1), (b, a), true);
-        let udp = |src: [u8; 4]| {
-            let repr = Ipv4Repr {
-                src_addr: src.into(),
-                dst_addr: [192, 0, 2, 20].into(),
-                protocol: protocol::UDP,
-                payload_len: 8,
-                ttl: 64,
-                ident: 0,
-                dont_frag: false,
-            };
-            let mut p = vec![0u8; repr.buffer_len()];
-            repr.emit(&mut p).unwrap();
-            p
-        };
+        let udp = |src| v4_udp(src, [192, 0, 2, 20], 1, 2);
         let mut inner = udp([192, 0, 2, 1]);
         let mut buf = vec![0u8; HEADER_LEN + inner.len() + MAX_TRAILER_LEN];
         buf[HEADER_LEN..HEADER_LEN + inner.len()].copy_from_slice(&inner);

@@ -15,7 +15,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum::{Checksum, checksum, pseudo_header};
-use super::{Error, be16};
+use super::{Error, be16, put16};
 
 /// The header without options.
 pub const HEADER_LEN: usize = 20;
@@ -248,13 +248,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets the total length.
     #[inline]
     pub fn set_total_len(&mut self, len: u16) {
-        self.buffer.as_mut()[field::LENGTH..field::LENGTH + 2].copy_from_slice(&len.to_be_bytes());
+        put16(self.buffer.as_mut(), field::LENGTH, len);
     }
 
     /// Sets the header checksum field.
     #[inline]
     pub fn set_checksum(&mut self, sum: u16) {
-        self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
+        put16(self.buffer.as_mut(), field::CHECKSUM.start, sum);
     }
 
     /// Computes the header checksum and writes it.

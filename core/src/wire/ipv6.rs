@@ -16,7 +16,7 @@
 use std::net::Ipv6Addr;
 
 use super::checksum::{Checksum, pseudo_header};
-use super::{Error, be16, be32};
+use super::{Error, be16, be32, put16};
 
 /// The fixed header.
 pub const HEADER_LEN: usize = 40;
@@ -174,8 +174,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Sets the payload length.
     #[inline]
     pub fn set_payload_len(&mut self, len: u16) {
-        self.buffer.as_mut()[field::PAYLOAD_LEN..field::PAYLOAD_LEN + 2]
-            .copy_from_slice(&len.to_be_bytes());
+        put16(self.buffer.as_mut(), field::PAYLOAD_LEN, len);
     }
 }
 

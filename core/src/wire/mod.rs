@@ -94,6 +94,12 @@ fn be32(buf: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
 }
 
+/// Writes a big-endian `u16` at `at` (callers checked the length).
+#[inline]
+fn put16(buf: &mut [u8], at: usize, v: u16) {
+    buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
 /// The source and destination ports, the first four octets of TCP, UDP, SCTP
 /// and UDP-Lite alike; `None` if `segment` is shorter than that.
 #[inline]

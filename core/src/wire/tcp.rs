@@ -15,7 +15,7 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 
-use super::{Error, be16, be32};
+use super::{Error, be16, be32, put16};
 
 /// The header without options.
 pub const HEADER_LEN: usize = 20;
@@ -170,12 +170,12 @@ impl<'a> TcpPacket<&'a [u8]> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Sets the source port.
     pub fn set_src_port(&mut self, port: u16) {
-        self.set_be16(field::SRC_PORT, port);
+        put16(self.buffer.as_mut(), field::SRC_PORT, port);
     }
 
     /// Sets the destination port.
     pub fn set_dst_port(&mut self, port: u16) {
-        self.set_be16(field::DST_PORT, port);
+        put16(self.buffer.as_mut(), field::DST_PORT, port);
     }
 
     /// Sets the sequence number.
@@ -203,24 +203,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
 
     /// Sets the window.
     pub fn set_window(&mut self, window: u16) {
-        self.set_be16(field::WINDOW, window);
+        put16(self.buffer.as_mut(), field::WINDOW, window);
     }
 
     /// Sets the checksum field (a full checksum, or with checksum offload
     /// the folded pseudo-header sum).
     #[inline]
     pub fn set_checksum(&mut self, sum: u16) {
-        self.set_be16(field::CHECKSUM.start, sum);
+        put16(self.buffer.as_mut(), field::CHECKSUM.start, sum);
     }
 
     /// The data after the header, writable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let at = self.header_len();
         &mut self.buffer.as_mut()[at..]
-    }
-
-    fn set_be16(&mut self, at: usize, v: u16) {
-        self.buffer.as_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
 }
 

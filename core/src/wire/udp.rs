@@ -9,7 +9,7 @@
 //! ```
 
 use super::checksum::Checksum;
-use super::{Error, be16};
+use super::{Error, be16, put16};
 
 /// The header.
 pub const HEADER_LEN: usize = 8;
@@ -110,22 +110,22 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     /// Sets the source port.
     pub fn set_src_port(&mut self, port: u16) {
-        self.set_be16(field::SRC_PORT, port);
+        put16(self.buffer.as_mut(), field::SRC_PORT, port);
     }
 
     /// Sets the destination port.
     pub fn set_dst_port(&mut self, port: u16) {
-        self.set_be16(field::DST_PORT, port);
+        put16(self.buffer.as_mut(), field::DST_PORT, port);
     }
 
     /// Sets the length field.
     pub fn set_len(&mut self, len: u16) {
-        self.set_be16(field::LENGTH, len);
+        put16(self.buffer.as_mut(), field::LENGTH, len);
     }
 
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, sum: u16) {
-        self.set_be16(field::CHECKSUM, sum);
+        put16(self.buffer.as_mut(), field::CHECKSUM, sum);
     }
 
     /// Computes the checksum over `pseudo` (the IP layer's pseudo-header sum),
@@ -136,10 +136,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
         let len = usize::from(self.len());
         let sum = pseudo.add_bytes(&self.buffer.as_ref()[..len]).finish();
         self.set_checksum(if sum == 0 { 0xffff } else { sum });
-    }
-
-    fn set_be16(&mut self, at: usize, v: u16) {
-        self.buffer.as_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
 }
 
