@@ -116,7 +116,7 @@ pub fn single_host(selectors: &[AddrSelector]) -> Option<IpAddr> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use oemesh_core::wire::Ipv4Repr;
+    use oemesh_core::wire::{Ipv4Repr, Ipv6Repr, UdpPacket};
 
     /// A UDP datagram over IPv4 with 8 bytes of header and no data.
     pub(crate) fn v4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
@@ -131,8 +131,10 @@ pub(super) mod tests {
         };
         let mut p = vec![0u8; repr.buffer_len()];
         repr.emit(&mut p).unwrap();
-        p[20..22].copy_from_slice(&sport.to_be_bytes());
-        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        let mut udp = UdpPacket::new_unchecked(&mut p[20..]);
+        udp.set_src_port(sport);
+        udp.set_dst_port(dport);
+        udp.set_len(8);
         p
     }
 
@@ -143,12 +145,15 @@ pub(super) mod tests {
         assert_eq!(source(&p), Some("192.0.2.1".parse().unwrap()));
         let f = Flow::of(&p).unwrap();
         assert_eq!((f.protocol, f.ports), (17, Some((1000, 53))));
+        let icmp6 = Ipv6Repr {
+            src_addr: "2000::".parse().unwrap(),
+            dst_addr: "2001::".parse().unwrap(),
+            next_header: 58,
+            payload_len: 0,
+            hop_limit: 64,
+        };
         let mut v6 = [0u8; 40];
-        v6[0] = 0x60;
-        v6[6] = 58;
-        v6[8] = 0x20;
-        v6[24] = 0x20;
-        v6[25] = 0x01;
+        icmp6.emit(&mut v6).unwrap();
         assert_eq!(destination(&v6), Some("2001::".parse().unwrap()));
         assert_eq!(source(&v6), Some("2000::".parse().unwrap()));
         assert_eq!(Flow::of(&v6).unwrap().ports, None);
