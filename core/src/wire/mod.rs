@@ -8,7 +8,7 @@
 //! - [`ipv6`]: the IPv6 fixed header (RFC 8200 §3); extension headers are not
 //!   followed (the next header is the fixed header's).
 //! - [`tcp`], [`udp`]: TCP (RFC 9293 §3.1) and UDP (RFC 768) headers.
-//! - [`checksum`]: the one RFC 1071 checksum, over several slices and the
+//! - [`checksum`](mod@checksum): the one RFC 1071 checksum, over several slices and the
 //!   pseudo-header.
 //! - [`IpPacket`]: either version, picked by the version nibble, for code that
 //!   takes both (addresses, protocol, payload).
