@@ -17,9 +17,13 @@
 //! - [`ike`]: IKEv2 (RFC 7296): messages, the key schedule, UDP 4500 demultiplexing.
 //! - [`esp`]: ESP SAs (RFC 4303): encapsulation, anti-replay, lifetimes.
 //! - [`oe`]: the opportunistic-encryption decision machine: policy groups per
-//!   prefix, held packets, DNS → IKE → private / clear / blocked outcomes.
+//!   prefix, held packets, DNS → IKE → private / clear / blocked outcomes;
+//!   and the node (`oe::node`) that joins it to the IKE engine and tells the
+//!   agent what to carry out.
 //! - [`resolv`]: how DNS servers are written: `HOST[:PORT]` and resolv.conf's
 //!   `nameserver` lines.
+//! - [`wire`]: zero-copy views of IPv4, IPv6, TCP and UDP for the data path,
+//!   and the one RFC 1071 checksum.
 //! - [`trust`]: who vouches for what: the rule that binds a peer's IKE
 //!   identity to the address its SA protects, for both roles.
 //! - `test_util` (feature `test-util`): the harness that drives IKE
@@ -36,3 +40,4 @@ pub mod resolv;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod trust;
+pub mod wire;

@@ -20,7 +20,9 @@
 //! with options or fragments, IPv6 with extension headers) are not taken: the
 //! caller writes them.
 
-use tun_rs::{VIRTIO_NET_HDR_LEN, checksum, checksum_no_fold};
+use oemesh_core::wire::tcp::{ACK, PSH};
+use oemesh_core::wire::{IpPacket, Ipv4Packet, Ipv6Packet, TcpPacket, ipv4, ipv6, protocol};
+use tun_rs::VIRTIO_NET_HDR_LEN;
 
 /// The largest super-packet (the IP length fields' limit).
 const MAX_PACKET: usize = 65_535;
@@ -29,24 +31,35 @@ const MAX_FLOWS: usize = 16;
 /// Capacity of each buffer: a virtio header and a whole super-packet.
 pub const BUF_CAPACITY: usize = VIRTIO_NET_HDR_LEN + MAX_PACKET;
 
-const TCP_PSH: u8 = 0x08;
-const TCP_ACK: u8 = 0x10;
-
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+/// Where the checksum field is in the TCP header (`csum_offset`).
+const TCP_CHECKSUM_OFFSET: u16 = 16;
 
 /// A parsed plain TCP packet.
 #[derive(Debug, Clone, Copy)]
 struct Tcp {
     v6: bool,
+    /// IP header length (the fixed header: no options or extension headers).
     iph: usize,
+    /// TCP header length.
     thl: usize,
     seq: u32,
+    ack: u32,
     flags: u8,
     payload: usize,
+    /// The IP header fields segments of one super-packet share.
+    ip_fields: IpFields,
+    /// Data with only ACK (and PSH) and a valid checksum: may be coalesced.
+    candidate: bool,
     key: FlowKey,
 }
+
+/// The IP header fields that must match (ToS, the flag bits and TTL of IPv4;
+/// traffic class and hop limit of IPv6), as `tcp_gro_receive` compares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IpFields([u8; 3]);
 
 /// Addresses and ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +73,8 @@ struct Group {
     v6: bool,
     iph: usize,
     thl: usize,
+    ack: u32,
+    ip_fields: IpFields,
     /// Payload size of the first segment (the GSO size).
     gso_size: usize,
     segs: usize,
@@ -86,10 +101,7 @@ impl Coalescer {
             return false;
         };
         let flow = self.flows.iter().position(|(k, _)| *k == tcp.key);
-        let candidate = (tcp.flags == TCP_ACK || tcp.flags == TCP_ACK | TCP_PSH)
-            && tcp.payload > 0
-            && checksum_valid(packet, &tcp);
-        if candidate
+        if tcp.candidate
             && let Some(f) = flow
             && self.try_append(self.flows[f].1, packet, &tcp)
         {
@@ -101,16 +113,18 @@ impl Coalescer {
         let i = self.next_buf();
         let buf = &mut self.bufs[i];
         buf.extend_from_slice(packet);
-        self.groups[i] = candidate.then_some(Group {
+        self.groups[i] = tcp.candidate.then_some(Group {
             v6: tcp.v6,
             iph: tcp.iph,
             thl: tcp.thl,
+            ack: tcp.ack,
+            ip_fields: tcp.ip_fields,
             gso_size: tcp.payload,
             segs: 1,
             next_seq: tcp.seq.wrapping_add(tcp.payload as u32),
-            closed: tcp.flags & TCP_PSH != 0,
+            closed: tcp.flags & PSH != 0,
         });
-        if candidate {
+        if tcp.candidate {
             if self.flows.len() == MAX_FLOWS {
                 self.flows.remove(0);
             }
@@ -136,23 +150,27 @@ impl Coalescer {
         let Some(g) = self.groups[i].as_mut() else {
             return false;
         };
-        let head = &mut self.bufs[i][VIRTIO_NET_HDR_LEN..];
-        let (iph, thl) = (tcp.iph, tcp.thl);
+        let buf = &mut self.bufs[i];
         if g.closed
             || g.v6 != tcp.v6
-            || g.iph != iph
-            || g.thl != thl
+            || g.iph != tcp.iph
+            || g.thl != tcp.thl
             || tcp.seq != g.next_seq
             || tcp.payload > g.gso_size
-            || head.len() + tcp.payload > MAX_PACKET
-            || head[iph + 8..iph + 12] != packet[iph + 8..iph + 12]
-            || head[iph + 20..iph + thl] != packet[iph + 20..iph + thl]
-            || !ip_headers_match(head, packet, tcp.v6)
+            || buf.len() - VIRTIO_NET_HDR_LEN + tcp.payload > MAX_PACKET
+            || g.ack != tcp.ack
+            || g.ip_fields != tcp.ip_fields
         {
             return false;
         }
-        if tcp.flags & TCP_PSH != 0 {
-            head[iph + 13] |= TCP_PSH;
+        // Both were parsed with these header lengths (`parse`).
+        let segment = TcpPacket::new_unchecked(&packet[tcp.iph..]);
+        let mut head = TcpPacket::new_unchecked(&mut buf[VIRTIO_NET_HDR_LEN + g.iph..]);
+        if head.options() != segment.options() {
+            return false;
+        }
+        if tcp.flags & PSH != 0 {
+            head.set_flags(head.flags() | PSH);
             g.closed = true;
         }
         if tcp.payload < g.gso_size {
@@ -160,7 +178,7 @@ impl Coalescer {
         }
         g.segs += 1;
         g.next_seq = g.next_seq.wrapping_add(tcp.payload as u32);
-        self.bufs[i].extend_from_slice(&packet[iph + thl..]);
+        buf.extend_from_slice(segment.payload());
         true
     }
 
@@ -191,93 +209,87 @@ fn finalize(buf: &mut [u8], g: &Group) {
     let (hdr, pkt) = buf.split_at_mut(VIRTIO_NET_HDR_LEN);
     let len = pkt.len();
     let l4_len = len - g.iph;
-    let (gso_type, addrs) = if g.v6 {
-        pkt[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-        (VIRTIO_NET_HDR_GSO_TCPV6, 8..40)
+    // The head packet was parsed with these header lengths; only its length
+    // fields are stale.
+    let (gso_type, pseudo) = if g.v6 {
+        let mut ip = Ipv6Packet::new_unchecked(&mut *pkt);
+        ip.set_payload_len(l4_len as u16);
+        let pseudo = ip.pseudo_header(protocol::TCP, l4_len as u32);
+        (VIRTIO_NET_HDR_GSO_TCPV6, pseudo)
     } else {
-        pkt[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        pkt[10..12].fill(0);
-        let sum = !checksum(&pkt[..g.iph], 0);
-        pkt[10..12].copy_from_slice(&sum.to_be_bytes());
-        (VIRTIO_NET_HDR_GSO_TCPV4, 12..20)
+        let mut ip = Ipv4Packet::new_unchecked(&mut *pkt);
+        ip.set_total_len(len as u16);
+        ip.fill_checksum();
+        let pseudo = ip.pseudo_header(protocol::TCP, l4_len as u32);
+        (VIRTIO_NET_HDR_GSO_TCPV4, pseudo)
     };
-    let pseudo = pseudo_header(&pkt[addrs], l4_len);
-    let partial = checksum(&[], pseudo);
-    pkt[g.iph + 16..g.iph + 18].copy_from_slice(&partial.to_be_bytes());
-    // struct virtio_net_hdr, in native byte order (no TUNSETVNETLE/BE).
+    TcpPacket::new_unchecked(&mut pkt[g.iph..]).set_checksum(pseudo.fold());
+    // struct virtio_net_hdr, in native byte order (no TUNSETVNETLE/BE):
+    // flags, gso_type, hdr_len, gso_size, csum_start, csum_offset.
     hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     hdr[1] = gso_type;
     hdr[2..4].copy_from_slice(&((g.iph + g.thl) as u16).to_ne_bytes());
     hdr[4..6].copy_from_slice(&(g.gso_size as u16).to_ne_bytes());
     hdr[6..8].copy_from_slice(&(g.iph as u16).to_ne_bytes());
-    hdr[8..10].copy_from_slice(&16u16.to_ne_bytes());
-}
-
-/// The sum of the TCP pseudo-header (addresses, protocol, length), unfolded.
-fn pseudo_header(addrs: &[u8], l4_len: usize) -> u64 {
-    let len = (l4_len as u16).to_be_bytes();
-    checksum_no_fold(&[0, 6, len[0], len[1]], checksum_no_fold(addrs, 0))
-}
-
-fn checksum_valid(packet: &[u8], tcp: &Tcp) -> bool {
-    let addrs = if tcp.v6 { 8..40 } else { 12..20 };
-    let l4 = &packet[tcp.iph..];
-    checksum(l4, pseudo_header(&packet[addrs], l4.len())) == 0xffff
-}
-
-fn ip_headers_match(a: &[u8], b: &[u8], v6: bool) -> bool {
-    if v6 {
-        // Version and traffic class; hop limit.
-        a[0] == b[0] && a[1] >> 4 == b[1] >> 4 && a[7] == b[7]
-    } else {
-        // ToS; DF and the reserved bit; TTL.
-        a[1] == b[1] && a[6] >> 5 == b[6] >> 5 && a[8] == b[8]
-    }
+    hdr[8..10].copy_from_slice(&TCP_CHECKSUM_OFFSET.to_ne_bytes());
 }
 
 /// Plain TCP: IPv4 without options or fragmentation, or IPv6 with TCP as the
-/// next header; lengths consistent.
+/// next header; lengths consistent (the IP length fields cover the packet
+/// exactly).
 fn parse(p: &[u8]) -> Option<Tcp> {
-    let (v6, iph) = match p.first()? >> 4 {
-        4 => {
-            if p.len() < 20
-                || p[0] & 0x0f != 5
-                || p[9] != 6
-                || usize::from(u16::from_be_bytes([p[2], p[3]])) != p.len()
-                || p[6] & 0x3f != 0
-                || p[7] != 0
+    let ip = IpPacket::new_checked(p).ok()?;
+    let (v6, iph, ip_fields) = match &ip {
+        IpPacket::V4(v4) => {
+            if v4.header_len() != ipv4::HEADER_LEN
+                || v4.protocol() != protocol::TCP
+                || usize::from(v4.total_len()) != p.len()
+                || v4.is_fragment()
             {
                 return None;
             }
-            (false, 20)
+            let fields = IpFields([v4.dscp_ecn(), v4.flags(), v4.ttl()]);
+            (false, ipv4::HEADER_LEN, fields)
         }
-        6 => {
-            if p.len() < 40
-                || p[6] != 6
-                || usize::from(u16::from_be_bytes([p[4], p[5]])) != p.len() - 40
+        IpPacket::V6(v6) => {
+            if v6.next_header() != protocol::TCP
+                || ipv6::HEADER_LEN + usize::from(v6.payload_len()) != p.len()
             {
                 return None;
             }
-            (true, 40)
+            let fields = IpFields([v6.traffic_class(), v6.hop_limit(), 0]);
+            (true, ipv6::HEADER_LEN, fields)
         }
-        _ => return None,
     };
-    let t = p.get(iph..iph + 20)?;
-    let thl = usize::from(t[12] >> 4) * 4;
-    if thl < 20 || p.len() < iph + thl {
-        return None;
-    }
+    let l4 = ip.payload();
+    let t = TcpPacket::new_checked(l4).ok()?;
+    let (src, dst) = match &ip {
+        IpPacket::V4(v4) => (v4.src_bytes(), v4.dst_bytes()),
+        IpPacket::V6(v6) => (v6.src_bytes(), v6.dst_bytes()),
+    };
     let mut key = FlowKey { bytes: [0; 36] };
-    let addrs = if v6 { &p[8..40] } else { &p[12..20] };
-    key.bytes[..addrs.len()].copy_from_slice(addrs);
-    key.bytes[32..36].copy_from_slice(&t[0..4]);
+    key.bytes[..src.len()].copy_from_slice(src);
+    key.bytes[src.len()..src.len() + dst.len()].copy_from_slice(dst);
+    key.bytes[32..36].copy_from_slice(t.port_bytes());
+    let flags = t.flags();
+    let payload = t.payload().len();
+    let candidate = (flags == ACK || flags == ACK | PSH)
+        && payload > 0
+        && ip
+            .pseudo_header(protocol::TCP, l4.len() as u32)
+            .add_bytes(l4)
+            .finish()
+            == 0;
     Some(Tcp {
         v6,
         iph,
-        thl,
-        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
-        flags: t[13],
-        payload: p.len() - iph - thl,
+        thl: t.header_len(),
+        seq: t.seq_number(),
+        ack: t.ack_number(),
+        flags,
+        payload,
+        ip_fields,
+        candidate,
         key,
     })
 }
@@ -285,31 +297,57 @@ fn parse(p: &[u8]) -> Option<Tcp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oemesh_core::wire::{Ipv4Repr, Ipv6Repr};
 
-    /// An IPv4 TCP packet 10.0.0.1:1000 → 10.0.0.2:2000 with valid checksums.
-    fn tcp4(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let len = 40 + payload.len();
-        let mut p = vec![0u8; len];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        p[6] = 0x40; // DF
-        p[8] = 64;
-        p[9] = 6;
-        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
-        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
-        let sum = !checksum(&p[..20], 0);
-        p[10..12].copy_from_slice(&sum.to_be_bytes());
-        p[20..22].copy_from_slice(&1000u16.to_be_bytes());
-        p[22..24].copy_from_slice(&2000u16.to_be_bytes());
-        p[24..28].copy_from_slice(&seq.to_be_bytes());
-        p[28..32].copy_from_slice(&7u32.to_be_bytes());
-        p[32] = 5 << 4;
-        p[33] = flags;
-        p[34..36].copy_from_slice(&500u16.to_be_bytes());
-        p[40..].copy_from_slice(payload);
-        let sum = !checksum(&p[20..], pseudo_header(&p[12..20], len - 20));
-        p[36..38].copy_from_slice(&sum.to_be_bytes());
+    /// A TCP packet 1000 → 2000 with valid checksums, over IPv4 10.0.0.1 →
+    /// 10.0.0.2 or IPv6 2001:db8::1 → 2001:db8::2.
+    fn tcp(v6: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let l4_len = 20 + payload.len();
+        let mut p = if v6 {
+            let repr = Ipv6Repr {
+                src_addr: "2001:db8::1".parse().unwrap(),
+                dst_addr: "2001:db8::2".parse().unwrap(),
+                next_header: protocol::TCP,
+                payload_len: l4_len,
+                hop_limit: 64,
+            };
+            let mut p = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut p).unwrap();
+            p
+        } else {
+            let repr = Ipv4Repr {
+                src_addr: [10, 0, 0, 1].into(),
+                dst_addr: [10, 0, 0, 2].into(),
+                protocol: protocol::TCP,
+                payload_len: l4_len,
+                ttl: 64,
+                ident: 0,
+                dont_frag: true,
+            };
+            let mut p = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut p).unwrap();
+            p
+        };
+        let iph = p.len() - l4_len;
+        let mut t = TcpPacket::new_unchecked(&mut p[iph..]);
+        t.set_src_port(1000);
+        t.set_dst_port(2000);
+        t.set_seq_number(seq);
+        t.set_ack_number(7);
+        t.set_header_len(20);
+        t.set_flags(flags);
+        t.set_window(500);
+        t.payload_mut().copy_from_slice(payload);
+        let pseudo = IpPacket::new_checked(&p[..])
+            .unwrap()
+            .pseudo_header(protocol::TCP, l4_len as u32);
+        let sum = pseudo.add_bytes(&p[iph..]).finish();
+        TcpPacket::new_unchecked(&mut p[iph..]).set_checksum(sum);
         p
+    }
+
+    fn tcp4(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        tcp(false, seq, flags, payload)
     }
 
     fn hdr(buf: &[u8]) -> (u8, u8, u16, u16) {
@@ -320,9 +358,9 @@ mod tests {
     #[test]
     fn consecutive_segments_become_one_super_packet() {
         let mut c = Coalescer::default();
-        assert!(c.push(&tcp4(100, TCP_ACK, &[1; 100])));
-        assert!(c.push(&tcp4(200, TCP_ACK, &[2; 100])));
-        assert!(c.push(&tcp4(300, TCP_ACK | TCP_PSH, &[3; 50])));
+        assert!(c.push(&tcp4(100, ACK, &[1; 100])));
+        assert!(c.push(&tcp4(200, ACK, &[2; 100])));
+        assert!(c.push(&tcp4(300, ACK | PSH, &[3; 50])));
         let out = c.finish();
         assert_eq!(out.len(), 1);
         let buf = &out[0];
@@ -337,28 +375,35 @@ mod tests {
         );
         let p = &buf[VIRTIO_NET_HDR_LEN..];
         assert_eq!(p.len(), 40 + 250);
-        assert_eq!(u16::from_be_bytes([p[2], p[3]]), 290);
-        assert_eq!(checksum(&p[..20], 0), 0xffff, "IPv4 header checksum");
-        assert_eq!(p[33], TCP_ACK | TCP_PSH);
-        assert_eq!(&p[40..140], &[1; 100]);
-        assert_eq!(&p[240..], &[3; 50]);
+        let ip = Ipv4Packet::new_checked(p).unwrap();
+        assert_eq!(ip.total_len(), 290);
+        assert!(ip.verify_checksum(), "IPv4 header checksum");
+        // tun-rs's own checksum agrees (an implementation of its own).
+        assert_eq!(tun_rs::checksum(&p[..20], 0), 0xffff);
+        let t = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(t.flags(), ACK | PSH);
+        assert_eq!(&t.payload()[..100], &[1; 100]);
+        assert_eq!(&t.payload()[200..], &[3; 50]);
         // Partial checksum: the folded pseudo-header sum.
-        let partial = u16::from_be_bytes([p[36], p[37]]);
-        assert_eq!(partial, checksum(&[], pseudo_header(&p[12..20], 270)));
+        let pseudo = ip.pseudo_header(protocol::TCP, 270);
+        assert_eq!(t.checksum(), pseudo.fold());
+        let addrs = tun_rs::checksum_no_fold(&p[12..20], 0);
+        let theirs = tun_rs::checksum(&[0, 6, 0x01, 0x0e], addrs);
+        assert_eq!(t.checksum(), theirs);
         assert!(c.is_empty());
     }
 
     #[test]
     fn order_is_kept_and_runs_break() {
         let mut c = Coalescer::default();
-        c.push(&tcp4(100, TCP_ACK, &[0; 100]));
-        c.push(&tcp4(200, TCP_ACK, &[0; 60])); // short: closes
-        c.push(&tcp4(260, TCP_ACK, &[0; 60])); // new super-packet
-        c.push(&tcp4(320, TCP_ACK | 0x01, &[])); // FIN: on its own, closes the flow
-        c.push(&tcp4(320, TCP_ACK, &[0; 10])); // cannot join the one before the FIN
-        c.push(&tcp4(999, TCP_ACK, &[0; 10])); // sequence gap
-        let mut bad = tcp4(1009, TCP_ACK, &[0; 10]);
-        bad[45] ^= 1; // bad checksum: on its own
+        c.push(&tcp4(100, ACK, &[0; 100]));
+        c.push(&tcp4(200, ACK, &[0; 60])); // short: closes
+        c.push(&tcp4(260, ACK, &[0; 60])); // new super-packet
+        c.push(&tcp4(320, ACK | 0x01, &[])); // FIN: on its own, closes the flow
+        c.push(&tcp4(320, ACK, &[0; 10])); // cannot join the one before the FIN
+        c.push(&tcp4(999, ACK, &[0; 10])); // sequence gap
+        let mut bad = tcp4(1009, ACK, &[0; 10]);
+        bad[45] ^= 1; // a payload byte: bad checksum, on its own
         c.push(&bad);
         let lens: Vec<usize> = c
             .finish()
@@ -371,15 +416,40 @@ mod tests {
     #[test]
     fn single_segments_and_other_protocols() {
         let mut c = Coalescer::default();
-        let mut udp = tcp4(1, TCP_ACK, &[0; 10]);
-        udp[9] = 17;
+        let mut udp = tcp4(1, ACK, &[0; 10]);
+        udp[9] = protocol::UDP; // the protocol field
         assert!(!c.push(&udp), "not TCP: left to the caller");
         assert!(!c.push(&[0x60; 10]), "truncated");
-        c.push(&tcp4(1, TCP_ACK, &[0; 10]));
+        c.push(&tcp4(1, ACK, &[0; 10]));
         let out = c.finish();
         assert_eq!(out.len(), 1);
         assert_eq!(&out[0][..VIRTIO_NET_HDR_LEN], &[0; VIRTIO_NET_HDR_LEN]);
-        assert_eq!(out[0][VIRTIO_NET_HDR_LEN..], tcp4(1, TCP_ACK, &[0; 10]));
+        assert_eq!(out[0][VIRTIO_NET_HDR_LEN..], tcp4(1, ACK, &[0; 10]));
+    }
+
+    #[test]
+    fn ipv6_segments_coalesce_and_extension_headers_do_not() {
+        let mut c = Coalescer::default();
+        assert!(c.push(&tcp(true, 100, ACK, &[1; 100])));
+        assert!(c.push(&tcp(true, 200, ACK, &[2; 100])));
+        let mut hop_by_hop = tcp(true, 300, ACK, &[3; 100]);
+        hop_by_hop[6] = 0; // next header: not TCP
+        assert!(!c.push(&hop_by_hop), "left to the caller");
+        let out = c.finish();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            hdr(&out[0]),
+            (
+                VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                VIRTIO_NET_HDR_GSO_TCPV6,
+                60,
+                100
+            )
+        );
+        let ip = Ipv6Packet::new_checked(&out[0][VIRTIO_NET_HDR_LEN..]).unwrap();
+        assert_eq!(ip.payload_len(), 220);
+        let t = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(t.checksum(), ip.pseudo_header(protocol::TCP, 220).fold());
     }
 
     #[test]
@@ -387,7 +457,7 @@ mod tests {
         let mut c = Coalescer::default();
         let seg = 1360;
         for i in 0..60u32 {
-            c.push(&tcp4(i * seg as u32, TCP_ACK, &vec![0; seg]));
+            c.push(&tcp4(i * seg as u32, ACK, &vec![0; seg]));
         }
         let out = c.finish();
         assert!(

@@ -4,35 +4,16 @@
 use std::net::IpAddr;
 
 use oemesh_core::ike::message::{AddrRange, AddrSelector};
+use oemesh_core::wire::{IpPacket, ports, protocol};
 
-/// The destination address of an IPv4 or IPv6 packet.
+/// The destination address of an IPv4 or IPv6 packet whose lengths are sound.
 pub fn destination(packet: &[u8]) -> Option<IpAddr> {
-    match packet.first()? >> 4 {
-        4 => {
-            let b: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        6 => {
-            let b: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        _ => None,
-    }
+    Some(IpPacket::new_checked(packet).ok()?.dst_addr())
 }
 
-/// The source address of an IPv4 or IPv6 packet.
+/// The source address of an IPv4 or IPv6 packet whose lengths are sound.
 pub fn source(packet: &[u8]) -> Option<IpAddr> {
-    match packet.first()? >> 4 {
-        4 => {
-            let b: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        6 => {
-            let b: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
-            Some(IpAddr::from(b))
-        }
-        _ => None,
-    }
+    Some(IpPacket::new_checked(packet).ok()?.src_addr())
 }
 
 /// Whether `dst` names one remote host: not multicast, broadcast, unspecified
@@ -62,30 +43,26 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// Reads the flow of an IPv4 or IPv6 packet.
+    /// Reads the flow of an IPv4 or IPv6 packet: any bytes from any peer,
+    /// `None` unless the header's lengths are sound. Ports come from the
+    /// first four bytes of the payload; fragments after the first have none,
+    /// and IPv6 extension headers are not followed.
     pub fn of(packet: &[u8]) -> Option<Flow> {
-        let (protocol, l4) = match packet.first()? >> 4 {
-            4 => {
-                let ihl = usize::from(packet[0] & 0x0f) * 4;
-                let frag = u16::from_be_bytes([*packet.get(6)?, *packet.get(7)?]) & 0x1fff;
-                let l4 = if frag == 0 { packet.get(ihl..) } else { None };
-                (*packet.get(9)?, l4)
-            }
-            6 => (*packet.get(6)?, packet.get(40..)),
-            _ => return None,
+        let ip = IpPacket::new_checked(packet).ok()?;
+        let l4 = match &ip {
+            IpPacket::V4(v4) if v4.frag_offset() != 0 => None,
+            _ => Some(ip.payload()),
         };
+        let protocol = ip.next_header();
         let ports = match protocol {
-            6 | 17 | 132 | 136 => l4.and_then(|l4| {
-                Some((
-                    u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
-                    u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
-                ))
-            }),
+            protocol::TCP | protocol::UDP | protocol::SCTP | protocol::UDP_LITE => {
+                l4.and_then(ports)
+            }
             _ => None,
         };
         Some(Flow {
-            src: source(packet)?,
-            dst: destination(packet)?,
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
             protocol,
             ports,
         })
@@ -137,17 +114,27 @@ pub fn single_host(selectors: &[AddrSelector]) -> Option<IpAddr> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use oemesh_core::wire::{Ipv4Repr, Ipv6Repr, UdpPacket};
 
-    fn v4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-        let mut p = vec![0u8; 28];
-        p[0] = 0x45;
-        p[9] = 17;
-        p[12..16].copy_from_slice(&src);
-        p[16..20].copy_from_slice(&dst);
-        p[20..22].copy_from_slice(&sport.to_be_bytes());
-        p[22..24].copy_from_slice(&dport.to_be_bytes());
+    /// A UDP datagram over IPv4 with 8 bytes of header and no data.
+    pub(crate) fn v4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let repr = Ipv4Repr {
+            src_addr: src.into(),
+            dst_addr: dst.into(),
+            protocol: protocol::UDP,
+            payload_len: 8,
+            ttl: 64,
+            ident: 0,
+            dont_frag: false,
+        };
+        let mut p = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut p).unwrap();
+        let mut udp = UdpPacket::new_unchecked(&mut p[20..]);
+        udp.set_src_port(sport);
+        udp.set_dst_port(dport);
+        udp.set_len(8);
         p
     }
 
@@ -158,12 +145,15 @@ mod tests {
         assert_eq!(source(&p), Some("192.0.2.1".parse().unwrap()));
         let f = Flow::of(&p).unwrap();
         assert_eq!((f.protocol, f.ports), (17, Some((1000, 53))));
+        let icmp6 = Ipv6Repr {
+            src_addr: "2000::".parse().unwrap(),
+            dst_addr: "2001::".parse().unwrap(),
+            next_header: 58,
+            payload_len: 0,
+            hop_limit: 64,
+        };
         let mut v6 = [0u8; 40];
-        v6[0] = 0x60;
-        v6[6] = 58;
-        v6[8] = 0x20;
-        v6[24] = 0x20;
-        v6[25] = 0x01;
+        icmp6.emit(&mut v6).unwrap();
         assert_eq!(destination(&v6), Some("2001::".parse().unwrap()));
         assert_eq!(source(&v6), Some("2000::".parse().unwrap()));
         assert_eq!(Flow::of(&v6).unwrap().ports, None);
@@ -180,6 +170,45 @@ mod tests {
         ] {
             assert_eq!(is_remote_unicast(ip.parse().unwrap()), unicast, "{ip}");
         }
+    }
+
+    #[test]
+    fn flows_of_fragments_and_damaged_packets() {
+        let p = v4_udp([192, 0, 2, 1], [192, 0, 2, 20], 1000, 53);
+        // The first fragment carries the ports, the others do not.
+        let mut first = p.clone();
+        first[6] = 0x20;
+        assert_eq!(Flow::of(&first).unwrap().ports, Some((1000, 53)));
+        let mut later = p.clone();
+        later[7] = 1;
+        let f = Flow::of(&later).unwrap();
+        assert_eq!((f.protocol, f.ports), (17, None));
+        // Truncated, a bad IHL, a total length past the buffer: no flow.
+        for cut in 0..20 {
+            assert_eq!(Flow::of(&p[..cut]), None, "{cut} bytes");
+        }
+        for ihl in [0u8, 4, 15] {
+            let mut bad = p.clone();
+            bad[0] = 0x40 | ihl;
+            assert_eq!(Flow::of(&bad), None, "IHL {ihl}");
+        }
+        assert_eq!(Flow::of(&p[..27]), None);
+        // A transport header too short for ports.
+        let mut short = p[..22].to_vec();
+        short[3] = 22;
+        assert_eq!(Flow::of(&short).unwrap().ports, None);
+        // IPv6: a hop-by-hop header (next header 0) is not followed; a
+        // payload length past the buffer is refused.
+        let mut v6 = vec![0u8; 48];
+        v6[0] = 0x60;
+        v6[5] = 8;
+        v6[6] = 0;
+        let f = Flow::of(&v6).unwrap();
+        assert_eq!((f.protocol, f.ports), (0, None));
+        v6[6] = 17;
+        v6[40..44].copy_from_slice(&[0, 7, 0, 9]);
+        assert_eq!(Flow::of(&v6).unwrap().ports, Some((7, 9)));
+        assert_eq!(Flow::of(&v6[..47]), None);
     }
 
     #[test]

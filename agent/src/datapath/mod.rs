@@ -2,12 +2,15 @@
 //! encrypted paths, no global lock.
 //!
 //! - [`sa_table`]: installed SAs, outbound by destination and inbound by SPI,
-//!   in `arc-swap` snapshots with a `Mutex` per SA (sequence number, replay window).
+//!   in `arc-swap` snapshots (`shards`) with a `Mutex` per SA (sequence
+//!   number, replay window).
 //! - [`gso`]: runs of equal-sized ESP-in-UDP datagrams to one peer leave in one
 //!   UDP GSO send.
 //! - [`clear`]: raw IP sockets with the fwmark for packets that go in clear
 //!   around the TUN.
-//! - [`ip`]: header fields and the traffic selector check of inbound packets.
+//! - [`ip`]: addresses and flows of packets (on `oemesh_core::wire`'s views)
+//!   and the traffic selector check of inbound packets.
+//! - [`gro`]: TCP receive coalescing for the TUN writer.
 //!
 //! [`DataPath`] is what the TUN and UDP workers ([`crate::driver`]) share; the
 //! control plane ([`crate::control_plane`]) installs and removes SAs and
@@ -18,6 +21,7 @@ pub mod gro;
 pub mod gso;
 pub mod ip;
 pub mod sa_table;
+mod shards;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

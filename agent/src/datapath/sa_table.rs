@@ -16,18 +16,18 @@
 //! [`SaTable::serves`], asked on every SA removal, is a lookup, not a scan.
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use arc_swap::ArcSwap;
 use oemesh_core::esp::{DecapError, EncapError, InboundSa, LifetimeEvent, OutboundSa};
 use oemesh_core::ike::endpoint::SaHandle;
 use oemesh_core::ike::message::AddrSelector;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::ip::{Flow, inbound_admits};
+pub use super::shards::SHARDS;
+use super::shards::Shards;
 
 /// Something the data path tells the control plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,107 +174,6 @@ pub struct Install {
     pub local: SocketAddr,
     /// The peer's UDP 4500 address.
     pub remote: SocketAddr,
-}
-
-/// Shards per table: a power of two. With 1,024, an install into a table of
-/// 10,000 SAs copies about 10 entries (with 64 it copied ~160, and bumping
-/// and later dropping each entry's `Arc` cost ~6 % of the responder's CPU
-/// at 2,500 new SAs per second). Empty shards share one empty map.
-pub const SHARDS: usize = 1024;
-const SHARD_BITS: u32 = SHARDS.trailing_zeros();
-
-/// Which shard a key lives in: the top bits of a multiplicative hash
-/// (SPIs are random already; addresses of one prefix differ in their low bits).
-trait ShardKey {
-    fn shard(&self) -> usize;
-}
-
-fn fold(x: u64) -> usize {
-    // Fibonacci hashing: the top SHARD_BITS bits of x * 2^64/phi.
-    usize::try_from(x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARD_BITS)).unwrap_or(0)
-}
-
-impl ShardKey for u32 {
-    fn shard(&self) -> usize {
-        fold(u64::from(*self))
-    }
-}
-
-impl ShardKey for IpAddr {
-    fn shard(&self) -> usize {
-        match self {
-            IpAddr::V4(a) => fold(u64::from(a.to_bits())),
-            IpAddr::V6(a) => {
-                let b = a.to_bits();
-                #[allow(clippy::cast_possible_truncation, reason = "folding 128 bits to 64")]
-                fold((b as u64) ^ ((b >> 64) as u64))
-            }
-        }
-    }
-}
-
-/// A copy-on-write map split into [`SHARDS`] snapshots.
-#[derive(Debug)]
-struct Shards<K, V> {
-    shards: Box<[ArcSwap<HashMap<K, V>>]>,
-}
-
-impl<K: Eq + Hash + Clone + ShardKey, V: Clone> Shards<K, V> {
-    fn new() -> Self {
-        Self {
-            shards: {
-                let empty = Arc::new(HashMap::new());
-                (0..SHARDS)
-                    .map(|_| ArcSwap::new(Arc::clone(&empty)))
-                    .collect()
-            },
-        }
-    }
-
-    fn shard(&self, key: &K) -> &ArcSwap<HashMap<K, V>> {
-        // `shard()` is below SHARDS by construction.
-        &self.shards[key.shard() % SHARDS]
-    }
-
-    fn get(&self, key: &K) -> Option<V> {
-        self.shard(key).load().get(key).cloned()
-    }
-
-    fn contains(&self, key: &K) -> bool {
-        self.shard(key).load().contains_key(key)
-    }
-
-    /// Inserts, returning the value `key` had (callers hold the writer lock).
-    fn insert(&self, key: K, value: V) -> Option<V> {
-        let shard = self.shard(&key);
-        let mut map = HashMap::clone(&shard.load());
-        let old = map.insert(key, value);
-        shard.store(Arc::new(map));
-        old
-    }
-
-    fn remove(&self, key: &K) -> Option<V> {
-        let shard = self.shard(key);
-        if !shard.load().contains_key(key) {
-            return None;
-        }
-        let mut map = HashMap::clone(&shard.load());
-        let removed = map.remove(key);
-        shard.store(Arc::new(map));
-        removed
-    }
-
-    fn values(&self) -> Vec<V> {
-        let mut all = Vec::new();
-        for shard in &*self.shards {
-            all.extend(shard.load().values().cloned());
-        }
-        all
-    }
-
-    fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.load().len()).sum()
-    }
 }
 
 /// What the writers keep beside the shards, under their lock.
@@ -428,6 +327,7 @@ impl SaTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datapath::ip::tests::v4_udp;
     use oemesh_core::crypto::{AeadAlg, KeyAndSalt, Provider};
     use oemesh_core::esp::{HEADER_LEN, LifetimeLimits, MAX_TRAILER_LEN, SaConfig};
     use std::time::Instant;
@@ -447,27 +347,37 @@ mod tests {
         )
     }
 
+    /// Installs the pair `spi_in`/`spi_out` of IKE SA `sa` between `local`
+    /// and `dst` (host selectors, port 4500).
+    fn install(
+        table: &SaTable,
+        sa: u64,
+        (spi_in, spi_out): (u32, u32),
+        (local, dst): (IpAddr, IpAddr),
+        publish: bool,
+    ) -> Arc<Outbound> {
+        let key = KeyAndSalt::from_slice(&[7u8; 36]).unwrap();
+        let (outbound, inbound) = pair(spi_in, spi_out, &key);
+        let install = Install {
+            sa: SaHandle(sa),
+            dst,
+            outbound,
+            inbound,
+            local_ts: vec![AddrSelector::host(local)],
+            remote_ts: vec![AddrSelector::host(dst)],
+            local: SocketAddr::new(local, 4500),
+            remote: SocketAddr::new(dst, 4500),
+        };
+        table.install(install, publish)
+    }
+
     #[test]
     fn unpublished_outbound_is_invisible_until_published() {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let table = SaTable::new(tx);
-        let key = KeyAndSalt::from_slice(&[7u8; 36]).unwrap();
         let (local, dst): (IpAddr, IpAddr) =
             ("192.0.2.1".parse().unwrap(), "192.0.2.20".parse().unwrap());
-        let (outbound, inbound) = pair(1, 2, &key);
-        let out = table.install(
-            Install {
-                sa: SaHandle(1),
-                dst,
-                outbound,
-                inbound,
-                local_ts: vec![AddrSelector::host(local)],
-                remote_ts: vec![AddrSelector::host(dst)],
-                local: SocketAddr::new(local, 4500),
-                remote: SocketAddr::new(dst, 4500),
-            },
-            false,
-        );
+        let out = install(&table, 1, (1, 2), (local, dst), false);
         assert!(
             table.outbound(dst).is_none(),
             "new packets must wait for the held ones"
@@ -481,36 +391,13 @@ mod tests {
     fn seal_open_and_selectors() {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let table = SaTable::new(tx);
-        let key = KeyAndSalt::from_slice(&[7u8; 36]).unwrap();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.20".parse().unwrap();
         // One table holding both ends: out SPI 2 is the in SPI of the other end.
-        let (out_ab, in_ab) = pair(1, 2, &key);
-        let (out_ba, in_ba) = pair(2, 1, &key);
-        let sock = |ip| SocketAddr::new(ip, 4500);
-        for (sa, dst, out, inb, local, remote) in [
-            (SaHandle(1), b, out_ab, in_ab, a, b),
-            (SaHandle(2), a, out_ba, in_ba, b, a),
-        ] {
-            table.install(
-                Install {
-                    sa,
-                    dst,
-                    outbound: out,
-                    inbound: inb,
-                    local_ts: vec![AddrSelector::host(local)],
-                    remote_ts: vec![AddrSelector::host(remote)],
-                    local: sock(local),
-                    remote: sock(remote),
-                },
-                true,
-            );
-        }
-        let mut inner = vec![0u8; 28];
-        inner[0] = 0x45;
-        inner[9] = 17;
-        inner[12..16].copy_from_slice(&[192, 0, 2, 1]);
-        inner[16..20].copy_from_slice(&[192, 0, 2, 20]);
+        install(&table, 1, (1, 2), (a, b), true);
+        install(&table, 2, (2, 1), (b, a), true);
+        let udp = |src| v4_udp(src, [192, 0, 2, 20], 1, 2);
+        let mut inner = udp([192, 0, 2, 1]);
         let mut buf = vec![0u8; HEADER_LEN + inner.len() + MAX_TRAILER_LEN];
         buf[HEADER_LEN..HEADER_LEN + inner.len()].copy_from_slice(&inner);
         let len = table
@@ -524,7 +411,7 @@ mod tests {
         let range = table.inbound(2).unwrap().open(&mut buf[..len]).unwrap();
         assert_eq!(&buf[range], &inner[..]);
         // A spoofed inner source is refused.
-        inner[12..16].copy_from_slice(&[192, 0, 2, 99]);
+        inner = udp([192, 0, 2, 99]);
         buf[HEADER_LEN..HEADER_LEN + inner.len()].copy_from_slice(&inner);
         let len = table
             .outbound(b)
@@ -546,7 +433,6 @@ mod tests {
     fn many_pairs_across_shards() {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let table = SaTable::new(tx);
-        let key = KeyAndSalt::from_slice(&[7u8; 36]).unwrap();
         let local: IpAddr = "2001:db8::1".parse().unwrap();
         let n = 2000u32;
         let dst = |i: u32| {
@@ -555,18 +441,11 @@ mod tests {
             ))
         };
         for i in 0..n {
-            let (outbound, inbound) = pair(1000 + i, 5000 + i, &key);
-            table.install(
-                Install {
-                    sa: SaHandle(u64::from(i)),
-                    dst: dst(i),
-                    outbound,
-                    inbound,
-                    local_ts: vec![AddrSelector::host(local)],
-                    remote_ts: vec![AddrSelector::host(dst(i))],
-                    local: SocketAddr::new(local, 4500),
-                    remote: SocketAddr::new(dst(i), 4500),
-                },
+            install(
+                &table,
+                u64::from(i),
+                (1000 + i, 5000 + i),
+                (local, dst(i)),
                 true,
             );
         }
@@ -596,20 +475,7 @@ mod tests {
             assert_eq!(table.inbound(1000 + i).map(|s| s.peer), Some(dst(i)));
         }
         // A rekey: a second pair for destination 7; the old inbound half stays.
-        let (outbound, inbound) = pair(9999, 9998, &key);
-        table.install(
-            Install {
-                sa: SaHandle(7),
-                dst: dst(7),
-                outbound,
-                inbound,
-                local_ts: vec![AddrSelector::host(local)],
-                remote_ts: vec![AddrSelector::host(dst(7))],
-                local: SocketAddr::new(local, 4500),
-                remote: SocketAddr::new(dst(7), 4500),
-            },
-            true,
-        );
+        install(&table, 7, (9999, 9998), (local, dst(7)), true);
         // Removing the old pair leaves the new outbound half alone.
         let (i, o) = table.remove_pair(1007);
         assert!(i.is_some() && o.is_none());
@@ -632,7 +498,6 @@ mod tests {
     #[test]
     fn serves_agrees_with_a_scan_under_random_installs_and_removals() {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let key = KeyAndSalt::from_slice(&[7u8; 36]).unwrap();
         let local: IpAddr = "192.0.2.1".parse().unwrap();
         // Six peers that come and go, and one that never has an SA.
         let peers: Vec<IpAddr> = (10..17u8).map(|i| IpAddr::from([192, 0, 2, i])).collect();
@@ -654,18 +519,11 @@ mod tests {
                 match next(8) {
                     0..=3 => {
                         let dst = peers[usize::try_from(next(6)).unwrap()];
-                        let (outbound, inbound) = pair(spi, 1000 + spi, &key);
-                        let out = table.install(
-                            Install {
-                                sa: SaHandle(u64::from(spi)),
-                                dst,
-                                outbound,
-                                inbound,
-                                local_ts: vec![AddrSelector::host(local)],
-                                remote_ts: vec![AddrSelector::host(dst)],
-                                local: SocketAddr::new(local, 4500),
-                                remote: SocketAddr::new(dst, 4500),
-                            },
+                        let out = install(
+                            &table,
+                            u64::from(spi),
+                            (spi, 1000 + spi),
+                            (local, dst),
                             next(2) == 0,
                         );
                         if table.outbound(dst).is_none_or(|o| !Arc::ptr_eq(&o, &out)) {

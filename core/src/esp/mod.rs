@@ -16,6 +16,9 @@
 //!   after each packet `poll_event()`: [`LifetimeEvent::SoftExpired`] means
 //!   rekey now, [`LifetimeEvent::HardExpired`] means the SA is dead.
 //!
+//! [`EspPacket`] is the view of one packet's fields (SPI, sequence number, IV,
+//! payload, ICV) that both halves use.
+//!
 //! For data paths that share an SA between workers, [`packet::seal`] and
 //! [`packet::open`] are the stateless halves: the caller then owns sequence
 //! number allocation and the [`ReplayWindow`].
@@ -37,7 +40,8 @@ pub mod sa;
 pub use error::{DecapError, EncapError};
 pub use lifetime::{Lifetime, LifetimeEvent, LifetimeLimits, LifetimeState, Limits};
 pub use packet::{
-    HEADER_LEN, ICV_LEN, InnerProtocol, MAX_TRAILER_LEN, MIN_PACKET_LEN, encapsulated_len, peek_spi,
+    EspPacket, HEADER_LEN, ICV_LEN, InnerProtocol, MAX_TRAILER_LEN, MIN_PACKET_LEN,
+    encapsulated_len, peek_spi,
 };
 pub use replay::{REPLAY_WINDOW, ReplayWindow};
 pub use sa::{Decapsulated, InboundCounters, InboundSa, OutboundCounters, OutboundSa, SaConfig};

@@ -64,6 +64,108 @@ pub fn encapsulated_len(inner_len: usize) -> usize {
     HEADER_LEN + payload_len(inner_len) + ICV_LEN
 }
 
+mod field {
+    use std::ops::Range;
+    pub(super) const SPI: Range<usize> = 0..4;
+    pub(super) const SEQ: Range<usize> = 4..8;
+    pub(super) const IV: Range<usize> = 8..16;
+}
+
+/// A view of an ESP packet (RFC 4303 §2) of the wire profile's AEADs: SPI,
+/// the sequence number's low half, the 8-byte IV, the encrypted payload and
+/// the 16-byte ICV.
+#[derive(Debug, Clone)]
+pub struct EspPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> EspPacket<T> {
+    /// Wraps a buffer without checking it; accessors may panic unless
+    /// [`Self::check_len`] passed.
+    #[inline]
+    pub const fn new_unchecked(buffer: T) -> Self {
+        EspPacket { buffer }
+    }
+
+    /// Wraps a buffer of at least [`MIN_PACKET_LEN`] bytes.
+    #[inline]
+    pub fn new_checked(buffer: T) -> Result<Self, DecapError> {
+        let packet = Self::new_unchecked(buffer);
+        packet.check_len()?;
+        Ok(packet)
+    }
+
+    /// Checks room for the header, a pad length and next header, and the ICV.
+    #[inline]
+    pub fn check_len(&self) -> Result<(), DecapError> {
+        let len = self.buffer.as_ref().len();
+        if len < MIN_PACKET_LEN {
+            return Err(DecapError::Truncated { len });
+        }
+        Ok(())
+    }
+
+    /// Consumes the view, returning the buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// Security Parameters Index.
+    #[inline]
+    pub fn spi(&self) -> u32 {
+        let b = &self.buffer.as_ref()[field::SPI];
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The sequence number field (the low 32 bits with ESN).
+    #[inline]
+    pub fn seq_low(&self) -> u32 {
+        let b = &self.buffer.as_ref()[field::SEQ];
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The explicit IV (RFC 4106 §3.1, RFC 7634 §2).
+    #[inline]
+    pub fn iv(&self) -> [u8; 8] {
+        let mut iv = [0u8; 8];
+        iv.copy_from_slice(&self.buffer.as_ref()[field::IV]);
+        iv
+    }
+
+    /// The encrypted payload: inner packet, padding, pad length, next header.
+    #[inline]
+    pub fn payload(&self) -> &[u8] {
+        let b = self.buffer.as_ref();
+        &b[HEADER_LEN..b.len() - ICV_LEN]
+    }
+
+    /// The integrity check value.
+    #[inline]
+    pub fn icv(&self) -> &[u8] {
+        let b = self.buffer.as_ref();
+        &b[b.len() - ICV_LEN..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> EspPacket<T> {
+    /// Writes SPI, sequence number (its low half) and IV.
+    #[inline]
+    pub fn set_header(&mut self, spi: u32, seq_low: u32, iv: [u8; 8]) {
+        let b = self.buffer.as_mut();
+        b[field::SPI].copy_from_slice(&spi.to_be_bytes());
+        b[field::SEQ].copy_from_slice(&seq_low.to_be_bytes());
+        b[field::IV].copy_from_slice(&iv);
+    }
+
+    /// The payload and the ICV, both writable (to seal or open in place).
+    #[inline]
+    pub fn payload_and_icv_mut(&mut self) -> (&mut [u8], &mut [u8]) {
+        let b = self.buffer.as_mut();
+        let end = b.len() - ICV_LEN;
+        b[HEADER_LEN..].split_at_mut(end - HEADER_LEN)
+    }
+}
+
 /// The SPI of an ESP packet, to find its SA. `None` if shorter than 4 bytes.
 pub fn peek_spi(packet: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(*packet.first_chunk()?))
@@ -71,12 +173,8 @@ pub fn peek_spi(packet: &[u8]) -> Option<u32> {
 
 /// SPI and low sequence number of a packet at least [`MIN_PACKET_LEN`] long.
 pub fn parse_header(packet: &[u8]) -> Result<(u32, u32), DecapError> {
-    if packet.len() < MIN_PACKET_LEN {
-        return Err(DecapError::Truncated { len: packet.len() });
-    }
-    let spi = u32::from_be_bytes([packet[0], packet[1], packet[2], packet[3]]);
-    let seq = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-    Ok((spi, seq))
+    let packet = EspPacket::new_checked(packet)?;
+    Ok((packet.spi(), packet.seq_low()))
 }
 
 /// The AAD: SPI | seq low, or SPI | seq high | seq low with ESN (RFC 4106 §5,
@@ -116,24 +214,26 @@ pub fn seal(
     }
     let protocol = InnerProtocol::of_packet(&buf[HEADER_LEN..HEADER_LEN + inner_len])
         .ok_or(EncapError::NotIp)?;
-    let (header, rest) = buf.split_at_mut(HEADER_LEN);
-    header[..4].copy_from_slice(&spi.to_be_bytes());
-    header[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
-    header[8..16].copy_from_slice(&seq.to_be_bytes());
+    let iv = seq.to_be_bytes();
+    let mut packet = EspPacket::new_unchecked(&mut buf[..total]);
+    packet.set_header(spi, seq as u32, iv);
+    let (payload, icv_out) = packet.payload_and_icv_mut();
 
-    let payload_len = payload_len(inner_len);
+    // Trailer (RFC 4303 §2.4): padding 1, 2, 3, …, pad length, next header.
+    let payload_len = payload.len();
     let pad_len = payload_len - inner_len - 2;
-    for (i, b) in rest[inner_len..inner_len + pad_len].iter_mut().enumerate() {
+    for (i, b) in payload[inner_len..inner_len + pad_len]
+        .iter_mut()
+        .enumerate()
+    {
         *b = i as u8 + 1;
     }
-    rest[payload_len - 2] = pad_len as u8;
-    rest[payload_len - 1] = protocol.next_header();
+    payload[payload_len - 2] = pad_len as u8;
+    payload[payload_len - 1] = protocol.next_header();
 
     let (aad, aad_len) = aad(spi, seq, esn);
-    let iv = seq.to_be_bytes();
-    let (payload, tail) = rest.split_at_mut(payload_len);
     let icv = key.seal_in_place_detached(&iv, &aad[..aad_len], payload)?;
-    tail[..ICV_LEN].copy_from_slice(&icv);
+    icv_out.copy_from_slice(&icv);
     Ok(total)
 }
 
@@ -148,18 +248,15 @@ pub fn open_payload(
     esn: bool,
     packet: &mut [u8],
 ) -> Result<usize, DecapError> {
-    let (spi, _) = parse_header(packet)?;
-    let (aad, aad_len) = aad(spi, seq, esn);
-    let (header, rest) = packet.split_at_mut(HEADER_LEN);
-    let iv: &[u8; 8] = header[8..16]
-        .try_into()
-        .map_err(|_| DecapError::Truncated { len: HEADER_LEN })?;
-    let payload_len = rest.len() - ICV_LEN;
-    let (payload, icv) = rest.split_at_mut(payload_len);
+    let mut packet = EspPacket::new_checked(packet)?;
+    let (aad, aad_len) = aad(packet.spi(), seq, esn);
+    let iv = packet.iv();
+    let (payload, icv) = packet.payload_and_icv_mut();
+    let payload_len = payload.len();
     let icv: &[u8; ICV_LEN] = (&*icv)
         .try_into()
         .map_err(|_| DecapError::AuthenticationFailed)?;
-    key.open_in_place_detached(iv, &aad[..aad_len], payload, icv)
+    key.open_in_place_detached(&iv, &aad[..aad_len], payload, icv)
         .map_err(|_| DecapError::AuthenticationFailed)?;
     Ok(payload_len)
 }
@@ -218,6 +315,30 @@ mod tests {
         assert!(encapsulated_len(1401) - 1401 - HEADER_LEN <= MAX_TRAILER_LEN);
         assert_eq!(peek_spi(&[0, 0, 1, 0, 9]), Some(256));
         assert_eq!(peek_spi(&[0, 0, 1]), None);
+    }
+
+    #[test]
+    fn view_fields() {
+        let mut buf = [0u8; MIN_PACKET_LEN + 2];
+        let mut p = EspPacket::new_checked(&mut buf[..]).unwrap();
+        p.set_header(0x0102_0304, 7, [9; 8]);
+        let (payload, icv) = p.payload_and_icv_mut();
+        assert_eq!((payload.len(), icv.len()), (4, ICV_LEN));
+        payload.fill(0xaa);
+        icv.fill(0xbb);
+        let p = EspPacket::new_checked(&buf[..]).unwrap();
+        assert_eq!((p.spi(), p.seq_low(), p.iv()), (0x0102_0304, 7, [9; 8]));
+        assert_eq!(
+            (p.payload(), p.icv()),
+            (&[0xaa; 4][..], &[0xbb; ICV_LEN][..])
+        );
+        assert_eq!(parse_header(&buf), Ok((0x0102_0304, 7)));
+        assert_eq!(
+            EspPacket::new_checked(&buf[..MIN_PACKET_LEN - 1]).unwrap_err(),
+            DecapError::Truncated {
+                len: MIN_PACKET_LEN - 1
+            }
+        );
     }
 
     #[test]

@@ -7,12 +7,12 @@
 
 use std::net::Ipv4Addr;
 
+use oemesh_core::wire::{Ipv4Packet, Ipv4Repr, checksum, protocol};
+
 /// IPv4 header without options.
-pub(crate) const IPV4_HEADER_LEN: usize = 20;
+pub(crate) const IPV4_HEADER_LEN: usize = oemesh_core::wire::ipv4::HEADER_LEN;
 /// ICMP echo header: type, code, checksum, identifier, sequence number.
 pub(crate) const ECHO_HEADER_LEN: usize = 8;
-/// IP protocol number of ICMP.
-const PROTO_ICMP: u8 = 1;
 /// TTL of the packets built here.
 const TTL: u8 = 64;
 
@@ -85,23 +85,17 @@ impl Echo {
     /// Writes the IPv4 datagram into `out[..self.packet_len()]` (for building
     /// it in place in an ESP buffer). Panics if `out` is too short.
     pub(crate) fn emit(&self, out: &mut [u8]) {
-        let total = self.packet_len();
-        let total16 = u16::try_from(total).expect("echo packet fits in 64 KiB");
-        let out = &mut out[..total];
-        let (ip, icmp) = out.split_at_mut(IPV4_HEADER_LEN);
-        ip[0] = 0x45; // version 4, IHL 5
-        ip[1] = 0;
-        ip[2..4].copy_from_slice(&total16.to_be_bytes());
-        ip[4..6].copy_from_slice(&self.seq.to_be_bytes()); // identification
-        ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF, offset 0
-        ip[8] = TTL;
-        ip[9] = PROTO_ICMP;
-        ip[10..12].fill(0);
-        ip[12..16].copy_from_slice(&self.src.octets());
-        ip[16..20].copy_from_slice(&self.dst.octets());
-        let sum = checksum(ip);
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
-
+        let ip = Ipv4Repr {
+            src_addr: self.src,
+            dst_addr: self.dst,
+            protocol: protocol::ICMP,
+            payload_len: ECHO_HEADER_LEN + self.payload.len(),
+            ttl: TTL,
+            ident: self.seq,
+            dont_frag: true,
+        };
+        ip.emit(out).expect("echo packet fits in 64 KiB");
+        let icmp = &mut out[IPV4_HEADER_LEN..self.packet_len()];
         icmp[0] = self.kind.icmp_type();
         icmp[1] = 0;
         icmp[2..4].fill(0);
@@ -123,30 +117,14 @@ impl Echo {
     /// correct lengths and checksums. Trailing bytes after the IPv4 total length
     /// are ignored (ESP padding never reaches here, but a TUN may add some).
     pub(crate) fn parse(packet: &[u8]) -> Result<Echo, String> {
-        if packet.len() < IPV4_HEADER_LEN {
-            return Err(format!(
-                "{} bytes: shorter than an IPv4 header",
-                packet.len()
-            ));
-        }
-        if packet[0] >> 4 != 4 {
-            return Err(format!("IP version {}, not 4", packet[0] >> 4));
-        }
-        let ihl = usize::from(packet[0] & 0x0f) * 4;
-        let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
-        if ihl < IPV4_HEADER_LEN || total < ihl || total > packet.len() {
-            return Err(format!(
-                "bad IPv4 lengths: IHL {ihl}, total {total}, have {}",
-                packet.len()
-            ));
-        }
-        if checksum(&packet[..ihl]) != 0 {
+        let ip = Ipv4Packet::new_checked(packet).map_err(|e| format!("bad IPv4 header: {e}"))?;
+        if !ip.verify_checksum() {
             return Err("bad IPv4 header checksum".into());
         }
-        if packet[9] != PROTO_ICMP {
-            return Err(format!("IP protocol {}, not ICMP", packet[9]));
+        if ip.protocol() != protocol::ICMP {
+            return Err(format!("IP protocol {}, not ICMP", ip.protocol()));
         }
-        let icmp = &packet[ihl..total];
+        let icmp = ip.payload();
         if icmp.len() < ECHO_HEADER_LEN {
             return Err(format!("ICMP message of {} bytes", icmp.len()));
         }
@@ -158,11 +136,9 @@ impl Echo {
             (0, 0) => EchoKind::Reply,
             (t, c) => return Err(format!("ICMP type {t} code {c}, not an echo")),
         };
-        let addr =
-            |at: usize| Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3]);
         Ok(Echo {
-            src: addr(12),
-            dst: addr(16),
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
             kind,
             id: u16::from_be_bytes([icmp[4], icmp[5]]),
             seq: u16::from_be_bytes([icmp[6], icmp[7]]),
@@ -171,37 +147,12 @@ impl Echo {
     }
 }
 
-/// The Internet checksum (RFC 1071): ones' complement of the ones' complement
-/// sum of 16-bit words, an odd last byte padded with zero. Over data that
-/// already contains a correct checksum it yields 0.
-pub(crate) fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-
-    #[test]
-    fn rfc1071_example() {
-        // RFC 1071 §3: the words 0001 f203 f4f5 f6f7 sum to ddf2 (after the
-        // end-around carry); the checksum is its complement.
-        assert_eq!(
-            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            !0xddf2
-        );
-        assert_eq!(checksum(&[0xff]), !0xff00);
-    }
 
     #[test]
     fn echo_request_bytes() {

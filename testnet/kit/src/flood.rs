@@ -28,6 +28,7 @@ use oemesh_core::ike::message::{
     DhGroup, EncrId, ExchangeType, Flags, HashAlgorithm, Header, Ke, Message, Nonce, Notify,
     NotifyType, Payload, PrfId, Proposal, ProtocolId, Sa, Transform,
 };
+use oemesh_core::wire::{Ipv4Repr, UdpPacket, protocol, pseudo_header};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::capture::Packet;
@@ -37,8 +38,8 @@ pub const IKE_PORT: u16 = 500;
 /// UDP port of NAT-T and ESP-in-UDP.
 pub const NAT_T_PORT: u16 = 4500;
 
-const IPV4_HEADER: usize = 20;
-const UDP_HEADER: usize = 8;
+const IPV4_HEADER: usize = oemesh_core::wire::ipv4::HEADER_LEN;
+const UDP_HEADER: usize = oemesh_core::wire::udp::HEADER_LEN;
 /// `IPPROTO_RAW`: a send-only raw socket that takes the whole IP header.
 const IPPROTO_RAW: i32 = 255;
 
@@ -269,25 +270,6 @@ fn ike_template() -> Result<IkeTemplate> {
     Ok(IkeTemplate { bytes, ke, nonce })
 }
 
-/// The RFC 1071 sum of `data` added to `sum` (not folded).
-fn sum16(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(u16::from_be_bytes([*last, 0]));
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).unwrap_or(0xffff)
-}
-
 /// Writes IPv4 and UDP headers in front of the `payload_len` bytes at
 /// `buf[28..]`, with the UDP checksum. Returns the packet's length.
 fn write_headers(
@@ -300,37 +282,24 @@ fn write_headers(
     let (IpAddr::V4(src), IpAddr::V4(dst)) = (from.ip(), to.ip()) else {
         bail!("{from} -> {to}: only IPv4 floods are supported");
     };
-    let total = IPV4_HEADER + UDP_HEADER + payload_len;
-    let total16 = u16::try_from(total).context("packet longer than 65535 bytes")?;
-    let udp_len = total16 - u16::try_from(IPV4_HEADER).unwrap_or(20);
-    let ip = &mut buf[..IPV4_HEADER];
-    ip[0] = 0x45;
-    ip[1] = 0;
-    ip[2..4].copy_from_slice(&total16.to_be_bytes());
-    ip[4..6].copy_from_slice(&ident.to_be_bytes());
-    ip[6..8].copy_from_slice(&[0x40, 0]); // DF
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[10..12].copy_from_slice(&[0, 0]);
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let ip_sum = fold(sum16(0, ip));
-    ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
-    let udp = &mut buf[IPV4_HEADER..total];
-    udp[0..2].copy_from_slice(&from.port().to_be_bytes());
-    udp[2..4].copy_from_slice(&to.port().to_be_bytes());
-    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
-    let mut pseudo = [0u8; 12];
-    pseudo[0..4].copy_from_slice(&src.octets());
-    pseudo[4..8].copy_from_slice(&dst.octets());
-    pseudo[9] = 17;
-    pseudo[10..12].copy_from_slice(&udp_len.to_be_bytes());
-    let mut sum = fold(sum16(sum16(0, &pseudo), udp));
-    if sum == 0 {
-        sum = 0xffff;
-    }
-    udp[6..8].copy_from_slice(&sum.to_be_bytes());
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: protocol::UDP,
+        payload_len: UDP_HEADER + payload_len,
+        ttl: 64,
+        ident,
+        dont_frag: true,
+    };
+    let total = ip.buffer_len();
+    ip.emit(buf).context("packet longer than 65535 bytes")?;
+    let udp_len = u16::try_from(ip.payload_len).context("UDP datagram over 64 KiB")?;
+    let mut udp = UdpPacket::new_unchecked(&mut buf[IPV4_HEADER..total]);
+    udp.set_src_port(from.port());
+    udp.set_dst_port(to.port());
+    udp.set_len(udp_len);
+    let pseudo = pseudo_header(&src.octets(), &dst.octets(), protocol::UDP, udp_len.into());
+    udp.fill_checksum(pseudo);
     Ok(total)
 }
 
@@ -508,7 +477,7 @@ mod tests {
         for p in [&a[..la], &b[..lb]] {
             assert_eq!(p[0], 0x45);
             assert_eq!(p[12], 198);
-            assert_eq!(fold(sum16(0, &p[..20])), 0, "IP checksum");
+            assert_eq!(oemesh_core::wire::checksum(&p[..20]), 0, "IP checksum");
             let m = Message::parse(&p[28..]).unwrap();
             assert_eq!(m.header.exchange, ExchangeType::IKE_SA_INIT);
             assert_ne!(m.header.spi_i, 0);

@@ -22,6 +22,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use oemesh_core::wire::Ipv4Packet;
 use rustix::process::Signal;
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -389,7 +390,7 @@ impl IcmpEcho {
         msg.extend_from_slice(payload);
         if !self.v6 {
             // ICMPv6 checksums are filled in by the kernel on raw sockets.
-            let sum = inet_checksum(&msg);
+            let sum = oemesh_core::wire::checksum(&msg);
             msg[2..4].copy_from_slice(&sum.to_be_bytes());
         }
         let start = Instant::now();
@@ -412,8 +413,7 @@ impl IcmpEcho {
             let icmp = if self.v6 {
                 &self.buf[..n]
             } else {
-                let ihl = usize::from(self.buf[0] & 0x0f) * 4;
-                self.buf.get(ihl..n).unwrap_or(&[])
+                Ipv4Packet::new_checked(&self.buf[..n]).map_or(&[][..], Ipv4Packet::into_payload)
             };
             if icmp.len() >= 8
                 && icmp[0] == reply_type
@@ -424,16 +424,4 @@ impl IcmpEcho {
             }
         }
     }
-}
-
-/// The RFC 1071 Internet checksum.
-fn inet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).unwrap_or(0xffff)
 }
