@@ -318,6 +318,13 @@ fn one_source_cannot_fill_the_half_open_table() {
         ) >= 100
     })
     .unwrap_or_else(|e| panic!("{e:#}\nbob:\n{}", bob.log_tail(30)));
+    // The same drops, under their reason among the engine's drops.
+    assert!(
+        metric(
+            bob,
+            "oemesh_ike_drops_total{reason=\"half_open_source_full\"}"
+        ) >= 100
+    );
     let client = udp_client(alice);
     udp_until_echo(&client, echo.addr(), b"another source", DECISION)
         .unwrap_or_else(|e| panic!("{e:#}\nalice:\n{}", alice.log_tail(30)));

@@ -101,18 +101,6 @@ pub fn inbound_admits(flow: &Flow, local: &[AddrSelector], remote: &[AddrSelecto
             .any(|s| selector_admits(s, flow.dst, flow.protocol, dport))
 }
 
-/// The single address a list of selectors names, if it names exactly one host.
-pub fn single_host(selectors: &[AddrSelector]) -> Option<IpAddr> {
-    match selectors {
-        [one] => match one.addrs {
-            AddrRange::V4(lo, hi) if lo == hi => Some(IpAddr::V4(lo)),
-            AddrRange::V6(lo, hi) if lo == hi => Some(IpAddr::V6(lo)),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -229,7 +217,5 @@ pub(super) mod tests {
         assert!(!selector_admits(&dns_only, a, 17, Some(54)));
         assert!(!selector_admits(&dns_only, a, 6, Some(53)));
         assert!(!selector_admits(&dns_only, a, 17, None));
-        assert_eq!(single_host(&local), Some(b));
-        assert_eq!(single_host(&[]), None);
     }
 }
