@@ -1,11 +1,11 @@
-//! The OE node on a virtual clock: two nodes exchange IKE through a small
-//! in-memory driver, DNS answers come from the test, and each node's
-//! commands are recorded in order.
+//! The OE node on a virtual clock: two nodes exchange IKE through the shared
+//! harness (`oemesh_core::test_util::Net`), DNS answers come from the test,
+//! and each node's commands are recorded in order.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
 mod oe_common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -13,13 +13,14 @@ use oe_common::{ed, ip, nxdomain, policy, records};
 use oemesh_core::crypto::ed25519::Ed25519SigningKey;
 use oemesh_core::ike::endpoint::{Config as IkeConfig, Endpoint, LocalAuth, SaHandle, Transmit};
 use oemesh_core::ike::message::Identity;
-use oemesh_core::ike::udp_encap::{Datagram, classify};
+use oemesh_core::ike::udp_encap::Datagram;
 use oemesh_core::ipseckey::{DomainName, Gateway, reverse_name};
 use oemesh_core::oe::node::Note;
 use oemesh_core::oe::{
     Cause, Command, Config, DnsResult, Group, GroupOptions, Machine, Node, NodeConfig, Outcome,
     PacketFate, State,
 };
+use oemesh_core::test_util::{self, Net};
 
 const IDLE: Duration = Duration::from_secs(60);
 
@@ -74,6 +75,8 @@ struct Host {
     packets: HashMap<SaHandle, u64>,
     /// IPSECKEY answers by owner name; a name without one is never answered.
     dns: HashMap<DomainName, DnsResult>,
+    /// IKE datagrams the node asked to send, for the net to take.
+    outbox: VecDeque<Transmit>,
 }
 
 impl Host {
@@ -102,6 +105,7 @@ impl Host {
             installed: Vec::new(),
             packets: HashMap::new(),
             dns: HashMap::new(),
+            outbox: VecDeque::new(),
         }
     }
 
@@ -117,16 +121,18 @@ impl Host {
         self.dns.insert(reverse_name(peer.ip), nxdomain(Some(300)));
     }
 
-    /// Carries out the node's commands until the round ends: IKE to `wire`,
-    /// DNS answers fed back at once.
-    fn drive(&mut self, now: Instant, wire: &mut Vec<Transmit>) {
+    /// Carries out the node's commands until the round ends: IKE to the
+    /// outbox, DNS answers fed back at once. Returns whether there were any.
+    fn drive(&mut self, now: Instant) -> bool {
+        let mut any = false;
         loop {
             let mut answers = Vec::new();
             while let Some(c) = self.node.poll_command(now) {
+                any = true;
                 match c {
                     Command::Transmit(t) => {
                         self.did.push(Did::Transmit);
-                        wire.push(t);
+                        self.outbox.push_back(t);
                     }
                     Command::LookupKey { name } => {
                         if let Some(a) = self.dns.get(&name) {
@@ -176,7 +182,7 @@ impl Host {
                 }
             }
             if answers.is_empty() {
-                return;
+                return any;
             }
             for (name, answer) in answers {
                 self.node.handle_dns(now, &name, answer);
@@ -196,12 +202,46 @@ impl Host {
     }
 }
 
-/// Two hosts on a link that may drop everything, and the virtual clock.
+/// A node on the harness' net: datagrams in through `handle_ike`, its
+/// commands carried out when the net asks for events, and the data path's
+/// packet counts fed to each idle scan.
+impl test_util::Node for Host {
+    fn addr(&self) -> IpAddr {
+        self.ip
+    }
+
+    fn receive(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, datagram: &[u8]) {
+        if let Datagram::Ike(message) = test_util::demux(datagram, local.port(), 500) {
+            self.node.handle_ike(now, local, remote, message);
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    fn poll_events(&mut self, now: Instant) -> bool {
+        self.drive(now)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.node.poll_timeout())
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.node.handle_timeout(now);
+        if self.node.idle_scan_due(now) {
+            self.node.handle_activity(now, self.packets.clone());
+        }
+    }
+}
+
+/// Two hosts on the harness' net (which may drop everything), and its clock.
 struct World {
+    net: Net,
     now: Instant,
     a: Host,
     b: Host,
-    link_up: bool,
 }
 
 impl World {
@@ -210,10 +250,10 @@ impl World {
         let a = Host::new("10.0.2.1", 1, anonymous, now);
         let b = Host::new("10.0.2.2", 2, anonymous, now);
         World {
+            net: Net::new(now),
             now,
             a,
             b,
-            link_up: true,
         }
     }
 
@@ -235,61 +275,29 @@ impl World {
         w
     }
 
-    /// Runs both drivers until no datagram is in flight.
-    fn settle(&mut self) {
-        for _ in 0..100 {
-            let mut to_b = Vec::new();
-            let mut to_a = Vec::new();
-            self.a.drive(self.now, &mut to_b);
-            self.b.drive(self.now, &mut to_a);
-            if to_a.is_empty() && to_b.is_empty() {
-                return;
-            }
-            if self.link_up {
-                deliver(&mut self.b, self.now, &to_b);
-                deliver(&mut self.a, self.now, &to_a);
-            }
-        }
-        panic!("the nodes never went quiet");
+    /// From now on the link loses every datagram.
+    fn cut_link(&mut self) {
+        self.net.filter = Some(Box::new(|_, _, _| true));
     }
 
-    /// Moves the clock by `d` in steps of at most a second, firing timers and
-    /// idle scans with the hosts' packet counts.
+    /// Runs both nodes until nothing is in flight or due now.
+    fn settle(&mut self) {
+        let now = self.now;
+        self.net.run(&mut [&mut self.a, &mut self.b], now);
+        self.now = self.net.now;
+    }
+
+    /// Moves the clock by `d`, firing timers (and idle scans, with the
+    /// hosts' packet counts) as they fall due.
     fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.now = end.min(self.now + Duration::from_secs(1));
-            for h in [&mut self.a, &mut self.b] {
-                if h.node.poll_timeout() <= self.now {
-                    h.node.handle_timeout(self.now);
-                }
-                if h.node.idle_scan_due(self.now) {
-                    h.node.handle_activity(self.now, h.packets.clone());
-                }
-            }
-            self.settle();
-        }
+        self.net.run_for(&mut [&mut self.a, &mut self.b], d);
+        self.now = self.net.now;
     }
 
     /// A packet from A to B (held: B is undecided).
     fn a_sends(&mut self, packet: &[u8]) -> PacketFate {
         let dst = self.b.ip;
         self.a.node.handle_packet(self.now, dst, packet.to_vec())
-    }
-}
-
-fn deliver(to: &mut Host, now: Instant, wire: &[Transmit]) {
-    for t in wire {
-        let remote: SocketAddr = t.local;
-        let message = if t.remote.port() == 500 {
-            &t.payload[..]
-        } else {
-            match classify(&t.payload) {
-                Datagram::Ike(m) => m,
-                _ => continue,
-            }
-        };
-        to.node.handle_ike(now, t.remote, remote, message);
     }
 }
 
@@ -481,7 +489,7 @@ fn a_wrong_key_fails_the_attempt_and_the_destination_goes_clear() {
 #[test]
 fn an_unanswered_attempt_times_out_and_the_outcome_says_so() {
     let mut w = World::authenticated();
-    w.link_up = false;
+    w.cut_link();
     w.a_sends(b"x");
     w.settle();
     w.advance(Duration::from_secs(30));
