@@ -30,7 +30,7 @@ use oemesh_core::esp::{DecapError, peek_spi};
 use oemesh_core::ike::cookie;
 use oemesh_core::ike::udp_encap::{self, Datagram};
 use oemesh_core::ipseckey::DomainName;
-use oemesh_core::oe::{AddressResult, DnsResult};
+use oemesh_core::oe::{AddressResult, DnsFailure, DnsResult};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::AbortHandle;
 
@@ -100,7 +100,7 @@ impl Lookups {
     pub fn key(&mut self, name: DomainName) {
         let tx = self.keys_tx.clone();
         let Some(resolver) = self.resolver.clone() else {
-            let reason = "no DNS resolver configured".to_owned();
+            let reason = DnsFailure::NoResolver;
             let _ = tx.send((name, DnsResult::Failed { reason }));
             return;
         };
@@ -138,7 +138,7 @@ impl Lookups {
     pub fn address(&mut self, name: DomainName, addr: IpAddr) {
         let tx = self.addrs_tx.clone();
         let Some(resolver) = self.resolver.clone() else {
-            let reason = "no DNS resolver configured".to_owned();
+            let reason = DnsFailure::NoResolver;
             let _ = tx.send((name, addr, AddressResult::Failed { reason }));
             return;
         };

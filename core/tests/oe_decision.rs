@@ -271,7 +271,7 @@ fn dns_failure_fails_closed_for_private() {
     m.on_packet(now, dst, b"b".to_vec());
     drain(&mut m);
     let fail = DnsResult::Failed {
-        reason: "SERVFAIL".into(),
+        reason: oemesh_core::oe::DnsFailure::Rcode(2),
     };
     m.on_dns_result(now, &name_of(dst), fail);
     let actions = drain(&mut m);
@@ -837,7 +837,13 @@ fn held_packets_overflow_drops_oldest_and_counts() {
     // 400 + 100 + 100 + ... bytes: the byte limit drops oldest too.
     assert_eq!(m.on_packet(now, dst, vec![5; 900]), PacketFate::Held);
     drain(&mut m);
-    m.on_dns_result(now, &name_of(dst), DnsResult::Failed { reason: "x".into() });
+    m.on_dns_result(
+        now,
+        &name_of(dst),
+        DnsResult::Failed {
+            reason: oemesh_core::oe::DnsFailure::NoResponse,
+        },
+    );
     let Some(Action::PassClear { packets, .. }) = m.poll_action() else {
         panic!()
     };

@@ -103,7 +103,7 @@ proptest! {
                     m.on_dns_result(now, &name_of(ip(DSTS[dst])), r);
                 }
                 Event::DnsFailed { dst } => {
-                    let r = DnsResult::Failed { reason: "SERVFAIL".into() };
+                    let r = DnsResult::Failed { reason: oemesh_core::oe::DnsFailure::Rcode(2) };
                     m.on_dns_result(now, &name_of(ip(DSTS[dst])), r);
                 }
                 Event::Established { dst, anonymous } => {

@@ -251,7 +251,9 @@ fn cancelled_requests_and_overload() {
     m.on_dns_result(
         now,
         &name_of(ip("10.0.2.10")),
-        DnsResult::Failed { reason: "x".into() },
+        DnsResult::Failed {
+            reason: oemesh_core::oe::DnsFailure::NoResponse,
+        },
     );
     assert!(drain(&mut m).is_empty());
 }

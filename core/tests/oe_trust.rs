@@ -42,7 +42,7 @@ fn refusal(actions: &[Action]) -> String {
 
 fn servfail() -> DnsResult {
     DnsResult::Failed {
-        reason: "SERVFAIL".into(),
+        reason: oemesh_core::oe::DnsFailure::Rcode(2),
     }
 }
 
@@ -112,7 +112,7 @@ fn an_fqdn_identity_must_resolve_to_the_address() {
         ),
         (
             AddressResult::Failed {
-                reason: "SERVFAIL".into(),
+                reason: oemesh_core::oe::DnsFailure::Rcode(2),
             },
             None,
             "could not be checked against 10.0.2.7: the lookup failed: SERVFAIL",

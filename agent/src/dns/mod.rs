@@ -192,43 +192,17 @@ impl KeyLookup {
                 kind: oe::NoRecord::Nodata,
                 negative_ttl,
             },
-            KeyLookup::Failed(f) => oe::DnsResult::Failed {
-                reason: f.to_string(),
-            },
+            KeyLookup::Failed(reason) => oe::DnsResult::Failed { reason },
         }
     }
 }
 
-/// Why a lookup produced no answer.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LookupFailure {
-    /// No answer within the configured timeout.
-    #[error("timeout after {0:?}")]
-    Timeout(Duration),
-    /// The server answered with an error code (SERVFAIL, REFUSED, …).
-    #[error("{0}")]
-    Rcode(String),
-    /// Transport or protocol trouble.
-    #[error("{0}")]
-    Other(String),
-}
+/// Why a lookup gave no usable answer: core's [`oe::DnsFailure`], which the
+/// decision machine and the outcome's reason carry as it is.
+pub use oemesh_core::oe::DnsFailure as LookupFailure;
 
 /// How much longer than `dns.timeout` the resolver itself waits (see `KeyResolver::new`).
 const RESOLVER_GRACE: Duration = Duration::from_millis(500);
-
-/// An RCODE as operators write it (RFC 1035 §4.1.1, RFC 6895 mnemonics):
-/// `SERVFAIL`, not hickory's "Server Failure".
-fn rcode_name(code: ResponseCode) -> String {
-    match code {
-        ResponseCode::ServFail => "SERVFAIL".to_owned(),
-        ResponseCode::Refused => "REFUSED".to_owned(),
-        ResponseCode::FormErr => "FORMERR".to_owned(),
-        ResponseCode::NotImp => "NOTIMP".to_owned(),
-        ResponseCode::NotAuth => "NOTAUTH".to_owned(),
-        other => other.to_string(),
-    }
-}
 
 /// Looks up IPSECKEY records through the configured (or /etc/resolv.conf) servers.
 pub struct KeyResolver {
@@ -327,9 +301,10 @@ impl KeyResolver {
         let name = match Name::from_ascii(&owner) {
             Ok(n) => n,
             Err(e) => {
-                return KeyLookup::Failed(LookupFailure::Other(format!(
-                    "reverse name {owner}: {e}"
-                )));
+                return KeyLookup::Failed(LookupFailure::BadName {
+                    name: owner,
+                    why: e.to_string(),
+                });
             }
         };
         let message = query_message(name);
@@ -345,7 +320,7 @@ impl KeyResolver {
         };
         match tokio::time::timeout(self.timeout, sent).await {
             Err(_) => KeyLookup::Failed(LookupFailure::Timeout(self.timeout)),
-            Ok(None) => KeyLookup::Failed(LookupFailure::Other("no response".into())),
+            Ok(None) => KeyLookup::Failed(LookupFailure::NoResponse),
             Ok(Some(Ok(response))) => classify_answer(&response, &owner),
             Ok(Some(Err(e))) => classify_error(e),
         }
@@ -362,7 +337,10 @@ impl KeyResolver {
             Ok(n) => n,
             Err(e) => {
                 return oe::AddressResult::Failed {
-                    reason: format!("name {owner}: {e}"),
+                    reason: LookupFailure::BadName {
+                        name: owner.to_owned(),
+                        why: e.to_string(),
+                    },
                 };
             }
         };
@@ -377,10 +355,10 @@ impl KeyResolver {
             let mut responses = self.pool.send(request);
             responses.next().await
         };
-        let failed = |reason: String| oe::AddressResult::Failed { reason };
+        let failed = |reason| oe::AddressResult::Failed { reason };
         match tokio::time::timeout(self.timeout, sent).await {
-            Err(_) => failed(LookupFailure::Timeout(self.timeout).to_string()),
-            Ok(None) => failed("no response".into()),
+            Err(_) => failed(LookupFailure::Timeout(self.timeout)),
+            Ok(None) => failed(LookupFailure::NoResponse),
             Ok(Some(Ok(response))) => classify_addresses(&response),
             Ok(Some(Err(e))) => match classify_error(e) {
                 KeyLookup::NxDomain { .. } => oe::AddressResult::NoRecords {
@@ -389,7 +367,9 @@ impl KeyResolver {
                 KeyLookup::NoData { .. } => oe::AddressResult::NoRecords {
                     kind: oe::NoRecord::Nodata,
                 },
-                other => failed(other.reason()),
+                KeyLookup::Failed(reason) => failed(reason),
+                // classify_error gives no records
+                found @ KeyLookup::Found { .. } => failed(LookupFailure::Transport(found.reason())),
             },
         }
     }
@@ -406,7 +386,7 @@ fn classify_addresses(response: &Message) -> oe::AddressResult {
         }
         other => {
             return oe::AddressResult::Failed {
-                reason: rcode_name(other),
+                reason: LookupFailure::Rcode(u16::from(other)),
             };
         }
     }
@@ -453,7 +433,7 @@ const MAX_UDP_ANSWER: usize = 1232;
 
 fn classify_answer(response: &Message, owner: &str) -> KeyLookup {
     if response.metadata.response_code != ResponseCode::NoError {
-        return KeyLookup::Failed(LookupFailure::Rcode(rcode_name(
+        return KeyLookup::Failed(LookupFailure::Rcode(u16::from(
             response.metadata.response_code,
         )));
     }
@@ -497,13 +477,13 @@ fn classify_error(e: NetError) -> KeyLookup {
         })) => match response_code {
             ResponseCode::NXDomain => KeyLookup::NxDomain { negative_ttl },
             ResponseCode::NoError => KeyLookup::NoData { negative_ttl },
-            other => KeyLookup::Failed(LookupFailure::Rcode(rcode_name(other))),
+            other => KeyLookup::Failed(LookupFailure::Rcode(u16::from(other))),
         },
         NetError::Dns(DnsError::ResponseCode(code)) => {
-            KeyLookup::Failed(LookupFailure::Rcode(rcode_name(code)))
+            KeyLookup::Failed(LookupFailure::Rcode(u16::from(code)))
         }
-        NetError::Timeout => KeyLookup::Failed(LookupFailure::Other("timeout".into())),
-        other => KeyLookup::Failed(LookupFailure::Other(other.to_string())),
+        NetError::Timeout => KeyLookup::Failed(LookupFailure::ResolverTimeout),
+        other => KeyLookup::Failed(LookupFailure::Transport(other.to_string())),
     }
 }
 

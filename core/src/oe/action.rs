@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::crypto::CryptoError;
 use crate::ike::endpoint::Failure;
@@ -31,9 +31,61 @@ pub enum AddressResult {
     },
     /// The lookup failed.
     Failed {
-        /// For people.
-        reason: String,
+        /// Why.
+        reason: DnsFailure,
     },
+}
+
+/// Why a DNS lookup gave no usable answer, as the agent's resolver saw it.
+/// `Display` is the short text logs and `oemesh peers` show (`SERVFAIL`,
+/// `timeout after 2s`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DnsFailure {
+    /// No answer within the configured timeout.
+    #[error("timeout after {0:?}")]
+    Timeout(Duration),
+    /// The resolver library's own timer ran out first.
+    #[error("timeout")]
+    ResolverTimeout,
+    /// The server answered with an error RCODE (RFC 1035 §4.1.1, RFC 6895).
+    #[error("{}", rcode_name(*.0))]
+    Rcode(u16),
+    /// The query went out and nothing came back (the stream ended).
+    #[error("no response")]
+    NoResponse,
+    /// The name to look up is not a valid DNS name.
+    #[error("name {name}: {why}")]
+    BadName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No DNS server is configured.
+    #[error("no DNS resolver configured")]
+    NoResolver,
+    /// Transport or protocol trouble, in the resolver's words.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// An RCODE as operators write it: `SERVFAIL`, not "Server Failure".
+fn rcode_name(code: u16) -> String {
+    let name = match code {
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        16 => "BADVERS",
+        _ => return format!("RCODE {code}"),
+    };
+    name.to_owned()
 }
 
 /// The answer to an [`Action::LookupKey`], as the agent's resolver gave it.
@@ -58,8 +110,8 @@ pub enum DnsResult {
     },
     /// The lookup failed (SERVFAIL, refused, network) or the agent's resolver gave up.
     Failed {
-        /// For people: `SERVFAIL`, `connection refused`, ...
-        reason: String,
+        /// Why.
+        reason: DnsFailure,
     },
 }
 
@@ -281,4 +333,19 @@ pub enum PacketFate {
     DroppedRateLimited,
     /// Dropped: larger than a destination's hold limit.
     DroppedTooBig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DnsFailure;
+
+    #[test]
+    fn dns_failures_read_as_operators_write_them() {
+        assert_eq!(DnsFailure::Rcode(2).to_string(), "SERVFAIL");
+        assert_eq!(DnsFailure::Rcode(5).to_string(), "REFUSED");
+        assert_eq!(DnsFailure::Rcode(23).to_string(), "RCODE 23");
+        let t = DnsFailure::Timeout(std::time::Duration::from_secs(2));
+        assert_eq!(t.to_string(), "timeout after 2s");
+        assert_eq!(DnsFailure::NoResolver.to_string(), "no DNS resolver configured");
+    }
 }

@@ -76,7 +76,8 @@ mod limits;
 mod responder;
 
 pub use action::{
-    Action, AddressResult, DnsResult, IkeResult, NotStarted, PacketFate, PeerAnswer, PeerKey,
+    Action, AddressResult, DnsFailure, DnsResult, IkeResult, NotStarted, PacketFate, PeerAnswer,
+    PeerKey,
 };
 pub use cidr::{Cidr, CidrError, ListError, parse_list};
 pub use config::{Config, Counters};

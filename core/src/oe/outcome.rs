@@ -147,7 +147,7 @@ pub enum Cause {
     /// DNS had no usable key, and no anonymous IKE was tried.
     NoKey(NoKey),
     /// The DNS lookup failed.
-    DnsFailed(String),
+    DnsFailed(super::DnsFailure),
     /// The DNS lookup did not answer in time.
     DnsTimeout(Duration),
     /// IKE established.
