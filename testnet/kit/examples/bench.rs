@@ -435,7 +435,7 @@ fn set_config_key(host: &Host, section: &str, key: &str, value: &str) -> Result<
 }
 
 /// Checks in alice's log that the SA pair uses `aead` (the agents log
-/// `control_plane::events` at debug: "ESP SA pair … (Aes256Gcm, ESN)").
+/// `control_plane::commands` at debug: "ESP SA pair … (Aes256Gcm, ESN)").
 fn check_oemesh_aead(alice: &Host, aead: &str) -> Result<()> {
     let want = match aead {
         "chacha20-poly1305" => "ChaCha20Poly1305",
@@ -1024,12 +1024,12 @@ fn real_main() -> Result<()> {
     };
     let mut opts = Options::new("bench", binaries);
     opts.start_agents = false;
-    // control_plane::events at debug: one line per SA pair, with its AEAD.
+    // control_plane::commands at debug: one line per SA pair, with its AEAD.
     // OEMESH_BENCH_LOG adds directives (e.g. `oemesh_agent=debug` to time the
     // cold path from the agents' logs, which `OEMESH_BENCH_KEEP` keeps).
     opts.log_level = match std::env::var("OEMESH_BENCH_LOG") {
-        Ok(extra) => format!("warn,oemesh_agent::control_plane::events=debug,{extra}"),
-        Err(_) => "warn,oemesh_agent::control_plane::events=debug".into(),
+        Ok(extra) => format!("warn,oemesh_agent::control_plane::commands=debug,{extra}"),
+        Err(_) => "warn,oemesh_agent::control_plane::commands=debug".into(),
     };
     let started = Instant::now();
     let net = Testnet::up(opts).context("building the namespace testnet")?;
