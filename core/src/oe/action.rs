@@ -346,6 +346,9 @@ mod tests {
         assert_eq!(DnsFailure::Rcode(23).to_string(), "RCODE 23");
         let t = DnsFailure::Timeout(std::time::Duration::from_secs(2));
         assert_eq!(t.to_string(), "timeout after 2s");
-        assert_eq!(DnsFailure::NoResolver.to_string(), "no DNS resolver configured");
+        assert_eq!(
+            DnsFailure::NoResolver.to_string(),
+            "no DNS resolver configured"
+        );
     }
 }
