@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use oemesh_core::ike::endpoint::DropReason;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, prometheus_text};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -79,8 +80,9 @@ pub struct Metrics {
     ike_auth_failures: Counter,
     ike_queue_drops: Counter,
     ike_cookies_sent: Counter,
-    /// IKE messages core dropped, by reason (core counts them).
-    ike_drops: Family<DropLabel, Counter>,
+    /// IKE messages core dropped, by reason (core counts them), in the
+    /// order of [`DropReason::ALL`].
+    ike_drops: [Counter; DropReason::ALL.len()],
     trust: [Counter; TrustEvent::ALL.len()],
 }
 
@@ -128,10 +130,6 @@ struct DecisionLabel {
     reason: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DropLabel {
-    reason: &'static str,
-}
 /// What the trust rules refused or flagged (`oemesh_trust_events_total{event}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrustEvent {
@@ -252,11 +250,12 @@ impl Default for Metrics {
             "oemesh_ike_cookies_sent",
             "IKE_SA_INIT requests answered with a COOKIE (too many half-open SAs)",
         );
-        let ike_drops = Family::default();
-        registry.register(
+        let ike_drops = Labelled::register(
+            &mut registry,
             "oemesh_ike_drops",
             "IKE messages dropped by the IKE endpoint, by reason",
-            ike_drops.clone(),
+            "reason",
+            DropReason::ALL.map(DropReason::label),
         );
         Metrics {
             registry,
@@ -368,14 +367,12 @@ impl Metrics {
     }
 
     /// Sets the IKE messages dropped so far, per reason, as
-    /// `oemesh_ike_drops_total{reason}` (the IKE endpoint counts them; call
-    /// this where its other counts are copied, not per packet).
-    pub fn set_ike_drops(&self, by_reason: &[(&'static str, u64)]) {
-        for &(reason, n) in by_reason {
-            self.ike_drops
-                .get_or_create(&DropLabel { reason })
-                .inner()
-                .store(n, Relaxed);
+    /// `oemesh_ike_drops_total{reason}`: `counts` is the IKE endpoint's
+    /// `Stats::drops`, in the order of [`DropReason::ALL`] (one store each,
+    /// no lookup: the control plane copies them after every round).
+    pub fn set_ike_drops(&self, counts: &[u64; DropReason::ALL.len()]) {
+        for (counter, &n) in self.ike_drops.iter().zip(counts) {
+            counter.inner().store(n, Relaxed);
         }
     }
 

@@ -267,7 +267,7 @@ impl ControlPlane {
         self.last_counters = c;
         let stats = self.node.endpoint().stats();
         self.dp.metrics.set_ike_cookies_sent(stats.cookies_sent);
-        self.dp.metrics.set_ike_drops(&stats.drops_by_reason());
+        self.dp.metrics.set_ike_drops(&stats.drops);
         {
             use crate::metrics::TrustEvent as T;
             let m = &self.dp.metrics;

@@ -61,8 +61,11 @@ fn exposition_unchanged() {
     m.ike_auth_failures_add(6);
     m.ike_queue_drop();
     m.set_ike_cookies_sent(7);
-    m.set_ike_drops(&[("bad_spi", 3)]);
-    m.set_ike_drops(&[("bad_spi", 5)]);
+    let mut drops = [0; DropReason::ALL.len()];
+    drops[DropReason::UnknownSpi as usize] = 3;
+    m.set_ike_drops(&drops);
+    drops[DropReason::UnknownSpi as usize] = 5;
+    m.set_ike_drops(&drops);
     let before = r#"# HELP oemesh_packets_total Packets by what the agent did with them.
 # TYPE oemesh_packets_total counter
 oemesh_packets_total{outcome="encrypted"} 3
@@ -129,10 +132,15 @@ oemesh_ike_queue_drops_total 1
 # TYPE oemesh_ike_cookies_sent_total counter
 oemesh_ike_cookies_sent_total 7
 "#;
-    let added = r#"# HELP oemesh_ike_drops_total IKE messages dropped by the IKE endpoint, by reason.
-# TYPE oemesh_ike_drops_total counter
-oemesh_ike_drops_total{reason="bad_spi"} 5
-"#;
+    // Every reason, in core's order, whether it happened or not.
+    let mut added = "# HELP oemesh_ike_drops_total IKE messages dropped by the IKE endpoint, \
+                     by reason.\n# TYPE oemesh_ike_drops_total counter\n"
+        .to_owned();
+    for r in DropReason::ALL {
+        let n = if r == DropReason::UnknownSpi { 5 } else { 0 };
+        added += &format!("oemesh_ike_drops_total{{reason=\"{}\"}} {n}\n", r.label());
+    }
+    assert!(added.contains("oemesh_ike_drops_total{reason=\"unknown_spi\"} 5\n"));
     assert_eq!(m.render(), format!("{before}{added}"));
     assert_eq!(m.ike_queue_drops(), 1);
     assert_eq!(m.packets_total(PacketOutcome::Dropped), 1);

@@ -155,12 +155,6 @@ impl Stats {
         self.drops[reason.index()]
     }
 
-    /// Every reason's label with its count, in the order of
-    /// [`DropReason::ALL`] (for `oemesh_ike_drops_total{reason}`).
-    pub fn drops_by_reason(&self) -> [(&'static str, u64); DropReason::ALL.len()] {
-        DropReason::ALL.map(|r| (r.label(), self.drops_for(r)))
-    }
-
     /// Counts a dropped message.
     pub(crate) fn count_drop(&mut self, reason: DropReason) {
         self.dropped += 1;
