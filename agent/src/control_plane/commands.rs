@@ -63,10 +63,9 @@ impl ControlPlane {
                 self.node.recycle(packets);
             }
             Command::SendClear { mut packets } => {
-                for packet in packets.iter() {
-                    self.dp.send_clear(packet);
+                for packet in packets.drain() {
+                    self.dp.send_clear(&packet);
                 }
-                packets.drain().for_each(drop);
                 self.node.recycle(packets);
             }
             Command::Dropped { packets } => {

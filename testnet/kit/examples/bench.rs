@@ -1024,12 +1024,12 @@ fn real_main() -> Result<()> {
     };
     let mut opts = Options::new("bench", binaries);
     opts.start_agents = false;
-    // control_plane::commands at debug: one line per SA pair, with its AEAD.
+    // control_plane (its commands module) at debug: one line per SA pair, with its AEAD.
     // OEMESH_BENCH_LOG adds directives (e.g. `oemesh_agent=debug` to time the
     // cold path from the agents' logs, which `OEMESH_BENCH_KEEP` keeps).
     opts.log_level = match std::env::var("OEMESH_BENCH_LOG") {
-        Ok(extra) => format!("warn,oemesh_agent::control_plane::commands=debug,{extra}"),
-        Err(_) => "warn,oemesh_agent::control_plane::commands=debug".into(),
+        Ok(extra) => format!("warn,oemesh_agent::control_plane=debug,{extra}"),
+        Err(_) => "warn,oemesh_agent::control_plane=debug".into(),
     };
     let started = Instant::now();
     let net = Testnet::up(opts).context("building the namespace testnet")?;
