@@ -435,7 +435,7 @@ fn set_config_key(host: &Host, section: &str, key: &str, value: &str) -> Result<
 }
 
 /// Checks in alice's log that the SA pair uses `aead` (the agents log
-/// `control_plane::commands` at debug: "ESP SA pair … (Aes256Gcm, ESN)").
+/// the `control_plane` target at debug: "ESP SA pair … (Aes256Gcm, ESN)").
 fn check_oemesh_aead(alice: &Host, aead: &str) -> Result<()> {
     let want = match aead {
         "chacha20-poly1305" => "ChaCha20Poly1305",
