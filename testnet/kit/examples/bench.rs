@@ -35,8 +35,13 @@ use serde_json::json;
 
 const USAGE: &str = "usage: bench [--oemesh PATH] [--duration SECS] [--runs N] [--quick]
              [--only NAME[,NAME…]] [--rtt-count N] [--json FILE] [--profile DIR]
-  NAME: veth, oemesh, oemesh-chacha, boringtun, boringtun-t1, strongswan-aes, strongswan-chacha,
-        ike (IKE SAs/s on one responder agent), memory (agent bytes per clear outcome)";
+             [--no-tcp] [--anonymous-timeout DURATION]
+  NAME: veth, oemesh, oemesh-chacha, oemesh-clear, oemesh-clear-icmp, oemesh-clear-silent,
+        oemesh-passthrough, boringtun, boringtun-t1, strongswan-aes, strongswan-chacha,
+        ike (IKE SAs/s on one responder agent), memory (agent bytes per clear outcome)
+  --no-tcp: no iperf3 runs (RTT and cold probe only)
+  --anonymous-timeout: alice's `[ike] anonymous_timeout` in the oemesh-clear-icmp,
+        oemesh-clear-silent and oemesh-passthrough rows (default: the agent's own)";
 
 /// The port of the UDP echo server (round trips) and the cold probe receiver.
 const ECHO_PORT: u16 = 7007;
@@ -53,6 +58,10 @@ struct Args {
     rtt_count: usize,
     json: Option<PathBuf>,
     profile: Option<PathBuf>,
+    /// Skip the iperf3 runs.
+    no_tcp: bool,
+    /// alice's `[ike] anonymous_timeout` in the no-peer rows (`None`: the agent's default).
+    anonymous_timeout: Option<String>,
     command: String,
 }
 
@@ -65,6 +74,8 @@ fn parse_args() -> Result<Args> {
         rtt_count: 200,
         json: None,
         profile: None,
+        no_tcp: false,
+        anonymous_timeout: None,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let mut it = std::env::args().skip(1);
@@ -81,6 +92,8 @@ fn parse_args() -> Result<Args> {
             "--json" => a.json = Some(value()?.into()),
             "--profile" => a.profile = Some(value()?.into()),
             "--only" => a.only = Some(value()?.split(',').map(str::to_owned).collect()),
+            "--no-tcp" => a.no_tcp = true,
+            "--anonymous-timeout" => a.anonymous_timeout = Some(value()?),
             "--quick" => {
                 a.runs = 1;
                 a.duration = 2;
@@ -108,8 +121,23 @@ enum Kind {
     /// alice's agent only: bob keeps his key in DNS but answers no IKE, so
     /// alice decides clear once and later flows take the bypass route.
     OemeshClear,
+    /// alice's agent only; bob runs none and publishes no key (his IPSECKEY
+    /// record is removed for the row and restored after it). Cold probe only.
+    OemeshNoPeer(NoPeer),
     Boringtun(Option<u32>),
     Strongswan(&'static str),
+}
+
+/// How bob, with no agent and no key in DNS, meets alice's IKE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoPeer {
+    /// bob's kernel answers UDP 500 with ICMP port unreachable.
+    Icmp,
+    /// An nftables rule on bob drops UDP 500 and 4500 silently.
+    Silent,
+    /// Like `Silent`, with alice's `private-or-clear` negotiating in
+    /// `passthrough` (packets leave in clear meanwhile) instead of `hold`.
+    Passthrough,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +148,7 @@ struct Variant {
     kind: Kind,
 }
 
-const VARIANTS: [Variant; 8] = [
+const VARIANTS: [Variant; 11] = [
     Variant {
         name: "veth",
         label: "plain veth (no tunnel)",
@@ -144,6 +172,24 @@ const VARIANTS: [Variant; 8] = [
         label: "oemesh, clear peer (bypass route)",
         aead: "-",
         kind: Kind::OemeshClear,
+    },
+    Variant {
+        name: "oemesh-clear-icmp",
+        label: "oemesh, no key, IKE port unreachable (ICMP)",
+        aead: "-",
+        kind: Kind::OemeshNoPeer(NoPeer::Icmp),
+    },
+    Variant {
+        name: "oemesh-clear-silent",
+        label: "oemesh, no key, IKE dropped silently",
+        aead: "-",
+        kind: Kind::OemeshNoPeer(NoPeer::Silent),
+    },
+    Variant {
+        name: "oemesh-passthrough",
+        label: "oemesh, no key, IKE dropped silently, passthrough",
+        aead: "-",
+        kind: Kind::OemeshNoPeer(NoPeer::Passthrough),
     },
     Variant {
         name: "boringtun",
@@ -204,8 +250,10 @@ enum Running<'n> {
     Oemesh {
         alice: &'n Host,
         bob: &'n Host,
-        /// bob runs no agent (`Kind::OemeshClear`).
+        /// bob runs no agent (`Kind::OemeshClear`, `Kind::OemeshNoPeer`).
         clear_peer: bool,
+        /// What a `Kind::OemeshNoPeer` row changed (undone on drop).
+        _no_peer: Option<NoPeerSetup<'n>>,
     },
     Boringtun {
         wg: Option<Box<Boringtun>>,
@@ -226,7 +274,12 @@ struct Tunnel<'n> {
 }
 
 impl<'n> Tunnel<'n> {
-    fn start(net: &'n Testnet, kind: Kind, keys: &(Ed25519Key, Ed25519Key)) -> Result<Tunnel<'n>> {
+    fn start(
+        net: &'n Testnet,
+        kind: Kind,
+        keys: &(Ed25519Key, Ed25519Key),
+        anonymous_timeout: Option<&str>,
+    ) -> Result<Tunnel<'n>> {
         let (alice, bob) = (net.alice(), net.bob());
         let (mut src, mut dst) = (alice.ip(), bob.ip());
         let running = match kind {
@@ -243,6 +296,7 @@ impl<'n> Tunnel<'n> {
                     alice,
                     bob,
                     clear_peer: false,
+                    _no_peer: None,
                 }
             }
             Kind::OemeshClear => {
@@ -253,6 +307,19 @@ impl<'n> Tunnel<'n> {
                     alice,
                     bob,
                     clear_peer: true,
+                    _no_peer: None,
+                }
+            }
+            Kind::OemeshNoPeer(how) => {
+                let setup = NoPeerSetup::apply(net, how, anonymous_timeout)?;
+                alice
+                    .start_agent()
+                    .context("oemesh: starting alice's agent")?;
+                Running::Oemesh {
+                    alice,
+                    bob,
+                    clear_peer: true,
+                    _no_peer: Some(setup),
                 }
             }
             Kind::Boringtun(threads) => {
@@ -348,6 +415,7 @@ impl<'n> Tunnel<'n> {
                 alice,
                 bob,
                 clear_peer,
+                ..
             } => {
                 if !*clear_peer {
                     bob.restart_agent()
@@ -398,6 +466,111 @@ impl<'n> Tunnel<'n> {
             )
         })
     }
+}
+
+/// The nftables table a `NoPeer::Silent`/`Passthrough` row adds in bob.
+const DROP_TABLE: &str = "oemesh_bench_drop";
+
+/// What a `Kind::OemeshNoPeer` row changes, undone on drop (also when the row
+/// fails): bob's IPSECKEY records are removed from BIND, alice's config gets
+/// the row's keys, and for the silent rows bob drops UDP 500/4500.
+struct NoPeerSetup<'n> {
+    net: &'n Testnet,
+    /// bob's IPSECKEY records as dig printed them (`NAME TTL IN IPSECKEY RDATA`).
+    records: Vec<String>,
+    /// alice's config file before the row.
+    alice_config: String,
+    /// Whether bob's drop table was added.
+    table: bool,
+}
+
+impl<'n> NoPeerSetup<'n> {
+    fn apply(net: &'n Testnet, how: NoPeer, anonymous_timeout: Option<&str>) -> Result<Self> {
+        let (alice, bob) = (net.alice(), net.bob());
+        let bind = net.dns().bind();
+        let owner = reverse_v4(bob.v4());
+        let records: Vec<String> = bind
+            .dig(&["+norecurse", &owner, "IPSECKEY"])?
+            .lines()
+            .filter(|l| l.split_whitespace().nth(3) == Some("IPSECKEY"))
+            .map(str::to_owned)
+            .collect();
+        if records.is_empty() {
+            bail!("no IPSECKEY record at {owner} to remove");
+        }
+        let path = alice.config_path();
+        let alice_config = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut setup = NoPeerSetup {
+            net,
+            records,
+            alice_config,
+            table: false,
+        };
+        bind.nsupdate(&format!("update delete {owner} IPSECKEY"))
+            .context("removing bob's IPSECKEY record")?;
+        if !net.dns().ipseckeys(bob.ip())?.is_empty() {
+            bail!("bob's IPSECKEY record is still served after nsupdate");
+        }
+        if how != NoPeer::Icmp {
+            let rules = net.dir().join("bench-drop-ike.nft");
+            std::fs::write(
+                &rules,
+                format!(
+                    "table inet {DROP_TABLE} {{\n  chain input {{\n    type filter hook input priority -200; policy accept;\n    udp dport {{ 500, 4500 }} drop\n  }}\n}}\n"
+                ),
+            )?;
+            let rules_s = rules.to_str().context("nft file path is not UTF-8")?;
+            bob.netns()
+                .exec(&["nft", "-f", rules_s], Duration::from_secs(10))
+                .context("bob: nft -f (drop UDP 500/4500)")?;
+            setup.table = true;
+        }
+        if how == NoPeer::Passthrough {
+            set_config_key(
+                alice,
+                "policy.negotiation",
+                "private-or-clear",
+                "\"passthrough\"",
+            )?;
+        }
+        if let Some(t) = anonymous_timeout {
+            set_config_key(alice, "ike", "anonymous_timeout", &format!("\"{t}\""))?;
+        }
+        Ok(setup)
+    }
+}
+
+impl Drop for NoPeerSetup<'_> {
+    fn drop(&mut self) {
+        let (alice, bob) = (self.net.alice(), self.net.bob());
+        let _ = alice.stop_agent();
+        if let Err(e) = std::fs::write(alice.config_path(), &self.alice_config) {
+            eprintln!("bench: restoring alice's config: {e}");
+        }
+        if self.table
+            && let Err(e) = bob.netns().exec(
+                &["nft", "delete", "table", "inet", DROP_TABLE],
+                Duration::from_secs(10),
+            )
+        {
+            eprintln!("bench: removing bob's nftables table {DROP_TABLE}: {e:#}");
+        }
+        let script: Vec<String> = self
+            .records
+            .iter()
+            .map(|r| format!("update add {r}"))
+            .collect();
+        if let Err(e) = self.net.dns().bind().nsupdate(&script.join("\n")) {
+            eprintln!("bench: restoring bob's IPSECKEY record: {e:#}");
+        }
+    }
+}
+
+/// `d.c.b.a.in-addr.arpa.` of `a.b.c.d`.
+fn reverse_v4(a: Ipv4Addr) -> String {
+    let o = a.octets();
+    format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
 }
 
 /// Sets `[ike] esp_aead` in the agent's config file (written by the testnet).
@@ -473,11 +646,21 @@ fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> 
     let mut s = Samples::new();
     let alice = net.alice().netns();
     let bob = net.bob().netns();
-    tunnel.warm_up()?;
+    // The no-peer rows measure the cold path only: nothing to warm up, no tunnel.
+    let cold_only = matches!(v.kind, Kind::OemeshNoPeer(_));
+    if !cold_only {
+        tunnel.warm_up()?;
+    }
     if let (Kind::Oemesh(aead), Running::Oemesh { alice, .. }) = (v.kind, &tunnel.running) {
         check_oemesh_aead(alice, aead)?;
     }
-    for run in 0..args.runs {
+    let tcp_runs = if cold_only || args.no_tcp {
+        0
+    } else {
+        args.runs
+    };
+    let rtt_runs = if cold_only { 0 } else { args.runs };
+    for run in 0..tcp_runs {
         for (streams, bw_key, cpu_key) in [
             (1, "tcp1_gbps", "cpu1_s_per_gb"),
             (4, "tcp4_gbps", "cpu4_s_per_gb"),
@@ -522,7 +705,7 @@ fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> 
         bob,
         SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ECHO_PORT),
     )?;
-    for _ in 0..args.runs {
+    for _ in 0..rtt_runs {
         check_interrupt()?;
         let icmp = probe::icmp_rtts(
             alice,
@@ -1059,21 +1242,22 @@ fn real_main() -> Result<()> {
     for v in VARIANTS.iter().filter(|v| wanted(v.name)) {
         check_interrupt()?;
         eprintln!("== {} ({})", v.label, v.aead);
-        let outcome = Tunnel::start(&net, v.kind, &keys).and_then(|mut tunnel| {
-            let s = measure(&args, &net, &mut tunnel, v);
-            if s.is_ok()
-                && v.kind == Kind::Oemesh("aes-256-gcm")
-                && let Some(dir) = &args.profile
-            {
-                tunnel.warm_up()?;
-                profile_oemesh(&args, &net, dir)?;
-            }
-            if let Running::Oemesh { alice, bob, .. } = &tunnel.running {
-                let _ = alice.stop_agent();
-                let _ = bob.stop_agent();
-            }
-            s
-        });
+        let outcome = Tunnel::start(&net, v.kind, &keys, args.anonymous_timeout.as_deref())
+            .and_then(|mut tunnel| {
+                let s = measure(&args, &net, &mut tunnel, v);
+                if s.is_ok()
+                    && v.kind == Kind::Oemesh("aes-256-gcm")
+                    && let Some(dir) = &args.profile
+                {
+                    tunnel.warm_up()?;
+                    profile_oemesh(&args, &net, dir)?;
+                }
+                if let Running::Oemesh { alice, bob, .. } = &tunnel.running {
+                    let _ = alice.stop_agent();
+                    let _ = bob.stop_agent();
+                }
+                s
+            });
         check_interrupt()?;
         server.check_running()?;
         match outcome {
