@@ -28,10 +28,9 @@ use std::time::Instant;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::crypto::x25519::X25519Secret;
 use crate::ike::cookie::CookieJar;
 use crate::ike::index::SaIndex;
-use crate::ike::keys::NONCE_LEN;
+use crate::ike::keys::{KeyPairPool, NONCE_LEN};
 use crate::ike::message::{ExchangeType, HeaderPacket, Identity, MAJOR_VERSION};
 use crate::ike::sa::{IkeSa, Queued, SaCore, sa_timeout};
 use crate::ike::state::{Fate, InitSent, InitiatorAuthorize, State, Step};
@@ -76,6 +75,9 @@ pub struct Endpoint {
     pub(crate) timers: BTreeSet<(Instant, u64)>,
     /// The counts and indexes over `sas` that limits and INITIAL_CONTACT use.
     pub(crate) index: SaIndex,
+    /// The next IKE_SA_INIT's X25519 key pair, made when the endpoint is
+    /// and after its timers ran: off the first packet's path.
+    pub(crate) dh_pool: KeyPairPool,
     next_id: u64,
     next_handle: u64,
 }
@@ -86,7 +88,7 @@ impl Endpoint {
     pub fn new(config: Config, rng_seed: [u8; 32]) -> Self {
         let mut rng = ChaCha20Rng::from_seed(rng_seed);
         let cookies = CookieJar::new(&mut rng);
-        Self {
+        let mut endpoint = Self {
             config,
             rng,
             sas: HashMap::new(),
@@ -98,9 +100,12 @@ impl Endpoint {
             out: Output::default(),
             timers: BTreeSet::new(),
             index: SaIndex::default(),
+            dh_pool: KeyPairPool::default(),
             next_id: 1,
             next_handle: 1,
-        }
+        };
+        endpoint.dh_pool.fill(&mut endpoint.rng);
+        endpoint
     }
 
     /// The configuration.
@@ -126,12 +131,11 @@ impl Endpoint {
         let port = self.config.ike_port;
         let addrs = (SocketAddr::new(local, port), SocketAddr::new(remote, port));
         let mut sa = self.new_sa(now, handle, true, (spi_i, 0), addrs);
-        let mut secret = [0u8; 32];
-        self.rng.fill_bytes(&mut secret);
+        let dh = self.dh_pool.take(&mut self.rng);
         let mut ni = vec![0u8; NONCE_LEN];
         self.rng.fill_bytes(&mut ni);
         let mut init = InitSent {
-            dh: X25519Secret::from_random(secret),
+            dh,
             group: crate::ike::proposal::GROUP,
             ni,
             cookie: None,
@@ -281,6 +285,7 @@ impl Endpoint {
             let fate = self.on_sa_timeout(now, &mut sa);
             self.settle(sa, fate);
         }
+        self.dh_pool.fill(&mut self.rng);
     }
 
     /// The next instant at which [`Self::handle_timeout`] has work; `None` when idle.

@@ -17,14 +17,47 @@
 
 use std::fmt;
 
+use rand_core::RngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::crypto::prf::{PRF_LEN, prf, prf_plus};
-use crate::crypto::x25519::SharedSecret;
+use crate::crypto::x25519::{SharedSecret, X25519_LEN, X25519Secret};
 use crate::crypto::{KeyAndSalt, ct_eq};
 
 /// Length of the nonces this host sends (§2.10: at least half the PRF key size).
 pub(crate) const NONCE_LEN: usize = 32;
+
+/// The next IKE_SA_INIT's X25519 key pair (§2.18's g^i or g^r), made ahead of
+/// need: computing the public value is one of the costlier steps of a first
+/// packet's handshake on either side (and a process's first X25519 also pays
+/// the library's one-time set-up), so the endpoint makes the next pair when
+/// nothing waits for it (when it is created, and after its timers ran), and
+/// an IKE_SA_INIT takes it. Each pair is used once; without one ready, one is
+/// made on the spot, as before. Zeroized on drop like every [`X25519Secret`].
+#[derive(Debug, Default)]
+pub(crate) struct KeyPairPool {
+    spare: Option<X25519Secret>,
+}
+
+impl KeyPairPool {
+    /// Makes a key pair from `rng` if none is ready.
+    pub(crate) fn fill(&mut self, rng: &mut impl RngCore) {
+        if self.spare.is_none() {
+            self.spare = Some(Self::make(rng));
+        }
+    }
+
+    /// The pair made ahead, else a new one from `rng`.
+    pub(crate) fn take(&mut self, rng: &mut impl RngCore) -> X25519Secret {
+        self.spare.take().unwrap_or_else(|| Self::make(rng))
+    }
+
+    fn make(rng: &mut impl RngCore) -> X25519Secret {
+        let mut secret = Zeroizing::new([0u8; X25519_LEN]);
+        rng.fill_bytes(&mut secret[..]);
+        X25519Secret::from_random(*secret)
+    }
+}
 
 /// Which end of an exchange we are. For CHILD SA keys this is the initiator of
 /// the exchange that created the CHILD SA (IKE_AUTH or CREATE_CHILD_SA), whose
@@ -252,4 +285,26 @@ pub fn null_auth(sk_p: &SkP, signed_octets: &[u8]) -> [u8; PRF_LEN] {
 /// peer's SK_p (SK_pi when we are the responder).
 pub fn verify_null_auth(peer_sk_p: &SkP, signed_octets: &[u8], auth_data: &[u8]) -> bool {
     ct_eq(&null_auth(peer_sk_p, signed_octets), auth_data)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::KeyPairPool;
+
+    #[test]
+    fn the_pool_hands_out_the_pair_made_ahead_once() {
+        let mut rng = ChaCha20Rng::from_seed([9; 32]);
+        let mut pool = KeyPairPool::default();
+        pool.fill(&mut rng);
+        let ahead = pool.spare.as_ref().map(|k| k.public_key());
+        pool.fill(&mut rng); // already full: nothing drawn
+        assert_eq!(pool.spare.as_ref().map(|k| k.public_key()), ahead);
+        let first = pool.take(&mut rng);
+        assert_eq!(Some(first.public_key()), ahead);
+        let second = pool.take(&mut rng); // empty: made on the spot
+        assert_ne!(second.public_key(), first.public_key());
+    }
 }

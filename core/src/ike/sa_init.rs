@@ -19,7 +19,6 @@ use std::time::Instant;
 
 use rand_core::RngCore;
 
-use crate::crypto::x25519::X25519Secret;
 use crate::ike::endpoint::Endpoint;
 use crate::ike::error::{RequestError, check_nonce};
 use crate::ike::event::{Event, Transmit};
@@ -330,9 +329,7 @@ impl Endpoint {
             });
         }
         check_nonce(ni)?;
-        let mut secret = [0u8; 32];
-        self.rng.fill_bytes(&mut secret);
-        let dh = X25519Secret::from_random(secret);
+        let dh = self.dh_pool.take(&mut self.rng);
         let g_ir = dh
             .diffie_hellman(&ke.data)
             .map_err(RequestError::KeyExchange)?;
