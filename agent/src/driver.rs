@@ -233,6 +233,8 @@ fn transient(e: &io::Error) -> bool {
             | ConnectionReset
             | HostUnreachable
             | NetworkUnreachable
+            // ICMPv6 "administratively prohibited", queued with IP_RECVERR.
+            | PermissionDenied
     )
 }
 

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use oemesh_core::ike::endpoint::DropReason;
+use oemesh_core::oe::UnreachableFate;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, prometheus_text};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -84,6 +85,8 @@ pub struct Metrics {
     /// order of [`DropReason::ALL`].
     ike_drops: [Counter; DropReason::ALL.len()],
     trust: [Counter; TrustEvent::ALL.len()],
+    /// ICMP errors for IKE_SA_INIT, by what they did.
+    icmp_errors: [Counter; UnreachableFate::ALL.len()],
 }
 
 /// `N` counters told apart by one label with fixed values, created once and
@@ -201,6 +204,14 @@ impl Default for Metrics {
             "event",
             TrustEvent::ALL.map(TrustEvent::label),
         );
+        let icmp_errors = Labelled::register(
+            &mut registry,
+            "oemesh_icmp_errors",
+            "ICMP errors for this host's IKE datagrams, by what they did (ended an attempt \
+             with a keyless destination, shortened a keyed one's wait, or matched nothing)",
+            "fate",
+            UnreachableFate::ALL.map(UnreachableFate::label),
+        );
         let decisions = Family::default();
         registry.register(
             "oemesh_decisions",
@@ -273,6 +284,7 @@ impl Default for Metrics {
             ike_cookies_sent,
             ike_drops,
             trust,
+            icmp_errors,
         }
     }
 }
@@ -281,6 +293,11 @@ impl Metrics {
     /// Sets the count of `event` so far (core counts them).
     pub fn set_trust(&self, event: TrustEvent, n: u64) {
         self.trust[event as usize].inner().store(n, Relaxed);
+    }
+
+    /// Counts one ICMP error for an IKE datagram.
+    pub fn icmp_error(&self, fate: UnreachableFate) {
+        self.icmp_errors[fate as usize].inc();
     }
 
     /// Counts one packet of `len` bytes with `outcome`.

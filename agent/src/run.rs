@@ -444,6 +444,8 @@ fn machine_config(cfg: &Config) -> oe::Config {
     oe::Config {
         dns_timeout: cfg.dns.timeout,
         ike_timeout: cfg.ike.timeout,
+        anonymous_timeout: cfg.ike.anonymous_timeout,
+        icmp_grace: cfg.ike.icmp_grace,
         clear_lifetime: cfg.outcome.clear_lifetime,
         hold: oe::HoldLimits {
             packets_per_dst: cfg.hold.packets,

@@ -10,6 +10,7 @@
 //! | a control-socket request | `control::answers`, from the outcome cache, SA table and node |
 //! | the timer (`Node::poll_timeout`) | `handle_timeout`, and `handle_activity` with the SAs' packet counts |
 //! | a data-path notice (byte/packet lifetime) | `Node::handle_lifetime` |
+//! | an ICMP error queued on the IKE socket (`IP_RECVERR`) | `Node::handle_unreachable` |
 //!
 //! After each input, `ControlPlane::drive` carries out `Node::poll_command`
 //! until the round ends (`commands`): IKE datagrams sent on UDP 500/4500,
@@ -36,7 +37,7 @@ use crate::datapath::{DataPath, IkeDatagram, Undecided};
 use crate::dns::KeyResolver;
 use crate::driver::{Answer, KernelActions, Lookups};
 use crate::metrics::PacketOutcome;
-use crate::net::udp::UdpEndpoint;
+use crate::net::udp::{IcmpError, UdpEndpoint};
 
 pub use crate::control::answers::StatusInfo;
 
@@ -114,6 +115,14 @@ impl ControlPlane {
             address: settings.address,
             idle_timeout: settings.idle_timeout,
         };
+        // A host without IKE answers our IKE_SA_INIT with "port unreachable":
+        // with the error queue, that ends the wait (oe::unreachable).
+        if let Err(e) = ike_socket.enable_icmp_errors() {
+            tracing::warn!(
+                "UDP {}: no ICMP errors (IP_RECVERR: {e}); hosts without IKE cost the whole wait",
+                settings.ike_port
+            );
+        }
         ControlPlane {
             node: Node::new(config, endpoint, machine, Instant::now()),
             settings,
@@ -167,6 +176,10 @@ impl ControlPlane {
                     }
                 },
                 Some(n) = self.inputs.notices.recv() => self.on_notice(n),
+                e = self.ike_socket.icmp_error() => match e {
+                    Ok(e) => self.on_icmp_error(e),
+                    Err(e) => tracing::debug!("UDP {}: error queue: {e}", self.settings.ike_port),
+                },
                 Some(u) = self.inputs.undecided.recv() => self.on_undecided(u).await,
                 () = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()),
             }
@@ -221,6 +234,24 @@ impl ControlPlane {
             _ => PacketOutcome::Dropped,
         };
         self.dp.metrics.packet(fate, len);
+    }
+
+    /// An ICMP error for one of our IKE datagrams (UDP 500 only: IKE_SA_INIT
+    /// goes there, and it is the one a host without IKE refuses).
+    fn on_icmp_error(&mut self, e: IcmpError) {
+        let parsed =
+            oe::Unreachable::parse(e.to, e.from, e.v6, e.icmp_type, e.code, &e.quoted, false);
+        let fate = match parsed {
+            Some(u) => {
+                let fate = self.node.handle_unreachable(Instant::now(), u);
+                if fate == oe::UnreachableFate::Ignored {
+                    tracing::debug!("{u} for a datagram to {}: no attempt waits for it", u.to);
+                }
+                fate
+            }
+            None => oe::UnreachableFate::Ignored,
+        };
+        self.dp.metrics.icmp_error(fate);
     }
 
     fn on_notice(&mut self, n: Notice) {
