@@ -252,6 +252,7 @@ impl Agent {
             undecided: undecided_tx,
             ike: ike_tx,
             queue_drops: AtomicU64::new(0),
+            parked: Default::default(),
         });
         let endpoint = Endpoint::new(ike_config(cfg, address, key.as_ref()), os_seed()?);
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
@@ -270,6 +271,7 @@ impl Agent {
             kernel,
             resolver,
             ike.clone(),
+            tun.writer(0),
             status,
             Inputs {
                 undecided,

@@ -80,8 +80,13 @@ fn passthrough_sends_the_first_datagram_in_clear_then_moves_the_flow_to_esp() {
     let udp = UdpEcho::start(carol, 7103);
     let client = udp_client(alice);
     let first = marked_payload(b"PASSTHROUGH-FIRST-5d1e", 100);
-    udp_once(&client, udp.addr(), &first, DECISION)
-        .unwrap_or_else(|e| panic!("{e:#}\nalice:\n{}", alice.log_tail(30)));
+    udp_once(&client, udp.addr(), &first, DECISION).unwrap_or_else(|e| {
+        panic!(
+            "{e:#}\nalice:\n{}\ncarol:\n{}",
+            alice.log_tail(40),
+            carol.log_tail(40)
+        )
+    });
     let p = wait_state(alice, carol.ip(), "private");
     assert_eq!(p.auth.as_deref(), Some("anonymous"), "{p:?}");
     let later = marked_payload(b"PASSTHROUGH-LATER-8a2c", 100);

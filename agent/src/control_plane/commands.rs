@@ -40,7 +40,11 @@ impl ControlPlane {
                 dst,
                 child,
                 publish,
-            } => self.install(sa, dst, child, publish),
+            } => {
+                let inbound_spi = child.spis.inbound;
+                self.install(sa, dst, child, publish);
+                self.open_parked(inbound_spi).await;
+            }
             Command::PublishOutbound { dst } => {
                 if let Some(out) = self.unpublished.remove(&dst) {
                     self.dp.sas.publish(out);
@@ -159,6 +163,25 @@ impl ControlPlane {
             }
         };
         self.dp.metrics.packet(fate, packet.len());
+    }
+
+    /// Opens the ESP datagrams that came for `inbound_spi` before it was
+    /// installed (`datapath::parked`), in the order they came.
+    async fn open_parked(&mut self, inbound_spi: u32) {
+        let parked = self.dp.parked.take(inbound_spi);
+        if parked.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            "ESP SA {inbound_spi:#010x}: {} datagram(s) had come before it",
+            parked.len()
+        );
+        for mut p in parked {
+            crate::driver::inbound_esp(&self.dp, p.from, &mut p.data, &mut self.tun);
+        }
+        if let Err(e) = self.tun.flush().await {
+            tracing::debug!("TUN: {e}");
+        }
     }
 
     /// Installs a CHILD SA pair for `dst`; see `SaTable::install` for `publish`.

@@ -37,6 +37,7 @@ use crate::datapath::{DataPath, IkeDatagram, Undecided};
 use crate::dns::KeyResolver;
 use crate::driver::{Answer, KernelActions, Lookups};
 use crate::metrics::PacketOutcome;
+use crate::net::tun::TunWriter;
 use crate::net::udp::{IcmpError, UdpEndpoint};
 
 pub use crate::control::answers::StatusInfo;
@@ -81,6 +82,8 @@ pub struct ControlPlane {
     dp: Arc<DataPath>,
     kernel: Arc<KernelActions>,
     ike_socket: Arc<UdpEndpoint>,
+    /// For ESP datagrams that arrived just before their SA (`datapath::parked`).
+    tun: TunWriter,
     status: StatusInfo,
     inputs: Inputs,
     lookups: Lookups,
@@ -108,6 +111,7 @@ impl ControlPlane {
         kernel: Arc<KernelActions>,
         resolver: Option<Arc<KeyResolver>>,
         ike_socket: Arc<UdpEndpoint>,
+        tun: TunWriter,
         status: StatusInfo,
         inputs: Inputs,
     ) -> ControlPlane {
@@ -130,6 +134,7 @@ impl ControlPlane {
             kernel,
             lookups: Lookups::new(resolver),
             ike_socket,
+            tun,
             status,
             inputs,
             spans: HashMap::new(),
