@@ -385,5 +385,21 @@ mod tests {
         assert_eq!(e.quoted, payload);
         // The next send is not lost to the error the kernel held for it.
         sock.send(to, None, &payload, None).await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(5), sock.icmp_error()).await;
+
+        // ICMPv6 on the same dual-stack socket, where there is IPv6.
+        let Ok(closed) = std::net::UdpSocket::bind("[::1]:0") else {
+            return;
+        };
+        let to6 = closed.local_addr().unwrap();
+        drop(closed);
+        sock.send(to6, None, &payload, None).await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), sock.icmp_error())
+            .await
+            .expect("an ICMPv6 error within 5 s")
+            .unwrap();
+        assert_eq!(e.to, to6);
+        assert_eq!((e.v6, e.icmp_type, e.code), (true, 1, 4), "{e:?}");
+        assert_eq!(e.quoted, payload);
     }
 }
