@@ -258,6 +258,14 @@ impl Agent {
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         self.control_shutdown = Some(shutdown_tx);
         let machine = Machine::new(machine_config(cfg), cfg.policy.core().clone());
+        // A host without IKE answers our IKE_SA_INIT with "port unreachable":
+        // with the error queue, that ends the wait (core's oe::unreachable).
+        if let Err(e) = ike.enable_icmp_errors() {
+            tracing::warn!(
+                "UDP {}: no ICMP errors (IP_RECVERR: {e}); hosts without IKE cost the whole wait",
+                cfg.ike.port
+            );
+        }
         let control = ControlPlane::new(
             Settings {
                 address,

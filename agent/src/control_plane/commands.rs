@@ -40,11 +40,7 @@ impl ControlPlane {
                 dst,
                 child,
                 publish,
-            } => {
-                let inbound_spi = child.spis.inbound;
-                self.install(sa, dst, child, publish);
-                self.open_parked(inbound_spi).await;
-            }
+            } => self.install(sa, dst, child, publish).await,
             Command::PublishOutbound { dst } => {
                 if let Some(out) = self.unpublished.remove(&dst) {
                     self.dp.sas.publish(out);
@@ -165,27 +161,10 @@ impl ControlPlane {
         self.dp.metrics.packet(fate, packet.len());
     }
 
-    /// Opens the ESP datagrams that came for `inbound_spi` before it was
-    /// installed (`datapath::parked`), in the order they came.
-    async fn open_parked(&mut self, inbound_spi: u32) {
-        let parked = self.dp.parked.take(inbound_spi);
-        if parked.is_empty() {
-            return;
-        }
-        tracing::debug!(
-            "ESP SA {inbound_spi:#010x}: {} datagram(s) had come before it",
-            parked.len()
-        );
-        for mut p in parked {
-            crate::driver::inbound_esp(&self.dp, p.from, &mut p.data, &mut self.tun);
-        }
-        if let Err(e) = self.tun.flush().await {
-            tracing::debug!("TUN: {e}");
-        }
-    }
-
     /// Installs a CHILD SA pair for `dst`; see `SaTable::install` for `publish`.
-    fn install(&mut self, sa: SaHandle, dst: IpAddr, child: ChildSa, publish: bool) {
+    /// Then opens the ESP that overtook the IKE_AUTH response (`datapath::parked`).
+    async fn install(&mut self, sa: SaHandle, dst: IpAddr, child: ChildSa, publish: bool) {
+        let spi = child.spis.inbound;
         let (outbound, inbound) = esp_sas(&child, Instant::now());
         if let Some(span) = self.spans.get(&sa) {
             span.record("spi", format!("{:08x}", child.spis.inbound));
@@ -203,6 +182,10 @@ impl ControlPlane {
         let out = self.dp.sas.install(install, publish);
         if !publish {
             self.unpublished.insert(dst, out);
+        }
+        let n = crate::datapath::parked::open_into(&self.dp, spi, &mut self.tun);
+        if n > 0 && self.tun.flush().await.is_err() {
+            tracing::debug!("TUN: {n} parked ESP datagram(s) not written");
         }
     }
 }

@@ -86,6 +86,16 @@ impl Parked {
     }
 }
 
+/// Opens the datagrams parked for `spi` (just installed) into `tun`, in the
+/// order they came; returns how many there were (flush `tun` if any).
+pub fn open_into(dp: &super::DataPath, spi: u32, tun: &mut crate::net::tun::TunWriter) -> usize {
+    let mut parked = dp.parked.take(spi);
+    for p in parked.iter_mut() {
+        crate::driver::inbound_esp(dp, p.from, &mut p.data, tun);
+    }
+    parked.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

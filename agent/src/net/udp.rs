@@ -138,6 +138,21 @@ impl UdpEndpoint {
             .enable_transport_errors(UdpSockRef::from(&self.socket))
     }
 
+    /// The next queued ICMP error, if one is there now (no waiting).
+    pub fn try_icmp_error(&self) -> io::Result<Option<IcmpError>> {
+        loop {
+            match self
+                .socket
+                .try_io(Interest::ERROR, || read_error_queue(&self.socket))
+            {
+                Ok(Some(e)) => return Ok(Some(e)),
+                Ok(None) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Waits for the next ICMP error queued for a datagram this socket sent.
     /// Cancel-safe.
     pub async fn icmp_error(&self) -> io::Result<IcmpError> {
@@ -195,6 +210,23 @@ pub struct IcmpError {
     pub code: u8,
     /// Our datagram's UDP payload, as far as the error quoted it (at most 64 bytes kept).
     pub quoted: Vec<u8>,
+}
+
+impl IcmpError {
+    /// What it says about an IKE datagram (`natt`: sent on the NAT-T port),
+    /// if it is a destination-unreachable error for one.
+    pub fn unreachable(&self, natt: bool) -> Option<oemesh_core::oe::Unreachable> {
+        let (to, from, v6) = (self.to, self.from, self.v6);
+        oemesh_core::oe::Unreachable::parse(
+            to,
+            from,
+            v6,
+            self.icmp_type,
+            self.code,
+            &self.quoted,
+            natt,
+        )
+    }
 }
 
 /// Reads one error queue entry (`MSG_ERRQUEUE`); `Ok(None)` for one that did
