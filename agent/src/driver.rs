@@ -35,6 +35,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::AbortHandle;
 
 use crate::datapath::gso::GsoBatch;
+use crate::datapath::parked::Parking;
 use crate::datapath::sa_table::OpenError;
 use crate::datapath::{DataPath, IkeDatagram};
 use crate::dns::KeyResolver;
@@ -233,17 +234,26 @@ fn transient(e: &io::Error) -> bool {
             | ConnectionReset
             | HostUnreachable
             | NetworkUnreachable
+            // ICMPv6 "administratively prohibited", queued with IP_RECVERR.
+            | PermissionDenied
     )
 }
 
 /// One ESP packet: SA by SPI, replay check and decryption in place, traffic
 /// selector check, then into the TUN batch.
-fn inbound_esp(dp: &DataPath, from: SocketAddr, data: &mut [u8], tun: &mut TunWriter) {
+pub(crate) fn inbound_esp(dp: &DataPath, from: SocketAddr, data: &mut [u8], tun: &mut TunWriter) {
     let len = data.len();
-    let Some(sa) = peek_spi(data).and_then(|spi| dp.sas.inbound(spi)) else {
+    let spi = peek_spi(data);
+    let Some(sa) = spi.and_then(|spi| dp.sas.inbound(spi)) else {
         tracing::trace!(%from, "ESP with unknown SPI");
         dp.metrics.esp_unknown_spi();
-        dp.metrics.packet(PacketOutcome::Dropped, len);
+        // Perhaps its SA is being installed right now (datapath::parked).
+        match spi.map(|spi| dp.parked.park(spi, from, data)) {
+            Some(Parking::Kept) => {}
+            // The oldest parked one is lost (its length is not kept).
+            Some(Parking::KeptDroppingOldest) => dp.metrics.packets(PacketOutcome::Dropped, 1, 0),
+            _ => dp.metrics.packet(PacketOutcome::Dropped, len),
+        }
         return;
     };
     match sa.open(data) {

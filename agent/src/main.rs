@@ -35,6 +35,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             for (prefix, group) in cfg.policy.entries() {
                 println!("  {prefix:<24} {group}");
             }
+            for (group, negotiation) in cfg.policy.negotiation() {
+                println!(
+                    "  {group}: negotiation = {negotiation} (packets to destinations without \
+                     a key go in clear while IKE runs)"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(q) => query(&q, &Request::Status),

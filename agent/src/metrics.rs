@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use oemesh_core::ike::endpoint::DropReason;
+use oemesh_core::oe::{self, Node, UnreachableFate};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, prometheus_text};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -84,6 +85,8 @@ pub struct Metrics {
     /// order of [`DropReason::ALL`].
     ike_drops: [Counter; DropReason::ALL.len()],
     trust: [Counter; TrustEvent::ALL.len()],
+    /// ICMP errors for IKE_SA_INIT, by what they did.
+    icmp_errors: [Counter; UnreachableFate::ALL.len()],
 }
 
 /// `N` counters told apart by one label with fixed values, created once and
@@ -201,6 +204,14 @@ impl Default for Metrics {
             "event",
             TrustEvent::ALL.map(TrustEvent::label),
         );
+        let icmp_errors = Labelled::register(
+            &mut registry,
+            "oemesh_icmp_errors",
+            "ICMP errors for this host's IKE datagrams, by what they did (ended an attempt \
+             with a keyless destination, shortened a keyed one's wait, or matched nothing)",
+            "fate",
+            UnreachableFate::ALL.map(UnreachableFate::label),
+        );
         let decisions = Family::default();
         registry.register(
             "oemesh_decisions",
@@ -273,14 +284,57 @@ impl Default for Metrics {
             ike_cookies_sent,
             ike_drops,
             trust,
+            icmp_errors,
         }
     }
 }
 
+/// What [`Metrics::sync`] last took from the node, to add only what is new.
+#[derive(Debug, Default)]
+pub struct NodeTotals {
+    counters: oe::Counters,
+    ike_auth_failures: u64,
+}
+
 impl Metrics {
+    /// Takes the node's counts (core keeps them) after a control-plane round.
+    pub fn sync(&self, node: &Node, last: &mut NodeTotals) {
+        let c = node.machine().counters();
+        let held = |c: &oe::Counters| c.hold_dst_full + c.hold_total_full + c.hold_too_big;
+        let delta = held(&c).saturating_sub(held(&last.counters));
+        if delta > 0 {
+            self.hold_drops_add(delta);
+        }
+        last.counters = c;
+        let stats = node.endpoint().stats();
+        self.set_ike_cookies_sent(stats.cookies_sent);
+        self.set_ike_drops(&stats.drops);
+        use TrustEvent as T;
+        self.set_trust(T::WrongAddress, stats.wrong_address);
+        self.set_trust(T::HalfOpenSourceFull, stats.half_open_source_full);
+        self.set_trust(
+            T::IdentityRefused,
+            stats.identity_refused + c.identity_refused,
+        );
+        self.set_trust(T::InitialContactIgnored, stats.initial_contact_ignored);
+        self.set_trust(T::AnonymousEvicted, stats.anonymous_evicted);
+        self.set_trust(T::AnonymousLookupFailed, c.anonymous_lookup_failed);
+        self.set_trust(T::Downgrade, c.downgrades);
+        let auth = stats.auth_failures;
+        if auth > last.ike_auth_failures {
+            self.ike_auth_failures_add(auth - last.ike_auth_failures);
+            last.ike_auth_failures = auth;
+        }
+    }
+
     /// Sets the count of `event` so far (core counts them).
     pub fn set_trust(&self, event: TrustEvent, n: u64) {
         self.trust[event as usize].inner().store(n, Relaxed);
+    }
+
+    /// Counts one ICMP error for an IKE datagram.
+    pub fn icmp_error(&self, fate: UnreachableFate) {
+        self.icmp_errors[fate as usize].inc();
     }
 
     /// Counts one packet of `len` bytes with `outcome`.

@@ -252,11 +252,20 @@ impl Agent {
             undecided: undecided_tx,
             ike: ike_tx,
             queue_drops: AtomicU64::new(0),
+            parked: Default::default(),
         });
         let endpoint = Endpoint::new(ike_config(cfg, address, key.as_ref()), os_seed()?);
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         self.control_shutdown = Some(shutdown_tx);
         let machine = Machine::new(machine_config(cfg), cfg.policy.core().clone());
+        // A host without IKE answers our IKE_SA_INIT with "port unreachable":
+        // with the error queue, that ends the wait (core's oe::unreachable).
+        if let Err(e) = ike.enable_icmp_errors() {
+            tracing::warn!(
+                "UDP {}: no ICMP errors (IP_RECVERR: {e}); hosts without IKE cost the whole wait",
+                cfg.ike.port
+            );
+        }
         let control = ControlPlane::new(
             Settings {
                 address,
@@ -270,6 +279,7 @@ impl Agent {
             kernel,
             resolver,
             ike.clone(),
+            tun.writer(0),
             status,
             Inputs {
                 undecided,
@@ -444,6 +454,8 @@ fn machine_config(cfg: &Config) -> oe::Config {
     oe::Config {
         dns_timeout: cfg.dns.timeout,
         ike_timeout: cfg.ike.timeout,
+        anonymous_timeout: cfg.ike.anonymous_timeout,
+        icmp_grace: cfg.ike.icmp_grace,
         clear_lifetime: cfg.outcome.clear_lifetime,
         hold: oe::HoldLimits {
             packets_per_dst: cfg.hold.packets,

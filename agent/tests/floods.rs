@@ -274,6 +274,56 @@ fn ike_init_flood_cookies_and_alice_still_connects() {
     );
 }
 
+/// Forged ICMP port-unreachable errors flood alice's IKE socket, each quoting
+/// an IKE datagram of hers to a random address (what a host without IKE would
+/// send back). They are charged to the buffer her IKE is received into, so
+/// they must be drained, and none may end an attempt: her fresh handshake
+/// with bob, during the flood, completes and is authenticated.
+#[test]
+fn forged_icmp_errors_are_drained_and_handshakes_complete() {
+    let net = quiet_testnet("icmpflood", AgentConfig::default());
+    let (alice, bob) = (net.alice(), net.bob());
+    let atk = attacker(&net, alice);
+    let echo = UdpEcho::start(bob, 7105);
+    let alice_pid = field(&status(alice), "pid");
+    let ignored = "oemesh_icmp_errors_total{fate=\"ignored\"}";
+    let kind = Kind::IcmpUnreachable {
+        target: alice.v4(),
+        sources: SPOOFED,
+    };
+    let limits = Limits {
+        duration: Duration::from_secs(4),
+        rate: Some(20_000),
+        ..Limits::default()
+    };
+    let flood = start_flood(&atk, kind, limits, 5);
+    // Let the queue fill first, as it would have without draining.
+    thread::sleep(Duration::from_millis(500));
+    let client = udp_client(alice);
+    let during = udp_until_echo(&client, echo.addr(), b"during the ICMP flood", DECISION);
+    let report = join_flood(flood);
+    eprintln!(
+        "ICMP error flood: {report}; alice ignored {} errors",
+        metric(alice, ignored)
+    );
+    during.unwrap_or_else(|e| panic!("{e:#}\nalice:\n{}", alice.log_tail(30)));
+    let p = alice
+        .wait_peer(bob.ip(), "bob private", DECISION, |p| p.state == "private")
+        .unwrap();
+    assert_eq!(p.auth.as_deref(), Some("authenticated"), "{p:?}");
+    assert!(report.sent > 1000, "the flood hardly ran: {report}");
+    assert!(
+        metric(alice, ignored) > 1000,
+        "the errors did not reach the agent"
+    );
+    assert_eq!(metric(alice, "oemesh_icmp_errors_total{fate=\"ended\"}"), 0);
+    assert_eq!(
+        alice.agent_pid().map(u64::from),
+        Some(alice_pid),
+        "alice's agent died"
+    );
+}
+
 /// One real source (the attacker's own address, so cookies would not stop
 /// it) opens IKE SAs with bob as fast as it can and never finishes them: the
 /// test kit's attacker, core's own initiator, sends only IKE_SA_INIT. bob

@@ -17,8 +17,8 @@ use oemesh_core::ike::udp_encap::Datagram;
 use oemesh_core::ipseckey::{DomainName, Gateway, reverse_name};
 use oemesh_core::oe::node::Note;
 use oemesh_core::oe::{
-    Cause, Command, Config, DnsResult, Group, GroupOptions, Machine, Node, NodeConfig, Outcome,
-    PacketFate, State,
+    Cause, Command, Config, DnsResult, Group, GroupOptions, Machine, Negotiation, Node, NodeConfig,
+    Outcome, PacketFate, State, Unreachable, UnreachableFate, UnreachableKind,
 };
 use oemesh_core::test_util::{self, Net};
 
@@ -61,6 +61,10 @@ enum Did {
     Expired {
         dst: IpAddr,
     },
+    Cached {
+        state: State,
+        passthrough: bool,
+    },
 }
 
 /// One host: its node, what it did, and the ESP packets its SAs carried.
@@ -81,6 +85,16 @@ struct Host {
 
 impl Host {
     fn new(ip_s: &str, seed: u8, anonymous: bool, now: Instant) -> Host {
+        Host::with_options(ip_s, seed, anonymous, now, GroupOptions::default())
+    }
+
+    fn with_options(
+        ip_s: &str,
+        seed: u8,
+        anonymous: bool,
+        now: Instant,
+        options: GroupOptions,
+    ) -> Host {
         let addr = ip(ip_s);
         let IpAddr::V4(v4) = addr else { panic!() };
         let mut ike = if anonymous {
@@ -91,7 +105,7 @@ impl Host {
         };
         ike.dpd_interval = None;
         let endpoint = Endpoint::new(ike, [seed; 32]);
-        let options = [(Group::PrivateOrClear, GroupOptions::default())];
+        let options = [(Group::PrivateOrClear, options)];
         let machine = Machine::new(Config::default(), policy(&options));
         let config = NodeConfig {
             address: addr,
@@ -178,6 +192,10 @@ impl Host {
                     Command::Bypass { .. } => self.did.push(Did::Bypass),
                     Command::Unbypass { .. } => self.did.push(Did::Unbypass),
                     Command::OutcomeExpired { dst } => self.did.push(Did::Expired { dst }),
+                    Command::CacheOutcome { outcome } => self.did.push(Did::Cached {
+                        state: outcome.state,
+                        passthrough: outcome.cause == Cause::Passthrough,
+                    }),
                     _ => {}
                 }
             }
@@ -507,4 +525,224 @@ fn an_unanswered_attempt_times_out_and_the_outcome_says_so() {
     w.advance(left + Duration::from_secs(1));
     let b = w.b.ip;
     assert!(w.a.position(&Did::Bypass) < w.a.position(&Did::Expired { dst: b }));
+}
+
+/// Records the first IKE_SA_INIT A sends and drops everything A sends.
+fn capture_a_init(w: &mut World) -> std::rc::Rc<std::cell::RefCell<Option<(SocketAddr, u64)>>> {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let s = seen.clone();
+    w.net.filter = Some(Box::new(move |from, _, t: &mut Transmit| {
+        if from == 0 && s.borrow().is_none() && t.payload.len() >= 8 {
+            let spi = u64::from_be_bytes(t.payload[..8].try_into().unwrap());
+            *s.borrow_mut() = Some((t.remote, spi));
+        }
+        true
+    }));
+    seen
+}
+
+fn port_unreachable(to: SocketAddr, spi_i: Option<u64>) -> Unreachable {
+    Unreachable {
+        to,
+        from: Some(to.ip()),
+        kind: UnreachableKind::Port,
+        spi_i,
+    }
+}
+
+#[test]
+fn a_keyless_destination_that_answers_port_unreachable_goes_clear_at_once() {
+    let mut w = World::anonymous();
+    let seen = capture_a_init(&mut w);
+    let start = w.now;
+    w.a_sends(b"x");
+    w.settle();
+    let (to, spi) = seen.borrow().expect("an IKE_SA_INIT left");
+    // An error that quotes another SPI is not about this attempt.
+    let forged = port_unreachable(to, Some(spi ^ 1));
+    assert_eq!(
+        w.a.node.handle_unreachable(w.now, forged),
+        UnreachableFate::Ignored
+    );
+    assert!(w.a.outcomes.is_empty());
+    let fate =
+        w.a.node
+            .handle_unreachable(w.now, port_unreachable(to, Some(spi)));
+    assert_eq!(fate, UnreachableFate::Ended);
+    w.a.drive(w.now);
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Clear);
+    assert_eq!(outcome.decided_at, start, "no clock tick needed");
+    assert!(outcome.reason.contains("port unreachable"), "{outcome}");
+    w.a.position(&Did::SendClear { packets: 1 });
+    assert_eq!(w.a.node.machine().counters().unreachable_ended, 1);
+}
+
+#[test]
+fn a_forged_port_unreachable_does_not_end_an_attempt_with_a_keyed_peer() {
+    let mut w = World::authenticated();
+    w.net.latency = Duration::from_millis(40);
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let s = seen.clone();
+    w.net.filter = Some(Box::new(move |from, _, t: &mut Transmit| {
+        if from == 0 && s.borrow().is_none() {
+            let spi = u64::from_be_bytes(t.payload[..8].try_into().unwrap());
+            *s.borrow_mut() = Some((t.remote, spi));
+        }
+        false
+    }));
+    w.a_sends(b"x");
+    w.a.drive(w.now);
+    w.advance(Duration::from_millis(1)); // the IKE_SA_INIT is on the wire
+    let (to, spi) = seen.borrow().expect("an IKE_SA_INIT left");
+    // On the path, the attacker quotes the real SPI: the key in DNS says the
+    // peer runs IKE, so the error only shortens the wait.
+    let fate =
+        w.a.node
+            .handle_unreachable(w.now, port_unreachable(to, Some(spi)));
+    assert_eq!(fate, UnreachableFate::Shortened);
+    w.advance(Duration::from_secs(1));
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Private, "{outcome}");
+}
+
+#[test]
+fn a_keyed_peer_that_stays_unreachable_fails_after_the_grace_and_says_why() {
+    let mut w = World::authenticated();
+    let seen = capture_a_init(&mut w);
+    w.a_sends(b"x");
+    w.settle();
+    let (to, spi) = seen.borrow().expect("an IKE_SA_INIT left");
+    let fate =
+        w.a.node
+            .handle_unreachable(w.now, port_unreachable(to, Some(spi)));
+    assert_eq!(fate, UnreachableFate::Shortened);
+    let at = w.now;
+    w.advance(Duration::from_secs(5));
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Clear);
+    assert_eq!(
+        outcome.decided_at - at,
+        Config::default().icmp_grace,
+        "{outcome}"
+    );
+    assert!(
+        outcome.reason.contains("port unreachable") && outcome.reason.contains("no IKE answer"),
+        "{outcome}"
+    );
+}
+
+#[test]
+fn an_error_without_the_spi_only_shortens_even_a_keyless_attempt() {
+    let mut w = World::anonymous();
+    let seen = capture_a_init(&mut w);
+    w.a_sends(b"x");
+    w.settle();
+    let (to, _) = seen.borrow().expect("an IKE_SA_INIT left");
+    let fate =
+        w.a.node
+            .handle_unreachable(w.now, port_unreachable(to, None));
+    assert_eq!(fate, UnreachableFate::Shortened);
+    assert!(w.a.outcomes.is_empty());
+}
+
+#[test]
+fn a_silent_keyless_destination_waits_the_anonymous_timeout_only() {
+    let mut w = World::anonymous();
+    w.cut_link();
+    let start = w.now;
+    w.a_sends(b"x");
+    w.settle();
+    w.advance(Duration::from_secs(5));
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Clear);
+    assert_eq!(
+        outcome.decided_at - start,
+        Config::default().anonymous_timeout
+    );
+    assert_eq!(w.a.node.machine().counters().anonymous_timeouts, 1);
+}
+
+#[test]
+fn an_anonymous_peer_that_answers_gets_the_whole_ike_timeout() {
+    // 100 ms each way: IKE_SA_INIT is answered within the anonymous timeout,
+    // IKE_AUTH completes long after it.
+    let mut w = World::anonymous();
+    w.net.latency = Duration::from_millis(100);
+    let start = w.now;
+    w.a_sends(b"x");
+    w.settle();
+    w.advance(Duration::from_secs(2));
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Private, "{outcome}");
+    assert!(outcome.decided_at - start > Config::default().anonymous_timeout);
+}
+
+#[test]
+fn passthrough_sends_in_clear_at_once_and_moves_to_esp_without_a_bypass() {
+    let now = Instant::now();
+    let options = GroupOptions {
+        negotiation: Negotiation::Passthrough,
+        ..GroupOptions::default()
+    };
+    let mut w = World::anonymous();
+    w.a = Host::with_options("10.0.2.1", 1, true, now, options);
+    w.a.knows_no_key(&w.b);
+    w.net.latency = Duration::from_millis(5);
+    w.a_sends(b"first");
+    w.a.drive(w.now);
+    // Before any IKE answer: the held packet went in clear, and a provisional
+    // clear outcome is cached, without a bypass route.
+    w.a.position(&Did::SendClear { packets: 1 });
+    w.a.position(&Did::Cached {
+        state: State::Clear,
+        passthrough: true,
+    });
+    assert!(w.a.outcomes.is_empty(), "not decided yet");
+    assert!(w.a.node.pending().contains_key(&w.b.ip));
+    w.settle();
+    w.advance(Duration::from_millis(100));
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Private);
+    let b = w.b.ip;
+    w.a.position(&Did::Publish { dst: b });
+    w.a.position(&Did::Cached {
+        state: State::Private,
+        passthrough: false,
+    });
+    assert_eq!(w.a.count(|d| *d == Did::Bypass), 0);
+    assert_eq!(w.a.node.machine().counters().passthroughs, 1);
+}
+
+#[test]
+fn passthrough_to_a_silent_destination_ends_clear_with_the_bypass() {
+    let now = Instant::now();
+    let options = GroupOptions {
+        negotiation: Negotiation::Passthrough,
+        ..GroupOptions::default()
+    };
+    let mut w = World::anonymous();
+    w.a = Host::with_options("10.0.2.1", 1, true, now, options);
+    w.a.knows_no_key(&w.b);
+    w.cut_link();
+    w.a_sends(b"first");
+    w.settle();
+    w.advance(Duration::from_secs(5));
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Clear);
+    assert!(w.a.position(&Did::SendClear { packets: 1 }) < w.a.position(&Did::Bypass));
 }

@@ -45,6 +45,12 @@ pub mod defaults {
     pub const DNS_TIMEOUT: Duration = Duration::from_secs(1);
     /// `ike.timeout`: how long IKE_SA_INIT + IKE_AUTH may take before going clear.
     pub const IKE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// `ike.anonymous_timeout`: how long a destination without a key may take
+    /// to answer IKE_SA_INIT (most hosts run no OE and never will).
+    pub const ANONYMOUS_TIMEOUT: Duration = Duration::from_millis(250);
+    /// `ike.icmp_grace`: how long an attempt with a keyed peer still waits
+    /// after an ICMP error for its IKE_SA_INIT (errors can be forged).
+    pub const ICMP_GRACE: Duration = Duration::from_millis(200);
     /// `ike.port` (RFC 7296 §2).
     pub const IKE_PORT: u16 = 500;
     /// `ike.natt_port` (RFC 3948): ESP in UDP and IKE behind the non-ESP marker.
@@ -146,6 +152,10 @@ pub struct DnsConfig {
 pub struct IkeConfig {
     /// Bound on IKE_SA_INIT + IKE_AUTH.
     pub timeout: Duration,
+    /// Bound on the wait for a keyless destination's first IKE answer.
+    pub anonymous_timeout: Duration,
+    /// The wait left to a keyed peer's attempt after an ICMP error.
+    pub icmp_grace: Duration,
     /// UDP port for IKE (500).
     pub port: u16,
     /// UDP port for NAT traversal and ESP in UDP (4500).
@@ -368,6 +378,8 @@ impl Default for Config {
             },
             ike: IkeConfig {
                 timeout: defaults::IKE_TIMEOUT,
+                anonymous_timeout: defaults::ANONYMOUS_TIMEOUT,
+                icmp_grace: defaults::ICMP_GRACE,
                 port: defaults::IKE_PORT,
                 natt_port: defaults::NATT_PORT,
                 ike_lifetime: defaults::IKE_LIFETIME,

@@ -6,10 +6,10 @@
 //! validated lists (for `check-config`, the routes and equality in tests) next
 //! to the core policy built from them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use oemesh_core::oe::{self, Cidr, Group, GroupOptions, PolicyMatch};
+use oemesh_core::oe::{self, Cidr, Group, GroupOptions, Negotiation, PolicyMatch};
 
 /// Whether outbound packets to `group` go through the agent (the TUN): the
 /// groups that initiate OE, and `block`, whose drops the agent counts.
@@ -24,13 +24,17 @@ pub struct Policy {
     entries: Vec<(Cidr, Group)>,
     /// Groups in which anonymous (AUTH NULL) peers are refused.
     require_authenticated: BTreeSet<Group>,
+    /// Groups whose negotiation is not the default (hold).
+    negotiation: BTreeMap<Group, Negotiation>,
     /// The decision machine's policy, built from the two above.
     core: oe::Policy,
 }
 
 impl PartialEq for Policy {
     fn eq(&self, other: &Self) -> bool {
-        self.entries == other.entries && self.require_authenticated == other.require_authenticated
+        self.entries == other.entries
+            && self.require_authenticated == other.require_authenticated
+            && self.negotiation == other.negotiation
     }
 }
 
@@ -39,13 +43,18 @@ impl Eq for Policy {}
 impl Policy {
     /// Builds the table; `entries` must not list one prefix twice (validation
     /// rejects that before calling this, so core's conflict check cannot fail).
-    pub fn new(mut entries: Vec<(Cidr, Group)>, require_authenticated: BTreeSet<Group>) -> Self {
+    /// `negotiation` names the groups that pass packets through (validation
+    /// allows that only where [`Negotiation::allowed_in`] says).
+    pub fn new(
+        mut entries: Vec<(Cidr, Group)>,
+        require_authenticated: BTreeSet<Group>,
+        negotiation: BTreeMap<Group, Negotiation>,
+    ) -> Self {
         entries.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.cmp(&b.0)));
         let options = Group::ALL.into_iter().map(|g| {
-            let o = if require_authenticated.contains(&g) {
-                GroupOptions::REQUIRE_AUTHENTICATED
-            } else {
-                GroupOptions::default()
+            let o = GroupOptions {
+                allow_anonymous: !require_authenticated.contains(&g),
+                negotiation: negotiation.get(&g).copied().unwrap_or_default(),
             };
             (g, o)
         });
@@ -57,6 +66,7 @@ impl Policy {
         Policy {
             entries,
             require_authenticated,
+            negotiation,
             core,
         }
     }
@@ -86,6 +96,11 @@ impl Policy {
     pub fn require_authenticated(&self) -> impl Iterator<Item = Group> + '_ {
         self.require_authenticated.iter().copied()
     }
+
+    /// Groups whose negotiation is not the default (hold).
+    pub fn negotiation(&self) -> impl Iterator<Item = (Group, Negotiation)> + '_ {
+        self.negotiation.iter().map(|(g, n)| (*g, *n))
+    }
 }
 
 #[cfg(test)]
@@ -102,6 +117,7 @@ mod tests {
                 (p("192.0.2.128/25"), Group::Private),
             ],
             [Group::Private].into(),
+            BTreeMap::new(),
         );
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(policy.lookup(ip("192.0.2.53")).group, Group::Clear);

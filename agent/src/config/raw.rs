@@ -44,6 +44,8 @@ pub(crate) struct RawDns {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawIke {
     pub(crate) timeout: Option<String>,
+    pub(crate) anonymous_timeout: Option<String>,
+    pub(crate) icmp_grace: Option<String>,
     pub(crate) port: Option<u16>,
     pub(crate) natt_port: Option<u16>,
     pub(crate) ike_lifetime: Option<String>,
@@ -90,6 +92,9 @@ pub(crate) struct RawPolicy {
     pub(crate) block: Vec<String>,
     #[serde(default, rename = "require-authenticated")]
     pub(crate) require_authenticated: Vec<String>,
+    /// Group name → `hold` or `passthrough`.
+    #[serde(default)]
+    pub(crate) negotiation: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -58,6 +58,8 @@ fn example_documents_every_key() {
         "natt_port",
         "ike_lifetime",
         "child_lifetime",
+        "anonymous_timeout",
+        "icmp_grace",
         "rekey_margin",
         "idle_timeout",
         "packets",
@@ -139,6 +141,39 @@ fn cidr_errors_name_the_key_and_the_fix() {
     let e = one_error("[policy]\nrequire-authenticated = [\"privat\"]");
     assert_eq!(e.key, "policy.require-authenticated[0]");
     assert!(e.message.contains("private-or-clear"), "{e}");
+}
+
+#[test]
+fn passthrough_is_refused_in_private_and_named() {
+    let e = one_error("[policy.negotiation]\nprivate = \"passthrough\"");
+    assert_eq!(e.key, "policy.negotiation.private");
+    assert!(e.message.contains("never sends in clear"), "{e}");
+    let e = one_error("[policy.negotiation]\nblock = \"passthrough\"");
+    assert_eq!(e.key, "policy.negotiation.block");
+    let e = one_error("[policy.negotiation]\nprivate-or-clear = \"pass\"");
+    assert_eq!(e.key, "policy.negotiation.private-or-clear");
+    assert!(e.message.contains("hold or passthrough"), "{e}");
+    let e = one_error("[policy.negotiation]\nprivat = \"hold\"");
+    assert_eq!(e.key, "policy.negotiation.privat");
+    let e = one_error("[ike]\ntimeout = \"1s\"\nanonymous_timeout = \"2s\"");
+    assert_eq!(e.key, "ike.anonymous_timeout");
+}
+
+#[test]
+fn passthrough_in_private_or_clear_reaches_the_core_policy() {
+    use oemesh_core::oe::Negotiation;
+    let cfg = Config::parse(
+        "[policy]\nprivate-or-clear = [\"10.0.0.0/8\"]\n[policy.negotiation]\nprivate-or-clear = \"passthrough\"\n",
+    )
+    .unwrap();
+    let m = cfg.policy.lookup("10.1.2.3".parse().unwrap());
+    assert_eq!(m.options.negotiation, Negotiation::Passthrough);
+    let m = cfg.policy.lookup("192.0.2.1".parse().unwrap());
+    assert_eq!(m.options.negotiation, Negotiation::Hold);
+    assert_eq!(
+        cfg.ike.anonymous_timeout,
+        std::time::Duration::from_millis(250)
+    );
 }
 
 #[test]

@@ -2,11 +2,12 @@
 //! range and syntax checked, defaults filled in, and every problem collected
 //! as a [`KeyError`] so that one run reports all of them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use oemesh_core::oe::Negotiation;
 use oemesh_core::resolv::{self, ServerSpec};
 
 use super::raw::{self, RawConfig};
@@ -145,6 +146,22 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
     // [ike]
     let ike = raw.ike;
     cfg.ike.timeout = c.duration("ike.timeout", ike.timeout, defaults::IKE_TIMEOUT);
+    cfg.ike.anonymous_timeout = c.duration(
+        "ike.anonymous_timeout",
+        ike.anonymous_timeout,
+        defaults::ANONYMOUS_TIMEOUT,
+    );
+    cfg.ike.icmp_grace = c.duration("ike.icmp_grace", ike.icmp_grace, defaults::ICMP_GRACE);
+    if cfg.ike.anonymous_timeout > cfg.ike.timeout {
+        c.fail(
+            "ike.anonymous_timeout",
+            format!(
+                "{} is longer than ike.timeout ({}); the anonymous wait is a part of it",
+                humantime::format_duration(cfg.ike.anonymous_timeout),
+                humantime::format_duration(cfg.ike.timeout)
+            ),
+        );
+    }
     cfg.ike.port = ike.port.unwrap_or(defaults::IKE_PORT);
     cfg.ike.natt_port = ike.natt_port.unwrap_or(defaults::NATT_PORT);
     if cfg.ike.port == 0 {
@@ -367,7 +384,43 @@ fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {
             ),
         }
     }
-    Policy::new(entries, require)
+    let mut negotiation = BTreeMap::new();
+    for (name, value) in &raw.negotiation {
+        let key = format!("policy.negotiation.{name}");
+        let Ok(group) = name.parse::<Group>() else {
+            c.fail(
+                key,
+                format!(
+                    "{name:?} is not a group; use one of {}",
+                    Group::ALL.map(Group::name).join(", ")
+                ),
+            );
+            continue;
+        };
+        let n = match value.parse::<Negotiation>() {
+            Ok(n) => n,
+            Err(e) => {
+                c.fail(key, e);
+                continue;
+            }
+        };
+        if !n.allowed_in(group) {
+            let why = match group {
+                Group::Private => {
+                    "private never sends in clear; passthrough would leak the first packets \
+                     of every keyless destination. Keep hold, or move those prefixes to \
+                     private-or-clear"
+                }
+                _ => {
+                    "this group never negotiates; only private-or-clear and clear-or-private take it"
+                }
+            };
+            c.fail(key, format!("{value:?} is not allowed in {group}: {why}"));
+            continue;
+        }
+        negotiation.insert(group, n);
+    }
+    Policy::new(entries, require, negotiation)
 }
 
 /// `192.0.2.53`, `192.0.2.53:53`, `2001:db8::53` or `[2001:db8::53]:53`: an

@@ -40,7 +40,7 @@ impl ControlPlane {
                 dst,
                 child,
                 publish,
-            } => self.install(sa, dst, child, publish),
+            } => self.install(sa, dst, child, publish).await,
             Command::PublishOutbound { dst } => {
                 if let Some(out) = self.unpublished.remove(&dst) {
                     self.dp.sas.publish(out);
@@ -162,7 +162,9 @@ impl ControlPlane {
     }
 
     /// Installs a CHILD SA pair for `dst`; see `SaTable::install` for `publish`.
-    fn install(&mut self, sa: SaHandle, dst: IpAddr, child: ChildSa, publish: bool) {
+    /// Then opens the ESP that overtook the IKE_AUTH response (`datapath::parked`).
+    async fn install(&mut self, sa: SaHandle, dst: IpAddr, child: ChildSa, publish: bool) {
+        let spi = child.spis.inbound;
         let (outbound, inbound) = esp_sas(&child, Instant::now());
         if let Some(span) = self.spans.get(&sa) {
             span.record("spi", format!("{:08x}", child.spis.inbound));
@@ -180,6 +182,10 @@ impl ControlPlane {
         let out = self.dp.sas.install(install, publish);
         if !publish {
             self.unpublished.insert(dst, out);
+        }
+        let n = crate::datapath::parked::open_into(&self.dp, spi, &mut self.tun);
+        if n > 0 && self.tun.flush().await.is_err() {
+            tracing::debug!("TUN: {n} parked ESP datagram(s) not written");
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | a control-socket request | `control::answers`, from the outcome cache, SA table and node |
 //! | the timer (`Node::poll_timeout`) | `handle_timeout`, and `handle_activity` with the SAs' packet counts |
 //! | a data-path notice (byte/packet lifetime) | `Node::handle_lifetime` |
+//! | an ICMP error queued on the IKE socket (`IP_RECVERR`) | `Node::handle_unreachable` |
 //!
 //! After each input, `ControlPlane::drive` carries out `Node::poll_command`
 //! until the round ends (`commands`): IKE datagrams sent on UDP 500/4500,
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oemesh_core::ike::endpoint::{Endpoint, SaHandle};
-use oemesh_core::oe::{self, Machine, Node, NodeConfig};
+use oemesh_core::oe::{self, Machine, Node, NodeConfig, UnreachableFate::Ignored};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::control::answers::View;
@@ -35,8 +36,9 @@ use crate::datapath::sa_table::{Notice, Outbound};
 use crate::datapath::{DataPath, IkeDatagram, Undecided};
 use crate::dns::KeyResolver;
 use crate::driver::{Answer, KernelActions, Lookups};
-use crate::metrics::PacketOutcome;
-use crate::net::udp::UdpEndpoint;
+use crate::metrics::{NodeTotals, PacketOutcome};
+use crate::net::tun::TunWriter;
+use crate::net::udp::{IcmpError, UdpEndpoint};
 
 pub use crate::control::answers::StatusInfo;
 
@@ -80,6 +82,8 @@ pub struct ControlPlane {
     dp: Arc<DataPath>,
     kernel: Arc<KernelActions>,
     ike_socket: Arc<UdpEndpoint>,
+    /// For ESP datagrams that arrived just before their SA (`datapath::parked`).
+    tun: TunWriter,
     status: StatusInfo,
     inputs: Inputs,
     lookups: Lookups,
@@ -87,8 +91,8 @@ pub struct ControlPlane {
     spans: HashMap<SaHandle, tracing::Span>,
     /// Bytes (in, out) of SAs already removed, per destination.
     traffic: HashMap<IpAddr, (u64, u64)>,
-    last_counters: oe::Counters,
-    last_ike_auth_failures: u64,
+    /// What the metrics last took from the node.
+    synced: NodeTotals,
     /// Scratch buffer for sealing held packets.
     scratch: Vec<u8>,
     /// Outbound halves of first SAs not yet visible to the data path: they
@@ -107,6 +111,7 @@ impl ControlPlane {
         kernel: Arc<KernelActions>,
         resolver: Option<Arc<KeyResolver>>,
         ike_socket: Arc<UdpEndpoint>,
+        tun: TunWriter,
         status: StatusInfo,
         inputs: Inputs,
     ) -> ControlPlane {
@@ -121,12 +126,12 @@ impl ControlPlane {
             kernel,
             lookups: Lookups::new(resolver),
             ike_socket,
+            tun,
             status,
             inputs,
             spans: HashMap::new(),
             traffic: HashMap::new(),
-            last_counters: oe::Counters::default(),
-            last_ike_auth_failures: 0,
+            synced: NodeTotals::default(),
             scratch: Vec::new(),
             unpublished: HashMap::new(),
         }
@@ -159,6 +164,8 @@ impl ControlPlane {
                         let Ok(d) = self.inputs.ike.try_recv() else { break };
                         self.node.handle_ike(now, d.local, d.remote, &d.message);
                     }
+                    // Queued errors count against the socket's buffer (IKE's).
+                    self.icmp_errors(None);
                 }
                 answer = self.lookups.next() => match answer {
                     Answer::Key(name, r) => self.node.handle_dns(Instant::now(), &name, r),
@@ -167,6 +174,7 @@ impl ControlPlane {
                     }
                 },
                 Some(n) = self.inputs.notices.recv() => self.on_notice(n),
+                e = self.ike_socket.icmp_error() => self.icmp_errors(Some(e)),
                 Some(u) = self.inputs.undecided.recv() => self.on_undecided(u).await,
                 () = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()),
             }
@@ -194,7 +202,7 @@ impl ControlPlane {
         while let Some(command) = self.node.poll_command(Instant::now()) {
             self.on_command(command).await;
         }
-        self.sync_metrics();
+        self.dp.metrics.sync(&self.node, &mut self.synced);
     }
 
     /// A packet from the TUN whose destination had no SA then: it may have one
@@ -204,23 +212,36 @@ impl ControlPlane {
             self.send_private(u.dst, &u.packet).await;
             return;
         }
+        let len = u.packet.len();
         match self.dp.outcomes.state(u.dst) {
             Some(oe::State::Clear) => return self.dp.send_clear(&u.packet),
-            Some(oe::State::Blocked) => {
-                return self
-                    .dp
-                    .metrics
-                    .packet(PacketOutcome::Dropped, u.packet.len());
-            }
+            Some(oe::State::Blocked) => return self.dp.metrics.packet(PacketOutcome::Dropped, len),
             _ => {}
         }
-        let len = u.packet.len();
         let fate = match self.node.handle_packet(Instant::now(), u.dst, u.packet) {
             oe::PacketFate::Held => PacketOutcome::Held,
             oe::PacketFate::Decided => return,
             _ => PacketOutcome::Dropped,
         };
         self.dp.metrics.packet(fate, len);
+    }
+
+    /// ICMP errors for our IKE_SA_INITs (UDP 500): `next`, then those queued
+    /// now, a bounded batch.
+    fn icmp_errors(&mut self, mut next: Option<std::io::Result<IcmpError>>) {
+        let now = Instant::now();
+        for _ in 0..ICMP_BATCH {
+            let next = next
+                .take()
+                .or_else(|| self.ike_socket.try_icmp_error().transpose());
+            let Some(Ok(e)) = next else { return };
+            let u = e.unreachable(false);
+            let fate = u.map_or(Ignored, |u| self.node.handle_unreachable(now, u));
+            if fate == Ignored {
+                tracing::debug!("{e:?}: no IKE attempt waits for it");
+            }
+            self.dp.metrics.icmp_error(fate);
+        }
     }
 
     fn on_notice(&mut self, n: Notice) {
@@ -256,38 +277,6 @@ impl ControlPlane {
         }
     }
 
-    fn sync_metrics(&mut self) {
-        let c = self.node.machine().counters();
-        let last = self.last_counters;
-        let held = |c: &oe::Counters| c.hold_dst_full + c.hold_total_full + c.hold_too_big;
-        let delta = held(&c).saturating_sub(held(&last));
-        if delta > 0 {
-            self.dp.metrics.hold_drops_add(delta);
-        }
-        self.last_counters = c;
-        let stats = self.node.endpoint().stats();
-        self.dp.metrics.set_ike_cookies_sent(stats.cookies_sent);
-        self.dp.metrics.set_ike_drops(&stats.drops);
-        {
-            use crate::metrics::TrustEvent as T;
-            let m = &self.dp.metrics;
-            m.set_trust(T::WrongAddress, stats.wrong_address);
-            m.set_trust(T::HalfOpenSourceFull, stats.half_open_source_full);
-            let refused = stats.identity_refused + c.identity_refused;
-            m.set_trust(T::IdentityRefused, refused);
-            m.set_trust(T::InitialContactIgnored, stats.initial_contact_ignored);
-            m.set_trust(T::AnonymousEvicted, stats.anonymous_evicted);
-            m.set_trust(T::AnonymousLookupFailed, c.anonymous_lookup_failed);
-            m.set_trust(T::Downgrade, c.downgrades);
-        }
-        let auth = stats.auth_failures;
-        if auth > self.last_ike_auth_failures {
-            let new = auth - self.last_ike_auth_failures;
-            self.dp.metrics.ike_auth_failures_add(new);
-            self.last_ike_auth_failures = auth;
-        }
-    }
-
     /// What the control socket's answers read.
     fn view(&self) -> View<'_> {
         View {
@@ -307,6 +296,9 @@ impl ControlPlane {
         }
     }
 }
+
+/// ICMP errors handled per round of the control plane at most.
+const ICMP_BATCH: usize = 64;
 
 /// IKE messages handled per round of the control plane at most.
 const IKE_BATCH: usize = 64;

@@ -11,6 +11,7 @@
 //! - [`ip`]: addresses and flows of packets (on `oemesh_core::wire`'s views)
 //!   and the traffic selector check of inbound packets.
 //! - [`gro`]: TCP receive coalescing for the TUN writer.
+//! - [`parked`]: ESP datagrams that arrived just before their SA.
 //!
 //! [`DataPath`] is what the TUN and UDP workers ([`crate::driver`]) share; the
 //! control plane ([`crate::control_plane`]) installs and removes SAs and
@@ -20,6 +21,7 @@ pub mod clear;
 pub mod gro;
 pub mod gso;
 pub mod ip;
+pub mod parked;
 pub mod sa_table;
 mod shards;
 
@@ -78,6 +80,8 @@ pub struct DataPath {
     pub ike: mpsc::Sender<IkeDatagram>,
     /// Packets dropped because the control plane's queue was full.
     pub queue_drops: AtomicU64,
+    /// ESP datagrams whose SA was not installed yet.
+    pub parked: parked::Parked,
 }
 
 impl DataPath {

@@ -89,6 +89,11 @@ oemesh_trust_events_total{event="initial_contact_ignored"} 0
 oemesh_trust_events_total{event="anonymous_evicted"} 0
 oemesh_trust_events_total{event="anonymous_lookup_failed"} 0
 oemesh_trust_events_total{event="downgrade"} 4
+# HELP oemesh_icmp_errors_total ICMP errors for this host's IKE datagrams, by what they did (ended an attempt with a keyless destination, shortened a keyed one's wait, or matched nothing).
+# TYPE oemesh_icmp_errors_total counter
+oemesh_icmp_errors_total{fate="ended"} 0
+oemesh_icmp_errors_total{fate="shortened"} 0
+oemesh_icmp_errors_total{fate="ignored"} 0
 # HELP oemesh_decisions_total Per-destination decisions by reason.
 # TYPE oemesh_decisions_total counter
 oemesh_decisions_total{reason="no_ipseckey"} 1

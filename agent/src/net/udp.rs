@@ -9,6 +9,8 @@
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+#[cfg(test)]
+use std::time::Duration;
 
 use quinn_udp::{BATCH_SIZE, RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -108,6 +110,7 @@ impl UdpEndpoint {
             segment_size,
             src_ip: from.map(|ip| self.outgoing(SocketAddr::new(ip, 0)).ip()),
         };
+        let mut retried = false;
         loop {
             self.socket.writable().await?;
             match self.socket.try_io(Interest::WRITABLE, || {
@@ -115,6 +118,53 @@ impl UdpEndpoint {
                     .try_send(UdpSockRef::from(&self.socket), &transmit)
             }) {
                 Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // With IP_RECVERR, the kernel fails the next send once with an
+                // ICMP error queued for an earlier datagram, perhaps to
+                // another peer; that call consumed it, so this datagram goes now.
+                Err(e) if !retried && icmp_reported(&e) => retried = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Asks the kernel to queue ICMP and ICMPv6 errors for the datagrams
+    /// this socket sends (`IP_RECVERR`/`IPV6_RECVERR`), to be read with
+    /// [`UdpEndpoint::icmp_error`]. Only for the IKE socket: a queued error is
+    /// also returned once by the next send or receive (which
+    /// [`UdpEndpoint::send`] retries), and the ESP socket must not pay that.
+    pub fn enable_icmp_errors(&self) -> io::Result<()> {
+        self.state
+            .enable_transport_errors(UdpSockRef::from(&self.socket))
+    }
+
+    /// The next queued ICMP error, if one is there now (no waiting).
+    pub fn try_icmp_error(&self) -> io::Result<Option<IcmpError>> {
+        loop {
+            match self
+                .socket
+                .try_io(Interest::ERROR, || read_error_queue(&self.socket))
+            {
+                Ok(Some(e)) => return Ok(Some(e)),
+                Ok(None) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits for the next ICMP error queued for a datagram this socket sent.
+    /// Cancel-safe.
+    pub async fn icmp_error(&self) -> io::Result<IcmpError> {
+        loop {
+            self.socket.ready(Interest::ERROR).await?;
+            match self
+                .socket
+                .try_io(Interest::ERROR, || read_error_queue(&self.socket))
+            {
+                Ok(Some(e)) => return Ok(e),
+                // A local error (not from ICMP): nothing to match.
+                Ok(None) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
@@ -129,6 +179,112 @@ impl UdpEndpoint {
             other => other,
         }
     }
+}
+
+/// The errors a queued ICMP error surfaces as on a send or receive.
+pub fn icmp_reported(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionReset | HostUnreachable | NetworkUnreachable
+    ) || e.raw_os_error() == Some(nix::libc::EACCES) // ICMPv6 administratively prohibited
+}
+
+/// How much of our datagram an ICMP error may quote that is kept: the IKE
+/// header's SPIs and more than enough to tell IKE from ESP.
+const QUOTE_KEPT: usize = 64;
+
+/// One entry of the socket's error queue that came from an ICMP or ICMPv6
+/// message: what the kernel says, unchecked (core's `oe::Unreachable` reads it).
+#[derive(Debug, Clone)]
+pub struct IcmpError {
+    /// Where our datagram went (the error's quoted destination).
+    pub to: SocketAddr,
+    /// Who sent the ICMP error, if the kernel said.
+    pub from: Option<IpAddr>,
+    /// ICMPv6 rather than ICMP.
+    pub v6: bool,
+    /// The ICMP type.
+    pub icmp_type: u8,
+    /// The ICMP code.
+    pub code: u8,
+    /// Our datagram's UDP payload, as far as the error quoted it (at most 64 bytes kept).
+    pub quoted: Vec<u8>,
+}
+
+impl IcmpError {
+    /// What it says about an IKE datagram (`natt`: sent on the NAT-T port),
+    /// if it is a destination-unreachable error for one.
+    pub fn unreachable(&self, natt: bool) -> Option<oemesh_core::oe::Unreachable> {
+        let (to, from, v6) = (self.to, self.from, self.v6);
+        oemesh_core::oe::Unreachable::parse(
+            to,
+            from,
+            v6,
+            self.icmp_type,
+            self.code,
+            &self.quoted,
+            natt,
+        )
+    }
+}
+
+/// Reads one error queue entry (`MSG_ERRQUEUE`); `Ok(None)` for one that did
+/// not come from ICMP.
+fn read_error_queue(socket: &tokio::net::UdpSocket) -> io::Result<Option<IcmpError>> {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+
+    const ORIGIN_ICMP: u8 = 2; // SO_EE_ORIGIN_ICMP
+    const ORIGIN_ICMP6: u8 = 3; // SO_EE_ORIGIN_ICMP6
+    let mut buf = [0u8; QUOTE_KEPT];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    // The error, and whatever else the socket asks for (quinn-udp's packet
+    // info, ECN, GRO) that the kernel adds to error queue entries too:
+    // too small a buffer fails the read with ENOBUFS (MSG_CTRUNC).
+    let mut cmsg = vec![0u8; 512];
+    let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
+    let msg = recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)
+        .map_err(io::Error::from)?;
+    let to = msg.address.as_ref().and_then(|a| {
+        if let Some(v4) = a.as_sockaddr_in() {
+            return Some(SocketAddr::V4((*v4).into()));
+        }
+        a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+    });
+    let mut found = None;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        let (ee, from) = match c {
+            ControlMessageOwned::Ipv4RecvErr(ee, from) => {
+                let from =
+                    from.map(|s| IpAddr::V4(Ipv4Addr::from(u32::from_be(s.sin_addr.s_addr))));
+                (ee, from)
+            }
+            ControlMessageOwned::Ipv6RecvErr(ee, from) => {
+                let from = from.map(|s| IpAddr::V6(Ipv6Addr::from(s.sin6_addr.s6_addr)));
+                (ee, from)
+            }
+            _ => continue,
+        };
+        if ee.ee_origin == ORIGIN_ICMP || ee.ee_origin == ORIGIN_ICMP6 {
+            found = Some((ee.ee_origin == ORIGIN_ICMP6, ee.ee_type, ee.ee_code, from));
+        }
+    }
+    let len = msg.bytes.min(QUOTE_KEPT);
+    let (Some(to), Some((v6, icmp_type, code, from))) = (to, found) else {
+        return Ok(None);
+    };
+    Ok(Some(IcmpError {
+        to: SocketAddr::new(to.ip().to_canonical(), to.port()),
+        from: from
+            .map(|a| a.to_canonical())
+            .filter(|a| !a.is_unspecified()),
+        v6,
+        icmp_type,
+        code,
+        quoted: buf[..len].to_vec(),
+    }))
 }
 
 fn make_socket(domain: Domain, port: u16, fwmark: u32) -> io::Result<Socket> {
@@ -231,5 +387,51 @@ impl RecvBatch {
                     .chunks_mut(stride)
                     .map(move |data| DatagramMut { from, to, data })
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A datagram to a closed port on loopback comes back as "port
+    /// unreachable" in the error queue, naming where it went and quoting it.
+    #[tokio::test]
+    async fn a_closed_port_comes_back_as_an_icmp_error() {
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = closed.local_addr().unwrap();
+        drop(closed);
+        let Ok(sock) = UdpEndpoint::bind(0, 0) else {
+            eprintln!("skipped: no UDP socket (not root?)");
+            return;
+        };
+        sock.enable_icmp_errors().unwrap();
+        let payload = [0x11u8; 40];
+        sock.send(to, None, &payload, None).await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), sock.icmp_error())
+            .await
+            .expect("an ICMP error within 5 s")
+            .unwrap();
+        assert_eq!(e.to, to);
+        assert_eq!((e.v6, e.icmp_type, e.code), (false, 3, 3), "{e:?}");
+        assert_eq!(e.quoted, payload);
+        // The next send is not lost to the error the kernel held for it.
+        sock.send(to, None, &payload, None).await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(5), sock.icmp_error()).await;
+
+        // ICMPv6 on the same dual-stack socket, where there is IPv6.
+        let Ok(closed) = std::net::UdpSocket::bind("[::1]:0") else {
+            return;
+        };
+        let to6 = closed.local_addr().unwrap();
+        drop(closed);
+        sock.send(to6, None, &payload, None).await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), sock.icmp_error())
+            .await
+            .expect("an ICMPv6 error within 5 s")
+            .unwrap();
+        assert_eq!(e.to, to6);
+        assert_eq!((e.v6, e.icmp_type, e.code), (true, 1, 4), "{e:?}");
+        assert_eq!(e.quoted, payload);
     }
 }

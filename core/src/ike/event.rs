@@ -80,6 +80,15 @@ pub enum Event {
         /// The peer's address.
         remote: SocketAddr,
     },
+    /// Initiator: the responder answered IKE_SA_INIT with a usable response
+    /// (it speaks IKE); IKE_AUTH is on its way. A hint, e.g. to stop waiting
+    /// only briefly for a peer that might run no IKE at all.
+    IkeSaInitAnswered {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// The responder's address.
+        remote: SocketAddr,
+    },
     /// The peer's IKE_AUTH arrived with this identity; answer with
     /// [`Endpoint::authorize`](crate::ike::endpoint::Endpoint::authorize) (within `half_open_timeout`). Raised for the
     /// responder always, and for the initiator when `connect` had no `PeerAuth`.

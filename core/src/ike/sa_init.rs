@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use rand_core::RngCore;
 
-use crate::ike::endpoint::Endpoint;
+use crate::ike::endpoint::{Endpoint, SaHandle};
 use crate::ike::error::{RequestError, check_nonce};
 use crate::ike::event::{Event, Transmit};
 use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
@@ -201,6 +201,10 @@ impl Endpoint {
             true,
         ));
         sa.outstanding = None;
+        self.out.events.push_back(Event::IkeSaInitAnswered {
+            sa: sa.handle,
+            remote: sa.remote,
+        });
         sa.peer_behind_nat = sender_behind_nat(&message, sa.spi_i, sa.spi_r, sa.remote);
         // §2.23: with NAT-T on both sides, everything after IKE_SA_INIT uses UDP 4500.
         if has_nat_detection(&message) && sa.local.port() != self.config.natt_port {
@@ -392,5 +396,16 @@ impl Endpoint {
             .events
             .push_back(Event::IkeSaInitAccepted { sa: handle, remote });
         Ok(())
+    }
+}
+
+impl Endpoint {
+    /// Initiator: where the IKE_SA_INIT request of `sa` went and its SPIi,
+    /// while no usable response has come back (the peer has not shown that it
+    /// speaks IKE). `None` for any other SA or state. For matching an ICMP
+    /// error to the attempt it is about.
+    pub fn init_sent(&self, sa: SaHandle) -> Option<(SocketAddr, u64)> {
+        let ike = self.handles.get(&sa).and_then(|id| self.sas.get(id))?;
+        matches!(ike.state, State::InitSent(_)).then_some((ike.remote, ike.spi_i))
     }
 }

@@ -278,6 +278,17 @@ pub enum Action {
         /// Held packets, oldest first.
         packets: Held,
     },
+    /// `dst` publishes no key and its group negotiates by passthrough: send
+    /// `packets` in cleartext and cache `outcome` (clear, until the IKE
+    /// deadline) **without** a bypass route, so that later packets still reach
+    /// the agent and go encrypted once an SA is up. Not a decision: `dst`
+    /// stays pending, and `Private`, `PassClear` or `Drop` follows.
+    Passthrough {
+        /// The provisional outcome to cache.
+        outcome: Outcome,
+        /// Held packets, oldest first.
+        packets: Held,
+    },
     /// `dst` is blocked: its held packets were dropped; cache `outcome` and drop
     /// further packets until it expires.
     Drop {

@@ -13,6 +13,15 @@ pub struct Config {
     /// How long all IKE attempts for one destination may take together
     /// (default 2 s), shared evenly among the keys still to try.
     pub ike_timeout: Duration,
+    /// How long the anonymous attempt with a destination that publishes no
+    /// key may wait for the peer's first IKE answer (default 250 ms): such a
+    /// destination can only be an anonymous OE peer, and most hosts are none.
+    /// Once it answers IKE_SA_INIT, the attempt has the rest of `ike_timeout`.
+    pub anonymous_timeout: Duration,
+    /// How long an attempt with a keyed destination still waits after an
+    /// ICMP error for its IKE_SA_INIT (default 200 ms): a forged error must
+    /// not end it, so the error only shortens the wait to this.
+    pub icmp_grace: Duration,
     /// How long a clear (or policy-blocked) outcome lasts (default 15 min, like
     /// Libreswan's shunt lifetime); never longer than the DNS TTL that decided it.
     pub clear_lifetime: Duration,
@@ -61,6 +70,8 @@ impl Default for Config {
         Self {
             dns_timeout: Duration::from_secs(1),
             ike_timeout: Duration::from_secs(2),
+            anonymous_timeout: Duration::from_millis(250),
+            icmp_grace: Duration::from_millis(200),
             clear_lifetime: Duration::from_secs(15 * 60),
             retry_lifetime: Duration::from_secs(30),
             hold: HoldLimits::default(),
@@ -123,4 +134,13 @@ pub struct Counters {
     pub prefetches: u64,
     /// IKE_AUTHs whose key lookup was already answered or in flight.
     pub prefetch_hits: u64,
+    /// Attempts ended at once by an ICMP error (keyless destination, our SPI quoted).
+    pub unreachable_ended: u64,
+    /// Attempts whose wait an ICMP error shortened to `icmp_grace` (keyed
+    /// destination, or an error that did not quote our SPI).
+    pub unreachable_shortened: u64,
+    /// Anonymous attempts that got no IKE answer within `anonymous_timeout`.
+    pub anonymous_timeouts: u64,
+    /// Keyless destinations whose packets went in clear while IKE ran (passthrough).
+    pub passthroughs: u64,
 }

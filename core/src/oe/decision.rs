@@ -28,10 +28,11 @@ use super::config::{Config, Counters};
 use super::hold::{Held, HoldStore};
 use super::keys::{Candidate, candidates};
 use super::limits::{PrivateMemory, TokenBucket};
-use super::outcome::{AttemptFailure, Auth, Cause, NoKey, Outcome, State};
-use super::policy::{Group, Policy, PolicyMatch};
+use super::outcome::{AttemptFailure, Auth, Cause, NoKey, Outcome, State, human};
+use super::policy::{Group, Negotiation, Policy, PolicyMatch};
 use super::responder::AddressLookup;
 use super::responder::{Prefetched, Responder};
+use super::unreachable::Unreachable;
 
 /// A timer's place in the ordered timer map: deadline, then a unique sequence.
 pub(super) type TimerKey = (Instant, u64);
@@ -73,7 +74,7 @@ struct Pending {
 #[derive(Debug)]
 enum Phase {
     Dns { name: DomainName },
-    Ike(IkePhase),
+    Ike(Box<IkePhase>),
 }
 
 #[derive(Debug)]
@@ -82,7 +83,14 @@ struct IkePhase {
     rest: VecDeque<Candidate>,
     started: Instant,
     deadline: Instant,
+    /// The current attempt's own deadline (its share of `deadline`).
+    attempt_deadline: Instant,
     timer: TimerKey,
+    /// An anonymous attempt that has not had the peer's first IKE answer:
+    /// its timer is at `anonymous_timeout` at most, until that answer.
+    unanswered: bool,
+    /// An ICMP error shortened the current attempt's wait.
+    unreachable: Option<Unreachable>,
     dnssec: bool,
     key_in_dns: bool,
     /// Why there was no key (anonymous attempt), for the reason line.
@@ -361,12 +369,18 @@ impl Machine {
             return self.fail(now, dst, Cause::NoKey(why), None, None);
         }
         if p.policy.options.allow_anonymous {
+            let passthrough = p.policy.options.negotiation == Negotiation::Passthrough
+                && p.policy.group.initiates()
+                && !self.memory.was_private(now, dst);
             let anon = Candidate {
                 precedence: 0,
                 peer_addr: dst,
                 key: PeerKey::Null,
             };
             self.start_ike(now, dst, vec![anon], false, Some(why), ttl);
+            if passthrough {
+                self.passthrough(now, dst);
+            }
         } else {
             let note = "anonymous IKE not allowed (require-authenticated)";
             self.fail(now, dst, Cause::NoKey(why), ttl, Some(note));
@@ -411,11 +425,15 @@ impl Machine {
                     };
                     let peer_addr = ike.current.peer_addr;
                     self.counters.ike_timeouts += 1;
+                    if ike.unanswered {
+                        self.counters.anonymous_timeouts += 1;
+                    }
+                    let grace = self.config.icmp_grace;
+                    let reason = ike
+                        .unreachable
+                        .map(|u| format!("{u}, and no IKE answer within {}", human(grace)));
                     self.actions.push_back(Action::CancelIke { dst, peer_addr });
-                    let failure = AttemptFailure {
-                        peer_addr,
-                        reason: None,
-                    };
+                    let failure = AttemptFailure { peer_addr, reason };
                     self.next_attempt(now, dst, failure);
                 }
             }

@@ -67,6 +67,7 @@ pub mod hold;
 pub mod node;
 pub mod outcome;
 pub mod policy;
+pub mod unreachable;
 
 mod action;
 mod config;
@@ -87,4 +88,7 @@ pub use node::{Command, Node, NodeConfig};
 pub use outcome::{
     AttemptFailure, Auth, Cause, NoKey, NoRecord, Outcome, State, Unusable, UnusableWhy,
 };
-pub use policy::{Group, GroupOptions, Policy, PolicyError, PolicyMatch, UnknownGroup};
+pub use policy::{
+    Group, GroupOptions, Negotiation, Policy, PolicyError, PolicyMatch, UnknownGroup,
+};
+pub use unreachable::{Unreachable, UnreachableFate, UnreachableKind};

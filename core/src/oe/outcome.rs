@@ -164,6 +164,9 @@ pub enum Cause {
         /// Whether the key came from DNS (`false`: anonymous attempt).
         key_in_dns: bool,
     },
+    /// Provisional: no key in DNS, packets pass in clear while anonymous IKE
+    /// runs (`negotiation = "passthrough"`).
+    Passthrough,
 }
 
 impl Cause {
@@ -181,6 +184,7 @@ impl Cause {
                 "ike_timeout"
             }
             Cause::IkeFailed { .. } => "ike_failed",
+            Cause::Passthrough => "passthrough",
         }
     }
 }
@@ -193,6 +197,9 @@ impl fmt::Display for Cause {
             Cause::DnsFailed(r) => write!(f, "DNS lookup failed: {r}"),
             Cause::DnsTimeout(d) => write!(f, "DNS timed out after {}", human(*d)),
             Cause::Established { peer_addr } => write!(f, "IKE established with {peer_addr}"),
+            Cause::Passthrough => {
+                f.write_str("no key in DNS; passthrough while anonymous IKE runs")
+            }
             Cause::IkeFailed {
                 attempts,
                 after,

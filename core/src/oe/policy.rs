@@ -107,12 +107,71 @@ pub struct GroupOptions {
     /// initiator, try AUTH NULL when DNS has no usable key; as responder, accept
     /// an initiator's AUTH NULL (RFC 7619). `false` is `require-authenticated`.
     pub allow_anonymous: bool,
+    /// What packets to a destination without a published key do while its
+    /// anonymous IKE runs (`[policy.negotiation]`).
+    pub negotiation: Negotiation,
+}
+
+/// What packets to a keyless destination do while its anonymous IKE runs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum Negotiation {
+    /// Held until the outcome (the default): nothing leaks, the first packet
+    /// waits for IKE or for its failure (`anonymous_timeout` at most when the
+    /// destination stays silent).
+    #[default]
+    Hold,
+    /// Sent in clear while IKE runs, encrypted once an SA is up: no wait, but
+    /// the first packets of each new keyless destination travel in clear.
+    /// Allowed in `private-or-clear` and `clear-or-private` only.
+    Passthrough,
+}
+
+impl Negotiation {
+    /// The name as written in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Negotiation::Hold => "hold",
+            Negotiation::Passthrough => "passthrough",
+        }
+    }
+
+    /// Whether `group` may use this negotiation: passthrough sends packets in
+    /// clear, which `private` promises never to do (and `clear` and `block`
+    /// never negotiate).
+    pub fn allowed_in(self, group: Group) -> bool {
+        match self {
+            Negotiation::Hold => true,
+            Negotiation::Passthrough => {
+                matches!(group, Group::PrivateOrClear | Group::ClearOrPrivate)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Negotiation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Negotiation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hold" => Ok(Negotiation::Hold),
+            "passthrough" => Ok(Negotiation::Passthrough),
+            _ => Err(format!(
+                "`{s}` is not a negotiation; use hold or passthrough"
+            )),
+        }
+    }
 }
 
 impl GroupOptions {
     /// `require-authenticated`: no AUTH NULL peers.
     pub const REQUIRE_AUTHENTICATED: Self = Self {
         allow_anonymous: false,
+        negotiation: Negotiation::Hold,
     };
 
     /// Whether only authenticated (signature-checked) peers are accepted.
@@ -127,6 +186,7 @@ impl Default for GroupOptions {
     fn default() -> Self {
         Self {
             allow_anonymous: true,
+            negotiation: Negotiation::Hold,
         }
     }
 }
@@ -160,6 +220,15 @@ impl PolicyMatch {
             (Group::Clear, _) => "sent in cleartext by the kernel (not routed to the agent)".into(),
             (Group::ClearOrPrivate, _) => {
                 "sent in cleartext; OE is answered if the peer starts it".into()
+            }
+            (Group::PrivateOrClear, _)
+                if self.options.allow_anonymous
+                    && self.options.negotiation == Negotiation::Passthrough =>
+            {
+                format!(
+                    "held for the IPSECKEY lookup; without a key sent in cleartext while \
+                     {anonymous} runs (passthrough), encrypted once it succeeds"
+                )
             }
             (Group::PrivateOrClear, _) => {
                 format!("held; IPSECKEY lookup, then IKE ({anonymous}), or cleartext if that fails")

@@ -14,6 +14,10 @@
 //! - [`Kind::Replay`]: UDP datagrams recorded earlier (e.g. ESP between two
 //!   agents, from a [`crate::capture::Capture`]), sent again unchanged from
 //!   their original source, round-robin.
+//! - [`Kind::IcmpUnreachable`]: forged ICMP port-unreachable errors (RFC 792)
+//!   to a host, each quoting an IKE datagram from its UDP 500 to UDP 500 of a
+//!   random address in the prefix (which the error claims to come from), with
+//!   a random initiator SPI: what the host's kernel queues on its IKE socket.
 //!
 //! Each packet is rewritten in one buffer in place: nothing is allocated per
 //! packet. The random numbers come from a xorshift generator (a flood needs
@@ -91,6 +95,14 @@ pub enum Kind {
     },
     /// These datagrams again, round-robin, from their own sources.
     Replay(Vec<Datagram>),
+    /// Forged "port unreachable" errors to `target` for IKE datagrams it
+    /// never sent to random addresses in `sources`.
+    IcmpUnreachable {
+        /// The host under attack.
+        target: Ipv4Addr,
+        /// The unreachable addresses claimed, drawn from this prefix.
+        sources: (Ipv4Addr, u8),
+    },
 }
 
 /// How long and how fast.
@@ -374,6 +386,47 @@ impl Source for ReplaySource {
     }
 }
 
+#[derive(Debug)]
+struct IcmpSource {
+    target: Ipv4Addr,
+    sources: (Ipv4Addr, u8),
+}
+
+/// Bytes of the quoted IKE datagram: the header's SPIs and a little more.
+const QUOTED_IKE: usize = 28;
+const ICMP_HEADER: usize = 8;
+
+impl Source for IcmpSource {
+    fn next(&mut self, rng: &mut Rng, buf: &mut [u8]) -> Result<(usize, SocketAddr)> {
+        let unreachable = rng.addr_in(self.sources);
+        // The quoted datagram, as the target would have sent it.
+        let inner = IPV4_HEADER + ICMP_HEADER;
+        rng.fill(&mut buf[inner + IPV4_HEADER + UDP_HEADER..][..QUOTED_IKE]);
+        let from = SocketAddr::new(IpAddr::V4(self.target), IKE_PORT);
+        let to = SocketAddr::new(IpAddr::V4(unreachable), IKE_PORT);
+        let ident = u16::try_from(rng.next_u64() >> 48).unwrap_or(0);
+        let quoted = write_headers(&mut buf[inner..], from, to, QUOTED_IKE, ident)?;
+        // ICMP type 3 code 3, checksum over header and data (RFC 792).
+        let icmp_len = ICMP_HEADER + quoted;
+        let icmp = &mut buf[IPV4_HEADER..][..icmp_len];
+        icmp[..ICMP_HEADER].copy_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
+        let sum = oemesh_core::wire::checksum(icmp);
+        icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+        let ip = Ipv4Repr {
+            src_addr: unreachable,
+            dst_addr: self.target,
+            protocol: protocol::ICMP,
+            payload_len: icmp_len,
+            ttl: 64,
+            ident,
+            dont_frag: false,
+        };
+        let total = ip.buffer_len();
+        ip.emit(buf).context("ICMP packet too long")?;
+        Ok((total, SocketAddr::new(IpAddr::V4(self.target), 0)))
+    }
+}
+
 fn source_of(kind: Kind) -> Result<Box<dyn Source>> {
     Ok(match kind {
         Kind::IkeInit { target, sources } => Box::new(IkeSource {
@@ -404,6 +457,7 @@ fn source_of(kind: Kind) -> Result<Box<dyn Source>> {
             }
             Box::new(ReplaySource { datagrams, next: 0 })
         }
+        Kind::IcmpUnreachable { target, sources } => Box::new(IcmpSource { target, sources }),
     })
 }
 
@@ -458,6 +512,37 @@ pub fn run(kind: Kind, limits: Limits, seed: u64) -> Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn icmp_errors_quote_an_ike_datagram_of_the_target() {
+        let target = Ipv4Addr::new(192, 0, 2, 10);
+        let kind = Kind::IcmpUnreachable {
+            target,
+            sources: (Ipv4Addr::new(198, 51, 100, 0), 24),
+        };
+        let mut src = source_of(kind).unwrap();
+        let mut rng = Rng::new(3);
+        let mut p = vec![0u8; 1500];
+        let (len, to) = src.next(&mut rng, &mut p).unwrap();
+        assert_eq!(to.ip(), IpAddr::V4(target));
+        let p = &p[..len];
+        assert_eq!(len, 20 + 8 + 20 + 8 + QUOTED_IKE);
+        assert_eq!((p[9], p[12]), (protocol::ICMP, 198));
+        assert_eq!(oemesh_core::wire::checksum(&p[..20]), 0, "IP checksum");
+        assert_eq!((p[20], p[21]), (3, 3), "port unreachable");
+        assert_eq!(oemesh_core::wire::checksum(&p[20..]), 0, "ICMP checksum");
+        let inner = &p[28..];
+        assert_eq!(
+            &inner[12..16],
+            &target.octets(),
+            "quoted source: the target"
+        );
+        assert_eq!(
+            &inner[20..24],
+            &[1, 244, 1, 244],
+            "quoted ports: 500 -> 500"
+        );
+    }
 
     #[test]
     fn ike_packets_parse_and_differ() {

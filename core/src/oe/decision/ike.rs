@@ -10,6 +10,7 @@ use super::{IkePhase, Machine, Pending, Phase, Timer};
 use crate::oe::action::{Action, IkeResult};
 use crate::oe::keys::Candidate;
 use crate::oe::outcome::{AttemptFailure, Auth, Cause, NoKey, Outcome, State};
+use crate::oe::unreachable::{Unreachable, UnreachableFate};
 
 impl Machine {
     pub(super) fn start_ike(
@@ -27,23 +28,35 @@ impl Machine {
         };
         let deadline = now + self.config.ike_timeout;
         let attempt = share(now, deadline, rest.len() + 1);
-        let timer = self.arm(attempt, Timer::Ike(dst));
+        // A keyless destination's anonymous attempt waits `anonymous_timeout`
+        // for the peer's first answer; the engine keeps the whole share, so
+        // an answering peer gets the rest (`on_ike_answered`).
+        let unanswered = no_key.is_some();
+        let wait = if unanswered {
+            attempt.min(now + self.config.anonymous_timeout)
+        } else {
+            attempt
+        };
+        let timer = self.arm(wait, Timer::Ike(dst));
         let Some(p) = self.pending.get_mut(&dst) else {
             return;
         };
         let (peer_addr, key) = (first.peer_addr, first.key.clone());
-        p.phase = Phase::Ike(IkePhase {
+        p.phase = Phase::Ike(Box::new(IkePhase {
             current: first,
             rest,
             started: now,
             deadline,
+            attempt_deadline: attempt,
             timer,
+            unanswered,
+            unreachable: None,
             dnssec,
             key_in_dns: no_key.is_none(),
             no_key,
             ttl_cap,
             failures: Vec::new(),
-        });
+        }));
         self.actions.push_back(Action::StartIke {
             dst,
             peer_addr,
@@ -51,6 +64,114 @@ impl Machine {
             authenticated_by_dnssec: dnssec,
             deadline: attempt,
         });
+    }
+
+    /// The peer of the attempt for `dst` answered its IKE_SA_INIT: it speaks
+    /// IKE, so an anonymous attempt now has its whole share of the IKE
+    /// timeout, not just `anonymous_timeout`.
+    pub fn on_ike_answered(&mut self, dst: IpAddr, peer_addr: IpAddr) {
+        let Some(Pending {
+            phase: Phase::Ike(ike),
+            ..
+        }) = self.pending.get_mut(&dst)
+        else {
+            return;
+        };
+        if ike.current.peer_addr != peer_addr {
+            return;
+        }
+        ike.unreachable = None;
+        if std::mem::take(&mut ike.unanswered) && ike.timer.0 < ike.attempt_deadline {
+            let at = ike.attempt_deadline;
+            self.rearm(dst, at);
+        }
+    }
+
+    /// An ICMP error for the IKE_SA_INIT of the attempt for `dst` with
+    /// `peer_addr` (matched by the node: address, port, and the SPI when
+    /// quoted). It ends the attempt at once only for a destination without a
+    /// key, and only when it quoted the attempt's SPI; else it shortens the
+    /// wait to `icmp_grace` (a forged error must not end an attempt with a
+    /// keyed peer). See [`crate::oe::unreachable`].
+    pub fn on_unreachable(
+        &mut self,
+        now: Instant,
+        dst: IpAddr,
+        peer_addr: IpAddr,
+        error: Unreachable,
+    ) -> UnreachableFate {
+        let Some(Pending {
+            phase: Phase::Ike(ike),
+            ..
+        }) = self.pending.get_mut(&dst)
+        else {
+            return UnreachableFate::Ignored;
+        };
+        if ike.current.peer_addr != peer_addr {
+            return UnreachableFate::Ignored;
+        }
+        if !ike.key_in_dns && error.spi_i.is_some() {
+            self.counters.unreachable_ended += 1;
+            self.counters.ike_failures += 1;
+            self.actions.push_back(Action::CancelIke { dst, peer_addr });
+            let failure = AttemptFailure {
+                peer_addr,
+                reason: Some(error.to_string()),
+            };
+            self.next_attempt(now, dst, failure);
+            return UnreachableFate::Ended;
+        }
+        ike.unreachable = Some(error);
+        self.counters.unreachable_shortened += 1;
+        let at = now + self.config.icmp_grace;
+        if ike.timer.0 > at {
+            self.rearm(dst, at);
+        }
+        UnreachableFate::Shortened
+    }
+
+    /// Moves the IKE timer of pending `dst` to `at`.
+    fn rearm(&mut self, dst: IpAddr, at: Instant) {
+        let key = (at, self.next_timer);
+        let Some(Pending {
+            phase: Phase::Ike(ike),
+            ..
+        }) = self.pending.get_mut(&dst)
+        else {
+            return;
+        };
+        self.next_timer += 1;
+        self.timers.remove(&ike.timer);
+        ike.timer = key;
+        self.timers.insert(key, Timer::Ike(dst));
+    }
+
+    /// Passthrough (`negotiation = "passthrough"`): the held packets of
+    /// keyless `dst` go in clear now, and so do later ones (a provisional
+    /// clear outcome without bypass route) until the anonymous attempt
+    /// decides. `dst` stays pending.
+    pub(super) fn passthrough(&mut self, now: Instant, dst: IpAddr) {
+        let Some(Pending {
+            policy,
+            phase: Phase::Ike(ike),
+        }) = self.pending.get(&dst)
+        else {
+            return;
+        };
+        let life = ike.deadline.saturating_duration_since(now);
+        let outcome = Outcome::new(
+            dst,
+            State::Clear,
+            Auth::None,
+            *policy,
+            Cause::Passthrough,
+            now,
+            Some(life),
+        );
+        self.counters.passthroughs += 1;
+        let packets = self.hold.take(dst);
+        self.actions
+            .push_back(Action::Passthrough { outcome, packets });
     }
 
     /// How IKE for `dst` with `peer_addr` ended. Also call it when an IKE SA with
@@ -182,6 +303,8 @@ impl Machine {
             let (peer_addr, key) = (next.peer_addr, next.key.clone());
             ike.current = next;
             let dnssec = ike.dnssec;
+            ike.attempt_deadline = attempt;
+            ike.unreachable = None;
             ike.timer = (attempt, self.next_timer);
             self.next_timer += 1;
             self.timers.insert(ike.timer, Timer::Ike(dst));

@@ -12,6 +12,7 @@ use crate::ike::message::Identity;
 use crate::ipseckey::DomainName;
 use crate::oe::hold::Held;
 use crate::oe::outcome::{Outcome, human};
+use crate::oe::unreachable::{Unreachable, UnreachableFate};
 use crate::trust::IdentityRefused;
 
 /// Something the driver must do. Drain with [`super::Node::poll_command`]
@@ -262,6 +263,18 @@ pub enum Note {
         /// The idle timeout.
         idle: Duration,
     },
+    /// An ICMP error came back for the attempt's IKE_SA_INIT.
+    Unreachable {
+        /// The error.
+        error: Unreachable,
+        /// What it did: ended the attempt (keyless) or shortened its wait.
+        fate: UnreachableFate,
+    },
+    /// Packets to keyless `dst` pass in clear while anonymous IKE runs.
+    Passthrough {
+        /// The destination.
+        dst: IpAddr,
+    },
 }
 
 impl Note {
@@ -273,7 +286,9 @@ impl Note {
             | Note::CheckingIdentity { .. }
             | Note::ChildDeleted { .. }
             | Note::EspPair { .. }
-            | Note::FirstHeld { .. } => Level::Debug,
+            | Note::FirstHeld { .. }
+            | Note::Unreachable { .. }
+            | Note::Passthrough { .. } => Level::Debug,
             Note::RefusingResponder(_) | Note::AnonymousLookupFailed { .. } => Level::Warn,
             Note::Established { .. }
             | Note::Refusing { .. }
@@ -357,6 +372,23 @@ impl fmt::Display for Note {
             Note::IkeFailed { remote, reason } => write!(f, "IKE with {remote} failed: {reason}"),
             Note::FirstHeld { dst } => write!(f, "{dst}: first packet held, deciding"),
             Note::Idle { idle } => write!(f, "idle for {}: closing", human(*idle)),
+            Note::Unreachable { error, fate } => match fate {
+                UnreachableFate::Ended => write!(
+                    f,
+                    "{error} for IKE_SA_INIT to {}: no key in DNS, giving up now",
+                    error.to
+                ),
+                _ => write!(
+                    f,
+                    "{error} for IKE_SA_INIT to {}: the key is in DNS or the SPI was not quoted, \
+                     so waiting a short grace period only",
+                    error.to
+                ),
+            },
+            Note::Passthrough { dst } => write!(
+                f,
+                "{dst}: no key in DNS; packets pass in clear while anonymous IKE runs (passthrough)"
+            ),
         }
     }
 }

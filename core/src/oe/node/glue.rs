@@ -20,6 +20,12 @@ impl Node {
         match event {
             // The peer's key is looked up now, not after its IKE_AUTH arrives.
             Event::IkeSaInitAccepted { remote, .. } => self.machine.on_ike_init(now, remote.ip()),
+            // The peer speaks IKE: an anonymous attempt gets its whole share.
+            Event::IkeSaInitAnswered { sa, .. } => {
+                if let Some(a) = self.attempts.get(&sa) {
+                    self.machine.on_ike_answered(a.dst, a.peer_addr);
+                }
+            }
             Event::AuthorizePeer {
                 sa,
                 remote,
@@ -170,6 +176,14 @@ impl Node {
                 if let Some(at) = outcome.expires_at {
                     self.expiries.insert((at, dst));
                 }
+                self.commands.push_back(Command::CacheOutcome { outcome });
+            }
+            Action::Passthrough { outcome, packets } => {
+                // Not decided: `dst` stays pending, and no bypass route, so
+                // that its packets reach the agent and find the SA once up.
+                let dst = outcome.dst;
+                self.log(None, Note::Passthrough { dst });
+                self.commands.push_back(Command::SendClear { packets });
                 self.commands.push_back(Command::CacheOutcome { outcome });
             }
             Action::Drop { outcome, dropped } => {

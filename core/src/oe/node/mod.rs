@@ -15,6 +15,7 @@
 //! | an IKE datagram | [`Node::handle_ike`] |
 //! | an IPSECKEY answer / an A or AAAA answer | [`Node::handle_dns`] / [`Node::handle_address`] |
 //! | an ESP SA reached a byte or packet limit | [`Node::handle_lifetime`] |
+//! | an ICMP error for an IKE datagram (the socket's error queue) | [`Node::handle_unreachable`] |
 //! | the timer at [`Node::poll_timeout`] | [`Node::handle_timeout`], then, if [`Node::idle_scan_due`], [`Node::handle_activity`] |
 //!
 //! After each input, drain [`Node::poll_command`] and carry the commands out
@@ -42,7 +43,9 @@ use std::time::{Duration, Instant};
 use crate::esp::LifetimeEvent;
 use crate::ike::endpoint::{Endpoint, SaHandle, Transmit};
 use crate::ipseckey::DomainName;
-use crate::oe::{AddressResult, DnsResult, Held, Machine, PacketFate};
+use crate::oe::{
+    AddressResult, DnsResult, Held, Machine, PacketFate, Unreachable, UnreachableFate,
+};
 
 use children::Children;
 pub use command::{Command, Level, Note, esp_sas};
@@ -167,6 +170,29 @@ impl Node {
         result: AddressResult,
     ) {
         self.machine.on_address_result(now, name, addr, result);
+    }
+
+    /// An ICMP error for one of our IKE datagrams. It counts only for an
+    /// attempt still waiting for the peer's IKE_SA_INIT response, sent to the
+    /// error's address and port, with the SPI the error quoted (when it
+    /// quoted one); the machine then decides whether it ends the attempt.
+    pub fn handle_unreachable(&mut self, now: Instant, error: Unreachable) -> UnreachableFate {
+        let found = self.attempts.iter().find_map(|(&sa, a)| {
+            if a.peer_addr.to_canonical() != error.to.ip() {
+                return None;
+            }
+            let (remote, spi_i) = self.endpoint.init_sent(sa)?;
+            let to = SocketAddr::new(remote.ip().to_canonical(), remote.port());
+            (to == error.to && error.spi_i.is_none_or(|s| s == spi_i)).then_some((sa, *a))
+        });
+        let Some((sa, a)) = found else {
+            return UnreachableFate::Ignored;
+        };
+        let fate = self.machine.on_unreachable(now, a.dst, a.peer_addr, error);
+        if fate != UnreachableFate::Ignored {
+            self.log(Some(sa), Note::Unreachable { error, fate });
+        }
+        fate
     }
 
     /// An ESP SA of IKE SA `sa` reached its soft (rekey) or hard (delete)
