@@ -563,6 +563,13 @@ impl Drop for NoPeerSetup<'_> {
             .collect();
         if let Err(e) = self.net.dns().bind().nsupdate(&script.join("\n")) {
             eprintln!("bench: restoring bob's IPSECKEY record: {e:#}");
+        } else if self
+            .net
+            .dns()
+            .ipseckeys(bob.ip())
+            .map_or(true, |r| r.is_empty())
+        {
+            eprintln!("bench: bob's IPSECKEY record is not served again after restoring it");
         }
     }
 }
