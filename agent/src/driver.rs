@@ -14,17 +14,25 @@
 //!   SA's traffic selectors and written to the TUN, one flush per batch.
 //!   Every refusal is counted, none stops the loop.
 //! - [`Lookups`]: the DNS queries core's OE node asks for (IPSECKEY, and
-//!   A/AAAA of FQDN identities), each waited for in a task; the answers come
-//!   back to the control plane in arrival order.
+//!   A/AAAA of FQDN identities). An IPSECKEY query leaves at once and its
+//!   answer is awaited in the control-plane task itself (no task hop between
+//!   the socket and the node); A/AAAA lookups each run in a task. The
+//!   answers come back in arrival order.
 //! - [`KernelActions`]: outcomes change kernel state — a clear outcome adds a
 //!   bypass route, a private one adds the peer to the nftables set, and expiry
 //!   undoes either.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures_util::StreamExt as _;
+use futures_util::future::{AbortHandle, Abortable};
+use futures_util::stream::FuturesUnordered;
 
 use oemesh_core::esp::{DecapError, peek_spi};
 use oemesh_core::ike::cookie;
@@ -32,7 +40,6 @@ use oemesh_core::ike::udp_encap::{self, Datagram};
 use oemesh_core::ipseckey::DomainName;
 use oemesh_core::oe::{AddressResult, DnsFailure, DnsResult};
 use tokio::sync::{Mutex, mpsc};
-use tokio::task::AbortHandle;
 
 use crate::datapath::gso::GsoBatch;
 use crate::datapath::parked::Parking;
@@ -54,15 +61,32 @@ pub enum Answer {
     Address(DomainName, IpAddr, AddressResult),
 }
 
-/// DNS lookups in flight, each in a task. See the module docs.
-#[derive(Debug)]
+/// An IPSECKEY answer being awaited.
+type KeyAnswer = Pin<Box<dyn Future<Output = (DomainName, DnsResult)> + Send>>;
+
+/// DNS lookups in flight. See the module docs.
 pub struct Lookups {
     resolver: Option<Arc<KeyResolver>>,
+    /// The IPSECKEY answers awaited, polled by [`Lookups::next`] (so by the
+    /// control-plane task), each abortable by name through `keys`. In a
+    /// `Mutex` only so that `Lookups` is `Sync` (the futures are `Send`, not
+    /// `Sync`); it is reached through `get_mut`, locked only by `Debug`.
+    inflight: std::sync::Mutex<FuturesUnordered<Abortable<KeyAnswer>>>,
     keys: HashMap<DomainName, AbortHandle>,
     keys_tx: mpsc::UnboundedSender<(DomainName, DnsResult)>,
     keys_rx: mpsc::UnboundedReceiver<(DomainName, DnsResult)>,
     addrs_tx: mpsc::UnboundedSender<(DomainName, IpAddr, AddressResult)>,
     addrs_rx: mpsc::UnboundedReceiver<(DomainName, IpAddr, AddressResult)>,
+}
+
+impl std::fmt::Debug for Lookups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lookups")
+            .field("resolver", &self.resolver)
+            .field("inflight", &lock(&self.inflight).len())
+            .field("keys", &self.keys.len())
+            .finish()
+    }
 }
 
 impl Lookups {
@@ -72,6 +96,7 @@ impl Lookups {
         let (addrs_tx, addrs_rx) = mpsc::unbounded_channel();
         Lookups {
             resolver,
+            inflight: std::sync::Mutex::new(FuturesUnordered::new()),
             keys: HashMap::new(),
             keys_tx,
             keys_rx,
@@ -85,15 +110,31 @@ impl Lookups {
         self.resolver.clone()
     }
 
-    /// The next answer (IPSECKEY answers first).
+    /// The next answer (IPSECKEY answers first). Cancel-safe: an answer
+    /// not yet taken stays for the next call.
     pub async fn next(&mut self) -> Answer {
-        tokio::select! {
-            biased;
-            Some((name, result)) = self.keys_rx.recv() => {
-                self.keys.remove(&name);
-                Answer::Key(name, result)
+        let inflight = self
+            .inflight
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            tokio::select! {
+                biased;
+                Some((name, result)) = self.keys_rx.recv() => {
+                    self.keys.remove(&name);
+                    return Answer::Key(name, result);
+                }
+                Some(done) = inflight.next(), if !inflight.is_empty() => {
+                    // Err: cancelled or replaced; its name is no longer ours.
+                    if let Ok((name, result)) = done {
+                        self.keys.remove(&name);
+                        return Answer::Key(name, result);
+                    }
+                }
+                Some((name, addr, result)) = self.addrs_rx.recv() => {
+                    return Answer::Address(name, addr, result);
+                }
             }
-            Some((name, addr, result)) = self.addrs_rx.recv() => Answer::Address(name, addr, result),
         }
     }
 
@@ -108,9 +149,9 @@ impl Lookups {
         let owner = name.to_string();
         let key = name.clone();
         let started = Instant::now();
-        // The query leaves now; the spawned task only waits for the answer.
+        // The query leaves now; the answer is awaited in `next`.
         let sent = resolver.send_query(&owner);
-        let task = tokio::spawn(async move {
+        let answer: KeyAnswer = Box::pin(async move {
             let result = match sent {
                 Ok(q) => resolver.answer(q).await,
                 Err(e) => {
@@ -121,9 +162,14 @@ impl Lookups {
             .into_dns_result();
             let ms = started.elapsed().as_secs_f64() * 1e3;
             tracing::debug!("{owner}: IPSECKEY lookup answered in {ms:.2} ms");
-            let _ = tx.send((name, result));
+            (name, result)
         });
-        if let Some(old) = self.keys.insert(key, task.abort_handle()) {
+        let (handle, registration) = AbortHandle::new_pair();
+        self.inflight
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Abortable::new(answer, registration));
+        if let Some(old) = self.keys.insert(key, handle) {
             old.abort();
         }
     }
