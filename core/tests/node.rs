@@ -65,6 +65,8 @@ enum Did {
         state: State,
         passthrough: bool,
     },
+    Track,
+    Forget,
 }
 
 /// One host: its node, what it did, and the ESP packets its SAs carried.
@@ -192,6 +194,8 @@ impl Host {
                     Command::Bypass { .. } => self.did.push(Did::Bypass),
                     Command::Unbypass { .. } => self.did.push(Did::Unbypass),
                     Command::OutcomeExpired { dst } => self.did.push(Did::Expired { dst }),
+                    Command::Track { .. } => self.did.push(Did::Track),
+                    Command::Forget { .. } => self.did.push(Did::Forget),
                     Command::CacheOutcome { outcome } => self.did.push(Did::Cached {
                         state: outcome.state,
                         passthrough: outcome.cause == Cause::Passthrough,
@@ -746,3 +750,30 @@ fn passthrough_to_a_silent_destination_ends_clear_with_the_bypass() {
     assert_eq!(outcome.state, State::Clear);
     assert!(w.a.position(&Did::SendClear { packets: 1 }) < w.a.position(&Did::Bypass));
 }
+
+#[test]
+fn attempts_that_end_before_their_sa_is_up_are_forgotten() {
+    // A timeout (keyed), an ICMP error (keyless) and the anonymous timeout:
+    // each SA the node told its driver to track is forgotten again.
+    for case in 0..3 {
+        let mut w = if case == 0 {
+            World::authenticated()
+        } else {
+            World::anonymous()
+        };
+        let seen = capture_a_init(&mut w);
+        w.a_sends(b"x");
+        w.settle();
+        if case == 1 {
+            let (to, spi) = seen.borrow().expect("an IKE_SA_INIT left");
+            w.a.node.handle_unreachable(w.now, port_unreachable(to, Some(spi)));
+            w.a.drive(w.now);
+        }
+        w.advance(Duration::from_secs(5));
+        assert_eq!(w.a.outcomes.len(), 1, "case {case}: {:?}", w.a.outcomes);
+        let tracked = w.a.count(|d| *d == Did::Track);
+        assert!(tracked >= 1, "case {case}");
+        assert_eq!(w.a.count(|d| *d == Did::Forget), tracked, "case {case}: {:#?}", w.a.did);
+    }
+}
+

@@ -159,6 +159,10 @@ impl Node {
                 if let Some(h) = found {
                     self.attempts.remove(&h);
                     self.endpoint.close(now, h);
+                    // A handshake closed before it was up ends without an
+                    // event: forget it here, or its record and the driver's
+                    // log span would stay for good (one per clear destination).
+                    self.forget(h);
                 }
             }
             Action::Private { outcome, packets } => {
