@@ -766,14 +766,19 @@ fn attempts_that_end_before_their_sa_is_up_are_forgotten() {
         w.settle();
         if case == 1 {
             let (to, spi) = seen.borrow().expect("an IKE_SA_INIT left");
-            w.a.node.handle_unreachable(w.now, port_unreachable(to, Some(spi)));
+            w.a.node
+                .handle_unreachable(w.now, port_unreachable(to, Some(spi)));
             w.a.drive(w.now);
         }
         w.advance(Duration::from_secs(5));
         assert_eq!(w.a.outcomes.len(), 1, "case {case}: {:?}", w.a.outcomes);
         let tracked = w.a.count(|d| *d == Did::Track);
         assert!(tracked >= 1, "case {case}");
-        assert_eq!(w.a.count(|d| *d == Did::Forget), tracked, "case {case}: {:#?}", w.a.did);
+        assert_eq!(
+            w.a.count(|d| *d == Did::Forget),
+            tracked,
+            "case {case}: {:#?}",
+            w.a.did
+        );
     }
 }
-
