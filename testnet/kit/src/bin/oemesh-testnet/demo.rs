@@ -236,10 +236,12 @@ fn traffic_of(from: &Host, f: &Flow, quiet: bool) -> Vec<String> {
         quiet,
         "ping",
         ping.map(|first| {
-            format!(
-                "4 echo replies; the first after {:.2} s (held while DNS + IKE ran)",
-                first.as_secs_f64()
-            )
+            let after = if first < std::time::Duration::from_secs(1) {
+                format!("{:.1} ms", first.as_secs_f64() * 1e3)
+            } else {
+                format!("{:.2} s", first.as_secs_f64())
+            };
+            format!("4 echo replies; the first after {after} (held while DNS + IKE ran)")
         }),
     );
     if interrupted() {
