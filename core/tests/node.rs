@@ -297,6 +297,18 @@ impl World {
         w
     }
 
+    /// [`World::anonymous`], with A's group passing packets through.
+    fn anonymous_passthrough() -> World {
+        let mut w = World::anonymous();
+        let options = GroupOptions {
+            negotiation: Negotiation::Passthrough,
+            ..GroupOptions::default()
+        };
+        w.a = Host::with_options("10.0.2.1", 1, true, w.now, options);
+        w.a.knows_no_key(&w.b);
+        w
+    }
+
     /// From now on the link loses every datagram.
     fn cut_link(&mut self) {
         self.net.filter = Some(Box::new(|_, _, _| true));
@@ -531,8 +543,12 @@ fn an_unanswered_attempt_times_out_and_the_outcome_says_so() {
     assert!(w.a.position(&Did::Bypass) < w.a.position(&Did::Expired { dst: b }));
 }
 
-/// Records the first IKE_SA_INIT A sends and drops everything A sends.
-fn capture_a_init(w: &mut World) -> std::rc::Rc<std::cell::RefCell<Option<(SocketAddr, u64)>>> {
+/// Records where A's first IKE_SA_INIT goes and its SPIi (what an attacker
+/// on the path sees); with `drop_all`, the link loses everything A sends.
+fn capture_a_init(
+    w: &mut World,
+    drop_all: bool,
+) -> std::rc::Rc<std::cell::RefCell<Option<(SocketAddr, u64)>>> {
     let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
     let s = seen.clone();
     w.net.filter = Some(Box::new(move |from, _, t: &mut Transmit| {
@@ -540,7 +556,7 @@ fn capture_a_init(w: &mut World) -> std::rc::Rc<std::cell::RefCell<Option<(Socke
             let spi = u64::from_be_bytes(t.payload[..8].try_into().unwrap());
             *s.borrow_mut() = Some((t.remote, spi));
         }
-        true
+        drop_all && from == 0
     }));
     seen
 }
@@ -557,7 +573,7 @@ fn port_unreachable(to: SocketAddr, spi_i: Option<u64>) -> Unreachable {
 #[test]
 fn a_keyless_destination_that_answers_port_unreachable_goes_clear_at_once() {
     let mut w = World::anonymous();
-    let seen = capture_a_init(&mut w);
+    let seen = capture_a_init(&mut w, true);
     let start = w.now;
     w.a_sends(b"x");
     w.settle();
@@ -588,15 +604,7 @@ fn a_keyless_destination_that_answers_port_unreachable_goes_clear_at_once() {
 fn a_forged_port_unreachable_does_not_end_an_attempt_with_a_keyed_peer() {
     let mut w = World::authenticated();
     w.net.latency = Duration::from_millis(40);
-    let seen = std::rc::Rc::new(std::cell::RefCell::new(None));
-    let s = seen.clone();
-    w.net.filter = Some(Box::new(move |from, _, t: &mut Transmit| {
-        if from == 0 && s.borrow().is_none() {
-            let spi = u64::from_be_bytes(t.payload[..8].try_into().unwrap());
-            *s.borrow_mut() = Some((t.remote, spi));
-        }
-        false
-    }));
+    let seen = capture_a_init(&mut w, false);
     w.a_sends(b"x");
     w.a.drive(w.now);
     w.advance(Duration::from_millis(1)); // the IKE_SA_INIT is on the wire
@@ -617,7 +625,7 @@ fn a_forged_port_unreachable_does_not_end_an_attempt_with_a_keyed_peer() {
 #[test]
 fn a_keyed_peer_that_stays_unreachable_fails_after_the_grace_and_says_why() {
     let mut w = World::authenticated();
-    let seen = capture_a_init(&mut w);
+    let seen = capture_a_init(&mut w, true);
     w.a_sends(b"x");
     w.settle();
     let (to, spi) = seen.borrow().expect("an IKE_SA_INIT left");
@@ -645,7 +653,7 @@ fn a_keyed_peer_that_stays_unreachable_fails_after_the_grace_and_says_why() {
 #[test]
 fn an_error_without_the_spi_only_shortens_even_a_keyless_attempt() {
     let mut w = World::anonymous();
-    let seen = capture_a_init(&mut w);
+    let seen = capture_a_init(&mut w, true);
     w.a_sends(b"x");
     w.settle();
     let (to, _) = seen.borrow().expect("an IKE_SA_INIT left");
@@ -694,14 +702,7 @@ fn an_anonymous_peer_that_answers_gets_the_whole_ike_timeout() {
 
 #[test]
 fn passthrough_sends_in_clear_at_once_and_moves_to_esp_without_a_bypass() {
-    let now = Instant::now();
-    let options = GroupOptions {
-        negotiation: Negotiation::Passthrough,
-        ..GroupOptions::default()
-    };
-    let mut w = World::anonymous();
-    w.a = Host::with_options("10.0.2.1", 1, true, now, options);
-    w.a.knows_no_key(&w.b);
+    let mut w = World::anonymous_passthrough();
     w.net.latency = Duration::from_millis(5);
     w.a_sends(b"first");
     w.a.drive(w.now);
@@ -732,14 +733,7 @@ fn passthrough_sends_in_clear_at_once_and_moves_to_esp_without_a_bypass() {
 
 #[test]
 fn passthrough_to_a_silent_destination_ends_clear_with_the_bypass() {
-    let now = Instant::now();
-    let options = GroupOptions {
-        negotiation: Negotiation::Passthrough,
-        ..GroupOptions::default()
-    };
-    let mut w = World::anonymous();
-    w.a = Host::with_options("10.0.2.1", 1, true, now, options);
-    w.a.knows_no_key(&w.b);
+    let mut w = World::anonymous_passthrough();
     w.cut_link();
     w.a_sends(b"first");
     w.settle();
@@ -761,7 +755,7 @@ fn attempts_that_end_before_their_sa_is_up_are_forgotten() {
         } else {
             World::anonymous()
         };
-        let seen = capture_a_init(&mut w);
+        let seen = capture_a_init(&mut w, true);
         w.a_sends(b"x");
         w.settle();
         if case == 1 {
@@ -781,4 +775,27 @@ fn attempts_that_end_before_their_sa_is_up_are_forgotten() {
             w.a.did
         );
     }
+}
+
+#[test]
+fn a_forged_error_does_not_cut_a_far_keyed_peer_short_once_it_answers() {
+    // 80 ms each way: the IKE_SA_INIT answer comes within the grace, the
+    // IKE_AUTH answer long after it. Once the peer has answered, it runs
+    // IKE: the error's shortened wait must not end the handshake.
+    let mut w = World::authenticated();
+    w.net.latency = Duration::from_millis(80);
+    let seen = capture_a_init(&mut w, false);
+    w.a_sends(b"x");
+    w.a.drive(w.now);
+    w.advance(Duration::from_millis(1));
+    let (to, spi) = seen.borrow().expect("an IKE_SA_INIT left");
+    let fate =
+        w.a.node
+            .handle_unreachable(w.now, port_unreachable(to, Some(spi)));
+    assert_eq!(fate, UnreachableFate::Shortened);
+    w.advance(Duration::from_secs(2));
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Private, "{outcome}");
 }

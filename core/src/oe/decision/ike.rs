@@ -67,8 +67,8 @@ impl Machine {
     }
 
     /// The peer of the attempt for `dst` answered its IKE_SA_INIT: it speaks
-    /// IKE, so an anonymous attempt now has its whole share of the IKE
-    /// timeout, not just `anonymous_timeout`.
+    /// IKE, so the attempt has its whole share of the IKE timeout again, not
+    /// just `anonymous_timeout` or the grace an ICMP error left it.
     pub fn on_ike_answered(&mut self, dst: IpAddr, peer_addr: IpAddr) {
         let Some(Pending {
             phase: Phase::Ike(ike),
@@ -80,8 +80,8 @@ impl Machine {
         if ike.current.peer_addr != peer_addr {
             return;
         }
-        ike.unreachable = None;
-        if std::mem::take(&mut ike.unanswered) && ike.timer.0 < ike.attempt_deadline {
+        let cut_short = std::mem::take(&mut ike.unanswered) | ike.unreachable.take().is_some();
+        if cut_short && ike.timer.0 < ike.attempt_deadline {
             let at = ike.attempt_deadline;
             self.rearm(dst, at);
         }
@@ -132,18 +132,15 @@ impl Machine {
 
     /// Moves the IKE timer of pending `dst` to `at`.
     fn rearm(&mut self, dst: IpAddr, at: Instant) {
-        let key = (at, self.next_timer);
-        let Some(Pending {
-            phase: Phase::Ike(ike),
-            ..
-        }) = self.pending.get_mut(&dst)
-        else {
-            return;
+        let key = self.arm(at, Timer::Ike(dst));
+        let old = match self.pending.get_mut(&dst) {
+            Some(Pending {
+                phase: Phase::Ike(ike),
+                ..
+            }) => std::mem::replace(&mut ike.timer, key),
+            _ => key,
         };
-        self.next_timer += 1;
-        self.timers.remove(&ike.timer);
-        ike.timer = key;
-        self.timers.insert(key, Timer::Ike(dst));
+        self.timers.remove(&old);
     }
 
     /// Passthrough (`negotiation = "passthrough"`): the held packets of
