@@ -73,8 +73,6 @@ pub struct Lookups {
     /// `Sync`); it is reached through `get_mut`, locked only by `Debug`.
     inflight: std::sync::Mutex<FuturesUnordered<Abortable<KeyAnswer>>>,
     keys: HashMap<DomainName, AbortHandle>,
-    keys_tx: mpsc::UnboundedSender<(DomainName, DnsResult)>,
-    keys_rx: mpsc::UnboundedReceiver<(DomainName, DnsResult)>,
     addrs_tx: mpsc::UnboundedSender<(DomainName, IpAddr, AddressResult)>,
     addrs_rx: mpsc::UnboundedReceiver<(DomainName, IpAddr, AddressResult)>,
 }
@@ -92,14 +90,11 @@ impl std::fmt::Debug for Lookups {
 impl Lookups {
     /// Lookups through `resolver`; without one, each fails at once.
     pub fn new(resolver: Option<Arc<KeyResolver>>) -> Lookups {
-        let (keys_tx, keys_rx) = mpsc::unbounded_channel();
         let (addrs_tx, addrs_rx) = mpsc::unbounded_channel();
         Lookups {
             resolver,
             inflight: std::sync::Mutex::new(FuturesUnordered::new()),
             keys: HashMap::new(),
-            keys_tx,
-            keys_rx,
             addrs_tx,
             addrs_rx,
         }
@@ -120,10 +115,6 @@ impl Lookups {
         loop {
             tokio::select! {
                 biased;
-                Some((name, result)) = self.keys_rx.recv() => {
-                    self.keys.remove(&name);
-                    return Answer::Key(name, result);
-                }
                 Some(done) = inflight.next(), if !inflight.is_empty() => {
                     // Err: cancelled or replaced; its name is no longer ours.
                     if let Ok((name, result)) = done {
@@ -140,14 +131,13 @@ impl Lookups {
 
     /// Starts an IPSECKEY lookup at `name` (replacing one under way).
     pub fn key(&mut self, name: DomainName) {
-        let tx = self.keys_tx.clone();
+        let key = name.clone();
         let Some(resolver) = self.resolver.clone() else {
             let reason = DnsFailure::NoResolver;
-            let _ = tx.send((name, DnsResult::Failed { reason }));
-            return;
+            let failed = (name, DnsResult::Failed { reason });
+            return self.await_key(key, Box::pin(std::future::ready(failed)));
         };
         let owner = name.to_string();
-        let key = name.clone();
         let started = Instant::now();
         // The query leaves now; the answer is awaited in `next`.
         let sent = resolver.send_query(&owner);
@@ -164,6 +154,12 @@ impl Lookups {
             tracing::debug!("{owner}: IPSECKEY lookup answered in {ms:.2} ms");
             (name, result)
         });
+        self.await_key(key, answer);
+    }
+
+    /// Puts `answer` among those [`Lookups::next`] polls, abortable by `name`
+    /// (replacing one under way).
+    fn await_key(&mut self, key: DomainName, answer: KeyAnswer) {
         let (handle, registration) = AbortHandle::new_pair();
         self.inflight
             .get_mut()
@@ -272,17 +268,7 @@ pub async fn udp_loop(
 
 fn transient(e: &io::Error) -> bool {
     use io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        WouldBlock
-            | Interrupted
-            | ConnectionRefused
-            | ConnectionReset
-            | HostUnreachable
-            | NetworkUnreachable
-            // ICMPv6 "administratively prohibited", queued with IP_RECVERR.
-            | PermissionDenied
-    )
+    matches!(e.kind(), WouldBlock | Interrupted) || crate::net::udp::icmp_reported(e)
 }
 
 /// One ESP packet: SA by SPI, replay check and decryption in place, traffic

@@ -55,12 +55,14 @@ impl Parked {
             return Parking::TooLong;
         }
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut buf, how) = match slots.len() >= SLOTS {
-            true => match slots.pop_front() {
-                Some(old) => (old.data, Parking::KeptDroppingOldest),
-                None => (Vec::new(), Parking::Kept),
-            },
-            false => (Vec::with_capacity(MAX_LEN), Parking::Kept),
+        let oldest = if slots.len() >= SLOTS {
+            slots.pop_front()
+        } else {
+            None
+        };
+        let (mut buf, how) = match oldest {
+            Some(old) => (old.data, Parking::KeptDroppingOldest),
+            None => (Vec::with_capacity(MAX_LEN), Parking::Kept),
         };
         buf.clear();
         buf.extend_from_slice(data);

@@ -186,8 +186,13 @@ pub fn icmp_reported(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(
         e.kind(),
-        ConnectionRefused | ConnectionReset | HostUnreachable | NetworkUnreachable
-    ) || e.raw_os_error() == Some(nix::libc::EACCES) // ICMPv6 administratively prohibited
+        ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkUnreachable
+            // ICMPv6 "administratively prohibited" (EACCES).
+            | PermissionDenied
+    )
 }
 
 /// How much of our datagram an ICMP error may quote that is kept: the IKE
