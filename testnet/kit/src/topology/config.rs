@@ -140,6 +140,10 @@ pub struct AgentConfig {
     pub dpd_interval: Option<String>,
     /// `[ike] exchange_timeout`; `None`: the agent's default.
     pub exchange_timeout: Option<String>,
+    /// `[ike] cookie_rate` (cookie replies per second per source); `None`: the agent's default.
+    pub cookie_rate: Option<u32>,
+    /// `[ike] udp_workers` (receive workers per UDP port); `None`: the agent's default.
+    pub udp_workers: Option<u32>,
     /// `[policy]`: group name → prefixes, in this order.
     pub policy: Vec<(String, Vec<String>)>,
     /// Raw TOML appended at the end (must start with a `[section]` header).
@@ -163,6 +167,8 @@ impl Default for AgentConfig {
             rekey_margin: None,
             dpd_interval: None,
             exchange_timeout: None,
+            cookie_rate: None,
+            udp_workers: None,
             policy: vec![
                 ("private-or-clear".into(), vec![SUBNET_V4.into()]),
                 ("clear".into(), vec![format!("{DNS_V4}/32")]),
@@ -206,6 +212,14 @@ impl AgentConfig {
         ] {
             if let Some(v) = value {
                 let _ = writeln!(t, "{key} = \"{v}\"");
+            }
+        }
+        for (key, value) in [
+            ("cookie_rate", self.cookie_rate),
+            ("udp_workers", self.udp_workers),
+        ] {
+            if let Some(v) = value {
+                let _ = writeln!(t, "{key} = {v}");
             }
         }
         t.push_str("\n[outcome]\n");
@@ -286,5 +300,12 @@ mod tests {
         assert!(t.contains("private = [\"192.0.2.20/32\"]"), "{t}");
         assert!(t.contains("clear_lifetime = \"2s\""), "{t}");
         assert!(t.contains("servers = [\"192.0.2.53:53\"]"), "{t}");
+        assert!(!t.contains("cookie_rate"), "{t}");
+        c.cookie_rate = Some(100);
+        c.udp_workers = Some(2);
+        let t = c.render(Ipv4Addr::new(192, 0, 2, 10), None, Path::new("/s"));
+        let ike = &t[t.find("[ike]").unwrap()..t.find("[outcome]").unwrap()];
+        assert!(ike.contains("cookie_rate = 100\n"), "{t}");
+        assert!(ike.contains("udp_workers = 2\n"), "{t}");
     }
 }
