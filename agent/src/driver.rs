@@ -8,8 +8,10 @@
 //!   clear outcome re-sends it marked around the TUN; a blocked one drops it;
 //!   anything else goes to the control plane ([`crate::control_plane`]),
 //!   where core's decision machine holds it.
-//! - [`udp_loop`] (UDP 500 and 4500): IKE messages go to the control plane,
-//!   which owns core's IKE endpoint; ESP finds its SA by SPI, is checked
+//! - [`udp_loop`] (UDP 500 and 4500, one per socket of each port's
+//!   `SO_REUSEPORT` group): IKE messages go to the control plane, which owns
+//!   core's IKE endpoint, or are answered with a cookie on the spot under a
+//!   flood ([`crate::datapath::ike_queue`]); ESP finds its SA by SPI, is checked
 //!   against replay, decrypted in place, its inner packet checked against the
 //!   SA's traffic selectors and written to the TUN, one flush per batch.
 //!   Every refusal is counted, none stops the loop.
@@ -35,16 +37,16 @@ use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::FuturesUnordered;
 
 use oemesh_core::esp::{DecapError, peek_spi};
-use oemesh_core::ike::cookie;
 use oemesh_core::ike::udp_encap::{self, Datagram};
 use oemesh_core::ipseckey::DomainName;
 use oemesh_core::oe::{AddressResult, DnsFailure, DnsResult};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::datapath::gso::GsoBatch;
+use crate::datapath::ike_queue::CookieReplies;
 use crate::datapath::parked::Parking;
 use crate::datapath::sa_table::OpenError;
-use crate::datapath::{DataPath, IkeDatagram};
+use crate::datapath::DataPath;
 use crate::dns::KeyResolver;
 use crate::metrics::PacketOutcome;
 use crate::net::nft::Enforcer;
@@ -217,6 +219,7 @@ pub async fn udp_loop(
     dp: Arc<DataPath>,
 ) -> io::Result<()> {
     let mut batch = endpoint.recv_batch();
+    let mut cookies = CookieReplies::default();
     let port = endpoint.port();
     loop {
         if let Err(e) = endpoint.recv(&mut batch).await {
@@ -227,6 +230,7 @@ pub async fn udp_loop(
             }
             return Err(e);
         }
+        let now = Instant::now();
         for d in batch.datagrams_mut() {
             let kind = if natt {
                 udp_encap::classify(d.data)
@@ -235,33 +239,16 @@ pub async fn udp_loop(
             };
             match kind {
                 Datagram::Ike(message) => {
-                    // The last quarter of the queue is kept for messages
-                    // that are not plain IKE_SA_INIT requests (a spoofed
-                    // flood's), so that IKE_AUTH and requests with a
-                    // cookie still get in while a flood is being shed.
-                    let reserve = dp.ike.max_capacity() / 4;
-                    let shed = dp.ike.capacity() < reserve && cookie::sheddable(message);
                     let local = SocketAddr::new(d.to.unwrap_or(dp.address), port);
-                    let queued = !shed
-                        && dp
-                            .ike
-                            .try_send(IkeDatagram {
-                                local,
-                                remote: d.from,
-                                message: message.to_vec(),
-                            })
-                            .is_ok();
-                    if !queued {
-                        tracing::trace!(from = %d.from, "IKE dropped: control plane busy");
-                        dp.metrics.ike_queue_drop();
-                        dp.metrics.packet(PacketOutcome::Dropped, d.data.len());
-                    }
+                    dp.ike
+                        .offer(now, local, d.from, message, &mut cookies, &dp.metrics);
                 }
                 Datagram::Esp(_) => inbound_esp(&dp, d.from, d.data, &mut tun),
                 Datagram::Keepalive => {}
                 Datagram::Invalid => dp.metrics.packet(PacketOutcome::Dropped, d.data.len()),
             }
         }
+        cookies.flush(&dp.ike, &endpoint, natt, &dp.metrics);
         tun.flush().await?;
     }
 }

@@ -81,6 +81,8 @@ pub struct Metrics {
     ike_auth_failures: Counter,
     ike_queue_drops: Counter,
     ike_cookies_sent: Counter,
+    cookie_replies_limited: Counter,
+    cookie_unanswerable: Counter,
     /// IKE messages core dropped, by reason (core counts them), in the
     /// order of [`DropReason::ALL`].
     ike_drops: [Counter; DropReason::ALL.len()],
@@ -261,6 +263,14 @@ impl Default for Metrics {
             "oemesh_ike_cookies_sent",
             "IKE_SA_INIT requests answered with a COOKIE (too many half-open SAs)",
         );
+        let cookie_replies_limited = counter(
+            "oemesh_ike_cookie_replies_limited",
+            "IKE_SA_INIT requests left without a COOKIE reply: their source's reply rate was used up",
+        );
+        let cookie_unanswerable = counter(
+            "oemesh_ike_cookie_unanswerable",
+            "IKE_SA_INIT requests dropped while cookies were required: no nonce, or shorter than the reply",
+        );
         let ike_drops = Labelled::register(
             &mut registry,
             "oemesh_ike_drops",
@@ -282,6 +292,8 @@ impl Default for Metrics {
             ike_auth_failures,
             ike_queue_drops,
             ike_cookies_sent,
+            cookie_replies_limited,
+            cookie_unanswerable,
             ike_drops,
             trust,
             icmp_errors,
@@ -294,6 +306,7 @@ impl Default for Metrics {
 pub struct NodeTotals {
     counters: oe::Counters,
     ike_auth_failures: u64,
+    cookies_sent: u64,
 }
 
 impl Metrics {
@@ -307,7 +320,11 @@ impl Metrics {
         }
         last.counters = c;
         let stats = node.endpoint().stats();
-        self.set_ike_cookies_sent(stats.cookies_sent);
+        // The UDP workers count theirs as they send them.
+        let engine = stats.cookies_sent;
+        self.ike_cookies_sent
+            .inc_by(engine.saturating_sub(last.cookies_sent));
+        last.cookies_sent = engine;
         self.set_ike_drops(&stats.drops);
         use TrustEvent as T;
         self.set_trust(T::WrongAddress, stats.wrong_address);
@@ -415,9 +432,29 @@ impl Metrics {
         self.ike_queue_drops.get()
     }
 
-    /// Sets the COOKIE notifies sent so far (the IKE endpoint counts them).
-    pub fn set_ike_cookies_sent(&self, n: u64) {
-        self.ike_cookies_sent.inner().store(n, Relaxed);
+    /// `n` COOKIE replies a UDP worker sent (the engine's are taken by [`Self::sync`]).
+    pub fn ike_cookies_sent_add(&self, n: u64) {
+        self.ike_cookies_sent.inc_by(n);
+    }
+
+    /// COOKIE notifies sent so far, by the UDP workers and the engine.
+    pub fn ike_cookies_sent(&self) -> u64 {
+        self.ike_cookies_sent.get()
+    }
+
+    /// `n` cookie replies not sent: their source's rate was used up.
+    pub fn cookie_replies_limited_add(&self, n: u64) {
+        self.cookie_replies_limited.inc_by(n);
+    }
+
+    /// Cookie replies not sent so far because of the per-source rate.
+    pub fn cookie_replies_limited(&self) -> u64 {
+        self.cookie_replies_limited.get()
+    }
+
+    /// An IKE_SA_INIT request that may get no cookie reply (dropped).
+    pub fn cookie_unanswerable(&self) {
+        self.cookie_unanswerable.inc();
     }
 
     /// Sets the IKE messages dropped so far, per reason, as

@@ -33,6 +33,7 @@ use crate::control::server::{ControlServer, Handler};
 use crate::control_plane::{ControlPlane, Inputs, Settings, StatusInfo};
 use crate::datapath::DataPath;
 use crate::datapath::clear::ClearSender;
+use crate::datapath::ike_queue;
 use crate::datapath::sa_table::SaTable;
 use crate::dns::KeyResolver;
 use crate::driver::{self, KernelActions};
@@ -162,15 +163,17 @@ impl Agent {
             cfg.routing.rule_priority
         );
 
-        let ike = Arc::new(
-            UdpEndpoint::bind(cfg.ike.port, cfg.routing.fwmark)
-                .with_context(|| format!("binding UDP port {} (ike.port)", cfg.ike.port))?,
-        );
-        let natt = Arc::new(
-            UdpEndpoint::bind(cfg.ike.natt_port, cfg.routing.fwmark).with_context(|| {
-                format!("binding UDP port {} (ike.natt_port)", cfg.ike.natt_port)
-            })?,
-        );
+        // Each port: one socket per UDP worker (SO_REUSEPORT); the first
+        // also sends (IKE from the control plane, ESP from the TUN workers).
+        let workers = cfg.ike.udp_workers;
+        let bind = |port: u16, key: &str| -> Result<Vec<Arc<UdpEndpoint>>> {
+            let group = UdpEndpoint::bind_group(port, cfg.routing.fwmark, workers)
+                .with_context(|| format!("binding UDP port {port} ({key})"))?;
+            Ok(group.into_iter().map(Arc::new).collect())
+        };
+        let ike_group = bind(cfg.ike.port, "ike.port")?;
+        let natt_group = bind(cfg.ike.natt_port, "ike.natt_port")?;
+        let (ike, natt) = (ike_group[0].clone(), natt_group[0].clone());
 
         let resolver = match KeyResolver::new(&cfg.dns.servers, cfg.dns.timeout, cfg.routing.fwmark)
         {
@@ -231,7 +234,8 @@ impl Agent {
         // The data path and the control plane's inputs.
         let (notice_tx, notices) = mpsc::unbounded_channel();
         let (undecided_tx, undecided) = mpsc::channel(UNDECIDED_QUEUE);
-        let (ike_tx, ike_rx) = mpsc::channel(IKE_QUEUE);
+        let endpoint = Endpoint::new(ike_config(cfg, address, key.as_ref()), os_seed()?);
+        let (ike_tx, ike_rx) = ike_queue::queues(IKE_QUEUE, endpoint.cookies(), cfg.ike.cookie_rate);
         let (request_tx, requests) = mpsc::channel(REQUEST_QUEUE);
         let clear = match ClearSender::new(cfg.routing.fwmark) {
             Ok(c) => Some(c),
@@ -254,7 +258,6 @@ impl Agent {
             queue_drops: AtomicU64::new(0),
             parked: Default::default(),
         });
-        let endpoint = Endpoint::new(ike_config(cfg, address, key.as_ref()), os_seed()?);
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         self.control_shutdown = Some(shutdown_tx);
         let machine = Machine::new(machine_config(cfg), cfg.policy.core().clone());
@@ -321,8 +324,10 @@ impl Agent {
                     .with_context(|| format!("reading TUN queue {q}"))
             });
         }
-        for (endpoint, is_natt) in [(ike, false), (natt, true)] {
-            let (writer, dp) = (tun.writer(0), dp.clone());
+        let sockets = ike_group.into_iter().map(|s| (s, false));
+        let sockets = sockets.chain(natt_group.into_iter().map(|s| (s, true)));
+        for (i, (endpoint, is_natt)) in sockets.enumerate() {
+            let (writer, dp) = (tun.writer(i), dp.clone());
             let port = endpoint.port();
             self.tasks.spawn(async move {
                 driver::udp_loop(endpoint, is_natt, writer, dp)

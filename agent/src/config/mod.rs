@@ -37,6 +37,11 @@ pub mod defaults {
     pub const INBOUND_LOOKUP_BURST: u32 = 100;
     /// `ike.half_open_per_source`: half-open IKE SAs from one address (IPv6: /64).
     pub const HALF_OPEN_PER_SOURCE: usize = 32;
+    /// `ike.cookie_rate`: cookie replies per second to one source address
+    /// (IPv6: /64), after a burst of as many (reflection bound).
+    pub const COOKIE_RATE: u32 = 1000;
+    /// `ike.udp_workers` at most (the default is one per CPU, up to this).
+    pub const MAX_UDP_WORKERS: usize = 16;
     /// `ike.anonymous_limit`: anonymous (AUTH NULL) IKE SAs at most.
     pub const ANONYMOUS_LIMIT: usize = 8192;
     /// `ike.anonymous_per_source`: anonymous IKE SAs from one address (IPv6: /64).
@@ -179,6 +184,10 @@ pub struct IkeConfig {
     pub half_open_per_source: usize,
     /// Anonymous IKE SAs at most (the idlest is evicted for a new one).
     pub anonymous_limit: usize,
+    /// Cookie replies per second to one source (IPv6: /64).
+    pub cookie_rate: u32,
+    /// Receive workers (sockets with `SO_REUSEPORT`) per UDP port.
+    pub udp_workers: usize,
     /// Anonymous IKE SAs from one source at most.
     pub anonymous_per_source: usize,
 }
@@ -391,6 +400,8 @@ impl Default for Config {
                 esp_aead: defaults::ESP_AEAD,
                 half_open_per_source: defaults::HALF_OPEN_PER_SOURCE,
                 anonymous_limit: defaults::ANONYMOUS_LIMIT,
+                cookie_rate: defaults::COOKIE_RATE,
+                udp_workers: default_udp_workers(),
                 anonymous_per_source: defaults::ANONYMOUS_PER_SOURCE,
             },
             hold: HoldConfig {
@@ -436,3 +447,11 @@ pub enum ParseError {
 
 #[cfg(test)]
 mod tests;
+
+/// `ike.udp_workers` by default: one per CPU this process may run on, at
+/// most [`defaults::MAX_UDP_WORKERS`].
+pub fn default_udp_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(defaults::MAX_UDP_WORKERS)
+}

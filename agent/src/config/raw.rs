@@ -57,6 +57,8 @@ pub(crate) struct RawIke {
     pub(crate) esp_aead: Option<String>,
     pub(crate) half_open_per_source: Option<usize>,
     pub(crate) anonymous_limit: Option<usize>,
+    pub(crate) cookie_rate: Option<usize>,
+    pub(crate) udp_workers: Option<usize>,
     pub(crate) anonymous_per_source: Option<usize>,
 }
 

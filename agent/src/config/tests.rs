@@ -60,6 +60,8 @@ fn example_documents_every_key() {
         "child_lifetime",
         "anonymous_timeout",
         "icmp_grace",
+        "cookie_rate",
+        "udp_workers",
         "rekey_margin",
         "idle_timeout",
         "packets",

@@ -216,6 +216,23 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
         ike.anonymous_limit,
         defaults::ANONYMOUS_LIMIT,
     );
+    cfg.ike.cookie_rate = rate(
+        &mut c,
+        "ike.cookie_rate",
+        ike.cookie_rate,
+        defaults::COOKIE_RATE,
+    );
+    cfg.ike.udp_workers = c.positive(
+        "ike.udp_workers",
+        ike.udp_workers,
+        super::default_udp_workers(),
+    );
+    if cfg.ike.udp_workers > 64 {
+        c.fail(
+            "ike.udp_workers",
+            format!("{} workers is more than 64; one per CPU is enough", cfg.ike.udp_workers),
+        );
+    }
     cfg.ike.anonymous_per_source = c.positive(
         "ike.anonymous_per_source",
         ike.anonymous_per_source,

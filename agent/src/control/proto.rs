@@ -106,9 +106,14 @@ pub struct StatusReply {
     #[serde(default)]
     pub half_open: u64,
     /// COOKIE notifies sent: IKE_SA_INIT requests answered statelessly
-    /// because too many IKE SAs were half-open (RFC 7296 §2.6).
+    /// because too many IKE SAs were half-open (RFC 7296 §2.6), by the UDP
+    /// workers and by the engine.
     #[serde(default)]
     pub cookies_sent: u64,
+    /// IKE_SA_INIT requests left without a COOKIE reply because their
+    /// source's reply rate (`ike.cookie_rate`) was used up.
+    #[serde(default)]
+    pub cookies_limited: u64,
     /// IKE messages dropped: unparsable, unknown SPI, half-open limit reached,
     /// or the control plane's queue full.
     #[serde(default)]

@@ -33,7 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::control::answers::View;
 use crate::control::proto::{Reply, Request};
 use crate::datapath::sa_table::{Notice, Outbound};
-use crate::datapath::{DataPath, IkeDatagram, Undecided};
+use crate::datapath::ike_queue::IkeInbox;
+use crate::datapath::{DataPath, Undecided};
 use crate::dns::KeyResolver;
 use crate::driver::{Answer, KernelActions, Lookups};
 use crate::metrics::{NodeTotals, PacketOutcome};
@@ -50,8 +51,8 @@ pub type ControlRequest = (Request, oneshot::Sender<Reply>);
 pub struct Inputs {
     /// Packets to undecided destinations.
     pub undecided: mpsc::Receiver<Undecided>,
-    /// IKE messages.
-    pub ike: mpsc::Receiver<IkeDatagram>,
+    /// IKE messages, priority first.
+    pub ike: IkeInbox,
     /// Data-path notices.
     pub notices: mpsc::UnboundedReceiver<Notice>,
     /// Control-socket requests.
@@ -161,7 +162,7 @@ impl ControlPlane {
                     // batch before driving, so the per-round costs (timer,
                     // metrics, select) are paid once per batch.
                     for _ in 1..IKE_BATCH {
-                        let Ok(d) = self.inputs.ike.try_recv() else { break };
+                        let Some(d) = self.inputs.ike.try_recv() else { break };
                         self.node.handle_ike(now, d.local, d.remote, &d.message);
                     }
                     // Queued errors count against the socket's buffer (IKE's).

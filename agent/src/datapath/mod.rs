@@ -20,6 +20,7 @@
 pub mod clear;
 pub mod gro;
 pub mod gso;
+pub mod ike_queue;
 pub mod ip;
 pub mod parked;
 pub mod sa_table;
@@ -76,8 +77,9 @@ pub struct DataPath {
     pub address: IpAddr,
     /// Packets for the control plane (bounded).
     pub undecided: mpsc::Sender<Undecided>,
-    /// IKE messages for the control plane (bounded).
-    pub ike: mpsc::Sender<IkeDatagram>,
+    /// IKE messages for the control plane (bounded, two queues), and the
+    /// cookie replies the UDP workers send themselves.
+    pub ike: ike_queue::IkeOutbox,
     /// Packets dropped because the control plane's queue was full.
     pub queue_drops: AtomicU64,
     /// ESP datagrams whose SA was not installed yet.

@@ -60,7 +60,9 @@ fn exposition_unchanged() {
     m.esp_ts_mismatch();
     m.ike_auth_failures_add(6);
     m.ike_queue_drop();
-    m.set_ike_cookies_sent(7);
+    m.ike_cookies_sent_add(7);
+    m.cookie_replies_limited_add(4);
+    m.cookie_unanswerable();
     let mut drops = [0; DropReason::ALL.len()];
     drops[DropReason::UnknownSpi as usize] = 3;
     m.set_ike_drops(&drops);
@@ -136,6 +138,12 @@ oemesh_ike_queue_drops_total 1
 # HELP oemesh_ike_cookies_sent_total IKE_SA_INIT requests answered with a COOKIE (too many half-open SAs).
 # TYPE oemesh_ike_cookies_sent_total counter
 oemesh_ike_cookies_sent_total 7
+# HELP oemesh_ike_cookie_replies_limited_total IKE_SA_INIT requests left without a COOKIE reply: their source's reply rate was used up.
+# TYPE oemesh_ike_cookie_replies_limited_total counter
+oemesh_ike_cookie_replies_limited_total 4
+# HELP oemesh_ike_cookie_unanswerable_total IKE_SA_INIT requests dropped while cookies were required: no nonce, or shorter than the reply.
+# TYPE oemesh_ike_cookie_unanswerable_total counter
+oemesh_ike_cookie_unanswerable_total 1
 "#;
     // Every reason, in core's order, whether it happened or not.
     let mut added = "# HELP oemesh_ike_drops_total IKE messages dropped by the IKE endpoint, \

@@ -32,11 +32,28 @@ impl UdpEndpoint {
     /// Binds `port` on all addresses (dual-stack if possible) with `fwmark`.
     /// Must be called inside a tokio runtime.
     pub fn bind(port: u16, fwmark: u32) -> io::Result<UdpEndpoint> {
-        let (sock, dual_stack) = match make_socket(Domain::IPV6, port, fwmark) {
+        Self::bind_with(port, fwmark, false)
+    }
+
+    /// `workers` sockets bound to `port` together (`SO_REUSEPORT`: the
+    /// kernel spreads datagrams over them by their addresses and ports, so
+    /// that each worker drains its own receive buffer). Fails if anything
+    /// holds the port already: a socket without `SO_REUSEPORT` is bound and
+    /// closed first, as a member of another group would join it silently.
+    pub fn bind_group(port: u16, fwmark: u32, workers: usize) -> io::Result<Vec<UdpEndpoint>> {
+        drop(Self::bind_with(port, fwmark, false)?);
+        (0..workers.max(1))
+            .map(|_| Self::bind_with(port, fwmark, true))
+            .collect()
+    }
+
+    fn bind_with(port: u16, fwmark: u32, reuse_port: bool) -> io::Result<UdpEndpoint> {
+        let make = |domain| make_socket(domain, port, fwmark, reuse_port);
+        let (sock, dual_stack) = match make(Domain::IPV6) {
             Ok(s) => (s, true),
             Err(e) => {
                 tracing::debug!("UDP {port}: no IPv6 socket ({e}); IPv4 only");
-                (make_socket(Domain::IPV4, port, fwmark)?, false)
+                (make(Domain::IPV4)?, false)
             }
         };
         let state = UdpSocketState::new(UdpSockRef::from(&sock))?;
@@ -126,6 +143,100 @@ impl UdpEndpoint {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Sends `datagrams` (each `prefix` then its bytes), all from `from` when
+    /// given, in as few `sendmmsg` calls as it takes, without waiting: what a
+    /// full send buffer refuses is not sent. Returns how many were sent (see
+    /// the note on partial batches below).
+    pub fn try_send_many(
+        &self,
+        from: Option<IpAddr>,
+        prefix: &[u8],
+        datagrams: &[(SocketAddr, &[u8])],
+    ) -> io::Result<usize> {
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+
+        use nix::sys::socket::{
+            ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg,
+        };
+
+        let v4_info;
+        let v6_info;
+        let cmsg: Vec<ControlMessage<'_>> = match from.map(|ip| self.outgoing((ip, 0).into())) {
+            Some(SocketAddr::V6(a)) if a.ip().to_ipv4_mapped().is_some() => {
+                let ip = a.ip().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED);
+                v4_info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(ip).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                vec![ControlMessage::Ipv4PacketInfo(&v4_info)]
+            }
+            Some(SocketAddr::V4(a)) => {
+                v4_info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(*a.ip()).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                vec![ControlMessage::Ipv4PacketInfo(&v4_info)]
+            }
+            Some(SocketAddr::V6(a)) => {
+                v6_info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                vec![ControlMessage::Ipv6PacketInfo(&v6_info)]
+            }
+            None => Vec::new(),
+        };
+        let cmsg_space = nix::cmsg_space!(libc::in6_pktinfo);
+        let mut sent = 0;
+        let mut retried = false;
+        while sent < datagrams.len() {
+            let chunk = &datagrams[sent..datagrams.len().min(sent + BATCH_SIZE)];
+            let slices: Vec<[IoSlice<'_>; 2]> = chunk
+                .iter()
+                .map(|(_, bytes)| [IoSlice::new(prefix), IoSlice::new(bytes)])
+                .collect();
+            let addrs: Vec<Option<SockaddrStorage>> = chunk
+                .iter()
+                .map(|(to, _)| Some(SockaddrStorage::from(self.outgoing(*to))))
+                .collect();
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
+                chunk.len(),
+                (!cmsg.is_empty()).then(|| Vec::with_capacity(cmsg_space.capacity())),
+            );
+            let result = sendmmsg(
+                self.socket.as_raw_fd(),
+                &mut headers,
+                &slices,
+                &addrs,
+                &cmsg[..],
+                MsgFlags::MSG_DONTWAIT,
+            )
+            // nix does not say how many of a batch went (only iterating the
+            // results would, and for a send that reads addresses it never
+            // wrote): a batch cut short by a full buffer is counted whole.
+            .map(|_| chunk.len())
+            .map_err(io::Error::from);
+            match result {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // A queued ICMP error fails one call (see `send`).
+                Err(e) if !retried && icmp_reported(&e) => retried = true,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
     }
 
     /// Asks the kernel to queue ICMP and ICMPv6 errors for the datagrams
@@ -292,9 +403,10 @@ fn read_error_queue(socket: &tokio::net::UdpSocket) -> io::Result<Option<IcmpErr
     }))
 }
 
-fn make_socket(domain: Domain, port: u16, fwmark: u32) -> io::Result<Socket> {
+fn make_socket(domain: Domain, port: u16, fwmark: u32, reuse_port: bool) -> io::Result<Socket> {
     let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     sock.set_mark(fwmark)?;
+    sock.set_reuse_port(reuse_port)?;
     let addr: SocketAddr = if domain == Domain::IPV6 {
         sock.set_only_v6(false)?;
         (Ipv6Addr::UNSPECIFIED, port).into()

@@ -28,7 +28,7 @@ use std::time::Instant;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::ike::cookie::CookieJar;
+use crate::ike::cookie::Cookies;
 use crate::ike::index::SaIndex;
 use crate::ike::keys::{KeyPairPool, NONCE_LEN};
 use crate::ike::message::{ExchangeType, HeaderPacket, Identity, MAJOR_VERSION};
@@ -67,7 +67,7 @@ pub struct Endpoint {
     pub(crate) handles: HashMap<SaHandle, u64>,
     /// Inbound ESP SPIs in use (they must be unique on this host).
     pub(crate) child_spis: HashSet<u32>,
-    pub(crate) cookies: CookieJar,
+    pub(crate) cookies: std::sync::Arc<Cookies>,
     pub(crate) out: Output,
     /// Every SA in `sas` with something to do, by when: `(IkeSa::timer_at, id)`,
     /// kept in step by [`Self::put`] and [`Self::discard`], so that the next
@@ -87,7 +87,7 @@ impl Endpoint {
     /// nonces, DH secrets and cookie secrets (the caller takes it from the OS).
     pub fn new(config: Config, rng_seed: [u8; 32]) -> Self {
         let mut rng = ChaCha20Rng::from_seed(rng_seed);
-        let cookies = CookieJar::new(&mut rng);
+        let cookies = std::sync::Arc::new(Cookies::new(&mut rng));
         let mut endpoint = Self {
             config,
             rng,
@@ -285,6 +285,7 @@ impl Endpoint {
             let fate = self.on_sa_timeout(now, &mut sa);
             self.settle(sa, fate);
         }
+        self.publish_cookie_demand();
         self.dh_pool.fill(&mut self.rng);
     }
 

@@ -15,10 +15,12 @@
 //! the cookie first, or with a KE payload of the group asked for.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand_core::RngCore;
 
+use crate::ike::cookie::Cookies;
 use crate::ike::endpoint::{Endpoint, SaHandle};
 use crate::ike::error::{RequestError, check_nonce};
 use crate::ike::event::{Event, Transmit};
@@ -260,6 +262,7 @@ impl Endpoint {
             _ => Vec::new(),
         };
         let half_open = self.half_open();
+        self.publish_cookie_demand();
         if half_open >= self.config.cookie_threshold {
             // §2.6: the cookie must be the first payload.
             let valid = match message.payloads.first() {
@@ -269,9 +272,7 @@ impl Endpoint {
                 _ => false,
             };
             if !valid {
-                let cookie = self
-                    .cookies
-                    .make(now, &mut self.rng, &nonce, remote.ip(), spi_i);
+                let cookie = self.cookies.make(now, &nonce, remote.ip(), spi_i);
                 let n = Notify::new(NotifyType::COOKIE, cookie.to_vec());
                 self.out.transmits.push_back(init_error(
                     self.config.ike_port,
@@ -400,6 +401,19 @@ impl Endpoint {
 }
 
 impl Endpoint {
+    /// The cookie secrets, to share with whoever reads the socket: see
+    /// [`Cookies::triage`].
+    pub fn cookies(&self) -> Arc<Cookies> {
+        self.cookies.clone()
+    }
+
+    /// Tells [`Cookies::required`] whether the half-open SAs are at the
+    /// threshold (on each IKE_SA_INIT request and after the timers ran).
+    pub(crate) fn publish_cookie_demand(&self) {
+        let required = self.half_open() >= self.config.cookie_threshold;
+        self.cookies.set_required(required);
+    }
+
     /// Initiator: where the IKE_SA_INIT request of `sa` went and its SPIi,
     /// while no usable response has come back (the peer has not shown that it
     /// speaks IKE). `None` for any other SA or state. For matching an ICMP
