@@ -42,11 +42,11 @@ use oemesh_core::ipseckey::DomainName;
 use oemesh_core::oe::{AddressResult, DnsFailure, DnsResult};
 use tokio::sync::{Mutex, mpsc};
 
+use crate::datapath::DataPath;
 use crate::datapath::gso::GsoBatch;
 use crate::datapath::ike_queue::CookieReplies;
 use crate::datapath::parked::Parking;
 use crate::datapath::sa_table::OpenError;
-use crate::datapath::DataPath;
 use crate::dns::KeyResolver;
 use crate::metrics::PacketOutcome;
 use crate::net::nft::Enforcer;
@@ -222,7 +222,16 @@ pub async fn udp_loop(
     let mut cookies = CookieReplies::default();
     let port = endpoint.port();
     loop {
-        if let Err(e) = endpoint.recv(&mut batch).await {
+        // The IKE sockets' error queues (IP_RECVERR): read here, handled by
+        // the control plane. Both arms are cancel-safe.
+        let received = tokio::select! {
+            r = endpoint.recv(&mut batch) => r,
+            e = endpoint.icmp_error(), if !natt => {
+                icmp_error(&dp, e);
+                continue;
+            }
+        };
+        if let Err(e) = received {
             // ICMP errors reported on the socket (a peer without IKE) are not ours to die of.
             if transient(&e) {
                 tracing::debug!("UDP {port}: {e}");
@@ -250,6 +259,20 @@ pub async fn udp_loop(
         }
         cookies.flush(&dp.ike, &endpoint, natt, &dp.metrics);
         tun.flush().await?;
+    }
+}
+
+/// An ICMP error read from an IKE socket: to the control plane, or ignored
+/// and counted when its queue is full.
+fn icmp_error(dp: &DataPath, e: io::Result<crate::net::udp::IcmpError>) {
+    match e {
+        Ok(e) => {
+            if dp.icmp.try_send(e).is_err() {
+                dp.metrics
+                    .icmp_error(oemesh_core::oe::UnreachableFate::Ignored);
+            }
+        }
+        Err(e) => tracing::debug!("reading an ICMP error: {e}"),
     }
 }
 

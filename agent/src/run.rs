@@ -235,8 +235,10 @@ impl Agent {
         let (notice_tx, notices) = mpsc::unbounded_channel();
         let (undecided_tx, undecided) = mpsc::channel(UNDECIDED_QUEUE);
         let endpoint = Endpoint::new(ike_config(cfg, address, key.as_ref()), os_seed()?);
-        let (ike_tx, ike_rx) = ike_queue::queues(IKE_QUEUE, endpoint.cookies(), cfg.ike.cookie_rate);
+        let (ike_tx, ike_rx) =
+            ike_queue::queues(IKE_QUEUE, endpoint.cookies(), cfg.ike.cookie_rate);
         let (request_tx, requests) = mpsc::channel(REQUEST_QUEUE);
+        let (icmp_tx, icmp) = mpsc::channel(ICMP_QUEUE);
         let clear = match ClearSender::new(cfg.routing.fwmark) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -255,6 +257,7 @@ impl Agent {
             address,
             undecided: undecided_tx,
             ike: ike_tx,
+            icmp: icmp_tx,
             queue_drops: AtomicU64::new(0),
             parked: Default::default(),
         });
@@ -263,7 +266,9 @@ impl Agent {
         let machine = Machine::new(machine_config(cfg), cfg.policy.core().clone());
         // A host without IKE answers our IKE_SA_INIT with "port unreachable":
         // with the error queue, that ends the wait (core's oe::unreachable).
-        if let Err(e) = ike.enable_icmp_errors() {
+        // On every member: the kernel queues an error on the member the
+        // quoted datagram hashes to, and that member's worker reads it.
+        if let Err(e) = ike_group.iter().try_for_each(|s| s.enable_icmp_errors()) {
             tracing::warn!(
                 "UDP {}: no ICMP errors (IP_RECVERR: {e}); hosts without IKE cost the whole wait",
                 cfg.ike.port
@@ -287,6 +292,7 @@ impl Agent {
             Inputs {
                 undecided,
                 ike: ike_rx,
+                icmp,
                 notices,
                 requests,
                 shutdown: shutdown_rx,
@@ -422,6 +428,8 @@ impl Agent {
 const UNDECIDED_QUEUE: usize = 4096;
 /// Bound on IKE messages waiting for the control plane.
 const IKE_QUEUE: usize = 1024;
+/// ICMP errors waiting for the control plane at most (more are ignored and counted).
+const ICMP_QUEUE: usize = 1024;
 /// Bound on control requests waiting.
 const REQUEST_QUEUE: usize = 64;
 

@@ -43,6 +43,53 @@ fn a_keyless_host_without_ike_goes_clear_on_its_port_unreachable() {
     assert!(metric(alice, "oemesh_icmp_errors_total{fate=\"ended\"}") >= 1);
 }
 
+/// The same with alice's IKE port shared by four UDP workers (`SO_REUSEPORT`)
+/// and eight keyless destinations without IKE: the kernel queues each "port
+/// unreachable" on the member that the quoted datagram's addresses hash to,
+/// mostly not the one the control plane sent from, so every member's worker
+/// must read its error queue. Each destination goes clear on its error.
+#[test]
+fn port_unreachable_ends_attempts_whichever_worker_socket_it_lands_on() {
+    let config = AgentConfig {
+        udp_workers: Some(4),
+        ..AgentConfig::default()
+    };
+    let net = testnet("icmpgrp", config);
+    let (alice, dave) = (net.alice(), net.dave());
+    // Eight errors at once to one host: past the kernel's per-host ICMP
+    // rate limit (a burst of 6), which is not what is tested here.
+    let out = dave
+        .netns()
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.icmp_ratelimit=0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sysctl: {out:?}");
+    let dev = interface_with(dave.netns(), dave.v4());
+    let targets: Vec<IpAddr> = (0..8u8)
+        .map(|i| {
+            let a = std::net::Ipv4Addr::new(192, 0, 2, 180 + i);
+            dave.netns().add_addr(&dev, &format!("{a}/24")).unwrap();
+            IpAddr::V4(a)
+        })
+        .collect();
+    let client = udp_client(alice);
+    for &t in &targets {
+        client.send_to(b"to a host without IKE", (t, 7103)).unwrap();
+    }
+    for &t in &targets {
+        let p = wait_state(alice, t, "clear");
+        let icmp = ["ended", "shortened", "ignored"]
+            .map(|f| metric(alice, &format!("oemesh_icmp_errors_total{{fate=\"{f}\"}}")));
+        assert!(
+            p.reason.contains("port unreachable"),
+            "{t}: {p:?}\nICMP errors ended/shortened/ignored {icmp:?}\nalice:\n{}",
+            alice.log_tail(40)
+        );
+    }
+    assert!(metric(alice, "oemesh_icmp_errors_total{fate=\"ended\"}") >= 8);
+}
+
 /// bob publishes a key but his agent is stopped, so his kernel answers
 /// alice's IKE_SA_INIT with "port unreachable" — just what an attacker would
 /// forge. With a key in DNS it must not end the attempt: alice waits the

@@ -87,31 +87,9 @@ fn slow() -> bool {
 /// The attacker's namespace at [`ATTACKER`]; `victim` routes [`SPOOFED`] to
 /// it over the switch, so that its answers to spoofed sources go on the wire
 /// (to the attacker's MAC, where they die as they would on the Internet).
-///
-/// `attacker_ns` adds that route without a device, and the kernel resolves
-/// the gateway through the agent's policy routing: to its TUN. Then every
-/// answer to a spoofed source went into the victim's own TUN (read by its
-/// agent, a clear decision per spoofed address) and never reached the
-/// switch. Hence the device here.
 fn attacker(net: &Testnet, victim: &Host) -> Netns {
     let spoofed = format!("{}/{}", SPOOFED.0, SPOOFED.1);
-    let ns = attacker_ns(net, victim, "atk", ATTACKER, &spoofed);
-    let dev = interface_with(victim.netns(), victim.v4());
-    victim
-        .netns()
-        .ip(&["route", "replace", &spoofed, "via", ATTACKER, "dev", &dev])
-        .expect("route to the spoofed prefix over the switch");
-    ns
-}
-
-/// The interface of `ns` that has IPv4 address `addr`.
-fn interface_with(ns: &Netns, addr: Ipv4Addr) -> String {
-    let out = ns.ip(&["-o", "-4", "addr", "show"]).unwrap();
-    out.lines()
-        .find(|l| l.contains(&format!("inet {addr}/")))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("no interface with {addr}:\n{out}"))
-        .to_owned()
+    attacker_ns(net, victim, "atk", ATTACKER, &spoofed)
 }
 
 /// Starts a flood from `ns` on a thread of its own.

@@ -104,7 +104,9 @@ fn a_batch_leaves_from_the_address_asked_for_with_its_prefix() {
         let Ok(dest6) = UdpSocket::bind("[::1]:0") else {
             return;
         };
-        dest6.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        dest6
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let to6 = dest6.local_addr().unwrap();
         let from6: IpAddr = "::1".parse().unwrap();
         let sent = sock

@@ -230,7 +230,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
     if cfg.ike.udp_workers > 64 {
         c.fail(
             "ike.udp_workers",
-            format!("{} workers is more than 64; one per CPU is enough", cfg.ike.udp_workers),
+            format!(
+                "{} workers is more than 64; one per CPU is enough",
+                cfg.ike.udp_workers
+            ),
         );
     }
     cfg.ike.anonymous_per_source = c.positive(

@@ -10,7 +10,7 @@
 //! | a control-socket request | `control::answers`, from the outcome cache, SA table and node |
 //! | the timer (`Node::poll_timeout`) | `handle_timeout`, and `handle_activity` with the SAs' packet counts |
 //! | a data-path notice (byte/packet lifetime) | `Node::handle_lifetime` |
-//! | an ICMP error queued on the IKE socket (`IP_RECVERR`) | `Node::handle_unreachable` |
+//! | an ICMP error queued on an IKE socket (`IP_RECVERR`; its UDP worker reads it) | `Node::handle_unreachable` |
 //!
 //! After each input, `ControlPlane::drive` carries out `Node::poll_command`
 //! until the round ends (`commands`): IKE datagrams sent on UDP 500/4500,
@@ -32,8 +32,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::control::answers::View;
 use crate::control::proto::{Reply, Request};
-use crate::datapath::sa_table::{Notice, Outbound};
 use crate::datapath::ike_queue::IkeInbox;
+use crate::datapath::sa_table::{Notice, Outbound};
 use crate::datapath::{DataPath, Undecided};
 use crate::dns::KeyResolver;
 use crate::driver::{Answer, KernelActions, Lookups};
@@ -53,6 +53,8 @@ pub struct Inputs {
     pub undecided: mpsc::Receiver<Undecided>,
     /// IKE messages, priority first.
     pub ike: IkeInbox,
+    /// ICMP errors for IKE datagrams, from the IKE socket group's workers.
+    pub icmp: mpsc::Receiver<IcmpError>,
     /// Data-path notices.
     pub notices: mpsc::UnboundedReceiver<Notice>,
     /// Control-socket requests.
@@ -175,7 +177,7 @@ impl ControlPlane {
                     }
                 },
                 Some(n) = self.inputs.notices.recv() => self.on_notice(n),
-                e = self.ike_socket.icmp_error() => self.icmp_errors(Some(e)),
+                Some(e) = self.inputs.icmp.recv() => self.icmp_errors(Some(e)),
                 Some(u) = self.inputs.undecided.recv() => self.on_undecided(u).await,
                 () = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()),
             }
@@ -228,14 +230,14 @@ impl ControlPlane {
     }
 
     /// ICMP errors for our IKE_SA_INITs (UDP 500): `next`, then those queued
-    /// now, a bounded batch.
-    fn icmp_errors(&mut self, mut next: Option<std::io::Result<IcmpError>>) {
+    /// now, a bounded batch. The UDP workers read them: the kernel queues an
+    /// error on the member of the port's `SO_REUSEPORT` group that the
+    /// quoted datagram's addresses hash to, not on the one that sent it.
+    fn icmp_errors(&mut self, mut next: Option<IcmpError>) {
         let now = Instant::now();
         for _ in 0..ICMP_BATCH {
-            let next = next
-                .take()
-                .or_else(|| self.ike_socket.try_icmp_error().transpose());
-            let Some(Ok(e)) = next else { return };
+            let next = next.take().or_else(|| self.inputs.icmp.try_recv().ok());
+            let Some(e) = next else { return };
             let u = e.unreachable(false);
             let fate = u.map_or(Ignored, |u| self.node.handle_unreachable(now, u));
             if fate == Ignored {

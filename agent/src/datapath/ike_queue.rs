@@ -140,7 +140,8 @@ impl CookieReplies {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let before = limiter.limited;
-            self.pending.retain(|(_, to, _)| limiter.allow(now, to.ip()));
+            self.pending
+                .retain(|(_, to, _)| limiter.allow(now, to.ip()));
             let limited = limiter.limited - before;
             if limited > 0 {
                 m.cookie_replies_limited_add(limited);
@@ -191,7 +192,10 @@ mod tests {
     fn message(exchange: ExchangeType, spi_r: u64, cookie: Option<&[u8]>) -> Vec<u8> {
         let mut payloads = vec![Payload::Nonce(Nonce(vec![7; 64]))];
         if let Some(c) = cookie {
-            payloads.insert(0, Payload::Notify(Notify::new(NotifyType::COOKIE, c.to_vec())));
+            payloads.insert(
+                0,
+                Payload::Notify(Notify::new(NotifyType::COOKIE, c.to_vec())),
+            );
         }
         let header = Header::new(1, spi_r, exchange, Flags::INITIATOR, 0);
         let mut out = Vec::new();
@@ -207,14 +211,20 @@ mod tests {
         let (outbox, mut inbox) = queues(4, cookies.clone(), 1000);
         let metrics = Metrics::default();
         let mut replies = CookieReplies::default();
-        let (local, remote): (SocketAddr, SocketAddr) =
-            ("192.0.2.1:500".parse().unwrap(), "192.0.2.2:500".parse().unwrap());
+        let (local, remote): (SocketAddr, SocketAddr) = (
+            "192.0.2.1:500".parse().unwrap(),
+            "192.0.2.2:500".parse().unwrap(),
+        );
         let now = Instant::now();
         let init = message(ExchangeType::IKE_SA_INIT, 0, None);
         for _ in 0..10 {
             outbox.offer(now, local, remote, &init, &mut replies, &metrics);
         }
-        assert_eq!(metrics.ike_queue_drops(), 6, "the flood's own queue is full");
+        assert_eq!(
+            metrics.ike_queue_drops(),
+            6,
+            "the flood's own queue is full"
+        );
         let auth = message(ExchangeType::IKE_AUTH, 9, None);
         outbox.offer(now, local, remote, &auth, &mut replies, &metrics);
         // Under cookies, a bare request is answered here, not queued…

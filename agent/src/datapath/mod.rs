@@ -80,6 +80,8 @@ pub struct DataPath {
     /// IKE messages for the control plane (bounded, two queues), and the
     /// cookie replies the UDP workers send themselves.
     pub ike: ike_queue::IkeOutbox,
+    /// ICMP errors read by the IKE sockets' workers, for the control plane.
+    pub icmp: mpsc::Sender<crate::net::udp::IcmpError>,
     /// Packets dropped because the control plane's queue was full.
     pub queue_drops: AtomicU64,
     /// ESP datagrams whose SA was not installed yet.

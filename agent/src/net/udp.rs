@@ -158,9 +158,7 @@ impl UdpEndpoint {
         use std::io::IoSlice;
         use std::os::fd::AsRawFd;
 
-        use nix::sys::socket::{
-            ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg,
-        };
+        use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 
         let v4_info;
         let v6_info;

@@ -365,11 +365,29 @@ pub(crate) fn attacker_ns(
     net.switch()
         .attach(&ns, &format!("{addr}/24"))
         .expect("attacker on the switch");
+    // With its device named: without one, the kernel resolves the gateway
+    // through the agent's policy routing, to its TUN, and every answer to a
+    // spoofed source (a cookie) loops into the victim's own agent instead of
+    // going on the wire.
+    let dev = interface_with(victim.netns(), victim.v4());
     victim
         .netns()
-        .ip(&["route", "add", spoofed, "via", addr])
+        .ip(&["route", "add", spoofed, "via", addr, "dev", &dev])
         .expect("route to the spoofed prefix");
     ns
+}
+
+/// The interface of `ns` that has IPv4 address `addr`.
+pub(crate) fn interface_with(
+    ns: &oemesh_testkit::netns::Netns,
+    addr: std::net::Ipv4Addr,
+) -> String {
+    let out = ns.ip(&["-o", "-4", "addr", "show"]).unwrap();
+    out.lines()
+        .find(|l| l.contains(&format!("inet {addr}/")))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no interface with {addr}:\n{out}"))
+        .to_owned()
 }
 
 /// `oemesh status --json`.

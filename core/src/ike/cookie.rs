@@ -435,9 +435,15 @@ mod tests {
         assert!(!jar.check(&c[..5], b"nonce", IP, 7));
         let c2 = jar.make(t0 + ROTATE, b"nonce", IP, 7);
         assert_ne!(c, c2);
-        assert!(jar.check(&c, b"nonce", IP, 7), "previous secret still accepted");
+        assert!(
+            jar.check(&c, b"nonce", IP, 7),
+            "previous secret still accepted"
+        );
         jar.make(t0 + ROTATE * 2, b"nonce", IP, 7);
-        assert!(!jar.check(&c, b"nonce", IP, 7), "two rotations later it is not");
+        assert!(
+            !jar.check(&c, b"nonce", IP, 7),
+            "two rotations later it is not"
+        );
     }
 
     #[test]
@@ -457,7 +463,10 @@ mod tests {
         let mut engine = Vec::new();
         Message::new(header, vec![Payload::Notify(n)]).emit(&mut engine);
         assert_eq!(reply.bytes(), &engine[..]);
-        assert!(reply.bytes().len() <= plain.len(), "never larger than the request");
+        assert!(
+            reply.bytes().len() <= plain.len(),
+            "never larger than the request"
+        );
 
         // The initiator returns it: priority, required or not.
         let back = init(Flags::INITIATOR, 0, Some(cookie.to_vec()));
@@ -534,7 +543,9 @@ mod tests {
         assert_eq!((0..100).filter(|_| l.allow(t1, victim)).count(), 10);
         let v6a: IpAddr = "2001:db8::1".parse().unwrap();
         let v6b: IpAddr = "2001:db8::2".parse().unwrap();
-        let both = (0..20).filter(|i| l.allow(t1, if i % 2 == 0 { v6a } else { v6b })).count();
+        let both = (0..20)
+            .filter(|i| l.allow(t1, if i % 2 == 0 { v6a } else { v6b }))
+            .count();
         assert_eq!(both, 10, "one /64 is one source");
     }
 }
