@@ -428,3 +428,35 @@ fn an_address_identity_is_the_address_the_sa_is_on() {
     });
     assert_eq!(idr, Some(Identity::Ipv6("2001:db8::2".parse().unwrap())));
 }
+
+/// Nobody vouches for an IKE_SA_INIT's source, so a stateless answer to one
+/// is never larger than the request (SECURITY.md, "Reflection"): a bare
+/// 28-byte header gets no 36-byte INVALID_SYNTAX, while a request of the
+/// usual size that fails the same way still gets its notify.
+#[test]
+fn no_stateless_answer_is_larger_than_its_request() {
+    use oemesh_core::ike::message::{ExchangeType, Flags, Header, Message, Nonce, Payload};
+    let mut bob = bob();
+    let now = Instant::now();
+    let (local, remote): (SocketAddr, SocketAddr) = (
+        format!("{B}:500").parse().unwrap(),
+        "198.51.100.7:500".parse().unwrap(),
+    );
+    let header = Header::new(7, 0, ExchangeType::IKE_SA_INIT, Flags::INITIATOR, 0);
+    let mut bare = Vec::new();
+    Message::new(header, vec![]).emit(&mut bare);
+    assert_eq!(bare.len(), 28);
+    bob.ep.handle(now, local, remote, &bare);
+    assert!(
+        bob.ep.poll_transmit().is_none(),
+        "an answer larger than the request"
+    );
+    // No SA payload either, but a nonce makes it as long as a real request's start.
+    let mut no_sa = Vec::new();
+    Message::new(header, vec![Payload::Nonce(Nonce(vec![1; 64]))]).emit(&mut no_sa);
+    bob.ep.handle(now, local, remote, &no_sa);
+    let answer = bob.ep.poll_transmit().expect("an error notify");
+    assert!(answer.payload.len() <= no_sa.len());
+    let m = Message::parse(&answer.payload).unwrap();
+    assert!(matches!(&m.payloads[..], [Payload::Notify(_)]), "{m:?}");
+}

@@ -242,13 +242,7 @@ impl Endpoint {
             Err(e) => {
                 self.out.stats.count_drop(DropReason::MalformedInitRequest);
                 if let Some(n) = e.to_notify() {
-                    self.out.transmits.push_back(init_error(
-                        self.config.ike_port,
-                        local,
-                        remote,
-                        spi_i,
-                        n,
-                    ));
+                    self.reply_to_init(local, remote, spi_i, n, bytes.len());
                 }
                 return;
             }
@@ -274,14 +268,9 @@ impl Endpoint {
             if !valid {
                 let cookie = self.cookies.make(now, &nonce, remote.ip(), spi_i);
                 let n = Notify::new(NotifyType::COOKIE, cookie.to_vec());
-                self.out.transmits.push_back(init_error(
-                    self.config.ike_port,
-                    local,
-                    remote,
-                    spi_i,
-                    n,
-                ));
-                self.out.stats.cookies_sent += 1;
+                if self.reply_to_init(local, remote, spi_i, n, bytes.len()) {
+                    self.out.stats.cookies_sent += 1;
+                }
                 return;
             }
         }
@@ -299,13 +288,7 @@ impl Endpoint {
             Ok(()) => {}
             Err(e) => {
                 if let Some(n) = e.to_notify() {
-                    self.out.transmits.push_back(init_error(
-                        self.config.ike_port,
-                        local,
-                        remote,
-                        spi_i,
-                        n,
-                    ));
+                    self.reply_to_init(local, remote, spi_i, n, bytes.len());
                 }
             }
         }
@@ -401,6 +384,31 @@ impl Endpoint {
 }
 
 impl Endpoint {
+    /// Queues a stateless answer (`notify` alone) to an IKE_SA_INIT request
+    /// of `request_len` bytes, unless the answer would be larger: nobody
+    /// vouches for the request's source, and this host amplifies nothing
+    /// toward it (SECURITY.md, "Reflection"). Whether it was queued.
+    fn reply_to_init(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        spi_i: u64,
+        notify: Notify,
+        request_len: usize,
+    ) -> bool {
+        let t = init_error(self.config.ike_port, local, remote, spi_i, notify);
+        let marker = if local.port() != self.config.ike_port {
+            4
+        } else {
+            0
+        };
+        let fits = t.payload.len() <= request_len + marker;
+        if fits {
+            self.out.transmits.push_back(t);
+        }
+        fits
+    }
+
     /// The cookie secrets, to share with whoever reads the socket: see
     /// [`Cookies::triage`].
     pub fn cookies(&self) -> Arc<Cookies> {
