@@ -40,8 +40,10 @@ pub mod defaults {
     /// `ike.cookie_rate`: cookie replies per second to one source address
     /// (IPv6: /64), after a burst of as many (reflection bound).
     pub const COOKIE_RATE: u32 = 1000;
-    /// `ike.udp_workers` at most (the default is one per CPU, up to this).
-    pub const MAX_UDP_WORKERS: usize = 16;
+    /// `ike.udp_workers` by default at most (one per CPU, up to this): each
+    /// worker's socket may hold 8 MiB of buffers, charged to the unit's
+    /// `MemoryMax` (docs/operations.md).
+    pub const MAX_UDP_WORKERS: usize = 4;
     /// `ike.anonymous_limit`: anonymous (AUTH NULL) IKE SAs at most.
     pub const ANONYMOUS_LIMIT: usize = 8192;
     /// `ike.anonymous_per_source`: anonymous IKE SAs from one address (IPv6: /64).
