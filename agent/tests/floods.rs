@@ -1172,8 +1172,9 @@ fn measured_floods() {
     let net = quiet_testnet("measure", AgentConfig::default());
     let (alice, bob) = (net.alice(), net.bob());
     let atk = attacker(&net, bob);
-    let sources = initiators(&atk, 0..2 * FRESH_HANDSHAKES);
-    let (idle_sources, flood_sources) = sources.split_at(FRESH_HANDSHAKES);
+    let sources = initiators(&atk, 0..3 * FRESH_HANDSHAKES);
+    let (idle_sources, rest) = sources.split_at(FRESH_HANDSHAKES);
+    let (flood_sources, spi_sources) = rest.split_at(FRESH_HANDSHAKES);
     let bob_key = public_key(bob);
     let echo = UdpEcho::start(bob, 7104);
     let client = udp_client(alice);
@@ -1309,6 +1310,58 @@ fn measured_floods() {
             per_s(kernel),
         );
     }
+
+    // 4. What a UDP worker cannot tell from an existing SA's message (IKE_AUTH
+    // with random SPIs, to 4500): it goes to the priority queue, and the
+    // engine drops each after one SPI lookup. Fresh handshakes meanwhile.
+    let d0 = metric(bob, "oemesh_ike_drops_total{reason=\"unknown_spi\"}");
+    let q0 = metric(bob, "oemesh_ike_queue_drops_total");
+    let k0 = udp_rcvbuf_errors(bob);
+    let kind = Kind::IkeRandomSpi {
+        target: bob.v4(),
+        sources: SPOOFED,
+        len: 160,
+    };
+    let bound = Duration::from_secs(secs) + FRESH_TIMEOUT * (FRESH_HANDSHAKES as u32 + 1);
+    let flood = Flood::start(
+        &atk,
+        kind,
+        Limits {
+            duration: bound,
+            ..Limits::default()
+        },
+        13,
+    );
+    let started = Instant::now();
+    thread::sleep(Duration::from_millis(500));
+    let pace = Duration::from_secs(secs).saturating_sub(Duration::from_secs(1))
+        / u32::try_from(FRESH_HANDSHAKES).unwrap();
+    let spi_fresh = fresh_handshakes(&atk, bob.ip(), bob_key, spi_sources, FRESH_TIMEOUT, pace);
+    if let Some(rest) = (started + Duration::from_secs(secs)).checked_duration_since(Instant::now())
+    {
+        thread::sleep(rest);
+    }
+    let report = flood.stop();
+    let per_s = |n: u64| n as f64 / report.elapsed.as_secs_f64();
+    let unknown = metric(bob, "oemesh_ike_drops_total{reason=\"unknown_spi\"}") - d0;
+    let queue = metric(bob, "oemesh_ike_queue_drops_total") - q0;
+    let kernel = udp_rcvbuf_errors(bob) - k0;
+    let (_, hwm) = rss_kib(bob_pid);
+    out += &format!(
+        "IKE_AUTH with random SPIs (the priority queue), {:.1} s:\n  \
+         offered {:.0}/s ({} sent)\n  \
+         bob's engine dropped {:.0}/s as unknown SPI ({unknown}), his IKE queues {:.0}/s ({queue}), \
+         his kernel {:.0}/s ({kernel})\n  \
+         bob's peak RSS {hwm} KiB\n  \
+         fresh handshakes during the flood: {spi_fresh}\n",
+        report.elapsed.as_secs_f64(),
+        report.rate(),
+        report.sent,
+        per_s(unknown),
+        per_s(queue),
+        per_s(kernel),
+    );
+
     assert_eq!(
         bob.agent_pid().map(u64::from),
         Some(bob_pid),
@@ -1325,5 +1378,10 @@ fn measured_floods() {
         "fresh handshakes during the flood: {fresh} (at least {FRESH_PERCENT} % of \
          {FRESH_HANDSHAKES} wanted)\nfailed: {:#?}",
         fresh.failures
+    );
+    assert!(
+        spi_fresh.attempted >= FRESH_HANDSHAKES && spi_fresh.meets(FRESH_PERCENT),
+        "fresh handshakes during the random-SPI IKE flood: {spi_fresh}\nfailed: {:#?}",
+        spi_fresh.failures
     );
 }

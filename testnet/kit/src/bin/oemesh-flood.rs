@@ -4,6 +4,7 @@
 //! ```text
 //! oemesh-flood ike    --target 192.0.2.20 --sources 198.51.100.0/24 [--seconds 5] [--count N] [--rate PPS]
 //! oemesh-flood esp    --target 192.0.2.20 --sources 198.51.100.0/24 [--len 96] ...
+//! oemesh-flood ike-spi --target 192.0.2.20 --sources 198.51.100.0/24 [--len 160] ...
 //! oemesh-flood replay --pcap FILE.pcap [--port 4500] ...
 //! ```
 //!
@@ -19,6 +20,7 @@ use oemesh_testkit::flood::{self, Datagram, Kind, Limits};
 const USAGE: &str = "usage:
   oemesh-flood ike    --target IPV4 --sources PREFIX [LIMITS]
   oemesh-flood esp    --target IPV4 --sources PREFIX [--len BYTES] [LIMITS]
+  oemesh-flood ike-spi --target IPV4 --sources PREFIX [--len BYTES] [LIMITS]
   oemesh-flood replay --pcap FILE [--port 4500] [LIMITS]
 LIMITS: [--seconds S (5)] [--count N] [--rate PACKETS_PER_SECOND] [--seed N]
 Sends spoofed raw IPv4 packets from the current network namespace.";
@@ -68,6 +70,11 @@ fn run() -> Result<()> {
             sources: need_sources()?,
         },
         "esp" => Kind::EspRandomSpi {
+            target: need_target()?,
+            sources: need_sources()?,
+            len,
+        },
+        "ike-spi" => Kind::IkeRandomSpi {
             target: need_target()?,
             sources: need_sources()?,
             len,

@@ -2,7 +2,7 @@
 //! so that source addresses can be spoofed, sent as fast as the socket takes
 //! them (or paced to a rate) for a duration or a count.
 //!
-//! Three kinds of flood ([`Kind`]):
+//! The kinds of flood ([`Kind`]):
 //!
 //! - [`Kind::IkeInit`]: well-formed IKE_SA_INIT requests (RFC 7296 §1.2), built
 //!   once with oemesh-core's message codec (SA with AES-GCM-256 and
@@ -14,6 +14,10 @@
 //! - [`Kind::Replay`]: UDP datagrams recorded earlier (e.g. ESP between two
 //!   agents, from a [`crate::capture::Capture`]), sent again unchanged from
 //!   their original source, round-robin.
+//! - [`Kind::IkeRandomSpi`]: what looks like IKE_AUTH requests of IKE SAs
+//!   that do not exist (random SPIs, an SK payload of random bytes) to UDP
+//!   4500 with the non-ESP marker: the messages a worker cannot tell from an
+//!   existing SA's, so they reach the responder's priority queue.
 //! - [`Kind::IcmpUnreachable`]: forged ICMP port-unreachable errors (RFC 792)
 //!   to a host, each quoting an IKE datagram from its UDP 500 to UDP 500 of a
 //!   random address in the prefix (which the error claims to come from), with
@@ -29,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use oemesh_core::ike::message::{
-    DhGroup, EncrId, ExchangeType, Flags, HashAlgorithm, Header, Ke, Message, Nonce, Notify,
-    NotifyType, Payload, PrfId, Proposal, ProtocolId, Sa, Transform,
+    DhGroup, EncrId, ExchangeType, Flags, HEADER_LEN, HashAlgorithm, Header, Ke, Message, Nonce,
+    Notify, NotifyType, Payload, PayloadType, PrfId, Proposal, ProtocolId, Sa, Transform,
 };
 use oemesh_core::wire::{Ipv4Repr, UdpPacket, protocol, pseudo_header};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -95,6 +99,17 @@ pub enum Kind {
     },
     /// These datagrams again, round-robin, from their own sources.
     Replay(Vec<Datagram>),
+    /// IKE_AUTH-like requests with random SPIs to `target`:4500 (non-ESP
+    /// marker, an SK payload of `len` random bytes, at least 32) from random
+    /// sources in `sources`.
+    IkeRandomSpi {
+        /// The responder under attack.
+        target: Ipv4Addr,
+        /// Spoofed sources are drawn from this prefix.
+        sources: (Ipv4Addr, u8),
+        /// Bytes of the SK payload's body (IV, ciphertext, ICV).
+        len: usize,
+    },
     /// Forged "port unreachable" errors to `target` for IKE datagrams it
     /// never sent to random addresses in `sources`.
     IcmpUnreachable {
@@ -370,6 +385,40 @@ impl Source for EspSource {
 }
 
 #[derive(Debug)]
+struct IkeSpiSource {
+    target: SocketAddr,
+    sources: (Ipv4Addr, u8),
+    len: usize,
+}
+
+impl Source for IkeSpiSource {
+    fn next(&mut self, rng: &mut Rng, buf: &mut [u8]) -> Result<(usize, SocketAddr)> {
+        // Non-ESP marker, IKE header (RFC 7296 §3.1), SK payload (§3.14).
+        let message = HEADER_LEN + 4 + self.len;
+        let payload = &mut buf[IPV4_HEADER + UDP_HEADER..][..4 + message];
+        rng.fill(payload);
+        payload[..4].copy_from_slice(&[0; 4]);
+        let ike = &mut payload[4..];
+        let header = Header::new(0, 0, ExchangeType::IKE_AUTH, Flags::INITIATOR, 1);
+        let mut h = Vec::with_capacity(HEADER_LEN);
+        let total = u32::try_from(message).context("IKE message over 4 GiB")?;
+        header.emit(PayloadType::SK, total, &mut h);
+        // Random SPIs (never zero: SPIr 0 would be an IKE_SA_INIT).
+        ike[16..HEADER_LEN].copy_from_slice(&h[16..]);
+        if ike[8..16] == [0; 8] {
+            ike[15] = 1;
+        }
+        let sk_len = u16::try_from(4 + self.len).context("SK payload over 64 KiB")?;
+        ike[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&[PayloadType::IDI.0, 0, 0, 0]);
+        ike[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&sk_len.to_be_bytes());
+        let from = SocketAddr::new(IpAddr::V4(rng.addr_in(self.sources)), NAT_T_PORT);
+        let ident = u16::try_from(rng.next_u64() >> 48).unwrap_or(0);
+        let len = write_headers(buf, from, self.target, 4 + message, ident)?;
+        Ok((len, self.target))
+    }
+}
+
+#[derive(Debug)]
 struct ReplaySource {
     datagrams: Vec<Datagram>,
     next: usize,
@@ -458,6 +507,20 @@ fn source_of(kind: Kind) -> Result<Box<dyn Source>> {
             Box::new(ReplaySource { datagrams, next: 0 })
         }
         Kind::IcmpUnreachable { target, sources } => Box::new(IcmpSource { target, sources }),
+        Kind::IkeRandomSpi {
+            target,
+            sources,
+            len,
+        } => {
+            if !(32..=1300).contains(&len) {
+                bail!("SK payload length {len}: use 32 to 1300 bytes");
+            }
+            Box::new(IkeSpiSource {
+                target: SocketAddr::new(IpAddr::V4(target), NAT_T_PORT),
+                sources,
+                len,
+            })
+        }
     })
 }
 

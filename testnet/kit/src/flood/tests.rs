@@ -95,3 +95,33 @@ fn addresses_stay_in_the_prefix() {
     );
     assert!(parse_prefix("198.18.0.0").is_err());
 }
+
+#[test]
+fn ike_random_spi_messages_look_like_ike_auth_of_no_sa() {
+    let kind = Kind::IkeRandomSpi {
+        target: Ipv4Addr::new(192, 0, 2, 20),
+        sources: (Ipv4Addr::new(198, 51, 100, 0), 24),
+        len: 160,
+    };
+    let mut src = source_of(kind).unwrap();
+    let mut rng = Rng::new(5);
+    let mut buf = vec![0u8; 1500];
+    let mut spis = std::collections::HashSet::new();
+    for _ in 0..100 {
+        let (len, to) = src.next(&mut rng, &mut buf).unwrap();
+        assert_eq!(to, "192.0.2.20:4500".parse().unwrap());
+        assert_eq!(len, 28 + 4 + 28 + 4 + 160);
+        assert_eq!(oemesh_core::wire::checksum(&buf[..20]), 0, "IP checksum");
+        let ike = &buf[32..len];
+        assert_eq!(&buf[28..32], &[0; 4], "the non-ESP marker");
+        let h = oemesh_core::ike::message::HeaderPacket::new_checked(ike).unwrap();
+        assert_eq!(h.exchange_type(), ExchangeType::IKE_AUTH);
+        assert_eq!(h.next_payload(), PayloadType::SK);
+        assert_eq!(h.length() as usize, ike.len());
+        assert!(h.flags().initiator() && !h.flags().response());
+        assert_ne!(h.spi_r(), 0);
+        assert_eq!(u16::from_be_bytes([ike[30], ike[31]]) as usize, 4 + 160);
+        spis.insert(h.spi_r());
+    }
+    assert_eq!(spis.len(), 100, "a new SA every time");
+}
