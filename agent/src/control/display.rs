@@ -74,7 +74,19 @@ pub fn status(s: &StatusReply) -> String {
         ),
         ("drops", s.drops.to_string()),
     ];
-    for (k, v) in rows {
+    // Only when IKE_SA_INIT requests were answered with cookies: a flood, or
+    // a busy responder (docs/floods.md).
+    let cookies = (s.cookies_sent > 0 || s.cookies_limited > 0).then(|| {
+        let limited = s.cookies_limited;
+        (
+            "cookies",
+            format!(
+                "{} sent, {limited} not sent (over ike.cookie_rate for their source)",
+                s.cookies_sent
+            ),
+        )
+    });
+    for (k, v) in rows.into_iter().chain(cookies) {
         let _ = writeln!(out, "  {:<9}{v}", format!("{k}:"));
     }
     out
@@ -225,6 +237,21 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn cookies_show_only_when_some_were_sent() {
+        let quiet = status(&StatusReply::default());
+        assert!(!quiet.contains("cookies:"), "{quiet}");
+        let flood = status(&StatusReply {
+            cookies_sent: 120_000,
+            cookies_limited: 7,
+            ..StatusReply::default()
+        });
+        assert!(
+            flood.contains("  cookies: 120000 sent, 7 not sent (over ike.cookie_rate"),
+            "{flood}"
+        );
     }
 
     #[test]
