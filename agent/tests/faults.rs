@@ -367,6 +367,60 @@ fn peer_restart_mid_sa_gets_a_new_sa() {
     udp_until_echo(&client, to_bob.addr(), b"alice again", DECISION).unwrap();
 }
 
+/// A clean stop (SIGTERM, as `systemctl stop` sends) tells the peer: bob's
+/// agent deletes its IKE SAs with an INFORMATIONAL exchange before it exits,
+/// so alice drops her SAs with him at once instead of after dead-peer
+/// detection (30 s by default, left at that here).
+#[test]
+fn a_clean_stop_tells_the_peer_with_a_delete() {
+    let net = testnet("stopdel", fault_config());
+    let (alice, bob) = (net.alice(), net.bob());
+    let to_bob = UdpEcho::start(bob, 7133);
+    let client = udp_client(alice);
+    udp_until_echo(&client, to_bob.addr(), b"before", DECISION).unwrap();
+    state_is(alice, bob.ip(), "bob private", |p| p.state == "private");
+    assert!(field(&status(alice), "sas") >= 1);
+    let cap = oemesh_testkit::capture::Capture::start(
+        net.switch().netns(),
+        oemesh_testkit::topology::SWITCH_IFACE,
+        "udp port 500 or udp port 4500",
+        &net.dir().join("stop-delete.pcap"),
+    )
+    .unwrap();
+
+    let exit = bob.stop_agent().unwrap();
+    assert!(
+        exit.success(),
+        "bob's agent: {exit:?}\n{}",
+        bob.log_tail(20)
+    );
+    // Well inside the 30 s before DPD would even ask.
+    wait_until(
+        "alice to drop her SAs with bob",
+        Duration::from_secs(5),
+        || field(&status(alice), "sas") == 0 && field(&status(alice), "ike_sas") == 0,
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e:#}\nalice:\n{}\nbob:\n{}",
+            alice.log_tail(20),
+            bob.log_tail(20)
+        )
+    });
+    let packets = cap.stop().unwrap();
+    // INFORMATIONAL (exchange type 37) from bob; its Delete is encrypted.
+    let deletes = packets
+        .iter()
+        .filter(|p| p.src == bob.ip())
+        .filter_map(|p| p.ike_message())
+        .filter(|m| m.len() >= 28 && m[18] == 37 && m[19] & 0x20 == 0)
+        .count();
+    assert!(
+        deletes >= 1,
+        "no INFORMATIONAL request from bob on the wire"
+    );
+}
+
 /// A sequence-numbered UDP stream alice → bob over CHILD SAs of 4 s and an
 /// IKE SA of 6 s (rekey 1.5 s before): every datagram arrives, and the wire
 /// shows more than one ESP SPI from alice (the CHILD SA was rekeyed) and more
