@@ -1157,6 +1157,38 @@ fn measured_seconds() -> u64 {
         .unwrap_or(20)
 }
 
+/// A flood of `kind` at the generator's full rate from `atk`, and half a
+/// second into it fresh handshakes with `victim` from `sources`, spread over
+/// its first `secs` (back to back if they are slower). It lasts at least
+/// `secs` and until the handshakes are done (its duration is only a bound,
+/// longer than all their timeouts together).
+fn full_rate_with_handshakes(
+    atk: &Netns,
+    kind: Kind,
+    secs: u64,
+    seed: u64,
+    victim: &Host,
+    sources: &[Ipv4Addr],
+) -> (Report, Handshakes) {
+    let bound = Duration::from_secs(secs) + FRESH_TIMEOUT * (FRESH_HANDSHAKES as u32 + 1);
+    let limits = Limits {
+        duration: bound,
+        ..Limits::default()
+    };
+    let flood = Flood::start(atk, kind, limits, seed);
+    let started = Instant::now();
+    thread::sleep(Duration::from_millis(500));
+    let pace = Duration::from_secs(secs).saturating_sub(Duration::from_secs(1))
+        / u32::try_from(FRESH_HANDSHAKES).unwrap();
+    let key = public_key(victim);
+    let done = fresh_handshakes(atk, victim.ip(), key, sources, FRESH_TIMEOUT, pace);
+    if let Some(rest) = (started + Duration::from_secs(secs)).checked_duration_since(Instant::now())
+    {
+        thread::sleep(rest);
+    }
+    (flood.stop(), done)
+}
+
 /// Opt-in (`OEMESH_SLOW=1`; `testnet/floods` runs it): each flood at the
 /// generator's full rate for `OEMESH_FLOOD_SECONDS`, printing what
 /// `docs/floods.md` reports — rate offered, rate the agent handled, what was
@@ -1204,29 +1236,7 @@ fn measured_floods() {
         target: bob.v4(),
         sources: SPOOFED,
     };
-    // At least `secs`, and until the handshakes are done: the duration is
-    // only a bound, longer than all their timeouts together.
-    let bound = Duration::from_secs(secs) + FRESH_TIMEOUT * (FRESH_HANDSHAKES as u32 + 1);
-    let flood = Flood::start(
-        &atk,
-        kind,
-        Limits {
-            duration: bound,
-            ..Limits::default()
-        },
-        11,
-    );
-    let started = Instant::now();
-    thread::sleep(Duration::from_millis(500));
-    // Spread over the flood's first `secs` (back to back if they are slower).
-    let pace = Duration::from_secs(secs).saturating_sub(Duration::from_secs(1))
-        / u32::try_from(FRESH_HANDSHAKES).unwrap();
-    let fresh = fresh_handshakes(&atk, bob.ip(), bob_key, flood_sources, FRESH_TIMEOUT, pace);
-    if let Some(rest) = (started + Duration::from_secs(secs)).checked_duration_since(Instant::now())
-    {
-        thread::sleep(rest);
-    }
-    let report = flood.stop();
+    let (report, fresh) = full_rate_with_handshakes(&atk, kind, secs, 11, bob, flood_sources);
     let half_open = half_open.finish();
     let s1 = status(bob);
     let (_, hwm) = rss_kib(bob_pid);
@@ -1322,26 +1332,7 @@ fn measured_floods() {
         sources: SPOOFED,
         len: 160,
     };
-    let bound = Duration::from_secs(secs) + FRESH_TIMEOUT * (FRESH_HANDSHAKES as u32 + 1);
-    let flood = Flood::start(
-        &atk,
-        kind,
-        Limits {
-            duration: bound,
-            ..Limits::default()
-        },
-        13,
-    );
-    let started = Instant::now();
-    thread::sleep(Duration::from_millis(500));
-    let pace = Duration::from_secs(secs).saturating_sub(Duration::from_secs(1))
-        / u32::try_from(FRESH_HANDSHAKES).unwrap();
-    let spi_fresh = fresh_handshakes(&atk, bob.ip(), bob_key, spi_sources, FRESH_TIMEOUT, pace);
-    if let Some(rest) = (started + Duration::from_secs(secs)).checked_duration_since(Instant::now())
-    {
-        thread::sleep(rest);
-    }
-    let report = flood.stop();
+    let (report, spi_fresh) = full_rate_with_handshakes(&atk, kind, secs, 13, bob, spi_sources);
     let per_s = |n: u64| n as f64 / report.elapsed.as_secs_f64();
     let unknown = metric(bob, "oemesh_ike_drops_total{reason=\"unknown_spi\"}") - d0;
     let queue = metric(bob, "oemesh_ike_queue_drops_total") - q0;

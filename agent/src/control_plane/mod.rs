@@ -167,7 +167,7 @@ impl ControlPlane {
                         let Some(d) = self.inputs.ike.try_recv() else { break };
                         self.node.handle_ike(now, d.local, d.remote, &d.message);
                     }
-                    // Queued errors count against the socket's buffer (IKE's).
+                    // ICMP errors the workers passed on meanwhile.
                     self.icmp_errors(None);
                 }
                 answer = self.lookups.next() => match answer {

@@ -152,14 +152,9 @@ impl CookieReplies {
         // `sendmmsg` run per local address (a host has one or two).
         self.pending.sort_unstable_by_key(|(local, ..)| *local);
         let prefix: &[u8] = if natt { &NON_ESP_MARKER } else { &[] };
-        let mut start = 0;
-        while start < self.pending.len() {
-            let local = self.pending[start].0;
-            let end = self.pending[start..]
-                .iter()
-                .position(|(l, ..)| *l != local)
-                .map_or(self.pending.len(), |n| start + n);
-            let datagrams: Vec<(SocketAddr, &[u8])> = self.pending[start..end]
+        for run in self.pending.chunk_by(|a, b| a.0 == b.0) {
+            let local = run[0].0;
+            let datagrams: Vec<(SocketAddr, &[u8])> = run
                 .iter()
                 .map(|(_, to, reply)| (*to, reply.bytes()))
                 .collect();
@@ -176,7 +171,6 @@ impl CookieReplies {
                     m.packets(PacketOutcome::Dropped, datagrams.len() as u64, 0);
                 }
             }
-            start = end;
         }
         self.pending.clear();
     }

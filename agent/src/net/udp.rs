@@ -145,8 +145,8 @@ impl UdpEndpoint {
         }
     }
 
-    /// Sends `datagrams` (each `prefix` then its bytes), all from `from` when
-    /// given, in as few `sendmmsg` calls as it takes, without waiting: what a
+    /// Sends `datagrams` (each `prefix` then its bytes), all from `from` (an
+    /// address in canonical form, IPv4 as IPv4) when given, in as few `sendmmsg` calls as it takes, without waiting: what a
     /// full send buffer refuses is not sent. Returns how many were sent (see
     /// the note on partial batches below).
     pub fn try_send_many(
@@ -160,34 +160,27 @@ impl UdpEndpoint {
 
         use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 
+        use nix::libc;
+
+        // The source address: IP_PKTINFO for IPv4, also on a dual-stack
+        // socket (the kernel takes the IPv4 path for a v4-mapped destination).
         let v4_info;
         let v6_info;
-        let cmsg: Vec<ControlMessage<'_>> = match from.map(|ip| self.outgoing((ip, 0).into())) {
-            Some(SocketAddr::V6(a)) if a.ip().to_ipv4_mapped().is_some() => {
-                let ip = a.ip().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let cmsg: Vec<ControlMessage<'_>> = match from {
+            Some(IpAddr::V4(a)) => {
                 v4_info = libc::in_pktinfo {
                     ipi_ifindex: 0,
                     ipi_spec_dst: libc::in_addr {
-                        s_addr: u32::from(ip).to_be(),
+                        s_addr: u32::from(a).to_be(),
                     },
                     ipi_addr: libc::in_addr { s_addr: 0 },
                 };
                 vec![ControlMessage::Ipv4PacketInfo(&v4_info)]
             }
-            Some(SocketAddr::V4(a)) => {
-                v4_info = libc::in_pktinfo {
-                    ipi_ifindex: 0,
-                    ipi_spec_dst: libc::in_addr {
-                        s_addr: u32::from(*a.ip()).to_be(),
-                    },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                };
-                vec![ControlMessage::Ipv4PacketInfo(&v4_info)]
-            }
-            Some(SocketAddr::V6(a)) => {
+            Some(IpAddr::V6(a)) => {
                 v6_info = libc::in6_pktinfo {
                     ipi6_addr: libc::in6_addr {
-                        s6_addr: a.ip().octets(),
+                        s6_addr: a.octets(),
                     },
                     ipi6_ifindex: 0,
                 };
@@ -226,7 +219,6 @@ impl UdpEndpoint {
             .map(|_| chunk.len())
             .map_err(io::Error::from);
             match result {
-                Ok(0) => break,
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // A queued ICMP error fails one call (see `send`).
@@ -239,27 +231,12 @@ impl UdpEndpoint {
 
     /// Asks the kernel to queue ICMP and ICMPv6 errors for the datagrams
     /// this socket sends (`IP_RECVERR`/`IPV6_RECVERR`), to be read with
-    /// [`UdpEndpoint::icmp_error`]. Only for the IKE socket: a queued error is
+    /// [`UdpEndpoint::icmp_error`]. Only for the IKE sockets: a queued error is
     /// also returned once by the next send or receive (which
     /// [`UdpEndpoint::send`] retries), and the ESP socket must not pay that.
     pub fn enable_icmp_errors(&self) -> io::Result<()> {
         self.state
             .enable_transport_errors(UdpSockRef::from(&self.socket))
-    }
-
-    /// The next queued ICMP error, if one is there now (no waiting).
-    pub fn try_icmp_error(&self) -> io::Result<Option<IcmpError>> {
-        loop {
-            match self
-                .socket
-                .try_io(Interest::ERROR, || read_error_queue(&self.socket))
-            {
-                Ok(Some(e)) => return Ok(Some(e)),
-                Ok(None) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     /// Waits for the next ICMP error queued for a datagram this socket sent.

@@ -247,11 +247,9 @@ impl std::fmt::Debug for CookieReply {
 
 impl CookieReply {
     fn new(spi_i: u64, cookie: &[u8; COOKIE_LEN]) -> Self {
-        let mut out = Vec::with_capacity(HEADER_LEN);
         let header = Header::new(spi_i, 0, ExchangeType::IKE_SA_INIT, Flags::RESPONSE, 0);
-        header.emit(PayloadType::NOTIFY, REPLY_LEN as u32, &mut out);
         let mut b = [0u8; REPLY_LEN];
-        b[..HEADER_LEN].copy_from_slice(&out);
+        b[..HEADER_LEN].copy_from_slice(&header.to_bytes(PayloadType::NOTIFY, REPLY_LEN as u32));
         let notify = &mut b[HEADER_LEN..];
         // Generic payload header: no next payload, not critical, length.
         notify[2..4].copy_from_slice(&((8 + COOKIE_LEN) as u16).to_be_bytes());

@@ -285,14 +285,21 @@ impl Header {
 
     /// Appends the 28 header bytes with the given first payload type and total length.
     pub fn emit(&self, next_payload: PayloadType, length: u32, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.spi_i.to_be_bytes());
-        out.extend_from_slice(&self.spi_r.to_be_bytes());
-        out.push(next_payload.0);
-        out.push((MAJOR_VERSION << 4) | (self.minor_version & 0x0f));
-        out.push(self.exchange.0);
-        out.push(self.flags.0);
-        out.extend_from_slice(&self.message_id.to_be_bytes());
-        out.extend_from_slice(&length.to_be_bytes());
+        out.extend_from_slice(&self.to_bytes(next_payload, length));
+    }
+
+    /// The 28 header bytes with the given first payload type and total length.
+    pub fn to_bytes(&self, next_payload: PayloadType, length: u32) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[field::SPI_I].copy_from_slice(&self.spi_i.to_be_bytes());
+        b[field::SPI_R].copy_from_slice(&self.spi_r.to_be_bytes());
+        b[field::NEXT_PAYLOAD] = next_payload.0;
+        b[field::VERSION] = (MAJOR_VERSION << 4) | (self.minor_version & 0x0f);
+        b[field::EXCHANGE_TYPE] = self.exchange.0;
+        b[field::FLAGS] = self.flags.0;
+        b[field::MESSAGE_ID].copy_from_slice(&self.message_id.to_be_bytes());
+        b[field::LENGTH].copy_from_slice(&length.to_be_bytes());
+        b
     }
 }
 

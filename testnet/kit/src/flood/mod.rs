@@ -400,9 +400,8 @@ impl Source for IkeSpiSource {
         payload[..4].copy_from_slice(&[0; 4]);
         let ike = &mut payload[4..];
         let header = Header::new(0, 0, ExchangeType::IKE_AUTH, Flags::INITIATOR, 1);
-        let mut h = Vec::with_capacity(HEADER_LEN);
         let total = u32::try_from(message).context("IKE message over 4 GiB")?;
-        header.emit(PayloadType::SK, total, &mut h);
+        let h = header.to_bytes(PayloadType::SK, total);
         // Random SPIs (never zero: SPIr 0 would be an IKE_SA_INIT).
         ike[16..HEADER_LEN].copy_from_slice(&h[16..]);
         if ike[8..16] == [0; 8] {
