@@ -197,6 +197,7 @@ fn nxdomain_goes_clear_within_the_negative_ttl() {
     let nodata = DnsResult::NoRecords {
         kind: NoRecord::Nodata,
         negative_ttl: None,
+        dnssec: oemesh_core::oe::Dnssec::Insecure,
     };
     m.on_dns_result(now, &name_of(dst), nodata);
     let Some(Action::PassClear { outcome, .. }) = m.poll_action() else {

@@ -11,7 +11,7 @@ use oe_common::*;
 use oemesh_core::ike::endpoint::Failure;
 use oemesh_core::ipseckey::Gateway;
 use oemesh_core::oe::{
-    Action, Config, DnsResult, Group, HoldLimits, IkeResult, Machine, NoRecord, State,
+    Action, Config, DnsResult, Dnssec, Group, HoldLimits, IkeResult, Machine, NoRecord, State,
 };
 use proptest::prelude::*;
 
@@ -99,7 +99,7 @@ proptest! {
                     m.on_dns_result(now, &name_of(ip(DSTS[dst])), records(recs, dnssec));
                 }
                 Event::NoRecords { dst, ttl } => {
-                    let r = DnsResult::NoRecords { kind: NoRecord::Nxdomain, negative_ttl: ttl };
+                    let r = DnsResult::NoRecords { kind: NoRecord::Nxdomain, negative_ttl: ttl, dnssec: Dnssec::Insecure };
                     m.on_dns_result(now, &name_of(ip(DSTS[dst])), r);
                 }
                 Event::DnsFailed { dst } => {

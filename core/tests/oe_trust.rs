@@ -332,6 +332,7 @@ fn negative_answers_after_a_private_period_are_downgrades() {
         DnsResult::NoRecords {
             kind: NoRecord::Nodata,
             negative_ttl: None,
+            dnssec: oemesh_core::oe::Dnssec::Insecure,
         },
         servfail(),
     ]

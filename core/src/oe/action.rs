@@ -67,6 +67,71 @@ pub enum DnsFailure {
     /// Transport or protocol trouble, in the resolver's words.
     #[error("{0}")]
     Transport(String),
+    /// The answer failed DNSSEC validation (RFC 4035 §4.3 "bogus"): a
+    /// signature that does not verify or has expired, a DNSKEY or an NSEC
+    /// proof missing where the chain of trust says the zone is signed. Never
+    /// used as a key; a DNS failure under the group's rules, and closed under
+    /// `require-dnssec`.
+    #[error("DNSSEC bogus: {0}")]
+    Bogus(String),
+    /// `require-dnssec`: the answer could not be proven either way (RFC 4035
+    /// §4.3 "indeterminate"), which an attacker can cause by dropping the
+    /// DNSKEY and DS queries.
+    #[error("DNSSEC indeterminate ({0}), and the group requires DNSSEC")]
+    Indeterminate(String),
+}
+
+impl DnsFailure {
+    /// Whether DNSSEC decided it (bogus, or indeterminate under
+    /// `require-dnssec`) rather than the network: `require-dnssec` groups
+    /// fail closed on these.
+    pub fn is_dnssec(&self) -> bool {
+        matches!(self, DnsFailure::Bogus(_) | DnsFailure::Indeterminate(_))
+    }
+}
+
+/// The DNSSEC status of one answer (RFC 4035 §4.3), as the agent's resolver
+/// established it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Dnssec {
+    /// Validated from a trust anchor: the only state in which a key counts as
+    /// DNSSEC-validated.
+    Secure,
+    /// Provably unsigned (a chain of trust ends in a signed denial of a DS).
+    Insecure,
+    /// Failed validation. The agent turns a bogus answer into
+    /// [`DnsFailure::Bogus`]; this value only labels outcomes.
+    Bogus,
+    /// No chain of trust could be built either way (the server gave no
+    /// DNSKEY or DS for the zones above the name).
+    Indeterminate,
+    /// Not validated: `dns.dnssec = "off"`, or `"resolver"` without the AD bit.
+    #[default]
+    Unvalidated,
+}
+
+impl Dnssec {
+    /// Whether the answer was validated from a trust anchor.
+    pub fn is_secure(self) -> bool {
+        self == Dnssec::Secure
+    }
+
+    /// The name `oemesh peers` and the JSON show.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dnssec::Secure => "secure",
+            Dnssec::Insecure => "insecure",
+            Dnssec::Bogus => "bogus",
+            Dnssec::Indeterminate => "indeterminate",
+            Dnssec::Unvalidated => "unvalidated",
+        }
+    }
+}
+
+impl fmt::Display for Dnssec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// An RCODE as operators write it: `SERVFAIL`, not "Server Failure".
@@ -96,8 +161,9 @@ pub enum DnsResult {
     Records {
         /// The records; order does not matter.
         records: Vec<Ipseckey>,
-        /// Whether the resolver validated the answer with DNSSEC.
-        dnssec_validated: bool,
+        /// The answer's DNSSEC status (never [`Dnssec::Bogus`]: that is a
+        /// [`DnsResult::Failed`]).
+        dnssec: Dnssec,
         /// The answer's TTL in seconds.
         ttl: u32,
     },
@@ -107,6 +173,8 @@ pub enum DnsResult {
         kind: NoRecord,
         /// The negative-caching TTL (RFC 2308: the SOA minimum), if known.
         negative_ttl: Option<u32>,
+        /// The denial's DNSSEC status (a bogus denial is a [`DnsResult::Failed`]).
+        dnssec: Dnssec,
     },
     /// The lookup failed (SERVFAIL, refused, network) or the agent's resolver gave up.
     Failed {

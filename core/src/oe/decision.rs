@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::ipseckey::{DomainName, reverse_name};
 
-use super::action::{Action, DnsResult, PacketFate, PeerKey};
+use super::action::{Action, DnsFailure, DnsResult, Dnssec, PacketFate, PeerKey};
 use super::config::{Config, Counters};
 use super::hold::{Held, HoldStore};
 use super::keys::{Candidate, candidates};
@@ -91,7 +91,8 @@ struct IkePhase {
     unanswered: bool,
     /// An ICMP error shortened the current attempt's wait.
     unreachable: Option<Unreachable>,
-    dnssec: bool,
+    /// The DNSSEC status of the answer that started it.
+    dnssec: Dnssec,
     key_in_dns: bool,
     /// Why there was no key (anonymous attempt), for the reason line.
     no_key: Option<NoKey>,
@@ -337,19 +338,35 @@ impl Machine {
         match a {
             DnsAnswer::Result(DnsResult::Records {
                 records,
-                dnssec_validated,
+                dnssec,
                 ttl,
             }) => {
                 let (found, skipped) = candidates(dst, records);
                 self.counters.unusable_records += skipped.len() as u64;
                 if found.is_empty() {
-                    self.no_key(now, dst, NoKey::Unusable(skipped), Some(*ttl));
+                    self.no_key(now, dst, NoKey::Unusable(skipped), Some(*ttl), *dnssec);
+                } else if self.requires_dnssec(dst) && !dnssec.is_secure() {
+                    // Only a secure key authenticates here: an insecure or
+                    // indeterminate one is as good as none.
+                    self.no_key(now, dst, NoKey::NotSecure(*dnssec), Some(*ttl), *dnssec);
                 } else {
-                    self.start_ike(now, dst, found, *dnssec_validated, None, None);
+                    self.start_ike(now, dst, found, *dnssec, None, None);
                 }
             }
-            DnsAnswer::Result(DnsResult::NoRecords { kind, negative_ttl }) => {
-                self.no_key(now, dst, NoKey::NoRecord(*kind), *negative_ttl);
+            DnsAnswer::Result(DnsResult::NoRecords {
+                kind,
+                negative_ttl,
+                dnssec,
+            }) => {
+                if *dnssec == Dnssec::Indeterminate && self.requires_dnssec(dst) {
+                    // A denial nobody vouches for, where a forged one is the
+                    // attack require-dnssec is there to stop.
+                    let why = format!("unproven {kind}");
+                    let cause = Cause::DnsFailed(DnsFailure::Indeterminate(why));
+                    self.fail(now, dst, cause, None, None);
+                } else {
+                    self.no_key(now, dst, NoKey::NoRecord(*kind), *negative_ttl, *dnssec);
+                }
             }
             DnsAnswer::Result(DnsResult::Failed { reason }) => {
                 self.fail(now, dst, Cause::DnsFailed(reason.clone()), None, None);
@@ -361,7 +378,21 @@ impl Machine {
     /// No usable key: anonymous IKE where allowed, else clear or blocked. A
     /// peer remembered as private is a downgrade (its key went away): under
     /// `refuse_downgrade` it is blocked at once, without trying AUTH NULL.
-    fn no_key(&mut self, now: Instant, dst: IpAddr, why: NoKey, ttl: Option<u32>) {
+    /// Whether `dst`'s group is in `require-dnssec`.
+    fn requires_dnssec(&self, dst: IpAddr) -> bool {
+        self.pending
+            .get(&dst)
+            .is_some_and(|p| p.policy.options.require_dnssec)
+    }
+
+    fn no_key(
+        &mut self,
+        now: Instant,
+        dst: IpAddr,
+        why: NoKey,
+        ttl: Option<u32>,
+        dnssec: Dnssec,
+    ) {
         let Some(p) = self.pending.get(&dst) else {
             return;
         };
@@ -377,7 +408,7 @@ impl Machine {
                 peer_addr: dst,
                 key: PeerKey::Null,
             };
-            self.start_ike(now, dst, vec![anon], false, Some(why), ttl);
+            self.start_ike(now, dst, vec![anon], dnssec, Some(why), ttl);
             if passthrough {
                 self.passthrough(now, dst);
             }

@@ -26,7 +26,7 @@
 //! ```
 //! use std::time::Instant;
 //! use oemesh_core::oe::{
-//!     Action, Cidr, Config, DnsResult, Group, GroupOptions, Machine, NoRecord, Policy,
+//!     Action, Cidr, Config, DnsResult, Dnssec, Group, GroupOptions, Machine, NoRecord, Policy,
 //! };
 //!
 //! let oe: Cidr = "10.77.0.0/16".parse()?;
@@ -41,7 +41,11 @@
 //! assert_eq!(name.to_string(), "4.0.77.10.in-addr.arpa.");
 //!
 //! // The negative TTL (5 min) caps the clear outcome (15 min by default).
-//! let nx = DnsResult::NoRecords { kind: NoRecord::Nxdomain, negative_ttl: Some(300) };
+//! let nx = DnsResult::NoRecords {
+//!     kind: NoRecord::Nxdomain,
+//!     negative_ttl: Some(300),
+//!     dnssec: Dnssec::Insecure,
+//! };
 //! m.on_dns_result(now, &name, nx);
 //! let Some(Action::PassClear { outcome, packets }) = m.poll_action() else { panic!() };
 //! assert_eq!(packets.iter().next(), Some(&b"first packet"[..]));
@@ -77,7 +81,7 @@ mod limits;
 mod responder;
 
 pub use action::{
-    Action, AddressResult, DnsFailure, DnsResult, IkeResult, NotStarted, PacketFate, PeerAnswer,
+    Action, AddressResult, DnsFailure, DnsResult, Dnssec, IkeResult, NotStarted, PacketFate, PeerAnswer,
     PeerKey,
 };
 pub use cidr::{Cidr, CidrError, ListError, parse_list};

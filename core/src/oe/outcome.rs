@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::crypto::CryptoError;
 use crate::ipseckey::{Algorithm, DomainName, Gateway};
 
+use super::action::Dnssec;
 use super::policy::PolicyMatch;
 
 /// How traffic to the destination goes.
@@ -109,12 +110,18 @@ pub enum NoKey {
     NoRecord(NoRecord),
     /// Records, none usable.
     Unusable(Vec<Unusable>),
+    /// A key, but `require-dnssec` and the answer is not secure.
+    NotSecure(Dnssec),
 }
 
 impl fmt::Display for NoKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NoKey::NoRecord(kind) => write!(f, "no IPSECKEY ({kind})"),
+            NoKey::NotSecure(state) => write!(
+                f,
+                "IPSECKEY not DNSSEC-secure ({state}), and the group requires DNSSEC"
+            ),
             NoKey::Unusable(list) => {
                 f.write_str("no usable IPSECKEY (")?;
                 for (i, u) in list.iter().enumerate() {
@@ -177,6 +184,8 @@ impl Cause {
             Cause::Policy => "policy",
             Cause::NoKey(NoKey::NoRecord(_)) => "no_ipseckey",
             Cause::NoKey(NoKey::Unusable(_)) => "unusable_ipseckey",
+            Cause::NoKey(NoKey::NotSecure(_)) => "ipseckey_not_secure",
+            Cause::DnsFailed(f) if f.is_dnssec() => "dnssec_failed",
             Cause::DnsFailed(_) => "dns_failed",
             Cause::DnsTimeout(_) => "dns_timeout",
             Cause::Established { .. } => "ike_established",
@@ -248,6 +257,9 @@ pub struct Outcome {
     pub auth: Auth,
     /// Whether the key came from a DNSSEC-validated answer.
     pub dnssec: bool,
+    /// The DNSSEC status of the answer behind the decision, when DNS was
+    /// asked (`None`: policy, or an SA the peer started).
+    pub dnssec_state: Option<Dnssec>,
     /// The policy group and prefix that applied.
     pub policy: PolicyMatch,
     /// What decided it.
@@ -295,6 +307,7 @@ impl Outcome {
             state,
             auth,
             dnssec: false,
+            dnssec_state: None,
             policy,
             cause,
             downgrade: false,
@@ -308,8 +321,9 @@ impl Outcome {
     /// reason of an authenticated private outcome: without DNSSEC the
     /// signature proves only that the peer holds the key DNS gave, and a
     /// forged answer is indistinguishable from a real one.
-    pub(crate) fn with_dnssec(mut self, dnssec: bool) -> Self {
+    pub(crate) fn with_dnssec(mut self, dnssec: bool, state: Option<Dnssec>) -> Self {
         self.dnssec = dnssec;
+        self.dnssec_state = state.or(dnssec.then_some(Dnssec::Secure));
         if self.state == State::Private && self.auth == Auth::Authenticated {
             self.reason.push_str(if dnssec {
                 " (key DNSSEC-validated)"

@@ -107,6 +107,10 @@ pub struct GroupOptions {
     /// initiator, try AUTH NULL when DNS has no usable key; as responder, accept
     /// an initiator's AUTH NULL (RFC 7619). `false` is `require-authenticated`.
     pub allow_anonymous: bool,
+    /// `require-dnssec`: only a key from a DNSSEC-secure answer authenticates
+    /// a peer. An insecure or indeterminate key counts as no key; a bogus
+    /// answer, or a denial that cannot be proven either way, fails closed.
+    pub require_dnssec: bool,
     /// What packets to a destination without a published key do while its
     /// anonymous IKE runs (`[policy.negotiation]`).
     pub negotiation: Negotiation,
@@ -171,6 +175,7 @@ impl GroupOptions {
     /// `require-authenticated`: no AUTH NULL peers.
     pub const REQUIRE_AUTHENTICATED: Self = Self {
         allow_anonymous: false,
+        require_dnssec: false,
         negotiation: Negotiation::Hold,
     };
 
@@ -186,6 +191,7 @@ impl Default for GroupOptions {
     fn default() -> Self {
         Self {
             allow_anonymous: true,
+            require_dnssec: false,
             negotiation: Negotiation::Hold,
         }
     }

@@ -39,6 +39,8 @@ pub(super) struct Responder {
     /// AUTH NULL whose key lookup fails is accepted (else refused: the group
     /// requires authentication or fails closed).
     anonymous_on_failure: bool,
+    /// `require-dnssec`: only a key from a secure answer authenticates.
+    require_dnssec: bool,
     /// The verdict of the key lookup, once in.
     key: Option<PeerAnswer>,
     /// An FQDN identity: its name, and whether it resolves to `peer_addr`
@@ -240,6 +242,7 @@ impl Machine {
                 null_auth,
                 anonymous_on_failure: policy.options.allow_anonymous
                     && !policy.group.fails_closed(),
+                require_dnssec: policy.options.require_dnssec,
                 key: None,
                 fqdn: fqdn.clone().map(|n| (n, None)),
             },
@@ -406,7 +409,7 @@ impl Machine {
         r.key = Some(if r.null_auth {
             anonymous_answer(r, name, a)
         } else {
-            keyed_answer(r.peer_addr, name, a)
+            keyed_answer(r.peer_addr, name, a, r.require_dnssec)
         });
         self.maybe_answer(request);
     }
@@ -509,22 +512,28 @@ fn anonymous_answer(r: &Responder, name: &DomainName, a: DnsAnswer<'_>) -> PeerA
     }
 }
 
-fn keyed_answer(peer_addr: IpAddr, name: &DomainName, a: DnsAnswer<'_>) -> PeerAnswer {
+fn keyed_answer(
+    peer_addr: IpAddr,
+    name: &DomainName,
+    a: DnsAnswer<'_>,
+    require_dnssec: bool,
+) -> PeerAnswer {
     let reason = match a {
         DnsAnswer::Result(DnsResult::Records {
-            records,
-            dnssec_validated,
-            ..
+            records, dnssec, ..
         }) => {
             let keys = responder_keys(records);
-            if !keys.is_empty() {
+            if !keys.is_empty() && require_dnssec && !dnssec.is_secure() {
+                format!("{} at {name}", NoKey::NotSecure(*dnssec))
+            } else if !keys.is_empty() {
                 return PeerAnswer::Ed25519 {
                     keys,
-                    dnssec: *dnssec_validated,
+                    dnssec: dnssec.is_secure(),
                 };
+            } else {
+                let (_, skipped) = candidates(peer_addr, records);
+                format!("{} at {name}", NoKey::Unusable(skipped))
             }
-            let (_, skipped) = candidates(peer_addr, records);
-            format!("{} at {name}", NoKey::Unusable(skipped))
         }
         DnsAnswer::Result(DnsResult::NoRecords { kind, .. }) => {
             format!("no IPSECKEY at {name} ({kind})")

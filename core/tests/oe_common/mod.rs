@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use oemesh_core::ipseckey::{Algorithm, DomainName, Gateway, Ipseckey, reverse_name};
 use oemesh_core::oe::{
-    Action, Config, DnsResult, Group, GroupOptions, Held, Machine, NoRecord, Policy,
+    Action, Config, DnsResult, Dnssec, Group, GroupOptions, Held, Machine, NoRecord, Policy,
 };
 
 pub fn ip(s: &str) -> IpAddr {
@@ -68,7 +68,11 @@ pub fn rsa(precedence: u8) -> Ipseckey {
 pub fn records(records: Vec<Ipseckey>, dnssec: bool) -> DnsResult {
     DnsResult::Records {
         records,
-        dnssec_validated: dnssec,
+        dnssec: if dnssec {
+            Dnssec::Secure
+        } else {
+            Dnssec::Insecure
+        },
         ttl: 3600,
     }
 }
@@ -77,6 +81,7 @@ pub fn nxdomain(ttl: Option<u32>) -> DnsResult {
     DnsResult::NoRecords {
         kind: NoRecord::Nxdomain,
         negative_ttl: ttl,
+        dnssec: Dnssec::Insecure,
     }
 }
 

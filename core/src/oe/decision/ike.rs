@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::{IkePhase, Machine, Pending, Phase, Timer};
-use crate::oe::action::{Action, IkeResult};
+use crate::oe::action::{Action, DnsFailure, Dnssec, IkeResult};
 use crate::oe::keys::Candidate;
 use crate::oe::outcome::{AttemptFailure, Auth, Cause, NoKey, Outcome, State};
 use crate::oe::unreachable::{Unreachable, UnreachableFate};
@@ -18,7 +18,7 @@ impl Machine {
         now: Instant,
         dst: IpAddr,
         found: Vec<Candidate>,
-        dnssec: bool,
+        dnssec: Dnssec,
         no_key: Option<NoKey>,
         ttl_cap: Option<u32>,
     ) {
@@ -32,6 +32,7 @@ impl Machine {
         // for the peer's first answer; the engine keeps the whole share, so
         // an answering peer gets the rest (`on_ike_answered`).
         let unanswered = no_key.is_some();
+        let by_dnssec = dnssec.is_secure() && no_key.is_none();
         let wait = if unanswered {
             attempt.min(now + self.config.anonymous_timeout)
         } else {
@@ -61,7 +62,7 @@ impl Machine {
             dst,
             peer_addr,
             key,
-            authenticated_by_dnssec: dnssec,
+            authenticated_by_dnssec: by_dnssec,
             deadline: attempt,
         });
     }
@@ -223,12 +224,16 @@ impl Machine {
         dnssec: bool,
         lookup_failed: bool,
     ) {
-        let policy = match self.pending.remove(&dst) {
+        let (policy, state) = match self.pending.remove(&dst) {
             Some(p) => {
+                let state = match &p.phase {
+                    Phase::Ike(ike) => Some(ike.dnssec),
+                    Phase::Dns { .. } => None,
+                };
                 self.leave_phase(dst, p.phase, Some(peer_addr));
-                p.policy
+                (p.policy, state)
             }
-            None => self.policy.lookup(dst),
+            None => (self.policy.lookup(dst), None),
         };
         // An authenticated peer seen lately that comes back anonymous, in
         // either role, is a downgrade (flagged; `on_ike_request` refused it
@@ -243,7 +248,7 @@ impl Machine {
         };
         let cause = Cause::Established { peer_addr };
         let mut outcome = Outcome::new(dst, State::Private, auth, policy, cause, now, None);
-        outcome = outcome.with_dnssec(dnssec && !anonymous);
+        outcome = outcome.with_dnssec(dnssec && !anonymous, state);
         if anonymous && lookup_failed {
             outcome = outcome.note("anonymous (key lookup failed)");
         }
@@ -299,7 +304,7 @@ impl Machine {
             let attempt = share(now, ike.deadline, ike.rest.len() + 1);
             let (peer_addr, key) = (next.peer_addr, next.key.clone());
             ike.current = next;
-            let dnssec = ike.dnssec;
+            let dnssec = ike.dnssec.is_secure() && ike.key_in_dns;
             ike.attempt_deadline = attempt;
             ike.unreachable = None;
             ike.timer = (attempt, self.next_timer);
@@ -336,15 +341,26 @@ impl Machine {
         let Some(p) = self.pending.remove(&dst) else {
             return;
         };
+        let dnssec = match (&cause, &p.phase) {
+            (Cause::DnsFailed(DnsFailure::Bogus(_)), _) => Some(Dnssec::Bogus),
+            (Cause::DnsFailed(DnsFailure::Indeterminate(_)), _) => Some(Dnssec::Indeterminate),
+            (_, Phase::Ike(ike)) => Some(ike.dnssec),
+            (_, Phase::Dns { .. }) => None,
+        };
         self.leave_phase(dst, p.phase, None);
         // design.md: a peer that was private recently and now goes clear (or
         // blocked) for any reason is a downgrade: IKE failing, its key gone
         // from DNS (a forged NXDOMAIN looks just like that), DNS failing.
         let downgrade = self.memory.was_private(now, dst);
+        // require-dnssec: an answer that fails validation is an attack until
+        // shown otherwise, so it never sends the destination to clear.
+        let dnssec_closed = p.policy.options.require_dnssec
+            && matches!(&cause, Cause::DnsFailed(f) if f.is_dnssec());
         // A policy reloaded meanwhile may have made dst fail closed: the stricter wins.
         let closed = p.policy.group.fails_closed()
             || self.policy.lookup(dst).group.fails_closed()
-            || (downgrade && self.config.refuse_downgrade);
+            || (downgrade && self.config.refuse_downgrade)
+            || dnssec_closed;
         let transient = match cause {
             Cause::DnsFailed(_) | Cause::DnsTimeout(_) => true,
             Cause::IkeFailed { .. } => closed,
@@ -364,16 +380,19 @@ impl Machine {
             outcome = outcome.note(note);
         }
         if closed {
-            outcome = outcome.note(if downgrade && !p.policy.group.fails_closed() {
-                "downgrade refused"
-            } else {
+            outcome = outcome.note(if p.policy.group.fails_closed() {
                 "policy private fails closed"
+            } else if dnssec_closed {
+                "require-dnssec fails closed"
+            } else {
+                "downgrade refused"
             });
         }
         if downgrade {
             self.counters.downgrades += 1;
             outcome = outcome.downgraded();
         }
+        outcome.dnssec_state = dnssec;
         if closed {
             let dropped = self.hold.discard(dst);
             self.counters.failed_closed += dropped as u64;
