@@ -30,6 +30,7 @@
 //!   endpoints against each other on a virtual clock, for tests and benches.
 #![forbid(unsafe_code)]
 
+pub mod anchors;
 pub mod crypto;
 pub mod esp;
 pub mod hostkey;
