@@ -175,9 +175,21 @@ impl Agent {
         let natt_group = bind(cfg.ike.natt_port, "ike.natt_port")?;
         let (ike, natt) = (ike_group[0].clone(), natt_group[0].clone());
 
-        let resolver = match KeyResolver::new(&cfg.dns.servers, cfg.dns.timeout, cfg.routing.fwmark)
-        {
-            Ok(r) => Some(Arc::new(r)),
+        // Validated by check-config already; read again for what is on disk now.
+        let anchors = crate::dns::load_anchors(&cfg.dns.trust_anchors)
+            .map_err(anyhow::Error::msg)
+            .context("dns.trust_anchors")?;
+        let resolver = match KeyResolver::with_dnssec(
+            &cfg.dns.servers,
+            cfg.dns.timeout,
+            cfg.routing.fwmark,
+            cfg.dns.dnssec,
+            anchors,
+        ) {
+            Ok(r) => {
+                announce_dnssec(&r);
+                Some(Arc::new(r))
+            }
             Err(e) => {
                 // Not fatal: every decision then fails open/closed per policy.
                 tracing::error!("DNS: {e}");
@@ -492,4 +504,49 @@ fn os_seed() -> Result<[u8; 32]> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
     Ok(seed)
+}
+
+/// Says at start who vouches for keys: the agent's own validation (and from
+/// which anchors), the resolver's AD bit (a warning when that resolver is
+/// not on loopback: anyone on the path to it can set AD), or nobody.
+fn announce_dnssec(r: &KeyResolver) {
+    use crate::config::DnssecMode;
+    match r.dnssec_mode() {
+        DnssecMode::Validate => {
+            let extra: Vec<String> = r
+                .anchors()
+                .iter()
+                .map(|a| format!("{} ({})", a.anchor.zone, a.origin))
+                .collect();
+            if extra.is_empty() {
+                tracing::info!("DNSSEC: validated by the agent from the root KSKs");
+            } else {
+                tracing::info!(
+                    "DNSSEC: validated by the agent from the root KSKs and {}",
+                    extra.join(", ")
+                );
+            }
+        }
+        DnssecMode::Resolver => {
+            let remote: Vec<String> = r
+                .servers()
+                .iter()
+                .filter(|s| !s.ip().is_loopback())
+                .map(ToString::to_string)
+                .collect();
+            if remote.is_empty() {
+                tracing::info!("DNSSEC: the AD bit of the local resolver is trusted");
+            } else {
+                tracing::warn!(
+                    "DNSSEC: dns.dnssec = \"resolver\" trusts the AD bit of {}, which is not on \
+                     loopback: anyone on the path to it can forge validated answers; use \
+                     dns.dnssec = \"validate\" or a validating resolver on this host",
+                    remote.join(", ")
+                );
+            }
+        }
+        DnssecMode::Off => {
+            tracing::warn!("DNSSEC: off (dns.dnssec = \"off\"): no key from DNS is validated")
+        }
+    }
 }

@@ -22,6 +22,7 @@ fn peer() -> PeerInfo {
         state: PeerState::Private,
         auth: Some(PeerAuth::Anonymous),
         dnssec: false,
+        dnssec_state: None,
         reason: "anonymous IKE established".into(),
         expires_in_s: Some(3000),
         bytes_in: 100,
@@ -51,6 +52,8 @@ async fn answer(request: Request) -> Reply {
             action: "sent in cleartext".into(),
             peer: None,
             ipseckey: None,
+            dnssec: None,
+            dnssec_chain: None,
         }),
         _ => Reply::Error {
             message: "unknown".into(),

@@ -152,6 +152,33 @@ pub struct DnsConfig {
     pub inbound_lookups_per_second: u32,
     /// Their burst.
     pub inbound_lookup_burst: u32,
+    /// `dns.dnssec`: who validates DNSSEC.
+    pub dnssec: DnssecMode,
+    /// `dns.trust_anchors`: files of DNSKEY or DS records added to the root KSKs.
+    pub trust_anchors: Vec<PathBuf>,
+}
+
+/// `dns.dnssec`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DnssecMode {
+    /// The agent validates the chain from its trust anchors (the default).
+    #[default]
+    Validate,
+    /// The resolver's AD bit is trusted.
+    Resolver,
+    /// No DNSSEC: every key is unvalidated.
+    Off,
+}
+
+impl DnssecMode {
+    /// The name as written in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            DnssecMode::Validate => "validate",
+            DnssecMode::Resolver => "resolver",
+            DnssecMode::Off => "off",
+        }
+    }
 }
 
 /// `[ike]`.
@@ -386,6 +413,8 @@ impl Default for Config {
                 lookup_burst: defaults::LOOKUP_BURST,
                 inbound_lookups_per_second: defaults::INBOUND_LOOKUPS_PER_SECOND,
                 inbound_lookup_burst: defaults::INBOUND_LOOKUP_BURST,
+                dnssec: DnssecMode::Validate,
+                trust_anchors: Vec::new(),
             },
             ike: IkeConfig {
                 timeout: defaults::IKE_TIMEOUT,

@@ -24,6 +24,8 @@ pub struct Policy {
     entries: Vec<(Cidr, Group)>,
     /// Groups in which anonymous (AUTH NULL) peers are refused.
     require_authenticated: BTreeSet<Group>,
+    /// Groups in which only a DNSSEC-secure key authenticates.
+    require_dnssec: BTreeSet<Group>,
     /// Groups whose negotiation is not the default (hold).
     negotiation: BTreeMap<Group, Negotiation>,
     /// The decision machine's policy, built from the two above.
@@ -34,6 +36,7 @@ impl PartialEq for Policy {
     fn eq(&self, other: &Self) -> bool {
         self.entries == other.entries
             && self.require_authenticated == other.require_authenticated
+            && self.require_dnssec == other.require_dnssec
             && self.negotiation == other.negotiation
     }
 }
@@ -48,12 +51,14 @@ impl Policy {
     pub fn new(
         mut entries: Vec<(Cidr, Group)>,
         require_authenticated: BTreeSet<Group>,
+        require_dnssec: BTreeSet<Group>,
         negotiation: BTreeMap<Group, Negotiation>,
     ) -> Self {
         entries.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()).then(a.0.cmp(&b.0)));
         let options = Group::ALL.into_iter().map(|g| {
             let o = GroupOptions {
                 allow_anonymous: !require_authenticated.contains(&g),
+                require_dnssec: require_dnssec.contains(&g),
                 negotiation: negotiation.get(&g).copied().unwrap_or_default(),
             };
             (g, o)
@@ -66,6 +71,7 @@ impl Policy {
         Policy {
             entries,
             require_authenticated,
+            require_dnssec,
             negotiation,
             core,
         }
@@ -97,6 +103,11 @@ impl Policy {
         self.require_authenticated.iter().copied()
     }
 
+    /// Groups in which only a DNSSEC-secure key authenticates.
+    pub fn require_dnssec(&self) -> impl Iterator<Item = Group> + '_ {
+        self.require_dnssec.iter().copied()
+    }
+
     /// Groups whose negotiation is not the default (hold).
     pub fn negotiation(&self) -> impl Iterator<Item = (Group, Negotiation)> + '_ {
         self.negotiation.iter().map(|(g, n)| (*g, *n))
@@ -117,6 +128,7 @@ mod tests {
                 (p("192.0.2.128/25"), Group::Private),
             ],
             [Group::Private].into(),
+            BTreeSet::new(),
             BTreeMap::new(),
         );
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();

@@ -38,6 +38,8 @@ pub(crate) struct RawDns {
     pub(crate) lookup_burst: Option<usize>,
     pub(crate) inbound_lookups_per_second: Option<usize>,
     pub(crate) inbound_lookup_burst: Option<usize>,
+    pub(crate) dnssec: Option<String>,
+    pub(crate) trust_anchors: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +96,8 @@ pub(crate) struct RawPolicy {
     pub(crate) block: Vec<String>,
     #[serde(default, rename = "require-authenticated")]
     pub(crate) require_authenticated: Vec<String>,
+    #[serde(default, rename = "require-dnssec")]
+    pub(crate) require_dnssec: Vec<String>,
     /// Group name → `hold` or `passthrough`.
     #[serde(default)]
     pub(crate) negotiation: std::collections::BTreeMap<String, String>,

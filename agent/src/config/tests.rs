@@ -290,3 +290,65 @@ fn esp_aead_orders_the_proposal() {
     assert_eq!(e.key, "ike.esp_aead");
     assert!(e.message.contains("chacha20-poly1305"), "{e:?}");
 }
+
+#[test]
+fn dnssec_modes_and_require_dnssec() {
+    assert_eq!(Config::default().dns.dnssec, DnssecMode::Validate);
+    for (text, mode) in [
+        ("validate", DnssecMode::Validate),
+        ("resolver", DnssecMode::Resolver),
+        ("off", DnssecMode::Off),
+    ] {
+        let cfg = Config::parse(&format!("[dns]\ndnssec = \"{text}\"")).unwrap();
+        assert_eq!(cfg.dns.dnssec, mode);
+    }
+    let e = one_error("[dns]\ndnssec = \"yes\"");
+    assert_eq!(e.key, "dns.dnssec");
+    assert!(
+        e.message.contains("validate") && e.message.contains("resolver"),
+        "{e}"
+    );
+    let cfg = Config::parse("[policy]\nrequire-dnssec = [\"private\"]").unwrap();
+    assert!(cfg.policy.require_dnssec().eq([Group::Private]));
+    let ip = "198.51.100.1".parse::<IpAddr>().unwrap();
+    assert!(
+        !cfg.policy.lookup(ip).options.require_dnssec,
+        "unlisted: clear"
+    );
+    let e = one_error("[policy]\nrequire-dnssec = [\"secure\"]");
+    assert_eq!(e.key, "policy.require-dnssec[0]");
+}
+
+#[test]
+fn trust_anchor_files_are_checked_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.txt");
+    // A DNSKEY as `dig +noall +answer DNSKEY zone.` prints it (public key only).
+    std::fs::write(
+        &good,
+        "2.0.192.in-addr.arpa.\t3600\tIN\tDNSKEY\t257 3 13 \
+         mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+ KkxLbxILfDLUT0rAK9iUzy1L53eKGQ==\n",
+    )
+    .unwrap();
+    let cfg = Config::parse(&format!("[dns]\ntrust_anchors = [{:?}]", good.display())).unwrap();
+    assert_eq!(cfg.dns.trust_anchors, vec![good.clone()]);
+
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "; anchors\nexample. 3600 IN TXT \"hello\"\n").unwrap();
+    let e = one_error(&format!("[dns]\ntrust_anchors = [{:?}]", bad.display()));
+    assert_eq!(e.key, "dns.trust_anchors[0]");
+    assert!(
+        e.message
+            .starts_with(&format!("{}: line 2:", bad.display())),
+        "the error names the file and the line: {e}"
+    );
+    let e = one_error("[dns]\ntrust_anchors = [\"/nonexistent/anchors.txt\"]");
+    assert!(e.message.contains("/nonexistent/anchors.txt"), "{e}");
+    let e = one_error("[dns]\ntrust_anchors = [\"anchors.txt\"]");
+    assert!(e.message.contains("absolute"), "{e}");
+    let e = one_error(&format!(
+        "[dns]\ndnssec = \"off\"\ntrust_anchors = [{:?}]",
+        good.display()
+    ));
+    assert_eq!(e.key, "dns.trust_anchors");
+}

@@ -11,7 +11,7 @@ use oemesh_core::oe::Negotiation;
 use oemesh_core::resolv::{self, ServerSpec};
 
 use super::raw::{self, RawConfig};
-use super::{Cidr, Config, EspAead, Group, KeyError, Policy, defaults};
+use super::{Cidr, Config, DnssecMode, EspAead, Group, KeyError, Policy, defaults};
 
 /// Collects problems so that one run reports all of them.
 #[derive(Default)]
@@ -115,6 +115,39 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
         }
     }
     cfg.dns.timeout = c.duration("dns.timeout", raw.dns.timeout, defaults::DNS_TIMEOUT);
+    match raw.dns.dnssec.as_deref() {
+        None | Some("validate") => cfg.dns.dnssec = DnssecMode::Validate,
+        Some("resolver") => cfg.dns.dnssec = DnssecMode::Resolver,
+        Some("off") => cfg.dns.dnssec = DnssecMode::Off,
+        Some(other) => c.fail(
+            "dns.dnssec",
+            format!("{other:?} is not a DNSSEC mode; use validate (the agent checks signatures), resolver (trust the resolver's AD bit) or off"),
+        ),
+    }
+    for (i, path) in raw
+        .dns
+        .trust_anchors
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("dns.trust_anchors[{i}]");
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            c.fail(key, format!("{} is not an absolute path", path.display()));
+            continue;
+        }
+        match crate::dns::load_anchors(std::slice::from_ref(&path)) {
+            Ok(_) => cfg.dns.trust_anchors.push(path),
+            Err(e) => c.fail(key, e),
+        }
+    }
+    if !cfg.dns.trust_anchors.is_empty() && cfg.dns.dnssec != DnssecMode::Validate {
+        c.fail(
+            "dns.trust_anchors",
+            format!("anchors are used only with dns.dnssec = \"validate\" (it is {:?}); remove them or validate", cfg.dns.dnssec.name()),
+        );
+    }
     let rate = |c: &mut Checker, key: &str, v: Option<usize>, d: u32| {
         u32::try_from(c.positive(key, v, d as usize)).unwrap_or(u32::MAX)
     };
@@ -389,21 +422,12 @@ fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {
             }
         }
     }
-    let mut require = BTreeSet::new();
-    for (i, name) in raw.require_authenticated.iter().enumerate() {
-        match name.parse::<Group>() {
-            Ok(g) => {
-                require.insert(g);
-            }
-            Err(_) => c.fail(
-                format!("policy.require-authenticated[{i}]"),
-                format!(
-                    "{name:?} is not a group; use one of {}",
-                    Group::ALL.map(Group::name).join(", ")
-                ),
-            ),
-        }
-    }
+    let require = groups(
+        c,
+        "policy.require-authenticated",
+        &raw.require_authenticated,
+    );
+    let require_dnssec = groups(c, "policy.require-dnssec", &raw.require_dnssec);
     let mut negotiation = BTreeMap::new();
     for (name, value) in &raw.negotiation {
         let key = format!("policy.negotiation.{name}");
@@ -440,11 +464,31 @@ fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {
         }
         negotiation.insert(group, n);
     }
-    Policy::new(entries, require, negotiation)
+    Policy::new(entries, require, require_dnssec, negotiation)
 }
 
 /// `192.0.2.53`, `192.0.2.53:53`, `2001:db8::53` or `[2001:db8::53]:53`: an
 /// address, not a name (the agent resolves no names to find its resolver).
+/// The groups a `policy.require-*` list names.
+fn groups(c: &mut Checker, key: &str, names: &[String]) -> BTreeSet<Group> {
+    let mut set = BTreeSet::new();
+    for (i, name) in names.iter().enumerate() {
+        match name.parse::<Group>() {
+            Ok(g) => {
+                set.insert(g);
+            }
+            Err(_) => c.fail(
+                format!("{key}[{i}]"),
+                format!(
+                    "{name:?} is not a group; use one of {}",
+                    Group::ALL.map(Group::name).join(", ")
+                ),
+            ),
+        }
+    }
+    set
+}
+
 fn parse_server(s: &str) -> Option<SocketAddr> {
     match resolv::parse_server(s)? {
         ServerSpec::Addr(addr) => Some(addr),

@@ -10,6 +10,7 @@ use std::time::Instant;
 use oemesh_core::oe::{Auth, Node, Outcome, State};
 use tokio::sync::oneshot;
 
+use crate::config::DnssecMode;
 use crate::control::proto::{
     CheckReply, PeerAuth, PeerCounts, PeerInfo, PeerState, Reply, Request, StatusReply,
 };
@@ -62,19 +63,48 @@ fn auth_of(a: Auth) -> Option<PeerAuth> {
     }
 }
 
-/// `2 IPSECKEY record(s), DNSSEC-validated`, `no IPSECKEY (NXDOMAIN)`, ...
+/// `2 IPSECKEY record(s) (DNSSEC-validated: secure)`, `no IPSECKEY (NXDOMAIN)`, ...
 fn describe_lookup(k: &KeyLookup) -> String {
     match k {
-        KeyLookup::Found { dnssec, .. } => format!(
-            "{} ({})",
-            k.reason(),
-            if *dnssec {
-                "DNSSEC-validated"
-            } else {
-                "not DNSSEC-validated"
-            }
-        ),
+        KeyLookup::Found { dnssec, .. } if dnssec.is_secure() => {
+            format!("{} (DNSSEC-validated: secure)", k.reason())
+        }
+        KeyLookup::Found { dnssec, .. } => {
+            format!("{} (not DNSSEC-validated: {dnssec})", k.reason())
+        }
+        KeyLookup::NxDomain { dnssec, .. } | KeyLookup::NoData { dnssec, .. } => {
+            format!("{} (DNSSEC: {dnssec})", k.reason())
+        }
         other => other.reason(),
+    }
+}
+
+/// Where the DNSSEC verdict on `name` came from: the mode, and in validate
+/// mode the trust anchor the chain starts at.
+fn dnssec_chain(r: &KeyResolver, name: &str) -> String {
+    match r.dnssec_mode() {
+        DnssecMode::Off => "not checked (dns.dnssec = \"off\")".to_owned(),
+        DnssecMode::Resolver => {
+            let servers: Vec<String> = r.servers().iter().map(ToString::to_string).collect();
+            format!("the AD bit of the resolver ({})", servers.join(", "))
+        }
+        DnssecMode::Validate => {
+            let name = name.to_ascii_lowercase();
+            let covering = r
+                .anchors()
+                .iter()
+                .filter(|a| a.anchor.zone == "." || name.ends_with(&a.anchor.zone))
+                .max_by_key(|a| a.anchor.zone.len());
+            match covering {
+                Some(a) if a.anchor.zone != "." => format!(
+                    "validated by the agent from the trust anchor for {} (key tag {}, {})",
+                    a.anchor.zone,
+                    a.anchor.key_tag(),
+                    a.origin
+                ),
+                _ => "validated by the agent from the root KSKs (built in)".to_owned(),
+            }
+        }
     }
 }
 
@@ -174,6 +204,7 @@ impl View<'_> {
             state: state_of(o.state),
             auth: auth_of(o.auth),
             dnssec: o.dnssec,
+            dnssec_state: o.dnssec_state.map(|d| d.name().to_owned()),
             reason: o.reason.clone(),
             expires_in_s: o
                 .expires_at
@@ -190,6 +221,7 @@ impl View<'_> {
             state: PeerState::Pending,
             auth: None,
             dnssec: false,
+            dnssec_state: None,
             reason: format!(
                 "deciding for {} ms; {} packet(s) held",
                 since.elapsed().as_millis(),
@@ -241,15 +273,24 @@ impl View<'_> {
             action,
             peer: current,
             ipseckey: None,
+            dnssec: None,
+            dnssec_chain: None,
         };
         let resolver = self.resolver.clone();
         tokio::spawn(async move {
-            let ipseckey = match resolver {
-                Some(r) => describe_lookup(&r.lookup(addr).await),
-                None => "no DNS resolver configured".to_owned(),
+            let (ipseckey, dnssec, chain) = match resolver {
+                Some(r) => {
+                    let lookup = r.lookup(addr).await;
+                    let chain = dnssec_chain(&r, &base.reverse_name);
+                    let state = lookup.dnssec().name().to_owned();
+                    (describe_lookup(&lookup), Some(state), Some(chain))
+                }
+                None => ("no DNS resolver configured".to_owned(), None, None),
             };
             let _ = reply.send(Reply::Check(CheckReply {
                 ipseckey: Some(ipseckey),
+                dnssec,
+                dnssec_chain: chain,
                 ..base
             }));
         });

@@ -92,6 +92,18 @@ pub fn status(s: &StatusReply) -> String {
     out
 }
 
+/// The DNSSEC column: `yes` for a key from a secure answer; otherwise the
+/// answer's state (`insecure`, `bogus`, `indeterminate`, `unvalidated`), or
+/// `no` when DNS was not asked.
+fn dnssec_column(p: &PeerInfo) -> String {
+    match (&p.dnssec_state, p.dnssec) {
+        (_, true) => "yes".to_owned(),
+        (Some(s), false) if s == "secure" => "no".to_owned(),
+        (Some(s), false) => s.clone(),
+        (None, false) => "no".to_owned(),
+    }
+}
+
 /// `oemesh peers`: one aligned row per peer, sorted by address.
 pub fn peers(peers: &[PeerInfo]) -> String {
     if peers.is_empty() {
@@ -109,7 +121,7 @@ pub fn peers(peers: &[PeerInfo]) -> String {
             p.peer.to_string(),
             state(p.state).to_owned(),
             auth(p.auth).to_owned(),
-            if p.dnssec { "yes" } else { "no" }.to_owned(),
+            dnssec_column(p),
             p.expires_in_s.map_or_else(|| "-".to_owned(), duration),
             bytes(p.bytes_in),
             bytes(p.bytes_out),
@@ -131,6 +143,10 @@ pub fn check(c: &CheckReply) -> String {
     let _ = writeln!(out, "  key at:  {} IPSECKEY", c.reverse_name);
     if let Some(k) = &c.ipseckey {
         let _ = writeln!(out, "  lookup:  {k}");
+    }
+    if let Some(d) = &c.dnssec {
+        let chain = c.dnssec_chain.as_deref().unwrap_or("-");
+        let _ = writeln!(out, "  dnssec:  {d} ({chain})");
     }
     match &c.peer {
         Some(p) => {
@@ -261,6 +277,7 @@ mod tests {
             state: st,
             auth: (st == PeerState::Private).then_some(PeerAuth::Authenticated),
             dnssec: st == PeerState::Private,
+            dnssec_state: None,
             reason: reason.into(),
             expires_in_s: Some(900),
             bytes_in: 2048,

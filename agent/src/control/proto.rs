@@ -180,8 +180,13 @@ pub struct PeerInfo {
     pub state: PeerState,
     /// How it authenticated; `None` unless private.
     pub auth: Option<PeerAuth>,
-    /// Whether the DNS answer that decided it was DNSSEC-validated (AD bit).
+    /// Whether the key that authenticated it came from a DNSSEC-secure answer.
     pub dnssec: bool,
+    /// The DNSSEC state of the answer behind the decision: `secure`,
+    /// `insecure`, `bogus`, `indeterminate` or `unvalidated`; absent when DNS
+    /// was not asked (policy, or an SA the peer started without a lookup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnssec_state: Option<String>,
     /// Why it is in this state, for a person ("no IPSECKEY (NXDOMAIN)").
     pub reason: String,
     /// Seconds until the state expires (SA lifetime, clear lifetime); `None`: no expiry.
@@ -214,6 +219,14 @@ pub struct CheckReply {
     /// (DNSSEC-validated)`, `no IPSECKEY (NXDOMAIN)`, `DNS failure (...)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipseckey: Option<String>,
+    /// That lookup's DNSSEC state: `secure`, `insecure`, `bogus`,
+    /// `indeterminate` or `unvalidated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnssec: Option<String>,
+    /// Where the verdict came from: the trust anchor the chain starts at, or
+    /// the resolver whose AD bit was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnssec_chain: Option<String>,
 }
 
 /// Why a request line was refused.
@@ -296,6 +309,7 @@ mod tests {
             state: PeerState::Private,
             auth: Some(PeerAuth::Authenticated),
             dnssec: true,
+            dnssec_state: None,
             reason: "IKE established".into(),
             expires_in_s: Some(3500),
             bytes_in: 1,

@@ -7,12 +7,13 @@
 use std::io;
 use std::net::SocketAddr;
 
-use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
-use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::proto::op::{Message, MessageType};
+use hickory_resolver::proto::rr::Name;
 use socket2::{Protocol, Type};
 
 use super::{
-    IPSECKEY, KeyLookup, KeyResolver, MAX_UDP_ANSWER, classify_answer, marked_socket, query_message,
+    IPSECKEY, KeyLookup, KeyResolver, MAX_UDP_ANSWER, classify_validated, marked_socket,
+    query_message,
 };
 
 /// A query already sent over UDP to the first server; its answer is read by
@@ -36,6 +37,9 @@ impl KeyResolver {
         let [server] = self.servers[..] else {
             return Err(io::Error::other("several DNS servers"));
         };
+        if self.validator.is_some() {
+            return Err(io::Error::other("validating DNSSEC"));
+        }
         let name = Name::from_ascii(owner)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut message = query_message(name.clone());
@@ -85,35 +89,13 @@ impl KeyResolver {
                 if response.metadata.truncation {
                     return None;
                 }
-                return Some(classify_udp_answer(&response, &q.owner));
+                let state = self.ad_state(response.metadata.authentic_data);
+                return Some(classify_validated(&response, &q.owner, state));
             }
         };
         match tokio::time::timeout(self.timeout / 2, direct).await {
             Ok(Some(answer)) => answer,
             _ => self.lookup_name(&q.owner).await,
         }
-    }
-}
-
-/// A whole answer read off the wire: NXDOMAIN and NODATA with the negative
-/// TTL from the SOA (RFC 2308 §5: the smaller of its TTL and MINIMUM).
-fn classify_udp_answer(response: &Message, owner: &str) -> KeyLookup {
-    let negative_ttl = || {
-        response.authorities.iter().find_map(|r| match &r.data {
-            RData::SOA(soa) => Some(soa.minimum.min(r.ttl)),
-            _ => None,
-        })
-    };
-    match response.metadata.response_code {
-        ResponseCode::NXDomain => KeyLookup::NxDomain {
-            negative_ttl: negative_ttl(),
-        },
-        ResponseCode::NoError => match classify_answer(response, owner) {
-            KeyLookup::NoData { .. } => KeyLookup::NoData {
-                negative_ttl: negative_ttl(),
-            },
-            other => other,
-        },
-        _ => classify_answer(response, owner),
     }
 }

@@ -10,28 +10,24 @@
 //! tokio. So DNS queries never enter our routing table, even for a resolver
 //! inside an OE prefix.
 //!
-//! **DNSSEC.** Queries set RD, AD and EDNS DO (RFC 6840 §5.7); the result records
-//! the AD bit of the answer. That is trust in the configured resolver's
-//! validation, as with any stub: the resolver must validate and the path to it
-//! must be trusted (localhost, or the testnet's own). Local validation with
-//! hickory's `dnssec-ring` feature and a trust anchor is not wired in; negative
-//! answers are reported without AD (hickory's pool turns them into errors and
-//! drops the header).
+//! **DNSSEC** (`dns.dnssec`). `"validate"` (the default): the agent checks
+//! the chain of trust itself, from the root KSKs and `dns.trust_anchors`
+//! ([`validate`]), through any server that hands out DNSKEY, DS and RRSIG, an
+//! authoritative-only one included; each answer is secure, insecure,
+//! indeterminate or bogus (RFC 4035 §4.3), denials included (a forged
+//! NXDOMAIN in a signed zone is bogus, not "no key"). `"resolver"`: the AD bit
+//! of the configured resolver is trusted (secure, else unvalidated), which is
+//! only as good as the path to it. `"off"`: unvalidated.
 //!
 //! **Outcomes.** A key set, NXDOMAIN, NODATA and failure are told apart; the
 //! negative TTL comes from the SOA minimum (RFC 2308 §5) when the answer has one.
 //! [`KeyLookup::into_dns_result`] hands it to core's decision machine.
 
-use std::future::Future;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverOpts};
-use hickory_resolver::net::runtime::iocompat::AsyncIoTokioAsStd;
-use hickory_resolver::net::runtime::{RuntimeProvider, TokioHandle, TokioTime};
 use hickory_resolver::net::{DnsError, DnsHandle, NetError, NoRecords};
 use hickory_resolver::proto::op::{
     DnsRequest, DnsRequestOptions, Edns, Message, Query, ResponseCode,
@@ -41,96 +37,22 @@ use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use oemesh_core::ipseckey::{Ipseckey, reverse_name};
 use oemesh_core::oe;
 use oemesh_core::resolv;
-use socket2::{Domain, Protocol, Socket, Type};
 
 mod inline;
+mod runtime;
+mod validate;
 
 pub use inline::SentQuery;
+pub use runtime::MarkedRuntime;
+use runtime::marked_socket;
+pub use validate::{CHAIN_CACHE, LoadedAnchor, PROOF_CACHE, load_anchors};
+
+use crate::config::DnssecMode;
+use oemesh_core::oe::Dnssec;
+use validate::{Validated, Validator};
 
 /// RR type 45 (RFC 4025 §2.1).
 pub const IPSECKEY: u16 = 45;
-
-/// A hickory runtime whose sockets carry SO_MARK.
-#[derive(Clone)]
-pub struct MarkedRuntime {
-    handle: TokioHandle,
-    mark: u32,
-}
-
-impl MarkedRuntime {
-    /// Sockets made by this runtime get `mark`.
-    pub fn new(mark: u32) -> Self {
-        MarkedRuntime {
-            handle: TokioHandle::default(),
-            mark,
-        }
-    }
-}
-
-impl std::fmt::Debug for MarkedRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MarkedRuntime")
-            .field("mark", &self.mark)
-            .finish()
-    }
-}
-
-fn marked_socket(addr: &SocketAddr, ty: Type, proto: Protocol, mark: u32) -> io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(*addr), ty, Some(proto))?;
-    s.set_mark(mark)?;
-    s.set_nonblocking(true)?;
-    Ok(s)
-}
-
-impl RuntimeProvider for MarkedRuntime {
-    type Handle = TokioHandle;
-    type Timer = TokioTime;
-    type Udp = tokio::net::UdpSocket;
-    type Tcp = AsyncIoTokioAsStd<tokio::net::TcpStream>;
-
-    fn create_handle(&self) -> Self::Handle {
-        self.handle.clone()
-    }
-
-    fn connect_tcp(
-        &self,
-        server_addr: SocketAddr,
-        bind_addr: Option<SocketAddr>,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Send + Future<Output = io::Result<Self::Tcp>>>> {
-        let mark = self.mark;
-        Box::pin(async move {
-            let s = marked_socket(&server_addr, Type::STREAM, Protocol::TCP, mark)?;
-            if let Some(b) = bind_addr {
-                s.bind(&b.into())?;
-            }
-            s.set_tcp_nodelay(true)?;
-            let socket = tokio::net::TcpSocket::from_std_stream(s.into());
-            let wait = timeout.unwrap_or(Duration::from_secs(5));
-            match tokio::time::timeout(wait, socket.connect(server_addr)).await {
-                Ok(Ok(stream)) => Ok(AsyncIoTokioAsStd(stream)),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "TCP connect timed out",
-                )),
-            }
-        })
-    }
-
-    fn bind_udp(
-        &self,
-        local_addr: SocketAddr,
-        _server_addr: SocketAddr,
-    ) -> Pin<Box<dyn Send + Future<Output = io::Result<Self::Udp>>>> {
-        let mark = self.mark;
-        Box::pin(async move {
-            let s = marked_socket(&local_addr, Type::DGRAM, Protocol::UDP, mark)?;
-            s.bind(&local_addr.into())?;
-            tokio::net::UdpSocket::from_std(s.into())
-        })
-    }
-}
 
 /// What DNS said about a peer's keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,24 +66,40 @@ pub enum KeyLookup {
         malformed: usize,
         /// The smallest TTL of the answer.
         ttl: u32,
-        /// Whether the answer carried AD.
-        dnssec: bool,
+        /// The answer's DNSSEC state.
+        dnssec: Dnssec,
     },
     /// The name does not exist.
     NxDomain {
         /// From the SOA minimum, when the answer had one.
         negative_ttl: Option<u32>,
+        /// The denial's DNSSEC state.
+        dnssec: Dnssec,
     },
     /// The name exists but has no IPSECKEY.
     NoData {
         /// From the SOA minimum, when the answer had one.
         negative_ttl: Option<u32>,
+        /// The denial's DNSSEC state.
+        dnssec: Dnssec,
     },
     /// No usable answer.
     Failed(LookupFailure),
 }
 
 impl KeyLookup {
+    /// The answer's DNSSEC state (bogus for a failed validation, unvalidated
+    /// for other failures).
+    pub fn dnssec(&self) -> Dnssec {
+        match self {
+            KeyLookup::Found { dnssec, .. }
+            | KeyLookup::NxDomain { dnssec, .. }
+            | KeyLookup::NoData { dnssec, .. } => *dnssec,
+            KeyLookup::Failed(LookupFailure::Bogus(_)) => Dnssec::Bogus,
+            KeyLookup::Failed(_) => Dnssec::Unvalidated,
+        }
+    }
+
     /// A short reason for logs and `oemesh peers`: `no IPSECKEY (NXDOMAIN)`.
     pub fn reason(&self) -> String {
         match self {
@@ -181,16 +119,24 @@ impl KeyLookup {
                 keys, ttl, dnssec, ..
             } => oe::DnsResult::Records {
                 records: keys,
-                dnssec_validated: dnssec,
+                dnssec,
                 ttl,
             },
-            KeyLookup::NxDomain { negative_ttl } => oe::DnsResult::NoRecords {
+            KeyLookup::NxDomain {
+                negative_ttl,
+                dnssec,
+            } => oe::DnsResult::NoRecords {
                 kind: oe::NoRecord::Nxdomain,
                 negative_ttl,
+                dnssec,
             },
-            KeyLookup::NoData { negative_ttl } => oe::DnsResult::NoRecords {
+            KeyLookup::NoData {
+                negative_ttl,
+                dnssec,
+            } => oe::DnsResult::NoRecords {
                 kind: oe::NoRecord::Nodata,
                 negative_ttl,
+                dnssec,
             },
             KeyLookup::Failed(reason) => oe::DnsResult::Failed { reason },
         }
@@ -210,6 +156,8 @@ pub struct KeyResolver {
     timeout: Duration,
     servers: Vec<SocketAddr>,
     mark: u32,
+    mode: DnssecMode,
+    validator: Option<Validator>,
 }
 
 impl std::fmt::Debug for KeyResolver {
@@ -235,11 +183,24 @@ pub enum ResolverError {
 
 impl KeyResolver {
     /// A resolver asking `servers` (empty: those of /etc/resolv.conf) with
-    /// sockets marked `fwmark`, each lookup bounded by `timeout`.
+    /// sockets marked `fwmark`, each lookup bounded by `timeout`, without
+    /// DNSSEC validation of its own (`dns.dnssec = "resolver"`).
     pub fn new(
         servers: &[SocketAddr],
         timeout: Duration,
         fwmark: u32,
+    ) -> Result<KeyResolver, ResolverError> {
+        Self::with_dnssec(servers, timeout, fwmark, DnssecMode::Resolver, Vec::new())
+    }
+
+    /// [`KeyResolver::new`] with a DNSSEC mode; `anchors` (from
+    /// [`load_anchors`]) are used with [`DnssecMode::Validate`].
+    pub fn with_dnssec(
+        servers: &[SocketAddr],
+        timeout: Duration,
+        fwmark: u32,
+        mode: DnssecMode,
+        anchors: Vec<LoadedAnchor>,
     ) -> Result<KeyResolver, ResolverError> {
         let servers: Vec<SocketAddr> = if servers.is_empty() {
             let text = std::fs::read_to_string(RESOLV_CONF)
@@ -276,12 +237,34 @@ impl KeyResolver {
             TlsConfig::new().map_err(|e| ResolverError::NoServers(e.to_string()))?,
         ));
         let pool = NameServerPool::from_config(configs, cx, MarkedRuntime::new(fwmark));
+        let validator =
+            (mode == DnssecMode::Validate).then(|| Validator::new(pool.clone(), anchors));
         Ok(KeyResolver {
             pool,
             timeout,
             servers,
             mark: fwmark,
+            mode,
+            validator,
         })
+    }
+
+    /// Who validates DNSSEC.
+    pub fn dnssec_mode(&self) -> DnssecMode {
+        self.mode
+    }
+
+    /// The trust anchors added to the root KSKs (validate mode).
+    pub fn anchors(&self) -> &[LoadedAnchor] {
+        self.validator.as_ref().map_or(&[], |v| v.anchors())
+    }
+
+    /// The state an unvalidated answer gets in this mode, from its AD bit.
+    fn ad_state(&self, ad: bool) -> Dnssec {
+        match self.mode {
+            DnssecMode::Resolver if ad => Dnssec::Secure,
+            _ => Dnssec::Unvalidated,
+        }
     }
 
     /// The servers asked.
@@ -307,6 +290,19 @@ impl KeyResolver {
                 });
             }
         };
+        let mut state = None;
+        if let Some(v) = &self.validator {
+            let query = Query::query(name.clone(), RecordType::from(IPSECKEY));
+            match tokio::time::timeout(self.timeout, v.lookup(query)).await {
+                Err(_) => return KeyLookup::Failed(LookupFailure::Timeout(self.timeout)),
+                Ok(Validated::Bogus(why)) => return KeyLookup::Failed(LookupFailure::Bogus(why)),
+                Ok(Validated::Failed(e)) => return classify_error(e, Dnssec::Unvalidated),
+                Ok(Validated::Answer(message, state)) => {
+                    return classify_validated(&message, &owner, state);
+                }
+                Ok(Validated::NoChain) => state = Some(Dnssec::Indeterminate),
+            }
+        }
         let message = query_message(name);
         let mut options = DnsRequestOptions::default();
         options.use_edns = true;
@@ -321,8 +317,11 @@ impl KeyResolver {
         match tokio::time::timeout(self.timeout, sent).await {
             Err(_) => KeyLookup::Failed(LookupFailure::Timeout(self.timeout)),
             Ok(None) => KeyLookup::Failed(LookupFailure::NoResponse),
-            Ok(Some(Ok(response))) => classify_answer(&response, &owner),
-            Ok(Some(Err(e))) => classify_error(e),
+            Ok(Some(Ok(response))) => {
+                let state = state.unwrap_or(self.ad_state(response.metadata.authentic_data));
+                classify_answer(&response, &owner, state)
+            }
+            Ok(Some(Err(e))) => classify_error(e, state.unwrap_or(Dnssec::Unvalidated)),
         }
     }
 }
@@ -345,6 +344,20 @@ impl KeyResolver {
             }
         };
         let rtype = if v4 { RecordType::A } else { RecordType::AAAA };
+        let failed = |reason| oe::AddressResult::Failed { reason };
+        let mut state = None;
+        if let Some(v) = &self.validator {
+            let query = Query::query(name.clone(), rtype);
+            match tokio::time::timeout(self.timeout, v.lookup(query)).await {
+                Err(_) => return failed(LookupFailure::Timeout(self.timeout)),
+                Ok(Validated::Bogus(why)) => return failed(LookupFailure::Bogus(why)),
+                Ok(Validated::Failed(e)) => return addresses_error(e),
+                Ok(Validated::Answer(message, state)) => {
+                    return classify_addresses(&message, state);
+                }
+                Ok(Validated::NoChain) => state = Some(Dnssec::Indeterminate),
+            }
+        }
         let mut options = DnsRequestOptions::default();
         options.use_edns = true;
         options.edns_set_dnssec_ok = true;
@@ -355,28 +368,37 @@ impl KeyResolver {
             let mut responses = self.pool.send(request);
             responses.next().await
         };
-        let failed = |reason| oe::AddressResult::Failed { reason };
         match tokio::time::timeout(self.timeout, sent).await {
             Err(_) => failed(LookupFailure::Timeout(self.timeout)),
             Ok(None) => failed(LookupFailure::NoResponse),
-            Ok(Some(Ok(response))) => classify_addresses(&response),
-            Ok(Some(Err(e))) => match classify_error(e) {
-                KeyLookup::NxDomain { .. } => oe::AddressResult::NoRecords {
-                    kind: oe::NoRecord::Nxdomain,
-                },
-                KeyLookup::NoData { .. } => oe::AddressResult::NoRecords {
-                    kind: oe::NoRecord::Nodata,
-                },
-                KeyLookup::Failed(reason) => failed(reason),
-                // classify_error gives no records
-                found @ KeyLookup::Found { .. } => failed(LookupFailure::Transport(found.reason())),
-            },
+            Ok(Some(Ok(response))) => {
+                let state = state.unwrap_or(self.ad_state(response.metadata.authentic_data));
+                classify_addresses(&response, state)
+            }
+            Ok(Some(Err(e))) => addresses_error(e),
         }
     }
 }
 
-/// The addresses in an A/AAAA answer, with its AD bit.
-fn classify_addresses(response: &Message) -> oe::AddressResult {
+/// An A/AAAA lookup that ended in an error: a denial, or a failure.
+fn addresses_error(e: NetError) -> oe::AddressResult {
+    match classify_error(e, Dnssec::Unvalidated) {
+        KeyLookup::NxDomain { .. } => oe::AddressResult::NoRecords {
+            kind: oe::NoRecord::Nxdomain,
+        },
+        KeyLookup::NoData { .. } => oe::AddressResult::NoRecords {
+            kind: oe::NoRecord::Nodata,
+        },
+        KeyLookup::Failed(reason) => oe::AddressResult::Failed { reason },
+        // classify_error gives no records
+        found @ KeyLookup::Found { .. } => oe::AddressResult::Failed {
+            reason: LookupFailure::Transport(found.reason()),
+        },
+    }
+}
+
+/// The addresses in an A/AAAA answer, with its DNSSEC state.
+fn classify_addresses(response: &Message, state: Dnssec) -> oe::AddressResult {
     match response.metadata.response_code {
         ResponseCode::NoError => {}
         ResponseCode::NXDomain => {
@@ -406,7 +428,7 @@ fn classify_addresses(response: &Message) -> oe::AddressResult {
     }
     oe::AddressResult::Addresses {
         addrs,
-        dnssec_validated: response.metadata.authentic_data,
+        dnssec_validated: state.is_secure(),
     }
 }
 
@@ -431,7 +453,7 @@ fn query_of(name: Name, rtype: RecordType) -> Message {
 /// The EDNS payload size offered (DNS flag day 2020).
 const MAX_UDP_ANSWER: usize = 1232;
 
-fn classify_answer(response: &Message, owner: &str) -> KeyLookup {
+fn classify_answer(response: &Message, owner: &str, dnssec: Dnssec) -> KeyLookup {
     if response.metadata.response_code != ResponseCode::NoError {
         return KeyLookup::Failed(LookupFailure::Rcode(u16::from(
             response.metadata.response_code,
@@ -457,26 +479,62 @@ fn classify_answer(response: &Message, owner: &str) -> KeyLookup {
         }
     }
     if keys.is_empty() && malformed == 0 {
-        return KeyLookup::NoData { negative_ttl: None };
+        return KeyLookup::NoData {
+            negative_ttl: None,
+            dnssec,
+        };
     }
     keys.sort_by_key(|k| k.precedence);
     KeyLookup::Found {
         keys,
         malformed,
         ttl,
-        dnssec: response.metadata.authentic_data,
+        dnssec,
     }
 }
 
-fn classify_error(e: NetError) -> KeyLookup {
+/// A validated answer: records, or a denial with the negative TTL of its
+/// SOA (RFC 2308 §5).
+fn classify_validated(response: &Message, owner: &str, dnssec: Dnssec) -> KeyLookup {
+    match response.metadata.response_code {
+        ResponseCode::NXDomain => KeyLookup::NxDomain {
+            negative_ttl: negative_ttl(response),
+            dnssec,
+        },
+        ResponseCode::NoError => match classify_answer(response, owner, dnssec) {
+            KeyLookup::NoData { .. } => KeyLookup::NoData {
+                negative_ttl: negative_ttl(response),
+                dnssec,
+            },
+            other => other,
+        },
+        _ => classify_answer(response, owner, dnssec),
+    }
+}
+
+/// The negative TTL of a denial: the smaller of its SOA's TTL and MINIMUM.
+fn negative_ttl(response: &Message) -> Option<u32> {
+    response.authorities.iter().find_map(|r| match &r.data {
+        RData::SOA(soa) => Some(soa.minimum.min(r.ttl)),
+        _ => None,
+    })
+}
+
+fn classify_error(e: NetError, dnssec: Dnssec) -> KeyLookup {
     match e {
         NetError::Dns(DnsError::NoRecordsFound(NoRecords {
             response_code,
             negative_ttl,
             ..
         })) => match response_code {
-            ResponseCode::NXDomain => KeyLookup::NxDomain { negative_ttl },
-            ResponseCode::NoError => KeyLookup::NoData { negative_ttl },
+            ResponseCode::NXDomain => KeyLookup::NxDomain {
+                negative_ttl,
+                dnssec,
+            },
+            ResponseCode::NoError => KeyLookup::NoData {
+                negative_ttl,
+                dnssec,
+            },
             other => KeyLookup::Failed(LookupFailure::Rcode(u16::from(other))),
         },
         NetError::Dns(DnsError::ResponseCode(code)) => {

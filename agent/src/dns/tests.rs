@@ -125,7 +125,7 @@ async fn told_apart(lookup: impl AsyncFn(IpAddr) -> KeyLookup) {
                 [5, 10]
             );
             assert_eq!(keys[1], key());
-            assert_eq!((malformed, ttl, dnssec), (0, 600, true));
+            assert_eq!((malformed, ttl, dnssec), (0, 600, Dnssec::Secure));
         }
         other => panic!("{other:?}"),
     }
@@ -133,14 +133,16 @@ async fn told_apart(lookup: impl AsyncFn(IpAddr) -> KeyLookup) {
     assert_eq!(
         nx,
         KeyLookup::NxDomain {
-            negative_ttl: Some(300)
+            negative_ttl: Some(300),
+            dnssec: Dnssec::Unvalidated,
         }
     );
     assert_eq!(nx.reason(), "no IPSECKEY (NXDOMAIN)");
     assert_eq!(
         lookup(ip(22)).await,
         KeyLookup::NoData {
-            negative_ttl: Some(300)
+            negative_ttl: Some(300),
+            dnssec: Dnssec::Unvalidated,
         }
     );
     let fail = lookup(ip(23)).await;

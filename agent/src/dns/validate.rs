@@ -1,0 +1,554 @@
+//! `dns.dnssec = "validate"`: the agent checks the chain of trust itself,
+//! with hickory's validator ([`DnssecDnsHandle`]) over the same marked
+//! name-server pool, from the IANA root KSKs plus the anchors of
+//! `dns.trust_anchors`. Nothing here judges a signature: it asks hickory, and
+//! turns the proof hickory records on each answer into one of RFC 4035 §4.3's
+//! states, with a reason a person can act on when it is bogus.
+//!
+//! - **The chain's records are kept** ([`ChainCache`]): DNSKEY and DS answers
+//!   (positive or negative) for their TTL, at most [`CHAIN_CACHE`] of them, so
+//!   that once a zone's keys are known a lookup costs its own query and nothing
+//!   more. hickory's validation cache (proofs, bounded too) sits on top.
+//! - **Islands.** A name under a configured anchor's zone is in a part of the
+//!   tree the operator says is signed: there, "indeterminate" (the chain could
+//!   not be fetched: an attacker dropping DNSKEY or DS queries) is bogus. Under
+//!   only the root anchor it stays indeterminate, which is what an
+//!   authoritative-only or non-DNSSEC resolver gives for every name
+//!   (`require-dnssec` refuses it).
+//! - **DS anchors** are matched against the zone's DNSKEY set the first time
+//!   a lookup needs the validator, and retried until that works.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::stream::{self, Stream, StreamExt};
+use hickory_resolver::NameServerPool;
+use hickory_resolver::net::dnssec::DnssecDnsHandle;
+use hickory_resolver::net::{DnsError, DnsHandle, NetError, NoRecords};
+use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
+use hickory_resolver::proto::dnssec::{Algorithm, Proof, PublicKey, PublicKeyBuf, TrustAnchors};
+use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message};
+use hickory_resolver::proto::op::{Query, ResponseCode};
+use hickory_resolver::proto::rr::{LowerName, Name, RData, RecordType};
+use oemesh_core::anchors::{AnchorKind, TrustAnchor};
+use oemesh_core::oe::Dnssec;
+use tokio::sync::RwLock;
+
+use super::MarkedRuntime;
+
+/// DNSKEY and DS answers kept at most.
+pub const CHAIN_CACHE: usize = 1024;
+/// Proofs kept by hickory's validation cache at most.
+pub const PROOF_CACHE: usize = 1024;
+/// A chain answer is kept at most this long, whatever its TTL.
+const CHAIN_TTL_MAX: Duration = Duration::from_secs(3600);
+/// A negative chain answer without an SOA is kept this long.
+const CHAIN_TTL_NEGATIVE: Duration = Duration::from_secs(60);
+
+type Pool = NameServerPool<MarkedRuntime>;
+type Validating = DnssecDnsHandle<ChainCache<Pool>>;
+
+/// Where an anchor came from: `anchors.txt:3`.
+#[derive(Clone, Debug)]
+pub struct LoadedAnchor {
+    /// The parsed record.
+    pub anchor: TrustAnchor,
+    /// `file:line`.
+    pub origin: String,
+}
+
+/// Reads and parses `dns.trust_anchors` files; the error names the file and
+/// the line (`check-config` shows it as it is).
+pub fn load_anchors(paths: &[std::path::PathBuf]) -> Result<Vec<LoadedAnchor>, String> {
+    let mut all = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "{}: {e} (give a readable file of DNSKEY or DS records)",
+                path.display()
+            )
+        })?;
+        let anchors =
+            oemesh_core::anchors::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        all.extend(anchors.into_iter().map(|anchor| LoadedAnchor {
+            origin: format!("{}:{}", file_name(path), anchor.line),
+            anchor,
+        }));
+    }
+    Ok(all)
+}
+
+fn file_name(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// The result of one validated lookup.
+#[derive(Debug)]
+pub(super) enum Validated {
+    /// An answer (positive or negative) and its state.
+    Answer(Message, Dnssec),
+    /// Validation failed: what failed, for the reason line.
+    Bogus(String),
+    /// The name is under no configured anchor and the servers give no root
+    /// DNSKEY set, so no chain can be built (an authoritative-only server):
+    /// the caller looks the name up plainly and calls it indeterminate.
+    NoChain,
+    /// The lookup itself failed (no DNSSEC verdict).
+    Failed(NetError),
+}
+
+/// The validating side of [`super::KeyResolver`].
+pub(super) struct Validator {
+    pool: Pool,
+    chain: ChainCache<Pool>,
+    anchors: Vec<LoadedAnchor>,
+    islands: Vec<Name>,
+    handle: RwLock<Option<Validating>>,
+    /// Whether the servers gave the root DNSKEY set, and when that was asked.
+    root: Mutex<Option<(Instant, bool)>>,
+}
+
+/// How long the answer to "do the servers give the root DNSKEYs?" is kept.
+const ROOT_PROBE_TTL: Duration = Duration::from_secs(60);
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field("anchors", &self.anchors.len())
+            .field("islands", &self.islands)
+            .finish()
+    }
+}
+
+impl Validator {
+    /// A validator over `pool` from the root KSKs and `anchors`.
+    pub(super) fn new(pool: Pool, anchors: Vec<LoadedAnchor>) -> Validator {
+        let mut islands: Vec<Name> = Vec::new();
+        for a in &anchors {
+            if let Ok(n) = Name::from_ascii(&a.anchor.zone)
+                && !n.is_root()
+                && !islands.contains(&n)
+            {
+                islands.push(n);
+            }
+        }
+        let chain = ChainCache::new(pool.clone());
+        Validator {
+            pool,
+            chain,
+            anchors,
+            islands,
+            handle: RwLock::new(None),
+            root: Mutex::new(None),
+        }
+    }
+
+    /// The configured anchors.
+    pub(super) fn anchors(&self) -> &[LoadedAnchor] {
+        &self.anchors
+    }
+
+    /// The validating handle, built on first use (DS anchors need the zone's
+    /// DNSKEY set).
+    async fn handle(&self) -> Result<Validating, String> {
+        if let Some(h) = self.handle.read().await.as_ref() {
+            return Ok(h.clone());
+        }
+        let mut slot = self.handle.write().await;
+        if let Some(h) = slot.as_ref() {
+            return Ok(h.clone());
+        }
+        let mut trust = TrustAnchors::default();
+        for a in &self.anchors {
+            match &a.anchor.kind {
+                AnchorKind::Dnskey {
+                    algorithm,
+                    public_key,
+                    ..
+                } => {
+                    let key = PublicKeyBuf::new(public_key.clone(), Algorithm::from_u8(*algorithm));
+                    insert(&mut trust, &key, &a.anchor.zone);
+                }
+                AnchorKind::Ds { .. } => {
+                    for key in self.match_ds(a).await? {
+                        insert(&mut trust, &key, &a.anchor.zone);
+                    }
+                }
+            }
+        }
+        let h = DnssecDnsHandle::with_trust_anchor(self.chain.clone(), Arc::new(trust))
+            .validation_cache_size(PROOF_CACHE);
+        *slot = Some(h.clone());
+        Ok(h)
+    }
+
+    /// The DNSKEYs of a DS anchor's zone that the DS names.
+    async fn match_ds(&self, a: &LoadedAnchor) -> Result<Vec<PublicKeyBuf>, String> {
+        let zone = &a.anchor.zone;
+        let fail = |why: String| format!("trust anchor {} (DS for {zone}): {why}", a.origin);
+        let name = Name::from_ascii(zone).map_err(|e| fail(e.to_string()))?;
+        let request = request(Query::query(name, RecordType::DNSKEY));
+        let response = match self.pool.send(request).next().await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return Err(fail(format!("its DNSKEY lookup failed: {e}"))),
+            None => return Err(fail("its DNSKEY lookup got no answer".into())),
+        };
+        let keys: Vec<PublicKeyBuf> = response
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::DNSKEY(k)) => Some(k),
+                _ => None,
+            })
+            .filter(|k| {
+                let pk = k.public_key();
+                a.anchor.matches_dnskey(
+                    zone,
+                    k.flags(),
+                    3,
+                    u8::from(pk.algorithm()),
+                    pk.public_bytes(),
+                )
+            })
+            .map(|k| k.public_key().clone())
+            .collect();
+        if keys.is_empty() {
+            return Err(fail("no DNSKEY of the zone matches it".into()));
+        }
+        Ok(keys)
+    }
+
+    /// Looks `query` up and validates the answer.
+    pub(super) async fn lookup(&self, query: Query) -> Validated {
+        let name = query.name().clone();
+        let handle = match self.handle().await {
+            Ok(h) => h,
+            Err(why) => return Validated::Bogus(why),
+        };
+        let island = self.islands.iter().find(|z| z.zone_of(&name)).cloned();
+        if island.is_none() && !self.root_chain().await {
+            return Validated::NoChain;
+        }
+        let result = handle.send(request(query.clone())).next().await;
+        match result {
+            None => Validated::Failed(NetError::from("no response")),
+            Some(Ok(response)) => {
+                let message = response.into_message();
+                let state = state_of(&message, &query);
+                match (state, island) {
+                    (Dnssec::Bogus, _) => Validated::Bogus(why_bogus(&message, &query)),
+                    (Dnssec::Indeterminate, Some(zone)) => Validated::Bogus(format!(
+                        "no chain of trust to the anchor of {zone} (DNSKEY or DS not available)"
+                    )),
+                    (state, _) => Validated::Answer(message, state),
+                }
+            }
+            Some(Err(NetError::Dns(DnsError::Nsec {
+                response, proof, ..
+            }))) => {
+                let message = response.into_message();
+                match (proof, island) {
+                    (Proof::Secure | Proof::Insecure, _) => {
+                        let state = if proof == Proof::Secure {
+                            Dnssec::Secure
+                        } else {
+                            Dnssec::Insecure
+                        };
+                        Validated::Answer(message, state)
+                    }
+                    (Proof::Indeterminate, None) => {
+                        Validated::Answer(message, Dnssec::Indeterminate)
+                    }
+                    _ => Validated::Bogus(why_bogus_denial(&message)),
+                }
+            }
+            Some(Err(e)) => Validated::Failed(e),
+        }
+    }
+}
+
+impl Validator {
+    /// Whether the servers hand out the root DNSKEY set, the start of every
+    /// chain that no configured anchor starts (asked at most once a minute).
+    async fn root_chain(&self) -> bool {
+        let now = Instant::now();
+        if let Some((at, ok)) = *self
+            .root
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            && now.duration_since(at) < ROOT_PROBE_TTL
+        {
+            return ok;
+        }
+        let request = request(Query::query(Name::root(), RecordType::DNSKEY));
+        let ok = match self.chain.send(request).next().await {
+            Some(Ok(r)) => r
+                .answers
+                .iter()
+                .any(|r| r.record_type() == RecordType::DNSKEY),
+            _ => false,
+        };
+        if !ok {
+            tracing::debug!(
+                "DNSSEC: the DNS servers give no root DNSKEY set; names under no trust anchor are indeterminate"
+            );
+        }
+        *self
+            .root
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, ok));
+        ok
+    }
+}
+
+/// `IPSECKEY`, not hickory's `Unknown`.
+fn type_name(t: RecordType) -> String {
+    if u16::from(t) == super::IPSECKEY {
+        "IPSECKEY".to_owned()
+    } else {
+        t.to_string()
+    }
+}
+
+fn insert(trust: &mut TrustAnchors, key: &PublicKeyBuf, zone: &str) {
+    if let Ok(name) = Name::from_ascii(zone) {
+        trust.insert_with_name(key, LowerName::from(name));
+    }
+}
+
+fn request(query: Query) -> DnsRequest {
+    let mut options = DnsRequestOptions::default();
+    options.use_edns = true;
+    options.edns_set_dnssec_ok = true;
+    options.recursion_desired = true;
+    let mut message = Message::query();
+    message.metadata.recursion_desired = true;
+    message.add_query(query);
+    DnsRequest::new(message, options)
+}
+
+/// The state of an answer that hickory let through: its records of the
+/// queried type (or, for a denial, its authority records).
+fn state_of(message: &Message, query: &Query) -> Dnssec {
+    let answers: Vec<Proof> = message
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == query.query_type() || r.record_type() == RecordType::CNAME)
+        .map(|r| r.proof)
+        .collect();
+    let proofs = if answers.is_empty() {
+        message
+            .authorities
+            .iter()
+            .filter(|r| r.record_type() != RecordType::RRSIG)
+            .map(|r| r.proof)
+            .collect()
+    } else {
+        answers
+    };
+    if proofs.is_empty() {
+        return Dnssec::Indeterminate;
+    }
+    if proofs.contains(&Proof::Bogus) {
+        Dnssec::Bogus
+    } else if proofs.contains(&Proof::Indeterminate) {
+        Dnssec::Indeterminate
+    } else if proofs.iter().all(|p| *p == Proof::Secure) {
+        Dnssec::Secure
+    } else {
+        Dnssec::Insecure
+    }
+}
+
+/// Seconds since the epoch, as RRSIG times are (RFC 4034 §3.1.5, serial arithmetic).
+fn now_epoch() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// What is wrong with signatures in `records` covering `rtype`, if their
+/// times say it: expired or not yet valid.
+fn signature_times(
+    records: &[hickory_resolver::proto::rr::Record],
+    rtype: Option<RecordType>,
+) -> Option<String> {
+    let now = now_epoch();
+    let sigs: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => Some(sig.input()),
+            _ => None,
+        })
+        .filter(|i| rtype.is_none_or(|t| i.type_covered == t))
+        .collect();
+    if sigs.is_empty() {
+        return None;
+    }
+    let expired = |i: &&hickory_resolver::proto::dnssec::rdata::SigInput| {
+        (i.sig_expiration.get().wrapping_sub(now) as i32) < 0
+    };
+    let early = |i: &&hickory_resolver::proto::dnssec::rdata::SigInput| {
+        (now.wrapping_sub(i.sig_inception.get()) as i32) < 0
+    };
+    if sigs.iter().all(expired) {
+        let when = sigs
+            .iter()
+            .map(|i| i.sig_expiration.get())
+            .max()
+            .unwrap_or(0);
+        return Some(format!(
+            "RRSIG over {} expired at {}",
+            type_name(sigs[0].type_covered),
+            rfc3339(when)
+        ));
+    }
+    if sigs.iter().all(early) {
+        return Some(format!(
+            "RRSIG over {} is not valid yet",
+            type_name(sigs[0].type_covered)
+        ));
+    }
+    None
+}
+
+/// What failed, for a positive answer hickory marked bogus.
+fn why_bogus(message: &Message, query: &Query) -> String {
+    let covered = Some(query.query_type());
+    if let Some(t) = signature_times(&message.answers, covered) {
+        return format!("{t} (expired signature)");
+    }
+    let signed = message.answers.iter().any(|r| {
+        matches!(&r.data, RData::DNSSEC(DNSSECRData::RRSIG(s)) if s.input().type_covered == query.query_type())
+    });
+    if !signed {
+        return format!(
+            "{} records without an RRSIG where the chain of trust says the zone is signed",
+            type_name(query.query_type())
+        );
+    }
+    format!(
+        "the RRSIG over {} does not verify with a DNSKEY reached from a trust anchor (no DNSKEY, \
+         no matching DS, or a bad signature)",
+        type_name(query.query_type())
+    )
+}
+
+/// What failed, for a denial without a valid proof.
+fn why_bogus_denial(message: &Message) -> String {
+    let kind = if message.metadata.response_code == ResponseCode::NXDomain {
+        "NXDOMAIN"
+    } else {
+        "NODATA"
+    };
+    if let Some(t) = signature_times(&message.authorities, None) {
+        return format!("{kind}: {t} (expired signature)");
+    }
+    format!("{kind} without a valid NSEC/NSEC3 proof in a signed zone")
+}
+
+fn rfc3339(epoch: u32) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(epoch.into());
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A [`DnsHandle`] that keeps DNSKEY and DS answers for their TTL (at most
+/// [`CHAIN_CACHE`] of them): the chain of trust is fetched once per TTL, not
+/// once per lookup.
+#[derive(Clone)]
+pub(super) struct ChainCache<H> {
+    inner: H,
+    kept: Arc<Mutex<HashMap<(Name, RecordType), Kept>>>,
+}
+
+#[derive(Clone)]
+struct Kept {
+    until: Instant,
+    result: Result<DnsResponse, NetError>,
+}
+
+impl<H> ChainCache<H> {
+    fn new(inner: H) -> Self {
+        ChainCache {
+            inner,
+            kept: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+/// How long to keep a chain answer: its smallest TTL (the SOA minimum for a
+/// denial), at most [`CHAIN_TTL_MAX`].
+fn keep_for(result: &Result<DnsResponse, NetError>) -> Option<Duration> {
+    let secs = match result {
+        Ok(r) => r
+            .answers
+            .iter()
+            .chain(r.authorities.iter())
+            .map(|r| r.ttl)
+            .min()?,
+        Err(NetError::Dns(DnsError::NoRecordsFound(NoRecords { negative_ttl, .. }))) => {
+            return Some(
+                negative_ttl
+                    .map(|t| Duration::from_secs(t.into()))
+                    .unwrap_or(CHAIN_TTL_NEGATIVE)
+                    .min(CHAIN_TTL_MAX),
+            );
+        }
+        Err(_) => return None,
+    };
+    Some(Duration::from_secs(secs.into()).min(CHAIN_TTL_MAX))
+}
+
+impl<H: DnsHandle> DnsHandle for ChainCache<H> {
+    type Response = Pin<Box<dyn Stream<Item = Result<DnsResponse, NetError>> + Send>>;
+    type Runtime = H::Runtime;
+
+    fn send(&self, request: DnsRequest) -> Self::Response {
+        let chain = request.queries.first().and_then(|q| {
+            matches!(q.query_type(), RecordType::DNSKEY | RecordType::DS)
+                .then(|| (q.name().to_lowercase(), q.query_type()))
+        });
+        let Some(key) = chain else {
+            return Box::pin(self.inner.send(request));
+        };
+        let now = Instant::now();
+        {
+            let kept = self
+                .kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(k) = kept.get(&key)
+                && k.until > now
+            {
+                return Box::pin(stream::once(futures_util::future::ready(k.result.clone())));
+            }
+        }
+        let kept = self.kept.clone();
+        Box::pin(self.inner.send(request).map(move |result| {
+            if let Some(ttl) = keep_for(&result) {
+                let mut kept = kept
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if kept.len() >= CHAIN_CACHE {
+                    let now = Instant::now();
+                    kept.retain(|_, k| k.until > now);
+                    if kept.len() >= CHAIN_CACHE {
+                        kept.clear();
+                    }
+                }
+                kept.insert(
+                    key.clone(),
+                    Kept {
+                        until: Instant::now() + ttl,
+                        result: result.clone(),
+                    },
+                );
+            }
+            result
+        }))
+    }
+}
