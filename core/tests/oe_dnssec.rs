@@ -51,7 +51,10 @@ fn a_bogus_answer_is_a_dns_failure_not_no_key() {
     let Action::PassClear { outcome, .. } = decide(GroupOptions::default(), bogus()) else {
         panic!("private-or-clear without require-dnssec: a DNS failure goes clear (30 s)")
     };
-    assert!(outcome.reason.contains("DNSSEC bogus: RRSIG expired"), "{outcome:?}");
+    assert!(
+        outcome.reason.contains("DNSSEC bogus: RRSIG expired"),
+        "{outcome:?}"
+    );
     assert!(outcome.reason.contains("clear for 30s"), "{outcome:?}");
     assert_eq!(outcome.dnssec_state, Some(Dnssec::Bogus));
     assert_eq!(outcome.cause.label(), "dnssec_failed");
@@ -65,7 +68,10 @@ fn require_dnssec_fails_closed_on_bogus() {
     assert_eq!(dropped, 1);
     assert_eq!(outcome.state, State::Blocked);
     assert!(outcome.reason.contains("bogus"), "{outcome:?}");
-    assert!(outcome.reason.contains("require-dnssec fails closed"), "{outcome:?}");
+    assert!(
+        outcome.reason.contains("require-dnssec fails closed"),
+        "{outcome:?}"
+    );
 }
 
 #[test]
@@ -83,7 +89,10 @@ fn require_dnssec_fails_closed_on_an_unproven_denial() {
     let Action::PassClear { outcome, .. } = decide(NO_ANON, nx) else {
         panic!()
     };
-    assert!(outcome.reason.starts_with("no IPSECKEY (NXDOMAIN)"), "{outcome:?}");
+    assert!(
+        outcome.reason.starts_with("no IPSECKEY (NXDOMAIN)"),
+        "{outcome:?}"
+    );
 }
 
 #[test]
@@ -97,7 +106,10 @@ fn require_dnssec_takes_a_proven_denial_as_no_key() {
         let Action::PassClear { outcome, .. } = decide(REQUIRE_DNSSEC, nx) else {
             panic!("{state}: a proven denial is no key: clear for private-or-clear")
         };
-        assert!(outcome.reason.starts_with("no IPSECKEY (NXDOMAIN)"), "{outcome:?}");
+        assert!(
+            outcome.reason.starts_with("no IPSECKEY (NXDOMAIN)"),
+            "{outcome:?}"
+        );
     }
 }
 
@@ -117,7 +129,9 @@ fn require_dnssec_authenticates_only_with_a_secure_key() {
             panic!("{state}: an unvalidated key must not authenticate")
         };
         assert!(
-            outcome.reason.contains(&format!("IPSECKEY not DNSSEC-secure ({state})")),
+            outcome
+                .reason
+                .contains(&format!("IPSECKEY not DNSSEC-secure ({state})")),
             "{outcome:?}"
         );
         // With anonymous IKE allowed: AUTH NULL, not the key.
@@ -146,4 +160,51 @@ fn without_require_dnssec_an_insecure_key_authenticates_but_not_by_dnssec() {
     };
     assert_ne!(key, oemesh_core::oe::PeerKey::Null);
     assert!(!authenticated_by_dnssec);
+}
+
+/// As responder: an initiator signing with its address ID under
+/// `require-dnssec` is authenticated only with a key from a secure answer.
+#[test]
+fn as_responder_require_dnssec_takes_only_a_secure_key() {
+    use oemesh_core::ike::message::Identity;
+    use oemesh_core::oe::PeerAnswer;
+    let answer = |options: GroupOptions, result: DnsResult| {
+        let mut m = machine_with(Config::default(), &[(Group::PrivateOrClear, options)]);
+        let now = t0();
+        let peer = ip("10.0.2.30");
+        m.on_ike_request(
+            now,
+            1,
+            peer,
+            &Identity::Ipv4("10.0.2.30".parse().unwrap()),
+            false,
+        );
+        drain(&mut m);
+        m.on_dns_result(now, &name_of(peer), result);
+        drain(&mut m)
+            .into_iter()
+            .find_map(|a| match a {
+                Action::AnswerPeer { answer, .. } => Some(answer),
+                _ => None,
+            })
+            .expect("an answer")
+    };
+    let secure = answer(REQUIRE_DNSSEC, keyed(Dnssec::Secure));
+    assert!(
+        matches!(secure, PeerAnswer::Ed25519 { dnssec: true, .. }),
+        "{secure:?}"
+    );
+    let insecure = answer(REQUIRE_DNSSEC, keyed(Dnssec::Insecure));
+    let PeerAnswer::Refuse { reason } = insecure else {
+        panic!("an insecure key must not authenticate under require-dnssec: {insecure:?}")
+    };
+    assert!(reason.contains("not DNSSEC-secure (insecure)"), "{reason}");
+    // Without require-dnssec the same key authenticates, not by DNSSEC.
+    let plain = answer(GroupOptions::default(), keyed(Dnssec::Insecure));
+    assert!(
+        matches!(plain, PeerAnswer::Ed25519 { dnssec: false, .. }),
+        "{plain:?}"
+    );
+    let bogus = answer(GroupOptions::default(), bogus());
+    assert!(matches!(bogus, PeerAnswer::Refuse { .. }), "{bogus:?}");
 }

@@ -271,6 +271,21 @@ impl Validator {
 }
 
 impl Validator {
+    /// Whether `name` is known to need no validation attempt: it is under no
+    /// configured anchor, and the servers were found (within the last
+    /// minute) to give no root DNSKEY set. Then its answer is indeterminate
+    /// whatever it says, and the cold path may send the query inline.
+    pub(super) fn known_without_chain(&self, name: &Name) -> bool {
+        if self.islands.iter().any(|z| z.zone_of(name)) {
+            return false;
+        }
+        let root = *self
+            .root
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        root.is_some_and(|(at, ok)| !ok && at.elapsed() < ROOT_PROBE_TTL)
+    }
+
     /// Whether the servers hand out the root DNSKEY set, the start of every
     /// chain that no configured anchor starts (asked at most once a minute).
     async fn root_chain(&self) -> bool {

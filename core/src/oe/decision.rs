@@ -385,14 +385,7 @@ impl Machine {
             .is_some_and(|p| p.policy.options.require_dnssec)
     }
 
-    fn no_key(
-        &mut self,
-        now: Instant,
-        dst: IpAddr,
-        why: NoKey,
-        ttl: Option<u32>,
-        dnssec: Dnssec,
-    ) {
+    fn no_key(&mut self, now: Instant, dst: IpAddr, why: NoKey, ttl: Option<u32>, dnssec: Dnssec) {
         let Some(p) = self.pending.get(&dst) else {
             return;
         };

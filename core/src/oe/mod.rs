@@ -81,8 +81,8 @@ mod limits;
 mod responder;
 
 pub use action::{
-    Action, AddressResult, DnsFailure, DnsResult, Dnssec, IkeResult, NotStarted, PacketFate, PeerAnswer,
-    PeerKey,
+    Action, AddressResult, DnsFailure, DnsResult, Dnssec, IkeResult, NotStarted, PacketFate,
+    PeerAnswer, PeerKey,
 };
 pub use cidr::{Cidr, CidrError, ListError, parse_list};
 pub use config::{Config, Counters};
