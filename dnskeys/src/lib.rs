@@ -18,9 +18,11 @@
 //! | [`update`] | RFC 2136 UPDATE: plans, prerequisites, TSIG, the server's verdict |
 //! | [`rollover`] | when step 1 of a key rollover ran, so that step 2 waits out the TTL |
 //! | [`verify`] | fetching and checking the records, DNSSEC (AD bit) |
+//! | [`dnssec`] | `verify --dnssec`: local validation from trust anchors, the RFC 4035 §4.3 state |
 //! | [`cli`] | the command line, exit codes, man page |
 
 pub mod cli;
+pub mod dnssec;
 pub mod keyfile;
 pub mod record;
 pub mod rollover;

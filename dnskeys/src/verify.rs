@@ -5,7 +5,8 @@
 //! Validation here is the resolver's: the query sets DO (RFC 3225) and AD
 //! (RFC 6840 §5.7), and the answer's AD bit says whether the resolver
 //! validated it (RFC 4035 §3.2.3). That is only as trustworthy as the path to
-//! the resolver (use one on localhost); the report says so.
+//! the resolver (use one on localhost); the report says so. With `--dnssec`
+//! the answer is validated here instead, from trust anchors ([`crate::dnssec`]).
 
 use std::net::IpAddr;
 
@@ -15,6 +16,7 @@ use oemesh_core::crypto::ed25519::Ed25519PublicKey;
 use oemesh_core::ipseckey::{Ipseckey, reverse_name};
 use serde_json::{Value, json};
 
+use crate::dnssec::{Anchor, Validation};
 use crate::record::{key_base64, rdata_json};
 use crate::transport::{Server, Transport, TransportError};
 use crate::update::{IPSECKEY, UpdateError, to_hickory_name};
@@ -83,19 +85,30 @@ pub struct Report {
     pub records: Vec<Found>,
     /// The key looked for.
     pub expected: Option<[u8; 32]>,
+    /// Local validation (`--dnssec`), if asked for.
+    pub validation: Option<Validation>,
 }
 
 impl Report {
-    /// The verdict: with a key, a record carries it; without, some record is usable.
+    /// The verdict: with a key, a record carries it; without, some record is
+    /// usable; with `--dnssec`, the answer is also secure.
     pub fn ok(&self) -> bool {
-        match self.expected {
+        let found = match self.expected {
             Some(_) => self.records.iter().any(|r| r.matches),
             None => self.records.iter().any(Found::usable),
-        }
+        };
+        let secure = self
+            .validation
+            .as_ref()
+            .is_none_or(|v| v.state == crate::dnssec::State::Secure);
+        found && secure
     }
 
     /// One sentence about DNSSEC, saying where the verdict comes from.
     pub fn dnssec_summary(&self) -> String {
+        if let Some(v) = &self.validation {
+            return v.summary();
+        }
         if self.authentic_data {
             format!(
                 "validated by the resolver at {} (AD bit set); trust it as far as you trust the \
@@ -147,6 +160,25 @@ impl Report {
                 v
             })
             .collect();
+        let dnssec = match &self.validation {
+            Some(v) => {
+                let mut d = v.to_json();
+                if let Value::Object(m) = &mut d {
+                    m.insert("ad".into(), json!(self.authentic_data));
+                    m.insert("aa".into(), json!(self.authoritative));
+                    m.insert("rrsig_present".into(), json!(self.rrsig_present));
+                }
+                d
+            }
+            None => json!({
+                "validated": self.authentic_data,
+                "source": "resolver-ad-bit",
+                "ad": self.authentic_data,
+                "aa": self.authoritative,
+                "rrsig_present": self.rrsig_present,
+                "summary": self.dnssec_summary(),
+            }),
+        };
         json!({
             "ip": self.ip.to_string(),
             "name": self.name,
@@ -154,14 +186,7 @@ impl Report {
             "rcode": rcode_mnemonic(self.rcode),
             "key": self.expected.map(|k| key_base64(&k)),
             "records": records,
-            "dnssec": {
-                "validated": self.authentic_data,
-                "source": "resolver-ad-bit",
-                "ad": self.authentic_data,
-                "aa": self.authoritative,
-                "rrsig_present": self.rrsig_present,
-                "summary": self.dnssec_summary(),
-            },
+            "dnssec": dnssec,
             "aliases": self.aliases,
             "ok": self.ok(),
         })
@@ -208,13 +233,24 @@ pub enum VerifyError {
     /// Building the query failed.
     #[error(transparent)]
     Update(#[from] UpdateError),
+    /// A DS trust anchor that no DNSKEY of its zone matches.
+    #[error("{anchor}: {why}")]
+    Anchor {
+        /// `FILE:LINE`
+        anchor: String,
+        /// what is wrong
+        why: String,
+    },
 }
 
-/// Queries `server` for the IPSECKEY records of `ip` and checks them against `expected`.
+/// Queries `server` for the IPSECKEY records of `ip` and checks them against
+/// `expected`; with `dnssec` (the `--trust-anchor` anchors, maybe none),
+/// also validates the answer here, at `now` (Unix seconds).
 pub async fn verify(
     server: &Server,
     ip: IpAddr,
     expected: Option<[u8; 32]>,
+    dnssec: Option<(&[Anchor], i64)>,
 ) -> Result<Report, VerifyError> {
     let name = to_hickory_name(&reverse_name(ip))?;
     let mut id = [0u8; 2];
@@ -258,6 +294,7 @@ pub async fn verify(
         aliases: Vec::new(),
         records: Vec::new(),
         expected,
+        validation: None,
     };
     for r in &response.answers {
         match (&r.data, r.record_type()) {
@@ -283,6 +320,9 @@ pub async fn verify(
     report
         .records
         .sort_by_key(|f| f.decoded.as_ref().map(|k| k.precedence).unwrap_or(u8::MAX));
+    if let Some((anchors, now)) = dnssec {
+        report.validation = Some(crate::dnssec::validate(server, &name, anchors, now).await?);
+    }
     Ok(report)
 }
 

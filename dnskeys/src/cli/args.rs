@@ -17,8 +17,8 @@ Examples:
       --server ns1.example.net --tsig-key /etc/oemesh/update.tsig
   dnskeys verify --key /etc/oemesh/host.key --ip 192.0.2.10
 
-Exit status: 0 success; 1 verify found no (matching) record; 2 bad usage or
-arguments; 3 a key or TSIG key file is missing, unreadable or malformed;
+Exit status: 0 success; 1 verify found no (matching) record, or with --dnssec
+an answer that is not secure; 2 bad usage or arguments (a bad trust anchor file); 3 a key or TSIG key file is missing, unreadable or malformed;
 4 the server refused or failed the request; 5 no answer from the server.
 See 'dnskeys COMMAND --help' and docs/publishing-keys.md.";
 
@@ -62,9 +62,17 @@ Examples:
   dnskeys verify --ip 192.0.2.10                        # any usable key, system resolver
   dnskeys verify --ip 192.0.2.10 --key host.key         # this key
   dnskeys verify --ip 192.0.2.10 --server 127.0.0.1 --json
+  dnskeys verify --ip 192.0.2.10 --dnssec               # validate here, from the root
+  dnskeys verify --ip 192.0.2.10 --server ns1.example.net --dnssec \\
+      --trust-anchor 2.0.192.in-addr.arpa.anchors     # a private zone's DNSKEY or DS
 
 DNSSEC: the query sets DO and AD; the output says whether the resolver set AD
-(validated) or not. Use a validating resolver you trust, ideally on localhost.";
+(validated) or not. Use a validating resolver you trust, ideally on localhost.
+With --dnssec, dnskeys validates the chain itself (even through an
+authoritative-only server) and says secure, insecure, bogus (and what failed,
+e.g. an expired signature) or indeterminate, and when the signature expires;
+the exit status is 0 only when the answer is secure. A trust anchor file holds
+DNSKEY or DS records as 'dig +noall +answer DNSKEY zone.' prints them.";
 
 const ROTATE_EXAMPLES: &str = "\
 Examples:
@@ -243,6 +251,14 @@ pub struct VerifyArgs {
     /// Print JSON (see docs/dnskeys.md) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Validate DNSSEC here, from the root anchors and --trust-anchor files;
+    /// success then needs a secure answer.
+    #[arg(long)]
+    pub dnssec: bool,
+    /// With --dnssec: a file of DNSKEY or DS records (dig output, BIND K*.key,
+    /// dsset-*) trusted for their zones. Repeatable.
+    #[arg(long, value_name = "FILE", requires = "dnssec")]
+    pub trust_anchor: Vec<PathBuf>,
 }
 
 /// `rotate` flags.

@@ -5,8 +5,8 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success (`verify`: a matching / usable record was found) |
-//! | 1 | `verify`: no matching (or, without `--key`, no usable) record |
-//! | 2 | bad usage: unknown flag, an IP that does not parse, a name outside `--zone` |
+//! | 1 | `verify`: no matching (or, without `--key`, no usable) record; with `--dnssec`, an answer that is not secure |
+//! | 2 | bad usage: unknown flag, an IP that does not parse, a name outside `--zone`, a bad `--trust-anchor` file |
 //! | 3 | a key or TSIG key file is missing, unreadable or malformed; `keygen` target exists |
 //! | 4 | the server refused or failed the request (TSIG BADKEY/BADSIG/BADTIME, NOTAUTH, REFUSED, SERVFAIL, ...) |
 //! | 5 | no answer from the server (timeout, connection refused, network error) |
@@ -21,6 +21,7 @@ use std::time::Duration;
 use clap::{CommandFactory as _, Parser as _};
 
 use self::args::{Cli, Command};
+use crate::dnssec::AnchorFileError;
 use crate::keyfile::KeyFileError;
 use crate::transport::{ServerError, TransportError};
 use crate::tsig::TsigFileError;
@@ -123,7 +124,7 @@ pub fn one_line(e: &anyhow::Error) -> String {
 /// The exit status for an error, from the first library error in its chain.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
-        if cause.is::<Usage>() || cause.is::<ServerError>() {
+        if cause.is::<Usage>() || cause.is::<ServerError>() || cause.is::<AnchorFileError>() {
             return EXIT_USAGE;
         }
         if cause.is::<KeyFileError>() || cause.is::<TsigFileError>() {

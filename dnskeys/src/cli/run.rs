@@ -277,7 +277,22 @@ pub(super) async fn verify(a: &VerifyArgs, timeout: Duration) -> Result<bool> {
         Some(s) => transport::parse_server(s, timeout)?,
         None => transport::system_resolver(Path::new("/etc/resolv.conf"), timeout)?,
     };
-    let report = verify::verify(&server, a.ip, expected).await?;
+    let anchors = if a.dnssec {
+        Some(crate::dnssec::load_anchor_files(&a.trust_anchor)?)
+    } else {
+        None
+    };
+    let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+    let report = verify::verify(
+        &server,
+        a.ip,
+        expected,
+        anchors.as_deref().map(|an| (an, now)),
+    )
+    .await?;
+    if let Some(v) = &report.validation {
+        warn_expiry(&report.name, v);
+    }
     let mut out = std::io::stdout().lock();
     if a.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?;
@@ -327,6 +342,32 @@ pub(super) async fn verify(a: &VerifyArgs, timeout: Duration) -> Result<bool> {
         (None, true) => "OK: at least one usable Ed25519 record".to_owned(),
         (None, false) => "FAIL: no usable Ed25519 record".to_owned(),
     };
-    writeln!(out, "{verdict}")?;
+    match &report.validation {
+        Some(v) if v.state != crate::dnssec::State::Secure => {
+            writeln!(out, "FAIL: the answer is not DNSSEC-secure ({})", v.state)?
+        }
+        _ => writeln!(out, "{verdict}")?,
+    }
     Ok(report.ok())
+}
+
+/// Warns (stderr) when the signature over the answer expires within
+/// [`crate::dnssec::EXPIRY_WARNING_S`], or has expired.
+fn warn_expiry(name: &str, v: &crate::dnssec::Validation) {
+    use crate::dnssec::{EXPIRY_WARNING_S, human_duration, human_time};
+    let (Some(at), Some(left)) = (v.expires, v.expires_in) else {
+        return;
+    };
+    if left >= EXPIRY_WARNING_S {
+        return;
+    }
+    let when = if left < 0 {
+        format!("expired {}", human_time(at))
+    } else {
+        format!("expires {}, in {}", human_time(at), human_duration(left))
+    };
+    eprintln!(
+        "dnskeys: warning: the RRSIG over {name} IPSECKEY {when}; re-sign the zone, or \
+         every validating peer treats the key as bogus"
+    );
 }
