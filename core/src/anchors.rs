@@ -76,6 +76,8 @@ const MAX_KEY_LEN: usize = u16::MAX as usize - 4;
 /// Parses a trust-anchor file. Every record must be a DNSKEY or DS anchor
 /// (RRSIGs are skipped); the first problem found is the error.
 pub fn parse(text: &str) -> Result<Vec<TrustAnchor>, AnchorError> {
+    // A byte-order mark, as some editors write, is not part of the owner name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut anchors = Vec::new();
     for record in records(text) {
         let (line, tokens) = record?;

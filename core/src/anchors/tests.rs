@@ -106,6 +106,8 @@ fn ttl_and_class_in_either_order_split_digests_and_comments() {
     assert_eq!((a[1].zone.as_str(), a[1].line), ("test.", 4));
     assert_eq!((a[2].zone.as_str(), a[2].line), (".", 7));
     assert_eq!(a[2].key_tag(), 20326);
+    let bom = format!("\u{feff}{}", K15);
+    assert_eq!(parse(&bom).unwrap(), parse(K15).unwrap());
     let (flags, protocol, algorithm, public_key) = key(&parse(K13).unwrap()[0]);
     assert!(a[1].matches_dnskey("test", flags, protocol, algorithm, &public_key));
 }

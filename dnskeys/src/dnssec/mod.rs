@@ -144,7 +144,7 @@ impl Validation {
                 "zone": l.zone, "flags": l.flags, "algorithm": l.algorithm,
                 "key_tag": l.key_tag, "anchor": l.source,
             })).collect::<Vec<_>>(),
-            "summary": format!("{}", self.summary()),
+            "summary": self.summary(),
         })
     }
 }
