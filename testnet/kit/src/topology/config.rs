@@ -1,7 +1,7 @@
 //! What the testnet runs and how: the binaries, each agent's config, the options.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -118,6 +118,13 @@ fn sibling_binary(profile_dir: &Path, package: &str, bin: &str) -> Result<PathBu
 pub struct AgentConfig {
     /// `[dns] timeout`.
     pub dns_timeout: String,
+    /// `[dns] servers`; empty: the testnet's BIND (`192.0.2.53:53`). See
+    /// [`AgentConfig::use_dns_servers`].
+    pub dns_servers: Vec<String>,
+    /// `[dns] dnssec` (`"validate"`, `"resolver"`, `"off"`); `None`: the agent's default.
+    pub dnssec: Option<String>,
+    /// `[dns] trust_anchors`: files of DNSKEY or DS records; empty: not written.
+    pub trust_anchors: Vec<PathBuf>,
     /// `[ike] timeout`.
     pub ike_timeout: String,
     /// `[ike] idle_timeout`; `None`: the agent's default.
@@ -156,6 +163,9 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             dns_timeout: "1s".into(),
+            dns_servers: Vec::new(),
+            dnssec: None,
+            trust_anchors: Vec::new(),
             ike_timeout: "3s".into(),
             idle_timeout: None,
             clear_lifetime: None,
@@ -189,6 +199,41 @@ impl AgentConfig {
         self
     }
 
+    /// Points the agent at `servers` (`[dns] servers`) and puts each one's
+    /// address in the `clear` group, as the default config does for the
+    /// testnet's BIND (a forger, a validating resolver).
+    pub fn use_dns_servers(&mut self, servers: &[SocketAddr]) -> &mut Self {
+        self.dns_servers = servers.iter().map(ToString::to_string).collect();
+        let mut clear: Vec<String> = self
+            .policy
+            .iter()
+            .find(|(g, _)| g == "clear")
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default();
+        for s in servers {
+            let prefix = match s.ip() {
+                IpAddr::V4(a) => format!("{a}/32"),
+                IpAddr::V6(a) => format!("{a}/128"),
+            };
+            if !clear.contains(&prefix) {
+                clear.push(prefix);
+            }
+        }
+        let clear: Vec<&str> = clear.iter().map(String::as_str).collect();
+        self.set_policy("clear", &clear);
+        self
+    }
+
+    /// Validate DNSSEC in the agent (`[dns] dnssec = "validate"`) from the
+    /// anchors in `anchor_file`.
+    pub fn validate_dnssec(&mut self, anchor_file: &Path) -> &mut Self {
+        self.dnssec = Some("validate".into());
+        if !self.trust_anchors.iter().any(|a| a == anchor_file) {
+            self.trust_anchors.push(anchor_file.to_owned());
+        }
+        self
+    }
+
     /// The `oemesh.toml` for a host.
     pub(super) fn render(&self, address: Ipv4Addr, key: Option<&Path>, socket: &Path) -> String {
         let mut t = String::new();
@@ -197,8 +242,24 @@ impl AgentConfig {
         }
         let _ = writeln!(t, "address = \"{address}\"");
         let _ = writeln!(t, "control_socket = {:?}", socket.display().to_string());
-        let _ = writeln!(t, "\n[dns]\nservers = [\"{DNS_V4}:53\"]");
+        let servers: Vec<String> = if self.dns_servers.is_empty() {
+            vec![format!("\"{DNS_V4}:53\"")]
+        } else {
+            self.dns_servers.iter().map(|s| format!("{s:?}")).collect()
+        };
+        let _ = writeln!(t, "\n[dns]\nservers = [{}]", servers.join(", "));
         let _ = writeln!(t, "timeout = \"{}\"", self.dns_timeout);
+        if let Some(d) = &self.dnssec {
+            let _ = writeln!(t, "dnssec = {d:?}");
+        }
+        if !self.trust_anchors.is_empty() {
+            let files: Vec<String> = self
+                .trust_anchors
+                .iter()
+                .map(|f| format!("{:?}", f.display().to_string()))
+                .collect();
+            let _ = writeln!(t, "trust_anchors = [{}]", files.join(", "));
+        }
         let _ = writeln!(t, "\n[ike]\ntimeout = \"{}\"", self.ike_timeout);
         if let Some(i) = &self.idle_timeout {
             let _ = writeln!(t, "idle_timeout = \"{i}\"");
@@ -266,6 +327,10 @@ pub struct Options {
     pub log_level: String,
     /// Skip teardown on drop and print how to enter each host.
     pub keep: bool,
+    /// BIND signs its zones (`dnssec-policy`) and every agent validates
+    /// (`[dns] dnssec = "validate"`, `trust_anchors` = the testnet's anchor
+    /// file, [`super::Testnet::anchor_file`]). Default false: unsigned zones.
+    pub dnssec: bool,
 }
 
 impl Options {
@@ -278,6 +343,7 @@ impl Options {
             start_agents: true,
             log_level: "debug".into(),
             keep: false,
+            dnssec: false,
         }
     }
 }
@@ -307,5 +373,26 @@ mod tests {
         let ike = &t[t.find("[ike]").unwrap()..t.find("[outcome]").unwrap()];
         assert!(ike.contains("cookie_rate = 100\n"), "{t}");
         assert!(ike.contains("udp_workers = 2\n"), "{t}");
+        assert!(!t.contains("dnssec"), "{t}");
+        assert!(!t.contains("trust_anchors"), "{t}");
+    }
+
+    #[test]
+    fn dnssec_and_servers_render() {
+        let mut c = AgentConfig::default();
+        c.validate_dnssec(Path::new("/t/anchors.txt"))
+            .use_dns_servers(&["192.0.2.55:53".parse().unwrap()]);
+        let t = c.render(Ipv4Addr::new(192, 0, 2, 10), None, Path::new("/s"));
+        let dns = &t[t.find("[dns]").unwrap()..t.find("[ike]").unwrap()];
+        assert!(dns.contains("servers = [\"192.0.2.55:53\"]\n"), "{t}");
+        assert!(dns.contains("dnssec = \"validate\"\n"), "{t}");
+        assert!(
+            dns.contains("trust_anchors = [\"/t/anchors.txt\"]\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("clear = [\"192.0.2.53/32\", \"192.0.2.55/32\"]"),
+            "{t}"
+        );
     }
 }

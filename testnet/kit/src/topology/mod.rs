@@ -46,14 +46,16 @@ pub use host::{Host, LinkCounters, Peer, parse_link_counters, parse_peers};
 pub use kept::{DownReport, KEPT_DIR, Kept, KeptHost, KeptProcess};
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::bind::Bind;
+use crate::bind::forge::{Forgery, start_forger};
+use crate::bind::resolver::start_validating_resolver;
+use crate::bind::{Bind, Named};
 use crate::capture::Capture;
 use crate::netns::{Netns, Switch};
 use crate::process::{require_programs, require_root};
@@ -68,6 +70,16 @@ pub const FORWARD_ZONE: &str = "oe.test.";
 pub const DNS_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 /// The DNS server's IPv6 address.
 pub const DNS_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53);
+/// Where [`Testnet::start_forger`] is usually asked to listen (the `dns` host).
+pub const FORGER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 54);
+/// The forger's IPv6 address.
+pub const FORGER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x54);
+/// Where [`Testnet::start_validating_resolver`] is usually asked to listen.
+pub const RESOLVER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 55);
+/// The validating resolver's IPv6 address.
+pub const RESOLVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x55);
+/// The anchor file in the testnet's directory (with [`Options::dnssec`]).
+pub const ANCHOR_FILE: &str = "anchors.txt";
 /// The switch interface every capture listens on (in the switch namespace).
 pub const SWITCH_IFACE: &str = "br0";
 
@@ -196,8 +208,20 @@ impl Testnet {
             })
             .collect();
         let names_ref: Vec<(&str, IpAddr)> = names.iter().map(|(n, a)| (n.as_str(), *a)).collect();
-        let bind = Bind::start_in(&dns_ns, IpAddr::V4(DNS_V4), FORWARD_ZONE, &names_ref)?;
+        let bind = if opts.dnssec {
+            Bind::start_in_signed(&dns_ns, IpAddr::V4(DNS_V4), FORWARD_ZONE, &names_ref)?
+        } else {
+            Bind::start_in(&dns_ns, IpAddr::V4(DNS_V4), FORWARD_ZONE, &names_ref)?
+        };
         let dns = DnsHost { bind, ns: dns_ns };
+        let mut agent_config = opts.agent.clone();
+        if let Some(anchors) = dns.bind.anchor_file() {
+            // A copy beside the agents' configs: it outlives nothing they need.
+            let copy = dir.path().join(ANCHOR_FILE);
+            std::fs::copy(&anchors, &copy)
+                .with_context(|| format!("copying {}", anchors.display()))?;
+            agent_config.validate_dnssec(&copy);
+        }
 
         let mut hosts = Vec::new();
         for spec in HOSTS {
@@ -222,7 +246,7 @@ impl Testnet {
                 publish_key(&mut host, &opts.binaries.dnskeys, &dns)?;
             }
             if spec.agent {
-                host.set_agent_config(&opts.agent)?;
+                host.set_agent_config(&agent_config)?;
             }
             hosts.push(host);
         }
@@ -290,6 +314,49 @@ impl Testnet {
     /// The DNS server.
     pub fn dns(&self) -> &DnsHost {
         &self.parts().dns
+    }
+
+    /// The trust anchors of the signed zones ([`Options::dnssec`]): the
+    /// DNSKEY records with flags 257 as `dig +noall +answer DNSKEY zone.`
+    /// prints them, what every agent's `[dns] trust_anchors` names. `None`
+    /// when the zones are unsigned.
+    pub fn anchor_file(&self) -> Option<PathBuf> {
+        self.dns()
+            .bind
+            .signed()
+            .then(|| self.dir().join(ANCHOR_FILE))
+    }
+
+    /// Starts a second `named` on the `dns` host at `addr` (added to its
+    /// interface when missing; [`FORGER_V4`], [`FORGER_V6`]) that serves
+    /// `forgery` of the reverse zones as they are now. Point an agent at it
+    /// with [`AgentConfig::use_dns_servers`]. Stopped on drop.
+    pub fn start_forger(&self, addr: IpAddr, forgery: Forgery) -> Result<Named> {
+        self.dns_addr(addr)?;
+        start_forger(&self.dns().bind, SocketAddr::new(addr, 53), &forgery)
+    }
+
+    /// Starts a validating BIND resolver on the `dns` host at `addr` (added
+    /// when missing; [`RESOLVER_V4`], [`RESOLVER_V6`]), anchored at the
+    /// zones' keys and asking the testnet's BIND. Needs [`Options::dnssec`].
+    /// Stopped on drop.
+    pub fn start_validating_resolver(&self, addr: IpAddr) -> Result<Named> {
+        self.dns_addr(addr)?;
+        start_validating_resolver(&self.dns().bind, SocketAddr::new(addr, 53))
+    }
+
+    /// Adds `addr` to the `dns` host's interface unless it has it.
+    fn dns_addr(&self, addr: IpAddr) -> Result<()> {
+        let ns = &self.dns().ns;
+        let have = ns.ip(&["-o", "addr", "show", "dev", "eth0"])?;
+        if have.contains(&format!(" {addr}/")) {
+            return Ok(());
+        }
+        let cidr = match addr {
+            IpAddr::V4(a) => format!("{a}/24"),
+            IpAddr::V6(a) => format!("{a}/64"),
+        };
+        ns.add_addr("eth0", &cidr)
     }
 
     /// The switch (its namespace holds `br0`).

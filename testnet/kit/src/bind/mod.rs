@@ -29,6 +29,26 @@
 //! [`Bind::start_in`] runs the same server inside a network namespace on port 53
 //! at the namespace's own address, with a forward zone of the caller's choosing
 //! (the testnet's `dns` host, see [`crate::topology`]).
+//!
+//! **Signed zones.** [`Bind::start_signed`] and [`Bind::start_in_signed`] have
+//! BIND sign every zone itself with `dnssec-policy` ([`dnssec`]): one
+//! ECDSAP256SHA256 CSK per zone, made and used at load; the zones stay dynamic,
+//! so TSIG updates (`dnskeys publish`) work and BIND signs what they add. Startup
+//! then waits for DNSKEY and RRSIG and writes the anchor files
+//! ([`Bind::anchor_file`], [`Bind::delv_anchor_file`]). [`forge`] runs a second
+//! `named` that lies (an unsigned copy, or the real zone with expired
+//! signatures), [`resolver`] a validating BIND resolver.
+
+mod dir;
+pub mod dnssec;
+mod extra;
+pub mod forge;
+pub mod resolver;
+
+pub use dir::apparmor_mode;
+use dir::write_private;
+pub(crate) use dir::{apparmor_hint, instance_dir};
+pub use extra::Named;
 
 use std::fmt;
 use std::fs;
@@ -70,6 +90,8 @@ pub struct Bind {
     /// The namespace `named` runs in (by name), `None`: the caller's.
     netns: Option<String>,
     zones: Vec<String>,
+    /// Zones signed by `dnssec-policy`, anchors written.
+    signed: bool,
 }
 
 impl fmt::Debug for Bind {
@@ -93,6 +115,21 @@ impl Bind {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             forward_zone: FORWARD_ZONE.to_owned(),
             hosts: vec![("ns".to_owned(), IpAddr::V4(Ipv4Addr::LOCALHOST))],
+            signed: false,
+        })
+    }
+
+    /// [`Bind::start`] with every zone signed by BIND (`dnssec-policy`, see
+    /// [`dnssec`]); returns once each zone answers with DNSKEY and RRSIG and
+    /// the anchor files are written.
+    pub fn start_signed() -> Result<Self> {
+        let port = free_port()?;
+        Self::launch(Layout {
+            netns: None,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            forward_zone: FORWARD_ZONE.to_owned(),
+            hosts: vec![("ns".to_owned(), IpAddr::V4(Ipv4Addr::LOCALHOST))],
+            signed: true,
         })
     }
 
@@ -110,6 +147,26 @@ impl Bind {
         forward_zone: &str,
         hosts: &[(&str, IpAddr)],
     ) -> Result<Self> {
+        Self::start_in_with(ns, addr, forward_zone, hosts, false)
+    }
+
+    /// [`Bind::start_in`] with every zone signed, as [`Bind::start_signed`].
+    pub fn start_in_signed(
+        ns: &Netns,
+        addr: IpAddr,
+        forward_zone: &str,
+        hosts: &[(&str, IpAddr)],
+    ) -> Result<Self> {
+        Self::start_in_with(ns, addr, forward_zone, hosts, true)
+    }
+
+    fn start_in_with(
+        ns: &Netns,
+        addr: IpAddr,
+        forward_zone: &str,
+        hosts: &[(&str, IpAddr)],
+        signed: bool,
+    ) -> Result<Self> {
         let mut records: Vec<(String, IpAddr)> = vec![("ns".to_owned(), addr)];
         records.extend(hosts.iter().map(|(n, a)| ((*n).to_owned(), *a)));
         let forward_zone = if forward_zone.ends_with('.') {
@@ -122,6 +179,7 @@ impl Bind {
             addr: SocketAddr::new(addr, 53),
             forward_zone,
             hosts: records,
+            signed,
         })
     }
 
@@ -162,36 +220,26 @@ impl Bind {
         for zone in &zones {
             fs::write(d.join(zone_file_name(zone)), zone_file(zone, &layout))?;
         }
-        fs::write(d.join("named.conf"), named_conf(d, &layout, &zones))?;
+        let mut conf = named_conf(d, &layout, &zones);
+        if layout.signed {
+            fs::create_dir(d.join(dnssec::KEY_DIR))?;
+            conf = dnssec::sign_zones(&conf, d, &zones);
+        }
+        fs::write(d.join("named.conf"), conf)?;
 
-        let log = fs::File::create(d.join("named.log"))?;
-        let named = which("named").unwrap_or_default();
-        let mut cmd = match &layout.netns {
-            // `ip netns exec` execs named, so the PID is named's.
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(named);
-                c
-            }
-            None => Command::new(named),
-        };
-        let child = cmd
-            .arg("-g")
-            .arg("-c")
-            .arg(d.join("named.conf"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting named")?;
+        let child = spawn_named(layout.netns.as_deref(), d)?;
         let mut bind = Self {
             child,
             dir,
             addr: layout.addr,
             netns: layout.netns,
             zones,
+            signed: layout.signed,
         };
         bind.wait_ready()?;
+        if bind.signed {
+            dnssec::write_anchor_files(&bind)?;
+        }
         Ok(bind)
     }
 
@@ -206,8 +254,14 @@ impl Bind {
                 );
             }
             let all_loaded = self.zones.iter().all(|zone| {
-                self.dig(&["+norecurse", zone, "SOA"])
-                    .is_ok_and(|out| out.contains("SOA"))
+                if self.signed {
+                    // Signed at load: the DNSKEY RRset and its RRSIG are there.
+                    self.dig(&["+norecurse", "+dnssec", zone, "DNSKEY"])
+                        .is_ok_and(|out| dnssec::has_signed_dnskey(&out))
+                } else {
+                    self.dig(&["+norecurse", zone, "SOA"])
+                        .is_ok_and(|out| out.contains("SOA"))
+                }
             });
             if all_loaded {
                 return Ok(());
@@ -248,16 +302,39 @@ impl Bind {
         self.child.id()
     }
 
+    /// Whether BIND signs the zones ([`Bind::start_signed`], [`Bind::start_in_signed`]).
+    pub fn signed(&self) -> bool {
+        self.signed
+    }
+
+    /// Where BIND keeps the zones' DNSSEC keys (`K<zone>+013+<tag>.{key,private,state}`).
+    pub fn key_dir(&self) -> PathBuf {
+        self.dir.path().join(dnssec::KEY_DIR)
+    }
+
+    /// The trust anchors of a signed instance: the DNSKEY records with flags
+    /// 257 of every zone, as `dig +noall +answer DNSKEY zone.` prints them
+    /// (what `[dns] trust_anchors` reads). `None` when unsigned.
+    pub fn anchor_file(&self) -> Option<PathBuf> {
+        self.signed
+            .then(|| self.dir.path().join(dnssec::ANCHOR_FILE))
+    }
+
+    /// The same anchors as a `trust-anchors { … static-key … };` block, for
+    /// `delv -a` and a resolver's `named.conf`. `None` when unsigned.
+    pub fn delv_anchor_file(&self) -> Option<PathBuf> {
+        self.signed
+            .then(|| self.dir.path().join(dnssec::DELV_ANCHOR_FILE))
+    }
+
+    /// The namespace `named` runs in, if any.
+    pub(crate) fn netns_name(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
     /// A command that runs `program` where `named` runs (inside its namespace, if any).
     fn command(&self, program: &str) -> Command {
-        match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, program]);
-                c
-            }
-            None => Command::new(program),
-        }
+        command_in(self.netns.as_deref(), program)
     }
 
     /// The `tsig-keygen` output (`key "oemesh-update" { algorithm hmac-sha256; secret "..."; };`).
@@ -284,22 +361,7 @@ impl Bind {
     /// the server's namespace, if any) and returns its standard output; fails
     /// when dig does.
     pub fn dig(&self, args: &[&str]) -> Result<String> {
-        let out = self
-            .command("dig")
-            .arg(format!("@{}", self.addr.ip()))
-            .args(["-p", &self.port().to_string()])
-            .args(["+noall", "+answer", "+time=2", "+tries=1"])
-            .args(args)
-            .output()
-            .context("running dig")?;
-        if !out.status.success() {
-            bail!(
-                "dig {args:?} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        dig_at(self.netns.as_deref(), self.addr, args)
     }
 
     /// Sends `script` (nsupdate commands, without `server` and `send`) with
@@ -342,99 +404,6 @@ impl Drop for Bind {
     }
 }
 
-/// A fresh directory for one instance: under [`BIND_STATE_DIR`] when it can be
-/// written, else in the system temporary directory. Sweeps stale ones first.
-fn instance_dir() -> Result<tempfile::TempDir> {
-    static SWEEP: std::sync::Once = std::sync::Once::new();
-    let prefix = format!("{DIR_PREFIX}{}-", std::process::id());
-    let parent = Path::new(BIND_STATE_DIR);
-    if parent.is_dir() {
-        SWEEP.call_once(|| sweep_stale(parent));
-        match tempfile::Builder::new().prefix(&prefix).tempdir_in(parent) {
-            Ok(dir) => return Ok(dir),
-            // Not root (nor in group bind): the temporary directory it is.
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("creating a directory in {BIND_STATE_DIR}"));
-            }
-        }
-    }
-    tempfile::Builder::new()
-        .prefix(&prefix)
-        .tempdir()
-        .context("creating a temporary directory for named")
-}
-
-/// Removes `oemesh-bind-<pid>-*` directories in `parent` whose creator is gone
-/// and whose `named` (by `named.pid`) no longer runs: left by a killed test.
-/// A kept testnet's directory has a running `named`, so it stays.
-fn sweep_stale(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
-            continue;
-        };
-        let Some(creator) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        let path = entry.path();
-        let named_runs = fs::read_to_string(path.join("named.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-            .is_some_and(crate::process::pid_alive);
-        if creator != std::process::id() && !crate::process::pid_alive(creator) && !named_runs {
-            let _ = fs::remove_dir_all(&path);
-        }
-    }
-}
-
-/// When `named` runs confined by an enforcing AppArmor profile and `dir` is not
-/// where that profile lets it write, a paragraph saying so and what to do;
-/// otherwise nothing.
-fn apparmor_hint(dir: &Path) -> String {
-    let allowed = ["/var/lib/bind/", "/var/cache/bind/"];
-    if allowed.iter().any(|a| dir.starts_with(a)) {
-        return String::new();
-    }
-    match apparmor_mode("named") {
-        Some(mode) if mode == "enforce" => format!(
-            "\nAppArmor confines named (profile `named`, enforce mode), and its files are in {}, \
-             where the profile does not let it read or write. Run as root, so that they go \
-             under {BIND_STATE_DIR}, or put the profile in complain mode for the test run: \
-             `aa-complain /usr/sbin/named` (package apparmor-utils; `aa-enforce` undoes it).",
-            dir.display()
-        ),
-        _ => String::new(),
-    }
-}
-
-/// The mode (`enforce`, `complain`, …) of the loaded AppArmor profile `profile`,
-/// from `/sys/kernel/security/apparmor/profiles`; `None` without AppArmor or
-/// such a profile.
-pub fn apparmor_mode(profile: &str) -> Option<String> {
-    let list = fs::read_to_string("/sys/kernel/security/apparmor/profiles").ok()?;
-    list.lines().find_map(|line| {
-        let (name, mode) = line.rsplit_once(" (")?;
-        (name == profile).then(|| mode.trim_end_matches(')').to_owned())
-    })
-}
-
-/// Writes a secret file, created with mode 0600 as a careful admin would.
-fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents)?;
-    Ok(())
-}
-
 /// Where and what one instance serves.
 struct Layout {
     netns: Option<String>,
@@ -442,10 +411,12 @@ struct Layout {
     forward_zone: String,
     /// Names in the forward zone and their addresses (`ns` first).
     hosts: Vec<(String, IpAddr)>,
+    /// Sign every zone with `dnssec-policy`.
+    signed: bool,
 }
 
 /// `example.test.` → `example.test.zone`.
-fn zone_file_name(zone: &str) -> String {
+pub(crate) fn zone_file_name(zone: &str) -> String {
     format!("{}zone", zone)
 }
 
@@ -500,6 +471,62 @@ include "{d}/readonly.key";
         ));
     }
     conf
+}
+
+/// A command that runs `program` inside namespace `netns`, or here.
+pub(crate) fn command_in(netns: Option<&str>, program: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// `dig @ADDR -p PORT +noall +answer +time=2 +tries=1 ARGS...` in `netns`;
+/// its standard output, or an error when dig fails.
+pub(crate) fn dig_at(netns: Option<&str>, addr: SocketAddr, args: &[&str]) -> Result<String> {
+    let out = command_in(netns, "dig")
+        .arg(format!("@{}", addr.ip()))
+        .args(["-p", &addr.port().to_string()])
+        .args(["+noall", "+answer", "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .context("running dig")?;
+    if !out.status.success() {
+        bail!(
+            "dig {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Starts `named -g -c <dir>/named.conf` in `netns` (or here), its output
+/// going to `<dir>/named.log`.
+pub(crate) fn spawn_named(netns: Option<&str>, dir: &Path) -> Result<Child> {
+    let log = fs::File::create(dir.join("named.log"))?;
+    let named = which("named").unwrap_or_default();
+    let mut cmd = match netns {
+        // `ip netns exec` execs named, so the PID is named's.
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(named);
+            c
+        }
+        None => Command::new(named),
+    };
+    cmd.arg("-g")
+        .arg("-c")
+        .arg(dir.join("named.conf"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting named")
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1 right now.

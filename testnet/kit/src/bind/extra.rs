@@ -1,0 +1,133 @@
+//! A further `named` beside a [`Bind`](super::Bind): a forger or a resolver,
+//! started from a config the caller wrote, stopped (by PID) on drop.
+
+use std::fmt;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Child;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use super::{START_TIMEOUT, apparmor_hint, dig_at, instance_dir, spawn_named};
+
+/// A running `named` other than the testkit's authoritative one (see
+/// [`super::forge`], [`super::resolver`]). Killed by its PID on drop, its
+/// directory removed.
+pub struct Named {
+    child: Child,
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    netns: Option<String>,
+}
+
+impl fmt::Debug for Named {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Named")
+            .field("pid", &self.child.id())
+            .field("addr", &self.addr)
+            .field("dir", &self.dir.path())
+            .finish()
+    }
+}
+
+impl Named {
+    /// Makes an instance directory, lets `write` put `named.conf` (and what it
+    /// names) there, starts `named` in `netns` and waits (bounded) until
+    /// `ready` says yes.
+    pub(super) fn launch(
+        netns: Option<&str>,
+        addr: SocketAddr,
+        write: impl FnOnce(&Path) -> Result<()>,
+        ready: impl Fn(&Named) -> bool,
+    ) -> Result<Named> {
+        let dir = instance_dir()?;
+        write(dir.path())?;
+        let child = spawn_named(netns, dir.path())?;
+        let mut named = Named {
+            child,
+            dir,
+            addr,
+            netns: netns.map(str::to_owned),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = named.child.try_wait()? {
+                bail!(
+                    "named exited ({status}) before answering; its log:\n{}{}",
+                    named.log(),
+                    apparmor_hint(named.dir())
+                );
+            }
+            if ready(&named) {
+                return Ok(named);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "named did not answer within {START_TIMEOUT:?}; its log:\n{}",
+                    named.log()
+                );
+            }
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// [`Named::addr`] as text (`192.0.2.54:53`), for a `servers` list.
+    pub fn server(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `named`'s process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its directory (config, zones, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What `named` wrote so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+    }
+
+    /// `dig @ADDR -p PORT +noall +answer +time=2 +tries=1 ARGS...` where it runs.
+    pub fn dig(&self, args: &[&str]) -> Result<String> {
+        dig_at(self.netns.as_deref(), self.addr, args)
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        // This PID only; then reap it. The TempDir removes the directory.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `listen-on` / `listen-on-v6` lines for exactly `addr`.
+pub(super) fn listen_on(addr: SocketAddr) -> String {
+    let port = addr.port();
+    let (v4, v6) = match addr.ip() {
+        std::net::IpAddr::V4(a) => (a.to_string(), "none".to_owned()),
+        std::net::IpAddr::V6(a) => ("none".to_owned(), a.to_string()),
+    };
+    format!("    listen-on port {port} {{ {v4}; }};\n    listen-on-v6 port {port} {{ {v6}; }};\n")
+}
+
+/// The `options` lines every instance has: its files in `dir`.
+pub(super) fn file_options(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "    directory \"{d}\";\n    pid-file \"{d}/named.pid\";\n    \
+         session-keyfile \"{d}/session.key\";\n    managed-keys-directory \"{d}\";\n"
+    )
+}
