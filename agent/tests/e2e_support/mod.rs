@@ -22,10 +22,21 @@ pub(crate) const DECISION: Duration = Duration::from_secs(20);
 /// A testnet whose agents all run `config`. `dnskeys` is found next to
 /// `oemesh` (or built there): see `Binaries::locate`.
 pub(crate) fn testnet(label: &str, config: AgentConfig) -> Testnet {
+    testnet_with(label, config, false)
+}
+
+/// [`testnet`] with the reverse zones signed by BIND and every agent
+/// validating from their anchor (`Options::dnssec`).
+pub(crate) fn signed_testnet(label: &str, config: AgentConfig) -> Testnet {
+    testnet_with(label, config, true)
+}
+
+fn testnet_with(label: &str, config: AgentConfig, dnssec: bool) -> Testnet {
     oemesh_testkit::process::require_root();
     let bins = Binaries::locate(std::path::Path::new(OEMESH)).expect("oemesh and dnskeys binaries");
     let mut opts = Options::new(label, bins);
     opts.agent = config;
+    opts.dnssec = dnssec;
     opts.keep = std::env::var_os("OEMESH_E2E_KEEP").is_some();
     Testnet::up(opts).expect("testnet comes up")
 }
