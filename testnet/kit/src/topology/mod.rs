@@ -518,6 +518,10 @@ fn describe(parts: &Parts) -> String {
         d.bind.dir().display(),
         d.bind.tsig_key_file().display()
     );
+    if d.bind.signed() {
+        let anchors = parts.dir.path().join(ANCHOR_FILE);
+        let _ = writeln!(s, "         zones signed; anchors: {}", anchors.display());
+    }
     for h in &parts.hosts {
         let _ = writeln!(
             s,

@@ -11,8 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use oemesh_testkit::bind::dnssec::anchor_from_key_file;
 use oemesh_testkit::capture::{CaptureStats, read_pcap};
-use oemesh_testkit::process::{Child, wait_until};
+use oemesh_testkit::process::{Child, wait_for, wait_until};
 use oemesh_testkit::topology::parse_peers;
 
 use crate::report::{Row, print_table};
@@ -22,6 +23,13 @@ use crate::{interrupted, say};
 
 /// Where the `dns` container writes the TSIG key the hosts publish with.
 const TSIG_KEY: &str = "/shared/tsig.key";
+/// Where the `dns` container writes the reverse zone's trust anchor (the
+/// agents' `[dns] trust_anchors`).
+const ANCHORS: &str = "/shared/anchors.txt";
+/// BIND's key directory in the `dns` container (as in `named.conf`).
+const KEY_DIR: &str = "/var/lib/oemesh-dns/keys";
+/// The signed zone whose key is the anchor.
+const SIGNED_ZONE: &str = "2.0.192.in-addr.arpa.";
 /// The TSIG key's name (as in `named.conf`).
 const TSIG_NAME: &str = "oemesh-update";
 /// The DNS server every host publishes to.
@@ -33,9 +41,11 @@ const AGENT_CONFIG: &str = "/etc/oemesh/oemesh.toml";
 /// The agent's control socket (as in the configs).
 pub(crate) const AGENT_SOCKET: &str = "/run/oemesh.sock";
 
-/// `container dns`: a fresh TSIG key in `/shared`, then `named -g` in the
-/// foreground (its config and zones are in `/etc/oemesh-dns`, copied to a
-/// writable directory for the update journals).
+/// `container dns`: a fresh TSIG key in `/shared`, then `named -g` (its
+/// config and zones are in `/etc/oemesh-dns`, copied to a writable directory
+/// for the update journals and keys); once BIND has made the reverse zone's
+/// key, its DNSKEY (flags 257) goes to `/shared/anchors.txt`. Runs until
+/// SIGTERM, then stops named.
 pub(crate) fn dns() -> Result<()> {
     let mut secret = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
@@ -55,15 +65,48 @@ pub(crate) fn dns() -> Result<()> {
             std::fs::copy(&path, work.join(name))?;
         }
     }
+    std::fs::create_dir_all(KEY_DIR)?;
+    let _ = std::fs::remove_file(ANCHORS);
     say!("dns: TSIG key in {TSIG_KEY}; starting named");
-    let err = exec(Command::new("named").args(["-g", "-c", "/var/lib/oemesh-dns/named.conf"]));
-    Err(err).context("exec named")
+    let mut named = Command::new("named")
+        .args(["-g", "-c", "/var/lib/oemesh-dns/named.conf"])
+        .spawn()
+        .context("starting named")?;
+    let anchor = wait_for(
+        "BIND's key for the reverse zone",
+        Duration::from_secs(30),
+        zone_anchor,
+    );
+    let result = anchor.and_then(|line| {
+        let tmp = format!("{ANCHORS}.tmp");
+        std::fs::write(&tmp, format!("{line}\n"))?;
+        std::fs::rename(&tmp, ANCHORS)?;
+        say!("dns: {SIGNED_ZONE} signed; its anchor is in {ANCHORS}");
+        while !interrupted() {
+            if let Some(status) = named.try_wait()? {
+                bail!("named exited: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    });
+    // Our own child, by its PID.
+    let _ = named.kill();
+    let _ = named.wait();
+    result
 }
 
-#[cfg(unix)]
-fn exec(cmd: &mut Command) -> std::io::Error {
-    use std::os::unix::process::CommandExt as _;
-    cmd.exec()
+/// The DNSKEY (flags 257) of [`SIGNED_ZONE`] from the key file BIND wrote, as
+/// dig prints it.
+fn zone_anchor() -> Option<String> {
+    let prefix = format!("K{SIGNED_ZONE}+");
+    std::fs::read_dir(KEY_DIR).ok()?.flatten().find_map(|e| {
+        let name = e.file_name().into_string().ok()?;
+        if !name.starts_with(&prefix) || !name.ends_with(".key") {
+            return None;
+        }
+        anchor_from_key_file(&std::fs::read_to_string(e.path()).ok()?)
+    })
 }
 
 /// `container host --ip A [--publish] [--agent]`: make and publish a key,
@@ -98,6 +141,12 @@ pub(crate) fn host(ip: IpAddr, publish: bool, agent: bool) -> Result<()> {
         say!("{ip}: key published in DNS");
     }
     let _agent = if agent {
+        let config = std::fs::read_to_string(AGENT_CONFIG).unwrap_or_default();
+        if config.contains(ANCHORS) {
+            wait_until("the trust anchor from dns", Duration::from_secs(60), || {
+                Path::new(ANCHORS).exists()
+            })?;
+        }
         let mut cmd = Command::new("oemesh");
         cmd.args(["run", "--config", AGENT_CONFIG, "--log-level", "info"]);
         let child = Child::spawn("oemesh", cmd, Path::new("/var/log/oemesh.log"))?;
