@@ -75,18 +75,39 @@ fn signed_zones_anchors_forger_and_resolver() {
     assert!(lie.contains("AQPZZZZZ") && !lie.contains("RRSIG"), "{lie}");
     let gone = forger.dig(&["-x", &bob.to_string(), "IPSECKEY"]).unwrap();
     assert!(gone.is_empty(), "{gone}");
+    let delv_anchors = bind.delv_anchor_file().unwrap();
+    let check = forger
+        .delv(&delv_anchors, REVERSE_V4_ZONE, &["-x", &alice, "IPSECKEY"])
+        .unwrap();
+    assert!(
+        check.contains("resolution failed") && !check.contains("fully validated"),
+        "the unsigned lie does not validate: {check}"
+    );
+    eprintln!("delv at the unsigned forger: {}", check.trim());
     drop(forger);
+    let t = Instant::now();
     let expired = net
         .start_forger(IpAddr::V4(FORGER_V4), Forgery::Expired)
         .unwrap();
+    eprintln!("expired forger up in {:?}", t.elapsed());
     let old = expired.dig(&["+dnssec", "-x", &alice, "IPSECKEY"]).unwrap();
     assert!(old.contains(" 20200102000000 20200101000000 "), "{old}");
+    let check = expired
+        .delv(&delv_anchors, REVERSE_V4_ZONE, &["-x", &alice, "IPSECKEY"])
+        .unwrap();
+    assert!(
+        check.contains("resolution failed") && !check.contains("fully validated"),
+        "expired signatures do not validate: {check}"
+    );
+    eprintln!("delv at the expired forger: {}", check.trim());
     drop(expired);
 
     // The validating resolver: AD on alice's signed IPSECKEY.
+    let t = Instant::now();
     let resolver = net
         .start_validating_resolver(IpAddr::V4(RESOLVER_V4))
         .unwrap();
+    eprintln!("validating resolver up in {:?}", t.elapsed());
     let out = resolver
         .dig(&["+comments", "+dnssec", "-x", &alice, "IPSECKEY"])
         .unwrap();

@@ -15,7 +15,7 @@
 //! ([`DELV_ANCHOR_FILE`], [`trust_anchors_block`]).
 
 use std::fs;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -230,21 +230,36 @@ impl Bind {
         let anchors = self
             .delv_anchor_file()
             .context("delv needs a signed instance (Bind::start_signed)")?;
-        let out = command_in(self.netns_name(), "delv")
-            .arg(format!("@{}", self.addr().ip()))
-            .args(["-p", &self.port().to_string()])
-            .arg("-a")
-            .arg(anchors)
-            .arg(format!("+root={zone}"))
-            .args(args)
-            .output()
-            .context("running delv (package bind9-dnsutils)")?;
-        Ok(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        delv_at(self.netns_name(), self.addr(), &anchors, zone, args)
     }
+}
+
+/// `delv @ADDR -p PORT -a ANCHORS +root=ZONE ARGS…` in `netns` (or here):
+/// standard output and error together. `anchors` is a `trust-anchors` block
+/// ([`Bind::delv_anchor_file`]). Validated: `; fully validated`; a forgery
+/// shows `resolution failed` and why (e.g. `; validating …: no valid
+/// signature found`, `RRSIG has expired`). Fails only when delv cannot run.
+pub fn delv_at(
+    netns: Option<&str>,
+    addr: SocketAddr,
+    anchors: &Path,
+    zone: &str,
+    args: &[&str],
+) -> Result<String> {
+    let out = command_in(netns, "delv")
+        .arg(format!("@{}", addr.ip()))
+        .args(["-p", &addr.port().to_string()])
+        .arg("-a")
+        .arg(anchors)
+        .arg(format!("+root={zone}"))
+        .args(args)
+        .output()
+        .context("running delv (package bind9-dnsutils)")?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
 }
 
 #[cfg(test)]

@@ -103,6 +103,13 @@ impl Named {
     pub fn dig(&self, args: &[&str]) -> Result<String> {
         dig_at(self.netns.as_deref(), self.addr, args)
     }
+
+    /// `delv` at this server from `anchors` (a `trust-anchors` block, e.g. the
+    /// real server's [`Bind::delv_anchor_file`](super::Bind::delv_anchor_file)),
+    /// `+root=zone`: see [`super::dnssec::delv_at`].
+    pub fn delv(&self, anchors: &Path, zone: &str, args: &[&str]) -> Result<String> {
+        super::dnssec::delv_at(self.netns.as_deref(), self.addr, anchors, zone, args)
+    }
 }
 
 impl Drop for Named {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use oemesh_testkit::bind::REVERSE_V4_ZONE;
+use oemesh_testkit::bind::dnssec::reverse_name;
 use oemesh_testkit::topology::{Binaries, Host, Options, Testnet};
 
 use crate::report::{Row, print_table};
@@ -130,12 +131,13 @@ fn say_dnssec(net: &Testnet, anchors: &Path) {
          validate from {}",
         anchors.display()
     );
-    let alice = net.alice().ip().to_string();
+    // The name, not `-x`: delv warns of an extra query type with `-x`.
+    let alice = reverse_name(net.alice().ip());
     let bind = net.dns().bind();
-    match bind.delv(REVERSE_V4_ZONE, &["-x", &alice, "IPSECKEY"]) {
+    match bind.delv(REVERSE_V4_ZONE, &[&alice, "IPSECKEY"]) {
         Ok(out) => {
             say!(
-                "  $ delv @{} -a {} +root={REVERSE_V4_ZONE} -x {alice} IPSECKEY",
+                "  $ delv @{} -a {} +root={REVERSE_V4_ZONE} {alice} IPSECKEY",
                 bind.addr().ip(),
                 bind.delv_anchor_file().unwrap_or_default().display()
             );
