@@ -1,7 +1,8 @@
 //! # oemesh-testkit
 //!
 //! What oemesh's integration tests and the testnet share: starting a real BIND 9
-//! (and a real Knot DNS),
+//! (unsigned, or signing its zones with DNSSEC, plus forgers and a validating
+//! resolver: [`bind`]) and a real Knot DNS,
 //! building network namespaces joined by veth pairs, running a real strongSwan
 //! `charon` inside one, and child processes that are ended (by PID) when dropped.
 //! The whole namespace testnet (dns, alice, bob, carol, dave on one switch) is

@@ -330,6 +330,9 @@ pub struct Options {
     /// BIND signs its zones (`dnssec-policy`) and every agent validates
     /// (`[dns] dnssec = "validate"`, `trust_anchors` = the testnet's anchor
     /// file, [`super::Testnet::anchor_file`]). Default false: unsigned zones.
+    /// A config given later to [`super::Host::set_agent_config`] is written
+    /// as it is: call [`AgentConfig::validate_dnssec`] on it with the anchor
+    /// file to keep validating.
     pub dnssec: bool,
 }
 

@@ -9,6 +9,10 @@
 //! | `carol` | 192.0.2.30    | 2001:db8::30   | `oemesh run` without a key (anonymous OE) |
 //! | `dave`  | 192.0.2.40    | 2001:db8::40   | nothing (the legacy host)              |
 //!
+//! With [`Options::dnssec`] the zones are signed and the agents validate from
+//! [`Testnet::anchor_file`]; `dns` can also run a forger ([`Testnet::start_forger`],
+//! 192.0.2.54) and a validating resolver (192.0.2.55).
+//!
 //! The switch is a Linux bridge (`br0`) in a namespace of its own;
 //! [`Testnet::capture`] runs tcpdump on it and so sees everything between the
 //! hosts. Keys are made with the real `dnskeys keygen` and published with the
