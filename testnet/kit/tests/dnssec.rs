@@ -15,11 +15,11 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use oemesh_testkit::bind::REVERSE_V4_ZONE;
 use oemesh_testkit::bind::forge::Forgery;
 use oemesh_testkit::bind::resolver::authenticated;
+use oemesh_testkit::bind::{REVERSE_V4_ZONE, REVERSE_V6_ZONE};
 use oemesh_testkit::process;
-use oemesh_testkit::topology::{Binaries, FORGER_V4, Options, RESOLVER_V4, Testnet};
+use oemesh_testkit::topology::{Binaries, FORGER_V4, FORGER_V6, Options, RESOLVER_V4, Testnet};
 
 #[test]
 fn signed_zones_anchors_forger_and_resolver() {
@@ -101,6 +101,18 @@ fn signed_zones_anchors_forger_and_resolver() {
     );
     eprintln!("delv at the expired forger: {}", check.trim());
     drop(expired);
+
+    // At an IPv6 address too, lying about an IPv6 name.
+    let v6 = net
+        .start_forger(
+            IpAddr::V6(FORGER_V6),
+            Forgery::Unsigned(vec![(IpAddr::V6(net.alice().v6()), None)]),
+        )
+        .unwrap();
+    assert_eq!(v6.addr().ip(), IpAddr::V6(FORGER_V6));
+    let soa = v6.dig(&["+norecurse", REVERSE_V6_ZONE, "SOA"]).unwrap();
+    assert!(soa.contains("SOA"), "{soa}");
+    drop(v6);
 
     // The validating resolver: AD on alice's signed IPSECKEY.
     let t = Instant::now();
