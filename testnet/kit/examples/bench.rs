@@ -118,6 +118,10 @@ enum Kind {
     Veth,
     /// The agents' `ike.esp_aead`.
     Oemesh(&'static str),
+    /// The agents with `dns.dnssec = "off"` (no anchors): the cold path
+    /// without validation, beside `oemesh`'s with it (the testnet's zones are
+    /// signed and the agents validate from their anchors).
+    OemeshNoDnssec,
     /// alice's agent only: bob keeps his key in DNS but answers no IKE, so
     /// alice decides clear once and later flows take the bypass route.
     OemeshClear,
@@ -148,7 +152,7 @@ struct Variant {
     kind: Kind,
 }
 
-const VARIANTS: [Variant; 11] = [
+const VARIANTS: [Variant; 12] = [
     Variant {
         name: "veth",
         label: "plain veth (no tunnel)",
@@ -166,6 +170,12 @@ const VARIANTS: [Variant; 11] = [
         label: "oemesh",
         aead: "ChaCha20-Poly1305",
         kind: Kind::Oemesh("chacha20-poly1305"),
+    },
+    Variant {
+        name: "oemesh-nodnssec",
+        label: "oemesh, DNSSEC validation off",
+        aead: "AES-256-GCM",
+        kind: Kind::OemeshNoDnssec,
     },
     Variant {
         name: "oemesh-clear",
@@ -284,9 +294,15 @@ impl<'n> Tunnel<'n> {
         let (mut src, mut dst) = (alice.ip(), bob.ip());
         let running = match kind {
             Kind::Veth => Running::Veth,
-            Kind::Oemesh(aead) => {
+            Kind::Oemesh(_) | Kind::OemeshNoDnssec => {
+                let aead = match kind {
+                    Kind::Oemesh(aead) => aead,
+                    _ => "aes-256-gcm",
+                };
+                let validate = kind != Kind::OemeshNoDnssec;
                 for h in [alice, bob] {
                     set_esp_aead(h, aead)?;
+                    set_dnssec(h, net, validate)?;
                 }
                 bob.start_agent().context("oemesh: starting bob's agent")?;
                 alice
@@ -585,6 +601,18 @@ fn set_esp_aead(host: &Host, aead: &str) -> Result<()> {
     set_config_key(host, "ike", "esp_aead", &format!("\"{aead}\""))
 }
 
+/// `[dns] dnssec` and `trust_anchors`: validating from the testnet's
+/// anchors, or off.
+fn set_dnssec(host: &Host, net: &Testnet, validate: bool) -> Result<()> {
+    let anchors = match (validate, net.anchor_file()) {
+        (true, Some(a)) => format!("[{:?}]", a.display().to_string()),
+        _ => "[]".to_owned(),
+    };
+    let mode = if validate { "\"validate\"" } else { "\"off\"" };
+    set_config_key(host, "dns", "trust_anchors", &anchors)?;
+    set_config_key(host, "dns", "dnssec", mode)
+}
+
 /// Sets `key = value` (TOML) in `[section]` of the agent's config file.
 fn set_config_key(host: &Host, section: &str, key: &str, value: &str) -> Result<()> {
     let path = host.config_path();
@@ -654,7 +682,7 @@ fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> 
     let alice = net.alice().netns();
     let bob = net.bob().netns();
     // The no-peer rows measure the cold path only: nothing to warm up, no tunnel.
-    let cold_only = matches!(v.kind, Kind::OemeshNoPeer(_));
+    let cold_only = matches!(v.kind, Kind::OemeshNoPeer(_) | Kind::OemeshNoDnssec);
     if !cold_only {
         tunnel.warm_up()?;
     }
@@ -913,6 +941,11 @@ fn report(
         let _ = writeln!(t);
     }
     let pairs: Vec<(String, &str, &str)> = [
+        (
+            "oemesh, DNSSEC validated / not validated",
+            "oemesh",
+            "oemesh-nodnssec",
+        ),
         ("oemesh / boringtun", "oemesh", "boringtun"),
         ("oemesh / boringtun --threads 1", "oemesh", "boringtun-t1"),
         ("oemesh ChaCha / boringtun", "oemesh-chacha", "boringtun"),
@@ -1214,6 +1247,9 @@ fn real_main() -> Result<()> {
     };
     let mut opts = Options::new("bench", binaries);
     opts.start_agents = false;
+    // Signed reverse zones, agents validating from their anchors (as the
+    // demo runs); the `oemesh-nodnssec` row turns validation off.
+    opts.dnssec = true;
     // control_plane (its commands module) at debug: one line per SA pair, with its AEAD.
     // OEMESH_BENCH_LOG adds directives (e.g. `oemesh_agent=debug` to time the
     // cold path from the agents' logs, which `OEMESH_BENCH_KEEP` keeps).

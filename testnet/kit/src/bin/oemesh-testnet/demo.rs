@@ -44,16 +44,12 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
     let bins = Binaries::from_test_target_dir()?;
     let mut opts = Options::new("demo", bins);
     opts.keep = args.keep;
-    // Signed zones, validating agents, once the agent knows `[dns] dnssec`
-    // (issue 12); an older agent refuses the key, so the demo stays unsigned.
-    opts.dnssec = agent_knows_dnssec(&opts.binaries.oemesh);
+    // Signed reverse zones; the agents validate from their anchors (issue 12).
+    opts.dnssec = true;
     if !quiet {
         say!(
             "oemesh testnet: one switch, BIND 9 on dns, agents on alice, bob and carol, none on dave"
         );
-        if !opts.dnssec {
-            say!("  (this oemesh does not know `[dns] dnssec` yet: the zones stay unsigned)");
-        }
     }
     let net = Testnet::up(opts).context("bringing the testnet up")?;
     if !quiet {
@@ -105,23 +101,6 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
         }
     }
     Ok(verdict)
-}
-
-/// Whether `oemesh check-config` accepts `[dns] dnssec` (the agent side of
-/// issue 12 is in).
-fn agent_knows_dnssec(oemesh: &Path) -> bool {
-    let Ok(dir) = tempfile::tempdir() else {
-        return false;
-    };
-    let probe = dir.path().join("probe.toml");
-    let toml = "address = \"192.0.2.10\"\n[dns]\nservers = [\"192.0.2.53:53\"]\ndnssec = \"off\"\n";
-    std::fs::write(&probe, toml).is_ok()
-        && std::process::Command::new(oemesh)
-            .arg("check-config")
-            .arg("--config")
-            .arg(&probe)
-            .output()
-            .is_ok_and(|o| o.status.success())
 }
 
 /// Where the anchors are, and `delv` proving alice's key from them alone.
