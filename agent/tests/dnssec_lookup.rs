@@ -257,3 +257,81 @@ async fn validation_cache_memory() {
         t.elapsed().as_secs_f64() * 1e3 / 8000.0
     );
 }
+
+fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A zone signed offline with a KSK and a ZSK (the ZSK signs the records,
+/// the KSK only the DNSKEY set), served by a plain authoritative `named`: an
+/// anchor for the KSK alone, or the KSK's DS, validates the records; the
+/// parent's DS is never asked for.
+#[tokio::test]
+async fn a_ksk_anchor_or_its_ds_validates_a_zone_its_zsk_signs() {
+    oemesh_testkit::process::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let zone = "2.0.192.in-addr.arpa.";
+    let keygen = |ksk: bool| {
+        let mut c = std::process::Command::new("dnssec-keygen");
+        c.args(["-q", "-K"])
+            .arg(d)
+            .args(["-a", "ECDSAP256SHA256", "-n", "ZONE"]);
+        if ksk {
+            c.args(["-f", "KSK"]);
+        }
+        run(c.arg(zone))
+    };
+    let (ksk, zsk) = (keygen(true), keygen(false));
+    let unsigned = d.join("zone.db");
+    std::fs::write(
+        &unsigned,
+        format!(
+            "$TTL 300\n@ SOA ns.example. admin.example. 1 3600 600 86400 300\n@ NS ns.example.\n\
+             20 IPSECKEY {BOB}\n$INCLUDE {ksk}.key\n$INCLUDE {zsk}.key\n",
+            ksk = d.join(&ksk).display(),
+            zsk = d.join(&zsk).display()
+        ),
+    )
+    .unwrap();
+    let signed = d.join("zone.signed");
+    run(std::process::Command::new("dnssec-signzone")
+        .args(["-q", "-o", zone, "-d"])
+        .arg(d)
+        .arg("-K")
+        .arg(d)
+        .arg("-f")
+        .arg(&signed)
+        .arg("-k")
+        .arg(d.join(&ksk))
+        .arg(&unsigned)
+        .arg(d.join(&zsk)));
+    let named = oemesh_testkit::bind::Named::serve(free_addr(), &[(zone, &signed)]).unwrap();
+
+    let ksk_anchor = d.join(format!("{ksk}.key"));
+    let r = resolver(named.addr(), DnssecMode::Validate, &[ksk_anchor.clone()]);
+    let l = r.lookup(ip(20)).await;
+    assert_eq!(l.dnssec(), Dnssec::Secure, "KSK anchor: {l:?}");
+    let ds = d.join("ds.txt");
+    std::fs::write(
+        &ds,
+        run(std::process::Command::new("dnssec-dsfromkey")
+            .arg("-2")
+            .arg(&ksk_anchor)),
+    )
+    .unwrap();
+    let r = resolver(named.addr(), DnssecMode::Validate, &[ds]);
+    let l = r.lookup(ip(20)).await;
+    assert_eq!(l.dnssec(), Dnssec::Secure, "DS anchor: {l:?}");
+    // The ZSK alone signs nothing of the DNSKEY set: anchored alone it
+    // still validates the records it signs (an anchor is trusted as given).
+    let zsk_anchor = d.join(format!("{zsk}.key"));
+    let r = resolver(named.addr(), DnssecMode::Validate, &[zsk_anchor]);
+    assert_eq!(r.lookup(ip(20)).await.dnssec(), Dnssec::Secure);
+}

@@ -28,11 +28,13 @@ use futures_util::stream::{self, Stream, StreamExt};
 use hickory_resolver::NameServerPool;
 use hickory_resolver::net::dnssec::DnssecDnsHandle;
 use hickory_resolver::net::{DnsError, DnsHandle, NetError, NoRecords};
-use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
-use hickory_resolver::proto::dnssec::{Algorithm, Proof, PublicKey, PublicKeyBuf, TrustAnchors};
-use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message};
+use hickory_resolver::proto::dnssec::rdata::{DNSKEY, DNSSECRData};
+use hickory_resolver::proto::dnssec::{
+    Algorithm, Proof, PublicKey, PublicKeyBuf, TrustAnchors, Verifier,
+};
+use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Edns, Message};
 use hickory_resolver::proto::op::{Query, ResponseCode};
-use hickory_resolver::proto::rr::{LowerName, Name, RData, RecordType};
+use hickory_resolver::proto::rr::{LowerName, Name, RData, Record, RecordType};
 use oemesh_core::anchors::{AnchorKind, TrustAnchor};
 use oemesh_core::oe::Dnssec;
 use tokio::sync::RwLock;
@@ -151,8 +153,13 @@ impl Validator {
         &self.anchors
     }
 
-    /// The validating handle, built on first use (DS anchors need the zone's
-    /// DNSKEY set).
+    /// The validating handle, built on first use: each anchored zone's
+    /// DNSKEY set is fetched, and when a key an anchor names (a DNSKEY, or the
+    /// key a DS digests) signs that set, every key of the set is trusted, so
+    /// a zone whose ZSK signs its records validates from an anchored KSK (or
+    /// its DS) without the parent's DS. A zone whose set cannot be fetched
+    /// keeps its DNSKEY anchors as given, and the handle is built again at
+    /// the next lookup.
     async fn handle(&self) -> Result<Validating, String> {
         if let Some(h) = self.handle.read().await.as_ref() {
             return Ok(h.clone());
@@ -162,63 +169,125 @@ impl Validator {
             return Ok(h.clone());
         }
         let mut trust = TrustAnchors::default();
-        for a in &self.anchors {
-            match &a.anchor.kind {
-                AnchorKind::Dnskey {
-                    algorithm,
-                    public_key,
-                    ..
-                } => {
-                    let key = PublicKeyBuf::new(public_key.clone(), Algorithm::from_u8(*algorithm));
-                    insert(&mut trust, &key, &a.anchor.zone);
+        let mut complete = true;
+        let mut zones: Vec<&str> = self
+            .anchors
+            .iter()
+            .map(|a| a.anchor.zone.as_str())
+            .collect();
+        zones.sort_unstable();
+        zones.dedup();
+        for zone in zones {
+            let of_zone: Vec<&LoadedAnchor> = self
+                .anchors
+                .iter()
+                .filter(|a| a.anchor.zone == zone)
+                .collect();
+            match self.zone_keys(zone, &of_zone).await? {
+                Some(keys) => {
+                    for key in keys {
+                        insert(&mut trust, &key, zone);
+                    }
                 }
-                AnchorKind::Ds { .. } => {
-                    for key in self.match_ds(a).await? {
-                        insert(&mut trust, &key, &a.anchor.zone);
+                None => {
+                    complete = false;
+                    for a in &of_zone {
+                        if let AnchorKind::Dnskey {
+                            algorithm,
+                            public_key,
+                            ..
+                        } = &a.anchor.kind
+                        {
+                            let key = PublicKeyBuf::new(
+                                public_key.clone(),
+                                Algorithm::from_u8(*algorithm),
+                            );
+                            insert(&mut trust, &key, zone);
+                        }
                     }
                 }
             }
         }
         let h = DnssecDnsHandle::with_trust_anchor(self.chain.clone(), Arc::new(trust))
             .validation_cache_size(PROOF_CACHE);
-        *slot = Some(h.clone());
+        if complete {
+            *slot = Some(h.clone());
+        }
         Ok(h)
     }
 
-    /// The DNSKEYs of a DS anchor's zone that the DS names.
-    async fn match_ds(&self, a: &LoadedAnchor) -> Result<Vec<PublicKeyBuf>, String> {
-        let zone = &a.anchor.zone;
-        let fail = |why: String| format!("trust anchor {} (DS for {zone}): {why}", a.origin);
-        let name = Name::from_ascii(zone).map_err(|e| fail(e.to_string()))?;
-        let request = request(Query::query(name, RecordType::DNSKEY));
-        let response = match self.pool.send(request).next().await {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => return Err(fail(format!("its DNSKEY lookup failed: {e}"))),
-            None => return Err(fail("its DNSKEY lookup got no answer".into())),
+    /// The keys to trust for `zone`, from its DNSKEY set as served: the
+    /// whole set when a key an anchor names signs it (valid now), else the
+    /// named keys. `None`: the set could not be fetched. An error: only DS
+    /// anchors, and none of them names a served key.
+    async fn zone_keys(
+        &self,
+        zone: &str,
+        anchors: &[&LoadedAnchor],
+    ) -> Result<Option<Vec<PublicKeyBuf>>, String> {
+        let Ok(name) = Name::from_ascii(zone) else {
+            return Ok(None);
         };
-        let keys: Vec<PublicKeyBuf> = response
-            .answers
+        let request = request(Query::query(name.clone(), RecordType::DNSKEY));
+        let records = match self.pool.send(request).next().await {
+            Some(Ok(r)) => r.into_message().answers,
+            _ => return Ok(None),
+        };
+        let served: Vec<&DNSKEY> = records
             .iter()
             .filter_map(|r| match &r.data {
-                RData::DNSSEC(DNSSECRData::DNSKEY(k)) => Some(k),
+                RData::DNSSEC(DNSSECRData::DNSKEY(k)) if r.name == name => Some(k),
                 _ => None,
             })
+            .collect();
+        let named: Vec<&DNSKEY> = served
+            .iter()
+            .copied()
             .filter(|k| {
                 let pk = k.public_key();
-                a.anchor.matches_dnskey(
-                    zone,
-                    k.flags(),
-                    3,
-                    u8::from(pk.algorithm()),
-                    pk.public_bytes(),
-                )
+                anchors.iter().any(|a| {
+                    a.anchor.matches_dnskey(
+                        zone,
+                        k.flags(),
+                        3,
+                        u8::from(pk.algorithm()),
+                        pk.public_bytes(),
+                    )
+                })
             })
-            .map(|k| k.public_key().clone())
             .collect();
-        if keys.is_empty() {
-            return Err(fail("no DNSKEY of the zone matches it".into()));
+        let only_ds = anchors
+            .iter()
+            .all(|a| matches!(a.anchor.kind, AnchorKind::Ds { .. }));
+        if named.is_empty() && only_ds {
+            let origins: Vec<&str> = anchors.iter().map(|a| a.origin.as_str()).collect();
+            return Err(format!(
+                "trust anchor {} (DS for {zone}): no DNSKEY the servers give for the zone \
+                 matches it; is the DS current?",
+                origins.join(", ")
+            ));
         }
-        Ok(keys)
+        let trusted = if named.iter().any(|k| signs_keyset(k, &name, &records)) {
+            served
+        } else {
+            named
+        };
+        let mut keys: Vec<PublicKeyBuf> = trusted.iter().map(|k| k.public_key().clone()).collect();
+        // DNSKEY anchors the servers do not give stay trusted as written.
+        for a in anchors {
+            if let AnchorKind::Dnskey {
+                algorithm,
+                public_key,
+                ..
+            } = &a.anchor.kind
+            {
+                keys.push(PublicKeyBuf::new(
+                    public_key.clone(),
+                    Algorithm::from_u8(*algorithm),
+                ));
+            }
+        }
+        Ok(Some(keys))
     }
 
     /// Looks `query` up and validates the answer.
@@ -328,6 +397,32 @@ fn type_name(t: RecordType) -> String {
     }
 }
 
+/// Whether `key` made a signature over `zone`'s DNSKEY set in `records`
+/// that is valid now (hickory's verifier checks it).
+fn signs_keyset(key: &DNSKEY, zone: &Name, records: &[Record]) -> bool {
+    let pk = key.public_key();
+    let tag =
+        oemesh_core::anchors::key_tag(key.flags(), 3, u8::from(pk.algorithm()), pk.public_bytes());
+    let rrset: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.record_type() == RecordType::DNSKEY && &r.name == zone)
+        .collect();
+    let now = now_epoch();
+    records.iter().any(|r| {
+        let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &r.data else {
+            return false;
+        };
+        let i = sig.input();
+        i.type_covered == RecordType::DNSKEY
+            && i.key_tag == tag
+            && (i.sig_expiration.get().wrapping_sub(now) as i32) >= 0
+            && (now.wrapping_sub(i.sig_inception.get()) as i32) >= 0
+            && key
+                .verify_rrsig(zone, r.dns_class, sig, rrset.iter().copied())
+                .is_ok()
+    })
+}
+
 fn insert(trust: &mut TrustAnchors, key: &PublicKeyBuf, zone: &str) {
     if let Ok(name) = Name::from_ascii(zone) {
         trust.insert_with_name(key, LowerName::from(name));
@@ -342,6 +437,10 @@ fn request(query: Query) -> DnsRequest {
     let mut message = Message::query();
     message.metadata.recursion_desired = true;
     message.add_query(query);
+    let mut edns = Edns::new();
+    edns.set_dnssec_ok(true)
+        .set_max_payload(super::MAX_UDP_ANSWER as u16);
+    message.set_edns(edns);
     DnsRequest::new(message, options)
 }
 

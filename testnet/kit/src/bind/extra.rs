@@ -9,7 +9,7 @@ use std::process::Child;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::{START_TIMEOUT, apparmor_hint, dig_at, instance_dir, spawn_named};
 
@@ -97,6 +97,41 @@ impl Named {
     /// What `named` wrote so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+    }
+
+    /// Starts `named` on `addr` (on this host's network, e.g. loopback with
+    /// a free port), authoritative for each `(zone, file)`: zone files made
+    /// by the caller, signed or not (`dnssec-signzone` output). Waits until
+    /// it answers for the first zone.
+    pub fn serve(addr: SocketAddr, zones: &[(&str, &Path)]) -> Result<Named> {
+        let zones: Vec<(String, std::path::PathBuf)> = zones
+            .iter()
+            .map(|(z, f)| (z.trim_end_matches('.').to_owned(), f.to_path_buf()))
+            .collect();
+        let first = zones
+            .first()
+            .map(|(z, _)| format!("{z}."))
+            .unwrap_or_default();
+        let write = |dir: &Path| -> Result<()> {
+            let mut conf = format!(
+                "options {{\n{}{}    recursion no;\n    notify no;\n}};\ncontrols {{ }};\n",
+                file_options(dir),
+                listen_on(addr)
+            );
+            for (i, (zone, file)) in zones.iter().enumerate() {
+                let copy = dir.join(format!("zone{i}.db"));
+                std::fs::copy(file, &copy)
+                    .with_context(|| format!("copying {}", file.display()))?;
+                conf.push_str(&format!(
+                    "zone \"{zone}\" {{\n    type primary;\n    file \"{}\";\n}};\n",
+                    copy.display()
+                ));
+            }
+            std::fs::write(dir.join("named.conf"), conf)?;
+            Ok(())
+        };
+        let ready = |n: &Named| n.dig(&[&first, "SOA"]).is_ok_and(|o| o.contains("SOA"));
+        Named::launch(None, addr, write, ready).context("starting named for the zone files")
     }
 
     /// `dig @ADDR -p PORT +noall +answer +time=2 +tries=1 ARGS...` where it runs.
