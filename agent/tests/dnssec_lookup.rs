@@ -315,7 +315,11 @@ async fn a_ksk_anchor_or_its_ds_validates_a_zone_its_zsk_signs() {
     let named = oemesh_testkit::bind::Named::serve(free_addr(), &[(zone, &signed)]).unwrap();
 
     let ksk_anchor = d.join(format!("{ksk}.key"));
-    let r = resolver(named.addr(), DnssecMode::Validate, &[ksk_anchor.clone()]);
+    let r = resolver(
+        named.addr(),
+        DnssecMode::Validate,
+        std::slice::from_ref(&ksk_anchor),
+    );
     let l = r.lookup(ip(20)).await;
     assert_eq!(l.dnssec(), Dnssec::Secure, "KSK anchor: {l:?}");
     let ds = d.join("ds.txt");

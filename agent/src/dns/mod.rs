@@ -38,14 +38,16 @@ use oemesh_core::ipseckey::{Ipseckey, reverse_name};
 use oemesh_core::oe;
 use oemesh_core::resolv;
 
+mod chain;
 mod inline;
 mod runtime;
 mod validate;
 
+pub use chain::CHAIN_CACHE;
 pub use inline::SentQuery;
 pub use runtime::MarkedRuntime;
 use runtime::marked_socket;
-pub use validate::{CHAIN_CACHE, LoadedAnchor, PROOF_CACHE, load_anchors};
+pub use validate::{LoadedAnchor, PROOF_CACHE, load_anchors};
 
 use crate::config::DnssecMode;
 use oemesh_core::oe::Dnssec;
