@@ -5,14 +5,14 @@
 //! silence or error, through hickory-resolver's name-server pool (server
 //! selection, UDP with TCP fallback on truncation).
 //!
-//! **SO_MARK.** hickory lets a [`RuntimeProvider`] create every socket it uses;
+//! **SO_MARK.** hickory lets a `RuntimeProvider` create every socket it uses;
 //! [`MarkedRuntime`] makes them with socket2, sets SO_MARK, then hands them to
 //! tokio. So DNS queries never enter our routing table, even for a resolver
 //! inside an OE prefix.
 //!
 //! **DNSSEC** (`dns.dnssec`). `"validate"` (the default): the agent checks
 //! the chain of trust itself, from the root KSKs and `dns.trust_anchors`
-//! ([`validate`]), through any server that hands out DNSKEY, DS and RRSIG, an
+//! (`validate.rs`), through any server that hands out DNSKEY, DS and RRSIG, an
 //! authoritative-only one included; each answer is secure, insecure,
 //! indeterminate or bogus (RFC 4035 §4.3), denials included (a forged
 //! NXDOMAIN in a signed zone is bogus, not "no key"). `"resolver"`: the AD bit
