@@ -188,7 +188,10 @@ impl Agent {
         ) {
             Ok(r) => {
                 announce_dnssec(&r);
-                Some(Arc::new(r))
+                let r = Arc::new(r);
+                let primed = r.clone();
+                tokio::spawn(async move { primed.prime().await });
+                Some(r)
             }
             Err(e) => {
                 // Not fatal: every decision then fails open/closed per policy.

@@ -251,6 +251,15 @@ impl KeyResolver {
         })
     }
 
+    /// In validate mode, fetches what the first lookup would otherwise
+    /// wait for: the anchored zones' DNSKEY sets, and whether the servers
+    /// give the root's. Call once at start, in a task.
+    pub async fn prime(&self) {
+        if let Some(v) = &self.validator {
+            v.prime().await;
+        }
+    }
+
     /// Who validates DNSSEC.
     pub fn dnssec_mode(&self) -> DnssecMode {
         self.mode

@@ -97,7 +97,6 @@ pub(super) enum Validated {
 
 /// The validating side of [`super::KeyResolver`].
 pub(super) struct Validator {
-    pool: Pool,
     chain: ChainCache<Pool>,
     anchors: Vec<LoadedAnchor>,
     islands: Vec<Name>,
@@ -130,9 +129,8 @@ impl Validator {
                 islands.push(n);
             }
         }
-        let chain = ChainCache::new(pool.clone());
+        let chain = ChainCache::new(pool);
         Validator {
-            pool,
             chain,
             anchors,
             islands,
@@ -170,13 +168,22 @@ impl Validator {
             .collect();
         zones.sort_unstable();
         zones.dedup();
-        for zone in zones {
-            let of_zone: Vec<&LoadedAnchor> = self
-                .anchors
+        let of_zone = |zone: &str| -> Vec<&LoadedAnchor> {
+            self.anchors
                 .iter()
                 .filter(|a| a.anchor.zone == zone)
-                .collect();
-            match self.zone_keys(zone, &of_zone).await? {
+                .collect()
+        };
+        // Every zone's DNSKEY set at once: one round trip, not one per zone.
+        let fetched = futures_util::future::join_all(
+            zones
+                .iter()
+                .map(|zone| async move { self.zone_keys(zone, &of_zone(zone)).await }),
+        )
+        .await;
+        for (zone, keys) in zones.into_iter().zip(fetched) {
+            let of_zone = of_zone(zone);
+            match keys? {
                 Some(keys) => {
                     for key in keys {
                         insert(&mut trust, &key, zone);
@@ -221,8 +228,9 @@ impl Validator {
         let Ok(name) = Name::from_ascii(zone) else {
             return Ok(None);
         };
+        // Through the chain cache: hickory asks for the same set next.
         let request = request(Query::query(name.clone(), RecordType::DNSKEY));
-        let records = match self.pool.send(request).next().await {
+        let records = match self.chain.send(request).next().await {
             Some(Ok(r)) => r.into_message().answers,
             _ => return Ok(None),
         };
@@ -281,6 +289,16 @@ impl Validator {
             }
         }
         Ok(Some(keys))
+    }
+
+    /// Builds the validating handle now (the anchored zones' DNSKEY sets)
+    /// and asks whether the servers give the root DNSKEY set, so that the
+    /// first packet after a start does not wait for either.
+    pub(super) async fn prime(&self) {
+        if let Err(e) = self.handle().await {
+            tracing::warn!("DNSSEC: {e}");
+        }
+        let _ = self.root_chain().await;
     }
 
     /// Looks `query` up and validates the answer.
