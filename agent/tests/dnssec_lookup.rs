@@ -338,4 +338,43 @@ async fn a_ksk_anchor_or_its_ds_validates_a_zone_its_zsk_signs() {
     let zsk_anchor = d.join(format!("{zsk}.key"));
     let r = resolver(named.addr(), DnssecMode::Validate, &[zsk_anchor]);
     assert_eq!(r.lookup(ip(20)).await.dnssec(), Dnssec::Secure);
+
+    // A ZSK rollover: the zone is signed by a new ZSK the validator has not
+    // seen. The KSK-anchored validator (built above) fetches the set again
+    // on the first bogus answer and validates.
+    let r = resolver(
+        named.addr(),
+        DnssecMode::Validate,
+        std::slice::from_ref(&ksk_anchor),
+    );
+    assert_eq!(r.lookup(ip(20)).await.dnssec(), Dnssec::Secure);
+    let addr = named.addr();
+    drop(named);
+    let zsk2 = keygen(false);
+    std::fs::write(
+        &unsigned,
+        format!(
+            "$TTL 300\n@ SOA ns.example. admin.example. 2 3600 600 86400 300\n@ NS ns.example.\n\
+             20 IPSECKEY {BOB}\n$INCLUDE {ksk}.key\n$INCLUDE {zsk2}.key\n",
+            ksk = d.join(&ksk).display(),
+            zsk2 = d.join(&zsk2).display()
+        ),
+    )
+    .unwrap();
+    run(std::process::Command::new("dnssec-signzone")
+        .args(["-q", "-o", zone, "-d"])
+        .arg(d)
+        .arg("-K")
+        .arg(d)
+        .arg("-f")
+        .arg(&signed)
+        .arg("-k")
+        .arg(d.join(&ksk))
+        .arg(&unsigned)
+        .arg(d.join(&zsk2)));
+    let _named = oemesh_testkit::bind::Named::serve(addr, &[(zone, &signed)]).unwrap();
+    // Rebuilt at most every 5 s: wait that out, as time would.
+    std::thread::sleep(Duration::from_millis(5100));
+    let l = r.lookup(ip(20)).await;
+    assert_eq!(l.dnssec(), Dnssec::Secure, "after the ZSK rollover: {l:?}");
 }

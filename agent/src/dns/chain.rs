@@ -34,6 +34,14 @@ struct Kept {
 }
 
 impl<H> ChainCache<H> {
+    /// Forgets every kept answer.
+    pub(super) fn forget(&self) {
+        self.kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
     pub(super) fn new(inner: H) -> Self {
         ChainCache {
             inner,

@@ -38,6 +38,7 @@ use oemesh_core::ipseckey::{Ipseckey, reverse_name};
 use oemesh_core::oe;
 use oemesh_core::resolv;
 
+mod bogus;
 mod chain;
 mod inline;
 mod runtime;

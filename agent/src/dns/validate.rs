@@ -20,7 +20,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::stream::StreamExt;
 use hickory_resolver::NameServerPool;
@@ -30,14 +30,15 @@ use hickory_resolver::proto::dnssec::rdata::{DNSKEY, DNSSECRData};
 use hickory_resolver::proto::dnssec::{
     Algorithm, Proof, PublicKey, PublicKeyBuf, TrustAnchors, Verifier,
 };
+use hickory_resolver::proto::op::Query;
 use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, Edns, Message};
-use hickory_resolver::proto::op::{Query, ResponseCode};
 use hickory_resolver::proto::rr::{LowerName, Name, RData, Record, RecordType};
 use oemesh_core::anchors::{AnchorKind, TrustAnchor};
 use oemesh_core::oe::Dnssec;
 use tokio::sync::RwLock;
 
 use super::MarkedRuntime;
+use super::bogus::{now_epoch, why_bogus, why_bogus_denial};
 use super::chain::ChainCache;
 
 /// Proofs kept by hickory's validation cache at most.
@@ -100,10 +101,15 @@ pub(super) struct Validator {
     chain: ChainCache<Pool>,
     anchors: Vec<LoadedAnchor>,
     islands: Vec<Name>,
-    handle: RwLock<Option<Validating>>,
+    /// The handle and when it was built.
+    handle: RwLock<Option<(Validating, Instant)>>,
     /// Whether the servers gave the root DNSKEY set, and when that was asked.
     root: Mutex<Option<(Instant, bool)>>,
 }
+
+/// A bogus answer under an anchored zone rebuilds the trusted key set from a
+/// fresh DNSKEY set (a key rollover) at most this often.
+const REBUILD_AFTER: Duration = Duration::from_secs(5);
 
 /// How long the answer to "do the servers give the root DNSKEYs?" is kept.
 const ROOT_PROBE_TTL: Duration = Duration::from_secs(60);
@@ -152,11 +158,11 @@ impl Validator {
     /// keeps its DNSKEY anchors as given, and the handle is built again at
     /// the next lookup.
     async fn handle(&self) -> Result<Validating, String> {
-        if let Some(h) = self.handle.read().await.as_ref() {
+        if let Some((h, _)) = self.handle.read().await.as_ref() {
             return Ok(h.clone());
         }
         let mut slot = self.handle.write().await;
-        if let Some(h) = slot.as_ref() {
+        if let Some((h, _)) = slot.as_ref() {
             return Ok(h.clone());
         }
         let mut trust = TrustAnchors::default();
@@ -211,7 +217,7 @@ impl Validator {
         let h = DnssecDnsHandle::with_trust_anchor(self.chain.clone(), Arc::new(trust))
             .validation_cache_size(PROOF_CACHE);
         if complete {
-            *slot = Some(h.clone());
+            *slot = Some((h.clone(), Instant::now()));
         }
         Ok(h)
     }
@@ -303,6 +309,36 @@ impl Validator {
 
     /// Looks `query` up and validates the answer.
     pub(super) async fn lookup(&self, query: Query) -> Validated {
+        let first = self.lookup_once(&query).await;
+        let Validated::Bogus(_) = &first else {
+            return first;
+        };
+        // An anchored zone may have rolled a key (a new ZSK signs) since the
+        // trusted set was built from its DNSKEYs: build it again from a fresh
+        // set and ask once more, at most every REBUILD_AFTER.
+        if !self.islands.iter().any(|z| z.zone_of(query.name())) || !self.rebuild().await {
+            return first;
+        }
+        self.lookup_once(&query).await
+    }
+
+    /// Drops the handle and the kept chain answers when the handle is older
+    /// than [`REBUILD_AFTER`]; whether it did.
+    async fn rebuild(&self) -> bool {
+        let mut slot = self.handle.write().await;
+        match slot.as_ref() {
+            Some((_, built)) if built.elapsed() >= REBUILD_AFTER => {
+                *slot = None;
+                self.chain.forget();
+                tracing::debug!("DNSSEC: bogus under an anchored zone; trusted keys fetched again");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn lookup_once(&self, query: &Query) -> Validated {
+        let query = query.clone();
         let name = query.name().clone();
         let handle = match self.handle().await {
             Ok(h) => h,
@@ -399,15 +435,6 @@ impl Validator {
     }
 }
 
-/// `IPSECKEY`, not hickory's `Unknown`.
-fn type_name(t: RecordType) -> String {
-    if u16::from(t) == super::IPSECKEY {
-        "IPSECKEY".to_owned()
-    } else {
-        t.to_string()
-    }
-}
-
 /// Whether `key` made a signature over `zone`'s DNSKEY set in `records`
 /// that is valid now (hickory's verifier checks it).
 fn signs_keyset(key: &DNSKEY, zone: &Name, records: &[Record]) -> bool {
@@ -486,97 +513,4 @@ fn state_of(message: &Message, query: &Query) -> Dnssec {
     } else {
         Dnssec::Insecure
     }
-}
-
-/// Seconds since the epoch, as RRSIG times are (RFC 4034 §3.1.5, serial arithmetic).
-fn now_epoch() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(0)
-}
-
-/// What is wrong with signatures in `records` covering `rtype`, if their
-/// times say it: expired or not yet valid.
-fn signature_times(
-    records: &[hickory_resolver::proto::rr::Record],
-    rtype: Option<RecordType>,
-) -> Option<String> {
-    let now = now_epoch();
-    let sigs: Vec<_> = records
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => Some(sig.input()),
-            _ => None,
-        })
-        .filter(|i| rtype.is_none_or(|t| i.type_covered == t))
-        .collect();
-    if sigs.is_empty() {
-        return None;
-    }
-    let expired = |i: &&hickory_resolver::proto::dnssec::rdata::SigInput| {
-        (i.sig_expiration.get().wrapping_sub(now) as i32) < 0
-    };
-    let early = |i: &&hickory_resolver::proto::dnssec::rdata::SigInput| {
-        (now.wrapping_sub(i.sig_inception.get()) as i32) < 0
-    };
-    if sigs.iter().all(expired) {
-        let when = sigs
-            .iter()
-            .map(|i| i.sig_expiration.get())
-            .max()
-            .unwrap_or(0);
-        return Some(format!(
-            "RRSIG over {} expired at {}",
-            type_name(sigs[0].type_covered),
-            rfc3339(when)
-        ));
-    }
-    if sigs.iter().all(early) {
-        return Some(format!(
-            "RRSIG over {} is not valid yet",
-            type_name(sigs[0].type_covered)
-        ));
-    }
-    None
-}
-
-/// What failed, for a positive answer hickory marked bogus.
-fn why_bogus(message: &Message, query: &Query) -> String {
-    let covered = Some(query.query_type());
-    if let Some(t) = signature_times(&message.answers, covered) {
-        return format!("{t} (expired signature)");
-    }
-    let signed = message.answers.iter().any(|r| {
-        matches!(&r.data, RData::DNSSEC(DNSSECRData::RRSIG(s)) if s.input().type_covered == query.query_type())
-    });
-    if !signed {
-        return format!(
-            "{} records without an RRSIG where the chain of trust says the zone is signed",
-            type_name(query.query_type())
-        );
-    }
-    format!(
-        "the RRSIG over {} does not verify with a DNSKEY reached from a trust anchor (no DNSKEY, \
-         no matching DS, or a bad signature)",
-        type_name(query.query_type())
-    )
-}
-
-/// What failed, for a denial without a valid proof.
-fn why_bogus_denial(message: &Message) -> String {
-    let kind = if message.metadata.response_code == ResponseCode::NXDomain {
-        "NXDOMAIN"
-    } else {
-        "NODATA"
-    };
-    if let Some(t) = signature_times(&message.authorities, None) {
-        return format!("{kind}: {t} (expired signature)");
-    }
-    format!("{kind} without a valid NSEC/NSEC3 proof in a signed zone")
-}
-
-fn rfc3339(epoch: u32) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(epoch.into());
-    humantime::format_rfc3339_seconds(t).to_string()
 }
