@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use oemesh_core::ike::endpoint::DropReason;
-use oemesh_core::oe::{self, Node, UnreachableFate};
+use oemesh_core::oe::{self, Dnssec, Node, UnreachableFate};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, prometheus_text};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -89,6 +89,8 @@ pub struct Metrics {
     trust: [Counter; TrustEvent::ALL.len()],
     /// ICMP errors for IKE_SA_INIT, by what they did.
     icmp_errors: [Counter; UnreachableFate::ALL.len()],
+    /// IPSECKEY answers by DNSSEC state.
+    dnssec: [Counter; Dnssec::ALL.len()],
 }
 
 /// `N` counters told apart by one label with fixed values, created once and
@@ -214,6 +216,14 @@ impl Default for Metrics {
             "fate",
             UnreachableFate::ALL.map(UnreachableFate::label),
         );
+        let dnssec = Labelled::register(
+            &mut registry,
+            "oemesh_dnssec_answers",
+            "IPSECKEY answers by DNSSEC state (secure, insecure, bogus: never used as a key, \
+             indeterminate: no chain of trust, unvalidated: dns.dnssec off or no AD)",
+            "state",
+            Dnssec::ALL.map(Dnssec::name),
+        );
         let decisions = Family::default();
         registry.register(
             "oemesh_decisions",
@@ -297,6 +307,7 @@ impl Default for Metrics {
             ike_drops,
             trust,
             icmp_errors,
+            dnssec,
         }
     }
 }
@@ -337,6 +348,10 @@ impl Metrics {
         self.set_trust(T::AnonymousEvicted, stats.anonymous_evicted);
         self.set_trust(T::AnonymousLookupFailed, c.anonymous_lookup_failed);
         self.set_trust(T::Downgrade, c.downgrades);
+        for state in Dnssec::ALL {
+            let n = c.dnssec[state as usize];
+            self.dnssec[state as usize].inner().store(n, Relaxed);
+        }
         let auth = stats.auth_failures;
         if auth > last.ike_auth_failures {
             self.ike_auth_failures_add(auth - last.ike_auth_failures);

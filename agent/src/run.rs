@@ -237,6 +237,10 @@ impl Agent {
                 .as_ref()
                 .map(|r| r.servers().iter().map(SocketAddr::to_string).collect())
                 .unwrap_or_default(),
+            dnssec: resolver
+                .as_ref()
+                .map(|r| r.dnssec_summary())
+                .unwrap_or_default(),
             metrics: cfg.metrics_listen.map(|l| l.to_string()),
             policy: cfg
                 .policy

@@ -67,6 +67,12 @@ fn a_signed_zone_is_validated_from_its_anchor_at_both_ends() {
         .find(|l| l.starts_with(&bob.ip().to_string()))
         .unwrap_or_else(|| panic!("no line for bob in:\n{table}"));
     assert!(line.contains(" yes "), "{line}");
+    let status = alice.oemesh_cli(&["status"]).unwrap();
+    assert!(
+        status.contains("dnssec:  validate (root KSKs + anchors for")
+            && status.contains("2.0.192.in-addr.arpa."),
+        "{status}"
+    );
     let check = alice.oemesh_cli(&["check", &bob.ip().to_string()]).unwrap();
     assert!(
         check.contains("dnssec:  secure (validated by the agent from the trust anchor for 2.0.192.in-addr.arpa."),

@@ -208,3 +208,25 @@ fn as_responder_require_dnssec_takes_only_a_secure_key() {
     let bogus = answer(GroupOptions::default(), bogus());
     assert!(matches!(bogus, PeerAnswer::Refuse { .. }), "{bogus:?}");
 }
+
+#[test]
+fn answers_are_counted_by_dnssec_state() {
+    let mut m = machine_with(Config::default(), &[]);
+    let now = t0();
+    for (last, result) in [
+        (10, keyed(Dnssec::Secure)),
+        (11, bogus()),
+        (12, keyed(Dnssec::Indeterminate)),
+    ] {
+        let dst = ip(&format!("10.0.2.{last}"));
+        m.on_packet(now, dst, b"a".to_vec());
+        drain(&mut m);
+        m.on_dns_result(now, &name_of(dst), result);
+        drain(&mut m);
+    }
+    let c = m.counters().dnssec;
+    assert_eq!(c[Dnssec::Secure as usize], 1);
+    assert_eq!(c[Dnssec::Bogus as usize], 1);
+    assert_eq!(c[Dnssec::Indeterminate as usize], 1);
+    assert_eq!(c[Dnssec::Insecure as usize], 0);
+}

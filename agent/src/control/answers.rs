@@ -41,6 +41,8 @@ pub struct StatusInfo {
     pub fwmark: u32,
     /// DNS servers.
     pub dns_servers: Vec<String>,
+    /// Who validates DNSSEC, and from which anchors.
+    pub dnssec: String,
     /// Metrics endpoint.
     pub metrics: Option<String>,
     /// The policy, one line per prefix.
@@ -167,6 +169,7 @@ impl View<'_> {
             table: s.table,
             fwmark: s.fwmark,
             dns_servers: s.dns_servers.clone(),
+            dnssec: s.dnssec.clone(),
             metrics: s.metrics.clone(),
             peers: counts,
             identity: s.identity.clone(),

@@ -55,6 +55,14 @@ pub fn status(s: &StatusReply) -> String {
             },
         ),
         (
+            "dnssec",
+            if s.dnssec.is_empty() {
+                "-".to_owned()
+            } else {
+                s.dnssec.clone()
+            },
+        ),
+        (
             "metrics",
             s.metrics.clone().unwrap_or_else(|| "off".to_owned()),
         ),

@@ -86,6 +86,10 @@ pub struct StatusReply {
     pub fwmark: u32,
     /// DNS servers asked for IPSECKEY.
     pub dns_servers: Vec<String>,
+    /// Who validates DNSSEC: `validate (root KSKs, anchors for …)`,
+    /// `resolver (AD bit)`, `off`.
+    #[serde(default)]
+    pub dnssec: String,
     /// The metrics endpoint, if any.
     pub metrics: Option<String>,
     /// Peers by state.

@@ -261,6 +261,28 @@ impl KeyResolver {
         }
     }
 
+    /// Who validates DNSSEC, for `oemesh status`: `validate (root KSKs +
+    /// anchors for 2.0.192.in-addr.arpa.)`, `resolver (AD bit)`, `off`.
+    pub fn dnssec_summary(&self) -> String {
+        match self.mode {
+            DnssecMode::Validate => {
+                let mut zones: Vec<&str> = self
+                    .anchors()
+                    .iter()
+                    .map(|a| a.anchor.zone.as_str())
+                    .collect();
+                zones.dedup();
+                if zones.is_empty() {
+                    "validate (root KSKs)".to_owned()
+                } else {
+                    format!("validate (root KSKs + anchors for {})", zones.join(", "))
+                }
+            }
+            DnssecMode::Resolver => "resolver (its AD bit is trusted)".to_owned(),
+            DnssecMode::Off => "off".to_owned(),
+        }
+    }
+
     /// Who validates DNSSEC.
     pub fn dnssec_mode(&self) -> DnssecMode {
         self.mode

@@ -96,6 +96,13 @@ oemesh_trust_events_total{event="downgrade"} 4
 oemesh_icmp_errors_total{fate="ended"} 0
 oemesh_icmp_errors_total{fate="shortened"} 0
 oemesh_icmp_errors_total{fate="ignored"} 0
+# HELP oemesh_dnssec_answers_total IPSECKEY answers by DNSSEC state (secure, insecure, bogus: never used as a key, indeterminate: no chain of trust, unvalidated: dns.dnssec off or no AD).
+# TYPE oemesh_dnssec_answers_total counter
+oemesh_dnssec_answers_total{state="secure"} 0
+oemesh_dnssec_answers_total{state="insecure"} 0
+oemesh_dnssec_answers_total{state="bogus"} 0
+oemesh_dnssec_answers_total{state="indeterminate"} 0
+oemesh_dnssec_answers_total{state="unvalidated"} 0
 # HELP oemesh_decisions_total Per-destination decisions by reason.
 # TYPE oemesh_decisions_total counter
 oemesh_decisions_total{reason="no_ipseckey"} 1

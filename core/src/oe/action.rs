@@ -111,6 +111,15 @@ pub enum Dnssec {
 }
 
 impl Dnssec {
+    /// Every state, in the order metrics expose them.
+    pub const ALL: [Dnssec; 5] = [
+        Dnssec::Secure,
+        Dnssec::Insecure,
+        Dnssec::Bogus,
+        Dnssec::Indeterminate,
+        Dnssec::Unvalidated,
+    ];
+
     /// Whether the answer was validated from a trust anchor.
     pub fn is_secure(self) -> bool {
         self == Dnssec::Secure
@@ -181,6 +190,21 @@ pub enum DnsResult {
         /// Why.
         reason: DnsFailure,
     },
+}
+
+impl DnsResult {
+    /// The answer's DNSSEC state; `None` for a failure DNSSEC did not decide.
+    pub fn dnssec(&self) -> Option<Dnssec> {
+        match self {
+            DnsResult::Records { dnssec, .. } | DnsResult::NoRecords { dnssec, .. } => {
+                Some(*dnssec)
+            }
+            DnsResult::Failed {
+                reason: DnsFailure::Bogus(_),
+            } => Some(Dnssec::Bogus),
+            DnsResult::Failed { .. } => None,
+        }
+    }
 }
 
 /// How IKE with one peer ended, as the agent learned from the IKE engine.

@@ -93,6 +93,9 @@ impl Default for Config {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Counters {
+    /// IPSECKEY answers by DNSSEC state, indexed by [`super::Dnssec`] as
+    /// `usize` (failures DNSSEC did not decide are not counted).
+    pub dnssec: [u64; 5],
     /// Held packets dropped (oldest first) because their destination's queue was full.
     pub hold_dst_full: u64,
     /// Held packets dropped because the total hold limit was reached.

@@ -307,6 +307,9 @@ impl Machine {
         if matches!(result, DnsResult::Failed { .. }) {
             self.counters.dns_failures += 1;
         }
+        if let Some(state) = result.dnssec() {
+            self.counters.dnssec[state as usize] += 1;
+        }
         if lookup.outbound.is_none() && lookup.responders.is_empty() {
             // A prefetch that finished before the IKE_AUTH it is for.
             self.prefetched.insert(now, name.clone(), result);
