@@ -15,8 +15,11 @@
 //!   only the root anchor it stays indeterminate, which is what an
 //!   authoritative-only or non-DNSSEC resolver gives for every name
 //!   (`require-dnssec` refuses it).
-//! - **DS anchors** are matched against the zone's DNSKEY set the first time
-//!   a lookup needs the validator, and retried until that works.
+//! - **Anchors** are matched against their zone's DNSKEY set at start
+//!   ([`Validator::prime`]); an anchored key that signs the set vouches for all
+//!   of it (a KSK, or the key a DS names, for the ZSK that signs the records).
+//!   A bogus answer under an anchored zone fetches the set again, at most
+//!   every [`REBUILD_AFTER`]: a ZSK rollover needs no restart.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
