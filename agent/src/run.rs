@@ -519,21 +519,7 @@ fn os_seed() -> Result<[u8; 32]> {
 fn announce_dnssec(r: &KeyResolver) {
     use crate::config::DnssecMode;
     match r.dnssec_mode() {
-        DnssecMode::Validate => {
-            let extra: Vec<String> = r
-                .anchors()
-                .iter()
-                .map(|a| format!("{} ({})", a.anchor.zone, a.origin))
-                .collect();
-            if extra.is_empty() {
-                tracing::info!("DNSSEC: validated by the agent from the root KSKs");
-            } else {
-                tracing::info!(
-                    "DNSSEC: validated by the agent from the root KSKs and {}",
-                    extra.join(", ")
-                );
-            }
-        }
+        DnssecMode::Validate => tracing::info!("DNSSEC: {}", r.dnssec_summary()),
         DnssecMode::Resolver => {
             let remote: Vec<String> = r
                 .servers()

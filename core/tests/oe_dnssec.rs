@@ -230,3 +230,21 @@ fn answers_are_counted_by_dnssec_state() {
     assert_eq!(c[Dnssec::Indeterminate as usize], 1);
     assert_eq!(c[Dnssec::Insecure as usize], 0);
 }
+
+/// A policy reloaded while a lookup runs: require-dnssec applies to the
+/// answer if either policy has it (the stricter wins, as for failing closed).
+#[test]
+fn require_dnssec_from_a_reloaded_policy_applies_to_a_pending_lookup() {
+    let mut m = machine_with(Config::default(), &[]);
+    let now = t0();
+    let dst = ip("10.0.2.10");
+    m.on_packet(now, dst, b"a".to_vec());
+    drain(&mut m);
+    m.set_policy(policy(&[(Group::PrivateOrClear, REQUIRE_DNSSEC)]));
+    m.on_dns_result(now, &name_of(dst), bogus());
+    let actions = drain(&mut m);
+    assert!(
+        matches!(actions.as_slice(), [Action::Drop { .. }]),
+        "bogus under the reloaded require-dnssec must not go clear: {actions:?}"
+    );
+}

@@ -467,8 +467,6 @@ fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {
     Policy::new(entries, require, require_dnssec, negotiation)
 }
 
-/// `192.0.2.53`, `192.0.2.53:53`, `2001:db8::53` or `[2001:db8::53]:53`: an
-/// address, not a name (the agent resolves no names to find its resolver).
 /// The groups a `policy.require-*` list names.
 fn groups(c: &mut Checker, key: &str, names: &[String]) -> BTreeSet<Group> {
     let mut set = BTreeSet::new();
@@ -489,6 +487,8 @@ fn groups(c: &mut Checker, key: &str, names: &[String]) -> BTreeSet<Group> {
     set
 }
 
+/// `192.0.2.53`, `192.0.2.53:53`, `2001:db8::53` or `[2001:db8::53]:53`: an
+/// address, not a name (the agent resolves no names to find its resolver).
 fn parse_server(s: &str) -> Option<SocketAddr> {
     match resolv::parse_server(s)? {
         ServerSpec::Addr(addr) => Some(addr),

@@ -90,23 +90,15 @@ fn dnssec_chain(r: &KeyResolver, name: &str) -> String {
             let servers: Vec<String> = r.servers().iter().map(ToString::to_string).collect();
             format!("the AD bit of the resolver ({})", servers.join(", "))
         }
-        DnssecMode::Validate => {
-            let name = name.to_ascii_lowercase();
-            let covering = r
-                .anchors()
-                .iter()
-                .filter(|a| a.anchor.zone == "." || name.ends_with(&a.anchor.zone))
-                .max_by_key(|a| a.anchor.zone.len());
-            match covering {
-                Some(a) if a.anchor.zone != "." => format!(
-                    "validated by the agent from the trust anchor for {} (key tag {}, {})",
-                    a.anchor.zone,
-                    a.anchor.key_tag(),
-                    a.origin
-                ),
-                _ => "validated by the agent from the root KSKs (built in)".to_owned(),
-            }
-        }
+        DnssecMode::Validate => match r.anchor_for(name) {
+            Some(a) => format!(
+                "validated by the agent from the trust anchor for {} (key tag {}, {})",
+                a.anchor.zone,
+                a.anchor.key_tag(),
+                a.origin
+            ),
+            None => "validated by the agent from the root KSKs (built in)".to_owned(),
+        },
     }
 }
 

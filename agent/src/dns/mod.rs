@@ -271,6 +271,7 @@ impl KeyResolver {
                     .iter()
                     .map(|a| a.anchor.zone.as_str())
                     .collect();
+                zones.sort_unstable();
                 zones.dedup();
                 if zones.is_empty() {
                     "validate (root KSKs)".to_owned()
@@ -291,6 +292,14 @@ impl KeyResolver {
     /// The trust anchors added to the root KSKs (validate mode).
     pub fn anchors(&self) -> &[LoadedAnchor] {
         self.validator.as_ref().map_or(&[], |v| v.anchors())
+    }
+
+    /// The configured anchor the chain of trust for `name` starts at (the
+    /// closest enclosing zone with one); `None`: the root KSKs, or a name
+    /// that does not parse.
+    pub fn anchor_for(&self, name: &str) -> Option<&LoadedAnchor> {
+        let name = Name::from_ascii(name).ok()?;
+        validate::covering_anchor(self.anchors(), &name)
     }
 
     /// The state an unvalidated answer gets in this mode, from its AD bit.
@@ -324,40 +333,53 @@ impl KeyResolver {
                 });
             }
         };
-        let mut state = None;
-        if let Some(v) = &self.validator {
-            let query = Query::query(name.clone(), RecordType::from(IPSECKEY));
-            match tokio::time::timeout(self.timeout, v.lookup(query)).await {
-                Err(_) => return KeyLookup::Failed(LookupFailure::Timeout(self.timeout)),
-                Ok(Validated::Bogus(why)) => return KeyLookup::Failed(LookupFailure::Bogus(why)),
-                Ok(Validated::Failed(e)) => return classify_error(e, Dnssec::Unvalidated),
-                Ok(Validated::Answer(message, state)) => {
-                    return classify_validated(&message, &owner, state);
-                }
-                Ok(Validated::NoChain) => state = Some(Dnssec::Indeterminate),
-            }
-        }
-        let message = query_message(name);
-        let mut options = DnsRequestOptions::default();
-        options.use_edns = true;
-        options.edns_set_dnssec_ok = true;
-        options.recursion_desired = true;
-        let request = DnsRequest::new(message, options);
-        let sent = async {
-            use futures_util::StreamExt;
-            let mut responses = self.pool.send(request);
-            responses.next().await
-        };
-        match tokio::time::timeout(self.timeout, sent).await {
-            Err(_) => KeyLookup::Failed(LookupFailure::Timeout(self.timeout)),
-            Ok(None) => KeyLookup::Failed(LookupFailure::NoResponse),
-            Ok(Some(Ok(response))) => {
-                let state = state.unwrap_or(self.ad_state(response.metadata.authentic_data));
-                classify_answer(&response, &owner, state)
-            }
-            Ok(Some(Err(e))) => classify_error(e, state.unwrap_or(Dnssec::Unvalidated)),
+        match self.ask(name, RecordType::from(IPSECKEY)).await {
+            Asked::Answer(message, state) => classify_validated(&message, &owner, state),
+            Asked::Error(e, state) => classify_error(e, state),
+            Asked::Failed(reason) => KeyLookup::Failed(reason),
         }
     }
+
+    /// One query for `rtype` at `name`: validated in validate mode, else (or
+    /// for a name known to have no chain of trust) plainly through the pool,
+    /// with the state its AD bit gives (or indeterminate).
+    async fn ask(&self, name: Name, rtype: RecordType) -> Asked {
+        let mut chainless = None;
+        if let Some(v) = &self.validator {
+            let query = Query::query(name.clone(), rtype);
+            match tokio::time::timeout(self.timeout, v.lookup(query)).await {
+                Err(_) => return Asked::Failed(LookupFailure::Timeout(self.timeout)),
+                Ok(Validated::Bogus(why)) => return Asked::Failed(LookupFailure::Bogus(why)),
+                Ok(Validated::Failed(e)) => return Asked::Error(e, Dnssec::Unvalidated),
+                Ok(Validated::Answer(message, state)) => return Asked::Answer(message, state),
+                Ok(Validated::NoChain) => chainless = Some(Dnssec::Indeterminate),
+            }
+        }
+        let sent = async {
+            use futures_util::StreamExt;
+            self.pool.send(request(name, rtype)).next().await
+        };
+        match tokio::time::timeout(self.timeout, sent).await {
+            Err(_) => Asked::Failed(LookupFailure::Timeout(self.timeout)),
+            Ok(None) => Asked::Failed(LookupFailure::NoResponse),
+            Ok(Some(Ok(response))) => {
+                let state = chainless.unwrap_or(self.ad_state(response.metadata.authentic_data));
+                Asked::Answer(response.into_message(), state)
+            }
+            Ok(Some(Err(e))) => Asked::Error(e, chainless.unwrap_or(Dnssec::Unvalidated)),
+        }
+    }
+}
+
+/// What [`KeyResolver::ask`] got.
+enum Asked {
+    /// An answer (records or a denial) and its DNSSEC state.
+    Answer(Message, Dnssec),
+    /// An error from hickory (denials from the pool come this way), and the
+    /// state of the answer behind it.
+    Error(NetError, Dnssec),
+    /// No usable answer (timeout, bogus).
+    Failed(LookupFailure),
 }
 
 impl KeyResolver {
@@ -378,38 +400,10 @@ impl KeyResolver {
             }
         };
         let rtype = if v4 { RecordType::A } else { RecordType::AAAA };
-        let failed = |reason| oe::AddressResult::Failed { reason };
-        let mut state = None;
-        if let Some(v) = &self.validator {
-            let query = Query::query(name.clone(), rtype);
-            match tokio::time::timeout(self.timeout, v.lookup(query)).await {
-                Err(_) => return failed(LookupFailure::Timeout(self.timeout)),
-                Ok(Validated::Bogus(why)) => return failed(LookupFailure::Bogus(why)),
-                Ok(Validated::Failed(e)) => return addresses_error(e),
-                Ok(Validated::Answer(message, state)) => {
-                    return classify_addresses(&message, state);
-                }
-                Ok(Validated::NoChain) => state = Some(Dnssec::Indeterminate),
-            }
-        }
-        let mut options = DnsRequestOptions::default();
-        options.use_edns = true;
-        options.edns_set_dnssec_ok = true;
-        options.recursion_desired = true;
-        let request = DnsRequest::new(query_of(name, rtype), options);
-        let sent = async {
-            use futures_util::StreamExt;
-            let mut responses = self.pool.send(request);
-            responses.next().await
-        };
-        match tokio::time::timeout(self.timeout, sent).await {
-            Err(_) => failed(LookupFailure::Timeout(self.timeout)),
-            Ok(None) => failed(LookupFailure::NoResponse),
-            Ok(Some(Ok(response))) => {
-                let state = state.unwrap_or(self.ad_state(response.metadata.authentic_data));
-                classify_addresses(&response, state)
-            }
-            Ok(Some(Err(e))) => addresses_error(e),
+        match self.ask(name, rtype).await {
+            Asked::Answer(message, state) => classify_addresses(&message, state),
+            Asked::Error(e, _) => addresses_error(e),
+            Asked::Failed(reason) => oe::AddressResult::Failed { reason },
         }
     }
 }
@@ -482,6 +476,15 @@ fn query_of(name: Name, rtype: RecordType) -> Message {
         .set_max_payload(MAX_UDP_ANSWER as u16);
     message.set_edns(edns);
     message
+}
+
+/// A query of `rtype` at `name` (RD, AD, EDNS DO) as hickory sends it.
+fn request(name: Name, rtype: RecordType) -> DnsRequest {
+    let mut options = DnsRequestOptions::default();
+    options.use_edns = true;
+    options.edns_set_dnssec_ok = true;
+    options.recursion_desired = true;
+    DnsRequest::new(query_of(name, rtype), options)
 }
 
 /// The EDNS payload size offered (DNS flag day 2020).

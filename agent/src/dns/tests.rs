@@ -158,3 +158,40 @@ async fn told_apart(lookup: impl AsyncFn(IpAddr) -> KeyLookup) {
         "the timeout bounds the lookup"
     );
 }
+
+/// The chain for a name starts at the closest enclosing anchored zone, by
+/// labels: `12.0.192.in-addr.arpa.` ends with the text of
+/// `2.0.192.in-addr.arpa.` but is not in that zone.
+#[test]
+fn the_covering_anchor_is_found_by_labels_not_text() {
+    let key =
+        "mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxILfDLUT0rAK9iUzy1L53eKGQ==";
+    let text = format!(
+        "2.0.192.in-addr.arpa. IN DNSKEY 257 3 13 {key}\n0.192.in-addr.arpa. IN DNSKEY 257 3 13 {key}\n. IN DNSKEY 257 3 13 {key}\n"
+    );
+    let anchors: Vec<LoadedAnchor> = oemesh_core::anchors::parse(&text)
+        .unwrap()
+        .into_iter()
+        .map(|anchor| LoadedAnchor {
+            origin: format!("test:{}", anchor.line),
+            anchor,
+        })
+        .collect();
+    let zone_of = |name: &str| {
+        validate::covering_anchor(&anchors, &Name::from_ascii(name).unwrap())
+            .map(|a| a.anchor.zone.clone())
+    };
+    assert_eq!(
+        zone_of("20.2.0.192.in-addr.arpa.").as_deref(),
+        Some("2.0.192.in-addr.arpa.")
+    );
+    assert_eq!(
+        zone_of("12.0.192.in-addr.arpa.").as_deref(),
+        Some("0.192.in-addr.arpa.")
+    );
+    assert_eq!(
+        zone_of("20.2.0.193.in-addr.arpa."),
+        None,
+        "the root anchor is not a private one"
+    );
+}

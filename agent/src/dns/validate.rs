@@ -33,16 +33,16 @@ use hickory_resolver::proto::dnssec::rdata::{DNSKEY, DNSSECRData};
 use hickory_resolver::proto::dnssec::{
     Algorithm, Proof, PublicKey, PublicKeyBuf, TrustAnchors, Verifier,
 };
+use hickory_resolver::proto::op::Message;
 use hickory_resolver::proto::op::Query;
-use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, Edns, Message};
 use hickory_resolver::proto::rr::{LowerName, Name, RData, Record, RecordType};
 use oemesh_core::anchors::{AnchorKind, TrustAnchor};
 use oemesh_core::oe::Dnssec;
 use tokio::sync::RwLock;
 
-use super::MarkedRuntime;
 use super::bogus::{now_epoch, why_bogus, why_bogus_denial};
 use super::chain::ChainCache;
+use super::{MarkedRuntime, request};
 
 /// Proofs kept by hickory's validation cache at most.
 pub const PROOF_CACHE: usize = 1024;
@@ -82,6 +82,20 @@ pub fn load_anchors(paths: &[std::path::PathBuf]) -> Result<Vec<LoadedAnchor>, S
 
 fn file_name(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// The configured anchor whose zone is the closest enclosing one of `name`
+/// (label by label, not by text), if any: where its chain of trust starts.
+pub(super) fn covering_anchor<'a>(
+    anchors: &'a [LoadedAnchor],
+    name: &Name,
+) -> Option<&'a LoadedAnchor> {
+    anchors
+        .iter()
+        .filter_map(|a| Some((a, Name::from_ascii(&a.anchor.zone).ok()?)))
+        .filter(|(_, zone)| !zone.is_root() && zone.zone_of(name))
+        .max_by_key(|(_, zone)| zone.num_labels())
+        .map(|(a, _)| a)
 }
 
 /// The result of one validated lookup.
@@ -238,7 +252,7 @@ impl Validator {
             return Ok(None);
         };
         // Through the chain cache: hickory asks for the same set next.
-        let request = request(Query::query(name.clone(), RecordType::DNSKEY));
+        let request = request(name.clone(), RecordType::DNSKEY);
         let records = match self.chain.send(request).next().await {
             Some(Ok(r)) => r.into_message().answers,
             _ => return Ok(None),
@@ -351,7 +365,10 @@ impl Validator {
         if island.is_none() && !self.root_chain().await {
             return Validated::NoChain;
         }
-        let result = handle.send(request(query.clone())).next().await;
+        let result = handle
+            .send(request(query.name().clone(), query.query_type()))
+            .next()
+            .await;
         match result {
             None => Validated::Failed(NetError::from("no response")),
             Some(Ok(response)) => {
@@ -417,7 +434,7 @@ impl Validator {
         {
             return ok;
         }
-        let request = request(Query::query(Name::root(), RecordType::DNSKEY));
+        let request = request(Name::root(), RecordType::DNSKEY);
         let ok = match self.chain.send(request).next().await {
             Some(Ok(r)) => r
                 .answers
@@ -468,21 +485,6 @@ fn insert(trust: &mut TrustAnchors, key: &PublicKeyBuf, zone: &str) {
     if let Ok(name) = Name::from_ascii(zone) {
         trust.insert_with_name(key, LowerName::from(name));
     }
-}
-
-fn request(query: Query) -> DnsRequest {
-    let mut options = DnsRequestOptions::default();
-    options.use_edns = true;
-    options.edns_set_dnssec_ok = true;
-    options.recursion_desired = true;
-    let mut message = Message::query();
-    message.metadata.recursion_desired = true;
-    message.add_query(query);
-    let mut edns = Edns::new();
-    edns.set_dnssec_ok(true)
-        .set_max_payload(super::MAX_UDP_ANSWER as u16);
-    message.set_edns(edns);
-    DnsRequest::new(message, options)
 }
 
 /// The state of an answer that hickory let through: its records of the

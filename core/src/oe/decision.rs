@@ -378,16 +378,18 @@ impl Machine {
         }
     }
 
-    /// No usable key: anonymous IKE where allowed, else clear or blocked. A
-    /// peer remembered as private is a downgrade (its key went away): under
-    /// `refuse_downgrade` it is blocked at once, without trying AUTH NULL.
-    /// Whether `dst`'s group is in `require-dnssec`.
-    fn requires_dnssec(&self, dst: IpAddr) -> bool {
+    /// Whether `dst`'s group is in `require-dnssec`, when it started or now
+    /// (a reloaded policy: the stricter wins, as for failing closed).
+    pub(super) fn requires_dnssec(&self, dst: IpAddr) -> bool {
         self.pending
             .get(&dst)
             .is_some_and(|p| p.policy.options.require_dnssec)
+            || self.policy.lookup(dst).options.require_dnssec
     }
 
+    /// No usable key: anonymous IKE where allowed, else clear or blocked. A
+    /// peer remembered as private is a downgrade (its key went away): under
+    /// `refuse_downgrade` it is blocked at once, without trying AUTH NULL.
     fn no_key(&mut self, now: Instant, dst: IpAddr, why: NoKey, ttl: Option<u32>, dnssec: Dnssec) {
         let Some(p) = self.pending.get(&dst) else {
             return;

@@ -354,7 +354,8 @@ impl Machine {
         let downgrade = self.memory.was_private(now, dst);
         // require-dnssec: an answer that fails validation is an attack until
         // shown otherwise, so it never sends the destination to clear.
-        let dnssec_closed = p.policy.options.require_dnssec
+        let dnssec_closed = (p.policy.options.require_dnssec
+            || self.policy.lookup(dst).options.require_dnssec)
             && matches!(&cause, Cause::DnsFailed(f) if f.is_dnssec());
         // A policy reloaded meanwhile may have made dst fail closed: the stricter wins.
         let closed = p.policy.group.fails_closed()
