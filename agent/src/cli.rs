@@ -74,6 +74,22 @@ pub enum Command {
   oemesh check 2001:db8::20 --json")]
     Check(CheckArgs),
 
+    /// Make the running agent re-read its configuration and host key.
+    ///
+    /// The agent reads the file it was started with (and the key and trust
+    /// anchors it names) and applies the difference: routes of changed
+    /// prefixes, the policy, a new host key for new IKE SAs, new DNS
+    /// settings. SAs whose peers the new policy still allows stay up. An
+    /// invalid file is refused whole (exit 1, with the errors check-config
+    /// gives) and the running configuration stays. SIGHUP and `systemctl
+    /// reload oemesh` do the same.
+    #[command(after_help = "Examples:
+  oemesh reload
+  oemesh check-config --config /etc/oemesh/oemesh.toml && oemesh reload
+  oemesh reload --json | jq .policy
+  systemctl reload oemesh")]
+    Reload(QueryArgs),
+
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   oemesh completions bash > /etc/bash_completion.d/oemesh

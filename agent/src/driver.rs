@@ -107,6 +107,12 @@ impl Lookups {
         self.resolver.clone()
     }
 
+    /// Replaces the resolver (`oemesh reload` with new `[dns]` settings).
+    /// Lookups in flight finish with the one they started with.
+    pub fn set_resolver(&mut self, resolver: Option<Arc<KeyResolver>>) {
+        self.resolver = resolver;
+    }
+
     /// The next answer (IPSECKEY answers first). Cancel-safe: an answer
     /// not yet taken stays for the next call.
     pub async fn next(&mut self) -> Answer {
@@ -484,6 +490,25 @@ impl KernelActions {
             Some(r) => r.add_bypass(peer).await,
             None => Ok(()),
         }
+    }
+
+    /// A reloaded policy: the routes of the prefixes that changed
+    /// ([`Routing::apply_policy`]).
+    pub async fn apply_policy(
+        &self,
+        tun_index: u32,
+        old: &[(crate::config::Cidr, crate::config::Group)],
+        new: &[(crate::config::Cidr, crate::config::Group)],
+        source: Option<IpAddr>,
+    ) -> Result<crate::net::policy_routes::PolicyRouteChanges, RouteError> {
+        let mut routing = self.routing.lock().await;
+        let Some(r) = routing.as_mut() else {
+            return Ok(Default::default());
+        };
+        let changes = r.apply_policy(tun_index, old, new, source).await;
+        // Host prefixes that replaced a bypass (see `apply_policy`).
+        lock(&self.bypassed).retain(|peer| r.bypasses().any(|b| b == peer));
+        changes
     }
 
     /// `peer`'s clear outcome expired: its next packet reaches the agent again.

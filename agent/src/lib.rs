@@ -26,4 +26,5 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod outcomes;
+pub mod reload;
 pub mod run;

@@ -46,6 +46,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Status(q) => query(&q, &Request::Status),
         Command::Peers(q) => query(&q, &Request::Peers),
         Command::Check(c) => query(&c.query, &Request::Check { addr: c.addr }),
+        Command::Reload(q) => query(&q, &Request::Reload),
         Command::Completions { shell } => {
             cli::completions(shell, &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -67,6 +68,8 @@ fn query(q: &QueryArgs, request: &Request) -> Result<ExitCode> {
         (Reply::Peers { peers }, true) => serde_json::to_string_pretty(peers)?,
         (Reply::Status(s), true) => serde_json::to_string_pretty(s)?,
         (Reply::Check(c), true) => serde_json::to_string_pretty(c)?,
+        (Reply::Reloaded(r), true) => serde_json::to_string_pretty(r)?,
+        (Reply::Reloaded(r), false) => display::reloaded(r),
         (Reply::Peers { peers }, false) => display::peers(peers),
         (Reply::Status(s), false) => display::status(s),
         (Reply::Check(c), false) => display::check(c),

@@ -28,14 +28,14 @@ use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
-use crate::control::proto::Reply;
+use crate::control::proto::{Reply, Request};
 use crate::control::server::{ControlServer, Handler};
 use crate::control_plane::{ControlPlane, Inputs, Settings, StatusInfo};
 use crate::datapath::DataPath;
 use crate::datapath::clear::ClearSender;
 use crate::datapath::ike_queue;
 use crate::datapath::sa_table::SaTable;
-use crate::dns::KeyResolver;
+use crate::dns::{KeyResolver, LoadedAnchor};
 use crate::driver::{self, KernelActions};
 use crate::metrics::{self, Metrics};
 use crate::net::nft::{self, EnforceConfig, Enforcer};
@@ -43,26 +43,17 @@ use crate::net::routes::{self, Routing};
 use crate::net::tun::Tun;
 use crate::net::udp::UdpEndpoint;
 use crate::outcomes::OutcomeCache;
+use crate::reload::{self, Loaded, ReloadRequest, Reloader};
 
 /// Runs the agent with the config at `config_path` until SIGINT or SIGTERM.
 pub async fn run(config_path: &Path) -> Result<()> {
-    let cfg = Config::load(config_path)?;
-    let key = match &cfg.key {
-        Some(path) => {
-            let loaded = dnskeys::keyfile::load(path)?;
-            for w in &loaded.warnings {
-                tracing::warn!("{w}");
-            }
-            Some(loaded.key)
-        }
-        None => {
-            tracing::warn!(
-                "no `key` in {}: anonymous OE (AUTH NULL) only",
-                config_path.display()
-            );
-            None
-        }
-    };
+    let Loaded { cfg, key, anchors } = Loaded::load(config_path)?;
+    if key.is_none() {
+        tracing::warn!(
+            "no `key` in {}: anonymous OE (AUTH NULL) only",
+            config_path.display()
+        );
+    }
     let address = match cfg.address {
         Some(a) => a,
         None => routes::default_source_address(cfg.routing.fwmark).with_context(|| {
@@ -83,7 +74,9 @@ pub async fn run(config_path: &Path) -> Result<()> {
     );
     let mut agent = Agent::default();
     let result = async {
-        agent.setup(&cfg, address, key).await?;
+        agent
+            .setup(config_path, &cfg, address, key, anchors)
+            .await?;
         notify_systemd(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&format!("running: {address}, TUN {}", cfg.tun.name)),
@@ -112,10 +105,19 @@ struct Agent {
     control_path: Option<std::path::PathBuf>,
     /// Tells the control plane to delete its IKE SAs before the tasks stop.
     control_shutdown: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    /// Asks the reloader to re-read the configuration (SIGHUP).
+    reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 impl Agent {
-    async fn setup(&mut self, cfg: &Config, address: IpAddr, key: Option<HostKey>) -> Result<()> {
+    async fn setup(
+        &mut self,
+        config_path: &Path,
+        cfg: &Config,
+        address: IpAddr,
+        key: Option<HostKey>,
+        anchors: Vec<LoadedAnchor>,
+    ) -> Result<()> {
         let started = Instant::now();
         let handle = routes::connect().context("opening a netlink socket")?;
 
@@ -154,6 +156,7 @@ impl Agent {
         };
         let kernel = Arc::new(KernelActions::new(routing, enforcer));
         self.kernel = Some(kernel.clone());
+        let reloader_kernel = kernel.clone();
         tracing::info!(
             "routing: {} prefix(es) in table {}, rule `not fwmark {:#x} lookup {}` at priority {}",
             entries.len(),
@@ -175,30 +178,9 @@ impl Agent {
         let natt_group = bind(cfg.ike.natt_port, "ike.natt_port")?;
         let (ike, natt) = (ike_group[0].clone(), natt_group[0].clone());
 
-        // Validated by check-config already; read again for what is on disk now.
-        let anchors = crate::dns::load_anchors(&cfg.dns.trust_anchors)
-            .map_err(anyhow::Error::msg)
-            .context("dns.trust_anchors")?;
-        let resolver = match KeyResolver::with_dnssec(
-            &cfg.dns.servers,
-            cfg.dns.timeout,
-            cfg.routing.fwmark,
-            cfg.dns.dnssec,
-            anchors,
-        ) {
-            Ok(r) => {
-                announce_dnssec(&r);
-                let r = Arc::new(r);
-                let primed = r.clone();
-                tokio::spawn(async move { primed.prime().await });
-                Some(r)
-            }
-            Err(e) => {
-                // Not fatal: every decision then fails open/closed per policy.
-                tracing::error!("DNS: {e}");
-                None
-            }
-        };
+        let running_anchors = anchors.iter().map(|a| a.anchor.clone()).collect();
+        // Not fatal without one: every decision then fails open/closed per policy.
+        let resolver = reload::resolver(&cfg.dns, cfg.routing.fwmark, anchors);
 
         let metrics = Arc::new(Metrics::default());
         if let Some(listen) = cfg.metrics_listen {
@@ -223,11 +205,7 @@ impl Agent {
             public_key: key
                 .as_ref()
                 .map(|k| base64::engine::general_purpose::STANDARD.encode(k.public_key())),
-            identity: if key.is_some() {
-                address.to_string()
-            } else {
-                "ID_NULL (anonymous)".to_owned()
-            },
+            identity: identity_text(address, key.is_some()),
             tun: tun.name().to_owned(),
             tun_offload: tun.offload(),
             tun_queues: u32::try_from(tun.queues().len()).unwrap_or(u32::MAX),
@@ -242,12 +220,7 @@ impl Agent {
                 .map(|r| r.dnssec_summary())
                 .unwrap_or_default(),
             metrics: cfg.metrics_listen.map(|l| l.to_string()),
-            policy: cfg
-                .policy
-                .entries()
-                .iter()
-                .map(|(prefix, group)| format!("{prefix} {group}"))
-                .collect(),
+            policy: policy_lines(cfg),
         };
 
         // The data path and the control plane's inputs.
@@ -257,6 +230,7 @@ impl Agent {
         let (ike_tx, ike_rx) =
             ike_queue::queues(IKE_QUEUE, endpoint.cookies(), cfg.ike.cookie_rate);
         let (request_tx, requests) = mpsc::channel(REQUEST_QUEUE);
+        let (reconfig_tx, reconfig) = mpsc::channel(1);
         let (icmp_tx, icmp) = mpsc::channel(ICMP_QUEUE);
         let clear = match ClearSender::new(cfg.routing.fwmark) {
             Ok(c) => Some(c),
@@ -314,17 +288,37 @@ impl Agent {
                 icmp,
                 notices,
                 requests,
+                reconfig,
                 shutdown: shutdown_rx,
             },
         );
+        let (reload_tx, reload_rx) = mpsc::channel(RELOAD_QUEUE);
+        self.reload = Some(reload_tx.clone());
+        let reloader = Reloader {
+            path: config_path.to_owned(),
+            current: cfg.clone(),
+            public_key: key.as_ref().map(HostKey::public_key),
+            anchors: running_anchors,
+            address,
+            tun_index: tun.index(),
+            kernel: reloader_kernel,
+            control: reconfig_tx,
+        };
+        self.tasks.spawn(async move {
+            reloader.run(reload_rx).await;
+            Ok(())
+        });
         self.tasks.spawn(async move {
             control.run().await;
             Ok(())
         });
 
         let handler: Arc<dyn Handler> = Arc::new(move |req| {
-            let tx = request_tx.clone();
+            let (tx, reload) = (request_tx.clone(), reload_tx.clone());
             async move {
+                if req == Request::Reload {
+                    return reload_reply(&reload).await;
+                }
                 let (reply_tx, reply_rx) = oneshot::channel();
                 if tx.send((req, reply_tx)).await.is_err() {
                     return Reply::Error {
@@ -363,18 +357,28 @@ impl Agent {
         Ok(())
     }
 
-    /// Waits for SIGINT/SIGTERM, or for a task to fail.
+    /// Waits for SIGINT/SIGTERM, or for a task to fail; SIGHUP reloads.
     async fn wait(&mut self) -> Result<()> {
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Ok(()) }
-            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); Ok(()) }
-            Some(done) = self.tasks.join_next() => match done {
-                Ok(Ok(())) => bail!("a task ended unexpectedly"),
-                Ok(Err(e)) => Err(self.explain(e)),
-                Err(e) => Err(e).context("a task panicked"),
-            },
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()) }
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); return Ok(()) }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    // A full queue already has a reload coming, which reads the file then.
+                    if let Some(reload) = &self.reload {
+                        let _ = reload.try_send(None);
+                    }
+                }
+                Some(done) = self.tasks.join_next() => return match done {
+                    Ok(Ok(())) => bail!("a task ended unexpectedly"),
+                    Ok(Err(e)) => Err(self.explain(e)),
+                    Err(e) => Err(e).context("a task panicked"),
+                },
+            }
         }
     }
 
@@ -451,11 +455,51 @@ const IKE_QUEUE: usize = 1024;
 const ICMP_QUEUE: usize = 1024;
 /// Bound on control requests waiting.
 const REQUEST_QUEUE: usize = 64;
+/// Reloads waiting (SIGHUP or `oemesh reload`); beyond, a SIGHUP is dropped
+/// (one queued already reads the file as it is then) and a request refused.
+const RELOAD_QUEUE: usize = 4;
 
-/// The IKE engine's configuration: this host's credential and identity (its
-/// address with a key; ID_NULL and AUTH NULL without), ports and lifetimes.
-fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -> ike::Config {
-    let (auth, id) = match key {
+/// Asks the reloader and waits for what it did.
+async fn reload_reply(reload: &mpsc::Sender<ReloadRequest>) -> Reply {
+    let (tx, rx) = oneshot::channel();
+    if reload.try_send(Some(tx)).is_err() {
+        return Reply::Error {
+            message: "reloads are queued already; try again in a moment".to_owned(),
+        };
+    }
+    match rx.await {
+        Ok(Ok(report)) => Reply::Reloaded(report),
+        Ok(Err(message)) => Reply::Error {
+            message: format!("reload refused, the running configuration stays: {message}"),
+        },
+        Err(_) => Reply::Error {
+            message: "the agent is shutting down".to_owned(),
+        },
+    }
+}
+
+/// The policy as `oemesh status` lists it: `10.0.0.0/8 private`.
+pub(crate) fn policy_lines(cfg: &Config) -> Vec<String> {
+    cfg.policy
+        .entries()
+        .iter()
+        .map(|(prefix, group)| format!("{prefix} {group}"))
+        .collect()
+}
+
+/// The IKE identity as status shows it.
+pub(crate) fn identity_text(address: IpAddr, keyed: bool) -> String {
+    if keyed {
+        address.to_string()
+    } else {
+        "ID_NULL (anonymous)".to_owned()
+    }
+}
+
+/// This host's credential and identity: its address with a key, ID_NULL and
+/// AUTH NULL without.
+pub(crate) fn local_credential(address: IpAddr, key: Option<&HostKey>) -> (LocalAuth, Identity) {
+    match key {
         Some(k) => {
             let seed = Zeroizing::new(k.signing_key().to_bytes());
             let id = match address {
@@ -465,7 +509,13 @@ fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -> ike::Conf
             (LocalAuth::Ed25519(Ed25519SigningKey::from_seed(&seed)), id)
         }
         None => (LocalAuth::Null, Identity::Null),
-    };
+    }
+}
+
+/// The IKE engine's configuration: this host's credential and identity (its
+/// address with a key; ID_NULL and AUTH NULL without), ports and lifetimes.
+fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -> ike::Config {
+    let (auth, id) = local_credential(address, key);
     let mut c = ike::Config::new(auth, id);
     c.ike_port = cfg.ike.port;
     c.natt_port = cfg.ike.natt_port;
@@ -516,7 +566,7 @@ fn os_seed() -> Result<[u8; 32]> {
 /// Says at start who vouches for keys: the agent's own validation (and from
 /// which anchors), the resolver's AD bit (a warning when that resolver is
 /// not on loopback: anyone on the path to it can set AD), or nobody.
-fn announce_dnssec(r: &KeyResolver) {
+pub(crate) fn announce_dnssec(r: &KeyResolver) {
     use crate::config::DnssecMode;
     match r.dnssec_mode() {
         DnssecMode::Validate => tracing::info!("DNSSEC: {}", r.dnssec_summary()),

@@ -132,6 +132,12 @@ impl View<'_> {
                 });
             }
             Request::Check { addr } => self.check(addr, reply),
+            // The agent's request handler sends reloads to the reloader task.
+            Request::Reload => {
+                let _ = reply.send(Reply::Error {
+                    message: "reload is not served here".to_owned(),
+                });
+            }
         }
     }
 

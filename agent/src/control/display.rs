@@ -247,6 +247,54 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// `oemesh reload`: what changed, one item per line.
+///
+/// ```text
+/// reloaded /etc/oemesh/oemesh.toml
+///   policy:   + 10.1.0.0/16 private
+///             ~ 192.0.2.0/24 private-or-clear -> private
+///   closed:   198.51.100.7: now in `clear`
+///   restart needed for: [ike]
+/// ```
+pub fn reloaded(r: &super::proto::ReloadReport) -> String {
+    let mut out = format!(
+        "reloaded {}{}\n",
+        r.config,
+        if r.changed() { "" } else { ": nothing changed" }
+    );
+    let mut section = |name: &str, lines: &[String]| {
+        for (i, line) in lines.iter().enumerate() {
+            let label = if i == 0 {
+                format!("{name}:")
+            } else {
+                String::new()
+            };
+            out.push_str(&format!("  {label:<10}{line}\n"));
+        }
+    };
+    section("policy", &r.policy);
+    section("options", &r.options);
+    section("key", r.key.as_slice());
+    section("dns", r.dns.as_slice());
+    section("closed", &r.closed);
+    if r.forgotten > 0 {
+        section(
+            "outcomes",
+            &[format!(
+                "{} cached clear/blocked outcome(s) decided again at their next packet",
+                r.forgotten
+            )],
+        );
+    }
+    if !r.restart_needed.is_empty() {
+        out.push_str(&format!(
+            "  changed in the file, applied at the next start only: {}\n",
+            r.restart_needed.join(", ")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,9 @@ pub enum Request {
         /// The address asked about.
         addr: IpAddr,
     },
+    /// Re-read the configuration file and the host key the agent was started
+    /// with, and apply the difference (`oemesh reload`, SIGHUP).
+    Reload,
 }
 
 /// A reply, tagged with the kind of request it answers.
@@ -52,6 +55,8 @@ pub enum Reply {
     },
     /// Answers [`Request::Check`].
     Check(CheckReply),
+    /// Answers [`Request::Reload`]: the new configuration is running.
+    Reloaded(ReloadReport),
     /// The request could not be served.
     Error {
         /// What went wrong, for a person.
@@ -350,5 +355,44 @@ mod tests {
             serde_json::from_slice::<Reply>(&encode_line(&s)).unwrap(),
             s
         );
+    }
+}
+
+/// What a reload changed. An invalid configuration is refused whole with
+/// [`Reply::Error`] instead, and the running one stays.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The file read.
+    pub config: String,
+    /// Policy prefixes: `+ 10.1.0.0/16 private`, `- 192.0.2.0/24 clear`,
+    /// `~ 198.51.100.0/24 private-or-clear -> private`.
+    pub policy: Vec<String>,
+    /// Group options that changed: `require-dnssec: private`, ...
+    pub options: Vec<String>,
+    /// The host key: `new host key <base64>`, `host key removed (anonymous only)`;
+    /// `None` when unchanged.
+    pub key: Option<String>,
+    /// `[dns]` servers, timeout, DNSSEC or trust anchors changed: what runs now.
+    pub dns: Option<String>,
+    /// Peers whose SAs were closed, because the new policy does not allow
+    /// them: `192.0.2.20: now in `clear``.
+    pub closed: Vec<String>,
+    /// Cached clear or blocked outcomes whose group changed: their next
+    /// packet is decided again under the new policy.
+    pub forgotten: u64,
+    /// Settings that changed in the file but apply only at the next start
+    /// (`[ike]`, `[tun]`, `[routing]`, ...).
+    pub restart_needed: Vec<String>,
+}
+
+impl ReloadReport {
+    /// Whether anything was applied.
+    pub fn changed(&self) -> bool {
+        !(self.policy.is_empty()
+            && self.options.is_empty()
+            && self.key.is_none()
+            && self.dns.is_none()
+            && self.closed.is_empty()
+            && self.forgotten == 0)
     }
 }

@@ -8,6 +8,7 @@
 //! | an IKE message (UDP workers) | `Node::handle_ike` |
 //! | a DNS answer (`driver::Lookups`) | `Node::handle_dns` / `handle_address` |
 //! | a control-socket request | `control::answers`, from the outcome cache, SA table and node |
+//! | a reloaded configuration | `crate::reload::Parts::apply` |
 //! | the timer (`Node::poll_timeout`) | `handle_timeout`, and `handle_activity` with the SAs' packet counts |
 //! | a data-path notice (byte/packet lifetime) | `Node::handle_lifetime` |
 //! | an ICMP error queued on an IKE socket (`IP_RECVERR`; its UDP worker reads it) | `Node::handle_unreachable` |
@@ -59,6 +60,8 @@ pub struct Inputs {
     pub notices: mpsc::UnboundedReceiver<Notice>,
     /// Control-socket requests.
     pub requests: mpsc::Receiver<ControlRequest>,
+    /// Reloaded configurations (`crate::reload`).
+    pub reconfig: mpsc::Receiver<crate::reload::ReconfigRequest>,
     /// Shutdown: the control plane deletes its IKE SAs (so peers stop sending
     /// to this host at once, RFC 7296 §1.4.1) and answers on the inner sender.
     pub shutdown: oneshot::Receiver<oneshot::Sender<()>>,
@@ -157,6 +160,16 @@ impl ControlPlane {
                     Some((req, reply)) => self.view().answer(req, reply),
                     None => return,
                 },
+                Some((r, reply)) = self.inputs.reconfig.recv() => {
+                    let parts = crate::reload::Parts {
+                        node: &mut self.node,
+                        dp: &self.dp,
+                        kernel: &self.kernel,
+                        lookups: &mut self.lookups,
+                        status: &mut self.status,
+                    };
+                    let _ = reply.send(parts.apply(r).await);
+                }
                 Some(d) = self.inputs.ike.recv() => {
                     let now = Instant::now();
                     self.node.handle_ike(now, d.local, d.remote, &d.message);
@@ -253,13 +266,8 @@ impl ControlPlane {
             inbound_spi,
             event,
         } = n;
-        self.in_span(sa, || match event {
-            oemesh_core::esp::LifetimeEvent::SoftExpired => {
-                tracing::info!("ESP SA {inbound_spi:#010x}: soft limit, rekeying")
-            }
-            oemesh_core::esp::LifetimeEvent::HardExpired => {
-                tracing::warn!("ESP SA {inbound_spi:#010x}: hard limit, deleting")
-            }
+        self.in_span(sa, || {
+            crate::datapath::sa_table::log_lifetime(inbound_spi, event)
         });
         self.node
             .handle_lifetime(Instant::now(), sa, inbound_spi, event);
@@ -268,15 +276,8 @@ impl ControlPlane {
     fn on_timeout(&mut self, now: Instant) {
         self.node.handle_timeout(now);
         if self.node.idle_scan_due(now) {
-            // Packets per IKE SA, both directions: the node closes idle ones.
-            let mut totals: HashMap<SaHandle, u64> = HashMap::new();
-            for i in self.dp.sas.inbound_all() {
-                *totals.entry(i.sa).or_default() += i.counters().0;
-            }
-            for o in self.dp.sas.outbound_all() {
-                *totals.entry(o.sa).or_default() += o.counters().0;
-            }
-            self.node.handle_activity(now, totals);
+            self.node
+                .handle_activity(now, self.dp.sas.packets_per_ike_sa());
         }
     }
 

@@ -318,9 +318,34 @@ impl SaTable {
         self.outbound.values()
     }
 
+    /// Packets carried so far per IKE SA, both directions (the node closes
+    /// idle IKE SAs from these).
+    pub fn packets_per_ike_sa(&self) -> HashMap<SaHandle, u64> {
+        let mut totals = HashMap::new();
+        for i in self.inbound_all() {
+            *totals.entry(i.sa).or_default() += i.counters().0;
+        }
+        for o in self.outbound_all() {
+            *totals.entry(o.sa).or_default() += o.counters().0;
+        }
+        totals
+    }
+
     /// Number of installed SAs (inbound, outbound).
     pub fn len(&self) -> (usize, usize) {
         (self.inbound.len(), self.outbound.len())
+    }
+}
+
+/// Logs an ESP SA reaching its soft or hard lifetime limit.
+pub fn log_lifetime(inbound_spi: u32, event: LifetimeEvent) {
+    match event {
+        LifetimeEvent::SoftExpired => {
+            tracing::info!("ESP SA {inbound_spi:#010x}: soft limit, rekeying")
+        }
+        LifetimeEvent::HardExpired => {
+            tracing::warn!("ESP SA {inbound_spi:#010x}: hard limit, deleting")
+        }
     }
 }
 

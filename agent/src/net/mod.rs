@@ -5,6 +5,7 @@
 
 pub mod nfnl;
 pub mod nft;
+pub mod policy_routes;
 pub mod routes;
 pub mod tun;
 pub mod udp;

@@ -29,8 +29,8 @@ use crate::config::{Cidr, Group, RoutingConfig, routed_to_tun};
 
 /// EEXIST, ENOENT, ESRCH as netlink reports them (negated errno).
 const EEXIST: i32 = -17;
-const ENOENT: i32 = -2;
-const ESRCH: i32 = -3;
+pub(super) const ENOENT: i32 = -2;
+pub(super) const ESRCH: i32 = -3;
 
 /// A netlink request that failed, with what it was for.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ pub struct RouteError {
 }
 
 impl RouteError {
-    fn new(what: impl Into<String>, error: rtnetlink::Error) -> Self {
+    pub(super) fn new(what: impl Into<String>, error: rtnetlink::Error) -> Self {
         RouteError {
             what: what.into(),
             error,
@@ -57,7 +57,7 @@ fn errno_text(e: &rtnetlink::Error) -> String {
     }
 }
 
-fn errno(e: &rtnetlink::Error) -> Option<i32> {
+pub(super) fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.code.map(|c| c.get()),
         _ => None,
@@ -170,7 +170,7 @@ async fn delete_rules(handle: &Handle, cfg: &RoutingConfig) -> Result<usize, Rou
     Ok(removed)
 }
 
-fn route_table(route: &RouteMessage) -> u32 {
+pub(super) fn route_table(route: &RouteMessage) -> u32 {
     route
         .attributes
         .iter()
@@ -218,9 +218,9 @@ async fn flush_table(handle: &Handle, table: u32) -> Result<usize, RouteError> {
 /// The installed routing state; call [`Routing::teardown`] to remove it.
 #[derive(Debug)]
 pub struct Routing {
-    handle: Handle,
-    cfg: RoutingConfig,
-    bypasses: HashSet<IpAddr>,
+    pub(super) handle: Handle,
+    pub(super) cfg: RoutingConfig,
+    pub(super) bypasses: HashSet<IpAddr>,
 }
 
 impl Routing {
@@ -255,39 +255,7 @@ impl Routing {
         source: Option<IpAddr>,
     ) -> Result<(), RouteError> {
         for &(prefix, group) in policy {
-            let route = if routed_to_tun(group) {
-                let mut b = RouteMessageBuilder::<IpAddr>::new()
-                    .destination_prefix(prefix.addr(), prefix.prefix_len())
-                    .map_err(|e| {
-                        RouteError::new(
-                            format!("route {prefix}: {e}"),
-                            rtnetlink::Error::RequestFailed,
-                        )
-                    })?
-                    .output_interface(tun_index)
-                    .table_id(self.cfg.table)
-                    .protocol(RouteProtocol::Static)
-                    .scope(RouteScope::Link);
-                if let Some(src) = source.filter(|s| s.is_ipv4() == prefix.addr().is_ipv4()) {
-                    b = b.pref_source(src).map_err(|e| {
-                        RouteError::new(
-                            format!("route {prefix} src {src}: {e}"),
-                            rtnetlink::Error::RequestFailed,
-                        )
-                    })?;
-                }
-                b.build()
-            } else {
-                throw_route(prefix, self.cfg.table)
-            };
-            let what = match source {
-                Some(src) if routed_to_tun(group) && src.is_ipv4() == prefix.addr().is_ipv4() => {
-                    format!(
-                        "{prefix} ({group}) via the TUN, src {src} (is `address` assigned to an interface?)"
-                    )
-                }
-                _ => format!("{prefix} ({group})"),
-            };
+            let (route, what) = self.prefix_route(tun_index, prefix, group, source)?;
             self.add_route(route, &format!("{what} in table {}", self.cfg.table))
                 .await?;
             if group.fails_closed() {
@@ -346,6 +314,52 @@ impl Routing {
         Ok(())
     }
 
+    /// The route that carries `prefix` of `group` in our table: into the TUN
+    /// (with `source` as preferred source address of its family), or a
+    /// `throw` for `clear`; with a description for errors.
+    pub(super) fn prefix_route(
+        &self,
+        tun_index: u32,
+        prefix: Cidr,
+        group: Group,
+        source: Option<IpAddr>,
+    ) -> Result<(RouteMessage, String), RouteError> {
+        let route = if routed_to_tun(group) {
+            let mut b = RouteMessageBuilder::<IpAddr>::new()
+                .destination_prefix(prefix.addr(), prefix.prefix_len())
+                .map_err(|e| {
+                    RouteError::new(
+                        format!("route {prefix}: {e}"),
+                        rtnetlink::Error::RequestFailed,
+                    )
+                })?
+                .output_interface(tun_index)
+                .table_id(self.cfg.table)
+                .protocol(RouteProtocol::Static)
+                .scope(RouteScope::Link);
+            if let Some(src) = source.filter(|s| s.is_ipv4() == prefix.addr().is_ipv4()) {
+                b = b.pref_source(src).map_err(|e| {
+                    RouteError::new(
+                        format!("route {prefix} src {src}: {e}"),
+                        rtnetlink::Error::RequestFailed,
+                    )
+                })?;
+            }
+            b.build()
+        } else {
+            throw_route(prefix, self.cfg.table)
+        };
+        let what = match source {
+            Some(src) if routed_to_tun(group) && src.is_ipv4() == prefix.addr().is_ipv4() => {
+                format!(
+                    "{prefix} ({group}) via the TUN, src {src} (is `address` assigned to an interface?)"
+                )
+            }
+            _ => format!("{prefix} ({group})"),
+        };
+        Ok((route, what))
+    }
+
     /// Adds `rule`, replacing an identical one.
     async fn add_rule(&self, rule: RuleMessage, what: &str) -> Result<(), RouteError> {
         let mut req = self.handle.rule().add().replace();
@@ -355,7 +369,11 @@ impl Routing {
             .map_err(|e| RouteError::new(format!("adding rule {what}"), e))
     }
 
-    async fn add_route(&self, route: RouteMessage, what: &str) -> Result<(), RouteError> {
+    pub(super) async fn add_route(
+        &self,
+        route: RouteMessage,
+        what: &str,
+    ) -> Result<(), RouteError> {
         match self.handle.route().add(route).execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
@@ -412,7 +430,7 @@ impl Routing {
 pub const FAIL_CLOSED_METRIC: u32 = 4242;
 
 /// `unreachable PREFIX metric FAIL_CLOSED_METRIC table T`.
-fn fail_closed_route(prefix: Cidr, table: u32) -> RouteMessage {
+pub(super) fn fail_closed_route(prefix: Cidr, table: u32) -> RouteMessage {
     let mut m = throw_route(prefix, table);
     m.header.kind = RouteType::Unreachable;
     m.attributes
@@ -420,7 +438,7 @@ fn fail_closed_route(prefix: Cidr, table: u32) -> RouteMessage {
     m
 }
 
-fn throw_route(prefix: Cidr, table: u32) -> RouteMessage {
+pub(super) fn throw_route(prefix: Cidr, table: u32) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header.address_family = if prefix.addr().is_ipv4() {
         AddressFamily::Inet

@@ -80,7 +80,9 @@ Examples:
   dnskeys rotate --old host.key --new host-2.key --ip 192.0.2.10 \\
       --server ns1.example.net --tsig-key update.tsig
   # 2. Wait at least the record TTL (the command prints until when), so that
-  #    every cache holds the new key; then switch the host to host-2.key.
+  #    every cache holds the new key; then switch the host to host-2.key
+  #    (`key = \"/etc/oemesh/host-2.key\"` in oemesh.toml, then `oemesh reload`:
+  #    no restart, SAs stay up).
   # 3. Remove the old key; the new one gets the old one's precedence
   dnskeys rotate --old host.key --new host-2.key --ip 192.0.2.10 \\
       --server ns1.example.net --tsig-key update.tsig --finish";

@@ -155,3 +155,20 @@ impl Endpoint {
         });
     }
 }
+
+impl crate::ike::endpoint::Endpoint {
+    /// Replaces this host's credential and identity (a host key rolled over,
+    /// `oemesh reload`). Every IKE_AUTH from now on signs with the new key:
+    /// those of new IKE SAs, also of half-open ones that have not reached
+    /// IKE_AUTH yet. Established SAs are not re-authenticated; they live on
+    /// until they are rekeyed or closed (a rekey of an IKE SA, §2.18, carries
+    /// no AUTH).
+    pub fn set_local(
+        &mut self,
+        auth: crate::ike::config::LocalAuth,
+        id: crate::ike::message::Identity,
+    ) {
+        self.config.local_auth = auth;
+        self.config.local_id = id;
+    }
+}

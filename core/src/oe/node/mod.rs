@@ -367,6 +367,67 @@ impl Node {
         &self.machine
     }
 
+    /// A new policy and/or a new credential (`oemesh reload`).
+    ///
+    /// - The machine decides with `policy`, when given, from now on; decisions under way
+    ///   keep the group they started in ([`Machine::set_policy`]).
+    /// - `local`, when given, signs every IKE_AUTH from now on
+    ///   ([`Endpoint::set_local`]); SAs already up stay up.
+    /// - An IKE SA whose destination the new policy no longer allows to be
+    ///   private is closed (DELETE to the peer; its CHILD SAs and private
+    ///   outcome end through the usual commands): its group no longer answers
+    ///   OE (`clear`, `block`), or requires a signature it did not give, or a
+    ///   DNSSEC-validated key it was not authenticated with.
+    ///
+    /// Returns the destinations whose SAs were closed, and why.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        policy: Option<crate::oe::Policy>,
+        local: Option<(
+            crate::ike::endpoint::LocalAuth,
+            crate::ike::message::Identity,
+        )>,
+    ) -> Vec<(IpAddr, &'static str)> {
+        if let Some(policy) = policy {
+            self.machine.set_policy(policy);
+        }
+        if let Some((auth, id)) = local {
+            self.endpoint.set_local(auth, id);
+        }
+        let mut closing: Vec<(SaHandle, IpAddr, &'static str)> = Vec::new();
+        for (&sa, info) in &self.sas {
+            let Some(dst) = info.dst else { continue };
+            let group = self.machine.check(dst).group;
+            let options = self.machine.policy.options(group);
+            let why = if !group.answers() {
+                Some(if group == crate::oe::Group::Block {
+                    "now in `block`"
+                } else {
+                    "now in `clear`"
+                })
+            } else if info.anonymous && options.require_authenticated() {
+                Some("anonymous, and its group now requires a signature")
+            } else if !info.anonymous && !info.dnssec && options.require_dnssec {
+                Some("its key was not DNSSEC-validated, and its group now requires that")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                closing.push((sa, dst, why));
+            }
+        }
+        closing.sort_by_key(|&(sa, ..)| sa.0);
+        let mut closed = Vec::with_capacity(closing.len());
+        for (sa, dst, why) in closing {
+            self.endpoint.close(now, sa);
+            if !closed.iter().any(|&(d, _)| d == dst) {
+                closed.push((dst, why));
+            }
+        }
+        closed
+    }
+
     fn log(&mut self, sa: Option<SaHandle>, note: Note) {
         self.commands.push_back(Command::Log { sa, note });
     }
