@@ -4,7 +4,7 @@
 //!
 //! Per prefix, our table holds a route at metric 0 (into the TUN, or a
 //! `throw` for `clear`) and, for `private` and `block`, an `unreachable` one
-//! at [`FAIL_CLOSED_METRIC`](super::routes::FAIL_CLOSED_METRIC). A change is
+//! at [`FAIL_CLOSED_METRIC`]. A change is
 //! made before-break: the new metric-0 route replaces the old one in one
 //! netlink request (`NLM_F_REPLACE`), a fail-closed route is added before one
 //! is removed, and a prefix that went away loses its fail-closed route last.
