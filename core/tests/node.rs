@@ -799,3 +799,98 @@ fn a_forged_error_does_not_cut_a_far_keyed_peer_short_once_it_answers() {
     };
     assert_eq!(outcome.state, State::Private, "{outcome}");
 }
+
+/// [`oe_common::policy`] with B's address (10.0.2.2) moved into `group`.
+fn policy_moving_b(group: Group, options: &[(Group, GroupOptions)]) -> oemesh_core::oe::Policy {
+    let base = policy(options);
+    let entries = base
+        .entries()
+        .chain([(group, "10.0.2.2/32".parse().unwrap())])
+        .collect::<Vec<_>>();
+    oemesh_core::oe::Policy::new(entries, options.iter().copied()).unwrap()
+}
+
+#[test]
+fn reconfigure_closes_the_sas_a_new_policy_forbids_and_keeps_the_others() {
+    for (group, closed) in [
+        (Group::Clear, true),
+        (Group::Block, true),
+        (Group::Private, false),
+        (Group::ClearOrPrivate, false),
+    ] {
+        let mut w = World::authenticated();
+        w.a_sends(b"x");
+        w.settle();
+        let b = w.b.ip;
+        let got =
+            w.a.node
+                .reconfigure(w.now, Some(policy_moving_b(group, &[])), None);
+        w.settle();
+        let ended = w.a.count(|d| matches!(d, Did::PrivateEnded { .. }));
+        if closed {
+            assert_eq!(got.len(), 1, "{group:?}: {got:?}");
+            assert_eq!(got[0].0, b);
+            assert_eq!(ended, 1, "{group:?}: {:#?}", w.a.did);
+            // The peer got the DELETE: its SA went too.
+            assert_eq!(w.b.count(|d| matches!(d, Did::PrivateEnded { .. })), 1);
+        } else {
+            assert!(got.is_empty(), "{group:?}: {got:?}");
+            assert_eq!(ended, 0, "{group:?}: {:#?}", w.a.did);
+        }
+    }
+}
+
+#[test]
+fn reconfigure_closes_anonymous_sas_where_a_signature_is_now_required() {
+    let require = [(Group::PrivateOrClear, GroupOptions::REQUIRE_AUTHENTICATED)];
+    // Anonymous: closed.
+    let mut w = World::anonymous();
+    w.a_sends(b"x");
+    w.settle();
+    let got = w.a.node.reconfigure(w.now, Some(policy(&require)), None);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].1.contains("signature"), "{got:?}");
+    // Authenticated: stays.
+    let mut w = World::authenticated();
+    w.a_sends(b"x");
+    w.settle();
+    let got = w.a.node.reconfigure(w.now, Some(policy(&require)), None);
+    assert!(got.is_empty(), "{got:?}");
+}
+
+#[test]
+fn a_new_local_key_signs_the_next_ike_sa_and_spares_the_live_one() {
+    let mut w = World::authenticated();
+    w.a_sends(b"x");
+    w.settle();
+    let installs = w.b.count(|d| matches!(d, Did::Install { .. }));
+    // A rolls its key over to seed 7; B learns the new key only.
+    let IpAddr::V4(v4) = w.a.ip else { panic!() };
+    let new = (
+        LocalAuth::Ed25519(Ed25519SigningKey::from_seed(&[7; 32])),
+        Identity::Ipv4(v4),
+    );
+    let got = w.a.node.reconfigure(w.now, None, Some(new));
+    assert!(got.is_empty(), "{got:?}");
+    w.b.knows(&w.a, 7);
+    w.settle();
+    assert_eq!(w.a.count(|d| matches!(d, Did::PrivateEnded { .. })), 0);
+    // B's next IKE SA with A (after the idle close) authenticates the new key.
+    w.advance(IDLE * 2);
+    assert_eq!(w.b.count(|d| matches!(d, Did::PrivateEnded { .. })), 1);
+    let dst = w.a.ip;
+    assert_eq!(
+        w.b.node.handle_packet(w.now, dst, b"y".to_vec()),
+        PacketFate::Held
+    );
+    w.settle();
+    assert_eq!(
+        w.b.count(|d| matches!(d, Did::Install { .. })),
+        installs + 1,
+        "{:#?}",
+        w.b.did
+    );
+    let last = w.b.outcomes.last().unwrap();
+    assert_eq!(last.state, State::Private, "{last:?}");
+    assert_eq!(last.auth, oemesh_core::oe::Auth::Authenticated, "{last:?}");
+}

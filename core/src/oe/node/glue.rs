@@ -412,7 +412,9 @@ impl Node {
     /// An SA of `peer` went away: if none is left, so is its private outcome
     /// (the next packet decides again) and its place in the private set.
     fn private_gone(&mut self, now: Instant, peer: IpAddr) {
-        if self.children.serves(peer) {
+        // Also once only per round: closing an IKE SA removes its last CHILD
+        // SA and then the IKE SA, and each calls this.
+        if self.children.serves(peer) || self.ended_private.contains(&peer) {
             return;
         }
         self.machine.on_private_ended(now, peer);
