@@ -5,6 +5,12 @@
 //!   value or a missing binary is only a warning there, so the test reads
 //!   stderr), and `systemd-analyze security --offline=yes` rates its exposure
 //!   at or below [`EXPOSURE_MAX`];
+//! - every `oemesh` command line it runs (`ExecStartPre=`, `ExecStart=`,
+//!   `ExecReload=`, and `oemesh down` inside `ExecStopPost=`) parses:
+//!   `oemesh … --help` exits 0; and `ExecStopPost=`'s script runs `oemesh
+//!   down` only when `systemctl is-enabled` says `disabled` (a removal by
+//!   `systemctl disable --now`), never for an enabled unit or a failing
+//!   systemctl, so that a restart keeps `private` fail-closed;
 //! - its sandbox admits what the agent really does. alice, bob and carol run
 //!   under `strace -ff` through a short end-to-end: authenticated OE, anonymous
 //!   OE, a clear fallback to dave, the control socket, a metrics scrape,
@@ -121,6 +127,206 @@ fn unit_passes_systemd_analyze_verify() {
         "systemd-analyze verify: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
+}
+
+/// Every `oemesh` command line in the unit's `Exec*=` settings, as the setting
+/// and the arguments after the binary (for `ExecStopPost=`, the one inside its
+/// shell script: up to the end of the script's command).
+fn oemesh_commands(settings: &[(String, String)]) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for (key, value) in settings.iter().filter(|(k, _)| k.starts_with("Exec")) {
+        for (at, _) in value.match_indices(INSTALLED) {
+            let rest = &value[at + INSTALLED.len()..];
+            let end = rest.find([';', '\'']).unwrap_or(rest.len());
+            let args = rest[..end].split_whitespace().map(str::to_owned).collect();
+            out.push((key.clone(), args));
+        }
+    }
+    out
+}
+
+/// `oemesh SUBCOMMAND --help`, or None when this build has no such command.
+fn subcommand_help(subcommand: &str) -> Option<String> {
+    let out = process::run_unchecked(
+        Command::new(env!("CARGO_BIN_EXE_oemesh")).args([subcommand, "--help"]),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    out.status.success().then(|| text(&out.stdout))
+}
+
+/// Subcommands the unit names that other branches of issue 18 add: `reload`
+/// (`ExecReload=`) and `down` (`ExecStopPost=`). Checked by
+/// [`unit_reload_and_removal_commands_exist`], which passes once they are merged.
+const AFTER_MERGE: &[&str] = &["reload", "down"];
+
+/// Runs each command line with `--help` appended: clap rejects an unknown
+/// subcommand or flag before it prints the help, so exit 0 means the line
+/// parses.
+fn assert_commands_parse(commands: &[(String, Vec<String>)]) {
+    let mut bad = String::new();
+    for (key, args) in commands {
+        let out = process::run_unchecked(
+            Command::new(env!("CARGO_BIN_EXE_oemesh"))
+                .args(args)
+                .arg("--help"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        if !out.status.success() {
+            let _ = writeln!(
+                bad,
+                "{key}=… oemesh {} --help: {}\n{}",
+                args.join(" "),
+                out.status,
+                text(&out.stderr)
+            );
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the unit runs commands oemesh does not have:\n{bad}"
+    );
+}
+
+#[test]
+fn unit_commands_exist() {
+    let settings = service_settings(UNIT);
+    let commands = oemesh_commands(&settings);
+    let keys: BTreeSet<&str> = commands.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["ExecStartPre", "ExecStart", "ExecReload", "ExecStopPost"]),
+        "{commands:?}"
+    );
+    let subcommand = |key: &str| {
+        commands
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, args)| args.first())
+            .map(String::as_str)
+    };
+    assert_eq!(subcommand("ExecStartPre"), Some("check-config"));
+    assert_eq!(subcommand("ExecStart"), Some("run"));
+    assert_eq!(subcommand("ExecReload"), Some("reload"));
+    assert_eq!(subcommand("ExecStopPost"), Some("down"));
+    let now: Vec<_> = commands
+        .into_iter()
+        .filter(|(_, args)| !AFTER_MERGE.contains(&args[0].as_str()))
+        .collect();
+    assert_commands_parse(&now);
+}
+
+#[test]
+#[ignore = "`oemesh reload` and `oemesh down` come from the other branches of issue 18; \
+            remove this line when they are merged"]
+fn unit_reload_and_removal_commands_exist() {
+    let pending: Vec<_> = oemesh_commands(&service_settings(UNIT))
+        .into_iter()
+        .filter(|(_, args)| AFTER_MERGE.contains(&args[0].as_str()))
+        .collect();
+    assert_eq!(pending.len(), AFTER_MERGE.len(), "{pending:?}");
+    assert_commands_parse(&pending);
+}
+
+/// The shell script of `ExecStopPost=`, as systemd hands it to `/bin/sh -c`:
+/// `$$` unescaped, `%n` (the unit's name) expanded.
+fn stop_post_script() -> String {
+    let settings = service_settings(UNIT);
+    let lines = setting(&settings, "ExecStopPost");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let quoted = lines[0]
+        .strip_prefix("/bin/sh -c '")
+        .and_then(|s| s.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("ExecStopPost= is not /bin/sh -c '…': {}", lines[0]));
+    assert!(!quoted.contains('\''), "{quoted}");
+    quoted
+        .replace("$$", "$")
+        .replace("%n", "oemesh.service")
+        .replace("%%", "%")
+}
+
+/// What `ExecStopPost=` does when `systemctl is-enabled` prints `state` and
+/// exits with `code` (a stub systemctl first on PATH): the arguments `oemesh`
+/// was called with, or None, and the arguments systemctl got.
+fn stop_post_with(state: Option<&str>, code: i32) -> (Option<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls");
+    let stub = |name: &str, body: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let print = state.map(|s| format!("echo {s}\n")).unwrap_or_default();
+    stub(
+        "systemctl",
+        format!(
+            "echo \"systemctl $*\" >> '{log}'\n{print}echo 'systemctl: noise on stderr' >&2\nexit {code}\n",
+            log = log.display()
+        ),
+    );
+    let oemesh = stub(
+        "oemesh",
+        format!("echo \"oemesh $*\" >> '{}'\n", log.display()),
+    );
+    let script = stop_post_script().replace(INSTALLED, oemesh.to_str().unwrap());
+    let path = format!("{}:/usr/bin:/bin", dir.path().display());
+    let out = process::run_unchecked(
+        Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env("PATH", path),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    let systemctl = calls
+        .lines()
+        .filter(|l| l.starts_with("systemctl "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let oemesh = calls
+        .lines()
+        .find_map(|l| l.strip_prefix("oemesh "))
+        .map(str::to_owned);
+    (oemesh, systemctl)
+}
+
+/// A stop removes everything only when it is a removal (`systemctl disable
+/// --now` disables before it stops); a stop or restart of the enabled unit, and
+/// a systemctl that fails, keep the fail-closed routes. systemd's own part (the
+/// order of disable and stop, the sandbox letting systemctl reach PID 1) was
+/// checked on systemd 252 in a container (docs/operations.md); this checks the
+/// script.
+#[test]
+fn stop_removes_everything_only_when_disabled() {
+    let down = Some("down --config /etc/oemesh/oemesh.toml".to_owned());
+    for (state, code, want) in [
+        (Some("disabled"), 1, down.clone()),
+        (Some("enabled"), 0, None),
+        (Some("enabled-runtime"), 0, None),
+        (Some("static"), 0, None),
+        // Masking reloads the unit without its ExecStopPost=; should it run
+        // anyway, a masked unit is not the removal the script acts on.
+        (Some("masked"), 1, None),
+        // systemctl cannot tell (no bus, an error): when in doubt, fail closed.
+        (None, 1, None),
+        (Some(""), 1, None),
+    ] {
+        let (oemesh, systemctl) = stop_post_with(state, code);
+        assert_eq!(oemesh, want, "is-enabled says {state:?} (exit {code})");
+        let words: Vec<&str> = systemctl.split_whitespace().collect();
+        assert!(
+            words.starts_with(&["systemctl", "is-enabled"]) && words.contains(&"oemesh.service"),
+            "asked systemctl: {systemctl:?}"
+        );
+    }
 }
 
 #[test]
@@ -448,14 +654,16 @@ fn trace_lines_are_judged() {
 }
 
 /// A stand-in `oemesh` for the testnet: `oemesh run …` runs the real binary
-/// under `strace -ff` with `NOTIFY_SOCKET` set; the CLI calls run it as is.
+/// under `strace -ff` with `NOTIFY_SOCKET` set, and so do `oemesh reload` and
+/// `oemesh down` (the unit's `ExecReload=` and `ExecStopPost=`, which run in
+/// its sandbox too); the other CLI calls run it as is.
 fn traced_oemesh(dir: &Path, notify: &Path) -> PathBuf {
     let wrapper = dir.join("oemesh");
     let script = format!(
         "#!/bin/sh\n\
-         if [ \"$1\" = run ]; then\n\
+         case \"$1\" in run|reload|down)\n\
          \tNOTIFY_SOCKET='{notify}' exec strace -ff -qq -s 256 -o '{trace}' -- '{bin}' \"$@\"\n\
-         fi\n\
+         esac\n\
          exec '{bin}' \"$@\"\n",
         notify = notify.display(),
         trace = dir.join("trace").display(),
@@ -536,8 +744,9 @@ fn sandbox_admits_what_a_real_run_does() {
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let bins = Binaries::locate(Path::new(env!("CARGO_BIN_EXE_oemesh"))).unwrap();
+    let bins_oemesh = traced_oemesh(dir.path(), &notify_path);
     let bins = Binaries {
-        oemesh: traced_oemesh(dir.path(), &notify_path),
+        oemesh: bins_oemesh.clone(),
         dnskeys: bins.dnskeys,
     };
     let mut opts = Options::new("unit", bins);
@@ -582,8 +791,44 @@ fn sandbox_admits_what_a_real_run_does() {
             host.name()
         );
     }
+    // ExecReload=, once `oemesh reload` exists (AFTER_MERGE; the unit's
+    // ExecReload= names it, and unit_reload_and_removal_commands_exist fails
+    // without it). It asks the agent over its socket, so it is traced here
+    // when it takes --socket as the queries above do (the testnet's sockets
+    // are not at the default path).
+    let reload = subcommand_help("reload");
+    match &reload {
+        Some(help) if help.contains("--socket") => {
+            alice.oemesh_cli(&["reload"]).unwrap();
+        }
+        Some(_) => eprintln!("NOT TRACED: `oemesh reload` takes no --socket"),
+        None => eprintln!("NOT TRACED: `oemesh reload` (not in this build)"),
+    }
     for host in [alice, bob, carol] {
         stop_traced_agent(host);
+    }
+    // ExecStopPost='s `oemesh down`, likewise, after the stop it follows.
+    if subcommand_help("down").is_some() {
+        let config = alice.config_path();
+        let out = alice
+            .exec(
+                &[
+                    bins_oemesh.to_str().unwrap(),
+                    "down",
+                    "--config",
+                    config.to_str().unwrap(),
+                ],
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "oemesh down: {}\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+    } else {
+        eprintln!("NOT TRACED: `oemesh down` (not in this build)");
     }
 
     // ExecStartPre=.
@@ -609,8 +854,12 @@ fn sandbox_admits_what_a_real_run_does() {
             .filter(|n| n.lines().any(|l| l == what))
             .count()
     };
+    // A reload may announce itself (RELOADING=1, then READY=1 again).
     assert_eq!(
-        (count("READY=1"), count("STOPPING=1")),
+        (
+            count("READY=1").saturating_sub(count("RELOADING=1")),
+            count("STOPPING=1"),
+        ),
         (3, 3),
         "sd_notify from three agents (Type=notify): {notices:?}"
     );
