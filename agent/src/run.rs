@@ -221,6 +221,9 @@ impl Agent {
                 .unwrap_or_default(),
             metrics: cfg.metrics_listen.map(|l| l.to_string()),
             policy: policy_lines(cfg),
+            config: config_path.display().to_string(),
+            reloads: 0,
+            last_reload: None,
         };
 
         // The data path and the control plane's inputs.

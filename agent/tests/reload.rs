@@ -238,6 +238,9 @@ fn reload_applies_prefix_changes_and_refuses_bad_files() {
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", alice.log_tail(20)));
     assert!(table_routes(alice).contains("198.18.0.0/15 dev"));
+    let s = status(alice);
+    assert_eq!(s["reloads"].as_u64(), Some(2), "{s}");
+    assert!(s["config"].as_str().unwrap().ends_with("alice.toml"), "{s}");
     assert!(!log_lines(alice, "SIGHUP: reloading").is_empty());
 }
 

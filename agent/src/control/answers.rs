@@ -47,6 +47,12 @@ pub struct StatusInfo {
     pub metrics: Option<String>,
     /// The policy, one line per prefix.
     pub policy: Vec<String>,
+    /// The configuration file.
+    pub config: String,
+    /// Reloads applied.
+    pub reloads: u64,
+    /// When the last one was.
+    pub last_reload: Option<Instant>,
 }
 
 fn state_of(s: State) -> PeerState {
@@ -172,6 +178,9 @@ impl View<'_> {
             peers: counts,
             identity: s.identity.clone(),
             policy: s.policy.clone(),
+            config: s.config.clone(),
+            reloads: s.reloads,
+            reloaded_s_ago: s.last_reload.map(|t| t.elapsed().as_secs()),
             sas: self.dp.sas.len().0 as u64,
             ike_sas: stats.ike_sas as u64,
             half_open: stats.half_open as u64,

@@ -28,6 +28,7 @@ pub fn status(s: &StatusReply) -> String {
     let rows = [
         ("address", format!("{addr} ({identity})")),
         ("policy", policy),
+        ("config", config_row(s)),
         (
             "tun",
             format!(
@@ -293,6 +294,19 @@ pub fn reloaded(r: &super::proto::ReloadReport) -> String {
         ));
     }
     out
+}
+
+/// `/etc/oemesh/oemesh.toml (reloaded 2 times, last 5m ago)`.
+fn config_row(s: &StatusReply) -> String {
+    let file = if s.config.is_empty() { "-" } else { &s.config };
+    match (s.reloads, s.reloaded_s_ago) {
+        (0, _) | (_, None) => file.to_owned(),
+        (n, Some(ago)) => format!(
+            "{file} (reloaded {n} time{}, last {} ago)",
+            if n == 1 { "" } else { "s" },
+            duration(ago)
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -105,6 +105,15 @@ pub struct StatusReply {
     /// The policy, one `prefix group` line per entry, longest prefix first.
     #[serde(default)]
     pub policy: Vec<String>,
+    /// The configuration file the agent runs (and reloads) from.
+    #[serde(default)]
+    pub config: String,
+    /// Reloads applied since the start (`oemesh reload`, SIGHUP).
+    #[serde(default)]
+    pub reloads: u64,
+    /// Seconds since the last reload applied, if any.
+    #[serde(default)]
+    pub reloaded_s_ago: Option<u64>,
     /// Installed ESP SA pairs (CHILD SAs, counting those kept through a rekey).
     #[serde(default)]
     pub sas: u64,

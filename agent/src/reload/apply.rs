@@ -92,6 +92,8 @@ impl Parts<'_> {
             status.identity = l.identity;
             (l.auth, l.id)
         });
+        status.reloads += 1;
+        status.last_reload = Some(now);
         let mut done = Reconfigured::default();
         if policy_changed || local.is_some() {
             done.closed = node.reconfigure(now, r.policy, local);
