@@ -10,7 +10,8 @@
 //! Module map: [`config`] (the TOML file), [`cli`] (the command line),
 //! [`control`] (socket protocol, server, client), [`net`] (TUN, routes, nftables,
 //! UDP), [`dns`] (IPSECKEY lookups), [`metrics`], [`logging`],
-//! [`run`] (setup and teardown of `oemesh run`), [`driver`] (the packet loops),
+//! [`run`] (setup and teardown of `oemesh run`), [`down`] (`oemesh down`:
+//! removing what a run leaves), [`driver`] (the packet loops),
 //! [`datapath`] (SA table, ESP in place, GSO, cleartext around the TUN),
 //! [`control_plane`] (the task owning core's IKE endpoint and decision
 //! machine), [`outcomes`] (the outcome cache).
@@ -21,6 +22,7 @@ pub mod control;
 pub mod control_plane;
 pub mod datapath;
 pub mod dns;
+pub mod down;
 pub mod driver;
 pub mod logging;
 pub mod metrics;

@@ -1,13 +1,29 @@
 //! `oemesh run`: set everything up, tell systemd, wait for SIGINT/SIGTERM (or a
 //! failing loop), and take everything down again.
 //!
-//! Order of setup: stale state of a crashed run is removed (rules, routes in
-//! our table, a leftover TUN, the nftables table); then the TUN, routes and
-//! rules, the nftables table, the UDP sockets, the DNS resolver, the control
-//! socket and the metrics listener; then the control plane
-//! ([`crate::control_plane`]: core's IKE endpoint and decision machine) and
-//! the loops of [`crate::driver`] start and systemd gets READY=1. Teardown runs in reverse, also after a failed
-//! setup, and logs rather than stops at errors.
+//! Order of setup: a TUN left by a previous run is deleted; then the TUN,
+//! routes and rules, the nftables table (each installed over what a previous
+//! run left, whose stale parts are removed only then: make before break, so
+//! `private` never goes clear across a restart), the UDP sockets, the DNS
+//! resolver, the control socket and the metrics listener; then the control
+//! plane ([`crate::control_plane`]: core's IKE endpoint and decision machine)
+//! and the loops of [`crate::driver`] start and systemd gets READY=1.
+//!
+//! Which stop is which:
+//! - **A stop or restart** (SIGTERM or SIGINT: `systemctl stop|restart`, a
+//!   package upgrade; also a failed setup or loop) sends IKE DELETEs, then
+//!   removes the TUN, its routes, the clear peers' bypasses and the nftables
+//!   table, and keeps the rules with the `unreachable` routes of `private`
+//!   and `block` prefixes and the `throw` routes of `clear` ones: `private`
+//!   and `block` stay unreachable until the agent is back, and
+//!   `private-or-clear`/`clear-or-private` go clear (their fail-open
+//!   behaviour). A crash (SIGKILL, the OOM killer) leaves at least that.
+//! - **A removal** is `oemesh down` ([`crate::down`]), which removes
+//!   everything; the unit calls it when it is disabled, the package when it
+//!   is removed.
+//!
+//! Teardown runs in reverse, also after a failed setup, and logs rather than
+//! stops at errors.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -38,7 +54,7 @@ use crate::datapath::sa_table::SaTable;
 use crate::dns::{KeyResolver, LoadedAnchor};
 use crate::driver::{self, KernelActions};
 use crate::metrics::{self, Metrics};
-use crate::net::nft::{self, EnforceConfig, Enforcer};
+use crate::net::nft::{EnforceConfig, Enforcer};
 use crate::net::routes::{self, Routing};
 use crate::net::tun::Tun;
 use crate::net::udp::UdpEndpoint;
@@ -121,21 +137,10 @@ impl Agent {
         let started = Instant::now();
         let handle = routes::connect().context("opening a netlink socket")?;
 
-        let cleaned = routes::cleanup_stale(&handle, &cfg.routing, &cfg.tun.name).await?;
-        if !cleaned.is_empty() {
-            tracing::warn!(
-                "removed state left by a previous run: {} rule(s), {} route(s) in table {}{}",
-                cleaned.rules,
-                cleaned.routes,
-                cfg.routing.table,
-                if cleaned.link {
-                    format!(", link {}", cfg.tun.name)
-                } else {
-                    String::new()
-                }
-            );
-        }
-        nft::remove_stale_table().context("removing a stale nftables table")?;
+        // Make before break: what a previous run left stays until this run's
+        // state is in (module docs); only a leftover TUN goes first.
+        let (left_rules, left_routes) = routes::left_in_place(&handle, &cfg.routing).await?;
+        let left_link = routes::remove_link(&handle, &cfg.tun.name).await?;
 
         let tun = Arc::new(Tun::open(&cfg.tun)?);
         self.tun = Some(tun.clone());
@@ -154,6 +159,11 @@ impl Agent {
                 return Err(e).context("installing the nftables table `inet oemesh`");
             }
         };
+        let swept = match routing.sweep_stale(tun.index(), entries).await {
+            Ok(s) => s,
+            Err(e) => return Err(e).context("removing stale routes and rules"),
+        };
+        crate::down::log_replaced(cfg, (left_rules, left_routes), left_link, &swept);
         let kernel = Arc::new(KernelActions::new(routing, enforcer));
         self.kernel = Some(kernel.clone());
         let reloader_kernel = kernel.clone();
@@ -402,9 +412,9 @@ impl Agent {
         let listed = Path::new("/sys/class/net").join(tun.name()).exists();
         if bad_fd || !listed {
             e.context(format!(
-                "TUN device {} is gone (deleted under the agent?); exiting after removing \
-                 routes, rules and the nftables table, so that the service manager starts \
-                 the agent again (systemd: Restart=on-failure)",
+                "TUN device {} is gone (deleted under the agent?); exiting (private and \
+                 block prefixes stay unreachable meanwhile), so that the service manager \
+                 starts the agent again (systemd: Restart=on-failure)",
                 tun.name()
             ))
         } else {
@@ -425,6 +435,8 @@ impl Agent {
             // The server removes it when dropped (by the shutdown above).
             let _ = std::fs::remove_file(path);
         }
+        // A stop, not a removal (module docs): the nftables table, the TUN
+        // routes and the bypasses go; the rules and what fails closed stay.
         if let Some(kernel) = self.kernel.take() {
             match Arc::try_unwrap(kernel) {
                 Ok(k) => k.teardown().await,
@@ -434,19 +446,7 @@ impl Agent {
         if let Some(tun) = self.tun.take() {
             drop(tun); // closing the last queue deletes the (non-persistent) device
         }
-        // Whatever is left (a TUN still referenced, a failed delete): sweep.
-        match routes::connect() {
-            Ok(handle) => match routes::cleanup_stale(&handle, &cfg.routing, &cfg.tun.name).await {
-                Ok(c) if !c.is_empty() => tracing::warn!("teardown sweep removed {c:?}"),
-                Ok(_) => {}
-                Err(e) => tracing::error!("teardown sweep: {e}"),
-            },
-            Err(e) => tracing::error!("teardown sweep: netlink: {e}"),
-        }
-        if let Err(e) = nft::remove_stale_table() {
-            tracing::error!("teardown sweep: {e}");
-        }
-        tracing::info!("stopped; routes, rules, nftables table and TUN removed");
+        crate::down::finish_stop(cfg).await;
     }
 }
 

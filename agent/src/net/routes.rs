@@ -10,9 +10,16 @@
 //! - per clear peer, a `throw D/32` (or /128) route in our table: its later
 //!   packets take the main table at zero cost until the outcome expires.
 //!
-//! Everything is removed by [`Routing::teardown`]; [`cleanup_stale`] removes
-//! what a crashed run left (rules with our priorities pointing at our table,
-//! every route in our table, a leftover TUN), and is idempotent.
+//! A stop ([`Routing::teardown`]) removes only the TUN routes and the
+//! bypasses: the rules, the `unreachable` routes of `private` and `block`
+//! prefixes and the `throw` routes of `clear` prefixes stay, so that while the
+//! agent is away (a restart, an upgrade) the table means what it meant while
+//! it ran, minus the TUN: `private` and `block` fail closed. The next start
+//! installs its routes and rules over that state and only then removes what
+//! the new policy does not have ([`Routing::sweep_stale`]): make before break.
+//! [`cleanup_stale`] removes everything (rules with our priorities pointing
+//! at our table, every route in our table, a leftover TUN) for `oemesh down`;
+//! it is idempotent.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -23,9 +30,14 @@ use netlink_packet_route::route::{
     RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
-use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
+use rtnetlink::{Handle, RouteMessageBuilder};
 
 use crate::config::{Cidr, Group, RoutingConfig, routed_to_tun};
+
+mod leftover;
+
+pub use leftover::{Cleaned, cleanup_stale, left_in_place, remove_link};
+use leftover::{RouteKey, delete_routes_unless, route_key, sweep_rules};
 
 /// EEXIST, ENOENT, ESRCH as netlink reports them (negated errno).
 const EEXIST: i32 = -17;
@@ -71,105 +83,6 @@ pub fn connect() -> std::io::Result<Handle> {
     Ok(handle)
 }
 
-/// What [`cleanup_stale`] removed.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Cleaned {
-    /// Rules removed.
-    pub rules: usize,
-    /// Routes removed from our table.
-    pub routes: usize,
-    /// Whether a leftover TUN was removed.
-    pub link: bool,
-}
-
-impl Cleaned {
-    /// Whether anything was left behind.
-    pub fn is_empty(&self) -> bool {
-        *self == Cleaned::default()
-    }
-}
-
-/// Removes what a previous run may have left: our rules, every route in our
-/// table, and the interface `tun_name`. Safe to call when nothing is there.
-pub async fn cleanup_stale(
-    handle: &Handle,
-    cfg: &RoutingConfig,
-    tun_name: &str,
-) -> Result<Cleaned, RouteError> {
-    let mut cleaned = Cleaned {
-        rules: delete_rules(handle, cfg).await?,
-        routes: flush_table(handle, cfg.table).await?,
-        link: false,
-    };
-    let mut links = handle
-        .link()
-        .get()
-        .match_name(tun_name.to_owned())
-        .execute();
-    match links.try_next().await {
-        Ok(Some(link)) => {
-            match handle.link().del(link.header.index).execute().await {
-                Ok(()) => cleaned.link = true,
-                Err(e) if errno(&e) == Some(-19) => {} // ENODEV: gone meanwhile
-                Err(e) => {
-                    return Err(RouteError::new(
-                        format!("deleting leftover link {tun_name}"),
-                        e,
-                    ));
-                }
-            }
-        }
-        Ok(None) => {}
-        Err(e) if errno(&e) == Some(-19) => {}
-        Err(e) => return Err(RouteError::new(format!("looking up link {tun_name}"), e)),
-    }
-    Ok(cleaned)
-}
-
-/// Whether a rule is one of ours: our priority and our table, or the
-/// priority before it with `suppress_prefixlength` on main.
-fn is_our_rule(rule: &RuleMessage, cfg: &RoutingConfig) -> bool {
-    let mut priority = None;
-    let mut table = u32::from(rule.header.table);
-    let mut suppress = false;
-    for attr in &rule.attributes {
-        match attr {
-            RuleAttribute::Priority(p) => priority = Some(*p),
-            RuleAttribute::Table(t) => table = *t,
-            RuleAttribute::SuppressPrefixLen(_) => suppress = true,
-            _ => {}
-        }
-    }
-    match priority {
-        Some(p) if p == cfg.rule_priority => table == cfg.table,
-        Some(p) if p + 1 == cfg.rule_priority => {
-            suppress && table == u32::from(RouteHeader::RT_TABLE_MAIN)
-        }
-        _ => false,
-    }
-}
-
-async fn delete_rules(handle: &Handle, cfg: &RoutingConfig) -> Result<usize, RouteError> {
-    let mut removed = 0;
-    for version in [IpVersion::V4, IpVersion::V6] {
-        let rules: Vec<RuleMessage> = handle
-            .rule()
-            .get(version.clone())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| RouteError::new("listing rules", e))?;
-        for rule in rules.into_iter().filter(|r| is_our_rule(r, cfg)) {
-            match handle.rule().del(rule).execute().await {
-                Ok(()) => removed += 1,
-                Err(e) if matches!(errno(&e), Some(ENOENT)) => {}
-                Err(e) => return Err(RouteError::new("deleting rule", e)),
-            }
-        }
-    }
-    Ok(removed)
-}
-
 pub(super) fn route_table(route: &RouteMessage) -> u32 {
     route
         .attributes
@@ -181,41 +94,8 @@ pub(super) fn route_table(route: &RouteMessage) -> u32 {
         .unwrap_or(u32::from(route.header.table))
 }
 
-async fn flush_table(handle: &Handle, table: u32) -> Result<usize, RouteError> {
-    let mut removed = 0;
-    let queries = [
-        RouteMessageBuilder::<Ipv4Addr>::new()
-            .table_id(table)
-            .build(),
-        RouteMessageBuilder::<Ipv6Addr>::new()
-            .table_id(table)
-            .build(),
-    ];
-    for query in queries {
-        let routes: Vec<RouteMessage> = handle
-            .route()
-            .get(query)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| RouteError::new(format!("listing routes of table {table}"), e))?;
-        for route in routes.into_iter().filter(|r| route_table(r) == table) {
-            match handle.route().del(route).execute().await {
-                Ok(()) => removed += 1,
-                Err(e) if matches!(errno(&e), Some(ENOENT | ESRCH)) => {}
-                Err(e) => {
-                    return Err(RouteError::new(
-                        format!("deleting a route in table {table}"),
-                        e,
-                    ));
-                }
-            }
-        }
-    }
-    Ok(removed)
-}
-
-/// The installed routing state; call [`Routing::teardown`] to remove it.
+/// The installed routing state; [`Routing::teardown`] is the stop (it keeps
+/// what fails closed), [`cleanup_stale`] the removal.
 #[derive(Debug)]
 pub struct Routing {
     pub(super) handle: Handle,
@@ -256,13 +136,27 @@ impl Routing {
     ) -> Result<(), RouteError> {
         for &(prefix, group) in policy {
             let (route, what) = self.prefix_route(tun_index, prefix, group, source)?;
-            self.add_route(route, &format!("{what} in table {}", self.cfg.table))
-                .await?;
+            // Replacing: a route a previous run left for the same prefix
+            // and metric (a `throw` of a prefix that was `clear` then) gives
+            // way without a moment in which the prefix has no route.
+            self.handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| {
+                    RouteError::new(
+                        format!("adding route {what} in table {}", self.cfg.table),
+                        e,
+                    )
+                })?;
             if group.fails_closed() {
-                // Outlives the TUN: if the agent dies without its teardown
-                // (SIGKILL, a crash), the TUN route goes with the device and
-                // this one keeps `private` and `block` traffic from leaving in
-                // clear until the next start flushes the table.
+                // Outlives the TUN: while the agent is stopped (a restart, an
+                // upgrade: `teardown` keeps it) or dead (SIGKILL, a crash),
+                // the TUN route is gone and this one keeps `private` and
+                // `block` traffic from leaving in clear until the agent is
+                // back or `oemesh down` removes it.
                 self.add_route(
                     fail_closed_route(prefix, self.cfg.table),
                     &format!(
@@ -360,13 +254,17 @@ impl Routing {
         Ok((route, what))
     }
 
-    /// Adds `rule`, replacing an identical one.
+    /// Adds `rule` unless an identical one is there (a previous run's, kept
+    /// by its stop): the kernel has no replace for rules, and deleting first
+    /// would leave a moment without it.
     async fn add_rule(&self, rule: RuleMessage, what: &str) -> Result<(), RouteError> {
-        let mut req = self.handle.rule().add().replace();
+        let mut req = self.handle.rule().add();
         *req.message_mut() = rule;
-        req.execute()
-            .await
-            .map_err(|e| RouteError::new(format!("adding rule {what}"), e))
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+            Err(e) => Err(RouteError::new(format!("adding rule {what}"), e)),
+        }
     }
 
     pub(super) async fn add_route(
@@ -413,14 +311,59 @@ impl Routing {
         self.bypasses.iter()
     }
 
-    /// Removes our rules and every route in our table, logging (not
-    /// returning) failures: teardown must go as far as it can.
-    pub async fn teardown(self) {
-        if let Err(e) = delete_rules(&self.handle, &self.cfg).await {
-            tracing::error!("teardown: {e}");
+    /// Removes, after the agent installed its own state over what a previous
+    /// run left, whatever of that the policy no longer has: routes in our
+    /// table other than `policy`'s (via the TUN `tun_index`) and the current
+    /// bypasses, our rules other than the ones `cfg` asks for, duplicates.
+    /// Returns what it removed (`link` stays false).
+    pub async fn sweep_stale(
+        &self,
+        tun_index: u32,
+        policy: &[(Cidr, Group)],
+    ) -> Result<Cleaned, RouteError> {
+        let mut wanted: HashSet<RouteKey> = HashSet::new();
+        for &(prefix, group) in policy {
+            if routed_to_tun(group) {
+                wanted.insert((prefix, u8::from(RouteType::Unicast), Some(tun_index)));
+            } else {
+                wanted.insert((prefix, u8::from(RouteType::Throw), None));
+            }
+            if group.fails_closed() {
+                wanted.insert((prefix, u8::from(RouteType::Unreachable), None));
+            }
         }
-        if let Err(e) = flush_table(&self.handle, self.cfg.table).await {
-            tracing::error!("teardown: {e}");
+        for &peer in &self.bypasses {
+            wanted.insert((Cidr::host(peer), u8::from(RouteType::Throw), None));
+        }
+        let routes = delete_routes_unless(&self.handle, self.cfg.table, |r| {
+            route_key(r).is_some_and(|k| wanted.contains(&k))
+        })
+        .await?;
+        let rules = sweep_rules(&self.handle, &self.cfg).await?;
+        Ok(Cleaned {
+            rules,
+            routes,
+            link: false,
+        })
+    }
+
+    /// A stop (SIGTERM, SIGINT, a failed setup): removes the routes into the
+    /// TUN and the bypasses, and keeps the rules, the `unreachable` routes of
+    /// `private` and `block` prefixes and the `throw` routes of `clear`
+    /// prefixes, so that those prefixes fail closed until the agent is back or
+    /// `oemesh down` runs; `private-or-clear` destinations meanwhile take the
+    /// main table. Logs (does not return) failures: a stop goes as far as it
+    /// can ([`left_in_place`] says what stayed).
+    pub async fn teardown(self) {
+        let bypasses: HashSet<Cidr> = self.bypasses.iter().map(|&p| Cidr::host(p)).collect();
+        let removed = delete_routes_unless(&self.handle, self.cfg.table, |r| {
+            !(r.header.kind == RouteType::Unicast
+                || (r.header.kind == RouteType::Throw
+                    && route_key(r).is_some_and(|(prefix, _, _)| bypasses.contains(&prefix))))
+        })
+        .await;
+        if let Err(e) = removed {
+            tracing::error!("stop: {e}");
         }
     }
 }
