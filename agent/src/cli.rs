@@ -38,14 +38,28 @@ pub enum Command {
     /// Run the agent in the foreground (logs to stderr).
     ///
     /// Creates the TUN device, routes, rules and nftables table, opens the IKE
-    /// and ESP sockets and the control socket, tells systemd it is ready, and
-    /// removes all of it again on SIGINT or SIGTERM. State left by a crashed run
-    /// is cleaned up at start.
+    /// and ESP sockets and the control socket, and tells systemd it is ready.
+    /// SIGINT or SIGTERM (a stop or restart) removes the TUN, its routes and the
+    /// nftables table but keeps the rules and the `unreachable` routes of
+    /// `private` and `block` prefixes, so that they never go clear while the
+    /// agent is away; `oemesh down` removes those. A start installs its state
+    /// over what a previous run left before removing what is stale.
     #[command(after_help = "Examples:
   oemesh run --config /etc/oemesh/oemesh.toml
   oemesh run --config ./oemesh.toml --log-level debug
   RUST_LOG=oemesh_agent=trace oemesh run --config ./oemesh.toml")]
     Run(RunArgs),
+
+    /// Remove everything a stopped or crashed agent left: rules, the routes
+    /// of its table, the TUN, the nftables table.
+    ///
+    /// The removal counterpart of a stop: after it, `private` and `block`
+    /// prefixes are no longer held unreachable. Idempotent; refuses while an
+    /// agent listens on the control socket.
+    #[command(after_help = "Examples:
+  oemesh down
+  systemctl stop oemesh && oemesh down --config /etc/oemesh/oemesh.toml")]
+    Down(ConfigArgs),
 
     /// Check a configuration file and print the effective policy.
     ///

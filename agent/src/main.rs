@@ -29,6 +29,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             runtime.block_on(oemesh_agent::run::run(&args.config.config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Down(args) => {
+            let (cfg, removed) = oemesh_agent::down::down(&args.config)?;
+            println!("{}", removed.describe(&cfg));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig(args) => {
             let cfg = Config::load(&args.config)?;
             println!("{}: valid", args.config.display());

@@ -26,6 +26,7 @@ fn stderr(o: &Output) -> String {
 fn every_command_has_help_with_examples() {
     for cmd in [
         "run",
+        "down",
         "check-config",
         "status",
         "peers",
