@@ -525,7 +525,7 @@ fn kernel_state(host: &Host) -> String {
 /// SIGKILL with a private peer (bob, `private`), a clear one (dave) and a
 /// blocked one (carol, `block`): while the agent is dead nothing reaches bob
 /// in clear (the fail-closed route outlives the TUN); the restart logs once
-/// that it removed stale state, leaves exactly what a fresh start has, and
+/// that it replaced stale state, leaves exactly what a fresh start has, and
 /// traffic works again.
 #[test]
 fn sigkill_restart_removes_stale_state_and_works() {
@@ -573,7 +573,7 @@ fn sigkill_restart_removes_stale_state_and_works() {
         fresh,
         "after SIGKILL + start, the kernel state differs from a fresh start"
     );
-    let stale = log_lines(alice, "removed state left by a previous run");
+    let stale = log_lines(alice, "replaced state left by a previous run");
     assert_eq!(stale.len(), 1, "{stale:?}\n{}", alice.log_tail(30));
     assert!(alice.peers().unwrap().is_empty(), "peers survived SIGKILL");
     udp_until_echo(&client, to_bob.addr(), b"bob again", DECISION)
@@ -583,9 +583,10 @@ fn sigkill_restart_removes_stale_state_and_works() {
 }
 
 /// `ip link del oemesh0` under a running agent: it notices, logs one line
-/// that says so, removes its routes, rules and nftables table, and exits
-/// non-zero (systemd's `Restart=on-failure` starts it again); started again,
-/// it works.
+/// that says so, removes its TUN routes and nftables table (keeping the rules
+/// and `unreachable` routes, as any stop does; `oemesh down` removes those),
+/// and exits non-zero (systemd's `Restart=on-failure` starts it again);
+/// started again, it works.
 #[test]
 fn tun_deleted_agent_exits_cleanly_and_restarts() {
     let net = testnet("tundel", fault_config());
@@ -609,10 +610,27 @@ fn tun_deleted_agent_exits_cleanly_and_restarts() {
     .unwrap_or_else(|e| panic!("{e:#}\nalice:\n{}", alice.log_tail(30)));
     let gone = log_lines(alice, "TUN device oemesh0 is gone");
     assert_eq!(gone.len(), 1, "{gone:?}\n{}", alice.log_tail(30));
+    // An exit is a stop: the TUN and the nftables table are gone, the rules
+    // and bob's `unreachable` route stay (bob is `private`) ...
+    let left = kernel_state(alice);
+    assert!(
+        left.contains("lookup 28517")
+            && left.contains("unreachable 192.0.2.20")
+            && !left.contains("oemesh"),
+        "state left after the exit:\n{left}"
+    );
+    // ... until `oemesh down` removes them.
+    let config = alice.config_path();
+    alice
+        .exec(
+            &[OEMESH, "down", "--config", config.to_str().unwrap()],
+            Duration::from_secs(30),
+        )
+        .unwrap();
     let left = kernel_state(alice);
     assert!(
         !left.contains("28517") && !left.contains("oemesh"),
-        "state left after the exit:\n{left}"
+        "state left after `oemesh down`:\n{left}"
     );
 
     // What systemd would do.

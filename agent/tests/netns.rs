@@ -1,8 +1,10 @@
 //! `oemesh run` in a fresh network namespace: it creates the TUN, our routing
 //! table, the rule and the nftables table; `oemesh status` answers; a packet to
-//! an OE prefix reaches the agent through the TUN; SIGTERM removes everything;
-//! after SIGKILL a new start cleans the stale state and its SIGTERM leaves
-//! nothing behind. Needs root, `ip` and `nft` (`sudo scripts/test` installs them).
+//! an OE prefix reaches the agent through the TUN; SIGTERM removes the TUN, its
+//! routes and the nftables table and keeps the rules and the `throw` of the
+//! clear prefix (what fails closed: `restart.rs`), which `oemesh down` removes;
+//! after SIGKILL a new start replaces the stale state without duplicating it.
+//! Needs root, `ip` and `nft` (`sudo scripts/test` installs them).
 
 #![allow(clippy::unwrap_used, clippy::panic)] // test helpers: failing loudly is the point
 
@@ -154,6 +156,41 @@ listen = "127.0.0.1:9618"
         assert!(self.nft_tables().contains("table inet oemesh"));
     }
 
+    /// What a stop keeps: the rules, and of the routes only the clear
+    /// prefix's `throw` (a `private` prefix would keep its `unreachable`).
+    fn assert_stopped(&self) {
+        assert_eq!(self.rules().len(), 2, "{:?}", self.rules());
+        let routes = self.routes();
+        assert_eq!(routes.len(), 1, "{routes:?}");
+        assert!(routes[0].starts_with("throw 192.0.2.53"), "{routes:?}");
+        assert!(!self.has_tun());
+        assert!(
+            !self.nft_tables().contains("oemesh"),
+            "{}",
+            self.nft_tables()
+        );
+        assert!(!self.socket().exists(), "control socket left behind");
+    }
+
+    /// `oemesh down` in the namespace: its stdout; fails the test on an error.
+    fn down(&self) -> String {
+        let config = self.dir.path().join("oemesh.toml");
+        let out = process::run_unchecked(
+            self.ns
+                .command(BIN)
+                .args(["down", "--config", config.to_str().unwrap()]),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "oemesh down: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     fn assert_clean(&self) {
         assert_eq!(self.rules(), Vec::<String>::new());
         assert_eq!(self.routes(), Vec::<String>::new());
@@ -251,6 +288,14 @@ fn run_sets_up_answers_and_tears_down() {
     );
 
     exited_cleanly(&mut agent, &fx.dir.path().join("agent-1.log"));
+    fx.assert_stopped();
+    let removed = fx.down();
+    assert!(
+        removed.contains("removed 2 rule(s), 1 route(s) of table 28517"),
+        "{removed}"
+    );
+    fx.assert_clean();
+    assert!(fx.down().contains("nothing to remove"));
     fx.assert_clean();
 }
 
@@ -273,10 +318,12 @@ fn stale_state_after_sigkill_is_cleaned_at_start() {
     fx.assert_installed(); // exactly one of each: nothing duplicated
     let log = fx.dir.path().join("agent-2.log");
     assert!(
-        process::tail_of_file(&log, 100).contains("removed state left by a previous run"),
+        process::tail_of_file(&log, 100).contains("replaced state left by a previous run"),
         "{}",
         process::tail_of_file(&log, 40)
     );
     exited_cleanly(&mut agent, &log);
+    fx.assert_stopped();
+    fx.down();
     fx.assert_clean();
 }
