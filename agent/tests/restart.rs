@@ -352,26 +352,85 @@ fn stop_keeps_what_fails_closed_and_down_removes_it() {
 }
 
 /// A start after a stop with a changed policy: bob moves from `private` to
-/// `private-or-clear`. The new state goes in before the old is swept: the
-/// result equals a fresh start's with the new policy (no `unreachable` for
-/// bob, one rule per family), and the start says what it replaced.
+/// `private-or-clear`, dave from `clear` to `private`. The new state goes in
+/// before the old is swept (`ip monitor` sees no rule deleted, dave's kept
+/// `throw` replaced in place, bob's stale `unreachable` deleted only after
+/// the TUN route that now covers him is in), the result equals a fresh
+/// start's with the new policy, and the start says what it replaced.
 #[test]
 fn start_after_a_stop_replaces_the_kept_state() {
-    let net = testnet("replace", config());
+    let mut old = config();
+    old.set_policy("clear", &["192.0.2.53/32", &format!("{DAVE}/32")]);
+    let net = testnet("replace", old);
     let alice = net.alice();
     alice.stop_agent().unwrap();
+    let kept = routes(alice);
     assert!(
-        routes(alice)
-            .iter()
+        kept.iter()
             .any(|r| r.starts_with(&format!("unreachable {BOB} ")))
+            && kept
+                .iter()
+                .any(|r| r.starts_with(&format!("throw {DAVE} "))),
+        "{kept:?}"
     );
 
-    alice.set_agent_config(&AgentConfig::default()).unwrap();
+    let mut new = AgentConfig::default();
+    new.set_policy("private", &[&format!("{DAVE}/32")]);
+    alice.set_agent_config(&new).unwrap();
+    let events = net.dir().join("replace-monitor.log");
+    let mut monitor = alice
+        .netns()
+        .spawn("ip monitor", &["ip", "monitor", "rule", "route"], &events)
+        .unwrap();
+    // The monitor listens once it reports a change of ours (made again until
+    // it does: the first may come before it subscribed).
+    const MARK: &str = "198.51.100.0/24";
+    wait_until("ip monitor to listen", Duration::from_secs(10), || {
+        for verb in ["add", "del"] {
+            let _ = alice
+                .netns()
+                .ip(&["route", verb, "unreachable", MARK, "table", "100"]);
+        }
+        thread::sleep(Duration::from_millis(50));
+        std::fs::read_to_string(&events).is_ok_and(|t| t.contains(MARK))
+    })
+    .unwrap();
     alice.start_agent().unwrap();
+    monitor.stop().unwrap();
+    let events = std::fs::read_to_string(&events).unwrap();
+    let deleted: Vec<&str> = events
+        .lines()
+        .filter(|l| l.starts_with("Deleted") && !l.contains(MARK))
+        .collect();
+    assert_eq!(deleted.len(), 1, "{events}");
+    assert!(
+        deleted[0].starts_with(&format!("Deleted unreachable {BOB} ")),
+        "{events}"
+    );
+    let at = |needle: &str| {
+        events
+            .lines()
+            .position(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{events}"))
+    };
+    assert!(
+        at("192.0.2.0/24 dev oemesh0") < at(&format!("Deleted unreachable {BOB} ")),
+        "{events}"
+    );
+
     let replaced = routes(alice);
     let replaced_rules = rules(alice);
     assert!(
-        !replaced.iter().any(|r| r.contains("unreachable")),
+        replaced
+            .iter()
+            .any(|r| r.starts_with(&format!("{DAVE} dev oemesh0")))
+            && replaced
+                .iter()
+                .any(|r| r.starts_with(&format!("unreachable {DAVE} ")))
+            && !replaced
+                .iter()
+                .any(|r| r.starts_with(&format!("throw {DAVE}")))
+            && !replaced.iter().any(|r| r.contains(BOB)),
         "{replaced:?}"
     );
     assert_eq!(replaced_rules.len(), 2, "{replaced_rules:?}");
