@@ -145,21 +145,6 @@ fn oemesh_commands(settings: &[(String, String)]) -> Vec<(String, Vec<String>)> 
     out
 }
 
-/// `oemesh SUBCOMMAND --help`, or None when this build has no such command.
-fn subcommand_help(subcommand: &str) -> Option<String> {
-    let out = process::run_unchecked(
-        Command::new(env!("CARGO_BIN_EXE_oemesh")).args([subcommand, "--help"]),
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    out.status.success().then(|| text(&out.stdout))
-}
-
-/// Subcommands the unit names that other branches of issue 18 add: `reload`
-/// (`ExecReload=`) and `down` (`ExecStopPost=`). Checked by
-/// [`unit_reload_and_removal_commands_exist`], which passes once they are merged.
-const AFTER_MERGE: &[&str] = &["reload", "down"];
-
 /// Runs each command line with `--help` appended: clap rejects an unknown
 /// subcommand or flag before it prints the help, so exit 0 means the line
 /// parses.
@@ -210,23 +195,7 @@ fn unit_commands_exist() {
     assert_eq!(subcommand("ExecStart"), Some("run"));
     assert_eq!(subcommand("ExecReload"), Some("reload"));
     assert_eq!(subcommand("ExecStopPost"), Some("down"));
-    let now: Vec<_> = commands
-        .into_iter()
-        .filter(|(_, args)| !AFTER_MERGE.contains(&args[0].as_str()))
-        .collect();
-    assert_commands_parse(&now);
-}
-
-#[test]
-#[ignore = "`oemesh reload` and `oemesh down` come from the other branches of issue 18; \
-            remove this line when they are merged"]
-fn unit_reload_and_removal_commands_exist() {
-    let pending: Vec<_> = oemesh_commands(&service_settings(UNIT))
-        .into_iter()
-        .filter(|(_, args)| AFTER_MERGE.contains(&args[0].as_str()))
-        .collect();
-    assert_eq!(pending.len(), AFTER_MERGE.len(), "{pending:?}");
-    assert_commands_parse(&pending);
+    assert_commands_parse(&commands);
 }
 
 /// The shell script of `ExecStopPost=`, as systemd hands it to `/bin/sh -c`:
@@ -791,24 +760,14 @@ fn sandbox_admits_what_a_real_run_does() {
             host.name()
         );
     }
-    // ExecReload=, once `oemesh reload` exists (AFTER_MERGE; the unit's
-    // ExecReload= names it, and unit_reload_and_removal_commands_exist fails
-    // without it). It asks the agent over its socket, so it is traced here
-    // when it takes --socket as the queries above do (the testnet's sockets
-    // are not at the default path).
-    let reload = subcommand_help("reload");
-    match &reload {
-        Some(help) if help.contains("--socket") => {
-            alice.oemesh_cli(&["reload"]).unwrap();
-        }
-        Some(_) => eprintln!("NOT TRACED: `oemesh reload` takes no --socket"),
-        None => eprintln!("NOT TRACED: `oemesh reload` (not in this build)"),
-    }
+    // ExecReload=: it asks the agent over its socket (the testnet's sockets
+    // are not at the default path, hence --socket, as for the queries above).
+    alice.oemesh_cli(&["reload"]).unwrap();
     for host in [alice, bob, carol] {
         stop_traced_agent(host);
     }
-    // ExecStopPost='s `oemesh down`, likewise, after the stop it follows.
-    if subcommand_help("down").is_some() {
+    // ExecStopPost='s `oemesh down`, after the stop it follows.
+    {
         let config = alice.config_path();
         let out = alice
             .exec(
@@ -827,8 +786,6 @@ fn sandbox_admits_what_a_real_run_does() {
             out.status,
             text(&out.stderr)
         );
-    } else {
-        eprintln!("NOT TRACED: `oemesh down` (not in this build)");
     }
 
     // ExecStartPre=.
