@@ -1,8 +1,10 @@
 //! The counts and indexes an endpoint keeps over its IKE SAs, for its
 //! limits (half-open SAs in total and per source, §2.6; anonymous SAs in
 //! total and per source) and for INITIAL_CONTACT (§2.4: the SAs of a peer
-//! that signed, by address and identity). Each SA records which of them
-//! include it, so that [`SaIndex::account`] is O(log n) per change.
+//! that signed, by address and identity, which one from that peer replaces;
+//! and the SAs with anyone at an address, without which this host's
+//! IKE_AUTH response carries one). Each SA records which of them include
+//! it, so that [`SaIndex::account`] is O(log n) per change.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -32,6 +34,10 @@ pub(crate) struct SaIndex {
     /// Announced SAs of peers that signed, by (address, identity): what an
     /// INITIAL_CONTACT from that identity at that address replaces (§2.4).
     by_peer: HashMap<(IpAddr, Identity), Vec<u64>>,
+    /// SAs with anyone at an address ([`SaIndex::others_at`]): authenticated
+    /// ones (announced, any identity, signed or anonymous) and the handshakes
+    /// this host started; addresses with none are not kept.
+    by_addr: HashMap<IpAddr, u32>,
     /// Established anonymous responder SAs by `(last_active, id)`: the idlest first.
     anonymous: BTreeSet<(Instant, u64)>,
     /// The same per source, unordered (at most `anonymous_per_source` each: a
@@ -80,6 +86,25 @@ impl SaIndex {
                 }
             }
             sa.indexed_peer = by_peer;
+        }
+        let with_addr = state.is_some_and(|s| {
+            if s.is_authenticated() {
+                sa.announced
+            } else {
+                sa.initiator
+            }
+        });
+        if with_addr != sa.indexed_addr {
+            let addr = sa.remote.ip().to_canonical();
+            if with_addr {
+                *self.by_addr.entry(addr).or_insert(0) += 1;
+            } else if let Some(n) = self.by_addr.get_mut(&addr) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.by_addr.remove(&addr);
+                }
+            }
+            sa.indexed_addr = with_addr;
         }
         let anonymous = authenticated && sa.peer_auth == Some(PeerAuthenticated::Null);
         let want = anonymous.then_some(sa.last_active);
@@ -139,5 +164,17 @@ impl SaIndex {
             .get(&key)
             .map(|ids| ids.iter().copied().filter(|&sid| sid != except).collect())
             .unwrap_or_default()
+    }
+
+    /// Whether any SA is with someone at `addr`: authenticated (any identity,
+    /// signed or anonymous) or a handshake this host started.
+    pub(crate) fn any_at(&self, addr: IpAddr) -> bool {
+        self.by_addr.contains_key(&addr.to_canonical())
+    }
+
+    /// Whether any SA but `sa` is with someone at `addr` (see [`Self::any_at`]).
+    pub(crate) fn others_at(&self, addr: IpAddr, sa: &SaCore) -> bool {
+        let n = self.by_addr.get(&addr.to_canonical()).copied().unwrap_or(0);
+        n > u32::from(sa.indexed_addr)
     }
 }

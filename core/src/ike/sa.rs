@@ -227,6 +227,9 @@ pub(crate) struct SaCore {
     /// The key this SA has in the endpoint's index of anonymous responder SAs
     /// (its `last_active` when indexed), if it is one.
     pub(crate) indexed_anonymous: Option<Instant>,
+    /// Whether the endpoint's per-address count (`SaIndex::others_at`)
+    /// includes this SA.
+    pub(crate) indexed_addr: bool,
     /// Responder: the initiator's address as its IKE_SA_INIT came (the
     /// endpoint's `init_index` key; `remote` may move to port 4500 later).
     pub(crate) init_remote: SocketAddr,
@@ -274,6 +277,7 @@ impl SaCore {
             last_active: now,
             indexed_peer: false,
             indexed_anonymous: None,
+            indexed_addr: false,
         }
     }
 

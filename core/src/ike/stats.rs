@@ -145,6 +145,12 @@ pub struct Stats {
     pub identity_refused: u64,
     /// INITIAL_CONTACT notifies ignored (AUTH NULL: anonymous peers replace nothing).
     pub initial_contact_ignored: u64,
+    /// INITIAL_CONTACT notifies sent: in every IKE_AUTH request (with
+    /// `Config::initial_contact`), and in IKE_AUTH responses to peers at an
+    /// address this host had no other IKE SA with (§2.4).
+    pub initial_contact_sent: u64,
+    /// IKE SAs replaced by a signed peer's INITIAL_CONTACT (the peer started over).
+    pub initial_contact_replaced: u64,
     /// Anonymous SAs evicted to make room (`anonymous_limit`, `anonymous_per_source`).
     pub anonymous_evicted: u64,
 }

@@ -15,9 +15,7 @@ use crate::ike::endpoint::Endpoint;
 use crate::ike::event::{ChildSpis, Event, PeerAuthenticated};
 use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
 use crate::ike::keys::Side;
-use crate::ike::message::{
-    AuthMethod, ExchangeType, Message, Notify, NotifyType, Payload, PayloadType,
-};
+use crate::ike::message::{AuthMethod, ExchangeType, Message, Payload, PayloadType};
 use crate::ike::sa::{IkeCrypto, Request, SaCore};
 use crate::ike::{proposal, ts};
 use crate::trust::{self, Binding, IdentityRefused};
@@ -49,10 +47,7 @@ impl Endpoint {
         let mut payloads = Vec::with_capacity(6);
         payloads.push(Payload::IdI(id));
         if self.config.initial_contact {
-            payloads.push(Payload::Notify(Notify::new(
-                NotifyType::INITIAL_CONTACT,
-                Vec::new(),
-            )));
+            payloads.push(self.initial_contact());
         }
         payloads.extend([
             Payload::Auth(auth),
@@ -230,6 +225,9 @@ impl Endpoint {
             }
         };
         sa.peer_id = Some(id.clone());
+        // §2.4: a responder with no other IKE SA with us (it restarted) says
+        // so; ours with it are dead: forget them, as a responder does.
+        self.honour_initial_contact(sa, response, id, how);
         self.establish(now, sa, how);
         let jitter = self.rng.next_u32();
         // The first CHILD SA: room for one, not the four a first push makes.

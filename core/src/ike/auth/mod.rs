@@ -4,8 +4,16 @@
 //! ```text
 //! Initiator                         Responder
 //! HDR, SK {IDi, N(INITIAL_CONTACT), AUTH, SAi2, TSi, TSr}  -->
-//!                              <--  HDR, SK {IDr, AUTH, SAr2, TSi, TSr}
+//!           <--  HDR, SK {IDr, [N(INITIAL_CONTACT),] AUTH, SAr2, TSi, TSr}
 //! ```
+//!
+//! INITIAL_CONTACT (§2.4) says "I have no other IKE SA with you": the
+//! receiver forgets the ones it still has with that identity at that address
+//! (they died with the sender's restart), but only from a peer that signed.
+//! The initiator sends it in every IKE_AUTH (`Config::initial_contact`); the
+//! responder when it has no other IKE SA with anyone at the initiator's
+//! address (`SaIndex::others_at`), after honouring the initiator's own. So a
+//! host that restarted tells its peers in whichever role it meets them first.
 //!
 //! Authentication is RFC 7427 method 14 with Ed25519 (RFC 8420) or NULL
 //! (method 13, RFC 7619). The peer's key comes from the caller: with
@@ -22,7 +30,9 @@ use crate::ike::endpoint::Endpoint;
 use crate::ike::event::{Event, PeerAuthenticated};
 use crate::ike::failure::AuthFailure;
 use crate::ike::keys::{SkP, null_auth, signed_octets, verify_null_auth};
-use crate::ike::message::{Auth, AuthMethod, Identity, Message, Payload, PayloadType};
+use crate::ike::message::{
+    Auth, AuthMethod, Identity, Message, Notify, NotifyType, Payload, PayloadType,
+};
 use crate::ike::sa::SaCore;
 use crate::ike::ts;
 
@@ -137,6 +147,45 @@ mod initiator;
 mod responder;
 
 impl Endpoint {
+    /// Both roles: the peer's IKE_AUTH message `msg` (request or response)
+    /// carries INITIAL_CONTACT (§2.4). From a peer that signed as `id`, its
+    /// other IKE SAs at this address are forgotten (reason `Replaced`, with
+    /// their CHILD SAs, as events); from an anonymous one it replaces nothing
+    /// and is counted (anyone can claim an address ID with AUTH NULL).
+    pub(super) fn honour_initial_contact(
+        &mut self,
+        sa: &SaCore,
+        msg: &Message,
+        id: &Identity,
+        how: PeerAuthenticated,
+    ) {
+        if msg.notify(NotifyType::INITIAL_CONTACT).is_none() {
+            return;
+        }
+        if how != PeerAuthenticated::Ed25519 {
+            self.out.stats.initial_contact_ignored += 1;
+            return;
+        }
+        let before = self.sas.len();
+        self.replace_peer(sa.remote.ip(), id, sa.id);
+        let replaced = before.saturating_sub(self.sas.len());
+        self.out.stats.initial_contact_replaced += replaced as u64;
+    }
+
+    /// Whether this host has an IKE SA with someone at `addr`: authenticated
+    /// (any identity), or a handshake it started and that is still under way
+    /// (responder handshakes under way do not count: anyone can start one).
+    /// The same count decides whether a responder sends INITIAL_CONTACT.
+    pub fn has_sa_with(&self, addr: IpAddr) -> bool {
+        self.index.any_at(addr)
+    }
+
+    /// An N(INITIAL_CONTACT) payload to send, counted.
+    pub(super) fn initial_contact(&mut self) -> Payload {
+        self.out.stats.initial_contact_sent += 1;
+        Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, Vec::new()))
+    }
+
     /// Both roles: the IKE SA is authenticated (its next state is
     /// `State::Established`).
     pub(super) fn establish(&mut self, now: Instant, sa: &mut SaCore, how: PeerAuthenticated) {

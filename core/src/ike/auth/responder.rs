@@ -128,7 +128,18 @@ impl Endpoint {
             &half.ni,
             &my_id,
         );
-        let mut payloads = vec![Payload::IdR(my_id), Payload::Auth(my_auth)];
+        sa.peer_id = Some(id.clone());
+        // §2.4: INITIAL_CONTACT replaces the SAs of the same authenticated
+        // identity at the same address; an anonymous peer replaces nothing.
+        self.honour_initial_contact(sa, &request, id, how);
+        let mut payloads = vec![Payload::IdR(my_id)];
+        // Ours, when this is our only IKE SA with anyone at that address
+        // (first contact since we started, or the others were just replaced):
+        // the initiator may then forget the SAs it still has from before.
+        if self.config.initial_contact && !self.index.others_at(sa.remote.ip(), sa) {
+            payloads.push(self.initial_contact());
+        }
+        payloads.push(Payload::Auth(my_auth));
         let child = self.responder_child(sa, &request, &half);
         match &child {
             Ok((c, answer)) => {
@@ -140,16 +151,6 @@ impl Endpoint {
         }
         let t = sa.send_response(ExchangeType::IKE_AUTH, msg_id, &payloads);
         self.out.transmits.push_back(t);
-        sa.peer_id = Some(id.clone());
-        // §2.4: INITIAL_CONTACT replaces the SAs of the same authenticated
-        // identity at the same address; an anonymous peer replaces nothing.
-        if request.notify(NotifyType::INITIAL_CONTACT).is_some() {
-            if how == PeerAuthenticated::Ed25519 {
-                self.replace_peer(sa.remote.ip(), id, sa.id);
-            } else {
-                self.out.stats.initial_contact_ignored += 1;
-            }
-        }
         self.establish(now, sa, how);
         if let Ok((child, _)) = child {
             let jitter = self.rng.next_u32();
