@@ -39,7 +39,7 @@ use futures_util::stream::FuturesUnordered;
 use oemesh_core::esp::{DecapError, peek_spi};
 use oemesh_core::ike::udp_encap::{self, Datagram};
 use oemesh_core::ipseckey::DomainName;
-use oemesh_core::oe::{AddressResult, DnsFailure, DnsResult};
+use oemesh_core::oe::{AddressResult, DnsFailure, DnsResult, StaleSpiFate};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::datapath::DataPath;
@@ -47,6 +47,7 @@ use crate::datapath::gso::GsoBatch;
 use crate::datapath::ike_queue::CookieReplies;
 use crate::datapath::parked::Parking;
 use crate::datapath::sa_table::OpenError;
+use crate::datapath::stale::Reported;
 use crate::dns::KeyResolver;
 use crate::metrics::PacketOutcome;
 use crate::net::nft::Enforcer;
@@ -295,6 +296,11 @@ pub(crate) fn inbound_esp(dp: &DataPath, from: SocketAddr, data: &mut [u8], tun:
     let Some(sa) = spi.and_then(|spi| dp.sas.inbound(spi)) else {
         tracing::trace!(%from, "ESP with unknown SPI");
         dp.metrics.esp_unknown_spi();
+        // Perhaps this host restarted and `from` still uses SAs from before:
+        // the control plane may start OE toward it (datapath::stale).
+        if dp.stale.report(Instant::now(), from.ip()) == Reported::QueueFull {
+            dp.metrics.stale_spi(StaleSpiFate::QueueFull);
+        }
         // Perhaps its SA is being installed right now (datapath::parked).
         match spi.map(|spi| dp.parked.park(spi, from, data)) {
             Some(Parking::Kept) => {}

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use oemesh_core::ike::endpoint::DropReason;
-use oemesh_core::oe::{self, Dnssec, Node, UnreachableFate};
+use oemesh_core::oe::{self, Dnssec, Node, StaleSpiFate, UnreachableFate};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, prometheus_text};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
@@ -91,6 +91,8 @@ pub struct Metrics {
     icmp_errors: [Counter; UnreachableFate::ALL.len()],
     /// IPSECKEY answers by DNSSEC state.
     dnssec: [Counter; Dnssec::ALL.len()],
+    /// Reports of ESP with unknown SPIs, by what they did.
+    stale_spi: [Counter; StaleSpiFate::ALL.len()],
 }
 
 /// `N` counters told apart by one label with fixed values, created once and
@@ -288,6 +290,15 @@ impl Default for Metrics {
             "reason",
             DropReason::ALL.map(DropReason::label),
         );
+        let stale_spi = Labelled::register(
+            &mut registry,
+            "oemesh_stale_spi",
+            "Sources of ESP with an unknown SPI reported to the control plane (at most one a \
+             second each), by what they did: started OE toward the source (SAs lost in a \
+             restart), or why not",
+            "fate",
+            StaleSpiFate::ALL.map(StaleSpiFate::label),
+        );
         Metrics {
             registry,
             packets,
@@ -308,6 +319,7 @@ impl Default for Metrics {
             trust,
             icmp_errors,
             dnssec,
+            stale_spi,
         }
     }
 }
@@ -367,6 +379,11 @@ impl Metrics {
     /// Counts one ICMP error for an IKE datagram.
     pub fn icmp_error(&self, fate: UnreachableFate) {
         self.icmp_errors[fate as usize].inc();
+    }
+
+    /// Counts one report of ESP with an unknown SPI.
+    pub fn stale_spi(&self, fate: StaleSpiFate) {
+        self.stale_spi[fate as usize].inc();
     }
 
     /// Counts one packet of `len` bytes with `outcome`.

@@ -312,9 +312,11 @@ fn wrong_key_ipseckey_fails_per_policy_and_recovers() {
 }
 
 /// bob's agent is SIGKILLed and started again while alice holds an SA with
-/// it, and only alice sends: dead peer detection (shortened to 1 s / 3 s)
-/// notices, alice deletes the stale SA, the next packet makes a new one. Also
-/// bob sending first after its restart works (INITIAL_CONTACT).
+/// it, and only alice sends: bob's agent starts IKE from her stale ESP and
+/// its INITIAL_CONTACT replaces her SA (issue 18), or dead peer detection
+/// (shortened to 1 s / 3 s here) notices first; either way the flow gets a
+/// new SA (`recovery.rs` proves the first way alone, with DPD at 300 s).
+/// Also bob sending first after its restart works (INITIAL_CONTACT).
 #[test]
 fn peer_restart_mid_sa_gets_a_new_sa() {
     let config = AgentConfig {
@@ -350,7 +352,7 @@ fn peer_restart_mid_sa_gets_a_new_sa() {
         p.state == "private"
     });
     let dead = log_lines(alice, "IKE SA deleted: no response to INFORMATIONAL");
-    assert_eq!(dead.len(), 1, "one DPD line expected: {dead:?}");
+    assert!(dead.len() <= 1, "at most one DPD line expected: {dead:?}");
 
     // Again, and this time bob speaks first.
     bob.kill_agent().unwrap();

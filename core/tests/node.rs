@@ -18,7 +18,7 @@ use oemesh_core::ipseckey::{DomainName, Gateway, reverse_name};
 use oemesh_core::oe::node::Note;
 use oemesh_core::oe::{
     Cause, Command, Config, DnsResult, Group, GroupOptions, Machine, Negotiation, Node, NodeConfig,
-    Outcome, PacketFate, State, Unreachable, UnreachableFate, UnreachableKind,
+    Outcome, PacketFate, StaleSpiFate, State, Unreachable, UnreachableFate, UnreachableKind,
 };
 use oemesh_core::test_util::{self, Net};
 
@@ -893,4 +893,42 @@ fn a_new_local_key_signs_the_next_ike_sa_and_spares_the_live_one() {
     let last = w.b.outcomes.last().unwrap();
     assert_eq!(last.state, State::Private, "{last:?}");
     assert_eq!(last.auth, oemesh_core::oe::Auth::Authenticated, "{last:?}");
+}
+
+/// Issue 18: B restarts (a crash: A still has its SA and keeps sending ESP
+/// under it). ESP from A under an SPI B does not know starts OE toward A at
+/// once, with nothing held; its IKE_AUTH carries INITIAL_CONTACT, and A
+/// replaces its stale SA with the new one, not after its dead peer detection.
+#[test]
+fn stale_esp_after_a_restart_gets_new_sas_at_once() {
+    let mut w = World::authenticated();
+    w.a_sends(b"x");
+    w.settle();
+    let (a, b) = (w.a.ip, w.b.ip);
+    // While A has an SA with B, ESP from B under an unknown SPI is a
+    // leftover (of a rekey, say): nothing starts.
+    assert_eq!(w.a.node.handle_stale_spi(w.now, b), StaleSpiFate::Known);
+    let stale: Vec<u32> = w.a.installed.iter().map(|(_, spi)| *spi).collect();
+    assert_eq!(stale.len(), 1);
+
+    w.b = Host::new("10.0.2.2", 2, false, w.now);
+    w.b.knows(&w.a, 1);
+    assert_eq!(w.b.node.handle_stale_spi(w.now, a), StaleSpiFate::Started);
+    assert_eq!(w.b.node.pending().len(), 1);
+    w.settle();
+    w.b.position(&Did::Decided {
+        state: State::Private,
+    });
+    w.a.position(&Did::Remove { spi: stale[0] });
+    let stats = w.a.node.endpoint().stats();
+    assert_eq!(stats.initial_contact_replaced, 1, "{stats:?}");
+    assert_eq!(stats.ike_sas, 1, "{stats:?}");
+    // A's private set still has B: the new SA took over in the same round.
+    let last_set = w.a.did.iter().rev().find_map(|d| match d {
+        Did::SetPrivate { added, removed } => Some((added.clone(), removed.clone())),
+        _ => None,
+    });
+    assert_eq!(last_set, Some((vec![b], vec![])), "{:#?}", w.a.did);
+    // Now B has an SA with A: more reports change nothing.
+    assert_eq!(w.b.node.handle_stale_spi(w.now, a), StaleSpiFate::Known);
 }

@@ -12,6 +12,7 @@
 //! | the timer (`Node::poll_timeout`) | `handle_timeout`, and `handle_activity` with the SAs' packet counts |
 //! | a data-path notice (byte/packet lifetime) | `Node::handle_lifetime` |
 //! | an ICMP error queued on an IKE socket (`IP_RECVERR`; its UDP worker reads it) | `Node::handle_unreachable` |
+//! | the source of ESP with an unknown SPI (UDP workers, bounded channel) | `Node::handle_stale_spi` |
 //!
 //! After each input, `ControlPlane::drive` carries out `Node::poll_command`
 //! until the round ends (`commands`): IKE datagrams sent on UDP 500/4500,
@@ -56,6 +57,8 @@ pub struct Inputs {
     pub ike: IkeInbox,
     /// ICMP errors for IKE datagrams, from the IKE socket group's workers.
     pub icmp: mpsc::Receiver<IcmpError>,
+    /// Sources of ESP with unknown SPIs, from the UDP workers.
+    pub stale: crate::datapath::stale::StaleInbox,
     /// Data-path notices.
     pub notices: mpsc::UnboundedReceiver<Notice>,
     /// Control-socket requests.
@@ -191,6 +194,7 @@ impl ControlPlane {
                 },
                 Some(n) = self.inputs.notices.recv() => self.on_notice(n),
                 Some(e) = self.inputs.icmp.recv() => self.icmp_errors(Some(e)),
+                Some(s) = self.inputs.stale.recv() => self.inputs.stale.pass(s, &mut self.node, &self.dp),
                 Some(u) = self.inputs.undecided.recv() => self.on_undecided(u).await,
                 () = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()),
             }

@@ -12,6 +12,7 @@
 //!   and the traffic selector check of inbound packets.
 //! - [`gro`]: TCP receive coalescing for the TUN writer.
 //! - [`parked`]: ESP datagrams that arrived just before their SA.
+//! - [`stale`]: the sources of ESP whose SA is unknown, for the control plane.
 //!
 //! [`DataPath`] is what the TUN and UDP workers ([`crate::driver`]) share; the
 //! control plane ([`crate::control_plane`]) installs and removes SAs and
@@ -25,6 +26,7 @@ pub mod ip;
 pub mod parked;
 pub mod sa_table;
 mod shards;
+pub mod stale;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -86,6 +88,8 @@ pub struct DataPath {
     pub queue_drops: AtomicU64,
     /// ESP datagrams whose SA was not installed yet.
     pub parked: parked::Parked,
+    /// Sources of ESP with unknown SPIs, for the control plane.
+    pub stale: stale::StaleReports,
 }
 
 impl DataPath {

@@ -43,7 +43,8 @@ fn renders_exposition_format() {
 }
 
 /// The exposition as the hand-written encoder produced it before
-/// prometheus-client, plus `oemesh_ike_drops_total` (new): same names,
+/// prometheus-client, plus `oemesh_ike_drops_total` and
+/// `oemesh_stale_spi_total` (new): same names,
 /// labels, HELP and TYPE lines, values and order.
 #[test]
 fn exposition_unchanged() {
@@ -63,6 +64,7 @@ fn exposition_unchanged() {
     m.ike_cookies_sent_add(7);
     m.cookie_replies_limited_add(4);
     m.cookie_unanswerable();
+    m.stale_spi(StaleSpiFate::RateLimited);
     let mut drops = [0; DropReason::ALL.len()];
     drops[DropReason::UnknownSpi as usize] = 3;
     m.set_ike_drops(&drops);
@@ -161,6 +163,15 @@ oemesh_ike_cookie_unanswerable_total 1
         added += &format!("oemesh_ike_drops_total{{reason=\"{}\"}} {n}\n", r.label());
     }
     assert!(added.contains("oemesh_ike_drops_total{reason=\"unknown_spi\"} 5\n"));
+    // Then every fate of a stale-SPI report (issue 18), in core's order.
+    added += "# HELP oemesh_stale_spi_total Sources of ESP with an unknown SPI reported to the \
+              control plane (at most one a second each), by what they did: started OE toward \
+              the source (SAs lost in a restart), or why not.\n\
+              # TYPE oemesh_stale_spi_total counter\n";
+    for f in StaleSpiFate::ALL {
+        let n = u64::from(f == StaleSpiFate::RateLimited);
+        added += &format!("oemesh_stale_spi_total{{fate=\"{}\"}} {n}\n", f.label());
+    }
     assert_eq!(m.render(), format!("{before}{added}"));
     assert_eq!(m.ike_queue_drops(), 1);
     assert_eq!(m.packets_total(PacketOutcome::Dropped), 1);

@@ -63,6 +63,17 @@ pub struct Config {
     /// IPSECKEY is refused, so nobody can pass as a keyed host anonymously
     /// (default `true`; costs a DNS lookup per anonymous request).
     pub refuse_anonymous_with_key: bool,
+    /// ESP with an unknown SPI starts OE toward its source at most once per
+    /// source in this long (default 10 s; [`super::Machine::on_stale_spi`]).
+    pub stale_spi_interval: Duration,
+    /// Sources remembered for that bound at most (default 4096; the oldest
+    /// is forgotten first).
+    pub stale_spi_sources: usize,
+    /// Decisions started by ESP with unknown SPIs per second, sustained
+    /// (default 10): a budget of their own, not `lookups_per_second`.
+    pub stale_spi_per_second: u32,
+    /// Their burst (default 20).
+    pub stale_spi_burst: u32,
 }
 
 impl Default for Config {
@@ -85,6 +96,10 @@ impl Default for Config {
             private_memory_limit: 4096,
             refuse_downgrade: false,
             refuse_anonymous_with_key: true,
+            stale_spi_interval: Duration::from_secs(10),
+            stale_spi_sources: 4096,
+            stale_spi_per_second: 10,
+            stale_spi_burst: 20,
         }
     }
 }

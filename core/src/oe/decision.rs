@@ -16,6 +16,9 @@
 //! [`Action::Drop`] carrying the outcome and the held packets.
 
 mod ike;
+mod stale;
+
+pub use stale::StaleSpiFate;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -27,7 +30,7 @@ use super::action::{Action, DnsFailure, DnsResult, Dnssec, PacketFate, PeerKey};
 use super::config::{Config, Counters};
 use super::hold::{Held, HoldStore};
 use super::keys::{Candidate, candidates};
-use super::limits::{PrivateMemory, TokenBucket};
+use super::limits::{PrivateMemory, RecentSources, TokenBucket};
 use super::outcome::{AttemptFailure, Auth, Cause, NoKey, Outcome, State, human};
 use super::policy::{Group, Negotiation, Policy, PolicyMatch};
 use super::responder::AddressLookup;
@@ -120,6 +123,9 @@ pub struct Machine {
     /// A/AAAA lookups of FQDN identities in flight, by (name, IPv4?).
     pub(super) address_lookups: HashMap<(DomainName, bool), AddressLookup>,
     pub(super) memory: PrivateMemory,
+    /// Sources of ESP with unknown SPIs lately, and their own budget.
+    stale_sources: RecentSources,
+    stale_bucket: TokenBucket,
     /// Peers with a live private outcome that authenticated: an anonymous
     /// peer may not stand in for one of them.
     pub(super) authenticated_live: HashSet<IpAddr>,
@@ -141,6 +147,8 @@ impl Machine {
             authenticated_live: HashSet::new(),
             prefetched: Prefetched::new(config.max_responder_pending, config.dns_timeout),
             memory: PrivateMemory::new(config.private_memory_limit, config.private_memory),
+            stale_sources: RecentSources::new(config.stale_spi_sources, config.stale_spi_interval),
+            stale_bucket: TokenBucket::new(config.stale_spi_per_second, config.stale_spi_burst),
             config,
             policy,
             pending: HashMap::new(),

@@ -1,7 +1,8 @@
-//! Small bounded helpers: the lookup rate limiter and the memory of peers that
-//! were private (for downgrade detection).
+//! Small bounded helpers: the lookup rate limiter, the memory of peers that
+//! were private (for downgrade detection), and the sources seen lately (for
+//! the once-per-source bound of ESP with unknown SPIs).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -115,9 +116,86 @@ impl PrivateMemory {
     }
 }
 
+/// Sources seen lately: each is kept `keep` after it was recorded, at most
+/// `limit` at a time (the oldest forgotten first). One `keep` for all, so
+/// insertion order is expiry order and a queue finds what to forget.
+#[derive(Debug)]
+pub(crate) struct RecentSources {
+    since: HashMap<IpAddr, Instant>,
+    order: VecDeque<(Instant, IpAddr)>,
+    limit: usize,
+    keep: Duration,
+}
+
+impl RecentSources {
+    pub(crate) fn new(limit: usize, keep: Duration) -> Self {
+        Self {
+            since: HashMap::new(),
+            order: VecDeque::new(),
+            limit,
+            keep,
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, addr)) = self.order.front() {
+            if now.saturating_duration_since(at) < self.keep && self.order.len() <= self.limit {
+                break;
+            }
+            self.order.pop_front();
+            if self.since.get(&addr) == Some(&at) {
+                self.since.remove(&addr);
+            }
+        }
+    }
+
+    /// Whether `addr` was recorded less than `keep` ago (and not forgotten
+    /// since to make room).
+    pub(crate) fn seen(&mut self, now: Instant, addr: IpAddr) -> bool {
+        self.expire(now);
+        self.since.contains_key(&addr)
+    }
+
+    /// Records `addr` at `now` (call after [`Self::seen`] said no).
+    pub(crate) fn record(&mut self, now: Instant, addr: IpAddr) {
+        if self.limit == 0 {
+            return;
+        }
+        self.since.insert(addr, now);
+        self.order.push_back((now, addr));
+        self.expire(now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_sources_expire_and_the_oldest_goes_when_full() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let ip = |i: u8| IpAddr::from([192, 0, 2, i]);
+        let mut r = RecentSources::new(3, s(10));
+        for i in 1..=3 {
+            assert!(!r.seen(t0, ip(i)));
+            r.record(t0 + s(u64::from(i)), ip(i));
+        }
+        assert!(r.seen(t0 + s(5), ip(1)));
+        // Full: recording a fourth forgets the oldest (1).
+        r.record(t0 + s(5), ip(4));
+        assert_eq!(r.since.len(), 3);
+        assert!(!r.seen(t0 + s(5), ip(1)));
+        assert!(r.seen(t0 + s(5), ip(2)));
+        // 2 was recorded at 2 s: seen until 12 s, not at 12 s.
+        assert!(r.seen(t0 + s(11), ip(2)));
+        assert!(!r.seen(t0 + s(12), ip(2)));
+        // Recorded again after it expired: kept once, for `keep` from then.
+        r.record(t0 + s(12), ip(2));
+        assert!(r.seen(t0 + s(21), ip(2)));
+        assert!(!r.seen(t0 + s(22), ip(2)));
+        assert_eq!(r.since.len(), r.order.len());
+    }
 
     /// The memory against the plain rule it indexes: when full, expired
     /// entries go, then the one expiring soonest.

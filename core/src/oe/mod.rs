@@ -86,7 +86,7 @@ pub use action::{
 };
 pub use cidr::{Cidr, CidrError, ListError, parse_list};
 pub use config::{Config, Counters};
-pub use decision::Machine;
+pub use decision::{Machine, StaleSpiFate};
 pub use hold::{Held, HoldDrops, HoldLimits, HoldStore};
 pub use node::{Command, Node, NodeConfig};
 pub use outcome::{

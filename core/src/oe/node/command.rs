@@ -275,6 +275,12 @@ pub enum Note {
         /// The destination.
         dst: IpAddr,
     },
+    /// ESP from `src` named no SA here (this host restarted, most likely,
+    /// and `src` still uses SAs from before): OE toward it was started.
+    StaleSpi {
+        /// The ESP sender.
+        src: IpAddr,
+    },
 }
 
 impl Note {
@@ -296,6 +302,7 @@ impl Note {
             | Note::IkeRekeyed
             | Note::IkeDeleted(_)
             | Note::IkeFailed { .. }
+            | Note::StaleSpi { .. }
             | Note::Idle { .. } => Level::Info,
         }
     }
@@ -388,6 +395,11 @@ impl fmt::Display for Note {
             Note::Passthrough { dst } => write!(
                 f,
                 "{dst}: no key in DNS; packets pass in clear while anonymous IKE runs (passthrough)"
+            ),
+            Note::StaleSpi { src } => write!(
+                f,
+                "{src}: ESP with an SPI unknown here (SAs from before a restart?): starting IKE \
+                 with INITIAL_CONTACT, so that the peer replaces them"
             ),
         }
     }

@@ -16,6 +16,7 @@
 //! | an IPSECKEY answer / an A or AAAA answer | [`Node::handle_dns`] / [`Node::handle_address`] |
 //! | an ESP SA reached a byte or packet limit | [`Node::handle_lifetime`] |
 //! | an ICMP error for an IKE datagram (the socket's error queue) | [`Node::handle_unreachable`] |
+//! | ESP with an unknown SPI from a source without a cached outcome | [`Node::handle_stale_spi`] |
 //! | the timer at [`Node::poll_timeout`] | [`Node::handle_timeout`], then, if [`Node::idle_scan_due`], [`Node::handle_activity`] |
 //!
 //! After each input, drain [`Node::poll_command`] and carry the commands out
@@ -44,7 +45,7 @@ use crate::esp::LifetimeEvent;
 use crate::ike::endpoint::{Endpoint, SaHandle, Transmit};
 use crate::ipseckey::DomainName;
 use crate::oe::{
-    AddressResult, DnsResult, Held, Machine, PacketFate, Unreachable, UnreachableFate,
+    AddressResult, DnsResult, Held, Machine, PacketFate, StaleSpiFate, Unreachable, UnreachableFate,
 };
 
 use children::Children;
@@ -191,6 +192,30 @@ impl Node {
         let fate = self.machine.on_unreachable(now, a.dst, a.peer_addr, error);
         if fate != UnreachableFate::Ignored {
             self.log(Some(sa), Note::Unreachable { error, fate });
+        }
+        fate
+    }
+
+    /// ESP from `src` whose SPI names no SA here, and `src` has no cached
+    /// outcome (the driver checks its cache, as for [`Node::handle_packet`]).
+    /// This host may have restarted while `src` still holds SAs with it:
+    /// unless an SA with `src` or a decision for it exists, OE toward `src`
+    /// starts as a first packet would start it (nothing is held), so that
+    /// the IKE_AUTH carries INITIAL_CONTACT and the peer replaces its stale
+    /// SAs at once, not after its dead peer detection. Nobody vouches for
+    /// the ESP's source: see [`Machine::on_stale_spi`] for the bounds.
+    pub fn handle_stale_spi(&mut self, now: Instant, src: IpAddr) -> StaleSpiFate {
+        let src = src.to_canonical();
+        if self.pending.contains_key(&src)
+            || self.children.serves(src)
+            || self.endpoint.has_sa_with(src)
+        {
+            return StaleSpiFate::Known;
+        }
+        let fate = self.machine.on_stale_spi(now, src);
+        if fate == StaleSpiFate::Started {
+            self.pending.insert(src, now);
+            self.log(None, Note::StaleSpi { src });
         }
         fate
     }

@@ -1,0 +1,158 @@
+//! ESP whose SPI names no SA, reported by source from the UDP workers to the
+//! control plane, which passes it to core's `Node::handle_stale_spi`: after
+//! this host restarts, its peers still send under the SAs from before, and
+//! the node may start OE toward them (`docs/ike.md`, "After a restart").
+//!
+//! [`StaleReports`] (the workers' side) reports a source at most once per
+//! second of the clock (a small table of recent sources, shared without a
+//! lock; a collision only lets one more report through), over a bounded
+//! queue: when it is full the report is dropped and counted
+//! (`oemesh_stale_spi_total{fate="queue_full"}`). That only spares the
+//! control plane a report per packet of a peer's flow; the bounds that
+//! matter against spoofed sources are core's (per source, a rate of their
+//! own, the policy group). [`StaleInbox`] (the control plane's side) skips
+//! sources the data path has an SA or an outcome for, and counts every
+//! report by what it did.
+//!
+//! The control plane's half lives here, not in `control_plane`, which has a
+//! line budget of its own (`scripts/structure`).
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use oemesh_core::oe::{Node, StaleSpiFate};
+use tokio::sync::mpsc;
+
+use super::DataPath;
+
+/// Recent sources kept (a power of two).
+const SLOTS: usize = 256;
+
+/// Reports queued for the control plane at most.
+const QUEUE: usize = 256;
+
+/// Reports handled per round of the control plane at most.
+const BATCH: usize = 64;
+
+/// The workers' and the control plane's ends of the reports.
+pub fn channel() -> (StaleReports, StaleInbox) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (StaleReports::new(tx), StaleInbox { rx })
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct StaleReports {
+    tx: mpsc::Sender<IpAddr>,
+    epoch: Instant,
+    /// Keyed per process, so that sources cannot be picked to collide.
+    hasher: RandomState,
+    /// Per slot: the source's tag (high 32 bits) and the second it was
+    /// last reported in (low 32 bits).
+    recent: [AtomicU64; SLOTS],
+}
+
+/// What [`StaleReports::report`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// Queued for the control plane.
+    Queued,
+    /// The source was reported this second already.
+    Recent,
+    /// The queue was full: dropped.
+    QueueFull,
+}
+
+impl StaleReports {
+    fn new(tx: mpsc::Sender<IpAddr>) -> Self {
+        Self {
+            tx,
+            epoch: Instant::now(),
+            hasher: RandomState::new(),
+            recent: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+        }
+    }
+
+    /// ESP from `from` named no SA: report it, unless it was this second.
+    pub fn report(&self, now: Instant, from: IpAddr) -> Reported {
+        let from = from.to_canonical();
+        let hash = self.hasher.hash_one(from);
+        let second = now.saturating_duration_since(self.epoch).as_secs();
+        let mark = (hash & !0xffff_ffff) | (second & 0xffff_ffff);
+        let slot = &self.recent[(hash as usize) % SLOTS];
+        if slot.swap(mark, Relaxed) == mark {
+            return Reported::Recent;
+        }
+        match self.tx.try_send(from) {
+            Ok(()) => Reported::Queued,
+            Err(_) => Reported::QueueFull,
+        }
+    }
+}
+
+/// The control plane's end: see the module docs.
+#[derive(Debug)]
+pub struct StaleInbox {
+    rx: mpsc::Receiver<IpAddr>,
+}
+
+impl StaleInbox {
+    /// The next report (`None` once every worker is gone).
+    pub async fn recv(&mut self) -> Option<IpAddr> {
+        self.rx.recv().await
+    }
+
+    /// `first`, then the reports queued now (a bounded batch): those without
+    /// an SA or a cached outcome in `dp` (as for a packet from the TUN) go to
+    /// `node`; each is counted by what it did.
+    pub fn pass(&mut self, first: IpAddr, node: &mut Node, dp: &DataPath) {
+        let now = Instant::now();
+        let mut next = Some(first);
+        for _ in 0..BATCH {
+            let Some(src) = next.take().or_else(|| self.rx.try_recv().ok()) else {
+                return;
+            };
+            let fate = if dp.sas.outbound(src).is_some() || dp.outcomes.get(src).is_some() {
+                StaleSpiFate::Known
+            } else {
+                node.handle_stale_spi(now, src)
+            };
+            if fate != StaleSpiFate::Started {
+                tracing::debug!("{src}: ESP with an unknown SPI: {fate:?}");
+            }
+            dp.metrics.stale_spi(fate);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn one_report_per_source_per_second_and_a_full_queue_drops() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let r = StaleReports::new(tx);
+        let t = r.epoch;
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "::ffff:192.0.2.2".parse().unwrap();
+        assert_eq!(r.report(t, a), Reported::Queued);
+        assert_eq!(r.report(t, a), Reported::Recent);
+        assert_eq!(
+            r.report(t + Duration::from_millis(900), a),
+            Reported::Recent
+        );
+        assert_eq!(r.report(t, b), Reported::Queued);
+        // The queue (2) is full now.
+        assert_eq!(r.report(t + Duration::from_secs(1), a), Reported::QueueFull);
+        assert_eq!(rx.try_recv().unwrap(), a);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            "192.0.2.2".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(r.report(t + Duration::from_secs(2), a), Reported::Queued);
+    }
+}
