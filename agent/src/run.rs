@@ -245,7 +245,6 @@ impl Agent {
         let (request_tx, requests) = mpsc::channel(REQUEST_QUEUE);
         let (reconfig_tx, reconfig) = mpsc::channel(1);
         let (icmp_tx, icmp) = mpsc::channel(ICMP_QUEUE);
-        let (stale_tx, stale) = crate::datapath::stale::channel();
         let clear = match ClearSender::new(cfg.routing.fwmark) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -267,7 +266,7 @@ impl Agent {
             icmp: icmp_tx,
             queue_drops: AtomicU64::new(0),
             parked: Default::default(),
-            stale: stale_tx,
+            stale: Default::default(),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         self.control_shutdown = Some(shutdown_tx);
@@ -301,7 +300,7 @@ impl Agent {
                 undecided,
                 ike: ike_rx,
                 icmp,
-                stale,
+                stale: dp.stale.inbox(),
                 notices,
                 requests,
                 reconfig,

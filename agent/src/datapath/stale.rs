@@ -14,11 +14,14 @@
 //! sources the data path has an SA or an outcome for, and counts every
 //! report by what it did.
 //!
-//! The control plane's half lives here, not in `control_plane`, which has a
-//! line budget of its own (`scripts/structure`).
+//! The queue is made with the data path (`StaleReports::default`), and the
+//! control plane takes its end once, at start ([`StaleReports::inbox`]). The
+//! control plane's half lives here, not in `control_plane`, and the queue is
+//! not made in `run`: both have line budgets (`scripts/structure`).
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
@@ -36,12 +39,6 @@ const QUEUE: usize = 256;
 /// Reports handled per round of the control plane at most.
 const BATCH: usize = 64;
 
-/// The workers' and the control plane's ends of the reports.
-pub fn channel() -> (StaleReports, StaleInbox) {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    (StaleReports::new(tx), StaleInbox { rx })
-}
-
 /// See the module docs.
 #[derive(Debug)]
 pub struct StaleReports {
@@ -52,6 +49,18 @@ pub struct StaleReports {
     /// Per slot: the source's tag (high 32 bits) and the second it was
     /// last reported in (low 32 bits).
     recent: [AtomicU64; SLOTS],
+    /// The control plane's end, until it takes it ([`StaleReports::inbox`]).
+    inbox: Mutex<Option<StaleInbox>>,
+}
+
+impl Default for StaleReports {
+    /// The workers' end of a new queue; the control plane's end waits in it.
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let mut reports = Self::new(tx);
+        reports.inbox = Mutex::new(Some(StaleInbox { rx }));
+        reports
+    }
 }
 
 /// What [`StaleReports::report`] did.
@@ -72,7 +81,16 @@ impl StaleReports {
             epoch: Instant::now(),
             hasher: RandomState::new(),
             recent: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+            inbox: Mutex::new(None),
         }
+    }
+
+    /// The control plane's end of the queue; there is one, taken once.
+    pub fn inbox(&self) -> StaleInbox {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        inbox
+            .take()
+            .expect("the stale-SPI inbox is taken once, at start")
     }
 
     /// ESP from `from` named no SA: report it, unless it was this second.
@@ -154,5 +172,16 @@ mod tests {
             "192.0.2.2".parse::<IpAddr>().unwrap()
         );
         assert_eq!(r.report(t + Duration::from_secs(2), a), Reported::Queued);
+    }
+
+    #[test]
+    fn the_control_planes_end_is_taken_once() {
+        let r = StaleReports::default();
+        let mut inbox = r.inbox();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(r.report(Instant::now(), a), Reported::Queued);
+        assert_eq!(inbox.rx.try_recv().unwrap(), a);
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.inbox()));
+        assert!(again.is_err());
     }
 }
