@@ -128,7 +128,6 @@ impl ControlPlane {
     /// Seals one packet with `dst`'s outbound SA and sends it (held packets and
     /// stragglers: not the hot path, which is the TUN workers').
     pub(super) async fn send_private(&mut self, dst: IpAddr, packet: &[u8]) {
-        use oemesh_core::esp::{HEADER_LEN, MAX_TRAILER_LEN};
         let Some(sa) = self
             .dp
             .sas
@@ -138,27 +137,7 @@ impl ControlPlane {
             self.dp.metrics.packet(PacketOutcome::Dropped, packet.len());
             return;
         };
-        let buf = &mut self.scratch;
-        buf.clear();
-        buf.resize(HEADER_LEN + packet.len() + MAX_TRAILER_LEN, 0);
-        buf[HEADER_LEN..HEADER_LEN + packet.len()].copy_from_slice(packet);
-        let fate = match sa.seal(buf, packet.len()) {
-            Ok(len) => {
-                let from = Some(sa.local.ip()).filter(|ip| !ip.is_unspecified());
-                match self.dp.natt.send(sa.remote, from, &buf[..len], None).await {
-                    Ok(()) => PacketOutcome::Encrypted,
-                    Err(e) => {
-                        tracing::debug!("ESP to {}: {e}", sa.remote);
-                        PacketOutcome::Dropped
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::debug!("{dst}: ESP refused: {e}");
-                PacketOutcome::Dropped
-            }
-        };
-        self.dp.metrics.packet(fate, packet.len());
+        self.dp.send_sealed(&sa, packet, &mut self.scratch).await;
     }
 
     /// Installs a CHILD SA pair for `dst`; see `SaTable::install` for `publish`.

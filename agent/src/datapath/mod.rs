@@ -174,4 +174,31 @@ impl DataPath {
             }
         }
     }
+
+    /// Seals one packet with `sa` in `scratch` and sends it, counting it
+    /// (held packets and stragglers, from the control plane: not the hot
+    /// path, which is the TUN workers').
+    pub async fn send_sealed(&self, sa: &sa_table::Outbound, packet: &[u8], scratch: &mut Vec<u8>) {
+        use oemesh_core::esp::{HEADER_LEN, MAX_TRAILER_LEN};
+        scratch.clear();
+        scratch.resize(HEADER_LEN + packet.len() + MAX_TRAILER_LEN, 0);
+        scratch[HEADER_LEN..HEADER_LEN + packet.len()].copy_from_slice(packet);
+        let fate = match sa.seal(scratch, packet.len()) {
+            Ok(len) => {
+                let from = Some(sa.local.ip()).filter(|ip| !ip.is_unspecified());
+                match self.natt.send(sa.remote, from, &scratch[..len], None).await {
+                    Ok(()) => PacketOutcome::Encrypted,
+                    Err(e) => {
+                        tracing::debug!("ESP to {}: {e}", sa.remote);
+                        PacketOutcome::Dropped
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!("{}: ESP refused: {e}", sa.dst);
+                PacketOutcome::Dropped
+            }
+        };
+        self.metrics.packet(fate, packet.len());
+    }
 }
