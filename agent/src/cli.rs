@@ -101,6 +101,7 @@ pub enum Command {
   oemesh reload
   oemesh check-config --config /etc/oemesh/oemesh.toml && oemesh reload
   oemesh reload --json | jq .policy
+  oemesh reload --config /etc/oemesh/oemesh.toml   # its control_socket
   systemctl reload oemesh")]
     Reload(QueryArgs),
 
@@ -158,6 +159,10 @@ pub struct QueryArgs {
     /// The agent's control socket.
     #[arg(long, value_name = "PATH", env = "OEMESH_SOCKET", default_value = crate::config::defaults::CONTROL_SOCKET)]
     pub socket: PathBuf,
+    /// Take the control socket from this configuration file's
+    /// `control_socket` instead (what the agent was started with).
+    #[arg(long, short, value_name = "FILE", conflicts_with = "socket")]
+    pub config: Option<PathBuf>,
     /// Print JSON for scripts instead of aligned text.
     #[arg(long)]
     pub json: bool,

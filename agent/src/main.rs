@@ -67,7 +67,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 }
 
 fn query(q: &QueryArgs, request: &Request) -> Result<ExitCode> {
-    let reply = client::request(&q.socket, request)?;
+    let socket = match &q.config {
+        Some(path) => Config::load(path)?.control_socket,
+        None => q.socket.clone(),
+    };
+    let reply = client::request(&socket, request)?;
     let text = match (&reply, q.json) {
         (Reply::Error { message }, _) => anyhow::bail!("the agent says: {message}"),
         (Reply::Peers { peers }, true) => serde_json::to_string_pretty(peers)?,
