@@ -97,6 +97,10 @@ pub struct Config {
     /// Send an empty INFORMATIONAL (liveness check) after this long without
     /// hearing from the peer; `None` disables.
     pub dpd_interval: Option<Duration>,
+    /// Behind a NAT (§2.23), send a NAT-keepalive (RFC 3948 §2.3) after this
+    /// long without sending the peer anything, so that the NAT keeps its
+    /// mapping; default 20 s; `None` (or zero) disables.
+    pub nat_keepalive: Option<Duration>,
     /// How long an exchange after IKE_AUTH may take before the peer is taken
     /// for dead and the IKE SA deleted (§2.4); default 30 s.
     pub exchange_timeout: Duration,
@@ -124,7 +128,7 @@ impl Config {
     /// Defaults for the given credential and identity: both AEADs (AES-256-GCM
     /// first), ports 500/4500, forced UDP encapsulation, cookies above 64 half-open
     /// SAs, a limit of 4096 (32 per source), 8192 anonymous SAs (64 per source),
-    /// 5 s half-open timeout, IKE SAs rekeyed every 4 h,
+    /// 5 s half-open timeout, IKE SAs rekeyed every 4 h, NAT-keepalives every 20 s,
     /// CHILD SAs every hour or 2^30 bytes (soft 90 %).
     pub fn new(local_auth: LocalAuth, local_id: Identity) -> Self {
         let hour = Duration::from_secs(3600);
@@ -159,6 +163,7 @@ impl Config {
                 },
             },
             dpd_interval: Some(Duration::from_secs(30)),
+            nat_keepalive: Some(Duration::from_secs(20)),
             exchange_timeout: Duration::from_secs(30),
             pfs: true,
             responder_ts: TsPolicy::Hosts,

@@ -204,6 +204,13 @@ pub(crate) struct SaCore {
     /// match the address its IKE_SA_INIT came from, §2.23): only then may its
     /// port change later. Its address never may.
     pub(crate) peer_behind_nat: bool,
+    /// Whether this host is behind a NAT (the peer's
+    /// NAT_DETECTION_DESTINATION_IP did not match the local address and port
+    /// IKE_SA_INIT used, §2.23): then it sends NAT-keepalives (RFC 3948 §2.3).
+    pub(crate) local_behind_nat: bool,
+    /// When this host last sent a NAT-keepalive on this SA, or when the SA
+    /// began (see [`keepalive_due`]).
+    pub(crate) last_keepalive: Instant,
     /// When the caller last reported traffic on this SA's CHILD SAs
     /// ([`crate::ike::endpoint::Endpoint::note_activity`]), or when it was
     /// established: which anonymous SA is the idlest.
@@ -274,6 +281,8 @@ impl SaCore {
             init_remote: remote,
             peer_auth: None,
             peer_behind_nat: false,
+            local_behind_nat: false,
+            last_keepalive: now,
             last_active: now,
             indexed_peer: false,
             indexed_anonymous: None,
@@ -282,11 +291,13 @@ impl SaCore {
     }
 
     /// What a rekeyed IKE SA (§2.18) keeps of the one it replaces: who the peer
-    /// is and how it authenticated, where it is, and when it was last active.
+    /// is and how it authenticated, where it is and whether either end is behind
+    /// a NAT, and when it was last active.
     pub(crate) fn inherit(&mut self, old: &SaCore) {
         self.peer_id.clone_from(&old.peer_id);
         self.peer_auth = old.peer_auth;
         self.peer_behind_nat = old.peer_behind_nat;
+        self.local_behind_nat = old.local_behind_nat;
         self.last_active = old.last_active;
         self.init_remote = old.init_remote;
     }
@@ -415,10 +426,17 @@ pub(crate) fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
         State::Retiring { until } => Some(*until),
         State::Established => {
             let children = sa.children.iter().filter_map(|c| c.poll_timeout()).min();
-            [sa.rekey_at, sa.hard_expiry, dpd_due(config, sa), children]
-                .into_iter()
-                .flatten()
-                .min()
+            let keepalive = keepalive_due(config, sa);
+            [
+                sa.rekey_at,
+                sa.hard_expiry,
+                dpd_due(config, sa),
+                keepalive,
+                children,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
         }
         State::InitSent(_) | State::AuthSent(_) => None,
     };
@@ -433,6 +451,21 @@ pub(crate) fn dpd_due(config: &Config, sa: &IkeSa) -> Option<Instant> {
         return None;
     }
     sa.last_heard.checked_add(interval)
+}
+
+/// When a NAT-keepalive is due (RFC 3948 §2.3): on an established SA of a
+/// host behind a NAT, `nat_keepalive` after this host last sent anything to
+/// the peer. "Sent anything" is approximated without a clock in every sending
+/// path: the last keepalive, the last authenticated IKE message from the peer
+/// (each one answers a request of ours or gets our response), and the last
+/// ESP traffic the caller reported ([`crate::ike::endpoint::Endpoint::note_activity`]).
+pub(crate) fn keepalive_due(config: &Config, sa: &IkeSa) -> Option<Instant> {
+    let interval = config.nat_keepalive.filter(|i| !i.is_zero())?;
+    if !sa.local_behind_nat || !matches!(sa.state, State::Established) {
+        return None;
+    }
+    let last = sa.last_keepalive.max(sa.last_heard).max(sa.last_active);
+    last.checked_add(interval)
 }
 
 #[cfg(test)]

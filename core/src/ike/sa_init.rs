@@ -57,6 +57,19 @@ fn sender_behind_nat(m: &Message, spi_i: u64, spi_r: u64, from: SocketAddr) -> b
     sources.peek().is_some() && !sources.any(|n| n.data == expected)
 }
 
+/// Whether this host, the receiver of `m`, is behind a NAT (§2.23): the sender
+/// sent NAT_DETECTION_DESTINATION_IP notifies, and none matches the address
+/// and port `m` arrived at (`local`). A peer that forces UDP encapsulation
+/// forces only its source hash, so this holds whatever the peer's setting.
+fn receiver_behind_nat(m: &Message, spi_i: u64, spi_r: u64, local: SocketAddr) -> bool {
+    let expected = nat::nat_hash(spi_i, spi_r, local);
+    let mut destinations = m
+        .notifies()
+        .filter(|n| n.ty == NotifyType::NAT_DETECTION_DESTINATION_IP)
+        .peekable();
+    destinations.peek().is_some() && !destinations.any(|n| n.data == expected)
+}
+
 /// The datagram of an unprotected IKE_SA_INIT error response (no state kept).
 fn init_error(
     config_ike_port: u16,
@@ -208,6 +221,7 @@ impl Endpoint {
             remote: sa.remote,
         });
         sa.peer_behind_nat = sender_behind_nat(&message, sa.spi_i, sa.spi_r, sa.remote);
+        sa.local_behind_nat = receiver_behind_nat(&message, sa.spi_i, sa.spi_r, sa.local);
         // §2.23: with NAT-T on both sides, everything after IKE_SA_INIT uses UDP 4500.
         if has_nat_detection(&message) && sa.local.port() != self.config.natt_port {
             sa.local = SocketAddr::new(sa.local.ip(), self.config.natt_port);
@@ -342,6 +356,7 @@ impl Endpoint {
         ));
         sa.peer_msg_id = 1;
         sa.peer_behind_nat = sender_behind_nat(message, spi_i, 0, remote);
+        sa.local_behind_nat = receiver_behind_nat(message, spi_i, 0, local);
 
         let mut payloads = vec![
             Payload::Sa(answer),
@@ -429,5 +444,43 @@ impl Endpoint {
     pub fn init_sent(&self, sa: SaHandle) -> Option<(SocketAddr, u64)> {
         let ike = self.handles.get(&sa).and_then(|id| self.sas.get(id))?;
         matches!(ike.state, State::InitSent(_)).then_some((ike.remote, ike.spi_i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ike::message::Header;
+
+    /// A message with the NAT detection notifies a sender at `from` puts in
+    /// a message to `to` (the initiator's request: SPIr zero).
+    fn detection(from: SocketAddr, to: SocketAddr) -> Message {
+        let header = Header::new(7, 0, ExchangeType::IKE_SA_INIT, Flags::INITIATOR, 0);
+        let notifies = nat::notifies(7, 0, from, to, false).map(Payload::Notify);
+        Message::new(header, notifies.to_vec())
+    }
+
+    #[test]
+    fn the_receiver_is_behind_a_nat_when_the_destination_hash_differs() {
+        let a: SocketAddr = "192.0.2.1:500".parse().unwrap();
+        let b: SocketAddr = "192.0.2.2:500".parse().unwrap();
+        let public: SocketAddr = "198.51.100.1:500".parse().unwrap();
+        // Sent to where it arrived: no NAT in front of the receiver.
+        assert!(!receiver_behind_nat(&detection(a, b), 7, 0, b));
+        // Sent to the NAT's public address, arrived at the private one.
+        assert!(receiver_behind_nat(&detection(a, public), 7, 0, b));
+        // Another port is another mapping.
+        let moved: SocketAddr = "192.0.2.2:4500".parse().unwrap();
+        assert!(receiver_behind_nat(&detection(a, b), 7, 0, moved));
+        // No notifies: nothing is known, nothing is assumed.
+        let header = Header::new(7, 0, ExchangeType::IKE_SA_INIT, Flags::INITIATOR, 0);
+        assert!(!receiver_behind_nat(
+            &Message::new(header, Vec::new()),
+            7,
+            0,
+            b
+        ));
+        // The sender's own source hash says nothing about the receiver.
+        assert!(!sender_behind_nat(&detection(a, public), 7, 0, a));
     }
 }

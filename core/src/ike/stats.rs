@@ -153,6 +153,8 @@ pub struct Stats {
     pub initial_contact_replaced: u64,
     /// Anonymous SAs evicted to make room (`anonymous_limit`, `anonymous_per_source`).
     pub anonymous_evicted: u64,
+    /// NAT-keepalives sent (RFC 3948 §2.3): this host is behind a NAT.
+    pub nat_keepalives_sent: u64,
 }
 
 impl Stats {

@@ -1,6 +1,8 @@
 //! Timers (RFC 7296 §2.4, §2.8): request retransmission, half-open and
-//! authorization deadlines, IKE SA and CHILD SA lifetimes, dead peer detection.
+//! authorization deadlines, IKE SA and CHILD SA lifetimes, dead peer detection,
+//! and NAT-keepalives (RFC 3948 §2.3) when this host is behind a NAT.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand_core::RngCore;
@@ -10,8 +12,9 @@ use crate::ike::event::Transmit;
 use crate::ike::failure::Failure;
 use crate::ike::message::ExchangeType;
 use crate::ike::retransmit::{Retransmit, RetransmitAction, RetransmitConfig};
-use crate::ike::sa::{IkeSa, Queued, SaCore, dpd_due};
+use crate::ike::sa::{IkeSa, Queued, SaCore, dpd_due, keepalive_due};
 use crate::ike::state::{Fate, State};
+use crate::ike::udp_encap::NAT_KEEPALIVE;
 
 impl Endpoint {
     pub(crate) fn on_sa_timeout(&mut self, now: Instant, sa: &mut IkeSa) -> Fate {
@@ -82,6 +85,9 @@ impl Endpoint {
         if dpd_due(&self.config, sa).is_some_and(|t| t <= now) {
             sa.queue.push_back(Queued::Liveness);
         }
+        if keepalive_due(&self.config, sa).is_some_and(|t| t <= now) {
+            self.send_keepalive(now, sa);
+        }
         for i in 0..sa.children.len() {
             let child = &mut sa.children[i];
             if child.expire_at.is_some_and(|t| t <= now) {
@@ -109,6 +115,20 @@ pub(crate) fn exchange_name(exchange: ExchangeType) -> &'static str {
         ExchangeType::CREATE_CHILD_SA => "CREATE_CHILD_SA",
         ExchangeType::INFORMATIONAL => "INFORMATIONAL",
         _ => "an exchange",
+    }
+}
+
+impl Endpoint {
+    /// Sends one NAT-keepalive (a single 0xFF octet, RFC 3948 §2.3) from this
+    /// host's NAT-T port to the peer's NAT-T address and port, as for IKE.
+    fn send_keepalive(&mut self, now: Instant, sa: &mut SaCore) {
+        sa.last_keepalive = now;
+        self.out.transmits.push_back(Transmit {
+            local: SocketAddr::new(sa.local.ip(), self.config.natt_port),
+            remote: sa.remote,
+            payload: vec![NAT_KEEPALIVE],
+        });
+        self.out.stats.nat_keepalives_sent += 1;
     }
 }
 
