@@ -68,9 +68,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
 
 fn query(q: &QueryArgs, request: &Request) -> Result<ExitCode> {
     let socket = match &q.config {
-        Some(path) => Config::load(path)
-            .context("finding the agent's control socket (nothing was sent to the agent)")?
-            .control_socket,
+        Some(path) => {
+            Config::load(path)
+                .context("finding the agent's control socket (nothing was sent to the agent)")?
+                .control_socket
+        }
         None => q.socket.clone(),
     };
     let reply = client::request(&socket, request)?;

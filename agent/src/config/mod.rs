@@ -72,6 +72,8 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
     /// `ike.dpd_interval`: a liveness check after this long without hearing from a peer.
     pub const DPD_INTERVAL: Duration = Duration::from_secs(30);
+    /// `ike.nat_keepalive`: below the 30 s that many NATs keep a UDP mapping.
+    pub const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
     /// `ike.exchange_timeout`: an exchange unanswered this long means the peer is gone.
     pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
     /// `ike.esp_aead`: the ESP AEAD offered first (`testnet/bench`: ~5 GB/s
@@ -207,6 +209,9 @@ pub struct IkeConfig {
     pub dpd_interval: Duration,
     /// An exchange unanswered this long: the peer is taken for dead.
     pub exchange_timeout: Duration,
+    /// Behind a NAT, a NAT-keepalive after this long without sending to a
+    /// peer (RFC 3948 §2.3).
+    pub nat_keepalive: Duration,
     /// The ESP AEAD this host offers first (the other is offered second).
     pub esp_aead: EspAead,
     /// Half-open IKE SAs from one source at most.
@@ -427,6 +432,7 @@ impl Default for Config {
                 rekey_margin: defaults::REKEY_MARGIN,
                 idle_timeout: defaults::IDLE_TIMEOUT,
                 dpd_interval: defaults::DPD_INTERVAL,
+                nat_keepalive: defaults::NAT_KEEPALIVE,
                 exchange_timeout: defaults::EXCHANGE_TIMEOUT,
                 esp_aead: defaults::ESP_AEAD,
                 half_open_per_source: defaults::HALF_OPEN_PER_SOURCE,

@@ -55,6 +55,7 @@ pub(crate) struct RawIke {
     pub(crate) rekey_margin: Option<String>,
     pub(crate) idle_timeout: Option<String>,
     pub(crate) dpd_interval: Option<String>,
+    pub(crate) nat_keepalive: Option<String>,
     pub(crate) exchange_timeout: Option<String>,
     pub(crate) esp_aead: Option<String>,
     pub(crate) half_open_per_source: Option<usize>,

@@ -221,6 +221,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
     cfg.ike.rekey_margin = c.duration("ike.rekey_margin", ike.rekey_margin, defaults::REKEY_MARGIN);
     cfg.ike.idle_timeout = c.duration("ike.idle_timeout", ike.idle_timeout, defaults::IDLE_TIMEOUT);
     cfg.ike.dpd_interval = c.duration("ike.dpd_interval", ike.dpd_interval, defaults::DPD_INTERVAL);
+    cfg.ike.nat_keepalive = c.duration(
+        "ike.nat_keepalive",
+        ike.nat_keepalive,
+        defaults::NAT_KEEPALIVE,
+    );
     cfg.ike.exchange_timeout = c.duration(
         "ike.exchange_timeout",
         ike.exchange_timeout,

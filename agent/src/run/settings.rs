@@ -60,6 +60,7 @@ pub(crate) fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -
     c.ike_lifetime = cfg.ike.ike_lifetime;
     c.child_lifetime.hard.time = Some(cfg.ike.child_lifetime);
     c.dpd_interval = Some(cfg.ike.dpd_interval);
+    c.nat_keepalive = Some(cfg.ike.nat_keepalive);
     c.exchange_timeout = cfg.ike.exchange_timeout;
     c.child_lifetime.soft.time = Some(cfg.ike.child_lifetime.saturating_sub(cfg.ike.rekey_margin));
     c.half_open_per_source = cfg.ike.half_open_per_source;
