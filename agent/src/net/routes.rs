@@ -37,7 +37,8 @@ use crate::config::{Cidr, Group, RoutingConfig, routed_to_tun};
 mod leftover;
 
 pub use leftover::{Cleaned, cleanup_stale, left_in_place, remove_link};
-use leftover::{RouteKey, delete_routes_unless, route_key, sweep_rules};
+use leftover::{RouteKey, sweep_rules};
+pub(super) use leftover::{delete_routes_unless, route_key};
 
 /// EEXIST, ENOENT, ESRCH as netlink reports them (negated errno).
 const EEXIST: i32 = -17;
@@ -135,37 +136,8 @@ impl Routing {
         source: Option<IpAddr>,
     ) -> Result<(), RouteError> {
         for &(prefix, group) in policy {
-            let (route, what) = self.prefix_route(tun_index, prefix, group, source)?;
-            // Replacing: a route a previous run left for the same prefix
-            // and metric (a `throw` of a prefix that was `clear` then) gives
-            // way without a moment in which the prefix has no route.
-            self.handle
-                .route()
-                .add(route)
-                .replace()
-                .execute()
-                .await
-                .map_err(|e| {
-                    RouteError::new(
-                        format!("adding route {what} in table {}", self.cfg.table),
-                        e,
-                    )
-                })?;
-            if group.fails_closed() {
-                // Outlives the TUN: while the agent is stopped (a restart, an
-                // upgrade: `teardown` keeps it) or dead (SIGKILL, a crash),
-                // the TUN route is gone and this one keeps `private` and
-                // `block` traffic from leaving in clear until the agent is
-                // back or `oemesh down` removes it.
-                self.add_route(
-                    fail_closed_route(prefix, self.cfg.table),
-                    &format!(
-                        "unreachable {prefix} ({group}, metric {FAIL_CLOSED_METRIC}) in table {}",
-                        self.cfg.table
-                    ),
-                )
+            self.install_prefix(tun_index, prefix, group, source)
                 .await?;
-            }
         }
         for v6 in [false, true] {
             if self.cfg.suppress_main {
@@ -211,7 +183,7 @@ impl Routing {
     /// The route that carries `prefix` of `group` in our table: into the TUN
     /// (with `source` as preferred source address of its family), or a
     /// `throw` for `clear`; with a description for errors.
-    pub(super) fn prefix_route(
+    fn prefix_route(
         &self,
         tun_index: u32,
         prefix: Cidr,
@@ -267,7 +239,44 @@ impl Routing {
         }
     }
 
-    pub(super) async fn add_route(
+    /// Installs the routes of `prefix` in `group`: for `private` and `block`
+    /// first the `unreachable` one at [`FAIL_CLOSED_METRIC`], then the one at
+    /// metric 0 (into the TUN, or a `throw`), replacing one a previous run or
+    /// configuration left for the same prefix and metric in one request, so
+    /// that the prefix never has a moment without a route.
+    ///
+    /// The fail-closed route outlives the TUN: while the agent is stopped (a
+    /// restart, an upgrade: `teardown` keeps it) or dead (SIGKILL, a crash),
+    /// the TUN route is gone and this one keeps `private` and `block` traffic
+    /// from leaving in clear until the agent is back or `oemesh down` runs.
+    pub(super) async fn install_prefix(
+        &self,
+        tun_index: u32,
+        prefix: Cidr,
+        group: Group,
+        source: Option<IpAddr>,
+    ) -> Result<(), RouteError> {
+        let table = self.cfg.table;
+        if group.fails_closed() {
+            self.add_route(
+                fail_closed_route(prefix, table),
+                &format!(
+                    "unreachable {prefix} ({group}, metric {FAIL_CLOSED_METRIC}) in table {table}"
+                ),
+            )
+            .await?;
+        }
+        let (route, what) = self.prefix_route(tun_index, prefix, group, source)?;
+        self.handle
+            .route()
+            .add(route)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| RouteError::new(format!("adding route {what} in table {table}"), e))
+    }
+
+    async fn add_route(
         &self,
         route: RouteMessage,
         what: &str,
@@ -373,7 +382,7 @@ impl Routing {
 pub const FAIL_CLOSED_METRIC: u32 = 4242;
 
 /// `unreachable PREFIX metric FAIL_CLOSED_METRIC table T`.
-pub(super) fn fail_closed_route(prefix: Cidr, table: u32) -> RouteMessage {
+fn fail_closed_route(prefix: Cidr, table: u32) -> RouteMessage {
     let mut m = throw_route(prefix, table);
     m.header.kind = RouteType::Unreachable;
     m.attributes
@@ -381,7 +390,7 @@ pub(super) fn fail_closed_route(prefix: Cidr, table: u32) -> RouteMessage {
     m
 }
 
-pub(super) fn throw_route(prefix: Cidr, table: u32) -> RouteMessage {
+fn throw_route(prefix: Cidr, table: u32) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header.address_family = if prefix.addr().is_ipv4() {
         AddressFamily::Inet

@@ -205,9 +205,9 @@ pub(super) async fn sweep_rules(handle: &Handle, cfg: &RoutingConfig) -> Result<
 /// What makes a route in our table the route it is, for make-before-break:
 /// destination, kind (`RouteType` as its number), and for a route via a
 /// device, the device.
-pub(super) type RouteKey = (Cidr, u8, Option<u32>);
+pub(in crate::net) type RouteKey = (Cidr, u8, Option<u32>);
 
-pub(super) fn route_key(route: &RouteMessage) -> Option<RouteKey> {
+pub(in crate::net) fn route_key(route: &RouteMessage) -> Option<RouteKey> {
     let mut dst = None;
     let mut oif = None;
     for attr in &route.attributes {
@@ -259,7 +259,7 @@ pub(super) async fn list_table(
 }
 
 /// Deletes the routes of our table that `keep` rejects; returns how many.
-pub(super) async fn delete_routes_unless(
+pub(in crate::net) async fn delete_routes_unless(
     handle: &Handle,
     table: u32,
     keep: impl Fn(&RouteMessage) -> bool,
