@@ -276,11 +276,7 @@ impl Routing {
             .map_err(|e| RouteError::new(format!("adding route {what} in table {table}"), e))
     }
 
-    async fn add_route(
-        &self,
-        route: RouteMessage,
-        what: &str,
-    ) -> Result<(), RouteError> {
+    async fn add_route(&self, route: RouteMessage, what: &str) -> Result<(), RouteError> {
         match self.handle.route().add(route).execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(EEXIST) => Ok(()),

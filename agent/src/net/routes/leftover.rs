@@ -88,28 +88,48 @@ pub(super) fn is_our_rule(rule: &RuleMessage, cfg: &RoutingConfig) -> bool {
     }
 }
 
-pub(super) async fn delete_rules(
-    handle: &Handle,
-    cfg: &RoutingConfig,
-) -> Result<usize, RouteError> {
-    let mut removed = 0;
+/// Our rules (see `is_our_rule`), both families.
+async fn our_rules(handle: &Handle, cfg: &RoutingConfig) -> Result<Vec<RuleMessage>, RouteError> {
+    let mut ours = Vec::new();
     for version in [IpVersion::V4, IpVersion::V6] {
         let rules: Vec<RuleMessage> = handle
             .rule()
-            .get(version.clone())
+            .get(version)
             .execute()
             .try_collect()
             .await
             .map_err(|e| RouteError::new("listing rules", e))?;
-        for rule in rules.into_iter().filter(|r| is_our_rule(r, cfg)) {
-            match handle.rule().del(rule).execute().await {
-                Ok(()) => removed += 1,
-                Err(e) if matches!(errno(&e), Some(ENOENT)) => {}
-                Err(e) => return Err(RouteError::new("deleting rule", e)),
-            }
+        ours.extend(rules.into_iter().filter(|r| is_our_rule(r, cfg)));
+    }
+    Ok(ours)
+}
+
+/// Deletes our rules that `keep` rejects; returns how many.
+async fn delete_rules_unless(
+    handle: &Handle,
+    cfg: &RoutingConfig,
+    mut keep: impl FnMut(&RuleMessage) -> bool,
+) -> Result<usize, RouteError> {
+    let mut removed = 0;
+    for rule in our_rules(handle, cfg).await? {
+        if keep(&rule) {
+            continue;
+        }
+        match handle.rule().del(rule).execute().await {
+            Ok(()) => removed += 1,
+            Err(e) if matches!(errno(&e), Some(ENOENT)) => {}
+            Err(e) => return Err(RouteError::new("deleting rule", e)),
         }
     }
     Ok(removed)
+}
+
+/// Deletes all our rules.
+pub(super) async fn delete_rules(
+    handle: &Handle,
+    cfg: &RoutingConfig,
+) -> Result<usize, RouteError> {
+    delete_rules_unless(handle, cfg, |_| false).await
 }
 
 /// `suppress_prefixlength` as the kernel reports a rule without one (-1).
@@ -157,49 +177,24 @@ pub(super) fn wanted_rules(cfg: &RoutingConfig) -> Vec<RuleSignature> {
 
 /// Counts our rules (both families) without changing anything.
 pub(super) async fn count_rules(handle: &Handle, cfg: &RoutingConfig) -> Result<usize, RouteError> {
-    let mut n = 0;
-    for version in [IpVersion::V4, IpVersion::V6] {
-        let rules: Vec<RuleMessage> = handle
-            .rule()
-            .get(version)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| RouteError::new("listing rules", e))?;
-        n += rules.iter().filter(|r| is_our_rule(r, cfg)).count();
-    }
-    Ok(n)
+    Ok(our_rules(handle, cfg).await?.len())
 }
 
 /// Deletes our rules that `cfg` does not ask for (another fwmark, a
 /// `suppress_prefixlength` rule no longer wanted) and duplicates, keeping
-/// one of each wanted rule: the second half of make-before-break.
+/// one of each wanted rule per family: the second half of make-before-break.
 pub(super) async fn sweep_rules(handle: &Handle, cfg: &RoutingConfig) -> Result<usize, RouteError> {
     let wanted = wanted_rules(cfg);
-    let mut removed = 0;
-    for version in [IpVersion::V4, IpVersion::V6] {
-        let rules: Vec<RuleMessage> = handle
-            .rule()
-            .get(version)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| RouteError::new("listing rules", e))?;
-        let mut seen = HashSet::new();
-        for rule in rules.into_iter().filter(|r| is_our_rule(r, cfg)) {
-            let sig = rule_signature(&rule);
-            if wanted.contains(&sig) && seen.insert(sig) {
-                continue;
-            }
+    let mut seen = HashSet::new();
+    delete_rules_unless(handle, cfg, |rule| {
+        let sig = rule_signature(rule);
+        let keep = wanted.contains(&sig) && seen.insert((u8::from(rule.header.family), sig));
+        if !keep {
             tracing::debug!("deleting stale rule {sig:?} (wanted: {wanted:?})");
-            match handle.rule().del(rule).execute().await {
-                Ok(()) => removed += 1,
-                Err(e) if matches!(errno(&e), Some(ENOENT)) => {}
-                Err(e) => return Err(RouteError::new("deleting a stale rule", e)),
-            }
         }
-    }
-    Ok(removed)
+        keep
+    })
+    .await
 }
 
 /// What makes a route in our table the route it is, for make-before-break:
