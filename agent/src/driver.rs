@@ -511,10 +511,13 @@ impl KernelActions {
         let Some(r) = routing.as_mut() else {
             return Ok(Default::default());
         };
-        let changes = r.apply_policy(tun_index, old, new, source).await;
+        let changes = r.apply_policy(tun_index, old, new, source).await?;
         // Host prefixes that replaced a bypass (see `apply_policy`).
-        lock(&self.bypassed).retain(|peer| r.bypasses().any(|b| b == peer));
-        changes
+        let mut bypassed = lock(&self.bypassed);
+        for peer in &changes.replaced_bypasses {
+            bypassed.remove(peer);
+        }
+        Ok(changes)
     }
 
     /// `peer`'s clear outcome expired: its next packet reaches the agent again.

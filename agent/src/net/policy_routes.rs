@@ -28,6 +28,9 @@ pub struct PolicyRouteChanges {
     pub changed: usize,
     /// Prefixes whose routes went.
     pub removed: usize,
+    /// Peers whose bypass route a new host prefix replaced (no longer theirs
+    /// to remove).
+    pub replaced_bypasses: Vec<IpAddr>,
 }
 
 impl Routing {
@@ -56,8 +59,10 @@ impl Routing {
                 .await?;
             // A host prefix replaced a bypass route of the same destination:
             // removing that bypass later must not take the new route with it.
-            if prefix.prefix_len() == Cidr::host(prefix.addr()).prefix_len() {
-                self.bypasses.remove(&prefix.addr());
+            if prefix.prefix_len() == Cidr::host(prefix.addr()).prefix_len()
+                && self.bypasses.remove(&prefix.addr())
+            {
+                changes.replaced_bypasses.push(prefix.addr());
             }
             if was.is_some_and(Group::fails_closed) && !group.fails_closed() {
                 stale.insert(prefix, true);
