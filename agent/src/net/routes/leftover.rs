@@ -292,3 +292,37 @@ pub async fn left_in_place(
         list_table(handle, cfg.table).await?.len(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(priority: u32, table: u32, suppress: Option<u32>) -> RuleMessage {
+        let mut r = RuleMessage::default();
+        r.attributes.push(RuleAttribute::Priority(priority));
+        r.attributes.push(RuleAttribute::Table(table));
+        if let Some(n) = suppress {
+            r.attributes.push(RuleAttribute::SuppressPrefixLen(n));
+        }
+        r
+    }
+
+    /// The kernel reports `suppress_prefixlength -1` (none) on every rule: a
+    /// rule of someone else's at our priority - 1 looking up main is not
+    /// ours, and must survive a start's sweep and `oemesh down`.
+    #[test]
+    fn a_main_rule_without_suppress_at_our_priority_is_not_ours() {
+        let cfg = RoutingConfig {
+            table: 28517,
+            fwmark: 0x6f65,
+            rule_priority: 100,
+            suppress_main: true,
+        };
+        let main = u32::from(RouteHeader::RT_TABLE_MAIN);
+        assert!(is_our_rule(&rule(99, main, Some(0)), &cfg));
+        assert!(!is_our_rule(&rule(99, main, Some(NO_SUPPRESS)), &cfg));
+        assert!(!is_our_rule(&rule(99, main, None), &cfg));
+        assert!(is_our_rule(&rule(100, 28517, Some(NO_SUPPRESS)), &cfg));
+        assert!(!is_our_rule(&rule(100, 254, Some(NO_SUPPRESS)), &cfg));
+    }
+}
