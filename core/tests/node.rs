@@ -61,6 +61,9 @@ enum Did {
     Expired {
         dst: IpAddr,
     },
+    Forgotten {
+        dst: IpAddr,
+    },
     Cached {
         state: State,
         passthrough: bool,
@@ -194,6 +197,7 @@ impl Host {
                     Command::Bypass { .. } => self.did.push(Did::Bypass),
                     Command::Unbypass { .. } => self.did.push(Did::Unbypass),
                     Command::OutcomeExpired { dst } => self.did.push(Did::Expired { dst }),
+                    Command::ForgetOutcome { dst } => self.did.push(Did::Forgotten { dst }),
                     Command::Track { .. } => self.did.push(Did::Track),
                     Command::Forget { .. } => self.did.push(Did::Forget),
                     Command::CacheOutcome { outcome } => self.did.push(Did::Cached {
@@ -822,7 +826,7 @@ fn reconfigure_closes_the_sas_a_new_policy_forbids_and_keeps_the_others() {
         w.a_sends(b"x");
         w.settle();
         let b = w.b.ip;
-        let got =
+        let (got, _) =
             w.a.node
                 .reconfigure(w.now, Some(policy_moving_b(group, &[])), None);
         w.settle();
@@ -847,14 +851,14 @@ fn reconfigure_closes_anonymous_sas_where_a_signature_is_now_required() {
     let mut w = World::anonymous();
     w.a_sends(b"x");
     w.settle();
-    let got = w.a.node.reconfigure(w.now, Some(policy(&require)), None);
+    let (got, _) = w.a.node.reconfigure(w.now, Some(policy(&require)), None);
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].1.contains("signature"), "{got:?}");
     // Authenticated: stays.
     let mut w = World::authenticated();
     w.a_sends(b"x");
     w.settle();
-    let got = w.a.node.reconfigure(w.now, Some(policy(&require)), None);
+    let (got, _) = w.a.node.reconfigure(w.now, Some(policy(&require)), None);
     assert!(got.is_empty(), "{got:?}");
 }
 
@@ -870,7 +874,7 @@ fn a_new_local_key_signs_the_next_ike_sa_and_spares_the_live_one() {
         LocalAuth::Ed25519(Ed25519SigningKey::from_seed(&[7; 32])),
         Identity::Ipv4(v4),
     );
-    let got = w.a.node.reconfigure(w.now, None, Some(new));
+    let (got, _) = w.a.node.reconfigure(w.now, None, Some(new));
     assert!(got.is_empty(), "{got:?}");
     w.b.knows(&w.a, 7);
     w.settle();
@@ -931,4 +935,27 @@ fn stale_esp_after_a_restart_gets_new_sas_at_once() {
     assert_eq!(last_set, Some((vec![b], vec![])), "{:#?}", w.a.did);
     // Now B has an SA with A: more reports change nothing.
     assert_eq!(w.b.node.handle_stale_spi(w.now, a), StaleSpiFate::Known);
+}
+
+#[test]
+fn reconfigure_forgets_clear_outcomes_whose_group_changed() {
+    for (group, forgotten) in [(Group::Private, 1), (Group::PrivateOrClear, 0)] {
+        let mut w = World::anonymous();
+        w.cut_link();
+        w.a_sends(b"x");
+        w.advance(Duration::from_secs(5));
+        let last = w.a.outcomes.last().unwrap();
+        assert_eq!(last.state, State::Clear, "{last:?}");
+        let (_, n) =
+            w.a.node
+                .reconfigure(w.now, Some(policy_moving_b(group, &[])), None);
+        w.settle();
+        assert_eq!(n, forgotten, "{group:?}");
+        let did = w.a.count(|d| matches!(d, Did::Forgotten { .. }));
+        assert_eq!(did, forgotten, "{group:?}: {:#?}", w.a.did);
+        // A forgotten outcome does not expire later as well.
+        w.advance(Duration::from_secs(3600));
+        let expired = w.a.count(|d| matches!(d, Did::Expired { .. }));
+        assert_eq!(expired, 1 - forgotten, "{group:?}");
+    }
 }

@@ -94,6 +94,10 @@ impl ControlPlane {
                     tracing::debug!("{dst}: clear outcome expired; the next packet decides again");
                 }
             }
+            Command::ForgetOutcome { dst } => {
+                self.dp.outcomes.remove(dst);
+                self.kernel.unbypass(dst).await;
+            }
             Command::PrivateEnded { dst } => {
                 if self.dp.outcomes.state(dst) == Some(State::Private) {
                     self.dp.outcomes.remove(dst);

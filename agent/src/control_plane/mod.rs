@@ -166,12 +166,14 @@ impl ControlPlane {
                 Some((r, reply)) = self.inputs.reconfig.recv() => {
                     let parts = crate::reload::Parts {
                         node: &mut self.node,
-                        dp: &self.dp,
-                        kernel: &self.kernel,
                         lookups: &mut self.lookups,
                         status: &mut self.status,
                     };
-                    let _ = reply.send(parts.apply(r).await);
+                    let done = parts.apply(r);
+                    // Carried out before the reply: once `oemesh reload`
+                    // returns, no outcome of the old policy is left.
+                    self.drive().await;
+                    let _ = reply.send(done);
                 }
                 Some(d) = self.inputs.ike.recv() => {
                     let now = Instant::now();

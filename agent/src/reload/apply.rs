@@ -9,15 +9,14 @@ use std::time::Instant;
 
 use oemesh_core::ike::endpoint::LocalAuth;
 use oemesh_core::ike::message::Identity;
-use oemesh_core::oe::{self, State};
+use oemesh_core::oe;
 use tokio::sync::oneshot;
 
 use oemesh_core::oe::Node;
 
 use crate::control_plane::StatusInfo;
-use crate::datapath::DataPath;
 use crate::dns::KeyResolver;
-use crate::driver::{KernelActions, Lookups};
+use crate::driver::Lookups;
 
 /// The parts of a reloaded configuration the control plane applies.
 #[derive(Debug, Default)]
@@ -63,10 +62,6 @@ pub type ReconfigRequest = (Reconfig, oneshot::Sender<Reconfigured>);
 pub struct Parts<'a> {
     /// The OE node.
     pub node: &'a mut Node,
-    /// The data path (outcome cache).
-    pub dp: &'a DataPath,
-    /// Bypass routes.
-    pub kernel: &'a KernelActions,
     /// DNS lookups (the resolver).
     pub lookups: &'a mut Lookups,
     /// What `oemesh status` shows.
@@ -74,18 +69,15 @@ pub struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    /// Applies `r`; the node's commands (DELETEs, removed SAs) follow in
-    /// the control plane's next `drive`.
-    pub async fn apply(self, r: Reconfig) -> Reconfigured {
+    /// Applies `r`; the node's commands (DELETEs, removed SAs, forgotten
+    /// outcomes) follow in the control plane's `drive`.
+    pub fn apply(self, r: Reconfig) -> Reconfigured {
         let Parts {
             node,
-            dp,
-            kernel,
             lookups,
             status,
         } = self;
         let now = Instant::now();
-        let policy_changed = r.policy.is_some();
         let local = r.local.map(|l| {
             status.authenticated = l.public_key.is_some();
             status.public_key = l.public_key;
@@ -95,14 +87,13 @@ impl Parts<'_> {
         status.reloads += 1;
         status.last_reload = Some(now);
         let mut done = Reconfigured::default();
-        if policy_changed || local.is_some() {
-            done.closed = node.reconfigure(now, r.policy, local);
+        if r.policy.is_some() || local.is_some() {
+            let (closed, forgotten) = node.reconfigure(now, r.policy, local);
+            done.closed = closed;
+            done.forgotten = forgotten as u64;
         }
         for (dst, why) in &done.closed {
             tracing::info!("{dst}: reload: closing its SAs ({why})");
-        }
-        if policy_changed {
-            done.forgotten = forget_outcomes(node, dp, kernel).await;
         }
         if let Some(lines) = r.policy_lines {
             status.policy = lines;
@@ -120,24 +111,4 @@ impl Parts<'_> {
         }
         done
     }
-}
-
-/// Drops the cached clear and blocked outcomes whose policy group the new
-/// policy changed (and their bypass routes), so that their next packet is
-/// decided under it: a prefix moved from `clear` to `private` must not keep
-/// sending in clear until the outcome expires.
-async fn forget_outcomes(node: &Node, dp: &DataPath, kernel: &KernelActions) -> u64 {
-    let mut forgotten = 0;
-    for o in dp.outcomes.all() {
-        if o.state == State::Private {
-            continue; // its SA decides (closed above when no longer allowed)
-        }
-        if node.machine().check(o.dst).group == o.policy.group {
-            continue;
-        }
-        dp.outcomes.remove(o.dst);
-        kernel.unbypass(o.dst).await;
-        forgotten += 1;
-    }
-    forgotten
 }

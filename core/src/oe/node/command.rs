@@ -138,6 +138,13 @@ pub enum Command {
         /// The destination.
         dst: IpAddr,
     },
+    /// A reloaded policy put `dst` in another group than its clear or
+    /// blocked outcome was decided in: forget the outcome and its bypass, so
+    /// that its next packet is decided under the new policy.
+    ForgetOutcome {
+        /// The destination.
+        dst: IpAddr,
+    },
     /// `dst` has no SA left: forget its private outcome, if cached.
     PrivateEnded {
         /// The destination.

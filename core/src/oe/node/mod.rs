@@ -398,13 +398,18 @@ impl Node {
     ///   keep the group they started in ([`Machine::set_policy`]).
     /// - `local`, when given, signs every IKE_AUTH from now on
     ///   ([`Endpoint::set_local`]); SAs already up stay up.
+    /// - A clear or blocked outcome whose destination the new policy puts in
+    ///   another group is forgotten ([`Command::ForgetOutcome`]): a prefix
+    ///   moved from `clear` to `private` must not stay clear until the
+    ///   outcome expires.
     /// - An IKE SA whose destination the new policy no longer allows to be
     ///   private is closed (DELETE to the peer; its CHILD SAs and private
     ///   outcome end through the usual commands): its group no longer answers
     ///   OE (`clear`, `block`), or requires a signature it did not give, or a
     ///   DNSSEC-validated key it was not authenticated with.
     ///
-    /// Returns the destinations whose SAs were closed, and why.
+    /// Returns the destinations whose SAs were closed, and why, and how many
+    /// outcomes were forgotten.
     pub fn reconfigure(
         &mut self,
         now: Instant,
@@ -413,9 +418,22 @@ impl Node {
             crate::ike::endpoint::LocalAuth,
             crate::ike::message::Identity,
         )>,
-    ) -> Vec<(IpAddr, &'static str)> {
+    ) -> (Vec<(IpAddr, &'static str)>, usize) {
+        let mut forgotten = 0;
         if let Some(policy) = policy {
+            let regrouped: Vec<(Instant, IpAddr)> = self
+                .expiries
+                .iter()
+                .filter(|&&(_, dst)| self.machine.check(dst).group != policy.lookup(dst).group)
+                .copied()
+                .collect();
             self.machine.set_policy(policy);
+            for expiry in regrouped {
+                self.expiries.remove(&expiry);
+                self.commands
+                    .push_back(Command::ForgetOutcome { dst: expiry.1 });
+                forgotten += 1;
+            }
         }
         if let Some((auth, id)) = local {
             self.endpoint.set_local(auth, id);
@@ -450,7 +468,7 @@ impl Node {
                 closed.push((dst, why));
             }
         }
-        closed
+        (closed, forgotten)
     }
 
     fn log(&mut self, sa: Option<SaHandle>, note: Note) {
