@@ -94,6 +94,11 @@ pub mod defaults {
     /// `outcome.retry_lifetime`: how long an outcome decided by a transient
     /// failure (DNS down, `private` failing closed) lasts before a retry.
     pub const RETRY_LIFETIME: Duration = Duration::from_secs(30);
+    /// `nat.pool`: shared address space (RFC 6598) and a unique local /112
+    /// (RFC 4193, the global ID 00:6f65:00 - "oe").
+    pub const NAT_POOL: [&str; 2] = ["100.64.0.0/16", "fd00:6f65::/112"];
+    /// `nat.max_addresses`: as many as anonymous IKE SAs (`ike.anonymous_limit`).
+    pub const NAT_MAX_ADDRESSES: usize = 8192;
     /// `tun.name`.
     pub const TUN_NAME: &str = "oemesh0";
     /// `tun.mtu`: 1500 minus the worst-case ESP-in-UDP-over-IPv6 overhead
@@ -137,6 +142,22 @@ pub struct Config {
     pub tun: TunConfig,
     /// `[routing]`.
     pub routing: RoutingConfig,
+    /// `[nat]`.
+    pub nat: NatConfig,
+}
+
+/// `[nat]`: client address translation (RFC 7296 §3.15,
+/// `docs/architecture.md` "Behind a NAT").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatConfig {
+    /// `nat.pool`: the addresses this host gives initiators behind a NAT, at
+    /// most one prefix per family, routed into the TUN; empty: none given
+    /// (such initiators get no SA).
+    pub pool: Vec<oemesh_core::oe::Cidr>,
+    /// `nat.max_addresses`: at most this many given out at once.
+    pub max_addresses: usize,
+    /// `nat.request_address`: behind a NAT, ask the responder for an address.
+    pub request_address: bool,
 }
 
 /// `[dns]`.
@@ -403,6 +424,22 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The prefixes routed into the TUN and how each fails: the policy's,
+    /// then each `nat.pool` prefix as `private` (only an SA carries packets
+    /// to a given address, and they never leave in clear), unless the policy
+    /// names that prefix itself.
+    pub fn routed_entries(&self) -> Vec<(Cidr, Group)> {
+        let mut entries = self.policy.entries().to_vec();
+        for p in &self.nat.pool {
+            if !entries.iter().any(|(c, _)| c == p) {
+                entries.push((*p, Group::Private));
+            }
+        }
+        entries
+    }
+}
+
 impl Default for Config {
     /// The configuration of an empty file: every value from [`defaults`].
     fn default() -> Config {
@@ -465,6 +502,14 @@ impl Default for Config {
                 fwmark: defaults::FWMARK,
                 rule_priority: defaults::RULE_PRIORITY,
                 suppress_main: false,
+            },
+            nat: NatConfig {
+                pool: defaults::NAT_POOL
+                    .iter()
+                    .filter_map(|p| p.parse().ok())
+                    .collect(),
+                max_addresses: defaults::NAT_MAX_ADDRESSES,
+                request_address: true,
             },
         }
     }

@@ -27,6 +27,16 @@ pub(crate) struct RawConfig {
     pub(crate) tun: RawTun,
     #[serde(default)]
     pub(crate) routing: RawRouting,
+    #[serde(default)]
+    pub(crate) nat: RawNat,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNat {
+    pub(crate) pool: Option<Vec<String>>,
+    pub(crate) max_addresses: Option<usize>,
+    pub(crate) request_address: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -395,12 +395,60 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
         }
     }
     cfg.routing.suppress_main = raw.routing.suppress_main.unwrap_or(false);
+    validate_nat(&mut c, raw.nat, &mut cfg);
 
     if c.errors.is_empty() {
         Ok(cfg)
     } else {
         Err(c.errors)
     }
+}
+
+/// `[nat]`: the pool's prefixes (one per family, room for addresses, not
+/// this host's own address), the bound, the initiator's switch.
+fn validate_nat(c: &mut Checker, raw: raw::RawNat, cfg: &mut Config) {
+    if let Some(list) = raw.pool {
+        let mut pool: Vec<Cidr> = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            let key = format!("nat.pool[{i}]");
+            let Ok(p) = s.parse::<Cidr>() else {
+                c.fail(
+                    key,
+                    format!("{s:?} is not a prefix (write e.g. \"100.64.0.0/16\")"),
+                );
+                continue;
+            };
+            let bits = if p.addr().is_ipv4() { 32 } else { 128 };
+            if p.prefix_len() > bits - 2 {
+                c.fail(
+                    key,
+                    format!(
+                        "{p} leaves no address to give; use a /{} or shorter",
+                        bits - 2
+                    ),
+                );
+            } else if pool
+                .iter()
+                .any(|q| q.addr().is_ipv4() == p.addr().is_ipv4())
+            {
+                c.fail(key, format!("{p}: one prefix per family; remove the other"));
+            } else if cfg.address.is_some_and(|a| p.contains(a)) {
+                c.fail(
+                    key,
+                    format!("{p} holds this host's own address; pick a range no host uses"),
+                );
+            } else {
+                pool.push(p);
+            }
+        }
+        cfg.nat.pool = pool;
+    }
+    cfg.nat.max_addresses = c.positive(
+        "nat.max_addresses",
+        raw.max_addresses,
+        defaults::NAT_MAX_ADDRESSES,
+    );
+    cfg.nat.request_address = raw.request_address.unwrap_or(true);
 }
 
 fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {

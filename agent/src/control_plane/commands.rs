@@ -41,6 +41,9 @@ impl ControlPlane {
                 child,
                 publish,
             } => self.install(sa, dst, child, publish).await,
+            Command::MovePeer { sa, remote } => {
+                tracing::debug!("IKE SA {}: peer moved to {remote}", sa.0);
+            }
             Command::PublishOutbound { dst } => {
                 if let Some(out) = self.unpublished.remove(&dst) {
                     self.dp.sas.publish(out);

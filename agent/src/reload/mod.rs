@@ -149,16 +149,18 @@ impl Reloader {
 
     async fn reload(&mut self) -> Result<ReloadReport, String> {
         let loaded = Loaded::load(&self.path).map_err(|e| format!("{e:#}"))?;
-        let new = loaded.cfg;
+        let mut new = loaded.cfg;
         let cur = &self.current;
         let mut report = ReloadReport {
             config: self.path.display().to_string(),
             restart_needed: restart_needed(cur, &new),
             ..ReloadReport::default()
         };
+        // The IKE engine's pool is fixed at start, and its routes with it.
+        new.nat = cur.nat.clone();
 
-        let old_entries = cur.policy.entries().to_vec();
-        let new_entries = new.policy.entries().to_vec();
+        let old_entries = cur.routed_entries();
+        let new_entries = new.routed_entries();
         report.policy = policy_diff(&old_entries, &new_entries);
         report.options = options_diff(cur, &new);
         let policy_changed = new.policy != cur.policy;
@@ -347,6 +349,7 @@ fn restart_needed(cur: &Config, new: &Config) -> Vec<String> {
         ("[metrics]", cur.metrics_listen != new.metrics_listen),
         ("[tun]", cur.tun != new.tun),
         ("[routing]", cur.routing != new.routing),
+        ("[nat]", cur.nat != new.nat),
     ]
     .into_iter()
     .filter(|(_, changed)| *changed)

@@ -147,7 +147,7 @@ impl Agent {
         let tun = Arc::new(Tun::open(&cfg.tun)?);
         self.tun = Some(tun.clone());
 
-        let entries = cfg.policy.entries();
+        let entries = &cfg.routed_entries()[..];
         let routing =
             Routing::install(handle, &cfg.routing, tun.index(), entries, Some(address)).await?;
         let enforcer = match Enforcer::install(&EnforceConfig {

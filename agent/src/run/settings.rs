@@ -66,6 +66,14 @@ pub(crate) fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -
     c.half_open_per_source = cfg.ike.half_open_per_source;
     c.anonymous_limit = cfg.ike.anonymous_limit;
     c.anonymous_per_source = cfg.ike.anonymous_per_source;
+    c.request_address = cfg.nat.request_address;
+    c.address_pool = cfg
+        .nat
+        .pool
+        .iter()
+        .filter_map(|p| oemesh_core::ike::pool::PoolPrefix::new(p.addr(), p.prefix_len()))
+        .collect();
+    c.address_pool_limit = cfg.nat.max_addresses;
     c
 }
 

@@ -100,6 +100,10 @@ pub(crate) struct ChildParams<'a> {
     pub(crate) natt_port: u16,
     pub(crate) lifetime: LifetimeLimits,
     pub(crate) sk_d: &'a SkD,
+    /// See [`ChildSa::local_vip`].
+    pub(crate) local_vip: Option<std::net::IpAddr>,
+    /// See [`ChildSa::peer_behind_nat`].
+    pub(crate) peer_behind_nat: bool,
 }
 
 /// Keys a CHILD SA pair (§2.17). `side` is this host's role in the exchange
@@ -128,6 +132,8 @@ pub(crate) fn keyed(
             SocketAddr::new(p.remote.ip(), p.natt_port)
         },
         lifetime: p.lifetime,
+        local_vip: p.local_vip,
+        peer_behind_nat: p.peer_behind_nat,
     }
 }
 

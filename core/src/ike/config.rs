@@ -9,6 +9,7 @@ use crate::crypto::{AeadAlg, Provider};
 use crate::esp::{LifetimeLimits, Limits};
 use crate::ike::child_sa::percent;
 use crate::ike::message::Identity;
+use crate::ike::pool::PoolPrefix;
 use crate::ike::retransmit::RetransmitConfig;
 use crate::ike::ts::TsPolicy;
 
@@ -122,6 +123,19 @@ pub struct Config {
     /// `local_id` as it is, even with AUTH NULL, which only a test of a lying
     /// peer wants).
     pub id_is_sa_address: bool,
+    /// Behind a NAT (§2.23), ask the responder for an address in IKE_AUTH
+    /// (CP(CFG_REQUEST), §3.15.1) and translate this host's packets to it for
+    /// that peer, so that several hosts behind one NAT address can each have
+    /// an SA with one responder (default true).
+    pub request_address: bool,
+    /// The addresses this host, as responder, gives initiators behind a NAT
+    /// that ask for one, at most one prefix per family; empty refuses every
+    /// such request with INTERNAL_ADDRESS_FAILURE (default none here; the
+    /// agent's `[nat] pool`).
+    pub address_pool: Vec<PoolPrefix>,
+    /// At most this many pool addresses out at once (default 8192, the
+    /// `anonymous_limit`).
+    pub address_pool_limit: usize,
 }
 
 impl Config {
@@ -169,6 +183,9 @@ impl Config {
             responder_ts: TsPolicy::Hosts,
             initial_contact: true,
             id_is_sa_address: true,
+            request_address: true,
+            address_pool: Vec::new(),
+            address_pool_limit: 8192,
         }
     }
 }

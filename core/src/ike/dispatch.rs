@@ -153,8 +153,18 @@ impl Endpoint {
         sa.last_heard = now;
         // §2.23: behind a NAT, the peer's port may change (a rebinding); an
         // authenticated message says where it is now. `handle` admitted the
-        // address: it is the one of IKE_SA_INIT.
-        sa.remote = remote;
+        // address: it is the one of IKE_SA_INIT. Its CHILD SAs follow.
+        if sa.remote != remote {
+            sa.remote = remote;
+            if sa.announced {
+                self.out
+                    .events
+                    .push_back(crate::ike::event::Event::PeerMoved {
+                        sa: sa.handle,
+                        remote,
+                    });
+            }
+        }
         let id = message.header.message_id;
         if response {
             if sa.outstanding.as_ref().map(|o| o.msg_id) != Some(id) {

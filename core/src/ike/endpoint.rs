@@ -31,7 +31,7 @@ use rand_core::{RngCore, SeedableRng};
 use crate::ike::cookie::Cookies;
 use crate::ike::index::SaIndex;
 use crate::ike::keys::{KeyPairPool, NONCE_LEN};
-use crate::ike::message::{ExchangeType, HeaderPacket, Identity, MAJOR_VERSION};
+use crate::ike::message::{ExchangeType, HeaderPacket, MAJOR_VERSION};
 use crate::ike::sa::{IkeSa, Queued, SaCore, sa_timeout};
 use crate::ike::state::{Fate, InitSent, InitiatorAuthorize, State, Step};
 use crate::trust::IdentityRefused;
@@ -78,6 +78,8 @@ pub struct Endpoint {
     /// The next IKE_SA_INIT's X25519 key pair, made when the endpoint is
     /// and after its timers ran: off the first packet's path.
     pub(crate) dh_pool: KeyPairPool,
+    /// Addresses for initiators behind a NAT (`Config::address_pool`).
+    pub(crate) pool: crate::ike::pool::Pool,
     next_id: u64,
     next_handle: u64,
 }
@@ -88,6 +90,7 @@ impl Endpoint {
     pub fn new(config: Config, rng_seed: [u8; 32]) -> Self {
         let mut rng = ChaCha20Rng::from_seed(rng_seed);
         let cookies = std::sync::Arc::new(Cookies::new(&mut rng));
+        let pool = crate::ike::pool::Pool::new(&config.address_pool, config.address_pool_limit);
         let mut endpoint = Self {
             config,
             rng,
@@ -101,6 +104,7 @@ impl Endpoint {
             timers: BTreeSet::new(),
             index: SaIndex::default(),
             dh_pool: KeyPairPool::default(),
+            pool,
             next_id: 1,
             next_handle: 1,
         };
@@ -341,6 +345,7 @@ impl Endpoint {
         Stats {
             ike_sas: self.sas.len(),
             half_open: self.index.half_open(),
+            addresses_out: self.pool.out(),
             ..self.out.stats.clone()
         }
     }
@@ -551,6 +556,9 @@ impl Endpoint {
             self.timers.remove(&(at, sa.id));
         }
         self.index.account(sa, None);
+        if let Some(a) = sa.peer_vip {
+            self.pool.release(a, sa.id);
+        }
         if self.by_spi.get(&sa.local_spi()) == Some(&sa.id) {
             self.by_spi.remove(&sa.local_spi());
         }
@@ -580,20 +588,6 @@ impl Endpoint {
                 sa: sa.handle,
                 reason,
             });
-        }
-    }
-
-    /// INITIAL_CONTACT (§2.4) from a peer that signed as `id` at `addr`: it
-    /// has no other SAs with us any more; forget those of the same identity at
-    /// the same address (reason `Replaced`), found in the `by_peer` index, not
-    /// by a scan. Call it only for an authenticated peer: an anonymous one
-    /// replaces nothing.
-    pub(crate) fn replace_peer(&mut self, addr: IpAddr, id: &Identity, except: u64) {
-        let stale = self.index.peers(addr, id, except);
-        for sid in stale {
-            if let Some(sa) = self.sas.remove(&sid) {
-                self.discard(sa, Some(Failure::Replaced));
-            }
         }
     }
 }

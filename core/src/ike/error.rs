@@ -49,6 +49,45 @@ pub enum RequestError {
     /// CREATE_CHILD_SA for an additional CHILD SA, which this host does not do (§1.3).
     #[error("no additional CHILD SAs")]
     NoAdditionalSas,
+    /// A configuration request (CP, §3.15) this host does not grant.
+    #[error("address request refused: {0}")]
+    Address(AddressRefusal),
+}
+
+/// Why a responder gave no address to an initiator that asked (RFC 7296
+/// §3.15.4: INTERNAL_ADDRESS_FAILURE, or INVALID_SYNTAX for a request that
+/// cannot be read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddressRefusal {
+    /// Its NAT_DETECTION_SOURCE_IP matched: its own address is the one it
+    /// comes from, and it may use that.
+    #[error("the initiator is not behind a NAT")]
+    NotBehindNat,
+    /// The request's attributes do not add up.
+    #[error("malformed CP payload: {0}")]
+    Malformed(message::CpError),
+    /// It asks for no address of the IKE SA's family.
+    #[error("no address of the IKE SA's family asked for")]
+    OtherFamily,
+    /// No pool of that family, or it is exhausted.
+    #[error("{0}")]
+    Pool(crate::ike::pool::PoolError),
+}
+
+impl AddressRefusal {
+    /// Every reason, in the order of `Stats::addresses_refused`.
+    pub const ALL: [&'static str; 4] = ["not_behind_nat", "malformed", "other_family", "pool"];
+
+    /// Its index in [`Self::ALL`] (the metric label).
+    pub fn index(self) -> usize {
+        match self {
+            AddressRefusal::NotBehindNat => 0,
+            AddressRefusal::Malformed(_) => 1,
+            AddressRefusal::OtherFamily => 2,
+            AddressRefusal::Pool(_) => 3,
+        }
+    }
 }
 
 impl RequestError {
@@ -66,6 +105,8 @@ impl RequestError {
             RequestError::ChildSaNotFound(_) => NotifyType::CHILD_SA_NOT_FOUND,
             RequestError::TemporaryFailure(_) => NotifyType::TEMPORARY_FAILURE,
             RequestError::NoAdditionalSas => NotifyType::NO_ADDITIONAL_SAS,
+            RequestError::Address(AddressRefusal::Malformed(_)) => NotifyType::INVALID_SYNTAX,
+            RequestError::Address(_) => NotifyType::INTERNAL_ADDRESS_FAILURE,
         })
     }
 

@@ -2,7 +2,7 @@
 //! on, with the CHILD SAs to install ([`ChildSa`]), and datagrams to send
 //! ([`Transmit`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::crypto::{AeadAlg, KeyAndSalt};
 use crate::esp::LifetimeLimits;
@@ -56,6 +56,13 @@ pub struct ChildSa {
     pub remote: SocketAddr,
     /// Lifetimes to apply to both ESP SAs.
     pub lifetime: LifetimeLimits,
+    /// Behind a NAT: the address the peer gave this host (CP, §3.15.1), which
+    /// `local_ts` names; the data path writes it in place of this host's own
+    /// address (`local`'s) in packets to the peer, and back in packets from it.
+    pub local_vip: Option<IpAddr>,
+    /// The peer is behind a NAT (§2.23): its port may change, and
+    /// authenticated ESP from a new port is reported ([`crate::ike::endpoint::Endpoint::esp_moved`]).
+    pub peer_behind_nat: bool,
 }
 
 /// How the peer authenticated.
@@ -70,6 +77,26 @@ pub enum PeerAuthenticated {
 /// Something the caller must know or act on.
 #[derive(Debug)]
 pub enum Event {
+    /// The peer, behind a NAT, now sends from `remote` (a new port, §2.23),
+    /// as an authenticated IKE message or ESP packet showed: its CHILD SAs
+    /// send there from now on.
+    PeerMoved {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// Where the peer is now.
+        remote: SocketAddr,
+    },
+    /// An initiator behind a NAT asked for an address (CP, RFC 7296 §3.15):
+    /// the one it got from the pool, which its CHILD SA's remote selector
+    /// names, or why it got none (its CHILD SA is then refused).
+    AddressRequest {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// Where the initiator is (its NAT's address and port).
+        remote: SocketAddr,
+        /// The address given, or why not.
+        result: Result<IpAddr, crate::ike::error::AddressRefusal>,
+    },
     /// This host, as responder, accepted a peer's IKE_SA_INIT and answered it
     /// (after any cookie round trip, so `remote` is not spoofed): its IKE_AUTH
     /// is due one round trip later. A hint, e.g. to start looking up the key

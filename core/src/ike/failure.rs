@@ -256,6 +256,19 @@ pub enum ProtocolError {
     /// A response that needs the IKE SA's keys before it has any.
     #[error("no keys")]
     NoKeys,
+    /// Behind a NAT, the responder's CP(CFG_REPLY) could not be read (§3.15).
+    #[error("unusable CP reply: {0}")]
+    BadConfigReply(crate::ike::message::CpError),
+    /// The address the responder assigned is not the one TSi names (§3.15.4).
+    #[error("the responder assigned {assigned} but narrowed TSi to something else")]
+    AddressNotInTs {
+        /// The address its CP reply gave.
+        assigned: std::net::IpAddr,
+    },
+    /// Behind a NAT, the responder gave no address: no CP reply, and TSi not
+    /// narrowed to one host.
+    #[error("behind a NAT, the responder assigned no address (no CP reply, TSi not one host)")]
+    NoAddressAssigned,
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@
 //! - [`retransmit`]: request retransmission with backoff under a deadline.
 //! - [`error`]: why a peer's request was refused, and the notify it gets.
 
+mod addresses;
 mod auth;
 mod child_sa;
 mod config;
@@ -45,6 +46,7 @@ mod informational;
 pub mod keys;
 pub mod message;
 pub mod nat;
+pub mod pool;
 mod proposal;
 pub mod retransmit;
 mod sa;

@@ -11,7 +11,7 @@ use crate::crypto::x25519::X25519Secret;
 use crate::ike::config::Config;
 use crate::ike::state::State;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::crypto::{AeadAlg, AeadKey, KeyAndSalt, Provider};
@@ -208,6 +208,12 @@ pub(crate) struct SaCore {
     /// NAT_DETECTION_DESTINATION_IP did not match the local address and port
     /// IKE_SA_INIT used, §2.23): then it sends NAT-keepalives (RFC 3948 §2.3).
     pub(crate) local_behind_nat: bool,
+    /// Responder: the address this host gave the peer from its pool (CP,
+    /// §3.15.1); its traffic selector is narrowed to it.
+    pub(crate) peer_vip: Option<IpAddr>,
+    /// Initiator: the address the peer gave this host (CP, or the one host
+    /// it narrowed TSi to behind a NAT); the data path translates to it.
+    pub(crate) local_vip: Option<IpAddr>,
     /// When this host last sent a NAT-keepalive on this SA, or when the SA
     /// began (see [`keepalive_due`]).
     pub(crate) last_keepalive: Instant,
@@ -282,6 +288,8 @@ impl SaCore {
             peer_auth: None,
             peer_behind_nat: false,
             local_behind_nat: false,
+            peer_vip: None,
+            local_vip: None,
             last_keepalive: now,
             last_active: now,
             indexed_peer: false,
@@ -298,8 +306,22 @@ impl SaCore {
         self.peer_auth = old.peer_auth;
         self.peer_behind_nat = old.peer_behind_nat;
         self.local_behind_nat = old.local_behind_nat;
+        self.peer_vip = old.peer_vip;
+        self.local_vip = old.local_vip;
         self.last_active = old.last_active;
         self.init_remote = old.init_remote;
+    }
+
+    /// The peer's address inside the SA: the one this host gave it from the
+    /// pool, else the one IKE runs to.
+    pub(crate) fn ts_remote(&self) -> IpAddr {
+        self.peer_vip.unwrap_or(self.remote.ip())
+    }
+
+    /// This host's address inside the SA: the one the peer gave it, else the
+    /// one IKE runs from.
+    pub(crate) fn ts_local(&self) -> IpAddr {
+        self.local_vip.unwrap_or(self.local.ip())
     }
 
     /// This host's SPI.

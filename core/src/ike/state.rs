@@ -84,6 +84,9 @@ pub(crate) struct AuthSent {
     pub(crate) ts: TrafficSelectors,
     pub(crate) child_spi: u32,
     pub(crate) deadline: Instant,
+    /// Behind a NAT: an address was asked for (CP(CFG_REQUEST), §3.15) and
+    /// `ts.local` is the whole family, for the responder to narrow to it.
+    pub(crate) asked_address: bool,
 }
 
 /// Initiator: the IKE_AUTH response, held for [`Endpoint::authorize`](crate::ike::endpoint::Endpoint::authorize).

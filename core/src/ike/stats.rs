@@ -155,6 +155,13 @@ pub struct Stats {
     pub anonymous_evicted: u64,
     /// NAT-keepalives sent (RFC 3948 §2.3): this host is behind a NAT.
     pub nat_keepalives_sent: u64,
+    /// Addresses given to initiators behind a NAT (CP, §3.15).
+    pub addresses_assigned: u64,
+    /// Address requests refused, per reason, in the order of
+    /// [`crate::ike::error::AddressRefusal::ALL`].
+    pub addresses_refused: [u64; crate::ike::error::AddressRefusal::ALL.len()],
+    /// Pool addresses out now (held by IKE SAs).
+    pub addresses_out: usize,
 }
 
 impl Stats {

@@ -436,6 +436,9 @@ pub enum PacketFate {
     DroppedRateLimited,
     /// Dropped: larger than a destination's hold limit.
     DroppedTooBig,
+    /// Dropped: an address this host gives peers behind a NAT (its pool),
+    /// whose SA is gone; never decided, never sent in clear.
+    DroppedPoolAddress,
 }
 
 #[cfg(test)]

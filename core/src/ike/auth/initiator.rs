@@ -10,12 +10,15 @@ use std::time::Instant;
 use rand_core::RngCore;
 
 use crate::ike::child_sa::{self, Child, ChildParams};
+use crate::ike::config::LocalAuth;
 use crate::ike::config::PeerAuth;
 use crate::ike::endpoint::Endpoint;
 use crate::ike::event::{ChildSpis, Event, PeerAuthenticated};
 use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
 use crate::ike::keys::Side;
-use crate::ike::message::{AuthMethod, ExchangeType, Message, Payload, PayloadType};
+use crate::ike::message::{
+    AddrSelector, AuthMethod, CfgType, Cp, ExchangeType, Message, Payload, PayloadType,
+};
 use crate::ike::sa::{IkeCrypto, Request, SaCore};
 use crate::ike::{proposal, ts};
 use crate::trust::{self, Binding, IdentityRefused};
@@ -35,25 +38,35 @@ impl Endpoint {
         let Some(crypto) = sa.crypto.as_ref() else {
             return Err(ProtocolError::NoKeys.into());
         };
-        let id = local_id(&self.config, sa.local.ip());
-        let auth = own_auth(
-            &self.config.local_auth,
-            &crypto.sk_pi,
-            &init.request,
-            &nr,
-            &id,
-        );
+        // Behind a NAT this host's address is not the one the responder sees,
+        // so an address identity cannot bind (crate::trust): speak as
+        // anonymous instead, and ask for an address to use inside the SA.
+        let nat = sa.local_behind_nat;
+        let anonymous = LocalAuth::Null;
+        let local_auth = if nat && self.config.local_id.is_address() {
+            &anonymous
+        } else {
+            &self.config.local_auth
+        };
+        let id = local_id(&self.config, local_auth, sa.local.ip());
+        let auth = own_auth(local_auth, &crypto.sk_pi, &init.request, &nr, &id);
         let child_spi = self.new_child_spi();
-        let mut payloads = Vec::with_capacity(6);
+        let asked_address = nat && self.config.request_address;
+        let mut ts = init.ts;
+        let mut payloads = Vec::with_capacity(7);
         payloads.push(Payload::IdI(id));
         if self.config.initial_contact {
             payloads.push(self.initial_contact());
         }
+        payloads.push(Payload::Auth(auth));
+        if asked_address {
+            payloads.push(Payload::Cp(Cp::address_request(sa.local.ip())));
+            ts.local = vec![AddrSelector::any_of(sa.local.ip())];
+        }
         payloads.extend([
-            Payload::Auth(auth),
             Payload::Sa(proposal::esp_offer(&self.config.esp_algs, child_spi, false)),
-            Payload::TsI(ts::to_payload(&init.ts.local)),
-            Payload::TsR(ts::to_payload(&init.ts.remote)),
+            Payload::TsI(ts::to_payload(&ts.local)),
+            Payload::TsR(ts::to_payload(&ts.remote)),
         ]);
         let timer = self.request_timer(now, Some(init.deadline));
         let t = sa.send_request(ExchangeType::IKE_AUTH, &payloads, Request::Handshake, timer);
@@ -63,9 +76,10 @@ impl Endpoint {
             nr,
             real_message2: response,
             peer: init.peer,
-            ts: init.ts,
+            ts,
             child_spi,
             deadline: init.deadline,
+            asked_address,
         })))
     }
 
@@ -225,6 +239,7 @@ impl Endpoint {
             }
         };
         sa.peer_id = Some(id.clone());
+        sa.local_vip = child.local_vip;
         // §2.4: a responder with no other IKE SA with us (it restarted) says
         // so; ours with it are dead: forget them, as a responder does.
         self.honour_initial_contact(sa, response, id, how);
@@ -274,6 +289,11 @@ impl Endpoint {
         if !ts::is_subset(&tsi, &sent.ts.local) || !ts::is_subset(&tsr, &sent.ts.remote) {
             return Err(refused(ProtocolError::TsNotProposed));
         }
+        let local_vip = if sent.asked_address {
+            Some(assigned_address(sa, response, &tsi).map_err(refused)?)
+        } else {
+            None
+        };
         let params = ChildParams {
             spis: ChildSpis {
                 inbound: sent.child_spi,
@@ -287,6 +307,8 @@ impl Endpoint {
             natt_port: self.config.natt_port,
             lifetime: self.config.child_lifetime,
             sk_d: &crypto.sk_d,
+            local_vip: local_vip.filter(|a| *a != sa.local.ip()),
+            peer_behind_nat: sa.peer_behind_nat,
         };
         Ok(child_sa::keyed(
             params,
@@ -295,5 +317,38 @@ impl Endpoint {
             &sent.ni,
             &sent.nr,
         ))
+    }
+}
+
+/// Behind a NAT, the address this host uses inside the SA: the one the
+/// responder's CP(CFG_REPLY) gives, which TSi must then name alone (§3.15.4);
+/// without a CP reply (a responder with no pool, §3.15.4 allows it to ignore
+/// the request), the one host it narrowed TSi to.
+fn assigned_address(
+    sa: &SaCore,
+    response: &Message,
+    tsi: &[AddrSelector],
+) -> Result<std::net::IpAddr, ProtocolError> {
+    let host = match tsi {
+        [one] if one.ip_protocol == 0 && (one.start_port, one.end_port) == (0, u16::MAX) => {
+            one.single_address()
+        }
+        _ => None,
+    };
+    let reply = response.payloads.iter().find_map(|p| match p {
+        Payload::Cp(cp) if cp.cfg_type == CfgType::CFG_REPLY => Some(cp),
+        _ => None,
+    });
+    let given = match reply {
+        Some(cp) => cp
+            .assigned(sa.local.ip())
+            .map_err(ProtocolError::BadConfigReply)?,
+        None => None,
+    };
+    match (given, host) {
+        (Some(a), Some(h)) if a == h => Ok(a),
+        (None, Some(h)) => Ok(h),
+        (Some(a), _) => Err(ProtocolError::AddressNotInTs { assigned: a }),
+        (None, None) => Err(ProtocolError::NoAddressAssigned),
     }
 }

@@ -28,7 +28,7 @@ use std::time::Instant;
 use crate::ike::config::{Config, LocalAuth, MAX_PEER_KEYS, PeerAuth};
 use crate::ike::endpoint::Endpoint;
 use crate::ike::event::{Event, PeerAuthenticated};
-use crate::ike::failure::AuthFailure;
+use crate::ike::failure::{AuthFailure, Failure};
 use crate::ike::keys::{SkP, null_auth, signed_octets, verify_null_auth};
 use crate::ike::message::{
     Auth, AuthMethod, Identity, Message, Notify, NotifyType, Payload, PayloadType,
@@ -126,8 +126,8 @@ pub(super) fn ts_of(
 /// address IKE comes from, [`crate::trust`], so a dual-stack host that
 /// answers on IPv6 speaks as its IPv6 address); an FQDN as configured;
 /// ID_NULL with AUTH NULL. With `id_is_sa_address` off, `local_id` as it is.
-pub(super) fn local_id(config: &Config, sa_local: IpAddr) -> Identity {
-    match (&config.local_auth, &config.local_id) {
+pub(super) fn local_id(config: &Config, auth: &LocalAuth, sa_local: IpAddr) -> Identity {
+    match (auth, &config.local_id) {
         // As configured, whatever it is (a test's lying peer).
         (_, id) if !config.id_is_sa_address => id.clone(),
         (LocalAuth::Null, _) => Identity::Null,
@@ -219,5 +219,21 @@ impl crate::ike::endpoint::Endpoint {
     ) {
         self.config.local_auth = auth;
         self.config.local_id = id;
+    }
+}
+
+impl Endpoint {
+    /// INITIAL_CONTACT (§2.4) from a peer that signed as `id` at `addr`: it
+    /// has no other SAs with us any more; forget those of the same identity at
+    /// the same address (reason `Replaced`), found in the `by_peer` index, not
+    /// by a scan. Call it only for an authenticated peer: an anonymous one
+    /// replaces nothing.
+    pub(crate) fn replace_peer(&mut self, addr: IpAddr, id: &Identity, except: u64) {
+        let stale = self.index.peers(addr, id, except);
+        for sid in stale {
+            if let Some(sa) = self.sas.remove(&sid) {
+                self.discard(sa, Some(Failure::Replaced));
+            }
+        }
     }
 }

@@ -12,11 +12,11 @@ use rand_core::RngCore;
 use crate::ike::child_sa::{self, Child, ChildParams};
 use crate::ike::config::PeerAuth;
 use crate::ike::endpoint::Endpoint;
-use crate::ike::error::RequestError;
+use crate::ike::error::{AddressRefusal, RequestError};
 use crate::ike::event::{ChildSpis, Event, PeerAuthenticated};
 use crate::ike::keys::Side;
 use crate::ike::message::{
-    AuthMethod, ExchangeType, Message, Notify, NotifyType, Payload, PayloadType,
+    AuthMethod, CfgType, Cp, ExchangeType, Message, Notify, NotifyType, Payload, PayloadType,
 };
 use crate::ike::sa::SaCore;
 use crate::ike::{proposal, ts};
@@ -120,7 +120,7 @@ impl Endpoint {
         if how == PeerAuthenticated::Null {
             self.make_room_for_anonymous(sa.remote.ip());
         }
-        let my_id = local_id(&self.config, sa.local.ip());
+        let my_id = local_id(&self.config, &self.config.local_auth, sa.local.ip());
         let my_auth = own_auth(
             &self.config.local_auth,
             &crypto.sk_pr,
@@ -143,6 +143,9 @@ impl Endpoint {
         let child = self.responder_child(sa, &request, &half);
         match &child {
             Ok((c, answer)) => {
+                if let Some(a) = sa.peer_vip {
+                    payloads.push(Payload::Cp(Cp::address_reply(a)));
+                }
                 payloads.push(Payload::Sa(answer.clone()));
                 payloads.push(Payload::TsI(ts::to_payload(&c.remote_ts)));
                 payloads.push(Payload::TsR(ts::to_payload(&c.local_ts)));
@@ -167,6 +170,56 @@ impl Endpoint {
 
     pub(super) fn responder_child(
         &mut self,
+        sa: &mut SaCore,
+        request: &Message,
+        half: &HalfOpen,
+    ) -> Result<(crate::ike::event::ChildSa, crate::ike::message::Sa), RequestError> {
+        self.assign_address(sa, request)?;
+        let child = self.responder_child_keyed(sa, request, half);
+        if child.is_err()
+            && let Some(a) = sa.peer_vip.take()
+        {
+            self.pool.release(a, sa.id);
+        }
+        child
+    }
+
+    /// An initiator behind a NAT that asks for an address (CP(CFG_REQUEST),
+    /// §3.15) gets one from the pool, held by this IKE SA; its TSi is then
+    /// narrowed to it. Any address it asked for is not looked at: the pool
+    /// chooses. A refusal is counted and reported ([`Event::AddressRequest`]).
+    fn assign_address(&mut self, sa: &mut SaCore, request: &Message) -> Result<(), RequestError> {
+        let Some(cp) = request.payloads.iter().find_map(|p| match p {
+            Payload::Cp(cp) if cp.cfg_type == CfgType::CFG_REQUEST => Some(cp),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        let family = sa.remote.ip();
+        let result = match cp.requested() {
+            Err(e) => Err(AddressRefusal::Malformed(e)),
+            Ok(req) if !req.wants(family) => Err(AddressRefusal::OtherFamily),
+            Ok(_) if !sa.peer_behind_nat => Err(AddressRefusal::NotBehindNat),
+            Ok(_) => self
+                .pool
+                .assign(family, sa.id)
+                .map_err(AddressRefusal::Pool),
+        };
+        match result {
+            Ok(_) => self.out.stats.addresses_assigned += 1,
+            Err(r) => self.out.stats.addresses_refused[r.index()] += 1,
+        }
+        self.out.events.push_back(Event::AddressRequest {
+            sa: sa.handle,
+            remote: sa.remote,
+            result,
+        });
+        sa.peer_vip = Some(result.map_err(RequestError::Address)?);
+        Ok(())
+    }
+
+    fn responder_child_keyed(
+        &mut self,
         sa: &SaCore,
         request: &Message,
         half: &HalfOpen,
@@ -186,7 +239,7 @@ impl Endpoint {
         let (tsi, tsr) = self
             .config
             .responder_ts
-            .apply(&tsi, &tsr, sa.remote.ip(), sa.local.ip())
+            .apply(&tsi, &tsr, sa.ts_remote(), sa.local.ip())
             .ok_or(RequestError::TsUnacceptable)?;
         let spi = self.new_child_spi();
         let (answer, choice, peer_spi) =
@@ -210,6 +263,8 @@ impl Endpoint {
             natt_port: self.config.natt_port,
             lifetime: self.config.child_lifetime,
             sk_d: &crypto.sk_d,
+            local_vip: None,
+            peer_behind_nat: sa.peer_behind_nat,
         };
         Ok((
             child_sa::keyed(params, Side::Responder, None, &half.ni, &half.nr),

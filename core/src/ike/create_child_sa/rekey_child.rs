@@ -106,7 +106,7 @@ impl Endpoint {
         let (tsi, tsr) = self
             .config
             .responder_ts
-            .apply(&tsi, &tsr, sa.remote.ip(), sa.local.ip())
+            .apply(&tsi, &tsr, sa.ts_remote(), sa.ts_local())
             .ok_or(RequestError::TsUnacceptable)?;
         let ke = ke_of(m);
         let new_spi = self.new_child_spi();
@@ -155,6 +155,8 @@ impl Endpoint {
             natt_port: self.config.natt_port,
             lifetime: self.config.child_lifetime,
             sk_d: &crypto.sk_d,
+            local_vip: sa.local_vip,
+            peer_behind_nat: sa.peer_behind_nat,
         };
         let new = child_sa::keyed(params, Side::Responder, g_ir.as_ref(), &ni, &nr);
         let mut payloads = vec![Payload::Sa(answer), Payload::Nonce(Nonce(nr.clone()))];
@@ -334,6 +336,8 @@ impl Endpoint {
             natt_port: self.config.natt_port,
             lifetime: self.config.child_lifetime,
             sk_d: &crypto.sk_d,
+            local_vip: sa.local_vip,
+            peer_behind_nat: sa.peer_behind_nat,
         };
         Ok(child_sa::keyed(
             params,

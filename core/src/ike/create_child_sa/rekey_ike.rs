@@ -280,6 +280,9 @@ impl Endpoint {
         new.queue = std::mem::take(&mut old.queue);
         new.peer_id = old.peer_id.clone();
         new.inherit(old);
+        if let Some(a) = new.peer_vip {
+            self.pool.transfer(a, old.id, new.id);
+        }
         new.announced = old.announced;
         new.state = State::Established;
         new.last_heard = now;

@@ -460,6 +460,50 @@ number_space! {
     }
 }
 
+number_space! {
+    /// CFG Type of the Configuration payload (RFC 7296 §3.15).
+    CfgType(u8) {
+        /// A request for configuration (the initiator's, in IKE_AUTH).
+        CFG_REQUEST = 1,
+        /// The answer to a request.
+        CFG_REPLY = 2,
+        /// Configuration pushed without a request.
+        CFG_SET = 3,
+        /// The answer to a CFG_SET.
+        CFG_ACK = 4,
+    }
+}
+
+number_space! {
+    /// Configuration attribute types (RFC 7296 §3.15.1, IANA registry).
+    CfgAttributeType(u16) {
+        /// An IPv4 address for the initiator.
+        INTERNAL_IP4_ADDRESS = 1,
+        /// Its netmask.
+        INTERNAL_IP4_NETMASK = 2,
+        /// A DNS server (IPv4).
+        INTERNAL_IP4_DNS = 3,
+        /// A NetBIOS name server (IPv4).
+        INTERNAL_IP4_NBNS = 4,
+        /// A DHCP server (IPv4).
+        INTERNAL_IP4_DHCP = 6,
+        /// The application's version string.
+        APPLICATION_VERSION = 7,
+        /// An IPv6 address and prefix length for the initiator.
+        INTERNAL_IP6_ADDRESS = 8,
+        /// A DNS server (IPv6).
+        INTERNAL_IP6_DNS = 10,
+        /// A DHCP server (IPv6).
+        INTERNAL_IP6_DHCP = 12,
+        /// A protected IPv4 subnet.
+        INTERNAL_IP4_SUBNET = 13,
+        /// The attribute types the sender supports.
+        SUPPORTED_ATTRIBUTES = 14,
+        /// A protected IPv6 subnet.
+        INTERNAL_IP6_SUBNET = 15,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,9 +49,9 @@ pub use enums::*;
 pub use error::Error;
 pub use header::{Flags, HEADER_LEN, Header, HeaderPacket, MAJOR_VERSION};
 pub use payload::{
-    AddrRange, AddrSelector, Attribute, Auth, Delete, ED25519_ALGORITHM_IDENTIFIER, Identity, Ke,
-    MAX_PAYLOADS, Nonce, Notify, Payload, Proposal, Sa, Sk, Skf, TrafficSelector, Transform, Ts,
-    Unknown, VendorId,
+    AddrRange, AddrSelector, AddressRequest, Attribute, Auth, CfgAttribute, Cp, CpError, Delete,
+    ED25519_ALGORITHM_IDENTIFIER, Identity, Ke, MAX_PAYLOADS, Nonce, Notify, Payload, Proposal, Sa,
+    Sk, Skf, TrafficSelector, Transform, Ts, Unknown, VendorId,
 };
 pub use sk::{CryptoError, SkCipher};
 

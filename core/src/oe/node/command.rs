@@ -81,6 +81,14 @@ pub enum Command {
         /// Whether the outbound half serves new packets at once (a rekey).
         publish: bool,
     },
+    /// The peer of IKE SA `sa`, behind a NAT, moved to `remote` (a new port,
+    /// RFC 7296 §2.23): its ESP SA pairs send there, and expect it, from now on.
+    MovePeer {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// Where the peer is now.
+        remote: SocketAddr,
+    },
     /// The outbound half installed for `dst` now serves new packets.
     PublishOutbound {
         /// The destination.
@@ -282,6 +290,25 @@ pub enum Note {
         /// The destination.
         dst: IpAddr,
     },
+    /// This host gave an initiator behind a NAT an address from its pool.
+    AddressGiven {
+        /// Where the initiator is.
+        remote: SocketAddr,
+        /// The address.
+        addr: IpAddr,
+    },
+    /// An initiator's address request (CP) was refused.
+    AddressRefused {
+        /// Where the initiator is.
+        remote: SocketAddr,
+        /// Why.
+        reason: crate::ike::error::AddressRefusal,
+    },
+    /// The peer, behind a NAT, moved to a new port.
+    PeerMoved {
+        /// Where it is now.
+        remote: SocketAddr,
+    },
     /// ESP from `src` named no SA here (this host restarted, most likely,
     /// and `src` still uses SAs from before): OE toward it was started.
     StaleSpi {
@@ -302,7 +329,9 @@ impl Note {
             | Note::FirstHeld { .. }
             | Note::Unreachable { .. }
             | Note::Passthrough { .. } => Level::Debug,
-            Note::RefusingResponder(_) | Note::AnonymousLookupFailed { .. } => Level::Warn,
+            Note::RefusingResponder(_)
+            | Note::AnonymousLookupFailed { .. }
+            | Note::AddressRefused { .. } => Level::Warn,
             Note::Established { .. }
             | Note::Refusing { .. }
             | Note::ChildRekeyed { .. }
@@ -310,6 +339,8 @@ impl Note {
             | Note::IkeDeleted(_)
             | Note::IkeFailed { .. }
             | Note::StaleSpi { .. }
+            | Note::AddressGiven { .. }
+            | Note::PeerMoved { .. }
             | Note::Idle { .. } => Level::Info,
         }
     }
@@ -403,6 +434,19 @@ impl fmt::Display for Note {
                 f,
                 "{dst}: no key in DNS; packets pass in clear while anonymous IKE runs (passthrough)"
             ),
+            Note::AddressGiven { remote, addr } => {
+                write!(
+                    f,
+                    "{remote} is behind a NAT: gave it {addr} to use inside its SA"
+                )
+            }
+            Note::AddressRefused { remote, reason } => write!(
+                f,
+                "{remote}: refused its address request ({reason}): no CHILD SA"
+            ),
+            Note::PeerMoved { remote } => {
+                write!(f, "the peer's NAT moved it to {remote}: its SAs follow")
+            }
             Note::StaleSpi { src } => write!(
                 f,
                 "{src}: ESP with an SPI unknown here (SAs from before a restart?): starting IKE \

@@ -18,6 +18,17 @@ use crate::oe::{Action, IkeResult, NotStarted, PeerAnswer, PeerKey};
 impl Node {
     pub(super) fn on_event(&mut self, now: Instant, event: Event) {
         match event {
+            Event::AddressRequest { sa, remote, result } => {
+                let note = match result {
+                    Ok(addr) => Note::AddressGiven { remote, addr },
+                    Err(reason) => Note::AddressRefused { remote, reason },
+                };
+                self.log(Some(sa), note);
+            }
+            Event::PeerMoved { sa, remote } => {
+                self.commands.push_back(Command::MovePeer { sa, remote });
+                self.log(Some(sa), Note::PeerMoved { remote });
+            }
             // The peer's key is looked up now, not after its IKE_AUTH arrives.
             Event::IkeSaInitAccepted { remote, .. } => self.machine.on_ike_init(now, remote.ip()),
             // The peer speaks IKE: an anonymous attempt gets its whole share.

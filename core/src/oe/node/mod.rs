@@ -17,6 +17,7 @@
 //! | an ESP SA reached a byte or packet limit | [`Node::handle_lifetime`] |
 //! | an ICMP error for an IKE datagram (the socket's error queue) | [`Node::handle_unreachable`] |
 //! | ESP with an unknown SPI from a source without a cached outcome | [`Node::handle_stale_spi`] |
+//! | authenticated ESP from a new port (a NAT rebinding) | [`Node::handle_esp_moved`] |
 //! | the timer at [`Node::poll_timeout`] | [`Node::handle_timeout`], then, if [`Node::idle_scan_due`], [`Node::handle_activity`] |
 //!
 //! After each input, drain [`Node::poll_command`] and carry the commands out
@@ -144,6 +145,11 @@ impl Node {
 
     /// A packet to `dst`, which has neither an SA nor a cached outcome.
     pub fn handle_packet(&mut self, now: Instant, dst: IpAddr, packet: Vec<u8>) -> PacketFate {
+        // Only an SA carries packets to the addresses this host gives peers
+        // behind a NAT: no lookup, no clear fallback (it would leak them).
+        if self.endpoint.is_pool_address(dst) {
+            return PacketFate::DroppedPoolAddress;
+        }
         let fate = self.machine.on_packet(now, dst, packet);
         if fate == PacketFate::Held && !self.pending.contains_key(&dst) {
             self.pending.insert(dst, now);
@@ -218,6 +224,14 @@ impl Node {
             self.log(None, Note::StaleSpi { src });
         }
         fate
+    }
+
+    /// Authenticated ESP of IKE SA `sa` came from `from`, not from where its
+    /// SAs send (the data path checked the ICV and the replay window): a NAT
+    /// rebinding of a peer behind a NAT. See [`Endpoint::esp_moved`]; the
+    /// [`Command::MovePeer`] follows. Returns whether the peer moved.
+    pub fn handle_esp_moved(&mut self, sa: SaHandle, from: SocketAddr) -> bool {
+        self.endpoint.esp_moved(sa, from)
     }
 
     /// An ESP SA of IKE SA `sa` reached its soft (rekey) or hard (delete)

@@ -37,6 +37,11 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// Whether it is an address (ID_IPV4_ADDR or ID_IPV6_ADDR).
+    pub fn is_address(&self) -> bool {
+        matches!(self, Identity::Ipv4(_) | Identity::Ipv6(_))
+    }
+
     /// An ID_FQDN identity.
     pub fn fqdn(name: &str) -> Self {
         Identity::Fqdn(name.as_bytes().to_vec())

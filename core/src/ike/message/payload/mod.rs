@@ -16,6 +16,7 @@
 //! functions write Next Payload and Payload Length, so values never carry them.
 
 mod auth;
+mod cp;
 mod delete;
 mod id;
 mod ke;
@@ -28,6 +29,7 @@ mod unknown;
 mod vendor;
 
 pub use auth::{Auth, ED25519_ALGORITHM_IDENTIFIER};
+pub use cp::{AddressRequest, CfgAttribute, Cp, CpError, MAX_CP_ATTRIBUTES};
 pub use delete::Delete;
 pub use id::Identity;
 pub use ke::Ke;
@@ -91,11 +93,13 @@ pub enum Payload {
     TsI(Ts),
     /// Traffic Selector - Responder (§3.13).
     TsR(Ts),
+    /// Configuration (§3.15).
+    Cp(Cp),
     /// Encrypted and Authenticated, still sealed (§3.14). Always the last payload.
     Sk(Sk),
     /// Encrypted and Authenticated Fragment, still sealed (RFC 7383 §2.5). Always the last payload.
     Skf(Skf),
-    /// A payload type this code does not interpret (CERT, CERTREQ, CP, EAP and
+    /// A payload type this code does not interpret (CERT, CERTREQ, EAP and
     /// unassigned ones), kept so that it round-trips.
     Unknown(Unknown),
 }
@@ -115,6 +119,7 @@ impl Payload {
             Payload::Vendor(_) => PayloadType::VENDOR_ID,
             Payload::TsI(_) => PayloadType::TSI,
             Payload::TsR(_) => PayloadType::TSR,
+            Payload::Cp(_) => PayloadType::CP,
             Payload::Sk(_) => PayloadType::SK,
             Payload::Skf(_) => PayloadType::SKF,
             Payload::Unknown(u) => u.ty,
@@ -136,6 +141,7 @@ impl Payload {
                 | PayloadType::VENDOR_ID
                 | PayloadType::TSI
                 | PayloadType::TSR
+                | PayloadType::CP
                 | PayloadType::SK
                 | PayloadType::SKF
         )
@@ -174,6 +180,7 @@ impl Payload {
             PayloadType::VENDOR_ID => Payload::Vendor(VendorId(budget.copy(body)?)),
             PayloadType::TSI => Payload::TsI(Ts::parse_in(body, budget)?),
             PayloadType::TSR => Payload::TsR(Ts::parse_in(body, budget)?),
+            PayloadType::CP => Payload::Cp(Cp::parse_in(body, budget)?),
             PayloadType::SK => Payload::Sk(Sk {
                 first_inner: next,
                 body: budget.copy(body)?,
@@ -200,6 +207,7 @@ impl Payload {
             Payload::Delete(p) => p.buffer_len(),
             Payload::Vendor(p) => p.buffer_len(),
             Payload::TsI(p) | Payload::TsR(p) => p.buffer_len(),
+            Payload::Cp(p) => p.buffer_len(),
             Payload::Sk(p) => p.buffer_len(),
             Payload::Skf(p) => p.buffer_len(),
             Payload::Unknown(p) => p.body.len(),
@@ -223,6 +231,7 @@ impl Payload {
             Payload::Delete(p) => p.emit(out),
             Payload::Vendor(p) => p.emit(out),
             Payload::TsI(p) | Payload::TsR(p) => p.emit(out),
+            Payload::Cp(p) => p.emit(out),
             Payload::Sk(p) => p.emit(out),
             Payload::Skf(p) => p.emit(out),
             Payload::Unknown(p) => out.extend_from_slice(&p.body),

@@ -68,6 +68,30 @@ pub enum AddrRange {
 
 impl AddrSelector {
     /// All protocols and ports of one address: the host selectors of OE tunnels.
+    /// Every address, protocol and port of `like`'s family.
+    pub fn any_of(like: IpAddr) -> Self {
+        let addrs = match like {
+            IpAddr::V4(_) => AddrRange::V4(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST),
+            IpAddr::V6(_) => AddrRange::V6(Ipv6Addr::UNSPECIFIED, Ipv6Addr::from(u128::MAX)),
+        };
+        Self {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: u16::MAX,
+            addrs,
+        }
+    }
+
+    /// The one address this selector covers, if it covers one.
+    pub fn single_address(&self) -> Option<IpAddr> {
+        match self.addrs {
+            AddrRange::V4(lo, hi) if lo == hi => Some(IpAddr::V4(lo)),
+            AddrRange::V6(lo, hi) if lo == hi => Some(IpAddr::V6(lo)),
+            _ => None,
+        }
+    }
+
+    /// Every address, protocol and port of one host.
     pub fn host(addr: IpAddr) -> Self {
         let addrs = match addr {
             IpAddr::V4(a) => AddrRange::V4(a, a),
