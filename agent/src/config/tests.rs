@@ -84,6 +84,9 @@ fn example_documents_every_key() {
         "fwmark",
         "rule_priority",
         "suppress_main",
+        "pool",
+        "max_addresses",
+        "request_address",
     ] {
         let needle = format!("\n{key} = ");
         assert!(
@@ -351,4 +354,28 @@ fn trust_anchor_files_are_checked_with_file_and_line() {
         good.display()
     ));
     assert_eq!(e.key, "dns.trust_anchors");
+}
+
+#[test]
+fn nat_pool_defaults_and_errors_name_the_key() {
+    let d = Config::default();
+    let pool: Vec<String> = d.nat.pool.iter().map(ToString::to_string).collect();
+    assert_eq!(pool, ["100.64.0.0/16", "fd00:6f65::/112"]);
+    assert!(d.nat.request_address);
+    // The pool is routed as `private`, after the policy's prefixes.
+    let routed = d.routed_entries();
+    assert!(routed.contains(&("100.64.0.0/16".parse().unwrap(), Group::Private)));
+    let off = Config::parse("[nat]\npool = []\n").unwrap();
+    assert!(off.nat.pool.is_empty());
+    let e = one_error("[nat]\npool = [\"100.64.0.0/16\", \"10.9.0.0/24\"]\n");
+    assert_eq!(e.key, "nat.pool[1]");
+    assert!(e.message.contains("one prefix per family"), "{e}");
+    let e = one_error("[nat]\npool = [\"100.64.0.0/31\"]\n");
+    assert!(e.message.contains("no address to give"), "{e}");
+    let e = one_error("[nat]\npool = [\"nope\"]\n");
+    assert_eq!(e.key, "nat.pool[0]");
+    let e = one_error("address = \"100.64.0.9\"\n[nat]\npool = [\"100.64.0.0/16\"]\n");
+    assert!(e.message.contains("own address"), "{e}");
+    let e = one_error("[nat]\nmax_addresses = 0\n");
+    assert_eq!(e.key, "nat.max_addresses");
 }
