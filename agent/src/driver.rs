@@ -45,6 +45,7 @@ use tokio::sync::{Mutex, mpsc};
 use crate::datapath::DataPath;
 use crate::datapath::gso::GsoBatch;
 use crate::datapath::ike_queue::CookieReplies;
+use crate::datapath::moved::Moved;
 use crate::datapath::parked::Parking;
 use crate::datapath::sa_table::OpenError;
 use crate::datapath::stale::Reported;
@@ -312,6 +313,16 @@ pub(crate) fn inbound_esp(dp: &DataPath, from: SocketAddr, data: &mut [u8], tun:
     };
     match sa.open(data) {
         Ok(inner) => {
+            // Authentic, so a new port is the peer's NAT rebinding (RFC 7296
+            // §2.23): the control plane moves the SA (datapath::moved).
+            if sa.moved(from) {
+                let moved = Moved {
+                    sa: sa.sa,
+                    inbound_spi: spi.unwrap_or_default(),
+                    from,
+                };
+                let _ = dp.moved.report(Instant::now(), moved);
+            }
             let packet = &data[inner];
             dp.metrics.packet(PacketOutcome::Decrypted, packet.len());
             tun.push(packet);

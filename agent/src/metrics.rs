@@ -78,6 +78,7 @@ pub struct Metrics {
     esp_auth_failures: Counter,
     esp_unknown_spi: Counter,
     esp_ts_mismatch: Counter,
+    nat_moves: Counter,
     ike_auth_failures: Counter,
     ike_queue_drops: Counter,
     ike_cookies_sent: Counter,
@@ -263,6 +264,10 @@ impl Default for Metrics {
             "oemesh_esp_ts_mismatch",
             "Decrypted ESP packets outside their SA's traffic selectors",
         );
+        let nat_moves = counter(
+            "oemesh_nat_moves",
+            "Peers behind a NAT whose SAs moved to a new port (RFC 7296 §2.23)",
+        );
         let ike_auth_failures = counter(
             "oemesh_ike_auth_failures",
             "IKE_AUTH exchanges that did not verify",
@@ -310,6 +315,7 @@ impl Default for Metrics {
             esp_auth_failures,
             esp_unknown_spi,
             esp_ts_mismatch,
+            nat_moves,
             ike_auth_failures,
             ike_queue_drops,
             ike_cookies_sent,
@@ -442,6 +448,11 @@ impl Metrics {
     /// traffic selectors.
     pub fn esp_ts_mismatch(&self) {
         self.esp_ts_mismatch.inc();
+    }
+
+    /// The SAs of a peer behind a NAT moved to its new port.
+    pub fn nat_moved(&self) {
+        self.nat_moves.inc();
     }
 
     /// An IKE_AUTH that did not verify.

@@ -164,6 +164,8 @@ impl ControlPlane {
             remote_ts: child.remote_ts,
             local: child.local,
             remote: child.remote,
+            translate: None,
+            floats: false, // TODO(lead): translation and NAT floating from the CHILD SA
         };
         let out = self.dp.sas.install(install, publish);
         if !publish {

@@ -13,6 +13,7 @@
 //! - [`gro`]: TCP receive coalescing for the TUN writer.
 //! - [`parked`]: ESP datagrams that arrived just before their SA.
 //! - [`stale`]: the sources of ESP whose SA is unknown, for the control plane.
+//! - [`moved`]: peers behind a NAT seen on a new port, for the control plane.
 //!
 //! [`DataPath`] is what the TUN and UDP workers ([`crate::driver`]) share; the
 //! control plane ([`crate::control_plane`]) installs and removes SAs and
@@ -23,6 +24,7 @@ pub mod gro;
 pub mod gso;
 pub mod ike_queue;
 pub mod ip;
+pub mod moved;
 pub mod parked;
 pub mod sa_table;
 mod shards;
@@ -90,6 +92,8 @@ pub struct DataPath {
     pub parked: parked::Parked,
     /// Sources of ESP with unknown SPIs, for the control plane.
     pub stale: stale::StaleReports,
+    /// Peers behind a NAT that came back from a new port, for the control plane.
+    pub moved: moved::MovedReports,
 }
 
 impl DataPath {
@@ -115,10 +119,16 @@ impl DataPath {
             match sa.seal(&mut buf[start..], len) {
                 Ok(esp_len) => {
                     let from = Some(sa.local.ip()).filter(|ip| !ip.is_unspecified());
-                    if !gso.fits(sa.remote, from, esp_len) {
+                    let remote = sa.remote();
+                    if !gso.fits(remote, from, esp_len) {
                         gso.flush(&self.natt, &self.metrics).await;
                     }
-                    gso.push(sa.remote, from, &buf[start..start + esp_len], len);
+                    gso.push(remote, from, &buf[start..start + esp_len], len);
+                    return;
+                }
+                Err(e @ sa_table::SealError::Translate(_)) => {
+                    tracing::trace!("{dst}: dropped: {e}");
+                    self.metrics.packet(PacketOutcome::Dropped, len);
                     return;
                 }
                 Err(e) => {
@@ -186,10 +196,11 @@ impl DataPath {
         let fate = match sa.seal(scratch, packet.len()) {
             Ok(len) => {
                 let from = Some(sa.local.ip()).filter(|ip| !ip.is_unspecified());
-                match self.natt.send(sa.remote, from, &scratch[..len], None).await {
+                let remote = sa.remote();
+                match self.natt.send(remote, from, &scratch[..len], None).await {
                     Ok(()) => PacketOutcome::Encrypted,
                     Err(e) => {
-                        tracing::debug!("ESP to {}: {e}", sa.remote);
+                        tracing::debug!("ESP to {remote}: {e}");
                         PacketOutcome::Dropped
                     }
                 }

@@ -10,6 +10,13 @@
 //! Lifetime events (RFC 4303 byte/packet limits) seen by a worker go to the
 //! control plane as [`Notice`]s; it rekeys or deletes through the IKE engine.
 //!
+//! Client address translation (issue 13): an initiator that the responder
+//! gave an address (RFC 7296 §3.15) seals packets from that address and
+//! opens packets to its own ([`Translation`]). NAT rebinding (RFC 7296 §2.23,
+//! RFC 3948): a peer behind a NAT may come back from a new port; the UDP
+//! workers report it ([`Inbound::moved`], `datapath::moved`), and the control
+//! plane points the IKE SA's halves at it ([`SaTable::move_peer`]).
+//!
 //! Writers (install, publish, remove) hold one `Mutex` that the data path never
 //! takes. It makes each shard's read-copy-update safe even if a second writer
 //! ever appeared, and guards a per-peer count of inbound halves, so that
@@ -20,9 +27,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use oemesh_core::esp::{DecapError, EncapError, InboundSa, LifetimeEvent, OutboundSa};
+use arc_swap::ArcSwap;
+use oemesh_core::esp::{DecapError, EncapError, HEADER_LEN, InboundSa, LifetimeEvent, OutboundSa};
 use oemesh_core::ike::endpoint::SaHandle;
 use oemesh_core::ike::message::AddrSelector;
+use oemesh_core::wire::rewrite::{RewriteError, set_destination, set_source};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::ip::{Flow, inbound_admits};
@@ -47,6 +56,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Client address translation for one SA pair, on the initiator (RFC 7296
+/// §3.15): the responder narrowed this host's traffic selector to an address
+/// it assigned, while the packets the kernel writes to the TUN carry this
+/// host's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// The address the peer gave this host (INTERNAL_IP4/6_ADDRESS): the
+    /// source of sealed packets, the destination the peer sends to.
+    pub assigned: IpAddr,
+    /// This host's own address, which TUN packets carry.
+    pub own: IpAddr,
+}
+
+/// Why an outbound packet was not sealed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// ESP refused it (expired, sequence exhausted, buffer).
+    #[error(transparent)]
+    Esp(#[from] EncapError),
+    /// Its source could not be set to the assigned address: dropped.
+    #[error("inner packet not translatable: {0}")]
+    Translate(RewriteError),
+}
+
 /// The sending half of one CHILD SA, with where its packets go.
 #[derive(Debug)]
 pub struct Outbound {
@@ -58,16 +92,35 @@ pub struct Outbound {
     pub dst: IpAddr,
     /// This host's UDP 4500 address.
     pub local: SocketAddr,
-    /// The peer's UDP 4500 address.
-    pub remote: SocketAddr,
+    /// The peer's UDP 4500 address ([`Self::remote`]); a NAT may move it.
+    remote: ArcSwap<SocketAddr>,
+    /// Source translation, on an initiator given an address.
+    pub translate: Option<Translation>,
     esp: Mutex<OutboundSa>,
     notices: UnboundedSender<Notice>,
 }
 
 impl Outbound {
+    /// The peer's UDP address now (hot path: one atomic load).
+    #[inline]
+    pub fn remote(&self) -> SocketAddr {
+        **self.remote.load()
+    }
+
     /// Encapsulates the inner packet at `buf[HEADER_LEN..HEADER_LEN + inner_len]`
     /// in place (see [`OutboundSa::encapsulate`]); returns the ESP length.
-    pub fn seal(&self, buf: &mut [u8], inner_len: usize) -> Result<usize, EncapError> {
+    /// With a [`Translation`], the inner source becomes the assigned address
+    /// first (and is put back if ESP then refuses the packet, which may go
+    /// another way).
+    pub fn seal(&self, buf: &mut [u8], inner_len: usize) -> Result<usize, SealError> {
+        let inner = HEADER_LEN..HEADER_LEN.saturating_add(inner_len);
+        let own = match self.translate {
+            None => None,
+            Some(t) => Some(
+                set_source(buf.get_mut(inner.clone()).unwrap_or_default(), t.assigned)
+                    .map_err(SealError::Translate)?,
+            ),
+        };
         let (result, event) = {
             let mut esp = lock(&self.esp);
             let r = esp.encapsulate(buf, inner_len);
@@ -80,7 +133,13 @@ impl Outbound {
                 event,
             });
         }
-        result
+        if result.is_err()
+            && let Some(own) = own
+            && let Some(inner) = buf.get_mut(inner)
+        {
+            let _ = set_source(inner, own);
+        }
+        result.map_err(SealError::Esp)
     }
 
     /// The outbound SPI.
@@ -105,6 +164,9 @@ pub enum OpenError {
     /// The inner packet is outside the SA's traffic selectors.
     #[error("inner packet outside the SA's traffic selectors")]
     TsMismatch,
+    /// Its destination could not be set back to this host's own address.
+    #[error("inner packet not translatable: {0}")]
+    Translate(RewriteError),
 }
 
 /// The receiving half of one CHILD SA.
@@ -114,6 +176,12 @@ pub struct Inbound {
     pub sa: SaHandle,
     /// The destination (peer) its outbound half protects.
     pub peer: IpAddr,
+    /// The peer is behind a NAT: its port may change (RFC 7296 §2.23).
+    pub floats: bool,
+    /// Destination translation, on an initiator given an address.
+    pub translate: Option<Translation>,
+    /// The peer's UDP address as last installed or moved.
+    remote: ArcSwap<SocketAddr>,
     local_ts: Vec<AddrSelector>,
     remote_ts: Vec<AddrSelector>,
     esp: Mutex<InboundSa>,
@@ -141,11 +209,33 @@ impl Inbound {
             .get(inner.clone())
             .and_then(Flow::of)
             .is_some_and(|f| inbound_admits(&f, &self.local_ts, &self.remote_ts));
-        if admitted {
-            Ok(inner)
-        } else {
-            Err(OpenError::TsMismatch)
+        if !admitted {
+            return Err(OpenError::TsMismatch);
         }
+        // The selectors (narrowed to the assigned address) held: the
+        // destination is `assigned`, and the kernel knows it as `own`.
+        if let Some(t) = self.translate {
+            let bytes = packet.get_mut(inner.clone()).unwrap_or_default();
+            set_destination(bytes, t.own).map_err(OpenError::Translate)?;
+        }
+        Ok(inner)
+    }
+
+    /// The peer's UDP address as last installed or moved.
+    pub fn remote(&self) -> SocketAddr {
+        **self.remote.load()
+    }
+
+    /// Whether an authentic packet from `from` shows the peer behind a NAT
+    /// on a new port: the SA floats, and `from` is the remembered address
+    /// with another port. Another IP is never a move (an SA's addresses are
+    /// fixed at IKE_SA_INIT; only the port may change, design "trust model").
+    pub fn moved(&self, from: SocketAddr) -> bool {
+        if !self.floats {
+            return false;
+        }
+        let was = self.remote();
+        from.port() != was.port() && from.ip().to_canonical() == was.ip().to_canonical()
     }
 
     /// Packets and inner bytes received so far.
@@ -174,6 +264,12 @@ pub struct Install {
     pub local: SocketAddr,
     /// The peer's UDP 4500 address.
     pub remote: SocketAddr,
+    /// Client address translation (this host is an initiator the peer gave
+    /// an address, RFC 7296 §3.15), or `None`.
+    pub translate: Option<Translation>,
+    /// The peer is behind a NAT (RFC 7296 §2.23): its port may change, and
+    /// packets from a new port are reported (`datapath::moved`).
+    pub floats: bool,
 }
 
 /// What the writers keep beside the shards, under their lock.
@@ -243,13 +339,17 @@ impl SaTable {
             inbound_spi,
             dst: i.dst,
             local: i.local,
-            remote: i.remote,
+            remote: ArcSwap::from_pointee(i.remote),
+            translate: i.translate,
             esp: Mutex::new(i.outbound),
             notices: self.notices.clone(),
         });
         let inb = Arc::new(Inbound {
             sa: i.sa,
             peer: i.dst,
+            floats: i.floats,
+            translate: i.translate,
+            remote: ArcSwap::from_pointee(i.remote),
             local_ts: i.local_ts,
             remote_ts: i.remote_ts,
             esp: Mutex::new(i.inbound),
@@ -301,6 +401,22 @@ impl SaTable {
         (inb, removed_out)
     }
 
+    /// Points every half of IKE SA `sa` at `remote`: the peer behind a NAT
+    /// came back from a new port (RFC 7296 §2.23, RFC 3948). The control
+    /// plane calls it once core accepted the move; halves installed later
+    /// take the address from their [`Install`]. Outbound halves not yet
+    /// published are the caller's to move.
+    pub fn move_peer(&self, sa: SaHandle, remote: SocketAddr) {
+        let _writers = lock(&self.writers);
+        let remote = Arc::new(remote);
+        for o in self.outbound.values().iter().filter(|o| o.sa == sa) {
+            o.remote.store(remote.clone());
+        }
+        for i in self.inbound.values().iter().filter(|i| i.sa == sa) {
+            i.remote.store(remote.clone());
+        }
+    }
+
     /// Whether any SA (either direction) still serves `peer`: a published
     /// outbound half to it, or an inbound half from it. Two lookups, however
     /// many SAs there are (the control plane asks on every SA removal).
@@ -350,240 +466,4 @@ pub fn log_lifetime(inbound_spi: u32, event: LifetimeEvent) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::datapath::ip::tests::v4_udp;
-    use oemesh_core::crypto::{AeadAlg, KeyAndSalt, Provider};
-    use oemesh_core::esp::{HEADER_LEN, LifetimeLimits, MAX_TRAILER_LEN, SaConfig};
-    use std::time::Instant;
-
-    fn pair(spi_in: u32, spi_out: u32, key: &KeyAndSalt) -> (OutboundSa, InboundSa) {
-        let cfg = |spi| SaConfig {
-            spi,
-            alg: AeadAlg::Aes256Gcm,
-            provider: Provider::default(),
-            esn: true,
-            limits: LifetimeLimits::UNLIMITED,
-        };
-        let now = Instant::now();
-        (
-            OutboundSa::new(cfg(spi_out), key, now),
-            InboundSa::new(cfg(spi_in), key, now),
-        )
-    }
-
-    /// Installs the pair `spi_in`/`spi_out` of IKE SA `sa` between `local`
-    /// and `dst` (host selectors, port 4500).
-    fn install(
-        table: &SaTable,
-        sa: u64,
-        (spi_in, spi_out): (u32, u32),
-        (local, dst): (IpAddr, IpAddr),
-        publish: bool,
-    ) -> Arc<Outbound> {
-        let key = KeyAndSalt::from_slice(&[7u8; 36]).unwrap();
-        let (outbound, inbound) = pair(spi_in, spi_out, &key);
-        let install = Install {
-            sa: SaHandle(sa),
-            dst,
-            outbound,
-            inbound,
-            local_ts: vec![AddrSelector::host(local)],
-            remote_ts: vec![AddrSelector::host(dst)],
-            local: SocketAddr::new(local, 4500),
-            remote: SocketAddr::new(dst, 4500),
-        };
-        table.install(install, publish)
-    }
-
-    #[test]
-    fn unpublished_outbound_is_invisible_until_published() {
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let table = SaTable::new(tx);
-        let (local, dst): (IpAddr, IpAddr) =
-            ("192.0.2.1".parse().unwrap(), "192.0.2.20".parse().unwrap());
-        let out = install(&table, 1, (1, 2), (local, dst), false);
-        assert!(
-            table.outbound(dst).is_none(),
-            "new packets must wait for the held ones"
-        );
-        assert!(table.inbound(1).is_some(), "the peer may already send");
-        table.publish(out);
-        assert_eq!(table.outbound(dst).map(|o| o.inbound_spi), Some(1));
-    }
-
-    #[test]
-    fn seal_open_and_selectors() {
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let table = SaTable::new(tx);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.20".parse().unwrap();
-        // One table holding both ends: out SPI 2 is the in SPI of the other end.
-        install(&table, 1, (1, 2), (a, b), true);
-        install(&table, 2, (2, 1), (b, a), true);
-        let udp = |src| v4_udp(src, [192, 0, 2, 20], 1, 2);
-        let mut inner = udp([192, 0, 2, 1]);
-        let mut buf = vec![0u8; HEADER_LEN + inner.len() + MAX_TRAILER_LEN];
-        buf[HEADER_LEN..HEADER_LEN + inner.len()].copy_from_slice(&inner);
-        let len = table
-            .outbound(b)
-            .unwrap()
-            .seal(&mut buf, inner.len())
-            .unwrap();
-        let spi = oemesh_core::esp::peek_spi(&buf[..len]).unwrap();
-        assert_eq!(spi, 2);
-        // B's inbound SA 2: the inner packet's source A is the peer: admitted.
-        let range = table.inbound(2).unwrap().open(&mut buf[..len]).unwrap();
-        assert_eq!(&buf[range], &inner[..]);
-        // A spoofed inner source is refused.
-        inner = udp([192, 0, 2, 99]);
-        buf[HEADER_LEN..HEADER_LEN + inner.len()].copy_from_slice(&inner);
-        let len = table
-            .outbound(b)
-            .unwrap()
-            .seal(&mut buf, inner.len())
-            .unwrap();
-        assert!(matches!(
-            table.inbound(2).unwrap().open(&mut buf[..len]),
-            Err(OpenError::TsMismatch)
-        ));
-        assert!(table.serves(b));
-        let (i, o) = table.remove_pair(1);
-        assert!(i.is_some() && o.is_some());
-        assert!(table.outbound(b).is_none());
-        assert_eq!(table.len(), (1, 1));
-    }
-
-    #[test]
-    fn many_pairs_across_shards() {
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let table = SaTable::new(tx);
-        let local: IpAddr = "2001:db8::1".parse().unwrap();
-        let n = 2000u32;
-        let dst = |i: u32| {
-            IpAddr::from(std::net::Ipv6Addr::from_bits(
-                (0x2001_0db8_0001u128 << 80) | u128::from(i),
-            ))
-        };
-        for i in 0..n {
-            install(
-                &table,
-                u64::from(i),
-                (1000 + i, 5000 + i),
-                (local, dst(i)),
-                true,
-            );
-        }
-        assert_eq!(table.len(), (n as usize, n as usize));
-        let used = table
-            .inbound
-            .shards
-            .iter()
-            .filter(|s| !s.load().is_empty())
-            .count();
-        assert!(used > SHARDS / 2, "SPIs spread over the shards: {used}");
-        let used = table
-            .outbound
-            .shards
-            .iter()
-            .filter(|s| !s.load().is_empty())
-            .count();
-        assert!(
-            used > SHARDS / 2,
-            "addresses spread over the shards: {used}"
-        );
-        for i in 0..n {
-            assert_eq!(
-                table.outbound(dst(i)).map(|o| o.inbound_spi),
-                Some(1000 + i)
-            );
-            assert_eq!(table.inbound(1000 + i).map(|s| s.peer), Some(dst(i)));
-        }
-        // A rekey: a second pair for destination 7; the old inbound half stays.
-        install(&table, 7, (9999, 9998), (local, dst(7)), true);
-        // Removing the old pair leaves the new outbound half alone.
-        let (i, o) = table.remove_pair(1007);
-        assert!(i.is_some() && o.is_none());
-        assert_eq!(table.outbound(dst(7)).map(|o| o.inbound_spi), Some(9999));
-        assert!(table.serves(dst(7)));
-        let (i, o) = table.remove_pair(9999);
-        assert!(i.is_some() && o.is_some());
-        assert!(!table.serves(dst(7)));
-        let (i, o) = table.remove_pair(9999);
-        assert!(i.is_none() && o.is_none());
-        assert_eq!(table.len(), (n as usize - 1, n as usize - 1));
-        assert_eq!(table.inbound_all().len(), n as usize - 1);
-    }
-
-    /// `serves` as it was first written: a scan of every inbound half.
-    fn serves_by_scan(table: &SaTable, peer: IpAddr) -> bool {
-        table.outbound.contains(&peer) || table.inbound_all().iter().any(|i| i.peer == peer)
-    }
-
-    #[test]
-    fn serves_agrees_with_a_scan_under_random_installs_and_removals() {
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let local: IpAddr = "192.0.2.1".parse().unwrap();
-        // Six peers that come and go, and one that never has an SA.
-        let peers: Vec<IpAddr> = (10..17u8).map(|i| IpAddr::from([192, 0, 2, i])).collect();
-        for seed in [1u64, 0x5eed, 0xdead_beef, 42_424_242] {
-            let table = SaTable::new(tx.clone());
-            let mut rng = seed;
-            let mut next = |n: u64| {
-                // xorshift64: a fixed sequence per seed.
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng % n
-            };
-            let mut unpublished: Vec<Arc<Outbound>> = Vec::new();
-            for step in 0..3000 {
-                // 24 SPIs for ~6 live pairs: removals often miss, and now and
-                // then an install reuses a live SPI (replacing that half).
-                let spi = 1 + u32::try_from(next(24)).unwrap();
-                match next(8) {
-                    0..=3 => {
-                        let dst = peers[usize::try_from(next(6)).unwrap()];
-                        let out = install(
-                            &table,
-                            u64::from(spi),
-                            (spi, 1000 + spi),
-                            (local, dst),
-                            next(2) == 0,
-                        );
-                        if table.outbound(dst).is_none_or(|o| !Arc::ptr_eq(&o, &out)) {
-                            unpublished.push(out);
-                        }
-                    }
-                    4 if !unpublished.is_empty() => {
-                        let i = usize::try_from(next(unpublished.len() as u64)).unwrap();
-                        table.publish(unpublished.swap_remove(i));
-                    }
-                    _ => {
-                        table.remove_pair(spi);
-                    }
-                }
-                for &peer in &peers {
-                    assert_eq!(
-                        table.serves(peer),
-                        serves_by_scan(&table, peer),
-                        "seed {seed:#x}, step {step}, peer {peer}"
-                    );
-                }
-            }
-            // Emptied, the table keeps no count behind.
-            for spi in 1..=24 {
-                table.remove_pair(spi);
-            }
-            let outbound_left = table.outbound_all();
-            assert!(table.inbound_all().is_empty());
-            assert!(lock(&table.writers).inbound_per_peer.is_empty());
-            for peer in &peers {
-                assert_eq!(
-                    table.serves(*peer),
-                    outbound_left.iter().any(|o| o.dst == *peer)
-                );
-            }
-        }
-    }
-}
+mod tests;

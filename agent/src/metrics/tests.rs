@@ -59,6 +59,8 @@ fn exposition_unchanged() {
     m.esp_auth_failure();
     m.esp_unknown_spi();
     m.esp_ts_mismatch();
+    m.nat_moved();
+    m.nat_moved();
     m.ike_auth_failures_add(6);
     m.ike_queue_drop();
     m.ike_cookies_sent_add(7);
@@ -138,6 +140,9 @@ oemesh_esp_unknown_spi_total 1
 # HELP oemesh_esp_ts_mismatch_total Decrypted ESP packets outside their SA's traffic selectors.
 # TYPE oemesh_esp_ts_mismatch_total counter
 oemesh_esp_ts_mismatch_total 1
+# HELP oemesh_nat_moves_total Peers behind a NAT whose SAs moved to a new port (RFC 7296 §2.23).
+# TYPE oemesh_nat_moves_total counter
+oemesh_nat_moves_total 2
 # HELP oemesh_ike_auth_failures_total IKE_AUTH exchanges that did not verify.
 # TYPE oemesh_ike_auth_failures_total counter
 oemesh_ike_auth_failures_total 6

@@ -269,6 +269,7 @@ impl Agent {
             queue_drops: AtomicU64::new(0),
             parked: Default::default(),
             stale: Default::default(),
+            moved: Default::default(),
         });
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         self.control_shutdown = Some(shutdown_tx);
@@ -303,6 +304,7 @@ impl Agent {
                 ike: ike_rx,
                 icmp,
                 stale: dp.stale.inbox(),
+                // TODO(lead): control plane reads moved (`dp.moved.inbox()`).
                 notices,
                 requests,
                 reconfig,

@@ -1,0 +1,177 @@
+//! Peers behind a NAT that came back from a new port (NAT rebinding, RFC 7296
+//! §2.23, RFC 3948 §2.2), reported by the UDP workers to the control plane,
+//! which checks the move with core and then points the IKE SA's halves at the
+//! new address (`SaTable::move_peer`) and counts it
+//! (`Metrics::nat_moved`, `oemesh_nat_moves_total`).
+//!
+//! A worker reports only after an ESP packet from the new address opened
+//! (ICV, replay window and traffic selectors passed), only for SAs that float
+//! (`Install::floats`), and only for a new port on the same IP
+//! (`sa_table::Inbound::moved`). [`MovedReports`] passes at most one report
+//! per IKE SA per second of the clock (a small table of recent SAs, shared
+//! without a lock; a collision only lets one more report through) over a
+//! bounded queue; when it is full the report is dropped and counted
+//! ([`MovedReports::queue_full`]). Modelled on `datapath::stale`.
+//!
+//! The queue is made with the data path (`MovedReports::default`); the
+//! control plane takes its end once, at start ([`MovedReports::inbox`]).
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use oemesh_core::ike::endpoint::SaHandle;
+use tokio::sync::mpsc;
+
+/// Recent IKE SAs kept (a power of two).
+const SLOTS: usize = 256;
+
+/// Reports queued for the control plane at most.
+const QUEUE: usize = 64;
+
+/// A peer seen at a new UDP address under an SA that floats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Moved {
+    /// The IKE SA.
+    pub sa: SaHandle,
+    /// The inbound SPI of the CHILD SA whose packet came from `from`.
+    pub inbound_spi: u32,
+    /// Where the authentic packet came from.
+    pub from: SocketAddr,
+}
+
+/// What [`MovedReports::report`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// Queued for the control plane.
+    Queued,
+    /// The IKE SA was reported this second already.
+    Recent,
+    /// The queue was full: dropped and counted.
+    QueueFull,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct MovedReports {
+    tx: mpsc::Sender<Moved>,
+    epoch: Instant,
+    /// Keyed per process, so that SA handles cannot be picked to collide.
+    hasher: RandomState,
+    /// Per slot: the SA's tag (high 32 bits) and the second it was last
+    /// reported in (low 32 bits).
+    recent: [AtomicU64; SLOTS],
+    /// Reports dropped because the queue was full.
+    queue_full: AtomicU64,
+    /// The control plane's end, until it takes it ([`MovedReports::inbox`]).
+    inbox: Mutex<Option<mpsc::Receiver<Moved>>>,
+}
+
+impl Default for MovedReports {
+    /// The workers' end of a new queue; the control plane's end waits in it.
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let reports = Self::new(tx);
+        *reports.inbox.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
+        reports
+    }
+}
+
+impl MovedReports {
+    fn new(tx: mpsc::Sender<Moved>) -> Self {
+        Self {
+            tx,
+            epoch: Instant::now(),
+            hasher: RandomState::new(),
+            recent: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+            queue_full: AtomicU64::new(0),
+            inbox: Mutex::new(None),
+        }
+    }
+
+    /// The control plane's end of the queue; there is one, taken once.
+    pub fn inbox(&self) -> mpsc::Receiver<Moved> {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        inbox
+            .take()
+            .expect("the NAT-move inbox is taken once, at start")
+    }
+
+    /// An authentic packet of `moved.sa` came from a new port: report it,
+    /// unless that IKE SA was reported this second.
+    pub fn report(&self, now: Instant, moved: Moved) -> Reported {
+        let hash = self.hasher.hash_one(moved.sa);
+        let second = now.saturating_duration_since(self.epoch).as_secs();
+        let mark = (hash & !0xffff_ffff) | (second & 0xffff_ffff);
+        let slot = &self.recent[(hash as usize) % SLOTS];
+        if slot.swap(mark, Relaxed) == mark {
+            return Reported::Recent;
+        }
+        match self.tx.try_send(moved) {
+            Ok(()) => Reported::Queued,
+            Err(_) => {
+                self.queue_full.fetch_add(1, Relaxed);
+                Reported::QueueFull
+            }
+        }
+    }
+
+    /// Reports dropped so far because the queue was full.
+    pub fn queue_full(&self) -> u64 {
+        self.queue_full.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn moved(sa: u64, port: u16) -> Moved {
+        Moved {
+            sa: SaHandle(sa),
+            inbound_spi: 0x100 + u32::try_from(sa).unwrap(),
+            from: SocketAddr::from(([192, 0, 2, 7], port)),
+        }
+    }
+
+    #[test]
+    fn one_report_per_sa_per_second_and_a_full_queue_drops() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let r = MovedReports::new(tx);
+        let t = r.epoch;
+        assert_eq!(r.report(t, moved(1, 4500)), Reported::Queued);
+        // Another port of the same SA within the second: not again.
+        assert_eq!(r.report(t, moved(1, 4501)), Reported::Recent);
+        assert_eq!(
+            r.report(t + Duration::from_millis(900), moved(1, 4502)),
+            Reported::Recent
+        );
+        assert_eq!(r.report(t, moved(2, 4500)), Reported::Queued);
+        // The queue (2) is full now.
+        assert_eq!(
+            r.report(t + Duration::from_secs(1), moved(1, 4503)),
+            Reported::QueueFull
+        );
+        assert_eq!(r.queue_full(), 1);
+        assert_eq!(rx.try_recv().unwrap(), moved(1, 4500));
+        assert_eq!(rx.try_recv().unwrap(), moved(2, 4500));
+        assert_eq!(
+            r.report(t + Duration::from_secs(2), moved(1, 4504)),
+            Reported::Queued
+        );
+        assert_eq!(rx.try_recv().unwrap(), moved(1, 4504));
+    }
+
+    #[test]
+    fn the_control_planes_end_is_taken_once() {
+        let r = MovedReports::default();
+        let mut rx = r.inbox();
+        assert_eq!(r.report(Instant::now(), moved(3, 1)), Reported::Queued);
+        assert_eq!(rx.try_recv().unwrap(), moved(3, 1));
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.inbox()));
+        assert!(again.is_err());
+    }
+}
