@@ -266,6 +266,9 @@ fn addr(v6: bool, bits: u128) -> IpAddr {
 }
 
 proptest! {
+    // Small packets: thousands of cases take milliseconds.
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
     #[test]
     fn checksums_verify_from_scratch_after_a_rewrite(
         v6 in any::<bool>(),
@@ -292,6 +295,33 @@ proptest! {
         let now = IpPacket::new_checked(&p[..]).unwrap();
         let moved = if destination { now.dst_addr() } else { now.src_addr() };
         prop_assert_eq!(moved, addr(v6, new));
+    }
+
+    #[test]
+    fn mangled_packets_never_panic_and_refusals_write_nothing(
+        v6 in any::<bool>(),
+        proto in prop::sample::select(vec![protocol::TCP, protocol::UDP, ICMPV6, ext::FRAGMENT]),
+        exts in 0usize..3,
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut p = build(v6, proto, addr(v6, 1), addr(v6, 2), b"payload", exts);
+        for (at, b) in flips {
+            let at = at.index(p.len());
+            p[at] = b;
+        }
+        p.truncate(cut.index(p.len() + 1));
+        for destination in [false, true] {
+            let before = p.clone();
+            let r = if destination {
+                set_destination(&mut p, addr(v6, 9))
+            } else {
+                set_source(&mut p, addr(v6, 9))
+            };
+            if r.is_err() {
+                prop_assert_eq!(&p, &before);
+            }
+        }
     }
 
     #[test]
