@@ -28,6 +28,9 @@ fn peer() -> PeerInfo {
         bytes_in: 100,
         bytes_out: 200,
         group: Some("private-or-clear".into()),
+        endpoint: None,
+        assigned: None,
+        assigned_to_us: false,
     }
 }
 

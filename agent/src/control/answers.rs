@@ -209,6 +209,13 @@ impl View<'_> {
     fn peer_info(&self, o: &Outcome, bytes: &HashMap<IpAddr, (u64, u64)>) -> PeerInfo {
         let now = Instant::now();
         let (bytes_in, bytes_out) = bytes.get(&o.dst).copied().unwrap_or_default();
+        let out = self.dp.sas.outbound(o.dst);
+        let given = out.as_ref().and_then(|o| o.translate).map(|t| t.assigned);
+        let (assigned, assigned_to_us) = if self.node.endpoint().is_pool_address(o.dst) {
+            (Some(o.dst), false)
+        } else {
+            (given, given.is_some())
+        };
         PeerInfo {
             peer: o.dst,
             state: state_of(o.state),
@@ -222,6 +229,9 @@ impl View<'_> {
             bytes_in,
             bytes_out,
             group: Some(o.policy.group.to_string()),
+            endpoint: out.as_ref().map(|o| o.remote()),
+            assigned,
+            assigned_to_us,
         }
     }
 
@@ -241,6 +251,9 @@ impl View<'_> {
             bytes_in: 0,
             bytes_out: 0,
             group: Some(self.node.machine().check(dst).group.to_string()),
+            endpoint: None,
+            assigned: None,
+            assigned_to_us: false,
         }
     }
 

@@ -113,6 +113,21 @@ fn dnssec_column(p: &PeerInfo) -> String {
     }
 }
 
+/// The reason, and behind a NAT where the peer is and which address the SA
+/// uses: `(NAT: via 198.51.100.1:4501, given 100.64.0.1)`.
+fn reason_column(p: &PeerInfo) -> String {
+    match (p.assigned, p.endpoint) {
+        (Some(a), Some(_)) if p.assigned_to_us => {
+            format!(
+                "{} (this host is behind a NAT; the peer gave it {a})",
+                p.reason
+            )
+        }
+        (Some(a), Some(e)) => format!("{} (NAT: via {e}, given {a})", p.reason),
+        _ => p.reason.clone(),
+    }
+}
+
 /// `oemesh peers`: one aligned row per peer, sorted by address.
 pub fn peers(peers: &[PeerInfo]) -> String {
     if peers.is_empty() {
@@ -134,7 +149,7 @@ pub fn peers(peers: &[PeerInfo]) -> String {
             p.expires_in_s.map_or_else(|| "-".to_owned(), duration),
             bytes(p.bytes_in),
             bytes(p.bytes_out),
-            p.reason.clone(),
+            reason_column(p),
         ]);
     }
     table(&rows)
@@ -353,6 +368,9 @@ mod tests {
             bytes_in: 2048,
             bytes_out: 10,
             group: None,
+            endpoint: None,
+            assigned: None,
+            assigned_to_us: false,
         };
         let out = peers(&[
             p("192.0.2.200", PeerState::Clear, "no IPSECKEY (NXDOMAIN)"),

@@ -14,7 +14,7 @@
 //! The names here are a contract with scripts (`oemesh peers --json` prints
 //! [`PeerInfo`] as is): fields may be added, never renamed.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -216,6 +216,18 @@ pub struct PeerInfo {
     /// The policy group of its address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Where its ESP goes and comes from: its address and UDP port as this
+    /// host sees them (a NAT's, when it is behind one); private peers only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<SocketAddr>,
+    /// Behind a NAT (RFC 7296 §3.15), the address used inside the SA: the
+    /// one this host gave the peer from `nat.pool` (then `peer` itself), or
+    /// the one the peer gave this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned: Option<IpAddr>,
+    /// Whether `assigned` is this host's (the peer gave it), not the peer's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub assigned_to_us: bool,
 }
 
 /// What the agent knows and would do for one address.
@@ -333,6 +345,9 @@ mod tests {
             bytes_in: 1,
             bytes_out: 2,
             group: None,
+            endpoint: None,
+            assigned: None,
+            assigned_to_us: false,
         };
         let v: serde_json::Value = serde_json::to_value(&p).unwrap();
         assert_eq!(
@@ -344,11 +359,22 @@ mod tests {
         let clear = PeerInfo {
             state: PeerState::Clear,
             auth: None,
-            ..p
+            ..p.clone()
         };
         let v = serde_json::to_value(&clear).unwrap();
         assert_eq!(v["state"], "clear");
         assert_eq!(v["auth"], serde_json::Value::Null);
+        // A peer behind a NAT: where it is, and the address it was given.
+        let natted = PeerInfo {
+            peer: "100.64.0.1".parse().unwrap(),
+            endpoint: Some("198.51.100.1:4500".parse().unwrap()),
+            assigned: Some("100.64.0.1".parse().unwrap()),
+            ..p
+        };
+        let v = serde_json::to_value(&natted).unwrap();
+        assert_eq!(v["endpoint"], "198.51.100.1:4500");
+        assert_eq!(v["assigned"], "100.64.0.1");
+        assert!(v.get("assigned_to_us").is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use oemesh_core::oe::node::{Level, Note, esp_sas};
 use oemesh_core::oe::{Command, State};
 
 use super::ControlPlane;
-use crate::datapath::sa_table::Install;
+use crate::datapath::sa_table::{Install, Translation};
 use crate::metrics::PacketOutcome;
 
 fn log(note: &Note) {
@@ -41,9 +41,7 @@ impl ControlPlane {
                 child,
                 publish,
             } => self.install(sa, dst, child, publish).await,
-            Command::MovePeer { sa, remote } => {
-                tracing::debug!("IKE SA {}: peer moved to {remote}", sa.0);
-            }
+            Command::MovePeer { sa, remote } => self.dp.move_peer(sa, remote),
             Command::PublishOutbound { dst } => {
                 if let Some(out) = self.unpublished.remove(&dst) {
                     self.dp.sas.publish(out);
@@ -164,8 +162,8 @@ impl ControlPlane {
             remote_ts: child.remote_ts,
             local: child.local,
             remote: child.remote,
-            translate: None,
-            floats: false, // TODO(lead): translation and NAT floating from the CHILD SA
+            translate: Translation::of(child.local_vip, child.local.ip(), self.dp.address),
+            floats: child.peer_behind_nat,
         };
         let out = self.dp.sas.install(install, publish);
         if !publish {

@@ -13,6 +13,7 @@
 //! | a data-path notice (byte/packet lifetime) | `Node::handle_lifetime` |
 //! | an ICMP error queued on an IKE socket (`IP_RECVERR`; its UDP worker reads it) | `Node::handle_unreachable` |
 //! | the source of ESP with an unknown SPI (UDP workers, bounded channel) | `Node::handle_stale_spi` |
+//! | a new port of a peer behind a NAT (UDP workers, bounded channel) | `Node::handle_esp_moved` |
 //!
 //! After each input, `ControlPlane::drive` carries out `Node::poll_command`
 //! until the round ends (`commands`): IKE datagrams sent on UDP 500/4500,
@@ -59,6 +60,8 @@ pub struct Inputs {
     pub icmp: mpsc::Receiver<IcmpError>,
     /// Sources of ESP with unknown SPIs, from the UDP workers.
     pub stale: crate::datapath::stale::StaleInbox,
+    /// New ports of peers behind a NAT, seen in authenticated ESP.
+    pub moved: mpsc::Receiver<crate::datapath::moved::Moved>,
     /// Data-path notices.
     pub notices: mpsc::UnboundedReceiver<Notice>,
     /// Control-socket requests.
@@ -197,6 +200,7 @@ impl ControlPlane {
                 Some(n) = self.inputs.notices.recv() => self.on_notice(n),
                 Some(e) = self.inputs.icmp.recv() => self.icmp_errors(Some(e)),
                 Some(s) = self.inputs.stale.recv() => self.inputs.stale.pass(s, &mut self.node, &self.dp),
+                Some(m) = self.inputs.moved.recv() => crate::datapath::moved::pass(m, &mut self.node, &mut self.inputs.moved),
                 Some(u) = self.inputs.undecided.recv() => self.on_undecided(u).await,
                 () = tokio::time::sleep_until(deadline.into()) => self.on_timeout(Instant::now()),
             }

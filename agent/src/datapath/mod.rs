@@ -154,6 +154,13 @@ impl DataPath {
         }
     }
 
+    /// The peer of IKE SA `sa`, behind a NAT, is now at `remote`: its SA pairs
+    /// send there (`SaTable::move_peer`), counted.
+    pub fn move_peer(&self, sa: oemesh_core::ike::endpoint::SaHandle, remote: SocketAddr) {
+        self.sas.move_peer(sa, remote);
+        self.metrics.nat_moved();
+    }
+
     /// Hands a packet to the control plane (a copy: it may be held).
     pub fn to_control(&self, dst: IpAddr, packet: &[u8]) {
         let len = packet.len();

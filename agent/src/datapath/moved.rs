@@ -124,6 +124,30 @@ impl MovedReports {
     }
 }
 
+/// The control plane's side: `first`, then the reports queued now (a bounded
+/// batch), each handed to `node`, which moves the IKE SA and its CHILD SAs
+/// (a [`oemesh_core::oe::Command::MovePeer`] follows) when the peer is behind
+/// a NAT and only the port changed.
+pub fn pass(first: Moved, node: &mut oemesh_core::oe::Node, rx: &mut mpsc::Receiver<Moved>) {
+    let mut next = Some(first);
+    for _ in 0..BATCH {
+        let Some(m) = next.take().or_else(|| rx.try_recv().ok()) else {
+            return;
+        };
+        if !node.handle_esp_moved(m.sa, m.from) {
+            tracing::debug!(
+                "IKE SA {}: ESP from {} not taken as a move (not behind a NAT, or gone)",
+                m.sa.0,
+                m.from
+            );
+        }
+    }
+}
+
+/// Reports handled in one go, so that a flood of them cannot starve the
+/// control plane's other inputs.
+const BATCH: usize = 64;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,17 @@ pub struct Translation {
     pub own: IpAddr,
 }
 
+impl Translation {
+    /// Behind a NAT with an address the peer gave (`assigned`): TUN packets
+    /// carry this host's own, `local` (the IKE SA's), else `fallback`.
+    pub fn of(assigned: Option<IpAddr>, local: IpAddr, fallback: IpAddr) -> Option<Self> {
+        let own = Some(local)
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(fallback);
+        assigned.map(|assigned| Translation { assigned, own })
+    }
+}
+
 /// Why an outbound packet was not sealed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

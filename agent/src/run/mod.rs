@@ -304,7 +304,7 @@ impl Agent {
                 ike: ike_rx,
                 icmp,
                 stale: dp.stale.inbox(),
-                // TODO(lead): control plane reads moved (`dp.moved.inbox()`).
+                moved: dp.moved.inbox(),
                 notices,
                 requests,
                 reconfig,
