@@ -44,10 +44,12 @@
 mod config;
 mod host;
 mod kept;
+pub mod nat;
 
 pub use config::{AgentConfig, Binaries, Options};
 pub use host::{Host, LinkCounters, Peer, parse_link_counters, parse_peers};
 pub use kept::{DownReport, KEPT_DIR, Kept, KeptHost, KeptProcess};
+pub use nat::{HomeLan, HomeLanOptions, NatLayout, NatRouter};
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
