@@ -3,6 +3,7 @@
 //! selectors) and the Ed25519 keys `pki` writes.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -76,6 +77,24 @@ pub fn write_ed25519_public_pem(raw: &[u8; 32], path: &Path) -> Result<()> {
     std::fs::write(path, pem).with_context(|| format!("writing {}", path.display()))
 }
 
+/// The IPSECKEY RDATA (presentation form, `10 0 4 . BASE64`, RFC 4025 with
+/// the Ed25519 algorithm number oemesh publishes) for `key`, to publish a
+/// charon's key at its reverse name so that an oemesh agent finds it.
+pub fn ipseckey_rdata(key: &Ed25519Key) -> String {
+    format!(
+        "10 0 4 . {}",
+        base64::engine::general_purpose::STANDARD.encode(key.public_raw)
+    )
+}
+
+/// `addr/32` or `addr/128`.
+fn host_prefix(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}/32"),
+        IpAddr::V6(a) => format!("{a}/128"),
+    }
+}
+
 /// When charon acts on a loaded CHILD_SA config (`start_action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -127,6 +146,15 @@ pub struct CharonConfig {
     pub remote_ts: Vec<String>,
     /// `start_action`.
     pub start_action: StartAction,
+    /// `vips`: virtual IPs to request in a configuration payload (RFC 7296
+    /// §3.15), e.g. `0.0.0.0` for any IPv4 address: a road warrior. Empty:
+    /// none requested.
+    pub vips: Vec<String>,
+    /// Address pools to answer configuration requests from, as
+    /// (name, `addrs`) pairs, e.g. `("nat", "10.99.0.0/24")`: each becomes
+    /// a section of swanctl.conf's `pools` and the connection's `pools`
+    /// lists them all. Empty: no pools.
+    pub pools: Vec<(String, String)>,
     /// `encap` (force UDP encapsulation; the oemesh wire profile needs it).
     pub encap: bool,
     /// `mobike` (off by default: not part of the oemesh wire profile).
@@ -177,6 +205,8 @@ impl CharonConfig {
             local_ts: vec!["dynamic".into()],
             remote_ts: vec!["dynamic".into()],
             start_action: StartAction::None,
+            vips: Vec::new(),
+            pools: Vec::new(),
             encap: true,
             mobike: false,
             ike_rekey_time: None,
@@ -189,6 +219,43 @@ impl CharonConfig {
             retransmit_tries: 3,
             log_levels: Self::levels(Self::LOG_NORMAL),
         }
+    }
+
+    /// A road warrior (RFC 7296 §2.19): requests any IPv4 address
+    /// (`vips = 0.0.0.0`) from `server` and authenticates the server by its
+    /// Ed25519 public key (`server_pub`, an SPKI PEM) under ID_IPV4_ADDR;
+    /// tunnel mode, ESP in UDP, the assigned address as TSi and `server/32`
+    /// as TSr. What a stock strongSwan client behind a NAT sends to an oemesh
+    /// responder.
+    ///
+    /// Set [`CharonConfig::local_key`] and [`CharonConfig::local_id`]: the
+    /// installed strongSwan (5.9.8) refuses `auth = null` in swanctl.conf, so
+    /// it cannot be an anonymous (RFC 7619) initiator.
+    pub fn road_warrior(local_addrs: &str, server: IpAddr, server_pub: PathBuf) -> CharonConfig {
+        let mut c = CharonConfig::new(local_addrs, &server.to_string());
+        c.vips = vec!["0.0.0.0".into()];
+        c.remote_pubkey = Some(server_pub);
+        c.remote_id = Some(server.to_string());
+        c.remote_ts = vec![host_prefix(server)];
+        c
+    }
+
+    /// A responder at `local` that authenticates with `key` (ID_IPV4_ADDR
+    /// `local`, as an oemesh initiator expects of a published key), takes
+    /// initiators from anywhere and answers their configuration requests
+    /// from pool `nat` (`pool`, e.g. `10.99.0.0/24`); TSr `local/32`, TSi the
+    /// address it assigned.
+    ///
+    /// Set [`CharonConfig::remote_pubkey`] and [`CharonConfig::remote_id`]
+    /// to the initiator's: the installed strongSwan (5.9.8) refuses
+    /// `auth = null`, so it cannot take anonymous initiators.
+    pub fn pool_responder(local: IpAddr, key: Ed25519Key, pool: &str) -> CharonConfig {
+        let mut c = CharonConfig::new(&local.to_string(), "%any");
+        c.local_key = Some(key);
+        c.local_id = Some(local.to_string());
+        c.pools = vec![("nat".into(), pool.into())];
+        c.local_ts = vec![host_prefix(local)];
+        c
     }
 
     /// Everyday logging: exchanges and decisions, no packet dumps.
@@ -287,6 +354,19 @@ swanctl {{
         if let Some(t) = self.dpd_delay {
             let _ = writeln!(ike_opts, "    dpd_delay = {}", secs(t));
         }
+        if !self.vips.is_empty() {
+            let _ = writeln!(ike_opts, "    vips = {}", self.vips.join(", "));
+        }
+        let mut pools = String::new();
+        if !self.pools.is_empty() {
+            let names: Vec<&str> = self.pools.iter().map(|(n, _)| n.as_str()).collect();
+            let _ = writeln!(ike_opts, "    pools = {}", names.join(", "));
+            pools.push_str("pools {\n");
+            for (name, addrs) in &self.pools {
+                let _ = writeln!(pools, "  {name} {{\n    addrs = {addrs}\n  }}");
+            }
+            pools.push_str("}\n");
+        }
         if let Some(t) = self.child_rekey_time {
             let _ = writeln!(child_opts, "        rekey_time = {}", secs(t));
         }
@@ -345,7 +425,7 @@ connections {{
     }}
   }}
 }}
-{secrets}",
+{pools}{secrets}",
             conn = self.conn,
             la = self.local_addrs,
             ra = self.remote_addrs,
@@ -363,6 +443,22 @@ connections {{
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vips_and_pools_render() {
+        let mut c = CharonConfig::new("%any", "%any");
+        assert!(!c.swanctl_conf().contains("vips"));
+        assert!(!c.swanctl_conf().contains("pools"));
+        c.vips = vec!["0.0.0.0".into()];
+        c.pools = vec![("nat".into(), "10.99.0.0/24".into())];
+        let conf = c.swanctl_conf();
+        assert!(conf.contains("    vips = 0.0.0.0\n"), "{conf}");
+        assert!(conf.contains("    pools = nat\n"), "{conf}");
+        assert!(
+            conf.contains("pools {\n  nat {\n    addrs = 10.99.0.0/24\n  }\n}\n"),
+            "{conf}"
+        );
+    }
 
     #[test]
     fn spki_roundtrip() {

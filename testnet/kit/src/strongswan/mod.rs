@@ -41,7 +41,7 @@
 mod config;
 mod output;
 
-pub use config::{CharonConfig, Ed25519Key, StartAction, write_ed25519_public_pem};
+pub use config::{CharonConfig, Ed25519Key, StartAction, ipseckey_rdata, write_ed25519_public_pem};
 pub use output::{ChildSa, IkeSa, log_secret, parse_list_sas};
 
 use std::path::{Path, PathBuf};

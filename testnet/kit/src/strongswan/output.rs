@@ -50,6 +50,10 @@ pub struct IkeSa {
     pub dh_group: String,
     /// The CHILD_SAs.
     pub children: Vec<ChildSa>,
+    /// `local-vips`: the virtual IPs the peer gave us (a road warrior's).
+    pub local_vips: Vec<String>,
+    /// `remote-vips`: the virtual IPs we gave the peer (from a pool).
+    pub remote_vips: Vec<String>,
     /// Every scalar field as printed (`local-host`, `remote-id`, `prf-alg`, …).
     pub fields: BTreeMap<String, String>,
 }
@@ -136,6 +140,8 @@ fn ike_sa(name: String, items: Vec<(String, Node)>) -> IkeSa {
                     }
                 }
             }
+            Node::List(l) if key == "local-vips" => sa.local_vips = l,
+            Node::List(l) if key == "remote-vips" => sa.remote_vips = l,
             Node::Section(_) | Node::List(_) => {}
         }
     }

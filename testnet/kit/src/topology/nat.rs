@@ -96,6 +96,11 @@ pub struct HomeLanOptions {
     pub agent: AgentConfig,
     /// Start the clients' agents (default true).
     pub start_agents: bool,
+    /// Give each client a key of its own (`dnskeys keygen`, not published:
+    /// a host behind a NAT has no reverse name), so that it authenticates
+    /// with a signature to a peer that was given its public key, e.g. a
+    /// strongSwan responder, which has no AUTH NULL. Default false: anonymous.
+    pub keyed: bool,
 }
 
 impl HomeLanOptions {
@@ -106,6 +111,7 @@ impl HomeLanOptions {
             layout: NatLayout::Single,
             agent: AgentConfig::default(),
             start_agents: true,
+            keyed: false,
         }
     }
 
@@ -487,6 +493,11 @@ impl Testnet {
         }
         lan.routers.extend(inner);
         lan.routers.push(outer);
+        if opts.keyed {
+            for client in &mut lan.clients {
+                keygen(client, &self.binaries.dnskeys)?;
+            }
+        }
         for client in &lan.clients {
             client.set_agent_config(&config)?;
         }
@@ -497,6 +508,26 @@ impl Testnet {
         }
         Ok(lan)
     }
+}
+
+/// `dnskeys keygen` for `host`, in its namespace; the key is not published.
+fn keygen(host: &mut Host, dnskeys: &Path) -> Result<()> {
+    let key = host.dir.join(format!("{}.key", host.name));
+    let out = host
+        .ns
+        .exec(
+            &[
+                dnskeys.to_str().context("dnskeys path is not UTF-8")?,
+                "keygen",
+                "--out",
+                key.to_str().context("key path is not UTF-8")?,
+            ],
+            super::CLI_TIMEOUT,
+        )
+        .with_context(|| format!("{}: dnskeys keygen", host.name))?;
+    host.public_key = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    host.key = Some(key);
+    Ok(())
 }
 
 /// `fd00:<net>::<host>`.
