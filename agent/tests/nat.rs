@@ -8,8 +8,12 @@
 //! - a NAT rebinding in the middle of a TCP transfer;
 //! - a stock strongSwan road warrior (`vips = 0.0.0.0`) behind the NAT
 //!   against bob's agent;
-//! - our agent behind the NAT against a stock strongSwan responder with `pools`;
-//! - a configuration request from a host that is not behind a NAT, refused.
+//! - our agent behind the NAT against a stock strongSwan responder with `pools`.
+//!
+//! Not here: a configuration request from a host that is not behind a NAT.
+//! A stock strongSwan cannot send one: with kernel-libipsec (and with
+//! `encap = yes`) it fakes its NAT_DETECTION_SOURCE_IP to force ESP in UDP,
+//! and so is, as far as any responder can tell, behind a NAT.
 //!
 //! Needs root, BIND 9, nft, conntrack, tcpdump and strongSwan (like `e2e.rs`
 //! and `trust.rs`). Every wait is bounded; nothing asserts timings.
@@ -417,21 +421,24 @@ fn vip_of(charon: &Charon) -> IpAddr {
 }
 
 /// A strongSwan road warrior's identity: strongSwan 5.9.8 has no AUTH NULL
-/// in swanctl.conf, so it signs, under a name whose A record is the NAT's
-/// outer address and whose IPSECKEY is its key (the binding rules of the
-/// trust model: the name resolves to the address IKE comes from).
+/// in swanctl.conf, so it signs, under a name that passes the binding rules
+/// of the trust model: its A record is the address IKE comes from (the
+/// NAT's outer address) and the key at that address's reverse name is its
+/// key (what the owner of a home LAN with one published host would publish).
 const RW_ID: &str = "rw.oe.test";
 
-/// Publishes `RW_ID`: A = the router's outer address, IPSECKEY = `key`.
+/// Publishes `RW_ID` (A = the router's outer address, IPSECKEY = `key`) and
+/// `key` at the outer address's reverse name.
 fn publish_rw(net: &Testnet, key: &Ed25519Key) {
     let name = format!("{RW_ID}.");
+    let rdata = ipseckey_rdata(key);
     let script = format!(
         "update delete {name} A\nupdate delete {name} IPSECKEY\n\
          update add {name} 60 A {ROUTER_WAN_V4}\n\
-         update add {name} 60 IPSECKEY {}\n",
-        ipseckey_rdata(key)
+         update add {name} 60 IPSECKEY {rdata}\n"
     );
     net.dns().bind().nsupdate(&script).unwrap();
+    hostile::set_ipseckey(net, IpAddr::V4(ROUTER_WAN_V4), Some(&rdata)).unwrap();
 }
 
 /// The configs themselves, without an agent: a stock strongSwan road warrior
@@ -554,51 +561,4 @@ fn our_agent_behind_nat_is_private_with_a_strongswan_pool_responder() {
     assert!(child.counter("packets-in") > 0, "{child:?}");
     let packets = wan.stop().unwrap();
     assert_wan_only_ipsec(&packets, dave.ip(), b"");
-}
-
-/// A configuration request from a host that is not behind a NAT (a stock
-/// strongSwan road warrior on dave, straight on the switch, its key
-/// published at dave's reverse name) is refused: its IKE_AUTH answer brings
-/// no CHILD SA, bob's log says why, and alice, who talks to bob meanwhile,
-/// is not affected.
-#[test]
-fn a_configuration_request_without_a_nat_is_refused_cleanly() {
-    require_charon();
-    let net = server_net("natnocp");
-    let (alice, bob, dave) = (net.alice(), net.bob(), net.dave());
-    alice.start_agent().unwrap();
-    let key = Ed25519Key::generate(net.dir(), "dave-charon").unwrap();
-    hostile::set_ipseckey(&net, dave.ip(), Some(&ipseckey_rdata(&key))).unwrap();
-    let mut cfg = CharonConfig::road_warrior(&dave.ip().to_string(), bob.ip(), pem_of(&net, bob));
-    cfg.local_key = Some(key);
-    cfg.local_id = Some(dave.ip().to_string());
-    cfg.retransmit_tries = 1;
-    let client = Charon::start(dave.netns(), "dave", cfg).unwrap();
-    let _ = client.initiate();
-    assert!(
-        client.wait_established(Duration::from_secs(4)).is_err(),
-        "bob gave a CHILD SA to a configuration request without a NAT:\n{}",
-        bob.log_tail(30)
-    );
-    let why = hostile::log_lines(bob, &dave.ip().to_string());
-    assert!(
-        why.iter().any(|l| {
-            let l = l.to_lowercase();
-            l.contains("nat") && (l.contains("configuration") || l.contains("cp"))
-        }),
-        "bob's log does not say why:\n{}",
-        why.join("\n")
-    );
-    assert!(
-        bob.peer(dave.ip())
-            .unwrap()
-            .is_none_or(|p| p.state != "private"),
-        "{:?}",
-        bob.peers()
-    );
-    let echo = UdpEcho::start(bob, 7240);
-    udp_until_echo(&udp_client(alice), echo.addr(), b"alice still", DECISION).unwrap();
-    alice
-        .wait_peer(bob.ip(), "bob private", DECISION, |p| p.state == "private")
-        .unwrap_or_else(|e| panic!("{e:#}"));
 }
