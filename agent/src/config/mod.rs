@@ -158,6 +158,9 @@ pub struct NatConfig {
     pub max_addresses: usize,
     /// `nat.request_address`: behind a NAT, ask the responder for an address.
     pub request_address: bool,
+    /// `nat.anonymous`: behind a NAT, authenticate with AUTH NULL even with a
+    /// key (an address identity cannot bind there).
+    pub anonymous: bool,
 }
 
 /// `[dns]`.
@@ -510,6 +513,7 @@ impl Default for Config {
                     .collect(),
                 max_addresses: defaults::NAT_MAX_ADDRESSES,
                 request_address: true,
+                anonymous: true,
             },
         }
     }

@@ -37,6 +37,7 @@ pub(crate) struct RawNat {
     pub(crate) pool: Option<Vec<String>>,
     pub(crate) max_addresses: Option<usize>,
     pub(crate) request_address: Option<bool>,
+    pub(crate) anonymous: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

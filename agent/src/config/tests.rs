@@ -87,6 +87,7 @@ fn example_documents_every_key() {
         "pool",
         "max_addresses",
         "request_address",
+        "anonymous",
     ] {
         let needle = format!("\n{key} = ");
         assert!(

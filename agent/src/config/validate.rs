@@ -449,6 +449,7 @@ fn validate_nat(c: &mut Checker, raw: raw::RawNat, cfg: &mut Config) {
         defaults::NAT_MAX_ADDRESSES,
     );
     cfg.nat.request_address = raw.request_address.unwrap_or(true);
+    cfg.nat.anonymous = raw.anonymous.unwrap_or(true);
 }
 
 fn validate_policy(c: &mut Checker, raw: raw::RawPolicy) -> Policy {

@@ -67,6 +67,7 @@ pub(crate) fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -
     c.anonymous_limit = cfg.ike.anonymous_limit;
     c.anonymous_per_source = cfg.ike.anonymous_per_source;
     c.request_address = cfg.nat.request_address;
+    c.anonymous_behind_nat = cfg.nat.anonymous;
     c.address_pool = cfg
         .nat
         .pool

@@ -128,6 +128,12 @@ pub struct Config {
     /// that peer, so that several hosts behind one NAT address can each have
     /// an SA with one responder (default true).
     pub request_address: bool,
+    /// Behind a NAT, with an address identity: authenticate with AUTH NULL
+    /// (ID_NULL) instead, since the address is not the one the responder
+    /// sees and cannot bind ([`crate::trust`]); default true. False signs
+    /// under the address anyway, for a responder configured with this host's
+    /// key and address (a strongSwan road-warrior gateway, which has no AUTH NULL).
+    pub anonymous_behind_nat: bool,
     /// The addresses this host, as responder, gives initiators behind a NAT
     /// that ask for one, at most one prefix per family; empty refuses every
     /// such request with INTERNAL_ADDRESS_FAILURE (default none here; the
@@ -184,6 +190,7 @@ impl Config {
             initial_contact: true,
             id_is_sa_address: true,
             request_address: true,
+            anonymous_behind_nat: true,
             address_pool: Vec::new(),
             address_pool_limit: 8192,
         }

@@ -43,11 +43,12 @@ impl Endpoint {
         // anonymous instead, and ask for an address to use inside the SA.
         let nat = sa.local_behind_nat;
         let anonymous = LocalAuth::Null;
-        let local_auth = if nat && self.config.local_id.is_address() {
-            &anonymous
-        } else {
-            &self.config.local_auth
-        };
+        let local_auth =
+            if nat && self.config.anonymous_behind_nat && self.config.local_id.is_address() {
+                &anonymous
+            } else {
+                &self.config.local_auth
+            };
         let id = local_id(&self.config, local_auth, sa.local.ip());
         let auth = own_auth(local_auth, &crypto.sk_pi, &init.request, &nr, &id);
         let child_spi = self.new_child_spi();
