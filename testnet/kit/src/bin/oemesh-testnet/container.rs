@@ -109,9 +109,15 @@ fn zone_anchor() -> Option<String> {
     })
 }
 
-/// `container host --ip A [--publish] [--agent]`: make and publish a key,
-/// start the agent, serve UDP/TCP echo until SIGTERM.
-pub(crate) fn host(ip: IpAddr, publish: bool, agent: bool) -> Result<()> {
+/// `container host IP [--publish] [--agent] [--gateway GW]`: with a gateway
+/// (a host on the home LAN), the default route goes through it, the home
+/// router, instead of Docker's bridge; then make and publish a key, start the
+/// agent, serve UDP/TCP echo until SIGTERM.
+pub(crate) fn host(ip: IpAddr, publish: bool, agent: bool, gateway: Option<IpAddr>) -> Result<()> {
+    if let Some(gw) = gateway {
+        run(Command::new("ip").args(["route", "replace", "default", "via", &gw.to_string()]))?;
+        say!("{ip}: default route via {gw} (the home router)");
+    }
     if publish {
         wait_until("the TSIG key from dns", Duration::from_secs(60), || {
             Path::new(TSIG_KEY).exists()
@@ -171,6 +177,90 @@ pub(crate) fn host(ip: IpAddr, publish: bool, agent: bool) -> Result<()> {
     Ok(())
 }
 
+/// `container router LAN`: the home router. Its leg with an address in `lan`
+/// is the LAN; the other one is the WAN (on the testnet's switch). nftables
+/// masquerades what leaves the LAN through the WAN, and forwards into the
+/// LAN only what conntrack knows (replies), as a home router does; forwarding
+/// itself is on through the container's sysctls. Runs until SIGTERM.
+pub(crate) fn router(lan: &str) -> Result<()> {
+    let (net, len) = lan
+        .split_once('/')
+        .and_then(|(a, l)| {
+            Some((
+                a.parse::<std::net::Ipv4Addr>().ok()?,
+                l.parse::<u32>().ok()?,
+            ))
+        })
+        .filter(|&(_, l)| l <= 32)
+        .with_context(|| format!("{lan:?}: want an IPv4 prefix such as 192.168.1.0/24"))?;
+    let in_lan = |a: std::net::Ipv4Addr| {
+        let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+        u32::from(a) & mask == u32::from(net) & mask
+    };
+    // `2: eth0    inet 192.0.2.1/24 brd …`
+    let addrs = run(Command::new("ip").args(["-o", "-4", "addr", "show"]))?;
+    let mut legs = addrs.lines().filter_map(|l| {
+        let mut w = l.split_whitespace().skip(1);
+        let iface = w
+            .next()?
+            .trim_end_matches(':')
+            .split('@')
+            .next()?
+            .to_owned();
+        let addr = w.nth(1)?.split('/').next()?.parse().ok()?;
+        (iface != "lo").then_some((iface, addr))
+    });
+    let all: Vec<(String, std::net::Ipv4Addr)> = legs.by_ref().collect();
+    let lan_leg = all.iter().find(|(_, a)| in_lan(*a));
+    let wan_leg = all.iter().find(|(_, a)| !in_lan(*a));
+    let (Some((lan_if, lan_ip)), Some((wan_if, wan_ip))) = (lan_leg, wan_leg) else {
+        bail!("router: want one leg in {lan} and one outside it; have {all:?}");
+    };
+    let rules = format!(
+        "table ip oemesh-home {{
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname \"{wan_if}\" ip saddr {lan} masquerade
+    }}
+    chain forward {{
+        type filter hook forward priority filter; policy accept;
+        iifname \"{wan_if}\" oifname \"{lan_if}\" ct state != {{ established, related }} drop
+    }}
+}}
+"
+    );
+    let mut nft = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting nft")?;
+    {
+        use std::io::Write as _;
+        nft.stdin
+            .take()
+            .context("nft stdin")?
+            .write_all(rules.as_bytes())?;
+    }
+    let out = nft.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "nft -f -: {}\n{}\n{rules}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+    if forwarding.trim() != "1" {
+        bail!("router: net.ipv4.ip_forward is off (compose.yaml sets it in `sysctls`)");
+    }
+    say!("router: ready; LAN {lan} on {lan_if} ({lan_ip}) masqueraded to {wan_ip} on {wan_if}");
+    while !interrupted() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
 fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
@@ -211,31 +301,68 @@ pub(crate) fn send(from: IpAddr, to: IpAddr, marker: &str) -> Result<()> {
     Ok(())
 }
 
-/// `expect-peer PEER STATE [AUTH]`: this container's agent says so (waits up to 5 s).
-pub(crate) fn expect_peer(peer: IpAddr, state: &str, auth: Option<&str>) -> Result<()> {
+/// Which peer `expect-peer` asks about.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PeerSel {
+    /// The peer with this address.
+    Addr(IpAddr),
+    /// The peer that comes from behind the router at this address (its
+    /// `endpoint`), known by the address this agent assigned it.
+    Behind(IpAddr),
+}
+
+impl std::str::FromStr for PeerSel {
+    type Err = std::net::AddrParseError;
+
+    /// `192.0.2.20`, or `@192.0.2.1` for the client behind that router.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix('@') {
+            Some(router) => router.parse().map(PeerSel::Behind),
+            None => s.parse().map(PeerSel::Addr),
+        }
+    }
+}
+
+/// `expect-peer PEER STATE [AUTH]`: this container's agent says so (waits up
+/// to 5 s). PEER `@ROUTER` is the client behind that router, seen from the
+/// responder ([`PeerSel::Behind`]). The line printed names the peer's
+/// endpoint and assigned address when the agent reports them
+/// (`… is private, authenticated, from 192.0.2.20:4500, assigned 100.64.0.1`).
+pub(crate) fn expect_peer(sel: PeerSel, state: &str, auth: Option<&str>) -> Result<()> {
     let mut last = None;
     let ok = wait_until("the peer state", Duration::from_secs(5), || {
         let p = run(Command::new("oemesh").args(["peers", "--json", "--socket", AGENT_SOCKET]))
             .ok()
             .and_then(|j| parse_peers(&j).ok())
-            .and_then(|ps| ps.into_iter().find(|p| p.peer == peer));
+            .and_then(|ps| {
+                ps.into_iter().find(|p| match sel {
+                    PeerSel::Addr(a) => p.peer == a,
+                    PeerSel::Behind(router) => crate::nat::is_behind(p, router),
+                })
+            });
         let good = p
             .as_ref()
             .is_some_and(|p| p.state == state && auth.is_none_or(|a| p.auth.as_deref() == Some(a)));
         last = p;
         good
     });
+    let who = match sel {
+        PeerSel::Addr(a) => a.to_string(),
+        PeerSel::Behind(router) => format!("the client behind {router}"),
+    };
     match (ok, last) {
-        (Ok(()), _) => {
+        (Ok(()), Some(p)) => {
             say!(
-                "  agent: {peer} is {state}{}",
-                auth.map(|a| format!(", {a}")).unwrap_or_default()
+                "  agent: {} is {state}{}{}",
+                p.peer,
+                auth.map(|a| format!(", {a}")).unwrap_or_default(),
+                crate::nat::describe(&p)
             );
             Ok(())
         }
-        (Err(_), p) => bail!(
-            "agent: {peer} is {}, expected {state} {auth:?}",
-            p.map(|p| format!("{} {:?}", p.state, p.auth))
+        (_, p) => bail!(
+            "agent: {who} is {}, expected {state} {auth:?}",
+            p.map(|p| format!("{} {:?}{}", p.state, p.auth, crate::nat::describe(&p)))
                 .unwrap_or_else(|| "unknown".into())
         ),
     }
@@ -265,8 +392,16 @@ pub(crate) fn check_pcap(
         }
     };
     let complete = stats.is_none_or(|s| s.complete());
+    // tcpdump's log names the bridge: `listening on oemesh-br0, link-type …`.
+    let bridge = tcpdump_log
+        .and_then(|log| std::fs::read_to_string(log).ok())
+        .and_then(|text| {
+            let after = text.split("listening on ").nth(1)?;
+            Some(after.split([',', ' ']).next()?.to_owned())
+        })
+        .unwrap_or_else(|| "the compose bridge".to_owned());
     say!(
-        "On the wire ({} packets captured on the compose bridge{}):",
+        "On the wire ({} packets captured on {bridge}{}):",
         packets.len(),
         crate::demo::dropped_note(stats.map_or(0, |s| s.dropped()))
     );
@@ -279,11 +414,7 @@ pub(crate) fn check_pcap(
         run = run.max(verdict);
         rows.push(Row {
             flow: flow.label(),
-            expected: if flow.private {
-                format!("private, {}", flow.expect)
-            } else {
-                "clear".into()
-            },
+            expected: flow.expected(),
             seen: e.summary(),
             verdict,
         });
@@ -299,10 +430,13 @@ pub(crate) fn check_pcap(
     Ok(run)
 }
 
+/// `from=IP[@ROUTER],to=IP,private|clear,AUTH|clear,MARKER`; `@ROUTER`: `from`
+/// sits behind a masquerading router whose outer address on this capture is
+/// ROUTER ([`Flow::via`]).
 fn parse_flow(spec: &str) -> Result<Flow> {
     let parts: Vec<&str> = spec.splitn(5, ',').collect();
     let [from, to, kind, expect, marker] = parts[..] else {
-        bail!("flow spec {spec:?}: want from=IP,to=IP,private|clear,AUTH|clear,MARKER");
+        bail!("flow spec {spec:?}: want from=IP[@ROUTER],to=IP,private|clear,AUTH|clear,MARKER");
     };
     let end = |s: &str| -> Result<(String, IpAddr)> {
         let (name, ip) = s
@@ -312,6 +446,17 @@ fn parse_flow(spec: &str) -> Result<Flow> {
             name.to_owned(),
             ip.parse().with_context(|| format!("{ip:?}"))?,
         ))
+    };
+    let (from, via) = match from.split_once('@') {
+        Some((from, router)) => (
+            from,
+            Some(
+                router
+                    .parse()
+                    .with_context(|| format!("{router:?}: want the router's address"))?,
+            ),
+        ),
+        None => (from, None),
     };
     let ((from, from_ip), (to, to_ip)) = (end(from)?, end(to)?);
     let expect: &'static str = match expect {
@@ -327,5 +472,6 @@ fn parse_flow(spec: &str) -> Result<Flow> {
         marker: marker.to_owned(),
         private: kind == "private",
         expect,
+        via,
     })
 }

@@ -195,7 +195,7 @@ fn drive(net: &Testnet, quiet: bool) -> Result<Verdict> {
         }
         rows.push(Row {
             flow: o.flow.label(),
-            expected: expected(&o.flow),
+            expected: o.flow.expected(),
             seen: o.evidence.summary(),
             verdict,
         });
@@ -238,14 +238,7 @@ fn flow(from: &Host, to: &Host, private: bool, expect: &'static str) -> Flow {
         marker: format!("OEMESH-DEMO-MARKER[{}->{}]", from.name(), to.name()),
         private,
         expect,
-    }
-}
-
-fn expected(f: &Flow) -> String {
-    if f.private {
-        format!("private, {}", f.expect)
-    } else {
-        "clear".to_owned()
+        via: None,
     }
 }
 

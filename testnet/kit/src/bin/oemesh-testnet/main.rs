@@ -4,7 +4,7 @@
 //! oemesh-testnet demo [--keep] [--quiet]   # the namespace testnet demo (root)
 //! oemesh-testnet down [--keep-capture] [RECORD…]  # tear down kept testnets
 //! oemesh-testnet shell HOST [RECORD]       # a shell in a kept host, oemesh on PATH
-//! oemesh-testnet container dns|host …      # entry point of the compose containers
+//! oemesh-testnet container dns|host|router …  # entry point of the compose containers
 //! oemesh-testnet send|expect-peer …        # run inside a container by compose-check
 //! oemesh-testnet check-pcap FILE [--tcpdump-log LOG] FLOW…  # the verdict on the compose bridge's capture
 //! ```
@@ -22,6 +22,7 @@
 mod container;
 mod demo;
 mod kept;
+mod nat;
 mod report;
 mod traffic;
 mod wire;
@@ -67,11 +68,12 @@ const USAGE: &str = "usage: oemesh-testnet demo [--keep] [--quiet]
        oemesh-testnet down [--keep-capture] [RECORD...]
        oemesh-testnet shell HOST [RECORD]
        oemesh-testnet container dns
-       oemesh-testnet container host IP [--publish] [--agent]
+       oemesh-testnet container host IP [--publish] [--agent] [--gateway GW]
+       oemesh-testnet container router LAN-PREFIX
        oemesh-testnet send FROM TO MARKER
-       oemesh-testnet expect-peer PEER STATE [AUTH]
+       oemesh-testnet expect-peer PEER|@ROUTER STATE [AUTH]
        oemesh-testnet check-pcap FILE [--tcpdump-log LOG] FLOW...
-                 (FLOW: a=IP,b=IP,private|clear,AUTH|clear,MARKER)";
+                 (FLOW: a=IP[@ROUTER],b=IP,private|clear,AUTH|clear,MARKER)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -103,8 +105,20 @@ fn main() -> ExitCode {
                     return usage();
                 };
                 let flag = |f: &str| args[3..].iter().any(|a| a == f);
-                container::host(ip, flag("--publish"), flag("--agent")).map(|()| Verdict::Pass)
+                let gateway = match args[3..].iter().position(|a| a == "--gateway") {
+                    None => None,
+                    Some(i) => match args.get(4 + i).map(|a| a.parse()) {
+                        Some(Ok(gw)) => Some(gw),
+                        _ => return usage(),
+                    },
+                };
+                container::host(ip, flag("--publish"), flag("--agent"), gateway)
+                    .map(|()| Verdict::Pass)
             }
+            Some("router") => match args.get(2) {
+                Some(lan) => container::router(lan).map(|()| Verdict::Pass),
+                None => return usage(),
+            },
             _ => return usage(),
         },
         Some("send") => match (args.get(1), args.get(2), args.get(3)) {

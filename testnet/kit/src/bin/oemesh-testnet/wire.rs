@@ -22,12 +22,24 @@ pub(crate) struct Flow {
     pub(crate) private: bool,
     /// `authenticated`, `anonymous` (private flows) or `clear`.
     pub(crate) expect: &'static str,
+    /// Where `from` shows on this capture when it sits behind a masquerading
+    /// router: the router's outer (WAN) address. `None`: `from_ip` itself.
+    pub(crate) via: Option<IpAddr>,
 }
 
 impl Flow {
     /// `alice → bob`.
     pub(crate) fn label(&self) -> String {
         format!("{} → {}", self.from, self.to)
+    }
+
+    /// The expected column: `private, anonymous, via NAT`, `clear`.
+    pub(crate) fn expected(&self) -> String {
+        match (self.private, self.via) {
+            (false, _) => "clear".to_owned(),
+            (true, None) => format!("private, {}", self.expect),
+            (true, Some(_)) => format!("private, {}, via NAT", self.expect),
+        }
     }
 }
 
@@ -38,28 +50,45 @@ pub(crate) struct Evidence {
     pub(crate) ike: usize,
     /// ESP-in-UDP packets.
     pub(crate) esp: usize,
-    /// Anything else between the two (ICMP, TCP, UDP on other ports…).
+    /// NAT keepalives (RFC 3948 §2.3: one 0xff byte in UDP 4500).
+    pub(crate) keepalive: usize,
+    /// Anything else between the two (ICMP, TCP, UDP on other ports…); for a
+    /// flow behind a NAT, also any packet that shows the private address of
+    /// its `from` end (the router failed to hide it).
     pub(crate) clear: usize,
     /// Packets anywhere on the wire whose payload contains the flow's marker.
     pub(crate) marker_seen: usize,
 }
 
 impl Evidence {
-    /// Counts what `packets` show about `flow`.
+    /// Counts what `packets` show about `flow`. A flow behind a NAT
+    /// ([`Flow::via`]) is the traffic between the router's outer address and
+    /// `to`: the router may have moved the client's port, so only `to`'s end
+    /// must be UDP 500 or 4500 (RFC 7296 §2.23).
     pub(crate) fn of(flow: &Flow, packets: &[Packet]) -> Evidence {
         let mut e = Evidence::default();
-        let (a, b) = (flow.from_ip, flow.to_ip);
+        let (a, b) = (flow.via.unwrap_or(flow.from_ip), flow.to_ip);
         for p in packets {
             if contains(&p.payload, flow.marker.as_bytes()) {
                 e.marker_seen += 1;
             }
+            if flow.via.is_some() && p.involves(flow.from_ip) {
+                e.clear += 1;
+                continue;
+            }
             if !((p.src == a && p.dst == b) || (p.src == b && p.dst == a)) {
                 continue;
             }
-            if is_ipsec_ports(p) && p.is_esp_in_udp() {
+            let ipsec = match flow.via {
+                None => is_ipsec_ports(p),
+                Some(_) => server_end_is_ipsec(p, b),
+            };
+            if ipsec && p.is_esp_in_udp() {
                 e.esp += 1;
-            } else if is_ipsec_ports(p) && p.ike_message().is_some() {
+            } else if ipsec && p.ike_message().is_some() {
                 e.ike += 1;
+            } else if ipsec && is_nat_keepalive(p) {
+                e.keepalive += 1;
             } else {
                 e.clear += 1;
             }
@@ -89,9 +118,16 @@ impl Evidence {
             0 => String::new(),
             n => format!(", {n} IKE tries"),
         };
+        let keepalive = match self.keepalive {
+            0 => String::new(),
+            n => format!(", {n} keepalive"),
+        };
         match (self.esp, self.clear) {
             (0, clear) => format!("cleartext ({clear} pkts{ike}), {marker}"),
-            (esp, 0) => format!("ESP only ({} IKE, {esp} ESP), {marker}", self.ike),
+            (esp, 0) => format!(
+                "ESP only ({} IKE, {esp} ESP{keepalive}), {marker}",
+                self.ike
+            ),
             (esp, clear) => format!("MIXED ({esp} ESP, {clear} clear), {marker}"),
         }
     }
@@ -140,10 +176,26 @@ impl Verdict {
     }
 }
 
+fn ipsec_port(port: u16) -> bool {
+    port == IKE_PORT || port == NAT_T_PORT
+}
+
 /// UDP with 500 or 4500 at both ends.
 fn is_ipsec_ports(p: &Packet) -> bool {
-    let ok = |port: u16| port == IKE_PORT || port == NAT_T_PORT;
-    p.ports.is_some_and(|(s, d)| ok(s) && ok(d))
+    p.ports.is_some_and(|(s, d)| ipsec_port(s) && ipsec_port(d))
+}
+
+/// UDP with 500 or 4500 at `server`'s end, whatever port the other end has
+/// (a NAT may have moved it).
+fn server_end_is_ipsec(p: &Packet, server: IpAddr) -> bool {
+    p.ports.is_some_and(|(s, d)| {
+        (p.src == server && ipsec_port(s)) || (p.dst == server && ipsec_port(d))
+    })
+}
+
+/// A NAT keepalive (RFC 3948 §2.3): the single byte 0xff in UDP 4500.
+fn is_nat_keepalive(p: &Packet) -> bool {
+    p.is_udp_port(NAT_T_PORT) && p.payload == [0xff]
 }
 
 #[cfg(test)]
@@ -177,6 +229,7 @@ mod tests {
             marker: "MARK".into(),
             private,
             expect: "authenticated",
+            via: None,
         }
     }
 
@@ -200,6 +253,7 @@ mod tests {
             Evidence {
                 ike: 1,
                 esp: 1,
+                keepalive: 0,
                 clear: 0,
                 marker_seen: 1
             }
@@ -230,5 +284,40 @@ mod tests {
         let e = Evidence::of(&f, &packets);
         assert!(e.as_expected(&f));
         assert_eq!(e.summary(), "cleartext (1 pkts), marker in 1");
+    }
+
+    #[test]
+    fn nat_flow_is_seen_from_the_router() {
+        let mut f = flow(true);
+        f.from_ip = "192.168.1.10".parse().unwrap();
+        f.via = Some("192.0.2.1".parse().unwrap());
+        let esp = [0, 0, 1, 2, 0, 0, 0, 1, 9];
+        let packets = [
+            // The router kept port 500, then the float moved to a new one.
+            pkt("192.0.2.1", "192.0.2.20", 17, Some((500, 500)), &[1; 40]),
+            pkt("192.0.2.1", "192.0.2.20", 17, Some((1025, 4500)), &esp),
+            pkt("192.0.2.20", "192.0.2.1", 17, Some((4500, 1025)), &esp),
+            pkt("192.0.2.1", "192.0.2.20", 17, Some((1025, 4500)), &[0xff]),
+            // Other hosts' traffic is not this flow's.
+            pkt("192.0.2.10", "192.0.2.20", 6, None, b"xx"),
+        ];
+        let e = Evidence::of(&f, &packets);
+        assert_eq!((e.ike, e.esp, e.keepalive, e.clear), (1, 2, 1, 0));
+        assert!(e.as_expected(&f), "{e:?}");
+        assert_eq!(
+            e.summary(),
+            "ESP only (1 IKE, 2 ESP, 1 keepalive), no marker"
+        );
+        assert_eq!(f.expected(), "private, authenticated, via NAT");
+
+        // The private address on the WAN side, or the client's packets to a
+        // port that is not IKE's: both count as clear.
+        let leaks = [
+            pkt("192.168.1.10", "192.0.2.20", 1, None, b"ping"),
+            pkt("192.0.2.1", "192.0.2.20", 17, Some((4500, 7001)), b"dgram"),
+        ];
+        let e = Evidence::of(&f, &leaks);
+        assert_eq!(e.clear, 2);
+        assert!(!e.as_expected(&f));
     }
 }
