@@ -327,7 +327,7 @@ impl std::str::FromStr for PeerSel {
 /// to 5 s). PEER `@ROUTER` is the client behind that router, seen from the
 /// responder ([`PeerSel::Behind`]). The line printed names the peer's
 /// endpoint and assigned address when the agent reports them
-/// (`… is private, authenticated, from 192.0.2.20:4500, assigned 100.64.0.1`).
+/// (`… is private, authenticated, endpoint 192.0.2.20:4500, assigned 100.64.0.1`).
 pub(crate) fn expect_peer(sel: PeerSel, state: &str, auth: Option<&str>) -> Result<()> {
     let mut last = None;
     let ok = wait_until("the peer state", Duration::from_secs(5), || {

@@ -1,5 +1,7 @@
-//! The namespace demo: the testnet up, visible traffic on three flows, what the
-//! agents say, what the sniffer saw, and a verdict per flow.
+//! The namespace demo: the testnet up with a home LAN behind a NAT
+//! ([`crate::home`]), visible traffic on four flows, what the agents say, what
+//! the sniffers saw (the switch; the home router's LAN leg), and a verdict per
+//! flow.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -7,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use oemesh_testkit::bind::REVERSE_V4_ZONE;
 use oemesh_testkit::bind::dnssec::reverse_name;
-use oemesh_testkit::topology::{Binaries, Host, Options, Testnet};
+use oemesh_testkit::topology::{Binaries, HomeLan, Host, Options, Testnet};
 
+use crate::home::{self, CLIENT};
 use crate::report::{Row, print_table};
 use crate::traffic::{self, EchoServers};
 use crate::wire::{Evidence, Flow, Verdict};
@@ -48,10 +51,19 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
     opts.dnssec = true;
     if !quiet {
         say!(
-            "oemesh testnet: one switch, BIND 9 on dns, agents on alice, bob and carol, none on dave"
+            "oemesh testnet: one switch, BIND 9 on dns, agents on alice, bob and carol, none on dave,"
         );
+        say!("  and a home LAN: {CLIENT} (agent, no key) behind a masquerading router");
     }
     let net = Testnet::up(opts).context("bringing the testnet up")?;
+    let home = match home::up(&net) {
+        Ok(home) => home,
+        Err(e) => {
+            // Not kept: a kept testnet without its home LAN is not the demo.
+            net.down()?;
+            return Err(e.context("bringing the home LAN up"));
+        }
+    };
     if !quiet {
         say!(
             "  up in {:.1} s: dns 192.0.2.53, alice .10 and bob .20 (keys made with `dnskeys keygen`,",
@@ -60,11 +72,19 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
         say!(
             "  published with `dnskeys publish` + TSIG), carol .30 (agent, no key), dave .40 (no agent)"
         );
+        say!(
+            "  router {} on the switch, nftables masquerading its LAN behind it; {CLIENT} {} on \
+             that LAN",
+            home.public_ip(),
+            home.client(CLIENT)
+                .map(|c| c.ip().to_string())
+                .unwrap_or_default()
+        );
         if let Some(anchors) = net.anchor_file() {
             say_dnssec(&net, &anchors);
         }
     }
-    let verdict = match drive(&net, quiet) {
+    let verdict = match drive(&net, &home, quiet) {
         Ok(v) => v,
         Err(e) => {
             say!("demo failed: {e:#}");
@@ -76,6 +96,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
     }
     if interrupted() {
         say!("interrupted: tearing the testnet down");
+        drop(home);
         net.down()?;
         bail!("interrupted");
     }
@@ -88,11 +109,15 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
             .to_owned(),
     };
     if args.keep {
-        let kept = net.leave_running()?;
+        let mut kept = net.leave_running()?;
+        if let Err(e) = home::keep(home, &mut kept) {
+            say!("the home LAN is NOT left running: no record of it ({e:#})");
+        }
         say!("\n{summary}; left running ({secs:.1} s so far).");
         say!("{}", kept.instructions());
         crate::kept::keep_alive(kept, verdict)?;
     } else {
+        drop(home);
         net.down()?;
         if quiet {
             say!("{summary} in {secs:.1} s");
@@ -131,13 +156,19 @@ fn say_dnssec(net: &Testnet, anchors: &Path) {
     }
 }
 
-fn drive(net: &Testnet, quiet: bool) -> Result<Verdict> {
+fn drive(net: &Testnet, home: &HomeLan, quiet: bool) -> Result<Verdict> {
+    let client = home.client(CLIENT).context("the home LAN's client")?;
+    let router = home.public_ip();
+    let mut behind_nat = flow(client, net.bob(), true, "anonymous");
+    behind_nat.via = Some(router);
     let flows = [
         flow(net.alice(), net.bob(), true, "authenticated"),
         flow(net.alice(), net.dave(), false, "clear"),
         flow(net.carol(), net.bob(), true, "anonymous"),
+        behind_nat.clone(),
     ];
     let capture = net.capture("demo")?;
+    let lan_capture = home.outer().capture_lan(net.dir(), "demo-lan")?;
     let bob = net.bob();
     let dave = net.dave();
     let _servers = [
@@ -145,16 +176,22 @@ fn drive(net: &Testnet, quiet: bool) -> Result<Verdict> {
         dave.netns().run(move || EchoServers::start(dave.ip()))??,
     ];
     if !quiet {
-        say!("  sniffer: tcpdump on the switch; echo servers on bob and dave (UDP 7001, TCP 7002)");
+        say!(
+            "  sniffers: tcpdump on the switch and on the router's LAN leg; echo servers on bob \
+             and dave (UDP 7001, TCP 7002)"
+        );
     }
     let mut outcomes = Vec::new();
     for f in &flows {
-        let from = host(net, &f.from);
+        let from = host(net, home, &f.from);
         let mut problems = traffic_of(from, f, quiet);
         if interrupted() {
             bail!("interrupted");
         }
-        problems.extend(agents_view(net, f, quiet));
+        problems.extend(match f.via {
+            Some(router) => home::agents_view(from, host(net, home, &f.to), router, quiet),
+            None => agents_view(net, f, quiet),
+        });
         outcomes.push(Outcome {
             flow: f.clone(),
             problems,
@@ -162,7 +199,7 @@ fn drive(net: &Testnet, quiet: bool) -> Result<Verdict> {
         });
     }
     if !quiet {
-        for h in [net.alice(), net.bob()] {
+        for h in [net.alice(), net.bob(), client] {
             say!("\n$ oemesh peers        # on {}", h.name());
             match h.oemesh_cli(&["peers"]) {
                 Ok(table) => print!("{table}"),
@@ -172,6 +209,7 @@ fn drive(net: &Testnet, quiet: bool) -> Result<Verdict> {
     }
     let captured = capture.stop_counted()?;
     let (packets, stats) = (&captured.packets, captured.stats);
+    let lan = lan_capture.stop_counted()?;
     if !quiet {
         say!(
             "\nOn the wire (tcpdump on the switch, {} packets{}):",
@@ -200,14 +238,42 @@ fn drive(net: &Testnet, quiet: bool) -> Result<Verdict> {
             verdict,
         });
     }
+    // The LAN leg: what leaves erin, before the router translates it.
+    let on_lan = Flow {
+        via: None,
+        ..behind_nat
+    };
+    let evidence = Evidence::of(&on_lan, &lan.packets);
+    let verdict = Verdict::of(evidence.as_expected(&on_lan), lan.stats.complete());
+    run = run.max(verdict);
+    if !quiet {
+        say!(
+            "On the home LAN (tcpdump on the router's LAN leg, {} packets{}):",
+            lan.packets.len(),
+            dropped_note(lan.stats.dropped())
+        );
+        say!(
+            "  {:<13} {}",
+            on_lan.label().replace('→', "↔"),
+            evidence.summary()
+        );
+    }
+    rows.push(Row {
+        flow: format!("{}, LAN side", on_lan.label()),
+        expected: on_lan.expected(),
+        seen: evidence.summary(),
+        verdict,
+    });
     say!("");
     print_table(&rows);
-    if !stats.complete() {
-        say!(
-            "  INCOMPLETE: tcpdump reported {} packets dropped by the kernel; a marker could \
-             have crossed in one of them",
-            stats.dropped()
-        );
+    for (where_, s) in [("switch", stats), ("LAN leg", lan.stats)] {
+        if !s.complete() {
+            say!(
+                "  INCOMPLETE: tcpdump on the {where_} reported {} packets dropped by the kernel; \
+                 a marker could have crossed in one of them",
+                s.dropped()
+            );
+        }
     }
     for o in outcomes.iter().filter(|o| !o.problems.is_empty()) {
         for p in &o.problems {
@@ -225,8 +291,10 @@ pub(crate) fn dropped_note(dropped: u64) -> String {
     }
 }
 
-fn host<'a>(net: &'a Testnet, name: &str) -> &'a Host {
-    net.host(name).unwrap_or_else(|| net.alice())
+fn host<'a>(net: &'a Testnet, home: &'a HomeLan, name: &str) -> &'a Host {
+    net.host(name)
+        .or_else(|| home.client(name))
+        .unwrap_or_else(|| net.alice())
 }
 
 fn flow(from: &Host, to: &Host, private: bool, expect: &'static str) -> Flow {
@@ -245,10 +313,14 @@ fn flow(from: &Host, to: &Host, private: bool, expect: &'static str) -> Flow {
 /// Ping, UDP and TCP from `from` along `f`; the problems met.
 fn traffic_of(from: &Host, f: &Flow, quiet: bool) -> Vec<String> {
     if !quiet {
-        let why = match (f.private, f.expect) {
-            (false, _) => "no agent, no key: expect clear after a bounded wait",
-            (true, "anonymous") => "carol publishes no key: expect private, anonymous",
-            (true, _) => "both publish keys: expect private, authenticated",
+        let why = match (f.private, f.expect, f.via) {
+            (true, _, Some(_)) => {
+                "behind the router's NAT, no key: expect private, anonymous, from an address \
+                 the server assigns"
+            }
+            (false, _, _) => "no agent, no key: expect clear after a bounded wait",
+            (true, "anonymous", _) => "carol publishes no key: expect private, anonymous",
+            (true, _, _) => "both publish keys: expect private, authenticated",
         };
         say!("\n{}  ({why})", f.label());
     }
@@ -321,7 +393,9 @@ fn agents_view(net: &Testnet, f: &Flow, quiet: bool) -> Vec<String> {
     let mut problems = Vec::new();
     let pairs = [(&f.from, f.to_ip, &f.to), (&f.to, f.from_ip, &f.from)];
     for (viewer, peer, peer_name) in pairs {
-        let h = host(net, viewer);
+        let Some(h) = net.host(viewer) else {
+            continue;
+        };
         if !h.runs_agent() {
             continue;
         }

@@ -9,18 +9,21 @@
 //! oemesh-testnet check-pcap FILE [--tcpdump-log LOG] FLOW…  # the verdict on the compose bridge's capture
 //! ```
 //!
-//! `demo` brings up the namespace testnet ([`oemesh_testkit::topology`]) with
-//! the `oemesh` and `dnskeys` binaries next to this one in the target
-//! directory (or `$OEMESH_BIN`, `$OEMESH_DNSKEYS`), sends ICMP, UDP and TCP
-//! with a marker inside along alice → bob, alice → dave and carol → bob, and
-//! checks on the switch's capture that private flows crossed as ESP only and
-//! the clear one in the clear. Exit status 0: every check passed; 1: some
+//! `demo` brings up the namespace testnet ([`oemesh_testkit::topology`]) and
+//! its home LAN (erin behind a masquerading router) with the `oemesh` and
+//! `dnskeys` binaries next to this one in the target directory (or
+//! `$OEMESH_BIN`, `$OEMESH_DNSKEYS`), sends ICMP, UDP and TCP with a marker
+//! inside along alice → bob, alice → dave, carol → bob and erin → bob, and
+//! checks on the switch's capture that private flows crossed as ESP only (erin's
+//! as the router's), the clear one in the clear, and on the router's LAN leg
+//! that erin's left erin as ESP. Exit status 0: every check passed; 1: some
 //! failed; 3: incomplete (the sniffer dropped packets, so an absence on the
 //! wire is not proven); 130: interrupted (SIGINT/SIGTERM; everything is torn
 //! down first).
 
 mod container;
 mod demo;
+mod home;
 mod kept;
 mod nat;
 mod report;

@@ -19,12 +19,12 @@ pub(crate) fn assigned(p: &Peer) -> Option<IpAddr> {
     p.raw.get("assigned")?.as_str()?.parse().ok()
 }
 
-/// `, from 192.0.2.1:4500, assigned 100.64.0.1` (whichever of the two the
+/// `, endpoint 192.0.2.1:4500, assigned 100.64.0.1` (whichever of the two the
 /// agent reports; empty when neither).
 pub(crate) fn describe(p: &Peer) -> String {
     let mut s = String::new();
     if let Some(e) = endpoint(p) {
-        s.push_str(&format!(", from {e}"));
+        s.push_str(&format!(", endpoint {e}"));
     }
     if let Some(a) = assigned(p) {
         s.push_str(&format!(", assigned {a}"));
@@ -56,7 +56,7 @@ mod tests {
         assert!(is_behind(&peers[0], router));
         assert_eq!(
             describe(&peers[0]),
-            ", from 192.0.2.1:4500, assigned 100.64.0.1"
+            ", endpoint 192.0.2.1:4500, assigned 100.64.0.1"
         );
         assert!(!is_behind(&peers[1], router));
         assert_eq!(describe(&peers[1]), "");
