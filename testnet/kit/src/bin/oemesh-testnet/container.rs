@@ -5,7 +5,7 @@
 //! their entry point.
 
 use std::io::Read as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +14,8 @@ use anyhow::{Context, Result, bail};
 use oemesh_testkit::bind::dnssec::anchor_from_key_file;
 use oemesh_testkit::capture::{CaptureStats, read_pcap};
 use oemesh_testkit::process::{Child, wait_for, wait_until};
-use oemesh_testkit::topology::parse_peers;
+use oemesh_testkit::topology::nat::NAT_TABLE;
+use oemesh_testkit::topology::{NatRouter, parse_peers};
 
 use crate::report::{Row, print_table};
 use crate::traffic::{self, EchoServers};
@@ -178,87 +179,55 @@ pub(crate) fn host(ip: IpAddr, publish: bool, agent: bool, gateway: Option<IpAdd
 }
 
 /// `container router LAN`: the home router. Its leg with an address in `lan`
-/// is the LAN; the other one is the WAN (on the testnet's switch). nftables
-/// masquerades what leaves the LAN through the WAN, and forwards into the
-/// LAN only what conntrack knows (replies), as a home router does; forwarding
-/// itself is on through the container's sysctls. Runs until SIGTERM.
+/// is the LAN; the other one is the WAN (on the testnet's switch). It loads
+/// the namespace router's nftables rules ([`NatRouter::ruleset`]: masquerade
+/// out of the WAN, no new connections in from it, as a home router does);
+/// forwarding itself is on through the container's sysctls. Runs until
+/// SIGTERM.
 pub(crate) fn router(lan: &str) -> Result<()> {
     let (net, len) = lan
         .split_once('/')
-        .and_then(|(a, l)| {
-            Some((
-                a.parse::<std::net::Ipv4Addr>().ok()?,
-                l.parse::<u32>().ok()?,
-            ))
-        })
+        .and_then(|(a, l)| Some((a.parse::<Ipv4Addr>().ok()?, l.parse::<u32>().ok()?)))
         .filter(|&(_, l)| l <= 32)
         .with_context(|| format!("{lan:?}: want an IPv4 prefix such as 192.168.1.0/24"))?;
-    let in_lan = |a: std::net::Ipv4Addr| {
-        let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-        u32::from(a) & mask == u32::from(net) & mask
-    };
-    // `2: eth0    inet 192.0.2.1/24 brd …`
-    let addrs = run(Command::new("ip").args(["-o", "-4", "addr", "show"]))?;
-    let mut legs = addrs.lines().filter_map(|l| {
-        let mut w = l.split_whitespace().skip(1);
-        let iface = w
-            .next()?
-            .trim_end_matches(':')
-            .split('@')
-            .next()?
-            .to_owned();
-        let addr = w.nth(1)?.split('/').next()?.parse().ok()?;
-        (iface != "lo").then_some((iface, addr))
-    });
-    let all: Vec<(String, std::net::Ipv4Addr)> = legs.by_ref().collect();
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    let in_lan = |a: Ipv4Addr| u32::from(a) & mask == u32::from(net) & mask;
+    let all = legs(&run(Command::new("ip").args(["-o", "-4", "addr", "show"]))?);
     let lan_leg = all.iter().find(|(_, a)| in_lan(*a));
     let wan_leg = all.iter().find(|(_, a)| !in_lan(*a));
     let (Some((lan_if, lan_ip)), Some((wan_if, wan_ip))) = (lan_leg, wan_leg) else {
         bail!("router: want one leg in {lan} and one outside it; have {all:?}");
     };
-    let rules = format!(
-        "table ip oemesh-home {{
-    chain postrouting {{
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname \"{wan_if}\" ip saddr {lan} masquerade
-    }}
-    chain forward {{
-        type filter hook forward priority filter; policy accept;
-        iifname \"{wan_if}\" oifname \"{lan_if}\" ct state != {{ established, related }} drop
-    }}
-}}
-"
-    );
-    let mut nft = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting nft")?;
-    {
-        use std::io::Write as _;
-        nft.stdin
-            .take()
-            .context("nft stdin")?
-            .write_all(rules.as_bytes())?;
-    }
-    let out = nft.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "nft -f -: {}\n{}\n{rules}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let file = "/run/oemesh-home-nat.nft";
+    std::fs::write(file, NatRouter::ruleset(wan_if, None))
+        .with_context(|| format!("writing {file}"))?;
+    run(Command::new("nft").args(["-f", file]))?;
     let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
     if forwarding.trim() != "1" {
         bail!("router: net.ipv4.ip_forward is off (compose.yaml sets it in `sysctls`)");
     }
-    say!("router: ready; LAN {lan} on {lan_if} ({lan_ip}) masqueraded to {wan_ip} on {wan_if}");
+    say!(
+        "router: ready; LAN {lan} on {lan_if} ({lan_ip}) masqueraded to {wan_ip} on {wan_if} \
+         (nft list table inet {NAT_TABLE})"
+    );
     while !interrupted() {
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
+}
+
+/// The interfaces and IPv4 addresses in `ip -o -4 addr show` output
+/// (`2: eth0@if7    inet 192.0.2.1/24 brd …`), loopback left out.
+fn legs(ip_o_addr: &str) -> Vec<(String, Ipv4Addr)> {
+    ip_o_addr
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace().skip(1);
+            let iface = w.next()?.trim_end_matches(':').split('@').next()?;
+            let addr = w.nth(1)?.split('/').next()?.parse().ok()?;
+            (iface != "lo").then(|| (iface.to_owned(), addr))
+        })
+        .collect()
 }
 
 fn run(cmd: &mut Command) -> Result<String> {
@@ -474,4 +443,35 @@ fn parse_flow(spec: &str) -> Result<Flow> {
         expect,
         via,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_router_legs() {
+        let out = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\
+                   24: eth0@if25    inet 192.0.2.1/24 brd 192.0.2.255 scope global eth0\n\
+                   26: eth1@if27    inet 192.168.1.1/24 brd 192.168.1.255 scope global eth1\n";
+        assert_eq!(
+            legs(out),
+            [
+                ("eth0".to_owned(), Ipv4Addr::new(192, 0, 2, 1)),
+                ("eth1".to_owned(), Ipv4Addr::new(192, 168, 1, 1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn flows_behind_a_router() {
+        let f =
+            parse_flow("erin=192.168.1.10@192.0.2.1,bob=192.0.2.20,private,anonymous,M,x").unwrap();
+        assert_eq!(f.from_ip, "192.168.1.10".parse::<IpAddr>().unwrap());
+        assert_eq!(f.via, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(f.marker, "M,x");
+        let f = parse_flow("alice=192.0.2.10,dave=192.0.2.40,clear,clear,M").unwrap();
+        assert_eq!((f.via, f.private), (None, false));
+        assert!(parse_flow("erin=192.168.1.10@router,bob=192.0.2.20,private,anonymous,M").is_err());
+    }
 }
