@@ -58,7 +58,13 @@ impl Loaded {
     /// Reads `path`, the key file and the trust anchors; the error names the
     /// file (and record) at fault, as `check-config` does.
     pub fn load(path: &Path) -> Result<Loaded> {
-        let cfg = Config::load(path)?;
+        let mut cfg = Config::load(path)?;
+        // A family the kernel has turned off cannot route a pool into the
+        // TUN (the default has one prefix of each): serve the other one.
+        if !crate::net::ipv6_enabled() && cfg.nat.pool.iter().any(|p| !p.addr().is_ipv4()) {
+            tracing::info!("IPv6 is off on this host: nat.pool serves IPv4 only");
+            cfg.nat.pool.retain(|p| p.addr().is_ipv4());
+        }
         let key = match &cfg.key {
             Some(key_path) => {
                 let loaded = dnskeys::keyfile::load(key_path)
