@@ -271,3 +271,37 @@ fn a_rebinding_moves_the_responders_sa_to_the_new_port() {
     let b_sa = Pair::handle_of(&p.b, 0);
     assert!(!p.b.ep.esp_moved(b_sa, SocketAddr::new(p.a.ip, 4501)));
 }
+
+#[test]
+fn a_request_from_a_host_not_behind_a_nat_is_refused() {
+    // `a` asks for an address whatever NAT detection says (a VPN client's
+    // `vips = 0.0.0.0`), sends true NAT detection hashes, and is not behind
+    // a NAT: it may use its own address, and gets none from the pool.
+    let mut p = pair(pool("100.64.0.0", 24), 8192);
+    let mut c = null_config();
+    c.force_udp_encap = false;
+    c.request_address = oemesh_core::ike::endpoint::RequestAddress::Always;
+    p.a.ep = oemesh_core::ike::endpoint::Endpoint::new(c, [7; 32]);
+    connect(&mut p);
+    assert_eq!(
+        address_events(&p.b),
+        vec![Err(AddressRefusal::NotBehindNat)],
+        "a: {:?}, b: {:?}",
+        p.a.failures(),
+        p.b.failures()
+    );
+    assert!(p.b.children().is_empty());
+    let failures = p.a.failures();
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.contains("INTERNAL_ADDRESS_FAILURE")),
+        "{failures:?}"
+    );
+    let stats = p.b.ep.stats();
+    assert_eq!(
+        stats.addresses_refused[AddressRefusal::NotBehindNat.index()],
+        1
+    );
+    assert_eq!(stats.addresses_out, 0);
+}

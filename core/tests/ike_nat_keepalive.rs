@@ -47,7 +47,7 @@ fn pair(keepalive: Option<Duration>) -> Pair {
     a.nat_keepalive = keepalive;
     // The NAT-keepalive on its own: no address asked for (CP is
     // `ike_nat_address.rs`'s).
-    a.request_address = false;
+    a.request_address = oemesh_core::ike::endpoint::RequestAddress::Never;
     let mut b = ed25519_config(2, B);
     b.nat_keepalive = keepalive;
     b.responder_ts = TsPolicy::AsProposed;

@@ -66,7 +66,11 @@ pub(crate) fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -
     c.half_open_per_source = cfg.ike.half_open_per_source;
     c.anonymous_limit = cfg.ike.anonymous_limit;
     c.anonymous_per_source = cfg.ike.anonymous_per_source;
-    c.request_address = cfg.nat.request_address;
+    c.request_address = if cfg.nat.request_address {
+        ike::RequestAddress::BehindNat
+    } else {
+        ike::RequestAddress::Never
+    };
     c.anonymous_behind_nat = cfg.nat.anonymous;
     c.address_pool = cfg
         .nat

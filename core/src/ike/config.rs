@@ -53,6 +53,20 @@ impl PeerAuth {
     }
 }
 
+/// When an initiator asks for an address (see `Config::request_address`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestAddress {
+    /// Never: TSi is this host's address.
+    Never,
+    /// When IKE_SA_INIT showed this host is behind a NAT.
+    #[default]
+    BehindNat,
+    /// Always, like a VPN client (strongSwan's `vips = 0.0.0.0`): a responder
+    /// of ours refuses it from a host that is not behind a NAT.
+    Always,
+}
+
 /// Endpoint configuration.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -123,11 +137,11 @@ pub struct Config {
     /// `local_id` as it is, even with AUTH NULL, which only a test of a lying
     /// peer wants).
     pub id_is_sa_address: bool,
-    /// Behind a NAT (§2.23), ask the responder for an address in IKE_AUTH
-    /// (CP(CFG_REQUEST), §3.15.1) and translate this host's packets to it for
-    /// that peer, so that several hosts behind one NAT address can each have
-    /// an SA with one responder (default true).
-    pub request_address: bool,
+    /// When to ask the responder for an address in IKE_AUTH (CP(CFG_REQUEST),
+    /// §3.15.1) and translate this host's packets to it for that peer
+    /// (default: behind a NAT, §2.23, so that several hosts behind one NAT
+    /// address can each have an SA with one responder).
+    pub request_address: RequestAddress,
     /// Behind a NAT, with an address identity: authenticate with AUTH NULL
     /// (ID_NULL) instead, since the address is not the one the responder
     /// sees and cannot bind ([`crate::trust`]); default true. False signs
@@ -189,7 +203,7 @@ impl Config {
             responder_ts: TsPolicy::Hosts,
             initial_contact: true,
             id_is_sa_address: true,
-            request_address: true,
+            request_address: RequestAddress::BehindNat,
             anonymous_behind_nat: true,
             address_pool: Vec::new(),
             address_pool_limit: 8192,

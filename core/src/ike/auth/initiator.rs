@@ -10,8 +10,8 @@ use std::time::Instant;
 use rand_core::RngCore;
 
 use crate::ike::child_sa::{self, Child, ChildParams};
-use crate::ike::config::LocalAuth;
 use crate::ike::config::PeerAuth;
+use crate::ike::config::{LocalAuth, RequestAddress};
 use crate::ike::endpoint::Endpoint;
 use crate::ike::event::{ChildSpis, Event, PeerAuthenticated};
 use crate::ike::failure::{Exchange, Failure, ProtocolError, Refusal};
@@ -52,7 +52,11 @@ impl Endpoint {
         let id = local_id(&self.config, local_auth, sa.local.ip());
         let auth = own_auth(local_auth, &crypto.sk_pi, &init.request, &nr, &id);
         let child_spi = self.new_child_spi();
-        let asked_address = nat && self.config.request_address;
+        let asked_address = match self.config.request_address {
+            RequestAddress::Never => false,
+            RequestAddress::BehindNat => nat,
+            RequestAddress::Always => true,
+        };
         let mut ts = init.ts;
         let mut payloads = Vec::with_capacity(7);
         payloads.push(Payload::IdI(id));

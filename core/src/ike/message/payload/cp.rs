@@ -300,6 +300,20 @@ mod tests {
     }
 
     #[test]
+    fn a_requested_value_names_only_the_family() {
+        // §3.15.1 lets a requester name the address it would like; the
+        // request reads as "an IPv4 address", and the pool chooses which.
+        let cp = Cp::from_raw(CfgType::CFG_REQUEST, vec![0, 1, 0, 4, 192, 0, 2, 99]);
+        assert_eq!(
+            cp.requested().unwrap(),
+            AddressRequest {
+                v4: true,
+                v6: false
+            }
+        );
+    }
+
+    #[test]
     fn ipv6_reply_carries_a_prefix_length() {
         let a: IpAddr = "fd00:6f65::9".parse().unwrap();
         let reply = Cp::address_reply(a);
