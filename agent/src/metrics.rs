@@ -94,7 +94,17 @@ pub struct Metrics {
     dnssec: [Counter; Dnssec::ALL.len()],
     /// Reports of ESP with unknown SPIs, by what they did.
     stale_spi: [Counter; StaleSpiFate::ALL.len()],
+    /// Address requests of initiators behind a NAT (CP), by result: given,
+    /// or why not (core counts them).
+    nat_addresses: [Counter; NAT_ADDRESS_RESULTS.len()],
 }
+
+/// The `result` labels of `oemesh_nat_address_requests_total`: `assigned`,
+/// then core's refusals in the order of `AddressRefusal::ALL`.
+const NAT_ADDRESS_RESULTS: [&str; 5] = {
+    let r = oemesh_core::ike::error::AddressRefusal::ALL;
+    ["assigned", r[0], r[1], r[2], r[3]]
+};
 
 /// `N` counters told apart by one label with fixed values, created once and
 /// exposed in the order given (a `Family` would need a lookup per increment
@@ -304,6 +314,14 @@ impl Default for Metrics {
             "fate",
             StaleSpiFate::ALL.map(StaleSpiFate::label),
         );
+        let nat_addresses = Labelled::register(
+            &mut registry,
+            "oemesh_nat_address_requests",
+            "Address requests (CP, RFC 7296 §3.15) of initiators behind a NAT: given from \
+             nat.pool, or refused and why",
+            "result",
+            NAT_ADDRESS_RESULTS,
+        );
         Metrics {
             registry,
             packets,
@@ -326,6 +344,7 @@ impl Default for Metrics {
             icmp_errors,
             dnssec,
             stale_spi,
+            nat_addresses,
         }
     }
 }
@@ -369,6 +388,14 @@ impl Metrics {
         for state in Dnssec::ALL {
             let n = c.dnssec[state as usize];
             self.dnssec[state as usize].inner().store(n, Relaxed);
+        }
+        self.nat_addresses[0]
+            .inner()
+            .store(stats.addresses_assigned, Relaxed);
+        for (i, n) in stats.addresses_refused.iter().enumerate() {
+            if let Some(c) = self.nat_addresses.get(i + 1) {
+                c.inner().store(*n, Relaxed);
+            }
         }
         let auth = stats.auth_failures;
         if auth > last.ike_auth_failures {

@@ -177,6 +177,13 @@ oemesh_ike_cookie_unanswerable_total 1
         let n = u64::from(f == StaleSpiFate::RateLimited);
         added += &format!("oemesh_stale_spi_total{{fate=\"{}\"}} {n}\n", f.label());
     }
+    // Then the address requests of initiators behind a NAT (issue 13).
+    added += "# HELP oemesh_nat_address_requests_total Address requests (CP, RFC 7296 §3.15) of \
+              initiators behind a NAT: given from nat.pool, or refused and why.\n\
+              # TYPE oemesh_nat_address_requests_total counter\n";
+    for r in ["assigned", "not_behind_nat", "malformed", "other_family", "pool"] {
+        added += &format!("oemesh_nat_address_requests_total{{result=\"{r}\"}} 0\n");
+    }
     assert_eq!(m.render(), format!("{before}{added}"));
     assert_eq!(m.ike_queue_drops(), 1);
     assert_eq!(m.packets_total(PacketOutcome::Dropped), 1);
