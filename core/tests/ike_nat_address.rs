@@ -305,3 +305,31 @@ fn a_request_from_a_host_not_behind_a_nat_is_refused() {
     );
     assert_eq!(stats.addresses_out, 0);
 }
+
+#[test]
+fn a_keyed_host_behind_a_nat_speaks_as_anonymous() {
+    // `a` has a key and its address as identity, which the responder sees
+    // as the NAT's: it authenticates with AUTH NULL there, and is private.
+    let mut p = pair(pool("100.64.0.0", 24), 8192);
+    p.a.ep = oemesh_core::ike::endpoint::Endpoint::new(ed25519_config(1, A), [7; 32]);
+    masquerade_a(&mut p, Rc::new(Cell::new(20_000)));
+    connect(&mut p);
+    assert_eq!(
+        p.a.established(),
+        1,
+        "a: {:?}, b: {:?}",
+        p.a.failures(),
+        p.b.failures()
+    );
+    let b_auth = p.b.events.iter().find_map(|e| match e {
+        Event::IkeSaEstablished { auth, peer_id, .. } => Some((*auth, peer_id.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        b_auth,
+        Some((
+            oemesh_core::ike::endpoint::PeerAuthenticated::Null,
+            oemesh_core::ike::message::Identity::Null
+        ))
+    );
+}

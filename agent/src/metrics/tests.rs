@@ -181,7 +181,13 @@ oemesh_ike_cookie_unanswerable_total 1
     added += "# HELP oemesh_nat_address_requests_total Address requests (CP, RFC 7296 §3.15) of \
               initiators behind a NAT: given from nat.pool, or refused and why.\n\
               # TYPE oemesh_nat_address_requests_total counter\n";
-    for r in ["assigned", "not_behind_nat", "malformed", "other_family", "pool"] {
+    for r in [
+        "assigned",
+        "not_behind_nat",
+        "malformed",
+        "other_family",
+        "pool",
+    ] {
         added += &format!("oemesh_nat_address_requests_total{{result=\"{r}\"}} 0\n");
     }
     assert_eq!(m.render(), format!("{before}{added}"));
