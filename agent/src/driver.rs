@@ -256,7 +256,8 @@ pub async fn udp_loop(
             };
             match kind {
                 Datagram::Ike(message) => {
-                    let local = SocketAddr::new(d.to.unwrap_or(dp.address), port);
+                    let ours = || dp.address.for_family_or_unspecified(d.from.ip());
+                    let local = SocketAddr::new(d.to.unwrap_or_else(ours), port);
                     dp.ike
                         .offer(now, local, d.from, message, &mut cookies, &dp.metrics);
                 }
@@ -516,7 +517,7 @@ impl KernelActions {
         tun_index: u32,
         old: &[(crate::config::Cidr, crate::config::Group)],
         new: &[(crate::config::Cidr, crate::config::Group)],
-        source: Option<IpAddr>,
+        source: crate::config::Addresses,
     ) -> Result<crate::net::policy_routes::PolicyRouteChanges, RouteError> {
         let mut routing = self.routing.lock().await;
         let Some(r) = routing.as_mut() else {

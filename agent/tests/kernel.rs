@@ -54,7 +54,7 @@ fn bypass_routes_and_cleartext_drop() {
                     &cfg.routing,
                     tun.index(),
                     &[(prefix, Group::PrivateOrClear)],
-                    Some(me),
+                    oemesh_agent::config::Addresses::one(me),
                 )
                 .await
                 .unwrap();

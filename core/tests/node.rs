@@ -17,8 +17,9 @@ use oemesh_core::ike::udp_encap::Datagram;
 use oemesh_core::ipseckey::{DomainName, Gateway, reverse_name};
 use oemesh_core::oe::node::Note;
 use oemesh_core::oe::{
-    Cause, Command, Config, DnsResult, Group, GroupOptions, Machine, Negotiation, Node, NodeConfig,
-    Outcome, PacketFate, StaleSpiFate, State, Unreachable, UnreachableFate, UnreachableKind,
+    Addresses, Auth, Cause, Command, Config, DnsResult, Group, GroupOptions, Machine, Negotiation,
+    Node, NodeConfig, Outcome, PacketFate, StaleSpiFate, State, Unreachable, UnreachableFate,
+    UnreachableKind,
 };
 use oemesh_core::test_util::{self, Net};
 
@@ -100,20 +101,37 @@ impl Host {
         now: Instant,
         options: GroupOptions,
     ) -> Host {
-        let addr = ip(ip_s);
-        let IpAddr::V4(v4) = addr else { panic!() };
+        let addresses = Addresses::one(ip(ip_s));
+        Host::with_addresses(addresses, seed, anonymous, now, options)
+    }
+
+    /// A host with `addresses` (one per family); `ip` is the first.
+    fn with_addresses(
+        addresses: Addresses,
+        seed: u8,
+        anonymous: bool,
+        now: Instant,
+        options: GroupOptions,
+    ) -> Host {
+        let addr = addresses.first().unwrap();
         let mut ike = if anonymous {
             IkeConfig::new(LocalAuth::Null, Identity::Null)
         } else {
+            // The identity of the first address; the engine speaks as the
+            // address each IKE SA is on (`id_is_sa_address`).
             let key = Ed25519SigningKey::from_seed(&[seed; 32]);
-            IkeConfig::new(LocalAuth::Ed25519(key), Identity::Ipv4(v4))
+            let id = match addr {
+                IpAddr::V4(a) => Identity::Ipv4(a),
+                IpAddr::V6(a) => Identity::Ipv6(a),
+            };
+            IkeConfig::new(LocalAuth::Ed25519(key), id)
         };
         ike.dpd_interval = None;
         let endpoint = Endpoint::new(ike, [seed; 32]);
         let options = [(Group::PrivateOrClear, options)];
         let machine = Machine::new(Config::default(), policy(&options));
         let config = NodeConfig {
-            address: addr,
+            addresses,
             idle_timeout: IDLE,
         };
         Host {
@@ -958,4 +976,101 @@ fn reconfigure_forgets_clear_outcomes_whose_group_changed() {
         let expired = w.a.count(|d| matches!(d, Did::Expired { .. }));
         assert_eq!(expired, 1 - forgotten, "{group:?}");
     }
+}
+
+/// Runs `hosts` with no latency: each one's IKE datagrams go to the host
+/// that has the destination address (of either family), until quiet.
+fn exchange(hosts: &mut [&mut Host], addresses: &[Addresses], now: Instant) {
+    loop {
+        let mut moved = false;
+        for i in 0..hosts.len() {
+            hosts[i].drive(now);
+            while let Some(t) = hosts[i].outbox.pop_front() {
+                moved = true;
+                let Some(to) = addresses.iter().position(|a| a.contains(t.remote.ip())) else {
+                    continue;
+                };
+                test_util::Node::receive(&mut *hosts[to], now, t.remote, t.local, &t.payload);
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_dual_stack_pair_is_private_and_authenticated_on_both_families_at_once() {
+    let now = Instant::now();
+    let dual = |v4: &str, v6: &str| {
+        let mut a = Addresses::one(ip(v4));
+        a.set(ip(v6));
+        a
+    };
+    let a_addrs = dual("10.0.2.1", "2001:db8::1");
+    let b_addrs = dual("10.0.2.2", "2001:db8::2");
+    let options = GroupOptions::default();
+    let mut a = Host::with_addresses(a_addrs, 1, false, now, options);
+    let mut b = Host::with_addresses(b_addrs, 2, false, now, options);
+    // Each key is published at both of its host's reverse names.
+    for (host, peer, seed) in [(&mut a, b_addrs, 2), (&mut b, a_addrs, 1)] {
+        for addr in peer.iter() {
+            let answer = records(vec![ed(10, Gateway::None, seed)], true);
+            host.dns.insert(reverse_name(addr), answer);
+        }
+    }
+    let (b4, b6) = (ip("10.0.2.2"), ip("2001:db8::2"));
+    for dst in [b4, b6] {
+        assert_eq!(
+            a.node.handle_packet(now, dst, b"hello".to_vec()),
+            PacketFate::Held
+        );
+    }
+    exchange(&mut [&mut a, &mut b], &[a_addrs, b_addrs], now);
+    for (host, peers) in [(&a, [b4, b6]), (&b, [ip("10.0.2.1"), ip("2001:db8::1")])] {
+        for dst in peers {
+            let o = host
+                .outcomes
+                .iter()
+                .find(|o| o.dst == dst)
+                .unwrap_or_else(|| panic!("no outcome for {dst}: {:#?}", host.outcomes));
+            assert_eq!(o.state, State::Private, "{o:?}");
+            assert_eq!(o.auth, Auth::Authenticated, "{o:?}");
+        }
+        assert_eq!(
+            host.count(|d| matches!(d, Did::Install { .. })),
+            2,
+            "{:#?}",
+            host.did
+        );
+    }
+}
+
+#[test]
+fn a_destination_of_a_family_without_an_address_goes_clear_and_says_why() {
+    let now = Instant::now();
+    let mut a = Host::new("10.0.2.1", 1, false, now);
+    let b6 = ip("2001:db8::2");
+    a.dns.insert(
+        reverse_name(b6),
+        records(vec![ed(10, Gateway::None, 2)], true),
+    );
+    assert_eq!(
+        a.node.handle_packet(now, b6, b"hi".to_vec()),
+        PacketFate::Held
+    );
+    a.drive(now);
+    assert!(
+        a.outbox.is_empty(),
+        "no IKE from an address of the other family"
+    );
+    let [o] = a.outcomes.as_slice() else {
+        panic!("{:#?}", a.outcomes)
+    };
+    assert_eq!(o.state, State::Clear);
+    assert!(
+        o.reason.contains("no address of 2001:db8::2's family"),
+        "{}",
+        o.reason
+    );
 }

@@ -29,7 +29,7 @@ fn node(now: Instant) -> Node {
     let options = [(Group::PrivateOrClear, GroupOptions::default())];
     let machine = Machine::new(Config::default(), policy(&options));
     let config = NodeConfig {
-        address: ip("192.0.2.20"),
+        addresses: oemesh_core::oe::Addresses::one(ip("192.0.2.20")),
         idle_timeout: Duration::from_secs(60),
     };
     Node::new(config, endpoint, machine, now)

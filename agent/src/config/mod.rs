@@ -5,16 +5,17 @@
 //! Every default lives in [`defaults`]; `docs/oemesh.example.toml` documents each
 //! key and a test parses it.
 
+mod address;
 mod policy;
 mod raw;
 mod validate;
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use oemesh_core::oe::{Cidr, Group};
+pub use oemesh_core::oe::{Addresses, Cidr, Group};
 pub use policy::{Policy, routed_to_tun};
 use raw::RawConfig;
 use validate::validate;
@@ -120,8 +121,9 @@ pub mod defaults {
 pub struct Config {
     /// The host key (Ed25519, PKCS#8 PEM); `None`: anonymous (AUTH NULL) only.
     pub key: Option<PathBuf>,
-    /// This host's identity; `None`: the source address of the default route.
-    pub address: Option<IpAddr>,
+    /// This host's identity, at most one address per family; `None`: the
+    /// preferred source address of each family's default route.
+    pub address: Option<Addresses>,
     /// The control socket's path.
     pub control_socket: PathBuf,
     /// The group (name or number) that may use the control socket.

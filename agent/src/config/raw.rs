@@ -8,7 +8,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub(crate) key: Option<String>,
-    pub(crate) address: Option<String>,
+    pub(crate) address: Option<RawAddress>,
     pub(crate) control_socket: Option<String>,
     pub(crate) control_group: Option<String>,
     #[serde(default)]
@@ -29,6 +29,17 @@ pub(crate) struct RawConfig {
     pub(crate) routing: RawRouting,
     #[serde(default)]
     pub(crate) nat: RawNat,
+}
+
+/// `address`: one address, or a list (at most one per family).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an address like \"192.0.2.10\", or a list with one per family like [\"192.0.2.10\", \"2001:db8::10\"]"
+)]
+pub(crate) enum RawAddress {
+    One(String),
+    List(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]

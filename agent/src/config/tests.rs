@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::panic)] // test helpers: failing loudly is the point
 use super::*;
+use std::net::IpAddr;
 
 const EXAMPLE: &str = include_str!("../../../docs/oemesh.example.toml");
 
@@ -20,7 +21,11 @@ fn one_error(text: &str) -> KeyError {
 fn example_parses_with_every_key() {
     let cfg = Config::parse(EXAMPLE).unwrap();
     assert_eq!(cfg.key.as_deref(), Some(Path::new("/etc/oemesh/host.key")));
-    assert_eq!(cfg.address, Some("192.0.2.10".parse().unwrap()));
+    let dual = Addresses {
+        v4: Some("192.0.2.10".parse().unwrap()),
+        v6: Some("2001:db8::10".parse().unwrap()),
+    };
+    assert_eq!(cfg.address, Some(dual));
     assert_eq!(cfg.dns.servers, vec!["192.0.2.53:53".parse().unwrap()]);
     assert_eq!(cfg.control_group.as_deref(), Some("adm"));
     assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9618".parse().unwrap()));
@@ -188,6 +193,10 @@ fn every_validation_error_names_its_key() {
         ("key = \"\"", "key"),
         ("address = \"192.0.2\"", "address"),
         ("address = \"0.0.0.0\"", "address"),
+        ("address = [\"192.0.2.1\", \"ff02::1\"]", "address[1]"),
+        ("address = [\"192.0.2.1\", \"::\"]", "address[1]"),
+        ("address = [\"x\"]", "address[0]"),
+        ("address = []", "address"),
         ("control_socket = \"run/x.sock\"", "control_socket"),
         ("control_group = \"a b\"", "control_group"),
         ("[dns]\nservers = [\"ns1\"]", "dns.servers[0]"),
@@ -379,4 +388,51 @@ fn nat_pool_defaults_and_errors_name_the_key() {
     assert!(e.message.contains("own address"), "{e}");
     let e = one_error("[nat]\nmax_addresses = 0\n");
     assert_eq!(e.key, "nat.max_addresses");
+}
+
+#[test]
+fn address_is_a_string_or_a_list_with_one_per_family() {
+    let parse = |text: &str| Config::parse(text).unwrap().address;
+    let v4: IpAddr = "192.0.2.10".parse().unwrap();
+    let v6: IpAddr = "2001:db8::10".parse().unwrap();
+    assert_eq!(parse(""), None, "no key: discovered at start");
+    assert_eq!(parse("address = \"192.0.2.10\""), Some(Addresses::one(v4)));
+    assert_eq!(
+        parse("address = \"2001:db8::10\""),
+        Some(Addresses::one(v6))
+    );
+    assert_eq!(
+        parse("address = [\"2001:db8::10\"]"),
+        Some(Addresses::one(v6))
+    );
+    let both = parse("address = [\"2001:db8::10\", \"192.0.2.10\"]").unwrap();
+    assert_eq!(both.iter().collect::<Vec<_>>(), [v4, v6], "IPv4 first");
+
+    // Two of one family: the second is named, with the first.
+    let e = one_error("address = [\"192.0.2.10\", \"192.0.2.11\"]");
+    assert_eq!(e.key, "address[1]");
+    assert!(
+        e.message.contains("second IPv4 address (after 192.0.2.10)"),
+        "{e}"
+    );
+    let e = one_error("address = [\"2001:db8::10\", \"192.0.2.1\", \"2001:db8::11\"]");
+    assert_eq!(e.key, "address[2]");
+    assert!(e.message.contains("one address per family"), "{e}");
+    // Each bad element is reported, by index.
+    let errs = errors("address = [\"0.0.0.0\", \"224.0.0.1\", \"nope\"]");
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["address[0]", "address[1]", "address[2]"]);
+    let e = one_error("address = [\"::ffff:192.0.2.10\"]");
+    assert!(e.message.contains("IPv4-mapped"), "{e}");
+    let e = one_error("address = []");
+    assert!(e.message.contains("empty list"), "{e}");
+    // Neither a string nor a list of strings: a syntax error that says what fits.
+    match Config::parse("address = 3") {
+        Err(ParseError::Syntax(m)) => assert!(m.contains("one per family"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // The pool must not hold either address.
+    let e =
+        one_error("address = [\"192.0.2.1\", \"fd00::1:9\"]\n[nat]\npool = [\"fd00::1:0/112\"]\n");
+    assert!(e.message.contains("own address"), "{e}");
 }

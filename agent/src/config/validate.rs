@@ -3,7 +3,7 @@
 //! as a [`KeyError`] so that one run reports all of them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,16 +72,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
         c.fail("key", "is empty; remove the key for anonymous-only operation or give the path of a PKCS#8 PEM file");
     }
     if let Some(a) = raw.address {
-        match a.parse::<IpAddr>() {
-            Ok(ip) if ip.is_unspecified() || ip.is_multicast() => c.fail(
-                "address",
-                format!("{a:?} cannot identify a host; give this host's unicast address or remove the key"),
-            ),
-            Ok(ip) => cfg.address = Some(ip),
-            Err(_) => c.fail(
-                "address",
-                format!("{a:?} is not an IPv4 or IPv6 address (write e.g. \"192.0.2.10\")"),
-            ),
+        match super::address::parse(a) {
+            Ok(a) => cfg.address = Some(a),
+            Err(errors) => errors.into_iter().for_each(|(k, m)| c.fail(k, m)),
         }
     }
     if let Some(s) = raw.control_socket {
@@ -432,7 +425,7 @@ fn validate_nat(c: &mut Checker, raw: raw::RawNat, cfg: &mut Config) {
                 .any(|q| q.addr().is_ipv4() == p.addr().is_ipv4())
             {
                 c.fail(key, format!("{p}: one prefix per family; remove the other"));
-            } else if cfg.address.is_some_and(|a| p.contains(a)) {
+            } else if cfg.address.is_some_and(|a| a.iter().any(|a| p.contains(a))) {
                 c.fail(
                     key,
                     format!("{p} holds this host's own address; pick a range no host uses"),

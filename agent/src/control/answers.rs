@@ -113,8 +113,8 @@ fn dnssec_chain(r: &KeyResolver, name: &str) -> String {
 pub struct View<'a> {
     /// What does not change.
     pub status: &'a StatusInfo,
-    /// This host's address.
-    pub address: IpAddr,
+    /// This host's addresses, one per family.
+    pub address: oemesh_core::oe::Addresses,
     /// The OE node (pending destinations, IKE and decision counters).
     pub node: &'a Node,
     /// The data path (outcomes, SAs, metrics).
@@ -164,7 +164,8 @@ impl View<'_> {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             uptime_s: s.started.elapsed().as_secs(),
-            address: Some(self.address),
+            address: self.address.first(),
+            addresses: self.address.iter().collect(),
             authenticated: s.authenticated,
             public_key: s.public_key.clone(),
             tun: s.tun.clone(),

@@ -15,7 +15,16 @@ pub fn status(s: &StatusReply) -> String {
         s.pid,
         duration(s.uptime_s)
     );
-    let addr = s.address.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    // An older agent sends only `address`.
+    let addr = match (&s.addresses[..], s.address) {
+        ([], None) => "-".to_owned(),
+        ([], Some(a)) => a.to_string(),
+        (all, _) => all
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
     let identity = match (&s.public_key, s.authenticated) {
         (Some(k), true) => format!("authenticated, key {k}"),
         _ => "anonymous only, no key".to_owned(),

@@ -73,8 +73,11 @@ pub struct StatusReply {
     pub pid: u32,
     /// Seconds since it started.
     pub uptime_s: u64,
-    /// This host's identity address.
+    /// This host's identity address (the first of `addresses`).
     pub address: Option<IpAddr>,
+    /// This host's addresses, one per family, IPv4 first.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
     /// Whether a host key is loaded (otherwise anonymous OE only).
     pub authenticated: bool,
     /// The host's Ed25519 public key, base64 (as in its IPSECKEY record).

@@ -153,6 +153,7 @@ impl ControlPlane {
         if let Some(span) = self.spans.get(&sa) {
             span.record("spi", format!("{:08x}", child.spis.inbound));
         }
+        let own = self.dp.address.for_family_or_unspecified(child.local.ip());
         let install = Install {
             sa,
             dst,
@@ -162,7 +163,7 @@ impl ControlPlane {
             remote_ts: child.remote_ts,
             local: child.local,
             remote: child.remote,
-            translate: Translation::of(child.local_vip, child.local.ip(), self.dp.address),
+            translate: Translation::of(child.local_vip, child.local.ip(), own),
             floats: child.peer_behind_nat,
         };
         let out = self.dp.sas.install(install, publish);

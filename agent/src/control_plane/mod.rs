@@ -76,8 +76,8 @@ pub struct Inputs {
 /// Settings the control plane needs besides core's own configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// This host's address (IKE source, traffic selector).
-    pub address: IpAddr,
+    /// This host's addresses, one per family (IKE source, traffic selector).
+    pub address: oemesh_core::oe::Addresses,
     /// UDP port of IKE (500).
     pub ike_port: u16,
     /// UDP port of NAT-T and ESP (4500).
@@ -128,7 +128,7 @@ impl ControlPlane {
         inputs: Inputs,
     ) -> ControlPlane {
         let config = NodeConfig {
-            address: settings.address,
+            addresses: settings.address,
             idle_timeout: settings.idle_timeout,
         };
         ControlPlane {

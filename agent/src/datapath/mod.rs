@@ -77,8 +77,9 @@ pub struct DataPath {
     pub natt: Arc<UdpEndpoint>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// This host's address (for datagrams whose local address is unknown).
-    pub address: IpAddr,
+    /// This host's addresses, one per family (for datagrams whose local
+    /// address is unknown: the one of the sender's family).
+    pub address: oemesh_core::oe::Addresses,
     /// Packets for the control plane (bounded).
     pub undecided: mpsc::Sender<Undecided>,
     /// IKE messages for the control plane (bounded, two queues), and the

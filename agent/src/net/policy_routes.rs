@@ -42,7 +42,7 @@ impl Routing {
         tun_index: u32,
         old: &[(Cidr, Group)],
         new: &[(Cidr, Group)],
-        source: Option<IpAddr>,
+        source: crate::config::Addresses,
     ) -> Result<PolicyRouteChanges, RouteError> {
         let before: HashMap<Cidr, Group> = old.iter().copied().collect();
         let after: HashMap<Cidr, Group> = new.iter().copied().collect();

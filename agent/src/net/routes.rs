@@ -32,7 +32,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-use crate::config::{Cidr, Group, RoutingConfig, routed_to_tun};
+use crate::config::{Addresses, Cidr, Group, RoutingConfig, routed_to_tun};
 
 mod leftover;
 
@@ -106,14 +106,15 @@ pub struct Routing {
 
 impl Routing {
     /// Installs the routes for `policy` (via the TUN with index `tun_index`,
-    /// preferred source `source`) and the rules. On error, what was installed
+    /// preferred source the address of `source` of each prefix's family) and
+    /// the rules. On error, what was installed
     /// is removed again.
     pub async fn install(
         handle: Handle,
         cfg: &RoutingConfig,
         tun_index: u32,
         policy: &[(Cidr, Group)],
-        source: Option<IpAddr>,
+        source: Addresses,
     ) -> Result<Routing, RouteError> {
         let routing = Routing {
             handle,
@@ -133,7 +134,7 @@ impl Routing {
         &self,
         tun_index: u32,
         policy: &[(Cidr, Group)],
-        source: Option<IpAddr>,
+        source: Addresses,
     ) -> Result<(), RouteError> {
         for &(prefix, group) in policy {
             self.install_prefix(tun_index, prefix, group, source)
@@ -188,7 +189,7 @@ impl Routing {
         tun_index: u32,
         prefix: Cidr,
         group: Group,
-        source: Option<IpAddr>,
+        source: Addresses,
     ) -> Result<(RouteMessage, String), RouteError> {
         let route = if routed_to_tun(group) {
             let mut b = RouteMessageBuilder::<IpAddr>::new()
@@ -203,7 +204,7 @@ impl Routing {
                 .table_id(self.cfg.table)
                 .protocol(RouteProtocol::Static)
                 .scope(RouteScope::Link);
-            if let Some(src) = source.filter(|s| s.is_ipv4() == prefix.addr().is_ipv4()) {
+            if let Some(src) = source.for_family(prefix.addr()) {
                 b = b.pref_source(src).map_err(|e| {
                     RouteError::new(
                         format!("route {prefix} src {src}: {e}"),
@@ -215,8 +216,8 @@ impl Routing {
         } else {
             throw_route(prefix, self.cfg.table)
         };
-        let what = match source {
-            Some(src) if routed_to_tun(group) && src.is_ipv4() == prefix.addr().is_ipv4() => {
+        let what = match source.for_family(prefix.addr()) {
+            Some(src) if routed_to_tun(group) => {
                 format!(
                     "{prefix} ({group}) via the TUN, src {src} (is `address` assigned to an interface?)"
                 )
@@ -254,7 +255,7 @@ impl Routing {
         tun_index: u32,
         prefix: Cidr,
         group: Group,
-        source: Option<IpAddr>,
+        source: Addresses,
     ) -> Result<(), RouteError> {
         let table = self.cfg.table;
         if group.fails_closed() {
@@ -418,19 +419,28 @@ pub async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, Rout
     }
 }
 
-/// This host's address as the default route would pick it: the local address of
-/// a UDP socket connected (nothing is sent) to a global address, IPv4 first.
-/// Call before our routes exist, or with the socket marked.
-pub fn default_source_address(fwmark: u32) -> Option<IpAddr> {
+/// This host's addresses as the default routes would pick them, one per
+/// family: the local address of a UDP socket of that family connected
+/// (nothing is sent) to a global address. A family without a default route
+/// has none. Call before our routes exist, or with the socket marked.
+pub fn default_source_addresses(fwmark: u32) -> Addresses {
     use socket2::{Domain, Socket, Type};
     let probes: [std::net::SocketAddr; 2] = [
         (Ipv4Addr::new(198, 18, 0, 1), 9).into(),
         (Ipv6Addr::new(0x2001, 0x4860, 0, 0, 0, 0, 0, 0x8888), 9).into(),
     ];
-    probes.iter().find_map(|probe| {
-        let sock = Socket::new(Domain::for_address(*probe), Type::DGRAM, None).ok()?;
-        let _ = sock.set_mark(fwmark);
-        sock.connect(&(*probe).into()).ok()?;
-        sock.local_addr().ok()?.as_socket().map(|a| a.ip())
-    })
+    let mut found = Addresses::default();
+    for probe in probes {
+        let source = || {
+            let sock = Socket::new(Domain::for_address(probe), Type::DGRAM, None).ok()?;
+            let _ = sock.set_mark(fwmark);
+            sock.connect(&probe.into()).ok()?;
+            let ip = sock.local_addr().ok()?.as_socket()?.ip();
+            (!ip.is_unspecified()).then_some(ip)
+        };
+        if let Some(ip) = source() {
+            found.set(ip);
+        }
+    }
+    found
 }

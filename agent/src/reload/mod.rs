@@ -15,7 +15,6 @@
 //! netlink failure while changing routes (the routes changed so far are put
 //! back).
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -119,8 +118,9 @@ pub struct Reloader {
     pub public_key: Option<[u8; 32]>,
     /// The running trust anchors.
     pub anchors: Vec<TrustAnchor>,
-    /// This host's address (identity, preferred source of the routes).
-    pub address: IpAddr,
+    /// This host's addresses, one per family (identity, preferred source of
+    /// the routes).
+    pub address: crate::config::Addresses,
     /// The TUN's interface index.
     pub tun_index: u32,
     /// Routes.
@@ -185,23 +185,13 @@ impl Reloader {
         if old_entries != new_entries
             && let Err(e) = self
                 .kernel
-                .apply_policy(
-                    self.tun_index,
-                    &old_entries,
-                    &new_entries,
-                    Some(self.address),
-                )
+                .apply_policy(self.tun_index, &old_entries, &new_entries, self.address)
                 .await
         {
             // Put back what was changed, so that routes and node agree.
             if let Err(back) = self
                 .kernel
-                .apply_policy(
-                    self.tun_index,
-                    &new_entries,
-                    &old_entries,
-                    Some(self.address),
-                )
+                .apply_policy(self.tun_index, &new_entries, &old_entries, self.address)
                 .await
             {
                 tracing::error!("reload: putting the old routes back: {back}");

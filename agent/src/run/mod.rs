@@ -25,7 +25,7 @@
 //! Teardown runs in reverse, also after a failed setup, and logs rather than
 //! stops at errors.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -45,7 +45,7 @@ mod settings;
 pub(crate) use settings::{announce_dnssec, identity_text, local_credential, policy_lines};
 use settings::{ike_config, machine_config, os_seed};
 
-use crate::config::Config;
+use crate::config::{Addresses, Config};
 use crate::control::proto::{Reply, Request};
 use crate::control::server::{ControlServer, Handler};
 use crate::control_plane::{ControlPlane, Inputs, Settings, StatusInfo};
@@ -74,12 +74,15 @@ pub async fn run(config_path: &Path) -> Result<()> {
     }
     let address = match cfg.address {
         Some(a) => a,
-        None => routes::default_source_address(cfg.routing.fwmark).with_context(|| {
-            format!(
-                "{}: no `address`, and no default route to take this host's address from; set `address`",
-                config_path.display()
-            )
-        })?,
+        // One per family: a family without a default route has none.
+        None => Some(routes::default_source_addresses(cfg.routing.fwmark))
+            .filter(|a| !a.is_empty())
+            .with_context(|| {
+                format!(
+                    "{}: no `address`, and no default route to take this host's address from; set `address`",
+                    config_path.display()
+                )
+            })?,
     };
     tracing::info!(
         "oemesh {} starting: address {address}, {}",
@@ -132,7 +135,7 @@ impl Agent {
         &mut self,
         config_path: &Path,
         cfg: &Config,
-        address: IpAddr,
+        address: Addresses,
         key: Option<HostKey>,
         anchors: Vec<LoadedAnchor>,
     ) -> Result<()> {
@@ -148,8 +151,7 @@ impl Agent {
         self.tun = Some(tun.clone());
 
         let entries = &cfg.routed_entries()[..];
-        let routing =
-            Routing::install(handle, &cfg.routing, tun.index(), entries, Some(address)).await?;
+        let routing = Routing::install(handle, &cfg.routing, tun.index(), entries, address).await?;
         let enforcer = match Enforcer::install(&EnforceConfig {
             tun: cfg.tun.name.clone(),
             ike_port: cfg.ike.port,

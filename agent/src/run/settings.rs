@@ -12,7 +12,7 @@ use oemesh_core::ike::message::Identity;
 use oemesh_core::oe;
 use zeroize::Zeroizing;
 
-use crate::config::Config;
+use crate::config::{Addresses, Config};
 use crate::dns::KeyResolver;
 
 /// The policy as `oemesh status` lists it: `10.0.0.0/8 private`.
@@ -24,8 +24,9 @@ pub(crate) fn policy_lines(cfg: &Config) -> Vec<String> {
         .collect()
 }
 
-/// The IKE identity as status shows it.
-pub(crate) fn identity_text(address: IpAddr, keyed: bool) -> String {
+/// The IKE identity as status shows it: with a key, each address (an IKE SA
+/// speaks as the address it is on).
+pub(crate) fn identity_text(address: Addresses, keyed: bool) -> String {
     if keyed {
         address.to_string()
     } else {
@@ -33,25 +34,28 @@ pub(crate) fn identity_text(address: IpAddr, keyed: bool) -> String {
     }
 }
 
-/// This host's credential and identity: its address with a key, ID_NULL and
-/// AUTH NULL without.
-pub(crate) fn local_credential(address: IpAddr, key: Option<&HostKey>) -> (LocalAuth, Identity) {
-    match key {
-        Some(k) => {
+/// This host's credential and identity: its (first) address with a key,
+/// ID_NULL and AUTH NULL without. The engine sends, instead of that address,
+/// the one each IKE SA is on (`id_is_sa_address`), so a dual-stack host
+/// speaks as its IPv6 address on IPv6 and is authenticated there by the key
+/// published at that address's reverse name.
+pub(crate) fn local_credential(address: Addresses, key: Option<&HostKey>) -> (LocalAuth, Identity) {
+    match (key, address.first()) {
+        (Some(k), Some(first)) => {
             let seed = Zeroizing::new(k.signing_key().to_bytes());
-            let id = match address {
+            let id = match first {
                 IpAddr::V4(a) => Identity::Ipv4(a),
                 IpAddr::V6(a) => Identity::Ipv6(a),
             };
             (LocalAuth::Ed25519(Ed25519SigningKey::from_seed(&seed)), id)
         }
-        None => (LocalAuth::Null, Identity::Null),
+        _ => (LocalAuth::Null, Identity::Null),
     }
 }
 
 /// The IKE engine's configuration: this host's credential and identity (its
 /// address with a key; ID_NULL and AUTH NULL without), ports and lifetimes.
-pub(crate) fn ike_config(cfg: &Config, address: IpAddr, key: Option<&HostKey>) -> ike::Config {
+pub(crate) fn ike_config(cfg: &Config, address: Addresses, key: Option<&HostKey>) -> ike::Config {
     let (auth, id) = local_credential(address, key);
     let mut c = ike::Config::new(auth, id);
     c.ike_port = cfg.ike.port;

@@ -88,7 +88,7 @@ pub use cidr::{Cidr, CidrError, ListError, parse_list};
 pub use config::{Config, Counters};
 pub use decision::{Machine, StaleSpiFate};
 pub use hold::{Held, HoldDrops, HoldLimits, HoldStore};
-pub use node::{Command, Node, NodeConfig};
+pub use node::{Addresses, Command, Node, NodeConfig};
 pub use outcome::{
     AttemptFailure, Auth, Cause, NoKey, NoRecord, Outcome, State, Unusable, UnusableWhy,
 };

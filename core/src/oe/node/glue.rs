@@ -259,7 +259,6 @@ impl Node {
         dnssec: bool,
         deadline: Instant,
     ) {
-        let local = self.config.address;
         let peer = match key {
             PeerKey::Ed25519(keys) => {
                 let parsed: Result<Vec<_>, _> = keys
@@ -278,14 +277,26 @@ impl Node {
             }
             PeerKey::Null => PeerAuth::Null,
         };
-        if local.is_ipv4() != peer_addr.is_ipv4() {
-            let result = IkeResult::NotStarted {
-                reason: NotStarted::NoAddressOfFamily { peer_addr },
-            };
-            return self.machine.on_ike_result(now, dst, peer_addr, result);
-        }
+        // IKE from this host's address of the peer's family; the local
+        // selector is its address of the destination's (a gateway of the
+        // other family protects `dst`).
+        let addresses = self.config.addresses;
+        let (local, ts_local) = match (addresses.for_family(peer_addr), addresses.for_family(dst)) {
+            (Some(local), Some(ts_local)) => (local, ts_local),
+            (None, _) | (_, None) => {
+                let missing = if addresses.for_family(peer_addr).is_none() {
+                    peer_addr
+                } else {
+                    dst
+                };
+                let result = IkeResult::NotStarted {
+                    reason: NotStarted::NoAddressOfFamily { peer_addr: missing },
+                };
+                return self.machine.on_ike_result(now, dst, peer_addr, result);
+            }
+        };
         let ts = TrafficSelectors {
-            local: vec![AddrSelector::host(local)],
+            local: vec![AddrSelector::host(ts_local)],
             remote: vec![AddrSelector::host(dst)],
         };
         let anonymous = matches!(peer, PeerAuth::Null);

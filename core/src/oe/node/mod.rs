@@ -34,6 +34,7 @@
 //! - a private outcome ends with the last SA of its peer;
 //! - an IKE SA whose ESP carried nothing for the idle timeout is closed.
 
+mod addresses;
 mod children;
 mod command;
 mod glue;
@@ -49,14 +50,18 @@ use crate::oe::{
     AddressResult, DnsResult, Held, Machine, PacketFate, StaleSpiFate, Unreachable, UnreachableFate,
 };
 
+pub use addresses::Addresses;
 use children::Children;
 pub use command::{Command, Level, Note, esp_sas};
 
 /// What the node needs besides the engine's and the machine's configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct NodeConfig {
-    /// This host's address (IKE source, traffic selector).
-    pub address: IpAddr,
+    /// This host's addresses, at most one per family: towards a peer, the
+    /// one of its family is the IKE SA's local address and the local traffic
+    /// selector; a peer of a family without one is not started
+    /// ([`crate::oe::NotStarted::NoAddressOfFamily`]).
+    pub addresses: Addresses,
     /// An IKE SA whose ESP carried nothing this long is closed.
     pub idle_timeout: Duration,
 }
