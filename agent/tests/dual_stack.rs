@@ -1,0 +1,158 @@
+//! Dual stack (issue 13, part 6): alice and bob each run with
+//! `address = [v4, v6]` and have their key published at both reverse names;
+//! alice pings bob over both families, and both of bob's addresses are
+//! private and authenticated on alice at the same time (and hers on bob),
+//! with nothing but IKE and ESP-in-UDP between them on the wire.
+//!
+//! Needs root, BIND 9, tcpdump, nft and the `dnskeys` binary, like `e2e.rs`.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+#[allow(dead_code)]
+mod e2e_support;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use e2e_support::*;
+use oemesh_testkit::capture::Packet;
+use oemesh_testkit::topology::{
+    AgentConfig, Binaries, DNS_V4, DNS_V6, Host, Options, SUBNET_V4, SUBNET_V6, Testnet,
+};
+
+/// What the testkit's ping sends: it must never cross the switch in clear.
+const PING_PAYLOAD: &[u8] = b"oemesh-testkit ping";
+
+/// Publishes `host`'s key (made by the testnet) at the reverse name of its
+/// IPv6 address too, as its admin would: `dnskeys publish --ip <v6>`.
+fn publish_v6(net: &Testnet, dnskeys: &Path, host: &Host) {
+    let key = host.key_path().expect("a host with a key");
+    let tsig = net.dns().bind().tsig_key_file();
+    let v6 = host.v6().to_string();
+    let server = net.dns().bind().server();
+    let argv = [
+        dnskeys.to_str().unwrap(),
+        "publish",
+        "--key",
+        key.to_str().unwrap(),
+        "--ip",
+        &v6,
+        "--server",
+        &server,
+        "--tsig-key",
+        tsig.to_str().unwrap(),
+    ];
+    host.exec(&argv, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{}: dnskeys publish --ip {v6}: {e:#}", host.name()));
+    let records = net.dns().ipseckeys(IpAddr::V6(host.v6())).unwrap();
+    assert_eq!(records.len(), 1, "{}: {records:?}", host.name());
+}
+
+/// Writes `host`'s config with `address = [v4, v6]` instead of the
+/// testnet's single IPv4 `address`.
+fn configure_dual(host: &Host, config: &AgentConfig) {
+    host.set_agent_config(config).unwrap();
+    let path = host.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let single = format!("address = \"{}\"\n", host.v4());
+    assert!(text.contains(&single), "{text}");
+    let dual = format!("address = [\"{}\", \"{}\"]\n", host.v4(), host.v6());
+    std::fs::write(&path, text.replace(&single, &dual)).unwrap();
+}
+
+/// Pings `dst` from `src` on `host` until a reply comes (the first ones
+/// wait for the decision), bounded by [`DECISION`].
+fn ping_until_reply(host: &Host, src: IpAddr, dst: IpAddr) {
+    let deadline = Instant::now() + DECISION;
+    loop {
+        match host.netns().ping(src, dst, Duration::from_secs(2)) {
+            Ok(()) => return,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("{e:#}\n{}:\n{}", host.name(), host.log_tail(40))
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Neighbour discovery between global addresses (NS, NA: ICMPv6 135, 136):
+/// the kernel's own, beside the TUN, and never data.
+fn is_neighbour_discovery(p: &Packet) -> bool {
+    p.protocol == 58 && matches!(p.payload.first(), Some(135 | 136))
+}
+
+#[test]
+fn a_dual_stack_pair_is_private_and_authenticated_on_both_families_at_once() {
+    oemesh_testkit::process::require_root();
+    let bins = Binaries::locate(Path::new(OEMESH)).expect("oemesh and dnskeys binaries");
+    let dnskeys = bins.dnskeys.clone();
+    let mut config = AgentConfig::default();
+    config.set_policy("private-or-clear", &[SUBNET_V4, SUBNET_V6]);
+    config.set_policy(
+        "clear",
+        &[&format!("{DNS_V4}/32"), &format!("{DNS_V6}/128")],
+    );
+    let mut opts = Options::new("dual", bins);
+    opts.agent = config.clone();
+    opts.start_agents = false;
+    opts.keep = std::env::var_os("OEMESH_E2E_KEEP").is_some();
+    let net = Testnet::up(opts).expect("testnet comes up");
+    let (alice, bob) = (net.alice(), net.bob());
+    for host in [alice, bob] {
+        publish_v6(&net, &dnskeys, host);
+        configure_dual(host, &config);
+        host.start_agent().unwrap();
+        // Status shows both addresses; the JSON keeps `address` (the first).
+        let s = status(host);
+        let want = [host.v4().to_string(), host.v6().to_string()];
+        assert_eq!(s["addresses"], serde_json::json!(want), "{s}");
+        assert_eq!(s["address"], serde_json::json!(want[0]), "{s}");
+        let text = host.oemesh_cli(&["status"]).unwrap();
+        assert!(text.contains(&want.join(", ")), "{text}");
+    }
+
+    let cap = net.capture("dual").unwrap();
+    let (a4, a6) = (IpAddr::V4(alice.v4()), IpAddr::V6(alice.v6()));
+    let (b4, b6) = (IpAddr::V4(bob.v4()), IpAddr::V6(bob.v6()));
+    ping_until_reply(alice, a4, b4);
+    ping_until_reply(alice, a6, b6);
+
+    // Each waits until private and authenticated...
+    for (host, peers) in [(alice, [b4, b6]), (bob, [a4, a6])] {
+        for peer in peers {
+            host.wait_peer(peer, "private and authenticated", DECISION, |p| {
+                p.state == "private" && p.auth.as_deref() == Some("authenticated")
+            })
+            .unwrap();
+        }
+    }
+    // ...and then both families are, in one view.
+    let peers = alice.peers().unwrap();
+    for addr in [b4, b6] {
+        let p = peers.iter().find(|p| p.peer == addr);
+        assert!(
+            p.is_some_and(|p| p.state == "private" && p.auth.as_deref() == Some("authenticated")),
+            "{addr} on alice: {peers:#?}"
+        );
+    }
+    // Over both SAs, once more: the pings go through.
+    alice.netns().ping(a4, b4, Duration::from_secs(5)).unwrap();
+    alice.netns().ping(a6, b6, Duration::from_secs(5)).unwrap();
+
+    let packets: Vec<Packet> = cap
+        .stop()
+        .unwrap()
+        .into_iter()
+        .filter(|p| !p.is_link_local_control() && !is_neighbour_discovery(p))
+        .collect();
+    assert_only_ipsec(&packets, a4, b4, PING_PAYLOAD);
+    assert_only_ipsec(&packets, a6, b6, PING_PAYLOAD);
+    // IKE went per family: alice's IPv6 address spoke IKE to bob's.
+    assert!(
+        between(&packets, a6, b6)
+            .iter()
+            .any(|p| p.ike_message().is_some()),
+        "no IKE between {a6} and {b6}"
+    );
+}
