@@ -2,7 +2,8 @@
 //! `address = [v4, v6]` and have their key published at both reverse names;
 //! alice pings bob over both families, and both of bob's addresses are
 //! private and authenticated on alice at the same time (and hers on bob),
-//! with nothing but IKE and ESP-in-UDP between them on the wire.
+//! with nothing but IKE and ESP-in-UDP between them on the wire. Without
+//! `address`, each family's default route gives one.
 //!
 //! Needs root, BIND 9, tcpdump, nft and the `dnskeys` binary, like `e2e.rs`.
 
@@ -155,4 +156,48 @@ fn a_dual_stack_pair_is_private_and_authenticated_on_both_families_at_once() {
             .any(|p| p.ike_message().is_some()),
         "no IKE between {a6} and {b6}"
     );
+}
+
+/// Without `address`, each family's default route gives its address: alice
+/// has a default route of each family and gets both; bob only an IPv4 one
+/// and gets his IPv4 address alone.
+#[test]
+fn without_address_each_family_with_a_default_route_gives_one() {
+    oemesh_testkit::process::require_root();
+    let bins = Binaries::locate(Path::new(OEMESH)).expect("oemesh and dnskeys binaries");
+    let mut opts = Options::new("dualdef", bins);
+    opts.start_agents = false;
+    let net = Testnet::up(opts).expect("testnet comes up");
+    let (alice, bob) = (net.alice(), net.bob());
+    // Gateways inside the testnet (the `dns` host, which forwards nothing):
+    // the agent only asks the kernel which source it would pick.
+    let (gw4, gw6) = (DNS_V4.to_string(), DNS_V6.to_string());
+    alice
+        .netns()
+        .ip(&["route", "add", "default", "via", &gw4])
+        .unwrap();
+    alice
+        .netns()
+        .ip(&["-6", "route", "add", "default", "via", &gw6])
+        .unwrap();
+    bob.netns()
+        .ip(&["route", "add", "default", "via", &gw4])
+        .unwrap();
+    for (host, want) in [
+        (alice, vec![alice.v4().to_string(), alice.v6().to_string()]),
+        (bob, vec![bob.v4().to_string()]),
+    ] {
+        let path = host.config_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let without: String = text
+            .lines()
+            .filter(|l| !l.starts_with("address ="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(text, without, "the testnet wrote an `address`");
+        std::fs::write(&path, without).unwrap();
+        host.start_agent().unwrap();
+        let s = status(host);
+        assert_eq!(s["addresses"], serde_json::json!(want), "{s}");
+    }
 }
