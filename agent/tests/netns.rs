@@ -151,18 +151,38 @@ listen = "127.0.0.1:9618"
                 .any(|r| r.starts_with("2001:db8::/64 dev oemesh0")),
             "{routes:?}"
         );
-        assert_eq!(routes.len(), 3, "{routes:?}");
+        // nat.pool's prefixes (the defaults), routed as `private`: into the
+        // TUN, over an `unreachable` that fails closed.
+        for pool in ["100.64.0.0/16", "fd00:6f65::/112"] {
+            for want in [format!("{pool} dev oemesh0"), format!("unreachable {pool}")] {
+                assert!(
+                    routes.iter().any(|r| r.starts_with(&want)),
+                    "no {want:?} in {routes:?}"
+                );
+            }
+        }
+        assert_eq!(routes.len(), 7, "{routes:?}");
         assert!(self.has_tun());
         assert!(self.nft_tables().contains("table inet oemesh"));
     }
 
     /// What a stop keeps: the rules, and of the routes only the clear
-    /// prefix's `throw` (a `private` prefix would keep its `unreachable`).
+    /// prefix's `throw` (a `private` prefix would keep its `unreachable`),
+    /// and the `unreachable` routes of nat.pool (given addresses fail closed).
     fn assert_stopped(&self) {
         assert_eq!(self.rules().len(), 2, "{:?}", self.rules());
         let routes = self.routes();
-        assert_eq!(routes.len(), 1, "{routes:?}");
-        assert!(routes[0].starts_with("throw 192.0.2.53"), "{routes:?}");
+        assert_eq!(routes.len(), 3, "{routes:?}");
+        for want in [
+            "throw 192.0.2.53",
+            "unreachable 100.64.0.0/16",
+            "unreachable fd00:6f65::/112",
+        ] {
+            assert!(
+                routes.iter().any(|r| r.starts_with(want)),
+                "no {want:?} in {routes:?}"
+            );
+        }
         assert!(!self.has_tun());
         assert!(
             !self.nft_tables().contains("oemesh"),
@@ -291,7 +311,7 @@ fn run_sets_up_answers_and_tears_down() {
     fx.assert_stopped();
     let removed = fx.down();
     assert!(
-        removed.contains("removed 2 rule(s), 1 route(s) of table 28517"),
+        removed.contains("removed 2 rule(s), 3 route(s) of table 28517"),
         "{removed}"
     );
     fx.assert_clean();

@@ -300,21 +300,23 @@ fn stop_keeps_what_fails_closed_and_down_removes_it() {
 
     let exit = alice.stop_agent().unwrap();
     assert!(exit.success(), "{exit:?}\n{}", alice.log_tail(20));
-    // What a stop keeps: both rules, bob's and carol's unreachable routes and
-    // BIND's throw; not the TUN, its routes, dave's bypass or the nft table.
+    // What a stop keeps: both rules, bob's and carol's unreachable routes,
+    // nat.pool's (given addresses fail closed) and BIND's throw; not the TUN,
+    // its routes, dave's bypass or the nft table.
     let left = routes(alice);
     assert_eq!(rules(alice).len(), 2, "{:?}", rules(alice));
     for want in [
         format!("unreachable {BOB} "),
         "unreachable 192.0.2.30 ".to_owned(),
         "throw 192.0.2.53 ".to_owned(),
+        "unreachable 100.64.0.0/16 ".to_owned(),
     ] {
         assert!(
             left.iter().any(|r| r.starts_with(&want)),
             "no {want:?} in {left:?}"
         );
     }
-    assert_eq!(left.len(), 3, "{left:?}");
+    assert_eq!(left.len(), 5, "{left:?}");
     assert!(!has_tun(alice));
     assert!(
         !nft_tables(alice).contains("oemesh"),
@@ -332,7 +334,7 @@ fn stop_keeps_what_fails_closed_and_down_removes_it() {
     let (ok, out, err) = oemesh_in(alice, &["down"]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("removed 2 rule(s), 3 route(s) of table 28517"),
+        out.contains("removed 2 rule(s), 5 route(s) of table 28517"),
         "{out}"
     );
     assert_eq!(rules(alice), Vec::<String>::new());

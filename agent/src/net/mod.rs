@@ -10,11 +10,11 @@ pub mod routes;
 pub mod tun;
 pub mod udp;
 
-/// Whether the kernel has IPv6 on (`net.ipv6.conf.all.disable_ipv6` is 0 and
-/// the family exists): off, IPv6 routes cannot be added.
+/// Whether IPv6 is on in this host's network namespace: the kernel lists an
+/// IPv6 address (`::1` on an up loopback at least) in `/proc/self/net/if_inet6`.
+/// With `disable_ipv6` the list is empty, with `ipv6.disable=1` it is absent,
+/// and either way IPv6 routes cannot be added. `/proc/self` is readable under
+/// the unit's `ProcSubset=pid`, where `/proc/sys` is not.
 pub fn ipv6_enabled() -> bool {
-    match std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6") {
-        Ok(v) => v.trim() == "0",
-        Err(_) => false,
-    }
+    std::fs::read_to_string("/proc/self/net/if_inet6").is_ok_and(|list| !list.trim().is_empty())
 }
