@@ -11,7 +11,9 @@
 //! - `oemesh`: both agents running, OE to 192.0.2.20 (DNS + IKE on first packet);
 //! - `boringtun`: `boringtun-cli` on both ends, tunnel addresses 10.77.0.1/2;
 //! - `strongswan`: charon (kernel-libipsec) on both, host-to-host SA for
-//!   192.0.2.10 <-> 192.0.2.20, alice with `start_action = trap`.
+//!   192.0.2.10 <-> 192.0.2.20, alice with `start_action = trap`;
+//! - `oemesh-nat`, `veth-nat`: from a laptop behind a masquerading router
+//!   instead of alice (see `bench/nat.rs`).
 //!
 //! Every figure is the median of `--runs` runs, with min and max.
 
@@ -29,15 +31,19 @@ use oemesh_testkit::iperf;
 use oemesh_testkit::probe::{self, Drops, UdpEcho};
 use oemesh_testkit::process::{self, Child};
 use oemesh_testkit::strongswan::{self, Charon, CharonConfig, Ed25519Key, StartAction};
-use oemesh_testkit::topology::{AgentConfig, Binaries, Host, Options, SUBNET_V4, Testnet};
+use oemesh_testkit::topology::{AgentConfig, Binaries, HomeLan, Host, Options, SUBNET_V4, Testnet};
 use oemesh_testkit::wireguard::{Boringtun, End};
 use serde_json::json;
+
+#[path = "bench/nat.rs"]
+mod nat;
 
 const USAGE: &str = "usage: bench [--oemesh PATH] [--duration SECS] [--runs N] [--quick]
              [--only NAME[,NAME…]] [--rtt-count N] [--json FILE] [--profile DIR]
              [--no-tcp] [--anonymous-timeout DURATION]
   NAME: veth, oemesh, oemesh-chacha, oemesh-clear, oemesh-clear-icmp, oemesh-clear-silent,
         oemesh-passthrough, boringtun, boringtun-t1, strongswan-aes, strongswan-chacha,
+        oemesh-nat, veth-nat (a laptop behind a masquerading router, to bob),
         ike (IKE SAs/s on one responder agent), memory (agent bytes per clear outcome)
   --no-tcp: no iperf3 runs (RTT and cold probe only)
   --anonymous-timeout: alice's `[ike] anonymous_timeout` in the oemesh-clear-icmp,
@@ -130,6 +136,11 @@ enum Kind {
     OemeshNoPeer(NoPeer),
     Boringtun(Option<u32>),
     Strongswan(&'static str),
+    /// Like `Oemesh("aes-256-gcm")`, from the laptop behind the NAT router
+    /// (`bench/nat.rs`) instead of alice.
+    OemeshNat,
+    /// Like `Veth`, from the laptop behind the NAT router.
+    VethNat,
 }
 
 /// How bob, with no agent and no key in DNS, meets alice's IKE.
@@ -152,7 +163,7 @@ struct Variant {
     kind: Kind,
 }
 
-const VARIANTS: [Variant; 12] = [
+const VARIANTS: [Variant; 14] = [
     Variant {
         name: "veth",
         label: "plain veth (no tunnel)",
@@ -164,6 +175,18 @@ const VARIANTS: [Variant; 12] = [
         label: "oemesh",
         aead: "AES-256-GCM",
         kind: Kind::Oemesh("aes-256-gcm"),
+    },
+    Variant {
+        name: "oemesh-nat",
+        label: "oemesh, client behind a NAT",
+        aead: "AES-256-GCM",
+        kind: Kind::OemeshNat,
+    },
+    Variant {
+        name: "veth-nat",
+        label: "plain, client behind a NAT (no tunnel)",
+        aead: "-",
+        kind: Kind::VethNat,
     },
     Variant {
         name: "oemesh-chacha",
@@ -254,11 +277,12 @@ fn check_interrupt() -> Result<()> {
     Ok(())
 }
 
-/// A running tunnel between alice and bob.
+/// A running tunnel between alice (or the laptop behind the NAT) and bob.
 enum Running<'n> {
     Veth,
     Oemesh {
-        alice: &'n Host,
+        /// The initiating end: alice, or the laptop of the NAT rows.
+        client: &'n Host,
         bob: &'n Host,
         /// bob runs no agent (`Kind::OemeshClear`, `Kind::OemeshNoPeer`).
         clear_peer: bool,
@@ -278,6 +302,8 @@ enum Running<'n> {
 
 struct Tunnel<'n> {
     running: Running<'n>,
+    /// Where the traffic starts: alice, or the laptop of the NAT rows.
+    client: &'n Host,
     src: IpAddr,
     dst: IpAddr,
     net: &'n Testnet,
@@ -289,11 +315,34 @@ impl<'n> Tunnel<'n> {
         kind: Kind,
         keys: &(Ed25519Key, Ed25519Key),
         anonymous_timeout: Option<&str>,
+        home: Option<&'n HomeLan>,
     ) -> Result<Tunnel<'n>> {
         let (alice, bob) = (net.alice(), net.bob());
-        let (mut src, mut dst) = (alice.ip(), bob.ip());
+        let client = match kind {
+            Kind::OemeshNat | Kind::VethNat => home
+                .and_then(|h| h.client(nat::CLIENT))
+                .context("no home LAN client")?,
+            _ => alice,
+        };
+        let (mut src, mut dst) = (client.ip(), bob.ip());
         let running = match kind {
-            Kind::Veth => Running::Veth,
+            Kind::Veth | Kind::VethNat => Running::Veth,
+            Kind::OemeshNat => {
+                for h in [client, bob] {
+                    set_esp_aead(h, "aes-256-gcm")?;
+                    set_dnssec(h, net, true)?;
+                }
+                bob.start_agent().context("oemesh: starting bob's agent")?;
+                client
+                    .start_agent()
+                    .context("oemesh: starting the NATed client's agent")?;
+                Running::Oemesh {
+                    client,
+                    bob,
+                    clear_peer: false,
+                    _no_peer: None,
+                }
+            }
             Kind::Oemesh(_) | Kind::OemeshNoDnssec => {
                 let aead = match kind {
                     Kind::Oemesh(aead) => aead,
@@ -309,7 +358,7 @@ impl<'n> Tunnel<'n> {
                     .start_agent()
                     .context("oemesh: starting alice's agent")?;
                 Running::Oemesh {
-                    alice,
+                    client: alice,
                     bob,
                     clear_peer: false,
                     _no_peer: None,
@@ -320,7 +369,7 @@ impl<'n> Tunnel<'n> {
                     .start_agent()
                     .context("oemesh: starting alice's agent")?;
                 Running::Oemesh {
-                    alice,
+                    client: alice,
                     bob,
                     clear_peer: true,
                     _no_peer: None,
@@ -332,7 +381,7 @@ impl<'n> Tunnel<'n> {
                     .start_agent()
                     .context("oemesh: starting alice's agent")?;
                 Running::Oemesh {
-                    alice,
+                    client: alice,
                     bob,
                     clear_peer: true,
                     _no_peer: Some(setup),
@@ -393,6 +442,7 @@ impl<'n> Tunnel<'n> {
         };
         Ok(Tunnel {
             running,
+            client,
             src,
             dst,
             net,
@@ -403,7 +453,7 @@ impl<'n> Tunnel<'n> {
     fn pids(&self) -> Vec<u32> {
         match &self.running {
             Running::Veth => vec![],
-            Running::Oemesh { alice, bob, .. } => [alice.agent_pid(), bob.agent_pid()]
+            Running::Oemesh { client, bob, .. } => [client.agent_pid(), bob.agent_pid()]
                 .into_iter()
                 .flatten()
                 .collect(),
@@ -423,12 +473,12 @@ impl<'n> Tunnel<'n> {
     fn make_cold(&mut self) -> Result<()> {
         match &mut self.running {
             Running::Veth => {
-                for h in [self.net.alice(), self.net.bob()] {
+                for h in [self.client, self.net.bob()] {
                     h.netns().ip(&["neigh", "flush", "all"])?;
                 }
             }
             Running::Oemesh {
-                alice,
+                client,
                 bob,
                 clear_peer,
                 ..
@@ -437,9 +487,9 @@ impl<'n> Tunnel<'n> {
                     bob.restart_agent()
                         .context("oemesh: restarting bob's agent")?;
                 }
-                alice
+                client
                     .restart_agent()
-                    .context("oemesh: restarting alice's agent")?;
+                    .with_context(|| format!("oemesh: restarting {}'s agent", client.name()))?;
             }
             Running::Boringtun { wg, threads, dir } => {
                 drop(wg.take());
@@ -461,7 +511,7 @@ impl<'n> Tunnel<'n> {
 
     /// Sends pings until one comes back (the tunnel is up).
     fn warm_up(&self) -> Result<()> {
-        let ns = self.net.alice().netns();
+        let ns = self.client.netns();
         process::wait_until(
             "the first ping through the tunnel",
             Duration::from_secs(15),
@@ -473,7 +523,7 @@ impl<'n> Tunnel<'n> {
         .with_context(|| {
             let extra = match &self.running {
                 Running::Strongswan { alice, .. } => alice.context(),
-                Running::Oemesh { alice, .. } => alice.log_tail(30),
+                Running::Oemesh { client, .. } => client.log_tail(30),
                 _ => String::new(),
             };
             format!(
@@ -642,20 +692,22 @@ fn set_config_key(host: &Host, section: &str, key: &str, value: &str) -> Result<
     std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Checks in alice's log that the SA pair uses `aead` (the agents log
-/// the `control_plane` target at debug: "ESP SA pair … (Aes256Gcm, ESN)").
-fn check_oemesh_aead(alice: &Host, aead: &str) -> Result<()> {
+/// Checks in the initiating end's log (alice's, or the NATed laptop's) that
+/// the SA pair uses `aead` (the agents log the `control_plane` target at
+/// debug: "ESP SA pair … (Aes256Gcm, ESN)").
+fn check_oemesh_aead(client: &Host, aead: &str) -> Result<()> {
     let want = match aead {
         "chacha20-poly1305" => "ChaCha20Poly1305",
         _ => "Aes256Gcm",
     };
-    let log = alice.log();
+    let who = client.name();
+    let log = client.log();
     let last = log
         .lines()
         .rfind(|l| l.contains("ESP SA pair"))
-        .context("oemesh: no \"ESP SA pair\" line in alice's log")?;
+        .with_context(|| format!("oemesh: no \"ESP SA pair\" line in {who}'s log"))?;
     if !last.contains(want) {
-        bail!("oemesh: asked for {aead}, but alice's SA is: {last}");
+        bail!("oemesh: asked for {aead}, but {who}'s SA is: {last}");
     }
     Ok(())
 }
@@ -679,15 +731,21 @@ type Samples = BTreeMap<&'static str, Vec<f64>>;
 
 fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> Result<Samples> {
     let mut s = Samples::new();
-    let alice = net.alice().netns();
+    let alice = tunnel.client.netns();
     let bob = net.bob().netns();
     // The no-peer rows measure the cold path only: nothing to warm up, no tunnel.
     let cold_only = matches!(v.kind, Kind::OemeshNoPeer(_) | Kind::OemeshNoDnssec);
     if !cold_only {
         tunnel.warm_up()?;
     }
-    if let (Kind::Oemesh(aead), Running::Oemesh { alice, .. }) = (v.kind, &tunnel.running) {
-        check_oemesh_aead(alice, aead)?;
+    if let Running::Oemesh { client, .. } = &tunnel.running
+        && let Some(aead) = match v.kind {
+            Kind::Oemesh(aead) => Some(aead),
+            Kind::OemeshNat => Some("aes-256-gcm"),
+            _ => None,
+        }
+    {
+        check_oemesh_aead(client, aead)?;
     }
     let tcp_runs = if cold_only || args.no_tcp {
         0
@@ -796,9 +854,10 @@ fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> 
             p.reordered
         );
         if std::env::var_os("OEMESH_BENCH_LOG").is_some()
-            && let Running::Oemesh { alice, bob, .. } = &tunnel.running
+            && let Running::Oemesh { client, bob, .. } = &tunnel.running
         {
-            for (who, h) in [("alice", alice), ("bob", bob)] {
+            for h in [client, bob] {
+                let who = h.name();
                 let path = format!("/tmp/oemesh-bench-cold-{}-{}-{who}.log", v.name, run + 1);
                 std::fs::write(&path, h.log()).with_context(|| format!("writing {path}"))?;
                 eprintln!("  {who}'s log: {path}");
@@ -842,27 +901,28 @@ fn stat(v: &[f64]) -> (f64, f64, f64) {
     (med, s[0], s[n - 1])
 }
 
-/// While one more `iperf3 -P 1` runs through oemesh, `perf record -g` on both
-/// agents; writes `perf.data` files and `perf report` text into `dir`.
-fn profile_oemesh(args: &Args, net: &Testnet, dir: &Path) -> Result<()> {
+/// While one more `iperf3 -P 1` runs through oemesh from `client` (alice, or
+/// the NATed laptop), `perf record -g` on both agents; writes
+/// `<row>-<host>.perf.data` files and `perf report` text into `dir`.
+fn profile_oemesh(args: &Args, net: &Testnet, client: &Host, row: &str, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let dst = net.bob().ip();
     let secs = args.duration.to_string();
     let mut perfs: Vec<(Child, PathBuf)> = Vec::new();
-    for host in [net.alice(), net.bob()] {
+    for host in [client, net.bob()] {
         let pid = host.agent_pid().context("profile: agent not running")?;
-        let data = dir.join(format!("oemesh-{}.perf.data", host.name()));
+        let data = dir.join(format!("{row}-{}.perf.data", host.name()));
         let mut cmd = std::process::Command::new("perf");
         cmd.args(["record", "-g", "-p", &pid.to_string(), "-o"])
             .arg(&data)
             .args(["--", "sleep", &secs]);
-        let out = dir.join(format!("perf-record-{}.out", host.name()));
+        let out = dir.join(format!("perf-record-{row}-{}.out", host.name()));
         perfs.push((
             Child::spawn(&format!("perf record {}", host.name()), cmd, &out)?,
             data,
         ));
     }
-    iperf::run_client(net.alice().netns(), dst, args.duration, 1).context("profile: iperf3")?;
+    iperf::run_client(client.netns(), dst, args.duration, 1).context("profile: iperf3")?;
     for (child, data) in &mut perfs {
         process::wait_until("perf record to finish", Duration::from_secs(30), || {
             !child.is_running()
@@ -966,11 +1026,12 @@ fn report(
         ),
     ]
     .into_iter()
+    .chain(nat::RATIOS)
     .map(|(l, a, b)| (l.to_owned(), a, b))
     .chain(
         VARIANTS
             .iter()
-            .filter(|v| v.kind != Kind::Veth)
+            .filter(|v| !matches!(v.kind, Kind::Veth | Kind::VethNat))
             .map(|v| (format!("{} {} / veth", v.label, v.aead), v.name, "veth")),
     )
     .collect();
@@ -1280,27 +1341,39 @@ fn real_main() -> Result<()> {
         };
         (k.clone(), k)
     };
+    // Declared after `net`: dropped (agents stopped, namespaces removed) before it.
+    let home = if nat::ROWS.iter().any(|r| wanted(r)) {
+        Some(nat::home_lan(&net)?)
+    } else {
+        None
+    };
     let mut results: BTreeMap<&str, Samples> = BTreeMap::new();
     let mut failures = Vec::new();
     for v in VARIANTS.iter().filter(|v| wanted(v.name)) {
         check_interrupt()?;
         eprintln!("== {} ({})", v.label, v.aead);
-        let outcome = Tunnel::start(&net, v.kind, &keys, args.anonymous_timeout.as_deref())
-            .and_then(|mut tunnel| {
-                let s = measure(&args, &net, &mut tunnel, v);
-                if s.is_ok()
-                    && v.kind == Kind::Oemesh("aes-256-gcm")
-                    && let Some(dir) = &args.profile
-                {
-                    tunnel.warm_up()?;
-                    profile_oemesh(&args, &net, dir)?;
-                }
-                if let Running::Oemesh { alice, bob, .. } = &tunnel.running {
-                    let _ = alice.stop_agent();
-                    let _ = bob.stop_agent();
-                }
-                s
-            });
+        let outcome = Tunnel::start(
+            &net,
+            v.kind,
+            &keys,
+            args.anonymous_timeout.as_deref(),
+            home.as_ref(),
+        )
+        .and_then(|mut tunnel| {
+            let s = measure(&args, &net, &mut tunnel, v);
+            if s.is_ok()
+                && matches!(v.kind, Kind::Oemesh("aes-256-gcm") | Kind::OemeshNat)
+                && let Some(dir) = &args.profile
+            {
+                tunnel.warm_up()?;
+                profile_oemesh(&args, &net, tunnel.client, v.name, dir)?;
+            }
+            if let Running::Oemesh { client, bob, .. } = &tunnel.running {
+                let _ = client.stop_agent();
+                let _ = bob.stop_agent();
+            }
+            s
+        });
         check_interrupt()?;
         server.check_running()?;
         match outcome {
