@@ -20,6 +20,15 @@
 //! Options, and AH, RFC 4302 §2.2) are walked to the upper layer. IPv4
 //! options are not interpreted.
 //!
+//! An ICMP or ICMPv6 error (RFC 792, RFC 4443 §3) quotes the packet it is
+//! about, which carries the same address the other way round: the quoted
+//! packet's destination when the outer source changes, its source when the
+//! outer destination does. Where it holds the old address it gets the new one
+//! too, with the quoted IPv4 header checksum and the ICMP checksum updated
+//! (RFC 5508 §4), so that the host's kernel matches a translated error (path
+//! MTU, port unreachable) to its socket. The quoted transport checksum is left
+//! as it is (it is usually cut short, and kernels do not check it).
+//!
 //! Everything is checked before the first byte is written: a refused packet
 //! is left as it was. No allocation, and no panic on any input (the `rewrite`
 //! fuzz target).
@@ -113,6 +122,9 @@ struct Plan {
     header: Option<usize>,
     /// The upper layer's checksum field.
     upper: Option<(usize, Zero)>,
+    /// An ICMP (false) or ICMPv6 (true) message: where it starts and where
+    /// the packet ends.
+    icmp: Option<(bool, usize, usize)>,
 }
 
 fn rewrite(packet: &mut [u8], which: Which, addr: IpAddr) -> Result<IpAddr, RewriteError> {
@@ -152,6 +164,9 @@ fn rewrite(packet: &mut [u8], which: Which, addr: IpAddr) -> Result<IpAddr, Rewr
     if let Some((at, zero)) = plan.upper {
         update(packet, at, zero, old, new);
     }
+    if let Some((v6, start, end)) = plan.icmp {
+        quoted(packet, v6, start, end, which, old, new);
+    }
     Ok(match *old {
         [a, b, c, d] => IpAddr::from([a, b, c, d]),
         _ => {
@@ -181,6 +196,8 @@ fn plan_v4(packet: &[u8], which: Which) -> Result<Plan, RewriteError> {
         },
         header: Some(10),
         upper,
+        icmp: (ip.frag_offset() == 0 && ip.protocol() == protocol::ICMP)
+            .then(|| (false, ip.header_len(), usize::from(ip.total_len()))),
     })
 }
 
@@ -218,6 +235,7 @@ fn plan_v6(packet: &[u8], which: Which) -> Result<Plan, RewriteError> {
                         addr,
                         header: None,
                         upper: None,
+                        icmp: None,
                     });
                 }
                 8
@@ -235,7 +253,62 @@ fn plan_v6(packet: &[u8], which: Which) -> Result<Plan, RewriteError> {
         addr,
         header: None,
         upper: upper(next, true, at, end)?,
+        icmp: (next == ICMPV6).then_some((true, at, end)),
     })
+}
+
+/// The packet an ICMP error at `start` quotes (RFC 5508 §4): its address
+/// field facing the other way (`which` of the outer packet changed from
+/// `old` to `new`) gets `new` if it holds `old`, and the checksums follow.
+/// Not an error, or a quote too short: nothing changes.
+fn quoted(
+    packet: &mut [u8],
+    v6: bool,
+    start: usize,
+    end: usize,
+    which: Which,
+    old: &[u8],
+    new: &[u8],
+) {
+    let Some(&ty) = packet.get(start) else { return };
+    let error = if v6 {
+        matches!(ty, 1..=4)
+    } else {
+        matches!(ty, 3 | 4 | 5 | 11 | 12)
+    };
+    let inner = start + 8;
+    if !error || end > packet.len() {
+        return;
+    }
+    let (field, header) = match (v6, which) {
+        // The outer source changed: the quote is of a packet sent to it.
+        (false, Which::Source) => (inner + 16..inner + 20, Some(inner + 10)),
+        (false, Which::Destination) => (inner + 12..inner + 16, Some(inner + 10)),
+        (true, Which::Source) => (inner + 24..inner + 40, None),
+        (true, Which::Destination) => (inner + 8..inner + 24, None),
+    };
+    let version = if v6 { 6 } else { 4 };
+    let sound = field.end <= end
+        && packet.get(inner).is_some_and(|b| b >> 4 == version)
+        && packet.get(field.clone()) == Some(old);
+    if !sound {
+        return;
+    }
+    let mut before = [0u8; 2];
+    if let Some(at) = header {
+        before = [packet[at], packet[at + 1]];
+    }
+    packet[field].copy_from_slice(new);
+    if let Some(at) = header {
+        update(packet, at, Zero::Plain, old, new);
+    }
+    // The ICMP checksum covers the quote: the address, and for IPv4 the
+    // quoted header checksum, changed in it.
+    update(packet, start + 2, Zero::Plain, old, new);
+    if let Some(at) = header {
+        let after = [packet[at], packet[at + 1]];
+        update(packet, start + 2, Zero::Plain, &before, &after);
+    }
 }
 
 /// The checksum field of an upper layer that starts at `start` and ends at

@@ -165,6 +165,78 @@ fn fragments_and_optional_udp_checksums() {
     assert!(set_source(&mut p, ip("fd00::3")).is_ok());
 }
 
+/// An ICMP (IPv4) or ICMPv6 error of `ty` from `src` to `dst` quoting `quote`,
+/// with its checksum computed from scratch.
+fn icmp_error(v6: bool, ty: u8, src: IpAddr, dst: IpAddr, quote: &[u8]) -> Vec<u8> {
+    let proto = if v6 { ICMPV6 } else { protocol::ICMP };
+    let mut p = build(v6, proto, src, dst, quote, 0);
+    let at = if v6 { 40 } else { 20 };
+    p[at] = ty;
+    p[at + 2..at + 4].fill(0);
+    let l4 = p[at..].to_vec();
+    let sum = if v6 {
+        let len = u32::try_from(l4.len()).unwrap();
+        pseudo_header(&octets(src), &octets(dst), proto, len)
+            .add_bytes(&l4)
+            .finish()
+    } else {
+        checksum(&l4)
+    };
+    p[at + 2..at + 4].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+#[test]
+fn icmp_errors_have_their_quoted_packet_translated_too() {
+    let (own, given, bob, router) = (
+        ip("192.168.1.10"),
+        ip("100.64.0.7"),
+        ip("192.0.2.20"),
+        ip("203.0.113.1"),
+    );
+    // Inbound: "fragmentation needed" from a router beyond the peer about a
+    // packet this host sent from the given address; the destination goes
+    // back to this host's own, and so does the quoted packet's source.
+    let sent = build(false, protocol::TCP, given, bob, b"data", 0);
+    let mut p = icmp_error(false, 3, router, given, &sent);
+    assert!(verifies(&p));
+    assert_eq!(set_destination(&mut p, own), Ok(given));
+    assert_eq!(&p[16..20], &octets(own)[..]);
+    let quote = &p[28..];
+    assert_eq!(&quote[12..16], &octets(own)[..], "quoted source translated");
+    assert_eq!(&quote[16..20], &octets(bob)[..]);
+    assert_eq!(checksum(&quote[..20]), 0, "quoted IPv4 header checksum");
+    assert!(verifies(&p), "outer IPv4 header and ICMP checksums");
+    // Outbound: this host's kernel answers bob with "port unreachable" about
+    // a packet to its own address; the quote's destination becomes the given one.
+    let received = build(false, protocol::UDP, bob, own, b"q", 0);
+    let mut p = icmp_error(false, 3, own, bob, &received);
+    assert_eq!(set_source(&mut p, given), Ok(own));
+    assert_eq!(&p[28 + 16..28 + 20], &octets(given)[..]);
+    assert_eq!(checksum(&p[28..48]), 0);
+    assert!(verifies(&p));
+    // IPv6 "packet too big" about a packet sent from the given address.
+    let (own6, given6, bob6) = (ip("fd00::10"), ip("fd00:6f65::7"), ip("2001:db8::20"));
+    let sent = build(true, protocol::TCP, given6, bob6, b"data", 0);
+    let mut p = icmp_error(true, 2, ip("2001:db8::1"), given6, &sent);
+    assert!(verifies(&p));
+    assert_eq!(set_destination(&mut p, own6), Ok(given6));
+    assert_eq!(&p[48 + 8..48 + 24], &octets(own6)[..]);
+    assert!(verifies(&p), "ICMPv6 checksum with pseudo-header and quote");
+    // Not an error (echo), or a quote of another address: only the outer
+    // address changes.
+    let mut echo = build(false, protocol::ICMP, router, given, &sent, 0);
+    let tail = echo[28..].to_vec();
+    set_destination(&mut echo, own).unwrap();
+    assert_eq!(&echo[28..], &tail[..]);
+    let other = build(false, protocol::TCP, ip("100.64.0.9"), bob, b"", 0);
+    let mut p = icmp_error(false, 11, router, given, &other);
+    let tail = p[28..].to_vec();
+    set_destination(&mut p, own).unwrap();
+    assert_eq!(&p[28..], &tail[..]);
+    assert!(verifies(&p));
+}
+
 /// A packet with correct checksums: `exts` 8-byte Destination Options
 /// headers before the upper layer on IPv6.
 fn build(v6: bool, proto: u8, src: IpAddr, dst: IpAddr, data: &[u8], exts: usize) -> Vec<u8> {
