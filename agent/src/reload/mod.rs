@@ -64,6 +64,15 @@ impl Loaded {
             tracing::info!("IPv6 is off on this host: nat.pool serves IPv4 only");
             cfg.nat.pool.retain(|p| p.addr().is_ipv4());
         }
+        // A pool over this host's own network would route it into the TUN.
+        for (p, subnet) in
+            crate::net::pool_overlaps(&cfg.nat.pool, &crate::net::interface_subnets())
+        {
+            tracing::warn!(
+                "nat.pool {p} overlaps this host's network {subnet}: not serving it (set nat.pool to a range no network here uses)"
+            );
+            cfg.nat.pool.retain(|q| *q != p);
+        }
         let key = match &cfg.key {
             Some(key_path) => {
                 let loaded = dnskeys::keyfile::load(key_path)
