@@ -26,6 +26,7 @@ pub mod ike_queue;
 pub mod ip;
 pub mod moved;
 pub mod parked;
+pub mod reports;
 pub mod sa_table;
 mod shards;
 pub mod stale;

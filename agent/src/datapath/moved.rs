@@ -11,22 +11,18 @@
 //! per IKE SA per second of the clock (a small table of recent SAs, shared
 //! without a lock; a collision only lets one more report through) over a
 //! bounded queue; when it is full the report is dropped and counted
-//! ([`MovedReports::queue_full`]). Modelled on `datapath::stale`.
+//! ([`MovedReports::queue_full`]). The rate limit and the queue are `datapath::reports`'.
 //!
 //! The queue is made with the data path (`MovedReports::default`); the
 //! control plane takes its end once, at start ([`MovedReports::inbox`]).
 
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use oemesh_core::ike::endpoint::SaHandle;
 use tokio::sync::mpsc;
 
-/// Recent IKE SAs kept (a power of two).
-const SLOTS: usize = 256;
+pub use super::reports::Reported;
 
 /// Reports queued for the control plane at most.
 const QUEUE: usize = 64;
@@ -42,85 +38,32 @@ pub struct Moved {
     pub from: SocketAddr,
 }
 
-/// What [`MovedReports::report`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reported {
-    /// Queued for the control plane.
-    Queued,
-    /// The IKE SA was reported this second already.
-    Recent,
-    /// The queue was full: dropped and counted.
-    QueueFull,
-}
-
-/// See the module docs.
+/// See the module docs: one report per IKE SA per second.
 #[derive(Debug)]
-pub struct MovedReports {
-    tx: mpsc::Sender<Moved>,
-    epoch: Instant,
-    /// Keyed per process, so that SA handles cannot be picked to collide.
-    hasher: RandomState,
-    /// Per slot: the SA's tag (high 32 bits) and the second it was last
-    /// reported in (low 32 bits).
-    recent: [AtomicU64; SLOTS],
-    /// Reports dropped because the queue was full.
-    queue_full: AtomicU64,
-    /// The control plane's end, until it takes it ([`MovedReports::inbox`]).
-    inbox: Mutex<Option<mpsc::Receiver<Moved>>>,
-}
+pub struct MovedReports(super::reports::Reports<Moved>);
 
 impl Default for MovedReports {
     /// The workers' end of a new queue; the control plane's end waits in it.
     fn default() -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let reports = Self::new(tx);
-        *reports.inbox.lock().unwrap_or_else(|e| e.into_inner()) = Some(rx);
-        reports
+        Self(super::reports::Reports::with_capacity(QUEUE))
     }
 }
 
 impl MovedReports {
-    fn new(tx: mpsc::Sender<Moved>) -> Self {
-        Self {
-            tx,
-            epoch: Instant::now(),
-            hasher: RandomState::new(),
-            recent: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
-            queue_full: AtomicU64::new(0),
-            inbox: Mutex::new(None),
-        }
-    }
-
     /// The control plane's end of the queue; there is one, taken once.
     pub fn inbox(&self) -> mpsc::Receiver<Moved> {
-        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-        inbox
-            .take()
-            .expect("the NAT-move inbox is taken once, at start")
+        self.0.inbox()
     }
 
     /// An authentic packet of `moved.sa` came from a new port: report it,
     /// unless that IKE SA was reported this second.
     pub fn report(&self, now: Instant, moved: Moved) -> Reported {
-        let hash = self.hasher.hash_one(moved.sa);
-        let second = now.saturating_duration_since(self.epoch).as_secs();
-        let mark = (hash & !0xffff_ffff) | (second & 0xffff_ffff);
-        let slot = &self.recent[(hash as usize) % SLOTS];
-        if slot.swap(mark, Relaxed) == mark {
-            return Reported::Recent;
-        }
-        match self.tx.try_send(moved) {
-            Ok(()) => Reported::Queued,
-            Err(_) => {
-                self.queue_full.fetch_add(1, Relaxed);
-                Reported::QueueFull
-            }
-        }
+        self.0.report(now, moved.sa, moved)
     }
 
     /// Reports dropped so far because the queue was full.
     pub fn queue_full(&self) -> u64 {
-        self.queue_full.load(Relaxed)
+        self.0.queue_full()
     }
 }
 
@@ -164,8 +107,8 @@ mod tests {
     #[test]
     fn one_report_per_sa_per_second_and_a_full_queue_drops() {
         let (tx, mut rx) = mpsc::channel(2);
-        let r = MovedReports::new(tx);
-        let t = r.epoch;
+        let r = MovedReports(super::super::reports::Reports::new(tx));
+        let t = r.0.epoch;
         assert_eq!(r.report(t, moved(1, 4500)), Reported::Queued);
         // Another port of the same SA within the second: not again.
         assert_eq!(r.report(t, moved(1, 4501)), Reported::Recent);

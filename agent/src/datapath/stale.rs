@@ -19,19 +19,14 @@
 //! control plane's half lives here, not in `control_plane`, and the queue is
 //! not made in `run`: both have line budgets (`scripts/structure`).
 
-use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use oemesh_core::oe::{Node, StaleSpiFate};
 use tokio::sync::mpsc;
 
 use super::DataPath;
-
-/// Recent sources kept (a power of two).
-const SLOTS: usize = 256;
+pub use super::reports::Reported;
 
 /// Reports queued for the control plane at most.
 const QUEUE: usize = 256;
@@ -39,74 +34,27 @@ const QUEUE: usize = 256;
 /// Reports handled per round of the control plane at most.
 const BATCH: usize = 64;
 
-/// See the module docs.
+/// See the module docs: one report per source per second.
 #[derive(Debug)]
-pub struct StaleReports {
-    tx: mpsc::Sender<IpAddr>,
-    epoch: Instant,
-    /// Keyed per process, so that sources cannot be picked to collide.
-    hasher: RandomState,
-    /// Per slot: the source's tag (high 32 bits) and the second it was
-    /// last reported in (low 32 bits).
-    recent: [AtomicU64; SLOTS],
-    /// The control plane's end, until it takes it ([`StaleReports::inbox`]).
-    inbox: Mutex<Option<StaleInbox>>,
-}
+pub struct StaleReports(super::reports::Reports<IpAddr>);
 
 impl Default for StaleReports {
     /// The workers' end of a new queue; the control plane's end waits in it.
     fn default() -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let mut reports = Self::new(tx);
-        reports.inbox = Mutex::new(Some(StaleInbox { rx }));
-        reports
+        Self(super::reports::Reports::with_capacity(QUEUE))
     }
-}
-
-/// What [`StaleReports::report`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reported {
-    /// Queued for the control plane.
-    Queued,
-    /// The source was reported this second already.
-    Recent,
-    /// The queue was full: dropped.
-    QueueFull,
 }
 
 impl StaleReports {
-    fn new(tx: mpsc::Sender<IpAddr>) -> Self {
-        Self {
-            tx,
-            epoch: Instant::now(),
-            hasher: RandomState::new(),
-            recent: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
-            inbox: Mutex::new(None),
-        }
-    }
-
     /// The control plane's end of the queue; there is one, taken once.
     pub fn inbox(&self) -> StaleInbox {
-        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-        inbox
-            .take()
-            .expect("the stale-SPI inbox is taken once, at start")
+        StaleInbox { rx: self.0.inbox() }
     }
 
     /// ESP from `from` named no SA: report it, unless it was this second.
     pub fn report(&self, now: Instant, from: IpAddr) -> Reported {
         let from = from.to_canonical();
-        let hash = self.hasher.hash_one(from);
-        let second = now.saturating_duration_since(self.epoch).as_secs();
-        let mark = (hash & !0xffff_ffff) | (second & 0xffff_ffff);
-        let slot = &self.recent[(hash as usize) % SLOTS];
-        if slot.swap(mark, Relaxed) == mark {
-            return Reported::Recent;
-        }
-        match self.tx.try_send(from) {
-            Ok(()) => Reported::Queued,
-            Err(_) => Reported::QueueFull,
-        }
+        self.0.report(now, from, from)
     }
 }
 
@@ -153,8 +101,8 @@ mod tests {
     #[test]
     fn one_report_per_source_per_second_and_a_full_queue_drops() {
         let (tx, mut rx) = mpsc::channel(2);
-        let r = StaleReports::new(tx);
-        let t = r.epoch;
+        let r = StaleReports(super::super::reports::Reports::new(tx));
+        let t = r.0.epoch;
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "::ffff:192.0.2.2".parse().unwrap();
         assert_eq!(r.report(t, a), Reported::Queued);
