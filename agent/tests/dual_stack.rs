@@ -25,43 +25,6 @@ use oemesh_testkit::topology::{
 /// What the testkit's ping sends: it must never cross the switch in clear.
 const PING_PAYLOAD: &[u8] = b"oemesh-testkit ping";
 
-/// Publishes `host`'s key (made by the testnet) at the reverse name of its
-/// IPv6 address too, as its admin would: `dnskeys publish --ip <v6>`.
-fn publish_v6(net: &Testnet, dnskeys: &Path, host: &Host) {
-    let key = host.key_path().expect("a host with a key");
-    let tsig = net.dns().bind().tsig_key_file();
-    let v6 = host.v6().to_string();
-    let server = net.dns().bind().server();
-    let argv = [
-        dnskeys.to_str().unwrap(),
-        "publish",
-        "--key",
-        key.to_str().unwrap(),
-        "--ip",
-        &v6,
-        "--server",
-        &server,
-        "--tsig-key",
-        tsig.to_str().unwrap(),
-    ];
-    host.exec(&argv, Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("{}: dnskeys publish --ip {v6}: {e:#}", host.name()));
-    let records = net.dns().ipseckeys(IpAddr::V6(host.v6())).unwrap();
-    assert_eq!(records.len(), 1, "{}: {records:?}", host.name());
-}
-
-/// Writes `host`'s config with `address = [v4, v6]` instead of the
-/// testnet's single IPv4 `address`.
-fn configure_dual(host: &Host, config: &AgentConfig) {
-    host.set_agent_config(config).unwrap();
-    let path = host.config_path();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let single = format!("address = \"{}\"\n", host.v4());
-    assert!(text.contains(&single), "{text}");
-    let dual = format!("address = [\"{}\", \"{}\"]\n", host.v4(), host.v6());
-    std::fs::write(&path, text.replace(&single, &dual)).unwrap();
-}
-
 /// Pings `dst` from `src` on `host` until a reply comes (the first ones
 /// wait for the decision), bounded by [`DECISION`].
 fn ping_until_reply(host: &Host, src: IpAddr, dst: IpAddr) {

@@ -564,3 +564,66 @@ fn our_agent_behind_nat_is_private_with_a_strongswan_pool_responder() {
     let packets = wan.stop().unwrap();
     assert_wan_only_ipsec(&packets, dave.ip(), b"");
 }
+
+/// IPv6 behind a NAT (the router masquerades its ULA LAN): the client,
+/// dual-stack with only ULA space, is private with bob's IPv6 address, from
+/// an address bob gives it out of the IPv6 pool (`fd00:6f65::/112`), and bob
+/// lists it by that address, reached through the router's outer IPv6
+/// address.
+#[test]
+fn behind_an_ipv6_nat_the_client_gets_an_address_from_the_ipv6_pool() {
+    let net = server_net("nat6");
+    let bob = net.bob();
+    let bins = Binaries::locate(std::path::Path::new(OEMESH)).unwrap();
+    let mut config = oemesh_testkit::topology::AgentConfig::default();
+    config.set_policy(
+        "private-or-clear",
+        &[
+            oemesh_testkit::topology::SUBNET_V4,
+            oemesh_testkit::topology::SUBNET_V6,
+        ],
+    );
+    bob.stop_agent().unwrap();
+    publish_v6(&net, &bins.dnskeys, bob);
+    configure_dual(bob, &config);
+    bob.start_agent().unwrap();
+
+    let mut opts = HomeLanOptions::new(&["pc6"]);
+    opts.start_agents = false;
+    opts.agent = config.clone();
+    let home = lan(&net, &opts);
+    let pc = &home.clients()[0];
+    configure_dual(pc, &config);
+    pc.start_agent().unwrap();
+
+    let (pc6, bob6) = (IpAddr::V6(pc.v6()), IpAddr::V6(bob.v6()));
+    ping_until(pc, pc6, bob6, DECISION).unwrap_or_else(|e| {
+        panic!(
+            "{e:#}\npc6:\n{}\nbob:\n{}",
+            pc.log_tail(40),
+            bob.log_tail(40)
+        )
+    });
+    let p = pc
+        .wait_peer(bob6, "bob private over IPv6", DECISION, |p| {
+            p.state == "private"
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(p.auth.as_deref(), Some("authenticated"), "{p:?}");
+    let given = assigned(&p).unwrap_or_else(|| panic!("no `assigned`: {p:?}"));
+    let IpAddr::V6(g) = given else {
+        panic!("an IPv4 address for an IPv6 SA: {p:?}")
+    };
+    assert_eq!(g.segments()[..7], [0xfd00, 0x6f65, 0, 0, 0, 0, 0], "{p:?}");
+    let on_bob = bob
+        .wait_peer(given, "the client private", DECISION, |p| {
+            p.state == "private"
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(assigned(&on_bob), Some(given), "{on_bob:?}");
+    assert_eq!(
+        endpoint(&on_bob).map(|e| e.ip()),
+        Some(IpAddr::V6(oemesh_testkit::topology::nat::ROUTER_WAN_V6)),
+        "{on_bob:?}"
+    );
+}

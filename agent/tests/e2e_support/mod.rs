@@ -428,3 +428,40 @@ pub(crate) fn rss_kib(pid: u64) -> (u64, u64) {
     };
     (get("VmRSS:"), get("VmHWM:"))
 }
+
+/// Publishes `host`'s key (made by the testnet) at the reverse name of its
+/// IPv6 address too, as its admin would: `dnskeys publish --ip <v6>`.
+pub(crate) fn publish_v6(net: &Testnet, dnskeys: &std::path::Path, host: &Host) {
+    let key = host.key_path().expect("a host with a key");
+    let tsig = net.dns().bind().tsig_key_file();
+    let v6 = host.v6().to_string();
+    let server = net.dns().bind().server();
+    let argv = [
+        dnskeys.to_str().unwrap(),
+        "publish",
+        "--key",
+        key.to_str().unwrap(),
+        "--ip",
+        &v6,
+        "--server",
+        &server,
+        "--tsig-key",
+        tsig.to_str().unwrap(),
+    ];
+    host.exec(&argv, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{}: dnskeys publish --ip {v6}: {e:#}", host.name()));
+    let records = net.dns().ipseckeys(IpAddr::V6(host.v6())).unwrap();
+    assert_eq!(records.len(), 1, "{}: {records:?}", host.name());
+}
+
+/// Writes `host`'s config with `address = [v4, v6]` instead of the
+/// testnet's single IPv4 `address`.
+pub(crate) fn configure_dual(host: &Host, config: &AgentConfig) {
+    host.set_agent_config(config).unwrap();
+    let path = host.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let single = format!("address = \"{}\"\n", host.v4());
+    assert!(text.contains(&single), "{text}");
+    let dual = format!("address = [\"{}\", \"{}\"]\n", host.v4(), host.v6());
+    std::fs::write(&path, text.replace(&single, &dual)).unwrap();
+}
