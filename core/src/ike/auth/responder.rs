@@ -272,3 +272,89 @@ impl Endpoint {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::ike::config::{Config, LocalAuth};
+    use crate::ike::endpoint::SaHandle;
+    use crate::ike::message::{CfgType, CpError, Flags, Header, Identity};
+    use crate::ike::pool::PoolPrefix;
+
+    /// A responder with a pool and a half-made SA from a peer behind a NAT.
+    fn responder() -> (Endpoint, SaCore) {
+        let mut config = Config::new(LocalAuth::Null, Identity::Null);
+        config.address_pool = vec![PoolPrefix::new("100.64.0.0".parse().unwrap(), 24).unwrap()];
+        let ep = Endpoint::new(config, [9; 32]);
+        let local: SocketAddr = "192.0.2.20:4500".parse().unwrap();
+        let remote: SocketAddr = "198.51.100.1:34500".parse().unwrap();
+        let mut sa = SaCore::new(
+            1,
+            Instant::now(),
+            SaHandle(1),
+            false,
+            (7, 8),
+            (local, remote),
+            500,
+        );
+        sa.peer_behind_nat = true;
+        (ep, sa)
+    }
+
+    fn request(cp: Cp) -> Message {
+        let header = Header::new(7, 8, ExchangeType::IKE_AUTH, Flags::INITIATOR, 1);
+        Message {
+            header,
+            payloads: vec![Payload::Cp(cp)],
+        }
+    }
+
+    #[test]
+    fn a_malformed_request_is_refused_with_invalid_syntax_and_counted() {
+        let (mut ep, mut sa) = responder();
+        // An INTERNAL_IP4_ADDRESS announcing 4 bytes with 1 there.
+        let m = request(Cp::from_raw(CfgType::CFG_REQUEST, vec![0, 1, 0, 4, 10]));
+        let refused = ep.assign_address(&mut sa, &m).unwrap_err();
+        let reason = AddressRefusal::Malformed(CpError::Truncated { index: 0 });
+        assert_eq!(refused, RequestError::Address(reason));
+        assert_eq!(refused.notify_type(), Some(NotifyType::INVALID_SYNTAX));
+        assert_eq!(sa.peer_vip, None);
+        let stats = ep.stats();
+        assert_eq!(stats.addresses_refused[reason.index()], 1);
+        assert_eq!(stats.addresses_out, 0);
+        assert!(matches!(
+            ep.poll_event(),
+            Some(Event::AddressRequest { result: Err(r), .. }) if r == reason
+        ));
+        // A sound request from the same SA afterwards gets the pool's first.
+        let m = request(Cp::address_request("0.0.0.0".parse().unwrap()));
+        ep.assign_address(&mut sa, &m).unwrap();
+        assert_eq!(sa.peer_vip, Some("100.64.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_address_asked_for_is_not_the_one_given() {
+        let (mut ep, mut sa) = responder();
+        // It asks for the responder's own address; the pool chooses.
+        let m = request(Cp::from_raw(
+            CfgType::CFG_REQUEST,
+            vec![0, 1, 0, 4, 192, 0, 2, 20],
+        ));
+        ep.assign_address(&mut sa, &m).unwrap();
+        assert_eq!(sa.peer_vip, Some("100.64.0.1".parse().unwrap()));
+        // One for another family only: refused.
+        let (mut ep, mut sa) = responder();
+        let m = request(Cp::address_request("::".parse().unwrap()));
+        assert_eq!(
+            ep.assign_address(&mut sa, &m),
+            Err(RequestError::Address(AddressRefusal::OtherFamily))
+        );
+        assert_eq!(
+            RequestError::Address(AddressRefusal::OtherFamily).notify_type(),
+            Some(NotifyType::INTERNAL_ADDRESS_FAILURE)
+        );
+    }
+}
