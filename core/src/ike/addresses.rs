@@ -39,6 +39,13 @@ impl Endpoint {
         true
     }
 
+    /// The address and port of this host that the IKE SA `sa` speaks from
+    /// (fixed at IKE_SA_INIT, RFC 7296 §2.23), if it exists.
+    pub fn local_of(&self, sa: SaHandle) -> Option<SocketAddr> {
+        let id = self.handles.get(&sa)?;
+        self.sas.get(id).map(|ike| ike.local)
+    }
+
     /// Whether `a` is in this host's pool of addresses for initiators behind
     /// a NAT: only an SA may carry packets to it, never a decision of its own.
     pub fn is_pool_address(&self, a: IpAddr) -> bool {

@@ -273,6 +273,18 @@ pub enum Note {
         /// The destination.
         dst: IpAddr,
     },
+    /// This host's addresses changed ([`super::Node::handle_addresses`]).
+    Addresses {
+        /// Before.
+        old: super::Addresses,
+        /// Now.
+        new: super::Addresses,
+    },
+    /// The IKE SA's local address is no longer this host's: closing it.
+    LocalGone {
+        /// The address.
+        local: IpAddr,
+    },
     /// An IKE SA carried nothing for `idle`: closing it.
     Idle {
         /// The idle timeout.
@@ -341,6 +353,8 @@ impl Note {
             | Note::StaleSpi { .. }
             | Note::AddressGiven { .. }
             | Note::PeerMoved { .. }
+            | Note::Addresses { .. }
+            | Note::LocalGone { .. }
             | Note::Idle { .. } => Level::Info,
         }
     }
@@ -417,6 +431,19 @@ impl fmt::Display for Note {
             Note::IkeFailed { remote, reason } => write!(f, "IKE with {remote} failed: {reason}"),
             Note::FirstHeld { dst } => write!(f, "{dst}: first packet held, deciding"),
             Note::Idle { idle } => write!(f, "idle for {}: closing", human(*idle)),
+            Note::Addresses { old, new } => {
+                write!(f, "this host's addresses changed: {old} → {new}")?;
+                if old.v4.is_some() && new.v4.is_none() {
+                    f.write_str("; OE for IPv4 pauses until it has one")?;
+                }
+                if old.v6.is_some() && new.v6.is_none() {
+                    f.write_str("; OE for IPv6 pauses until it has one")?;
+                }
+                Ok(())
+            }
+            Note::LocalGone { local } => {
+                write!(f, "this host's address {local} is gone: closing")
+            }
             Note::Unreachable { error, fate } => match fate {
                 UnreachableFate::Ended => write!(
                     f,

@@ -178,6 +178,7 @@ impl Node {
             }
             Action::Private { outcome, packets } => {
                 let dst = outcome.dst;
+                self.no_address.remove(&dst);
                 self.decided(&outcome);
                 self.commands.push_back(Command::SendHeld { dst, packets });
                 self.commands.push_back(Command::Unbypass { dst });
@@ -250,7 +251,7 @@ impl Node {
     }
 
     /// Starts the IKE attempt the machine asked for, or reports why it could not.
-    fn start_ike(
+    pub(super) fn start_ike(
         &mut self,
         now: Instant,
         dst: IpAddr,
@@ -259,7 +260,7 @@ impl Node {
         dnssec: bool,
         deadline: Instant,
     ) {
-        let peer = match key {
+        let peer = match &key {
             PeerKey::Ed25519(keys) => {
                 let parsed: Result<Vec<_>, _> = keys
                     .iter()
@@ -289,6 +290,7 @@ impl Node {
                 } else {
                     dst
                 };
+                self.no_address.insert(dst, missing);
                 let result = IkeResult::NotStarted {
                     reason: NotStarted::NoAddressOfFamily { peer_addr: missing },
                 };
@@ -315,6 +317,8 @@ impl Node {
             peer_addr,
             started: now,
             dnssec,
+            key,
+            deadline,
         };
         self.attempts.insert(sa, attempt);
     }
@@ -433,7 +437,7 @@ impl Node {
 
     /// An SA of `peer` went away: if none is left, so is its private outcome
     /// (the next packet decides again) and its place in the private set.
-    fn private_gone(&mut self, now: Instant, peer: IpAddr) {
+    pub(super) fn private_gone(&mut self, now: Instant, peer: IpAddr) {
         // Also once only per round: closing an IKE SA removes its last CHILD
         // SA and then the IKE SA, and each calls this.
         if self.children.serves(peer) || self.ended_private.contains(&peer) {
@@ -463,7 +467,7 @@ impl Node {
         self.commands.push_back(Command::Track { sa, peer });
     }
 
-    fn forget(&mut self, sa: SaHandle) -> Option<SaInfo> {
+    pub(super) fn forget(&mut self, sa: SaHandle) -> Option<SaInfo> {
         let info = self.sas.remove(&sa)?;
         self.commands.push_back(Command::Forget { sa });
         Some(info)

@@ -15,6 +15,7 @@
 //! | an IKE datagram | [`Node::handle_ike`] |
 //! | an IPSECKEY answer / an A or AAAA answer | [`Node::handle_dns`] / [`Node::handle_address`] |
 //! | an ESP SA reached a byte or packet limit | [`Node::handle_lifetime`] |
+//! | this host's addresses changed | [`Node::handle_addresses`] |
 //! | an ICMP error for an IKE datagram (the socket's error queue) | [`Node::handle_unreachable`] |
 //! | ESP with an unknown SPI from a source without a cached outcome | [`Node::handle_stale_spi`] |
 //! | authenticated ESP from a new port (a NAT rebinding) | [`Node::handle_esp_moved`] |
@@ -67,12 +68,16 @@ pub struct NodeConfig {
 }
 
 /// An IKE attempt this host started for a destination.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Attempt {
     dst: IpAddr,
     peer_addr: IpAddr,
     started: Instant,
     dnssec: bool,
+    /// What it was started with: an attempt whose local address vanished
+    /// starts again from the new one ([`Node::handle_addresses`]).
+    key: crate::oe::PeerKey,
+    deadline: Instant,
 }
 
 /// What the node knows of one IKE SA.
@@ -115,6 +120,9 @@ pub struct Node {
     pending: HashMap<IpAddr, Instant>,
     /// Clear and blocked outcomes by expiry.
     expiries: BTreeSet<(Instant, IpAddr)>,
+    /// Destinations whose IKE did not start for want of an address of a
+    /// family (→ the address): forgotten when the family gets one.
+    no_address: HashMap<IpAddr, IpAddr>,
     activity: HashMap<SaHandle, Activity>,
     next_idle_scan: Instant,
     /// Peers that became private this round.
@@ -139,6 +147,7 @@ impl Node {
             children: Children::default(),
             pending: HashMap::new(),
             expiries: BTreeSet::new(),
+            no_address: HashMap::new(),
             activity: HashMap::new(),
             newly_private: Vec::new(),
             ended_private: Vec::new(),
@@ -195,7 +204,7 @@ impl Node {
             }
             let (remote, spi_i) = self.endpoint.init_sent(sa)?;
             let to = SocketAddr::new(remote.ip().to_canonical(), remote.port());
-            (to == error.to && error.spi_i.is_none_or(|s| s == spi_i)).then_some((sa, *a))
+            (to == error.to && error.spi_i.is_none_or(|s| s == spi_i)).then(|| (sa, a.clone()))
         });
         let Some((sa, a)) = found else {
             return UnreachableFate::Ignored;
@@ -280,6 +289,7 @@ impl Node {
                 break;
             }
             self.expiries.remove(&(at, dst));
+            self.no_address.remove(&dst);
             self.commands.push_back(Command::OutcomeExpired { dst });
         }
     }
@@ -449,6 +459,7 @@ impl Node {
             self.machine.set_policy(policy);
             for expiry in regrouped {
                 self.expiries.remove(&expiry);
+                self.no_address.remove(&expiry.1);
                 self.commands
                     .push_back(Command::ForgetOutcome { dst: expiry.1 });
                 forgotten += 1;
