@@ -256,7 +256,7 @@ pub async fn udp_loop(
             };
             match kind {
                 Datagram::Ike(message) => {
-                    let ours = || dp.address.for_family_or_unspecified(d.from.ip());
+                    let ours = || dp.own_address(d.from.ip());
                     let local = SocketAddr::new(d.to.unwrap_or_else(ours), port);
                     dp.ike
                         .offer(now, local, d.from, message, &mut cookies, &dp.metrics);

@@ -153,7 +153,7 @@ impl ControlPlane {
         if let Some(span) = self.spans.get(&sa) {
             span.record("spi", format!("{:08x}", child.spis.inbound));
         }
-        let own = self.dp.address.for_family_or_unspecified(child.local.ip());
+        let own = self.dp.own_address(child.local.ip());
         let install = Install {
             sa,
             dst,

@@ -62,6 +62,8 @@ pub struct Inputs {
     pub stale: crate::datapath::stale::StaleInbox,
     /// New ports of peers behind a NAT, seen in authenticated ESP.
     pub moved: mpsc::Receiver<crate::datapath::moved::Moved>,
+    /// This host's addresses as they change (`crate::net::addresses`).
+    pub addresses: tokio::sync::watch::Receiver<oe::Addresses>,
     /// Data-path notices.
     pub notices: mpsc::UnboundedReceiver<Notice>,
     /// Control-socket requests.
@@ -197,6 +199,7 @@ impl ControlPlane {
                         self.node.handle_address(Instant::now(), &name, addr, r);
                     }
                 },
+                Ok(()) = self.inputs.addresses.changed() => crate::net::addresses::apply(*self.inputs.addresses.borrow_and_update(), &mut self.node, &mut self.settings.address, &self.dp, &mut self.status),
                 Some(n) = self.inputs.notices.recv() => self.on_notice(n),
                 Some(e) = self.inputs.icmp.recv() => self.icmp_errors(Some(e)),
                 Some(s) = self.inputs.stale.recv() => self.inputs.stale.pass(s, &mut self.node, &self.dp),

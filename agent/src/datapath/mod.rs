@@ -79,8 +79,9 @@ pub struct DataPath {
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// This host's addresses, one per family (for datagrams whose local
-    /// address is unknown: the one of the sender's family).
-    pub address: oemesh_core::oe::Addresses,
+    /// address is unknown: the one of the sender's family); they change
+    /// with the host's (`crate::net::addresses`).
+    pub address: arc_swap::ArcSwap<oemesh_core::oe::Addresses>,
     /// Packets for the control plane (bounded).
     pub undecided: mpsc::Sender<Undecided>,
     /// IKE messages for the control plane (bounded, two queues), and the
@@ -99,6 +100,12 @@ pub struct DataPath {
 }
 
 impl DataPath {
+    /// This host's address of `of`'s family now, else the unspecified
+    /// address of that family.
+    pub fn own_address(&self, of: std::net::IpAddr) -> std::net::IpAddr {
+        self.address.load().for_family_or_unspecified(of)
+    }
+
     /// One packet from the TUN, in its slot `buf` at `range` (with headroom in
     /// front and tailroom after): private → sealed in place and added to `gso`
     /// (flushed first when the run breaks); clear → re-sent marked; blocked →

@@ -56,6 +56,7 @@ use crate::datapath::sa_table::SaTable;
 use crate::dns::LoadedAnchor;
 use crate::driver::{self, KernelActions};
 use crate::metrics::{self, Metrics};
+use crate::net::addresses::Follow;
 use crate::net::nft::{EnforceConfig, Enforcer};
 use crate::net::routes::{self, Routing};
 use crate::net::tun::Tun;
@@ -264,7 +265,7 @@ impl Agent {
             clear,
             natt: natt.clone(),
             metrics: metrics.clone(),
-            address,
+            address: arc_swap::ArcSwap::from_pointee(address),
             undecided: undecided_tx,
             ike: ike_tx,
             icmp: icmp_tx,
@@ -286,6 +287,15 @@ impl Agent {
                 cfg.ike.port
             );
         }
+        let addresses = Follow {
+            configured: cfg.address,
+            fwmark: cfg.routing.fwmark,
+            tun_index: tun.index(),
+            entries: entries.to_vec(),
+            kernel: kernel.clone(),
+        }
+        .spawn(address)
+        .context("subscribing to the host's address changes (netlink)")?;
         let control = ControlPlane::new(
             Settings {
                 address,
@@ -307,6 +317,7 @@ impl Agent {
                 icmp,
                 stale: dp.stale.inbox(),
                 moved: dp.moved.inbox(),
+                addresses,
                 notices,
                 requests,
                 reconfig,
