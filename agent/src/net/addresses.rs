@@ -88,7 +88,7 @@ impl Follow {
                 if now == current {
                     continue;
                 }
-                tracing::info!("this host's addresses: {current} → {now}");
+                tracing::debug!("addresses {current} → {now}: routes, then the control plane");
                 if let Err(e) = self
                     .kernel
                     .apply_policy(self.tun_index, &[], &self.entries, now)
@@ -166,8 +166,9 @@ pub fn apply(
         return;
     }
     let (closed, forgotten) = node.handle_addresses(Instant::now(), addresses);
+    // The node's own line said what changed; this is the sum of it.
     if closed + forgotten > 0 {
-        tracing::info!(
+        tracing::debug!(
             "addresses changed: {closed} IKE SA(s) on a gone address deleted, \
              {forgotten} outcome(s) that wanted an address forgotten"
         );
