@@ -532,6 +532,19 @@ impl KernelActions {
         Ok(changes)
     }
 
+    /// This host's addresses changed: the routes of the policy's prefixes
+    /// again, with `source` as their preferred source addresses.
+    pub async fn set_source(
+        &self,
+        tun_index: u32,
+        source: crate::config::Addresses,
+    ) -> Result<(), RouteError> {
+        match self.routing.lock().await.as_mut() {
+            Some(r) => r.set_source(tun_index, source).await,
+            None => Ok(()),
+        }
+    }
+
     /// `peer`'s clear outcome expired: its next packet reaches the agent again.
     pub async fn clear_expired(&self, peer: IpAddr) -> Result<(), RouteError> {
         match self.routing.lock().await.as_mut() {

@@ -35,7 +35,7 @@ use rtnetlink::constants::{
 };
 use tokio::sync::watch;
 
-use crate::config::{Cidr, Group};
+use super::routes::{RouteError, Routing};
 use crate::control::answers::StatusInfo;
 use crate::datapath::DataPath;
 use crate::driver::KernelActions;
@@ -56,8 +56,6 @@ pub struct Follow {
     pub fwmark: u32,
     /// The TUN's index, for its routes.
     pub tun_index: u32,
-    /// The prefixes routed by the policy.
-    pub entries: Vec<(Cidr, Group)>,
     /// Where the routes go.
     pub kernel: Arc<KernelActions>,
 }
@@ -89,11 +87,7 @@ impl Follow {
                     continue;
                 }
                 tracing::debug!("addresses {current} → {now}: routes, then the control plane");
-                if let Err(e) = self
-                    .kernel
-                    .apply_policy(self.tun_index, &[], &self.entries, now)
-                    .await
-                {
+                if let Err(e) = self.kernel.set_source(self.tun_index, now).await {
                     tracing::error!("routes with the new source addresses: {e}");
                 }
                 current = now;
@@ -149,6 +143,20 @@ fn unset(addresses: &mut Addresses, a: IpAddr) {
     match a {
         IpAddr::V4(_) => addresses.v4 = None,
         IpAddr::V6(_) => addresses.v6 = None,
+    }
+}
+
+impl Routing {
+    /// Puts the routes of every prefix routed now in again with `source` as
+    /// their preferred source addresses (replacing, so no prefix is ever
+    /// without its route; one whose source went was dropped by the kernel,
+    /// and comes back).
+    pub async fn set_source(&self, tun_index: u32, source: Addresses) -> Result<(), RouteError> {
+        for &(prefix, group) in &self.entries {
+            self.install_prefix(tun_index, prefix, group, source)
+                .await?;
+        }
+        Ok(())
     }
 }
 

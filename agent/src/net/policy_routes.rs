@@ -92,6 +92,7 @@ impl Routing {
             })
             .await?;
         }
+        self.entries = new.to_vec();
         Ok(changes)
     }
 }

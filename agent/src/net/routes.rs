@@ -102,6 +102,9 @@ pub struct Routing {
     pub(super) handle: Handle,
     pub(super) cfg: RoutingConfig,
     pub(super) bypasses: HashSet<IpAddr>,
+    /// The prefixes routed now (`install`, then each `apply_policy`), for
+    /// putting their routes in again with new source addresses.
+    pub(super) entries: Vec<(Cidr, Group)>,
 }
 
 impl Routing {
@@ -120,6 +123,7 @@ impl Routing {
             handle,
             cfg: cfg.clone(),
             bypasses: HashSet::new(),
+            entries: policy.to_vec(),
         };
         match routing.install_inner(tun_index, policy, source).await {
             Ok(()) => Ok(routing),

@@ -128,8 +128,8 @@ pub struct Reloader {
     /// The running trust anchors.
     pub anchors: Vec<TrustAnchor>,
     /// This host's addresses, one per family (identity, preferred source of
-    /// the routes).
-    pub address: crate::config::Addresses,
+    /// the routes), as they change (`crate::net::addresses`).
+    pub address: tokio::sync::watch::Receiver<crate::config::Addresses>,
     /// The TUN's interface index.
     pub tun_index: u32,
     /// Routes.
@@ -166,6 +166,7 @@ impl Reloader {
         let loaded = Loaded::load(&self.path).map_err(|e| format!("{e:#}"))?;
         let mut new = loaded.cfg;
         let cur = &self.current;
+        let address = *self.address.borrow();
         let mut report = ReloadReport {
             config: self.path.display().to_string(),
             restart_needed: restart_needed(cur, &new),
@@ -194,13 +195,13 @@ impl Reloader {
         if old_entries != new_entries
             && let Err(e) = self
                 .kernel
-                .apply_policy(self.tun_index, &old_entries, &new_entries, self.address)
+                .apply_policy(self.tun_index, &old_entries, &new_entries, address)
                 .await
         {
             // Put back what was changed, so that routes and node agree.
             if let Err(back) = self
                 .kernel
-                .apply_policy(self.tun_index, &new_entries, &old_entries, self.address)
+                .apply_policy(self.tun_index, &new_entries, &old_entries, address)
                 .await
             {
                 tracing::error!("reload: putting the old routes back: {back}");
@@ -214,7 +215,7 @@ impl Reloader {
             reconfig.policy_lines = Some(crate::run::policy_lines(&new));
         }
         if key_changed {
-            let (auth, id) = crate::run::local_credential(self.address, loaded.key.as_ref());
+            let (auth, id) = crate::run::local_credential(address, loaded.key.as_ref());
             let b64 = public_key.map(|k| base64::engine::general_purpose::STANDARD.encode(k));
             report.key = Some(match &b64 {
                 Some(k) => format!("new host key {k}: new IKE SAs authenticate with it"),
@@ -223,7 +224,7 @@ impl Reloader {
             reconfig.local = Some(NewLocal {
                 auth,
                 id,
-                identity: crate::run::identity_text(self.address, loaded.key.is_some()),
+                identity: crate::run::identity_text(address, loaded.key.is_some()),
                 public_key: b64,
             });
         }

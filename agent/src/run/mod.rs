@@ -291,11 +291,11 @@ impl Agent {
             configured: cfg.address,
             fwmark: cfg.routing.fwmark,
             tun_index: tun.index(),
-            entries: entries.to_vec(),
             kernel: kernel.clone(),
         }
         .spawn(address)
         .context("subscribing to the host's address changes (netlink)")?;
+        let follow = addresses.clone();
         let control = ControlPlane::new(
             Settings {
                 address,
@@ -331,7 +331,7 @@ impl Agent {
             current: cfg.clone(),
             public_key: key.as_ref().map(HostKey::public_key),
             anchors: running_anchors,
-            address,
+            address: follow,
             tun_index: tun.index(),
             kernel: reloader_kernel,
             control: reconfig_tx,
