@@ -28,6 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{AsyncSocket, SocketAddr};
 use oemesh_core::oe::{Addresses, Node};
 use rtnetlink::constants::{
@@ -56,6 +58,9 @@ pub struct Follow {
     pub fwmark: u32,
     /// The TUN's index, for its routes.
     pub tun_index: u32,
+    /// The agent's routing table: its own route changes (bypasses) are
+    /// not the host's.
+    pub table: u32,
     /// Where the routes go.
     pub kernel: Arc<KernelActions>,
 }
@@ -75,20 +80,35 @@ impl Follow {
         tokio::spawn(async move {
             let mut gone = Addresses::default();
             let mut current = current;
+            // Routes whose new source the kernel refused are tried again.
+            let mut routes_behind = false;
             loop {
                 // An event, or the periodic check; then the rest of the burst.
-                if let Ok(None) = tokio::time::timeout(RECHECK, events.next()).await {
-                    return tracing::warn!("netlink events ended: addresses no longer followed");
+                match tokio::time::timeout(RECHECK, events.next()).await {
+                    Ok(None) => {
+                        return tracing::warn!(
+                            "netlink events ended: addresses no longer followed"
+                        );
+                    }
+                    Ok(Some((m, _))) if self.ours(&m) => continue,
+                    _ => {}
                 }
                 let until = tokio::time::Instant::now() + SETTLE;
                 while let Ok(Some(_)) = tokio::time::timeout_at(until, events.next()).await {}
                 let now = self.addresses(&mut gone);
-                if now == current {
+                if now == current && !routes_behind {
                     continue;
                 }
                 tracing::debug!("addresses {current} → {now}: routes, then the control plane");
-                if let Err(e) = self.kernel.set_source(self.tun_index, now).await {
-                    tracing::error!("routes with the new source addresses: {e}");
+                routes_behind = match self.kernel.set_source(self.tun_index, now).await {
+                    Ok(()) => false,
+                    Err(e) => {
+                        tracing::error!("routes with the new source addresses {now}: {e}");
+                        true
+                    }
+                };
+                if now == current {
+                    continue;
                 }
                 current = now;
                 if tx.send(now).is_err() {
@@ -97,6 +117,16 @@ impl Follow {
             }
         });
         Ok(rx)
+    }
+
+    /// A change of a route in the agent's own table.
+    fn ours(&self, m: &NetlinkMessage<RouteNetlinkMessage>) -> bool {
+        match &m.payload {
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r),
+            ) => super::routes::route_table(r) == self.table,
+            _ => false,
+        }
     }
 
     /// The addresses to use now; `gone` holds the configured ones already

@@ -291,6 +291,7 @@ impl Agent {
             configured: cfg.address,
             fwmark: cfg.routing.fwmark,
             tun_index: tun.index(),
+            table: cfg.routing.table,
             kernel: kernel.clone(),
         }
         .spawn(address)
