@@ -2,7 +2,7 @@
 //! move to another network, an address added or removed by hand. The agent
 //! follows them without a restart.
 //!
-//! [`Follow::spawn`] subscribes to the kernel's address and route events
+//! [`Follow::start`] subscribes to the kernel's address and route events
 //! (rtnetlink groups `RTMGRP_IPV{4,6}_IFADDR` and `RTMGRP_IPV{4,6}_ROUTE`).
 //! The events say only that something changed: after each burst (they come
 //! in bursts, an address and its routes together) it works the addresses out
@@ -66,9 +66,17 @@ pub struct Follow {
 }
 
 impl Follow {
-    /// Starts following from `current` (the addresses the agent started
-    /// with); the control plane reads the receiver.
-    pub fn spawn(self, current: Addresses) -> std::io::Result<watch::Receiver<Addresses>> {
+    /// Follows from `current` (the addresses the agent started with): the
+    /// control plane reads the receiver, and the future (to run with the
+    /// agent's other tasks, so that a stop ends it and lets go of the
+    /// kernel state for the teardown) never returns.
+    pub fn start(
+        self,
+        current: Addresses,
+    ) -> std::io::Result<(
+        watch::Receiver<Addresses>,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    )> {
         let (mut conn, _handle, mut events) = rtnetlink::new_connection()?;
         let groups =
             RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
@@ -77,7 +85,7 @@ impl Follow {
             .bind(&SocketAddr::new(0, groups))?;
         tokio::spawn(conn);
         let (tx, rx) = watch::channel(current);
-        tokio::spawn(async move {
+        let follow = async move {
             let mut gone = Addresses::default();
             let mut current = current;
             // Routes whose new source the kernel refused are tried again.
@@ -86,9 +94,8 @@ impl Follow {
                 // An event, or the periodic check; then the rest of the burst.
                 match tokio::time::timeout(RECHECK, events.next()).await {
                     Ok(None) => {
-                        return tracing::warn!(
-                            "netlink events ended: addresses no longer followed"
-                        );
+                        tracing::warn!("netlink events ended: addresses no longer followed");
+                        return std::future::pending().await;
                     }
                     Ok(Some((m, _))) if self.ours(&m) => continue,
                     _ => {}
@@ -111,12 +118,11 @@ impl Follow {
                     continue;
                 }
                 current = now;
-                if tx.send(now).is_err() {
-                    return;
-                }
+                // The control plane is gone only when the agent stops.
+                let _ = tx.send(now);
             }
-        });
-        Ok(rx)
+        };
+        Ok((rx, follow))
     }
 
     /// A change of a route in the agent's own table.

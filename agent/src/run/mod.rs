@@ -287,15 +287,19 @@ impl Agent {
                 cfg.ike.port
             );
         }
-        let addresses = Follow {
+        let (addresses, follow) = Follow {
             configured: cfg.address,
             fwmark: cfg.routing.fwmark,
             tun_index: tun.index(),
             table: cfg.routing.table,
             kernel: kernel.clone(),
         }
-        .spawn(address)
+        .start(address)
         .context("subscribing to the host's address changes (netlink)")?;
+        self.tasks.spawn(async move {
+            follow.await;
+            Ok(())
+        });
         let follow = addresses.clone();
         let control = ControlPlane::new(
             Settings {
