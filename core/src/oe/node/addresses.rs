@@ -136,7 +136,9 @@ impl Node {
             .chain(self.attempts.keys())
             .filter_map(|&sa| {
                 let local = self.endpoint.local_of(sa)?.ip().to_canonical();
-                (!addresses.contains(local)).then_some((sa, local))
+                // Unspecified: no address of its family was known when it
+                // came (the kernel chose); nothing to say it went.
+                (!local.is_unspecified() && !addresses.contains(local)).then_some((sa, local))
             })
             .collect();
         stale.sort_by_key(|&(sa, _)| sa.0);
