@@ -317,11 +317,7 @@ pub(crate) fn inbound_esp(dp: &DataPath, from: SocketAddr, data: &mut [u8], tun:
             // Authentic, so a new port is the peer's NAT rebinding (RFC 7296
             // §2.23): the control plane moves the SA (datapath::moved).
             if sa.moved(from) {
-                let moved = Moved {
-                    sa: sa.sa,
-                    inbound_spi: spi.unwrap_or_default(),
-                    from,
-                };
+                let moved = Moved { sa: sa.sa, from };
                 let _ = dp.moved.report(Instant::now(), moved);
             }
             let packet = &data[inner];

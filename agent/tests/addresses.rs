@@ -25,44 +25,6 @@ use oemesh_testkit::topology::{AgentConfig, Binaries, DNS_V4, Host, Options, SUB
 /// Alice's address after the move (free in the testnet's subnet).
 const NEW_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 110);
 
-/// Publishes `host`'s key at the reverse name of `ip` too, as its admin
-/// would before the host moves there: `dnskeys publish --ip <ip>`.
-fn publish_at(net: &Testnet, dnskeys: &Path, host: &Host, ip: IpAddr) {
-    let key = host.key_path().expect("a host with a key");
-    let tsig = net.dns().bind().tsig_key_file();
-    let ip_s = ip.to_string();
-    let server = net.dns().bind().server();
-    let argv = [
-        dnskeys.to_str().unwrap(),
-        "publish",
-        "--key",
-        key.to_str().unwrap(),
-        "--ip",
-        &ip_s,
-        "--server",
-        &server,
-        "--tsig-key",
-        tsig.to_str().unwrap(),
-    ];
-    host.exec(&argv, Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("{}: dnskeys publish --ip {ip}: {e:#}", host.name()));
-    assert_eq!(net.dns().ipseckeys(ip).unwrap().len(), 1);
-}
-
-/// Pings `dst` from `src` on `host` until a reply comes, bounded by [`DECISION`].
-fn ping_until_reply(host: &Host, src: IpAddr, dst: IpAddr) {
-    let deadline = Instant::now() + DECISION;
-    loop {
-        match host.netns().ping(src, dst, Duration::from_secs(2)) {
-            Ok(()) => return,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("{e:#}\n{}:\n{}", host.name(), host.log_tail(40))
-            }
-            Err(_) => {}
-        }
-    }
-}
-
 fn private_and_authenticated(host: &Host, peer: IpAddr) {
     host.wait_peer(peer, "private and authenticated", DECISION, |p| {
         p.state == "private" && p.auth.as_deref() == Some("authenticated")
@@ -96,15 +58,7 @@ fn a_new_address_under_a_running_agent_carries_new_flows_privately() {
     let gw = DNS_V4.to_string();
     let ns = alice.netns();
     ns.ip(&["route", "add", "default", "via", &gw]).unwrap();
-    let path = alice.config_path();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let without: String = text
-        .lines()
-        .filter(|l| !l.starts_with("address ="))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(text, without, "the testnet wrote an `address`");
-    std::fs::write(&path, without).unwrap();
+    drop_configured_address(alice);
     alice.start_agent().unwrap();
     bob.start_agent().unwrap();
     assert_eq!(status(alice)["address"], serde_json::json!(old.to_string()));

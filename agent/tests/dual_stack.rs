@@ -14,31 +14,16 @@ mod e2e_support;
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e_support::*;
 use oemesh_testkit::capture::Packet;
 use oemesh_testkit::topology::{
-    AgentConfig, Binaries, DNS_V4, DNS_V6, Host, Options, SUBNET_V4, SUBNET_V6, Testnet,
+    AgentConfig, Binaries, DNS_V4, DNS_V6, Options, SUBNET_V4, SUBNET_V6, Testnet,
 };
 
 /// What the testkit's ping sends: it must never cross the switch in clear.
 const PING_PAYLOAD: &[u8] = b"oemesh-testkit ping";
-
-/// Pings `dst` from `src` on `host` until a reply comes (the first ones
-/// wait for the decision), bounded by [`DECISION`].
-fn ping_until_reply(host: &Host, src: IpAddr, dst: IpAddr) {
-    let deadline = Instant::now() + DECISION;
-    loop {
-        match host.netns().ping(src, dst, Duration::from_secs(2)) {
-            Ok(()) => return,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("{e:#}\n{}:\n{}", host.name(), host.log_tail(40))
-            }
-            Err(_) => {}
-        }
-    }
-}
 
 /// Neighbour discovery between global addresses (NS, NA: ICMPv6 135, 136):
 /// the kernel's own, beside the TUN, and never data.
@@ -150,15 +135,7 @@ fn without_address_each_family_with_a_default_route_gives_one() {
         (alice, vec![alice.v4().to_string(), alice.v6().to_string()]),
         (bob, vec![bob.v4().to_string()]),
     ] {
-        let path = host.config_path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let without: String = text
-            .lines()
-            .filter(|l| !l.starts_with("address ="))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert_ne!(text, without, "the testnet wrote an `address`");
-        std::fs::write(&path, without).unwrap();
+        drop_configured_address(host);
         host.start_agent().unwrap();
         let s = status(host);
         assert_eq!(s["addresses"], serde_json::json!(want), "{s}");

@@ -32,8 +32,6 @@ const QUEUE: usize = 64;
 pub struct Moved {
     /// The IKE SA.
     pub sa: SaHandle,
-    /// The inbound SPI of the CHILD SA whose packet came from `from`.
-    pub inbound_spi: u32,
     /// Where the authentic packet came from.
     pub from: SocketAddr,
 }
@@ -99,7 +97,6 @@ mod tests {
     fn moved(sa: u64, port: u16) -> Moved {
         Moved {
             sa: SaHandle(sa),
-            inbound_spi: 0x100 + u32::try_from(sa).unwrap(),
             from: SocketAddr::from(([192, 0, 2, 7], port)),
         }
     }

@@ -429,12 +429,12 @@ pub(crate) fn rss_kib(pid: u64) -> (u64, u64) {
     (get("VmRSS:"), get("VmHWM:"))
 }
 
-/// Publishes `host`'s key (made by the testnet) at the reverse name of its
-/// IPv6 address too, as its admin would: `dnskeys publish --ip <v6>`.
-pub(crate) fn publish_v6(net: &Testnet, dnskeys: &std::path::Path, host: &Host) {
+/// Publishes `host`'s key (made by the testnet) at the reverse name of `ip`
+/// too, as its admin would: `dnskeys publish --ip <ip>`.
+pub(crate) fn publish_at(net: &Testnet, dnskeys: &std::path::Path, host: &Host, ip: IpAddr) {
     let key = host.key_path().expect("a host with a key");
     let tsig = net.dns().bind().tsig_key_file();
-    let v6 = host.v6().to_string();
+    let ip_s = ip.to_string();
     let server = net.dns().bind().server();
     let argv = [
         dnskeys.to_str().unwrap(),
@@ -442,16 +442,50 @@ pub(crate) fn publish_v6(net: &Testnet, dnskeys: &std::path::Path, host: &Host) 
         "--key",
         key.to_str().unwrap(),
         "--ip",
-        &v6,
+        &ip_s,
         "--server",
         &server,
         "--tsig-key",
         tsig.to_str().unwrap(),
     ];
     host.exec(&argv, Duration::from_secs(15))
-        .unwrap_or_else(|e| panic!("{}: dnskeys publish --ip {v6}: {e:#}", host.name()));
-    let records = net.dns().ipseckeys(IpAddr::V6(host.v6())).unwrap();
+        .unwrap_or_else(|e| panic!("{}: dnskeys publish --ip {ip}: {e:#}", host.name()));
+    let records = net.dns().ipseckeys(ip).unwrap();
     assert_eq!(records.len(), 1, "{}: {records:?}", host.name());
+}
+
+/// [`publish_at`] `host`'s IPv6 address.
+pub(crate) fn publish_v6(net: &Testnet, dnskeys: &std::path::Path, host: &Host) {
+    publish_at(net, dnskeys, host, IpAddr::V6(host.v6()));
+}
+
+/// Pings `dst` from `src` on `host` until a reply comes (the first ones
+/// wait for the decision), bounded by [`DECISION`].
+pub(crate) fn ping_until_reply(host: &Host, src: IpAddr, dst: IpAddr) {
+    let deadline = Instant::now() + DECISION;
+    loop {
+        match host.netns().ping(src, dst, Duration::from_secs(2)) {
+            Ok(()) => return,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("{e:#}\n{}:\n{}", host.name(), host.log_tail(40))
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Removes the `address` line the testnet wrote into `host`'s config, so
+/// that the agent finds its addresses itself.
+pub(crate) fn drop_configured_address(host: &Host) {
+    let path = host.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("address ="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(text, without, "the testnet wrote an `address`");
+    std::fs::write(&path, without).unwrap();
 }
 
 /// Writes `host`'s config with `address = [v4, v6]` instead of the
