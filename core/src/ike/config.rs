@@ -8,7 +8,7 @@ use crate::crypto::ed25519::{Ed25519PublicKey, Ed25519SigningKey};
 use crate::crypto::{AeadAlg, Provider};
 use crate::esp::{LifetimeLimits, Limits};
 use crate::ike::child_sa::percent;
-use crate::ike::message::Identity;
+use crate::ike::message::{AddrSelector, Identity};
 use crate::ike::pool::PoolPrefix;
 use crate::ike::retransmit::RetransmitConfig;
 use crate::ike::ts::TsPolicy;
@@ -156,6 +156,11 @@ pub struct Config {
     /// At most this many pool addresses out at once (default 8192, the
     /// `anonymous_limit`).
     pub address_pool_limit: usize,
+    /// Gateway mode (issue 14): the subnets behind this host that it answers
+    /// and encrypts for (`[gateway] protects`). As responder, TSr is narrowed
+    /// to this host's address and these; as initiator, the node proposes them
+    /// in TSi beside this host's address. Empty (the default): a host.
+    pub protects: Vec<AddrSelector>,
 }
 
 impl Config {
@@ -207,6 +212,7 @@ impl Config {
             anonymous_behind_nat: true,
             address_pool: Vec::new(),
             address_pool_limit: 8192,
+            protects: Vec::new(),
         }
     }
 }

@@ -46,7 +46,7 @@ mod wire;
 
 pub use name::{DomainName, NameError};
 pub use presentation::GenericRdata;
-pub use reverse::reverse_name;
+pub use reverse::{ReverseZoneError, reverse_name, reverse_zone, wildcard_name};
 
 /// The RR TYPE code of IPSECKEY (RFC 4025 §2).
 pub const RR_TYPE: u16 = 45;

@@ -74,6 +74,12 @@ pub struct Config {
     pub stale_spi_per_second: u32,
     /// Their burst (default 20).
     pub stale_spi_burst: u32,
+    /// Gateway mode (issue 14): the subnets behind this host
+    /// (`[gateway] protects`; set the engine's `ike::Config::protects` to the
+    /// same). A gateway prefers IPSECKEY records that name a gateway (it
+    /// forwards for others: their traffic goes gateway to gateway), a host
+    /// those without one (its own traffic goes to the end host). Empty: a host.
+    pub protects: Vec<super::Cidr>,
 }
 
 impl Default for Config {
@@ -100,6 +106,7 @@ impl Default for Config {
             stale_spi_sources: 4096,
             stale_spi_per_second: 10,
             stale_spi_burst: 20,
+            protects: Vec::new(),
         }
     }
 }
