@@ -25,6 +25,9 @@ use oemesh_core::test_util::{self, Net};
 
 const IDLE: Duration = Duration::from_secs(60);
 
+#[path = "node/gateway.rs"]
+mod gateway;
+
 /// What a node asked its driver to do, in short.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Did {
@@ -87,6 +90,8 @@ struct Host {
     dns: HashMap<DomainName, DnsResult>,
     /// IKE datagrams the node asked to send, for the net to take.
     outbox: VecDeque<Transmit>,
+    /// Every CHILD SA installed, with its traffic selectors.
+    children: Vec<oemesh_core::ike::endpoint::ChildSa>,
 }
 
 impl Host {
@@ -143,6 +148,7 @@ impl Host {
             packets: HashMap::new(),
             dns: HashMap::new(),
             outbox: VecDeque::new(),
+            children: Vec::new(),
         }
     }
 
@@ -156,6 +162,11 @@ impl Host {
     /// `peer` publishes no key.
     fn knows_no_key(&mut self, peer: &Host) {
         self.dns.insert(reverse_name(peer.ip), nxdomain(Some(300)));
+    }
+
+    /// No IPSECKEY at `name`.
+    fn knows_no_key_at(&mut self, name: DomainName) {
+        self.dns.insert(name, nxdomain(Some(300)));
     }
 
     /// Carries out the node's commands until the round ends: IKE to the
@@ -185,6 +196,7 @@ impl Host {
                         self.packets.entry(sa).or_insert(0);
                         self.installed.push((sa, child.spis.inbound));
                         self.did.push(Did::Install { dst, publish });
+                        self.children.push(child);
                     }
                     Command::PublishOutbound { dst } => self.did.push(Did::Publish { dst }),
                     Command::RemoveChild { inbound_spi } => {

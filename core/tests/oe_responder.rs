@@ -71,7 +71,9 @@ fn answering_groups_look_up_the_initiators_key() {
             answer,
             &PeerAnswer::Ed25519 {
                 keys: vec![pk(1), pk(2)],
-                dnssec: true
+                dnssec: true,
+                vouched: Vec::new(),
+                not_vouched: Vec::new(),
             }
         );
     }
@@ -290,7 +292,9 @@ fn ike_sa_init_prefetches_the_initiators_key() {
         answer,
         &PeerAnswer::Ed25519 {
             keys: vec![pk(1)],
-            dnssec: false
+            dnssec: false,
+            vouched: Vec::new(),
+            not_vouched: Vec::new(),
         }
     );
     // Used once: the next IKE_AUTH from there looks up again.

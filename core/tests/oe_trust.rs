@@ -149,7 +149,9 @@ fn an_fqdn_identity_must_resolve_to_the_address() {
                 answers(&actions),
                 vec![&PeerAnswer::Ed25519 {
                     keys: vec![pk(1)],
-                    dnssec
+                    dnssec,
+                    vouched: Vec::new(),
+                    not_vouched: Vec::new(),
                 }]
             ),
             None => {
@@ -500,7 +502,9 @@ fn every_published_key_is_a_candidate() {
         answers(&drain(&mut m)),
         vec![&PeerAnswer::Ed25519 {
             keys: vec![pk(1), pk(2)],
-            dnssec: false
+            dnssec: false,
+            vouched: Vec::new(),
+            not_vouched: Vec::new(),
         }]
     );
     // At most eight keys per peer.

@@ -32,6 +32,10 @@ pub enum LocalAuth {
 /// costing many signature checks per IKE_AUTH.
 pub const MAX_PEER_KEYS: usize = 8;
 
+/// The most TSi selectors an `AuthorizePeer` event carries (and the caller
+/// may look up for vouching): a gateway proposes its host and a few subnets.
+pub const MAX_VOUCHED: usize = 4;
+
 /// How to authenticate the peer, as the caller decided (from DNS and policy).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -44,6 +48,18 @@ pub enum PeerAuth {
     /// The peer may authenticate with AUTH NULL (anonymous). A signature that
     /// comes without a key to check it against is refused.
     Null,
+}
+
+/// A subnet (or host) that DNS vouches a peer may send from (issue 14): the
+/// IPSECKEY at its reverse name (for a subnet, its wildcard) names the peer's
+/// address as gateway, with these keys. The responder widens the peer's
+/// traffic selector by it only when the peer signed with one of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vouched {
+    /// The addresses vouched for.
+    pub selector: AddrSelector,
+    /// The keys of the records that vouch.
+    pub keys: Vec<Ed25519PublicKey>,
 }
 
 impl PeerAuth {

@@ -36,7 +36,9 @@ use crate::ike::sa::{IkeSa, Queued, SaCore, sa_timeout};
 use crate::ike::state::{Fate, InitSent, InitiatorAuthorize, State, Step};
 use crate::trust::IdentityRefused;
 
-pub use crate::ike::config::{Config, LocalAuth, MAX_PEER_KEYS, PeerAuth, RequestAddress};
+pub use crate::ike::config::{
+    Config, LocalAuth, MAX_PEER_KEYS, MAX_VOUCHED, PeerAuth, RequestAddress, Vouched,
+};
 pub use crate::ike::event::{
     ChildSa, ChildSpis, Event, PeerAuthenticated, SaHandle, TrafficSelectors, Transmit,
 };

@@ -132,6 +132,10 @@ pub enum Event {
         id: Identity,
         /// Whether the peer used AUTH NULL.
         null_auth: bool,
+        /// The peer's proposed TSi (the first few): what it wants to send
+        /// from. Beyond its own address, a gateway's subnets, which the caller
+        /// may vouch for ([`Endpoint::vouch`](crate::ike::endpoint::Endpoint::vouch)).
+        ts_i: Vec<crate::ike::message::AddrSelector>,
     },
     /// Initiator: the responder signed with the key given to `connect`, under
     /// an FQDN identity. Answer with [`Endpoint::confirm_identity`](crate::ike::endpoint::Endpoint::confirm_identity) once the

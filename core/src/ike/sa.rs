@@ -211,6 +211,17 @@ pub(crate) struct SaCore {
     /// Responder: the address this host gave the peer from its pool (CP,
     /// §3.15.1); its traffic selector is narrowed to it.
     pub(crate) peer_vip: Option<IpAddr>,
+    /// What the caller offered for the peer's side beyond its host, before
+    /// its AUTH is checked ([`crate::ike::endpoint::Endpoint::vouch`]).
+    pub(crate) vouch_offers: Vec<crate::ike::config::Vouched>,
+    /// The selectors beyond the peer's host that this IKE SA's CHILD SAs may
+    /// carry for the peer (gateway mode): as responder, those DNS vouched for
+    /// with the key it signed with; as initiator, those the responder
+    /// answered. A rekey the peer asks for is narrowed to them.
+    pub(crate) peer_ts: Vec<crate::ike::message::AddrSelector>,
+    /// The peer signed with a key that DNS publishes for what it protects
+    /// but not for its own address: its own address is no selector of ours.
+    pub(crate) peer_host_unvouched: bool,
     /// Initiator: the address the peer gave this host (CP, or the one host
     /// it narrowed TSi to behind a NAT); the data path translates to it.
     pub(crate) local_vip: Option<IpAddr>,
@@ -289,6 +300,9 @@ impl SaCore {
             peer_behind_nat: false,
             local_behind_nat: false,
             peer_vip: None,
+            vouch_offers: Vec::new(),
+            peer_ts: Vec::new(),
+            peer_host_unvouched: false,
             local_vip: None,
             last_keepalive: now,
             last_active: now,

@@ -143,6 +143,10 @@ pub struct Stats {
     pub half_open_source_full: u64,
     /// Peers refused because their identity is not their address ([`crate::trust`]).
     pub identity_refused: u64,
+    /// CHILD SAs refused with TS_UNACCEPTABLE: nothing of what the peer
+    /// proposed is this host or inside `protects` (TSr), or its own address
+    /// or what DNS vouched for (TSi).
+    pub ts_refused: u64,
     /// INITIAL_CONTACT notifies ignored (AUTH NULL: anonymous peers replace nothing).
     pub initial_contact_ignored: u64,
     /// INITIAL_CONTACT notifies sent: in every IKE_AUTH request (with

@@ -14,7 +14,9 @@ use crate::ike::message::{AddrRange, AddrSelector, TrafficSelector, Ts};
 #[non_exhaustive]
 pub enum TsPolicy {
     /// Host to host: TSi narrowed to the initiator's address, TSr to ours
-    /// (the addresses the IKE SA runs between). The OE default.
+    /// (the addresses the IKE SA runs between), each side widened by what
+    /// the caller allows beyond its host: the subnets DNS vouched for on the
+    /// initiator's side, this gateway's `protects` on ours. The OE default.
     #[default]
     Hosts,
     /// Whatever the initiator proposes (tests, interop with subnet tunnels).
@@ -106,24 +108,49 @@ pub fn narrow(proposed: &[AddrSelector], allowed: &[AddrSelector]) -> Vec<AddrSe
 
 impl TsPolicy {
     /// The responder's narrowing of `(TSi, TSr)` for an IKE SA between
-    /// `remote` (initiator) and `local`; `None` if either side ends up empty.
+    /// `remote` (initiator) and `local`, each with the selectors `Hosts`
+    /// allows beyond that host (`remote_more`, `local_more`); `None` if either
+    /// side ends up empty.
     pub fn apply(
         &self,
         tsi: &[AddrSelector],
         tsr: &[AddrSelector],
-        remote: IpAddr,
-        local: IpAddr,
+        (remote, remote_more): (IpAddr, &[AddrSelector]),
+        (local, local_more): (IpAddr, &[AddrSelector]),
     ) -> Option<(Vec<AddrSelector>, Vec<AddrSelector>)> {
+        let with_host = |host: IpAddr, more: &[AddrSelector]| {
+            let mut all = Vec::with_capacity(1 + more.len());
+            all.push(AddrSelector::host(host));
+            all.extend(more.iter().cloned());
+            all
+        };
         let (i, r) = match self {
             TsPolicy::Hosts => (
-                narrow(tsi, &[AddrSelector::host(remote)]),
-                narrow(tsr, &[AddrSelector::host(local)]),
+                dedup(narrow(tsi, &with_host(remote, remote_more))),
+                dedup(narrow(tsr, &with_host(local, local_more))),
             ),
             TsPolicy::AsProposed => (tsi.to_vec(), tsr.to_vec()),
             TsPolicy::Narrow { remote, local } => (narrow(tsi, remote), narrow(tsr, local)),
         };
         (!i.is_empty() && !r.is_empty()).then_some((i, r))
     }
+}
+
+/// `selectors` without those inside another one of them (narrowing against
+/// overlapping allowances yields both a subnet and a host inside it).
+fn dedup(mut selectors: Vec<AddrSelector>) -> Vec<AddrSelector> {
+    let mut i = 0;
+    while i < selectors.len() {
+        let covered = selectors.iter().enumerate().any(|(j, other)| {
+            j != i && contains(other, &selectors[i]) && (selectors[i] != *other || j < i)
+        });
+        if covered {
+            selectors.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    selectors
 }
 
 /// Initiator: every selector of the answer lies inside one it proposed.
@@ -184,11 +211,73 @@ mod tests {
             .apply(
                 &any,
                 &any,
-                "192.0.2.1".parse().unwrap(),
-                "192.0.2.2".parse().unwrap(),
+                ("192.0.2.1".parse().unwrap(), &[]),
+                ("192.0.2.2".parse().unwrap(), &[]),
             )
             .unwrap();
         assert_eq!(i, [AddrSelector::host("192.0.2.1".parse().unwrap())]);
         assert_eq!(r, [AddrSelector::host("192.0.2.2".parse().unwrap())]);
+    }
+
+    #[test]
+    fn a_gateway_narrows_to_its_host_and_what_it_protects() {
+        let site = AddrSelector::subnet("10.1.0.0".parse().unwrap(), 24);
+        let gw: IpAddr = "192.0.2.31".parse().unwrap();
+        let peer: IpAddr = "192.0.2.32".parse().unwrap();
+        let far = AddrSelector::subnet("10.2.0.0".parse().unwrap(), 24);
+        // The initiator proposes its host and its site; TSr one host behind us.
+        let tsi = [AddrSelector::host(peer), far.clone()];
+        let inside = AddrSelector::host("10.1.0.10".parse().unwrap());
+        let (i, r) = TsPolicy::Hosts
+            .apply(
+                &tsi,
+                std::slice::from_ref(&inside),
+                (peer, std::slice::from_ref(&far)),
+                (gw, std::slice::from_ref(&site)),
+            )
+            .unwrap();
+        assert_eq!(i, tsi);
+        assert_eq!(r, [inside]);
+        // Without DNS vouching for its site: only its host.
+        let (i, _) = TsPolicy::Hosts
+            .apply(
+                &tsi,
+                &[AddrSelector::host(gw)],
+                (peer, &[]),
+                (gw, std::slice::from_ref(&site)),
+            )
+            .unwrap();
+        assert_eq!(i, [AddrSelector::host(peer)]);
+        // A TSr outside what we protect: nothing left, TS_UNACCEPTABLE.
+        let outside = AddrSelector::host("10.9.0.1".parse().unwrap());
+        assert!(
+            TsPolicy::Hosts
+                .apply(
+                    &tsi,
+                    &[outside],
+                    (peer, &[]),
+                    (gw, std::slice::from_ref(&site))
+                )
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn selectors_that_are_prefixes() {
+        let sub = AddrSelector::subnet("10.1.0.77".parse().unwrap(), 24);
+        assert_eq!(
+            sub.addrs,
+            AddrRange::V4("10.1.0.0".parse().unwrap(), "10.1.0.255".parse().unwrap())
+        );
+        assert_eq!(sub.as_prefix(), Some(("10.1.0.0".parse().unwrap(), 24)));
+        let h = AddrSelector::host("2001:db8::1".parse().unwrap());
+        assert_eq!(h.as_prefix(), Some(("2001:db8::1".parse().unwrap(), 128)));
+        let all = AddrSelector::any_of("0.0.0.0".parse().unwrap());
+        assert_eq!(all.as_prefix(), Some(("0.0.0.0".parse().unwrap(), 0)));
+        let v6 = AddrSelector::subnet("2001:db8:1::".parse().unwrap(), 48);
+        assert_eq!(v6.as_prefix(), Some(("2001:db8:1::".parse().unwrap(), 48)));
+        assert_eq!(range("10.1.0.1", "10.1.0.2").as_prefix(), None);
+        assert_eq!(range("10.1.0.0", "10.1.0.2").as_prefix(), None);
+        assert_eq!(range("10.1.0.2", "10.1.0.1").as_prefix(), None);
     }
 }

@@ -78,7 +78,7 @@ pub fn reverse_zone(addr: IpAddr, len: u8) -> Result<DomainName, ReverseZoneErro
     if len == 0 || len > max {
         return Err(ReverseZoneError::BadLength { len, family, max });
     }
-    if len % step != 0 {
+    if !len.is_multiple_of(step) {
         return Err(ReverseZoneError::NotOnBoundary { len, step, family });
     }
     let full = reverse_name(addr);
@@ -142,7 +142,10 @@ mod tests {
                 family: 4
             }
         );
-        assert!(err.to_string().contains("/23 is not on a reverse-zone boundary"));
+        assert!(
+            err.to_string()
+                .contains("/23 is not on a reverse-zone boundary")
+        );
         assert!(matches!(
             wildcard_name(ip("10.0.0.0"), 0),
             Err(ReverseZoneError::BadLength { .. })

@@ -296,6 +296,13 @@ pub enum PeerAnswer {
         /// Whether the answers were DNSSEC-validated (the key's and, for an
         /// FQDN identity, its address records': the weaker counts).
         dnssec: bool,
+        /// What it may send from beyond its own address, as DNS vouches
+        /// (gateway mode, [`super::vouch`]): give the engine
+        /// `vouch(sa, ..)` before `authorize`. `keys` may then be empty (a
+        /// gateway that publishes no record at its own address).
+        vouched: Vec<super::vouch::VouchedFor>,
+        /// Why the other selectors it proposed are not vouched for, for the log.
+        not_vouched: Vec<String>,
     },
     /// Accept its AUTH NULL: `authorize(sa, Some(PeerAuth::Null))`.
     Anonymous {

@@ -153,6 +153,9 @@ pub struct Counters {
     pub refused_peers: u64,
     /// Of those, peers whose identity is not their address ([`crate::trust`]).
     pub identity_refused: u64,
+    /// Selectors a peer proposed beyond its own address that could not be
+    /// vouched for outright (a subnet containing the peer itself).
+    pub not_vouched: u64,
     /// Anonymous peers accepted although the lookup of their key failed.
     pub anonymous_lookup_failed: u64,
     /// Key lookups started at a peer's IKE_SA_INIT, ahead of its IKE_AUTH.

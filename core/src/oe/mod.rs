@@ -79,6 +79,7 @@ mod decision;
 mod keys;
 mod limits;
 mod responder;
+mod vouch;
 
 pub use action::{
     Action, AddressResult, DnsFailure, DnsResult, Dnssec, IkeResult, NotStarted, PacketFate,
@@ -96,3 +97,4 @@ pub use policy::{
     Group, GroupOptions, Negotiation, Policy, PolicyError, PolicyMatch, UnknownGroup,
 };
 pub use unreachable::{Unreachable, UnreachableFate, UnreachableKind};
+pub use vouch::VouchedFor;

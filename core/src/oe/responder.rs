@@ -28,24 +28,34 @@ use crate::trust::{self, Binding, IdentityRefused};
 
 use super::action::{Action, AddressResult, DnsResult, PeerAnswer};
 use super::decision::{DnsAnswer, Machine, Timer, TimerKey};
-use super::keys::{candidates, responder_keys};
-use super::outcome::{NoKey, human};
+use super::outcome::human;
+use super::vouch::{self, VouchSlot, VouchedFor};
+use crate::ike::message::AddrSelector;
+
+mod verdicts;
+
+use verdicts::{anonymous_answer, keyed_answer};
 
 /// A responder request waiting for DNS.
 #[derive(Debug)]
 pub(super) struct Responder {
-    peer_addr: IpAddr,
+    pub(super) peer_addr: IpAddr,
     null_auth: bool,
     /// AUTH NULL whose key lookup fails is accepted (else refused: the group
     /// requires authentication or fails closed).
     anonymous_on_failure: bool,
     /// `require-dnssec`: only a key from a secure answer authenticates.
-    require_dnssec: bool,
+    pub(super) require_dnssec: bool,
     /// The verdict of the key lookup, once in.
     key: Option<PeerAnswer>,
     /// An FQDN identity: its name, and whether it resolves to `peer_addr`
     /// (with the DNSSEC status of its address records), once known.
     fqdn: Option<(DomainName, Option<Result<bool, IdentityRefused>>)>,
+    /// The proposed TSi selectors beyond its address that wait for DNS to
+    /// vouch for them (gateway mode, [`super::vouch`]).
+    pub(super) vouch: Vec<VouchSlot>,
+    /// Why others are not vouched for.
+    pub(super) not_vouched: Vec<String>,
 }
 
 /// Who waits for an A/AAAA lookup, and for which address.
@@ -154,6 +164,22 @@ impl Machine {
         peer_id: &Identity,
         null_auth: bool,
     ) {
+        self.on_ike_request_from(now, request, peer_addr, peer_id, null_auth, &[]);
+    }
+
+    /// [`Machine::on_ike_request`] with the TSi the peer proposed (the
+    /// event's `ts_i`): the selectors beyond its own address are looked up
+    /// for DNS to vouch for them ([`super::vouch`]), and the answer carries
+    /// those it does.
+    pub fn on_ike_request_from(
+        &mut self,
+        now: Instant,
+        request: u64,
+        peer_addr: IpAddr,
+        peer_id: &Identity,
+        null_auth: bool,
+        ts_i: &[AddrSelector],
+    ) {
         let policy = self.policy.lookup(peer_addr);
         if !policy.group.answers() {
             return self.refuse(
@@ -223,6 +249,15 @@ impl Machine {
                 "overloaded: too many lookups".to_owned(),
             );
         }
+        let (mut slots, not_vouched) = if null_auth {
+            (Vec::new(), Vec::new())
+        } else {
+            vouch::slots(peer_addr, ts_i)
+        };
+        self.counters.not_vouched += not_vouched.len() as u64;
+        // Each selector's lookup is paid like the key's; one the budget
+        // cannot pay is not looked up (and so not vouched for).
+        slots.retain(|s| self.lookups.contains_key(&s.name) || self.inbound_bucket.take(now));
         let prefetched = self.prefetched.take(now, &name);
         if prefetched.is_some() {
             self.counters.prefetch_hits += 1;
@@ -245,8 +280,17 @@ impl Machine {
                 require_dnssec: policy.options.require_dnssec,
                 key: None,
                 fqdn: fqdn.clone().map(|n| (n, None)),
+                vouch: Vec::new(),
+                not_vouched,
             },
         );
+        for slot in &slots {
+            let start = slot.selector.as_prefix().map_or(peer_addr, |(a, _)| a);
+            self.start_lookup(now, start, slot.name.clone(), Some(request));
+        }
+        if let Some(r) = self.responders.get_mut(&request) {
+            r.vouch = slots;
+        }
         if let Some(fqdn) = fqdn {
             self.start_address_lookup(now, fqdn, Waiter::Responder(request, peer_addr));
         }
@@ -391,18 +435,30 @@ impl Machine {
                 }
             }
         }
-        let name = reverse_name(r.peer_addr);
-        let emptied = self.lookups.get_mut(&name).is_some_and(|l| {
-            l.responders.retain(|id| *id != request);
-            l.responders.is_empty() && l.outbound.is_none()
-        });
-        if emptied && let Some(lookup) = self.lookups.remove(&name) {
-            self.cancel_timer(lookup.timer);
-            self.actions.push_back(Action::CancelLookup { name });
+        let names =
+            std::iter::once(reverse_name(r.peer_addr)).chain(r.vouch.into_iter().map(|s| s.name));
+        for name in names {
+            let emptied = self.lookups.get_mut(&name).is_some_and(|l| {
+                l.responders.retain(|id| *id != request);
+                l.responders.is_empty() && l.outbound.is_none()
+            });
+            if emptied && let Some(lookup) = self.lookups.remove(&name) {
+                self.cancel_timer(lookup.timer);
+                self.actions.push_back(Action::CancelLookup { name });
+            }
         }
     }
 
     pub(super) fn responder_dns(&mut self, request: u64, name: &DomainName, a: DnsAnswer<'_>) {
+        let Some(r) = self.responders.get(&request) else {
+            return;
+        };
+        if *name != reverse_name(r.peer_addr) {
+            if self.vouch_dns(request, name, a) {
+                self.maybe_answer(request);
+            }
+            return;
+        }
         let Some(r) = self.responders.get_mut(&request) else {
             return;
         };
@@ -420,8 +476,41 @@ impl Machine {
         let Some(r) = self.responders.get(&request) else {
             return;
         };
+        if r.vouch.iter().any(|s| s.keys.is_none()) {
+            return;
+        }
         let fqdn = r.fqdn.as_ref().map(|(_, v)| v.as_ref());
-        let answer = match (&r.key, fqdn) {
+        let vouched: Vec<VouchedFor> = r
+            .vouch
+            .iter()
+            .filter_map(|s| match &s.keys {
+                Some((keys, _)) if !keys.is_empty() => Some(VouchedFor {
+                    selector: s.selector.clone(),
+                    keys: keys.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let vouch_secure = r.vouch.iter().all(|s| {
+            s.keys
+                .as_ref()
+                .is_none_or(|(k, secure)| k.is_empty() || *secure)
+        });
+        let not_vouched = r.not_vouched.clone();
+        let key = match &r.key {
+            // No key at its own address, but DNS vouches for what it
+            // protects: a gateway with a wildcard and no host record.
+            Some(PeerAnswer::Refuse { .. }) if !vouched.is_empty() && !r.null_auth => {
+                Some(PeerAnswer::Ed25519 {
+                    keys: Vec::new(),
+                    dnssec: true,
+                    vouched: Vec::new(),
+                    not_vouched: Vec::new(),
+                })
+            }
+            other => other.clone(),
+        };
+        let answer = match (&key, fqdn) {
             (Some(PeerAnswer::Refuse { reason }), _) => PeerAnswer::Refuse {
                 reason: reason.clone(),
             },
@@ -432,12 +521,20 @@ impl Machine {
                 }
             }
             (None, _) | (_, Some(None)) => return,
-            (Some(PeerAnswer::Ed25519 { keys, dnssec }), Some(Some(Ok(fqdn_dnssec)))) => {
+            (Some(PeerAnswer::Ed25519 { keys, dnssec, .. }), Some(Some(Ok(fqdn_dnssec)))) => {
                 PeerAnswer::Ed25519 {
                     keys: keys.clone(),
-                    dnssec: *dnssec && *fqdn_dnssec,
+                    dnssec: *dnssec && *fqdn_dnssec && vouch_secure,
+                    vouched,
+                    not_vouched,
                 }
             }
+            (Some(PeerAnswer::Ed25519 { keys, dnssec, .. }), None) => PeerAnswer::Ed25519 {
+                keys: keys.clone(),
+                dnssec: *dnssec && vouch_secure,
+                vouched,
+                not_vouched,
+            },
             (Some(other), _) => other.clone(),
         };
         let peer_addr = r.peer_addr;
@@ -467,83 +564,4 @@ impl Machine {
             answer,
         });
     }
-}
-
-/// The verdict on an AUTH NULL initiator from the lookup at its address: a
-/// usable key there means it may not be anonymous; no key means it may; no
-/// answer means nobody knows, and only a group that neither requires
-/// authentication nor fails closed takes the chance (and says so).
-fn anonymous_answer(r: &Responder, name: &DomainName, a: DnsAnswer<'_>) -> PeerAnswer {
-    let failure = match a {
-        DnsAnswer::Result(DnsResult::Records { records, .. }) => {
-            if responder_keys(records).is_empty() {
-                return PeerAnswer::Anonymous {
-                    lookup_failed: false,
-                };
-            }
-            return PeerAnswer::Refuse {
-                reason: format!(
-                    "{} used AUTH NULL but publishes an IPSECKEY at {name}",
-                    r.peer_addr
-                ),
-            };
-        }
-        DnsAnswer::Result(DnsResult::NoRecords { .. }) => {
-            return PeerAnswer::Anonymous {
-                lookup_failed: false,
-            };
-        }
-        DnsAnswer::Result(DnsResult::Failed { reason }) => format!("failed: {reason}"),
-        DnsAnswer::Timeout(after) => format!("timed out after {}", human(after)),
-    };
-    if r.anonymous_on_failure {
-        PeerAnswer::Anonymous {
-            lookup_failed: true,
-        }
-    } else {
-        PeerAnswer::Refuse {
-            reason: format!(
-                "AUTH NULL from {} refused: the lookup of its key at {name} {failure}, and an \
-                 anonymous peer may not stand in for one that publishes a key where \
-                 authentication is required or failure is closed",
-                r.peer_addr
-            ),
-        }
-    }
-}
-
-fn keyed_answer(
-    peer_addr: IpAddr,
-    name: &DomainName,
-    a: DnsAnswer<'_>,
-    require_dnssec: bool,
-) -> PeerAnswer {
-    let reason = match a {
-        DnsAnswer::Result(DnsResult::Records {
-            records, dnssec, ..
-        }) => {
-            let keys = responder_keys(records);
-            if !keys.is_empty() && require_dnssec && !dnssec.is_secure() {
-                format!("{} at {name}", NoKey::NotSecure(*dnssec))
-            } else if !keys.is_empty() {
-                return PeerAnswer::Ed25519 {
-                    keys,
-                    dnssec: dnssec.is_secure(),
-                };
-            } else {
-                let (_, skipped) = candidates(peer_addr, records);
-                format!("{} at {name}", NoKey::Unusable(skipped))
-            }
-        }
-        DnsAnswer::Result(DnsResult::NoRecords { kind, .. }) => {
-            format!("no IPSECKEY at {name} ({kind})")
-        }
-        DnsAnswer::Result(DnsResult::Failed { reason }) => {
-            format!("DNS lookup of {name} failed: {reason}")
-        }
-        DnsAnswer::Timeout(after) => {
-            format!("DNS lookup of {name} timed out after {}", human(after))
-        }
-    };
-    PeerAnswer::Refuse { reason }
 }

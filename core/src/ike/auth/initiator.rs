@@ -121,6 +121,7 @@ impl Endpoint {
                     remote: sa.remote,
                     id: id.clone(),
                     null_auth,
+                    ts_i: Vec::new(),
                 });
                 Ok(State::InitiatorAuthorize(Box::new(InitiatorAuthorize {
                     sent,
@@ -245,6 +246,9 @@ impl Endpoint {
         };
         sa.peer_id = Some(id.clone());
         sa.local_vip = child.local_vip;
+        // What the responder protects beyond its own address (a gateway's
+        // host behind it): a rekey it starts may name it again.
+        sa.peer_ts = child.remote_ts.clone();
         // §2.4: a responder with no other IKE SA with us (it restarted) says
         // so; ours with it are dead: forget them, as a responder does.
         self.honour_initial_contact(sa, response, id, how);

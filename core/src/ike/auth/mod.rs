@@ -72,15 +72,27 @@ pub(super) fn verify_auth(
     id: &Identity,
     auth: &Auth,
 ) -> Result<PeerAuthenticated, AuthFailure> {
+    verify_auth_by(peer, sk_p, real_message, own_nonce, id, auth).map(|(how, _)| how)
+}
+
+/// [`verify_auth`], also saying which of the keys signed (its index).
+pub(super) fn verify_auth_by(
+    peer: &PeerAuth,
+    sk_p: &SkP,
+    real_message: &[u8],
+    own_nonce: &[u8],
+    id: &Identity,
+    auth: &Auth,
+) -> Result<(PeerAuthenticated, Option<usize>), AuthFailure> {
     let octets = signed_octets(real_message, own_nonce, sk_p, &id_body(id));
     match (peer, auth.method) {
         (PeerAuth::Ed25519(keys), AuthMethod::DIGITAL_SIGNATURE) => {
             // Every published key is a candidate (a rollover publishes two);
             // at most MAX_PEER_KEYS signature checks per message.
             let mut last = None;
-            for key in keys.iter().take(MAX_PEER_KEYS) {
+            for (i, key) in keys.iter().take(MAX_PEER_KEYS).enumerate() {
                 match key.verify_auth_data(&octets, &auth.data) {
-                    Ok(()) => return Ok(PeerAuthenticated::Ed25519),
+                    Ok(()) => return Ok((PeerAuthenticated::Ed25519, Some(i))),
                     Err(e) => last = Some(e),
                 }
             }
@@ -96,7 +108,7 @@ pub(super) fn verify_auth(
         }
         (PeerAuth::Null, AuthMethod::NULL) => {
             if verify_null_auth(sk_p, &octets, &auth.data) {
-                Ok(PeerAuthenticated::Null)
+                Ok((PeerAuthenticated::Null, None))
             } else {
                 Err(AuthFailure::NullAuth { id: id.clone() })
             }

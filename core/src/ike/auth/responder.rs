@@ -10,8 +10,9 @@ use std::time::Instant;
 use rand_core::RngCore;
 
 use crate::ike::child_sa::{self, Child, ChildParams};
-use crate::ike::config::PeerAuth;
+use crate::ike::config::{MAX_PEER_KEYS, MAX_VOUCHED, PeerAuth, Vouched};
 use crate::ike::endpoint::Endpoint;
+use crate::ike::endpoint::SaHandle;
 use crate::ike::error::{AddressRefusal, RequestError};
 use crate::ike::event::{ChildSpis, Event, PeerAuthenticated};
 use crate::ike::keys::Side;
@@ -22,9 +23,21 @@ use crate::ike::sa::SaCore;
 use crate::ike::{proposal, ts};
 use crate::trust::{self};
 
-use super::{local_id, own_auth, ts_of, verify_auth};
+use super::{local_id, own_auth, ts_of, verify_auth_by};
 
 impl Endpoint {
+    /// Before [`Endpoint::authorize`] of a responder's peer: the subnets (or
+    /// hosts) beyond the peer's own address that DNS vouches it may send
+    /// from (gateway mode, issue 14). Its traffic selector is widened by
+    /// those whose keys include the one it signed with; the rest are narrowed
+    /// away. Keys are tried after those given to `authorize`, and all of them
+    /// together at most [`MAX_PEER_KEYS`].
+    pub fn vouch(&mut self, sa: SaHandle, vouched: Vec<Vouched>) {
+        if let Some(ike) = self.handles.get(&sa).and_then(|id| self.sas.get_mut(id)) {
+            ike.core.vouch_offers = vouched;
+        }
+    }
+
     /// Responder: the IKE_AUTH request (decrypted). Holds it and asks the caller.
     pub(crate) fn on_auth_request(
         &mut self,
@@ -52,11 +65,17 @@ impl Endpoint {
             self.out.transmits.push_back(t);
             return None;
         };
+        let ts_i = ts_of(&request, PayloadType::TSI)
+            .unwrap_or_default()
+            .into_iter()
+            .take(MAX_VOUCHED)
+            .collect();
         self.out.events.push_back(Event::AuthorizePeer {
             sa: sa.handle,
             remote,
             id: id.clone(),
             null_auth: auth.method == AuthMethod::NULL,
+            ts_i,
         });
         let expires = half.expires;
         let mut held = ResponderAuthorize {
@@ -97,7 +116,9 @@ impl Endpoint {
         let Some(peer) = peer else {
             return refuse(self, sa);
         };
-        let how = match verify_auth(
+        let offers = std::mem::take(&mut sa.vouch_offers);
+        let (peer, own) = with_vouched_keys(peer, &offers);
+        let (how, signer) = match verify_auth_by(
             &peer,
             &crypto.sk_pi,
             &half.real_message1,
@@ -111,6 +132,19 @@ impl Endpoint {
                 return refuse(self, sa);
             }
         };
+        // Gateway mode: the peer may send from what DNS vouched for with the
+        // key that signed, and from its own address only if that key is one
+        // published there (the first `own` keys).
+        let signer = match (&peer, signer) {
+            (PeerAuth::Ed25519(keys), Some(i)) => keys.get(i).map(|k| (i, k)),
+            _ => None,
+        };
+        sa.peer_ts = offers
+            .into_iter()
+            .filter(|o| signer.is_some_and(|(_, k)| o.keys.contains(k)))
+            .map(|o| o.selector)
+            .collect();
+        sa.peer_host_unvouched = signer.is_some_and(|(i, _)| i >= own);
         // The trust rule again, whatever the caller said: an address ID must
         // be the address the IKE SA is pinned to (an FQDN the caller checked).
         if trust::bind(id, sa.remote.ip(), how == PeerAuthenticated::Null).is_err() {
@@ -239,8 +273,18 @@ impl Endpoint {
         let (tsi, tsr) = self
             .config
             .responder_ts
-            .apply(&tsi, &tsr, sa.ts_remote(), sa.local.ip())
-            .ok_or(RequestError::TsUnacceptable)?;
+            .apply(
+                &tsi,
+                &tsr,
+                (sa.ts_remote(), &sa.peer_ts),
+                (sa.local.ip(), &self.config.protects),
+            )
+            .map(|(i, r)| (sa.without_peer_host(i), r))
+            .filter(|(i, _)| !i.is_empty())
+            .ok_or_else(|| {
+                self.out.stats.ts_refused += 1;
+                RequestError::TsUnacceptable
+            })?;
         let spi = self.new_child_spi();
         let (answer, choice, peer_spi) =
             match proposal::select_esp(offer, &self.config.esp_algs, spi, None) {
@@ -270,6 +314,44 @@ impl Endpoint {
             child_sa::keyed(params, Side::Responder, None, &half.ni, &half.nr),
             answer,
         ))
+    }
+}
+
+impl SaCore {
+    /// `selectors` without the peer's own address when DNS did not vouch for
+    /// it (`peer_host_unvouched`): what a narrowing to the host let through.
+    pub(crate) fn without_peer_host(
+        &self,
+        mut selectors: Vec<crate::ike::message::AddrSelector>,
+    ) -> Vec<crate::ike::message::AddrSelector> {
+        if self.peer_host_unvouched {
+            let host = crate::ike::message::AddrSelector::host(self.ts_remote());
+            selectors.retain(|s| {
+                !crate::ike::ts::contains(&host, s)
+                    || self.peer_ts.iter().any(|v| crate::ike::ts::contains(v, s))
+            });
+        }
+        selectors
+    }
+}
+
+/// `peer`'s keys followed by the vouching ones not among them, at most
+/// [`MAX_PEER_KEYS`] in all; and how many of them are the peer's own.
+fn with_vouched_keys(peer: PeerAuth, offers: &[Vouched]) -> (PeerAuth, usize) {
+    match peer {
+        PeerAuth::Ed25519(mut keys) => {
+            let own = keys.len();
+            for k in offers.iter().flat_map(|o| o.keys.iter()) {
+                if keys.len() >= MAX_PEER_KEYS {
+                    break;
+                }
+                if !keys.contains(k) {
+                    keys.push(*k);
+                }
+            }
+            (PeerAuth::Ed25519(keys), own)
+        }
+        other => (other, 0),
     }
 }
 

@@ -106,8 +106,18 @@ impl Endpoint {
         let (tsi, tsr) = self
             .config
             .responder_ts
-            .apply(&tsi, &tsr, sa.ts_remote(), sa.ts_local())
-            .ok_or(RequestError::TsUnacceptable)?;
+            .apply(
+                &tsi,
+                &tsr,
+                (sa.ts_remote(), &sa.peer_ts),
+                (sa.ts_local(), &self.config.protects),
+            )
+            .map(|(i, r)| (sa.without_peer_host(i), r))
+            .filter(|(i, _)| !i.is_empty())
+            .ok_or_else(|| {
+                self.out.stats.ts_refused += 1;
+                RequestError::TsUnacceptable
+            })?;
         let ke = ke_of(m);
         let new_spi = self.new_child_spi();
         let (answer, choice, peer_spi) = match proposal::select_esp(

@@ -220,6 +220,14 @@ pub enum Note {
     },
     /// A responder's FQDN does not resolve to its address.
     RefusingResponder(IdentityRefused),
+    /// A selector a peer proposed beyond its own address that DNS does not
+    /// vouch for: narrowed away (gateway mode).
+    NotVouched {
+        /// The peer.
+        peer_addr: IpAddr,
+        /// Which selector, and why.
+        why: String,
+    },
     /// A peer accepted as anonymous although the lookup of its key failed.
     AnonymousLookupFailed {
         /// The peer.
@@ -342,6 +350,7 @@ impl Note {
             | Note::Unreachable { .. }
             | Note::Passthrough { .. } => Level::Debug,
             Note::RefusingResponder(_)
+            | Note::NotVouched { .. }
             | Note::AnonymousLookupFailed { .. }
             | Note::AddressRefused { .. } => Level::Warn,
             Note::Established { .. }
@@ -401,6 +410,9 @@ impl fmt::Display for Note {
                 )
             }
             Note::RefusingResponder(refused) => write!(f, "refusing the responder: {refused}"),
+            Note::NotVouched { peer_addr, why } => {
+                write!(f, "{peer_addr} may not send from what it proposed: {why}")
+            }
             Note::AnonymousLookupFailed { peer_addr } => write!(
                 f,
                 "accepting {peer_addr} as anonymous although the lookup of its key failed"

@@ -10,7 +10,7 @@ use super::{Attempt, Command, Node, Note, SaInfo};
 use crate::crypto::ed25519::Ed25519PublicKey;
 use crate::esp::{LifetimeLimits, Limits};
 use crate::ike::endpoint::{
-    ChildSa, Event, Failure, PeerAuth, PeerAuthenticated, SaHandle, TrafficSelectors,
+    ChildSa, Event, Failure, PeerAuth, PeerAuthenticated, SaHandle, TrafficSelectors, Vouched,
 };
 use crate::ike::message::AddrSelector;
 use crate::oe::{Action, IkeResult, NotStarted, PeerAnswer, PeerKey};
@@ -42,10 +42,11 @@ impl Node {
                 remote,
                 id,
                 null_auth,
+                ts_i,
             } => {
                 self.track(sa, remote.ip(), null_auth, false, None);
                 self.machine
-                    .on_ike_request(now, sa.0, remote.ip(), &id, null_auth);
+                    .on_ike_request_from(now, sa.0, remote.ip(), &id, null_auth, &ts_i);
                 let note = Note::IkeAuthFrom {
                     remote,
                     id,
@@ -297,8 +298,19 @@ impl Node {
                 return self.machine.on_ike_result(now, dst, peer_addr, result);
             }
         };
+        // A gateway speaks for its subnets too (of the destination's family):
+        // the responder narrows them to what DNS vouches for.
+        let mut local_ts = vec![AddrSelector::host(ts_local)];
+        local_ts.extend(
+            self.endpoint
+                .config()
+                .protects
+                .iter()
+                .filter(|p| p.ts_type() == AddrSelector::host(dst).ts_type())
+                .cloned(),
+        );
         let ts = TrafficSelectors {
-            local: vec![AddrSelector::host(ts_local)],
+            local: local_ts,
             remote: vec![AddrSelector::host(dst)],
         };
         let anonymous = matches!(peer, PeerAuth::Null);
@@ -326,16 +338,38 @@ impl Node {
     /// Answers the engine's `AuthorizePeer` as the machine decided.
     fn answer_peer(&mut self, now: Instant, sa: SaHandle, peer_addr: IpAddr, answer: PeerAnswer) {
         let auth = match answer {
-            PeerAnswer::Ed25519 { keys, dnssec } => {
+            PeerAnswer::Ed25519 {
+                keys,
+                dnssec,
+                vouched,
+                not_vouched,
+            } => {
                 if let Some(info) = self.sas.get_mut(&sa) {
                     info.dnssec = dnssec;
                 }
-                // Every published key is a candidate (a rollover has two).
-                let keys: Vec<Ed25519PublicKey> = keys
-                    .iter()
-                    .filter_map(|k| Ed25519PublicKey::from_slice(k).ok())
+                let parse = |keys: &[[u8; 32]]| -> Vec<Ed25519PublicKey> {
+                    keys.iter()
+                        .filter_map(|k| Ed25519PublicKey::from_slice(k).ok())
+                        .collect()
+                };
+                for why in not_vouched {
+                    self.log(Some(sa), Note::NotVouched { peer_addr, why });
+                }
+                let vouched: Vec<Vouched> = vouched
+                    .into_iter()
+                    .map(|v| Vouched {
+                        keys: parse(&v.keys),
+                        selector: v.selector,
+                    })
+                    .filter(|v| !v.keys.is_empty())
                     .collect();
-                (!keys.is_empty()).then_some(PeerAuth::Ed25519(keys))
+                // Every published key is a candidate (a rollover has two).
+                let keys = parse(&keys);
+                let usable = !keys.is_empty() || !vouched.is_empty();
+                if !vouched.is_empty() {
+                    self.endpoint.vouch(sa, vouched);
+                }
+                usable.then_some(PeerAuth::Ed25519(keys))
             }
             PeerAnswer::Anonymous { lookup_failed } => {
                 if let Some(info) = self.sas.get_mut(&sa) {

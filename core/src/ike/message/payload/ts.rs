@@ -91,6 +91,54 @@ impl AddrSelector {
         }
     }
 
+    /// Every address, protocol and port of the subnet `addr/len` (host bits
+    /// ignored; a length beyond the family's is the host).
+    pub fn subnet(addr: IpAddr, len: u8) -> Self {
+        let addrs = match addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(len.min(32)))
+                    .unwrap_or(0);
+                let lo = u32::from(a) & mask;
+                AddrRange::V4(Ipv4Addr::from(lo), Ipv4Addr::from(lo | !mask))
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(len.min(128)))
+                    .unwrap_or(0);
+                let lo = u128::from(a) & mask;
+                AddrRange::V6(Ipv6Addr::from(lo), Ipv6Addr::from(lo | !mask))
+            }
+        };
+        Self {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: u16::MAX,
+            addrs,
+        }
+    }
+
+    /// The subnet `(address, prefix length)` this selector's address range
+    /// is exactly, if it is one (whatever its protocol and ports).
+    pub fn as_prefix(&self) -> Option<(IpAddr, u8)> {
+        let (lo, hi, bits) = match self.addrs {
+            AddrRange::V4(lo, hi) => (u128::from(u32::from(lo)), u128::from(u32::from(hi)), 32),
+            AddrRange::V6(lo, hi) => (u128::from(lo), u128::from(hi), 128),
+        };
+        let span = hi.checked_sub(lo)?;
+        // A prefix spans 2^k - 1 from an address whose low k bits are zero.
+        if span.checked_add(1).is_some_and(|n| !n.is_power_of_two()) || lo & span != 0 {
+            return None;
+        }
+        let host_bits = 128 - span.leading_zeros();
+        let len = u8::try_from(bits - host_bits).ok()?;
+        let start = match self.addrs {
+            AddrRange::V4(lo, _) => IpAddr::V4(lo),
+            AddrRange::V6(lo, _) => IpAddr::V6(lo),
+        };
+        Some((start, len))
+    }
+
     /// Every address, protocol and port of one host.
     pub fn host(addr: IpAddr) -> Self {
         let addrs = match addr {

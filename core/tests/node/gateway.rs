@@ -1,0 +1,257 @@
+//! Gateways (issue 14) on the virtual clock: two nodes with `protects`, the
+//! IPSECKEY records that send IKE for a host to its gateway, and the wildcard
+//! that vouches for a whole site. What is checked is what each side installed:
+//! the traffic selectors of its CHILD SA.
+
+use oemesh_core::ike::message::AddrSelector;
+use oemesh_core::ipseckey::wildcard_name;
+use oemesh_core::oe::Cidr;
+
+use super::*;
+
+const GW_A: &str = "192.0.2.31";
+const GW_B: &str = "192.0.2.32";
+const SITE_A: (&str, u8) = ("10.1.0.0", 24);
+const SITE_B: (&str, u8) = ("10.2.0.0", 24);
+/// A host behind B, with no agent.
+const B_HOST: &str = "10.2.0.7";
+
+fn host(s: &str) -> AddrSelector {
+    AddrSelector::host(ip(s))
+}
+
+fn subnet((s, len): (&str, u8)) -> AddrSelector {
+    AddrSelector::subnet(ip(s), len)
+}
+
+fn v4(s: &str) -> Gateway {
+    match ip(s) {
+        IpAddr::V4(a) => Gateway::Ipv4(a),
+        IpAddr::V6(_) => panic!("{s}"),
+    }
+}
+
+/// Every address private-or-clear (both roles answer and initiate).
+fn everywhere() -> oemesh_core::oe::Policy {
+    oemesh_core::oe::Policy::new(
+        [(Group::PrivateOrClear, "0.0.0.0/0".parse().unwrap())],
+        [(Group::PrivateOrClear, GroupOptions::default())],
+    )
+    .unwrap()
+}
+
+/// A node at `addr` signing with key `seed`, protecting `protects`.
+fn gateway(addr: &str, seed: u8, protects: &[(&str, u8)], now: Instant) -> Host {
+    let mut h = Host::new(addr, seed, false, now);
+    let key = Ed25519SigningKey::from_seed(&[seed; 32]);
+    let IpAddr::V4(a) = ip(addr) else { panic!() };
+    let mut ike = IkeConfig::new(LocalAuth::Ed25519(key), Identity::Ipv4(a));
+    ike.dpd_interval = None;
+    ike.protects = protects.iter().map(|p| subnet(*p)).collect();
+    let config = Config {
+        protects: protects
+            .iter()
+            .map(|(s, len)| Cidr::new(ip(s), *len).unwrap())
+            .collect(),
+        ..Config::default()
+    };
+    let machine = Machine::new(config, everywhere());
+    let node_config = NodeConfig {
+        addresses: Addresses::one(ip(addr)),
+        idle_timeout: IDLE,
+    };
+    h.node = Node::new(node_config, Endpoint::new(ike, [seed; 32]), machine, now);
+    h
+}
+
+/// Gateway A (key 31, site A) and gateway B (key 32, site B). A finds B_HOST's
+/// record naming B; B finds A's own key at A's address. What B finds for
+/// site A is up to each test.
+fn sites() -> World {
+    let now = Instant::now();
+    let mut a = gateway(GW_A, 31, &[SITE_A], now);
+    let b = gateway(GW_B, 32, &[SITE_B], now);
+    a.dns.insert(
+        reverse_name(ip(B_HOST)),
+        records(vec![ed(10, v4(GW_B), 32)], false),
+    );
+    let mut w = World {
+        net: Net::new(now),
+        now,
+        a,
+        b,
+    };
+    w.b.dns.insert(
+        reverse_name(ip(GW_A)),
+        records(vec![ed(10, Gateway::None, 31)], false),
+    );
+    w.b.knows_no_key_at(wildcard_name(ip(SITE_A.0), SITE_A.1).unwrap());
+    w
+}
+
+/// B's DNS: the wildcard of site A, with `records`.
+fn site_a_wildcard(w: &mut World, records_: Vec<oemesh_core::ipseckey::Ipseckey>) {
+    let name = wildcard_name(ip(SITE_A.0), SITE_A.1).unwrap();
+    w.b.dns.insert(name, records(records_, false));
+}
+
+/// A packet from a host of site A to B_HOST reaches gateway A's TUN.
+fn a_forwards(w: &mut World) {
+    let fate =
+        w.a.node
+            .handle_packet(w.now, ip(B_HOST), b"from 10.1.0.10".to_vec());
+    assert_eq!(fate, PacketFate::Held);
+    w.settle();
+}
+
+fn only_child(h: &Host) -> &oemesh_core::ike::endpoint::ChildSa {
+    let [c] = h.children.as_slice() else {
+        panic!("{:#?}", h.did)
+    };
+    c
+}
+
+#[test]
+fn site_to_site_carries_the_vouched_site_to_the_host_behind_the_far_gateway() {
+    let mut w = sites();
+    site_a_wildcard(&mut w, vec![ed(10, v4(GW_A), 31)]);
+    a_forwards(&mut w);
+    let a = only_child(&w.a);
+    assert_eq!(a.local_ts, [host(GW_A), subnet(SITE_A)]);
+    assert_eq!(a.remote_ts, [host(B_HOST)]);
+    assert_eq!(a.remote.ip(), ip(GW_B));
+    let b = only_child(&w.b);
+    assert_eq!(b.remote_ts, [host(GW_A), subnet(SITE_A)]);
+    assert_eq!(b.local_ts, [host(B_HOST)]);
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!((outcome.dst, outcome.state), (ip(B_HOST), State::Private));
+    assert_eq!(w.b.node.machine().counters().not_vouched, 0);
+}
+
+#[test]
+fn without_a_wildcard_for_its_site_the_initiator_speaks_for_itself_only() {
+    let mut w = sites();
+    a_forwards(&mut w);
+    assert_eq!(only_child(&w.b).remote_ts, [host(GW_A)]);
+    assert_eq!(only_child(&w.a).local_ts, [host(GW_A)]);
+}
+
+#[test]
+fn a_wildcard_with_another_key_or_naming_another_gateway_vouches_for_nothing() {
+    for record in [
+        ed(10, v4(GW_A), 99),
+        ed(10, v4("192.0.2.99"), 31),
+        ed(10, Gateway::None, 31),
+    ] {
+        let mut w = sites();
+        site_a_wildcard(&mut w, vec![record.clone()]);
+        a_forwards(&mut w);
+        assert_eq!(only_child(&w.b).remote_ts, [host(GW_A)], "{record:?}");
+    }
+}
+
+#[test]
+fn a_gateway_with_only_a_wildcard_gets_its_site_but_not_its_own_address() {
+    let mut w = sites();
+    w.b.knows_no_key_at(reverse_name(ip(GW_A)));
+    site_a_wildcard(&mut w, vec![ed(10, v4(GW_A), 31)]);
+    a_forwards(&mut w);
+    assert_eq!(only_child(&w.b).remote_ts, [subnet(SITE_A)]);
+    assert_eq!(only_child(&w.a).local_ts, [subnet(SITE_A)]);
+}
+
+#[test]
+fn a_site_that_contains_its_gateway_is_not_vouched_for_and_counted() {
+    // A lying gateway claims the whole WAN, and B's DNS even has a wildcard
+    // for it: a gateway is not behind itself.
+    let now = Instant::now();
+    let wan = ("192.0.2.0", 24);
+    let mut w = sites();
+    w.a = gateway(GW_A, 31, &[wan], now);
+    w.a.dns.insert(
+        reverse_name(ip("192.0.2.77")),
+        records(vec![ed(10, v4(GW_B), 32)], false),
+    );
+    w.b.dns.insert(
+        wildcard_name(ip(wan.0), wan.1).unwrap(),
+        records(vec![ed(10, v4(GW_A), 31)], false),
+    );
+    // B protects only its site: aim at a host there instead.
+    w.a.dns.insert(
+        reverse_name(ip(B_HOST)),
+        records(vec![ed(10, v4(GW_B), 32)], false),
+    );
+    a_forwards(&mut w);
+    assert_eq!(only_child(&w.b).remote_ts, [host(GW_A)]);
+    assert_eq!(w.b.node.machine().counters().not_vouched, 1);
+}
+
+#[test]
+fn a_gateway_refuses_a_host_outside_what_it_protects() {
+    let mut w = sites();
+    // A record names B as the gateway of a host B does not protect.
+    let outside = "10.9.0.1";
+    w.a.dns.insert(
+        reverse_name(ip(outside)),
+        records(vec![ed(10, v4(GW_B), 32)], false),
+    );
+    let fate = w.a.node.handle_packet(w.now, ip(outside), b"x".to_vec());
+    assert_eq!(fate, PacketFate::Held);
+    w.settle();
+    assert!(w.a.children.is_empty() && w.b.children.is_empty());
+    assert_eq!(
+        w.b.node.endpoint().stats().ts_refused,
+        1,
+        "{:?} {:#?}",
+        w.a.outcomes,
+        w.b.did
+    );
+    let [outcome] = w.a.outcomes.as_slice() else {
+        panic!("{:?}", w.a.outcomes)
+    };
+    assert_eq!(outcome.state, State::Clear);
+}
+
+#[test]
+fn a_lone_host_reaches_a_host_behind_a_gateway() {
+    // An end host (no `protects`) and gateway B: TSi is the host alone.
+    let now = Instant::now();
+    let mut w = sites();
+    w.a = gateway("192.0.2.40", 40, &[], now);
+    w.a.dns.insert(
+        reverse_name(ip(B_HOST)),
+        records(vec![ed(10, v4(GW_B), 32)], false),
+    );
+    w.b.dns.insert(
+        reverse_name(ip("192.0.2.40")),
+        records(vec![ed(10, Gateway::None, 40)], false),
+    );
+    a_forwards(&mut w);
+    assert_eq!(only_child(&w.a).local_ts, [host("192.0.2.40")]);
+    assert_eq!(only_child(&w.b).local_ts, [host(B_HOST)]);
+    assert_eq!(only_child(&w.b).remote_ts, [host("192.0.2.40")]);
+}
+
+#[test]
+fn a_child_rekey_by_either_side_keeps_the_site_selectors() {
+    for responder_rekeys in [false, true] {
+        let mut w = sites();
+        site_a_wildcard(&mut w, vec![ed(10, v4(GW_A), 31)]);
+        a_forwards(&mut w);
+        let soft = oemesh_core::esp::LifetimeEvent::SoftExpired;
+        let rekeyer = if responder_rekeys { &mut w.b } else { &mut w.a };
+        let [(sa, old)] = rekeyer.installed[..] else {
+            panic!("{:?}", rekeyer.installed)
+        };
+        rekeyer.node.handle_lifetime(w.now, sa, old, soft);
+        w.settle();
+        let (a, b) = (&w.a.children, &w.b.children);
+        assert_eq!((a.len(), b.len()), (2, 2), "{:#?}", w.b.did);
+        assert_eq!(a[1].local_ts, [host(GW_A), subnet(SITE_A)]);
+        assert_eq!(a[1].remote_ts, [host(B_HOST)]);
+        assert_eq!(b[1].remote_ts, [host(GW_A), subnet(SITE_A)]);
+        assert_eq!(b[1].local_ts, [host(B_HOST)]);
+    }
+}
