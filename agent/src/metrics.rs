@@ -167,11 +167,17 @@ pub enum TrustEvent {
     AnonymousLookupFailed,
     /// Downgrades detected (a peer private lately gone clear or anonymous).
     Downgrade,
+    /// CHILD SAs refused with TS_UNACCEPTABLE: selectors outside this host
+    /// and `[gateway] protects`, or outside what DNS vouches for the peer.
+    TsRefused,
+    /// Selectors a peer proposed that can never be vouched for (a subnet
+    /// containing the peer itself).
+    NotVouched,
 }
 
 impl TrustEvent {
     /// Every event, in label order.
-    pub const ALL: [TrustEvent; 7] = [
+    pub const ALL: [TrustEvent; 9] = [
         TrustEvent::WrongAddress,
         TrustEvent::HalfOpenSourceFull,
         TrustEvent::IdentityRefused,
@@ -179,6 +185,8 @@ impl TrustEvent {
         TrustEvent::AnonymousEvicted,
         TrustEvent::AnonymousLookupFailed,
         TrustEvent::Downgrade,
+        TrustEvent::TsRefused,
+        TrustEvent::NotVouched,
     ];
 
     fn label(self) -> &'static str {
@@ -190,6 +198,8 @@ impl TrustEvent {
             TrustEvent::AnonymousEvicted => "anonymous_evicted",
             TrustEvent::AnonymousLookupFailed => "anonymous_lookup_failed",
             TrustEvent::Downgrade => "downgrade",
+            TrustEvent::TsRefused => "ts_refused",
+            TrustEvent::NotVouched => "not_vouched",
         }
     }
 }

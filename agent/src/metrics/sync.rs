@@ -42,6 +42,8 @@ impl Metrics {
         self.set_trust(T::AnonymousEvicted, stats.anonymous_evicted);
         self.set_trust(T::AnonymousLookupFailed, c.anonymous_lookup_failed);
         self.set_trust(T::Downgrade, c.downgrades);
+        self.set_trust(T::TsRefused, stats.ts_refused);
+        self.set_trust(T::NotVouched, c.not_vouched);
         for state in Dnssec::ALL {
             let n = c.dnssec[state as usize];
             self.dnssec[state as usize].inner().store(n, Relaxed);

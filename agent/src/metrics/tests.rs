@@ -95,6 +95,8 @@ oemesh_trust_events_total{event="initial_contact_ignored"} 0
 oemesh_trust_events_total{event="anonymous_evicted"} 0
 oemesh_trust_events_total{event="anonymous_lookup_failed"} 0
 oemesh_trust_events_total{event="downgrade"} 4
+oemesh_trust_events_total{event="ts_refused"} 0
+oemesh_trust_events_total{event="not_vouched"} 0
 # HELP oemesh_icmp_errors_total ICMP errors for this host's IKE datagrams, by what they did (ended an attempt with a keyless destination, shortened a keyed one's wait, or matched nothing).
 # TYPE oemesh_icmp_errors_total counter
 oemesh_icmp_errors_total{fate="ended"} 0
