@@ -14,6 +14,7 @@
 //! | [`keyfile`] | key files on disk: load, permission check, write with mode 0600 |
 //! | [`tsig`] | TSIG key files as `tsig-keygen` writes them |
 //! | [`record`] | the IPSECKEY record of a key and an address, and its printed forms |
+//! | [`subnet`] | `--subnet`: the wildcard record of a site behind a gateway, and what it may not say |
 //! | [`transport`] | one DNS server, bounded waits, UDP/TCP |
 //! | [`update`] | RFC 2136 UPDATE: plans, prerequisites, TSIG, the server's verdict |
 //! | [`rollover`] | when step 1 of a key rollover ran, so that step 2 waits out the TTL |
@@ -26,6 +27,7 @@ pub mod dnssec;
 pub mod keyfile;
 pub mod record;
 pub mod rollover;
+pub mod subnet;
 pub mod transport;
 pub mod tsig;
 pub mod update;

@@ -11,6 +11,8 @@ use base64::Engine as _;
 use oemesh_core::ipseckey::{DomainName, Gateway, Ipseckey, Record, reverse_name};
 use serde_json::{Value, json};
 
+use crate::subnet::{GatewayProblem, Subnet, check_gateway};
+
 /// Precedence when none is given (RFC 4025 §2.2: lower is tried first).
 pub const DEFAULT_PRECEDENCE: u8 = 10;
 /// TTL when none is given, in seconds.
@@ -43,6 +45,57 @@ pub fn parse_gateway(text: &str) -> Result<Gateway, GatewayError> {
             value: text.to_owned(),
             reason: e.to_string(),
         })
+}
+
+/// Where a record is published: `--ip` or `--subnet`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// One host: its reverse name.
+    Host(IpAddr),
+    /// A site behind a gateway: the wildcard under the subnet's reverse zone.
+    Subnet(Subnet),
+}
+
+impl Owner {
+    /// The owner name: the host's reverse name or the subnet's wildcard.
+    pub fn name(&self) -> DomainName {
+        match self {
+            Owner::Host(ip) => reverse_name(*ip),
+            Owner::Subnet(s) => s.wildcard(),
+        }
+    }
+
+    /// What the flags said, for messages: `--ip 192.0.2.10`, `--subnet 10.1.0.0/24`.
+    pub fn flag(&self) -> String {
+        match self {
+            Owner::Host(ip) => format!("--ip {ip}"),
+            Owner::Subnet(s) => format!("--subnet {s}"),
+        }
+    }
+
+    /// Checks a record's gateway for this owner: anything goes for a host; a
+    /// subnet's wildcard needs a gateway outside the subnet ([`check_gateway`]).
+    pub fn check_gateway(&self, gateway: &Gateway) -> Result<(), GatewayProblem> {
+        match self {
+            Owner::Host(_) => Ok(()),
+            Owner::Subnet(s) => check_gateway(s, gateway),
+        }
+    }
+}
+
+/// The record publishing `public_key` at `owner` (no gateway check: see [`Owner::check_gateway`]).
+pub fn owner_record(
+    owner: &Owner,
+    public_key: [u8; 32],
+    precedence: u8,
+    gateway: Gateway,
+    ttl: u32,
+) -> Record {
+    Record {
+        owner: owner.name(),
+        ttl,
+        rdata: Ipseckey::ed25519(precedence, gateway, public_key),
+    }
 }
 
 /// The record publishing `public_key` for `ip`.

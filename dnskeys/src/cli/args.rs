@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use oemesh_core::ipseckey::Gateway;
 
-use crate::record::{DEFAULT_PRECEDENCE, Format};
+use crate::record::{DEFAULT_PRECEDENCE, Format, Owner};
+use crate::subnet::Subnet;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -43,7 +44,10 @@ Examples:
   dnskeys record --key host.key --ip 2001:db8::10 --gateway 2001:db8::1 --ttl 600
   (echo server ns1.example.net; dnskeys record --key host.key --ip 192.0.2.10 \\
       --format nsupdate) | nsupdate -k update.tsig
-  dnskeys record --key host.key --ip 192.0.2.10 --format json";
+  dnskeys record --key host.key --ip 192.0.2.10 --format json
+  # A site behind a gateway: one wildcard for the subnet, with the gateway's key
+  dnskeys record --key gw.key --subnet 10.1.0.0/24 --gateway 192.0.2.1
+    *.0.1.10.in-addr.arpa. 3600 IN IPSECKEY 10 1 4 192.0.2.1 Bg0rrL...=";
 
 const PUBLISH_EXAMPLES: &str = "\
 Examples:
@@ -51,11 +55,19 @@ Examples:
       --tsig-key update.tsig
   dnskeys publish --key host.key --ip 2001:db8::10 --server [2001:db8::53]:53 \\
       --tsig-key update.tsig --zone 8.b.d.0.1.0.0.2.ip6.arpa --ttl 600
+  dnskeys publish --key gw.key --subnet 10.1.0.0/24 --gateway 192.0.2.1 \\
+      --server ns1.example.net --tsig-key update.tsig
 
 Adds this key's IPSECKEY record at the address's reverse name, replacing any
 record that carries the same key; other keys and other record types at the
 name are left alone. The change is one UPDATE message with the current
-IPSECKEY records as its prerequisite: all of it happens, or none.";
+IPSECKEY records as its prerequisite: all of it happens, or none.
+
+With --subnet the record goes at the wildcard under the subnet's reverse zone
+(*.0.1.10.in-addr.arpa. for 10.1.0.0/24), which answers for every host in the
+subnet whose reverse name holds no records of its own (no PTR either). It needs
+a --gateway outside the subnet. See docs/publishing-keys.md, \"A whole site
+behind a gateway\".";
 
 const VERIFY_EXAMPLES: &str = "\
 Examples:
@@ -65,6 +77,14 @@ Examples:
   dnskeys verify --ip 192.0.2.10 --dnssec               # validate here, from the root
   dnskeys verify --ip 192.0.2.10 --server ns1.example.net --dnssec \\
       --trust-anchor 2.0.192.in-addr.arpa.anchors     # a private zone's DNSKEY or DS
+  dnskeys verify --subnet 10.1.0.0/24 --key gw.key      # the wildcard, and 10.1.0.1
+  dnskeys verify --subnet 10.1.0.0/24 --probe 10.1.0.77 # ... and what 10.1.0.77 gets
+
+With --subnet, the wildcard's own name and a host's name inside the subnet
+(--probe, default the first host) are both asked for; it fails when the host's
+name does not get the wildcard's records (it exists, e.g. with a PTR, or a
+name between exists), or when a record at the wildcard has no gateway or a
+gateway inside the subnet.
 
 DNSSEC: the query sets DO and AD; the output says whether the resolver set AD
 (validated) or not. Use a validating resolver you trust, ideally on localhost.
@@ -90,6 +110,8 @@ Examples:
 const REMOVE_EXAMPLES: &str = "\
 Examples:
   dnskeys remove --key host.key --ip 192.0.2.10 --server ns1.example.net \\
+      --tsig-key update.tsig
+  dnskeys remove --key gw.key --subnet 10.1.0.0/24 --server ns1.example.net \\
       --tsig-key update.tsig
 
 Removes every IPSECKEY record that carries this key; other records stay.";
@@ -159,6 +181,33 @@ pub enum Command {
     Man,
 }
 
+/// Where the record lives: one host's reverse name, or the wildcard of a subnet.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct OwnerArg {
+    /// The host's address (IPv4 or IPv6): the record goes at its reverse name.
+    #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
+    pub ip: Option<IpAddr>,
+    /// A site's subnet behind a gateway (IPv4: /8, /16, /24; IPv6: a multiple of
+    /// 4 bits): one wildcard record under its reverse zone covers every host in
+    /// it; needs --gateway.
+    #[arg(long, value_name = "PREFIX", value_parser = parse_subnet)]
+    pub subnet: Option<Subnet>,
+}
+
+impl OwnerArg {
+    /// The owner the flags name (clap's group makes exactly one of them present).
+    pub fn owner(&self) -> Result<Owner, super::Usage> {
+        match (self.ip, self.subnet) {
+            (Some(ip), None) => Ok(Owner::Host(ip)),
+            (None, Some(s)) => Ok(Owner::Subnet(s)),
+            _ => Err(super::Usage(anyhow::anyhow!(
+                "give exactly one of --ip ADDR (one host) and --subnet PREFIX (a site behind a gateway)"
+            ))),
+        }
+    }
+}
+
 /// `keygen` flags.
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
@@ -194,9 +243,8 @@ pub struct RecordShape {
 pub struct RecordArgs {
     #[command(flatten)]
     pub key: KeyArg,
-    /// The host's address (IPv4 or IPv6).
-    #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
-    pub ip: IpAddr,
+    #[command(flatten)]
+    pub owner: OwnerArg,
     #[command(flatten)]
     pub shape: RecordShape,
     /// Time to live in seconds.
@@ -210,16 +258,16 @@ pub struct RecordArgs {
 /// Where and how to update.
 #[derive(Debug, Args)]
 pub struct UpdateTarget {
-    /// The host's address (IPv4 or IPv6).
-    #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
-    pub ip: IpAddr,
+    #[command(flatten)]
+    pub owner: OwnerArg,
     /// The zone's primary server: HOST or HOST:PORT (port 53 by default).
     #[arg(long, value_name = "HOST[:PORT]")]
     pub server: String,
     /// The TSIG key file, as 'tsig-keygen -a hmac-sha256 NAME' writes it.
     #[arg(long, value_name = "FILE")]
     pub tsig_key: PathBuf,
-    /// The zone to update (default: found from the SOA of the reverse name).
+    /// The zone to update (default: found from the SOA of the reverse name, or of
+    /// the wildcard with --subnet).
     #[arg(long, value_name = "ZONE")]
     pub zone: Option<String>,
 }
@@ -241,9 +289,13 @@ pub struct PublishArgs {
 /// `verify` flags.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The host's address (IPv4 or IPv6).
-    #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
-    pub ip: IpAddr,
+    #[command(flatten)]
+    pub owner: OwnerArg,
+    /// With --subnet: the host address inside the subnet whose reverse name is
+    /// asked for too, to see what the wildcard answers for it (default: the
+    /// subnet's first host address).
+    #[arg(long, value_name = "ADDR", value_parser = parse_ip, requires = "subnet")]
+    pub probe: Option<IpAddr>,
     /// The key that must be published (default: any usable key will do).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
@@ -306,6 +358,10 @@ fn parse_ip(s: &str) -> Result<IpAddr, String> {
     s.trim().parse::<IpAddr>().map_err(|_| {
         format!("'{s}' is not an IP address; give one IPv4 or IPv6 address, e.g. 192.0.2.10 or 2001:db8::10")
     })
+}
+
+fn parse_subnet(s: &str) -> Result<Subnet, String> {
+    s.parse::<Subnet>().map_err(|e| e.to_string())
 }
 
 fn parse_gateway(s: &str) -> Result<Gateway, String> {

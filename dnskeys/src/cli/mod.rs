@@ -14,6 +14,7 @@
 pub mod args;
 mod man;
 mod run;
+mod verify;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -90,7 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Remove(a) => runtime()?.block_on(run::remove(a, timeout))?,
         Command::Rotate(a) => runtime()?.block_on(run::rotate(a, timeout))?,
         Command::Verify(a) => {
-            let found = runtime()?.block_on(run::verify(a, timeout))?;
+            let found = runtime()?.block_on(verify::verify(a, timeout))?;
             return Ok(if found { EXIT_OK } else { EXIT_NOT_FOUND });
         }
         Command::Completions { shell } => {

@@ -8,16 +8,14 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use hickory_proto::rr::Name;
 use oemesh_core::hostkey::HostKey;
-use oemesh_core::ipseckey::{Ipseckey, reverse_name};
+use oemesh_core::ipseckey::{DomainName, Ipseckey};
 use zeroize::Zeroizing;
 
-use super::args::{
-    KeygenArgs, PublishArgs, RecordArgs, RemoveArgs, RotateArgs, UpdateTarget, VerifyArgs,
-};
-use crate::record::{self, host_record, key_base64};
+use super::args::{KeygenArgs, PublishArgs, RecordArgs, RemoveArgs, RotateArgs, UpdateTarget};
+use crate::record::{self, Owner, key_base64, owner_record};
 use crate::transport::{self, Server};
 use crate::update::{self, Applied, UpdateError, Updater, plan};
-use crate::{keyfile, rollover, tsig, verify};
+use crate::{keyfile, rollover, tsig};
 
 /// Loads a host key, printing its warnings.
 pub(super) fn load_key(path: &Path) -> Result<HostKey> {
@@ -47,9 +45,13 @@ pub(super) fn pubkey(path: &Path) -> Result<()> {
 }
 
 pub(super) fn record(a: &RecordArgs) -> Result<()> {
+    let owner = a.owner.owner()?;
+    owner
+        .check_gateway(&a.shape.gateway)
+        .map_err(|e| super::Usage(e.into()))?;
     let key = load_key(&a.key.key)?;
-    let r = host_record(
-        a.ip,
+    let r = owner_record(
+        &owner,
         key.public_key(),
         a.shape.precedence,
         a.shape.gateway.clone(),
@@ -62,6 +64,7 @@ pub(super) fn record(a: &RecordArgs) -> Result<()> {
 
 /// Everything an update command needs, checked before anything is sent.
 struct Prepared {
+    owner: Owner,
     tsig: tsig::TsigKey,
     server: Server,
     name: Name,
@@ -69,6 +72,7 @@ struct Prepared {
 }
 
 fn prepare(t: &UpdateTarget, timeout: Duration) -> Result<Prepared> {
+    let owner = t.owner.owner()?;
     let tsig = tsig::load(&t.tsig_key)?;
     if let Ok(meta) = std::fs::metadata(&t.tsig_key) {
         use std::os::unix::fs::PermissionsExt as _;
@@ -82,7 +86,7 @@ fn prepare(t: &UpdateTarget, timeout: Duration) -> Result<Prepared> {
         }
     }
     let server = transport::parse_server(&t.server, timeout)?;
-    let name = update::to_hickory_name(&reverse_name(t.ip))?;
+    let name = update::to_hickory_name(&owner.name())?;
     let zone = match &t.zone {
         None => None,
         Some(z) => {
@@ -90,6 +94,12 @@ fn prepare(t: &UpdateTarget, timeout: Duration) -> Result<Prepared> {
                 .map_err(|e| anyhow::anyhow!("--zone {z:?} is not a domain name: {e}"))
                 .map_err(super::Usage)?;
             zone.set_fqdn(true);
+            if let Owner::Subnet(s) = &owner {
+                let core_zone = DomainName::from_ascii(&zone.to_ascii())
+                    .map_err(|e| anyhow::anyhow!("--zone {z:?} is not a domain name: {e}"))
+                    .map_err(super::Usage)?;
+                crate::subnet::check_zone(s, &core_zone).map_err(|e| super::Usage(e.into()))?;
+            }
             if !zone.zone_of(&name) {
                 return Err(UpdateError::OutsideZone {
                     name: name.to_ascii(),
@@ -101,6 +111,7 @@ fn prepare(t: &UpdateTarget, timeout: Duration) -> Result<Prepared> {
         }
     };
     Ok(Prepared {
+        owner,
         tsig,
         server,
         name,
@@ -150,6 +161,11 @@ fn wire(k: &Ipseckey) -> Vec<u8> {
 }
 
 pub(super) async fn publish(a: &PublishArgs, timeout: Duration) -> Result<()> {
+    a.target
+        .owner
+        .owner()?
+        .check_gateway(&a.shape.gateway)
+        .map_err(|e| super::Usage(e.into()))?;
     let key = load_key(&a.key.key)?;
     let p = prepare(&a.target, timeout)?;
     let up = updater(&p).await?;
@@ -180,6 +196,10 @@ pub(super) async fn remove(a: &RemoveArgs, timeout: Duration) -> Result<()> {
 }
 
 pub(super) async fn rotate(a: &RotateArgs, timeout: Duration) -> Result<()> {
+    if let Some(g) = &a.gateway {
+        let owner = a.target.owner.owner()?;
+        owner.check_gateway(g).map_err(|e| super::Usage(e.into()))?;
+    }
     let old = load_key(&a.old)?.public_key();
     let new = load_key(&a.new)?.public_key();
     let p = prepare(&a.target, timeout)?;
@@ -194,6 +214,7 @@ pub(super) async fn rotate(a: &RotateArgs, timeout: Duration) -> Result<()> {
     let applied = if a.finish {
         up.apply(|cur| {
             let plan = plan::rotate_finish(cur, &name, &old, &new, a.precedence, a.ttl)?;
+            check_added(&p.owner, &plan)?;
             // Done already (the old key is gone): nothing to wait for.
             if !plan.is_noop(cur) {
                 rollover::finish_allowed(step1.as_ref(), &record_path, now, a.force)?;
@@ -202,8 +223,12 @@ pub(super) async fn rotate(a: &RotateArgs, timeout: Duration) -> Result<()> {
         })
         .await?
     } else {
-        up.apply(|cur| plan::rotate_start(cur, &name, &old, &new, a.gateway.clone(), a.ttl))
-            .await?
+        up.apply(|cur| {
+            let plan = plan::rotate_start(cur, &name, &old, &new, a.gateway.clone(), a.ttl)?;
+            check_added(&p.owner, &plan)?;
+            Ok(plan)
+        })
+        .await?
     };
     print_applied(
         if a.finish {
@@ -261,113 +286,18 @@ pub(super) async fn rotate(a: &RotateArgs, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
+/// A rollover step at a subnet's wildcard keeps the old record's gateway:
+/// refuse it when that gateway is one a wildcard may not have.
+fn check_added(owner: &Owner, plan: &plan::Plan) -> Result<(), plan::PlanError> {
+    for added in &plan.add {
+        owner.check_gateway(&added.gateway)?;
+    }
+    Ok(())
+}
+
 /// Seconds since the Unix epoch.
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-pub(super) async fn verify(a: &VerifyArgs, timeout: Duration) -> Result<bool> {
-    let expected = match &a.key {
-        Some(path) => Some(load_key(path)?.public_key()),
-        None => None,
-    };
-    let server = match &a.server {
-        Some(s) => transport::parse_server(s, timeout)?,
-        None => transport::system_resolver(Path::new("/etc/resolv.conf"), timeout)?,
-    };
-    let anchors = if a.dnssec {
-        Some(crate::dnssec::load_anchor_files(&a.trust_anchor)?)
-    } else {
-        None
-    };
-    let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
-    let report = verify::verify(
-        &server,
-        a.ip,
-        expected,
-        anchors.as_deref().map(|an| (an, now)),
-    )
-    .await?;
-    if let Some(v) = &report.validation {
-        warn_expiry(&report.name, v);
-    }
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?;
-        return Ok(report.ok());
-    }
-    let n = report.records.len();
-    writeln!(
-        out,
-        "{} ({}) at {}: {} IPSECKEY record{}",
-        report.name,
-        a.ip,
-        server,
-        n,
-        if n == 1 { "" } else { "s" }
-    )?;
-    for alias in &report.aliases {
-        writeln!(out, "  alias: {alias}")?;
-    }
-    for r in &report.records {
-        let tag = if r.matches {
-            "match  "
-        } else if r.usable() {
-            "other  "
-        } else {
-            "invalid"
-        };
-        match &r.decoded {
-            Ok(k) => match r.problem() {
-                None => writeln!(out, "  [{tag}] {} IN IPSECKEY {k}", r.ttl)?,
-                Some(why) => writeln!(out, "  [{tag}] {} IN IPSECKEY {k}: {why}", r.ttl)?,
-            },
-            Err(why) => {
-                let hex: String = r.rdata.iter().map(|b| format!("{b:02x}")).collect();
-                writeln!(
-                    out,
-                    "  [{tag}] {} IN IPSECKEY \\# {} {hex}: {why}",
-                    r.ttl,
-                    r.rdata.len()
-                )?
-            }
-        }
-    }
-    writeln!(out, "DNSSEC: {}", report.dnssec_summary())?;
-    let verdict = match (expected, report.ok()) {
-        (Some(k), true) => format!("OK: a record carries key {}", key_base64(&k)),
-        (Some(k), false) => format!("FAIL: no record carries key {}", key_base64(&k)),
-        (None, true) => "OK: at least one usable Ed25519 record".to_owned(),
-        (None, false) => "FAIL: no usable Ed25519 record".to_owned(),
-    };
-    match &report.validation {
-        Some(v) if v.state != crate::dnssec::State::Secure => {
-            writeln!(out, "FAIL: the answer is not DNSSEC-secure ({})", v.state)?
-        }
-        _ => writeln!(out, "{verdict}")?,
-    }
-    Ok(report.ok())
-}
-
-/// Warns (stderr) when the signature over the answer expires within
-/// [`crate::dnssec::EXPIRY_WARNING_S`], or has expired.
-fn warn_expiry(name: &str, v: &crate::dnssec::Validation) {
-    use crate::dnssec::{EXPIRY_WARNING_S, human_duration, human_time};
-    let (Some(at), Some(left)) = (v.expires, v.expires_in) else {
-        return;
-    };
-    if left >= EXPIRY_WARNING_S {
-        return;
-    }
-    let when = if left < 0 {
-        format!("expired {}", human_time(at))
-    } else {
-        format!("expires {}, in {}", human_time(at), human_duration(left))
-    };
-    eprintln!(
-        "dnskeys: warning: the RRSIG over {name} IPSECKEY {when}; re-sign the zone, or \
-         every validating peer treats the key as bogus"
-    );
 }

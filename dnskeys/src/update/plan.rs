@@ -130,6 +130,10 @@ pub enum PlanError {
         /// where the record was looked for
         path: String,
     },
+    /// The record would be a wildcard that no gateway or its own gateway
+    /// breaks (`rotate --subnet` keeps the old key's gateway by default).
+    #[error("{0}")]
+    Gateway(#[from] crate::subnet::GatewayProblem),
 }
 
 fn prerequisite(current: &RrSet) -> Vec<Vec<u8>> {

@@ -7,13 +7,18 @@
 //! validated it (RFC 4035 §3.2.3). That is only as trustworthy as the path to
 //! the resolver (use one on localhost); the report says so. With `--dnssec`
 //! the answer is validated here instead, from trust anchors ([`crate::dnssec`]).
+//!
+//! `verify --subnet` ([`site`]) asks for the subnet's wildcard and for a host
+//! name inside the subnet, and checks what a wildcard may not say.
+
+pub mod site;
 
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 use oemesh_core::crypto::ed25519::Ed25519PublicKey;
-use oemesh_core::ipseckey::{Ipseckey, reverse_name};
+use oemesh_core::ipseckey::{DomainName, Ipseckey, reverse_name};
 use serde_json::{Value, json};
 
 use crate::dnssec::{Anchor, Validation};
@@ -65,8 +70,8 @@ impl Found {
 /// Everything `verify` learned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
-    /// The address asked about.
-    pub ip: IpAddr,
+    /// The address asked about (`None` for a subnet's wildcard).
+    pub ip: Option<IpAddr>,
     /// Its reverse name.
     pub name: String,
     /// The server asked.
@@ -180,7 +185,7 @@ impl Report {
             }),
         };
         json!({
-            "ip": self.ip.to_string(),
+            "ip": self.ip.map(|ip| ip.to_string()),
             "name": self.name,
             "server": self.server.addr.to_string(),
             "rcode": rcode_mnemonic(self.rcode),
@@ -252,7 +257,19 @@ pub async fn verify(
     expected: Option<[u8; 32]>,
     dnssec: Option<(&[Anchor], i64)>,
 ) -> Result<Report, VerifyError> {
-    let name = to_hickory_name(&reverse_name(ip))?;
+    verify_name(server, &reverse_name(ip), Some(ip), expected, dnssec).await
+}
+
+/// [`verify`] for any owner name: `ip` is the address it is the reverse name
+/// of, `None` for a wildcard.
+pub async fn verify_name(
+    server: &Server,
+    owner: &DomainName,
+    ip: Option<IpAddr>,
+    expected: Option<[u8; 32]>,
+    dnssec: Option<(&[Anchor], i64)>,
+) -> Result<Report, VerifyError> {
+    let name = to_hickory_name(owner)?;
     let mut id = [0u8; 2];
     getrandom::fill(&mut id).map_err(|e| UpdateError::Internal(format!("OS randomness: {e}")))?;
     let mut m = Message::new(u16::from_be_bytes(id), MessageType::Query, OpCode::Query);
