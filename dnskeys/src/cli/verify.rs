@@ -49,7 +49,7 @@ pub(super) async fn verify(a: &VerifyArgs, timeout: Duration) -> Result<bool> {
                 return Ok(report.ok());
             }
             print_report(&mut out, &report, &ip.to_string())?;
-            print_verdict(&mut out, &report, expected, report.ok())?;
+            print_verdict(&mut out, &report, expected, "")?;
             return Ok(report.ok());
         }
     };
@@ -73,12 +73,21 @@ pub(super) async fn verify(a: &VerifyArgs, timeout: Duration) -> Result<bool> {
     for problem in &site.problems {
         writeln!(out, "FAIL: {problem}")?;
     }
-    if !site.wildcard.ok() {
-        print_verdict(&mut out, &site.wildcard, expected, false)?;
-    } else if !site.probe.ok() {
-        print_verdict(&mut out, &site.probe, expected, false)?;
-    } else if site.ok() {
-        print_verdict(&mut out, &site.wildcard, expected, true)?;
+    for (report, whose) in [
+        (&site.wildcard, "the wildcard".to_owned()),
+        (&site.probe, format!("{} (a host inside)", site.probe.name)),
+    ] {
+        if !report.ok() {
+            print_verdict(&mut out, report, expected, &whose)?;
+        }
+    }
+    if site.ok() {
+        print_verdict(
+            &mut out,
+            &site.wildcard,
+            expected,
+            &format!("the wildcard and {probe}"),
+        )?;
     }
     Ok(site.ok())
 }
@@ -125,28 +134,43 @@ fn print_report(out: &mut impl Write, report: &Report, what: &str) -> Result<()>
     Ok(())
 }
 
-/// The `OK: …` or `FAIL: …` line for one answer; `ok` is the overall verdict.
+/// The `OK: …` or `FAIL: …` line for one answer; `whose` names it when there
+/// are several ("the wildcard"), empty for `--ip`.
 fn print_verdict(
     out: &mut impl Write,
     report: &Report,
     expected: Option<[u8; 32]>,
-    ok: bool,
+    whose: &str,
 ) -> Result<()> {
+    let at = if whose.is_empty() {
+        String::new()
+    } else {
+        format!(" for {whose}")
+    };
     if let Some(v) = &report.validation
         && v.state != crate::dnssec::State::Secure
     {
-        writeln!(out, "FAIL: the answer is not DNSSEC-secure ({})", v.state)?;
+        writeln!(
+            out,
+            "FAIL: the answer{at} is not DNSSEC-secure ({})",
+            v.state
+        )?;
         return Ok(());
     }
     let found = match expected {
         Some(_) => report.records.iter().any(|r| r.matches),
         None => report.records.iter().any(verify::Found::usable),
     };
-    let verdict = match (expected, found && ok) {
-        (Some(k), true) => format!("OK: a record carries key {}", key_base64(&k)),
-        (Some(k), false) => format!("FAIL: no record carries key {}", key_base64(&k)),
-        (None, true) => "OK: at least one usable Ed25519 record".to_owned(),
-        (None, false) => "FAIL: no usable Ed25519 record".to_owned(),
+    let at = if whose.is_empty() {
+        String::new()
+    } else {
+        format!(" (answer{at})")
+    };
+    let verdict = match (expected, found) {
+        (Some(k), true) => format!("OK: a record carries key {}{at}", key_base64(&k)),
+        (Some(k), false) => format!("FAIL: no record carries key {}{at}", key_base64(&k)),
+        (None, true) => format!("OK: at least one usable Ed25519 record{at}"),
+        (None, false) => format!("FAIL: no usable Ed25519 record{at}"),
     };
     writeln!(out, "{verdict}")?;
     Ok(())
