@@ -189,8 +189,8 @@ pub struct OwnerArg {
     #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
     pub ip: Option<IpAddr>,
     /// A site's subnet behind a gateway (IPv4: /8, /16, /24; IPv6: a multiple of
-    /// 4 bits): one wildcard record under its reverse zone covers every host in
-    /// it; needs --gateway.
+    /// 4 bits): the record is the wildcard under its reverse zone, which covers
+    /// every host in it; a wildcard's record needs a --gateway outside the subnet.
     #[arg(long, value_name = "PREFIX", value_parser = parse_subnet)]
     pub subnet: Option<Subnet>,
 }

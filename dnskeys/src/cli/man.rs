@@ -17,7 +17,7 @@ success (\\fBverify\\fR: a matching or, without \\-\\-key, a usable record was f
 \\fBverify\\fR found no matching (or no usable) record; or an unexpected failure
 .TP
 \\fB2\\fR
-bad usage: an unknown flag, an address that does not parse, a name outside \\-\\-zone
+bad usage: an unknown flag, an address that does not parse, a name outside \\-\\-zone, a refused \\-\\-subnet (off a label boundary, host bits set, no gateway, a gateway inside it)
 .TP
 \\fB3\\fR
 a key or TSIG key file is missing, unreadable or malformed; \\fBkeygen\\fR would overwrite a file

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | 0 | success (`verify`: a matching / usable record was found) |
 //! | 1 | `verify`: no matching (or, without `--key`, no usable) record; with `--dnssec`, an answer that is not secure |
-//! | 2 | bad usage: unknown flag, an IP that does not parse, a name outside `--zone`, a bad `--trust-anchor` file |
+//! | 2 | bad usage: unknown flag, an IP that does not parse, a name outside `--zone`, a bad `--trust-anchor` file, a refused `--subnet` ([`crate::subnet`]) |
 //! | 3 | a key or TSIG key file is missing, unreadable or malformed; `keygen` target exists |
 //! | 4 | the server refused or failed the request (TSIG BADKEY/BADSIG/BADTIME, NOTAUTH, REFUSED, SERVFAIL, ...) |
 //! | 5 | no answer from the server (timeout, connection refused, network error) |
