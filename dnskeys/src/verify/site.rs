@@ -17,7 +17,7 @@ use oemesh_core::ipseckey::Gateway;
 use serde_json::{Value, json};
 
 use super::{Report, VerifyError, verify, verify_name};
-use crate::dnssec::Anchor;
+use crate::dnssec::{Anchor, State};
 use crate::subnet::Subnet;
 use crate::transport::Server;
 
@@ -146,6 +146,18 @@ pub fn problems(subnet: &Subnet, wildcard: &Report, probe: &Report) -> (Vec<Stri
                 "{} ({probe_ip}) has IPSECKEY records of its own, which hide the wildcard for \
                  that host; a host that publishes its own key must publish its gateway record \
                  there too",
+                probe.name
+            ));
+        } else if let (Some(w), Some(p)) = (&wildcard.validation, &probe.validation)
+            && w.state == State::Secure
+            && p.state == State::Bogus
+        {
+            notes.push(format!(
+                "the wildcard validates as secure but its expansion at {} is judged bogus: the \
+                 DNSSEC validator dnskeys uses (hickory-net 0.26) rejects wildcard expansions \
+                 proven with NSEC (hickory-dns pull request 3812), so this may be that bug, not \
+                 the zone; check with 'delv -x {probe_ip} IPSECKEY', and note that agents using \
+                 the same validator treat the key the same way",
                 probe.name
             ));
         }
