@@ -284,6 +284,34 @@ fn wildcards_that_would_mislead_are_refused_and_reported() {
         "nothing was published"
     );
 
+    // A gateway by name cannot be checked at publish time (a warning says
+    // so); verify resolves it and finds its address inside the subnet.
+    bind.nsupdate("update add gw.example.test. 300 IN A 192.0.2.1")
+        .unwrap();
+    let run = update(
+        &bind,
+        "publish",
+        &gw,
+        SUBNET,
+        &["--gateway", "gw.example.test"],
+    )
+    .expect_code(0);
+    assert!(
+        run.stderr
+            .contains("dnskeys: warning: --gateway gw.example.test. is a name"),
+        "{}",
+        run.stderr
+    );
+    let run = verify(&bind, SUBNET, &gw, &[]).expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "names gateway gw.example.test., whose address 192.0.2.1 is inside 192.0.2.0/24"
+        ),
+        "{}",
+        run.stdout
+    );
+    update(&bind, "remove", &gw, SUBNET, &[]).expect_code(0);
+
     // A wildcard published by other means that covers its own gateway, and one
     // without a gateway: verify fails and says why, though the key matches.
     bind.nsupdate(&format!(

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use hickory_proto::rr::Name;
 use oemesh_core::hostkey::HostKey;
-use oemesh_core::ipseckey::{DomainName, Ipseckey};
+use oemesh_core::ipseckey::{DomainName, Gateway, Ipseckey};
 use zeroize::Zeroizing;
 
 use super::args::{KeygenArgs, PublishArgs, RecordArgs, RemoveArgs, RotateArgs, UpdateTarget};
@@ -161,11 +161,16 @@ fn wire(k: &Ipseckey) -> Vec<u8> {
 }
 
 pub(super) async fn publish(a: &PublishArgs, timeout: Duration) -> Result<()> {
-    a.target
-        .owner
-        .owner()?
+    let owner = a.target.owner.owner()?;
+    owner
         .check_gateway(&a.shape.gateway)
         .map_err(|e| super::Usage(e.into()))?;
+    if let (Owner::Subnet(s), Gateway::Name(n)) = (&owner, &a.shape.gateway) {
+        eprintln!(
+            "dnskeys: warning: --gateway {n} is a name, so dnskeys cannot check here that its \
+             addresses are outside --subnet {s}; 'dnskeys verify --subnet {s}' checks them"
+        );
+    }
     let key = load_key(&a.key.key)?;
     let p = prepare(&a.target, timeout)?;
     let up = updater(&p).await?;

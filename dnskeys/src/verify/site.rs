@@ -10,16 +10,23 @@
 //! wildcard may not hold (no gateway; a gateway inside the subnet) and the
 //! reasons a probe gets no answer from the wildcard.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use hickory_proto::op::ResponseCode;
-use oemesh_core::ipseckey::Gateway;
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use oemesh_core::ipseckey::{DomainName, Gateway};
 use serde_json::{Value, json};
 
 use super::{Report, VerifyError, verify, verify_name};
 use crate::dnssec::{Anchor, State};
 use crate::subnet::Subnet;
-use crate::transport::Server;
+use crate::transport::{Server, Transport};
+use crate::update::{UpdateError, to_hickory_name};
+
+/// The addresses of gateways given by name, as the server answered (`Err`:
+/// it answered neither NOERROR nor NXDOMAIN; the text says what it did).
+pub type GatewayAddrs = BTreeMap<String, Result<Vec<IpAddr>, String>>;
 
 /// What `verify --subnet` learned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +77,16 @@ pub async fn verify_subnet(
 ) -> Result<SiteReport, VerifyError> {
     let wildcard = verify_name(server, &subnet.wildcard(), None, expected, dnssec).await?;
     let probe = verify(server, probe, expected, dnssec).await?;
-    let (problems, notes) = problems(&subnet, &wildcard, &probe);
+    let mut named = GatewayAddrs::new();
+    for found in &wildcard.records {
+        if let Ok(k) = &found.decoded
+            && let Gateway::Name(n) = &k.gateway
+            && !named.contains_key(&n.to_string())
+        {
+            named.insert(n.to_string(), addresses(server, n).await?);
+        }
+    }
+    let (problems, notes) = problems(&subnet, &wildcard, &probe, &named);
     Ok(SiteReport {
         subnet,
         wildcard,
@@ -80,9 +96,51 @@ pub async fn verify_subnet(
     })
 }
 
-/// The failing checks and the notes for a subnet's wildcard answer and its
-/// probe's answer. Pure, so each is unit-tested.
-pub fn problems(subnet: &Subnet, wildcard: &Report, probe: &Report) -> (Vec<String>, Vec<String>) {
+/// The A and AAAA addresses of `name` at `server` (recursion desired, as a
+/// peer's resolver would look the gateway up).
+async fn addresses(
+    server: &Server,
+    name: &DomainName,
+) -> Result<Result<Vec<IpAddr>, String>, VerifyError> {
+    let qname = to_hickory_name(name)?;
+    let mut found = Vec::new();
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        let mut id = [0u8; 2];
+        getrandom::fill(&mut id)
+            .map_err(|e| UpdateError::Internal(format!("OS randomness: {e}")))?;
+        let mut m = Message::new(u16::from_be_bytes(id), MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(qname.clone(), rtype));
+        m.metadata.recursion_desired = true;
+        let response = server.exchange(m, Transport::Udp).await?;
+        if !matches!(
+            response.response_code,
+            ResponseCode::NoError | ResponseCode::NXDomain
+        ) {
+            return Ok(Err(format!(
+                "{} answered {} for {qname} {rtype}",
+                server, response.response_code
+            )));
+        }
+        for r in &response.answers {
+            match &r.data {
+                RData::A(a) => found.push(IpAddr::V4(a.0)),
+                RData::AAAA(a) => found.push(IpAddr::V6(a.0)),
+                _ => {}
+            }
+        }
+    }
+    Ok(Ok(found))
+}
+
+/// The failing checks and the notes for a subnet's wildcard answer, its
+/// probe's answer, and the addresses of gateways given by name. Pure, so
+/// each is unit-tested.
+pub fn problems(
+    subnet: &Subnet,
+    wildcard: &Report,
+    probe: &Report,
+    named: &GatewayAddrs,
+) -> (Vec<String>, Vec<String>) {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     for found in &wildcard.records {
@@ -109,7 +167,28 @@ pub fn problems(subnet: &Subnet, wildcard: &Report, probe: &Report) -> (Vec<Stri
                     ));
                 }
             }
-            Gateway::Name(_) => {}
+            Gateway::Name(n) => match named.get(&n.to_string()) {
+                Some(Ok(addrs)) if addrs.is_empty() => notes.push(format!(
+                    "the wildcard record '{k}' names gateway {n}, which has no A or AAAA record \
+                     at {}: peers cannot reach it",
+                    wildcard.server
+                )),
+                Some(Ok(addrs)) => {
+                    for gw in addrs.iter().filter(|a| subnet.contains(**a)) {
+                        problems.push(format!(
+                            "the wildcard record '{k}' names gateway {n}, whose address {gw} is \
+                             inside {subnet}: the wildcard covers the gateway itself; publish the \
+                             gateway's own record with 'dnskeys publish --ip {gw}' (a name with \
+                             records of its own is not covered by the wildcard), and publish the \
+                             wildcard for a subnet that does not contain {gw}"
+                        ));
+                    }
+                }
+                Some(Err(why)) => notes.push(format!(
+                    "could not check the addresses of gateway {n} ({why})"
+                )),
+                None => {}
+            },
         }
     }
     let probe_ip = probe.ip.map(|ip| ip.to_string()).unwrap_or_default();
@@ -220,7 +299,7 @@ mod tests {
         let subnet: Subnet = "10.1.0.0/24".parse().unwrap();
         let wildcard = report(None, ResponseCode::NoError, wildcard);
         let probe = report(Some("10.1.0.1"), probe_rcode, probe);
-        let (problems, notes) = problems(&subnet, &wildcard, &probe);
+        let (problems, notes) = problems(&subnet, &wildcard, &probe, &GatewayAddrs::new());
         SiteReport {
             subnet,
             wildcard,
@@ -290,6 +369,39 @@ mod tests {
         // No wildcard at all: no extra problem, the wildcard's verdict fails.
         let s = site(vec![], ResponseCode::NXDomain, vec![]);
         assert!(s.problems.is_empty() && !s.ok());
+    }
+
+    #[test]
+    fn a_named_gateway_whose_address_is_inside_fails() {
+        let subnet: Subnet = "10.1.0.0/24".parse().unwrap();
+        let name = DomainName::from_ascii("gw.example.").unwrap();
+        let rec = || {
+            found(
+                Ipseckey::ed25519(10, Gateway::Name(name.clone()), key(1)),
+                key(1),
+            )
+        };
+        let wildcard = report(None, ResponseCode::NoError, vec![rec()]);
+        let probe = report(Some("10.1.0.1"), ResponseCode::NoError, vec![rec()]);
+        let mut named = GatewayAddrs::new();
+        named.insert(
+            "gw.example.".into(),
+            Ok(vec![
+                "192.0.2.1".parse().unwrap(),
+                "10.1.0.254".parse().unwrap(),
+            ]),
+        );
+        let (p, _) = problems(&subnet, &wildcard, &probe, &named);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("names gateway gw.example., whose address 10.1.0.254 is inside"),
+            "{p:?}"
+        );
+        named.insert("gw.example.".into(), Ok(vec!["192.0.2.1".parse().unwrap()]));
+        assert!(problems(&subnet, &wildcard, &probe, &named).0.is_empty());
+        named.insert("gw.example.".into(), Ok(vec![]));
+        let (p, n) = problems(&subnet, &wildcard, &probe, &named);
+        assert!(p.is_empty() && n[0].contains("no A or AAAA"), "{n:?}");
     }
 
     #[test]
