@@ -334,6 +334,43 @@ fn wildcards_that_would_mislead_are_refused_and_reported() {
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["problems"].as_array().unwrap().len(), 2, "{v}");
+
+    // A rollover there would copy the old record's gateway (inside the
+    // subnet) to the new key: refused; and so is --gateway none.
+    let (gw2, _) = keygen(dir.path(), "gw-2.key");
+    let rotate = |extra: &[&str]| {
+        let server = bind.server();
+        let tsig = bind.tsig_key_file();
+        let mut args = vec![
+            "rotate",
+            "--old",
+            gw.to_str().unwrap(),
+            "--new",
+            gw2.to_str().unwrap(),
+            "--subnet",
+            SUBNET,
+            "--server",
+            &server,
+            "--tsig-key",
+            tsig.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        dnskeys(&args)
+    };
+    let run = rotate(&[]).expect_code(4);
+    assert!(
+        run.error_line()
+            .contains("--gateway 192.0.2.1 is inside --subnet 192.0.2.0/24"),
+        "{}",
+        run.stderr
+    );
+    let run = rotate(&["--gateway", "none"]).expect_code(2);
+    assert!(
+        run.error_line().contains("needs --gateway"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(dig_ipseckey(&bind, WILDCARD).len(), 2, "nothing changed");
 }
 
 #[test]
