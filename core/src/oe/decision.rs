@@ -15,6 +15,7 @@
 //! and leaves the machine with one [`Action::Private`], [`Action::PassClear`] or
 //! [`Action::Drop`] carrying the outcome and the held packets.
 
+mod gateway;
 mod ike;
 mod stale;
 
@@ -29,9 +30,9 @@ use crate::ipseckey::{DomainName, reverse_name};
 use super::action::{Action, DnsFailure, DnsResult, Dnssec, PacketFate, PeerKey};
 use super::config::{Config, Counters};
 use super::hold::{Held, HoldStore};
-use super::keys::{Candidate, candidates};
+use super::keys::{Candidate, Peer, Prefer, candidates};
 use super::limits::{PrivateMemory, RecentSources, TokenBucket};
-use super::outcome::{AttemptFailure, Auth, Cause, NoKey, Outcome, State, human};
+use super::outcome::{AttemptFailure, AttemptPeer, Auth, Cause, NoKey, Outcome, State, human};
 use super::policy::{Group, Negotiation, Policy, PolicyMatch};
 use super::responder::AddressLookup;
 use super::responder::{Prefetched, Responder};
@@ -83,6 +84,9 @@ enum Phase {
 #[derive(Debug)]
 struct IkePhase {
     current: Candidate,
+    /// The address of the current attempt's IKE peer; `None` while the name
+    /// of its gateway is being resolved (no IKE yet).
+    peer_addr: Option<IpAddr>,
     rest: VecDeque<Candidate>,
     started: Instant,
     deadline: Instant,
@@ -96,12 +100,29 @@ struct IkePhase {
     unreachable: Option<Unreachable>,
     /// The DNSSEC status of the answer that started it.
     dnssec: Dnssec,
+    /// The current attempt's: the key's, or the weaker of the key's and its
+    /// gateway address's when the record named the gateway.
+    attempt_dnssec: Dnssec,
     key_in_dns: bool,
     /// Why there was no key (anonymous attempt), for the reason line.
     no_key: Option<NoKey>,
     /// The negative TTL that bounds a clear outcome.
     ttl_cap: Option<u32>,
     failures: Vec<AttemptFailure>,
+}
+
+impl IkePhase {
+    /// The current attempt failed (`None`: timed out).
+    fn failure(&self, reason: Option<String>) -> AttemptFailure {
+        let peer = match &self.current.peer {
+            Peer::Addr(a) => AttemptPeer::Addr(self.peer_addr.unwrap_or(*a)),
+            Peer::Name(name) => AttemptPeer::Named {
+                name: name.clone(),
+                addr: self.peer_addr,
+            },
+        };
+        AttemptFailure { peer, reason }
+    }
 }
 
 /// The opportunistic-encryption decision machine. See the [module docs](super).
@@ -352,7 +373,8 @@ impl Machine {
                 dnssec,
                 ttl,
             }) => {
-                let (found, skipped) = candidates(dst, records);
+                let prefer = Prefer::of(&self.config.protects);
+                let (found, skipped) = candidates(dst, records, prefer);
                 self.counters.unusable_records += skipped.len() as u64;
                 if found.is_empty() {
                     self.no_key(now, dst, NoKey::Unusable(skipped), Some(*ttl), *dnssec);
@@ -409,11 +431,7 @@ impl Machine {
             let passthrough = p.policy.options.negotiation == Negotiation::Passthrough
                 && p.policy.group.initiates()
                 && !self.memory.was_private(now, dst);
-            let anon = Candidate {
-                precedence: 0,
-                peer_addr: dst,
-                key: PeerKey::Null,
-            };
+            let anon = Candidate::at(dst, PeerKey::Null);
             self.start_ike(now, dst, vec![anon], dnssec, Some(why), ttl);
             if passthrough {
                 self.passthrough(now, dst);
@@ -460,7 +478,10 @@ impl Machine {
                     else {
                         continue;
                     };
-                    let peer_addr = ike.current.peer_addr;
+                    let Some(peer_addr) = ike.peer_addr else {
+                        self.gateway_unresolved_in_time(now, dst);
+                        continue;
+                    };
                     self.counters.ike_timeouts += 1;
                     if ike.unanswered {
                         self.counters.anonymous_timeouts += 1;
@@ -469,8 +490,8 @@ impl Machine {
                     let reason = ike
                         .unreachable
                         .map(|u| format!("{u}, and no IKE answer within {}", human(grace)));
+                    let failure = ike.failure(reason);
                     self.actions.push_back(Action::CancelIke { dst, peer_addr });
-                    let failure = AttemptFailure { peer_addr, reason };
                     self.next_attempt(now, dst, failure);
                 }
             }

@@ -69,8 +69,6 @@ pub enum UnusableWhy {
     Algorithm(Algorithm),
     /// EdDSA, but not a 32-byte Ed25519 key (Ed448 is 57).
     KeyLength(usize),
-    /// A domain-name gateway: resolving it is not supported yet.
-    NameGateway(DomainName),
     /// 32 bytes, but not an Ed25519 key to trust: not a curve point, a point
     /// of small order (it would vouch for any message), or not canonical.
     BadKey(CryptoError),
@@ -94,9 +92,6 @@ impl fmt::Display for Unusable {
             UnusableWhy::Algorithm(a) => write!(f, "algorithm {a:?} is not supported"),
             UnusableWhy::KeyLength(n) => {
                 write!(f, "EdDSA key of {n} bytes is not Ed25519 (32)")
-            }
-            UnusableWhy::NameGateway(n) => {
-                write!(f, "gateway {n} is a name (name gateways are not supported)")
             }
             UnusableWhy::BadKey(e) => write!(f, "{e}"),
         }
@@ -136,13 +131,75 @@ impl fmt::Display for NoKey {
     }
 }
 
+/// Whom one attempt went to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptPeer {
+    /// An address: the destination itself, or a gateway its record gave by
+    /// address.
+    Addr(IpAddr),
+    /// A gateway its record gave by name (IPSECKEY gateway type 3).
+    Named {
+        /// The gateway's name.
+        name: DomainName,
+        /// The address it resolved to; `None`: it gave no usable address, and
+        /// no IKE was tried.
+        addr: Option<IpAddr>,
+    },
+}
+
+impl AttemptPeer {
+    /// The address IKE went to, if it went anywhere.
+    pub fn addr(&self) -> Option<IpAddr> {
+        match self {
+            AttemptPeer::Addr(a) => Some(*a),
+            AttemptPeer::Named { addr, .. } => *addr,
+        }
+    }
+}
+
+/// `192.0.2.1`, `192.0.2.1 (gateway gw.example.)`, `gateway gw.example.`.
+impl fmt::Display for AttemptPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptPeer::Addr(a) => write!(f, "{a}"),
+            AttemptPeer::Named {
+                name,
+                addr: Some(a),
+            } => write!(f, "{a} (gateway {name})"),
+            AttemptPeer::Named { name, addr: None } => write!(f, "gateway {name}"),
+        }
+    }
+}
+
 /// One IKE attempt that did not establish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttemptFailure {
-    /// Whom IKE went to.
-    pub peer_addr: IpAddr,
-    /// `None`: it timed out; else the engine's reason.
+    /// Whom IKE went to, or was to go to.
+    pub peer: AttemptPeer,
+    /// `None`: it timed out; else the engine's reason or, for a gateway name
+    /// that gave no address, why (`has no address: NXDOMAIN`).
     pub reason: Option<String>,
+}
+
+impl AttemptFailure {
+    /// Whether the attempt never reached IKE: its gateway's name gave no
+    /// usable address.
+    pub fn unresolved(&self) -> bool {
+        matches!(self.peer, AttemptPeer::Named { addr: None, .. })
+    }
+}
+
+/// `192.0.2.1: timed out`, `gateway gw.example. has no address: NXDOMAIN`.
+impl fmt::Display for AttemptFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = self.reason.as_deref().unwrap_or("timed out");
+        if self.unresolved() {
+            write!(f, "{} {reason}", self.peer)
+        } else {
+            write!(f, "{}: {reason}", self.peer)
+        }
+    }
 }
 
 /// What decided the outcome.
@@ -220,23 +277,27 @@ impl fmt::Display for Cause {
                     "anonymous, no key in DNS"
                 };
                 match attempts.as_slice() {
-                    [AttemptFailure { reason: None, .. }] => {
-                        write!(f, "IKE timed out after {} ({key})", human(*after))
-                    }
+                    [a] if a.unresolved() => write!(f, "{a} ({key})"),
                     [
                         AttemptFailure {
-                            peer_addr,
-                            reason: Some(r),
+                            peer: AttemptPeer::Addr(_),
+                            reason: None,
                         },
-                    ] => write!(f, "IKE with {peer_addr} failed: {r} ({key})"),
+                    ] => write!(f, "IKE timed out after {} ({key})", human(*after)),
+                    [AttemptFailure { peer, reason }] => {
+                        let r = reason.as_deref().map_or_else(
+                            || format!("timed out after {}", human(*after)),
+                            |r| format!("failed: {r}"),
+                        );
+                        write!(f, "IKE with {peer} {r} ({key})")
+                    }
                     _ => {
                         write!(f, "IKE failed after {}, ", human(*after))?;
                         for (i, a) in attempts.iter().enumerate() {
                             if i > 0 {
                                 f.write_str("; ")?;
                             }
-                            let r = a.reason.as_deref().unwrap_or("timed out");
-                            write!(f, "{}: {r}", a.peer_addr)?;
+                            write!(f, "{a}")?;
                         }
                         write!(f, " ({key})")
                     }

@@ -65,6 +65,10 @@ pub(super) enum Waiter {
     Responder(u64, IpAddr),
     /// An initiator's check of its responder ([`Machine::on_identity_check`]).
     Initiator(u64, IpAddr),
+    /// The pending destination whose current attempt goes through the
+    /// gateway of that name (`decision/gateway.rs`); the lookup is of the
+    /// destination's family.
+    Gateway(IpAddr),
 }
 
 /// One A/AAAA lookup in flight, shared by everyone waiting for the same name.
@@ -315,9 +319,9 @@ impl Machine {
     }
 
     /// Starts (or joins) the A/AAAA lookup of `name` for `waiter`.
-    fn start_address_lookup(&mut self, now: Instant, name: DomainName, waiter: Waiter) {
+    pub(super) fn start_address_lookup(&mut self, now: Instant, name: DomainName, waiter: Waiter) {
         let addr = match waiter {
-            Waiter::Responder(_, a) | Waiter::Initiator(_, a) => a,
+            Waiter::Responder(_, a) | Waiter::Initiator(_, a) | Waiter::Gateway(a) => a,
         };
         let key = (name, addr.is_ipv4());
         if let Some(lookup) = self.address_lookups.get_mut(&key) {
@@ -344,7 +348,7 @@ impl Machine {
     /// the action).
     pub fn on_address_result(
         &mut self,
-        _now: Instant,
+        now: Instant,
         name: &DomainName,
         addr: IpAddr,
         result: AddressResult,
@@ -358,7 +362,13 @@ impl Machine {
             self.counters.dns_failures += 1;
         }
         for waiter in lookup.waiting {
-            let (Waiter::Responder(_, peer) | Waiter::Initiator(_, peer)) = waiter;
+            let peer = match waiter {
+                Waiter::Responder(_, peer) | Waiter::Initiator(_, peer) => peer,
+                Waiter::Gateway(dst) => {
+                    self.gateway_address(now, dst, name, &result);
+                    continue;
+                }
+            };
             let verdict = match &result {
                 AddressResult::Addresses {
                     addrs,
@@ -380,14 +390,20 @@ impl Machine {
     }
 
     /// An A/AAAA lookup's deadline passed (from `handle_timeout`).
-    pub(super) fn address_timeout(&mut self, _now: Instant, name: DomainName, v4: bool) {
+    pub(super) fn address_timeout(&mut self, now: Instant, name: DomainName, v4: bool) {
         let Some(lookup) = self.address_lookups.remove(&(name.clone(), v4)) else {
             return;
         };
         self.counters.dns_timeouts += 1;
         let after = human(self.config.dns_timeout);
         for waiter in lookup.waiting {
-            let (Waiter::Responder(_, peer) | Waiter::Initiator(_, peer)) = waiter;
+            let peer = match waiter {
+                Waiter::Responder(_, peer) | Waiter::Initiator(_, peer) => peer,
+                Waiter::Gateway(dst) => {
+                    self.gateway_lookup_timeout(now, dst, &name);
+                    continue;
+                }
+            };
             let verdict = Err(IdentityRefused::FqdnUnconfirmed {
                 name: name.clone(),
                 addr: peer,
@@ -406,6 +422,7 @@ impl Machine {
                     result: verdict,
                 });
             }
+            Waiter::Gateway(_) => {} // answered in `on_address_result`
             Waiter::Responder(request, _) => {
                 let Some(r) = self.responders.get_mut(&request) else {
                     return;

@@ -32,7 +32,6 @@ impl Machine {
         // for the peer's first answer; the engine keeps the whole share, so
         // an answering peer gets the rest (`on_ike_answered`).
         let unanswered = no_key.is_some();
-        let by_dnssec = dnssec.is_secure() && no_key.is_none();
         let wait = if unanswered {
             attempt.min(now + self.config.anonymous_timeout)
         } else {
@@ -42,9 +41,9 @@ impl Machine {
         let Some(p) = self.pending.get_mut(&dst) else {
             return;
         };
-        let (peer_addr, key) = (first.peer_addr, first.key.clone());
         p.phase = Phase::Ike(Box::new(IkePhase {
             current: first,
+            peer_addr: None,
             rest,
             started: now,
             deadline,
@@ -53,18 +52,15 @@ impl Machine {
             unanswered,
             unreachable: None,
             dnssec,
+            attempt_dnssec: dnssec,
             key_in_dns: no_key.is_none(),
             no_key,
             ttl_cap,
             failures: Vec::new(),
         }));
-        self.actions.push_back(Action::StartIke {
-            dst,
-            peer_addr,
-            key,
-            authenticated_by_dnssec: by_dnssec,
-            deadline: attempt,
-        });
+        if let Err(failure) = self.begin_attempt(now, dst) {
+            self.next_attempt(now, dst, failure);
+        }
     }
 
     /// The peer of the attempt for `dst` answered its IKE_SA_INIT: it speaks
@@ -78,7 +74,7 @@ impl Machine {
         else {
             return;
         };
-        if ike.current.peer_addr != peer_addr {
+        if ike.peer_addr != Some(peer_addr) {
             return;
         }
         let cut_short = std::mem::take(&mut ike.unanswered) | ike.unreachable.take().is_some();
@@ -108,17 +104,14 @@ impl Machine {
         else {
             return UnreachableFate::Ignored;
         };
-        if ike.current.peer_addr != peer_addr {
+        if ike.peer_addr != Some(peer_addr) {
             return UnreachableFate::Ignored;
         }
         if !ike.key_in_dns && error.spi_i.is_some() {
             self.counters.unreachable_ended += 1;
             self.counters.ike_failures += 1;
             self.actions.push_back(Action::CancelIke { dst, peer_addr });
-            let failure = AttemptFailure {
-                peer_addr,
-                reason: Some(error.to_string()),
-            };
+            let failure = ike.failure(Some(error.to_string()));
             self.next_attempt(now, dst, failure);
             return UnreachableFate::Ended;
         }
@@ -194,25 +187,18 @@ impl Machine {
             IkeResult::NotStarted { reason } => Some(reason.to_string()),
             IkeResult::TimedOut => None,
         };
-        match self.pending.get(&dst).map(|p| &p.phase) {
-            Some(Phase::Ike(ike)) if ike.current.peer_addr == peer_addr => {}
+        let failure = match self.pending.get(&dst).map(|p| &p.phase) {
+            Some(Phase::Ike(ike)) if ike.peer_addr == Some(peer_addr) => ike.failure(failure),
             _ => {
                 self.counters.stale_results += 1;
                 return;
             }
-        }
-        match failure {
+        };
+        match failure.reason {
             Some(_) => self.counters.ike_failures += 1,
             None => self.counters.ike_timeouts += 1,
         }
-        self.next_attempt(
-            now,
-            dst,
-            AttemptFailure {
-                peer_addr,
-                reason: failure,
-            },
-        );
+        self.next_attempt(now, dst, failure);
     }
 
     pub(super) fn established(
@@ -224,16 +210,25 @@ impl Machine {
         dnssec: bool,
         lookup_failed: bool,
     ) {
-        let (policy, state) = match self.pending.remove(&dst) {
+        let (policy, state, skipped) = match self.pending.remove(&dst) {
             Some(p) => {
-                let state = match &p.phase {
-                    Phase::Ike(ike) => Some(ike.dnssec),
-                    Phase::Dns { .. } => None,
+                let (state, skipped) = match &p.phase {
+                    // Gateways whose names gave no usable address (a bogus
+                    // answer among them) are said even when a later one worked.
+                    Phase::Ike(ike) => (
+                        Some(ike.attempt_dnssec),
+                        ike.failures
+                            .iter()
+                            .filter(|f| f.unresolved())
+                            .map(ToString::to_string)
+                            .collect(),
+                    ),
+                    Phase::Dns { .. } => (None, Vec::new()),
                 };
                 self.leave_phase(dst, p.phase, Some(peer_addr));
-                (p.policy, state)
+                (p.policy, state, skipped)
             }
-            None => (self.policy.lookup(dst), None),
+            None => (self.policy.lookup(dst), None, Vec::new()),
         };
         // An authenticated peer seen lately that comes back anonymous, in
         // either role, is a downgrade (flagged; `on_ike_request` refused it
@@ -251,6 +246,9 @@ impl Machine {
         outcome = outcome.with_dnssec(dnssec && !anonymous, state);
         if anonymous && lookup_failed {
             outcome = outcome.note("anonymous (key lookup failed)");
+        }
+        for skipped in skipped {
+            outcome = outcome.note(&format!("skipped {skipped}"));
         }
         if downgrade {
             self.counters.downgrades += 1;
@@ -277,56 +275,62 @@ impl Machine {
             }
             Phase::Ike(ike) => {
                 self.timers.remove(&ike.timer);
-                if succeeded.is_some_and(|a| a != ike.current.peer_addr) {
-                    self.actions.push_back(Action::CancelIke {
-                        dst,
-                        peer_addr: ike.current.peer_addr,
-                    });
+                // An attempt still resolving its gateway's name started no
+                // IKE; the lookup's answer finds nothing pending and is
+                // dropped as stale.
+                if let (Some(peer_addr), Some(won)) = (ike.peer_addr, succeeded)
+                    && won != peer_addr
+                {
+                    self.actions.push_back(Action::CancelIke { dst, peer_addr });
                 }
             }
         }
     }
 
-    /// The current attempt failed: the next candidate if time remains, else fail.
+    /// The current attempt failed: the next candidate if time remains, else
+    /// fail. A candidate whose gateway name cannot even be looked up fails at
+    /// once, and the one after it is tried (a loop, not recursion: a DNS
+    /// answer can hold many records).
     pub(super) fn next_attempt(&mut self, now: Instant, dst: IpAddr, failure: AttemptFailure) {
-        let Some(Pending {
-            phase: Phase::Ike(ike),
-            ..
-        }) = self.pending.get_mut(&dst)
-        else {
-            return;
-        };
-        self.timers.remove(&ike.timer);
-        ike.failures.push(failure);
-        if now < ike.deadline
-            && let Some(next) = ike.rest.pop_front()
-        {
-            let attempt = share(now, ike.deadline, ike.rest.len() + 1);
-            let (peer_addr, key) = (next.peer_addr, next.key.clone());
-            ike.current = next;
-            let dnssec = ike.dnssec.is_secure() && ike.key_in_dns;
-            ike.attempt_deadline = attempt;
-            ike.unreachable = None;
-            ike.timer = (attempt, self.next_timer);
-            self.next_timer += 1;
-            self.timers.insert(ike.timer, Timer::Ike(dst));
-            self.actions.push_back(Action::StartIke {
-                dst,
-                peer_addr,
-                key,
-                authenticated_by_dnssec: dnssec,
-                deadline: attempt,
-            });
-            return;
+        let mut failure = failure;
+        loop {
+            let Some(Pending {
+                phase: Phase::Ike(ike),
+                ..
+            }) = self.pending.get_mut(&dst)
+            else {
+                return;
+            };
+            self.timers.remove(&ike.timer);
+            ike.failures.push(failure);
+            if now < ike.deadline
+                && let Some(next) = ike.rest.pop_front()
+            {
+                let attempt = share(now, ike.deadline, ike.rest.len() + 1);
+                ike.current = next;
+                ike.peer_addr = None;
+                ike.attempt_deadline = attempt;
+                ike.unreachable = None;
+                ike.timer = (attempt, self.next_timer);
+                self.next_timer += 1;
+                self.timers.insert(ike.timer, Timer::Ike(dst));
+                match self.begin_attempt(now, dst) {
+                    Ok(()) => return,
+                    Err(f) => {
+                        failure = f;
+                        continue;
+                    }
+                }
+            }
+            let cause = Cause::IkeFailed {
+                attempts: std::mem::take(&mut ike.failures),
+                after: now.saturating_duration_since(ike.started),
+                key_in_dns: ike.key_in_dns,
+            };
+            let note = ike.no_key.as_ref().map(ToString::to_string);
+            let ttl = ike.ttl_cap;
+            return self.fail(now, dst, cause, ttl, note.as_deref());
         }
-        let cause = Cause::IkeFailed {
-            attempts: std::mem::take(&mut ike.failures),
-            after: now.saturating_duration_since(ike.started),
-            key_in_dns: ike.key_in_dns,
-        };
-        let note = ike.no_key.as_ref().map(ToString::to_string);
-        let ttl = ike.ttl_cap;
-        self.fail(now, dst, cause, ttl, note.as_deref());
     }
 
     /// Ends `dst` as clear (fail open) or blocked (fail closed), per its group.
