@@ -188,11 +188,8 @@ impl Machine {
         else {
             return;
         };
-        let Peer::Name(name) = &ike.current.peer else {
-            return;
-        };
         let why = "has no address within the attempt's share of the IKE timeout";
-        let failure = unresolved(name.clone(), why);
+        let failure = ike.failure(Some(why.to_owned()));
         self.counters.unusable_records += 1;
         self.next_attempt(now, dst, failure);
     }
