@@ -484,7 +484,18 @@ fn a_gateway_name_is_looked_up_only_within_the_lookup_budget() {
     };
     assert_eq!(*peer_addr, ip("192.0.2.2"));
     let c = m.counters();
-    assert_eq!((c.lookup_rate_limited, c.unusable_records), (1, 1));
+    assert_eq!((c.lookup_rate_limited, c.unusable_records), (0, 1));
+    m.on_ike_result(now(), dst, ip("192.0.2.2"), IkeResult::TimedOut);
+    let Some(Action::PassClear { outcome, .. }) = m.poll_action() else {
+        panic!()
+    };
+    assert!(
+        outcome
+            .reason
+            .contains("gateway gw.example. was not looked up: the DNS lookup rate limit"),
+        "{}",
+        outcome.reason
+    );
 }
 
 #[test]

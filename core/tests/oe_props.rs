@@ -9,23 +9,54 @@ use std::net::IpAddr;
 
 use oe_common::*;
 use oemesh_core::ike::endpoint::Failure;
-use oemesh_core::ipseckey::Gateway;
+use oemesh_core::ipseckey::{DomainName, Gateway};
 use oemesh_core::oe::{
-    Action, Config, DnsResult, Dnssec, Group, HoldLimits, IkeResult, Machine, NoRecord, State,
+    Action, AddressResult, Config, DnsResult, Dnssec, Group, HoldLimits, IkeResult, Machine,
+    NoRecord, State,
 };
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Event {
-    Packet { dst: usize, size: usize },
-    Records { dst: usize, keys: u8, dnssec: bool },
-    NoRecords { dst: usize, ttl: Option<u32> },
-    DnsFailed { dst: usize },
-    Established { dst: usize, anonymous: bool },
-    IkeFailed { dst: usize },
-    IkeTimedOut { dst: usize },
-    Advance { ms: u64 },
-    Request { dst: usize, null: bool },
+    Packet {
+        dst: usize,
+        size: usize,
+    },
+    Records {
+        dst: usize,
+        keys: u8,
+        dnssec: bool,
+    },
+    NoRecords {
+        dst: usize,
+        ttl: Option<u32>,
+    },
+    DnsFailed {
+        dst: usize,
+    },
+    Established {
+        dst: usize,
+        anonymous: bool,
+    },
+    IkeFailed {
+        dst: usize,
+    },
+    IkeTimedOut {
+        dst: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+    Request {
+        dst: usize,
+        null: bool,
+    },
+    /// The answer for `gw.example.` (named by the records' third key) in one
+    /// family: an address, none, or bogus.
+    GatewayAddress {
+        v4: bool,
+        answer: u8,
+    },
 }
 
 /// Destinations across the groups; the private ones are 10.0.3.x.
@@ -52,6 +83,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => dst.clone().prop_map(|dst| Event::IkeTimedOut { dst }),
         2 => (0u64..1500).prop_map(|ms| Event::Advance { ms }),
         1 => (dst, any::<bool>()).prop_map(|(dst, null)| Event::Request { dst, null }),
+        1 => (any::<bool>(), 0u8..3).prop_map(|(v4, answer)| Event::GatewayAddress { v4, answer }),
     ]
 }
 
@@ -93,7 +125,11 @@ proptest! {
                 }
                 Event::Records { dst, keys, dnssec } => {
                     let recs = (0..keys)
-                        .map(|k| ed(k * 10, if k == 1 { Gateway::Ipv4("192.0.2.1".parse().unwrap()) } else { Gateway::None }, k))
+                        .map(|k| ed(k * 10, match k {
+                            1 => Gateway::Ipv4("192.0.2.1".parse().unwrap()),
+                            2 => Gateway::Name(DomainName::from_ascii("gw.example.").unwrap()),
+                            _ => Gateway::None,
+                        }, k))
                         .chain([rsa(0)])
                         .collect();
                     m.on_dns_result(now, &name_of(ip(DSTS[dst])), records(recs, dnssec));
@@ -126,6 +162,16 @@ proptest! {
                     if m.poll_timeout().is_some_and(|t| t <= now) {
                         m.handle_timeout(now);
                     }
+                }
+                Event::GatewayAddress { v4, answer } => {
+                    let (like, addr) = if v4 { ("10.0.2.1", "192.0.2.9") } else { ("2001:db8::1", "2001:db8::9") };
+                    let result = match answer {
+                        0 => AddressResult::Addresses { addrs: vec![ip(addr)], dnssec_validated: v4 },
+                        1 => AddressResult::NoRecords { kind: NoRecord::Nxdomain },
+                        _ => AddressResult::Failed { reason: oemesh_core::oe::DnsFailure::Bogus("test".into()) },
+                    };
+                    let gw = DomainName::from_ascii("gw.example.").unwrap();
+                    m.on_address_result(now, &gw, ip(like), result);
                 }
                 Event::Request { dst, null } => {
                     request += 1;

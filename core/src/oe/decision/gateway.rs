@@ -84,7 +84,7 @@ impl Machine {
             .address_lookups
             .contains_key(&(name.clone(), dst.is_ipv4()));
         if !joins && !self.bucket.take(now) {
-            self.counters.lookup_rate_limited += 1;
+            // Not `lookup_rate_limited`: that counts dropped packets.
             self.counters.unusable_records += 1;
             return Err(unresolved(
                 name,
