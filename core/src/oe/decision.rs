@@ -30,7 +30,7 @@ use crate::ipseckey::{DomainName, reverse_name};
 use super::action::{Action, DnsFailure, DnsResult, Dnssec, PacketFate, PeerKey};
 use super::config::{Config, Counters};
 use super::hold::{Held, HoldStore};
-use super::keys::{Candidate, Peer, Prefer, candidates};
+use super::keys::{Candidate, Peer, Prefer, candidates_for};
 use super::limits::{PrivateMemory, RecentSources, TokenBucket};
 use super::outcome::{AttemptFailure, AttemptPeer, Auth, Cause, NoKey, Outcome, State, human};
 use super::policy::{Group, Negotiation, Policy, PolicyMatch};
@@ -374,7 +374,7 @@ impl Machine {
                 ttl,
             }) => {
                 let prefer = Prefer::of(&self.config.protects);
-                let (found, skipped) = candidates(dst, records, prefer);
+                let (found, skipped) = candidates_for(dst, records, prefer);
                 self.counters.unusable_records += skipped.len() as u64;
                 if found.is_empty() {
                     self.no_key(now, dst, NoKey::Unusable(skipped), Some(*ttl), *dnssec);

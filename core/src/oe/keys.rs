@@ -1,7 +1,7 @@
 //! Choosing what to try from IPSECKEY records (RFC 4025 §1.2, §2): usable
 //! records only, each aimed at its gateway or, with no gateway, at the
 //! destination itself; records of the preferred kind first (with or without a
-//! gateway, see [`candidates`]), lowest precedence first within each kind.
+//! gateway, see [`candidates_for`]), lowest precedence first within each kind.
 
 use std::net::IpAddr;
 
@@ -113,7 +113,7 @@ impl Prefer {
 ///   tunnels its subnets to that host) rather than in clear. Where both
 ///   exist the gateway record always wins, so the nested scenario behaves as
 ///   the issue asks.
-pub(crate) fn candidates(
+pub(crate) fn candidates_for(
     dst: IpAddr,
     records: &[Ipseckey],
     prefer: Prefer,
@@ -154,6 +154,13 @@ pub(crate) fn candidates(
         }
     }
     (out, skipped)
+}
+
+/// [`candidates_for`] as a host orders them. The outbound decision passes
+/// its own preference to `candidates_for`; this is for the responder, which
+/// wants only the skipped records.
+pub(crate) fn candidates(dst: IpAddr, records: &[Ipseckey]) -> (Vec<Candidate>, Vec<Unusable>) {
+    candidates_for(dst, records, Prefer::Direct)
 }
 
 /// The usable Ed25519 keys, lowest precedence first, without duplicates, at
@@ -214,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_host_tries_records_without_a_gateway_first() {
-        let (found, skipped) = candidates(DST, &nested(), Prefer::Direct);
+        let (found, skipped) = candidates_for(DST, &nested(), Prefer::Direct);
         assert!(skipped.is_empty());
         let name = DomainName::from_ascii("gw.example.").unwrap();
         assert_eq!(
@@ -230,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_gateway_tries_records_with_a_gateway_first_and_falls_back_to_the_host() {
-        let (found, _) = candidates(DST, &nested(), Prefer::Gateway);
+        let (found, _) = candidates_for(DST, &nested(), Prefer::Gateway);
         let name = DomainName::from_ascii("gw.example.").unwrap();
         assert_eq!(
             peers(&found),
@@ -242,7 +249,7 @@ mod tests {
         );
         // A lone host publishing only its own key is still a candidate.
         let lone = [rec(10, Gateway::None, 1)];
-        let (found, _) = candidates(DST, &lone, Prefer::Gateway);
+        let (found, _) = candidates_for(DST, &lone, Prefer::Gateway);
         assert_eq!(peers(&found), vec![(10, Peer::Addr(DST))]);
     }
 
@@ -261,7 +268,7 @@ mod tests {
             rec(20, Gateway::Name(name.clone()), 1),
             rec(10, Gateway::Name(upper), 2),
         ];
-        let (found, _) = candidates(DST, &records, Prefer::Direct);
+        let (found, _) = candidates(DST, &records);
         let [c] = found.as_slice() else {
             panic!("{found:?}")
         };
