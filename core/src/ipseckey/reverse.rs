@@ -142,7 +142,10 @@ mod tests {
                 family: 4
             }
         );
-        assert!(err.to_string().contains("/23 is not on a reverse-zone boundary"));
+        assert!(
+            err.to_string()
+                .contains("/23 is not on a reverse-zone boundary")
+        );
         assert!(matches!(
             wildcard_name(ip("10.0.0.0"), 0),
             Err(ReverseZoneError::BadLength { .. })

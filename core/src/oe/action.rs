@@ -396,14 +396,16 @@ pub enum Action {
         /// How many held packets were dropped.
         dropped: usize,
     },
-    /// Look up the A (for an IPv4 `addr`) or AAAA records of `name`, an FQDN
-    /// identity that must resolve to `addr` ([`crate::trust`]); answer with
-    /// `on_address_result(now, name, addr, ..)`. The machine gives up at
-    /// `deadline` by itself.
+    /// Look up the A (for an IPv4 `addr`) or AAAA records of `name`: an FQDN
+    /// identity that must resolve to `addr` ([`crate::trust`]), or an
+    /// IPSECKEY's gateway named by name, whose address is where IKE for the
+    /// destination `addr` goes. Answer with `on_address_result(now, name,
+    /// addr, ..)`. The machine gives up at `deadline` by itself.
     LookupAddress {
         /// The name.
         name: DomainName,
-        /// The address it must resolve to (its family is the record type).
+        /// The address it must resolve to, or the destination a named
+        /// gateway is for (either way, its family is the record type).
         addr: IpAddr,
         /// When the machine stops waiting.
         deadline: Instant,

@@ -91,7 +91,8 @@ pub use decision::{Machine, StaleSpiFate};
 pub use hold::{Held, HoldDrops, HoldLimits, HoldStore};
 pub use node::{Addresses, Command, Node, NodeConfig};
 pub use outcome::{
-    AttemptFailure, Auth, Cause, NoKey, NoRecord, Outcome, State, Unusable, UnusableWhy,
+    AttemptFailure, AttemptPeer, Auth, Cause, NoKey, NoRecord, Outcome, State, Unusable,
+    UnusableWhy,
 };
 pub use policy::{
     Group, GroupOptions, Negotiation, Policy, PolicyError, PolicyMatch, UnknownGroup,

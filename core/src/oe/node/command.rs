@@ -36,9 +36,10 @@ pub enum Command {
     /// Look up the A (IPv4 `addr`) or AAAA records of `name`; answer with
     /// [`super::Node::handle_address`].
     LookupAddress {
-        /// The FQDN identity.
+        /// The FQDN identity, or a gateway's name.
         name: DomainName,
-        /// The address it must resolve to.
+        /// The address it must resolve to, or the destination the gateway
+        /// is for (its family is the record type).
         addr: IpAddr,
     },
     /// The node now tracks IKE SA `sa` with `peer` (a log span may start).
