@@ -484,3 +484,41 @@ fn a_bogus_expansion_of_a_secure_wildcard_fails_with_a_note() {
         run.stdout
     );
 }
+
+/// A host inside a site with a wildcard publishes its own record: the
+/// wildcard answered for its name when dnskeys read it, so the "RRset
+/// exists" prerequisite built from that answer fails; dnskeys sees that
+/// the answer was the wildcard's and publishes at the empty name.
+#[test]
+fn a_host_publishes_its_own_record_under_a_wildcard() {
+    let bind = start();
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, gw_pk) = keygen(dir.path(), "gw.key");
+    let (host, host_pk) = keygen(dir.path(), "host.key");
+    update(&bind, "publish", &gw, SUBNET, &["--gateway", GATEWAY]).expect_code(0);
+    let inside = "192.0.2.77";
+    let (server, tsig) = (bind.server(), bind.tsig_key_file());
+    let args = [
+        "publish",
+        "--key",
+        host.to_str().unwrap(),
+        "--ip",
+        inside,
+        "--precedence",
+        "5",
+        "--server",
+        &server,
+        "--tsig-key",
+        tsig.to_str().unwrap(),
+    ];
+    dnskeys(&args).expect_code(0);
+    // Its name now holds its own record alone; its neighbours keep the wildcard.
+    assert_eq!(
+        dig_ipseckey(&bind, &rev(inside)),
+        vec![format!("5 0 4 . {host_pk}")]
+    );
+    assert_eq!(
+        dig_ipseckey(&bind, &rev("192.0.2.78")),
+        vec![format!("10 1 4 {GATEWAY} {gw_pk}")]
+    );
+}

@@ -64,8 +64,13 @@ impl Updater<'_> {
         mut make_plan: impl FnMut(&RrSet) -> Result<Plan, PlanError>,
     ) -> Result<Applied, UpdateError> {
         let mut last = None;
+        let mut synthesized = false;
         for _ in 0..ATTEMPTS {
-            let before = read_rrset(&self.server, &self.name).await?;
+            let mut before = read_rrset(&self.server, &self.name).await?;
+            if synthesized {
+                // What we read was a wildcard's answer: nothing is at the name.
+                before = RrSet::default();
+            }
             let plan = make_plan(&before).map_err(UpdateError::Plan)?;
             if plan.is_noop(&before) {
                 return Ok(Applied {
@@ -85,7 +90,15 @@ impl Updater<'_> {
                         noop: false,
                     });
                 }
-                Err(UpdateError::PrerequisiteFailed(code)) => last = Some(code),
+                Err(UpdateError::PrerequisiteFailed(code)) => {
+                    last = Some(code);
+                    // "RRset exists" failed for records we did read: a
+                    // wildcard above the name answered for it (RFC 4592),
+                    // and the name itself holds nothing.
+                    if code == ResponseCode::NXRRSet && !before.records.is_empty() && !synthesized {
+                        synthesized = self.wildcard_answered(&before).await?;
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -93,6 +106,31 @@ impl Updater<'_> {
             name: self.name.to_ascii(),
             code: last.unwrap_or(ResponseCode::YXRRSet),
         })
+    }
+
+    /// Whether `read` (the RRset read at our name) is the RRset of a wildcard
+    /// between the name and its zone's apex: then the server synthesized it.
+    async fn wildcard_answered(&self, read: &RrSet) -> Result<bool, UpdateError> {
+        let mut rdata: Vec<&[u8]> = read.records.iter().map(|c| c.rdata.as_slice()).collect();
+        rdata.sort_unstable();
+        let mut parent = self.name.base_name();
+        while self.zone.zone_of(&parent) {
+            let Ok(wildcard) = Name::from_ascii("*").and_then(|star| star.append_domain(&parent))
+            else {
+                break;
+            };
+            let there = read_rrset(&self.server, &wildcard).await?;
+            let mut theirs: Vec<&[u8]> = there.records.iter().map(|c| c.rdata.as_slice()).collect();
+            theirs.sort_unstable();
+            if !theirs.is_empty() && theirs == rdata {
+                return Ok(true);
+            }
+            if parent.num_labels() == 0 || parent == self.zone {
+                break;
+            }
+            parent = parent.base_name();
+        }
+        Ok(false)
     }
 
     /// The unsigned UPDATE message for `plan`.
