@@ -64,6 +64,9 @@ pub enum Command {
     /// Check a configuration file and print the effective policy.
     ///
     /// Exits 0 when the file is valid, 1 with every problem listed otherwise.
+    /// For a gateway (`[gateway] protects`) it also checks this host: IP
+    /// forwarding on for each protected family (net.ipv4.ip_forward,
+    /// net.ipv6.conf.all.forwarding), and no strict rp_filter on the TUN.
     #[command(after_help = "Examples:
   oemesh check-config --config /etc/oemesh/oemesh.toml
   oemesh check-config --config ./oemesh.toml && systemctl restart oemesh")]

@@ -46,7 +46,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                      a key go in clear while IKE runs)"
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            gateway_settings(&args.config, &cfg)
         }
         Command::Status(q) => query(&q, &Request::Status),
         Command::Peers(q) => query(&q, &Request::Peers),
@@ -64,6 +64,35 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `check-config` of a gateway: this host's forwarding settings
+/// (`oemesh_agent::net::forwarding`); exit 1 when one is missing.
+fn gateway_settings(path: &std::path::Path, cfg: &Config) -> Result<ExitCode> {
+    use oemesh_agent::net::forwarding::{Severity, check_host};
+    let Some(g) = cfg.gateway.describe() else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!("  gateway: {g}");
+    let findings = check_host(cfg);
+    for f in findings.iter().filter(|f| f.severity == Severity::Note) {
+        println!("  note: {}", f.message);
+    }
+    let errors: Vec<_> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    if errors.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "oemesh: {}: [gateway] needs settings this host lacks:",
+        path.display()
+    );
+    for f in errors {
+        eprintln!("  {}", f.message);
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 fn query(q: &QueryArgs, request: &Request) -> Result<ExitCode> {

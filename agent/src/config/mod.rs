@@ -6,6 +6,7 @@
 //! key and a test parses it.
 
 mod address;
+mod gateway;
 mod policy;
 mod raw;
 mod validate;
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use gateway::{GatewayConfig, policy_conflicts};
 pub use oemesh_core::oe::{Addresses, Cidr, Group};
 pub use policy::{Policy, routed_to_tun};
 use raw::RawConfig;
@@ -146,6 +148,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// `[nat]`.
     pub nat: NatConfig,
+    /// `[gateway]`.
+    pub gateway: GatewayConfig,
 }
 
 /// `[nat]`: client address translation (RFC 7296 §3.15,
@@ -432,13 +436,17 @@ impl Config {
 impl Config {
     /// The prefixes routed into the TUN and how each fails: the policy's,
     /// then each `nat.pool` prefix as `private` (only an SA carries packets
-    /// to a given address, and they never leave in clear), unless the policy
-    /// names that prefix itself.
+    /// to a given address, and they never leave in clear), then each
+    /// `gateway.protects` prefix as `clear` (a `throw`: traffic to the LAN
+    /// behind a gateway takes the main table), unless the policy names that
+    /// prefix itself (validation allows only `clear` or `clear-or-private`).
     pub fn routed_entries(&self) -> Vec<(Cidr, Group)> {
         let mut entries = self.policy.entries().to_vec();
-        for p in &self.nat.pool {
-            if !entries.iter().any(|(c, _)| c == p) {
-                entries.push((*p, Group::Private));
+        let added = (self.nat.pool.iter().map(|p| (*p, Group::Private)))
+            .chain(self.gateway.protects.iter().map(|p| (*p, Group::Clear)));
+        for (p, group) in added {
+            if !entries.iter().any(|(c, _)| *c == p) {
+                entries.push((p, group));
             }
         }
         entries
@@ -517,6 +525,7 @@ impl Default for Config {
                 request_address: true,
                 anonymous: true,
             },
+            gateway: GatewayConfig::default(),
         }
     }
 }

@@ -29,6 +29,15 @@ pub(crate) struct RawConfig {
     pub(crate) routing: RawRouting,
     #[serde(default)]
     pub(crate) nat: RawNat,
+    #[serde(default)]
+    pub(crate) gateway: RawGateway,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub(crate) protects: Option<Vec<String>>,
 }
 
 /// `address`: one address, or a list (at most one per family).

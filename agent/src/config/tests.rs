@@ -78,6 +78,7 @@ fn example_documents_every_key() {
         "private",
         "clear-or-private",
         "clear",
+        "protects",
         "block",
         "require-authenticated",
         "listen",

@@ -389,6 +389,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<KeyError>> {
     }
     cfg.routing.suppress_main = raw.routing.suppress_main.unwrap_or(false);
     validate_nat(&mut c, raw.nat, &mut cfg);
+    let (gateway, errors) = super::gateway::validate(raw.gateway, &cfg);
+    cfg.gateway = gateway;
+    c.errors.extend(errors);
 
     if c.errors.is_empty() {
         Ok(cfg)

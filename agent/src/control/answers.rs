@@ -47,6 +47,8 @@ pub struct StatusInfo {
     pub metrics: Option<String>,
     /// The policy, one line per prefix.
     pub policy: Vec<String>,
+    /// `gateway.protects`: the subnets behind this host (empty: a host).
+    pub gateway: Vec<String>,
     /// The configuration file.
     pub config: String,
     /// Reloads applied.
@@ -179,6 +181,7 @@ impl View<'_> {
             peers: counts,
             identity: s.identity.clone(),
             policy: s.policy.clone(),
+            gateway: s.gateway.clone(),
             config: s.config.clone(),
             reloads: s.reloads,
             reloaded_s_ago: s.last_reload.map(|t| t.elapsed().as_secs()),

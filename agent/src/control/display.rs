@@ -34,7 +34,8 @@ pub fn status(s: &StatusReply) -> String {
     } else {
         s.policy.join(", ")
     };
-    let rows = [
+    let gateway = (!s.gateway.is_empty()).then(|| format!("protects {}", s.gateway.join(", ")));
+    let mut rows = vec![
         ("address", format!("{addr} ({identity})")),
         ("policy", policy),
         ("config", config_row(s)),
@@ -92,6 +93,10 @@ pub fn status(s: &StatusReply) -> String {
         ),
         ("drops", s.drops.to_string()),
     ];
+    // Only for a gateway, after the policy.
+    if let Some(g) = gateway {
+        rows.insert(2, ("gateway", g));
+    }
     // Only when IKE_SA_INIT requests were answered with cookies: a flood, or
     // a busy responder (docs/floods.md).
     let cookies = (s.cookies_sent > 0 || s.cookies_limited > 0).then(|| {
@@ -362,6 +367,24 @@ mod tests {
             flood.contains("  cookies: 120000 sent, 7 not sent (over ike.cookie_rate"),
             "{flood}"
         );
+    }
+
+    #[test]
+    fn gateway_shows_only_for_a_gateway() {
+        let host = status(&StatusReply::default());
+        assert!(!host.contains("gateway:"), "{host}");
+        let gw = status(&StatusReply {
+            gateway: vec!["10.1.0.0/24".into(), "2001:db8:1::/64".into()],
+            ..StatusReply::default()
+        });
+        let lines: Vec<&str> = gw.lines().collect();
+        assert_eq!(
+            lines[3], "  gateway: protects 10.1.0.0/24, 2001:db8:1::/64",
+            "after address and policy: {gw}"
+        );
+        // JSON: the list, and no key at all for a host.
+        let json = serde_json::to_value(StatusReply::default()).unwrap_or_default();
+        assert!(json.get("gateway").is_none(), "{json}");
     }
 
     #[test]

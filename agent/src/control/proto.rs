@@ -108,6 +108,10 @@ pub struct StatusReply {
     /// The policy, one `prefix group` line per entry, longest prefix first.
     #[serde(default)]
     pub policy: Vec<String>,
+    /// Gateway mode: the subnets behind this host (`gateway.protects`),
+    /// empty for a host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway: Vec<String>,
     /// The configuration file the agent runs (and reloads) from.
     #[serde(default)]
     pub config: String,

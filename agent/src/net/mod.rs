@@ -1,9 +1,10 @@
 //! The agent's contact with the kernel: the TUN device ([`tun`]), policy routing
 //! over netlink ([`routes`]), this host's addresses as they change ([`addresses`]), nftables enforcement ([`nft`], its set updates over
 //! netlink in [`nfnl`]) and the UDP sockets
-//! for IKE and ESP ([`udp`]).
+//! for IKE and ESP ([`udp`]); a gateway's forwarding settings ([`forwarding`]).
 
 pub mod addresses;
+pub mod forwarding;
 pub mod nfnl;
 pub mod nft;
 pub mod policy_routes;

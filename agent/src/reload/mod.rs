@@ -8,7 +8,7 @@
 //! | `[policy]` group options | the node's policy; SAs that no longer qualify are closed |
 //! | `key` (the path or the file's content) | every IKE_AUTH from now on signs with the new key; SAs already up live on until they are rekeyed or closed |
 //! | `[dns]` servers, timeout, `dnssec`, `trust_anchors` | a new resolver for new lookups |
-//! | anything else (`address`, `[ike]`, `[hold]`, `[outcome]`, `[tun]`, `[routing]`, the control socket, metrics, DNS rate limits) | reported as needing a restart; the running value stays |
+//! | anything else (`address`, `[ike]`, `[hold]`, `[outcome]`, `[tun]`, `[routing]`, `[nat]`, `[gateway]`, the control socket, metrics, DNS rate limits) | reported as needing a restart; the running value stays |
 //!
 //! An invalid file, key or anchor refuses the reload whole, with the error
 //! `check-config` gives, and the running configuration stays. So does a
@@ -172,8 +172,22 @@ impl Reloader {
             restart_needed: restart_needed(cur, &new),
             ..ReloadReport::default()
         };
-        // The IKE engine's pool is fixed at start, and its routes with it.
+        // The IKE engine's pool is fixed at start, and its routes with it;
+        // so are the subnets a gateway protects (the engine's and the node's
+        // `protects`, the `throw` routes).
         new.nat = cur.nat.clone();
+        new.gateway = cur.gateway.clone();
+        // The new policy was checked against the file's `[gateway]`; it runs
+        // beside the running one.
+        let conflicts = crate::config::policy_conflicts(&new, &new.gateway);
+        if !conflicts.is_empty() {
+            let list: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
+            return Err(format!(
+                "{}: {} (gateway.protects changes only at the next start)",
+                self.path.display(),
+                list.join("; ")
+            ));
+        }
 
         let old_entries = cur.routed_entries();
         let new_entries = new.routed_entries();
@@ -356,6 +370,7 @@ fn restart_needed(cur: &Config, new: &Config) -> Vec<String> {
         ("[tun]", cur.tun != new.tun),
         ("[routing]", cur.routing != new.routing),
         ("[nat]", cur.nat != new.nat),
+        ("[gateway]", cur.gateway != new.gateway),
     ]
     .into_iter()
     .filter(|(_, changed)| *changed)

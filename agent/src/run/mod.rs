@@ -85,6 +85,20 @@ pub async fn run(config_path: &Path) -> Result<()> {
                 )
             })?,
     };
+    // Found from the default routes: the check validation made of `address`.
+    if let Some((p, own)) = cfg.gateway.protects.iter().find_map(|p| {
+        let own = address.iter().find(|a| p.contains(*a))?;
+        Some((p, own))
+    }) {
+        bail!(
+            "{}: gateway.protects {p} holds this host's own address {own} (from the default \
+             route); a gateway is not behind itself: set `address` to its outer address",
+            config_path.display()
+        );
+    }
+    if let Some(g) = cfg.gateway.describe() {
+        tracing::info!("gateway: {g}");
+    }
     tracing::info!(
         "oemesh {} starting: address {address}, {}",
         env!("CARGO_PKG_VERSION"),
@@ -150,6 +164,7 @@ impl Agent {
 
         let tun = Arc::new(Tun::open(&cfg.tun)?);
         self.tun = Some(tun.clone());
+        crate::net::forwarding::prepare(&handle, cfg, tun.index()).await;
 
         let entries = &cfg.routed_entries()[..];
         let routing = Routing::install(handle, &cfg.routing, tun.index(), entries, address).await?;
@@ -236,6 +251,12 @@ impl Agent {
                 .unwrap_or_default(),
             metrics: cfg.metrics_listen.map(|l| l.to_string()),
             policy: policy_lines(cfg),
+            gateway: cfg
+                .gateway
+                .protects
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             config: config_path.display().to_string(),
             reloads: 0,
             last_reload: None,

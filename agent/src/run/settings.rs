@@ -83,6 +83,8 @@ pub(crate) fn ike_config(cfg: &Config, address: Addresses, key: Option<&HostKey>
         .filter_map(|p| oemesh_core::ike::pool::PoolPrefix::new(p.addr(), p.prefix_len()))
         .collect();
     c.address_pool_limit = cfg.nat.max_addresses;
+    // Gateway mode: the responder answers for selectors inside these.
+    c.protects = cfg.gateway.selectors();
     c
 }
 
@@ -107,6 +109,7 @@ pub(crate) fn machine_config(cfg: &Config) -> oe::Config {
         lookup_burst: cfg.dns.lookup_burst,
         inbound_lookups_per_second: cfg.dns.inbound_lookups_per_second,
         inbound_lookup_burst: cfg.dns.inbound_lookup_burst,
+        protects: cfg.gateway.protects.clone(),
         ..oe::Config::default()
     }
 }
