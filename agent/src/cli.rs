@@ -66,7 +66,8 @@ pub enum Command {
     /// Exits 0 when the file is valid, 1 with every problem listed otherwise.
     /// For a gateway (`[gateway] protects`) it also checks this host: IP
     /// forwarding on for each protected family (net.ipv4.ip_forward,
-    /// net.ipv6.conf.all.forwarding), and no strict rp_filter on the TUN.
+    /// net.ipv6.conf.all.forwarding; exit 1 without), and warns of a
+    /// non-zero rp_filter for the TUN (docs/operations.md, "Gateways").
     #[command(after_help = "Examples:
   oemesh check-config --config /etc/oemesh/oemesh.toml
   oemesh check-config --config ./oemesh.toml && systemctl restart oemesh")]

@@ -75,8 +75,8 @@ fn gateway_settings(path: &std::path::Path, cfg: &Config) -> Result<ExitCode> {
     };
     println!("  gateway: {g}");
     let findings = check_host(cfg);
-    for f in findings.iter().filter(|f| f.severity == Severity::Note) {
-        println!("  note: {}", f.message);
+    for f in findings.iter().filter(|f| f.severity == Severity::Warning) {
+        println!("  warning: {}", f.message);
     }
     let errors: Vec<_> = findings
         .iter()

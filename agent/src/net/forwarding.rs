@@ -12,18 +12,25 @@
 //! changes what the host is), so `check-config` refuses a gateway without it
 //! and the agent warns at start.
 //!
-//! The kernel's effective `rp_filter` of an interface is the larger of
-//! `net.ipv4.conf.all.rp_filter` and the interface's own: with the TUN at 2
-//! (loose) a strict `all` (1) no longer applies to it.
+//! Reverse-path filtering, as measured on Linux 6.x (`agent/tests/gateway.rs`):
+//! the kernel checks a packet arriving on the TUN with the larger of
+//! `net.ipv4.conf.all.rp_filter` and the TUN's own. A source routed back
+//! into the TUN (a `private` or `private-or-clear` prefix) passes at any
+//! value. Any other source (a peer of a `clear-or-private` prefix, a remote
+//! site outside the OE policy) passes only at 0: the TUN has no address, and
+//! for such an interface loose mode (2) fails like strict (1)
+//! (`__fib_validate_source` goes to `last_resort`). So the agent sets the
+//! TUN's own value to 0, which leaves `all` deciding, and a non-zero `all`
+//! is a warning, not an error: most distributions ship 2, and a gateway
+//! whose remote sites are all in TUN-routed prefixes does not care.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use netlink_packet_route::link::{
-    AfSpecInet, AfSpecUnspec, InetDevConf, LinkAttribute, LinkMessage,
-};
+use netlink_packet_core::{DefaultNla, Emitable, NLA_F_NESTED};
+use netlink_packet_route::link::{AfSpecInet, AfSpecUnspec, LinkAttribute, LinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use rtnetlink::Handle;
 
@@ -41,24 +48,24 @@ const IFINDEX_ALL: i32 = -1;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
-/// The `rp_filter` the agent gives its TUN in gateway mode: loose (RFC 3704
-/// feasible path), as strict would drop every decrypted packet whose source
-/// is not routed back into the TUN.
-pub const TUN_RP_FILTER: u32 = 2;
+/// The `rp_filter` the agent gives its TUN in gateway mode: off, so that
+/// only `all` counts (module docs: on an address-less TUN, loose drops what
+/// strict drops).
+pub const TUN_RP_FILTER: u32 = 0;
 
 /// How much a [`Finding`] matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
     /// The gateway cannot work so: `check-config` fails.
     Error,
-    /// Worth knowing; nothing fails.
-    Note,
+    /// Some traffic may suffer; nothing fails.
+    Warning,
 }
 
 /// One setting a gateway needs, as found on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    /// Error or note.
+    /// Error or warning.
     pub severity: Severity,
     /// The sysctl (`net.ipv4.ip_forward`).
     pub sysctl: String,
@@ -204,47 +211,53 @@ pub fn check_host(cfg: &Config) -> Vec<Finding> {
     check(cfg, tun)
 }
 
-/// The TUN's effective `rp_filter` (the larger of `all` and the TUN's own,
-/// which the agent sets to [`TUN_RP_FILTER`]) must not be 1 (strict).
+/// The TUN's effective `rp_filter`: the larger of `all` and the TUN's own
+/// (which the agent sets to [`TUN_RP_FILTER`]); anything but 0 drops
+/// decrypted packets from sources not routed into the TUN (module docs).
 fn check_rp_filter(tun: &str, tun_index: Option<u32>) -> Vec<Finding> {
     let all_name = "net.ipv4.conf.all.rp_filter";
     let tun_name = format!("net.ipv4.conf.{tun}.rp_filter");
+    let warning = |sysctl: &str, message: String| {
+        vec![Finding {
+            severity: Severity::Warning,
+            sysctl: sysctl.to_owned(),
+            message,
+        }]
+    };
     let all = match value(AF_INET, IFINDEX_ALL, NETCONFA_RP_FILTER) {
         Ok(v) => v,
         Err(e) => {
-            return vec![Finding {
-                severity: Severity::Note,
-                sysctl: all_name.to_owned(),
-                message: format!(
-                    "{all_name}: cannot read it ({e}); it must not be 1 unless {tun_name} is 2"
-                ),
-            }];
+            return warning(
+                all_name,
+                format!("{all_name}: cannot read it ({e}); see docs/operations.md, \"Gateways\""),
+            );
         }
     };
-    let own =
-        tun_index.and_then(|i| value(AF_INET, i32::try_from(i).ok()?, NETCONFA_RP_FILTER).ok());
-    match own {
-        // The TUN is there (the agent runs): what counts is the effective value.
-        Some(own) if all.max(own) == 1 => vec![Finding {
-            severity: Severity::Error,
-            sysctl: tun_name.clone(),
-            message: format!(
-                "{tun_name} is {own} and {all_name} {all}: strict reverse-path filtering on the \
-                 TUN drops decrypted packets from remote sites; run `sysctl -w {tun_name}=2` \
-                 (the agent sets it at start)"
+    let own = tun_index
+        .and_then(|i| value(AF_INET, i32::try_from(i).ok()?, NETCONFA_RP_FILTER).ok())
+        .unwrap_or(0);
+    let consequence = "the kernel drops decrypted packets on the TUN whose source is not \
+                       routed into it (peers of clear-or-private prefixes, remote sites outside \
+                       the OE policy; those of private and private-or-clear prefixes pass)";
+    if own != 0 {
+        warning(
+            &tun_name,
+            format!(
+                "{tun_name} is {own} (the agent sets 0 at start): {consequence}; run \
+                 `sysctl -w {tun_name}=0`"
             ),
-        }],
-        Some(_) => Vec::new(),
-        None if all == 1 => vec![Finding {
-            severity: Severity::Note,
-            sysctl: all_name.to_owned(),
-            message: format!(
-                "{all_name} is 1 (strict); the agent sets {tun_name} to {TUN_RP_FILTER} (loose) \
-                 when it creates the TUN, which overrides it there (the kernel takes the larger); \
-                 if something resets it, decrypted packets from remote sites are dropped"
+        )
+    } else if all != 0 {
+        warning(
+            all_name,
+            format!(
+                "{all_name} is {all}, and the TUN takes the larger of it and {tun_name}: \
+                 {consequence}; to accept them, run `sysctl -w {all_name}=0` (per-interface \
+                 values still apply to the others)"
             ),
-        }],
-        None => Vec::new(),
+        )
+    } else {
+        Vec::new()
     }
 }
 
@@ -259,36 +272,46 @@ pub async fn prepare(handle: &Handle, cfg: &Config, tun_index: u32) {
     if cfg.gateway.protects.iter().any(|p| p.addr().is_ipv4()) {
         match set_rp_filter(handle, tun_index, TUN_RP_FILTER).await {
             Ok(()) => tracing::info!(
-                "gateway: net.ipv4.conf.{tun}.rp_filter = {TUN_RP_FILTER} (loose), so that \
-                 decrypted packets from remote sites pass"
+                "gateway: net.ipv4.conf.{tun}.rp_filter = {TUN_RP_FILTER}, so that only \
+                 net.ipv4.conf.all.rp_filter decides for decrypted packets"
             ),
             Err(e) => tracing::error!(
                 "gateway: setting net.ipv4.conf.{tun}.rp_filter = {TUN_RP_FILTER}: {e}; run \
-                 `sysctl -w net.ipv4.conf.{tun}.rp_filter=2` after each start"
+                 `sysctl -w net.ipv4.conf.{tun}.rp_filter=0` after each start"
             ),
         }
     }
     for f in check(cfg, Some(tun_index)) {
         match f.severity {
             Severity::Error => tracing::warn!("gateway: {}", f.message),
-            Severity::Note => tracing::info!("gateway: {}", f.message),
+            Severity::Warning => tracing::warn!("gateway: {}", f.message),
         }
     }
 }
 
-/// `net.ipv4.conf.<link>.rp_filter = value`, over netlink.
+/// `IPV4_DEVCONF_RP_FILTER` (linux/ip.h, 1-based as `IFLA_INET_CONF` nests it).
+const IPV4_DEVCONF_RP_FILTER: u16 = 8;
+/// `IFLA_INET_CONF`.
+const IFLA_INET_CONF: u16 = 1;
+
+/// `net.ipv4.conf.<link>.rp_filter = value`, over netlink (`RTM_SETLINK`,
+/// `IFLA_AF_SPEC` / `AF_INET` / `IFLA_INET_CONF`, one nested value: the
+/// kernel sets only what is sent). Built by hand because the library's
+/// request form leaves out zero values.
 pub async fn set_rp_filter(
     handle: &Handle,
     index: u32,
     value: u32,
 ) -> Result<(), rtnetlink::Error> {
-    let mut conf = InetDevConf::default();
-    conf.rp_filter = i32::try_from(value).unwrap_or(2);
+    let inner = DefaultNla::new(IPV4_DEVCONF_RP_FILTER, value.to_ne_bytes().to_vec());
+    let mut nested = vec![0; inner.buffer_len()];
+    inner.emit(&mut nested);
+    let conf = DefaultNla::new(IFLA_INET_CONF | NLA_F_NESTED, nested);
     let mut msg = LinkMessage::default();
     msg.header.index = index;
     msg.attributes
         .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
-            AfSpecInet::DevConfRequest(conf),
+            AfSpecInet::Other(conf),
         ])]));
     handle.link().set(msg).execute().await
 }
