@@ -272,3 +272,45 @@ fn gateway_routes_its_lan_around_the_tun() {
         .unwrap_or_default();
     assert!(left.trim().is_empty(), "{left}");
 }
+
+/// Without `address`, the default route's address is checked at start: a
+/// gateway whose `protects` holds it is refused (validation can check only a
+/// configured `address`).
+#[test]
+fn run_refuses_protects_holding_the_default_route_address() {
+    require_root();
+    require_programs(&["ip"]);
+    let ns = Netns::new("gw-self").unwrap();
+    let peer = Netns::new("gw-self-peer").unwrap();
+    veth(&ns, "10.1.0.1/24", &peer, "10.1.0.254/24").unwrap();
+    ns.ip(&["route", "add", "default", "via", "10.1.0.254"])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("oemesh.toml");
+    let sock = dir.path().join("oemesh.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "control_socket = \"{}\"\n[gateway]\nprotects = [\"10.1.0.0/16\"]\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let o = process::run_unchecked(
+        ns.command(BIN)
+            .args(["run", "--config", config.to_str().unwrap()]),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("gateway.protects 10.1.0.0/16 holds this host's own address 10.1.0.1 (from the default route)"),
+        "{err}"
+    );
+    // Nothing was set up.
+    let routes = ns
+        .ip(&["route", "show", "table", TABLE])
+        .unwrap_or_default();
+    assert!(routes.trim().is_empty(), "{routes}");
+}

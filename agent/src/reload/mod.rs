@@ -405,3 +405,31 @@ pub fn summary(r: &ReloadReport) -> String {
         parts.join("; ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn gateway_protects_change_only_at_a_start() {
+        let cur = Config::parse("[gateway]\nprotects = [\"10.1.0.0/24\"]\n").unwrap();
+        let new = Config::parse("[gateway]\nprotects = [\"10.2.0.0/24\"]\n").unwrap();
+        assert_eq!(restart_needed(&cur, &new), ["[gateway]"]);
+        assert!(restart_needed(&cur, &cur).is_empty());
+        // A new policy valid with the file's protects but not with the running
+        // ones is what `reload` refuses (it keeps the running protects).
+        let mut new = Config::parse(
+            "[policy]\nprivate = [\"10.1.0.0/25\"]\n[gateway]\nprotects = [\"10.2.0.0/24\"]\n",
+        )
+        .unwrap();
+        new.gateway = cur.gateway.clone();
+        let conflicts = crate::config::policy_conflicts(&new, &new.gateway);
+        assert_eq!(conflicts.len(), 1);
+        assert!(
+            conflicts[0]
+                .message
+                .contains("inside gateway.protects 10.1.0.0/24")
+        );
+    }
+}

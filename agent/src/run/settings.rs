@@ -151,3 +151,26 @@ pub(crate) fn announce_dnssec(r: &KeyResolver) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_gateway_s_protects_reach_both_engines() {
+        let cfg = Config::parse(
+            "address = \"192.0.2.1\"\n[gateway]\nprotects = [\"10.1.0.0/24\", \"2001:db8:1::/64\"]\n",
+        )
+        .unwrap();
+        let address = cfg.address.unwrap();
+        let ike = ike_config(&cfg, address, None);
+        assert_eq!(ike.protects, cfg.gateway.selectors());
+        assert_eq!(ike.protects.len(), 2);
+        assert_eq!(machine_config(&cfg).protects, cfg.gateway.protects);
+        // A host: none.
+        let host = Config::parse("address = \"192.0.2.1\"\n").unwrap();
+        assert!(ike_config(&host, address, None).protects.is_empty());
+        assert!(machine_config(&host).protects.is_empty());
+    }
+}
