@@ -254,6 +254,19 @@ fn gateway_routes_its_lan_around_the_tun() {
     assert!(shown.contains("gateway: protects 10.1.0.0/24"), "{shown}");
     let json: serde_json::Value = serde_json::from_slice(&status(true).stdout).unwrap();
     assert_eq!(json["gateway"], serde_json::json!(["10.1.0.0/24"]));
+    let check = process::run_unchecked(
+        std::process::Command::new(BIN).args(["check", "10.1.0.5", "--json", "--socket", sock]),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let check: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert!(
+        check["action"]
+            .as_str()
+            .unwrap()
+            .starts_with("behind this gateway (gateway.protects 10.1.0.0/24)"),
+        "{check}"
+    );
 
     // A stop keeps the throw (as a clear prefix's); `down` removes it.
     let stopped = agent.stop().unwrap();

@@ -48,7 +48,7 @@ pub struct StatusInfo {
     /// The policy, one line per prefix.
     pub policy: Vec<String>,
     /// `gateway.protects`: the subnets behind this host (empty: a host).
-    pub gateway: Vec<String>,
+    pub gateway: Vec<oemesh_core::oe::Cidr>,
     /// The configuration file.
     pub config: String,
     /// Reloads applied.
@@ -181,7 +181,7 @@ impl View<'_> {
             peers: counts,
             identity: s.identity.clone(),
             policy: s.policy.clone(),
-            gateway: s.gateway.clone(),
+            gateway: s.gateway.iter().map(ToString::to_string).collect(),
             config: s.config.clone(),
             reloads: s.reloads,
             reloaded_s_ago: s.last_reload.map(|t| t.elapsed().as_secs()),
@@ -291,7 +291,13 @@ impl View<'_> {
             (None, None) => None,
         };
         let pending = outcome.is_none() && since.is_some();
-        let action = m.treatment(outcome.map(|o| o.state), pending);
+        let mut action = m.treatment(outcome.map(|o| o.state), pending);
+        if let Some(p) = self.status.gateway.iter().find(|p| p.contains(addr)) {
+            action = format!(
+                "behind this gateway (gateway.protects {p}): routed to the LAN, never through \
+                 the agent"
+            );
+        }
         let base = CheckReply {
             addr,
             group: m.group.to_string(),

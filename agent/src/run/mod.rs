@@ -251,12 +251,7 @@ impl Agent {
                 .unwrap_or_default(),
             metrics: cfg.metrics_listen.map(|l| l.to_string()),
             policy: policy_lines(cfg),
-            gateway: cfg
-                .gateway
-                .protects
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            gateway: cfg.gateway.protects.clone(),
             config: config_path.display().to_string(),
             reloads: 0,
             last_reload: None,
