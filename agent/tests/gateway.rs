@@ -199,6 +199,22 @@ fn gateway_routes_its_lan_around_the_tun() {
     }
     assert_eq!(read_sysctl(&ns, "net/ipv4/conf/oemesh0/rp_filter"), "0");
 
+    // Forwarded cleartext into the LAN from peers with a live SA is dropped.
+    let nft = ns
+        .exec(
+            &["nft", "list", "chain", "inet", "oemesh", "forward"],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let nft = text(&nft.stdout);
+    assert!(
+        nft.contains(
+            "ip daddr 10.1.0.0/24 ip saddr @private_peers_v4 counter packets 0 bytes 0 drop"
+        ),
+        "{nft}"
+    );
+    assert!(nft.contains("iifname \"oemesh0\" accept"), "{nft}");
+
     // Our table: the protected prefix is a throw beside the OE prefix.
     let routes = ns.ip(&["route", "show", "table", TABLE]).unwrap();
     assert!(routes.contains("throw 10.1.0.0/24"), "{routes}");
@@ -248,6 +264,42 @@ fn gateway_routes_its_lan_around_the_tun() {
         text(&o.stdout).contains("warning: net.ipv4.conf.oemesh0.rp_filter is 1"),
         "{}",
         text(&o.stdout)
+    );
+
+    // Cleartext from the WAN to the LAN is forwarded, until its source is a
+    // peer with a live SA (put in the set here, as the control plane does
+    // when an SA comes up): then the forward chain drops and counts it.
+    peer.ip(&["route", "add", "10.1.0.0/24", "via", "192.0.2.1"])
+        .unwrap();
+    lan_host
+        .ip(&["route", "add", "default", "via", "10.1.0.1"])
+        .unwrap();
+    let (from, to) = ("192.0.2.20".parse().unwrap(), "10.1.0.5".parse().unwrap());
+    peer.ping(from, to, Duration::from_secs(2)).unwrap();
+    ns.exec(
+        &[
+            "nft",
+            "add",
+            "element",
+            "inet",
+            "oemesh",
+            "private_peers_v4",
+            "{ 192.0.2.20 }",
+        ],
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(peer.ping(from, to, Duration::from_millis(500)).is_err());
+    let nft = ns
+        .exec(
+            &["nft", "list", "chain", "inet", "oemesh", "forward"],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let nft = text(&nft.stdout);
+    assert!(
+        !nft.contains("counter packets 0 bytes 0 drop"),
+        "the drop was not counted:\n{nft}"
     );
 
     let shown = text(&status(false).stdout);

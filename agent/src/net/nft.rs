@@ -21,6 +21,8 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use oemesh_core::oe::Cidr;
+
 use super::nfnl::{NetlinkError, SetOp, SetSocket};
 
 /// Our table's name (family `inet`).
@@ -75,11 +77,22 @@ pub struct EnforceConfig {
 impl Enforcer {
     /// Creates (or atomically replaces a stale) `inet oemesh` table.
     pub fn install(cfg: &EnforceConfig) -> Result<Enforcer, NftError> {
+        Enforcer::install_gateway(cfg, &[])
+    }
+
+    /// [`Enforcer::install`] for a gateway: also a forward chain that drops
+    /// cleartext to the `protects` subnets from peers with a live SA
+    /// ([`forward_chain`]).
+    pub fn install_gateway(cfg: &EnforceConfig, protects: &[Cidr]) -> Result<Enforcer, NftError> {
         let e = Enforcer {
             nft: "nft".to_owned(),
             sets: Mutex::new(SetSocket::open(TABLE)?),
         };
-        e.run(&table_script(cfg))?;
+        let mut script = table_script(cfg);
+        if !protects.is_empty() {
+            script.push_str(&forward_chain(&cfg.tun, protects));
+        }
+        e.run(&script)?;
         Ok(e)
     }
 
@@ -175,6 +188,39 @@ table inet {TABLE} {{
     )
 }
 
+/// A gateway's forward chain (added to the table [`table_script`] wrote):
+/// cleartext forwarded into a protected subnet from a peer with a live SA
+/// is dropped and counted, as the input chain does for this host; what the
+/// agent decrypts comes from the TUN and passes, and so do the ICMP errors
+/// path MTU discovery needs.
+pub fn forward_chain(tun: &str, protects: &[Cidr]) -> String {
+    let list = |v4: bool| {
+        let l: Vec<String> = protects
+            .iter()
+            .filter(|p| p.addr().is_ipv4() == v4)
+            .map(ToString::to_string)
+            .collect();
+        (!l.is_empty()).then(|| l.join(", "))
+    };
+    let mut rules = format!("\t\tiifname \"{tun}\" accept\n");
+    let why = "cleartext to a protected subnet from a peer with a live SA";
+    if let Some(v4) = list(true) {
+        rules.push_str(&format!(
+            "\t\tip daddr {{ {v4} }} ip saddr @private_peers_v4 icmp type {{ destination-unreachable, time-exceeded, parameter-problem }} accept\n\
+             \t\tip daddr {{ {v4} }} ip saddr @private_peers_v4 counter drop comment \"{why}\"\n"
+        ));
+    }
+    if let Some(v6) = list(false) {
+        rules.push_str(&format!(
+            "\t\tip6 daddr {{ {v6} }} ip6 saddr @private_peers_v6 icmpv6 type {{ destination-unreachable, packet-too-big, time-exceeded, parameter-problem }} accept\n\
+             \t\tip6 daddr {{ {v6} }} ip6 saddr @private_peers_v6 counter drop comment \"{why}\"\n"
+        ));
+    }
+    format!(
+        "table inet {TABLE} {{\n\tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n{rules}\t}}\n}}\n"
+    )
+}
+
 fn run_script(nft: &str, script: &str) -> Result<(), NftError> {
     let mut child = Command::new(nft)
         .args(["-f", "-"])
@@ -232,5 +278,34 @@ mod tests {
         assert!(s.contains("iifname \"oemesh0\" accept"));
         assert!(s.contains("udp dport { 500, 4500 } accept"));
         assert!(s.contains("nd-neighbor-solicit"));
+    }
+
+    #[test]
+    fn a_gateway_drops_forwarded_cleartext_from_private_peers() {
+        let p = |s: &str| {
+            s.parse::<Cidr>()
+                .unwrap_or_else(|_| Cidr::host([0, 0, 0, 0].into()))
+        };
+        let s = forward_chain(
+            "oemesh0",
+            &[p("10.1.0.0/24"), p("10.3.0.0/24"), p("2001:db8:1::/64")],
+        );
+        assert!(
+            s.contains("type filter hook forward priority filter; policy accept;"),
+            "{s}"
+        );
+        assert!(s.contains("iifname \"oemesh0\" accept"), "{s}");
+        assert!(
+            s.contains(
+                "ip daddr { 10.1.0.0/24, 10.3.0.0/24 } ip saddr @private_peers_v4 counter drop"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("ip6 daddr { 2001:db8:1::/64 } ip6 saddr @private_peers_v6 counter drop"),
+            "{s}"
+        );
+        let v4_only = forward_chain("oemesh0", &[p("10.1.0.0/24")]);
+        assert!(!v4_only.contains("ip6"), "{v4_only}");
     }
 }

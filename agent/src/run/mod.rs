@@ -168,11 +168,12 @@ impl Agent {
 
         let entries = &cfg.routed_entries()[..];
         let routing = Routing::install(handle, &cfg.routing, tun.index(), entries, address).await?;
-        let enforcer = match Enforcer::install(&EnforceConfig {
+        let enforce = EnforceConfig {
             tun: cfg.tun.name.clone(),
             ike_port: cfg.ike.port,
             natt_port: cfg.ike.natt_port,
-        }) {
+        };
+        let enforcer = match Enforcer::install_gateway(&enforce, &cfg.gateway.protects) {
             Ok(e) => e,
             Err(e) => {
                 routing.teardown().await;
