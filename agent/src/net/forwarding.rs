@@ -12,7 +12,7 @@
 //! changes what the host is), so `check-config` refuses a gateway without it
 //! and the agent warns at start.
 //!
-//! Reverse-path filtering, as measured on Linux 6.x (`agent/tests/gateway.rs`):
+//! Reverse-path filtering, as measured on Linux 6.x (`agent/tests/gateway_mode.rs`):
 //! the kernel checks a packet arriving on the TUN with the larger of
 //! `net.ipv4.conf.all.rp_filter` and the TUN's own. A source routed back
 //! into the TUN (a `private` or `private-or-clear` prefix) passes at any
