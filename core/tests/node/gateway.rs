@@ -255,3 +255,46 @@ fn a_child_rekey_by_either_side_keeps_the_site_selectors() {
         assert_eq!(b[1].local_ts, [host(B_HOST)]);
     }
 }
+
+#[test]
+fn a_gateways_key_does_not_sign_for_a_host_behind_it() {
+    // Gateway A (key 31) sits on the path of its host 10.1.0.11, whose
+    // record names A: A speaks IKE from the host's address with its own key,
+    // to pose as the host end to end (nested OE is defence against insiders).
+    let now = Instant::now();
+    let inside = "10.1.0.11";
+    let mut w = sites();
+    w.a = gateway(inside, 31, &[], now);
+    w.b = gateway("192.0.2.40", 40, &[], now);
+    w.a.dns.insert(
+        reverse_name(ip("192.0.2.40")),
+        records(vec![ed(10, Gateway::None, 40)], false),
+    );
+    w.b.dns.insert(
+        reverse_name(ip(inside)),
+        records(vec![ed(10, v4(GW_A), 31)], false),
+    );
+    let fate =
+        w.a.node
+            .handle_packet(w.now, ip("192.0.2.40"), b"x".to_vec());
+    assert_eq!(fate, PacketFate::Held);
+    w.settle();
+    assert!(w.b.children.is_empty(), "{:#?}", w.b.did);
+    assert!(w.a.children.is_empty());
+    // With its own key published beside the gateway's, the host signs.
+    let mut w2 = sites();
+    w2.a = gateway(inside, 11, &[], now);
+    w2.b = gateway("192.0.2.40", 40, &[], now);
+    w2.a.dns.insert(
+        reverse_name(ip("192.0.2.40")),
+        records(vec![ed(10, Gateway::None, 40)], false),
+    );
+    w2.b.dns.insert(
+        reverse_name(ip(inside)),
+        records(vec![ed(5, Gateway::None, 11), ed(10, v4(GW_A), 31)], false),
+    );
+    w2.a.node
+        .handle_packet(w2.now, ip("192.0.2.40"), b"x".to_vec());
+    w2.settle();
+    assert_eq!(only_child(&w2.b).remote_ts, [host(inside)]);
+}

@@ -63,7 +63,17 @@ pub(super) fn keyed_answer(
         DnsAnswer::Result(DnsResult::Records {
             records, dnssec, ..
         }) => {
-            let keys = responder_keys(records);
+            // A record naming a gateway carries the gateway's key, for IKE
+            // from the gateway: it does not sign for the host itself (a
+            // gateway, on the path, could otherwise pose as a host behind
+            // it end to end). Gateway IKE is vouched for by its selectors
+            // (`oe::vouch`).
+            let own: Vec<_> = records
+                .iter()
+                .filter(|r| signs_for(r, peer_addr))
+                .cloned()
+                .collect();
+            let keys = responder_keys(&own);
             if !keys.is_empty() && require_dnssec && !dnssec.is_secure() {
                 format!("{} at {name}", NoKey::NotSecure(*dnssec))
             } else if !keys.is_empty() {
@@ -73,6 +83,11 @@ pub(super) fn keyed_answer(
                     vouched: Vec::new(),
                     not_vouched: Vec::new(),
                 };
+            } else if own.len() < records.len() && responder_keys(records).len() > keys.len() {
+                format!(
+                    "the IPSECKEY at {name} names a gateway: its key signs for \
+                     IKE from that gateway, not from {peer_addr} itself"
+                )
             } else {
                 let (_, skipped) = candidates(peer_addr, records);
                 format!("{} at {name}", NoKey::Unusable(skipped))
@@ -89,4 +104,17 @@ pub(super) fn keyed_answer(
         }
     };
     PeerAnswer::Refuse { reason }
+}
+
+/// Whether `record`'s key may sign for IKE from `peer_addr` itself: it names
+/// no gateway (the host's own key), or names that very address.
+fn signs_for(record: &crate::ipseckey::Ipseckey, peer_addr: IpAddr) -> bool {
+    use crate::ipseckey::Gateway;
+    let peer = peer_addr.to_canonical();
+    match &record.gateway {
+        Gateway::None => true,
+        Gateway::Ipv4(a) => IpAddr::V4(*a) == peer,
+        Gateway::Ipv6(a) => IpAddr::V6(*a).to_canonical() == peer,
+        Gateway::Name(_) => false,
+    }
 }
