@@ -298,3 +298,25 @@ fn a_gateways_key_does_not_sign_for_a_host_behind_it() {
     w2.settle();
     assert_eq!(only_child(&w2.b).remote_ts, [host(inside)]);
 }
+
+#[test]
+fn two_destinations_behind_one_gateway_keep_two_ike_sas() {
+    // One IKE SA per destination: the second must not tell the far gateway
+    // (INITIAL_CONTACT) to drop the first.
+    let mut w = sites();
+    site_a_wildcard(&mut w, vec![ed(10, v4(GW_A), 31)]);
+    let second = "10.2.0.8";
+    w.a.dns.insert(
+        reverse_name(ip(second)),
+        records(vec![ed(10, v4(GW_B), 32)], false),
+    );
+    a_forwards(&mut w);
+    let fate = w.a.node.handle_packet(w.now, ip(second), b"y".to_vec());
+    assert_eq!(fate, PacketFate::Held);
+    w.settle();
+    assert_eq!(w.b.node.endpoint().stats().ike_sas, 2);
+    assert_eq!(w.a.node.endpoint().stats().ike_sas, 2);
+    assert_eq!(w.b.node.endpoint().stats().initial_contact_replaced, 0);
+    assert_eq!(w.a.children.len(), 2);
+    assert!(!w.b.did.iter().any(|d| matches!(d, Did::Remove { .. })));
+}

@@ -60,7 +60,11 @@ impl Endpoint {
         let mut ts = init.ts;
         let mut payloads = Vec::with_capacity(7);
         payloads.push(Payload::IdI(id));
-        if self.config.initial_contact {
+        // §2.4: only when this is our only IKE SA with anyone at that
+        // address (the responder's rule). Two gateways keep one IKE SA per
+        // destination behind them; each new one saying INITIAL_CONTACT
+        // made the peer delete the others.
+        if self.config.initial_contact && !self.index.others_at(sa.remote.ip(), sa) {
             payloads.push(self.initial_contact());
         }
         payloads.push(Payload::Auth(auth));
