@@ -68,6 +68,10 @@ pub const FORWARD_ZONE: &str = "example.test.";
 pub const REVERSE_V4_ZONE: &str = "2.0.192.in-addr.arpa.";
 /// The IPv6 reverse zone: 2001:db8::/32 (documentation prefix, RFC 3849).
 pub const REVERSE_V6_ZONE: &str = "8.b.d.0.1.0.0.2.ip6.arpa.";
+/// The reverse zones of the two site LANs (10.1.0.0/24 and 10.2.0.0/24, see
+/// [`crate::topology::sites`]), served besides the others by the testnet's
+/// server ([`Bind::start_in`]) so that a site's admin can publish a wildcard.
+pub const SITE_ZONES: [&str; 2] = ["0.1.10.in-addr.arpa.", "0.2.10.in-addr.arpa."];
 /// The name of the TSIG key allowed to update the zones.
 pub const TSIG_KEY_NAME: &str = "oemesh-update";
 /// The name of a TSIG key the server knows but lets update nothing.
@@ -116,6 +120,7 @@ impl Bind {
             forward_zone: FORWARD_ZONE.to_owned(),
             hosts: vec![("ns".to_owned(), IpAddr::V4(Ipv4Addr::LOCALHOST))],
             signed: false,
+            site_zones: false,
         })
     }
 
@@ -130,14 +135,16 @@ impl Bind {
             forward_zone: FORWARD_ZONE.to_owned(),
             hosts: vec![("ns".to_owned(), IpAddr::V4(Ipv4Addr::LOCALHOST))],
             signed: true,
+            site_zones: false,
         })
     }
 
     /// Starts `named` inside `ns`, listening on `addr` port 53 (an address the
     /// namespace already has), authoritative for `forward_zone` (e.g. `oe.test.`,
-    /// with `ns` and an A/AAAA record per `hosts` entry) and the two reverse
-    /// zones [`REVERSE_V4_ZONE`] and [`REVERSE_V6_ZONE`], updatable with the
-    /// TSIG key [`TSIG_KEY_NAME`]. Waits until it answers.
+    /// with `ns` and an A/AAAA record per `hosts` entry), the two reverse
+    /// zones [`REVERSE_V4_ZONE`] and [`REVERSE_V6_ZONE`] and the sites'
+    /// [`SITE_ZONES`], updatable with the TSIG key [`TSIG_KEY_NAME`]. Waits
+    /// until it answers.
     ///
     /// `named` is killed by PID on drop; it must not outlive `ns` (deleting the
     /// namespace kills it anyway).
@@ -180,6 +187,7 @@ impl Bind {
             forward_zone,
             hosts: records,
             signed,
+            site_zones: true,
         })
     }
 
@@ -212,11 +220,14 @@ impl Bind {
             write_private(&d.join(file), &keygen.stdout)?;
         }
 
-        let zones = vec![
+        let mut zones = vec![
             layout.forward_zone.clone(),
             REVERSE_V4_ZONE.to_owned(),
             REVERSE_V6_ZONE.to_owned(),
         ];
+        if layout.site_zones {
+            zones.extend(SITE_ZONES.map(str::to_owned));
+        }
         for zone in &zones {
             fs::write(d.join(zone_file_name(zone)), zone_file(zone, &layout))?;
         }
@@ -292,7 +303,8 @@ impl Bind {
         self.addr().to_string()
     }
 
-    /// The zones served (forward, IPv4 reverse, IPv6 reverse), absolute names.
+    /// The zones served (forward, IPv4 reverse, IPv6 reverse, then in a
+    /// namespace [`SITE_ZONES`]), absolute names.
     pub fn zones(&self) -> &[String] {
         &self.zones
     }
@@ -413,6 +425,8 @@ struct Layout {
     hosts: Vec<(String, IpAddr)>,
     /// Sign every zone with `dnssec-policy`.
     signed: bool,
+    /// Serve [`SITE_ZONES`] too.
+    site_zones: bool,
 }
 
 /// `example.test.` → `example.test.zone`.

@@ -1,5 +1,4 @@
-//! The oemesh testnet in network namespaces: one switch, a `dns` host running
-//! BIND 9, and four end hosts.
+//! The oemesh testnet in network namespaces: a switch, a `dns` host (BIND 9), four end hosts.
 //!
 //! | host    | IPv4          | IPv6           | runs                                   |
 //! |---------|---------------|----------------|----------------------------------------|
@@ -45,6 +44,7 @@ mod config;
 mod host;
 mod kept;
 pub mod nat;
+pub mod sites;
 
 pub use config::{AgentConfig, Binaries, Options};
 pub use host::{Host, LinkCounters, Peer, parse_link_counters, parse_peers};

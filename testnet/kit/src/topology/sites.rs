@@ -1,0 +1,741 @@
+//! Two sites behind gateways on the testnet's switch (issue 14): the
+//! site-to-site and nested layouts that IPSECKEY's gateway field was made for.
+//!
+//! ```text
+//! switch (WAN 192.0.2.0/24) ── gw-a (192.0.2.31) ── LAN A 10.1.0.0/24 (gw-a 10.1.0.1)
+//!                                                     ├ a-plain 10.1.0.10 (no agent)
+//!                                                     └ a-agent 10.1.0.11 (agent, own key)
+//!                           ── gw-b (192.0.2.32) ── LAN B 10.2.0.0/24 (gw-b 10.2.0.1)
+//!                                                     ├ b-plain 10.2.0.10 (no agent)
+//!                                                     └ b-agent 10.2.0.11 (agent, own key)
+//! ```
+//!
+//! [`Testnet::two_sites`] builds it ([`SitesOptions`]). Every address is a
+//! constant here ([`SITES`], [`SiteSpec`], [`PLAIN_HOST`], [`AGENT_HOST`]).
+//!
+//! - **Routing, no NAT.** Each gateway is a namespace that forwards
+//!   (`ip_forward`, IPv6 forwarding) with loose reverse-path filtering
+//!   (`rp_filter=2`) and no masquerade. Every host on the WAN (alice … dave,
+//!   `dns`) and the other gateway route each LAN via its gateway's WAN address.
+//!   LAN hosts have a default route via their gateway.
+//! - **Agents.** Each gateway runs `oemesh run` with its own key,
+//!   `address` = its WAN address and `[gateway] protects` = its LAN; each
+//!   `*-agent` host runs one with a key of its own. Every agent's
+//!   `private-or-clear` group gets the other sites' LANs beside the base
+//!   config's prefixes (never its own LAN). [`SitesOptions::oemesh_gateways`]
+//!   leaves a gateway without `oemesh` (a plain router, e.g. for a strongSwan in
+//!   its place).
+//! - **Records** ([`SitesOptions::publish`]), in the reverse zones BIND serves
+//!   for the LANs ([`crate::bind::SITE_ZONES`]): per gateway a wildcard
+//!   `*.0.1.10.in-addr.arpa. IPSECKEY 10 1 4 192.0.2.31 <gw-a key>`, its own
+//!   record at its WAN address (`dnskeys publish --ip`) and an A/AAAA record
+//!   `gw-a.oe.test.`; per agent host behind a gateway its own key at
+//!   precedence 5 without a gateway AND a precedence-10 record naming its
+//!   gateway with the gateway's key (a name that has records of its own is
+//!   not covered by the wildcard, RFC 4592).
+//! - **Captures.** The testnet's switch sees the WAN ([`Testnet::capture`]);
+//!   [`Site::capture_lan`] sees everything on one LAN, [`Site::capture_wan`]
+//!   what one gateway sends and receives on the WAN.
+//! - **IPv6.** The LANs are addressed (`2001:db8:1::/64`, `2001:db8:2::/64`)
+//!   and routed, in the clear: the gateways protect only the IPv4 LANs.
+//!
+//! Teardown on drop: the LAN hosts' agents, then each gateway (agent, then
+//! namespace), then the LAN segments. Drop the [`Sites`] before the
+//! [`Testnet`] (declare it after). The WAN hosts keep their routes to the
+//! LANs (harmless; [`Testnet::two_sites`] replaces them when run again).
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::{AgentConfig, CLI_TIMEOUT, DnsHost, FORWARD_ZONE, Host, Testnet};
+use crate::capture::Capture;
+use crate::netns::{Netns, Switch};
+use crate::process::require_programs;
+
+/// The host part of a gateway's LAN address (`10.1.0.1`).
+pub const GATEWAY_HOST: u8 = 1;
+/// The host part of the LAN host without an agent (`a-plain`, `10.1.0.10`).
+pub const PLAIN_HOST: u8 = 10;
+/// The host part of the LAN host with an agent (`a-agent`, `10.1.0.11`).
+pub const AGENT_HOST: u8 = 11;
+/// The LANs' IPv4 prefix length.
+pub const LAN_V4_LEN: u8 = 24;
+/// The LANs' IPv6 prefix length.
+pub const LAN_V6_LEN: u8 = 64;
+/// The precedence of an agent host's own record (no gateway): tried first.
+pub const OWN_PRECEDENCE: u8 = 5;
+/// The precedence of the records that name a gateway (the wildcard and the
+/// agent hosts' second record).
+pub const GATEWAY_PRECEDENCE: u8 = 10;
+/// The TTL of the records published with nsupdate.
+const TTL: u32 = 300;
+/// Bound on `sysctl` runs.
+const SYSCTL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One site: its gateway's name and WAN addresses, its LAN prefixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SiteSpec {
+    /// `a`, `b`: the prefix of its LAN hosts' names (`a-plain`, `a-agent`).
+    pub name: &'static str,
+    /// The gateway's host name (`gw-a`).
+    pub gateway: &'static str,
+    /// The gateway's address on the WAN (the testnet's switch).
+    pub wan_v4: Ipv4Addr,
+    /// The gateway's IPv6 address on the WAN.
+    pub wan_v6: Ipv6Addr,
+    /// The LAN's IPv4 network address (length [`LAN_V4_LEN`]).
+    pub lan_v4: Ipv4Addr,
+    /// The LAN's IPv6 network address (length [`LAN_V6_LEN`]).
+    pub lan_v6: Ipv6Addr,
+}
+
+/// Site A: `gw-a` at 192.0.2.31, LAN 10.1.0.0/24.
+pub const SITE_A: SiteSpec = SiteSpec {
+    name: "a",
+    gateway: "gw-a",
+    wan_v4: Ipv4Addr::new(192, 0, 2, 31),
+    wan_v6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x31),
+    lan_v4: Ipv4Addr::new(10, 1, 0, 0),
+    lan_v6: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0),
+};
+
+/// Site B: `gw-b` at 192.0.2.32, LAN 10.2.0.0/24.
+pub const SITE_B: SiteSpec = SiteSpec {
+    name: "b",
+    gateway: "gw-b",
+    wan_v4: Ipv4Addr::new(192, 0, 2, 32),
+    wan_v6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x32),
+    lan_v4: Ipv4Addr::new(10, 2, 0, 0),
+    lan_v6: Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0),
+};
+
+/// Both sites, A first.
+pub const SITES: [SiteSpec; 2] = [SITE_A, SITE_B];
+
+impl SiteSpec {
+    /// The LAN address with host part `host` (`10.1.0.<host>`).
+    pub fn lan_host_v4(&self, host: u8) -> Ipv4Addr {
+        let [a, b, c, _] = self.lan_v4.octets();
+        Ipv4Addr::new(a, b, c, host)
+    }
+
+    /// The LAN IPv6 address with host part `host` (`2001:db8:1::<host>`).
+    pub fn lan_host_v6(&self, host: u8) -> Ipv6Addr {
+        let mut s = self.lan_v6.segments();
+        s[7] = u16::from(host);
+        Ipv6Addr::from(s)
+    }
+
+    /// The gateway's LAN address (`10.1.0.1`).
+    pub fn lan_gateway_v4(&self) -> Ipv4Addr {
+        self.lan_host_v4(GATEWAY_HOST)
+    }
+
+    /// `10.1.0.0/24`.
+    pub fn lan_prefix(&self) -> String {
+        format!("{}/{LAN_V4_LEN}", self.lan_v4)
+    }
+
+    /// `2001:db8:1::/64`.
+    pub fn lan_prefix_v6(&self) -> String {
+        format!("{}/{LAN_V6_LEN}", self.lan_v6)
+    }
+
+    /// Whether `addr` is inside the IPv4 LAN.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let IpAddr::V4(a) = addr else { return false };
+        let mask = u32::MAX << (32 - u32::from(LAN_V4_LEN));
+        u32::from(a) & mask == u32::from(self.lan_v4) & mask
+    }
+
+    /// `a-plain`: the LAN host without an agent.
+    pub fn plain_name(&self) -> String {
+        format!("{}-plain", self.name)
+    }
+
+    /// `a-agent`: the LAN host with an agent.
+    pub fn agent_name(&self) -> String {
+        format!("{}-agent", self.name)
+    }
+
+    /// The LAN's reverse zone (`0.1.10.in-addr.arpa.`), one of
+    /// [`crate::bind::SITE_ZONES`].
+    pub fn reverse_zone(&self) -> String {
+        oemesh_core::ipseckey::reverse_zone(IpAddr::V4(self.lan_v4), LAN_V4_LEN)
+            .map(|z| z.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The owner of the LAN's wildcard record (`*.0.1.10.in-addr.arpa.`).
+    pub fn wildcard(&self) -> String {
+        format!("*.{}", self.reverse_zone())
+    }
+
+    /// The gateway's name in the forward zone (`gw-a.oe.test.`).
+    pub fn gateway_fqdn(&self) -> String {
+        format!("{}.{FORWARD_ZONE}", self.gateway)
+    }
+}
+
+/// What [`Testnet::two_sites`] builds.
+#[derive(Clone, Debug)]
+pub struct SitesOptions {
+    /// Run an agent with a key of its own on `a-agent` and `b-agent`
+    /// (default true); false: they are plain hosts too.
+    pub lan_agents: bool,
+    /// Run `oemesh` (with a key) on each site's gateway, `[site A, site B]`
+    /// (default both). A gateway without it only routes, and nothing is
+    /// published for it: the place for a strongSwan gateway.
+    pub oemesh_gateways: [bool; 2],
+    /// Publish the records (default true): see the [module docs](self).
+    pub publish: bool,
+    /// Start the agents (default true): the gateways' first.
+    pub start_agents: bool,
+    /// The base of every agent's config: the sites add the other sites' LANs
+    /// to `private-or-clear`, and to a gateway's `extra` its `[gateway]`
+    /// section (so `extra` must not have one). The testnet's DNSSEC anchors
+    /// are added when its zones are signed.
+    pub agent: AgentConfig,
+}
+
+impl Default for SitesOptions {
+    fn default() -> Self {
+        SitesOptions {
+            lan_agents: true,
+            oemesh_gateways: [true, true],
+            publish: true,
+            start_agents: true,
+            agent: AgentConfig::default(),
+        }
+    }
+}
+
+/// One site: its gateway, its LAN segment and the hosts on it.
+#[derive(Debug)]
+pub struct Site {
+    // Field order is drop order: the LAN hosts' agents stop first, then the
+    // gateway (agent, namespace), then the LAN segment.
+    hosts: Vec<Host>,
+    gateway: Host,
+    lan: Switch,
+    lan_if: String,
+    spec: SiteSpec,
+}
+
+impl Site {
+    /// Its addresses.
+    pub fn spec(&self) -> &SiteSpec {
+        &self.spec
+    }
+
+    /// The gateway: a [`Host`] whose namespace routes, whose address is its
+    /// WAN address and whose interface is its WAN leg.
+    pub fn gateway(&self) -> &Host {
+        &self.gateway
+    }
+
+    /// The LAN hosts (`a-plain`, `a-agent`).
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// The LAN host without an agent.
+    pub fn plain(&self) -> &Host {
+        &self.hosts[0]
+    }
+
+    /// The LAN host with an agent (unless [`SitesOptions::lan_agents`] is false).
+    pub fn agent(&self) -> &Host {
+        &self.hosts[1]
+    }
+
+    /// The LAN segment (a bridge `br0` in a namespace of its own).
+    pub fn lan(&self) -> &Switch {
+        &self.lan
+    }
+
+    /// The gateway's LAN interface (in its namespace).
+    pub fn lan_iface(&self) -> &str {
+        &self.lan_if
+    }
+
+    /// tcpdump on the LAN's bridge, writing `<dir>/<name>.pcap`: every frame
+    /// on the LAN, between its hosts and through the gateway.
+    pub fn capture_lan(&self, dir: &Path, name: &str) -> Result<Capture> {
+        let pcap = dir.join(format!("{name}.pcap"));
+        Capture::start(self.lan.netns(), super::SWITCH_IFACE, "", &pcap)
+    }
+
+    /// tcpdump on the gateway's WAN interface: what the site sends into the
+    /// world and gets back.
+    pub fn capture_wan(&self, dir: &Path, name: &str) -> Result<Capture> {
+        let pcap = dir.join(format!("{name}.pcap"));
+        Capture::start(&self.gateway.ns, &self.gateway.iface, "", &pcap)
+    }
+
+    /// The gateway's public key (base64), when it runs `oemesh`.
+    fn gateway_key(&self) -> Option<&str> {
+        self.gateway.public_key()
+    }
+}
+
+/// The two sites [`Testnet::two_sites`] built. Drop it before the testnet.
+#[derive(Debug)]
+pub struct Sites {
+    sites: [Site; 2],
+}
+
+impl Sites {
+    /// Site A (`gw-a`, 10.1.0.0/24).
+    pub fn a(&self) -> &Site {
+        &self.sites[0]
+    }
+
+    /// Site B (`gw-b`, 10.2.0.0/24).
+    pub fn b(&self) -> &Site {
+        &self.sites[1]
+    }
+
+    /// Both sites, A first.
+    pub fn sites(&self) -> &[Site; 2] {
+        &self.sites
+    }
+
+    /// The gateway or LAN host called `name` (`gw-a`, `a-plain`, …).
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.sites
+            .iter()
+            .flat_map(|s| std::iter::once(&s.gateway).chain(&s.hosts))
+            .find(|h| h.name == name)
+    }
+
+    /// `base` with every site's LAN added to `private-or-clear`: the config
+    /// of a host on the WAN (alice) that does OE with the sites' hosts.
+    /// Write it with [`Host::set_agent_config`] and restart the agent.
+    pub fn wan_config(&self, base: &AgentConfig) -> AgentConfig {
+        with_lans(base, None)
+    }
+
+    /// Replaces site `site`'s wildcard record with one whose gateway field is
+    /// `gateway`: an address (type 1 or 2) or a domain name (type 3, e.g.
+    /// [`SiteSpec::gateway_fqdn`]), with the gateway's key, through nsupdate.
+    pub fn publish_wildcard(&self, net: &Testnet, site: &Site, gateway: &str) -> Result<()> {
+        let key = site
+            .gateway_key()
+            .with_context(|| format!("{} runs no oemesh: it has no key", site.spec.gateway))?;
+        let owner = site.spec.wildcard();
+        let rdata = gateway_rdata(GATEWAY_PRECEDENCE, gateway, key);
+        net.dns()
+            .bind()
+            .nsupdate(&format!(
+                "update delete {owner} IPSECKEY\nupdate add {owner} {TTL} IPSECKEY {rdata}"
+            ))
+            .with_context(|| format!("publishing {owner} IPSECKEY {rdata}"))
+    }
+
+    /// Every namespace of the sites (gateways, LAN segments, LAN hosts).
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for s in &self.sites {
+            names.push(s.gateway.ns.name().to_owned());
+            names.push(s.lan.netns().name().to_owned());
+            names.extend(s.hosts.iter().map(|h| h.ns.name().to_owned()));
+        }
+        names
+    }
+
+    /// How to reach each gateway and LAN host by hand.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for site in &self.sites {
+            let hosts = std::iter::once(&site.gateway).chain(&site.hosts);
+            for h in hosts {
+                let _ = writeln!(
+                    s,
+                    "  {:<8} {:<12} ip netns exec {} bash",
+                    h.name,
+                    h.v4.to_string(),
+                    h.ns.name()
+                );
+                if h.runs_agent {
+                    let _ = writeln!(
+                        s,
+                        "           {} peers --socket {}    (log: {})",
+                        h.oemesh.display(),
+                        h.socket_path().display(),
+                        h.log_path().display()
+                    );
+                }
+            }
+            let _ = writeln!(
+                s,
+                "  LAN {}    ip netns exec {} tcpdump -ni br0",
+                site.spec.lan_prefix(),
+                site.lan.netns().name()
+            );
+        }
+        s
+    }
+
+    /// Leaves everything running (no SIGTERM, no namespace deletion), for a
+    /// kept demo that records [`Sites::namespaces`] and the agents' PIDs.
+    pub fn leak(self) {
+        std::mem::forget(self);
+    }
+}
+
+/// IPSECKEY RDATA in presentation form for `key` with `gateway` (an address
+/// or a domain name).
+fn gateway_rdata(precedence: u8, gateway: &str, key: &str) -> String {
+    match gateway.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => format!("{precedence} 1 4 {a} {key}"),
+        Ok(IpAddr::V6(a)) => format!("{precedence} 2 4 {a} {key}"),
+        Err(_) if gateway.ends_with('.') => format!("{precedence} 3 4 {gateway} {key}"),
+        Err(_) => format!("{precedence} 3 4 {gateway}. {key}"),
+    }
+}
+
+/// `base` with the LANs of every site but `own` added to `private-or-clear`.
+fn with_lans(base: &AgentConfig, own: Option<&SiteSpec>) -> AgentConfig {
+    let mut config = base.clone();
+    let group = "private-or-clear";
+    let mut prefixes: Vec<String> = config
+        .policy
+        .iter()
+        .find(|(g, _)| g == group)
+        .map(|(_, p)| p.clone())
+        .unwrap_or_default();
+    for s in SITES.iter().filter(|s| Some(*s) != own) {
+        if !prefixes.contains(&s.lan_prefix()) {
+            prefixes.push(s.lan_prefix());
+        }
+    }
+    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    config.set_policy(group, &prefixes);
+    config
+}
+
+/// A gateway's config: [`with_lans`] and `[gateway] protects` = its LAN.
+fn gateway_config(base: &AgentConfig, spec: &SiteSpec) -> AgentConfig {
+    let mut config = with_lans(base, Some(spec));
+    if !config.extra.is_empty() {
+        config.extra.push('\n');
+    }
+    let _ = write!(
+        config.extra,
+        "[gateway]\nprotects = [\"{}\"]",
+        spec.lan_prefix()
+    );
+    config
+}
+
+impl Testnet {
+    /// Builds the two sites ([`SitesOptions`], layout in the
+    /// [module docs](self)) on the switch: routes, keys, records, configs,
+    /// and (unless told otherwise) starts the agents. Fails when a name is
+    /// taken (another `two_sites` on this testnet) or `sysctl` is missing.
+    pub fn two_sites(&self, opts: &SitesOptions) -> Result<Sites> {
+        require_programs(&["sysctl"]);
+        for spec in &SITES {
+            for name in [spec.gateway.to_owned(), spec.plain_name(), spec.agent_name()] {
+                if self.host(&name).is_some() {
+                    bail!("site host name {name:?} is taken by the testnet");
+                }
+            }
+        }
+        let mut base = opts.agent.clone();
+        if let Some(anchors) = self.anchor_file() {
+            base.validate_dnssec(&anchors);
+        }
+        let [a, b] = SITES;
+        let mut sites = Sites {
+            sites: [
+                build_site(self, &a, opts, opts.oemesh_gateways[0])?,
+                build_site(self, &b, opts, opts.oemesh_gateways[1])?,
+            ],
+        };
+        self.route_to_sites()?;
+        let dnskeys = self.binaries.dnskeys.clone();
+        for site in &mut sites.sites {
+            if site.gateway.runs_agent {
+                keygen(&mut site.gateway, &dnskeys)?;
+            }
+            for h in site.hosts.iter_mut().filter(|h| h.runs_agent) {
+                keygen(h, &dnskeys)?;
+            }
+        }
+        if opts.publish {
+            for site in &sites.sites {
+                publish_site(self, &sites, site)?;
+            }
+        }
+        for site in &sites.sites {
+            if site.gateway.runs_agent {
+                site.gateway
+                    .set_agent_config(&gateway_config(&base, &site.spec))?;
+            }
+            for h in site.hosts.iter().filter(|h| h.runs_agent) {
+                h.set_agent_config(&with_lans(&base, Some(&site.spec)))?;
+            }
+        }
+        if opts.start_agents {
+            let gateways = sites.sites.iter().map(|s| &s.gateway);
+            let lan = sites.sites.iter().flat_map(|s| &s.hosts);
+            for h in gateways.chain(lan).filter(|h| h.runs_agent) {
+                h.start_agent()?;
+            }
+        }
+        Ok(sites)
+    }
+
+    /// Routes from the WAN hosts and `dns` to each LAN via its gateway (with
+    /// the device named: an agent's policy routing must not resolve the next
+    /// hop to its TUN).
+    fn route_to_sites(&self) -> Result<()> {
+        let dns = (&self.dns().ns, "eth0");
+        let wan = self.hosts().iter().map(|h| (&h.ns, h.iface.as_str()));
+        for (ns, dev) in std::iter::once(dns).chain(wan) {
+            for s in &SITES {
+                route(ns, &s.lan_prefix(), IpAddr::V4(s.wan_v4), dev)?;
+                route(ns, &s.lan_prefix_v6(), IpAddr::V6(s.wan_v6), dev)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `ip route replace PREFIX via GW dev DEV` (IPv4 or IPv6 by `via`).
+fn route(ns: &Netns, prefix: &str, via: IpAddr, dev: &str) -> Result<()> {
+    let via = via.to_string();
+    let mut args = vec!["route", "replace", prefix, "via", &via, "dev", dev];
+    if via.contains(':') {
+        args.insert(0, "-6");
+    }
+    ns.ip(&args)
+        .with_context(|| format!("{}: route {prefix} via {via}", ns.name()))
+        .map(drop)
+}
+
+/// Forwarding on, reverse-path filtering loose (a gateway sees LAN sources on
+/// its TUN, and decrypted packets arrive there from the WAN's peers).
+fn enable_routing(ns: &Netns, name: &str, ifaces: &[&str]) -> Result<()> {
+    let mut argv = vec![
+        "sysctl".to_owned(),
+        "-qw".to_owned(),
+        "net.ipv4.ip_forward=1".to_owned(),
+        "net.ipv6.conf.all.forwarding=1".to_owned(),
+        "net.ipv4.conf.all.rp_filter=2".to_owned(),
+        "net.ipv4.conf.default.rp_filter=2".to_owned(),
+    ];
+    argv.extend(
+        ifaces
+            .iter()
+            .map(|i| format!("net.ipv4.conf.{i}.rp_filter=2")),
+    );
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    ns.exec(&argv, SYSCTL_TIMEOUT)
+        .with_context(|| format!("{name}: enabling forwarding"))
+        .map(drop)
+}
+
+/// One site: the LAN segment, the gateway on the WAN and the LAN, the LAN
+/// hosts with default routes via the gateway.
+fn build_site(net: &Testnet, spec: &SiteSpec, opts: &SitesOptions, oemesh: bool) -> Result<Site> {
+    let label = |s: &str| format!("{}-{s}", net.label);
+    let lan = Switch::new(&label(&format!("lan-{}", spec.name)))?;
+    let ns = Netns::new(&label(spec.gateway))?;
+    let wan_if = net.switch().attach(&ns, &format!("{}/24", spec.wan_v4))?;
+    ns.add_addr(&wan_if, &format!("{}/64", spec.wan_v6))?;
+    let lan_if = lan.attach(&ns, &format!("{}/{LAN_V4_LEN}", spec.lan_gateway_v4()))?;
+    let gw_v6 = spec.lan_host_v6(GATEWAY_HOST);
+    ns.add_addr(&lan_if, &format!("{gw_v6}/{LAN_V6_LEN}"))?;
+    enable_routing(&ns, spec.gateway, &[&wan_if, &lan_if])?;
+    for other in SITES.iter().filter(|o| *o != spec) {
+        route(&ns, &other.lan_prefix(), IpAddr::V4(other.wan_v4), &wan_if)?;
+        route(&ns, &other.lan_prefix_v6(), IpAddr::V6(other.wan_v6), &wan_if)?;
+    }
+    let log_level = net
+        .hosts()
+        .first()
+        .map_or_else(|| "debug".to_owned(), |h| h.log_level.clone());
+    let host = |ns: Netns, name: String, v4, v6, iface, runs_agent| Host {
+        agent: Mutex::new(None),
+        ns,
+        name,
+        v4,
+        v6,
+        iface,
+        key: None,
+        public_key: None,
+        runs_agent,
+        dir: net.dir().to_owned(),
+        oemesh: net.binaries.oemesh.clone(),
+        log_level: log_level.clone(),
+    };
+    let mut hosts = Vec::new();
+    for (name, part, agent) in [
+        (spec.plain_name(), PLAIN_HOST, false),
+        (spec.agent_name(), AGENT_HOST, opts.lan_agents),
+    ] {
+        let hns = Netns::new(&label(&name))?;
+        let (v4, v6) = (spec.lan_host_v4(part), spec.lan_host_v6(part));
+        let iface = lan.attach(&hns, &format!("{v4}/{LAN_V4_LEN}"))?;
+        hns.add_addr(&iface, &format!("{v6}/{LAN_V6_LEN}"))?;
+        let gw4 = spec.lan_gateway_v4().to_string();
+        hns.ip(&["route", "add", "default", "via", &gw4, "dev", &iface])?;
+        let gw6 = gw_v6.to_string();
+        hns.ip(&["-6", "route", "add", "default", "via", &gw6, "dev", &iface])?;
+        hosts.push(host(hns, name, v4, v6, iface, agent));
+    }
+    let gateway = host(
+        ns,
+        spec.gateway.to_owned(),
+        spec.wan_v4,
+        spec.wan_v6,
+        wan_if,
+        oemesh,
+    );
+    Ok(Site {
+        hosts,
+        gateway,
+        lan,
+        lan_if,
+        spec: *spec,
+    })
+}
+
+/// `dnskeys keygen` for `host`, in its namespace (published later, or not).
+fn keygen(host: &mut Host, dnskeys: &Path) -> Result<()> {
+    let key = host.dir.join(format!("{}.key", host.name));
+    let out = host
+        .ns
+        .exec(
+            &[
+                dnskeys.to_str().context("dnskeys path is not UTF-8")?,
+                "keygen",
+                "--out",
+                key.to_str().context("key path is not UTF-8")?,
+            ],
+            CLI_TIMEOUT,
+        )
+        .with_context(|| format!("{}: dnskeys keygen", host.name))?;
+    host.public_key = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    host.key = Some(key);
+    Ok(())
+}
+
+/// `dnskeys publish --key KEY --ip IP --precedence P [--gateway GW]`, run in
+/// `admin`'s namespace against the testnet's BIND with its TSIG key.
+fn publish_record(
+    net: &Testnet,
+    admin: &Host,
+    key: &Path,
+    ip: IpAddr,
+    precedence: u8,
+    gateway: Option<IpAddr>,
+) -> Result<()> {
+    let dns: &DnsHost = net.dns();
+    let tsig = dns.bind.tsig_key_file();
+    let (ip_s, prec, server) = (ip.to_string(), precedence.to_string(), dns.bind.server());
+    let gw = gateway.map_or_else(|| "none".to_owned(), |g| g.to_string());
+    let argv = [
+        net.binaries
+            .dnskeys
+            .to_str()
+            .context("dnskeys path is not UTF-8")?,
+        "publish",
+        "--key",
+        key.to_str().context("key path is not UTF-8")?,
+        "--ip",
+        &ip_s,
+        "--precedence",
+        &prec,
+        "--gateway",
+        &gw,
+        "--server",
+        &server,
+        "--tsig-key",
+        tsig.to_str().context("TSIG path is not UTF-8")?,
+    ];
+    admin
+        .ns
+        .exec(&argv, CLI_TIMEOUT)
+        .with_context(|| format!("{}: dnskeys publish --ip {ip} --gateway {gw}", admin.name))
+        .map(drop)
+}
+
+/// The records of one site (see the [module docs](self)).
+fn publish_site(net: &Testnet, sites: &Sites, site: &Site) -> Result<()> {
+    let spec = &site.spec;
+    let gw = &site.gateway;
+    if let Some(gw_key) = gw.key_path() {
+        let wan = IpAddr::V4(spec.wan_v4);
+        publish_record(net, gw, gw_key, wan, GATEWAY_PRECEDENCE, None)?;
+        let name = spec.gateway_fqdn();
+        net.dns()
+            .bind()
+            .nsupdate(&format!(
+                "update delete {name} A\nupdate delete {name} AAAA\n\
+                 update add {name} {TTL} A {}\nupdate add {name} {TTL} AAAA {}",
+                spec.wan_v4, spec.wan_v6
+            ))
+            .with_context(|| format!("publishing {name} A/AAAA"))?;
+        sites.publish_wildcard(net, site, &spec.wan_v4.to_string())?;
+    }
+    for h in site.hosts.iter().filter(|h| h.key.is_some()) {
+        let key = h.key_path().context("a keyed host")?;
+        publish_record(net, h, key, h.ip(), OWN_PRECEDENCE, None)?;
+        if let Some(gw_key) = gw.key_path() {
+            let via = Some(IpAddr::V4(spec.wan_v4));
+            publish_record(net, gw, gw_key, h.ip(), GATEWAY_PRECEDENCE, via)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_names() {
+        assert_eq!(SITE_A.lan_prefix(), "10.1.0.0/24");
+        assert_eq!(SITE_B.lan_prefix_v6(), "2001:db8:2::/64");
+        assert_eq!(SITE_A.lan_host_v4(AGENT_HOST), Ipv4Addr::new(10, 1, 0, 11));
+        assert_eq!(SITE_B.lan_gateway_v4(), Ipv4Addr::new(10, 2, 0, 1));
+        assert!(SITE_A.contains("10.1.0.200".parse().unwrap()));
+        assert!(!SITE_A.contains("10.2.0.10".parse().unwrap()));
+        assert_eq!(SITE_A.wildcard(), "*.0.1.10.in-addr.arpa.");
+        assert_eq!(SITE_B.gateway_fqdn(), "gw-b.oe.test.");
+        let zones: Vec<String> = SITES.iter().map(SiteSpec::reverse_zone).collect();
+        assert_eq!(zones, crate::bind::SITE_ZONES, "BIND serves the sites' zones");
+    }
+
+    #[test]
+    fn rdata_by_gateway_kind() {
+        assert_eq!(gateway_rdata(10, "192.0.2.31", "K"), "10 1 4 192.0.2.31 K");
+        assert_eq!(gateway_rdata(10, "2001:db8::31", "K"), "10 2 4 2001:db8::31 K");
+        assert_eq!(
+            gateway_rdata(10, "gw-b.oe.test", "K"),
+            "10 3 4 gw-b.oe.test. K"
+        );
+    }
+
+    #[test]
+    fn configs_add_the_other_lans() {
+        let base = AgentConfig::default();
+        let gw = gateway_config(&base, &SITE_A);
+        let poc = &gw.policy.iter().find(|(g, _)| g == "private-or-clear").unwrap().1;
+        assert!(poc.contains(&"10.2.0.0/24".to_owned()), "{poc:?}");
+        assert!(!poc.contains(&"10.1.0.0/24".to_owned()), "{poc:?}");
+        assert!(gw.extra.contains("[gateway]\nprotects = [\"10.1.0.0/24\"]"));
+        let wan = with_lans(&base, None);
+        let poc = &wan.policy.iter().find(|(g, _)| g == "private-or-clear").unwrap().1;
+        assert_eq!(poc.len(), 3, "{poc:?}");
+    }
+}
