@@ -105,14 +105,8 @@ fn ping(host: &Host, dst: IpAddr, sites: &Sites) {
 /// A TCP exchange of `len` bytes carrying `marker` from `from` to `echo`.
 fn tcp(from: &Host, echo: &TcpEcho, marker: &[u8], len: usize, sites: &Sites, bound: Duration) {
     let payload = marked_payload(marker, len);
-    tcp_exchange(from, echo.addr(), &payload, bound).unwrap_or_else(|e| {
-        panic!(
-            "{} -> {}: {e:#}\n{}",
-            from.name(),
-            echo.addr(),
-            logs(sites)
-        )
-    });
+    tcp_exchange(from, echo.addr(), &payload, bound)
+        .unwrap_or_else(|e| panic!("{} -> {}: {e:#}\n{}", from.name(), echo.addr(), logs(sites)));
     assert!(echo.received().contains(&payload));
 }
 
@@ -206,7 +200,10 @@ fn sites_route_in_the_clear_without_agents() {
     );
 
     let dns = net.dns();
-    assert_eq!(dns.ipseckeys(b.plain().ip()).unwrap(), vec![wildcard_rdata(b)]);
+    assert_eq!(
+        dns.ipseckeys(b.plain().ip()).unwrap(),
+        vec![wildcard_rdata(b)]
+    );
     let mut on_agent = dns.ipseckeys(a.agent().ip()).unwrap();
     on_agent.sort();
     let own = format!("5 0 4 . {}", a.agent().public_key().unwrap());
@@ -215,10 +212,7 @@ fn sites_route_in_the_clear_without_agents() {
         let gw = site.gateway();
         let own = format!("10 0 4 . {}", gw.public_key().unwrap());
         assert_eq!(dns.ipseckeys(gw.ip()).unwrap(), vec![own]);
-        let a_rr = dns
-            .bind()
-            .dig(&[&site.spec().gateway_fqdn(), "A"])
-            .unwrap();
+        let a_rr = dns.bind().dig(&[&site.spec().gateway_fqdn(), "A"]).unwrap();
         assert!(a_rr.contains(&gw.v4().to_string()), "{a_rr}");
     }
 }
@@ -285,7 +279,11 @@ fn nested_host_esp_travels_inside_gateway_esp() {
     for (cap, what) in [(lan_a, "LAN A"), (lan_b, "LAN B")] {
         let lan = stop(cap, what);
         let pair = between(&lan, ha.ip(), hb.ip());
-        let clear: Vec<String> = pair.iter().filter(|p| !is_ipsec(p)).map(|p| show(p)).collect();
+        let clear: Vec<String> = pair
+            .iter()
+            .filter(|p| !is_ipsec(p))
+            .map(|p| show(p))
+            .collect();
         assert!(
             clear.is_empty(),
             "{what}: the hosts' traffic in the clear:\n{}",

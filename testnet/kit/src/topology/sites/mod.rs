@@ -44,143 +44,30 @@
 //! [`Testnet`] (declare it after). The WAN hosts keep their routes to the
 //! LANs (harmless; [`Testnet::two_sites`] replaces them when run again).
 
+mod records;
+mod spec;
+
+pub use spec::{
+    AGENT_HOST, GATEWAY_HOST, GATEWAY_PRECEDENCE, LAN_V4_LEN, LAN_V6_LEN, OWN_PRECEDENCE,
+    PLAIN_HOST, SITE_A, SITE_B, SITES, SiteSpec,
+};
+
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::{AgentConfig, CLI_TIMEOUT, DnsHost, FORWARD_ZONE, Host, Testnet};
+use super::{AgentConfig, Host, Testnet};
 use crate::capture::Capture;
 use crate::netns::{Netns, Switch};
 use crate::process::require_programs;
+use records::{TTL, gateway_config, gateway_rdata, keygen, publish_site, with_lans};
 
-/// The host part of a gateway's LAN address (`10.1.0.1`).
-pub const GATEWAY_HOST: u8 = 1;
-/// The host part of the LAN host without an agent (`a-plain`, `10.1.0.10`).
-pub const PLAIN_HOST: u8 = 10;
-/// The host part of the LAN host with an agent (`a-agent`, `10.1.0.11`).
-pub const AGENT_HOST: u8 = 11;
-/// The LANs' IPv4 prefix length.
-pub const LAN_V4_LEN: u8 = 24;
-/// The LANs' IPv6 prefix length.
-pub const LAN_V6_LEN: u8 = 64;
-/// The precedence of an agent host's own record (no gateway): tried first.
-pub const OWN_PRECEDENCE: u8 = 5;
-/// The precedence of the records that name a gateway (the wildcard and the
-/// agent hosts' second record).
-pub const GATEWAY_PRECEDENCE: u8 = 10;
-/// The TTL of the records published with nsupdate.
-const TTL: u32 = 300;
 /// Bound on `sysctl` runs.
 const SYSCTL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One site: its gateway's name and WAN addresses, its LAN prefixes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SiteSpec {
-    /// `a`, `b`: the prefix of its LAN hosts' names (`a-plain`, `a-agent`).
-    pub name: &'static str,
-    /// The gateway's host name (`gw-a`).
-    pub gateway: &'static str,
-    /// The gateway's address on the WAN (the testnet's switch).
-    pub wan_v4: Ipv4Addr,
-    /// The gateway's IPv6 address on the WAN.
-    pub wan_v6: Ipv6Addr,
-    /// The LAN's IPv4 network address (length [`LAN_V4_LEN`]).
-    pub lan_v4: Ipv4Addr,
-    /// The LAN's IPv6 network address (length [`LAN_V6_LEN`]).
-    pub lan_v6: Ipv6Addr,
-}
-
-/// Site A: `gw-a` at 192.0.2.31, LAN 10.1.0.0/24.
-pub const SITE_A: SiteSpec = SiteSpec {
-    name: "a",
-    gateway: "gw-a",
-    wan_v4: Ipv4Addr::new(192, 0, 2, 31),
-    wan_v6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x31),
-    lan_v4: Ipv4Addr::new(10, 1, 0, 0),
-    lan_v6: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0),
-};
-
-/// Site B: `gw-b` at 192.0.2.32, LAN 10.2.0.0/24.
-pub const SITE_B: SiteSpec = SiteSpec {
-    name: "b",
-    gateway: "gw-b",
-    wan_v4: Ipv4Addr::new(192, 0, 2, 32),
-    wan_v6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x32),
-    lan_v4: Ipv4Addr::new(10, 2, 0, 0),
-    lan_v6: Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0),
-};
-
-/// Both sites, A first.
-pub const SITES: [SiteSpec; 2] = [SITE_A, SITE_B];
-
-impl SiteSpec {
-    /// The LAN address with host part `host` (`10.1.0.<host>`).
-    pub fn lan_host_v4(&self, host: u8) -> Ipv4Addr {
-        let [a, b, c, _] = self.lan_v4.octets();
-        Ipv4Addr::new(a, b, c, host)
-    }
-
-    /// The LAN IPv6 address with host part `host` (`2001:db8:1::<host>`).
-    pub fn lan_host_v6(&self, host: u8) -> Ipv6Addr {
-        let mut s = self.lan_v6.segments();
-        s[7] = u16::from(host);
-        Ipv6Addr::from(s)
-    }
-
-    /// The gateway's LAN address (`10.1.0.1`).
-    pub fn lan_gateway_v4(&self) -> Ipv4Addr {
-        self.lan_host_v4(GATEWAY_HOST)
-    }
-
-    /// `10.1.0.0/24`.
-    pub fn lan_prefix(&self) -> String {
-        format!("{}/{LAN_V4_LEN}", self.lan_v4)
-    }
-
-    /// `2001:db8:1::/64`.
-    pub fn lan_prefix_v6(&self) -> String {
-        format!("{}/{LAN_V6_LEN}", self.lan_v6)
-    }
-
-    /// Whether `addr` is inside the IPv4 LAN.
-    pub fn contains(&self, addr: IpAddr) -> bool {
-        let IpAddr::V4(a) = addr else { return false };
-        let mask = u32::MAX << (32 - u32::from(LAN_V4_LEN));
-        u32::from(a) & mask == u32::from(self.lan_v4) & mask
-    }
-
-    /// `a-plain`: the LAN host without an agent.
-    pub fn plain_name(&self) -> String {
-        format!("{}-plain", self.name)
-    }
-
-    /// `a-agent`: the LAN host with an agent.
-    pub fn agent_name(&self) -> String {
-        format!("{}-agent", self.name)
-    }
-
-    /// The LAN's reverse zone (`0.1.10.in-addr.arpa.`), one of
-    /// [`crate::bind::SITE_ZONES`].
-    pub fn reverse_zone(&self) -> String {
-        oemesh_core::ipseckey::reverse_zone(IpAddr::V4(self.lan_v4), LAN_V4_LEN)
-            .map(|z| z.to_string())
-            .unwrap_or_default()
-    }
-
-    /// The owner of the LAN's wildcard record (`*.0.1.10.in-addr.arpa.`).
-    pub fn wildcard(&self) -> String {
-        format!("*.{}", self.reverse_zone())
-    }
-
-    /// The gateway's name in the forward zone (`gw-a.oe.test.`).
-    pub fn gateway_fqdn(&self) -> String {
-        format!("{}.{FORWARD_ZONE}", self.gateway)
-    }
-}
 
 /// What [`Testnet::two_sites`] builds.
 #[derive(Clone, Debug)]
@@ -389,51 +276,6 @@ impl Sites {
     }
 }
 
-/// IPSECKEY RDATA in presentation form for `key` with `gateway` (an address
-/// or a domain name).
-fn gateway_rdata(precedence: u8, gateway: &str, key: &str) -> String {
-    match gateway.parse::<IpAddr>() {
-        Ok(IpAddr::V4(a)) => format!("{precedence} 1 4 {a} {key}"),
-        Ok(IpAddr::V6(a)) => format!("{precedence} 2 4 {a} {key}"),
-        Err(_) if gateway.ends_with('.') => format!("{precedence} 3 4 {gateway} {key}"),
-        Err(_) => format!("{precedence} 3 4 {gateway}. {key}"),
-    }
-}
-
-/// `base` with the LANs of every site but `own` added to `private-or-clear`.
-fn with_lans(base: &AgentConfig, own: Option<&SiteSpec>) -> AgentConfig {
-    let mut config = base.clone();
-    let group = "private-or-clear";
-    let mut prefixes: Vec<String> = config
-        .policy
-        .iter()
-        .find(|(g, _)| g == group)
-        .map(|(_, p)| p.clone())
-        .unwrap_or_default();
-    for s in SITES.iter().filter(|s| Some(*s) != own) {
-        if !prefixes.contains(&s.lan_prefix()) {
-            prefixes.push(s.lan_prefix());
-        }
-    }
-    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-    config.set_policy(group, &prefixes);
-    config
-}
-
-/// A gateway's config: [`with_lans`] and `[gateway] protects` = its LAN.
-fn gateway_config(base: &AgentConfig, spec: &SiteSpec) -> AgentConfig {
-    let mut config = with_lans(base, Some(spec));
-    if !config.extra.is_empty() {
-        config.extra.push('\n');
-    }
-    let _ = write!(
-        config.extra,
-        "[gateway]\nprotects = [\"{}\"]",
-        spec.lan_prefix()
-    );
-    config
-}
-
 impl Testnet {
     /// Builds the two sites ([`SitesOptions`], layout in the
     /// [module docs](self)) on the switch: routes, keys, records, configs,
@@ -442,7 +284,11 @@ impl Testnet {
     pub fn two_sites(&self, opts: &SitesOptions) -> Result<Sites> {
         require_programs(&["sysctl"]);
         for spec in &SITES {
-            for name in [spec.gateway.to_owned(), spec.plain_name(), spec.agent_name()] {
+            for name in [
+                spec.gateway.to_owned(),
+                spec.plain_name(),
+                spec.agent_name(),
+            ] {
                 if self.host(&name).is_some() {
                     bail!("site host name {name:?} is taken by the testnet");
                 }
@@ -557,7 +403,12 @@ fn build_site(net: &Testnet, spec: &SiteSpec, opts: &SitesOptions, oemesh: bool)
     enable_routing(&ns, spec.gateway, &[&wan_if, &lan_if])?;
     for other in SITES.iter().filter(|o| *o != spec) {
         route(&ns, &other.lan_prefix(), IpAddr::V4(other.wan_v4), &wan_if)?;
-        route(&ns, &other.lan_prefix_v6(), IpAddr::V6(other.wan_v6), &wan_if)?;
+        route(
+            &ns,
+            &other.lan_prefix_v6(),
+            IpAddr::V6(other.wan_v6),
+            &wan_if,
+        )?;
     }
     let log_level = net
         .hosts()
@@ -607,135 +458,4 @@ fn build_site(net: &Testnet, spec: &SiteSpec, opts: &SitesOptions, oemesh: bool)
         lan_if,
         spec: *spec,
     })
-}
-
-/// `dnskeys keygen` for `host`, in its namespace (published later, or not).
-fn keygen(host: &mut Host, dnskeys: &Path) -> Result<()> {
-    let key = host.dir.join(format!("{}.key", host.name));
-    let out = host
-        .ns
-        .exec(
-            &[
-                dnskeys.to_str().context("dnskeys path is not UTF-8")?,
-                "keygen",
-                "--out",
-                key.to_str().context("key path is not UTF-8")?,
-            ],
-            CLI_TIMEOUT,
-        )
-        .with_context(|| format!("{}: dnskeys keygen", host.name))?;
-    host.public_key = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
-    host.key = Some(key);
-    Ok(())
-}
-
-/// `dnskeys publish --key KEY --ip IP --precedence P [--gateway GW]`, run in
-/// `admin`'s namespace against the testnet's BIND with its TSIG key.
-fn publish_record(
-    net: &Testnet,
-    admin: &Host,
-    key: &Path,
-    ip: IpAddr,
-    precedence: u8,
-    gateway: Option<IpAddr>,
-) -> Result<()> {
-    let dns: &DnsHost = net.dns();
-    let tsig = dns.bind.tsig_key_file();
-    let (ip_s, prec, server) = (ip.to_string(), precedence.to_string(), dns.bind.server());
-    let gw = gateway.map_or_else(|| "none".to_owned(), |g| g.to_string());
-    let argv = [
-        net.binaries
-            .dnskeys
-            .to_str()
-            .context("dnskeys path is not UTF-8")?,
-        "publish",
-        "--key",
-        key.to_str().context("key path is not UTF-8")?,
-        "--ip",
-        &ip_s,
-        "--precedence",
-        &prec,
-        "--gateway",
-        &gw,
-        "--server",
-        &server,
-        "--tsig-key",
-        tsig.to_str().context("TSIG path is not UTF-8")?,
-    ];
-    admin
-        .ns
-        .exec(&argv, CLI_TIMEOUT)
-        .with_context(|| format!("{}: dnskeys publish --ip {ip} --gateway {gw}", admin.name))
-        .map(drop)
-}
-
-/// The records of one site (see the [module docs](self)).
-fn publish_site(net: &Testnet, sites: &Sites, site: &Site) -> Result<()> {
-    let spec = &site.spec;
-    let gw = &site.gateway;
-    if let Some(gw_key) = gw.key_path() {
-        let wan = IpAddr::V4(spec.wan_v4);
-        publish_record(net, gw, gw_key, wan, GATEWAY_PRECEDENCE, None)?;
-        let name = spec.gateway_fqdn();
-        net.dns()
-            .bind()
-            .nsupdate(&format!(
-                "update delete {name} A\nupdate delete {name} AAAA\n\
-                 update add {name} {TTL} A {}\nupdate add {name} {TTL} AAAA {}",
-                spec.wan_v4, spec.wan_v6
-            ))
-            .with_context(|| format!("publishing {name} A/AAAA"))?;
-        sites.publish_wildcard(net, site, &spec.wan_v4.to_string())?;
-    }
-    for h in site.hosts.iter().filter(|h| h.key.is_some()) {
-        let key = h.key_path().context("a keyed host")?;
-        publish_record(net, h, key, h.ip(), OWN_PRECEDENCE, None)?;
-        if let Some(gw_key) = gw.key_path() {
-            let via = Some(IpAddr::V4(spec.wan_v4));
-            publish_record(net, gw, gw_key, h.ip(), GATEWAY_PRECEDENCE, via)?;
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_and_names() {
-        assert_eq!(SITE_A.lan_prefix(), "10.1.0.0/24");
-        assert_eq!(SITE_B.lan_prefix_v6(), "2001:db8:2::/64");
-        assert_eq!(SITE_A.lan_host_v4(AGENT_HOST), Ipv4Addr::new(10, 1, 0, 11));
-        assert_eq!(SITE_B.lan_gateway_v4(), Ipv4Addr::new(10, 2, 0, 1));
-        assert!(SITE_A.contains("10.1.0.200".parse().unwrap()));
-        assert!(!SITE_A.contains("10.2.0.10".parse().unwrap()));
-        assert_eq!(SITE_A.wildcard(), "*.0.1.10.in-addr.arpa.");
-        assert_eq!(SITE_B.gateway_fqdn(), "gw-b.oe.test.");
-        let zones: Vec<String> = SITES.iter().map(SiteSpec::reverse_zone).collect();
-        assert_eq!(zones, crate::bind::SITE_ZONES, "BIND serves the sites' zones");
-    }
-
-    #[test]
-    fn rdata_by_gateway_kind() {
-        assert_eq!(gateway_rdata(10, "192.0.2.31", "K"), "10 1 4 192.0.2.31 K");
-        assert_eq!(gateway_rdata(10, "2001:db8::31", "K"), "10 2 4 2001:db8::31 K");
-        assert_eq!(
-            gateway_rdata(10, "gw-b.oe.test", "K"),
-            "10 3 4 gw-b.oe.test. K"
-        );
-    }
-
-    #[test]
-    fn configs_add_the_other_lans() {
-        let base = AgentConfig::default();
-        let gw = gateway_config(&base, &SITE_A);
-        let poc = &gw.policy.iter().find(|(g, _)| g == "private-or-clear").unwrap().1;
-        assert!(poc.contains(&"10.2.0.0/24".to_owned()), "{poc:?}");
-        assert!(!poc.contains(&"10.1.0.0/24".to_owned()), "{poc:?}");
-        assert!(gw.extra.contains("[gateway]\nprotects = [\"10.1.0.0/24\"]"));
-        let wan = with_lans(&base, None);
-        let poc = &wan.policy.iter().find(|(g, _)| g == "private-or-clear").unwrap().1;
-        assert_eq!(poc.len(), 3, "{poc:?}");
-    }
 }

@@ -1,0 +1,194 @@
+//! The sites' keys, records and agent configs.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::super::{AgentConfig, CLI_TIMEOUT, DnsHost, Host, Testnet};
+use super::{GATEWAY_PRECEDENCE, OWN_PRECEDENCE, SITES, Site, SiteSpec, Sites};
+
+/// The TTL of the records published with nsupdate.
+pub(super) const TTL: u32 = 300;
+
+/// IPSECKEY RDATA in presentation form for `key` with `gateway` (an address
+/// or a domain name).
+pub(super) fn gateway_rdata(precedence: u8, gateway: &str, key: &str) -> String {
+    match gateway.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => format!("{precedence} 1 4 {a} {key}"),
+        Ok(IpAddr::V6(a)) => format!("{precedence} 2 4 {a} {key}"),
+        Err(_) if gateway.ends_with('.') => format!("{precedence} 3 4 {gateway} {key}"),
+        Err(_) => format!("{precedence} 3 4 {gateway}. {key}"),
+    }
+}
+
+/// `base` with the LANs of every site but `own` added to `private-or-clear`.
+pub(super) fn with_lans(base: &AgentConfig, own: Option<&SiteSpec>) -> AgentConfig {
+    let mut config = base.clone();
+    let group = "private-or-clear";
+    let mut prefixes: Vec<String> = config
+        .policy
+        .iter()
+        .find(|(g, _)| g == group)
+        .map(|(_, p)| p.clone())
+        .unwrap_or_default();
+    for s in SITES.iter().filter(|s| Some(*s) != own) {
+        if !prefixes.contains(&s.lan_prefix()) {
+            prefixes.push(s.lan_prefix());
+        }
+    }
+    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    config.set_policy(group, &prefixes);
+    config
+}
+
+/// A gateway's config: [`with_lans`] and `[gateway] protects` = its LAN.
+pub(super) fn gateway_config(base: &AgentConfig, spec: &SiteSpec) -> AgentConfig {
+    let mut config = with_lans(base, Some(spec));
+    if !config.extra.is_empty() {
+        config.extra.push('\n');
+    }
+    let _ = write!(
+        config.extra,
+        "[gateway]\nprotects = [\"{}\"]",
+        spec.lan_prefix()
+    );
+    config
+}
+
+/// `dnskeys keygen` for `host`, in its namespace (published later, or not).
+pub(super) fn keygen(host: &mut Host, dnskeys: &Path) -> Result<()> {
+    let key = host.dir.join(format!("{}.key", host.name));
+    let out = host
+        .ns
+        .exec(
+            &[
+                dnskeys.to_str().context("dnskeys path is not UTF-8")?,
+                "keygen",
+                "--out",
+                key.to_str().context("key path is not UTF-8")?,
+            ],
+            CLI_TIMEOUT,
+        )
+        .with_context(|| format!("{}: dnskeys keygen", host.name))?;
+    host.public_key = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    host.key = Some(key);
+    Ok(())
+}
+
+/// `dnskeys publish --key KEY --ip IP --precedence P [--gateway GW]`, run in
+/// `admin`'s namespace against the testnet's BIND with its TSIG key.
+fn publish_record(
+    net: &Testnet,
+    admin: &Host,
+    key: &Path,
+    ip: IpAddr,
+    precedence: u8,
+    gateway: Option<IpAddr>,
+) -> Result<()> {
+    let dns: &DnsHost = net.dns();
+    let tsig = dns.bind.tsig_key_file();
+    let (ip_s, prec, server) = (ip.to_string(), precedence.to_string(), dns.bind.server());
+    let gw = gateway.map_or_else(|| "none".to_owned(), |g| g.to_string());
+    let argv = [
+        net.binaries
+            .dnskeys
+            .to_str()
+            .context("dnskeys path is not UTF-8")?,
+        "publish",
+        "--key",
+        key.to_str().context("key path is not UTF-8")?,
+        "--ip",
+        &ip_s,
+        "--precedence",
+        &prec,
+        "--gateway",
+        &gw,
+        "--server",
+        &server,
+        "--tsig-key",
+        tsig.to_str().context("TSIG path is not UTF-8")?,
+    ];
+    admin
+        .ns
+        .exec(&argv, CLI_TIMEOUT)
+        .with_context(|| format!("{}: dnskeys publish --ip {ip} --gateway {gw}", admin.name))
+        .map(drop)
+}
+
+/// The records of one site (see the [module docs](self)).
+pub(super) fn publish_site(net: &Testnet, sites: &Sites, site: &Site) -> Result<()> {
+    let spec = &site.spec;
+    let gw = &site.gateway;
+    if let Some(gw_key) = gw.key_path() {
+        let wan = IpAddr::V4(spec.wan_v4);
+        publish_record(net, gw, gw_key, wan, GATEWAY_PRECEDENCE, None)?;
+        let name = spec.gateway_fqdn();
+        net.dns()
+            .bind()
+            .nsupdate(&format!(
+                "update delete {name} A\nupdate delete {name} AAAA\n\
+                 update add {name} {TTL} A {}\nupdate add {name} {TTL} AAAA {}",
+                spec.wan_v4, spec.wan_v6
+            ))
+            .with_context(|| format!("publishing {name} A/AAAA"))?;
+    }
+    for h in site.hosts.iter().filter(|h| h.key.is_some()) {
+        let key = h.key_path().context("a keyed host")?;
+        publish_record(net, h, key, h.ip(), OWN_PRECEDENCE, None)?;
+        if let Some(gw_key) = gw.key_path() {
+            let via = Some(IpAddr::V4(spec.wan_v4));
+            publish_record(net, gw, gw_key, h.ip(), GATEWAY_PRECEDENCE, via)?;
+        }
+    }
+    // Last: `dnskeys publish --ip` for a name under a wildcard reads the
+    // wildcard's answer as the name's records and its update's prerequisite
+    // then fails ("kept changing"), so the hosts' own records go first.
+    if gw.key_path().is_some() {
+        sites.publish_wildcard(net, site, &spec.wan_v4.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::sites::SITE_A;
+
+    #[test]
+    fn rdata_by_gateway_kind() {
+        assert_eq!(gateway_rdata(10, "192.0.2.31", "K"), "10 1 4 192.0.2.31 K");
+        assert_eq!(
+            gateway_rdata(10, "2001:db8::31", "K"),
+            "10 2 4 2001:db8::31 K"
+        );
+        assert_eq!(
+            gateway_rdata(10, "gw-b.oe.test", "K"),
+            "10 3 4 gw-b.oe.test. K"
+        );
+    }
+
+    #[test]
+    fn configs_add_the_other_lans() {
+        let base = AgentConfig::default();
+        let gw = gateway_config(&base, &SITE_A);
+        let poc = &gw
+            .policy
+            .iter()
+            .find(|(g, _)| g == "private-or-clear")
+            .unwrap()
+            .1;
+        assert!(poc.contains(&"10.2.0.0/24".to_owned()), "{poc:?}");
+        assert!(!poc.contains(&"10.1.0.0/24".to_owned()), "{poc:?}");
+        assert!(gw.extra.contains("[gateway]\nprotects = [\"10.1.0.0/24\"]"));
+        let wan = with_lans(&base, None);
+        let poc = &wan
+            .policy
+            .iter()
+            .find(|(g, _)| g == "private-or-clear")
+            .unwrap()
+            .1;
+        assert_eq!(poc.len(), 3, "{poc:?}");
+    }
+}
