@@ -45,7 +45,9 @@ use oemesh_testkit::capture::{Capture, Packet};
 use oemesh_testkit::strongswan::{
     Charon, CharonConfig, Ed25519Key, ipseckey_rdata, require_charon, write_ed25519_public_pem,
 };
-use oemesh_testkit::topology::sites::{SITES, Site, Sites, SitesOptions};
+use oemesh_testkit::topology::sites::{
+    GATEWAY_PRECEDENCE, SITES, Site, Sites, SitesOptions, gateway_rdata,
+};
 use oemesh_testkit::topology::{AgentConfig, Binaries, DNS_V4, Host, Options, Testnet};
 
 /// A bound on the 1 MiB transfer through both layers (TCP recovers losses
@@ -163,10 +165,10 @@ fn assert_clear_between(lan: &[Packet], a: IpAddr, b: IpAddr, marker: &[u8], wha
     );
 }
 
-/// `site`'s gateway's wide-open wildcard record as dig prints its RDATA.
+/// `site`'s wildcard record (its gateway by address) as dig prints its RDATA.
 fn wildcard_rdata(site: &Site) -> String {
     let key = site.gateway().public_key().unwrap();
-    format!("10 1 4 {} {key}", site.spec().wan_v4)
+    gateway_rdata(GATEWAY_PRECEDENCE, &site.spec().wan_v4.to_string(), key)
 }
 
 /// The topology and its records without any agent: every host reaches every
@@ -394,7 +396,7 @@ fn a_named_gateway_is_resolved_and_used() {
     let key = b.gateway().public_key().unwrap();
     assert_eq!(
         net.dns().ipseckeys(b.plain().ip()).unwrap(),
-        vec![format!("10 3 4 {name} {key}")]
+        vec![gateway_rdata(GATEWAY_PRECEDENCE, &name, key)]
     );
     alice
         .set_agent_config(&sites.wan_config(&AgentConfig::default()))
@@ -427,6 +429,9 @@ fn pem_of(net: &Testnet, host: &Host) -> std::path::PathBuf {
     write_ed25519_public_pem(&raw, &path).unwrap();
     path
 }
+
+/// The counter of CHILD SAs refused for their traffic selectors.
+const TS_REFUSED: &str = "oemesh_trust_events_total{event=\"ts_refused\"}";
 
 /// A charon on dave (192.0.2.40, key published at dave's reverse name)
 /// asking gw-b for `remote_ts`.
@@ -462,6 +467,7 @@ fn a_gateway_refuses_traffic_selectors_outside_protects() {
     inside.stop().unwrap();
     drop(inside);
 
+    let refused_before = metric(gw_b, TS_REFUSED);
     let outside = charon_to_gw_b(&net, &sites, &key, "10.9.0.0/24");
     assert!(
         outside.initiate().is_err(),
@@ -477,9 +483,9 @@ fn a_gateway_refuses_traffic_selectors_outside_protects() {
             .all(|sa| sa.children.iter().all(|c| c.state != "INSTALLED")),
         "a CHILD SA outside protects: {sas:?}"
     );
-    // The refusal is in gw-b's log (core's `RequestError::TsUnacceptable`).
-    // TODO(metric): also `ts_refused` in the metrics, once the agent exports
-    // core's `Stats::ts_refused`.
+    // Counted, and in gw-b's log (core's `RequestError::TsUnacceptable`).
+    let refused = metric(gw_b, TS_REFUSED);
+    assert!(refused > refused_before, "{TS_REFUSED}: {refused}");
     assert!(
         gw_b.log()
             .lines()
@@ -497,7 +503,7 @@ fn charon_gateway(net: &Testnet, sites: &Sites) -> Charon {
     let key = Ed25519Key::generate(net.dir(), "gw-b-charon").unwrap();
     let rdata = ipseckey_rdata(&key);
     let raw = base64::engine::general_purpose::STANDARD.encode(key.public_raw);
-    let wildcard = format!("10 1 4 {} {raw}", b.spec().wan_v4);
+    let wildcard = gateway_rdata(GATEWAY_PRECEDENCE, &b.spec().wan_v4.to_string(), &raw);
     let owner = b.spec().wildcard();
     net.dns()
         .bind()

@@ -26,10 +26,11 @@
 //!   leaves a gateway without `oemesh` (a plain router, e.g. for a strongSwan in
 //!   its place).
 //! - **Records** ([`SitesOptions::publish`]), in the reverse zones BIND serves
-//!   for the LANs ([`crate::bind::SITE_ZONES`]): per gateway a wildcard
-//!   `*.0.1.10.in-addr.arpa. IPSECKEY 10 1 4 192.0.2.31 <gw-a key>`, its own
-//!   record at its WAN address (`dnskeys publish --ip`) and an A/AAAA record
-//!   `gw-a.oe.test.`; per agent host behind a gateway its own key at
+//!   for the LANs ([`crate::bind::SITE_ZONES`]), all with the real `dnskeys
+//!   publish` but the A/AAAA records: per gateway a wildcard
+//!   `*.0.1.10.in-addr.arpa. IPSECKEY 10 1 4 192.0.2.31 <gw-a key>`
+//!   (`--subnet`), its own record at its WAN address (`--ip`) and an A/AAAA
+//!   record `gw-a.oe.test.`; per agent host behind a gateway its own key at
 //!   precedence 5 without a gateway AND a precedence-10 record naming its
 //!   gateway with the gateway's key (a name that has records of its own is
 //!   not covered by the wildcard, RFC 4592).
@@ -47,6 +48,7 @@
 mod records;
 mod spec;
 
+pub use records::gateway_rdata;
 pub use spec::{
     AGENT_HOST, GATEWAY_HOST, GATEWAY_PRECEDENCE, LAN_V4_LEN, LAN_V6_LEN, OWN_PRECEDENCE,
     PLAIN_HOST, SITE_A, SITE_B, SITES, SiteSpec,
@@ -64,7 +66,7 @@ use super::{AgentConfig, Host, Testnet};
 use crate::capture::Capture;
 use crate::netns::{Netns, Switch};
 use crate::process::require_programs;
-use records::{TTL, gateway_config, gateway_rdata, keygen, publish_site, with_lans};
+use records::{Owner, gateway_config, keygen, publish_record, publish_site, with_lans};
 
 /// Bound on `sysctl` runs.
 const SYSCTL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -164,11 +166,6 @@ impl Site {
         let pcap = dir.join(format!("{name}.pcap"));
         Capture::start(&self.gateway.ns, &self.gateway.iface, "", &pcap)
     }
-
-    /// The gateway's public key (base64), when it runs `oemesh`.
-    fn gateway_key(&self) -> Option<&str> {
-        self.gateway.public_key()
-    }
 }
 
 /// The two sites [`Testnet::two_sites`] built. Drop it before the testnet.
@@ -208,21 +205,25 @@ impl Sites {
         with_lans(base, None)
     }
 
-    /// Replaces site `site`'s wildcard record with one whose gateway field is
-    /// `gateway`: an address (type 1 or 2) or a domain name (type 3, e.g.
-    /// [`SiteSpec::gateway_fqdn`]), with the gateway's key, through nsupdate.
+    /// Publishes site `site`'s wildcard anew with `gateway` as its gateway
+    /// field: an address (type 1 or 2) or a domain name (type 3, e.g.
+    /// [`SiteSpec::gateway_fqdn`]), with the gateway's key, by
+    /// `dnskeys publish --subnet` in the gateway's namespace (it replaces the
+    /// record that carries the same key).
     pub fn publish_wildcard(&self, net: &Testnet, site: &Site, gateway: &str) -> Result<()> {
         let key = site
-            .gateway_key()
+            .gateway
+            .key_path()
             .with_context(|| format!("{} runs no oemesh: it has no key", site.spec.gateway))?;
-        let owner = site.spec.wildcard();
-        let rdata = gateway_rdata(GATEWAY_PRECEDENCE, gateway, key);
-        net.dns()
-            .bind()
-            .nsupdate(&format!(
-                "update delete {owner} IPSECKEY\nupdate add {owner} {TTL} IPSECKEY {rdata}"
-            ))
-            .with_context(|| format!("publishing {owner} IPSECKEY {rdata}"))
+        let subnet = Owner::Subnet(site.spec.lan_prefix());
+        publish_record(
+            net,
+            &site.gateway,
+            key,
+            &subnet,
+            GATEWAY_PRECEDENCE,
+            gateway,
+        )
     }
 
     /// Every namespace of the sites (gateways, LAN segments, LAN hosts).
@@ -317,7 +318,7 @@ impl Testnet {
         }
         if opts.publish {
             for site in &sites.sites {
-                publish_site(self, &sites, site)?;
+                publish_site(self, site)?;
             }
         }
         for site in &sites.sites {

@@ -7,14 +7,14 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::super::{AgentConfig, CLI_TIMEOUT, DnsHost, Host, Testnet};
-use super::{GATEWAY_PRECEDENCE, OWN_PRECEDENCE, SITES, Site, SiteSpec, Sites};
+use super::{GATEWAY_PRECEDENCE, OWN_PRECEDENCE, SITES, Site, SiteSpec};
 
-/// The TTL of the records published with nsupdate.
+/// The TTL of the records the sites publish.
 pub(super) const TTL: u32 = 300;
 
-/// IPSECKEY RDATA in presentation form for `key` with `gateway` (an address
-/// or a domain name).
-pub(super) fn gateway_rdata(precedence: u8, gateway: &str, key: &str) -> String {
+/// IPSECKEY RDATA in presentation form, as dig prints it, for `key` (base64)
+/// with `gateway` (an address, type 1 or 2, or a domain name, type 3).
+pub fn gateway_rdata(precedence: u8, gateway: &str, key: &str) -> String {
     match gateway.parse::<IpAddr>() {
         Ok(IpAddr::V4(a)) => format!("{precedence} 1 4 {a} {key}"),
         Ok(IpAddr::V6(a)) => format!("{precedence} 2 4 {a} {key}"),
@@ -77,20 +77,33 @@ pub(super) fn keygen(host: &mut Host, dnskeys: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `dnskeys publish --key KEY --ip IP --precedence P [--gateway GW]`, run in
-/// `admin`'s namespace against the testnet's BIND with its TSIG key.
-fn publish_record(
+/// Where a record goes: `--ip ADDR` (the reverse name) or `--subnet PREFIX`
+/// (the subnet's wildcard).
+pub(super) enum Owner {
+    /// A host's reverse name.
+    Ip(IpAddr),
+    /// A subnet's wildcard (`dnskeys publish --subnet`).
+    Subnet(String),
+}
+
+/// `dnskeys publish --key KEY --ip IP|--subnet PREFIX --precedence P
+/// --gateway GW`, run in `admin`'s namespace (as that host's or site's admin
+/// would) against the testnet's BIND with its TSIG key.
+pub(super) fn publish_record(
     net: &Testnet,
     admin: &Host,
     key: &Path,
-    ip: IpAddr,
+    owner: &Owner,
     precedence: u8,
-    gateway: Option<IpAddr>,
+    gateway: &str,
 ) -> Result<()> {
     let dns: &DnsHost = net.dns();
     let tsig = dns.bind.tsig_key_file();
-    let (ip_s, prec, server) = (ip.to_string(), precedence.to_string(), dns.bind.server());
-    let gw = gateway.map_or_else(|| "none".to_owned(), |g| g.to_string());
+    let (flag, at) = match owner {
+        Owner::Ip(ip) => ("--ip", ip.to_string()),
+        Owner::Subnet(prefix) => ("--subnet", prefix.clone()),
+    };
+    let (prec, server) = (precedence.to_string(), dns.bind.server());
     let argv = [
         net.binaries
             .dnskeys
@@ -99,12 +112,14 @@ fn publish_record(
         "publish",
         "--key",
         key.to_str().context("key path is not UTF-8")?,
-        "--ip",
-        &ip_s,
+        flag,
+        &at,
         "--precedence",
         &prec,
         "--gateway",
-        &gw,
+        gateway,
+        "--ttl",
+        &TTL.to_string(),
         "--server",
         &server,
         "--tsig-key",
@@ -113,17 +128,23 @@ fn publish_record(
     admin
         .ns
         .exec(&argv, CLI_TIMEOUT)
-        .with_context(|| format!("{}: dnskeys publish --ip {ip} --gateway {gw}", admin.name))
+        .with_context(|| {
+            format!(
+                "{}: dnskeys publish {flag} {at} --gateway {gateway}",
+                admin.name
+            )
+        })
         .map(drop)
 }
 
 /// The records of one site (see the [module docs](self)).
-pub(super) fn publish_site(net: &Testnet, sites: &Sites, site: &Site) -> Result<()> {
+pub(super) fn publish_site(net: &Testnet, site: &Site) -> Result<()> {
     let spec = &site.spec;
     let gw = &site.gateway;
+    let wan = spec.wan_v4.to_string();
     if let Some(gw_key) = gw.key_path() {
-        let wan = IpAddr::V4(spec.wan_v4);
-        publish_record(net, gw, gw_key, wan, GATEWAY_PRECEDENCE, None)?;
+        let own = Owner::Ip(IpAddr::V4(spec.wan_v4));
+        publish_record(net, gw, gw_key, &own, GATEWAY_PRECEDENCE, "none")?;
         let name = spec.gateway_fqdn();
         net.dns()
             .bind()
@@ -136,17 +157,18 @@ pub(super) fn publish_site(net: &Testnet, sites: &Sites, site: &Site) -> Result<
     }
     for h in site.hosts.iter().filter(|h| h.key.is_some()) {
         let key = h.key_path().context("a keyed host")?;
-        publish_record(net, h, key, h.ip(), OWN_PRECEDENCE, None)?;
+        let at = Owner::Ip(h.ip());
+        publish_record(net, h, key, &at, OWN_PRECEDENCE, "none")?;
         if let Some(gw_key) = gw.key_path() {
-            let via = Some(IpAddr::V4(spec.wan_v4));
-            publish_record(net, gw, gw_key, h.ip(), GATEWAY_PRECEDENCE, via)?;
+            publish_record(net, gw, gw_key, &at, GATEWAY_PRECEDENCE, &wan)?;
         }
     }
     // Last: `dnskeys publish --ip` for a name under a wildcard reads the
-    // wildcard's answer as the name's records and its update's prerequisite
-    // then fails ("kept changing"), so the hosts' own records go first.
-    if gw.key_path().is_some() {
-        sites.publish_wildcard(net, site, &spec.wan_v4.to_string())?;
+    // wildcard's answer as the name's records, and its update's prerequisite
+    // then fails ("kept changing"); so the hosts' own records go first.
+    if let Some(gw_key) = gw.key_path() {
+        let subnet = Owner::Subnet(spec.lan_prefix());
+        publish_record(net, gw, gw_key, &subnet, GATEWAY_PRECEDENCE, &wan)?;
     }
     Ok(())
 }
