@@ -163,9 +163,8 @@ pub(super) fn publish_site(net: &Testnet, site: &Site) -> Result<()> {
             publish_record(net, gw, gw_key, &at, GATEWAY_PRECEDENCE, &wan)?;
         }
     }
-    // Last: `dnskeys publish --ip` for a name under a wildcard reads the
-    // wildcard's answer as the name's records, and its update's prerequisite
-    // then fails ("kept changing"); so the hosts' own records go first.
+    // The wildcard last, as a site's admin adding a gateway to a running
+    // site would (dnskeys publishes at names under a wildcard either way).
     if let Some(gw_key) = gw.key_path() {
         let subnet = Owner::Subnet(spec.lan_prefix());
         publish_record(net, gw, gw_key, &subnet, GATEWAY_PRECEDENCE, &wan)?;
