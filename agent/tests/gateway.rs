@@ -90,6 +90,28 @@ fn logs(sites: &Sites) -> String {
     s
 }
 
+/// Asserts that no IKE SA between the gateways was torn down because the
+/// other one started over (INITIAL_CONTACT): two gateways that each open an
+/// IKE SA for their own direction of one flow, each replacing the other's,
+/// churn forever and the flow stalls (seen in the nested test, 2026-12-08).
+fn assert_no_churn(sites: &Sites) {
+    for site in sites.sites() {
+        let gw = site.gateway();
+        let replaced: Vec<String> = gw
+            .log()
+            .lines()
+            .filter(|l| l.contains("started over (INITIAL_CONTACT) and replaced the IKE SA"))
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            replaced.is_empty(),
+            "{}: IKE SAs replaced by the other gateway's INITIAL_CONTACT:\n{}",
+            gw.name(),
+            replaced.join("\n")
+        );
+    }
+}
+
 /// Pings `dst` from `host` until a reply comes (bounded by [`DECISION`]).
 fn ping(host: &Host, dst: IpAddr, sites: &Sites) {
     let deadline = std::time::Instant::now() + DECISION;
@@ -235,6 +257,7 @@ fn site_to_site_plain_hosts_talk_through_gateway_esp() {
     let echo = TcpEcho::start(b.plain(), 7401);
     tcp(a.plain(), &echo, marker, 100_000, &sites, DECISION);
 
+    assert_no_churn(&sites);
     let wan_p = stop(wan_cap, "WAN");
     let (gw_a, gw_b) = (a.gateway().ip(), b.gateway().ip());
     assert_only_ipsec(&wan_p, gw_a, gw_b, marker);
@@ -266,6 +289,7 @@ fn nested_host_esp_travels_inside_gateway_esp() {
     ping(ha, hb.ip(), &sites);
     let echo = TcpEcho::start(hb, 7402);
     tcp(ha, &echo, marker, 100_000, &sites, DECISION);
+    assert_no_churn(&sites);
     for (host, peer) in [(ha, hb), (hb, ha)] {
         let p = host
             .wait_peer(peer.ip(), "the other host private", DECISION, |p| {
