@@ -380,7 +380,7 @@ fn a_lone_host_reaches_a_plain_host_behind_a_gateway() {
 #[test]
 fn the_wildcard_vouches_for_a_host_without_records() {
     let net = wan("wildcard");
-    let sites = two_sites(&net, &plain_sites());
+    let sites = two_sites(&net, &SitesOptions::default());
     let (a, b) = (sites.a(), sites.b());
     let zone = b.spec().reverse_zone();
     let axfr = net.dns().bind().dig(&[&zone, "AXFR"]).unwrap();

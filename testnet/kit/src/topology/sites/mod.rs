@@ -16,7 +16,8 @@
 //! - **Routing, no NAT.** Each gateway is a namespace that forwards
 //!   (`ip_forward`, IPv6 forwarding) with loose reverse-path filtering
 //!   (`rp_filter=2`) and no masquerade. Every host on the WAN (alice … dave,
-//!   `dns`) and the other gateway route each LAN via its gateway's WAN address.
+//!   `dns`) and the other gateway (if it runs oemesh) route each LAN via its
+//!   gateway's WAN address.
 //!   LAN hosts have a default route via their gateway.
 //! - **Agents.** Each gateway runs `oemesh run` with its own key,
 //!   `address` = its WAN address and `[gateway] protects` = its LAN; each
@@ -402,7 +403,13 @@ fn build_site(net: &Testnet, spec: &SiteSpec, opts: &SitesOptions, oemesh: bool)
     let gw_v6 = spec.lan_host_v6(GATEWAY_HOST);
     ns.add_addr(&lan_if, &format!("{gw_v6}/{LAN_V6_LEN}"))?;
     enable_routing(&ns, spec.gateway, &[&wan_if, &lan_if])?;
-    for other in SITES.iter().filter(|o| *o != spec) {
+    // An oemesh gateway routes the other LANs via their gateways: its agent
+    // takes what its policy covers into the TUN, and what goes clear takes
+    // this route. A gateway without oemesh gets none: the other LANs are
+    // reached through its own tunnel (strongSwan's routes) or not at all; a
+    // route here would leak in the clear, and charon's kernel-libipsec fails
+    // to install its route via ipsec0 beside it ("error installing route").
+    for other in SITES.iter().filter(|o| oemesh && *o != spec) {
         route(&ns, &other.lan_prefix(), IpAddr::V4(other.wan_v4), &wan_if)?;
         route(
             &ns,
