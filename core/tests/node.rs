@@ -74,6 +74,7 @@ enum Did {
     },
     Track,
     Forget,
+    ChildRefused(String),
 }
 
 /// One host: its node, what it did, and the ESP packets its SAs carried.
@@ -224,6 +225,10 @@ impl Host {
                         note: Note::Idle { .. },
                         ..
                     } => self.did.push(Did::Idle),
+                    Command::Log {
+                        note: Note::ChildRefused { reason, .. },
+                        ..
+                    } => self.did.push(Did::ChildRefused(reason)),
                     Command::Bypass { .. } => self.did.push(Did::Bypass),
                     Command::Unbypass { .. } => self.did.push(Did::Unbypass),
                     Command::OutcomeExpired { dst } => self.did.push(Did::Expired { dst }),

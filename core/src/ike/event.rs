@@ -163,6 +163,17 @@ pub enum Event {
         /// Whether this host initiated it.
         initiator: bool,
     },
+    /// A CHILD SA the peer asked for (IKE_AUTH or a CHILD SA rekey) was
+    /// refused with an error notify (TS_UNACCEPTABLE, NO_PROPOSAL_CHOSEN, …);
+    /// the IKE SA stays.
+    ChildSaRefused {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// The peer.
+        remote: SocketAddr,
+        /// Why, with the selectors it proposed, for the log.
+        reason: String,
+    },
     /// A CHILD SA pair is ready to install.
     ChildSaEstablished {
         /// The IKE SA it belongs to.

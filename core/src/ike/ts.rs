@@ -153,6 +153,27 @@ fn dedup(mut selectors: Vec<AddrSelector>) -> Vec<AddrSelector> {
     selectors
 }
 
+/// A selector for people: `10.1.0.0/24`, `192.0.2.7`, or a range
+/// `10.1.0.1-10.1.0.9`, with `proto N` and ports when narrower than all.
+pub fn describe(sel: &AddrSelector) -> String {
+    let addrs = match sel.as_prefix() {
+        Some((a, len)) if (a.is_ipv4() && len == 32) || len == 128 => a.to_string(),
+        Some((a, len)) => format!("{a}/{len}"),
+        None => match sel.addrs {
+            AddrRange::V4(lo, hi) => format!("{lo}-{hi}"),
+            AddrRange::V6(lo, hi) => format!("{lo}-{hi}"),
+        },
+    };
+    let mut out = addrs;
+    if sel.ip_protocol != 0 {
+        out.push_str(&format!(" proto {}", sel.ip_protocol));
+    }
+    if (sel.start_port, sel.end_port) != (0, u16::MAX) {
+        out.push_str(&format!(" ports {}-{}", sel.start_port, sel.end_port));
+    }
+    out
+}
+
 /// Initiator: every selector of the answer lies inside one it proposed.
 pub(crate) fn is_subset(answer: &[AddrSelector], proposed: &[AddrSelector]) -> bool {
     !answer.is_empty()

@@ -201,6 +201,19 @@ fn a_gateway_refuses_a_host_outside_what_it_protects() {
     assert_eq!(fate, PacketFate::Held);
     w.settle();
     assert!(w.a.children.is_empty() && w.b.children.is_empty());
+    // Logged with what was proposed and what B answers for.
+    let refused: Vec<&String> =
+        w.b.did
+            .iter()
+            .filter_map(|d| match d {
+                Did::ChildRefused(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(
+        refused,
+        [&"traffic selectors unacceptable: it proposed TSi 192.0.2.31, 10.1.0.0/24 and TSr 10.9.0.1; this host answers for 192.0.2.32, 10.2.0.0/24".to_owned()]
+    );
     assert_eq!(
         w.b.node.endpoint().stats().ts_refused,
         1,

@@ -184,7 +184,10 @@ impl Endpoint {
                 payloads.push(Payload::TsI(ts::to_payload(&c.remote_ts)));
                 payloads.push(Payload::TsR(ts::to_payload(&c.local_ts)));
             }
-            Err(e) => payloads.extend(e.to_notify().map(Payload::Notify)),
+            Err(e) => {
+                self.child_refused(sa, &request, e);
+                payloads.extend(e.to_notify().map(Payload::Notify));
+            }
         }
         let t = sa.send_response(ExchangeType::IKE_AUTH, msg_id, &payloads);
         self.out.transmits.push_back(t);
@@ -332,6 +335,35 @@ impl SaCore {
             });
         }
         selectors
+    }
+}
+
+impl Endpoint {
+    /// Reports a CHILD SA refused to the peer ([`Event::ChildSaRefused`]),
+    /// naming what it proposed and what this host answers for.
+    pub(crate) fn child_refused(&mut self, sa: &SaCore, request: &Message, e: &RequestError) {
+        let mut reason = e.to_string();
+        if *e == RequestError::TsUnacceptable {
+            let show = |sels: &[crate::ike::message::AddrSelector]| {
+                let v: Vec<String> = sels.iter().take(4).map(ts::describe).collect();
+                v.join(", ")
+            };
+            let tsi = ts_of(request, PayloadType::TSI).unwrap_or_default();
+            let tsr = ts_of(request, PayloadType::TSR).unwrap_or_default();
+            let mut ours = vec![crate::ike::message::AddrSelector::host(sa.local.ip())];
+            ours.extend(self.config.protects.iter().cloned());
+            reason = format!(
+                "{reason}: it proposed TSi {} and TSr {}; this host answers for {}",
+                show(&tsi),
+                show(&tsr),
+                show(&ours)
+            );
+        }
+        self.out.events.push_back(Event::ChildSaRefused {
+            sa: sa.handle,
+            remote: sa.remote,
+            reason,
+        });
     }
 }
 

@@ -115,7 +115,10 @@ impl Endpoint {
         };
         let payloads = match result {
             Ok(p) => p,
-            Err(e) => e.to_notify().map(Payload::Notify).into_iter().collect(),
+            Err(e) => {
+                self.child_refused(&sa.core, &message, &e);
+                e.to_notify().map(Payload::Notify).into_iter().collect()
+            }
         };
         let t = sa.send_response(ExchangeType::CREATE_CHILD_SA, msg_id, &payloads);
         self.out.transmits.push_back(t);

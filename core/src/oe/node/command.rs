@@ -221,6 +221,13 @@ pub enum Note {
     },
     /// A responder's FQDN does not resolve to its address.
     RefusingResponder(IdentityRefused),
+    /// A CHILD SA the peer asked for was refused (the IKE SA stays).
+    ChildRefused {
+        /// The peer.
+        remote: SocketAddr,
+        /// Why, with what it proposed.
+        reason: String,
+    },
     /// A selector a peer proposed beyond its own address that DNS does not
     /// vouch for: narrowed away (gateway mode).
     NotVouched {
@@ -352,6 +359,7 @@ impl Note {
             | Note::Passthrough { .. } => Level::Debug,
             Note::RefusingResponder(_)
             | Note::NotVouched { .. }
+            | Note::ChildRefused { .. }
             | Note::AnonymousLookupFailed { .. }
             | Note::AddressRefused { .. } => Level::Warn,
             Note::Established { .. }
@@ -411,6 +419,9 @@ impl fmt::Display for Note {
                 )
             }
             Note::RefusingResponder(refused) => write!(f, "refusing the responder: {refused}"),
+            Note::ChildRefused { remote, reason } => {
+                write!(f, "refusing a CHILD SA to {remote}: {reason}")
+            }
             Note::NotVouched { peer_addr, why } => {
                 write!(f, "{peer_addr} may not send from what it proposed: {why}")
             }

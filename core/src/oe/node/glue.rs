@@ -88,6 +88,9 @@ impl Node {
                 );
                 self.machine.on_identity_check(now, sa.0, remote.ip(), name);
             }
+            Event::ChildSaRefused { sa, remote, reason } => {
+                self.log(Some(sa), Note::ChildRefused { remote, reason });
+            }
             Event::ChildSaEstablished { sa, child } => {
                 let dst = self.install(sa, child, None, false);
                 self.child_established(now, sa, dst);
