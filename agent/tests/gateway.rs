@@ -544,7 +544,18 @@ fn charon_gateway(net: &Testnet, sites: &Sites) -> Charon {
     cfg.remote_id = Some(gw_a.ip().to_string());
     cfg.local_ts = vec![b.spec().lan_prefix()];
     cfg.remote_ts = vec![a.spec().lan_prefix()];
-    Charon::start(gw_b.netns(), "gw-b", cfg).unwrap()
+    // Our gateway proposes TSr = the one host behind gw-b it is after; charon
+    // narrows to it, owns no address inside it, and kernel-libipsec cannot
+    // install a source route: route the far site into ipsec0 here instead.
+    cfg.install_routes = false;
+    let charon = Charon::start(gw_b.netns(), "gw-b", cfg).unwrap();
+    let lan_b_gw = b.spec().lan_gateway_v4().to_string();
+    gw_b.netns()
+        .ip(&[
+            "route", "replace", &a.spec().lan_prefix(), "dev", "ipsec0", "src", &lan_b_gw,
+        ])
+        .unwrap_or_else(|e| panic!("route into ipsec0: {e:#}\n{}", charon.log()));
+    charon
 }
 
 fn swan_sites() -> SitesOptions {
