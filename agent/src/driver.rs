@@ -229,13 +229,16 @@ pub async fn udp_loop(
     let mut batch = endpoint.recv_batch();
     let mut cookies = CookieReplies::default();
     let port = endpoint.port();
+    if natt && let Err(e) = endpoint.enable_icmp_errors() {
+        tracing::warn!("UDP {port}: no ICMP errors (IP_RECVERR: {e}): path MTUs stay unknown");
+    }
     loop {
-        // The IKE sockets' error queues (IP_RECVERR): read here, handled by
-        // the control plane. Both arms are cancel-safe.
+        // The error queues (IP_RECVERR): on 500 for the control plane, on
+        // 4500 for path MTUs (datapath::pmtu). Both arms are cancel-safe.
         let received = tokio::select! {
             r = endpoint.recv(&mut batch) => r,
-            e = endpoint.icmp_error(), if !natt => {
-                icmp_error(&dp, e);
+            e = endpoint.icmp_error() => {
+                icmp_error(&dp, e, natt);
                 continue;
             }
         };
@@ -272,9 +275,10 @@ pub async fn udp_loop(
 }
 
 /// An ICMP error read from an IKE socket: to the control plane, or ignored
-/// and counted when its queue is full.
-fn icmp_error(dp: &DataPath, e: io::Result<crate::net::udp::IcmpError>) {
+/// and counted when its queue is full. On 4500 only "too big" is read.
+fn icmp_error(dp: &DataPath, e: io::Result<crate::net::udp::IcmpError>, natt: bool) {
     match e {
+        Ok(e) if natt => _ = crate::datapath::pmtu::learn(dp, &e, Instant::now()),
         Ok(e) => {
             if dp.icmp.try_send(e).is_err() {
                 dp.metrics

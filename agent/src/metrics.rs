@@ -97,6 +97,8 @@ pub struct Metrics {
     /// Address requests of initiators behind a NAT (CP), by result: given,
     /// or why not (core counts them).
     nat_addresses: [Counter; NAT_ADDRESS_RESULTS.len()],
+    /// Path MTU events (`metrics::pmtu`).
+    pmtu: [Counter; PmtuEvent::ALL.len()],
 }
 
 /// The `result` labels of `oemesh_nat_address_requests_total`: `assigned`,
@@ -324,6 +326,15 @@ impl Default for Metrics {
             "fate",
             StaleSpiFate::ALL.map(StaleSpiFate::label),
         );
+        let pmtu = Labelled::register(
+            &mut registry,
+            "oemesh_pmtu_events",
+            "Path MTU through ESP: routers' \"too big\" for our ESP (lowered, clamped to the \
+             minimum, not lower, not ours) and packets from the TUN too big for their peer's path \
+             (answered, answer failed, sent anyway)",
+            "event",
+            PmtuEvent::ALL.map(PmtuEvent::label),
+        );
         let nat_addresses = Labelled::register(
             &mut registry,
             "oemesh_nat_address_requests",
@@ -355,6 +366,7 @@ impl Default for Metrics {
             dnssec,
             stale_spi,
             nat_addresses,
+            pmtu,
         }
     }
 }
@@ -564,8 +576,10 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+mod pmtu;
 mod sync;
 #[cfg(test)]
 mod tests;
 
+pub use pmtu::PmtuEvent;
 pub use sync::NodeTotals;

@@ -14,6 +14,8 @@
 //! - [`parked`]: ESP datagrams that arrived just before their SA.
 //! - [`stale`]: the sources of ESP whose SA is unknown, for the control plane.
 //! - [`moved`]: peers behind a NAT seen on a new port, for the control plane.
+//! - [`pmtu`]: path MTUs routers report for our ESP, and "too big" for the
+//!   TUN's packets that no longer fit.
 //!
 //! [`DataPath`] is what the TUN and UDP workers ([`crate::driver`]) share; the
 //! control plane ([`crate::control_plane`]) installs and removes SAs and
@@ -26,6 +28,7 @@ pub mod ike_queue;
 pub mod ip;
 pub mod moved;
 pub mod parked;
+pub mod pmtu;
 pub mod reports;
 pub mod sa_table;
 mod shards;
@@ -125,6 +128,17 @@ impl DataPath {
             && let Some(start) = range.start.checked_sub(HEADER_LEN)
             && buf.len() >= range.end + MAX_TRAILER_LEN
         {
+            // Too big for the peer's path once sealed (a router said so):
+            // its source hears "too big" instead (datapath::pmtu).
+            let outer_v6 = sa.remote().is_ipv6();
+            if let Some(path) = sa.pmtu.learned()
+                && len > usize::from(pmtu::inner_mtu(path, outer_v6))
+                && sa.pmtu.current(std::time::Instant::now()).is_some()
+                && pmtu::reply_too_big(self, &buf[range.clone()], path, outer_v6)
+            {
+                self.metrics.packet(PacketOutcome::Dropped, len);
+                return;
+            }
             match sa.seal(&mut buf[start..], len) {
                 Ok(esp_len) => {
                     let from = Some(sa.local.ip()).filter(|ip| !ip.is_unspecified());

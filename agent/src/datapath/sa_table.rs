@@ -35,8 +35,11 @@ use oemesh_core::wire::rewrite::{RewriteError, set_destination, set_source};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::ip::{Flow, inbound_admits};
+use super::pmtu::PathMtu;
 pub use super::shards::SHARDS;
 use super::shards::Shards;
+use crate::metrics::PmtuEvent;
+use oemesh_core::wire::icmp::accepted_path_mtu;
 
 /// Something the data path tells the control plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +110,8 @@ pub struct Outbound {
     remote: ArcSwap<SocketAddr>,
     /// Source translation, on an initiator given an address.
     pub translate: Option<Translation>,
+    /// The path MTU to [`Self::remote`] a router reported (`datapath::pmtu`).
+    pub pmtu: PathMtu,
     esp: Mutex<OutboundSa>,
     notices: UnboundedSender<Notice>,
 }
@@ -352,6 +357,7 @@ impl SaTable {
             local: i.local,
             remote: ArcSwap::from_pointee(i.remote),
             translate: i.translate,
+            pmtu: PathMtu::default(),
             esp: Mutex::new(i.outbound),
             notices: self.notices.clone(),
         });
@@ -433,6 +439,43 @@ impl SaTable {
     /// many SAs there are (the control plane asks on every SA removal).
     pub fn serves(&self, peer: IpAddr) -> bool {
         self.outbound.contains(&peer) || lock(&self.writers).inbound_per_peer.contains_key(&peer)
+    }
+
+    /// A router reported path MTU `reported` for an ESP datagram we sent to
+    /// `remote` (quoting its SPI, `spi`, when it quoted that far): if an
+    /// outbound half to `remote` exists (with that SPI), every half to
+    /// `remote` takes it at `now`, as core's [`accepted_path_mtu`] allows
+    /// (only lower, never below the family's minimum). An error that names no
+    /// such half is not ours: an off-path sender must guess a peer's address,
+    /// port and current SPI to shrink anything.
+    pub fn lower_path_mtu(
+        &self,
+        remote: SocketAddr,
+        spi: Option<u32>,
+        reported: u32,
+        now: std::time::Instant,
+    ) -> PmtuEvent {
+        let halves: Vec<_> = self
+            .outbound
+            .values()
+            .into_iter()
+            .filter(|o| o.remote() == remote)
+            .collect();
+        if halves.is_empty() || spi.is_some_and(|spi| !halves.iter().any(|o| o.spi() == spi)) {
+            return PmtuEvent::NotOurs;
+        }
+        let mut event = PmtuEvent::NotLower;
+        for o in &halves {
+            if let Some(mtu) = accepted_path_mtu(reported, remote.is_ipv6(), o.pmtu.current(now)) {
+                o.pmtu.set(mtu, now);
+                event = if u32::from(mtu) > reported {
+                    PmtuEvent::Clamped
+                } else {
+                    PmtuEvent::Lowered
+                };
+            }
+        }
+        event
     }
 
     /// Every inbound SA (for counters and idle checks).

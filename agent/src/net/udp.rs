@@ -231,9 +231,11 @@ impl UdpEndpoint {
 
     /// Asks the kernel to queue ICMP and ICMPv6 errors for the datagrams
     /// this socket sends (`IP_RECVERR`/`IPV6_RECVERR`), to be read with
-    /// [`UdpEndpoint::icmp_error`]. Only for the IKE sockets: a queued error is
-    /// also returned once by the next send or receive (which
-    /// [`UdpEndpoint::send`] retries), and the ESP socket must not pay that.
+    /// [`UdpEndpoint::icmp_error`]: on the IKE sockets for unreachable peers,
+    /// on the ESP one (4500) for routers' "too big" (`datapath::pmtu`). A
+    /// queued error is also returned once by the next send or receive:
+    /// [`UdpEndpoint::send`] and [`UdpEndpoint::try_send_many`] retry once,
+    /// and a receive loop takes it as transient ([`icmp_reported`]).
     pub fn enable_icmp_errors(&self) -> io::Result<()> {
         self.state
             .enable_transport_errors(UdpSockRef::from(&self.socket))
@@ -270,15 +272,18 @@ impl UdpEndpoint {
 /// The errors a queued ICMP error surfaces as on a send or receive.
 pub fn icmp_reported(e: &io::Error) -> bool {
     use io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionRefused
+    // "Fragmentation needed" / "packet too big" for a datagram sent with DF
+    // (every one: quinn-udp's IP_PMTUDISC_PROBE), which std gives no kind.
+    e.raw_os_error() == Some(nix::libc::EMSGSIZE)
+        || matches!(
+            e.kind(),
+            ConnectionRefused
             | ConnectionReset
             | HostUnreachable
             | NetworkUnreachable
             // ICMPv6 "administratively prohibited" (EACCES).
             | PermissionDenied
-    )
+        )
 }
 
 /// How much of our datagram an ICMP error may quote that is kept: the IKE
@@ -301,9 +306,25 @@ pub struct IcmpError {
     pub code: u8,
     /// Our datagram's UDP payload, as far as the error quoted it (at most 64 bytes kept).
     pub quoted: Vec<u8>,
+    /// The error's `ee_info`: for "fragmentation needed" (ICMP type 3 code 4)
+    /// and ICMPv6 "packet too big" the MTU the router reported, else 0.
+    pub info: u32,
 }
 
 impl IcmpError {
+    /// The MTU a router reported, if this is ICMP "fragmentation needed"
+    /// (RFC 1191 §4) or ICMPv6 "packet too big" (RFC 4443 §3.2); unchecked
+    /// (core's `wire::icmp::accepted_path_mtu` checks it).
+    pub fn too_big(&self) -> Option<u32> {
+        use oemesh_core::wire::icmp::*;
+        let frag_needed = (ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED);
+        let too_big = match (self.v6, self.icmp_type, self.code) {
+            (false, t, c) => (t, c) == frag_needed,
+            (true, t, _) => t == ICMPV6_PACKET_TOO_BIG,
+        };
+        too_big.then_some(self.info)
+    }
+
     /// What it says about an IKE datagram (`natt`: sent on the NAT-T port),
     /// if it is a destination-unreachable error for one.
     pub fn unreachable(&self, natt: bool) -> Option<oemesh_core::oe::Unreachable> {
@@ -359,11 +380,17 @@ fn read_error_queue(socket: &tokio::net::UdpSocket) -> io::Result<Option<IcmpErr
             _ => continue,
         };
         if ee.ee_origin == ORIGIN_ICMP || ee.ee_origin == ORIGIN_ICMP6 {
-            found = Some((ee.ee_origin == ORIGIN_ICMP6, ee.ee_type, ee.ee_code, from));
+            found = Some((
+                ee.ee_origin == ORIGIN_ICMP6,
+                ee.ee_type,
+                ee.ee_code,
+                ee.ee_info,
+                from,
+            ));
         }
     }
     let len = msg.bytes.min(QUOTE_KEPT);
-    let (Some(to), Some((v6, icmp_type, code, from))) = (to, found) else {
+    let (Some(to), Some((v6, icmp_type, code, info, from))) = (to, found) else {
         return Ok(None);
     };
     Ok(Some(IcmpError {
@@ -375,6 +402,7 @@ fn read_error_queue(socket: &tokio::net::UdpSocket) -> io::Result<Option<IcmpErr
         icmp_type,
         code,
         quoted: buf[..len].to_vec(),
+        info,
     }))
 }
 

@@ -10,6 +10,8 @@
 //! - [`tcp`], [`udp`]: TCP (RFC 9293 §3.1) and UDP (RFC 768) headers.
 //! - [`checksum`](mod@checksum): the one RFC 1071 checksum, over several slices and the
 //!   pseudo-header.
+//! - [`icmp`]: ICMP "fragmentation needed" / ICMPv6 "packet too big" for
+//!   the hosts behind the TUN, and the checks on a path MTU a router reports.
 //! - [`rewrite`]: one address of a packet rewritten in place, its checksums
 //!   updated (RFC 1624), for client address translation (RFC 7296 §3.15).
 //! - [`IpPacket`]: either version, picked by the version nibble, for code that
@@ -21,6 +23,7 @@
 use std::net::IpAddr;
 
 pub mod checksum;
+pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 pub mod rewrite;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::datapath::ip::tests::v4_udp;
+use crate::metrics::PmtuEvent;
 use oemesh_core::crypto::{AeadAlg, KeyAndSalt, Provider};
 use oemesh_core::esp::{HEADER_LEN, LifetimeLimits, MAX_TRAILER_LEN, SaConfig};
 use std::time::Instant;
@@ -381,4 +382,61 @@ fn move_peer_and_moved() {
         SocketAddr::new(c, 4500)
     );
     assert_eq!(table.inbound(5).unwrap().remote(), SocketAddr::new(c, 4500));
+}
+
+/// A router's "too big" lowers the path MTU of every half to the peer's
+/// address and port, but only when it quotes an SA of ours: an error for an
+/// address, port or SPI we do not use is refused (an off-path sender must
+/// not shrink our datagrams), and no MTU goes below the family's minimum.
+#[test]
+fn path_mtu_is_taken_only_for_our_sas_and_only_lower() {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let table = SaTable::new(tx);
+    let local: IpAddr = "192.0.2.1".parse().unwrap();
+    let (a, b): (IpAddr, IpAddr) = ("192.0.2.20".parse().unwrap(), "192.0.2.30".parse().unwrap());
+    let to_a = install(&table, 1, (1, 2), (local, a), true);
+    // A second SA to the same peer's UDP address (another destination
+    // behind it, as through a gateway).
+    let mut other = install_of(1, (3, 4), (local, "10.9.0.1".parse().unwrap()), None, false);
+    other.remote = SocketAddr::new(a, 4500);
+    let to_a2 = table.install(other, true);
+    let to_b = install(&table, 2, (5, 6), (local, b), true);
+    let peer = SocketAddr::new(a, 4500);
+    let now = Instant::now();
+
+    // Not ours: unknown port, unknown address, unknown SPI.
+    let refused = [
+        (SocketAddr::new(a, 4501), Some(2)),
+        (SocketAddr::new("192.0.2.99".parse().unwrap(), 4500), None),
+        (peer, Some(0xdead)),
+    ];
+    for (to, spi) in refused {
+        assert_eq!(table.lower_path_mtu(to, spi, 1300, now), PmtuEvent::NotOurs);
+    }
+    assert_eq!(to_a.pmtu.learned(), None, "nothing learned from those");
+
+    // Ours (the SPI of one half, or no SPI quoted): every half to the peer.
+    assert_eq!(
+        table.lower_path_mtu(peer, Some(2), 1300, now),
+        PmtuEvent::Lowered
+    );
+    assert_eq!(to_a.pmtu.learned(), Some(1300));
+    assert_eq!(to_a2.pmtu.learned(), Some(1300));
+    assert_eq!(to_b.pmtu.learned(), None, "another peer's path is its own");
+    assert_eq!(
+        table.lower_path_mtu(peer, None, 1400, now),
+        PmtuEvent::NotLower
+    );
+    assert_eq!(to_a.pmtu.learned(), Some(1300));
+    // Below the IPv4 minimum: the minimum, once.
+    assert_eq!(
+        table.lower_path_mtu(peer, Some(4), 100, now),
+        PmtuEvent::Clamped
+    );
+    assert_eq!(to_a.pmtu.learned(), Some(576));
+    assert_eq!(
+        table.lower_path_mtu(peer, Some(4), 1, now),
+        PmtuEvent::NotLower
+    );
+    assert_eq!(to_a2.pmtu.learned(), Some(576));
 }
