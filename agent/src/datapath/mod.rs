@@ -130,11 +130,11 @@ impl DataPath {
         {
             // Too big for the peer's path once sealed (a router said so):
             // its source hears "too big" instead (datapath::pmtu).
-            let outer_v6 = sa.remote().is_ipv6();
+            // The hot path reads one atomic; the rest only for a big packet.
             if let Some(path) = sa.pmtu.learned()
-                && len > usize::from(pmtu::inner_mtu(path, outer_v6))
+                && len > usize::from(pmtu::inner_mtu(path, sa.remote().is_ipv6()))
                 && sa.pmtu.current(std::time::Instant::now()).is_some()
-                && pmtu::reply_too_big(self, &buf[range.clone()], path, outer_v6)
+                && pmtu::reply_too_big(self, &buf[range.clone()], path, sa.remote().is_ipv6())
             {
                 self.metrics.packet(PacketOutcome::Dropped, len);
                 return;
