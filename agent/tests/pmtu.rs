@@ -1,17 +1,18 @@
 //! Path MTU through ESP (issue 14 part 7): no silent black hole.
 //!
 //! A laptop with an agent behind a router (`oemesh_testkit::topology::nat`)
-//! talks to bob's agent on the testnet's switch. The router's route towards
-//! the switch gets MTU 1300, less than the laptop's ESP-in-UDP datagrams of
-//! up to ~1465 bytes (TUN MTU 1400), which leave with DF: the router drops
-//! them and answers ICMP "fragmentation needed" with MTU 1300.
+//! talks to bob's agent on the testnet's switch, over IPv4 and (another test)
+//! over IPv6. The router's route towards the switch gets MTU 1300 (1400 for
+//! IPv6), less than the laptop's ESP-in-UDP datagrams of up to ~1465 bytes
+//! (~1485 over IPv6; TUN MTU 1400), which leave with DF: the router drops them
+//! and answers ICMP "fragmentation needed" / ICMPv6 "packet too big".
 //!
 //! - With that ICMP filtered on the router (what an agent that does not read
 //!   it amounts to), a 1 MiB TCP transfer from the laptop stalls: the black
 //!   hole (a bounded wait).
 //! - With it let through, the laptop's agent takes the path MTU from its
 //!   UDP 4500 socket's error queue, answers the laptop's own too-big TCP
-//!   segments with "fragmentation needed" (MTU 1235), the kernel lowers its
+//!   segments with "too big" (MTU 1235, or 1315 over IPv6), the kernel lowers its
 //!   path MTU and the transfer (echoed back by bob) completes byte for byte.
 //!
 //! Needs root, BIND 9 and nft (like `nat.rs`). Every wait is bounded; nothing
@@ -23,15 +24,23 @@
 mod e2e_support;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use e2e_support::*;
 use oemesh_testkit::topology::nat::ROUTER_WAN_V4;
-use oemesh_testkit::topology::{Binaries, HomeLanOptions, Host, NatRouter, Options, Testnet};
+use oemesh_testkit::topology::{
+    AgentConfig, Binaries, HomeLanOptions, Host, NatRouter, Options, SUBNET_V4, SUBNET_V6, Testnet,
+};
 
-/// The MTU of the router's route towards bob.
+/// The MTU of the router's route towards bob over IPv4.
 const PATH_MTU: u16 = 1300;
+/// Over IPv6: the least that leaves an inner IPv6 packet its 1280 bytes
+/// (RFC 8200 §5) is 1280 + 85 (outer IPv6, UDP, ESP with the most padding
+/// and the ICV); a gateway's TUN of 1400 is what nesting gives.
+const PATH_MTU_V6: u16 = 1400;
 /// What a stalled transfer is given before it counts as stalled.
 const STALL_WAIT: Duration = Duration::from_secs(15);
 /// The transfer.
@@ -49,35 +58,35 @@ fn server_net(label: &str) -> Testnet {
     net
 }
 
-/// The router forwards at most `mtu` bytes towards the switch (a route MTU,
-/// which forwarding always honours), and answers bigger DF packets with
-/// "fragmentation needed".
-fn narrow(router: &NatRouter, mtu: u16) {
+/// The router forwards at most `mtu` bytes towards the switch (a locked
+/// route MTU, which forwarding honours), and answers bigger DF packets (every
+/// IPv6 packet) with "fragmentation needed" / "packet too big".
+fn narrow(router: &NatRouter, mtu: u16, v6: bool) {
     let ns = router.netns();
     let wan = router.wan_iface();
-    let (src, mtu) = (ROUTER_WAN_V4.to_string(), mtu.to_string());
-    ns.ip(&[
-        "route",
-        "replace",
-        "192.0.2.0/24",
-        "dev",
-        wan,
-        "src",
-        &src,
-        "mtu",
-        &mtu,
-    ])
-    .unwrap();
+    let mtu = mtu.to_string();
+    if v6 {
+        let route = [
+            "-6", "route", "replace", SUBNET_V6, "dev", wan, "metric", "256",
+        ];
+        ns.ip(&[&route[..], &["mtu", "lock", &mtu]].concat())
+            .unwrap();
+    } else {
+        let src = ROUTER_WAN_V4.to_string();
+        let route = ["route", "replace", SUBNET_V4, "dev", wan, "src", &src];
+        ns.ip(&[&route[..], &["mtu", "lock", &mtu]].concat())
+            .unwrap();
+    }
 }
 
 /// Drops (`true`) or lets through the router's own ICMP errors.
 fn filter_icmp(router: &NatRouter, on: bool) {
     let rules = if on {
-        "table inet pmtu_black_hole {\n  chain output {\n    type filter hook output priority filter; policy accept;\n    icmp type destination-unreachable drop\n  }\n}\n"
+        "table inet pmtu_black_hole {\n  chain output {\n    type filter hook output priority filter; policy accept;\n    icmp type destination-unreachable drop\n    icmpv6 type packet-too-big drop\n  }\n}\n"
     } else {
         "table inet pmtu_black_hole\ndelete table inet pmtu_black_hole\n"
     };
-    let file = std::env::temp_dir().join(format!("pmtu-{}.nft", std::process::id()));
+    let file = std::env::temp_dir().join(format!("{}.nft", router.netns().name()));
     std::fs::write(&file, rules).unwrap();
     router
         .netns()
@@ -125,27 +134,92 @@ fn round_trip(
     Ok(back)
 }
 
-#[test]
-fn too_big_for_the_path_comes_back_as_frag_needed_and_tcp_completes() {
-    let net = server_net("pmtu");
+/// A TCP echo in `host`'s namespace at `addr` (either family): per
+/// connection, reads to EOF and sends it all back, until dropped.
+struct Echo {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start(host: &Host, addr: SocketAddr) -> Echo {
+        let listener = host.netns().bind_tcp(addr).expect("bind TCP echo");
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(STALL_WAIT));
+                let mut data = Vec::new();
+                if conn.read_to_end(&mut data).is_ok() {
+                    let _ = conn.write_all(&data);
+                }
+            }
+        });
+        Echo {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The laptop (behind the router) and bob, private over IPv4 or IPv6
+/// (`v6`, both agents with both addresses and bob's key published at both
+/// reverse names), then the black hole and its cure (see the module docs).
+fn through_a_narrow_path(label: &str, v6: bool) {
+    let net = server_net(label);
+    let bob = net.bob();
+    let mut opts = HomeLanOptions::new(&["laptop"]);
+    if v6 {
+        let bins = Binaries::locate(std::path::Path::new(OEMESH)).unwrap();
+        let mut config = AgentConfig::default();
+        config.set_policy("private-or-clear", &[SUBNET_V4, SUBNET_V6]);
+        bob.stop_agent().unwrap();
+        publish_v6(&net, &bins.dnskeys, bob);
+        configure_dual(bob, &config);
+        bob.start_agent().unwrap();
+        opts.agent = config;
+        opts.start_agents = false;
+    }
     let home = net
-        .home_lan(&HomeLanOptions::new(&["laptop"]))
+        .home_lan(&opts)
         .unwrap_or_else(|e| panic!("home LAN: {e:#}"));
-    let (bob, laptop) = (net.bob(), &home.clients()[0]);
+    let laptop = &home.clients()[0];
+    if v6 {
+        configure_dual(laptop, &opts.agent);
+        laptop.start_agent().unwrap();
+    }
     let router = home.outer();
-    let stalled_echo = TcpEcho::start(bob, 7240);
-    let echo = TcpEcho::start(bob, 7241);
-    tcp_exchange(laptop, echo.addr(), b"warm up", DECISION)
+    let to: IpAddr = if v6 { bob.v6().into() } else { bob.ip() };
+    let (stalled_at, at) = (SocketAddr::new(to, 7240), SocketAddr::new(to, 7241));
+    let _stalled_echo = Echo::start(bob, stalled_at);
+    let _echo = Echo::start(bob, at);
+    tcp_exchange(laptop, at, b"warm up", DECISION)
         .unwrap_or_else(|e| panic!("{e:#}\nlaptop:\n{}", laptop.log_tail(30)));
     laptop
-        .wait_peer(bob.ip(), "bob private", DECISION, |p| p.state == "private")
+        .wait_peer(to, "bob private", DECISION, |p| p.state == "private")
         .unwrap_or_else(|e| panic!("{e:#}"));
-    narrow(router, PATH_MTU);
+    let path_mtu = if v6 { PATH_MTU_V6 } else { PATH_MTU };
+    narrow(router, path_mtu, v6);
     let data = noise(LEN, 0x706d_7475);
 
-    // The black hole: the router's "fragmentation needed" never arrives.
+    // The black hole: the router's "too big" never arrives.
     filter_icmp(router, true);
-    let stalled = round_trip(laptop, stalled_echo.addr(), &data, STALL_WAIT);
+    let stalled = round_trip(laptop, stalled_at, &data, STALL_WAIT);
     eprintln!(
         "with the ICMP filtered: {:?}",
         stalled.as_ref().map(Vec::len)
@@ -155,15 +229,15 @@ fn too_big_for_the_path_comes_back_as_frag_needed_and_tcp_completes() {
         "the transfer completed without the router's ICMP: the path is not narrower than ESP"
     );
     assert!(
-        !laptop.log().contains(&format!("path MTU {PATH_MTU}")),
+        !laptop.log().contains(&format!("path MTU {path_mtu}")),
         "a path MTU learned with the ICMP filtered"
     );
 
     // The router's ICMP reaches the laptop's agent: the transfer completes.
     filter_icmp(router, false);
-    let back = round_trip(laptop, echo.addr(), &data, DECISION).unwrap_or_else(|e| {
+    let back = round_trip(laptop, at, &data, DECISION).unwrap_or_else(|e| {
         panic!(
-            "the transfer through a {PATH_MTU}-byte path failed: {e}\nlaptop:\n{}",
+            "the transfer through a {path_mtu}-byte path failed: {e}\nlaptop:\n{}",
             laptop.log_tail(40)
         )
     });
@@ -180,8 +254,18 @@ fn too_big_for_the_path_comes_back_as_frag_needed_and_tcp_completes() {
         eprintln!("laptop: {line}");
     }
     assert!(
-        log.contains(&format!("path MTU {PATH_MTU} (reported by")),
+        log.contains(&format!("path MTU {path_mtu} (reported by")),
         "the laptop's agent did not take the router's ICMP:\n{}",
         laptop.log_tail(40)
     );
+}
+
+#[test]
+fn too_big_for_the_path_comes_back_as_frag_needed_and_tcp_completes() {
+    through_a_narrow_path("pmtu", false);
+}
+
+#[test]
+fn too_big_for_an_ipv6_path_comes_back_as_packet_too_big_and_tcp_completes() {
+    through_a_narrow_path("pmtu6", true);
 }

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use oemesh_core::esp::{HEADER_LEN, MAX_TRAILER_LEN};
-use oemesh_core::wire::icmp::{MAX_REPLY_V6, too_big_reply};
+use oemesh_core::wire::icmp::{MAX_REPLY_V6, MIN_PATH_MTU_V6, too_big_reply};
 use oemesh_core::wire::{ipv4, ipv6, udp};
 
 use super::DataPath;
@@ -160,10 +160,19 @@ pub fn reply_too_big(dp: &DataPath, inner: &[u8], path_mtu: u16, outer_v6: bool)
     };
     match sent {
         Ok(()) => {
+            let v6 = family.is_ipv6();
+            let told = if v6 { mtu.max(MIN_PATH_MTU_V6) } else { mtu };
             tracing::debug!(
-                "{} bytes for a path of {path_mtu}: told the host MTU {mtu}",
+                "{} bytes for a path of {path_mtu}: told the host MTU {told}",
                 inner.len()
             );
+            if told > mtu {
+                // RFC 8200 §5: no IPv6 link is below 1280, and the host does
+                // not go lower; the outer datagram would have to be fragmented.
+                tracing::debug!(
+                    "the path leaves IPv6 only {mtu} bytes: packets of {told} are lost"
+                );
+            }
             dp.metrics.pmtu(PmtuEvent::TooBigSent);
         }
         Err(e) => {
