@@ -326,6 +326,14 @@ impl Default for Metrics {
             "fate",
             StaleSpiFate::ALL.map(StaleSpiFate::label),
         );
+        let nat_addresses = Labelled::register(
+            &mut registry,
+            "oemesh_nat_address_requests",
+            "Address requests (CP, RFC 7296 §3.15) of initiators behind a NAT: given from \
+             nat.pool, or refused and why",
+            "result",
+            NAT_ADDRESS_RESULTS,
+        );
         let pmtu = Labelled::register(
             &mut registry,
             "oemesh_pmtu_events",
@@ -334,14 +342,6 @@ impl Default for Metrics {
              (answered, answer failed, sent anyway)",
             "event",
             PmtuEvent::ALL.map(PmtuEvent::label),
-        );
-        let nat_addresses = Labelled::register(
-            &mut registry,
-            "oemesh_nat_address_requests",
-            "Address requests (CP, RFC 7296 §3.15) of initiators behind a NAT: given from \
-             nat.pool, or refused and why",
-            "result",
-            NAT_ADDRESS_RESULTS,
         );
         Metrics {
             registry,

@@ -44,7 +44,7 @@ fn renders_exposition_format() {
 
 /// The exposition as the hand-written encoder produced it before
 /// prometheus-client, plus `oemesh_ike_drops_total` and
-/// `oemesh_stale_spi_total` (new): same names,
+/// `oemesh_stale_spi_total`, `oemesh_pmtu_events_total` (new): same names,
 /// labels, HELP and TYPE lines, values and order.
 #[test]
 fn exposition_unchanged() {
@@ -67,6 +67,7 @@ fn exposition_unchanged() {
     m.cookie_replies_limited_add(4);
     m.cookie_unanswerable();
     m.stale_spi(StaleSpiFate::RateLimited);
+    m.pmtu(PmtuEvent::Lowered);
     let mut drops = [0; DropReason::ALL.len()];
     drops[DropReason::UnknownSpi as usize] = 3;
     m.set_ike_drops(&drops);
@@ -191,6 +192,15 @@ oemesh_ike_cookie_unanswerable_total 1
         "pool",
     ] {
         added += &format!("oemesh_nat_address_requests_total{{result=\"{r}\"}} 0\n");
+    }
+    // Then path MTU events (issue 14).
+    added += "# HELP oemesh_pmtu_events_total Path MTU through ESP: routers' \"too big\" for our \
+              ESP (lowered, clamped to the minimum, not lower, not ours) and packets from the TUN \
+              too big for their peer's path (answered, answer failed, sent anyway).\n\
+              # TYPE oemesh_pmtu_events_total counter\n";
+    for e in PmtuEvent::ALL {
+        let n = u64::from(e == PmtuEvent::Lowered);
+        added += &format!("oemesh_pmtu_events_total{{event=\"{}\"}} {n}\n", e.label());
     }
     assert_eq!(m.render(), format!("{before}{added}"));
     assert_eq!(m.ike_queue_drops(), 1);
