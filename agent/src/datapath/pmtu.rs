@@ -54,7 +54,7 @@ fn secs(now: Instant) -> u64 {
 }
 
 /// A path MTU learned from a router, or none: one atomic word (the MTU in
-/// the top 16 bits, when it expires in seconds from [`epoch`] below), so
+/// the top 16 bits, when it expires in seconds from the process's first use below), so
 /// that a packet under it costs one load.
 #[derive(Debug, Default)]
 pub struct PathMtu(AtomicU64);
