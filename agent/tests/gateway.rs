@@ -552,7 +552,13 @@ fn charon_gateway(net: &Testnet, sites: &Sites) -> Charon {
     let lan_b_gw = b.spec().lan_gateway_v4().to_string();
     gw_b.netns()
         .ip(&[
-            "route", "replace", &a.spec().lan_prefix(), "dev", "ipsec0", "src", &lan_b_gw,
+            "route",
+            "replace",
+            &a.spec().lan_prefix(),
+            "dev",
+            "ipsec0",
+            "src",
+            &lan_b_gw,
         ])
         .unwrap_or_else(|e| panic!("route into ipsec0: {e:#}\n{}", charon.log()));
     charon

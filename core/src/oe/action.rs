@@ -297,7 +297,7 @@ pub enum PeerAnswer {
         /// FQDN identity, its address records': the weaker counts).
         dnssec: bool,
         /// What it may send from beyond its own address, as DNS vouches
-        /// (gateway mode, [`super::vouch`]): give the engine
+        /// (gateway mode, `oe::vouch`): give the engine
         /// `vouch(sa, ..)` before `authorize`. `keys` may then be empty (a
         /// gateway that publishes no record at its own address).
         vouched: Vec<super::vouch::VouchedFor>,

@@ -173,7 +173,7 @@ impl Machine {
 
     /// [`Machine::on_ike_request`] with the TSi the peer proposed (the
     /// event's `ts_i`): the selectors beyond its own address are looked up
-    /// for DNS to vouch for them ([`super::vouch`]), and the answer carries
+    /// for DNS to vouch for them (`oe::vouch`), and the answer carries
     /// those it does.
     pub fn on_ike_request_from(
         &mut self,
