@@ -13,7 +13,9 @@
 //! - `strongswan`: charon (kernel-libipsec) on both, host-to-host SA for
 //!   192.0.2.10 <-> 192.0.2.20, alice with `start_action = trap`;
 //! - `oemesh-nat`, `veth-nat`: from a laptop behind a masquerading router
-//!   instead of alice (see `bench/nat.rs`).
+//!   instead of alice (see `bench/nat.rs`);
+//! - `oemesh-sites`, `oemesh-nested`, `veth-sites`: from a host on one site's
+//!   LAN to one on the other's, through two gateways (see `bench/sites.rs`).
 //!
 //! Every figure is the median of `--runs` runs, with min and max.
 
@@ -31,12 +33,15 @@ use oemesh_testkit::iperf;
 use oemesh_testkit::probe::{self, Drops, UdpEcho};
 use oemesh_testkit::process::{self, Child};
 use oemesh_testkit::strongswan::{self, Charon, CharonConfig, Ed25519Key, StartAction};
+use oemesh_testkit::topology::sites::Sites;
 use oemesh_testkit::topology::{AgentConfig, Binaries, HomeLan, Host, Options, SUBNET_V4, Testnet};
 use oemesh_testkit::wireguard::{Boringtun, End};
 use serde_json::json;
 
 #[path = "bench/nat.rs"]
 mod nat;
+#[path = "bench/sites.rs"]
+mod sites;
 
 const USAGE: &str = "usage: bench [--oemesh PATH] [--duration SECS] [--runs N] [--quick]
              [--only NAME[,NAME…]] [--rtt-count N] [--json FILE] [--profile DIR]
@@ -44,6 +49,7 @@ const USAGE: &str = "usage: bench [--oemesh PATH] [--duration SECS] [--runs N] [
   NAME: veth, oemesh, oemesh-chacha, oemesh-clear, oemesh-clear-icmp, oemesh-clear-silent,
         oemesh-passthrough, boringtun, boringtun-t1, strongswan-aes, strongswan-chacha,
         oemesh-nat, veth-nat (a laptop behind a masquerading router, to bob),
+        oemesh-sites, oemesh-nested, veth-sites (LAN A to LAN B through two gateways),
         ike (IKE SAs/s on one responder agent), memory (agent bytes per clear outcome)
   --no-tcp: no iperf3 runs (RTT and cold probe only)
   --anonymous-timeout: alice's `[ike] anonymous_timeout` in the oemesh-clear-icmp,
@@ -141,6 +147,12 @@ enum Kind {
     OemeshNat,
     /// Like `Veth`, from the laptop behind the NAT router.
     VethNat,
+    /// a-plain → b-plain through the two gateways' agents (`bench/sites.rs`).
+    OemeshSites,
+    /// a-agent → b-agent, agents on both hosts and both gateways.
+    OemeshNested,
+    /// a-plain → b-plain, no agent anywhere.
+    VethSites,
 }
 
 /// How bob, with no agent and no key in DNS, meets alice's IKE.
@@ -163,7 +175,7 @@ struct Variant {
     kind: Kind,
 }
 
-const VARIANTS: [Variant; 14] = [
+const VARIANTS: [Variant; 17] = [
     Variant {
         name: "veth",
         label: "plain veth (no tunnel)",
@@ -187,6 +199,24 @@ const VARIANTS: [Variant; 14] = [
         label: "plain, client behind a NAT (no tunnel)",
         aead: "-",
         kind: Kind::VethNat,
+    },
+    Variant {
+        name: "oemesh-sites",
+        label: "oemesh, site to site (host → gw → gw → host)",
+        aead: "AES-256-GCM",
+        kind: Kind::OemeshSites,
+    },
+    Variant {
+        name: "oemesh-nested",
+        label: "oemesh, nested (host ESP in gateway ESP)",
+        aead: "AES-256-GCM",
+        kind: Kind::OemeshNested,
+    },
+    Variant {
+        name: "veth-sites",
+        label: "plain, through two routers (no tunnel)",
+        aead: "-",
+        kind: Kind::VethSites,
     },
     Variant {
         name: "oemesh-chacha",
@@ -298,12 +328,20 @@ enum Running<'n> {
         alice: Box<Charon>,
         bob: Box<Charon>,
     },
+    /// The sites rows' agents (gateways first), all restarted to make the
+    /// path cold and all counted as the daemons.
+    Sites {
+        agents: Vec<&'n Host>,
+    },
 }
 
 struct Tunnel<'n> {
     running: Running<'n>,
-    /// Where the traffic starts: alice, or the laptop of the NAT rows.
+    /// Where the traffic starts: alice, the laptop of the NAT rows, or a
+    /// host on LAN A.
     client: &'n Host,
+    /// Where it goes: bob, or a host on LAN B (iperf3 and echo servers).
+    server: &'n Host,
     src: IpAddr,
     dst: IpAddr,
     net: &'n Testnet,
@@ -316,17 +354,43 @@ impl<'n> Tunnel<'n> {
         keys: &(Ed25519Key, Ed25519Key),
         anonymous_timeout: Option<&str>,
         home: Option<&'n HomeLan>,
+        two_sites: Option<&'n Sites>,
     ) -> Result<Tunnel<'n>> {
         let (alice, bob) = (net.alice(), net.bob());
-        let client = match kind {
-            Kind::OemeshNat | Kind::VethNat => home
-                .and_then(|h| h.client(nat::CLIENT))
-                .context("no home LAN client")?,
-            _ => alice,
+        let in_sites = matches!(
+            kind,
+            Kind::OemeshSites | Kind::OemeshNested | Kind::VethSites
+        );
+        let (client, server) = match kind {
+            Kind::OemeshNat | Kind::VethNat => (
+                home.and_then(|h| h.client(nat::CLIENT))
+                    .context("no home LAN client")?,
+                bob,
+            ),
+            _ if in_sites => {
+                let s = two_sites.context("the sites were not built")?;
+                match kind {
+                    Kind::OemeshNested => (s.a().agent(), s.b().agent()),
+                    _ => (s.a().plain(), s.b().plain()),
+                }
+            }
+            _ => (alice, bob),
         };
-        let (mut src, mut dst) = (client.ip(), bob.ip());
+        let (mut src, mut dst) = (client.ip(), server.ip());
         let running = match kind {
-            Kind::Veth | Kind::VethNat => Running::Veth,
+            Kind::Veth | Kind::VethNat | Kind::VethSites => Running::Veth,
+            Kind::OemeshSites | Kind::OemeshNested => {
+                let s = two_sites.context("the sites were not built")?;
+                let mut agents = vec![s.a().gateway(), s.b().gateway()];
+                if kind == Kind::OemeshNested {
+                    agents.extend([server, client]);
+                }
+                for h in &agents {
+                    h.start_agent()
+                        .with_context(|| format!("oemesh: starting {}'s agent", h.name()))?;
+                }
+                Running::Sites { agents }
+            }
             Kind::OemeshNat => {
                 for h in [client, bob] {
                     set_esp_aead(h, "aes-256-gcm")?;
@@ -443,6 +507,7 @@ impl<'n> Tunnel<'n> {
         Ok(Tunnel {
             running,
             client,
+            server,
             src,
             dst,
             net,
@@ -462,6 +527,7 @@ impl<'n> Tunnel<'n> {
                 .map(|w| vec![w.pids().0, w.pids().1])
                 .unwrap_or_default(),
             Running::Strongswan { alice, bob } => vec![alice.pid(), bob.pid()],
+            Running::Sites { agents } => agents.iter().filter_map(|h| h.agent_pid()).collect(),
         }
     }
 
@@ -473,7 +539,7 @@ impl<'n> Tunnel<'n> {
     fn make_cold(&mut self) -> Result<()> {
         match &mut self.running {
             Running::Veth => {
-                for h in [self.client, self.net.bob()] {
+                for h in [self.client, self.server] {
                     h.netns().ip(&["neigh", "flush", "all"])?;
                 }
             }
@@ -490,6 +556,12 @@ impl<'n> Tunnel<'n> {
                 client
                     .restart_agent()
                     .with_context(|| format!("oemesh: restarting {}'s agent", client.name()))?;
+            }
+            Running::Sites { agents } => {
+                for h in agents.iter() {
+                    h.restart_agent()
+                        .with_context(|| format!("oemesh: restarting {}'s agent", h.name()))?;
+                }
             }
             Running::Boringtun { wg, threads, dir } => {
                 drop(wg.take());
@@ -524,6 +596,10 @@ impl<'n> Tunnel<'n> {
             let extra = match &self.running {
                 Running::Strongswan { alice, .. } => alice.context(),
                 Running::Oemesh { client, .. } => client.log_tail(30),
+                Running::Sites { agents } => agents
+                    .iter()
+                    .map(|h| format!("--- {}:\n{}", h.name(), h.log_tail(15)))
+                    .collect(),
                 _ => String::new(),
             };
             format!(
@@ -729,10 +805,10 @@ fn start_boringtun(net: &Testnet, threads: Option<u32>, dir: &Path) -> Result<Bo
 /// Samples per metric.
 type Samples = BTreeMap<&'static str, Vec<f64>>;
 
-fn measure(args: &Args, net: &Testnet, tunnel: &mut Tunnel<'_>, v: &Variant) -> Result<Samples> {
+fn measure(args: &Args, tunnel: &mut Tunnel<'_>, v: &Variant) -> Result<Samples> {
     let mut s = Samples::new();
     let alice = tunnel.client.netns();
-    let bob = net.bob().netns();
+    let bob = tunnel.server.netns();
     // The no-peer rows measure the cold path only: nothing to warm up, no tunnel.
     let cold_only = matches!(v.kind, Kind::OemeshNoPeer(_) | Kind::OemeshNoDnssec);
     if !cold_only {
@@ -1027,11 +1103,12 @@ fn report(
     ]
     .into_iter()
     .chain(nat::RATIOS)
+    .chain(sites::RATIOS)
     .map(|(l, a, b)| (l.to_owned(), a, b))
     .chain(
         VARIANTS
             .iter()
-            .filter(|v| !matches!(v.kind, Kind::Veth | Kind::VethNat))
+            .filter(|v| !matches!(v.kind, Kind::Veth | Kind::VethNat | Kind::VethSites))
             .map(|v| (format!("{} {} / veth", v.label, v.aead), v.name, "veth")),
     )
     .collect();
@@ -1347,6 +1424,22 @@ fn real_main() -> Result<()> {
     } else {
         None
     };
+    let two_sites = if sites::ROWS.iter().any(|r| wanted(r)) {
+        Some(sites::two_sites(&net)?)
+    } else {
+        None
+    };
+    // iperf3 on the far hosts of the sites rows (stopped before the sites go).
+    let mut site_servers = Vec::new();
+    if let Some(s) = &two_sites {
+        for h in [s.b().plain(), s.b().agent()] {
+            let log = net.dir().join(format!("iperf3-server-{}.log", h.name()));
+            site_servers.push(
+                iperf::Server::start(h.netns(), h.ip(), &log)
+                    .with_context(|| format!("iperf3 server on {}", h.name()))?,
+            );
+        }
+    }
     let mut results: BTreeMap<&str, Samples> = BTreeMap::new();
     let mut failures = Vec::new();
     for v in VARIANTS.iter().filter(|v| wanted(v.name)) {
@@ -1358,9 +1451,10 @@ fn real_main() -> Result<()> {
             &keys,
             args.anonymous_timeout.as_deref(),
             home.as_ref(),
+            two_sites.as_ref(),
         )
         .and_then(|mut tunnel| {
-            let s = measure(&args, &net, &mut tunnel, v);
+            let s = measure(&args, &mut tunnel, v);
             if s.is_ok()
                 && matches!(v.kind, Kind::Oemesh("aes-256-gcm") | Kind::OemeshNat)
                 && let Some(dir) = &args.profile
@@ -1371,6 +1465,11 @@ fn real_main() -> Result<()> {
             if let Running::Oemesh { client, bob, .. } = &tunnel.running {
                 let _ = client.stop_agent();
                 let _ = bob.stop_agent();
+            }
+            if let Running::Sites { agents } = &tunnel.running {
+                for h in agents.iter().rev() {
+                    let _ = h.stop_agent();
+                }
             }
             s
         });
