@@ -1,7 +1,8 @@
 //! The namespace demo: the testnet up with a home LAN behind a NAT
-//! ([`crate::home`]), visible traffic on four flows, what the agents say, what
-//! the sniffers saw (the switch; the home router's LAN leg), and a verdict per
-//! flow.
+//! ([`crate::home`]) and two sites behind gateways ([`crate::sites`]), visible
+//! traffic on four flows and three through the sites, what the agents say,
+//! what the sniffers saw (the switch; the home router's LAN leg; each site's
+//! LAN), and a verdict per flow and segment.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,13 +10,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use oemesh_testkit::bind::REVERSE_V4_ZONE;
 use oemesh_testkit::bind::dnssec::reverse_name;
+use oemesh_testkit::topology::sites::Sites;
 use oemesh_testkit::topology::{Binaries, HomeLan, Host, Options, Testnet};
 
 use crate::home::{self, CLIENT};
 use crate::report::{Row, print_table};
 use crate::traffic::{self, EchoServers};
 use crate::wire::{Evidence, Flow, Verdict};
-use crate::{interrupted, say};
+use crate::{interrupted, say, sites};
 
 /// Bound on one flow's first packet (DNS + IKE + the agents' margins).
 const DECISION: Duration = Duration::from_secs(15);
@@ -53,7 +55,11 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
         say!(
             "oemesh testnet: one switch, BIND 9 on dns, agents on alice, bob and carol, none on dave,"
         );
-        say!("  and a home LAN: {CLIENT} (agent, no key) behind a masquerading router");
+        say!("  a home LAN: {CLIENT} (agent, no key) behind a masquerading router,");
+        say!(
+            "  and two sites: gateways gw-a, gw-b, each with a plain host and an agent host \
+             behind it"
+        );
     }
     let net = Testnet::up(opts).context("bringing the testnet up")?;
     let home = match home::up(&net) {
@@ -62,6 +68,14 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
             // Not kept: a kept testnet without its home LAN is not the demo.
             net.down()?;
             return Err(e.context("bringing the home LAN up"));
+        }
+    };
+    let sites = match sites::up(&net) {
+        Ok(sites) => sites,
+        Err(e) => {
+            drop(home);
+            net.down()?;
+            return Err(e.context("bringing the two sites up"));
         }
     };
     if !quiet {
@@ -84,7 +98,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
             say_dnssec(&net, &anchors);
         }
     }
-    let verdict = match drive(&net, &home, quiet) {
+    let verdict = match drive(&net, &home, &sites, quiet) {
         Ok(v) => v,
         Err(e) => {
             say!("demo failed: {e:#}");
@@ -96,6 +110,7 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
     }
     if interrupted() {
         say!("interrupted: tearing the testnet down");
+        drop(sites);
         drop(home);
         net.down()?;
         bail!("interrupted");
@@ -113,10 +128,14 @@ pub(crate) fn run(args: &DemoArgs) -> Result<Verdict> {
         if let Err(e) = home::keep(home, &mut kept) {
             say!("the home LAN is NOT left running: no record of it ({e:#})");
         }
+        if let Err(e) = sites::keep(sites, &mut kept) {
+            say!("the two sites are NOT left running: no record of them ({e:#})");
+        }
         say!("\n{summary}; left running ({secs:.1} s so far).");
         say!("{}", kept.instructions());
         crate::kept::keep_alive(kept, verdict)?;
     } else {
+        drop(sites);
         drop(home);
         net.down()?;
         if quiet {
@@ -156,7 +175,7 @@ fn say_dnssec(net: &Testnet, anchors: &Path) {
     }
 }
 
-fn drive(net: &Testnet, home: &HomeLan, quiet: bool) -> Result<Verdict> {
+fn drive(net: &Testnet, home: &HomeLan, sites: &Sites, quiet: bool) -> Result<Verdict> {
     let client = home.client(CLIENT).context("the home LAN's client")?;
     let router = home.public_ip();
     let mut behind_nat = flow(client, net.bob(), true, "anonymous");
@@ -264,6 +283,9 @@ fn drive(net: &Testnet, home: &HomeLan, quiet: bool) -> Result<Verdict> {
         seen: evidence.summary(),
         verdict,
     });
+    let on_sites = sites::drive(net, sites, quiet)?;
+    rows.extend(on_sites.rows);
+    run = run.max(on_sites.verdict);
     say!("");
     print_table(&rows);
     for (where_, s) in [("switch", stats), ("LAN leg", lan.stats)] {
@@ -279,6 +301,9 @@ fn drive(net: &Testnet, home: &HomeLan, quiet: bool) -> Result<Verdict> {
         for p in &o.problems {
             say!("  ✘ {}: {p}", o.flow.label());
         }
+    }
+    for (flow, p) in &on_sites.problems {
+        say!("  ✘ {flow}: {p}");
     }
     Ok(run)
 }
@@ -297,7 +322,7 @@ fn host<'a>(net: &'a Testnet, home: &'a HomeLan, name: &str) -> &'a Host {
         .unwrap_or_else(|| net.alice())
 }
 
-fn flow(from: &Host, to: &Host, private: bool, expect: &'static str) -> Flow {
+pub(crate) fn flow(from: &Host, to: &Host, private: bool, expect: &'static str) -> Flow {
     Flow {
         from: from.name().to_owned(),
         to: to.name().to_owned(),
@@ -310,7 +335,7 @@ fn flow(from: &Host, to: &Host, private: bool, expect: &'static str) -> Flow {
     }
 }
 
-/// Ping, UDP and TCP from `from` along `f`; the problems met.
+/// Ping, UDP and a 1 MiB TCP transfer from `from` along `f`; the problems met.
 fn traffic_of(from: &Host, f: &Flow, quiet: bool) -> Vec<String> {
     if !quiet {
         let why = match (f.private, f.expect, f.via) {
@@ -324,6 +349,13 @@ fn traffic_of(from: &Host, f: &Flow, quiet: bool) -> Vec<String> {
         };
         say!("\n{}  ({why})", f.label());
     }
+    exchange(from, f, TCP_BYTES, quiet)
+}
+
+/// Ping (4 echoes), UDP (5 datagrams of 200 bytes) and a TCP transfer of
+/// `tcp_bytes` echoed back, from `from` along `f`, each carrying its marker;
+/// the problems met.
+pub(crate) fn exchange(from: &Host, f: &Flow, tcp_bytes: usize, quiet: bool) -> Vec<String> {
     let (src, dst) = (f.from_ip, f.to_ip);
     let mut problems = Vec::new();
     let marker = f.marker.clone();
@@ -361,7 +393,7 @@ fn traffic_of(from: &Host, f: &Flow, quiet: bool) -> Vec<String> {
     if interrupted() {
         return problems;
     }
-    let big = traffic::marked(&f.marker, TCP_BYTES);
+    let big = traffic::marked(&f.marker, tcp_bytes);
     let tcp = from
         .netns()
         .run(|| traffic::tcp_exchange(src, dst, &big, DECISION))
@@ -370,9 +402,24 @@ fn traffic_of(from: &Host, f: &Flow, quiet: bool) -> Vec<String> {
         &mut problems,
         quiet,
         "tcp",
-        tcp.map(|t| format!("1 MiB sent and echoed back in {:.2} s", t.as_secs_f64())),
+        tcp.map(|t| {
+            format!(
+                "{} sent and echoed back in {:.2} s",
+                size(tcp_bytes),
+                t.as_secs_f64()
+            )
+        }),
     );
     problems
+}
+
+/// `1 MiB`, `64 KiB`, `900 bytes`.
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
 }
 
 fn report(problems: &mut Vec<String>, quiet: bool, what: &str, r: Result<String>) {

@@ -16,7 +16,9 @@
 //! inside along alice → bob, alice → dave, carol → bob and erin → bob, and
 //! checks on the switch's capture that private flows crossed as ESP only (erin's
 //! as the router's), the clear one in the clear, and on the router's LAN leg
-//! that erin's left erin as ESP. Exit status 0: every check passed; 1: some
+//! that erin's left erin as ESP; then the two sites of issue 14
+//! ([`sites`]): a-plain → b-plain, a-agent → b-agent and alice → b-plain, each
+//! with a sniffer on the WAN and on the LANs it crosses. Exit status 0: every check passed; 1: some
 //! failed; 3: incomplete (the sniffer dropped packets, so an absence on the
 //! wire is not proven); 130: interrupted (SIGINT/SIGTERM; everything is torn
 //! down first).
@@ -27,6 +29,7 @@ mod home;
 mod kept;
 mod nat;
 mod report;
+mod sites;
 mod traffic;
 mod wire;
 
