@@ -196,6 +196,15 @@ pub(crate) struct Outcome {
     pub(crate) verdict: Verdict,
 }
 
+/// The packets on the WAN that show a LAN address outside the gateways' ESP
+/// (DNS with the testnet's server aside).
+fn wan_leaks(packets: &[Packet]) -> usize {
+    packets
+        .iter()
+        .filter(|p| lan_addressed(p) && !is_dns(p))
+        .count()
+}
+
 /// Drives the three sites flows.
 pub(crate) fn drive(net: &Testnet, sites: &Sites, quiet: bool) -> Result<Outcome> {
     let (bp, ba) = (sites.b().plain(), sites.b().agent());
@@ -244,11 +253,7 @@ pub(crate) fn drive(net: &Testnet, sites: &Sites, quiet: bool) -> Result<Outcome
             let mut seen = evidence.summary();
             let mut ok = evidence.as_expected(&c.seen);
             if c.segment == Segment::Wan {
-                let leaks = got
-                    .packets
-                    .iter()
-                    .filter(|p| lan_addressed(p) && !is_dns(p))
-                    .count();
+                let leaks = wan_leaks(&got.packets);
                 if leaks > 0 {
                     ok = false;
                     seen.push_str(&format!("; {leaks} pkts with a LAN address outside ESP"));
@@ -370,4 +375,41 @@ pub(crate) fn keep(sites: Sites, kept: &mut Kept) -> Result<()> {
     *kept = k;
     sites.leak();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(src: &str, dst: &str, protocol: u8, ports: Option<(u16, u16)>) -> Packet {
+        Packet {
+            time: Duration::ZERO,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            protocol,
+            ports,
+            payload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_lan_address_on_the_wan_is_a_leak_but_dns() {
+        let packets = [
+            // The gateways' ESP: no LAN address outside.
+            pkt("192.0.2.31", "192.0.2.32", 17, Some((4500, 4500))),
+            // An agent host's DNS query, in the clear by policy.
+            pkt("10.1.0.11", "192.0.2.53", 17, Some((40000, 53))),
+            pkt("192.0.2.53", "10.1.0.11", 17, Some((53, 40000))),
+        ];
+        assert_eq!(wan_leaks(&packets), 0);
+        let leaks = [
+            // A plain host's ping routed in the clear.
+            pkt("10.1.0.10", "10.2.0.10", 1, None),
+            // Not DNS: another port on the DNS server.
+            pkt("10.2.0.10", "192.0.2.53", 6, Some((40000, 80))),
+            // alice to b-plain in the clear.
+            pkt("192.0.2.10", "10.2.0.10", 6, Some((40000, 7002))),
+        ];
+        assert_eq!(wan_leaks(&leaks), 3);
+    }
 }
