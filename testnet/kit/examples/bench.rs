@@ -200,6 +200,14 @@ const VARIANTS: [Variant; 17] = [
         aead: "-",
         kind: Kind::VethNat,
     },
+    // The control first: a tunnel row that stalls can leave the far host's
+    // iperf3 server busy for the rows after it.
+    Variant {
+        name: "veth-sites",
+        label: "plain, through two routers (no tunnel)",
+        aead: "-",
+        kind: Kind::VethSites,
+    },
     Variant {
         name: "oemesh-sites",
         label: "oemesh, site to site (host → gw → gw → host)",
@@ -211,12 +219,6 @@ const VARIANTS: [Variant; 17] = [
         label: "oemesh, nested (host ESP in gateway ESP)",
         aead: "AES-256-GCM",
         kind: Kind::OemeshNested,
-    },
-    Variant {
-        name: "veth-sites",
-        label: "plain, through two routers (no tunnel)",
-        aead: "-",
-        kind: Kind::VethSites,
     },
     Variant {
         name: "oemesh-chacha",
@@ -329,9 +331,11 @@ enum Running<'n> {
         bob: Box<Charon>,
     },
     /// The sites rows' agents (gateways first), all restarted to make the
-    /// path cold and all counted as the daemons.
+    /// path cold and all counted as the daemons; `encrypting`: those that must
+    /// say the far host is private (gw-a, and a-agent in the nested row).
     Sites {
         agents: Vec<&'n Host>,
+        encrypting: Vec<&'n Host>,
     },
 }
 
@@ -382,14 +386,18 @@ impl<'n> Tunnel<'n> {
             Kind::OemeshSites | Kind::OemeshNested => {
                 let s = two_sites.context("the sites were not built")?;
                 let mut agents = vec![s.a().gateway(), s.b().gateway()];
+                let mut encrypting = vec![s.a().gateway()];
                 if kind == Kind::OemeshNested {
                     agents.extend([server, client]);
+                    encrypting.push(client);
                 }
                 for h in &agents {
+                    set_esp_aead(h, "aes-256-gcm")?;
+                    set_dnssec(h, net, sites::VALIDATE_DNSSEC)?;
                     h.start_agent()
                         .with_context(|| format!("oemesh: starting {}'s agent", h.name()))?;
                 }
-                Running::Sites { agents }
+                Running::Sites { agents, encrypting }
             }
             Kind::OemeshNat => {
                 for h in [client, bob] {
@@ -527,7 +535,7 @@ impl<'n> Tunnel<'n> {
                 .map(|w| vec![w.pids().0, w.pids().1])
                 .unwrap_or_default(),
             Running::Strongswan { alice, bob } => vec![alice.pid(), bob.pid()],
-            Running::Sites { agents } => agents.iter().filter_map(|h| h.agent_pid()).collect(),
+            Running::Sites { agents, .. } => agents.iter().filter_map(|h| h.agent_pid()).collect(),
         }
     }
 
@@ -557,7 +565,7 @@ impl<'n> Tunnel<'n> {
                     .restart_agent()
                     .with_context(|| format!("oemesh: restarting {}'s agent", client.name()))?;
             }
-            Running::Sites { agents } => {
+            Running::Sites { agents, .. } => {
                 for h in agents.iter() {
                     h.restart_agent()
                         .with_context(|| format!("oemesh: restarting {}'s agent", h.name()))?;
@@ -596,7 +604,7 @@ impl<'n> Tunnel<'n> {
             let extra = match &self.running {
                 Running::Strongswan { alice, .. } => alice.context(),
                 Running::Oemesh { client, .. } => client.log_tail(30),
-                Running::Sites { agents } => agents
+                Running::Sites { agents, .. } => agents
                     .iter()
                     .map(|h| format!("--- {}:\n{}", h.name(), h.log_tail(15)))
                     .collect(),
@@ -822,6 +830,15 @@ fn measure(args: &Args, tunnel: &mut Tunnel<'_>, v: &Variant) -> Result<Samples>
         }
     {
         check_oemesh_aead(client, aead)?;
+    }
+    if let Running::Sites { encrypting, .. } = &tunnel.running {
+        // Without this a decision for clear (a bogus DNS answer, a failed
+        // IKE) would measure plain forwarding under the tunnel's name.
+        let far_gateway = IpAddr::V4(oemesh_testkit::topology::sites::SITE_B.wan_v4);
+        for h in encrypting {
+            sites::check_private(h, tunnel.dst, far_gateway)?;
+            check_oemesh_aead(h, "aes-256-gcm")?;
+        }
     }
     let tcp_runs = if cold_only || args.no_tcp {
         0
@@ -1466,7 +1483,7 @@ fn real_main() -> Result<()> {
                 let _ = client.stop_agent();
                 let _ = bob.stop_agent();
             }
-            if let Running::Sites { agents } = &tunnel.running {
+            if let Running::Sites { agents, .. } = &tunnel.running {
                 for h in agents.iter().rev() {
                     let _ = h.stop_agent();
                 }
