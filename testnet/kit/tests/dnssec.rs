@@ -34,7 +34,7 @@ fn signed_zones_anchors_forger_and_resolver() {
 
     let anchors = net.anchor_file().expect("signed testnet has anchors");
     let text = std::fs::read_to_string(&anchors).unwrap();
-    let zones = net.dns().bind().zones().len();
+    let zones = net.dns().bind().signed_zones().len();
     assert_eq!(text.lines().count(), zones, "one 257 key per zone:\n{text}");
     assert!(
         text.lines().all(|l| l.contains("\tDNSKEY\t257 3 13 ")),

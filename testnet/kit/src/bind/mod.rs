@@ -234,7 +234,7 @@ impl Bind {
         let mut conf = named_conf(d, &layout, &zones);
         if layout.signed {
             fs::create_dir(d.join(dnssec::KEY_DIR))?;
-            conf = dnssec::sign_zones(&conf, d, &zones);
+            conf = dnssec::sign_zones(&conf, d, &dnssec::signed_of(&zones));
         }
         fs::write(d.join("named.conf"), conf)?;
 
@@ -265,7 +265,7 @@ impl Bind {
                 );
             }
             let all_loaded = self.zones.iter().all(|zone| {
-                if self.signed {
+                if self.signed && !dnssec::is_site_zone(zone) {
                     // Signed at load: the DNSKEY RRset and its RRSIG are there.
                     self.dig(&["+norecurse", "+dnssec", zone, "DNSKEY"])
                         .is_ok_and(|out| dnssec::has_signed_dnskey(&out))
@@ -312,6 +312,18 @@ impl Bind {
     /// `named`'s process ID.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The zones BIND signs: all but the [`SITE_ZONES`] (unsigned: see
+    /// [`dnssec::is_site_zone`]). Empty when unsigned.
+    pub fn signed_zones(&self) -> Vec<&String> {
+        if !self.signed {
+            return Vec::new();
+        }
+        self.zones
+            .iter()
+            .filter(|z| !dnssec::is_site_zone(z))
+            .collect()
     }
 
     /// Whether BIND signs the zones ([`Bind::start_signed`], [`Bind::start_in_signed`]).
