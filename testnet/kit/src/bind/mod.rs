@@ -314,16 +314,10 @@ impl Bind {
         self.child.id()
     }
 
-    /// The zones BIND signs: all but the [`SITE_ZONES`] (unsigned: see
-    /// [`dnssec::is_site_zone`]). Empty when unsigned.
+    /// The zones BIND signs: none, or all but the [`SITE_ZONES`] (see `dnssec::is_site_zone`).
     pub fn signed_zones(&self) -> Vec<&String> {
-        if !self.signed {
-            return Vec::new();
-        }
-        self.zones
-            .iter()
-            .filter(|z| !dnssec::is_site_zone(z))
-            .collect()
+        let signed = |z: &&String| self.signed && !dnssec::is_site_zone(z);
+        self.zones.iter().filter(signed).collect()
     }
 
     /// Whether BIND signs the zones ([`Bind::start_signed`], [`Bind::start_in_signed`]).
