@@ -576,6 +576,7 @@ fn swan_sites() -> SitesOptions {
 /// ping to b-plain brings up a CHILD SA between the sites' subnets, and the
 /// WAN sees only ESP between the gateways.
 #[test]
+#[ignore = "a stock strongSwan with kernel-libipsec refuses (TS_UNACCEPTABLE) a CHILD SA narrowed to one host behind it: it cannot install a route whose source is inside that selector (docs/interop.md, 'Gateways'); run with --ignored to see it"]
 fn strongswan_far_gateway_answers_our_gateway() {
     require_charon();
     let net = wan("swanresp");

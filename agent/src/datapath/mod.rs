@@ -32,6 +32,7 @@ pub mod pmtu;
 pub mod reports;
 pub mod sa_table;
 mod shards;
+pub mod sites;
 pub mod stale;
 
 use std::net::{IpAddr, SocketAddr};

@@ -38,6 +38,7 @@ use super::ip::{Flow, inbound_admits};
 use super::pmtu::PathMtu;
 pub use super::shards::SHARDS;
 use super::shards::Shards;
+use super::sites::Sites;
 use crate::metrics::PmtuEvent;
 use oemesh_core::wire::icmp::accepted_path_mtu;
 
@@ -112,6 +113,9 @@ pub struct Outbound {
     pub translate: Option<Translation>,
     /// The path MTU to [`Self::remote`] a router reported (`datapath::pmtu`).
     pub pmtu: PathMtu,
+    /// Its remote selectors wider than one address (a gateway's site):
+    /// packets to any address inside go through it too (`datapath::sites`).
+    site: Vec<AddrSelector>,
     esp: Mutex<OutboundSa>,
     notices: UnboundedSender<Notice>,
 }
@@ -315,6 +319,9 @@ impl Writers {
 #[derive(Debug)]
 pub struct SaTable {
     outbound: Shards<IpAddr, Arc<Outbound>>,
+    /// Outbound halves that carry a whole site, for destinations without
+    /// one of their own.
+    sites: Sites,
     inbound: Shards<u32, Arc<Inbound>>,
     writers: Mutex<Writers>,
     notices: UnboundedSender<Notice>,
@@ -325,15 +332,17 @@ impl SaTable {
     pub fn new(notices: UnboundedSender<Notice>) -> SaTable {
         SaTable {
             outbound: Shards::new(),
+            sites: Sites::default(),
             inbound: Shards::new(),
             writers: Mutex::default(),
             notices,
         }
     }
 
-    /// The outbound SA for packets to `dst` (hot path).
+    /// The outbound SA for packets to `dst` (hot path): its own, else one
+    /// whose site covers it.
     pub fn outbound(&self, dst: IpAddr) -> Option<Arc<Outbound>> {
-        self.outbound.get(&dst)
+        self.outbound.get(&dst).or_else(|| self.sites.find(dst))
     }
 
     /// The inbound SA with `spi` (hot path).
@@ -358,6 +367,12 @@ impl SaTable {
             remote: ArcSwap::from_pointee(i.remote),
             translate: i.translate,
             pmtu: PathMtu::default(),
+            site: i
+                .remote_ts
+                .iter()
+                .filter(|t| t.single_address().is_none())
+                .cloned()
+                .collect(),
             esp: Mutex::new(i.outbound),
             notices: self.notices.clone(),
         });
@@ -380,15 +395,23 @@ impl SaTable {
             writers.removed(old.peer);
         }
         if publish_outbound {
-            self.outbound.insert(out.dst, out.clone());
+            self.publish_locked(out.clone());
         }
         out
+    }
+
+    /// Publishes `out` under its destination, and its site; the writer lock held.
+    fn publish_locked(&self, out: Arc<Outbound>) {
+        if !out.site.is_empty() || !self.sites.is_empty() {
+            self.sites.publish(&out, &out.site);
+        }
+        self.outbound.insert(out.dst, out);
     }
 
     /// Makes an outbound half from [`Self::install`] the one the data path uses.
     pub fn publish(&self, out: Arc<Outbound>) {
         let _writers = lock(&self.writers);
-        self.outbound.insert(out.dst, out);
+        self.publish_locked(out);
     }
 
     /// Removes the inbound SA `spi` and, if it is the pair of the current
@@ -415,6 +438,9 @@ impl SaTable {
                 .map(|o| o.dst),
         };
         let removed_out = dst.and_then(|dst| self.outbound.remove(&dst));
+        if let Some(o) = &removed_out {
+            self.sites.remove(o);
+        }
         (inb, removed_out)
     }
 

@@ -440,3 +440,54 @@ fn path_mtu_is_taken_only_for_our_sas_and_only_lower() {
     );
     assert_eq!(to_a2.pmtu.learned(), Some(576));
 }
+
+#[test]
+fn a_site_selector_carries_every_address_inside_until_its_pair_goes() {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let table = SaTable::new(tx);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let (local, gw) = (ip("192.0.2.32"), ip("192.0.2.31"));
+    let site = AddrSelector {
+        ip_protocol: 0,
+        start_port: 0,
+        end_port: u16::MAX,
+        addrs: oemesh_core::ike::message::AddrRange::V4(
+            "10.1.0.0".parse().unwrap(),
+            "10.1.0.255".parse().unwrap(),
+        ),
+    };
+    let mut i = install_of(1, (1, 2), (local, gw), None, false);
+    i.remote_ts.push(site);
+    let out = table.install(i, false);
+    // Not before it is published (held packets go first).
+    assert!(table.outbound(ip("10.1.0.5")).is_none());
+    table.publish(out);
+    for inside in ["10.1.0.5", "10.1.0.255"] {
+        assert_eq!(
+            table.outbound(ip(inside)).map(|o| o.dst),
+            Some(gw),
+            "{inside}"
+        );
+    }
+    assert!(table.outbound(ip("10.1.1.5")).is_none());
+    // A rekey replaces the route with the new pair's.
+    let mut i = install_of(1, (3, 4), (local, gw), None, false);
+    i.remote_ts = vec![AddrSelector::host(gw)];
+    table.install(i, true);
+    assert!(table.outbound(ip("10.1.0.5")).is_none());
+    let mut i = install_of(1, (5, 6), (local, gw), None, false);
+    i.remote_ts.push(AddrSelector {
+        addrs: oemesh_core::ike::message::AddrRange::V4(
+            "10.1.0.0".parse().unwrap(),
+            "10.1.0.255".parse().unwrap(),
+        ),
+        ..AddrSelector::host(gw)
+    });
+    table.install(i, true);
+    assert_eq!(
+        table.outbound(ip("10.1.0.9")).map(|o| o.inbound_spi),
+        Some(5)
+    );
+    table.remove_pair(5);
+    assert!(table.outbound(ip("10.1.0.9")).is_none());
+}
