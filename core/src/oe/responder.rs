@@ -253,11 +253,22 @@ impl Machine {
                 "overloaded: too many lookups".to_owned(),
             );
         }
-        let (mut slots, not_vouched) = if null_auth {
+        let (mut slots, mut not_vouched) = if null_auth {
             (Vec::new(), Vec::new())
         } else {
             vouch::slots(peer_addr, ts_i)
         };
+        // A site is a source this host answers OE for, like the peer itself:
+        // both ends of its range must be in a group that answers.
+        slots.retain(
+            |s| match vouch::refused_by_policy(&self.policy, &s.selector) {
+                Some(why) => {
+                    not_vouched.push(why);
+                    false
+                }
+                None => true,
+            },
+        );
         self.counters.not_vouched += not_vouched.len() as u64;
         // Each selector's lookup is paid like the key's; one the budget
         // cannot pay is not looked up (and so not vouched for).

@@ -23,7 +23,7 @@
 use std::net::IpAddr;
 
 use crate::ike::endpoint::MAX_VOUCHED;
-use crate::ike::message::AddrSelector;
+use crate::ike::message::{AddrRange, AddrSelector};
 use crate::ike::ts;
 use crate::ipseckey::{DomainName, Gateway, reverse_name, wildcard_name};
 
@@ -91,6 +91,24 @@ pub(super) fn slots(peer_addr: IpAddr, ts_i: &[AddrSelector]) -> (Vec<VouchSlot>
         });
     }
     (slots, refused)
+}
+
+/// Why this host's policy does not let `sel` be a source of OE: an end of
+/// its range in a group that does not answer OE (`clear`, `block`).
+pub(super) fn refused_by_policy(policy: &super::Policy, sel: &AddrSelector) -> Option<String> {
+    let (lo, hi) = match sel.addrs {
+        AddrRange::V4(lo, hi) => (IpAddr::V4(lo), IpAddr::V4(hi)),
+        AddrRange::V6(lo, hi) => (IpAddr::V6(lo), IpAddr::V6(hi)),
+    };
+    [lo, hi].into_iter().find_map(|a| {
+        let m = policy.lookup(a);
+        (!m.group.answers()).then(|| {
+            format!(
+                "{}: {a} is in policy {m}, which does not answer OE",
+                ts::describe(sel)
+            )
+        })
+    })
 }
 
 /// `sel`'s addresses with every protocol and port.

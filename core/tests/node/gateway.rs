@@ -42,6 +42,17 @@ fn everywhere() -> oemesh_core::oe::Policy {
 
 /// A node at `addr` signing with key `seed`, protecting `protects`.
 fn gateway(addr: &str, seed: u8, protects: &[(&str, u8)], now: Instant) -> Host {
+    gateway_with(addr, seed, protects, everywhere(), now)
+}
+
+/// [`gateway`] with its own policy.
+fn gateway_with(
+    addr: &str,
+    seed: u8,
+    protects: &[(&str, u8)],
+    policy: oemesh_core::oe::Policy,
+    now: Instant,
+) -> Host {
     let mut h = Host::new(addr, seed, false, now);
     let key = Ed25519SigningKey::from_seed(&[seed; 32]);
     let IpAddr::V4(a) = ip(addr) else { panic!() };
@@ -55,7 +66,7 @@ fn gateway(addr: &str, seed: u8, protects: &[(&str, u8)], now: Instant) -> Host 
             .collect(),
         ..Config::default()
     };
-    let machine = Machine::new(config, everywhere());
+    let machine = Machine::new(config, policy);
     let node_config = NodeConfig {
         addresses: Addresses::one(ip(addr)),
         idle_timeout: IDLE,
@@ -332,4 +343,27 @@ fn two_destinations_behind_one_gateway_keep_two_ike_sas() {
     assert_eq!(w.b.node.endpoint().stats().initial_contact_replaced, 0);
     assert_eq!(w.a.children.len(), 2);
     assert!(!w.b.did.iter().any(|d| matches!(d, Did::Remove { .. })));
+}
+
+#[test]
+fn a_site_in_a_group_that_does_not_answer_oe_is_not_vouched_for() {
+    // B blocks site A: its wildcard vouches, but B's policy does not answer
+    // OE for those sources, so they are no selector of B's SA.
+    let now = Instant::now();
+    let mut w = sites();
+    let policy = oemesh_core::oe::Policy::new(
+        [
+            (Group::PrivateOrClear, "0.0.0.0/0".parse().unwrap()),
+            (Group::Block, "10.1.0.0/24".parse().unwrap()),
+        ],
+        [(Group::PrivateOrClear, GroupOptions::default())],
+    )
+    .unwrap();
+    let dns = std::mem::take(&mut w.b.dns);
+    w.b = gateway_with(GW_B, 32, &[SITE_B], policy, now);
+    w.b.dns = dns;
+    site_a_wildcard(&mut w, vec![ed(10, v4(GW_A), 31)]);
+    a_forwards(&mut w);
+    assert_eq!(only_child(&w.b).remote_ts, [host(GW_A)]);
+    assert_eq!(w.b.node.machine().counters().not_vouched, 1);
 }
