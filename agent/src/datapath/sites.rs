@@ -18,6 +18,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use oemesh_core::ike::message::{AddrRange, AddrSelector};
 
+use super::ip::selector_admits;
 use super::sa_table::Outbound;
 
 /// The site routes: each remote selector wider than one address, with the
@@ -27,24 +28,15 @@ pub struct Sites {
     routes: ArcSwap<Vec<(AddrSelector, Arc<Outbound>)>>,
 }
 
-/// Whether `addr` lies in `sel`'s address range (any protocol and port: a
-/// site's selector is a whole subnet).
-fn covers(sel: &AddrSelector, addr: IpAddr) -> bool {
-    match (sel.addrs, addr.to_canonical()) {
-        (AddrRange::V4(lo, hi), IpAddr::V4(a)) => lo <= a && a <= hi,
-        (AddrRange::V6(lo, hi), IpAddr::V6(a)) => lo <= a && a <= hi,
-        _ => false,
-    }
-}
-
 impl Sites {
     /// The half that carries packets to `dst`, if a site route covers it
-    /// (the narrowest, on overlap).
+    /// (the narrowest, on overlap; the routes are whole-protocol selectors,
+    /// so the address decides).
     pub fn find(&self, dst: IpAddr) -> Option<Arc<Outbound>> {
         let routes = self.routes.load();
         routes
             .iter()
-            .filter(|(sel, _)| covers(sel, dst))
+            .filter(|(sel, _)| selector_admits(sel, dst.to_canonical(), 0, None))
             .min_by_key(|(sel, _)| width(sel))
             .map(|(_, out)| out.clone())
     }

@@ -213,17 +213,13 @@ mod tests {
             AddrSelector::any_of(ip("0.0.0.0")),
             AddrSelector::subnet(ip("192.0.2.0"), 24),
         ];
-        let (slots, refused) = slots(gw, &ts);
-        let names: Vec<String> = slots.iter().map(|s| s.name.to_string()).collect();
+        let (found, refused) = slots(gw, &ts);
+        let names: Vec<String> = found.iter().map(|s| s.name.to_string()).collect();
         assert_eq!(names, ["*.0.1.10.in-addr.arpa.", "7.5.1.10.in-addr.arpa."]);
         // The fifth is beyond MAX_VOUCHED; the same subnet earlier is refused.
-        let (_, refused2) = slots_of(gw, &[AddrSelector::subnet(ip("192.0.2.0"), 24)]);
+        let (_, refused2) = slots(gw, &[AddrSelector::subnet(ip("192.0.2.0"), 24)]);
         assert!(refused.is_empty());
         assert_eq!(refused2.len(), 1);
         assert!(refused2[0].contains("contains the gateway 192.0.2.31 itself"));
-    }
-
-    fn slots_of(peer: IpAddr, ts: &[AddrSelector]) -> (Vec<VouchSlot>, Vec<String>) {
-        slots(peer, ts)
     }
 }
