@@ -325,6 +325,7 @@ mod tests {
             State::InitiatorAuthorize(_) => "InitiatorAuthorize",
             State::ResponderAuthorize(_) => "ResponderAuthorize",
             State::InitiatorConfirm(_) => "InitiatorConfirm",
+            State::InitiatorVouch(_) => "InitiatorVouch",
             State::Established => "Established",
             State::Retiring { .. } => "Retiring",
         }

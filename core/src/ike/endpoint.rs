@@ -121,7 +121,8 @@ impl Endpoint {
 
     /// Starts an IKE SA with a first CHILD SA toward `remote`, from `local`.
     /// `peer` is how to authenticate the responder; `None` means the caller does
-    /// not know yet and will answer [`Event::AuthorizePeer`]. The whole
+    /// not know yet and will answer [`Event::AuthorizePeer`]. `ts.remote[0]` is
+    /// the destination; an answer beyond it is [`Event::VouchResponderTs`]'s.
     /// IKE_SA_INIT + IKE_AUTH must finish by `deadline`, or [`Event::Failed`].
     pub fn connect(
         &mut self,
@@ -546,6 +547,7 @@ impl Endpoint {
             State::AuthSent(a) => self.child_spis.remove(&a.child_spi),
             State::InitiatorAuthorize(a) => self.child_spis.remove(&a.sent.child_spi),
             State::InitiatorConfirm(c) => self.child_spis.remove(&c.sent.child_spi),
+            State::InitiatorVouch(v) => self.child_spis.remove(&v.sent.child_spi),
             _ => false,
         };
         self.forget(&mut sa.core, reason);

@@ -150,6 +150,21 @@ pub enum Event {
         /// The name it claimed.
         name: DomainName,
     },
+    /// Initiator: the responder signed with the key given to `connect` (and
+    /// its identity is bound), and answered TSr selectors beyond the
+    /// destination (`connect`'s first remote selector): a gateway's site.
+    /// Say which of them DNS vouches for with
+    /// [`Endpoint::vouch_responder_ts`](crate::ike::endpoint::Endpoint::vouch_responder_ts)
+    /// before the attempt's deadline; the CHILD SA keeps only the
+    /// destination and those.
+    VouchResponderTs {
+        /// The IKE SA.
+        sa: SaHandle,
+        /// The responder's address.
+        remote: SocketAddr,
+        /// Its answered selectors beyond the destination (the first few).
+        ts_r: Vec<crate::ike::message::AddrSelector>,
+    },
     /// The IKE SA is up (IKE_AUTH completed).
     IkeSaEstablished {
         /// The IKE SA.

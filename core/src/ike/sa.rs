@@ -457,6 +457,7 @@ pub(crate) fn sa_timeout(config: &Config, sa: &IkeSa) -> Option<Instant> {
     let state = match &sa.state {
         State::InitiatorAuthorize(a) => Some(a.sent.deadline),
         State::InitiatorConfirm(c) => Some(c.sent.deadline),
+        State::InitiatorVouch(v) => Some(v.sent.deadline),
         State::HalfOpen(h) => Some(h.expires),
         State::ResponderAuthorize(r) => Some(r.half.expires),
         State::Retiring { until } => Some(*until),

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use crate::crypto::ed25519::Ed25519PublicKey;
 use crate::crypto::x25519::X25519Secret;
 use crate::ike::config::PeerAuth;
 use crate::ike::event::{PeerAuthenticated, TrafficSelectors};
@@ -40,6 +41,9 @@ pub(crate) enum State {
     /// Initiator: the responder's AUTH verified, its FQDN identity held until
     /// the caller confirms that the name resolves to its address.
     InitiatorConfirm(Box<InitiatorConfirm>),
+    /// Initiator: the responder authenticated, its answered TSr wider than
+    /// the destination held until the caller says what DNS vouches for.
+    InitiatorVouch(Box<InitiatorVouch>),
     /// Authenticated; CREATE_CHILD_SA and INFORMATIONAL exchanges run.
     Established,
     /// Replaced by a rekey, or a collision's loser: only INFORMATIONAL runs,
@@ -50,6 +54,16 @@ pub(crate) enum State {
 impl State {
     pub(crate) fn is_half_open_responder(&self) -> bool {
         matches!(self, State::HalfOpen(_) | State::ResponderAuthorize(_))
+    }
+
+    /// Initiator, authenticated responder held for the caller: the attempt's
+    /// deadline and the reserved inbound SPI of the first CHILD SA.
+    pub(crate) fn held_auth(&self) -> Option<(Instant, u32)> {
+        match self {
+            State::InitiatorConfirm(c) => Some((c.sent.deadline, c.sent.child_spi)),
+            State::InitiatorVouch(v) => Some((v.sent.deadline, v.sent.child_spi)),
+            _ => None,
+        }
     }
 
     /// Whether the handshake is over (authenticated, live or being replaced).
@@ -103,6 +117,19 @@ pub(crate) struct InitiatorConfirm {
     pub(crate) sent: AuthSent,
     pub(crate) response: Message,
     pub(crate) how: PeerAuthenticated,
+    /// The key that signed (Ed25519).
+    pub(crate) signer: Option<Ed25519PublicKey>,
+}
+
+/// Initiator: the responder is authenticated and bound; its TSr answer holds
+/// selectors beyond the destination (a gateway's site), held for
+/// [`Endpoint::vouch_responder_ts`](crate::ike::endpoint::Endpoint::vouch_responder_ts).
+#[derive(Debug)]
+pub(crate) struct InitiatorVouch {
+    pub(crate) sent: AuthSent,
+    pub(crate) response: Message,
+    pub(crate) how: PeerAuthenticated,
+    pub(crate) signer: Ed25519PublicKey,
 }
 
 /// Responder: IKE_SA_INIT answered.

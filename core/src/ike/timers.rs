@@ -58,16 +58,21 @@ impl Endpoint {
                 self.release_child_spi(spi);
                 return Fate::Remove(self.fail(sa, reason));
             }
-            State::InitiatorConfirm(c) if c.sent.deadline <= now => {
-                let reason = Failure::Timeout {
-                    exchange: "confirmation of the responder's identity",
-                    sends: 1,
-                };
-                let spi = c.sent.child_spi;
-                self.release_child_spi(spi);
-                // The responder installed its side: tell it, as for a refusal.
-                self.send_delete_ike_once(sa);
-                return Fate::Remove(self.fail(sa, reason));
+            State::InitiatorConfirm(_) | State::InitiatorVouch(_) => {
+                if let Some((deadline, spi)) = sa.state.held_auth()
+                    && deadline <= now
+                {
+                    let exchange = match &sa.state {
+                        State::InitiatorVouch(_) => "DNS vouching for the responder's selectors",
+                        _ => "confirmation of the responder's identity",
+                    };
+                    let reason = Failure::Timeout { exchange, sends: 1 };
+                    self.release_child_spi(spi);
+                    // The responder installed its side: tell it, as for a refusal.
+                    self.send_delete_ike_once(sa);
+                    return Fate::Remove(self.fail(sa, reason));
+                }
+                return Fate::Keep;
             }
             State::HalfOpen(h) if h.expires <= now => return Fate::Remove(None),
             State::ResponderAuthorize(r) if r.half.expires <= now => return Fate::Remove(None),

@@ -125,10 +125,22 @@ impl TsPolicy {
             all
         };
         let (i, r) = match self {
-            TsPolicy::Hosts => (
-                dedup(narrow(tsi, &with_host(remote, remote_more))),
-                dedup(narrow(tsr, &with_host(local, local_more))),
-            ),
+            TsPolicy::Hosts => {
+                let ours = with_host(local, local_more);
+                // §2.9: a first TSr of one address is the packet's
+                // destination: not ours to answer for, nothing is (a
+                // gateway's proposal adds room for its site after it).
+                if let Some(first) = tsr.first()
+                    && first.single_address().is_some()
+                    && narrow(std::slice::from_ref(first), &ours).is_empty()
+                {
+                    return None;
+                }
+                (
+                    dedup(narrow(tsi, &with_host(remote, remote_more))),
+                    dedup(narrow(tsr, &ours)),
+                )
+            }
             TsPolicy::AsProposed => (tsi.to_vec(), tsr.to_vec()),
             TsPolicy::Narrow { remote, local } => (narrow(tsi, remote), narrow(tsr, local)),
         };

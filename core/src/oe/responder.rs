@@ -40,17 +40,17 @@ use verdicts::{anonymous_answer, keyed_answer};
 #[derive(Debug)]
 pub(super) struct Responder {
     pub(super) peer_addr: IpAddr,
-    null_auth: bool,
+    pub(super) null_auth: bool,
     /// AUTH NULL whose key lookup fails is accepted (else refused: the group
     /// requires authentication or fails closed).
-    anonymous_on_failure: bool,
+    pub(super) anonymous_on_failure: bool,
     /// `require-dnssec`: only a key from a secure answer authenticates.
     pub(super) require_dnssec: bool,
     /// The verdict of the key lookup, once in.
-    key: Option<PeerAnswer>,
+    pub(super) key: Option<PeerAnswer>,
     /// An FQDN identity: its name, and whether it resolves to `peer_addr`
     /// (with the DNSSEC status of its address records), once known.
-    fqdn: Option<(DomainName, Option<Result<bool, IdentityRefused>>)>,
+    pub(super) fqdn: Option<(DomainName, Option<Result<bool, IdentityRefused>>)>,
     /// The proposed TSi selectors beyond its address that wait for DNS to
     /// vouch for them (gateway mode, [`super::vouch`]).
     pub(super) vouch: Vec<VouchSlot>,
@@ -500,7 +500,7 @@ impl Machine {
 
     /// Answers `request` once nothing it needs is missing: a refusal as soon
     /// as one part refuses, else once the key and any FQDN check are in.
-    fn maybe_answer(&mut self, request: u64) {
+    pub(super) fn maybe_answer(&mut self, request: u64) {
         let Some(r) = self.responders.get(&request) else {
             return;
         };

@@ -21,16 +21,18 @@
 //! not vouch here (the A/AAAA lookup it would need is left for later).
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use crate::ike::endpoint::MAX_VOUCHED;
 use crate::ike::message::{AddrRange, AddrSelector};
 use crate::ike::ts;
 use crate::ipseckey::{DomainName, Gateway, reverse_name, wildcard_name};
 
-use super::action::DnsResult;
+use super::action::{DnsResult, PeerAnswer};
 use super::decision::{DnsAnswer, Machine};
 use super::keys::responder_keys;
 use super::outcome::human;
+use super::responder::Responder;
 
 /// One selector of a request waiting for its lookup.
 #[derive(Debug)]
@@ -96,10 +98,7 @@ pub(super) fn slots(peer_addr: IpAddr, ts_i: &[AddrSelector]) -> (Vec<VouchSlot>
 /// Why this host's policy does not let `sel` be a source of OE: an end of
 /// its range in a group that does not answer OE (`clear`, `block`).
 pub(super) fn refused_by_policy(policy: &super::Policy, sel: &AddrSelector) -> Option<String> {
-    let (lo, hi) = match sel.addrs {
-        AddrRange::V4(lo, hi) => (IpAddr::V4(lo), IpAddr::V4(hi)),
-        AddrRange::V6(lo, hi) => (IpAddr::V6(lo), IpAddr::V6(hi)),
-    };
+    let (lo, hi) = ends(sel);
     [lo, hi].into_iter().find_map(|a| {
         let m = policy.lookup(a);
         (!m.group.answers()).then(|| {
@@ -109,6 +108,14 @@ pub(super) fn refused_by_policy(policy: &super::Policy, sel: &AddrSelector) -> O
             )
         })
     })
+}
+
+/// The first and last address of `sel`.
+fn ends(sel: &AddrSelector) -> (IpAddr, IpAddr) {
+    match sel.addrs {
+        AddrRange::V4(lo, hi) => (IpAddr::V4(lo), IpAddr::V4(hi)),
+        AddrRange::V6(lo, hi) => (IpAddr::V6(lo), IpAddr::V6(hi)),
+    }
 }
 
 /// `sel`'s addresses with every protocol and port.
@@ -170,6 +177,67 @@ pub(super) fn vouching_keys(
 }
 
 impl Machine {
+    /// Initiator (the engine's `VouchResponderTs`; pass `sa.0` as
+    /// `request`): the gateway at `peer_addr` answered `ts_r` beyond the
+    /// destination. Each is looked up as a responder looks up a gateway's
+    /// TSi; the answer comes as [`Action::AnswerPeer`](super::Action::AnswerPeer)
+    /// with the keys empty and the selectors DNS vouches for, once every
+    /// lookup is in. These lookups are not paid from the inbound budget:
+    /// this host started the exchange, at most [`MAX_VOUCHED`] per IKE SA.
+    pub fn on_responder_ts(
+        &mut self,
+        now: Instant,
+        request: u64,
+        peer_addr: IpAddr,
+        ts_r: &[AddrSelector],
+    ) {
+        if self.responders.contains_key(&request) {
+            return;
+        }
+        let (mut slots, mut not_vouched) = slots(peer_addr, ts_r);
+        slots.retain(|s| match refused_by_policy(&self.policy, &s.selector) {
+            Some(why) => {
+                not_vouched.push(why);
+                false
+            }
+            None => true,
+        });
+        self.counters.not_vouched += not_vouched.len() as u64;
+        let require_dnssec = slots.iter().any(|s| {
+            let (lo, hi) = ends(&s.selector);
+            [lo, hi]
+                .into_iter()
+                .any(|a| self.policy.lookup(a).options.require_dnssec)
+        });
+        let key = PeerAnswer::Ed25519 {
+            keys: Vec::new(),
+            dnssec: true,
+            vouched: Vec::new(),
+            not_vouched: Vec::new(),
+        };
+        self.responders.insert(
+            request,
+            Responder {
+                peer_addr,
+                null_auth: false,
+                anonymous_on_failure: false,
+                require_dnssec,
+                key: Some(key),
+                fqdn: None,
+                vouch: Vec::new(),
+                not_vouched,
+            },
+        );
+        for slot in &slots {
+            let start = slot.selector.as_prefix().map_or(peer_addr, |(a, _)| a);
+            self.start_lookup(now, start, slot.name.clone(), Some(request));
+        }
+        if let Some(r) = self.responders.get_mut(&request) {
+            r.vouch = slots;
+        }
+        self.maybe_answer(request);
+    }
+
     /// A lookup answer for `name` that request `request`'s selectors wait
     /// for; whether it was one.
     pub(super) fn vouch_dns(&mut self, request: u64, name: &DomainName, a: DnsAnswer<'_>) -> bool {

@@ -97,7 +97,14 @@ fn sites() -> World {
         records(vec![ed(10, Gateway::None, 31)], false),
     );
     w.b.knows_no_key_at(wildcard_name(ip(SITE_A.0), SITE_A.1).unwrap());
+    w.a.knows_no_key_at(wildcard_name(ip(SITE_B.0), SITE_B.1).unwrap());
     w
+}
+
+/// A's DNS: the wildcard of site B, with `records`.
+fn site_b_wildcard(w: &mut World, records_: Vec<oemesh_core::ipseckey::Ipseckey>) {
+    let name = wildcard_name(ip(SITE_B.0), SITE_B.1).unwrap();
+    w.a.dns.insert(name, records(records_, false));
 }
 
 /// B's DNS: the wildcard of site A, with `records`.
@@ -133,12 +140,62 @@ fn site_to_site_carries_the_vouched_site_to_the_host_behind_the_far_gateway() {
     assert_eq!(a.remote.ip(), ip(GW_B));
     let b = only_child(&w.b);
     assert_eq!(b.remote_ts, [host(GW_A), subnet(SITE_A)]);
-    assert_eq!(b.local_ts, [host(B_HOST)]);
+    // B answers for all it protects; A's DNS vouches for none of it beyond
+    // the destination, so A's side keeps the destination only.
+    assert_eq!(b.local_ts, [host(GW_B), subnet(SITE_B)]);
     let [outcome] = w.a.outcomes.as_slice() else {
         panic!("{:?}", w.a.outcomes)
     };
     assert_eq!((outcome.dst, outcome.state), (ip(B_HOST), State::Private));
     assert_eq!(w.b.node.machine().counters().not_vouched, 0);
+}
+
+#[test]
+fn the_initiator_widens_to_the_far_site_only_as_dns_vouches() {
+    // Site B's wildcard names B with the key B signed with: A's CHILD SA
+    // carries the whole site (one SA for every host there).
+    let mut w = sites();
+    site_a_wildcard(&mut w, vec![ed(10, v4(GW_A), 31)]);
+    site_b_wildcard(&mut w, vec![ed(10, v4(GW_B), 32)]);
+    a_forwards(&mut w);
+    assert_eq!(only_child(&w.a).remote_ts, [subnet(SITE_B)]);
+    assert_eq!(w.a.node.machine().counters().not_vouched, 0);
+    // The same wildcard with another key, or naming another gateway, or
+    // none: the destination only. B's own address is never A's to use.
+    for record in [
+        ed(10, v4(GW_B), 99),
+        ed(10, v4("192.0.2.99"), 32),
+        ed(10, Gateway::None, 32),
+    ] {
+        let mut w = sites();
+        site_b_wildcard(&mut w, vec![record.clone()]);
+        a_forwards(&mut w);
+        assert_eq!(only_child(&w.a).remote_ts, [host(B_HOST)], "{record:?}");
+        assert_eq!(only_child(&w.a).remote.ip(), ip(GW_B));
+    }
+}
+
+#[test]
+fn a_far_site_in_a_group_that_does_not_do_oe_is_not_taken() {
+    // A's policy keeps site B's upper half clear: the wildcard vouches, but
+    // A will not send there through B, so the site is narrowed away.
+    let now = Instant::now();
+    let mut w = sites();
+    let policy = oemesh_core::oe::Policy::new(
+        [
+            (Group::PrivateOrClear, "0.0.0.0/0".parse().unwrap()),
+            (Group::Clear, "10.2.0.128/25".parse().unwrap()),
+        ],
+        [(Group::PrivateOrClear, GroupOptions::default())],
+    )
+    .unwrap();
+    let dns = std::mem::take(&mut w.a.dns);
+    w.a = gateway_with(GW_A, 31, &[SITE_A], policy, now);
+    w.a.dns = dns;
+    site_b_wildcard(&mut w, vec![ed(10, v4(GW_B), 32)]);
+    a_forwards(&mut w);
+    assert_eq!(only_child(&w.a).remote_ts, [host(B_HOST)]);
+    assert_eq!(w.a.node.machine().counters().not_vouched, 1);
 }
 
 #[test]
@@ -223,7 +280,7 @@ fn a_gateway_refuses_a_host_outside_what_it_protects() {
             .collect();
     assert_eq!(
         refused,
-        [&"traffic selectors unacceptable: it proposed TSi 192.0.2.31, 10.1.0.0/24 and TSr 10.9.0.1; this host answers for 192.0.2.32, 10.2.0.0/24".to_owned()]
+        [&"traffic selectors unacceptable: it proposed TSi 192.0.2.31, 10.1.0.0/24 and TSr 10.9.0.1, 0.0.0.0/0; this host answers for 192.0.2.32, 10.2.0.0/24".to_owned()]
     );
     assert_eq!(
         w.b.node.endpoint().stats().ts_refused,
@@ -244,6 +301,7 @@ fn a_lone_host_reaches_a_host_behind_a_gateway() {
     let now = Instant::now();
     let mut w = sites();
     w.a = gateway("192.0.2.40", 40, &[], now);
+    w.a.knows_no_key_at(wildcard_name(ip(SITE_B.0), SITE_B.1).unwrap());
     w.a.dns.insert(
         reverse_name(ip(B_HOST)),
         records(vec![ed(10, v4(GW_B), 32)], false),
@@ -254,7 +312,8 @@ fn a_lone_host_reaches_a_host_behind_a_gateway() {
     );
     a_forwards(&mut w);
     assert_eq!(only_child(&w.a).local_ts, [host("192.0.2.40")]);
-    assert_eq!(only_child(&w.b).local_ts, [host(B_HOST)]);
+    assert_eq!(only_child(&w.a).remote_ts, [host(B_HOST)]);
+    assert_eq!(only_child(&w.b).local_ts, [host(GW_B), subnet(SITE_B)]);
     assert_eq!(only_child(&w.b).remote_ts, [host("192.0.2.40")]);
 }
 
@@ -276,6 +335,8 @@ fn a_child_rekey_by_either_side_keeps_the_site_selectors() {
         assert_eq!(a[1].local_ts, [host(GW_A), subnet(SITE_A)]);
         assert_eq!(a[1].remote_ts, [host(B_HOST)]);
         assert_eq!(b[1].remote_ts, [host(GW_A), subnet(SITE_A)]);
+        // B's first answer was wider than A took; the rekey, by either
+        // side, settles on what A took.
         assert_eq!(b[1].local_ts, [host(B_HOST)]);
     }
 }

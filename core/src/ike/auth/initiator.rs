@@ -4,11 +4,14 @@
 //! its identity bound to its address ([`crate::trust`]), and the first CHILD
 //! SA installed.
 
-use crate::ike::state::{AuthSent, InitSent, InitiatorAuthorize, InitiatorConfirm, State};
+use crate::ike::state::{
+    AuthSent, InitSent, InitiatorAuthorize, InitiatorConfirm, InitiatorVouch, State,
+};
 use std::time::Instant;
 
 use rand_core::RngCore;
 
+use crate::crypto::ed25519::Ed25519PublicKey;
 use crate::ike::child_sa::{self, Child, ChildParams};
 use crate::ike::config::PeerAuth;
 use crate::ike::config::{LocalAuth, RequestAddress};
@@ -23,7 +26,7 @@ use crate::ike::sa::{IkeCrypto, Request, SaCore};
 use crate::ike::{proposal, ts};
 use crate::trust::{self, Binding, IdentityRefused};
 
-use super::{local_id, own_auth, ts_of, verify_auth};
+use super::{local_id, own_auth, ts_of, verify_auth_by, vouch};
 
 impl Endpoint {
     /// Initiator: sends IKE_AUTH after a successful IKE_SA_INIT.
@@ -155,7 +158,7 @@ impl Endpoint {
         ) else {
             return fail(self, Failure::missing(Exchange::IkeAuth, "IDr or AUTH"));
         };
-        let how = match verify_auth(
+        let (how, signer) = match verify_auth_by(
             &peer,
             &crypto.sk_pr,
             &sent.real_message2,
@@ -163,7 +166,13 @@ impl Endpoint {
             id,
             auth,
         ) {
-            Ok(how) => how,
+            Ok((how, i)) => {
+                let signer = match (&peer, i) {
+                    (PeerAuth::Ed25519(keys), Some(i)) => keys.get(i).cloned(),
+                    _ => None,
+                };
+                (how, signer)
+            }
             Err(reason) => {
                 self.out.stats.auth_failures += 1;
                 // The responder has installed its side already: delete the IKE
@@ -188,6 +197,7 @@ impl Endpoint {
                     sent,
                     response,
                     how,
+                    signer,
                 })));
             }
             Err(refused) => {
@@ -196,7 +206,7 @@ impl Endpoint {
                 return fail(self, Failure::IdentityRefused(refused));
             }
         }
-        self.finish_initiator_child(now, sa, sent, &response, how)
+        self.finish_initiator_child(now, sa, sent, response, how, signer)
     }
 
     /// Initiator: the caller's answer to [`Event::ConfirmIdentity`].
@@ -211,6 +221,7 @@ impl Endpoint {
             sent,
             response,
             how,
+            signer,
         } = held;
         if let Err(refused) = result {
             self.out.stats.identity_refused += 1;
@@ -218,18 +229,50 @@ impl Endpoint {
             self.send_delete_ike_once(sa);
             return Err(Failure::IdentityRefused(refused));
         }
-        self.finish_initiator_child(now, sa, sent, &response, how)
+        self.finish_initiator_child(now, sa, sent, response, how, signer)
     }
 
     /// Initiator: the responder is authenticated and bound to its address:
-    /// install the first CHILD SA.
+    /// its selectors beyond the destination go to DNS first (`vouch`), then
+    /// the first CHILD SA is installed.
     pub(super) fn finish_initiator_child(
+        &mut self,
+        now: Instant,
+        sa: &mut SaCore,
+        sent: AuthSent,
+        response: Message,
+        how: PeerAuthenticated,
+        signer: Option<Ed25519PublicKey>,
+    ) -> Result<State, Failure> {
+        let beyond = vouch::to_vouch(&sent, &response);
+        if let Some(signer) = signer
+            && !beyond.is_empty()
+        {
+            self.out.events.push_back(Event::VouchResponderTs {
+                sa: sa.handle,
+                remote: sa.remote,
+                ts_r: beyond,
+            });
+            return Ok(State::InitiatorVouch(Box::new(InitiatorVouch {
+                sent,
+                response,
+                how,
+                signer,
+            })));
+        }
+        self.install_initiator_child(now, sa, sent, &response, how, &[])
+    }
+
+    /// Initiator: installs the first CHILD SA, its remote selectors narrowed
+    /// to the destination and `vouched` (what DNS vouched for beyond it).
+    pub(super) fn install_initiator_child(
         &mut self,
         now: Instant,
         sa: &mut SaCore,
         sent: AuthSent,
         response: &Message,
         how: PeerAuthenticated,
+        vouched: &[AddrSelector],
     ) -> Result<State, Failure> {
         let Some(Payload::IdR(id)) = response.payload(PayloadType::IDR) else {
             self.release_child_spi(sent.child_spi);
@@ -239,7 +282,7 @@ impl Endpoint {
             self.release_child_spi(sent.child_spi);
             return Err(ProtocolError::NoKeys.into());
         };
-        let child = match self.initiator_child(sa, &sent, response, crypto) {
+        let child = match self.initiator_child(sa, &sent, response, crypto, vouched) {
             Ok(c) => c,
             Err(reason) => {
                 // The IKE SA is authenticated but useless without its CHILD SA: delete it.
@@ -250,8 +293,11 @@ impl Endpoint {
         };
         sa.peer_id = Some(id.clone());
         sa.local_vip = child.local_vip;
-        // What the responder protects beyond its own address (a gateway's
-        // host behind it): a rekey it starts may name it again.
+        // A gateway's key was published for the destination, not for the
+        // gateway's own address: that is no selector of its (`vouch`).
+        sa.peer_host_unvouched = vouch::is_gateway(&sent.ts.remote, sa.remote.ip());
+        // What the responder carries (a gateway's host or site behind it):
+        // a rekey it starts may name it again.
         sa.peer_ts = child.remote_ts.clone();
         // §2.4: a responder with no other IKE SA with us (it restarted) says
         // so; ours with it are dead: forget them, as a responder does.
@@ -274,6 +320,7 @@ impl Endpoint {
         sent: &AuthSent,
         response: &Message,
         crypto: &IkeCrypto,
+        vouched: &[AddrSelector],
     ) -> Result<crate::ike::event::ChildSa, Refusal> {
         if let Some(n) = response.notifies().find(|n| n.is_error()) {
             return Err(Refusal::Notify {
@@ -300,6 +347,12 @@ impl Endpoint {
             }));
         };
         if !ts::is_subset(&tsi, &sent.ts.local) || !ts::is_subset(&tsr, &sent.ts.remote) {
+            return Err(refused(ProtocolError::TsNotProposed));
+        }
+        // Only the destination and what DNS vouched for, whatever else the
+        // responder answered (`vouch`).
+        let tsr = vouch::narrowed(&tsr, &sent.ts.remote, vouched);
+        if tsr.is_empty() {
             return Err(refused(ProtocolError::TsNotProposed));
         }
         let local_vip = if sent.asked_address {

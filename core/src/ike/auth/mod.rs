@@ -63,19 +63,8 @@ pub(super) fn own_auth(
     }
 }
 
-/// Checks the peer's AUTH payload against what the caller said about the peer.
-pub(super) fn verify_auth(
-    peer: &PeerAuth,
-    sk_p: &SkP,
-    real_message: &[u8],
-    own_nonce: &[u8],
-    id: &Identity,
-    auth: &Auth,
-) -> Result<PeerAuthenticated, AuthFailure> {
-    verify_auth_by(peer, sk_p, real_message, own_nonce, id, auth).map(|(how, _)| how)
-}
-
-/// [`verify_auth`], also saying which of the keys signed (its index).
+/// Checks the peer's AUTH payload against what the caller said about the
+/// peer; with Ed25519, also which of its keys signed (the index).
 pub(super) fn verify_auth_by(
     peer: &PeerAuth,
     sk_p: &SkP,
@@ -157,6 +146,7 @@ pub(super) fn local_id(config: &Config, auth: &LocalAuth, sa_local: IpAddr) -> I
 
 mod initiator;
 mod responder;
+mod vouch;
 
 impl Endpoint {
     /// Both roles: the peer's IKE_AUTH message `msg` (request or response)

@@ -88,6 +88,9 @@ impl Node {
                 );
                 self.machine.on_identity_check(now, sa.0, remote.ip(), name);
             }
+            Event::VouchResponderTs { sa, remote, ts_r } => {
+                self.machine.on_responder_ts(now, sa.0, remote.ip(), &ts_r);
+            }
             Event::ChildSaRefused { sa, remote, reason } => {
                 self.log(Some(sa), Note::ChildRefused { remote, reason });
             }
@@ -312,9 +315,15 @@ impl Node {
                 .filter(|p| p.ts_type() == AddrSelector::host(dst).ts_type())
                 .cloned(),
         );
+        // Through a gateway: the destination first, then room for the site
+        // it protects, which DNS must vouch for (`ike::auth::vouch`).
+        let mut remote_ts = vec![AddrSelector::host(dst)];
+        if peer_addr.to_canonical() != dst.to_canonical() {
+            remote_ts.push(AddrSelector::any_of(dst));
+        }
         let ts = TrafficSelectors {
             local: local_ts,
-            remote: vec![AddrSelector::host(dst)],
+            remote: remote_ts,
         };
         let anonymous = matches!(peer, PeerAuth::Null);
         let sa = self
@@ -338,8 +347,12 @@ impl Node {
         self.attempts.insert(sa, attempt);
     }
 
-    /// Answers the engine's `AuthorizePeer` as the machine decided.
+    /// Answers the engine's `AuthorizePeer` as the machine decided (or its
+    /// `VouchResponderTs`: this host's own attempt).
     fn answer_peer(&mut self, now: Instant, sa: SaHandle, peer_addr: IpAddr, answer: PeerAnswer) {
+        if self.attempts.contains_key(&sa) {
+            return self.answer_responder_ts(now, sa, peer_addr, answer);
+        }
         let auth = match answer {
             PeerAnswer::Ed25519 {
                 keys,
@@ -392,6 +405,62 @@ impl Node {
             self.forget(sa);
         }
         self.endpoint.authorize(now, sa, auth);
+    }
+
+    /// Answers the engine's `VouchResponderTs`: the selectors DNS vouched
+    /// for beyond the destination (none when the machine refused). An
+    /// answer that was not DNSSEC-secure makes the attempt's outcome not
+    /// secure either.
+    fn answer_responder_ts(
+        &mut self,
+        now: Instant,
+        sa: SaHandle,
+        peer_addr: IpAddr,
+        answer: PeerAnswer,
+    ) {
+        let vouched = match answer {
+            PeerAnswer::Ed25519 {
+                vouched,
+                not_vouched,
+                dnssec,
+                ..
+            } => {
+                for why in not_vouched {
+                    self.log(Some(sa), Note::NotVouched { peer_addr, why });
+                }
+                if !vouched.is_empty() && !dnssec {
+                    if let Some(a) = self.attempts.get_mut(&sa) {
+                        a.dnssec = false;
+                    }
+                    if let Some(info) = self.sas.get_mut(&sa) {
+                        info.dnssec = false;
+                    }
+                }
+                vouched
+                    .into_iter()
+                    .map(|v| Vouched {
+                        keys: v
+                            .keys
+                            .iter()
+                            .filter_map(|k| Ed25519PublicKey::from_slice(k).ok())
+                            .collect(),
+                        selector: v.selector,
+                    })
+                    .collect()
+            }
+            PeerAnswer::Refuse { reason } => {
+                self.log(
+                    Some(sa),
+                    Note::NotVouched {
+                        peer_addr,
+                        why: reason,
+                    },
+                );
+                Vec::new()
+            }
+            PeerAnswer::Anonymous { .. } => Vec::new(),
+        };
+        self.endpoint.vouch_responder_ts(now, sa, vouched);
     }
 
     /// Installs a CHILD SA pair; returns the destination it protects: `dst`
