@@ -178,11 +178,9 @@ pub struct CharonConfig {
     /// `filelog` levels by subsystem (`default`, `ike`, `chd`, `enc`, `net`, …;
     /// -1 silent … 4 private: keys and secrets).
     pub log_levels: Vec<(String, i8)>,
-    /// `charon.install_routes` (default true). A gateway whose CHILD SA is
-    /// narrowed to a host it does not own (what an OE initiator proposes:
-    /// TSr = one host behind it) cannot get a source route with
-    /// kernel-libipsec and fails the CHILD SA; such a test sets this false
-    /// and routes the far subnet into `ipsec0` itself (docs/interop.md).
+    /// `charon.install_routes` (default true). With kernel-libipsec a CHILD
+    /// SA whose local selector holds no address of charon's gets no source
+    /// route and fails even with this false (docs/interop.md, "Gateways").
     pub install_routes: bool,
 }
 
