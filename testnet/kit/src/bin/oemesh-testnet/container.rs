@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use oemesh_testkit::bind::dnssec::anchor_from_key_file;
-use oemesh_testkit::capture::{CaptureStats, read_pcap};
+use oemesh_testkit::capture::{CaptureStats, Packet, read_pcap};
 use oemesh_testkit::process::{Child, wait_for, wait_until};
 use oemesh_testkit::topology::nat::NAT_TABLE;
+use oemesh_testkit::topology::sites::{OWN_PRECEDENCE, SITES};
 use oemesh_testkit::topology::{NatRouter, parse_peers};
 
+use crate::compose_sites;
 use crate::report::{Row, print_table};
 use crate::traffic::{self, EchoServers};
 use crate::wire::{Evidence, Flow, Verdict};
@@ -45,9 +47,13 @@ pub(crate) const AGENT_SOCKET: &str = "/run/oemesh.sock";
 /// `container dns`: a fresh TSIG key in `/shared`, then `named -g` (its
 /// config and zones are in `/etc/oemesh-dns`, copied to a writable directory
 /// for the update journals and keys); once BIND has made the reverse zone's
-/// key, its DNSKEY (flags 257) goes to `/shared/anchors.txt`. Runs until
-/// SIGTERM, then stops named.
-pub(crate) fn dns() -> Result<()> {
+/// key, its DNSKEY (flags 257) goes to `/shared/anchors.txt`. With
+/// `site_routes`, each site's LAN is routed via its gateway first (the LAN
+/// hosts ask this server). Runs until SIGTERM, then stops named.
+pub(crate) fn dns(site_routes: bool) -> Result<()> {
+    if site_routes {
+        compose_sites::route_to_sites("dns")?;
+    }
     let mut secret = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
     use base64::Engine as _;
@@ -110,58 +116,47 @@ fn zone_anchor() -> Option<String> {
     })
 }
 
-/// `container host IP [--publish] [--agent] [--gateway GW]`: with a gateway
-/// (a host on the home LAN), the default route goes through it, the home
-/// router, instead of Docker's bridge; then make and publish a key, start the
-/// agent, serve UDP/TCP echo until SIGTERM.
-pub(crate) fn host(ip: IpAddr, publish: bool, agent: bool, gateway: Option<IpAddr>) -> Result<()> {
-    if let Some(gw) = gateway {
+/// What `container host` does besides serving echo.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HostArgs {
+    /// Make a key and publish it at the host's reverse name.
+    pub(crate) publish: bool,
+    /// Run the agent.
+    pub(crate) agent: bool,
+    /// The default route's next hop (a router or a site's gateway) instead
+    /// of Docker's bridge.
+    pub(crate) gateway: Option<IpAddr>,
+    /// Route each site's LAN via its gateway ([`compose_sites::route_to_sites`]).
+    pub(crate) site_routes: bool,
+}
+
+/// `container host IP [--publish] [--agent] [--gateway GW] [--site-routes]`:
+/// with a gateway (a host on the home LAN or on a site's LAN), the default
+/// route goes through it instead of Docker's bridge; with `--site-routes`,
+/// each site's LAN goes via its gateway. Then make and publish a key (a host
+/// on a site's LAN at [`OWN_PRECEDENCE`], tried before its gateway's record
+/// for it), start the agent, serve UDP/TCP echo until SIGTERM.
+pub(crate) fn host(ip: IpAddr, args: HostArgs) -> Result<()> {
+    if let Some(gw) = args.gateway {
         run(Command::new("ip").args(["route", "replace", "default", "via", &gw.to_string()]))?;
-        say!("{ip}: default route via {gw} (the home router)");
+        say!("{ip}: default route via {gw}");
     }
-    if publish {
-        wait_until("the TSIG key from dns", Duration::from_secs(60), || {
-            Path::new(TSIG_KEY).exists()
-        })?;
-        std::fs::create_dir_all("/var/lib/oemesh")?;
-        run(Command::new("dnskeys").args(["keygen", "--out", HOST_KEY]))?;
-        // named may still be loading its zones: retry for a while.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let r = run(Command::new("dnskeys").args([
-                "publish",
-                "--key",
-                HOST_KEY,
-                "--ip",
-                &ip.to_string(),
-                "--server",
-                DNS_SERVER,
-                "--tsig-key",
-                TSIG_KEY,
-            ]));
-            match r {
-                Ok(_) => break,
-                Err(e) if Instant::now() > deadline => return Err(e),
-                Err(_) => std::thread::sleep(Duration::from_millis(500)),
-            }
-        }
+    if args.site_routes {
+        compose_sites::route_to_sites(&ip.to_string())?;
+    }
+    if args.publish {
+        keygen()?;
+        let behind_a_gateway = SITES.iter().any(|s| s.contains(ip));
+        let precedence = if behind_a_gateway {
+            OWN_PRECEDENCE
+        } else {
+            DEFAULT_PRECEDENCE
+        };
+        publish(Owner::Ip(ip), precedence, "none")?;
         say!("{ip}: key published in DNS");
     }
-    let _agent = if agent {
-        let config = std::fs::read_to_string(AGENT_CONFIG).unwrap_or_default();
-        if config.contains(ANCHORS) {
-            wait_until("the trust anchor from dns", Duration::from_secs(60), || {
-                Path::new(ANCHORS).exists()
-            })?;
-        }
-        let mut cmd = Command::new("oemesh");
-        cmd.args(["run", "--config", AGENT_CONFIG, "--log-level", "info"]);
-        let child = Child::spawn("oemesh", cmd, Path::new("/var/log/oemesh.log"))?;
-        wait_until("the agent to answer", Duration::from_secs(20), || {
-            run(Command::new("oemesh").args(["status", "--socket", AGENT_SOCKET])).is_ok()
-        })?;
-        say!("{ip}: agent running (log /var/log/oemesh.log)");
-        Some(child)
+    let _agent = if args.agent {
+        Some(start_agent(&ip.to_string())?)
     } else {
         None
     };
@@ -171,11 +166,93 @@ pub(crate) fn host(ip: IpAddr, publish: bool, agent: bool, gateway: Option<IpAdd
         traffic::UDP_PORT,
         traffic::TCP_PORT
     );
+    wait_for_signal();
+    // Dropping the agent's Child sends it SIGTERM: it removes its routes.
+    Ok(())
+}
+
+/// The precedence of a host's own record on the WAN (`dnskeys publish`'s default).
+const DEFAULT_PRECEDENCE: u8 = 10;
+
+/// Sleeps until SIGTERM (or SIGINT, SIGHUP).
+pub(crate) fn wait_for_signal() {
     while !interrupted() {
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Dropping the agent's Child sends it SIGTERM: it removes its routes.
-    Ok(())
+}
+
+/// Once the `dns` container has written the TSIG key: a fresh key in
+/// [`HOST_KEY`].
+pub(crate) fn keygen() -> Result<()> {
+    wait_until("the TSIG key from dns", Duration::from_secs(60), || {
+        Path::new(TSIG_KEY).exists()
+    })?;
+    std::fs::create_dir_all("/var/lib/oemesh")?;
+    run(Command::new("dnskeys").args(["keygen", "--out", HOST_KEY])).map(drop)
+}
+
+/// Where a record goes.
+#[derive(Clone, Debug)]
+pub(crate) enum Owner {
+    /// `--ip`: the address's reverse name.
+    Ip(IpAddr),
+    /// `--subnet`: the subnet's wildcard.
+    Subnet(String),
+}
+
+/// `dnskeys publish` of [`HOST_KEY`] at `owner` with `precedence` and
+/// `gateway` (`none`, an address), against the `dns` container with its TSIG
+/// key; retried for a while, as named may still be loading its zones.
+pub(crate) fn publish(owner: Owner, precedence: u8, gateway: &str) -> Result<()> {
+    let (flag, at) = match owner {
+        Owner::Ip(ip) => ("--ip", ip.to_string()),
+        Owner::Subnet(prefix) => ("--subnet", prefix),
+    };
+    let precedence = precedence.to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = run(Command::new("dnskeys").args([
+            "publish",
+            "--key",
+            HOST_KEY,
+            flag,
+            &at,
+            "--precedence",
+            &precedence,
+            "--gateway",
+            gateway,
+            "--server",
+            DNS_SERVER,
+            "--tsig-key",
+            TSIG_KEY,
+        ]));
+        match r {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e.context(format!("dnskeys publish {flag} {at}")));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Starts the agent with [`AGENT_CONFIG`] (once the trust anchor is there,
+/// if the config names it) and waits until it answers on its socket.
+pub(crate) fn start_agent(who: &str) -> Result<Child> {
+    let config = std::fs::read_to_string(AGENT_CONFIG).unwrap_or_default();
+    if config.contains(ANCHORS) {
+        wait_until("the trust anchor from dns", Duration::from_secs(60), || {
+            Path::new(ANCHORS).exists()
+        })?;
+    }
+    let mut cmd = Command::new("oemesh");
+    cmd.args(["run", "--config", AGENT_CONFIG, "--log-level", "info"]);
+    let child = Child::spawn("oemesh", cmd, Path::new("/var/log/oemesh.log"))?;
+    wait_until("the agent to answer", Duration::from_secs(20), || {
+        run(Command::new("oemesh").args(["status", "--socket", AGENT_SOCKET])).is_ok()
+    })?;
+    say!("{who}: agent running (log /var/log/oemesh.log)");
+    Ok(child)
 }
 
 /// `container router LAN`: the home router. Its leg with an address in `lan`
@@ -210,9 +287,7 @@ pub(crate) fn router(lan: &str) -> Result<()> {
         "router: ready; LAN {lan} on {lan_if} ({lan_ip}) masqueraded to {wan_ip} on {wan_if} \
          (nft list table inet {NAT_TABLE})"
     );
-    while !interrupted() {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_signal();
     Ok(())
 }
 
@@ -230,7 +305,7 @@ fn legs(ip_o_addr: &str) -> Vec<(String, Ipv4Addr)> {
         .collect()
 }
 
-fn run(cmd: &mut Command) -> Result<String> {
+pub(crate) fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -346,28 +421,10 @@ pub(crate) fn check_pcap(
     tcpdump_log: Option<&Path>,
     specs: &[String],
 ) -> Result<Verdict> {
-    let packets = read_pcap(pcap)?;
-    let stats = match tcpdump_log {
-        None => None,
-        Some(log) => {
-            let text = std::fs::read_to_string(log)
-                .with_context(|| format!("reading {}", log.display()))?;
-            Some(CaptureStats::parse(&text).with_context(|| {
-                format!(
-                    "{}: no packet counts from tcpdump in it:\n{text}",
-                    log.display()
-                )
-            })?)
-        }
-    };
+    let (packets, stats) = read_capture(pcap, tcpdump_log)?;
     let complete = stats.is_none_or(|s| s.complete());
-    // tcpdump's log names the bridge: `listening on oemesh-br0, link-type …`.
     let bridge = tcpdump_log
-        .and_then(|log| std::fs::read_to_string(log).ok())
-        .and_then(|text| {
-            let after = text.split("listening on ").nth(1)?;
-            Some(after.split([',', ' ']).next()?.to_owned())
-        })
+        .and_then(sniffed_iface)
         .unwrap_or_else(|| "the compose bridge".to_owned());
     say!(
         "On the wire ({} packets captured on {bridge}{}):",
@@ -397,6 +454,36 @@ pub(crate) fn check_pcap(
         );
     }
     Ok(run)
+}
+
+/// The interface tcpdump's log names: `listening on oemesh-br0, link-type …`.
+pub(crate) fn sniffed_iface(tcpdump_log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(tcpdump_log).ok()?;
+    let after = text.split("listening on ").nth(1)?;
+    Some(after.split([',', ' ']).next()?.to_owned())
+}
+
+/// The packets of `pcap` and, with `tcpdump_log`, the counts tcpdump printed
+/// there when it stopped.
+pub(crate) fn read_capture(
+    pcap: &Path,
+    tcpdump_log: Option<&Path>,
+) -> Result<(Vec<Packet>, Option<CaptureStats>)> {
+    let packets = read_pcap(pcap)?;
+    let stats = match tcpdump_log {
+        None => None,
+        Some(log) => {
+            let text = std::fs::read_to_string(log)
+                .with_context(|| format!("reading {}", log.display()))?;
+            Some(CaptureStats::parse(&text).with_context(|| {
+                format!(
+                    "{}: no packet counts from tcpdump in it:\n{text}",
+                    log.display()
+                )
+            })?)
+        }
+    };
+    Ok((packets, stats))
 }
 
 /// `from=IP[@ROUTER],to=IP,private|clear,AUTH|clear,MARKER`; `@ROUTER`: `from`

@@ -323,16 +323,12 @@ fn host<'a>(net: &'a Testnet, home: &'a HomeLan, name: &str) -> &'a Host {
 }
 
 pub(crate) fn flow(from: &Host, to: &Host, private: bool, expect: &'static str) -> Flow {
-    Flow {
-        from: from.name().to_owned(),
-        to: to.name().to_owned(),
-        from_ip: from.ip(),
-        to_ip: to.ip(),
-        marker: format!("OEMESH-DEMO-MARKER[{}->{}]", from.name(), to.name()),
+    Flow::between(
+        (from.name(), from.ip()),
+        (to.name(), to.ip()),
         private,
         expect,
-        via: None,
-    }
+    )
 }
 
 /// Ping, UDP and a 1 MiB TCP transfer from `from` along `f`; the problems met.

@@ -4,9 +4,11 @@
 //! oemesh-testnet demo [--keep] [--quiet]   # the namespace testnet demo (root)
 //! oemesh-testnet down [--keep-capture] [RECORD…]  # tear down kept testnets
 //! oemesh-testnet shell HOST [RECORD]       # a shell in a kept host, oemesh on PATH
-//! oemesh-testnet container dns|host|router …  # entry point of the compose containers
+//! oemesh-testnet container dns|host|router|gateway …  # entry point of the compose containers
 //! oemesh-testnet send|expect-peer …        # run inside a container by compose-check
 //! oemesh-testnet check-pcap FILE [--tcpdump-log LOG] FLOW…  # the verdict on the compose bridge's capture
+//! oemesh-testnet sites-flows               # the sites' flows, for compose-check to send
+//! oemesh-testnet check-sites WAN LAN-A LAN-B  # the sites' verdict on the compose captures
 //! ```
 //!
 //! `demo` brings up the namespace testnet ([`oemesh_testkit::topology`]) and
@@ -23,6 +25,7 @@
 //! wire is not proven); 130: interrupted (SIGINT/SIGTERM; everything is torn
 //! down first).
 
+mod compose_sites;
 mod container;
 mod demo;
 mod home;
@@ -73,13 +76,16 @@ fn catch_signals() -> anyhow::Result<()> {
 const USAGE: &str = "usage: oemesh-testnet demo [--keep] [--quiet]
        oemesh-testnet down [--keep-capture] [RECORD...]
        oemesh-testnet shell HOST [RECORD]
-       oemesh-testnet container dns
-       oemesh-testnet container host IP [--publish] [--agent] [--gateway GW]
+       oemesh-testnet container dns [--site-routes]
+       oemesh-testnet container host IP [--publish] [--agent] [--gateway GW] [--site-routes]
        oemesh-testnet container router LAN-PREFIX
+       oemesh-testnet container gateway SITE
        oemesh-testnet send FROM TO MARKER
        oemesh-testnet expect-peer PEER|@ROUTER STATE [AUTH]
        oemesh-testnet check-pcap FILE [--tcpdump-log LOG] FLOW...
-                 (FLOW: a=IP[@ROUTER],b=IP,private|clear,AUTH|clear,MARKER)";
+                 (FLOW: a=IP[@ROUTER],b=IP,private|clear,AUTH|clear,MARKER)
+       oemesh-testnet sites-flows
+       oemesh-testnet check-sites WAN.pcap LAN-A.pcap LAN-B.pcap";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -105,22 +111,36 @@ fn main() -> ExitCode {
             None => return usage(),
         },
         Some("container") => match args.get(1).map(String::as_str) {
-            Some("dns") => container::dns().map(|()| Verdict::Pass),
+            Some("dns") => match &args[2..] {
+                [] => container::dns(false),
+                [flag] if flag == "--site-routes" => container::dns(true),
+                _ => return usage(),
+            }
+            .map(|()| Verdict::Pass),
             Some("host") => {
                 let Some(Ok(ip)) = args.get(2).map(|a| a.parse()) else {
                     return usage();
                 };
-                let flag = |f: &str| args[3..].iter().any(|a| a == f);
-                let gateway = match args[3..].iter().position(|a| a == "--gateway") {
-                    None => None,
-                    Some(i) => match args.get(4 + i).map(|a| a.parse()) {
-                        Some(Ok(gw)) => Some(gw),
+                let mut host = container::HostArgs::default();
+                let mut rest = args[3..].iter();
+                while let Some(a) = rest.next() {
+                    match a.as_str() {
+                        "--publish" => host.publish = true,
+                        "--agent" => host.agent = true,
+                        "--site-routes" => host.site_routes = true,
+                        "--gateway" => match rest.next().map(|g| g.parse()) {
+                            Some(Ok(gw)) => host.gateway = Some(gw),
+                            _ => return usage(),
+                        },
                         _ => return usage(),
-                    },
-                };
-                container::host(ip, flag("--publish"), flag("--agent"), gateway)
-                    .map(|()| Verdict::Pass)
+                    }
+                }
+                container::host(ip, host).map(|()| Verdict::Pass)
             }
+            Some("gateway") => match args.get(2) {
+                Some(site) => compose_sites::gateway(site).map(|()| Verdict::Pass),
+                None => return usage(),
+            },
             Some("router") => match args.get(2) {
                 Some(lan) => container::router(lan).map(|()| Verdict::Pass),
                 None => return usage(),
@@ -139,6 +159,18 @@ fn main() -> ExitCode {
                 container::expect_peer(peer, state, args.get(3).map(String::as_str))
                     .map(|()| Verdict::Pass)
             }
+            _ => return usage(),
+        },
+        Some("sites-flows") => {
+            compose_sites::print_flows();
+            Ok(Verdict::Pass)
+        }
+        Some("check-sites") => match &args[1..] {
+            [wan, lan_a, lan_b] => compose_sites::check_sites(
+                std::path::Path::new(wan),
+                std::path::Path::new(lan_a),
+                std::path::Path::new(lan_b),
+            ),
             _ => return usage(),
         },
         Some("check-pcap") if args.len() > 2 => {

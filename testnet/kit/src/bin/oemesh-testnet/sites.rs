@@ -27,10 +27,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use oemesh_testkit::capture::{Capture, Captured, Packet};
-use oemesh_testkit::topology::sites::{SITES, Sites, SitesOptions};
+use oemesh_testkit::topology::sites::{
+    AGENT_HOST, PLAIN_HOST, SITES, SiteSpec, Sites, SitesOptions,
+};
 use oemesh_testkit::topology::{AgentConfig, DNS_V4, Host, Kept, KeptHost, KeptProcess, Testnet};
 
-use crate::demo::{dropped_note, exchange, flow};
+use crate::demo::{dropped_note, exchange};
 use crate::report::Row;
 use crate::traffic::EchoServers;
 use crate::wire::{Evidence, Flow, Verdict};
@@ -60,14 +62,15 @@ pub(crate) fn up(net: &Testnet) -> Result<Sites> {
 
 /// A segment with a sniffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Segment {
+pub(crate) enum Segment {
     Wan,
     LanA,
     LanB,
 }
 
 impl Segment {
-    fn name(self) -> &'static str {
+    /// `WAN`, `LAN A`, `LAN B`.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Segment::Wan => "WAN",
             Segment::LanA => "LAN A",
@@ -88,45 +91,85 @@ impl Segment {
     }
 }
 
-/// What one segment should show of a flow: the packets between `seen.from_ip`
-/// and `seen.to_ip`, ESP only (`seen.private`) or clear with the marker.
-struct Check {
-    segment: Segment,
-    seen: Flow,
-    expected: String,
+/// One end of a sites flow: a host's name and address. The sites' hosts are
+/// the same in the namespace demo and in the compose twin (the addresses are
+/// [`SITES`]' constants), so the flows and checks are made from these alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct End {
+    /// `a-plain`, `gw-b`, `alice`.
+    pub(crate) name: String,
+    pub(crate) ip: IpAddr,
 }
 
-/// One sites flow: the traffic, the checks per segment, the agent that must
-/// see the far end private and authenticated.
-struct Scenario<'a> {
-    flow: Flow,
-    from: &'a Host,
-    why: &'static str,
-    checks: Vec<Check>,
-    viewer: Option<(&'a Host, &'a Host)>,
+impl End {
+    pub(crate) fn new(name: impl Into<String>, ip: IpAddr) -> End {
+        End {
+            name: name.into(),
+            ip,
+        }
+    }
+
+    fn gateway(spec: &SiteSpec) -> End {
+        End::new(spec.gateway, IpAddr::V4(spec.wan_v4))
+    }
+
+    fn plain(spec: &SiteSpec) -> End {
+        End::new(spec.plain_name(), IpAddr::V4(spec.lan_host_v4(PLAIN_HOST)))
+    }
+
+    fn agent(spec: &SiteSpec) -> End {
+        End::new(spec.agent_name(), IpAddr::V4(spec.lan_host_v4(AGENT_HOST)))
+    }
+}
+
+/// What one segment should show of a flow: the packets between `seen.from_ip`
+/// and `seen.to_ip`, ESP only (`seen.private`) or clear with the marker.
+pub(crate) struct Check {
+    pub(crate) segment: Segment,
+    pub(crate) seen: Flow,
+    pub(crate) expected: String,
+}
+
+/// One sites flow: the traffic, the checks per segment, and whether the
+/// agent at its source must see its destination private and authenticated.
+pub(crate) struct Scenario {
+    pub(crate) flow: Flow,
+    pub(crate) why: &'static str,
+    pub(crate) checks: Vec<Check>,
+    /// The source's agent must say the destination is private, authenticated.
+    pub(crate) viewed: bool,
+}
+
+fn flow_between(from: &End, to: &End) -> Flow {
+    Flow::between(
+        (&from.name, from.ip),
+        (&to.name, to.ip),
+        true,
+        "authenticated",
+    )
 }
 
 /// `flow` with other ends (what a segment shows of it), the same marker.
-fn as_seen(f: &Flow, a: &Host, b: &Host, private: bool) -> Flow {
+fn as_seen(f: &Flow, a: &End, b: &End, private: bool) -> Flow {
     Flow {
-        from: a.name().to_owned(),
-        to: b.name().to_owned(),
-        from_ip: a.ip(),
-        to_ip: b.ip(),
+        from: a.name.clone(),
+        to: b.name.clone(),
+        from_ip: a.ip,
+        to_ip: b.ip,
         private,
         ..f.clone()
     }
 }
 
-fn esp_between(segment: Segment, f: &Flow, a: &Host, b: &Host, what: &str) -> Check {
+fn esp_between(segment: Segment, f: &Flow, a: &End, b: &End, what: &str) -> Check {
     Check {
         segment,
         seen: as_seen(f, a, b, true),
-        expected: format!("{what} ESP {} ↔ {} only", a.name(), b.name()),
+        expected: format!("{what} ESP {} ↔ {} only", a.name, b.name),
     }
 }
 
-fn clear_between(segment: Segment, f: &Flow, a: &Host, b: &Host) -> Check {
+fn clear_between(segment: Segment, f: &Flow, a: &End, b: &End) -> Check {
     Check {
         segment,
         seen: as_seen(f, a, b, false),
@@ -134,46 +177,77 @@ fn clear_between(segment: Segment, f: &Flow, a: &Host, b: &Host) -> Check {
     }
 }
 
-fn scenarios<'a>(net: &'a Testnet, sites: &'a Sites) -> Vec<Scenario<'a>> {
-    let (a, b) = (sites.a(), sites.b());
-    let (gw_a, gw_b) = (a.gateway(), b.gateway());
-    let s2s = flow(a.plain(), b.plain(), true, "authenticated");
-    let nested = flow(a.agent(), b.agent(), true, "authenticated");
-    let lone = flow(net.alice(), b.plain(), true, "authenticated");
+/// The three sites flows and what each segment must show of them; `lone` is
+/// the host on the WAN with an agent (alice) that reaches b-plain.
+pub(crate) fn scenarios(lone: &End) -> Vec<Scenario> {
+    let [a, b] = &SITES;
+    let (gw_a, gw_b) = (End::gateway(a), End::gateway(b));
+    let (a_plain, b_plain) = (End::plain(a), End::plain(b));
+    let (a_agent, b_agent) = (End::agent(a), End::agent(b));
+    let s2s = flow_between(&a_plain, &b_plain);
+    let nested = flow_between(&a_agent, &b_agent);
+    let alone = flow_between(lone, &b_plain);
     vec![
         Scenario {
             checks: vec![
-                esp_between(Segment::Wan, &s2s, gw_a, gw_b, "gateway"),
-                clear_between(Segment::LanA, &s2s, a.plain(), b.plain()),
-                clear_between(Segment::LanB, &s2s, a.plain(), b.plain()),
+                esp_between(Segment::Wan, &s2s, &gw_a, &gw_b, "gateway"),
+                clear_between(Segment::LanA, &s2s, &a_plain, &b_plain),
+                clear_between(Segment::LanB, &s2s, &a_plain, &b_plain),
             ],
-            from: a.plain(),
             why: "no agent on either host: gw-a and gw-b carry it between the sites",
-            viewer: None,
+            viewed: false,
             flow: s2s,
         },
         Scenario {
             checks: vec![
-                esp_between(Segment::Wan, &nested, gw_a, gw_b, "gateway"),
-                esp_between(Segment::LanA, &nested, a.agent(), b.agent(), "host"),
-                esp_between(Segment::LanB, &nested, a.agent(), b.agent(), "host"),
+                esp_between(Segment::Wan, &nested, &gw_a, &gw_b, "gateway"),
+                esp_between(Segment::LanA, &nested, &a_agent, &b_agent, "host"),
+                esp_between(Segment::LanB, &nested, &a_agent, &b_agent, "host"),
             ],
-            from: a.agent(),
             why: "both hosts publish keys: their ESP, inside the gateways' ESP",
-            viewer: Some((a.agent(), b.agent())),
+            viewed: true,
             flow: nested,
         },
         Scenario {
             checks: vec![
-                esp_between(Segment::Wan, &lone, net.alice(), gw_b, "gateway"),
-                clear_between(Segment::LanB, &lone, net.alice(), b.plain()),
+                esp_between(Segment::Wan, &alone, lone, &gw_b, "gateway"),
+                clear_between(Segment::LanB, &alone, lone, &b_plain),
             ],
-            from: net.alice(),
             why: "b-plain has no agent: alice finds gw-b through LAN B's wildcard",
-            viewer: Some((net.alice(), b.plain())),
-            flow: lone,
+            viewed: true,
+            flow: alone,
         },
     ]
+}
+
+/// The summary row of `check` (a check of flow `label`) on the packets its
+/// segment's sniffer caught: the flow as expected there and, on the WAN, no
+/// LAN address outside ESP. `complete`: the sniffer lost nothing;
+/// `flow_ok`: the flow's traffic and agents were fine (count it on one row
+/// per flow only).
+pub(crate) fn judge(
+    label: &str,
+    check: &Check,
+    packets: &[Packet],
+    complete: bool,
+    flow_ok: bool,
+) -> Row {
+    let evidence = Evidence::of(&check.seen, packets);
+    let mut seen = evidence.summary();
+    let mut ok = evidence.as_expected(&check.seen) && flow_ok;
+    if check.segment == Segment::Wan {
+        let leaks = wan_leaks(packets);
+        if leaks > 0 {
+            ok = false;
+            seen.push_str(&format!("; {leaks} pkts with a LAN address outside ESP"));
+        }
+    }
+    Row {
+        flow: format!("{label}, {}", check.segment.name()),
+        expected: check.expected.clone(),
+        seen,
+        verdict: Verdict::of(ok, complete),
+    }
 }
 
 /// Whether a packet has a site LAN address at either end.
@@ -224,7 +298,17 @@ pub(crate) fn drive(net: &Testnet, sites: &Sites, quiet: bool) -> Result<Outcome
         say!("  sniffers per flow: tcpdump on the switch (WAN) and on each LAN's bridge");
     }
     let (mut rows, mut problems, mut run) = (Vec::new(), Vec::new(), Verdict::Pass);
-    for (i, sc) in scenarios(net, sites).iter().enumerate() {
+    let alice = net.alice();
+    let host = |name: &str| {
+        sites
+            .host(name)
+            .or_else(|| net.host(name))
+            .with_context(|| format!("no host {name} in the testnet or its sites"))
+    };
+    for (i, sc) in scenarios(&End::new(alice.name(), alice.ip()))
+        .iter()
+        .enumerate()
+    {
         let tag = format!("site{}", i + 1);
         let mut caps = Vec::new();
         for c in &sc.checks {
@@ -233,47 +317,41 @@ pub(crate) fn drive(net: &Testnet, sites: &Sites, quiet: bool) -> Result<Outcome
         if !quiet {
             say!("\n{}  ({})", sc.flow.label(), sc.why);
         }
-        let mut flow_problems = exchange(sc.from, &sc.flow, TCP_BYTES, quiet);
+        let from = host(&sc.flow.from)?;
+        let mut flow_problems = exchange(from, &sc.flow, TCP_BYTES, quiet);
         if interrupted() {
             anyhow::bail!("interrupted");
         }
-        if let Some((viewer, peer)) = sc.viewer {
-            flow_problems.extend(agent_view(viewer, peer, quiet));
+        if sc.viewed {
+            flow_problems.extend(agent_view(from, host(&sc.flow.to)?, quiet));
         }
         let mut captured: Vec<(Segment, Captured)> = Vec::new();
         for (seg, cap) in caps {
             captured.push((seg, cap.stop_counted()?));
         }
-        let mut first = true;
-        for c in &sc.checks {
+        for (n, c) in sc.checks.iter().enumerate() {
             let Some((_, got)) = captured.iter().find(|(s, _)| *s == c.segment) else {
                 continue;
             };
-            let evidence = Evidence::of(&c.seen, &got.packets);
-            let mut seen = evidence.summary();
-            let mut ok = evidence.as_expected(&c.seen);
-            if c.segment == Segment::Wan {
-                let leaks = wan_leaks(&got.packets);
-                if leaks > 0 {
-                    ok = false;
-                    seen.push_str(&format!("; {leaks} pkts with a LAN address outside ESP"));
-                }
-            }
             // The traffic and agent problems count on the flow's first row.
-            if first {
-                ok &= flow_problems.is_empty();
-                first = false;
-            }
-            let verdict = Verdict::of(ok, got.stats.complete());
-            run = run.max(verdict);
+            let flow_ok = n > 0 || flow_problems.is_empty();
+            let row = judge(
+                &sc.flow.label(),
+                c,
+                &got.packets,
+                got.stats.complete(),
+                flow_ok,
+            );
+            run = run.max(row.verdict);
             if !quiet {
                 say!(
-                    "  on {:<5} ({} packets{}): {} ↔ {}: {seen}",
+                    "  on {:<5} ({} packets{}): {} ↔ {}: {}",
                     c.segment.name(),
                     got.packets.len(),
                     dropped_note(got.stats.dropped()),
                     c.seen.from,
-                    c.seen.to
+                    c.seen.to,
+                    row.seen
                 );
             }
             if !got.stats.complete() {
@@ -286,12 +364,7 @@ pub(crate) fn drive(net: &Testnet, sites: &Sites, quiet: bool) -> Result<Outcome
                     ),
                 ));
             }
-            rows.push(Row {
-                flow: format!("{}, {}", sc.flow.label(), c.segment.name()),
-                expected: c.expected.clone(),
-                seen,
-                verdict,
-            });
+            rows.push(row);
         }
         problems.extend(flow_problems.into_iter().map(|p| (sc.flow.label(), p)));
     }
@@ -411,5 +484,75 @@ mod tests {
             pkt("192.0.2.10", "10.2.0.10", 6, Some((40000, 7002))),
         ];
         assert_eq!(wan_leaks(&leaks), 3);
+    }
+
+    #[test]
+    fn the_flows_are_the_sites_constants() {
+        let alice = End::new("alice", "192.0.2.10".parse().unwrap());
+        let plan = scenarios(&alice);
+        let ends: Vec<(String, String)> = plan
+            .iter()
+            .map(|s| (s.flow.from_ip.to_string(), s.flow.to_ip.to_string()))
+            .collect();
+        let want = [
+            ("10.1.0.10", "10.2.0.10"),
+            ("10.1.0.11", "10.2.0.11"),
+            ("192.0.2.10", "10.2.0.10"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
+        assert_eq!(ends, want);
+        assert_eq!(plan[0].flow.marker, "OEMESH-DEMO-MARKER[a-plain->b-plain]");
+        // The site-to-site flow: gateway ESP on the WAN, clear on both LANs.
+        let wan = &plan[0].checks[0];
+        assert_eq!(wan.segment, Segment::Wan);
+        assert_eq!(
+            (wan.seen.from.as_str(), wan.seen.to.as_str()),
+            ("gw-a", "gw-b")
+        );
+        assert!(wan.seen.private);
+        assert!(plan[0].checks[1..].iter().all(|c| !c.seen.private));
+        // alice's flow crosses LAN B only.
+        let segments: Vec<Segment> = plan[2].checks.iter().map(|c| c.segment).collect();
+        assert_eq!(segments, [Segment::Wan, Segment::LanB]);
+    }
+
+    #[test]
+    fn a_wan_row_fails_on_a_leak_even_with_only_esp_between_the_gateways() {
+        let alice = End::new("alice", "192.0.2.10".parse().unwrap());
+        let plan = scenarios(&alice);
+        let (label, wan) = (plan[0].flow.label(), &plan[0].checks[0]);
+        let esp = |s, d| Packet {
+            payload: vec![0, 0, 1, 2, 0, 0, 0, 1, 9],
+            ..pkt(s, d, 17, Some((4500, 4500)))
+        };
+        let clean = [
+            esp("192.0.2.31", "192.0.2.32"),
+            esp("192.0.2.32", "192.0.2.31"),
+        ];
+        assert_eq!(
+            judge(&label, wan, &clean, true, true).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            judge(&label, wan, &clean, false, true).verdict,
+            Verdict::Incomplete
+        );
+        assert_eq!(
+            judge(&label, wan, &clean, true, false).verdict,
+            Verdict::Fail
+        );
+        let mut leaky = clean.to_vec();
+        leaky.push(pkt("10.1.0.10", "10.2.0.10", 1, None));
+        let row = judge(&label, wan, &leaky, true, true);
+        assert_eq!(row.verdict, Verdict::Fail);
+        assert!(
+            row.seen.ends_with("1 pkts with a LAN address outside ESP"),
+            "{}",
+            row.seen
+        );
+        assert_eq!(row.flow, "a-plain → b-plain, WAN");
     }
 }

@@ -28,6 +28,26 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
+    /// A flow between two named addresses, its marker
+    /// `OEMESH-DEMO-MARKER[from->to]`, not behind a NAT.
+    pub(crate) fn between(
+        (from, from_ip): (&str, IpAddr),
+        (to, to_ip): (&str, IpAddr),
+        private: bool,
+        expect: &'static str,
+    ) -> Flow {
+        Flow {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            from_ip,
+            to_ip,
+            marker: format!("OEMESH-DEMO-MARKER[{from}->{to}]"),
+            private,
+            expect,
+            via: None,
+        }
+    }
+
     /// `alice → bob`.
     pub(crate) fn label(&self) -> String {
         format!("{} → {}", self.from, self.to)
