@@ -22,7 +22,8 @@
 //! - `a_gateway_refuses_*`: a stock strongSwan asking gw-b for selectors
 //!   outside `protects` gets TS_UNACCEPTABLE and no CHILD SA;
 //! - `strongswan_*`: a stock strongSwan as the far site's gateway, both
-//!   directions.
+//!   directions; `a_far_gateway_claiming_*`: one whose `local_ts` is wider
+//!   than DNS vouches for.
 //!
 //! Run one at a time:
 //! `CARGO_BUILD_JOBS=1 cargo test -p oemesh-agent --test gateway -- --test-threads 1 <name>`.
@@ -456,6 +457,8 @@ fn pem_of(net: &Testnet, host: &Host) -> std::path::PathBuf {
 
 /// The counter of CHILD SAs refused for their traffic selectors.
 const TS_REFUSED: &str = "oemesh_trust_events_total{event=\"ts_refused\"}";
+const NOT_VOUCHED: &str = "oemesh_trust_events_total{event=\"not_vouched\"}";
+const ESP_TS_MISMATCH: &str = "oemesh_esp_ts_mismatch_total";
 
 /// A charon on dave (192.0.2.40, key published at dave's reverse name)
 /// asking gw-b for `remote_ts`.
@@ -523,6 +526,12 @@ fn a_gateway_refuses_traffic_selectors_outside_protects() {
 /// 10.2.0.0/24, remote_ts 10.1.0.0/24, kernel-libipsec, its key published
 /// as LAN B's wildcard (naming 192.0.2.32) and at 192.0.2.32.
 fn charon_gateway(net: &Testnet, sites: &Sites) -> Charon {
+    charon_gateway_for(net, sites, &sites.b().spec().lan_prefix())
+}
+
+/// [`charon_gateway`] with `local_ts` = `local` (LAN B's wildcard still
+/// vouches for LAN B only).
+fn charon_gateway_for(net: &Testnet, sites: &Sites, local: &str) -> Charon {
     let (a, b) = (sites.a(), sites.b());
     let key = Ed25519Key::generate(net.dir(), "gw-b-charon").unwrap();
     let rdata = ipseckey_rdata(&key);
@@ -542,7 +551,7 @@ fn charon_gateway(net: &Testnet, sites: &Sites) -> Charon {
     cfg.local_id = Some(gw_b.ip().to_string());
     cfg.remote_pubkey = Some(pem_of(net, gw_a));
     cfg.remote_id = Some(gw_a.ip().to_string());
-    cfg.local_ts = vec![b.spec().lan_prefix()];
+    cfg.local_ts = vec![local.to_owned()];
     cfg.remote_ts = vec![a.spec().lan_prefix()];
     Charon::start(gw_b.netns(), "gw-b", cfg).unwrap()
 }
@@ -607,4 +616,50 @@ fn our_gateway_answers_a_strongswan_far_gateway() {
     assert_lans_hidden_on_wan(&wan_p, marker);
     let sa = charon.wait_established(DECISION).unwrap();
     assert!(sa.children[0].counter("packets-out") > 0, "{sa:?}");
+}
+
+/// A stock strongSwan gateway at site B claims 10.2.0.0/16, where DNS
+/// vouches only for LAN B (its /24 wildcard) and gw-a's policy does OE with
+/// LAN B only: gw-a keeps b-plain alone of charon's answer, logs and counts
+/// the rest, and b-plain is still reached.
+#[test]
+fn a_far_gateway_claiming_more_than_dns_vouches_is_narrowed() {
+    require_charon();
+    let net = wan("swanwide");
+    let sites = two_sites(&net, &swan_sites());
+    let claimed = "10.2.0.0/16";
+    let charon = charon_gateway_for(&net, &sites, claimed);
+    let (a, b) = (sites.a(), sites.b());
+    let gw_a = a.gateway();
+    let before = metric(gw_a, NOT_VOUCHED);
+    ping(a.plain(), b.plain().ip(), &sites);
+    let sa = charon
+        .wait_established(DECISION)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&sites)));
+    assert_eq!(sa.children[0].local_ts, [claimed], "{sa:?}");
+    assert!(metric(gw_a, NOT_VOUCHED) > before, "{}", gw_a.log_tail(40));
+    let logged = || {
+        gw_a.log()
+            .lines()
+            .any(|l| l.contains("192.0.2.32 is not vouched for as the gateway of: 10.2.0.0/16"))
+    };
+    oemesh_testkit::process::wait_until("gw-a's log line", DECISION, logged)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw_a.log()));
+    // charon sends from inside its claim but outside LAN B's /24 through the
+    // same CHILD SA: gw-a decrypts and drops it at the selector check.
+    let inside_claim: IpAddr = "10.2.1.5".parse().unwrap();
+    let gw_b = b.gateway();
+    gw_b.netns()
+        .ip(&["addr", "add", &format!("{inside_claim}/32"), "dev", "lo"])
+        .unwrap();
+    let mismatched = metric(gw_a, ESP_TS_MISMATCH);
+    let sent = gw_b
+        .netns()
+        .ping(inside_claim, a.plain().ip(), Duration::from_secs(2));
+    assert!(sent.is_err(), "{inside_claim} reached a-plain through gw-a");
+    assert!(
+        metric(gw_a, ESP_TS_MISMATCH) > mismatched,
+        "{ESP_TS_MISMATCH}\n{}",
+        gw_a.log_tail(40)
+    );
 }

@@ -75,6 +75,7 @@ enum Did {
     Track,
     Forget,
     ChildRefused(String),
+    NotVouched(String),
 }
 
 /// One host: its node, what it did, and the ESP packets its SAs carried.
@@ -229,6 +230,10 @@ impl Host {
                         note: Note::ChildRefused { reason, .. },
                         ..
                     } => self.did.push(Did::ChildRefused(reason)),
+                    Command::Log {
+                        note: Note::NotVouched { why, .. },
+                        ..
+                    } => self.did.push(Did::NotVouched(why)),
                     Command::Bypass { .. } => self.did.push(Did::Bypass),
                     Command::Unbypass { .. } => self.did.push(Did::Unbypass),
                     Command::OutcomeExpired { dst } => self.did.push(Did::Expired { dst }),

@@ -95,6 +95,12 @@ pub(super) fn slots(peer_addr: IpAddr, ts_i: &[AddrSelector]) -> (Vec<VouchSlot>
     (slots, refused)
 }
 
+/// How many lookups and refusals [`slots`] makes of `sel` alone.
+fn vouch_slots_of(peer_addr: IpAddr, sel: &AddrSelector) -> (usize, usize) {
+    let (found, refused) = slots(peer_addr, std::slice::from_ref(sel));
+    (found.len(), refused.len())
+}
+
 /// Why this host's policy does not let `sel` be a source of OE: an end of
 /// its range in a group that does not answer OE (`clear`, `block`).
 pub(super) fn refused_by_policy(policy: &super::Policy, sel: &AddrSelector) -> Option<String> {
@@ -195,6 +201,19 @@ impl Machine {
             return;
         }
         let (mut slots, mut not_vouched) = slots(peer_addr, ts_r);
+        // What has no name to look up (not on a label boundary), unlike a
+        // responder's TSi, is worth a line: the peer answered it.
+        for sel in ts_r.iter().take(MAX_VOUCHED) {
+            let own =
+                sel.single_address().map(|a| a.to_canonical()) == Some(peer_addr.to_canonical());
+            let (found, refused) = vouch_slots_of(peer_addr, sel);
+            if !own && found == 0 && refused == 0 {
+                not_vouched.push(format!(
+                    "{}: no reverse zone of its own (not on a label boundary)",
+                    ts::describe(sel)
+                ));
+            }
+        }
         slots.retain(|s| match refused_by_policy(&self.policy, &s.selector) {
             Some(why) => {
                 not_vouched.push(why);

@@ -428,3 +428,24 @@ fn a_site_in_a_group_that_does_not_answer_oe_is_not_vouched_for() {
     assert_eq!(only_child(&w.b).remote_ts, [host(GW_A)]);
     assert_eq!(w.b.node.machine().counters().not_vouched, 1);
 }
+
+#[test]
+fn a_far_site_off_a_label_boundary_is_narrowed_away_and_counted() {
+    // B protects a /23: no reverse zone of its own, so no record can vouch
+    // for it, and A says so rather than dropping it silently.
+    let now = Instant::now();
+    let mut w = sites();
+    let dns = std::mem::take(&mut w.b.dns);
+    w.b = gateway(GW_B, 32, &[("10.2.0.0", 23)], now);
+    w.b.dns = dns;
+    a_forwards(&mut w);
+    assert_eq!(only_child(&w.a).remote_ts, [host(B_HOST)]);
+    assert_eq!(w.a.node.machine().counters().not_vouched, 1);
+    assert!(
+        w.a.did
+            .iter()
+            .any(|d| matches!(d, Did::NotVouched(l) if l.contains("10.2.0.0/23: no reverse zone"))),
+        "{:#?}",
+        w.a.did
+    );
+}

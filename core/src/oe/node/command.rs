@@ -423,7 +423,7 @@ impl fmt::Display for Note {
                 write!(f, "refusing a CHILD SA to {remote}: {reason}")
             }
             Note::NotVouched { peer_addr, why } => {
-                write!(f, "{peer_addr} may not send from what it proposed: {why}")
+                write!(f, "{peer_addr} is not vouched for as the gateway of: {why}")
             }
             Note::AnonymousLookupFailed { peer_addr } => write!(
                 f,
