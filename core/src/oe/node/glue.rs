@@ -176,6 +176,8 @@ impl Node {
                     .map(|(h, _)| *h);
                 if let Some(h) = found {
                     self.attempts.remove(&h);
+                    // It may be waiting for DNS to vouch for its responder's site.
+                    self.machine.cancel_request(h.0);
                     self.endpoint.close(now, h);
                     // A handshake closed before it was up ends without an
                     // event: forget it here, or its record and the driver's
