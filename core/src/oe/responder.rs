@@ -32,7 +32,7 @@ use super::outcome::human;
 use super::vouch::{self, VouchSlot, VouchedFor};
 use crate::ike::message::AddrSelector;
 
-mod verdicts;
+pub(super) mod verdicts;
 
 use verdicts::{anonymous_answer, keyed_answer};
 
@@ -481,7 +481,9 @@ impl Machine {
         let Some(r) = self.responders.get(&request) else {
             return;
         };
-        if *name != reverse_name(r.peer_addr) {
+        // An initiator's request looks the gateway's own name up as a
+        // selector to vouch for (`oe::vouch`), not as the key.
+        if *name != reverse_name(r.peer_addr) || r.vouch.iter().any(|s| s.name == *name) {
             if self.vouch_dns(request, name, a) {
                 self.maybe_answer(request);
             }

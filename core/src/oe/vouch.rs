@@ -33,6 +33,7 @@ use super::decision::{DnsAnswer, Machine};
 use super::keys::responder_keys;
 use super::outcome::human;
 use super::responder::Responder;
+use super::responder::verdicts::signs_for;
 
 /// One selector of a request waiting for its lookup.
 #[derive(Debug)]
@@ -151,9 +152,13 @@ pub(super) fn vouching_keys(
             if require_dnssec && !dnssec.is_secure() {
                 return Err(format!("{name}: the answer is not DNSSEC-secure"));
             }
+            // At the peer's own name, the records that sign for it (its own
+            // key); elsewhere, those naming it as their gateway.
+            let own = *name == reverse_name(peer_addr);
             let naming: Vec<_> = records
                 .iter()
                 .filter(|r| match &r.gateway {
+                    _ if own => signs_for(r, peer_addr),
                     Gateway::Ipv4(a) => IpAddr::V4(*a) == peer,
                     Gateway::Ipv6(a) => IpAddr::V6(*a).to_canonical() == peer,
                     Gateway::None | Gateway::Name(_) => false,
@@ -161,7 +166,9 @@ pub(super) fn vouching_keys(
                 .cloned()
                 .collect();
             let keys = responder_keys(&naming);
-            if keys.is_empty() {
+            if keys.is_empty() && own {
+                Err(format!("{name}: no usable IPSECKEY of {peer_addr} itself"))
+            } else if keys.is_empty() {
                 Err(format!(
                     "{name}: no usable IPSECKEY names {peer_addr} as gateway"
                 ))
@@ -186,7 +193,8 @@ impl Machine {
     /// Initiator (the engine's `VouchResponderTs`; pass `sa.0` as
     /// `request`): the gateway at `peer_addr` answered `ts_r` beyond the
     /// destination. Each is looked up as a responder looks up a gateway's
-    /// TSi; the answer comes as [`Action::AnswerPeer`](super::Action::AnswerPeer)
+    /// TSi, and the gateway's own address, when answered, at its own name
+    /// (vouched for by the keys there that sign for it); the answer comes as [`Action::AnswerPeer`](super::Action::AnswerPeer)
     /// with the keys empty and the selectors DNS vouches for, once every
     /// lookup is in. These lookups are not paid from the inbound budget:
     /// this host started the exchange, at most [`MAX_VOUCHED`] per IKE SA.
@@ -221,6 +229,20 @@ impl Machine {
             }
             None => true,
         });
+        // The gateway's own address, answered too: vouched for as it would
+        // be were it the destination, by the keys at its own reverse name
+        // that sign for it (no gateway, or naming itself).
+        let peer_host = AddrSelector::host(peer_addr);
+        if ts_r.iter().any(|s| ts::contains(s, &peer_host)) {
+            match refused_by_policy(&self.policy, &peer_host) {
+                Some(why) => not_vouched.push(why),
+                None => slots.push(VouchSlot {
+                    selector: peer_host,
+                    name: reverse_name(peer_addr),
+                    keys: None,
+                }),
+            }
+        }
         self.counters.not_vouched += not_vouched.len() as u64;
         let require_dnssec = slots.iter().any(|s| {
             let (lo, hi) = ends(&s.selector);

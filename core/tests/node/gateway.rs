@@ -98,6 +98,7 @@ fn sites() -> World {
     );
     w.b.knows_no_key_at(wildcard_name(ip(SITE_A.0), SITE_A.1).unwrap());
     w.a.knows_no_key_at(wildcard_name(ip(SITE_B.0), SITE_B.1).unwrap());
+    w.a.knows_no_key_at(reverse_name(ip(GW_B)));
     w
 }
 
@@ -302,6 +303,7 @@ fn a_lone_host_reaches_a_host_behind_a_gateway() {
     let mut w = sites();
     w.a = gateway("192.0.2.40", 40, &[], now);
     w.a.knows_no_key_at(wildcard_name(ip(SITE_B.0), SITE_B.1).unwrap());
+    w.a.knows_no_key_at(reverse_name(ip(GW_B)));
     w.a.dns.insert(
         reverse_name(ip(B_HOST)),
         records(vec![ed(10, v4(GW_B), 32)], false),
@@ -448,4 +450,50 @@ fn a_far_site_off_a_label_boundary_is_narrowed_away_and_counted() {
         "{:#?}",
         w.a.did
     );
+}
+
+#[test]
+fn the_far_gateways_own_address_is_taken_only_with_its_own_key() {
+    // B answers for itself beside its site. A takes B's own address only
+    // when the record at B's name is B's own (no gateway) with the key B
+    // signed with: B's own traffic to A may then use the SA; else it is
+    // narrowed away, logged and counted, in rekeys too.
+    let mut w = sites();
+    site_b_wildcard(&mut w, vec![ed(10, v4(GW_B), 32)]);
+    w.a.dns.insert(
+        reverse_name(ip(GW_B)),
+        records(vec![ed(10, Gateway::None, 32)], false),
+    );
+    a_forwards(&mut w);
+    assert_eq!(only_child(&w.a).remote_ts, [host(GW_B), subnet(SITE_B)]);
+    assert_eq!(w.a.node.machine().counters().not_vouched, 0);
+    for record in [ed(10, Gateway::None, 99), ed(10, v4("192.0.2.99"), 32)] {
+        let mut w = sites();
+        site_b_wildcard(&mut w, vec![ed(10, v4(GW_B), 32)]);
+        w.a.dns
+            .insert(reverse_name(ip(GW_B)), records(vec![record.clone()], false));
+        a_forwards(&mut w);
+        assert_eq!(only_child(&w.a).remote_ts, [subnet(SITE_B)], "{record:?}");
+        // A record naming another gateway is no key of B's own, and A says
+        // so (one with another key vouches, but not for the key B signed with).
+        let said =
+            w.a.did
+                .iter()
+                .any(|d| matches!(d, Did::NotVouched(l) if l.contains("of 192.0.2.32 itself")));
+        assert_eq!(
+            said,
+            record.gateway != Gateway::None,
+            "{record:?}: {:#?}",
+            w.a.did
+        );
+        // B rekeys, naming itself again: A narrows it away again.
+        let soft = oemesh_core::esp::LifetimeEvent::SoftExpired;
+        let [(sa, old)] = w.b.installed[..] else {
+            panic!("{:?}", w.b.installed)
+        };
+        w.b.node.handle_lifetime(w.now, sa, old, soft);
+        w.settle();
+        assert_eq!(w.a.children[1].remote_ts, [subnet(SITE_B)]);
+        assert_eq!(w.b.children[1].local_ts, [subnet(SITE_B)]);
+    }
 }

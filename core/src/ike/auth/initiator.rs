@@ -293,9 +293,12 @@ impl Endpoint {
         };
         sa.peer_id = Some(id.clone());
         sa.local_vip = child.local_vip;
-        // A gateway's key was published for the destination, not for the
-        // gateway's own address: that is no selector of its (`vouch`).
-        sa.peer_host_unvouched = vouch::is_gateway(&sent.ts.remote, sa.remote.ip());
+        // A gateway's key was published for the destination: the gateway's
+        // own address is no selector of its unless DNS vouched for it too.
+        sa.peer_host_unvouched = vouch::is_gateway(&sent.ts.remote, sa.remote.ip())
+            && !vouched
+                .iter()
+                .any(|v| ts::contains(v, &AddrSelector::host(sa.remote.ip())));
         // What the responder carries (a gateway's host or site behind it):
         // a rekey it starts may name it again.
         sa.peer_ts = child.remote_ts.clone();

@@ -108,7 +108,7 @@ pub(super) fn keyed_answer(
 
 /// Whether `record`'s key may sign for IKE from `peer_addr` itself: it names
 /// no gateway (the host's own key), or names that very address.
-fn signs_for(record: &crate::ipseckey::Ipseckey, peer_addr: IpAddr) -> bool {
+pub(in crate::oe) fn signs_for(record: &crate::ipseckey::Ipseckey, peer_addr: IpAddr) -> bool {
     use crate::ipseckey::Gateway;
     let peer = peer_addr.to_canonical();
     match &record.gateway {
