@@ -260,15 +260,7 @@ impl Machine {
         };
         // A site is a source this host answers OE for, like the peer itself:
         // both ends of its range must be in a group that answers.
-        slots.retain(
-            |s| match vouch::refused_by_policy(&self.policy, &s.selector) {
-                Some(why) => {
-                    not_vouched.push(why);
-                    false
-                }
-                None => true,
-            },
-        );
+        self.retain_answering(&mut slots, &mut not_vouched);
         self.counters.not_vouched += not_vouched.len() as u64;
         // Each selector's lookup is paid like the key's; one the budget
         // cannot pay is not looked up (and so not vouched for).
@@ -299,13 +291,7 @@ impl Machine {
                 not_vouched,
             },
         );
-        for slot in &slots {
-            let start = slot.selector.as_prefix().map_or(peer_addr, |(a, _)| a);
-            self.start_lookup(now, start, slot.name.clone(), Some(request));
-        }
-        if let Some(r) = self.responders.get_mut(&request) {
-            r.vouch = slots;
-        }
+        self.look_up_slots(now, request, peer_addr, slots);
         if let Some(fqdn) = fqdn {
             self.start_address_lookup(now, fqdn, Waiter::Responder(request, peer_addr));
         }

@@ -222,13 +222,7 @@ impl Machine {
                 ));
             }
         }
-        slots.retain(|s| match refused_by_policy(&self.policy, &s.selector) {
-            Some(why) => {
-                not_vouched.push(why);
-                false
-            }
-            None => true,
-        });
+        self.retain_answering(&mut slots, &mut not_vouched);
         // The gateway's own address, answered too: vouched for as it would
         // be were it the destination, by the keys at its own reverse name
         // that sign for it (no gateway, or naming itself).
@@ -269,6 +263,19 @@ impl Machine {
                 not_vouched,
             },
         );
+        self.look_up_slots(now, request, peer_addr, slots);
+        self.maybe_answer(request);
+    }
+
+    /// Starts (or joins) the lookup of each of `slots` for `request`, whose
+    /// answer then waits for them.
+    pub(super) fn look_up_slots(
+        &mut self,
+        now: Instant,
+        request: u64,
+        peer_addr: IpAddr,
+        slots: Vec<VouchSlot>,
+    ) {
         for slot in &slots {
             let start = slot.selector.as_prefix().map_or(peer_addr, |(a, _)| a);
             self.start_lookup(now, start, slot.name.clone(), Some(request));
@@ -276,7 +283,22 @@ impl Machine {
         if let Some(r) = self.responders.get_mut(&request) {
             r.vouch = slots;
         }
-        self.maybe_answer(request);
+    }
+
+    /// Keeps the slots whose selectors this host's policy does OE with
+    /// ([`refused_by_policy`]); says why of the others.
+    pub(super) fn retain_answering(
+        &self,
+        slots: &mut Vec<VouchSlot>,
+        not_vouched: &mut Vec<String>,
+    ) {
+        slots.retain(|s| match refused_by_policy(&self.policy, &s.selector) {
+            Some(why) => {
+                not_vouched.push(why);
+                false
+            }
+            None => true,
+        });
     }
 
     /// A lookup answer for `name` that request `request`'s selectors wait

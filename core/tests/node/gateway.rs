@@ -75,6 +75,18 @@ fn gateway_with(
     h
 }
 
+/// Everywhere private-or-clear but `prefix`, in `group`.
+fn everywhere_but(group: Group, prefix: &str) -> oemesh_core::oe::Policy {
+    oemesh_core::oe::Policy::new(
+        [
+            (Group::PrivateOrClear, "0.0.0.0/0".parse().unwrap()),
+            (group, prefix.parse().unwrap()),
+        ],
+        [(Group::PrivateOrClear, GroupOptions::default())],
+    )
+    .unwrap()
+}
+
 /// Gateway A (key 31, site A) and gateway B (key 32, site B). A finds B_HOST's
 /// record naming B; B finds A's own key at A's address. What B finds for
 /// site A is up to each test.
@@ -182,14 +194,7 @@ fn a_far_site_in_a_group_that_does_not_do_oe_is_not_taken() {
     // A will not send there through B, so the site is narrowed away.
     let now = Instant::now();
     let mut w = sites();
-    let policy = oemesh_core::oe::Policy::new(
-        [
-            (Group::PrivateOrClear, "0.0.0.0/0".parse().unwrap()),
-            (Group::Clear, "10.2.0.128/25".parse().unwrap()),
-        ],
-        [(Group::PrivateOrClear, GroupOptions::default())],
-    )
-    .unwrap();
+    let policy = everywhere_but(Group::Clear, "10.2.0.128/25");
     let dns = std::mem::take(&mut w.a.dns);
     w.a = gateway_with(GW_A, 31, &[SITE_A], policy, now);
     w.a.dns = dns;
@@ -414,14 +419,7 @@ fn a_site_in_a_group_that_does_not_answer_oe_is_not_vouched_for() {
     // OE for those sources, so they are no selector of B's SA.
     let now = Instant::now();
     let mut w = sites();
-    let policy = oemesh_core::oe::Policy::new(
-        [
-            (Group::PrivateOrClear, "0.0.0.0/0".parse().unwrap()),
-            (Group::Block, "10.1.0.0/24".parse().unwrap()),
-        ],
-        [(Group::PrivateOrClear, GroupOptions::default())],
-    )
-    .unwrap();
+    let policy = everywhere_but(Group::Block, "10.1.0.0/24");
     let dns = std::mem::take(&mut w.b.dns);
     w.b = gateway_with(GW_B, 32, &[SITE_B], policy, now);
     w.b.dns = dns;
