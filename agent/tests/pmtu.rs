@@ -258,6 +258,49 @@ fn through_a_narrow_path(label: &str, v6: bool) {
         "the laptop's agent did not take the router's ICMP:\n{}",
         laptop.log_tail(40)
     );
+    if !v6 {
+        answers_are_rate_limited(laptop, to);
+    }
+}
+
+/// A sender that ignores its own path MTU (`IP_PMTUDISC_PROBE`: DF set, no
+/// EMSGSIZE) floods too-big datagrams at `to`: the agent answers at most
+/// `TOO_BIG_PER_SECOND` of them a second and drops the rest unanswered,
+/// counted `rate_limited` (what the kernel's `icmp_msgs_per_sec` is for its
+/// own errors). Bounded: a few rounds of 20,000 datagrams.
+fn answers_are_rate_limited(laptop: &Host, to: IpAddr) {
+    const LIMITED: &str = "oemesh_pmtu_events_total{event=\"rate_limited\"}";
+    const SENT: &str = "oemesh_pmtu_events_total{event=\"too_big_sent\"}";
+    let flood = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IP, 10, 3)  # IP_MTU_DISCOVER = IP_PMTUDISC_PROBE\n\
+         s.connect(('{to}', 7299))\n\
+         for _ in range(20000):\n    \
+             try: s.send(b'x' * 1300)\n    \
+             except OSError: pass\n"
+    );
+    let (sent_before, limited_before) = (metric(laptop, SENT), metric(laptop, LIMITED));
+    for _ in 0..5 {
+        laptop
+            .exec(&["python3", "-c", &flood], Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("the flood: {e:#}"));
+        if metric(laptop, LIMITED) > limited_before {
+            break;
+        }
+    }
+    let (sent, limited) = (metric(laptop, SENT), metric(laptop, LIMITED));
+    eprintln!(
+        "too big answered {}, dropped {}",
+        sent - sent_before,
+        limited - limited_before
+    );
+    assert!(
+        limited > limited_before,
+        "no answer was rate limited ({} answered):\n{}",
+        sent - sent_before,
+        laptop.log_tail(20)
+    );
 }
 
 #[test]

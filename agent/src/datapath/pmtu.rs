@@ -23,13 +23,19 @@
 //! and the path drops it (counted as `oversize_sent`). Fragmenting the inner
 //! packet here would carry it; Linux's own sockets set DF on TCP.
 //!
+//! Answers are rate limited ([`TOO_BIG_PER_SECOND`], as the kernel bounds
+//! its own ICMP errors with `net.ipv4.icmp_msgs_per_sec`): a host that keeps
+//! sending big packets, or one that puts a neighbour's address as their
+//! source to have errors sent there, gets no more; the rest are dropped
+//! unanswered (`rate_limited`).
+//!
 //! A learned MTU expires after [`EXPIRES`], like Linux's PMTU cache
 //! (`net.ipv4.route.mtu_expires`), so a path that grew is used whole again.
 //! The data path reads the clock only for a packet above a learned MTU.
 
 use std::net::IpAddr;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use oemesh_core::esp::{HEADER_LEN, MAX_TRAILER_LEN};
@@ -39,6 +45,41 @@ use oemesh_core::wire::{ipv4, ipv6, udp};
 use super::DataPath;
 use crate::metrics::PmtuEvent;
 use crate::net::udp::IcmpError;
+
+/// At most this many "too big" answers leave in one second (the kernel's
+/// default `icmp_msgs_per_sec`).
+pub const TOO_BIG_PER_SECOND: u32 = 1000;
+
+/// A budget of `limit` a second: the second it counts, and how many it
+/// allowed in it.
+#[derive(Debug, Default)]
+struct PerSecond {
+    second: AtomicU64,
+    used: AtomicU32,
+}
+
+impl PerSecond {
+    /// Whether one more is allowed in second `now` (racing threads may let a
+    /// few more through at a second's turn; the bound holds within a second).
+    fn allow(&self, now: u64, limit: u32) -> bool {
+        let seen = self.second.load(Relaxed);
+        if seen != now
+            && self
+                .second
+                .compare_exchange(seen, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.used.store(0, Relaxed);
+        }
+        self.used.fetch_add(1, Relaxed) < limit
+    }
+}
+
+/// The process's budget of "too big" answers.
+fn too_big_budget() -> &'static PerSecond {
+    static BUDGET: OnceLock<PerSecond> = OnceLock::new();
+    BUDGET.get_or_init(PerSecond::default)
+}
 
 /// How long a learned path MTU holds.
 pub const EXPIRES: Duration = Duration::from_secs(600);
@@ -148,6 +189,10 @@ pub fn reply_too_big(dp: &DataPath, inner: &[u8], path_mtu: u16, outer_v6: bool)
         dp.metrics.pmtu(PmtuEvent::OversizeSent);
         return false;
     };
+    if !too_big_budget().allow(secs(Instant::now()), TOO_BIG_PER_SECOND) {
+        dp.metrics.pmtu(PmtuEvent::RateLimited);
+        return true;
+    }
     let sent = if from.is_unspecified() {
         Err(std::io::Error::other(
             "no address of this family to send it from",
@@ -186,6 +231,16 @@ pub fn reply_too_big(dp: &DataPath, inner: &[u8], path_mtu: u16, outer_v6: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_big_answers_are_bounded_per_second() {
+        let budget = PerSecond::default();
+        let allowed = (0..1500).filter(|_| budget.allow(7, 1000)).count();
+        assert_eq!(allowed, 1000);
+        // The next second has its own.
+        assert!(budget.allow(8, 1000));
+        assert_eq!((0..5000).filter(|_| budget.allow(8, 1000)).count(), 999);
+    }
 
     #[test]
     fn a_learned_mtu_expires() {

@@ -23,11 +23,14 @@ pub enum PmtuEvent {
     /// A packet too big for its peer's path that may get no answer (IPv4
     /// without DF, an ICMP error): sent anyway.
     OversizeSent,
+    /// A packet too big for its peer's path beyond the answers allowed a
+    /// second (`datapath::pmtu::TOO_BIG_PER_SECOND`): dropped unanswered.
+    RateLimited,
 }
 
 impl PmtuEvent {
     /// Every event, in label order.
-    pub const ALL: [PmtuEvent; 7] = [
+    pub const ALL: [PmtuEvent; 8] = [
         PmtuEvent::Lowered,
         PmtuEvent::Clamped,
         PmtuEvent::NotLower,
@@ -35,6 +38,7 @@ impl PmtuEvent {
         PmtuEvent::TooBigSent,
         PmtuEvent::ReplyFailed,
         PmtuEvent::OversizeSent,
+        PmtuEvent::RateLimited,
     ];
 
     /// The metric's label.
@@ -47,6 +51,7 @@ impl PmtuEvent {
             PmtuEvent::TooBigSent => "too_big_sent",
             PmtuEvent::ReplyFailed => "reply_failed",
             PmtuEvent::OversizeSent => "oversize_sent",
+            PmtuEvent::RateLimited => "rate_limited",
         }
     }
 }
