@@ -457,3 +457,37 @@ fn start_after_a_stop_replaces_the_kept_state() {
     assert_eq!(routes(alice), replaced);
     assert_eq!(rules(alice), replaced_rules);
 }
+
+/// A SIGTERM while the agent is still setting up (a `systemctl stop` right
+/// after a start, or the test kit stopping an agent it just started) waits
+/// for the setup and gets the orderly teardown: exit 0, the TUN removed.
+/// Before, the handlers came only after the setup, and such a SIGTERM
+/// killed the process with its TUN and routes in place.
+#[test]
+fn a_stop_during_start_up_still_tears_down() {
+    let net = testnet("stopearly", config());
+    let alice = net.alice();
+    alice.stop_agent().unwrap();
+    let cfg = alice.config_path();
+    let argv = [
+        OEMESH,
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--log-level",
+        "info",
+    ];
+    let mut agent = alice.spawn("early-stop", &argv).unwrap();
+    let log = net.dir().join("alice-early-stop.log");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    // The handlers are in place before this line is written.
+    wait_until("the agent to start", DECISION, || {
+        read().contains("starting")
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", read()));
+    let status = agent.stop_within(Duration::from_secs(30)).unwrap();
+    let text = read();
+    assert!(status.success(), "{status}\n{text}");
+    assert!(text.contains("SIGTERM: shutting down"), "{text}");
+    assert!(!has_tun(alice), "the TUN was left behind:\n{text}");
+}

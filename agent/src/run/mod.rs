@@ -66,6 +66,11 @@ use crate::reload::{self, Loaded, ReloadRequest, Reloader};
 
 /// Runs the agent with the config at `config_path` until SIGINT or SIGTERM.
 pub async fn run(config_path: &Path) -> Result<()> {
+    // Before anything is set up (and before the "starting" line): a SIGTERM
+    // from then on (a `systemctl stop` right after a start) waits for the
+    // setup and gets the teardown, instead of the default action killing the
+    // process with its TUN and routes in place.
+    let mut signals = Signals::install()?;
     let Loaded { cfg, key, anchors } = Loaded::load(config_path)?;
     if key.is_none() {
         tracing::warn!(
@@ -118,12 +123,30 @@ pub async fn run(config_path: &Path) -> Result<()> {
             sd_notify::NotifyState::Status(&format!("running: {address}, TUN {}", cfg.tun.name)),
         ]);
         tracing::info!("ready");
-        agent.wait().await
+        agent.wait(&mut signals).await
     }
     .await;
     notify_systemd(&[sd_notify::NotifyState::Stopping]);
     agent.teardown(&cfg).await;
     result
+}
+
+/// The signals the agent handles, installed at start (one that comes during
+/// the setup is kept for [`Agent::wait`]).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
 }
 
 fn notify_systemd(state: &[sd_notify::NotifyState<'_>]) {
@@ -412,10 +435,8 @@ impl Agent {
     }
 
     /// Waits for SIGINT/SIGTERM, or for a task to fail; SIGHUP reloads.
-    async fn wait(&mut self) -> Result<()> {
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    async fn wait(&mut self, signals: &mut Signals) -> Result<()> {
+        let Signals { term, int, hup } = signals;
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()) }
