@@ -349,26 +349,9 @@ fn a_lone_host_reaches_a_plain_host_behind_a_gateway() {
     let net = wan("lone");
     let sites = two_sites(&net, &plain_sites());
     let (alice, b) = (net.alice(), sites.b());
-    alice
-        .set_agent_config(&sites.wan_config(&AgentConfig::default()))
-        .unwrap();
-    alice.start_agent().unwrap();
     let marker = b"OEMESH-MARKER-lone-host-6a11";
-    let wan_cap = net.capture("lone-wan").unwrap();
     let lan_b = b.capture_lan(net.dir(), "lone-lan-b").unwrap();
-    ping(alice, b.plain().ip(), &sites);
-    let echo = TcpEcho::start(b.plain(), 7404);
-    tcp(alice, &echo, marker, 100_000, &sites, DECISION);
-    let p = alice
-        .wait_peer(b.plain().ip(), "b-plain private", DECISION, |p| {
-            p.state == "private"
-        })
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&sites)));
-    assert_eq!(p.auth.as_deref(), Some("authenticated"), "{p:?}");
-
-    let wan_p = stop(wan_cap, "WAN");
-    assert_only_ipsec(&wan_p, alice.ip(), b.gateway().ip(), marker);
-    assert_lans_hidden_on_wan(&wan_p, marker);
+    alice_reaches_b_plain(&net, &sites, marker, 7404, 100_000);
     let lan = stop(lan_b, "LAN B");
     assert_clear_between(&lan, alice.ip(), b.plain().ip(), marker, "LAN B");
 }
@@ -415,7 +398,7 @@ fn the_wildcard_vouches_for_a_host_without_records() {
 fn a_named_gateway_is_resolved_and_used() {
     let net = wan("named");
     let sites = two_sites(&net, &plain_sites());
-    let (alice, b) = (net.alice(), sites.b());
+    let b = sites.b();
     let name = b.spec().gateway_fqdn();
     sites.publish_wildcard(&net, b, &name).unwrap();
     let key = b.gateway().public_key().unwrap();
@@ -423,20 +406,28 @@ fn a_named_gateway_is_resolved_and_used() {
         net.dns().ipseckeys(b.plain().ip()).unwrap(),
         vec![gateway_rdata(GATEWAY_PRECEDENCE, &name, key)]
     );
+    alice_reaches_b_plain(&net, &sites, b"OEMESH-MARKER-named-gw-3f90", 7406, 50_000);
+}
+
+/// alice (agent, on the WAN) starts and sends ping and `len` bytes of TCP
+/// with `marker` to b-plain's echo on `port`: b-plain ends up private and
+/// authenticated in her view, and the WAN carries ESP between alice and gw-b
+/// only, no LAN address outside it and no marker.
+fn alice_reaches_b_plain(net: &Testnet, sites: &Sites, marker: &[u8], port: u16, len: usize) {
+    let (alice, b) = (net.alice(), sites.b());
     alice
         .set_agent_config(&sites.wan_config(&AgentConfig::default()))
         .unwrap();
     alice.start_agent().unwrap();
-    let marker = b"OEMESH-MARKER-named-gw-3f90";
-    let wan_cap = net.capture("named-wan").unwrap();
-    ping(alice, b.plain().ip(), &sites);
-    let echo = TcpEcho::start(b.plain(), 7406);
-    tcp(alice, &echo, marker, 50_000, &sites, DECISION);
+    let wan_cap = net.capture(&format!("alice-b-plain-{port}")).unwrap();
+    ping(alice, b.plain().ip(), sites);
+    let echo = TcpEcho::start(b.plain(), port);
+    tcp(alice, &echo, marker, len, sites, DECISION);
     let p = alice
         .wait_peer(b.plain().ip(), "b-plain private", DECISION, |p| {
             p.state == "private"
         })
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(&sites)));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", logs(sites)));
     assert_eq!(p.auth.as_deref(), Some("authenticated"), "{p:?}");
     let wan_p = stop(wan_cap, "WAN");
     assert_only_ipsec(&wan_p, alice.ip(), b.gateway().ip(), marker);

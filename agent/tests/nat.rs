@@ -303,19 +303,6 @@ fn two_agents_behind_one_nat_address_are_private_with_bob_at_once() {
     assert_wan_only_ipsec(&packets, bob.ip(), marker);
 }
 
-/// A deterministic, incompressible-looking payload of `len` bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
-
 /// A NAT rebinding (new masquerade port range, conntrack flushed) in the
 /// middle of an 8 MiB TCP transfer from the laptop to bob and back: the
 /// transfer completes byte for byte, and bob follows the laptop to its new

@@ -98,19 +98,6 @@ fn filter_icmp(router: &NatRouter, on: bool) {
     let _ = std::fs::remove_file(file);
 }
 
-/// A deterministic, incompressible-looking payload of `len` bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
-
 /// Sends `data` from `host` to the echo at `to` and reads it back, each
 /// read or write waiting at most `wait`.
 fn round_trip(

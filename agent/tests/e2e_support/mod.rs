@@ -499,3 +499,16 @@ pub(crate) fn configure_dual(host: &Host, config: &AgentConfig) {
     let dual = format!("address = [\"{}\", \"{}\"]\n", host.v4(), host.v6());
     std::fs::write(&path, text.replace(&single, &dual)).unwrap();
 }
+
+/// A deterministic, incompressible-looking payload of `len` bytes.
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}

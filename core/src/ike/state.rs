@@ -56,16 +56,6 @@ impl State {
         matches!(self, State::HalfOpen(_) | State::ResponderAuthorize(_))
     }
 
-    /// Initiator, authenticated responder held for the caller: the attempt's
-    /// deadline and the reserved inbound SPI of the first CHILD SA.
-    pub(crate) fn held_auth(&self) -> Option<(Instant, u32)> {
-        match self {
-            State::InitiatorConfirm(c) => Some((c.sent.deadline, c.sent.child_spi)),
-            State::InitiatorVouch(v) => Some((v.sent.deadline, v.sent.child_spi)),
-            _ => None,
-        }
-    }
-
     /// Whether the handshake is over (authenticated, live or being replaced).
     pub(crate) fn is_authenticated(&self) -> bool {
         matches!(self, State::Established | State::Retiring { .. })

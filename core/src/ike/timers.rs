@@ -17,6 +17,16 @@ use crate::ike::state::{Fate, State};
 use crate::ike::udp_encap::NAT_KEEPALIVE;
 
 impl Endpoint {
+    /// Initiator: the deadline passed while an authenticated responder was
+    /// held for the caller (an FQDN to confirm, selectors to vouch for).
+    fn held_auth_expired(&mut self, sa: &mut SaCore, spi: u32, exchange: &'static str) -> Fate {
+        let reason = Failure::Timeout { exchange, sends: 1 };
+        self.release_child_spi(spi);
+        // The responder installed its side: tell it, as for a refusal.
+        self.send_delete_ike_once(sa);
+        Fate::Remove(self.fail(sa, reason))
+    }
+
     pub(crate) fn on_sa_timeout(&mut self, now: Instant, sa: &mut IkeSa) -> Fate {
         if let Some(o) = sa.core.outstanding.as_mut()
             && o.timer.poll_timeout() <= now
@@ -58,21 +68,15 @@ impl Endpoint {
                 self.release_child_spi(spi);
                 return Fate::Remove(self.fail(sa, reason));
             }
-            State::InitiatorConfirm(_) | State::InitiatorVouch(_) => {
-                if let Some((deadline, spi)) = sa.state.held_auth()
-                    && deadline <= now
-                {
-                    let exchange = match &sa.state {
-                        State::InitiatorVouch(_) => "DNS vouching for the responder's selectors",
-                        _ => "confirmation of the responder's identity",
-                    };
-                    let reason = Failure::Timeout { exchange, sends: 1 };
-                    self.release_child_spi(spi);
-                    // The responder installed its side: tell it, as for a refusal.
-                    self.send_delete_ike_once(sa);
-                    return Fate::Remove(self.fail(sa, reason));
-                }
-                return Fate::Keep;
+            State::InitiatorConfirm(c) if c.sent.deadline <= now => {
+                let spi = c.sent.child_spi;
+                let exchange = "confirmation of the responder's identity";
+                return self.held_auth_expired(sa, spi, exchange);
+            }
+            State::InitiatorVouch(v) if v.sent.deadline <= now => {
+                let spi = v.sent.child_spi;
+                let exchange = "DNS vouching for the responder's selectors";
+                return self.held_auth_expired(sa, spi, exchange);
             }
             State::HalfOpen(h) if h.expires <= now => return Fate::Remove(None),
             State::ResponderAuthorize(r) if r.half.expires <= now => return Fate::Remove(None),

@@ -365,24 +365,12 @@ impl Node {
                 if let Some(info) = self.sas.get_mut(&sa) {
                     info.dnssec = dnssec;
                 }
-                let parse = |keys: &[[u8; 32]]| -> Vec<Ed25519PublicKey> {
-                    keys.iter()
-                        .filter_map(|k| Ed25519PublicKey::from_slice(k).ok())
-                        .collect()
-                };
                 for why in not_vouched {
                     self.log(Some(sa), Note::NotVouched { peer_addr, why });
                 }
-                let vouched: Vec<Vouched> = vouched
-                    .into_iter()
-                    .map(|v| Vouched {
-                        keys: parse(&v.keys),
-                        selector: v.selector,
-                    })
-                    .filter(|v| !v.keys.is_empty())
-                    .collect();
+                let vouched = to_vouched(vouched);
                 // Every published key is a candidate (a rollover has two).
-                let keys = parse(&keys);
+                let keys = parse_keys(&keys);
                 let usable = !keys.is_empty() || !vouched.is_empty();
                 if !vouched.is_empty() {
                     self.endpoint.vouch(sa, vouched);
@@ -438,17 +426,7 @@ impl Node {
                         info.dnssec = false;
                     }
                 }
-                vouched
-                    .into_iter()
-                    .map(|v| Vouched {
-                        keys: v
-                            .keys
-                            .iter()
-                            .filter_map(|k| Ed25519PublicKey::from_slice(k).ok())
-                            .collect(),
-                        selector: v.selector,
-                    })
-                    .collect()
+                to_vouched(vouched)
             }
             PeerAnswer::Refuse { reason } => {
                 self.log(
@@ -580,4 +558,24 @@ impl Node {
         self.commands.push_back(Command::Forget { sa });
         Some(info)
     }
+}
+
+/// The keys that parse (a record's key that does not is no candidate).
+fn parse_keys(keys: &[[u8; 32]]) -> Vec<Ed25519PublicKey> {
+    keys.iter()
+        .filter_map(|k| Ed25519PublicKey::from_slice(k).ok())
+        .collect()
+}
+
+/// What the machine found DNS vouching for, as the engine takes it: each
+/// selector with the keys that parse, none without one.
+fn to_vouched(found: Vec<crate::oe::VouchedFor>) -> Vec<Vouched> {
+    found
+        .into_iter()
+        .map(|v| Vouched {
+            keys: parse_keys(&v.keys),
+            selector: v.selector,
+        })
+        .filter(|v| !v.keys.is_empty())
+        .collect()
 }

@@ -113,6 +113,51 @@ pub struct Host {
 }
 
 impl Host {
+    /// How to reach it by hand, for a kept testnet's description: its shell,
+    /// and with an agent its `peers` command and log; the name padded to
+    /// `width`.
+    pub(super) fn describe_into(&self, s: &mut String, width: usize) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            s,
+            "  {:<width$} {:<12} ip netns exec {} bash",
+            self.name,
+            self.v4.to_string(),
+            self.ns.name()
+        );
+        if self.runs_agent {
+            let _ = writeln!(
+                s,
+                "  {:width$} {} peers --socket {}    (log: {})",
+                "",
+                self.oemesh.display(),
+                self.socket_path().display(),
+                self.log_path().display()
+            );
+        }
+    }
+
+    /// `dnskeys keygen` in the host's namespace: its key file and public key
+    /// (published later, or not).
+    pub(super) fn keygen(&mut self, dnskeys: &Path) -> Result<()> {
+        let key = self.dir.join(format!("{}.key", self.name));
+        let out = self
+            .ns
+            .exec(
+                &[
+                    dnskeys.to_str().context("dnskeys path is not UTF-8")?,
+                    "keygen",
+                    "--out",
+                    key.to_str().context("key path is not UTF-8")?,
+                ],
+                CLI_TIMEOUT,
+            )
+            .with_context(|| format!("{}: dnskeys keygen", self.name))?;
+        self.public_key = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+        self.key = Some(key);
+        Ok(())
+    }
+
     /// `alice`, `bob`, …
     pub fn name(&self) -> &str {
         &self.name

@@ -529,22 +529,7 @@ fn describe(parts: &Parts) -> String {
         let _ = writeln!(s, "         zones signed; anchors: {}", anchors.display());
     }
     for h in &parts.hosts {
-        let _ = writeln!(
-            s,
-            "  {:<6} {:<12} ip netns exec {} bash",
-            h.name,
-            h.v4.to_string(),
-            h.ns.name()
-        );
-        if h.runs_agent {
-            let _ = writeln!(
-                s,
-                "         {} peers --socket {}    (log: {})",
-                h.oemesh.display(),
-                h.socket_path().display(),
-                h.log_path().display()
-            );
-        }
+        h.describe_into(&mut s, 6);
     }
     let _ = writeln!(
         s,

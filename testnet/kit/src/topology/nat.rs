@@ -386,22 +386,7 @@ impl HomeLan {
             );
         }
         for c in &self.clients {
-            let _ = writeln!(
-                s,
-                "  {:<10} {:<12} ip netns exec {} bash",
-                c.name,
-                c.v4.to_string(),
-                c.ns.name()
-            );
-            if c.runs_agent {
-                let _ = writeln!(
-                    s,
-                    "             {} peers --socket {}    (log: {})",
-                    c.oemesh.display(),
-                    c.socket_path().display(),
-                    c.log_path().display()
-                );
-            }
+            c.describe_into(&mut s, 10);
         }
         s
     }
@@ -495,7 +480,7 @@ impl Testnet {
         lan.routers.push(outer);
         if opts.keyed {
             for client in &mut lan.clients {
-                keygen(client, &self.binaries.dnskeys)?;
+                client.keygen(&self.binaries.dnskeys)?;
             }
         }
         for client in &lan.clients {
@@ -508,26 +493,6 @@ impl Testnet {
         }
         Ok(lan)
     }
-}
-
-/// `dnskeys keygen` for `host`, in its namespace; the key is not published.
-fn keygen(host: &mut Host, dnskeys: &Path) -> Result<()> {
-    let key = host.dir.join(format!("{}.key", host.name));
-    let out = host
-        .ns
-        .exec(
-            &[
-                dnskeys.to_str().context("dnskeys path is not UTF-8")?,
-                "keygen",
-                "--out",
-                key.to_str().context("key path is not UTF-8")?,
-            ],
-            super::CLI_TIMEOUT,
-        )
-        .with_context(|| format!("{}: dnskeys keygen", host.name))?;
-    host.public_key = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
-    host.key = Some(key);
-    Ok(())
 }
 
 /// `fd00:<net>::<host>`.

@@ -455,14 +455,7 @@ mod tests {
     use super::*;
 
     fn pkt(src: &str, dst: &str, protocol: u8, ports: Option<(u16, u16)>) -> Packet {
-        Packet {
-            time: Duration::ZERO,
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            protocol,
-            ports,
-            payload: Vec::new(),
-        }
+        crate::wire::tests::pkt(src, dst, protocol, ports, &[])
     }
 
     #[test]

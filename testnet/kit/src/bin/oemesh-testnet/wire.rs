@@ -219,11 +219,12 @@ fn is_nat_keepalive(p: &Packet) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn pkt(
+    /// A captured packet for the tests (here and `sites`).
+    pub(crate) fn pkt(
         src: &str,
         dst: &str,
         protocol: u8,

@@ -67,7 +67,7 @@ use super::{AgentConfig, Host, Testnet};
 use crate::capture::Capture;
 use crate::netns::{Netns, Switch};
 use crate::process::require_programs;
-use records::{Owner, gateway_config, keygen, publish_record, publish_site, with_lans};
+use records::{Owner, gateway_config, publish_record, publish_site, with_lans};
 
 /// Bound on `sysctl` runs.
 const SYSCTL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -244,22 +244,7 @@ impl Sites {
         for site in &self.sites {
             let hosts = std::iter::once(&site.gateway).chain(&site.hosts);
             for h in hosts {
-                let _ = writeln!(
-                    s,
-                    "  {:<8} {:<12} ip netns exec {} bash",
-                    h.name,
-                    h.v4.to_string(),
-                    h.ns.name()
-                );
-                if h.runs_agent {
-                    let _ = writeln!(
-                        s,
-                        "           {} peers --socket {}    (log: {})",
-                        h.oemesh.display(),
-                        h.socket_path().display(),
-                        h.log_path().display()
-                    );
-                }
+                h.describe_into(&mut s, 8);
             }
             let _ = writeln!(
                 s,
@@ -311,10 +296,10 @@ impl Testnet {
         let dnskeys = self.binaries.dnskeys.clone();
         for site in &mut sites.sites {
             if site.gateway.runs_agent {
-                keygen(&mut site.gateway, &dnskeys)?;
+                site.gateway.keygen(&dnskeys)?;
             }
             for h in site.hosts.iter_mut().filter(|h| h.runs_agent) {
-                keygen(h, &dnskeys)?;
+                h.keygen(&dnskeys)?;
             }
         }
         if opts.publish {

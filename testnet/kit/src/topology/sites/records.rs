@@ -57,26 +57,6 @@ pub(super) fn gateway_config(base: &AgentConfig, spec: &SiteSpec) -> AgentConfig
     config
 }
 
-/// `dnskeys keygen` for `host`, in its namespace (published later, or not).
-pub(super) fn keygen(host: &mut Host, dnskeys: &Path) -> Result<()> {
-    let key = host.dir.join(format!("{}.key", host.name));
-    let out = host
-        .ns
-        .exec(
-            &[
-                dnskeys.to_str().context("dnskeys path is not UTF-8")?,
-                "keygen",
-                "--out",
-                key.to_str().context("key path is not UTF-8")?,
-            ],
-            CLI_TIMEOUT,
-        )
-        .with_context(|| format!("{}: dnskeys keygen", host.name))?;
-    host.public_key = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
-    host.key = Some(key);
-    Ok(())
-}
-
 /// Where a record goes: `--ip ADDR` (the reverse name) or `--subnet PREFIX`
 /// (the subnet's wildcard).
 pub(super) enum Owner {
