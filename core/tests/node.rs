@@ -76,6 +76,7 @@ enum Did {
     Forget,
     ChildRefused(String),
     NotVouched(String),
+    CancelLookup(DomainName),
 }
 
 /// One host: its node, what it did, and the ESP packets its SAs carried.
@@ -189,6 +190,7 @@ impl Host {
                             answers.push((name, a.clone()));
                         }
                     }
+                    Command::CancelLookup { name } => self.did.push(Did::CancelLookup(name)),
                     Command::InstallChild {
                         sa,
                         dst,

@@ -53,6 +53,18 @@ fn gateway_with(
     policy: oemesh_core::oe::Policy,
     now: Instant,
 ) -> Host {
+    gateway_configured(addr, seed, protects, policy, Config::default(), now)
+}
+
+/// [`gateway_with`] from `base` (its `protects` set from `protects`).
+fn gateway_configured(
+    addr: &str,
+    seed: u8,
+    protects: &[(&str, u8)],
+    policy: oemesh_core::oe::Policy,
+    base: Config,
+    now: Instant,
+) -> Host {
     let mut h = Host::new(addr, seed, false, now);
     let key = Ed25519SigningKey::from_seed(&[seed; 32]);
     let IpAddr::V4(a) = ip(addr) else { panic!() };
@@ -64,7 +76,7 @@ fn gateway_with(
             .iter()
             .map(|(s, len)| Cidr::new(ip(s), *len).unwrap())
             .collect(),
-        ..Config::default()
+        ..base
     };
     let machine = Machine::new(config, policy);
     let node_config = NodeConfig {
@@ -494,4 +506,35 @@ fn the_far_gateways_own_address_is_taken_only_with_its_own_key() {
         assert_eq!(w.a.children[1].remote_ts, [subnet(SITE_B)]);
         assert_eq!(w.b.children[1].local_ts, [subnet(SITE_B)]);
     }
+}
+
+#[test]
+fn an_attempt_that_ends_while_dns_vouches_stops_its_lookups() {
+    // Site B's wildcard never answers: A holds B's authenticated answer
+    // until the attempt's deadline, fails it, and cancels the lookup rather
+    // than leaving it waiting.
+    // A DNS timeout longer than the IKE one, so that the attempt ends first.
+    let now = Instant::now();
+    let mut w = sites();
+    let slow_dns = Config {
+        dns_timeout: Duration::from_secs(10),
+        ike_timeout: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let mut dns = std::mem::take(&mut w.a.dns);
+    w.a = gateway_configured(GW_A, 31, &[SITE_A], everywhere(), slow_dns, now);
+    let wildcard = wildcard_name(ip(SITE_B.0), SITE_B.1).unwrap();
+    dns.remove(&wildcard);
+    w.a.dns = dns;
+    a_forwards(&mut w);
+    assert!(w.a.children.is_empty(), "{:#?}", w.a.did);
+    // Past the attempt's deadline, well before the lookup's own.
+    w.advance(Duration::from_secs(3));
+    assert!(
+        w.a.did
+            .iter()
+            .any(|d| matches!(d, Did::CancelLookup(n) if *n == wildcard)),
+        "{:#?}",
+        w.a.did
+    );
 }

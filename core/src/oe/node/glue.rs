@@ -143,6 +143,8 @@ impl Node {
                     reason: reason.clone(),
                 };
                 self.log(Some(sa), note);
+                // It may have been waiting for DNS to vouch for its site.
+                self.machine.cancel_request(sa.0);
                 if let Some(a) = self.attempts.remove(&sa) {
                     self.forget(sa);
                     let result = match reason {
